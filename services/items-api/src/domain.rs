@@ -1,0 +1,179 @@
+//! The Items domain: what an item is, and the only ways to make a valid one.
+//!
+//! "Parse, don't validate": an [`ItemName`] or [`ItemDescription`] can only be
+//! built through `parse`, so every value that reaches a store is already valid.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Longest accepted name, in characters (not bytes), after trimming.
+pub const NAME_MAX_CHARS: usize = 200;
+/// Longest accepted description, in characters.
+pub const DESCRIPTION_MAX_CHARS: usize = 2000;
+
+/// A stored item, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    /// Server-assigned UUID (version 7, so ids sort by creation time).
+    pub id: Uuid,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Starts at 1 and grows by one with every update.
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A trimmed, non-empty name of at most [`NAME_MAX_CHARS`] characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemName(String);
+
+impl ItemName {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(FieldError::new(
+                "name",
+                "must not be empty or only whitespace",
+            ));
+        }
+        if trimmed.chars().count() > NAME_MAX_CHARS {
+            return Err(FieldError::new(
+                "name",
+                format!("must be at most {NAME_MAX_CHARS} characters"),
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// An optional free-text description of at most [`DESCRIPTION_MAX_CHARS`] characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemDescription(String);
+
+impl ItemDescription {
+    pub fn parse(raw: String) -> Result<Self, FieldError> {
+        if raw.chars().count() > DESCRIPTION_MAX_CHARS {
+            return Err(FieldError::new(
+                "description",
+                format!("must be at most {DESCRIPTION_MAX_CHARS} characters"),
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// The validated content of a create or a full update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    pub name: ItemName,
+    pub description: Option<ItemDescription>,
+}
+
+/// The body of `POST /api/v1/items` and `PUT /api/v1/items/{id}`.
+//
+// Fields are `Option` here only so that a missing one is reported by name with
+// every other problem in one response, instead of serde's first-error message.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+pub struct ItemInput {
+    /// Required; trimmed; 1 to 200 characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// Optional; at most 2000 characters.
+    #[schema(max_length = 2000)]
+    pub description: Option<String>,
+}
+
+impl ItemInput {
+    /// Checks every field and reports all the problems at once.
+    pub fn validate(self) -> Result<NewItem, Vec<FieldError>> {
+        let name = match self.name {
+            Some(name) => ItemName::parse(&name),
+            None => Err(FieldError::new("name", "is required")),
+        };
+        let description = self.description.map(ItemDescription::parse).transpose();
+        match (name, description) {
+            (Ok(name), Ok(description)) => Ok(NewItem { name, description }),
+            (name, description) => Err([name.err(), description.err()]
+                .into_iter()
+                .flatten()
+                .collect()),
+        }
+    }
+}
+
+/// One invalid field of a request, named as the client spelled it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_is_trimmed() {
+        assert_eq!(ItemName::parse("  hello \n").unwrap().into_inner(), "hello");
+    }
+
+    #[test]
+    fn blank_name_is_rejected() {
+        assert_eq!(ItemName::parse("   ").unwrap_err().field, "name");
+    }
+
+    #[test]
+    fn name_length_counts_characters_not_bytes() {
+        let two_hundred_accents = "é".repeat(NAME_MAX_CHARS);
+        assert!(ItemName::parse(&two_hundred_accents).is_ok());
+        assert!(ItemName::parse(&format!("{two_hundred_accents}é")).is_err());
+    }
+
+    #[test]
+    fn description_limit() {
+        assert!(ItemDescription::parse("x".repeat(DESCRIPTION_MAX_CHARS)).is_ok());
+        let err = ItemDescription::parse("x".repeat(DESCRIPTION_MAX_CHARS + 1)).unwrap_err();
+        assert_eq!(err.field, "description");
+    }
+
+    #[test]
+    fn validate_reports_every_bad_field() {
+        let input = ItemInput {
+            name: None,
+            description: Some("x".repeat(DESCRIPTION_MAX_CHARS + 1)),
+        };
+        let fields: Vec<_> = input
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["name", "description"]);
+    }
+}

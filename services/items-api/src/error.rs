@@ -1,0 +1,160 @@
+//! Every error the API returns is an RFC 9457 problem details JSON document.
+//!
+//! Handlers return [`ApiError`]; errors produced outside handlers (axum's 405,
+//! a timeout, a panic) are rewritten into the same shape by
+//! [`problem_for_bare_errors`] and [`panic_to_problem`], so a client never sees
+//! an empty or HTML error body.
+
+use std::any::Any;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::FieldError;
+use crate::store::StoreError;
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// The RFC 9457 body. `type` is `about:blank`, so `title` is the status phrase.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The invalid fields, for 422 responses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(id) => Self::NotFound(format!("no item with id {id}")),
+            StoreError::Unavailable(why) => {
+                tracing::warn!(error = %why, "store unavailable");
+                Self::Unavailable("storage is unavailable, retry later".into())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = self.to_string();
+        let errors = match self {
+            Self::Validation(errors) => errors,
+            _ => Vec::new(),
+        };
+        problem_response(status, detail, errors)
+    }
+}
+
+/// Builds a problem response for any status.
+pub fn problem_response(status: StatusCode, detail: String, errors: Vec<FieldError>) -> Response {
+    let problem = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let body = serde_json::to_vec(&problem).expect("a Problem always serializes");
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Middleware: an error response without a body type (axum's 405, a timeout)
+/// gets a problem body, keeping its status and headers (such as `Allow`).
+pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            format!("method not allowed here; allowed: {allowed}")
+        }
+        StatusCode::REQUEST_TIMEOUT => "the request took too long".to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let (mut parts, _) = response.into_parts();
+    let problem = problem_response(status, detail, Vec::new());
+    parts.headers.extend(problem.headers().clone());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, problem.into_body())
+}
+
+/// `CatchPanicLayer` handler: a panic in a handler is a logged 500, not a dropped connection.
+pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = message, "handler panicked");
+    problem_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error".into(),
+        Vec::new(),
+    )
+}
+
+/// Fallback for paths no route matches.
+pub async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", request.uri().path()))
+}

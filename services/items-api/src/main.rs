@@ -1,0 +1,113 @@
+//! items-api entry point: configuration, telemetry, then serve.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use items_api::config::Config;
+use items_api::store::MemoryStore;
+use items_api::{AppState, healthcheck, shutdown, telemetry};
+
+const USAGE: &str = "\
+items-api: the Items CRUD HTTP service
+
+USAGE:
+    items-api               serve HTTP on 0.0.0.0:$PORT
+    items-api healthcheck   probe http://127.0.0.1:$PORT/healthz; exit 0 when it answers 200
+    items-api --version     print the version
+
+ENVIRONMENT:
+    PORT                    port to listen on (default 8080)
+    ENV_NAME                environment name reported by /version (default local)
+    SERVICES_NAMESPACE      namespace of the services this one talks to (default default)
+    LOG_FORMAT              json (default) or text
+    SHUTDOWN_DRAIN_SECONDS  seconds to keep serving after SIGTERM with /readyz at 503 (default 5)
+    APP_VERSION, GIT_COMMIT override the version and commit reported by /version
+    RUST_LOG                log filter (default info)
+";
+
+fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("items-api: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => serve(config),
+        ["healthcheck"] => match healthcheck::probe(config.port, Duration::from_secs(2)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("items-api healthcheck: {why}");
+                ExitCode::FAILURE
+            }
+        },
+        ["--version" | "-V"] => {
+            println!("items-api {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        ["--help" | "-h" | "help"] => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("items-api: unknown arguments {other:?}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let addr = SocketAddr::from(([0, 0, 0, 0], config.port));
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::error!(%addr, error = %err, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        let local = listener.local_addr().map_or(addr, |a| a);
+        tracing::info!(
+            addr = %local,
+            port = local.port(),
+            env_name = %config.env_name,
+            version = %config.app_version,
+            "listening"
+        );
+        let state = AppState::new(&config, Arc::new(MemoryStore::new()));
+        match items_api::serve(
+            listener,
+            state,
+            shutdown::termination_signal(),
+            config.shutdown_drain,
+        )
+        .await
+        {
+            Ok(()) => {
+                tracing::info!("stopped cleanly");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "server failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

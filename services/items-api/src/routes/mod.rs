@@ -1,0 +1,5 @@
+//! HTTP routes, one module per concern.
+
+pub mod health;
+pub mod items;
+pub mod meta;

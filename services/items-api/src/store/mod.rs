@@ -1,0 +1,46 @@
+//! Storage behind a trait, so the HTTP layer does not know where items live.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::{Item, NewItem};
+
+/// Where a listing starts: strictly after the item with this id.
+///
+/// Ids are UUIDv7 and listings are ordered by id, so a cursor stays valid when
+/// items are created or deleted between pages: nothing is skipped or repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(pub Uuid);
+
+/// One page of a listing and where the next one starts, if there is more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<Item>,
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("item {0} not found")]
+    NotFound(Uuid),
+    /// The backing store cannot be reached; the request may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait ItemStore: Send + Sync + 'static {
+    async fn create(&self, item: NewItem) -> Result<Item, StoreError>;
+    async fn get(&self, id: Uuid) -> Result<Item, StoreError>;
+    /// Up to `limit` items with ids after `after`, in id order.
+    async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError>;
+    /// Replaces name and description, bumping `version` and `updated_at`.
+    async fn update(&self, id: Uuid, item: NewItem) -> Result<Item, StoreError>;
+    async fn delete(&self, id: Uuid) -> Result<(), StoreError>;
+    /// Whether the store can serve requests now (used by `/readyz`).
+    async fn ready(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,358 @@
+//! `cargo xtask bench`: a reproducible load benchmark of the release binary.
+//!
+//! The server is pinned to CPU 0 and wrk to CPU 1 (as the reference Go
+//! numbers were measured), each scenario runs several times and the median is
+//! reported, with wrk's own CPU use so that a number capped by the load
+//! generator is not mistaken for the server's limit. Prints numbers; asserts
+//! nothing about speed.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use xshell::{Shell, cmd};
+
+use crate::parts::workspace;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Runs per scenario; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// wrk connections.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// Port for the server under test.
+    #[arg(long, default_value_t = 18080)]
+    port: u16,
+}
+
+/// One wrk run, as parsed from its output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct WrkRun {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// wrk's user+system CPU time over the run's wall time (1.0 = one core).
+    wrk_cpu: f64,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(workspace::root());
+    for tool in ["wrk", "taskset"] {
+        if cmd!(sh, "which {tool}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .is_err()
+        {
+            bail!("{tool} is not installed: `apt-get install -y wrk util-linux`");
+        }
+    }
+    cmd!(sh, "cargo build --release --locked -p items-api").run()?;
+    let binary = workspace::target_dir().join("release/items-api");
+
+    let startup_ms = measure_startup(&binary, args.port)?;
+    let server = Server::start(&binary, args.port)?;
+    let idle_rss_kb = server.rss_kb("VmRSS")?;
+
+    let base = format!("http://127.0.0.1:{}", args.port);
+    let mut last_id = String::new();
+    for i in 0..1000 {
+        let (status, body) = http(
+            args.port,
+            "POST",
+            "/api/v1/items",
+            Some(&format!(r#"{{"name":"item {i}"}}"#)),
+        )
+        .map_err(anyhow::Error::msg)?;
+        ensure!(status == 201, "seeding: POST answered {status}");
+        last_id = json_string_field(&body, "id").context("seeding: no id in response")?;
+    }
+
+    let post_script = sh.create_temp_dir()?;
+    let post_lua = post_script.path().join("post.lua");
+    sh.write_file(
+        &post_lua,
+        "wrk.method = \"POST\"\nwrk.body = '{\"name\":\"bench item\",\"description\":\"load\"}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+    )?;
+    // The list runs before the POST scenario, which adds many items.
+    let scenarios: [(&str, String, Option<PathBuf>); 4] = [
+        ("GET /healthz", format!("{base}/healthz"), None),
+        (
+            "GET /api/v1/items/{id}",
+            format!("{base}/api/v1/items/{last_id}"),
+            None,
+        ),
+        (
+            "GET /api/v1/items?limit=1000",
+            format!("{base}/api/v1/items?limit=1000"),
+            None,
+        ),
+        (
+            "POST /api/v1/items",
+            format!("{base}/api/v1/items"),
+            Some(post_lua),
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, url, script) in &scenarios {
+        let mut runs = Vec::new();
+        for run in 1..=args.runs {
+            eprintln!("bench: {name} run {run}/{}", args.runs);
+            runs.push(wrk(&sh, url, script.as_deref(), &args)?);
+        }
+        rows.push((*name, median_run(&runs)));
+    }
+    let peak_rss_kb = server.rss_kb("VmHWM")?;
+    server.stop();
+
+    println!(
+        "\nitems-api release build; server on CPU 0, wrk -t2 -c{} -d{}s --latency on CPU 1; median of {} runs\n",
+        args.connections, args.duration, args.runs
+    );
+    println!("| scenario | req/s | p50 | p99 | wrk CPU |\n|---|---:|---:|---:|---:|");
+    for (name, run) in &rows {
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {:.0}% |",
+            run.requests_per_sec,
+            run.p50_ms,
+            run.p99_ms,
+            run.wrk_cpu * 100.0
+        );
+    }
+    println!(
+        "\nidle RSS {:.1} MB, peak RSS {:.1} MB, start to first 200 on /healthz {startup_ms:.1} ms",
+        idle_rss_kb as f64 / 1024.0,
+        peak_rss_kb as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// Runs wrk pinned to CPU 1 under bash, whose `times` builtin reports the CPU
+/// time its children used.
+fn wrk(
+    sh: &Shell,
+    url: &str,
+    script: Option<&std::path::Path>,
+    args: &BenchArgs,
+) -> Result<WrkRun> {
+    let script_arg = script
+        .map(|s| format!("-s {}", s.display()))
+        .unwrap_or_default();
+    let line = format!(
+        "taskset -c 1 wrk -t2 -c{} -d{}s --latency {script_arg} {url}; times",
+        args.connections, args.duration
+    );
+    let started = Instant::now();
+    let output = cmd!(sh, "bash -c {line}").read()?;
+    let wall = started.elapsed().as_secs_f64();
+    parse_wrk(&output, wall).with_context(|| format!("unexpected wrk output:\n{output}"))
+}
+
+fn parse_wrk(output: &str, wall_seconds: f64) -> Option<WrkRun> {
+    let requests_per_sec = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let percentile = |p: &str| {
+        output
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(p))
+            .and_then(|v| parse_duration_ms(v.trim()))
+    };
+    // `times` prints the shell's times, then its children's: "0m1.2s 0m3.4s".
+    let children = output
+        .lines()
+        .rev()
+        .find(|l| l.contains("m") && l.ends_with('s'))?;
+    let cpu: f64 = children
+        .split_whitespace()
+        .filter_map(parse_times_field)
+        .sum();
+    Some(WrkRun {
+        requests_per_sec,
+        p50_ms: percentile("50%")?,
+        p99_ms: percentile("99%")?,
+        wrk_cpu: cpu / wall_seconds,
+    })
+}
+
+/// wrk prints `812.00us`, `1.23ms` or `2.01s`.
+fn parse_duration_ms(value: &str) -> Option<f64> {
+    let (number, factor) = if let Some(n) = value.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = value.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
+}
+
+/// bash `times` fields look like `0m1.234s`.
+fn parse_times_field(field: &str) -> Option<f64> {
+    let (minutes, seconds) = field.strip_suffix('s')?.split_once('m')?;
+    Some(minutes.parse::<f64>().ok()? * 60.0 + seconds.parse::<f64>().ok()?)
+}
+
+/// The run with the median throughput, so its latencies belong to one real run.
+fn median_run(runs: &[WrkRun]) -> WrkRun {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec));
+    sorted[sorted.len() / 2]
+}
+
+struct Server(Child);
+
+impl Server {
+    fn start(binary: &std::path::Path, port: u16) -> Result<Self> {
+        let child = Command::new("taskset")
+            .arg("-c")
+            .arg("0")
+            .arg(binary)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .env("SHUTDOWN_DRAIN_SECONDS", "0")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting items-api")?;
+        let server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http(port, "GET", "/healthz", None).map(|r| r.0) != Ok(200) {
+            ensure!(
+                Instant::now() < deadline,
+                "items-api did not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(server)
+    }
+
+    /// A memory figure from /proc: VmRSS (now) or VmHWM (peak), in KiB.
+    fn rss_kb(&self, field: &str) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {field} in /proc status"))
+    }
+
+    fn stop(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Time from spawning the process to its first 200 on /healthz (best of 5).
+fn measure_startup(binary: &std::path::Path, port: u16) -> Result<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let server = Server::start(binary, port)?;
+        best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+        server.stop();
+    }
+    Ok(best)
+}
+
+/// A minimal HTTP/1.1 exchange on a new connection: (status, body).
+fn http(port: u16, method: &str, path: &str, json: Option<&str>) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let body = json.unwrap_or("");
+    let content_type = if json.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status line")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Extracts a top-level string field without a JSON dependency in xtask.
+fn json_string_field(body: &str, field: &str) -> Option<String> {
+    let start = body.find(&format!("\"{field}\":\""))? + field.len() + 4;
+    let end = start + body[start..].find('"')?;
+    Some(body[start..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK_OUTPUT: &str = "\
+Running 15s test @ http://127.0.0.1:18080/healthz
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   812.00us  300.00us   9.00ms   90.00%
+  Latency Distribution
+     50%  700.00us
+     75%    1.00ms
+     90%    1.20ms
+     99%    2.50ms
+  1000000 requests in 15.00s, 100.00MB read
+Requests/sec:  66666.66
+Transfer/sec:      6.67MB
+0m0.001s 0m0.002s
+0m6.000s 0m9.000s
+";
+
+    #[test]
+    fn parses_wrk_output_and_child_cpu_time() {
+        let run = parse_wrk(WRK_OUTPUT, 15.0).unwrap();
+        assert_eq!(run.requests_per_sec, 66666.66);
+        assert_eq!(run.p50_ms, 0.7);
+        assert_eq!(run.p99_ms, 2.5);
+        assert!((run.wrk_cpu - 1.0).abs() < 1e-9, "{}", run.wrk_cpu);
+    }
+
+    #[test]
+    fn median_run_is_a_real_run() {
+        let run = |rps: f64| WrkRun {
+            requests_per_sec: rps,
+            p50_ms: rps,
+            p99_ms: rps,
+            wrk_cpu: 0.0,
+        };
+        assert_eq!(median_run(&[run(3.0), run(1.0), run(2.0)]), run(2.0));
+    }
+
+    #[test]
+    fn json_field_extraction() {
+        assert_eq!(
+            json_string_field(r#"{"id":"abc","name":"x"}"#, "id").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(json_string_field("{}", "id"), None);
+    }
+}

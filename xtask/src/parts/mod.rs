@@ -1,0 +1,3 @@
+//! Parts shared by the commands; commands never call each other's internals.
+
+pub mod workspace;
