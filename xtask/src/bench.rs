@@ -235,7 +235,7 @@ impl Server {
                 Instant::now() < deadline,
                 "items-api did not answer on port {port}"
             );
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         }
         Ok(server)
     }

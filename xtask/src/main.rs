@@ -1,11 +1,16 @@
 //! `cargo xtask`: every pipeline action of the service-demo project.
 //!
 //! This file only parses flags and dispatches; each command is a module with a
-//! `run` on its own flags struct (the rust-analyzer xtask pattern).
+//! `run` on its own flags struct (the rust-analyzer xtask pattern), and the
+//! mechanics they share live in `parts/`.
 
 mod bench;
 mod ci;
 mod parts;
+mod preview;
+mod promote;
+mod status;
+mod values;
 
 use clap::{Parser, Subcommand};
 
@@ -13,7 +18,10 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Pipeline actions for service-demo: the same commands run on a laptop and in GitHub Actions"
+    about = "Pipeline actions for service-demo: the same commands run on a laptop and in GitHub Actions",
+    after_help = "GitOps commands (promote, rollback, preview, status, trace) commit to the GitOps branch on the \
+                  remote and push, retrying when others push first; they never touch your working tree. \
+                  Each takes --dry-run to print the diff instead."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,11 +34,31 @@ enum Command {
     Ci(ci::CiArgs),
     /// Load-test the release binary of items-api with wrk and print throughput, latency and memory.
     Bench(bench::BenchArgs),
+    /// Move an environment to an image (refuses older builds unless --allow-rollback).
+    Promote(promote::PromoteArgs),
+    /// Return an environment to the image it ran before (or --to a tag it ran), as a new commit.
+    Rollback(promote::RollbackArgs),
+    /// Preview environments of pull requests.
+    #[command(subcommand)]
+    Preview(preview::PreviewCommand),
+    /// Each environment's tag, digest, source commit, and the commit that promoted it.
+    Status(status::StatusArgs),
+    /// Every environment and tag carrying the same bits as a tag or commit.
+    Trace(status::TraceArgs),
+    /// Format-preserving YAML edits.
+    #[command(subcommand)]
+    Values(values::ValuesCommand),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci(args) => ci::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Promote(args) => promote::run(args),
+        Command::Rollback(args) => promote::rollback(args),
+        Command::Preview(command) => preview::run(command),
+        Command::Status(args) => status::run(args),
+        Command::Trace(args) => status::trace(args),
+        Command::Values(command) => values::run(command),
     }
 }

@@ -1,3 +1,24 @@
 //! Parts shared by the commands; commands never call each other's internals.
 
+pub mod environments;
+pub mod gitops;
+pub mod service;
+pub mod tags;
+pub mod values;
 pub mod workspace;
+
+use anyhow::Result;
+
+/// The two repositories a pipeline command works with.
+pub struct Workspace {
+    pub service: service::ServiceRepo,
+    pub gitops: gitops::GitopsRepo,
+}
+
+impl Workspace {
+    pub fn open(options: &gitops::GitopsOptions) -> Result<Self> {
+        let service = service::ServiceRepo::discover(&options.service_repo)?;
+        let gitops = gitops::GitopsRepo::open(&service.root(), options)?;
+        Ok(Self { service, gitops })
+    }
+}

@@ -1,0 +1,539 @@
+//! The GitOps repository: read files at the remote's tip, commit changes,
+//! push with retries, and query history.
+//!
+//! Commits are built from objects alone (gix): read the tip's tree, write new
+//! blobs, write a new tree and commit whose parent is the tip. No working tree,
+//! index or local branch is touched, so a failure at any point leaves the
+//! user's checkout exactly as it was; the only trace is unreferenced objects.
+//!
+//! gix cannot push yet, so fetch and push shell out to `git` (through xshell,
+//! arguments passed safely). A rejected push is detected from
+//! `git push --porcelain`'s status flag, not from English messages, and is
+//! retried by fetching the new tip and **re-running the change on it** (the
+//! caller's plan sees the new file contents), never by replaying a stale file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use xshell::{Shell, cmd};
+
+/// Who the pipeline's commits are by.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BotIdentity {
+    /// Name on the pipeline's commits.
+    #[arg(
+        long = "bot-name",
+        env = "GITOPS_BOT_NAME",
+        default_value = "service-demo-bot",
+        global = true
+    )]
+    pub name: String,
+    /// Email on the pipeline's commits.
+    #[arg(
+        long = "bot-email",
+        env = "GITOPS_BOT_EMAIL",
+        default_value = "service-demo-bot@users.noreply.github.com",
+        global = true
+    )]
+    pub email: String,
+}
+
+/// Where the GitOps files live and how to reach their remote.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GitopsOptions {
+    /// The service repository (where image tags' commits and release tags live).
+    #[arg(
+        long = "repo",
+        env = "SERVICE_REPO",
+        default_value = ".",
+        global = true
+    )]
+    pub service_repo: PathBuf,
+    /// The GitOps repository (URL or path). Default: this repository's `--remote`,
+    /// with the files under `gitops/`.
+    #[arg(long, env = "GITOPS_REPO", global = true)]
+    pub gitops_repo: Option<String>,
+    /// Remote of this repository that holds the GitOps files when `--gitops-repo` is not given.
+    #[arg(long, env = "GITOPS_REMOTE", default_value = "origin", global = true)]
+    pub remote: String,
+    /// Branch that Argo CD reads.
+    #[arg(long, env = "GITOPS_BRANCH", default_value = "main", global = true)]
+    pub branch: String,
+    /// Attempts at pushing before giving up (each one refetches and re-applies the change).
+    #[arg(long, default_value_t = 30, global = true)]
+    pub push_attempts: u32,
+    #[command(flatten)]
+    pub bot: BotIdentity,
+}
+
+/// A file to write or delete in the GitOps tree, by path from the repo root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileChange {
+    Write { path: String, text: String },
+    Delete { path: String },
+}
+
+impl FileChange {
+    pub fn path(&self) -> &str {
+        match self {
+            FileChange::Write { path, .. } | FileChange::Delete { path } => path,
+        }
+    }
+}
+
+/// What a command wants to do, given the current tip.
+pub enum Decision {
+    /// Nothing to do, and why (reported to the user).
+    NoOp(String),
+    /// Commit these changes with this message.
+    Commit {
+        changes: Vec<FileChange>,
+        message: String,
+    },
+}
+
+/// What an update did.
+#[derive(Debug)]
+pub enum Outcome {
+    NoOp(String),
+    DryRun { diff: String },
+    Pushed { commit: ObjectId, attempts: u32 },
+}
+
+impl Outcome {
+    /// Tells the user what happened, in one line (plus the diff for a dry run).
+    pub fn report(&self, what: &str) {
+        match self {
+            Outcome::NoOp(reason) => println!("nothing to do: {reason}"),
+            Outcome::DryRun { diff } => {
+                print!("{diff}");
+                println!("dry run: would {what}; nothing was committed or pushed");
+            }
+            Outcome::Pushed { commit, attempts } => {
+                let retries = if *attempts > 1 {
+                    format!(" after {} attempts", attempts)
+                } else {
+                    String::new()
+                };
+                println!("{what}: pushed {}{retries}", &commit.to_string()[..7]);
+            }
+        }
+    }
+}
+
+/// One version of a file in the history of the branch.
+#[derive(Debug, Clone)]
+pub struct FileVersion {
+    pub commit: ObjectId,
+    /// Commit time, seconds since the Unix epoch.
+    pub time: i64,
+    /// None where the commit deleted the file.
+    pub text: Option<String>,
+}
+
+pub struct GitopsRepo {
+    repo: gix::Repository,
+    /// Directory to run `git` in.
+    git_dir: PathBuf,
+    /// Remote name or URL to fetch from and push to.
+    remote: String,
+    branch: String,
+    /// Private ref the fetched tip is stored under (never a branch the user has).
+    tip_ref: String,
+    /// Path prefix of the GitOps files inside the repository ("gitops/" or "").
+    pub prefix: String,
+    push_attempts: u32,
+    bot: BotIdentity,
+}
+
+impl GitopsRepo {
+    /// Opens the GitOps repository described by `options`, from the service
+    /// repository at `service_repo`.
+    pub fn open(service_repo: &Path, options: &GitopsOptions) -> Result<Self> {
+        let (git_dir, remote, prefix) = match &options.gitops_repo {
+            None => {
+                let repo = gix::open(service_repo).with_context(|| {
+                    format!("{} is not a git repository", service_repo.display())
+                })?;
+                ensure!(
+                    repo.find_remote(options.remote.as_str()).is_ok(),
+                    "this repository has no remote {:?}: add one (`git remote add {} <url>`) or pass --gitops-repo",
+                    options.remote,
+                    options.remote
+                );
+                (
+                    service_repo.to_path_buf(),
+                    options.remote.clone(),
+                    "gitops/".to_owned(),
+                )
+            }
+            Some(url) => {
+                // A bare cache clone inside this repository's .git keeps the
+                // objects of the other repository; the user never sees it.
+                let service = gix::open(service_repo).with_context(|| {
+                    format!("{} is not a git repository", service_repo.display())
+                })?;
+                let cache = service.git_dir().join("xtask").join(cache_name(url));
+                if !cache.exists() {
+                    std::fs::create_dir_all(&cache)?;
+                    let sh = Shell::new()?;
+                    cmd!(sh, "git init --quiet --bare {cache}").run()?;
+                }
+                (cache, url.clone(), String::new())
+            }
+        };
+        let repo = gix::open(&git_dir)?;
+        Ok(Self {
+            repo,
+            git_dir,
+            tip_ref: format!("refs/xtask/gitops/{}", options.branch),
+            remote,
+            branch: options.branch.clone(),
+            prefix,
+            push_attempts: options.push_attempts.max(1),
+            bot: options.bot.clone(),
+        })
+    }
+
+    fn shell(&self) -> Result<Shell> {
+        let sh = Shell::new()?;
+        sh.change_dir(&self.git_dir);
+        Ok(sh)
+    }
+
+    /// Fetches the branch and returns its tip.
+    pub fn fetch_tip(&self) -> Result<ObjectId> {
+        let sh = self.shell()?;
+        let (remote, refspec) = (
+            &self.remote,
+            format!("+refs/heads/{}:{}", self.branch, self.tip_ref),
+        );
+        cmd!(
+            sh,
+            "git fetch --quiet --no-tags --no-write-fetch-head {remote} {refspec}"
+        )
+        .quiet()
+        .run()
+        .with_context(|| format!("cannot fetch {} from {}", self.branch, self.remote))?;
+        // Re-open so gix sees the ref the git process just wrote.
+        let repo = gix::open(&self.git_dir)?;
+        let id = repo
+            .find_reference(self.tip_ref.as_str())?
+            .into_fully_peeled_id()?
+            .detach();
+        Ok(id)
+    }
+
+    /// A file's text at `commit`, or None when it does not exist.
+    pub fn read(&self, commit: ObjectId, path: &str) -> Result<Option<String>> {
+        let Some(blob) = self.blob_id(commit, path)? else {
+            return Ok(None);
+        };
+        let blob = self.repo.find_blob(blob)?;
+        let text =
+            std::str::from_utf8(&blob.data).with_context(|| format!("{path} is not UTF-8"))?;
+        Ok(Some(text.to_owned()))
+    }
+
+    fn blob_id(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        Ok(tree
+            .lookup_entry_by_path(path)?
+            .map(|entry| entry.object_id()))
+    }
+
+    /// Names of the files directly inside `dir` at `commit`.
+    pub fn list_dir(&self, commit: ObjectId, dir: &str) -> Result<Vec<String>> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let Some(entry) = tree.lookup_entry_by_path(dir.trim_end_matches('/'))? else {
+            return Ok(Vec::new());
+        };
+        let subtree = self.repo.find_tree(entry.object_id())?;
+        let mut names = Vec::new();
+        for entry in subtree.iter() {
+            let entry = entry?;
+            if entry.mode().is_blob() {
+                names.push(entry.filename().to_str_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Writes a commit on top of `parent` with `changes`; touches no ref.
+    fn commit(&self, parent: ObjectId, changes: &[FileChange], message: &str) -> Result<ObjectId> {
+        let tree = self.repo.find_commit(parent)?.tree()?;
+        let mut editor = tree.edit()?;
+        for change in changes {
+            match change {
+                FileChange::Write { path, text } => {
+                    let blob = self.repo.write_blob(text.as_bytes())?.detach();
+                    editor.upsert(path.as_str(), gix::object::tree::EntryKind::Blob, blob)?;
+                }
+                FileChange::Delete { path } => {
+                    editor.remove(path.as_str())?;
+                }
+            }
+        }
+        let tree = editor.write()?.detach();
+        let now = gix::date::Time::now_local_or_utc();
+        let signature = gix::actor::Signature {
+            name: self.bot.name.as_str().into(),
+            email: self.bot.email.as_str().into(),
+            time: now,
+        };
+        let commit = gix::objs::Commit {
+            tree,
+            parents: vec![parent].into(),
+            author: signature.clone(),
+            committer: signature,
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        Ok(self.repo.write_object(&commit)?.detach())
+    }
+
+    /// Pushes `commit` to the branch; the remote accepts it only as a fast-forward.
+    fn push(&self, commit: ObjectId) -> Result<PushResult> {
+        let sh = self.shell()?;
+        let (remote, refspec) = (&self.remote, format!("{commit}:refs/heads/{}", self.branch));
+        let output = cmd!(sh, "git push --porcelain --no-verify {remote} {refspec}")
+            .quiet()
+            .ignore_status()
+            .output()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        match parse_porcelain(&stdout, &self.branch) {
+            Some(result) => Ok(result),
+            None => bail!(
+                "git push to {} failed: {}",
+                self.remote,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        }
+    }
+
+    /// Plans a change on the current tip, commits and pushes it, and on a
+    /// rejected push starts over from the new tip, with backoff and jitter.
+    pub fn update(
+        &self,
+        dry_run: bool,
+        mut plan: impl FnMut(&Snapshot<'_>) -> Result<Decision>,
+    ) -> Result<Outcome> {
+        for attempt in 1..=self.push_attempts {
+            let tip = self.fetch_tip()?;
+            let snapshot = Snapshot { repo: self, tip };
+            let (changes, message) = match plan(&snapshot)? {
+                Decision::NoOp(reason) => return Ok(Outcome::NoOp(reason)),
+                Decision::Commit { changes, message } => (changes, message),
+            };
+            if dry_run {
+                return Ok(Outcome::DryRun {
+                    diff: self.diff(tip, &changes)?,
+                });
+            }
+            let commit = self.commit(tip, &changes, &message)?;
+            match self.push(commit)? {
+                PushResult::Accepted => {
+                    return Ok(Outcome::Pushed {
+                        commit,
+                        attempts: attempt,
+                    });
+                }
+                PushResult::Rejected(reason) => {
+                    eprintln!(
+                        "push rejected ({reason}); refetching and re-applying (attempt {attempt})"
+                    );
+                    std::thread::sleep(backoff(attempt));
+                }
+                PushResult::Refused(reason) => {
+                    bail!(
+                        "the remote refused the push: {reason}; nothing was changed on {}",
+                        self.branch
+                    )
+                }
+            }
+        }
+        bail!(
+            "gave up after {} push attempts: others kept moving {} (raise --push-attempts); nothing was changed",
+            self.push_attempts,
+            self.branch
+        )
+    }
+
+    /// A unified diff of `changes` against `tip`.
+    fn diff(&self, tip: ObjectId, changes: &[FileChange]) -> Result<String> {
+        let mut out = String::new();
+        for change in changes {
+            let path = change.path();
+            let old = self.read(tip, path)?.unwrap_or_default();
+            let new = match change {
+                FileChange::Write { text, .. } => text.as_str(),
+                FileChange::Delete { .. } => "",
+            };
+            let diff = similar::TextDiff::from_lines(old.as_str(), new);
+            out.push_str(
+                &diff
+                    .unified_diff()
+                    .header(&format!("a/{path}"), &format!("b/{path}"))
+                    .to_string(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every version of `path` on the first-parent history of `tip`, newest first.
+    pub fn history(&self, tip: ObjectId, path: &str) -> Result<Vec<FileVersion>> {
+        let mut versions = Vec::new();
+        let walk = self.repo.rev_walk([tip]).first_parent_only().all()?;
+        for info in walk {
+            let info = info?;
+            let commit = self.repo.find_commit(info.id)?;
+            let blob = self.blob_id(info.id, path)?;
+            let parent_blob = match commit.parent_ids().next() {
+                Some(parent) => self.blob_id(parent.detach(), path)?,
+                None => None,
+            };
+            if blob == parent_blob {
+                continue;
+            }
+            versions.push(FileVersion {
+                commit: info.id,
+                time: commit.time()?.seconds,
+                text: blob
+                    .map(|b| {
+                        self.repo
+                            .find_blob(b)
+                            .map(|b| b.data.to_str_lossy().into_owned())
+                    })
+                    .transpose()?,
+            });
+        }
+        Ok(versions)
+    }
+}
+
+/// A read-only view of the branch at one tip, handed to a plan.
+pub struct Snapshot<'a> {
+    pub repo: &'a GitopsRepo,
+    pub tip: ObjectId,
+}
+
+impl Snapshot<'_> {
+    /// A GitOps file (path relative to the GitOps root) at this tip.
+    pub fn read(&self, path: &str) -> Result<Option<String>> {
+        self.repo.read(self.tip, &self.repo.full_path(path))
+    }
+}
+
+impl GitopsRepo {
+    /// `values/prod/x.yaml` → `gitops/values/prod/x.yaml` in the default layout.
+    pub fn full_path(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum PushResult {
+    Accepted,
+    /// Not a fast-forward: someone pushed first. Worth retrying.
+    Rejected(String),
+    /// Refused for another reason (hook, permissions, protected branch).
+    Refused(String),
+}
+
+/// Reads the status line for our ref from `git push --porcelain`:
+/// `<flag>\t<from>:<to>\t<summary> (<reason>)`. Flags: ` ` fast-forward,
+/// `*` new ref, `=` up to date, `+` forced, `!` rejected.
+fn parse_porcelain(stdout: &str, branch: &str) -> Option<PushResult> {
+    let to = format!("refs/heads/{branch}");
+    stdout.lines().find_map(|line| {
+        let mut fields = line.split('\t');
+        let flag = fields.next()?;
+        let refs = fields.next()?;
+        if refs.rsplit(':').next()? != to {
+            return None;
+        }
+        let summary = fields.next().unwrap_or_default().to_owned();
+        Some(match flag {
+            " " | "*" | "=" | "+" => PushResult::Accepted,
+            "!" if summary.starts_with("[rejected]") => PushResult::Rejected(summary),
+            // The server lost a race for the ref lock with a concurrent push:
+            // transient, unlike a hook or permission refusal.
+            "!" if summary.starts_with("[remote rejected]")
+                && (summary.contains("failed to update ref") || summary.contains("lock")) =>
+            {
+                PushResult::Rejected(summary)
+            }
+            _ => PushResult::Refused(summary),
+        })
+    })
+}
+
+/// Exponential backoff from 25 ms, capped at 1 s, with full jitter so that
+/// contending pushers spread out.
+fn backoff(attempt: u32) -> Duration {
+    let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1000);
+    Duration::from_millis(fastrand::u64(cap / 2..=cap))
+}
+
+/// A folder name for a cache clone of `url`.
+fn cache_name(url: &str) -> String {
+    let readable: String = url
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let tail: String = readable
+        .chars()
+        .rev()
+        .take(60)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("gitops-{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn porcelain_status_flags() {
+        let ok = "To /tmp/r.git\n \t0123:refs/heads/main\tabc..def\nDone\n";
+        assert_eq!(parse_porcelain(ok, "main"), Some(PushResult::Accepted));
+        let rejected = "To /tmp/r.git\n!\t0123:refs/heads/main\t[rejected] (fetch first)\nDone\n";
+        assert!(matches!(
+            parse_porcelain(rejected, "main"),
+            Some(PushResult::Rejected(_))
+        ));
+        let hook = "To /tmp/r.git\n!\t0123:refs/heads/main\t[remote rejected] (pre-receive hook declined)\nDone\n";
+        assert!(matches!(
+            parse_porcelain(hook, "main"),
+            Some(PushResult::Refused(_))
+        ));
+        let raced = "To /tmp/r.git\n!\t0123:refs/heads/main\t[remote rejected] (failed to update ref)\nDone\n";
+        assert!(matches!(
+            parse_porcelain(raced, "main"),
+            Some(PushResult::Rejected(_))
+        ));
+        assert_eq!(parse_porcelain(ok, "other"), None);
+        assert_eq!(parse_porcelain("fatal: no such remote\n", "main"), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..40 {
+            let d = backoff(attempt).as_millis();
+            assert!((12..=1000).contains(&d), "{attempt}: {d}");
+        }
+    }
+}

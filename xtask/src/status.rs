@@ -1,0 +1,231 @@
+//! `cargo xtask status` and `cargo xtask trace`: what runs where, read from
+//! the GitOps branch alone (the cluster only ever reflects it).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::parts::Workspace;
+use crate::parts::environments::{self, DeployedImage, ENVIRONMENTS, PREVIEW_DIR};
+use crate::parts::gitops::GitopsOptions;
+use crate::parts::tags::ImageTag;
+use crate::promote::{short, short_digest};
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gitops: GitopsOptions,
+}
+
+#[derive(clap::Args)]
+pub struct TraceArgs {
+    /// An image tag (main-<sha>, pr-<N>-<sha>, v<X.Y.Z>) or a commit SHA.
+    target: String,
+    #[command(flatten)]
+    gitops: GitopsOptions,
+}
+
+/// One environment's row.
+#[derive(Debug, Serialize)]
+pub struct EnvStatus {
+    pub env: String,
+    pub tag: String,
+    pub digest: String,
+    /// The commit the image was built from, when known.
+    pub source_commit: Option<String>,
+    /// The GitOps commit that last changed the image, and when (RFC 3339).
+    pub promoted_by: Option<String>,
+    pub promoted_at: Option<String>,
+}
+
+pub fn run(args: StatusArgs) -> Result<()> {
+    let ws = Workspace::open(&args.gitops)?;
+    let rows = collect(&ws)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "| environment | tag | digest | source commit | promoted by | at |\n|---|---|---|---|---|---|"
+    );
+    for row in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.env,
+            row.tag,
+            if row.digest.is_empty() {
+                "-"
+            } else {
+                short_digest(&row.digest)
+            },
+            row.source_commit.as_deref().map_or("-", short),
+            row.promoted_by.as_deref().map_or("-", short),
+            row.promoted_at.as_deref().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
+
+/// Every environment and preview at the GitOps tip.
+pub fn collect(ws: &Workspace) -> Result<Vec<EnvStatus>> {
+    let tip = ws.gitops.fetch_tip()?;
+    let mut envs: Vec<(String, String)> = ENVIRONMENTS
+        .iter()
+        .map(|e| (e.to_string(), environments::values_path(e)))
+        .collect();
+    let mut previews: Vec<(u64, String)> = ws
+        .gitops
+        .list_dir(tip, &ws.gitops.full_path(PREVIEW_DIR))?
+        .into_iter()
+        .filter_map(|name| {
+            let pr = name
+                .strip_prefix("pr-")?
+                .strip_suffix(".yaml")?
+                .parse()
+                .ok()?;
+            Some((pr, environments::preview_path(pr)))
+        })
+        .collect();
+    previews.sort();
+    envs.extend(
+        previews
+            .into_iter()
+            .map(|(pr, path)| (format!("pr-{pr}"), path)),
+    );
+
+    let mut rows = Vec::new();
+    for (env, path) in envs {
+        let full = ws.gitops.full_path(&path);
+        let Some(text) = ws.gitops.read(tip, &full)? else {
+            continue;
+        };
+        let image = DeployedImage::from_values(&text)?;
+        let source = ImageTag::parse(&image.tag)
+            .ok()
+            .and_then(|tag| ws.service.source_commit(&tag).ok().flatten())
+            .map(|id| id.to_string());
+        // The newest commit whose version of the file carries this image.
+        let history = ws.gitops.history(tip, &full)?;
+        let mut promoted = None;
+        for (i, version) in history.iter().enumerate() {
+            let previous = history
+                .get(i + 1)
+                .and_then(|v| v.text.as_deref())
+                .map(DeployedImage::from_values);
+            let changed_image = match previous {
+                Some(Ok(previous)) => previous != image,
+                _ => true,
+            };
+            if changed_image {
+                promoted = Some(version);
+                break;
+            }
+        }
+        rows.push(EnvStatus {
+            env,
+            tag: image.tag,
+            digest: image.digest,
+            source_commit: source,
+            promoted_by: promoted.map(|v| v.commit.to_string()),
+            promoted_at: promoted.map(|v| rfc3339(v.time)),
+        });
+    }
+    Ok(rows)
+}
+
+fn rfc3339(seconds: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Every environment, and every tag seen in GitOps history, that carries the
+/// same bits as `target`: the same digest, or failing digests, the same commit.
+pub fn trace(args: TraceArgs) -> Result<()> {
+    let ws = Workspace::open(&args.gitops)?;
+    let rows = collect(&ws)?;
+    let tip = ws.gitops.fetch_tip()?;
+    // All (tag, digest) pairs ever written to any environment's values.
+    let mut seen: Vec<DeployedImage> = Vec::new();
+    for row in &rows {
+        let path = match row.env.strip_prefix("pr-") {
+            Some(pr) => environments::preview_path(pr.parse()?),
+            None => environments::values_path(&row.env),
+        };
+        for version in ws.gitops.history(tip, &ws.gitops.full_path(&path))? {
+            if let Some(image) = version
+                .text
+                .as_deref()
+                .and_then(|t| DeployedImage::from_values(t).ok())
+                && !seen.contains(&image)
+            {
+                seen.push(image);
+            }
+        }
+    }
+    let source_of = |tag: &str| {
+        ImageTag::parse(tag)
+            .ok()
+            .and_then(|t| ws.service.source_commit(&t).ok().flatten())
+            .map(|id| id.to_string())
+    };
+    let wanted_digest = seen
+        .iter()
+        .find(|i| i.tag == args.target && !i.digest.is_empty())
+        .map(|i| i.digest.clone());
+    let wanted_commit = if crate::parts::tags::is_sha(&args.target) {
+        Some(ws.service.commit(&args.target)?.to_string())
+    } else {
+        source_of(&args.target)
+    };
+    let matches = |image: &DeployedImage| match &wanted_digest {
+        Some(digest) => image.digest == *digest,
+        None => wanted_commit.is_some() && source_of(&image.tag) == wanted_commit,
+    };
+    let mut tags: Vec<&str> = seen
+        .iter()
+        .filter(|i| matches(i))
+        .map(|i| i.tag.as_str())
+        .collect();
+    tags.sort_unstable();
+    tags.dedup();
+    let envs: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            matches(&DeployedImage {
+                tag: r.tag.clone(),
+                digest: r.digest.clone(),
+            })
+        })
+        .map(|r| format!("{} ({})", r.env, r.tag))
+        .collect();
+    println!(
+        "{}: {}",
+        args.target,
+        match (&wanted_digest, &wanted_commit) {
+            (Some(d), _) => format!("digest {d}"),
+            (None, Some(c)) => format!("commit {c}"),
+            (None, None) => "unknown to this repository and its GitOps history".into(),
+        }
+    );
+    println!(
+        "  same bits under tags: {}",
+        if tags.is_empty() {
+            "none".into()
+        } else {
+            tags.join(", ")
+        }
+    );
+    println!(
+        "  running in: {}",
+        if envs.is_empty() {
+            "no environment".into()
+        } else {
+            envs.join(", ")
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,693 @@
+//! GitOps commands against real git: a bare repository in a temp dir is the
+//! remote, clones are the service repositories, and the real `xtask` binary
+//! runs as a separate process, as it does in CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A bare remote and one clone of it, with a chain of commits on main.
+struct Fixture {
+    dir: PathBuf,
+    remote: PathBuf,
+    work: PathBuf,
+    /// Commits on main, oldest first (full SHAs).
+    commits: Vec<String>,
+}
+
+const PREPROD_VALUES: &str = "\
+# preprod: written by hand, image set by the pipeline.\r
+image:\r
+  repository: ghcr.io/example/service-demo\r
+  tag: \"main-0000000\"   # written by CD\r
+  digest: ''\r
+\r
+env:\r
+  ENV_NAME: preprod\r
+replicaCount: 2\r
+";
+
+const PROD_VALUES: &str = "\
+# prod
+image:
+  repository: ghcr.io/example/service-demo
+  tag: v0.0.1 # written by release
+  digest: \"\"
+env:
+  ENV_NAME: prod
+";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .trim_end()
+        .to_owned()
+}
+
+impl Fixture {
+    fn new(commits: usize) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-gitops-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let remote = dir.join("remote.git");
+        git(
+            &dir,
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                remote.to_str().unwrap(),
+            ],
+        );
+        git(
+            &dir,
+            &["clone", "--quiet", remote.to_str().unwrap(), "work"],
+        );
+        let work = dir.join("work");
+        git(&work, &["checkout", "--quiet", "-b", "main"]);
+        for (env, text) in [
+            ("dev", PROD_VALUES),
+            ("preprod", PREPROD_VALUES),
+            ("prod", PROD_VALUES),
+        ] {
+            let path = work.join(format!("gitops/values/{env}/service-demo.yaml"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(
+                &path,
+                text.replace("ENV_NAME: prod", &format!("ENV_NAME: {env}")),
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(work.join("gitops/values/pr")).unwrap();
+        std::fs::write(work.join("gitops/values/pr/.gitkeep"), "").unwrap();
+        git(&work, &["add", "--all"]);
+        git(&work, &["commit", "--quiet", "-m", "initial values"]);
+        let mut fixture = Fixture {
+            dir,
+            remote,
+            work,
+            commits: Vec::new(),
+        };
+        for i in 0..commits {
+            fixture.commit(&format!("feature {i}"));
+        }
+        git(&fixture.work, &["push", "--quiet", "origin", "main"]);
+        fixture
+    }
+
+    /// A service commit on main (pushed by the caller).
+    fn commit(&mut self, message: &str) -> String {
+        git(
+            &self.work,
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+        );
+        let sha = git(&self.work, &["rev-parse", "HEAD"]);
+        self.commits.push(sha.clone());
+        sha
+    }
+
+    fn xtask_in(&self, repo: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .arg("--repo")
+            .arg(repo)
+            .output()
+            .unwrap()
+    }
+
+    fn xtask(&self, args: &[&str]) -> Output {
+        self.xtask_in(&self.work, args)
+    }
+
+    /// A file on the remote's main.
+    fn remote_file(&self, path: &str) -> String {
+        git(&self.remote, &["show", &format!("main:{path}")])
+    }
+
+    fn remote_head(&self) -> String {
+        git(&self.remote, &["rev-parse", "main"])
+    }
+
+    /// Everything about the clone a command must leave alone.
+    fn local_state(&self) -> String {
+        let status = git(
+            &self.work,
+            &["status", "--porcelain", "--untracked-files=all"],
+        );
+        let refs = git(
+            &self.work,
+            &[
+                "for-each-ref",
+                "--format=%(refname) %(objectname)",
+                "refs/heads",
+                "refs/tags",
+            ],
+        );
+        let head = git(&self.work, &["rev-parse", "HEAD"]);
+        let files =
+            std::fs::read_to_string(self.work.join("gitops/values/preprod/service-demo.yaml"))
+                .unwrap();
+        format!("{status}\n{refs}\n{head}\n{files}")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A file on the remote's main, exactly as stored.
+fn remote_file_raw(remote: &Path, path: &str) -> String {
+    let output = Command::new("git")
+        .args(["show", &format!("main:{path}")])
+        .current_dir(remote)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "failed:\nstdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..7]
+}
+
+const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+#[test]
+fn promotion_changes_exactly_the_tag_and_digest_lines() {
+    let f = Fixture::new(2);
+    let before = f.local_state();
+    let tag = format!("main-{}", short(&f.commits[1]));
+    let output = f.xtask(&[
+        "promote", "--env", "preprod", "--tag", &tag, "--digest", DIGEST,
+    ]);
+    assert_ok(&output);
+    assert!(stdout(&output).contains("pushed"), "{}", stdout(&output));
+
+    // Byte for byte: the tag and digest values changed; comments, quoting and CRLF did not.
+    let expected = PREPROD_VALUES
+        .replace("tag: \"main-0000000\"", &format!("tag: \"{tag}\""))
+        .replace("digest: ''", &format!("digest: '{DIGEST}'"));
+    assert_eq!(
+        remote_file_raw(&f.remote, "gitops/values/preprod/service-demo.yaml"),
+        expected
+    );
+    let stat = git(&f.remote, &["diff", "--numstat", "main~1", "main"]);
+    assert_eq!(stat, "2\t2\tgitops/values/preprod/service-demo.yaml");
+    let message = git(&f.remote, &["log", "-1", "--format=%an <%ae>%n%B", "main"]);
+    assert!(message.starts_with(&format!("service-demo-bot <service-demo-bot@users.noreply.github.com>\ncd: promote {tag} to preprod\n")), "{message}");
+    assert!(
+        message.contains(&format!("Source-Commit: {}", f.commits[1])),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("Image-Digest: {DIGEST}")),
+        "{message}"
+    );
+    // Only the remote moved: the working tree, index and branches are untouched.
+    assert_eq!(f.local_state(), before);
+
+    // Again: a no-op, no commit.
+    let head = f.remote_head();
+    let output = f.xtask(&[
+        "promote", "--env", "preprod", "--tag", &tag, "--digest", DIGEST,
+    ]);
+    assert_ok(&output);
+    assert!(
+        stdout(&output).contains("nothing to do"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(f.remote_head(), head);
+}
+
+#[test]
+fn dry_run_prints_the_diff_and_pushes_nothing() {
+    let f = Fixture::new(1);
+    let head = f.remote_head();
+    let tag = format!("main-{}", short(&f.commits[0]));
+    let output = f.xtask(&["promote", "--env", "preprod", "--tag", &tag, "--dry-run"]);
+    assert_ok(&output);
+    let out = stdout(&output);
+    assert!(
+        out.contains(&format!("+  tag: \"{tag}\"   # written by CD")),
+        "{out}"
+    );
+    assert!(out.contains("dry run"), "{out}");
+    assert_eq!(f.remote_head(), head);
+}
+
+#[test]
+fn an_older_build_is_refused_unless_rollback_is_allowed() {
+    let f = Fixture::new(3);
+    let newer = format!("main-{}", short(&f.commits[2]));
+    let older = format!("main-{}", short(&f.commits[0]));
+    assert_ok(&f.xtask(&["promote", "--env", "preprod", "--tag", &newer]));
+    let head = f.remote_head();
+
+    let output = f.xtask(&["promote", "--env", "preprod", "--tag", &older]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("refusing") && err.contains("--allow-rollback"),
+        "{err}"
+    );
+    assert_eq!(f.remote_head(), head, "a refusal commits nothing");
+
+    assert_ok(&f.xtask(&[
+        "promote",
+        "--env",
+        "preprod",
+        "--tag",
+        &older,
+        "--allow-rollback",
+    ]));
+    assert!(
+        f.remote_file("gitops/values/preprod/service-demo.yaml")
+            .contains(&older)
+    );
+}
+
+#[test]
+fn bad_input_is_named_and_changes_nothing() {
+    let f = Fixture::new(1);
+    let head = f.remote_head();
+    let tag = format!("main-{}", short(&f.commits[0]));
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["promote", "--env", "staging", "--tag", &tag],
+            "unknown environment \"staging\"",
+        ),
+        (
+            &["promote", "--env", "prod", "--tag", "latest"],
+            "malformed image tag \"latest\"",
+        ),
+        (
+            &[
+                "promote",
+                "--env",
+                "prod",
+                "--tag",
+                &tag,
+                "--digest",
+                "sha256:12",
+            ],
+            "malformed digest",
+        ),
+        (
+            &["promote", "--env", "prod", "--tag", "main-abcdef0"],
+            "commit abcdef0 is not in this repository",
+        ),
+        (
+            &["rollback", "--env", "prod"],
+            "no earlier image to roll back to",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = f.xtask(args);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(f.remote_head(), head);
+}
+
+#[test]
+fn a_failed_edit_or_a_refused_push_leaves_everything_as_it_was_and_a_rerun_succeeds() {
+    let f = Fixture::new(1);
+    let tag = format!("main-{}", short(&f.commits[0]));
+
+    // An edit that cannot be made in place: dev's file lacks the key.
+    let dev = f.work.join("gitops/values/dev/service-demo.yaml");
+    std::fs::write(&dev, "image:\n  tag: v0.0.1\nenv:\n  ENV_NAME: dev\n").unwrap();
+    git(&f.work, &["commit", "--quiet", "-am", "dev without digest"]);
+    git(&f.work, &["push", "--quiet", "origin", "main"]);
+    let before = f.local_state();
+    let head = f.remote_head();
+    let output = f.xtask(&[
+        "promote",
+        "--env",
+        "dev",
+        "--tag",
+        &tag,
+        "--digest",
+        DIGEST,
+        "--allow-rollback",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("add the key to the file first"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        (f.local_state(), f.remote_head()),
+        (before.clone(), head.clone())
+    );
+
+    // A push the remote refuses for good (a hook), not a race.
+    let hook = f.remote.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'protected branch' >&2\nexit 1\n").unwrap();
+    make_executable(&hook);
+    let output = f.xtask(&["promote", "--env", "preprod", "--tag", &tag]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("refused the push"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!((f.local_state(), f.remote_head()), (before, head));
+
+    // The fault is fixed: the same command now lands.
+    std::fs::remove_file(&hook).unwrap();
+    assert_ok(&f.xtask(&["promote", "--env", "preprod", "--tag", &tag]));
+    assert!(
+        f.remote_file("gitops/values/preprod/service-demo.yaml")
+            .contains(&tag)
+    );
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn fifty_concurrent_promotions_end_on_the_newest_build() {
+    const N: usize = 50;
+    let f = Fixture::new(N);
+    // Each CI job has its own checkout.
+    let clones: Vec<PathBuf> = (0..N)
+        .map(|i| {
+            let clone = f.dir.join(format!("clone-{i}"));
+            git(
+                &f.dir,
+                &[
+                    "clone",
+                    "--quiet",
+                    f.remote.to_str().unwrap(),
+                    clone.to_str().unwrap(),
+                ],
+            );
+            clone
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..N).collect();
+    fastrand::shuffle(&mut order);
+    let started = std::time::Instant::now();
+    let children: Vec<_> = order
+        .iter()
+        .map(|&i| {
+            let tag = format!("main-{}", short(&f.commits[i]));
+            let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+                .args([
+                    "promote",
+                    "--env",
+                    "preprod",
+                    "--tag",
+                    &tag,
+                    "--push-attempts",
+                    "100",
+                    "--repo",
+                ])
+                .arg(&clones[i])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (i, child)
+        })
+        .collect();
+    let (mut landed, mut refused, mut noop) = (0, 0, 0);
+    for (i, child) in children {
+        let output = child.wait_with_output().unwrap();
+        let (out, err) = (stdout(&output), stderr(&output));
+        if output.status.success() && out.contains("pushed") {
+            landed += 1;
+        } else if output.status.success() && out.contains("nothing to do") {
+            noop += 1;
+        } else if !output.status.success() && err.contains("refusing") {
+            refused += 1;
+        } else {
+            panic!("promotion of build {i} neither landed nor was refused:\n{out}\n{err}");
+        }
+    }
+    eprintln!(
+        "50 concurrent promotions: {landed} landed, {refused} refused, {noop} no-ops in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(landed + refused + noop, N);
+    assert!(landed >= 1);
+    let newest = format!("main-{}", short(&f.commits[N - 1]));
+    assert!(
+        f.remote_file("gitops/values/preprod/service-demo.yaml")
+            .contains(&newest)
+    );
+    // Every landed promotion is in history, and each moved preprod forward.
+    let subjects = git(
+        &f.remote,
+        &[
+            "log",
+            "--reverse",
+            "--format=%s",
+            "main",
+            "--",
+            "gitops/values/preprod/service-demo.yaml",
+        ],
+    );
+    let promoted: Vec<usize> = subjects
+        .lines()
+        .filter_map(|s| s.strip_prefix("cd: promote main-"))
+        .map(|rest| {
+            f.commits
+                .iter()
+                .position(|c| c.starts_with(&rest[..7]))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(promoted.len(), landed, "{subjects}");
+    assert!(
+        promoted.windows(2).all(|w| w[0] < w[1]),
+        "not monotonic: {promoted:?}"
+    );
+}
+
+#[test]
+fn preview_deploy_cleanup_and_gc() {
+    let mut f = Fixture::new(1);
+    let sha = f.commits[0].clone();
+    let output = f.xtask(&["preview", "deploy", "--pr", "7", "--sha", &sha]);
+    assert_ok(&output);
+    let values = f.remote_file("gitops/values/pr/pr-7.yaml");
+    assert!(values.contains(&format!("tag: \"pr-7-{sha}\"")), "{values}");
+    assert!(
+        values.contains("ENV_NAME: \"pr-7\"") && values.contains("SERVICES_NAMESPACE: \"dev\""),
+        "{values}"
+    );
+    assert_eq!(
+        git(&f.remote, &["log", "-1", "--format=%s", "main"]),
+        format!("ci: deploy pr-7 ({})", short(&sha))
+    );
+    // Same commit again: no-op.
+    assert!(
+        stdout(&f.xtask(&["preview", "deploy", "--pr", "7", "--sha", &sha]))
+            .contains("nothing to do")
+    );
+
+    // A stale preview, last changed four days ago.
+    git(&f.work, &["pull", "--quiet", "origin", "main"]);
+    std::fs::write(
+        f.work.join("gitops/values/pr/pr-3.yaml"),
+        "image:\n  tag: old\n  digest: ''\n",
+    )
+    .unwrap();
+    git(&f.work, &["add", "--all"]);
+    let old = "2020-01-01T00:00:00Z";
+    let output = Command::new("git")
+        .args(["commit", "--quiet", "-m", "old preview"])
+        .current_dir(&f.work)
+        .envs([("GIT_AUTHOR_DATE", old), ("GIT_COMMITTER_DATE", old)])
+        .envs([
+            ("GIT_AUTHOR_NAME", "a"),
+            ("GIT_AUTHOR_EMAIL", "a@b"),
+            ("GIT_COMMITTER_NAME", "a"),
+            ("GIT_COMMITTER_EMAIL", "a@b"),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    git(&f.work, &["push", "--quiet", "origin", "main"]);
+    f.commit("touch");
+    git(&f.work, &["push", "--quiet", "origin", "main"]);
+
+    let output = f.xtask(&["preview", "gc", "--max-age", "72h"]);
+    assert_ok(&output);
+    let files = git(
+        &f.remote,
+        &["ls-tree", "--name-only", "main", "gitops/values/pr/"],
+    );
+    assert!(
+        !files.contains("pr-3.yaml") && files.contains("pr-7.yaml"),
+        "{files}"
+    );
+    assert!(stdout(&f.xtask(&["preview", "gc", "--max-age", "72h"])).contains("nothing to do"));
+
+    assert_ok(&f.xtask(&["preview", "cleanup", "--pr", "7"]));
+    let files = git(
+        &f.remote,
+        &["ls-tree", "--name-only", "main", "gitops/values/pr/"],
+    );
+    assert!(!files.contains("pr-7.yaml"), "{files}");
+    assert_eq!(
+        git(&f.remote, &["log", "-1", "--format=%s", "main"]),
+        "ci: remove preview pr-7"
+    );
+    assert!(stdout(&f.xtask(&["preview", "cleanup", "--pr", "7"])).contains("nothing to do"));
+}
+
+#[test]
+fn rollback_status_and_trace_on_a_scripted_history() {
+    let f = Fixture::new(2);
+    // Two releases: tags in the service repo name their commits.
+    git(&f.work, &["tag", "v0.1.0", &f.commits[0]]);
+    git(&f.work, &["tag", "v0.2.0", &f.commits[1]]);
+    let digest_1 = DIGEST;
+    let digest_2 = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    let main_1 = format!("main-{}", short(&f.commits[0]));
+    assert_ok(&f.xtask(&[
+        "promote", "--env", "preprod", "--tag", &main_1, "--digest", digest_1,
+    ]));
+    assert_ok(&f.xtask(&[
+        "promote", "--env", "prod", "--tag", "v0.1.0", "--digest", digest_1,
+    ]));
+    assert_ok(&f.xtask(&[
+        "promote", "--env", "prod", "--tag", "v0.2.0", "--digest", digest_2,
+    ]));
+
+    // Back to the previous release, digest and all, as a new commit.
+    let output = f.xtask(&["rollback", "--env", "prod"]);
+    assert_ok(&output);
+    let prod = f.remote_file("gitops/values/prod/service-demo.yaml");
+    assert!(
+        prod.contains("tag: v0.1.0 # written by release") && prod.contains(digest_1),
+        "{prod}"
+    );
+    let subject = git(&f.remote, &["log", "-1", "--format=%s", "main"]);
+    assert_eq!(subject, "cd: rollback prod to v0.1.0 (from v0.2.0)");
+    // Forward again by name; a tag prod never ran is refused.
+    assert_ok(&f.xtask(&["rollback", "--env", "prod", "--to", "v0.2.0"]));
+    assert!(
+        f.remote_file("gitops/values/prod/service-demo.yaml")
+            .contains(digest_2)
+    );
+    let output = f.xtask(&["rollback", "--env", "prod", "--to", "v9.9.9"]);
+    assert!(
+        !output.status.success() && stderr(&output).contains("never ran v9.9.9"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = f.xtask(&["status", "--json"]);
+    assert_ok(&output);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let row = |env: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["env"] == env)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("prod")["tag"], "v0.2.0");
+    assert_eq!(row("prod")["digest"], digest_2);
+    assert_eq!(row("prod")["source_commit"], f.commits[1].as_str());
+    assert_eq!(row("prod")["promoted_by"], f.remote_head().as_str());
+    assert_eq!(row("preprod")["tag"], main_1.as_str());
+    assert_eq!(row("preprod")["source_commit"], f.commits[0].as_str());
+    assert_eq!(row("dev")["tag"], "v0.0.1");
+    let table = stdout(&f.xtask(&["status"]));
+    assert!(
+        table.contains("| prod | v0.2.0 | sha256:222222222222 |"),
+        "{table}"
+    );
+
+    // main-<sha1> and v0.1.0 are the same bits (same digest).
+    let output = f.xtask(&["trace", &main_1]);
+    assert_ok(&output);
+    let out = stdout(&output);
+    assert!(
+        out.contains("same bits under tags: main-") && out.contains("v0.1.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("preprod ({main_1})")) && !out.contains("prod (v0.2.0)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn values_set_edits_a_local_file_in_place() {
+    let f = Fixture::new(0);
+    let file = f.work.join("gitops/values/preprod/service-demo.yaml");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["values", "set"])
+        .arg(&file)
+        .arg(".replicaCount = 3")
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        PREPROD_VALUES.replace("replicaCount: 2", "replicaCount: 3")
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["values", "set"])
+        .arg(&file)
+        .arg(".image.extra = 1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        PREPROD_VALUES.replace("replicaCount: 2", "replicaCount: 3")
+    );
+}
