@@ -1,6 +1,7 @@
 //! Logs and metrics: the tracing subscriber, the Prometheus registry, and the
 //! middleware that writes one log line and one metrics sample per request.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -31,17 +32,13 @@ pub fn init(format: LogFormat) {
     }
 }
 
+/// Labels of both metrics. One value per request is built and borrowed by
+/// both families (they clone it only the first time a label set is seen).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: Cow<'static, str>,
     route: String,
     status: u16,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    method: String,
-    route: String,
 }
 
 /// The service's Prometheus metrics. One per app, not a global, so tests can
@@ -50,7 +47,7 @@ struct RouteLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram>,
+    latency: Family<RequestLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -63,12 +60,12 @@ impl Default for Metrics {
             requests.clone(),
         );
         // 0.25 ms to ~4 s in doubling steps.
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.00025, 2.0, 15))) as fn() -> Histogram,
         );
         registry.register(
             "http_request_duration_seconds",
-            "Time from request received to response headers, by route template and method",
+            "Time from request received to response headers, by route template, method and status",
             latency.clone(),
         );
         Self {
@@ -88,20 +85,28 @@ impl Metrics {
         out
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&RouteLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-            })
-            .observe(seconds);
+    fn observe(&self, labels: &RequestLabels, seconds: f64) {
+        self.requests.get_or_create(labels).inc();
+        self.latency.get_or_create(labels).observe(seconds);
+    }
+}
+
+/// The standard methods without allocating; others (rare) are copied.
+fn method_label(method: &axum::http::Method) -> Cow<'static, str> {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+    ];
+    const NAMES: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"];
+    match known.iter().position(|m| m == method) {
+        Some(i) => Cow::Borrowed(NAMES[i]),
+        None => Cow::Owned(method.as_str().to_owned()),
     }
 }
 
@@ -115,29 +120,28 @@ pub async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     // Set by SetRequestIdLayer, which runs before this middleware.
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+    let request_id = request.headers().get("x-request-id").cloned();
     let response = next.run(request).await;
     let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    metrics.observe(&method, &route, status, elapsed.as_secs_f64());
-    tracing::info!(
-        target: "http",
+    let labels = RequestLabels {
         method,
         route,
-        status,
+        status: response.status().as_u16(),
+    };
+    metrics.observe(&labels, elapsed.as_secs_f64());
+    tracing::info!(
+        target: "http",
+        method = %labels.method,
+        route = %labels.route,
+        status = labels.status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
-        request_id,
+        request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
         "request"
     );
     response

@@ -409,7 +409,9 @@ async fn metrics_count_requests_by_route_method_and_status() {
         "1"
     );
     assert!(
-        text.contains(r#"http_request_duration_seconds_count{method="GET",route="/healthz"} 3"#),
+        text.contains(
+            r#"http_request_duration_seconds_count{method="GET",route="/healthz",status="200"} 3"#
+        ),
         "{text}"
     );
 }
