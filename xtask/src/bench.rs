@@ -1,6 +1,7 @@
-//! `cargo xtask bench`: a reproducible load benchmark of the release binary.
+//! `cargo xtask bench`: benchmarks that print numbers (and assert nothing
+//! about speed).
 //!
-//! The server is pinned to CPU 0 and wrk to CPU 1 (as the reference Go
+//! `bench http` load-tests the release binary of items-api. The server is pinned to CPU 0 and wrk to CPU 1 (as the reference Go
 //! numbers were measured), each scenario runs several times and the median is
 //! reported, with wrk's own CPU use so that a number capped by the load
 //! generator is not mistaken for the server's limit. Prints numbers; asserts
@@ -16,6 +17,31 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::parts::workspace;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Load-test the release binary of items-api with wrk: throughput, latency, memory, start-up.
+    Http(BenchArgs),
+    /// Time promotions against a local bare remote: one at a time, and 50 at once.
+    Gitops(GitopsBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GitopsBenchArgs {
+    /// Sequential promotions to time.
+    #[arg(long, default_value_t = 20)]
+    promotions: usize,
+    /// Concurrent promoters, each in its own clone.
+    #[arg(long, default_value_t = 50)]
+    concurrent: usize,
+}
+
+pub fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Http(args) => load_test(args),
+        BenchCommand::Gitops(args) => gitops(args),
+    }
+}
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -43,7 +69,7 @@ struct WrkRun {
     wrk_cpu: f64,
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+fn load_test(args: BenchArgs) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(workspace::root());
     for tool in ["wrk", "taskset"] {
@@ -132,6 +158,113 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "\nidle RSS {:.1} MB, peak RSS {:.1} MB, start to first 200 on /healthz {startup_ms:.1} ms",
         idle_rss_kb as f64 / 1024.0,
         peak_rss_kb as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// Promotion timings, through the real `xtask promote` process as CI runs it:
+/// fetch, edit, commit and push to a bare repository on the local disk.
+fn gitops(args: GitopsBenchArgs) -> Result<()> {
+    let sh = Shell::new()?;
+    let tmp = sh.create_temp_dir()?;
+    let dir = tmp.path();
+    let _env = [
+        sh.push_env("GIT_AUTHOR_NAME", "bench"),
+        sh.push_env("GIT_AUTHOR_EMAIL", "bench@localhost"),
+        sh.push_env("GIT_COMMITTER_NAME", "bench"),
+        sh.push_env("GIT_COMMITTER_EMAIL", "bench@localhost"),
+    ];
+    let remote = dir.join("remote.git");
+    let work = dir.join("work");
+    cmd!(sh, "git init --quiet --bare --initial-branch=main {remote}").run()?;
+    cmd!(sh, "git clone --quiet {remote} {work}").run()?;
+    let values = work.join("gitops/values/preprod/service-demo.yaml");
+    sh.create_dir(values.parent().unwrap())?;
+    sh.copy_file(
+        workspace::root().join("gitops/values/preprod/service-demo.yaml"),
+        &values,
+    )?;
+    let builds = args.promotions.max(args.concurrent);
+    let mut commits = Vec::new();
+    {
+        let _dir = sh.push_dir(&work);
+        cmd!(sh, "git checkout --quiet -B main").run()?;
+        cmd!(sh, "git add --all").run()?;
+        cmd!(sh, "git commit --quiet -m values").run()?;
+        for i in 0..builds {
+            let message = format!("build {i}");
+            cmd!(sh, "git commit --quiet --allow-empty -m {message}").run()?;
+            commits.push(cmd!(sh, "git rev-parse --short=7 HEAD").read()?);
+        }
+        cmd!(sh, "git push --quiet origin main").run()?;
+    }
+    let exe = std::env::current_exe()?;
+    let promote = |repo: &std::path::Path, sha: &str| {
+        let tag = format!("main-{sha}");
+        let mut command = Command::new(&exe);
+        command
+            .args([
+                "promote",
+                "--env",
+                "preprod",
+                "--tag",
+                &tag,
+                "--push-attempts",
+                "200",
+                "--repo",
+            ])
+            .arg(repo)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    };
+
+    let mut times = Vec::new();
+    for sha in commits.iter().take(args.promotions) {
+        let started = Instant::now();
+        let status = promote(&work, sha).status()?;
+        ensure!(status.success(), "promotion of main-{sha} failed");
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+
+    let clones: Vec<PathBuf> = (0..args.concurrent)
+        .map(|i| {
+            let clone = dir.join(format!("clone-{i}"));
+            cmd!(sh, "git clone --quiet {remote} {clone}")
+                .run()
+                .map(|()| clone)
+        })
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let children: Vec<Child> = clones
+        .iter()
+        .zip(&commits)
+        .map(|(clone, sha)| promote(clone, sha).spawn())
+        .collect::<Result<_, _>>()?;
+    let mut landed_or_refused = 0;
+    for mut child in children {
+        child.wait()?;
+        landed_or_refused += 1;
+    }
+    let concurrent = started.elapsed();
+
+    println!(
+        "\nxtask promote against a local bare remote (process start, fetch, edit, commit, push)\n"
+    );
+    println!("| measure | value |\n|---|---:|");
+    println!(
+        "| one promotion, median of {} | {:.0} ms |",
+        times.len(),
+        times[times.len() / 2]
+    );
+    println!(
+        "| one promotion, slowest | {:.0} ms |",
+        times[times.len() - 1]
+    );
+    println!(
+        "| {landed_or_refused} concurrent promotions, all finished | {:.2} s |",
+        concurrent.as_secs_f64()
     );
     Ok(())
 }

@@ -32,8 +32,9 @@ struct Cli {
 enum Command {
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
     Ci(ci::CiArgs),
-    /// Load-test the release binary of items-api with wrk and print throughput, latency and memory.
-    Bench(bench::BenchArgs),
+    /// Benchmarks that print numbers: `bench http` (items-api under wrk), `bench gitops` (promotion timings).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Move an environment to an image (refuses older builds unless --allow-rollback).
     Promote(promote::PromoteArgs),
     /// Return an environment to the image it ran before (or --to a tag it ran), as a new commit.
@@ -53,7 +54,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci(args) => ci::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(command) => bench::run(command),
         Command::Promote(args) => promote::run(args),
         Command::Rollback(args) => promote::rollback(args),
         Command::Preview(command) => preview::run(command),

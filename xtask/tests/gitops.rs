@@ -691,3 +691,64 @@ fn values_set_edits_a_local_file_in_place() {
         PREPROD_VALUES.replace("replicaCount: 2", "replicaCount: 3")
     );
 }
+
+#[test]
+fn gitops_files_can_live_in_another_repository() {
+    let f = Fixture::new(1);
+    // A separate GitOps repository with the values at its root.
+    let gitops_remote = f.dir.join("gitops.git");
+    git(
+        &f.dir,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            gitops_remote.to_str().unwrap(),
+        ],
+    );
+    let seed = f.dir.join("gitops-seed");
+    git(
+        &f.dir,
+        &[
+            "clone",
+            "--quiet",
+            gitops_remote.to_str().unwrap(),
+            seed.to_str().unwrap(),
+        ],
+    );
+    git(&seed, &["checkout", "--quiet", "-b", "main"]);
+    std::fs::create_dir_all(seed.join("values/preprod")).unwrap();
+    std::fs::write(
+        seed.join("values/preprod/service-demo.yaml"),
+        PREPROD_VALUES,
+    )
+    .unwrap();
+    git(&seed, &["add", "--all"]);
+    git(&seed, &["commit", "--quiet", "-m", "values"]);
+    git(&seed, &["push", "--quiet", "origin", "main"]);
+
+    let service_head = f.remote_head();
+    let tag = format!("main-{}", short(&f.commits[0]));
+    let output = f.xtask(&[
+        "promote",
+        "--env",
+        "preprod",
+        "--tag",
+        &tag,
+        "--gitops-repo",
+        gitops_remote.to_str().unwrap(),
+    ]);
+    assert_ok(&output);
+    let values = git(
+        &gitops_remote,
+        &["show", "main:values/preprod/service-demo.yaml"],
+    );
+    assert!(values.contains(&format!("tag: \"{tag}\"")), "{values}");
+    assert_eq!(
+        f.remote_head(),
+        service_head,
+        "the service repository's remote is not touched"
+    );
+    assert!(git(&f.work, &["status", "--porcelain"]).is_empty());
+}
