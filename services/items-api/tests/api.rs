@@ -39,6 +39,10 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     async fn create(&self, body: Value) -> reqwest::Response {
         self.client
             .post(self.url("/api/v1/items"))
@@ -60,7 +64,7 @@ impl TestApp {
         let mut pages = 0;
         let mut next = Some(first.to_owned());
         while let Some(path) = next.take() {
-            let response = self.client.get(self.url(&path)).send().await.unwrap();
+            let response = self.get(&path).await;
             assert_eq!(response.status(), StatusCode::OK);
             next = response
                 .headers()
@@ -121,26 +125,10 @@ async fn item_lifecycle() {
     );
     assert_eq!(created["createdAt"], created["updatedAt"]);
 
-    let fetched: Value = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = app.get(&location).await.json().await.unwrap();
     assert_eq!(fetched, created);
 
-    let listed: Vec<Value> = app
-        .client
-        .get(app.url("/api/v1/items"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Vec<Value> = app.get("/api/v1/items").await.json().await.unwrap();
     assert_eq!(listed, vec![created.clone()]);
 
     let response = app
@@ -167,7 +155,7 @@ async fn item_lifecycle() {
     assert!(response.bytes().await.unwrap().is_empty());
 
     for response in [
-        app.client.get(app.url(&location)).send().await.unwrap(),
+        app.get(&location).await,
         app.client.delete(app.url(&location)).send().await.unwrap(),
         app.client
             .put(app.url(&location))
@@ -280,7 +268,7 @@ async fn body_over_64_kib_is_413() {
 #[tokio::test]
 async fn unknown_route_is_404_and_wrong_method_is_405() {
     let app = TestApp::spawn().await;
-    let response = app.client.get(app.url("/nope")).send().await.unwrap();
+    let response = app.get("/nope").await;
     assert_problem(response, StatusCode::NOT_FOUND).await;
 
     let response = app
@@ -300,12 +288,7 @@ async fn unknown_route_is_404_and_wrong_method_is_405() {
 #[tokio::test]
 async fn id_that_is_not_a_uuid_is_404() {
     let app = TestApp::spawn().await;
-    let response = app
-        .client
-        .get(app.url("/api/v1/items/not-a-uuid"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/api/v1/items/not-a-uuid").await;
     let body = assert_problem(response, StatusCode::NOT_FOUND).await;
     assert!(body["detail"].as_str().unwrap().contains("UUID"));
 }
@@ -322,7 +305,7 @@ async fn request_id_is_echoed_or_generated() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
 
-    let response = app.client.get(app.url("/nope")).send().await.unwrap();
+    let response = app.get("/nope").await;
     let generated = response.headers()["x-request-id"].to_str().unwrap();
     assert!(
         uuid::Uuid::try_parse(generated).is_ok(),
@@ -334,22 +317,14 @@ async fn request_id_is_echoed_or_generated() {
 async fn health_readiness_and_version() {
     let app = TestApp::spawn().await;
     for path in ["/healthz", "/readyz"] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
             response.json::<Value>().await.unwrap(),
             json!({ "status": "ok" })
         );
     }
-    let version: Value = app
-        .client
-        .get(app.url("/version"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let version: Value = app.get("/version").await.json().await.unwrap();
     assert_eq!(
         version,
         json!({ "version": "9.9.9", "gitCommit": "0123abc", "envName": "test-env", "servicesNamespace": "default" })
@@ -360,23 +335,16 @@ async fn health_readiness_and_version() {
 async fn metrics_count_requests_by_route_method_and_status() {
     let app = TestApp::spawn().await;
     for _ in 0..3 {
-        app.client.get(app.url("/healthz")).send().await.unwrap();
+        app.get("/healthz").await;
     }
     let created = app.create_ok("m").await;
     let item = format!("/api/v1/items/{}", created["id"].as_str().unwrap());
-    app.client.get(app.url(&item)).send().await.unwrap();
-    app.client
-        .get(app.url("/api/v1/items/00000000-0000-0000-0000-000000000000"))
-        .send()
-        .await
-        .unwrap();
-    app.client
-        .get(app.url("/no/such/path"))
-        .send()
-        .await
-        .unwrap();
+    app.get(&item).await;
+    app.get("/api/v1/items/00000000-0000-0000-0000-000000000000")
+        .await;
+    app.get("/no/such/path").await;
 
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app.get("/metrics").await;
     assert!(
         response.headers()[CONTENT_TYPE]
             .to_str()
@@ -419,15 +387,7 @@ async fn metrics_count_requests_by_route_method_and_status() {
 #[tokio::test]
 async fn openapi_document_matches_snapshot() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     insta::assert_json_snapshot!("openapi", doc);
 }
@@ -448,12 +408,7 @@ async fn listing_is_paged_with_a_link_header() {
     assert_eq!((items.len(), pages), (250, 1));
 
     for bad in ["limit=0", "limit=1001", "limit=abc", "cursor=xyz"] {
-        let response = app
-            .client
-            .get(app.url(&format!("/api/v1/items?{bad}")))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get(&format!("/api/v1/items?{bad}")).await;
         let body = assert_problem(response, StatusCode::BAD_REQUEST).await;
         let param = bad.split('=').next().unwrap();
         assert!(body["detail"].as_str().unwrap().contains(param), "{body}");
@@ -521,11 +476,8 @@ async fn parallel_updates_to_one_item_lose_nothing() {
     // Each update saw a distinct predecessor: versions 2..=201, none repeated.
     assert_eq!(versions, (2..=201).collect::<Vec<u64>>());
     let last: Value = app
-        .client
-        .get(app.url(&format!("/api/v1/items/{id}")))
-        .send()
+        .get(&format!("/api/v1/items/{id}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
