@@ -19,9 +19,9 @@ use clap::{Parser, Subcommand};
     name = "cargo xtask",
     bin_name = "cargo xtask",
     about = "Pipeline actions for service-demo: the same commands run on a laptop and in GitHub Actions",
-    after_help = "GitOps commands (promote, rollback, preview, status, trace) commit to the GitOps branch on the \
-                  remote and push, retrying when others push first; they never touch your working tree. \
-                  Each takes --dry-run to print the diff instead."
+    after_help = "promote, rollback and preview commit to the GitOps branch on the remote and push, retrying \
+                  when others push first; they never touch your working tree, and --dry-run prints the diff \
+                  instead. status and trace only read the GitOps branch."
 )]
 struct Cli {
     #[command(subcommand)]
