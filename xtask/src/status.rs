@@ -44,7 +44,7 @@ pub struct EnvStatus {
 
 pub fn run(args: StatusArgs) -> Result<()> {
     let ws = Workspace::open(&args.gitops)?;
-    let rows = collect(&ws)?;
+    let rows = collect(&ws, ws.gitops.fetch_tip()?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -70,9 +70,8 @@ pub fn run(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-/// Every environment and preview at the GitOps tip.
-pub fn collect(ws: &Workspace) -> Result<Vec<EnvStatus>> {
-    let tip = ws.gitops.fetch_tip()?;
+/// Every environment and preview at the GitOps commit `tip`.
+pub fn collect(ws: &Workspace, tip: gix::ObjectId) -> Result<Vec<EnvStatus>> {
     let mut envs: Vec<(String, String)> = ENVIRONMENTS
         .iter()
         .map(|e| (e.to_string(), environments::values_path(e)))
@@ -146,8 +145,8 @@ fn rfc3339(seconds: i64) -> String {
 /// same bits as `target`: the same digest, or failing digests, the same commit.
 pub fn trace(args: TraceArgs) -> Result<()> {
     let ws = Workspace::open(&args.gitops)?;
-    let rows = collect(&ws)?;
     let tip = ws.gitops.fetch_tip()?;
+    let rows = collect(&ws, tip)?;
     // All (tag, digest) pairs ever written to any environment's values.
     let mut seen: Vec<DeployedImage> = Vec::new();
     for row in &rows {
