@@ -57,8 +57,10 @@ pub fn run(args: PromoteArgs) -> Result<()> {
         digest: args.digest.clone().unwrap_or_default(),
     };
     let path = environments::values_path(&args.env);
+    // Resolved once, before any fetch: an unknown commit is bad input.
+    let source = ws.service.source_commit(&tag)?;
     let outcome = ws.gitops.update(args.dry_run, |snapshot| {
-        let current = read_deployed(snapshot, &path)?;
+        let (text, current) = read_deployed(snapshot, &path)?;
         if current == target {
             return Ok(Decision::NoOp(format!(
                 "{} already runs {}",
@@ -66,19 +68,13 @@ pub fn run(args: PromoteArgs) -> Result<()> {
                 describe(&target)
             )));
         }
-        if !args.allow_rollback {
-            check_monotonic(&ws.service, &args.env, &current, &tag)?;
+        if !args.allow_rollback
+            && let Some(source) = source
+        {
+            check_monotonic(&ws.service, &args.env, &current, &tag, source)?;
         }
-        let text = snapshot
-            .read(&path)?
-            .expect("read_deployed checked it exists");
-        let edited = values::edit(&text, &target.jq_set())?;
-        let source = ws.service.source_commit(&tag)?;
         Ok(Decision::Commit {
-            changes: vec![FileChange::Write {
-                path: ws.gitops.full_path(&path),
-                text: edited.text,
-            }],
+            changes: vec![image_change(&ws, &path, &text, &target)?],
             message: commit_message(
                 &format!("cd: promote {tag} to {}", args.env),
                 &args.env,
@@ -100,7 +96,7 @@ pub fn rollback(args: RollbackArgs) -> Result<()> {
     let path = environments::values_path(&args.env);
     let mut chosen = None;
     let outcome = ws.gitops.update(args.dry_run, |snapshot| {
-        let current = read_deployed(snapshot, &path)?;
+        let (text, current) = read_deployed(snapshot, &path)?;
         let history = ws
             .gitops
             .history(snapshot.tip, &ws.gitops.full_path(&path))?;
@@ -136,19 +132,12 @@ pub fn rollback(args: RollbackArgs) -> Result<()> {
                 ),
             },
         };
-        let text = snapshot
-            .read(&path)?
-            .expect("read_deployed checked it exists");
-        let edited = values::edit(&text, &target.jq_set())?;
         let source = ImageTag::parse(&target.tag)
             .ok()
             .and_then(|t| ws.service.source_commit(&t).ok().flatten());
         chosen = Some(target.clone());
         Ok(Decision::Commit {
-            changes: vec![FileChange::Write {
-                path: ws.gitops.full_path(&path),
-                text: edited.text,
-            }],
+            changes: vec![image_change(&ws, &path, &text, &target)?],
             message: commit_message(
                 &format!(
                     "cd: rollback {} to {} (from {})",
@@ -168,11 +157,14 @@ pub fn rollback(args: RollbackArgs) -> Result<()> {
     Ok(())
 }
 
-/// The image in an environment's values file at this snapshot.
-pub fn read_deployed(snapshot: &Snapshot<'_>, path: &str) -> Result<DeployedImage> {
+/// An environment's values file at this snapshot, and the image it deploys.
+pub fn read_deployed(snapshot: &Snapshot<'_>, path: &str) -> Result<(String, DeployedImage)> {
     match snapshot.read(path)? {
-        Some(text) => DeployedImage::from_values(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", snapshot.repo.full_path(path))),
+        Some(text) => {
+            let image = DeployedImage::from_values(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", snapshot.repo.full_path(path)))?;
+            Ok((text, image))
+        }
         None => bail!(
             "{} does not exist on the GitOps branch: create the environment's values file first",
             snapshot.repo.full_path(path)
@@ -180,22 +172,34 @@ pub fn read_deployed(snapshot: &Snapshot<'_>, path: &str) -> Result<DeployedImag
     }
 }
 
-/// Refuses to move `env` to a build whose commit is an ancestor of the
-/// running one's: an older build finishing late must not overwrite a newer one.
+/// The values file `text` at `path` with its image set to `image`.
+fn image_change(
+    ws: &Workspace,
+    path: &str,
+    text: &str,
+    image: &DeployedImage,
+) -> Result<FileChange> {
+    Ok(FileChange::Write {
+        path: ws.gitops.full_path(path),
+        text: values::edit(text, &image.jq_set())?.text,
+    })
+}
+
+/// Refuses to move `env` to `target` (built from `target_commit`) when that
+/// commit is an ancestor of the running one's: an older build finishing late
+/// must not overwrite a newer one.
 pub fn check_monotonic(
     service: &ServiceRepo,
     env: &str,
     current: &DeployedImage,
     target: &ImageTag,
+    target_commit: gix::ObjectId,
 ) -> Result<()> {
     let Ok(current_tag) = ImageTag::parse(&current.tag) else {
         return Ok(()); // A placeholder such as "latest": nothing to compare with.
     };
-    // The target must resolve (bad input otherwise); the running image's
-    // commit may be unknown here (a placeholder, or another repo's history).
-    let Some(target_commit) = service.source_commit(target)? else {
-        return Ok(());
-    };
+    // The running image's commit may be unknown here (a placeholder, or
+    // another repository's history): then there is nothing to compare.
     let Ok(Some(current_commit)) = service.source_commit(&current_tag) else {
         return Ok(());
     };

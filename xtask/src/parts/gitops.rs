@@ -386,29 +386,29 @@ impl GitopsRepo {
 
     /// Every version of `path` on the first-parent history of `tip`, newest first.
     pub fn history(&self, tip: ObjectId, path: &str) -> Result<Vec<FileVersion>> {
-        let mut versions = Vec::new();
-        let walk = self.repo.rev_walk([tip]).first_parent_only().all()?;
-        for info in walk {
+        // On a first-parent walk each commit's parent is the next one walked,
+        // so one blob lookup per commit is enough: a version starts wherever
+        // the blob differs from the next commit's (or the walk ends).
+        let mut walked: Vec<(ObjectId, i64, Option<ObjectId>)> = Vec::new();
+        for info in self.repo.rev_walk([tip]).first_parent_only().all()? {
             let info = info?;
-            let commit = self.repo.find_commit(info.id)?;
-            let blob = self.blob_id(info.id, path)?;
-            let parent_blob = match commit.parent_ids().next() {
-                Some(parent) => self.blob_id(parent.detach(), path)?,
-                None => None,
-            };
-            if blob == parent_blob {
+            let time = self.repo.find_commit(info.id)?.time()?.seconds;
+            walked.push((info.id, time, self.blob_id(info.id, path)?));
+        }
+        let mut versions = Vec::new();
+        for (i, (commit, time, blob)) in walked.iter().enumerate() {
+            let parent_blob = walked.get(i + 1).and_then(|(_, _, b)| *b);
+            if *blob == parent_blob {
                 continue;
             }
+            let text = match blob {
+                Some(blob) => Some(self.repo.find_blob(*blob)?.data.to_str_lossy().into_owned()),
+                None => None,
+            };
             versions.push(FileVersion {
-                commit: info.id,
-                time: commit.time()?.seconds,
-                text: blob
-                    .map(|b| {
-                        self.repo
-                            .find_blob(b)
-                            .map(|b| b.data.to_str_lossy().into_owned())
-                    })
-                    .transpose()?,
+                commit: *commit,
+                time: *time,
+                text,
             });
         }
         Ok(versions)
