@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Http(BenchArgs),
     /// Time promotions against a local bare remote: one at a time, and 50 at once.
     Gitops(GitopsBenchArgs),
+    /// Image assembly time, size, push time, and the bytes a retag uploads (real local registry).
+    Image,
 }
 
 #[derive(clap::Args)]
@@ -40,6 +42,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Http(args) => load_test(args),
         BenchCommand::Gitops(args) => gitops(args),
+        BenchCommand::Image => image(),
     }
 }
 
@@ -437,6 +440,176 @@ fn json_string_field(body: &str, field: &str) -> Option<String> {
     let start = body.find(&format!("\"{field}\":\""))? + field.len() + 4;
     let end = start + body[start..].find('"')?;
     Some(body[start..end].to_owned())
+}
+
+/// Build the static binary, then time what happens after `cargo build`:
+/// assembly (median of 5), pushes to a real `docker-registry` on loopback, and
+/// the bytes sent to it, counted by a proxy in front of it.
+fn image() -> Result<()> {
+    use crate::parts::oci;
+    use crate::parts::registry::Repository;
+
+    let sh = Shell::new()?;
+    sh.change_dir(workspace::root());
+    let head = cmd!(sh, "git rev-parse HEAD").read()?;
+    let binaries = crate::image::static_binaries(&sh, &["linux/amd64".to_owned()], &head)?;
+    let meta = crate::image::image_meta(&sh, &head)?;
+    let mut times = Vec::new();
+    let mut image = None;
+    for _ in 0..5 {
+        let started = Instant::now();
+        image = Some(oci::assemble(&binaries, &meta)?);
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let image = image.expect("assembled five times");
+    times.sort_by(f64::total_cmp);
+    println!(
+        "binary (static, stripped)        {}",
+        crate::image::human_size(binaries[0].1.len() as u64)
+    );
+    println!(
+        "image, compressed                {}",
+        crate::image::human_size(image.compressed_size())
+    );
+    println!(
+        "assembly after cargo build       {:.0} ms (median of 5)",
+        times[2]
+    );
+
+    let registry = LocalRegistry::start(&sh)?;
+    let proxy = CountingProxy::start(&registry.addr)?;
+    let repository = Repository::open_with(
+        &format!("{}/service-demo", proxy.addr),
+        oci_client::secrets::RegistryAuth::Anonymous,
+    )?;
+    let tag = format!("main-{head}");
+    let measure = |what: &str, action: &dyn Fn() -> Result<()>| -> Result<()> {
+        let before = proxy.bytes_up();
+        let started = Instant::now();
+        action()?;
+        println!(
+            "{what:<32} {:.0} ms, {} sent to the registry",
+            started.elapsed().as_secs_f64() * 1000.0,
+            crate::image::human_size(proxy.bytes_up() - before)
+        );
+        Ok(())
+    };
+    measure("push (empty registry)", &|| {
+        repository.push(&image, &tag).map(drop)
+    })?;
+    let mut changed = binaries.clone();
+    changed[0].1.extend_from_slice(b"another build");
+    let next = oci::assemble(&changed, &meta)?;
+    measure("push of a new build (base cached)", &|| {
+        repository.push(&next, &format!("pr-1-{head}")).map(drop)
+    })?;
+    measure("retag main-<sha> -> v0.0.0-bench", &|| {
+        repository.retag(&tag, "v0.0.0-bench").map(drop)
+    })?;
+    Ok(())
+}
+
+/// Debian's docker-registry with its own config on a free loopback port.
+struct LocalRegistry {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+}
+
+impl LocalRegistry {
+    fn start(sh: &Shell) -> Result<Self> {
+        if cmd!(sh, "which docker-registry")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .is_err()
+        {
+            bail!("docker-registry is not installed: apt-get install docker-registry");
+        }
+        let dir =
+            workspace::target_dir().join(format!("xtask/bench-registry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\n\
+                 storage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: {addr}}}\n",
+                dir.join("data").display()
+            ),
+        )?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let registry = Self { child, dir, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&registry.addr).is_err() {
+            ensure!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(registry)
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A loopback TCP proxy that counts the bytes clients send upstream.
+struct CountingProxy {
+    addr: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    fn start(upstream: &str) -> Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?.to_string();
+        let up = std::sync::Arc::new(AtomicU64::new(0));
+        let (counter, upstream) = (up.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut client_r, mut server_w) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0; 64 * 1024];
+                    while let Ok(n @ 1..) = client_r.read(&mut buf) {
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
+                        if server_w.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_w.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut server_r, mut client_w) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_r, &mut client_w);
+                    let _ = client_w.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Ok(Self { addr, up })
+    }
+
+    fn bytes_up(&self) -> u64 {
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

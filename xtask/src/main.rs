@@ -6,6 +6,7 @@
 
 mod bench;
 mod ci;
+mod image;
 mod parts;
 mod preview;
 mod promote;
@@ -35,6 +36,9 @@ enum Command {
     /// Benchmarks that print numbers: `bench http` (items-api under wrk), `bench gitops` (promotion timings).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Images without a daemon: `image build`, `image retag`, `image inspect`.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Move an environment to an image (refuses older builds unless --allow-rollback).
     Promote(promote::PromoteArgs),
     /// Return an environment to the image it ran before (or --to a tag it ran), as a new commit.
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci(args) => ci::run(args),
         Command::Bench(command) => bench::run(command),
+        Command::Image(command) => image::run(command),
         Command::Promote(args) => promote::run(args),
         Command::Rollback(args) => promote::rollback(args),
         Command::Preview(command) => preview::run(command),

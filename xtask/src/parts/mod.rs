@@ -2,6 +2,8 @@
 
 pub mod environments;
 pub mod gitops;
+pub mod oci;
+pub mod registry;
 pub mod service;
 pub mod tags;
 pub mod values;

@@ -1,0 +1,576 @@
+//! Where images live: a real registry (OCI distribution API, via oci-client) or
+//! an OCI image layout directory (the on-disk format skopeo, crane and oras
+//! read), behind one set of operations with the same rules.
+//!
+//! The rules: tags are immutable (a tag that already names other bits is never
+//! moved, by a push or a retag); a retag copies the manifest bytes under a new
+//! tag and uploads no blob; after a retag both tags are resolved again and must
+//! name the same digest.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+use serde::{Deserialize, Serialize};
+
+use super::oci::{self, Image};
+
+/// Manifest types this project reads: OCI and Docker, single and multi-platform.
+const MANIFEST_TYPES: &[&str] = &[
+    oci::INDEX_MEDIA_TYPE,
+    oci::MANIFEST_MEDIA_TYPE,
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// The annotation an OCI layout's `index.json` names its tags with.
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// What a tag points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub digest: String,
+    pub media_type: String,
+}
+
+/// What a push did, for the report and the benchmark.
+#[derive(Debug, Default)]
+pub struct PushReport {
+    pub uploaded_blobs: usize,
+    pub uploaded_bytes: u64,
+    pub skipped_blobs: usize,
+    /// The tag already named these exact bits: nothing was written.
+    pub unchanged: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RetagOutcome {
+    Created,
+    /// The new tag already named the same digest.
+    AlreadyThere,
+}
+
+/// An image repository: `host[:port]/path` (a registry) or `oci:<dir>` (a layout).
+pub enum Repository {
+    Remote(Box<Remote>),
+    Layout(Layout),
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Remote(remote) => write!(f, "{}/{}", remote.registry, remote.repository),
+            Self::Layout(layout) => write!(f, "oci:{}", layout.dir.display()),
+        }
+    }
+}
+
+impl Repository {
+    /// Open `spec` with credentials from the environment:
+    /// `REGISTRY_USERNAME` + `REGISTRY_PASSWORD` (basic; GHCR takes the actor and
+    /// `GITHUB_TOKEN`), or `REGISTRY_TOKEN` (bearer), or anonymous.
+    pub fn open(spec: &str) -> Result<Self> {
+        let auth = match (
+            std::env::var("REGISTRY_USERNAME").ok(),
+            std::env::var("REGISTRY_PASSWORD").ok(),
+            std::env::var("REGISTRY_TOKEN").ok(),
+        ) {
+            (Some(user), Some(password), _) => RegistryAuth::Basic(user, password),
+            (None, None, Some(token)) => RegistryAuth::Bearer(token),
+            (None, None, None) => RegistryAuth::Anonymous,
+            _ => bail!(
+                "set both REGISTRY_USERNAME and REGISTRY_PASSWORD (basic auth), or REGISTRY_TOKEN \
+                 alone (bearer), or none of them (anonymous)"
+            ),
+        };
+        Self::open_with(spec, auth)
+    }
+
+    pub fn open_with(spec: &str, auth: RegistryAuth) -> Result<Self> {
+        if let Some(dir) = spec.strip_prefix("oci:") {
+            return Ok(Self::Layout(Layout::open(Path::new(dir))?));
+        }
+        Ok(Self::Remote(Box::new(Remote::open(spec, auth)?)))
+    }
+
+    /// The digest and media type `tag` names, or `None` when there is no such tag.
+    pub fn resolve(&self, tag: &str) -> Result<Option<Resolved>> {
+        match self {
+            Self::Remote(remote) => remote.resolve(tag),
+            Self::Layout(layout) => layout.resolve(tag),
+        }
+        .with_context(|| format!("resolving {self}:{tag}"))
+    }
+
+    /// A manifest's bytes, by tag or by digest (`sha256:…`).
+    pub fn manifest(&self, reference: &str) -> Result<(Vec<u8>, Resolved)> {
+        match self {
+            Self::Remote(remote) => remote.manifest(reference),
+            Self::Layout(layout) => layout.manifest(reference),
+        }
+        .with_context(|| format!("reading the manifest of {self}{}", at(reference)))
+    }
+
+    pub fn blob(&self, digest: &str) -> Result<Vec<u8>> {
+        match self {
+            Self::Remote(remote) => remote.blob(digest),
+            Self::Layout(layout) => layout.blob(digest),
+        }
+        .with_context(|| format!("reading blob {digest} from {self}"))
+    }
+
+    /// Upload `image` and point `tag` at it. Blobs the repository already holds
+    /// are not sent again. Refuses to move a tag that names other bits.
+    pub fn push(&self, image: &Image, tag: &str) -> Result<PushReport> {
+        if let Some(existing) = self.resolve(tag)? {
+            if existing.digest == image.root.digest {
+                return Ok(PushReport {
+                    unchanged: true,
+                    ..Default::default()
+                });
+            }
+            bail!(
+                "{self}:{tag} already names {} and this build is {}: tags are immutable, so it was \
+                 not moved. Builds are reproducible, so the same commit built with the same toolchain \
+                 gives the same digest; build a new commit, or delete the tag in the registry if you \
+                 really mean to replace it",
+                existing.digest,
+                image.root.digest
+            );
+        }
+        match self {
+            Self::Remote(remote) => remote.push(image, tag),
+            Self::Layout(layout) => layout.push(image, tag),
+        }
+        .with_context(|| format!("pushing {self}:{tag}"))
+    }
+
+    /// Point `new_tag` at the manifest `src_tag` names: the manifest's bytes are
+    /// copied as they are (an index stays an index), no blob is uploaded.
+    pub fn retag(&self, src_tag: &str, new_tag: &str) -> Result<(RetagOutcome, Resolved)> {
+        let Some(source) = self.resolve(src_tag)? else {
+            bail!(
+                "{self} has no tag {src_tag:?}: build and push it first (cargo xtask image build --tag {src_tag} --push …)"
+            );
+        };
+        let outcome = match self.resolve(new_tag)? {
+            Some(existing) if existing.digest == source.digest => RetagOutcome::AlreadyThere,
+            Some(existing) => bail!(
+                "{self}:{new_tag} already names {} but {src_tag} is {}: release tags are immutable, \
+                 so it was not moved. Choose a new version",
+                existing.digest,
+                source.digest
+            ),
+            None => {
+                let (bytes, resolved) = self.manifest(&source.digest)?;
+                match self {
+                    Self::Remote(remote) => {
+                        remote.put_manifest(new_tag, bytes, &resolved.media_type)
+                    }
+                    Self::Layout(layout) => layout.tag(new_tag, &resolved, bytes.len() as u64),
+                }
+                .with_context(|| format!("tagging {self}:{new_tag}"))?;
+                RetagOutcome::Created
+            }
+        };
+        // Trust the registry's answer, not our request: both names must now
+        // resolve to the same digest.
+        let after_src = self.resolve(src_tag)?;
+        let after_new = self.resolve(new_tag)?;
+        if after_src.as_ref() != Some(&source) || after_new.as_ref() != Some(&source) {
+            bail!(
+                "after retagging, {src_tag} resolves to {after_src:?} and {new_tag} to {after_new:?}; \
+                 expected both to be {}",
+                source.digest
+            );
+        }
+        Ok((outcome, source))
+    }
+}
+
+fn at(reference: &str) -> String {
+    if reference.starts_with("sha256:") {
+        format!("@{reference}")
+    } else {
+        format!(":{reference}")
+    }
+}
+
+/// A repository in a registry that speaks the OCI distribution API.
+pub struct Remote {
+    client: Client,
+    auth: RegistryAuth,
+    registry: String,
+    repository: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    fn open(spec: &str, auth: RegistryAuth) -> Result<Self> {
+        let Some((registry, repository)) = spec.split_once('/').filter(|(host, repo)| {
+            (host.contains('.') || host.contains(':') || *host == "localhost") && !repo.is_empty()
+        }) else {
+            bail!(
+                "image repository {spec:?} should be <registry-host>/<path> (e.g. \
+                 ghcr.io/owner/service-demo or 127.0.0.1:5000/service-demo), or oci:<dir> for an \
+                 OCI layout directory"
+            );
+        };
+        if spec.contains(['@', ' ']) || repository.contains(':') {
+            bail!(
+                "image repository {spec:?} must not carry a tag or digest: pass those separately"
+            );
+        }
+        // rustls needs a process-wide crypto provider; ring avoids aws-lc's C build.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let host = registry.rsplit_once(':').map_or(registry, |(host, _)| host);
+        // Plain HTTP only on loopback: everything else is HTTPS with verification.
+        let protocol = if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+            ClientProtocol::HttpsExcept(vec![registry.to_owned()])
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(120)),
+            ..Default::default()
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            client,
+            auth,
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+            runtime,
+        })
+    }
+
+    fn reference(&self, reference: &str) -> Reference {
+        if reference.starts_with("sha256:") {
+            Reference::with_digest(
+                self.registry.clone(),
+                self.repository.clone(),
+                reference.to_owned(),
+            )
+        } else {
+            Reference::with_tag(
+                self.registry.clone(),
+                self.repository.clone(),
+                reference.to_owned(),
+            )
+        }
+    }
+
+    fn resolve(&self, tag: &str) -> Result<Option<Resolved>> {
+        match self.manifest(tag) {
+            Ok((_, resolved)) => Ok(Some(resolved)),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn manifest(&self, reference: &str) -> Result<(Vec<u8>, Resolved)> {
+        let image = self.reference(reference);
+        let (bytes, digest) = self
+            .runtime
+            .block_on(
+                self.client
+                    .pull_manifest_raw(&image, &self.auth, MANIFEST_TYPES),
+            )
+            .map_err(explain)?;
+        let media_type = media_type_of(&bytes)?;
+        Ok((bytes.to_vec(), Resolved { digest, media_type }))
+    }
+
+    fn blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.runtime
+            .block_on(self.client.pull_blob(
+                &self.reference(digest),
+                &oci_client::manifest::OciDescriptor {
+                    digest: digest.to_owned(),
+                    ..Default::default()
+                },
+                &mut out,
+            ))
+            .map_err(explain)?;
+        Ok(out)
+    }
+
+    fn push(&self, image: &Image, tag: &str) -> Result<PushReport> {
+        let target = self.reference(tag);
+        self.runtime.block_on(async {
+            // push_manifest_raw takes no credentials: authenticate for push first.
+            self.client
+                .auth(&target, &self.auth, RegistryOperation::Push)
+                .await
+                .map_err(explain)?;
+            let mut report = PushReport::default();
+            // Layers and configs first, then platform manifests by digest, then
+            // the index under its tag: a reader never sees a tag with missing parts.
+            for blob in image.blobs.iter().filter(|b| !is_manifest(b.media_type)) {
+                if self
+                    .client
+                    .blob_exists(&target, &blob.digest)
+                    .await
+                    .map_err(explain)?
+                {
+                    report.skipped_blobs += 1;
+                    continue;
+                }
+                self.client
+                    .push_blob(&target, blob.bytes.clone(), &blob.digest)
+                    .await
+                    .map_err(explain)?;
+                report.uploaded_blobs += 1;
+                report.uploaded_bytes += blob.size();
+            }
+            for blob in image.blobs.iter().filter(|b| is_manifest(b.media_type)) {
+                let reference = if blob.digest == image.root.digest {
+                    target.clone()
+                } else {
+                    self.reference(&blob.digest)
+                };
+                self.client
+                    .push_manifest_raw(
+                        &reference,
+                        blob.bytes.clone(),
+                        blob.media_type
+                            .parse()
+                            .expect("media types are valid headers"),
+                    )
+                    .await
+                    .map_err(explain)?;
+            }
+            Ok(report)
+        })
+    }
+
+    fn put_manifest(&self, tag: &str, bytes: Vec<u8>, media_type: &str) -> Result<()> {
+        let target = self.reference(tag);
+        self.runtime.block_on(async {
+            self.client
+                .auth(&target, &self.auth, RegistryOperation::Push)
+                .await
+                .map_err(explain)?;
+            self.client
+                .push_manifest_raw(&target, bytes, media_type.parse()?)
+                .await
+                .map_err(explain)?;
+            Ok(())
+        })
+    }
+}
+
+fn is_manifest(media_type: &str) -> bool {
+    media_type == oci::INDEX_MEDIA_TYPE || media_type == oci::MANIFEST_MEDIA_TYPE
+}
+
+/// The `mediaType` a manifest declares about itself.
+fn media_type_of(bytes: &[u8]) -> Result<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        media_type: Option<String>,
+    }
+    let head: Head = serde_json::from_slice(bytes).context("the manifest is not JSON")?;
+    head.media_type
+        .context("the manifest does not declare its mediaType")
+}
+
+fn is_not_found(error: &anyhow::Error) -> bool {
+    match error.downcast_ref::<OciDistributionError>() {
+        Some(OciDistributionError::ImageManifestNotFoundError(_)) => true,
+        Some(OciDistributionError::ServerError { code, .. }) => *code == 404,
+        Some(OciDistributionError::RegistryError { envelope, .. }) => {
+            envelope.errors.iter().all(|e| {
+                matches!(
+                    e.code,
+                    OciErrorCode::ManifestUnknown | OciErrorCode::NotFound
+                )
+            })
+        }
+        _ => false,
+    }
+}
+
+/// oci-client's errors name the URL but not what to do; add the fix. They never
+/// contain credentials (oci-client's `RegistryAuth` debug-prints as redacted).
+fn explain(error: OciDistributionError) -> anyhow::Error {
+    let hint = match &error {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => Some(
+            "the registry refused the credentials: check REGISTRY_USERNAME/REGISTRY_PASSWORD or \
+             REGISTRY_TOKEN (for GHCR, the token needs packages:write to push)",
+        ),
+        OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+            Some("the registry did not answer: is it running, and is the host and port right?")
+        }
+        _ => None,
+    };
+    match hint {
+        Some(hint) => anyhow::Error::new(error).context(hint),
+        None => anyhow::Error::new(error),
+    }
+}
+
+/// An OCI image layout directory: `oci-layout`, `index.json` naming tags with
+/// `org.opencontainers.image.ref.name`, and `blobs/sha256/<hex>`.
+pub struct Layout {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct LayoutIndex {
+    schema_version: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    manifests: Vec<LayoutEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct LayoutEntry {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl Layout {
+    /// Open a layout, creating an empty one when `dir` does not exist or is empty.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let layout = Self {
+            dir: dir.to_path_buf(),
+        };
+        let marker = dir.join("oci-layout");
+        if !marker.exists() {
+            if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+                bail!(
+                    "{} is not an OCI image layout (no oci-layout file) and is not empty: point at a \
+                     new directory",
+                    dir.display()
+                );
+            }
+            fs::create_dir_all(dir.join("blobs/sha256"))?;
+            write_atomically(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            layout.write_index(&LayoutIndex {
+                schema_version: 2,
+                media_type: Some(oci::INDEX_MEDIA_TYPE.to_owned()),
+                manifests: Vec::new(),
+            })?;
+        }
+        Ok(layout)
+    }
+
+    fn read_index(&self) -> Result<LayoutIndex> {
+        let path = self.dir.join("index.json");
+        let text = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    fn write_index(&self, index: &LayoutIndex) -> Result<()> {
+        write_atomically(
+            &self.dir.join("index.json"),
+            &serde_json::to_vec_pretty(index)?,
+        )
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .with_context(|| format!("malformed digest {digest:?}"))?;
+        Ok(self.dir.join("blobs/sha256").join(hex))
+    }
+
+    fn resolve(&self, tag: &str) -> Result<Option<Resolved>> {
+        Ok(self
+            .read_index()?
+            .manifests
+            .into_iter()
+            .find(|entry| entry.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
+            .map(|entry| Resolved {
+                digest: entry.digest,
+                media_type: entry.media_type,
+            }))
+    }
+
+    fn manifest(&self, reference: &str) -> Result<(Vec<u8>, Resolved)> {
+        let digest = if reference.starts_with("sha256:") {
+            reference.to_owned()
+        } else {
+            self.resolve(reference)?
+                .with_context(|| format!("no tag {reference:?}"))?
+                .digest
+        };
+        let bytes = self.blob(&digest)?;
+        let media_type = media_type_of(&bytes)?;
+        Ok((bytes, Resolved { digest, media_type }))
+    }
+
+    fn blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let bytes = fs::read(self.blob_path(digest)?)?;
+        // A layout is plain files: check nothing was altered on disk.
+        if oci::sha256_digest(&bytes) != digest {
+            bail!(
+                "blob {digest} in {} does not match its digest",
+                self.dir.display()
+            );
+        }
+        Ok(bytes)
+    }
+
+    fn push(&self, image: &Image, tag: &str) -> Result<PushReport> {
+        let mut report = PushReport::default();
+        for blob in &image.blobs {
+            let path = self.blob_path(&blob.digest)?;
+            if path.exists() {
+                report.skipped_blobs += 1;
+                continue;
+            }
+            write_atomically(&path, &blob.bytes)?;
+            report.uploaded_blobs += 1;
+            report.uploaded_bytes += blob.size();
+        }
+        let root = Resolved {
+            digest: image.root.digest.clone(),
+            media_type: image.root.media_type.to_owned(),
+        };
+        self.tag(tag, &root, image.root.size())?;
+        Ok(report)
+    }
+
+    /// Add `tag` → `target` to index.json (written whole, then renamed into place).
+    fn tag(&self, tag: &str, target: &Resolved, size: u64) -> Result<()> {
+        let mut index = self.read_index()?;
+        index
+            .manifests
+            .retain(|entry| entry.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
+        index.manifests.push(LayoutEntry {
+            media_type: target.media_type.clone(),
+            digest: target.digest.clone(),
+            size,
+            annotations: [(REF_NAME.to_owned(), tag.to_owned())].into(),
+        });
+        self.write_index(&index)
+    }
+}
+
+/// Write to a sibling temp file and rename: readers see the old or the new file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+}

@@ -1,0 +1,547 @@
+//! `cargo xtask image …` against real things: the real static build, a real
+//! distribution v2 registry on loopback, OCI layout directories, and a real
+//! container engine running the built image.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::{Registry, TempDir, assert_fails, assert_ok, head, stderr, stdout, xtask};
+
+/// A stand-in binary for registry tests: content only matters for the digest.
+/// (Tests that run the image use the real build.)
+fn fake_binary(dir: &Path, content: &str) -> String {
+    let path = dir.join(format!("bin-{}", fastrand::u64(..)));
+    std::fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> Value {
+    read_json(
+        &layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+}
+
+/// The digest a layout's tag names.
+fn layout_tag(layout: &Path, tag: &str) -> Option<String> {
+    read_json(&layout.join("index.json"))["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+}
+
+/// Both kinds of repository, with the same rules.
+fn repositories(dir: &TempDir) -> Option<(Registry, [String; 2])> {
+    let registry = Registry::start()?;
+    let layout = format!("oci:{}", dir.path().join("layout-registry").display());
+    let remote = registry.repository();
+    Some((registry, [remote, layout]))
+}
+
+#[test]
+fn the_real_build_is_static_reproducible_and_labelled() {
+    let dir = TempDir::new("image-build");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let head = head();
+    for out in [&a, &b] {
+        let output = xtask(&["image", "build", "--output", out.to_str().unwrap()], &[]);
+        assert_ok(&output);
+        assert!(
+            stdout(&output).contains("compressed, assembled in"),
+            "{}",
+            stdout(&output)
+        );
+    }
+    let tag = format!("main-{head}");
+    let digest = layout_tag(&a, &tag).expect("default tag is main-<HEAD>");
+    assert_eq!(
+        Some(&digest),
+        layout_tag(&b, &tag).as_ref(),
+        "two builds, one digest"
+    );
+
+    let index = blob(&a, &digest);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let amd64 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .expect("an amd64 image");
+    let manifest = blob(&a, amd64["digest"].as_str().unwrap());
+    let config = blob(&a, manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/items-api"])
+    );
+    assert!(config["config"]["ExposedPorts"]["8080/tcp"].is_object());
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.revision"], head.as_str());
+    assert_eq!(
+        labels["org.opencontainers.image.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        labels["org.opencontainers.image.source"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
+    assert!(labels["org.opencontainers.image.created"].is_string());
+
+    // The timestamp comes from SOURCE_DATE_EPOCH (or the commit), never the clock.
+    let c = dir.path().join("c");
+    assert_ok(&xtask(
+        &["image", "build", "--output", c.to_str().unwrap()],
+        &[("SOURCE_DATE_EPOCH", "1000000000")],
+    ));
+    let other = layout_tag(&c, &tag).unwrap();
+    assert_ne!(other, digest);
+    let created = blob(&c, &other)["annotations"]["org.opencontainers.image.created"].clone();
+    assert_eq!(created, "2001-09-09T01:46:40Z");
+}
+
+#[test]
+fn push_retag_and_inspect_against_a_real_registry_upload_no_blob_on_retag() {
+    let dir = TempDir::new("image-push");
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let repo = registry.repository();
+    let head = head();
+    let main_tag = format!("main-{head}");
+    let binary = fake_binary(dir.path(), "static binary, version 1");
+
+    let push = xtask(
+        &["image", "build", "--binary", &binary, "--push", &repo],
+        &[],
+    );
+    assert_ok(&push);
+    assert!(stdout(&push).contains("3 blobs"), "{}", stdout(&push));
+    // Pushing the same bits again uploads nothing.
+    let again = xtask(
+        &["image", "build", "--binary", &binary, "--push", &repo],
+        &[],
+    );
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("already names these bits"),
+        "{}",
+        stdout(&again)
+    );
+
+    let before = registry.requests().len();
+    let retag = xtask(
+        &["image", "retag", &main_tag, "v1.2.3", "--repository", &repo],
+        &[],
+    );
+    assert_ok(&retag);
+    let retag_requests = registry.requests()[before..].to_vec();
+    assert!(
+        retag_requests.iter().all(|r| !r.contains("/blobs/")),
+        "a retag touches no blob: {retag_requests:#?}"
+    );
+    let puts: Vec<_> = retag_requests
+        .iter()
+        .filter(|r| r.starts_with("PUT"))
+        .collect();
+    assert_eq!(puts.len(), 1, "one manifest PUT: {retag_requests:#?}");
+    assert!(puts[0].ends_with("/manifests/v1.2.3"), "{puts:?}");
+
+    // Both names resolve to the same digest, as the registry reports it.
+    let inspect = |reference: &str| {
+        let output = xtask(&["image", "inspect", reference, "--repository", &repo], &[]);
+        assert_ok(&output);
+        stdout(&output)
+    };
+    let (of_main, of_release) = (inspect(&main_tag), inspect("v1.2.3"));
+    let digest_line = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("digest"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(digest_line(&of_main), digest_line(&of_release));
+    assert!(of_release.contains("linux/amd64"), "{of_release}");
+    assert!(of_release.contains(&format!("org.opencontainers.image.revision={head}")));
+
+    // Retagging again is a no-op that says so.
+    let again = xtask(
+        &["image", "retag", &main_tag, "v1.2.3", "--repository", &repo],
+        &[],
+    );
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("nothing to do"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn tags_are_immutable_in_both_kinds_of_repository() {
+    let dir = TempDir::new("image-immutable");
+    let Some((_registry, repos)) = repositories(&dir) else {
+        return;
+    };
+    let head = head();
+    let (main_tag, pr_tag) = (format!("main-{head}"), format!("pr-7-{head}"));
+    let first = fake_binary(dir.path(), "first build");
+    let second = fake_binary(dir.path(), "second, different build");
+    for repo in &repos {
+        assert_ok(&xtask(
+            &["image", "build", "--binary", &first, "--push", repo],
+            &[],
+        ));
+        assert_ok(&xtask(
+            &["image", "retag", &main_tag, "v1.0.0", "--repository", repo],
+            &[],
+        ));
+        let released = xtask(&["image", "inspect", "v1.0.0", "--repository", repo], &[]);
+
+        // Different bits under an existing tag: refused, tag unchanged.
+        let moved = xtask(
+            &["image", "build", "--binary", &second, "--push", repo],
+            &[],
+        );
+        let message = assert_fails(&moved);
+        assert!(message.contains("tags are immutable"), "{message}");
+        let retag_pr = |tag: &str| {
+            xtask(
+                &[
+                    "image", "build", "--binary", &second, "--tag", tag, "--push", repo,
+                ],
+                &[],
+            )
+        };
+        assert_ok(&retag_pr(&pr_tag));
+        let refused = xtask(
+            &["image", "retag", &pr_tag, "v1.0.0", "--repository", repo],
+            &[],
+        );
+        let message = assert_fails(&refused);
+        assert!(
+            message.contains("release tags are immutable"),
+            "{repo}: {message}"
+        );
+        assert!(message.contains("Choose a new version"), "{message}");
+        let after = xtask(&["image", "inspect", "v1.0.0", "--repository", repo], &[]);
+        assert_eq!(
+            stdout(&released),
+            stdout(&after),
+            "{repo}: v1.0.0 did not move"
+        );
+
+        // A missing source tag is named, with the fix.
+        let missing = xtask(
+            &[
+                "image",
+                "retag",
+                "main-abcdef1",
+                "v9.9.9",
+                "--repository",
+                repo,
+            ],
+            &[],
+        );
+        let message = assert_fails(&missing);
+        assert!(message.contains("has no tag \"main-abcdef1\""), "{message}");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_is_built_or_written() {
+    let dir = TempDir::new("image-bad-input");
+    let binary = fake_binary(dir.path(), "bits");
+    let out = dir.path().join("out");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--tag", "main-fedcba9"], "HEAD is"),
+        (&["--tag", "v1.0.0"], "releases are never built"),
+        (&["--tag", "latest"], "malformed image tag"),
+        (
+            &["--push", "service-demo"],
+            "should be <registry-host>/<path>",
+        ),
+        (
+            &["--push", "127.0.0.1:5000/demo:tag"],
+            "must not carry a tag",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec![
+            "image",
+            "build",
+            "--binary",
+            &binary,
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let message = assert_fails(&xtask(&args, &[]));
+        assert!(message.contains(expected), "{extra:?}: {message}");
+        assert!(!out.exists(), "{extra:?} wrote output");
+    }
+    let message = assert_fails(&xtask(
+        &["image", "build", "--platform", "linux/s390x"],
+        &[],
+    ));
+    assert!(message.contains("unknown platform"), "{message}");
+    let message = assert_fails(&xtask(
+        &[
+            "image",
+            "build",
+            "--binary",
+            &binary,
+            "--push",
+            "127.0.0.1:5000/x",
+        ],
+        &[("REGISTRY_USERNAME", "only-a-user")],
+    ));
+    assert!(
+        message.contains("set both REGISTRY_USERNAME and REGISTRY_PASSWORD"),
+        "{message}"
+    );
+    // A layout path that is something else is not overwritten.
+    std::fs::write(dir.path().join("precious"), "keep").unwrap();
+    let message = assert_fails(&xtask(
+        &[
+            "image",
+            "retag",
+            "a",
+            "v1.0.0",
+            "--repository",
+            &format!("oci:{}", dir.path().display()),
+        ],
+        &[],
+    ));
+    assert!(message.contains("is not an OCI image layout"), "{message}");
+}
+
+#[test]
+fn registry_down_or_refusing_credentials_fails_with_the_fix_and_never_prints_secrets() {
+    let dir = TempDir::new("image-auth");
+    let binary = fake_binary(dir.path(), "bits");
+    let password = "s3cret-Pa55word-do-not-print";
+    let hash = bcrypt::hash(password, 4).unwrap();
+    let Some(registry) = Registry::start_with_users(&format!("ci:{hash}\n")) else {
+        return;
+    };
+    let repo = registry.repository();
+    let push = |envs: &[(&str, &str)]| {
+        xtask(
+            &["image", "build", "--binary", &binary, "--push", &repo],
+            envs,
+        )
+    };
+
+    let anonymous = assert_fails(&push(&[]));
+    assert!(anonymous.contains("refused the credentials"), "{anonymous}");
+    let wrong = assert_fails(&push(&[
+        ("REGISTRY_USERNAME", "ci"),
+        ("REGISTRY_PASSWORD", "wrong-Pa55word-do-not-print"),
+    ]));
+    assert!(wrong.contains("refused the credentials"), "{wrong}");
+    assert!(
+        !wrong.contains("wrong-Pa55word"),
+        "a password leaked: {wrong}"
+    );
+
+    let ok = push(&[("REGISTRY_USERNAME", "ci"), ("REGISTRY_PASSWORD", password)]);
+    assert_ok(&ok);
+    let all = format!("{}{}", stdout(&ok), stderr(&ok));
+    assert!(!all.contains(password), "the password leaked: {all}");
+    let inspect = xtask(
+        &[
+            "image",
+            "inspect",
+            &format!("main-{}", head()),
+            "--repository",
+            &repo,
+        ],
+        &[("REGISTRY_USERNAME", "ci"), ("REGISTRY_PASSWORD", password)],
+    );
+    assert_ok(&inspect);
+
+    // Registry down: a named failure with the fix.
+    let mut registry = registry;
+    registry.stop();
+    let down = push(&[("REGISTRY_USERNAME", "ci"), ("REGISTRY_PASSWORD", password)]);
+    let message = assert_fails(&down);
+    assert!(message.contains("did not answer"), "{message}");
+    assert!(!message.contains(password));
+}
+
+/// Runs the real image in the real engine, pulled from the real registry.
+mod container {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use testcontainers::core::{ExecCommand, IntoContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+
+    use super::*;
+
+    fn docker(args: &[&str]) -> String {
+        let out = Command::new("docker").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn proc_status(pid: &str, field: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{field}:"))
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_image_runs_read_only_unprivileged_as_nonroot_and_stops_cleanly() {
+        if support::docker().is_none() {
+            return;
+        }
+        let Some(registry) = Registry::start() else {
+            return;
+        };
+        let tag = format!("pr-1-{}", head());
+        let push = xtask(
+            &[
+                "image",
+                "build",
+                "--tag",
+                &tag,
+                "--push",
+                &registry.repository(),
+            ],
+            &[],
+        );
+        assert_ok(&push);
+
+        let container = GenericImage::new(format!("{}/service-demo", registry.addr), tag)
+            .with_exposed_port(8080.tcp())
+            .with_wait_for(WaitFor::message_on_stdout("listening"))
+            .with_env_var("SHUTDOWN_DRAIN_SECONDS", "1")
+            .with_env_var("ENV_NAME", "container-test")
+            .with_readonly_rootfs(true)
+            .with_cap_drop("ALL")
+            .with_security_opt("no-new-privileges")
+            .start()
+            .await
+            .expect("the image starts (pulled from the test registry)");
+        let port = container.get_host_port_ipv4(8080).await.unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+
+        let health = http_get(&format!("{base}/healthz")).await;
+        assert_eq!(health.0, 200);
+        let version = http_get(&format!("{base}/version")).await;
+        assert!(version.1.contains("container-test"), "{}", version.1);
+        assert!(
+            version.1.contains(&head()),
+            "the binary knows its commit: {}",
+            version.1
+        );
+
+        // The process, seen from the host: uid/gid 65532, no capabilities.
+        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", container.id()]);
+        assert!(
+            proc_status(&pid, "Uid").starts_with("65532"),
+            "{}",
+            proc_status(&pid, "Uid")
+        );
+        assert!(proc_status(&pid, "Gid").starts_with("65532"));
+        assert_eq!(proc_status(&pid, "CapEff"), "0000000000000000");
+        assert_eq!(
+            docker(&[
+                "inspect",
+                "-f",
+                "{{.HostConfig.ReadonlyRootfs}}",
+                container.id()
+            ]),
+            "true"
+        );
+
+        // The image's HEALTHCHECK command works inside the container.
+        let exec = container
+            .exec(ExecCommand::new([
+                "/usr/local/bin/items-api",
+                "healthcheck",
+            ]))
+            .await
+            .unwrap();
+        let code = loop {
+            if let Some(code) = exec.exit_code().await.unwrap() {
+                break code;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(code, 0, "healthcheck inside the container");
+        let healthcheck = docker(&[
+            "inspect",
+            "-f",
+            "{{json .Config.Healthcheck.Test}}",
+            container.id(),
+        ]);
+        assert_eq!(
+            healthcheck,
+            r#"["CMD","/usr/local/bin/items-api","healthcheck"]"#
+        );
+
+        // SIGTERM: drains for 1 s and exits 0 well before docker's 10 s kill.
+        container.stop_with_timeout(Some(10)).await.unwrap();
+        assert_eq!(
+            container.exit_code().await.unwrap(),
+            Some(0),
+            "stopped on its own, not killed"
+        );
+        let logs = String::from_utf8(container.stdout_to_vec().await.unwrap()).unwrap();
+        assert!(logs.contains("stopped cleanly"), "{logs}");
+    }
+
+    /// Plain HTTP GET over TCP: (status, body).
+    async fn http_get(url: &str) -> (u16, String) {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let rest = url.strip_prefix("http://").unwrap();
+            let (addr, path) = rest.split_at(rest.find('/').unwrap());
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            use std::io::{Read, Write};
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+            let body = response
+                .split("\r\n\r\n")
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            (status, body)
+        })
+        .await
+        .unwrap()
+    }
+}

@@ -1,0 +1,253 @@
+//! Real components for xtask's integration tests: temp dirs, a real OCI
+//! registry (Debian's `docker-registry`, distribution v2) on a loopback port,
+//! and the container engine `.ci/run` starts.
+//!
+//! Locally a missing registry or engine skips the test with a loud message; in
+//! CI (`CI=true`) it fails, so a broken setup can never pass as a skip.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-{name}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `Some(())` when `ok`; otherwise skip loudly, or panic under `CI=true`.
+pub fn require(ok: bool, what: &str) -> Option<()> {
+    if ok {
+        return Some(());
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and {what} is missing: .ci/run must provide it");
+    }
+    eprintln!("\n*** SKIPPED: {what} is missing (install it or run `bash .ci/run`) ***\n");
+    None
+}
+
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// A free loopback port (bound then released; the registry binds it next).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real distribution v2 registry with its own config and storage.
+pub struct Registry {
+    child: Child,
+    pub dir: TempDir,
+    pub addr: String,
+}
+
+impl Registry {
+    /// Starts one, or returns None (skip) when docker-registry is not installed.
+    pub fn start() -> Option<Self> {
+        Self::start_with("")
+    }
+
+    /// `htpasswd` lines turn on basic auth.
+    pub fn start_with_users(htpasswd: &str) -> Option<Self> {
+        Self::start_with(htpasswd)
+    }
+
+    fn start_with(htpasswd: &str) -> Option<Self> {
+        require(
+            on_path("docker-registry"),
+            "docker-registry (apt-get install docker-registry)",
+        )?;
+        let dir = TempDir::new("registry");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let auth = if htpasswd.is_empty() {
+            String::new()
+        } else {
+            std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
+            format!(
+                "auth: {{htpasswd: {{realm: test, path: {}}}}}\n",
+                dir.path().join("htpasswd").display()
+            )
+        };
+        let config = format!(
+            "version: 0.1\nlog: {{level: info, accesslog: {{disabled: false}}}}\n\
+             storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+             http: {{addr: {addr}}}\n{auth}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = Self { child, dir, addr };
+        registry.wait_ready();
+        Some(registry)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if http_status(&self.addr, "GET", "/v2/").is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("registry did not start: {}", self.log());
+    }
+
+    pub fn repository(&self) -> String {
+        format!("{}/service-demo", self.addr)
+    }
+
+    /// The registry's own log: every request it served.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Requests in the access log (method and path), in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            // Access log lines look like `… "PUT /v2/service-demo/manifests/v1 HTTP/1.1" 201 …`.
+            .filter_map(|line| {
+                let start = line.find('"')? + 1;
+                let rest = &line[start..];
+                let request = &rest[..rest.find(" HTTP/")?];
+                request
+                    .starts_with(['G', 'H', 'P', 'D'])
+                    .then(|| request.to_owned())
+            })
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The status code of one plain HTTP/1.1 request, or None if nothing answered.
+pub fn http_status(addr: &str, method: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+/// The container engine `.ci/run` starts (DOCKER_HOST), if it answers.
+pub fn docker() -> Option<()> {
+    let answers = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(answers, "a running Docker engine (DOCKER_HOST)")
+}
+
+/// The real xtask binary, run from the workspace root like `cargo xtask`.
+pub fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(args).current_dir(workspace_root());
+    // Tests choose credentials explicitly.
+    for var in [
+        "REGISTRY_USERNAME",
+        "REGISTRY_PASSWORD",
+        "REGISTRY_TOKEN",
+        "IMAGE_REPOSITORY",
+    ] {
+        command.env_remove(var);
+    }
+    command.envs(envs.iter().copied());
+    command.output().unwrap()
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn head() -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "xtask failed\nstdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+#[track_caller]
+pub fn assert_fails(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "xtask succeeded but should have failed\nstdout:\n{}",
+        stdout(output)
+    );
+    format!("{}{}", stdout(output), stderr(output))
+}
