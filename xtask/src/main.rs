@@ -6,10 +6,13 @@
 
 mod bench;
 mod ci;
+mod gate;
 mod image;
 mod parts;
 mod preview;
 mod promote;
+mod release;
+mod smoke;
 mod status;
 mod values;
 
@@ -39,6 +42,15 @@ enum Command {
     /// Images without a daemon: `image build`, `image retag`, `image inspect`.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Test results bound to a commit and image digest: `gate record`, `gate check`.
+    #[command(subcommand)]
+    Gate(gate::GateCommand),
+    /// Smoke suite against a deployed service (health, readiness, version, CRUD round trip).
+    Smoke(smoke::SmokeArgs),
+    /// The fuller preprod suite; records the preprod-tests gate for the commit and digest.
+    PreprodTest(smoke::PreprodTestArgs),
+    /// Release main's tested image: check the gate, retag main-<sha> as v<X.Y.Z>, promote prod and dev.
+    Release(release::ReleaseArgs),
     /// Move an environment to an image (refuses older builds unless --allow-rollback).
     Promote(promote::PromoteArgs),
     /// Return an environment to the image it ran before (or --to a tag it ran), as a new commit.
@@ -60,11 +72,25 @@ fn main() -> anyhow::Result<()> {
         Command::Ci(args) => ci::run(args),
         Command::Bench(command) => bench::run(command),
         Command::Image(command) => image::run(command),
+        Command::Gate(command) => gate::run(command),
+        Command::Smoke(args) => smoke::smoke(args),
+        Command::PreprodTest(args) => smoke::preprod_test(args),
+        Command::Release(args) => release::run(args),
         Command::Promote(args) => promote::run(args),
         Command::Rollback(args) => promote::rollback(args),
         Command::Preview(command) => preview::run(command),
         Command::Status(args) => status::run(args),
         Command::Trace(args) => status::trace(args),
         Command::Values(command) => values::run(command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (duplicate names, bad defaults).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

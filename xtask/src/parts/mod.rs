@@ -1,6 +1,8 @@
 //! Parts shared by the commands; commands never call each other's internals.
 
 pub mod environments;
+pub mod gates;
+pub mod github;
 pub mod gitops;
 pub mod oci;
 pub mod registry;

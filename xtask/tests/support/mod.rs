@@ -193,9 +193,12 @@ pub fn docker() -> Option<()> {
 
 /// The real xtask binary, run from the workspace root like `cargo xtask`.
 pub fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    xtask_in(&workspace_root(), args, envs)
+}
+
+pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    command.args(args).current_dir(workspace_root());
-    // Tests choose credentials explicitly.
+    command.args(args).current_dir(dir);
     for var in [
         "REGISTRY_USERNAME",
         "REGISTRY_PASSWORD",
@@ -250,4 +253,27 @@ pub fn assert_fails(output: &Output) -> String {
         stdout(output)
     );
     format!("{}{}", stdout(output), stderr(output))
+}
+
+/// Run git in `dir` as a fixed identity; returns trimmed stdout.
+#[track_caller]
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .trim_end()
+        .to_owned()
 }

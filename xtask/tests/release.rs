@@ -1,0 +1,399 @@
+//! Gates and `cargo xtask release` against real git remotes (bare repositories
+//! in temp dirs) and a real registry, with a fault injected at each step.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use support::{Registry, TempDir, assert_fails, assert_ok, git, head, stdout, xtask, xtask_in};
+
+const VALUES: &str = "image:\n  repository: ghcr.io/example/service-demo\n  tag: v0.1.0 # set by release\n  digest: \"\"\nenv:\n  ENV_NAME: ENV\n";
+
+/// A service repository with its GitOps files, its bare remote, and a registry
+/// holding `main-<sha>` for the newest commit.
+struct Fixture {
+    _dir: TempDir,
+    remote: PathBuf,
+    work: PathBuf,
+    registry: Registry,
+    /// Commits on main, oldest first.
+    commits: Vec<String>,
+    /// The digest of every `main-<sha>` image.
+    digest: String,
+}
+
+impl Fixture {
+    fn new() -> Option<Self> {
+        let registry = Registry::start()?;
+        let dir = TempDir::new("release");
+        let remote = dir.path().join("remote.git");
+        let work = dir.path().join("work");
+        git(
+            dir.path(),
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                remote.to_str()?,
+            ],
+        );
+        git(
+            dir.path(),
+            &["clone", "--quiet", remote.to_str()?, work.to_str()?],
+        );
+        for env in ["dev", "preprod", "prod"] {
+            let path = work.join(format!("gitops/values/{env}"));
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("service-demo.yaml"), VALUES.replace("ENV", env)).unwrap();
+        }
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "--quiet", "-m", "feat: first"]);
+        git(&work, &["tag", "--annotate", "v0.1.0", "-m", "v0.1.0"]);
+        std::fs::write(work.join("service.txt"), "two").unwrap();
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "--quiet", "-m", "feat: second"]);
+        git(
+            &work,
+            &["push", "--quiet", "--follow-tags", "origin", "main"],
+        );
+        let commits = git(&work, &["rev-list", "--reverse", "HEAD"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let mut fixture = Self {
+            _dir: dir,
+            remote,
+            work,
+            registry,
+            commits,
+            digest: String::new(),
+        };
+        fixture.digest = fixture.publish_build("one build");
+        Some(fixture)
+    }
+
+    /// Push a build as `pr-<N>-<workspace HEAD>` (`image build` tags with the
+    /// workspace's HEAD); returns that tag.
+    fn push_build(&self, content: &str) -> String {
+        let binary = self
+            .work
+            .parent()
+            .unwrap()
+            .join(format!("bin-{}", fastrand::u64(..)));
+        std::fs::write(&binary, content).unwrap();
+        let tag = format!("pr-{}-{}", fastrand::u32(1..), head());
+        let repo = self.registry.repository();
+        assert_ok(&xtask(
+            &[
+                "image",
+                "build",
+                "--binary",
+                binary.to_str().unwrap(),
+                "--tag",
+                &tag,
+                "--push",
+                &repo,
+            ],
+            &[],
+        ));
+        tag
+    }
+
+    /// Give a pushed build another name (as CI would have built it under).
+    fn retag(&self, from: &str, to: &str) -> Output {
+        xtask(
+            &[
+                "image",
+                "retag",
+                from,
+                to,
+                "--repository",
+                &self.registry.repository(),
+            ],
+            &[],
+        )
+    }
+
+    /// Push a build as `main-<newest sha>`; returns its digest.
+    fn publish_build(&self, content: &str) -> String {
+        let built = self.push_build(content);
+        let tag = format!("main-{}", self.sha());
+        assert_ok(&self.retag(&built, &tag));
+        self.digest_of(&tag).unwrap()
+    }
+
+    fn sha(&self) -> &str {
+        self.commits.last().unwrap()
+    }
+
+    fn digest_of(&self, tag: &str) -> Option<String> {
+        let out = xtask(
+            &[
+                "image",
+                "inspect",
+                tag,
+                "--repository",
+                &self.registry.repository(),
+            ],
+            &[],
+        );
+        out.status.success().then(|| {
+            stdout(&out)
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("digest"))
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        xtask_in(
+            &self.work,
+            args,
+            &[("IMAGE_REPOSITORY", &self.registry.repository())],
+        )
+    }
+
+    fn promote_preprod(&self) {
+        let tag = format!("main-{}", self.sha());
+        assert_ok(&self.run(&[
+            "promote",
+            "--env",
+            "preprod",
+            "--tag",
+            &tag,
+            "--digest",
+            &self.digest,
+        ]));
+    }
+
+    fn gate(&self, conclusion: &str, digest: &str) {
+        assert_ok(&self.run(&[
+            "gate",
+            "record",
+            "--sha",
+            self.sha(),
+            "--name",
+            "preprod-tests",
+            "--conclusion",
+            conclusion,
+            "--digest",
+            digest,
+        ]));
+    }
+
+    fn release(&self, version: &str) -> Output {
+        self.run(&["release", "--version", version])
+    }
+
+    fn remote_file(&self, path: &str) -> String {
+        git(&self.remote, &["show", &format!("main:{path}")])
+    }
+
+    /// Everything a release could change, to compare before and after a fault.
+    fn state(&self) -> String {
+        format!(
+            "{}\n{}\n{:?}",
+            git(
+                &self.remote,
+                &["for-each-ref", "--format=%(refname) %(objectname)"]
+            ),
+            git(&self.work, &["status", "--porcelain"]),
+            self.digest_of("v1.0.0"),
+        )
+    }
+
+    fn release_commits(&self) -> usize {
+        git(&self.remote, &["log", "--format=%s", "main"])
+            .lines()
+            .filter(|s| s.starts_with("release: "))
+            .count()
+    }
+}
+
+#[test]
+fn a_release_ships_the_tested_digest_to_prod_and_dev_in_one_commit_and_reruns_as_a_no_op() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+
+    let dry = fx.run(&["release", "--version", "1.0.0", "--dry-run"]);
+    assert_ok(&dry);
+    assert!(stdout(&dry).contains("+  tag: v1.0.0"), "{}", stdout(&dry));
+    assert_eq!(fx.digest_of("v1.0.0"), None, "a dry run retags nothing");
+
+    let release = fx.release("1.0.0");
+    assert_ok(&release);
+    // The same bits under the release name.
+    assert_eq!(fx.digest_of("v1.0.0").as_ref(), Some(&fx.digest));
+    // prod and dev in one commit, by tag and digest.
+    for env in ["prod", "dev"] {
+        let values = fx.remote_file(&format!("gitops/values/{env}/service-demo.yaml"));
+        assert!(values.contains("tag: v1.0.0 # set by release"), "{values}");
+        assert!(
+            values.contains(&format!("digest: \"{}\"", fx.digest)),
+            "{values}"
+        );
+    }
+    let files = git(&fx.remote, &["show", "--name-only", "--format=%s", "main"]);
+    assert_eq!(
+        files.lines().collect::<Vec<_>>(),
+        [
+            "release: v1.0.0",
+            "",
+            "gitops/values/dev/service-demo.yaml",
+            "gitops/values/prod/service-demo.yaml"
+        ]
+    );
+    // The annotated tag on the released commit, pushed, with notes since v0.1.0.
+    assert_eq!(git(&fx.remote, &["rev-parse", "v1.0.0^{commit}"]), fx.sha());
+    let notes = git(
+        &fx.remote,
+        &["tag", "--list", "--format=%(contents)", "v1.0.0"],
+    );
+    assert!(
+        notes.contains("feat: second") && !notes.contains("feat: first"),
+        "{notes}"
+    );
+    assert!(notes.contains(&fx.digest), "{notes}");
+
+    // Rerun: nothing new anywhere.
+    let before = fx.state();
+    let again = fx.release("1.0.0");
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("already run v1.0.0"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(fx.state(), before);
+    assert_eq!(fx.release_commits(), 1);
+
+    // Versions: not semver, not newer.
+    let message = assert_fails(&fx.release("1.1"));
+    assert!(message.contains("not a semantic version"), "{message}");
+    let message = assert_fails(&fx.release("0.9.0"));
+    assert!(
+        message.contains("not newer than the existing release v1.0.0"),
+        "{message}"
+    );
+    assert_eq!(fx.state(), before);
+}
+
+#[test]
+fn the_gate_must_have_passed_for_the_very_digest_being_released() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    let before = fx.state();
+
+    let message = assert_fails(&fx.release("1.0.0"));
+    assert!(
+        message.contains("gate preprod-tests has no result"),
+        "{message}"
+    );
+    fx.gate("failure", &fx.digest);
+    let message = assert_fails(&fx.release("1.0.0"));
+    assert!(message.contains("gate preprod-tests failed"), "{message}");
+    // A pass for other bits (the tag was rebuilt after testing) does not count.
+    fx.gate("success", &format!("sha256:{}", "e".repeat(64)));
+    let message = assert_fails(&fx.release("1.0.0"));
+    assert!(message.contains("rebuilt or moved"), "{message}");
+    let check = fx.run(&[
+        "gate",
+        "check",
+        "--sha",
+        fx.sha(),
+        "--name",
+        "preprod-tests",
+        "--digest",
+        &fx.digest,
+    ]);
+    assert!(assert_fails(&check).contains("rebuilt or moved"));
+    // Only the gate notes moved.
+    assert_eq!(
+        fx.state()
+            .lines()
+            .filter(|l| !l.starts_with("refs/notes/gates"))
+            .collect::<Vec<_>>(),
+        before
+            .lines()
+            .filter(|l| !l.starts_with("refs/notes/gates"))
+            .collect::<Vec<_>>()
+    );
+
+    fx.gate("success", &fx.digest);
+    assert_ok(&fx.run(&[
+        "gate",
+        "check",
+        "--sha",
+        &fx.sha()[..10],
+        "--name",
+        "preprod-tests",
+        "--digest",
+        &fx.digest,
+    ]));
+    assert_ok(&fx.release("1.0.0"));
+}
+
+#[test]
+fn a_push_rejected_after_the_retag_is_finished_by_a_rerun_without_duplicates() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+    let hook = fx.remote.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'branch is frozen' >&2\nexit 1\n").unwrap();
+    make_executable(&hook);
+
+    let message = assert_fails(&fx.release("1.0.0"));
+    assert!(message.contains("pre-receive hook declined"), "{message}");
+    assert!(message.contains("rerun the same command"), "{message}");
+    // The retag happened; prod did not move; no git tag.
+    assert_eq!(fx.digest_of("v1.0.0").as_ref(), Some(&fx.digest));
+    assert!(
+        fx.remote_file("gitops/values/prod/service-demo.yaml")
+            .contains("tag: v0.1.0")
+    );
+    assert_eq!(git(&fx.remote, &["tag", "--list", "v1.0.0"]), "");
+
+    std::fs::remove_file(&hook).unwrap();
+    let rerun = fx.release("1.0.0");
+    assert_ok(&rerun);
+    assert!(
+        stdout(&rerun).contains("already names"),
+        "{}",
+        stdout(&rerun)
+    );
+    assert_eq!(fx.release_commits(), 1);
+    assert_eq!(git(&fx.remote, &["rev-parse", "v1.0.0^{commit}"]), fx.sha());
+}
+
+#[test]
+fn registry_down_or_a_release_tag_on_other_bits_changes_nothing() {
+    let Some(mut fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+
+    // v1.0.0 already names other bits in the registry: refused.
+    let other = fx.push_build("some other build");
+    assert_ok(&fx.retag(&other, "v1.0.0"));
+    assert_ne!(fx.digest_of("v1.0.0").as_ref(), Some(&fx.digest));
+    let before = fx.state();
+    let message = assert_fails(&fx.release("1.0.0"));
+    assert!(message.contains("release tags are immutable"), "{message}");
+    assert_eq!(fx.state(), before);
+
+    // The registry is down before the retag: nothing changes.
+    let remote_refs = git(&fx.remote, &["for-each-ref"]);
+    fx.registry.stop();
+    let message = assert_fails(&fx.release("1.1.0"));
+    assert!(message.contains("did not answer"), "{message}");
+    assert_eq!(git(&fx.remote, &["for-each-ref"]), remote_refs);
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
