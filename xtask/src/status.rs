@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::parts::Workspace;
 use crate::parts::environments::{self, DeployedImage, ENVIRONMENTS, PREVIEW_DIR};
 use crate::parts::gitops::GitopsOptions;
+use crate::parts::registry::Repository;
 use crate::parts::tags::ImageTag;
 use crate::promote::{short, short_digest};
 
@@ -17,6 +18,10 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also resolve every image name of each running commit in this repository
+    /// (<registry>/<path> or oci:<dir>), showing which names are the same bits.
+    #[arg(long, env = "IMAGE_REPOSITORY")]
+    repository: Option<String>,
     #[command(flatten)]
     gitops: GitopsOptions,
 }
@@ -66,6 +71,66 @@ pub fn run(args: StatusArgs) -> Result<()> {
             row.promoted_by.as_deref().map_or("-", short),
             row.promoted_at.as_deref().unwrap_or("-"),
         );
+    }
+    if let Some(repository) = &args.repository {
+        print_names(&Repository::open(repository)?, &rows)?;
+    }
+    Ok(())
+}
+
+/// For each commit something runs: every tag naming a build of it
+/// (`pr-<N>-<sha>`, `main-<sha>`) or a release of it, with its digest and where
+/// it runs: "three names for the same set of bits".
+fn print_names(repository: &Repository, rows: &[EnvStatus]) -> Result<()> {
+    let tags = repository.tags()?;
+    let mut commits: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.source_commit.as_deref())
+        .collect();
+    commits.dedup();
+    commits.sort_unstable();
+    commits.dedup();
+    println!("\nimage names in {repository}:");
+    for sha in commits {
+        let mut names: Vec<&str> = tags
+            .iter()
+            .map(String::as_str)
+            .filter(|t| t.ends_with(&format!("-{sha}")))
+            .collect();
+        // Release tags carry no SHA: take the ones environments run from this commit.
+        names.extend(
+            rows.iter()
+                .filter(|r| r.source_commit.as_deref() == Some(sha))
+                .map(|r| r.tag.as_str()),
+        );
+        names.sort_unstable();
+        names.dedup();
+        let mut digests = Vec::new();
+        for name in names {
+            let digest = repository.resolve(name)?.map(|r| r.digest);
+            let running: Vec<&str> = rows
+                .iter()
+                .filter(|r| r.tag == name)
+                .map(|r| r.env.as_str())
+                .collect();
+            println!(
+                "  {} {name:<50} {}{}",
+                short(sha),
+                digest
+                    .as_deref()
+                    .map_or("(not in the registry)", short_digest),
+                if running.is_empty() {
+                    String::new()
+                } else {
+                    format!("  runs in {}", running.join(", "))
+                }
+            );
+            digests.push(digest);
+        }
+        digests.dedup();
+        if digests.len() == 1 && digests[0].is_some() {
+            println!("  {} → one digest under every name", short(sha));
+        }
     }
     Ok(())
 }

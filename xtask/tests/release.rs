@@ -260,6 +260,30 @@ fn a_release_ships_the_tested_digest_to_prod_and_dev_in_one_commit_and_reruns_as
     );
     assert!(notes.contains(&fx.digest), "{notes}");
 
+    // Status: the PR build, the main build and the release are one digest.
+    let main_tag = format!("main-{}", fx.sha());
+    assert_ok(&fx.retag(&main_tag, &format!("pr-1-{}", fx.sha())));
+    let status = fx.run(&["status"]);
+    assert_ok(&status);
+    let status = stdout(&status);
+    let names = status
+        .split("image names in")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no names section:\n{status}"));
+    let short = &fx.digest[..19];
+    for (name, runs) in [
+        (format!("pr-1-{}", fx.sha()), ""),
+        (main_tag.clone(), "runs in preprod"),
+        ("v1.0.0".into(), "runs in dev, prod"),
+    ] {
+        let line = names
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{status}"));
+        assert!(line.contains(short) && line.contains(runs), "{line}");
+    }
+    assert!(status.contains("one digest under every name"), "{status}");
+
     // Rerun: nothing new anywhere.
     let before = fx.state();
     let again = fx.release("1.0.0");

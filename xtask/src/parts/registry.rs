@@ -125,6 +125,20 @@ impl Repository {
         .with_context(|| format!("reading blob {digest} from {self}"))
     }
 
+    /// Every tag in the repository.
+    pub fn tags(&self) -> Result<Vec<String>> {
+        match self {
+            Self::Remote(remote) => remote.tags(),
+            Self::Layout(layout) => Ok(layout
+                .read_index()?
+                .manifests
+                .into_iter()
+                .filter_map(|entry| entry.annotations.get(REF_NAME).cloned())
+                .collect()),
+        }
+        .with_context(|| format!("listing the tags of {self}"))
+    }
+
     /// Upload `image` and point `tag` at it. Blobs the repository already holds
     /// are not sent again. Refuses to move a tag that names other bits.
     pub fn push(&self, image: &Image, tag: &str) -> Result<PushReport> {
@@ -289,6 +303,26 @@ impl Remote {
             .map_err(explain)?;
         let media_type = media_type_of(&bytes)?;
         Ok((bytes.to_vec(), Resolved { digest, media_type }))
+    }
+
+    fn tags(&self) -> Result<Vec<String>> {
+        // Page through the tag list (distribution's `n` and `last`).
+        let (mut tags, image) = (Vec::new(), self.reference("latest"));
+        loop {
+            let last = tags.last().cloned();
+            let page = self
+                .runtime
+                .block_on(
+                    self.client
+                        .list_tags(&image, &self.auth, Some(1000), last.as_deref()),
+                )
+                .map_err(explain)?;
+            let done = page.tags.len() < 1000;
+            tags.extend(page.tags);
+            if done {
+                return Ok(tags);
+            }
+        }
     }
 
     fn blob(&self, digest: &str) -> Result<Vec<u8>> {
