@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use xshell::{Shell, cmd};
 
 use crate::parts::oci::{self, Arch, ImageMeta};
-use crate::parts::registry::{Repository, RetagOutcome};
+use crate::parts::registry::{self, Repository, RetagOutcome};
 use crate::parts::service::ServiceRepo;
 use crate::parts::tags::ImageTag;
 use crate::parts::workspace;
@@ -171,8 +171,8 @@ pub fn static_binaries(
     head: &str,
 ) -> Result<Vec<(Arch, Vec<u8>)>> {
     let mut binaries = Vec::new();
-    for platform in platforms(requested)? {
-        let path = compile(sh, platform, head)?;
+    for (platform, target) in platforms(requested)? {
+        let path = compile(sh, platform, target, head)?;
         binaries.push((platform.arch, std::fs::read(path)?));
     }
     Ok(binaries)
@@ -227,18 +227,21 @@ const PLATFORMS: [Platform; 2] = [
     },
 ];
 
-fn platforms(requested: &[String]) -> Result<Vec<Platform>> {
+/// The platforms to build, each with the Rust target to build it with:
+/// musl when installed, static glibc otherwise.
+fn platforms(requested: &[String]) -> Result<Vec<(Platform, &'static str)>> {
     let installed = installed_targets()?;
-    let usable = |p: &Platform| {
-        let target = installed.iter().any(|t| t == p.musl || t == p.gnu);
+    let target = |p: &Platform| {
         let linker = p.linker.is_none_or(|l| which(l).is_some());
-        target && linker
+        [p.musl, p.gnu]
+            .into_iter()
+            .find(|target| linker && installed.iter().any(|t| t == target))
     };
     if requested.is_empty() {
         let mut chosen = Vec::new();
         for platform in PLATFORMS {
-            if usable(&platform) {
-                chosen.push(platform);
+            if let Some(target) = target(&platform) {
+                chosen.push((platform, target));
             } else {
                 println!(
                     "linux/{} skipped: needs `rustup target add {}`{} (CI installs both; see the README)",
@@ -269,7 +272,7 @@ fn platforms(requested: &[String]) -> Result<Vec<Platform>> {
                 .with_context(|| {
                     format!("unknown platform {name:?}: use linux/amd64 or linux/arm64")
                 })?;
-            if !usable(&platform) {
+            let Some(target) = target(&platform) else {
                 bail!(
                     "cannot build {name} here: `rustup target add {}`{}",
                     platform.musl,
@@ -278,8 +281,8 @@ fn platforms(requested: &[String]) -> Result<Vec<Platform>> {
                         .map(|l| format!(" and install the {l} linker"))
                         .unwrap_or_default()
                 );
-            }
-            Ok(platform)
+            };
+            Ok((platform, target))
         })
         .collect()
 }
@@ -310,14 +313,10 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Compile items-api for `platform` as a static release binary; returns its path.
-fn compile(sh: &Shell, platform: Platform, head: &str) -> Result<PathBuf> {
-    let installed = installed_targets()?;
-    let (target, static_glibc) = if installed.iter().any(|t| t == platform.musl) {
-        (platform.musl, false)
-    } else {
-        (platform.gnu, true)
-    };
+/// Compile items-api for `platform` with the Rust `target` as a static release
+/// binary; returns its path.
+fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<PathBuf> {
+    let static_glibc = target == platform.gnu;
     println!(
         "building items-api for linux/{} ({target}{})",
         platform.arch.oci_name(),
@@ -495,14 +494,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
     let repository = Repository::open(&args.repository.repository)?;
     let (bytes, root) = repository.manifest(&args.reference)?;
     let document: serde_json::Value = serde_json::from_slice(&bytes)?;
-    println!(
-        "{repository}{}",
-        if args.reference.starts_with("sha256:") {
-            format!("@{}", args.reference)
-        } else {
-            format!(":{}", args.reference)
-        }
-    );
+    println!("{repository}{}", registry::at(&args.reference));
     println!("  digest      {}", root.digest);
     println!("  media type  {}", root.media_type);
     // A single-platform manifest is its own only entry.

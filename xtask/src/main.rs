@@ -68,6 +68,9 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The registry and GitHub clients use rustls, which needs one process-wide
+    // crypto provider; ring avoids aws-lc's slow C build.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Ci(args) => ci::run(args),
         Command::Bench(command) => bench::run(command),

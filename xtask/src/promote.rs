@@ -77,7 +77,7 @@ pub fn run(args: PromoteArgs) -> Result<()> {
             changes: vec![image_change(&ws, &path, &text, &target)?],
             message: commit_message(
                 &format!("cd: promote {tag} to {}", args.env),
-                &args.env,
+                &[&args.env],
                 &target,
                 source,
             ),
@@ -143,7 +143,7 @@ pub fn rollback(args: RollbackArgs) -> Result<()> {
                     "cd: rollback {} to {} (from {})",
                     args.env, target.tag, current.tag
                 ),
-                &args.env,
+                &[&args.env],
                 &target,
                 source,
             ),
@@ -173,7 +173,7 @@ pub fn read_deployed(snapshot: &Snapshot<'_>, path: &str) -> Result<(String, Dep
 }
 
 /// The values file `text` at `path` with its image set to `image`.
-fn image_change(
+pub fn image_change(
     ws: &Workspace,
     path: &str,
     text: &str,
@@ -214,17 +214,19 @@ pub fn check_monotonic(
     Ok(())
 }
 
-/// The conventional subject plus trailers that record what was deployed.
+/// The conventional subject plus trailers that record what was deployed
+/// (one `Environment:` trailer per environment the commit moves).
 pub fn commit_message(
     subject: &str,
-    env: &str,
+    envs: &[&str],
     image: &DeployedImage,
     source: Option<gix::ObjectId>,
 ) -> String {
-    let mut message = format!(
-        "{subject}\n\nEnvironment: {env}\nImage-Tag: {}\n",
-        image.tag
-    );
+    let mut message = format!("{subject}\n\n");
+    for env in envs {
+        message.push_str(&format!("Environment: {env}\n"));
+    }
+    message.push_str(&format!("Image-Tag: {}\n", image.tag));
     if !image.digest.is_empty() {
         message.push_str(&format!("Image-Digest: {}\n", image.digest));
     }

@@ -22,7 +22,7 @@ use crate::parts::github::GitHub;
 use crate::parts::gitops::{Decision, GitopsOptions, Outcome};
 use crate::parts::registry::{Repository, RetagOutcome};
 use crate::parts::tags::ImageTag;
-use crate::parts::{Workspace, values, workspace};
+use crate::parts::{Workspace, workspace};
 use crate::promote::{self, read_deployed};
 use crate::smoke::PREPROD_GATE;
 
@@ -81,12 +81,12 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
         repo: &ws.gitops,
         tip,
     };
-    let sha = match &args.sha {
-        Some(sha) => ws.service.commit(sha)?.to_string(),
+    let source_commit = match &args.sha {
+        Some(sha) => ws.service.commit(sha)?,
         None => {
             let (_, preprod) = read_deployed(&snapshot, &environments::values_path("preprod"))?;
             match ImageTag::parse(&preprod.tag) {
-                Ok(ImageTag::Main { sha }) => ws.service.commit(&sha)?.to_string(),
+                Ok(ImageTag::Main { sha }) => ws.service.commit(&sha)?,
                 _ => bail!(
                     "preprod runs {:?}, not a main-<sha> build: promote one to preprod and test it, or \
                      name the commit with --sha",
@@ -95,6 +95,7 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
             }
         }
     };
+    let sha = source_commit.to_string();
     let build_tag = format!("main-{sha}");
     let registry = Repository::open(&args.repository)?;
     let source = registry.resolve(&build_tag)?.with_context(|| {
@@ -170,24 +171,19 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     }
 
     // 4. prod and dev in one commit.
-    let source_commit = ws.service.commit(&sha)?;
     let outcome = ws.gitops.update(args.dry_run, |snapshot| {
         let mut changes = Vec::new();
         for env in RELEASED_ENVS {
             let path = environments::values_path(env);
             let (text, current) = read_deployed(snapshot, &path)?;
             if current != target {
-                changes.push(crate::parts::gitops::FileChange::Write {
-                    path: ws.gitops.full_path(&path),
-                    text: values::edit(&text, &target.jq_set())?.text,
-                });
+                changes.push(promote::image_change(&ws, &path, &text, &target)?);
             }
         }
         if changes.is_empty() {
             return Ok(Decision::NoOp(format!("prod and dev already run {release_tag}")));
         }
-        let mut message = promote::commit_message(&format!("release: {release_tag}"), "prod", &target, Some(source_commit));
-        message = message.replace("Environment: prod\n", "Environment: prod\nEnvironment: dev\n");
+        let message = promote::commit_message(&format!("release: {release_tag}"), &RELEASED_ENVS, &target, Some(source_commit));
         Ok(Decision::Commit { changes, message })
     })
     .with_context(|| {
@@ -214,7 +210,7 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     if git_tag_commit.is_none() {
         cmd!(sh, "git tag --annotate {release_tag} --file=- {sha}")
             .stdin(&notes)
-            .envs(bot_env(&args.gitops))
+            .envs(args.gitops.bot.git_env())
             .quiet()
             .run()?;
     }
@@ -251,18 +247,6 @@ fn tag_commit(sh: &Shell, tag: &str) -> Result<Option<String>> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()))
-}
-
-fn bot_env(gitops: &GitopsOptions) -> Vec<(String, String)> {
-    ["AUTHOR", "COMMITTER"]
-        .into_iter()
-        .flat_map(|who| {
-            [
-                (format!("GIT_{who}_NAME"), gitops.bot.name.clone()),
-                (format!("GIT_{who}_EMAIL"), gitops.bot.email.clone()),
-            ]
-        })
-        .collect()
 }
 
 /// Subjects of the commits since the previous release, newest first.

@@ -198,7 +198,6 @@ impl Suite {
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--url {base:?} should start with http:// or https://");
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
             client: Client::builder()
                 .timeout(std::time::Duration::from_secs(10))

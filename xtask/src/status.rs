@@ -87,7 +87,6 @@ fn print_names(repository: &Repository, rows: &[EnvStatus]) -> Result<()> {
         .iter()
         .filter_map(|r| r.source_commit.as_deref())
         .collect();
-    commits.dedup();
     commits.sort_unstable();
     commits.dedup();
     println!("\nimage names in {repository}:");

@@ -99,10 +99,9 @@ impl GateStore {
         match self {
             Self::Notes { repo, remote, bot } => {
                 let sh = shell(repo)?;
-                // Notes are commits too: by the bot, whatever git config says.
-                for who in ["AUTHOR", "COMMITTER"] {
-                    sh.set_var(format!("GIT_{who}_NAME"), &bot.name);
-                    sh.set_var(format!("GIT_{who}_EMAIL"), &bot.email);
+                // Notes are commits too: by the bot.
+                for (var, value) in bot.git_env() {
+                    sh.set_var(var, value);
                 }
                 notes_record(&sh, remote, sha, name, gate)
             }

@@ -33,7 +33,6 @@ impl GitHub {
         if repository.split('/').count() != 2 {
             bail!("GITHUB_REPOSITORY={repository:?} should be <owner>/<name>");
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
             client: Client::builder()
                 .user_agent("service-demo-xtask")

@@ -41,6 +41,19 @@ pub struct BotIdentity {
     pub email: String,
 }
 
+impl BotIdentity {
+    /// Environment that makes git record the bot as author and committer of
+    /// the commits it creates itself (notes, annotated tags), whatever git config says.
+    pub fn git_env(&self) -> [(&'static str, &str); 4] {
+        [
+            ("GIT_AUTHOR_NAME", &self.name),
+            ("GIT_AUTHOR_EMAIL", &self.email),
+            ("GIT_COMMITTER_NAME", &self.name),
+            ("GIT_COMMITTER_EMAIL", &self.email),
+        ]
+    }
+}
+
 /// Where the GitOps files live and how to reach their remote.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GitopsOptions {

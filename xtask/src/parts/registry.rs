@@ -102,8 +102,22 @@ impl Repository {
     /// The digest and media type `tag` names, or `None` when there is no such tag.
     pub fn resolve(&self, tag: &str) -> Result<Option<Resolved>> {
         match self {
-            Self::Remote(remote) => remote.resolve(tag),
+            Self::Remote(remote) => remote
+                .find(tag)
+                .map(|found| found.map(|(_, resolved)| resolved)),
             Self::Layout(layout) => layout.resolve(tag),
+        }
+        .with_context(|| format!("resolving {self}:{tag}"))
+    }
+
+    /// What `tag` names and the manifest's bytes, in one read; `None` when there is no such tag.
+    fn find(&self, tag: &str) -> Result<Option<(Vec<u8>, Resolved)>> {
+        match self {
+            Self::Remote(remote) => remote.find(tag),
+            Self::Layout(layout) => match layout.resolve(tag)? {
+                Some(resolved) => layout.manifest(&resolved.digest).map(Some),
+                None => Ok(None),
+            },
         }
         .with_context(|| format!("resolving {self}:{tag}"))
     }
@@ -168,7 +182,7 @@ impl Repository {
     /// Point `new_tag` at the manifest `src_tag` names: the manifest's bytes are
     /// copied as they are (an index stays an index), no blob is uploaded.
     pub fn retag(&self, src_tag: &str, new_tag: &str) -> Result<(RetagOutcome, Resolved)> {
-        let Some(source) = self.resolve(src_tag)? else {
+        let Some((bytes, source)) = self.find(src_tag)? else {
             bail!(
                 "{self} has no tag {src_tag:?}: build and push it first (cargo xtask image build --tag {src_tag} --push …)"
             );
@@ -182,12 +196,9 @@ impl Repository {
                 source.digest
             ),
             None => {
-                let (bytes, resolved) = self.manifest(&source.digest)?;
                 match self {
-                    Self::Remote(remote) => {
-                        remote.put_manifest(new_tag, bytes, &resolved.media_type)
-                    }
-                    Self::Layout(layout) => layout.tag(new_tag, &resolved, bytes.len() as u64),
+                    Self::Remote(remote) => remote.put_manifest(new_tag, bytes, &source.media_type),
+                    Self::Layout(layout) => layout.tag(new_tag, &source, bytes.len() as u64),
                 }
                 .with_context(|| format!("tagging {self}:{new_tag}"))?;
                 RetagOutcome::Created
@@ -208,7 +219,8 @@ impl Repository {
     }
 }
 
-fn at(reference: &str) -> String {
+/// `:tag` or `@sha256:…`, as a reference is written after a repository.
+pub fn at(reference: &str) -> String {
     if reference.starts_with("sha256:") {
         format!("@{reference}")
     } else {
@@ -241,8 +253,6 @@ impl Remote {
                 "image repository {spec:?} must not carry a tag or digest: pass those separately"
             );
         }
-        // rustls needs a process-wide crypto provider; ring avoids aws-lc's C build.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let host = registry.rsplit_once(':').map_or(registry, |(host, _)| host);
         // Plain HTTP only on loopback: everything else is HTTPS with verification.
         let protocol = if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
@@ -284,9 +294,9 @@ impl Remote {
         }
     }
 
-    fn resolve(&self, tag: &str) -> Result<Option<Resolved>> {
+    fn find(&self, tag: &str) -> Result<Option<(Vec<u8>, Resolved)>> {
         match self.manifest(tag) {
-            Ok((_, resolved)) => Ok(Some(resolved)),
+            Ok(found) => Ok(Some(found)),
             Err(error) if is_not_found(&error) => Ok(None),
             Err(error) => Err(error),
         }
