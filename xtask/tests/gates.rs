@@ -289,26 +289,7 @@ impl Drop for Service {
 fn smoke_and_preprod_suites_pass_on_the_real_service_and_record_the_gate() {
     // A service repository with a remote, where the gate notes go.
     let dir = TempDir::new("preprod-test");
-    let (remote, work) = (dir.path().join("remote.git"), dir.path().join("work"));
-    git(
-        dir.path(),
-        &[
-            "init",
-            "--quiet",
-            "--bare",
-            "--initial-branch=main",
-            remote.to_str().unwrap(),
-        ],
-    );
-    git(
-        dir.path(),
-        &[
-            "clone",
-            "--quiet",
-            remote.to_str().unwrap(),
-            work.to_str().unwrap(),
-        ],
-    );
+    let (remote, work) = support::remote_and_clone(dir.path());
     git(
         &work,
         &[

@@ -2,12 +2,16 @@
 //! remote, clones are the service repositories, and the real `xtask` binary
 //! runs as a separate process, as it does in CI.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::{TempDir, assert_ok, git, stderr, stdout};
+
 /// A bare remote and one clone of it, with a chain of commits on main.
 struct Fixture {
-    dir: PathBuf,
+    dir: TempDir,
     remote: PathBuf,
     work: PathBuf,
     /// Commits on main, oldest first (full SHAs).
@@ -36,51 +40,10 @@ env:
   ENV_NAME: prod
 ";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .trim_end()
-        .to_owned()
-}
-
 impl Fixture {
     fn new(commits: usize) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "xtask-gitops-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let remote = dir.join("remote.git");
-        git(
-            &dir,
-            &[
-                "init",
-                "--quiet",
-                "--bare",
-                "--initial-branch=main",
-                remote.to_str().unwrap(),
-            ],
-        );
-        git(
-            &dir,
-            &["clone", "--quiet", remote.to_str().unwrap(), "work"],
-        );
-        let work = dir.join("work");
+        let dir = TempDir::new("gitops");
+        let (remote, work) = support::remote_and_clone(dir.path());
         git(&work, &["checkout", "--quiet", "-b", "main"]);
         for (env, text) in [
             ("dev", PROD_VALUES),
@@ -168,12 +131,6 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A file on the remote's main, exactly as stored.
 fn remote_file_raw(remote: &Path, path: &str) -> String {
     let output = Command::new("git")
@@ -183,24 +140,6 @@ fn remote_file_raw(remote: &Path, path: &str) -> String {
         .unwrap();
     assert!(output.status.success());
     String::from_utf8(output.stdout).unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "failed:\nstdout: {}\nstderr: {}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 fn short(sha: &str) -> &str {
@@ -418,9 +357,9 @@ fn fifty_concurrent_promotions_end_on_the_newest_build() {
     // Each CI job has its own checkout.
     let clones: Vec<PathBuf> = (0..N)
         .map(|i| {
-            let clone = f.dir.join(format!("clone-{i}"));
+            let clone = f.dir.path().join(format!("clone-{i}"));
             git(
-                &f.dir,
+                f.dir.path(),
                 &[
                     "clone",
                     "--quiet",
@@ -696,9 +635,9 @@ fn values_set_edits_a_local_file_in_place() {
 fn gitops_files_can_live_in_another_repository() {
     let f = Fixture::new(1);
     // A separate GitOps repository with the values at its root.
-    let gitops_remote = f.dir.join("gitops.git");
+    let gitops_remote = f.dir.path().join("gitops.git");
     git(
-        &f.dir,
+        f.dir.path(),
         &[
             "init",
             "--quiet",
@@ -707,9 +646,9 @@ fn gitops_files_can_live_in_another_repository() {
             gitops_remote.to_str().unwrap(),
         ],
     );
-    let seed = f.dir.join("gitops-seed");
+    let seed = f.dir.path().join("gitops-seed");
     git(
-        &f.dir,
+        f.dir.path(),
         &[
             "clone",
             "--quiet",

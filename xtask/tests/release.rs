@@ -27,22 +27,7 @@ impl Fixture {
     fn new() -> Option<Self> {
         let registry = Registry::start()?;
         let dir = TempDir::new("release");
-        let remote = dir.path().join("remote.git");
-        let work = dir.path().join("work");
-        git(
-            dir.path(),
-            &[
-                "init",
-                "--quiet",
-                "--bare",
-                "--initial-branch=main",
-                remote.to_str()?,
-            ],
-        );
-        git(
-            dir.path(),
-            &["clone", "--quiet", remote.to_str()?, work.to_str()?],
-        );
+        let (remote, work) = support::remote_and_clone(dir.path());
         for env in ["dev", "preprod", "prod"] {
             let path = work.join(format!("gitops/values/{env}"));
             std::fs::create_dir_all(&path).unwrap();

@@ -255,6 +255,32 @@ pub fn assert_fails(output: &Output) -> String {
     format!("{}{}", stdout(output), stderr(output))
 }
 
+/// A bare remote `remote.git` (default branch main) and a clone of it `work`,
+/// inside `dir`: the shape of every service repository in these tests.
+pub fn remote_and_clone(dir: &Path) -> (PathBuf, PathBuf) {
+    let (remote, work) = (dir.join("remote.git"), dir.join("work"));
+    git(
+        dir,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            remote.to_str().unwrap(),
+        ],
+    );
+    git(
+        dir,
+        &[
+            "clone",
+            "--quiet",
+            remote.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    (remote, work)
+}
+
 /// Run git in `dir` as a fixed identity; returns trimmed stdout.
 #[track_caller]
 pub fn git(dir: &Path, args: &[&str]) -> String {
