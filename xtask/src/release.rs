@@ -208,11 +208,15 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
         .map(|(_, tag)| tag.clone());
     let notes = release_notes(&sh, &release_tag, previous.as_deref(), &sha, &source.digest)?;
     if git_tag_commit.is_none() {
-        cmd!(sh, "git tag --annotate {release_tag} --file=- {sha}")
-            .stdin(&notes)
-            .envs(args.gitops.bot.git_env())
-            .quiet()
-            .run()?;
+        // `whitespace`: the notes' markdown headings are not git comments.
+        cmd!(
+            sh,
+            "git tag --annotate --cleanup=whitespace {release_tag} --file=- {sha}"
+        )
+        .stdin(&notes)
+        .envs(args.gitops.bot.git_env())
+        .quiet()
+        .run()?;
     }
     cmd!(sh, "git push --quiet {remote} refs/tags/{release_tag}")
         .quiet()

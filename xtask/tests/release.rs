@@ -6,7 +6,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::{Registry, TempDir, assert_fails, assert_ok, git, head, stdout, xtask, xtask_in};
+use support::{
+    FakeHttp, Registry, TempDir, assert_fails, assert_ok, git, head, stdout, xtask, xtask_in,
+};
 
 const VALUES: &str = "image:\n  repository: ghcr.io/example/service-demo\n  tag: v0.1.0 # set by release\n  digest: \"\"\nenv:\n  ENV_NAME: ENV\n";
 
@@ -290,6 +292,89 @@ fn a_release_ships_the_tested_digest_to_prod_and_dev_in_one_commit_and_reruns_as
         "{message}"
     );
     assert_eq!(fx.state(), before);
+}
+
+#[test]
+fn inside_actions_the_github_release_is_published_once_and_a_failed_publish_is_finished_by_a_rerun()
+{
+    let Some(fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+    // GitHub's answers, in order: down, created, and "already exists" for a rerun.
+    let answers = std::sync::Mutex::new(vec![
+        (
+            422,
+            r#"{"message":"Validation Failed","errors":[{"resource":"Release","code":"already_exists","field":"tag_name"}]}"#,
+        ),
+        (201, r#"{"id":1,"tag_name":"v1.0.0"}"#),
+        (502, r#"{"message":"Server Error"}"#),
+    ]);
+    let github = FakeHttp::start(move |_, _| {
+        let (status, body) = answers
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("no more requests expected");
+        (status, vec![], body.to_owned())
+    });
+    let api = github.url();
+    let repository = fx.registry.repository();
+    let release = || {
+        xtask_in(
+            &fx.work,
+            &["release", "--version", "1.0.0"],
+            &[
+                ("IMAGE_REPOSITORY", repository.as_str()),
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_TOKEN", "t0ken"),
+                ("GITHUB_REPOSITORY", "octo/service-demo"),
+                ("GITHUB_API_URL", api.as_str()),
+                // The gate was recorded in git notes, not as a check run.
+                ("GATE_STORE", "notes"),
+            ],
+        )
+    };
+
+    let message = assert_fails(&release());
+    assert!(message.contains("GitHub answered 502"), "{message}");
+    // Everything before the publish is done, so a rerun only publishes.
+    assert_eq!(git(&fx.remote, &["rev-parse", "v1.0.0^{commit}"]), fx.sha());
+    assert_ok(&release());
+    let again = release();
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains("the GitHub release v1.0.0 already exists"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(fx.release_commits(), 1);
+
+    let notes = git(
+        &fx.remote,
+        &["tag", "--list", "--format=%(contents)", "v1.0.0"],
+    );
+    let requests = github.requests();
+    assert_eq!(requests.len(), 3);
+    for request in requests {
+        assert_eq!(
+            (request.method.as_str(), request.target.as_str()),
+            ("POST", "/repos/octo/service-demo/releases")
+        );
+        assert_eq!(request.headers["authorization"], "Bearer t0ken");
+        assert_eq!(request.headers["accept"], "application/vnd.github+json");
+        assert_eq!(request.headers["x-github-api-version"], "2022-11-28");
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+        assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+        assert_eq!(body["tag_name"], "v1.0.0");
+        assert_eq!(body["name"], "v1.0.0");
+        // The release's text is the tag's notes: the commits since v0.1.0.
+        let text = body["body"].as_str().unwrap();
+        assert_eq!(text.trim(), notes.trim());
+        assert!(
+            text.contains("feat: second") && !text.contains("feat: first"),
+            "{text}"
+        );
+    }
 }
 
 #[test]
