@@ -32,6 +32,41 @@ pub struct Item {
     pub updated_at: OffsetDateTime,
 }
 
+/// An item together with its JSON, rendered once when the item was written.
+///
+/// Reads far outnumber writes, and a page of 1000 items is the heaviest
+/// answer this API gives: copying stored JSON instead of serializing every
+/// item (two RFC 3339 timestamps each) on every request makes that listing
+/// several times faster. Cloning is two reference-count increments.
+#[derive(Debug, Clone)]
+pub struct StoredItem {
+    item: std::sync::Arc<Item>,
+    json: bytes::Bytes,
+}
+
+impl StoredItem {
+    pub fn new(item: Item) -> Self {
+        let json = serde_json::to_vec(&item).expect("an Item always serializes");
+        Self {
+            item: std::sync::Arc::new(item),
+            json: json.into(),
+        }
+    }
+
+    /// The item's JSON object, exactly as the API returns it.
+    pub fn json(&self) -> &bytes::Bytes {
+        &self.json
+    }
+}
+
+impl std::ops::Deref for StoredItem {
+    type Target = Item;
+
+    fn deref(&self) -> &Item {
+        &self.item
+    }
+}
+
 /// A trimmed, non-empty name of at most [`NAME_MAX_CHARS`] characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemName(String);
@@ -137,6 +172,24 @@ impl FieldError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_item_renders_the_json_the_api_documents() {
+        let item = Item {
+            id: Uuid::nil(),
+            name: "tea \"green\"".into(),
+            description: None,
+            version: 3,
+            created_at: time::macros::datetime!(2026-01-02 03:04:05.5 UTC),
+            updated_at: time::macros::datetime!(2026-01-02 03:04:06 UTC),
+        };
+        let stored = StoredItem::new(item.clone());
+        assert_eq!(*stored, item);
+        assert_eq!(
+            std::str::from_utf8(stored.json()).unwrap(),
+            r#"{"id":"00000000-0000-0000-0000-000000000000","name":"tea \"green\"","version":3,"createdAt":"2026-01-02T03:04:05.5Z","updatedAt":"2026-01-02T03:04:06Z"}"#
+        );
+    }
 
     #[test]
     fn name_is_trimmed() {

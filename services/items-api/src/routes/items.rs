@@ -1,9 +1,9 @@
 //! `/api/v1/items`: the CRUD resource.
 
-use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -47,7 +47,29 @@ pub async fn list_items(
             HeaderValue::from_str(&link).expect("ASCII link"),
         );
     }
-    Ok((headers, Json(page.items)).into_response())
+    // The stored JSON of each item, joined into an array.
+    let mut body =
+        Vec::with_capacity(2 + page.items.iter().map(|i| i.json().len() + 1).sum::<usize>());
+    body.push(b'[');
+    for (n, item) in page.items.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item.json());
+    }
+    body.push(b']');
+    Ok((headers, json_body(body.into())).into_response())
+}
+
+/// A JSON body that is already rendered.
+fn json_body(json: Bytes) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
 }
 
 fn parse_list_query(query: &str) -> Result<(usize, Option<Cursor>), ApiError> {
@@ -104,7 +126,7 @@ pub async fn create_item(
             header::LOCATION,
             HeaderValue::from_str(&location).expect("ASCII path"),
         )],
-        Json(item),
+        json_body(item.json().clone()),
     )
         .into_response())
 }
@@ -119,8 +141,10 @@ pub async fn create_item(
 pub async fn get_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Item>, ApiError> {
-    Ok(Json(state.store.get(parse_id(&id)?).await?))
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(json_body(
+        state.store.get(parse_id(&id)?).await?.json().clone(),
+    ))
 }
 
 /// Replaces an item's name and description.
@@ -139,10 +163,10 @@ pub async fn update_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(input): JsonBody<ItemInput>,
-) -> Result<Json<Item>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
     let new = input.validate().map_err(ApiError::Validation)?;
-    Ok(Json(state.store.update(id, new).await?))
+    Ok(json_body(state.store.update(id, new).await?.json().clone()))
 }
 
 /// Deletes an item.

@@ -12,13 +12,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Cursor, ItemStore, Page, StoreError};
-use crate::domain::{Item, NewItem};
+use crate::domain::{Item, NewItem, StoredItem};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     // A BTreeMap keyed by UUIDv7 keeps items in creation order, which makes
     // cursor pagination a range query. The lock is never held across an await.
-    items: RwLock<BTreeMap<Uuid, Item>>,
+    items: RwLock<BTreeMap<Uuid, StoredItem>>,
 }
 
 impl MemoryStore {
@@ -26,7 +26,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uuid, Item>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uuid, StoredItem>> {
         // A poisoned lock means a panic mid-write; the map itself is still a
         // valid map (every write is a single insert/remove), so keep serving.
         self.items
@@ -34,7 +34,7 @@ impl MemoryStore {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Uuid, Item>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Uuid, StoredItem>> {
         self.items
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -43,7 +43,7 @@ impl MemoryStore {
 
 #[async_trait]
 impl ItemStore for MemoryStore {
-    async fn create(&self, new: NewItem) -> Result<Item, StoreError> {
+    async fn create(&self, new: NewItem) -> Result<StoredItem, StoreError> {
         let now = OffsetDateTime::now_utc();
         let item = Item {
             id: Uuid::now_v7(),
@@ -53,11 +53,12 @@ impl ItemStore for MemoryStore {
             created_at: now,
             updated_at: now,
         };
+        let item = StoredItem::new(item);
         self.write().insert(item.id, item.clone());
         Ok(item)
     }
 
-    async fn get(&self, id: Uuid) -> Result<Item, StoreError> {
+    async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError> {
         self.read()
             .get(&id)
             .cloned()
@@ -68,7 +69,7 @@ impl ItemStore for MemoryStore {
         let items = self.read();
         let start = after.map_or(Bound::Unbounded, |Cursor(id)| Bound::Excluded(id));
         // Take one more than asked to learn whether a next page exists.
-        let mut page: Vec<Item> = items
+        let mut page: Vec<StoredItem> = items
             .range((start, Bound::Unbounded))
             .take(limit + 1)
             .map(|(_, item)| item.clone())
@@ -82,14 +83,19 @@ impl ItemStore for MemoryStore {
         Ok(Page { items: page, next })
     }
 
-    async fn update(&self, id: Uuid, new: NewItem) -> Result<Item, StoreError> {
+    async fn update(&self, id: Uuid, new: NewItem) -> Result<StoredItem, StoreError> {
         let mut items = self.write();
-        let item = items.get_mut(&id).ok_or(StoreError::NotFound(id))?;
-        item.name = new.name.into_inner();
-        item.description = new.description.map(|d| d.into_inner());
-        item.version += 1;
-        item.updated_at = OffsetDateTime::now_utc();
-        Ok(item.clone())
+        let current = items.get(&id).ok_or(StoreError::NotFound(id))?;
+        // Stored items are immutable (their JSON is rendered): replace it.
+        let item = StoredItem::new(Item {
+            name: new.name.into_inner(),
+            description: new.description.map(|d| d.into_inner()),
+            version: current.version + 1,
+            updated_at: OffsetDateTime::now_utc(),
+            ..(**current).clone()
+        });
+        items.insert(id, item.clone());
+        Ok(item)
     }
 
     async fn delete(&self, id: Uuid) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@ pub use memory::MemoryStore;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::{Item, NewItem};
+use crate::domain::{NewItem, StoredItem};
 
 /// Where a listing starts: strictly after the item with this id.
 ///
@@ -17,9 +17,9 @@ use crate::domain::{Item, NewItem};
 pub struct Cursor(pub Uuid);
 
 /// One page of a listing and where the next one starts, if there is more.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Page {
-    pub items: Vec<Item>,
+    pub items: Vec<StoredItem>,
     pub next: Option<Cursor>,
 }
 
@@ -34,12 +34,12 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait ItemStore: Send + Sync + 'static {
-    async fn create(&self, item: NewItem) -> Result<Item, StoreError>;
-    async fn get(&self, id: Uuid) -> Result<Item, StoreError>;
+    async fn create(&self, item: NewItem) -> Result<StoredItem, StoreError>;
+    async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError>;
     /// Up to `limit` items with ids after `after`, in id order.
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError>;
     /// Replaces name and description, bumping `version` and `updated_at`.
-    async fn update(&self, id: Uuid, item: NewItem) -> Result<Item, StoreError>;
+    async fn update(&self, id: Uuid, item: NewItem) -> Result<StoredItem, StoreError>;
     async fn delete(&self, id: Uuid) -> Result<(), StoreError>;
     /// Whether the store can serve requests now (used by `/readyz`).
     async fn ready(&self) -> Result<(), StoreError>;
