@@ -4,6 +4,7 @@
 //! `run` on its own flags struct (the rust-analyzer xtask pattern), and the
 //! mechanics they share live in `parts/`.
 
+mod argocd;
 mod bench;
 mod ci;
 mod gate;
@@ -36,6 +37,9 @@ struct Cli {
 enum Command {
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
     Ci(ci::CiArgs),
+    /// Argo CD over its REST API: `argocd wait` (until a GitOps commit runs, healthy), `argocd sync`.
+    #[command(subcommand)]
+    Argocd(argocd::ArgocdCommand),
     /// Benchmarks that print numbers: `bench http` (items-api under wrk), `bench gitops` (promotion timings).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -73,6 +77,7 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Ci(args) => ci::run(args),
+        Command::Argocd(command) => argocd::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Image(command) => image::run(command),
         Command::Gate(command) => gate::run(command),

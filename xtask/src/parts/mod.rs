@@ -1,5 +1,6 @@
 //! Parts shared by the commands; commands never call each other's internals.
 
+pub mod argocd;
 pub mod environments;
 pub mod gates;
 pub mod github;

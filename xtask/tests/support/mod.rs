@@ -210,6 +210,8 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         "GITHUB_REPOSITORY",
         "GITHUB_API_URL",
         "GATE_STORE",
+        "ARGOCD_SERVER",
+        "ARGOCD_AUTH_TOKEN",
     ] {
         command.env_remove(var);
     }
