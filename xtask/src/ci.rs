@@ -33,17 +33,26 @@ pub enum Step {
     Fmt,
     Clippy,
     Deny,
+    /// `cargo xtask validate`: chart, Argo CD objects, Terraform, workflows.
+    Assets,
     Test,
 }
 
 impl Step {
-    const ALL: [Step; 4] = [Step::Fmt, Step::Clippy, Step::Deny, Step::Test];
+    const ALL: [Step; 5] = [
+        Step::Fmt,
+        Step::Clippy,
+        Step::Deny,
+        Step::Assets,
+        Step::Test,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Step::Fmt => "fmt",
             Step::Clippy => "clippy",
             Step::Deny => "deny",
+            Step::Assets => "assets",
             Step::Test => "test",
         }
     }
@@ -90,6 +99,10 @@ pub fn run(args: CiArgs) -> Result<()> {
             .map(|()| String::new())
             .map_err(Into::into),
             Step::Deny => deny(&sh, args.advisory_db.as_deref()),
+            Step::Assets => std::env::current_exe()
+                .map_err(Into::into)
+                .and_then(|xtask| cmd!(sh, "{xtask} validate").run().map_err(Into::into))
+                .map(|()| String::new()),
             Step::Test => test(&sh),
         };
         let outcome = match result {

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use xshell::{Shell, cmd};
 
+use crate::parts::github;
 use crate::parts::oci::{self, Arch, ImageMeta};
 use crate::parts::registry::{self, Repository, RetagOutcome};
 use crate::parts::service::ServiceRepo;
@@ -160,6 +161,8 @@ fn build(args: BuildArgs) -> Result<()> {
             }
         }
     }
+    // For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`.
+    github::set_output("digest", &image.root.digest)?;
     Ok(())
 }
 

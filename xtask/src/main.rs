@@ -15,6 +15,7 @@ mod promote;
 mod release;
 mod smoke;
 mod status;
+mod validate;
 mod values;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +67,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Every environment and tag carrying the same bits as a tag or commit.
     Trace(status::TraceArgs),
+    /// Offline validation of the chart, Argo CD objects, Terraform and workflows.
+    Validate(validate::ValidateArgs),
     /// Format-preserving YAML edits.
     #[command(subcommand)]
     Values(values::ValuesCommand),
@@ -89,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         Command::Preview(command) => preview::run(command),
         Command::Status(args) => status::run(args),
         Command::Trace(args) => status::trace(args),
+        Command::Validate(args) => validate::run(args),
         Command::Values(command) => values::run(command),
     }
 }

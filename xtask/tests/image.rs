@@ -125,12 +125,24 @@ fn push_retag_and_inspect_against_a_real_registry_upload_no_blob_on_retag() {
     let main_tag = format!("main-{head}");
     let binary = fake_binary(dir.path(), "static binary, version 1");
 
+    // Inside GitHub Actions the digest is a step output for the next steps.
+    let outputs = dir.path().join("github-output");
+    std::fs::write(&outputs, "earlier=1\n").unwrap();
     let push = xtask(
         &["image", "build", "--binary", &binary, "--push", &repo],
-        &[],
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
     );
     assert_ok(&push);
     assert!(stdout(&push).contains("3 blobs"), "{}", stdout(&push));
+    let pushed = stdout(&push);
+    let digest = pushed
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&outputs).unwrap(),
+        format!("earlier=1\ndigest={digest}\n")
+    );
     // Pushing the same bits again uploads nothing.
     let again = xtask(
         &["image", "build", "--binary", &binary, "--push", &repo],

@@ -84,6 +84,22 @@ impl GitHub {
     }
 }
 
+/// Appends `name=value` to `$GITHUB_OUTPUT` inside a GitHub Actions step, so
+/// later steps read it without parsing logs; does nothing elsewhere.
+pub fn set_output(name: &str, value: &str) -> Result<()> {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT") else {
+        return Ok(());
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .with_context(|| format!("opening GITHUB_OUTPUT {}", path.to_string_lossy()))?;
+    writeln!(file, "{name}={value}")?;
+    Ok(())
+}
+
 fn json(response: Response, url: &str) -> Result<Value> {
     let status = response.status();
     let text = response.text()?;

@@ -5,6 +5,7 @@ pub mod environments;
 pub mod gates;
 pub mod github;
 pub mod gitops;
+pub mod manifests;
 pub mod oci;
 pub mod registry;
 pub mod service;

