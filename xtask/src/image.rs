@@ -51,6 +51,9 @@ pub struct BuildArgs {
     /// Package this static linux/amd64 binary instead of running cargo (e.g. one CI already built).
     #[arg(long, value_name = "PATH", conflicts_with = "platforms")]
     binary: Option<PathBuf>,
+    /// The service repository to build (its HEAD names the image). Default: this workspace.
+    #[arg(long, value_name = "DIR")]
+    source: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -87,12 +90,14 @@ pub fn run(command: ImageCommand) -> Result<()> {
 }
 
 fn build(args: BuildArgs) -> Result<()> {
-    // The image is built from this workspace; its HEAD names the revision.
+    // The image is built from this workspace (or --source); its HEAD names the revision.
+    let root = match &args.source {
+        Some(dir) => ServiceRepo::discover(dir)?.root(),
+        None => workspace::root(),
+    };
     let sh = Shell::new()?;
-    sh.change_dir(workspace::root());
-    let head = ServiceRepo::discover(&workspace::root())?
-        .commit("HEAD")?
-        .to_string();
+    sh.change_dir(&root);
+    let head = ServiceRepo::discover(&root)?.commit("HEAD")?.to_string();
     let tags = build_tags(&args.tags, &head)?;
     // Open the destination before the slow build, so a bad repository fails fast.
     let repository = args.push.as_deref().map(Repository::open).transpose()?;
@@ -327,7 +332,14 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
     );
     // Same bytes on every machine: paths in panic messages must not name this
     // checkout or this user's cargo home.
-    let root = workspace::root();
+    let root = sh.current_dir();
+    // Another checkout gets a target dir of its own: its path is in RUSTFLAGS,
+    // and sharing one would make each rebuild everything the other built.
+    let target_dir = if root == workspace::root() {
+        workspace::target_dir()
+    } else {
+        workspace::target_dir().join("other-checkouts")
+    };
     let cargo_home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| home().join(".cargo"));
@@ -344,6 +356,7 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
         "cargo build --release --locked --package items-api --target {target}"
     )
     .env("RUSTFLAGS", rustflags)
+    .env("CARGO_TARGET_DIR", &target_dir)
     // /version reports the commit the binary was built from.
     .env("ITEMS_API_GIT_COMMIT", head);
     if let Some(linker) = platform.linker {
@@ -354,9 +367,7 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
         build = build.env(var, linker);
     }
     build.run()?;
-    let path = workspace::target_dir()
-        .join(target)
-        .join("release/items-api");
+    let path = target_dir.join(target).join("release/items-api");
     check_static(&path)?;
     Ok(path)
 }

@@ -7,6 +7,7 @@
 mod argocd;
 mod bench;
 mod ci;
+mod demo;
 mod gate;
 mod image;
 mod parts;
@@ -36,6 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline end to end on throwaway state: PR, preview, preprod, gate, release, rollback, break it.
+    Demo(demo::DemoArgs),
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
     Ci(ci::CiArgs),
     /// Argo CD over its REST API: `argocd wait` (until a GitOps commit runs, healthy), `argocd sync`.
@@ -80,6 +83,7 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Ci(args) => ci::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Argocd(command) => argocd::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Image(command) => image::run(command),

@@ -1,0 +1,549 @@
+//! `cargo xtask demo`: the whole pipeline, for real, on throwaway state.
+//!
+//! A clone of this repository is the service repository (with a bare
+//! repository as its remote), a second bare repository holds the GitOps values
+//! (the tutorial's gitops-demo repository, which Argo CD would read), and an OCI
+//! image layout directory is the registry. The GitOps files live apart from the
+//! service so that bot commits never move the service's main: a pull request
+//! merged by fast-forward is the very commit, and image, that CI built. Every stage runs the same
+//! `cargo xtask` commands the workflows run; the images run as processes (the
+//! binary taken out of the image's own layer), standing in for the cluster.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use xshell::{Shell, cmd};
+
+use crate::parts::oci::BINARY_PATH;
+use crate::parts::registry::Repository;
+use crate::parts::workspace;
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo's repositories, registry and logs go (emptied first).
+    /// Default: <target>/xtask/demo.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Push to this registry repository instead of an OCI layout directory
+    /// (e.g. 127.0.0.1:5000/service-demo for a local docker-registry).
+    #[arg(long)]
+    registry: Option<String>,
+}
+
+/// The broken change of the "break it" stage: healthy on a laptop and in the
+/// unit tests, unhealthy in every deployed environment.
+const BROKEN_HEALTHZ: &str = r#"pub async fn healthz() -> (axum::http::StatusCode, Json<HealthStatus>) {
+    // Only "local" has the cache directory this (wrongly) checks for.
+    match std::env::var("ENV_NAME").as_deref() {
+        Ok("local") | Err(_) => (StatusCode::OK, Json(HealthStatus { status: "ok" })),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(HealthStatus { status: "cache missing" })),
+    }
+}"#;
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    let work = args
+        .workdir
+        .unwrap_or_else(|| workspace::target_dir().join("xtask/demo"));
+    let mut demo = Demo::new(&work, args.registry)?;
+    let started = Instant::now();
+    demo.stage(
+        "1. pull request #1: change, checks, image pr-1-<sha>, preview pr-1, smoke",
+        |d| d.pull_request(),
+    )?;
+    demo.stage(
+        "2. merge: image main-<sha>, promote preprod, preprod tests, gate",
+        |d| d.merge(),
+    )?;
+    demo.stage(
+        "3. release 0.1.0: gate checked, retag without rebuild, prod + dev in one commit",
+        |d| {
+            d.xtask(&["release", "--version", "0.1.0"])?;
+            Ok("v0.1.0 = main-<sha> in the registry; prod and dev at v0.1.0".into())
+        },
+    )?;
+    demo.stage(
+        "4. second change released as 0.2.0, then prod rolled back to 0.1.0",
+        |d| d.second_release(),
+    )?;
+    demo.stage(
+        "5. break it: a health check that fails only when deployed",
+        |d| d.break_it(),
+    )?;
+    demo.stage(
+        "6. status: what runs where, and every name of each build",
+        |d| {
+            d.xtask(&["status"])?;
+            Ok("printed above".into())
+        },
+    )?;
+    demo.summary(started.elapsed());
+    Ok(())
+}
+
+struct Demo {
+    sh: Shell,
+    work: PathBuf,
+    /// The developer's clone of the service repository.
+    service: PathBuf,
+    /// A checkout at a fixed path that images are built from, so that the
+    /// build cache stays warm from one demo to the next.
+    build_checkout: PathBuf,
+    registry: String,
+    xtask: PathBuf,
+    /// The commit each stage released or broke, for the summary.
+    stages: Vec<(String, Duration, String)>,
+}
+
+impl Demo {
+    fn new(work: &Path, registry: Option<String>) -> Result<Self> {
+        if work.exists() {
+            std::fs::remove_dir_all(work)
+                .with_context(|| format!("emptying {}", work.display()))?;
+        }
+        std::fs::create_dir_all(work)?;
+        let work = work.canonicalize()?;
+        let sh = Shell::new()?;
+        let (source, remote, service) = (
+            workspace::root(),
+            work.join("remote.git"),
+            work.join("service"),
+        );
+        println!("demo: workdir {}", work.display());
+        // The service repository: this repository's HEAD, with a local bare remote.
+        cmd!(
+            sh,
+            "git clone --quiet --bare --no-hardlinks {source} {remote}"
+        )
+        .quiet()
+        .run()?;
+        cmd!(sh, "git clone --quiet {remote} {service}")
+            .quiet()
+            .run()?;
+        sh.change_dir(&service);
+        cmd!(sh, "git config user.name 'Demo Developer'")
+            .quiet()
+            .run()?;
+        cmd!(sh, "git config user.email developer@example.com")
+            .quiet()
+            .run()?;
+        // The GitOps repository: this repository's gitops/ at its root.
+        let (gitops_init, gitops) = (work.join("gitops-init"), work.join("gitops.git"));
+        copy_dir(&source.join("gitops"), &gitops_init)?;
+        sh.change_dir(&gitops_init);
+        cmd!(sh, "git init --quiet --initial-branch=main")
+            .quiet()
+            .run()?;
+        cmd!(sh, "git add .").quiet().run()?;
+        cmd!(sh, "git -c user.name=Demo -c user.email=demo@example.com commit --quiet -m 'gitops: environments'").quiet().run()?;
+        cmd!(sh, "git clone --quiet --bare {gitops_init} {gitops}")
+            .quiet()
+            .run()?;
+        sh.change_dir(&service);
+        std::fs::remove_dir_all(&gitops_init)?;
+        let registry = match registry {
+            Some(registry) => registry,
+            None => format!("oci:{}", work.join("registry").display()),
+        };
+        let build_checkout = workspace::target_dir().join("xtask/demo-checkout");
+        if !build_checkout.join(".git").exists() {
+            cmd!(
+                sh,
+                "git clone --quiet --no-checkout {remote} {build_checkout}"
+            )
+            .quiet()
+            .run()?;
+        }
+        println!(
+            "demo: service repository {} (remote {}), GitOps repository {}, registry {registry}",
+            service.display(),
+            remote.display(),
+            gitops.display()
+        );
+        println!(
+            "demo: images run as processes: the items-api binary read out of each image's layer (no cluster here)"
+        );
+        Ok(Self {
+            sh,
+            work,
+            service,
+            build_checkout,
+            registry,
+            xtask: std::env::current_exe()?,
+            stages: Vec::new(),
+        })
+    }
+
+    fn stage(&mut self, name: &str, body: impl FnOnce(&mut Self) -> Result<String>) -> Result<()> {
+        println!("\n━━ {name}");
+        let started = Instant::now();
+        let changed = body(self).with_context(|| format!("demo stage failed: {name}"))?;
+        let took = started.elapsed();
+        println!("━━ done in {took:.1?}: {changed}");
+        self.stages.push((name.to_owned(), took, changed));
+        Ok(())
+    }
+
+    fn pull_request(&mut self) -> Result<String> {
+        self.git(&["checkout", "--quiet", "-b", "feature/api-version"])?;
+        self.edit(
+            "services/items-api/src/lib.rs",
+            r#"        .route("/version", get(meta::version))"#,
+            "        .route(\"/version\", get(meta::version))\n        .route(\"/api/v1/version\", get(meta::version))",
+        )?;
+        let sha = self.commit("feat: /api/v1/version, as the tutorial's example change")?;
+        self.checks()?;
+        let tag = format!("pr-1-{sha}");
+        let digest = self.build(&sha, &tag)?;
+        self.xtask(&[
+            "preview", "deploy", "--pr", "1", "--sha", &sha, "--digest", &digest,
+        ])?;
+        let service = Running::start(self, &tag, "pr-1")?;
+        self.xtask(&["smoke", "--url", &service.url])?;
+        let answer = http_get(&format!("{}/api/v1/version", service.url))?;
+        ensure!(
+            answer.contains(&sha),
+            "/api/v1/version does not report {sha}: {answer}"
+        );
+        Ok(format!(
+            "{tag} ({}) runs in pr-1 and passed its smoke tests",
+            short(&digest)
+        ))
+    }
+
+    fn merge(&mut self) -> Result<String> {
+        self.git(&["checkout", "--quiet", "main"])?;
+        self.git(&["merge", "--quiet", "--ff-only", "feature/api-version"])?;
+        self.git(&["push", "--quiet", "origin", "main"])?;
+        self.xtask(&["preview", "cleanup", "--pr", "1"])?;
+        let sha = self.head()?;
+        let digest = self.ship_to_preprod(&sha)?;
+        let pr_digest = self.digest(&format!("pr-1-{sha}"))?;
+        ensure!(
+            pr_digest == digest,
+            "the main build {digest} differs from the pull request's {pr_digest}"
+        );
+        Ok(format!(
+            "main-{} = pr-1-{0} (one digest, rebuilt reproducibly); preprod-tests gate passed",
+            short(&sha)
+        ))
+    }
+
+    fn second_release(&mut self) -> Result<String> {
+        self.edit(
+            "services/items-api/src/lib.rs",
+            r#"        .route("/readyz", get(health::readyz))"#,
+            "        .route(\"/readyz\", get(health::readyz))\n        .route(\"/api/v1/readyz\", get(health::readyz))",
+        )?;
+        let sha = self.commit("feat: /api/v1/readyz for gateways that route only /api")?;
+        self.git(&["push", "--quiet", "origin", "main"])?;
+        self.ship_to_preprod(&sha)?;
+        self.xtask(&["release", "--version", "0.2.0"])?;
+        self.xtask(&["rollback", "--env", "prod"])?;
+        Ok("prod and dev released at v0.2.0; prod rolled back to v0.1.0 by a commit".into())
+    }
+
+    fn break_it(&mut self) -> Result<String> {
+        let file = "services/items-api/src/routes/health.rs";
+        let healthy = "pub async fn healthz() -> Json<HealthStatus> {\n    Json(HealthStatus { status: \"ok\" })\n}";
+        self.edit(file, healthy, BROKEN_HEALTHZ)?;
+        let sha = self.commit("perf: check the cache directory in /healthz")?;
+        self.git(&["push", "--quiet", "origin", "main"])?;
+        // The unit and integration tests run with ENV_NAME unset: they pass.
+        self.checks()?;
+        let tag = format!("main-{sha}");
+        let digest = self.build(&sha, &tag)?;
+        self.xtask(&[
+            "promote", "--env", "preprod", "--tag", &tag, "--digest", &digest,
+        ])?;
+        let service = Running::start(self, &tag, "preprod")?;
+        let tested = self.xtask_status(&[
+            "preprod-test",
+            "--url",
+            &service.url,
+            "--sha",
+            &sha,
+            "--digest",
+            &digest,
+        ])?;
+        ensure!(
+            !tested,
+            "the preprod tests passed a build whose /healthz fails"
+        );
+        println!(
+            "demo: the preprod tests failed, as they should: the failure is recorded as the gate"
+        );
+        let released = self.xtask_status(&["release", "--version", "0.3.0"])?;
+        ensure!(!released, "release 0.3.0 went through a failed gate");
+        println!("demo: release 0.3.0 was refused at the gate; prod still runs v0.1.0");
+        Ok(format!(
+            "main-{} stopped at the gate: never retagged, never in prod",
+            short(&sha)
+        ))
+    }
+
+    /// Build main-<sha>, promote it to preprod, run the preprod tests against
+    /// it (recording the gate); returns the digest.
+    fn ship_to_preprod(&mut self, sha: &str) -> Result<String> {
+        let tag = format!("main-{sha}");
+        let digest = self.build(sha, &tag)?;
+        self.xtask(&[
+            "promote", "--env", "preprod", "--tag", &tag, "--digest", &digest,
+        ])?;
+        let service = Running::start(self, &tag, "preprod")?;
+        self.xtask(&[
+            "preprod-test",
+            "--url",
+            &service.url,
+            "--sha",
+            sha,
+            "--digest",
+            &digest,
+        ])?;
+        Ok(digest)
+    }
+
+    /// What the pull request's CI job checks about the service: its tests.
+    fn checks(&self) -> Result<()> {
+        let checkout = self.checkout(&self.head()?)?;
+        let sh = Shell::new()?;
+        sh.change_dir(&checkout);
+        println!("  $ cargo test -p items-api   (the service's unit and integration tests)");
+        cmd!(sh, "cargo test --quiet --locked -p items-api")
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace::target_dir().join("other-checkouts"),
+            )
+            .quiet()
+            .run()?;
+        Ok(())
+    }
+
+    /// `image build` of `sha` from the fixed checkout, pushed as `tag`; returns the digest.
+    fn build(&self, sha: &str, tag: &str) -> Result<String> {
+        let checkout = self.checkout(sha)?;
+        self.xtask(&[
+            "image",
+            "build",
+            "--source",
+            checkout.to_str().context("UTF-8 path")?,
+            "--tag",
+            tag,
+            "--push",
+            &self.registry,
+        ])?;
+        self.digest(tag)
+    }
+
+    /// The fixed build checkout, at `sha`.
+    fn checkout(&self, sha: &str) -> Result<PathBuf> {
+        let (dir, remote) = (&self.build_checkout, self.work.join("remote.git"));
+        let service = &self.service;
+        // From the developer's clone: a commit may not be pushed yet.
+        cmd!(self.sh, "git -C {dir} fetch --quiet {service} {sha}")
+            .quiet()
+            .run()?;
+        cmd!(
+            self.sh,
+            "git -C {dir} checkout --quiet --force --detach {sha}"
+        )
+        .quiet()
+        .run()?;
+        cmd!(self.sh, "git -C {dir} remote set-url origin {remote}")
+            .quiet()
+            .run()?;
+        Ok(dir.clone())
+    }
+
+    fn digest(&self, tag: &str) -> Result<String> {
+        let repository = Repository::open(&self.registry)?;
+        Ok(repository
+            .resolve(tag)?
+            .with_context(|| format!("{tag} is not in the registry"))?
+            .digest)
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) -> Result<()> {
+        let path = self.service.join(file);
+        let text = std::fs::read_to_string(&path)?;
+        if !text.contains(from) {
+            bail!(
+                "the demo's change to {file} no longer applies (the code moved on): update xtask/src/demo.rs"
+            );
+        }
+        std::fs::write(&path, text.replacen(from, to, 1))?;
+        println!("  edited {file}");
+        Ok(())
+    }
+
+    fn commit(&self, message: &str) -> Result<String> {
+        self.git(&["commit", "--quiet", "--all", "--message", message])?;
+        let sha = self.head()?;
+        println!("  committed {} {message}", short(&sha));
+        Ok(sha)
+    }
+
+    fn head(&self) -> Result<String> {
+        let sh = &self.sh;
+        Ok(cmd!(sh, "git rev-parse HEAD").read()?)
+    }
+
+    fn git(&self, args: &[&str]) -> Result<()> {
+        let sh = &self.sh;
+        cmd!(sh, "git {args...}").quiet().run()?;
+        Ok(())
+    }
+
+    /// `cargo xtask <args>` on the demo's repositories; fails when it fails.
+    fn xtask(&self, args: &[&str]) -> Result<()> {
+        ensure!(
+            self.xtask_status(args)?,
+            "cargo xtask {} failed",
+            args.join(" ")
+        );
+        Ok(())
+    }
+
+    /// `cargo xtask <args>`; whether it succeeded.
+    fn xtask_status(&self, args: &[&str]) -> Result<bool> {
+        println!("  $ cargo xtask {}", args.join(" "));
+        let status = Command::new(&self.xtask)
+            .args(args)
+            .current_dir(&self.service)
+            .env("IMAGE_REPOSITORY", &self.registry)
+            .env("GITOPS_REPO", self.work.join("gitops.git"))
+            // Gates in git notes of the demo's remote; nothing reaches GitHub.
+            .env("GATE_STORE", "notes")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_OUTPUT")
+            .status()?;
+        Ok(status.success())
+    }
+
+    fn summary(&self, total: Duration) {
+        println!("\n━━ the pipeline, end to end, in {total:.1?}");
+        for (name, took, changed) in &self.stages {
+            println!("  {took:>8.1?}  {name}\n            → {changed}");
+        }
+        println!(
+            "  service remote {}, GitOps repository {}, registry {}",
+            self.work.join("remote.git").display(),
+            self.work.join("gitops.git").display(),
+            self.registry
+        );
+    }
+}
+
+/// An image running as a process: the binary read out of its app layer.
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Running {
+    fn start(demo: &Demo, tag: &str, env: &str) -> Result<Self> {
+        let binary = demo.work.join(format!("run/{tag}/items-api"));
+        std::fs::create_dir_all(binary.parent().expect("has a parent"))?;
+        std::fs::write(&binary, image_binary(&demo.registry, tag)?)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::File::create(demo.work.join(format!("run/{tag}/{env}.log")))?;
+        let child = Command::new(&binary)
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("ENV_NAME", env)
+            .env("LOG_FORMAT", "json")
+            .env("SHUTDOWN_DRAIN_SECONDS", "0")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Listening is enough: whether it is healthy is for the tests to say.
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            ensure!(
+                Instant::now() < deadline,
+                "{tag} did not start listening on {url}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!("  {tag} runs as {env} on {url} (pid {})", child.id());
+        Ok(Self { child, url })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The items-api binary inside the linux/amd64 image of `tag`.
+fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
+    let repository = Repository::open(registry)?;
+    let (index, _) = repository.manifest(tag)?;
+    let index: serde_json::Value = serde_json::from_slice(&index)?;
+    let amd64 = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .and_then(|m| m["digest"].as_str())
+        .with_context(|| format!("{tag} has no linux/amd64 image"))?;
+    let (manifest, _) = repository.manifest(amd64)?;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest)?;
+    // The application layer is the last one, on top of the base.
+    let layer = manifest["layers"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|l| l["digest"].as_str())
+        .context("image without layers")?;
+    let blob = repository.blob(layer)?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob.as_slice()));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.path()?.to_str() == Some(BINARY_PATH) {
+            let mut binary = Vec::new();
+            entry.read_to_end(&mut binary)?;
+            return Ok(binary);
+        }
+    }
+    bail!("{tag}'s application layer has no {BINARY_PATH}")
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let path = entry?.path();
+        let target = to.join(path.file_name().expect("a file name"));
+        if path.is_dir() {
+            copy_dir(&path, &target)?;
+        } else {
+            std::fs::copy(&path, &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn http_get(url: &str) -> Result<String> {
+    let response = reqwest::blocking::get(url).with_context(|| format!("GET {url}"))?;
+    ensure!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    Ok(response.text()?)
+}
+
+fn short(sha: &str) -> &str {
+    let sha = sha.strip_prefix("sha256:").unwrap_or(sha);
+    &sha[..sha.len().min(12)]
+}

@@ -1,0 +1,96 @@
+//! `cargo xtask demo` is also a test: run it on a temp dir and check the state
+//! it leaves in its repositories and registry, not just its exit code.
+
+mod support;
+
+use std::path::Path;
+
+use support::{TempDir, assert_ok, git, stdout, xtask};
+
+fn values(gitops: &Path, env: &str) -> String {
+    git(
+        gitops,
+        &["show", &format!("main:values/{env}/service-demo.yaml")],
+    )
+}
+
+fn digest_of(registry: &str, tag: &str) -> Option<String> {
+    let out = xtask(&["image", "inspect", tag, "--repository", registry], &[]);
+    out.status.success().then(|| {
+        stdout(&out)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("digest"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    })
+}
+
+#[test]
+fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
+    let dir = TempDir::new("demo");
+    let work = dir.path().join("work");
+    let out = xtask(&["demo", "--workdir", work.to_str().unwrap()], &[]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    for stage in ["━━ 1.", "━━ 2.", "━━ 3.", "━━ 4.", "━━ 5.", "━━ 6."] {
+        assert!(text.contains(stage), "{stage} missing:\n{text}");
+    }
+
+    let (remote, gitops) = (work.join("remote.git"), work.join("gitops.git"));
+    let registry = format!("oci:{}", work.join("registry").display());
+    // The demo's three commits on the service's main, newest first.
+    let commits: Vec<String> = git(&remote, &["log", "--format=%H", "-3", "main"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let (broken, second, first) = (&commits[0], &commits[1], &commits[2]);
+
+    // One build, three names: the pull request's, main's and the release's.
+    let released = digest_of(&registry, "v0.1.0").expect("v0.1.0 in the registry");
+    assert_eq!(
+        digest_of(&registry, &format!("pr-1-{first}")).as_ref(),
+        Some(&released)
+    );
+    assert_eq!(
+        digest_of(&registry, &format!("main-{first}")).as_ref(),
+        Some(&released)
+    );
+    assert_eq!(
+        digest_of(&registry, "v0.2.0"),
+        digest_of(&registry, &format!("main-{second}"))
+    );
+    assert!(digest_of(&registry, &format!("main-{broken}")).is_some());
+    assert_eq!(
+        digest_of(&registry, "v0.3.0"),
+        None,
+        "the broken build was released"
+    );
+
+    // prod rolled back to v0.1.0 (by digest), dev stays at v0.2.0, preprod runs the broken build.
+    let prod = values(&gitops, "prod");
+    assert!(
+        prod.contains("v0.1.0") && prod.contains(&released),
+        "{prod}"
+    );
+    assert!(values(&gitops, "dev").contains("v0.2.0"));
+    assert!(values(&gitops, "preprod").contains(&format!("main-{broken}")));
+    // The preview was removed when the pull request merged.
+    let previews = git(&gitops, &["ls-tree", "--name-only", "main", "values/pr/"]);
+    assert!(!previews.contains("pr-1.yaml"), "{previews}");
+    // Every GitOps change is a commit: the rollback is the newest prod change.
+    let log = git(
+        &gitops,
+        &["log", "--format=%s", "main", "--", "values/prod"],
+    );
+    assert!(log.lines().next().unwrap().starts_with("rollback"), "{log}");
+
+    // Git tags for the two releases, none for the broken build; its gate failed.
+    let tags = git(&remote, &["tag", "--list"]);
+    assert_eq!(tags.lines().collect::<Vec<_>>(), ["v0.1.0", "v0.2.0"]);
+    let gate = git(&remote, &["notes", "--ref=gates", "show", broken]);
+    assert!(gate.contains("failure"), "{gate}");
+
+    // The final status table says the same.
+    assert!(text.contains("one digest under every name"), "{text}");
+}
