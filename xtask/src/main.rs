@@ -8,6 +8,7 @@ mod argocd;
 mod bench;
 mod ci;
 mod demo;
+mod fork;
 mod gate;
 mod image;
 mod parts;
@@ -39,6 +40,8 @@ struct Cli {
 enum Command {
     /// The whole pipeline end to end on throwaway state: PR, preview, preprod, gate, release, rollback, break it.
     Demo(demo::DemoArgs),
+    /// Point the Argo CD objects, image repository, chart and Terraform at your fork: --github <owner>/<name>.
+    Fork(fork::ForkArgs),
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
     Ci(ci::CiArgs),
     /// Argo CD over its REST API: `argocd wait` (until a GitOps commit runs, healthy), `argocd sync`.
@@ -84,6 +87,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci(args) => ci::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Fork(args) => fork::run(args),
         Command::Argocd(command) => argocd::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Image(command) => image::run(command),

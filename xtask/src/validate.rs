@@ -17,7 +17,7 @@ use serde_json::Value;
 use xshell::{Shell, cmd};
 
 use crate::parts::environments::{self, DeployedImage};
-use crate::parts::{manifests, values, workspace};
+use crate::parts::{manifests, values, workspace, yaml_files};
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
@@ -362,25 +362,6 @@ fn split_documents(text: &str) -> Result<Vec<Value>> {
         }
     }
     Ok(docs)
-}
-
-fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-        {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 fn relative(root: &Path, path: &Path) -> String {

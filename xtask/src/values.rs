@@ -38,12 +38,7 @@ pub fn run(command: ValuesCommand) -> Result<()> {
         return Ok(());
     }
     let name = args.file.display().to_string();
-    let diff = similar::TextDiff::from_lines(&text, &edited.text);
-    print!(
-        "{}",
-        diff.unified_diff()
-            .header(&format!("a/{name}"), &format!("b/{name}"))
-    );
+    print!("{}", crate::parts::unified_diff(&name, &text, &edited.text));
     if args.dry_run {
         println!("dry run: {name} was not written");
         return Ok(());

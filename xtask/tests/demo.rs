@@ -83,7 +83,13 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
         &gitops,
         &["log", "--format=%s", "main", "--", "values/prod"],
     );
-    assert!(log.lines().next().unwrap().starts_with("cd: rollback prod to v0.1.0"), "{log}");
+    assert!(
+        log.lines()
+            .next()
+            .unwrap()
+            .starts_with("cd: rollback prod to v0.1.0"),
+        "{log}"
+    );
 
     // Git tags for the two releases, none for the broken build; its gate failed.
     let tags = git(&remote, &["tag", "--list"]);

@@ -30,22 +30,9 @@ fn assets() -> (TempDir, PathBuf) {
     let dir = TempDir::new("validate");
     let root = dir.path().join("repo");
     for part in ["charts", "gitops", "terraform", ".github"] {
-        copy_dir(&workspace_root().join(part), &root.join(part));
+        support::copy_dir(&workspace_root().join(part), &root.join(part));
     }
     (dir, root)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 fn edit(root: &Path, file: &str, from: &str, to: &str) {

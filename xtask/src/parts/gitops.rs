@@ -386,13 +386,7 @@ impl GitopsRepo {
                 FileChange::Write { text, .. } => text.as_str(),
                 FileChange::Delete { .. } => "",
             };
-            let diff = similar::TextDiff::from_lines(old.as_str(), new);
-            out.push_str(
-                &diff
-                    .unified_diff()
-                    .header(&format!("a/{path}"), &format!("b/{path}"))
-                    .to_string(),
-            );
+            out.push_str(&super::unified_diff(path, &old, new));
         }
         Ok(out)
     }

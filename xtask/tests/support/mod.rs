@@ -402,3 +402,17 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         body: String::from_utf8(body).ok()?,
     })
 }
+
+/// A recursive copy of a directory.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}

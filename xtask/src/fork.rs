@@ -1,0 +1,145 @@
+//! `cargo xtask fork --github <owner>/<name>`: point the Argo CD objects, the
+//! environments' image repository, the chart, Terraform and the Cargo metadata
+//! at your fork and its GHCR image, in one step (the tutorial's "try it").
+//!
+//! The current identity is read from the AppProject's `sourceRepos`, so running
+//! it again with another name moves everything again.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::parts::{unified_diff, values, workspace, yaml_files};
+
+#[derive(clap::Args)]
+pub struct ForkArgs {
+    /// Your fork on GitHub, as <owner>/<name> (its image becomes ghcr.io/<owner>/<name>).
+    #[arg(long, value_name = "OWNER/NAME")]
+    github: String,
+    /// Print the diff and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Repository to edit (default: this one).
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+/// Where the repository is named, besides the YAML under gitops/argocd and gitops/values.
+const FILES: [&str; 5] = [
+    "Cargo.toml",
+    "Dockerfile",
+    "charts/service-demo/Chart.yaml",
+    "charts/service-demo/values.yaml",
+    "terraform/variables.tf",
+];
+
+pub fn run(args: ForkArgs) -> Result<()> {
+    let root = args.root.unwrap_or_else(workspace::root);
+    let new = parse_name(&args.github)?;
+    let old = current_name(&root)?;
+    if old == new {
+        println!(
+            "nothing to do: this repository already points at github.com/{}/{}",
+            new.0, new.1
+        );
+        return Ok(());
+    }
+    let replacements = [
+        (
+            format!("github.com/{}/{}", old.0, old.1),
+            format!("github.com/{}/{}", new.0, new.1),
+        ),
+        (
+            format!("ghcr.io/{}/{}", old.0, old.1).to_lowercase(),
+            format!("ghcr.io/{}/{}", new.0, new.1).to_lowercase(),
+        ),
+        // The ApplicationSet's pull-request generator.
+        (format!("owner: {}\n", old.0), format!("owner: {}\n", new.0)),
+        (format!("repo: {}\n", old.1), format!("repo: {}\n", new.1)),
+    ];
+    let mut files: Vec<PathBuf> = FILES.iter().map(|f| root.join(f)).collect();
+    for dir in [
+        "gitops/argocd",
+        "gitops/values/dev",
+        "gitops/values/preprod",
+        "gitops/values/prod",
+    ] {
+        files.extend(yaml_files(&root.join(dir))?);
+    }
+    // Every new text first, then the writes: bad input changes nothing.
+    let mut edits = Vec::new();
+    for file in files.into_iter().filter(|f| f.is_file()) {
+        let text = std::fs::read_to_string(&file)?;
+        let edited = replacements
+            .iter()
+            .fold(text.clone(), |t, (from, to)| t.replace(from, to));
+        if edited != text {
+            edits.push((file, text, edited));
+        }
+    }
+    for (file, text, edited) in &edits {
+        let name = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        if args.dry_run {
+            print!("{}", unified_diff(&name, text, edited));
+        } else {
+            std::fs::write(file, edited).with_context(|| format!("writing {name}"))?;
+            println!("updated {name}");
+        }
+    }
+    if args.dry_run {
+        println!(
+            "dry run: {} files would point at github.com/{}/{}; nothing was written",
+            edits.len(),
+            new.0,
+            new.1
+        );
+    } else {
+        println!(
+            "this repository now points at github.com/{0}/{1} and ghcr.io/{2}: commit, push, then `terraform apply` in terraform/",
+            new.0,
+            new.1,
+            format!("{}/{}", new.0, new.1).to_lowercase()
+        );
+    }
+    Ok(())
+}
+
+fn parse_name(name: &str) -> Result<(String, String)> {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    match name.trim_end_matches(".git").split_once('/') {
+        Some((owner, repo)) if valid(owner) && valid(repo) => {
+            Ok((owner.to_owned(), repo.to_owned()))
+        }
+        _ => {
+            bail!("--github {name:?} should be <owner>/<name>, e.g. --github octocat/service-demo")
+        }
+    }
+}
+
+/// The repository the AppProject trusts now.
+fn current_name(root: &Path) -> Result<(String, String)> {
+    let path = root.join("gitops/argocd/project.yaml");
+    let project = values::parse(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let url = project["spec"]["sourceRepos"][0]
+        .as_str()
+        .unwrap_or_default();
+    url.strip_prefix("https://github.com/")
+        .and_then(|rest| parse_name(rest).ok())
+        .with_context(|| {
+            format!(
+                "{}: sourceRepos[0] = {url:?} is not a GitHub repository URL",
+                path.display()
+            )
+        })
+}
