@@ -40,8 +40,9 @@ pub struct ReleaseArgs {
     /// Allow a version lower than an existing release (a hotfix line).
     #[arg(long)]
     allow_older: bool,
-    /// Check everything and print what would change; change nothing.
-    #[arg(long)]
+    /// Check everything and print what would change; change nothing. Also from
+    /// RELEASE_DRY_RUN=true (a workflow's boolean input).
+    #[arg(long, env = "RELEASE_DRY_RUN")]
     dry_run: bool,
     /// The image repository: <registry>/<path>, or oci:<dir>.
     #[arg(long, env = "IMAGE_REPOSITORY")]

@@ -133,6 +133,11 @@ fn argocd(app: Replay, list: Replay, sync: Replay) -> FakeHttp {
     })
 }
 
+/// A fake Argo CD that only answers application reads.
+fn app_only(docs: Vec<Value>) -> FakeHttp {
+    argocd(Replay::ok(docs), Replay::ok(vec![]), Replay::ok(vec![]))
+}
+
 fn run(server: &FakeHttp, args: &[&str]) -> Output {
     run_in(server, &support::workspace_root(), args)
 }
@@ -167,19 +172,15 @@ const APP: &str = "/api/v1/applications/service-demo-preprod";
 
 #[test]
 fn an_early_healthy_from_before_the_sync_is_not_trusted() {
-    let server = argocd(
-        Replay::ok(vec![
-            stale_healthy(),
-            stale_healthy(),
-            out_of_sync(),
-            out_of_sync(),
-            syncing(),
-            healthy_before_the_sync_finished(),
-            done(),
-        ]),
-        Replay::ok(vec![]),
-        Replay::ok(vec![]),
-    );
+    let server = app_only(vec![
+        stale_healthy(),
+        stale_healthy(),
+        out_of_sync(),
+        out_of_sync(),
+        syncing(),
+        healthy_before_the_sync_finished(),
+        done(),
+    ]);
     let out = run(
         &server,
         &["wait", "--app", "service-demo-preprod", "--revision", NEW],
@@ -214,19 +215,11 @@ fn an_early_healthy_from_before_the_sync_is_not_trusted() {
 
 #[test]
 fn a_transient_degraded_is_tolerated_but_a_lasting_one_fails() {
-    let server = argocd(
-        Replay::ok(vec![syncing(), degraded(), degraded(), done()]),
-        Replay::ok(vec![]),
-        Replay::ok(vec![]),
-    );
+    let server = app_only(vec![syncing(), degraded(), degraded(), done()]);
     let args = ["wait", "--app", "service-demo-preprod", "--revision", NEW];
     assert_ok(&run(&server, &args));
 
-    let server = argocd(
-        Replay::ok(vec![syncing(), degraded()]),
-        Replay::ok(vec![]),
-        Replay::ok(vec![]),
-    );
+    let server = app_only(vec![syncing(), degraded()]);
     let message = assert_fails(&run(
         &server,
         &[&args[..], &["--degraded-grace", "200ms"]].concat(),
@@ -243,11 +236,7 @@ fn a_transient_degraded_is_tolerated_but_a_lasting_one_fails() {
 
 #[test]
 fn a_failed_sync_fails_at_once_with_argo_cds_message() {
-    let server = argocd(
-        Replay::ok(vec![syncing(), failed(), done()]),
-        Replay::ok(vec![]),
-        Replay::ok(vec![]),
-    );
+    let server = app_only(vec![syncing(), failed(), done()]);
     let message = assert_fails(&run(
         &server,
         &[
@@ -324,11 +313,7 @@ fn applications_that_appear_late_are_waited_for_and_previews_are_found_by_label(
 
 #[test]
 fn a_wrong_revision_times_out_saying_where_it_was() {
-    let server = argocd(
-        Replay::ok(vec![stale_healthy()]),
-        Replay::ok(vec![]),
-        Replay::ok(vec![]),
-    );
+    let server = app_only(vec![stale_healthy()]);
     let message = assert_fails(&run(
         &server,
         &[

@@ -14,18 +14,6 @@ fn values(gitops: &Path, env: &str) -> String {
     )
 }
 
-fn digest_of(registry: &str, tag: &str) -> Option<String> {
-    let out = xtask(&["image", "inspect", tag, "--repository", registry], &[]);
-    out.status.success().then(|| {
-        stdout(&out)
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("digest"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    })
-}
-
 #[test]
 fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
     let dir = TempDir::new("demo");
@@ -47,22 +35,22 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
     let (broken, second, first) = (&commits[0], &commits[1], &commits[2]);
 
     // One build, three names: the pull request's, main's and the release's.
-    let released = digest_of(&registry, "v0.1.0").expect("v0.1.0 in the registry");
+    let released = support::image_digest(&registry, "v0.1.0").expect("v0.1.0 in the registry");
     assert_eq!(
-        digest_of(&registry, &format!("pr-1-{first}")).as_ref(),
+        support::image_digest(&registry, &format!("pr-1-{first}")).as_ref(),
         Some(&released)
     );
     assert_eq!(
-        digest_of(&registry, &format!("main-{first}")).as_ref(),
+        support::image_digest(&registry, &format!("main-{first}")).as_ref(),
         Some(&released)
     );
     assert_eq!(
-        digest_of(&registry, "v0.2.0"),
-        digest_of(&registry, &format!("main-{second}"))
+        support::image_digest(&registry, "v0.2.0"),
+        support::image_digest(&registry, &format!("main-{second}"))
     );
-    assert!(digest_of(&registry, &format!("main-{broken}")).is_some());
+    assert!(support::image_digest(&registry, &format!("main-{broken}")).is_some());
     assert_eq!(
-        digest_of(&registry, "v0.3.0"),
+        support::image_digest(&registry, "v0.3.0"),
         None,
         "the broken build was released"
     );

@@ -116,24 +116,7 @@ impl Fixture {
     }
 
     fn digest_of(&self, tag: &str) -> Option<String> {
-        let out = xtask(
-            &[
-                "image",
-                "inspect",
-                tag,
-                "--repository",
-                &self.registry.repository(),
-            ],
-            &[],
-        );
-        out.status.success().then(|| {
-            stdout(&out)
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("digest"))
-                .unwrap()
-                .trim()
-                .to_owned()
-        })
+        support::image_digest(&self.registry.repository(), tag)
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -210,6 +193,22 @@ fn a_release_ships_the_tested_digest_to_prod_and_dev_in_one_commit_and_reruns_as
     let dry = fx.run(&["release", "--version", "1.0.0", "--dry-run"]);
     assert_ok(&dry);
     assert!(stdout(&dry).contains("+  tag: v1.0.0"), "{}", stdout(&dry));
+    assert_eq!(fx.digest_of("v1.0.0"), None, "a dry run retags nothing");
+    // The workflow's boolean input arrives as RELEASE_DRY_RUN=true.
+    let from_env = xtask_in(
+        &fx.work,
+        &["release", "--version", "1.0.0"],
+        &[
+            ("IMAGE_REPOSITORY", &fx.registry.repository()),
+            ("RELEASE_DRY_RUN", "true"),
+        ],
+    );
+    assert_ok(&from_env);
+    assert!(
+        stdout(&from_env).contains("dry run: would retag"),
+        "{}",
+        stdout(&from_env)
+    );
     assert_eq!(fx.digest_of("v1.0.0"), None, "a dry run retags nothing");
 
     let release = fx.release("1.0.0");

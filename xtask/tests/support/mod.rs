@@ -210,6 +210,7 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         "GITHUB_REPOSITORY",
         "GITHUB_API_URL",
         "GATE_STORE",
+        "RELEASE_DRY_RUN",
         "GITHUB_OUTPUT",
         "ARGOCD_SERVER",
         "ARGOCD_AUTH_TOKEN",
@@ -415,4 +416,17 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
+}
+
+/// The digest `image inspect` reports for `tag` in `repository`, if it exists.
+pub fn image_digest(repository: &str, tag: &str) -> Option<String> {
+    let out = xtask(&["image", "inspect", tag, "--repository", repository], &[]);
+    out.status.success().then(|| {
+        stdout(&out)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("digest"))
+            .expect("image inspect prints the digest")
+            .trim()
+            .to_owned()
+    })
 }
