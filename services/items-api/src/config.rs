@@ -22,6 +22,39 @@ pub struct Config {
     pub app_version: String,
     /// `GIT_COMMIT`: the source commit; defaults to the one baked in at build time.
     pub git_commit: String,
+    /// `DATABASE_URL` and its pool settings: PostgreSQL when set, else the
+    /// in-memory store.
+    pub database: Option<DatabaseConfig>,
+}
+
+/// Where the PostgreSQL store connects. The URL holds a password, so Debug
+/// never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    url: String,
+    /// `DATABASE_POOL_SIZE`: most connections this replica opens (default 10).
+    pub pool_size: usize,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: longest a statement may run (default 5000).
+    pub statement_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    /// The parsed URL (checked when the configuration was read).
+    pub fn postgres_config(&self) -> tokio_postgres::Config {
+        self.url.parse().expect("DATABASE_URL was checked at start")
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pg = self.postgres_config();
+        f.debug_struct("DatabaseConfig")
+            .field("hosts", &pg.get_hosts())
+            .field("dbname", &pg.get_dbname())
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +113,46 @@ impl Config {
                     reason: "must be a whole number of seconds from 0 to 300".into(),
                 })?,
         };
+        let database = match lookup("DATABASE_URL")
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+        {
+            None => None,
+            Some(url) => {
+                if let Err(error) = url.parse::<tokio_postgres::Config>() {
+                    return Err(ConfigError {
+                        variable: "DATABASE_URL",
+                        // Never echo a URL that may hold a password.
+                        value: "<hidden>".into(),
+                        reason: format!(
+                            "must be a PostgreSQL URL (postgres://user:password@host:5432/db): {error}"
+                        ),
+                    });
+                }
+                let number = |name: &'static str, default: u64, max: u64| match lookup(name) {
+                    None => Ok(default),
+                    Some(raw) => raw
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| (1..=max).contains(n))
+                        .ok_or_else(|| ConfigError {
+                            variable: name,
+                            value: raw.clone(),
+                            reason: format!("must be a whole number from 1 to {max}"),
+                        }),
+                };
+                Some(DatabaseConfig {
+                    url,
+                    pool_size: number("DATABASE_POOL_SIZE", 10, 1000)? as usize,
+                    statement_timeout: Duration::from_millis(number(
+                        "DATABASE_STATEMENT_TIMEOUT_MS",
+                        5000,
+                        600_000,
+                    )?),
+                })
+            }
+        };
         let non_empty = |name: &str, default: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -97,6 +170,7 @@ impl Config {
                 "GIT_COMMIT",
                 option_env!("ITEMS_API_GIT_COMMIT").unwrap_or("unknown"),
             ),
+            database,
         })
     }
 }
@@ -111,6 +185,33 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         })
+    }
+
+    #[test]
+    fn database_url_selects_postgres_and_is_never_echoed() {
+        assert_eq!(config(&[]).unwrap().database, None);
+        let db = config(&[
+            ("DATABASE_URL", "postgres://app:s3cret@db:5432/items"),
+            ("DATABASE_POOL_SIZE", "4"),
+        ])
+        .unwrap()
+        .database
+        .unwrap();
+        assert_eq!(
+            (db.pool_size, db.statement_timeout),
+            (4, Duration::from_secs(5))
+        );
+        assert!(!format!("{db:?}").contains("s3cret"), "{db:?}");
+        let error =
+            config(&[("DATABASE_URL", "postgres://app:s3cret@db:notaport/items")]).unwrap_err();
+        assert_eq!(error.variable, "DATABASE_URL");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        let error = config(&[
+            ("DATABASE_URL", "postgres://db/items"),
+            ("DATABASE_POOL_SIZE", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, "DATABASE_POOL_SIZE");
     }
 
     #[test]

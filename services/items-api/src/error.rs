@@ -46,6 +46,8 @@ pub enum ApiError {
     #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
     #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
@@ -59,6 +61,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,6 +72,10 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound(id) => Self::NotFound(format!("no item with id {id}")),
+            StoreError::VersionMismatch { id, current } => Self::PreconditionFailed(format!(
+                "item {id} changed since you read it: it is now at version {current} (ETag \"{current}\"); \
+                 GET it again and retry with that If-Match"
+            )),
             StoreError::Unavailable(why) => {
                 tracing::warn!(error = %why, "store unavailable");
                 Self::Unavailable("storage is unavailable, retry later".into())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use items_api::config::Config;
-use items_api::store::MemoryStore;
+use items_api::store::{ItemStore, MemoryStore, PostgresStore};
 use items_api::{AppState, healthcheck, shutdown, telemetry};
 
 const USAGE: &str = "\
@@ -15,6 +15,7 @@ items-api: the Items CRUD HTTP service
 USAGE:
     items-api               serve HTTP on 0.0.0.0:$PORT
     items-api healthcheck   probe http://127.0.0.1:$PORT/healthz; exit 0 when it answers 200
+    items-api migrate       apply the embedded database migrations to $DATABASE_URL (idempotent)
     items-api --version     print the version
 
 ENVIRONMENT:
@@ -24,6 +25,9 @@ ENVIRONMENT:
     LOG_FORMAT              json (default) or text
     SHUTDOWN_DRAIN_SECONDS  seconds to keep serving after SIGTERM with /readyz at 503 (default 5)
     APP_VERSION, GIT_COMMIT override the version and commit reported by /version
+    DATABASE_URL            PostgreSQL (postgres://user:password@host:5432/db); unset: in-memory store
+    DATABASE_POOL_SIZE      most connections per replica (default 10)
+    DATABASE_STATEMENT_TIMEOUT_MS  longest a statement may run (default 5000)
     RUST_LOG                log filter (default info)
 ";
 
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        ["migrate"] => migrate(&config),
         ["--version" | "-V"] => {
             println!("items-api {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -91,7 +96,17 @@ fn serve(config: Config) -> ExitCode {
             version = %config.app_version,
             "listening"
         );
-        let state = AppState::new(&config, Arc::new(MemoryStore::new()));
+        let store: Arc<dyn ItemStore> = match &config.database {
+            Some(database) => match PostgresStore::new(database) {
+                Ok(store) => Arc::new(store),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot set up the database pool");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => Arc::new(MemoryStore::new()),
+        };
+        let state = AppState::new(&config, store);
         match items_api::serve(
             listener,
             state,
@@ -110,4 +125,37 @@ fn serve(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+/// `items-api migrate`: run once per release (a Kubernetes Job hook), not at
+/// every start of every replica.
+fn migrate(config: &Config) -> ExitCode {
+    let Some(database) = &config.database else {
+        eprintln!("items-api migrate: DATABASE_URL is not set: nothing to migrate");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("items-api migrate: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(items_api::store::migrate(database)) {
+        Ok(applied) if applied.is_empty() => {
+            println!("items-api migrate: the database is up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            println!("items-api migrate: applied {}", applied.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("items-api migrate: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

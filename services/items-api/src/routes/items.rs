@@ -7,7 +7,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::domain::{Item, ItemInput};
+use crate::domain::{Item, ItemInput, StoredItem};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::store::Cursor;
@@ -72,6 +72,41 @@ fn json_body(json: Bytes) -> impl IntoResponse {
     )
 }
 
+/// One item's JSON with its `ETag`: the version, which `If-Match` sends back.
+fn item_response(item: &StoredItem) -> impl IntoResponse + use<> {
+    (
+        [(header::ETAG, etag(item.version))],
+        json_body(item.json().clone()),
+    )
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("ASCII")
+}
+
+/// The version `If-Match` asks for: `None` without the header or with `*`
+/// (any current version). ETags are strong (`"3"`); a weak one never matches
+/// (RFC 9110 §13.1.1), so it is refused with the reason.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or("").trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "If-Match {value:?} is not an ETag of this API: send the ETag header of the item's last GET, e.g. \"3\""
+            ))
+        })
+}
+
 fn parse_list_query(query: &str) -> Result<(usize, Option<Cursor>), ApiError> {
     let mut limit = DEFAULT_LIMIT;
     let mut cursor = None;
@@ -126,7 +161,7 @@ pub async fn create_item(
             header::LOCATION,
             HeaderValue::from_str(&location).expect("ASCII path"),
         )],
-        json_body(item.json().clone()),
+        item_response(&item),
     )
         .into_response())
 }
@@ -135,26 +170,28 @@ pub async fn create_item(
 #[utoipa::path(get, path = "/api/v1/items/{id}", tag = "items",
     params(("id" = Uuid, Path, description = "Item id")),
     responses(
-        (status = 200, description = "The item", body = Item),
+        (status = 200, description = "The item", body = Item,
+            headers(("etag" = String, description = "The item's version, for `If-Match` on PUT and DELETE"))),
         (status = 404, description = "No such item, or the id is not a UUID", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(json_body(
-        state.store.get(parse_id(&id)?).await?.json().clone(),
-    ))
+    Ok(item_response(&state.store.get(parse_id(&id)?).await?))
 }
 
-/// Replaces an item's name and description.
+/// Replaces an item's name and description; with `If-Match`, only if nobody
+/// changed it since that ETag was read.
 #[utoipa::path(put, path = "/api/v1/items/{id}", tag = "items",
-    params(("id" = Uuid, Path, description = "Item id")),
+    params(("id" = Uuid, Path, description = "Item id"),
+        ("if-match" = Option<String>, Header, description = "ETag of the version this write replaces")),
     request_body(content = ItemInput, content_type = "application/json"),
     responses(
         (status = 200, description = "The updated item", body = Item),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or If-Match is not an ETag of this API", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since the If-Match ETag", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Missing or invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -162,25 +199,32 @@ pub async fn get_item(
 pub async fn update_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     JsonBody(input): JsonBody<ItemInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
+    let expected = if_match(&headers)?;
     let new = input.validate().map_err(ApiError::Validation)?;
-    Ok(json_body(state.store.update(id, new).await?.json().clone()))
+    Ok(item_response(&state.store.update(id, new, expected).await?))
 }
 
-/// Deletes an item.
+/// Deletes an item; with `If-Match`, only if nobody changed it since.
 #[utoipa::path(delete, path = "/api/v1/items/{id}", tag = "items",
-    params(("id" = Uuid, Path, description = "Item id")),
+    params(("id" = Uuid, Path, description = "Item id"),
+        ("if-match" = Option<String>, Header, description = "ETag of the version this delete removes")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "If-Match is not an ETag of this API", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The item changed since the If-Match ETag", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete(parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    state.store.delete(id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

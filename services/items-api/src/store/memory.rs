@@ -83,9 +83,15 @@ impl ItemStore for MemoryStore {
         Ok(Page { items: page, next })
     }
 
-    async fn update(&self, id: Uuid, new: NewItem) -> Result<StoredItem, StoreError> {
+    async fn update(
+        &self,
+        id: Uuid,
+        new: NewItem,
+        expected: Option<u64>,
+    ) -> Result<StoredItem, StoreError> {
         let mut items = self.write();
         let current = items.get(&id).ok_or(StoreError::NotFound(id))?;
+        check_version(current, expected)?;
         // Stored items are immutable (their JSON is rendered): replace it.
         let item = StoredItem::new(Item {
             name: new.name.into_inner(),
@@ -98,15 +104,27 @@ impl ItemStore for MemoryStore {
         Ok(item)
     }
 
-    async fn delete(&self, id: Uuid) -> Result<(), StoreError> {
-        self.write()
-            .remove(&id)
-            .map(drop)
-            .ok_or(StoreError::NotFound(id))
+    async fn delete(&self, id: Uuid, expected: Option<u64>) -> Result<(), StoreError> {
+        let mut items = self.write();
+        let current = items.get(&id).ok_or(StoreError::NotFound(id))?;
+        check_version(current, expected)?;
+        items.remove(&id);
+        Ok(())
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// The write's `If-Match` version, if any, against the item's.
+fn check_version(current: &StoredItem, expected: Option<u64>) -> Result<(), StoreError> {
+    match expected {
+        Some(version) if version != current.version => Err(StoreError::VersionMismatch {
+            id: current.id,
+            current: current.version,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -153,7 +171,7 @@ mod tests {
         let store = MemoryStore::new();
         let ids: Vec<_> = create_items(&store, 4).await;
         let first = store.list(None, 2).await.unwrap();
-        store.delete(ids[1]).await.unwrap();
+        store.delete(ids[1], None).await.unwrap();
         let second = store.list(first.next, 2).await.unwrap();
         assert_eq!(
             second.items.iter().map(|i| i.id).collect::<Vec<_>>(),
@@ -166,16 +184,21 @@ mod tests {
     async fn update_bumps_version_and_missing_ids_are_not_found() {
         let store = MemoryStore::new();
         let item = store.create(new_item("a")).await.unwrap();
-        let updated = store.update(item.id, new_item("b")).await.unwrap();
+        // A write that expects another version changes nothing.
+        assert!(matches!(
+            store.update(item.id, new_item("x"), Some(2)).await,
+            Err(StoreError::VersionMismatch { current: 1, .. })
+        ));
+        let updated = store.update(item.id, new_item("b"), Some(1)).await.unwrap();
         assert_eq!((updated.version, updated.name.as_str()), (2, "b"));
         assert!(updated.updated_at >= item.updated_at);
-        store.delete(item.id).await.unwrap();
+        store.delete(item.id, None).await.unwrap();
         assert!(matches!(
             store.get(item.id).await,
             Err(StoreError::NotFound(_))
         ));
         assert!(matches!(
-            store.delete(item.id).await,
+            store.delete(item.id, None).await,
             Err(StoreError::NotFound(_))
         ));
     }

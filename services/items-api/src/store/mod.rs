@@ -1,8 +1,10 @@
 //! Storage behind a trait, so the HTTP layer does not know where items live.
 
 mod memory;
+mod postgres;
 
 pub use memory::MemoryStore;
+pub use postgres::{MIGRATIONS, PostgresStore, migrate};
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -27,6 +29,9 @@ pub struct Page {
 pub enum StoreError {
     #[error("item {0} not found")]
     NotFound(Uuid),
+    /// The write named a version (`If-Match`) the item no longer has.
+    #[error("item {id} is at version {current}, not the version the write expected")]
+    VersionMismatch { id: Uuid, current: u64 },
     /// The backing store cannot be reached; the request may succeed later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -38,9 +43,17 @@ pub trait ItemStore: Send + Sync + 'static {
     async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError>;
     /// Up to `limit` items with ids after `after`, in id order.
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError>;
-    /// Replaces name and description, bumping `version` and `updated_at`.
-    async fn update(&self, id: Uuid, item: NewItem) -> Result<StoredItem, StoreError>;
-    async fn delete(&self, id: Uuid) -> Result<(), StoreError>;
+    /// Replaces name and description, bumping `version` and `updated_at`. With
+    /// `expected`, only if the item is still at that version (optimistic
+    /// concurrency: two clients cannot silently overwrite each other).
+    async fn update(
+        &self,
+        id: Uuid,
+        item: NewItem,
+        expected: Option<u64>,
+    ) -> Result<StoredItem, StoreError>;
+    /// Deletes the item; with `expected`, only if it is still at that version.
+    async fn delete(&self, id: Uuid, expected: Option<u64>) -> Result<(), StoreError>;
     /// Whether the store can serve requests now (used by `/readyz`).
     async fn ready(&self) -> Result<(), StoreError>;
 }
