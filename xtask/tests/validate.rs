@@ -89,7 +89,7 @@ fn each_kind_of_mistake_is_caught_and_named() {
         ),
         // The restricted Pod Security Standard.
         (
-            "charts/service-demo/templates/deployment.yaml",
+            "charts/service-demo/templates/_helpers.tpl",
             "allowPrivilegeEscalation: false",
             "allowPrivilegeEscalation: true",
             "allowPrivilegeEscalation must be false",
@@ -100,6 +100,27 @@ fn each_kind_of_mistake_is_caught_and_named() {
             "replicaCount: 3",
             "replicaCount: 3\nterminationGracePeriodSeconds: 5",
             "must be greater than shutdownDrainSeconds",
+        ),
+        // More than one replica of the in-memory store.
+        (
+            "gitops/values/prod/service-demo.yaml",
+            "  existingSecret: service-demo-database\n",
+            "  existingSecret: \"\"\n",
+            "replicaCount 3 needs database.existingSecret",
+        ),
+        // A database URL written into the manifests instead of read from a Secret.
+        (
+            "charts/service-demo/templates/_helpers.tpl",
+            "  valueFrom:\n    secretKeyRef:\n      name: {{ . | quote }}\n      key: {{ $.Values.database.secretKey | quote }}",
+            "  value: \"postgres://app:s3cret@db/items\"",
+            "DATABASE_URL must come from a Secret",
+        ),
+        // The migration hook's kind, not whitelisted.
+        (
+            "gitops/argocd/project.yaml",
+            "    - group: batch\n      kind: Job\n",
+            "",
+            "the chart renders Job (group \"batch\")",
         ),
         // The project would refuse to sync what the chart renders.
         (

@@ -34,3 +34,34 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- fail "image.tag or image.digest must be set: the pipeline writes them into gitops/values/<env>/service-demo.yaml" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* DATABASE_URL from the Secret (never a value), for the service and the migration Job. */}}
+{{- define "service-demo.databaseEnv" -}}
+{{- with .Values.database.existingSecret }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $.Values.database.secretKey | quote }}
+- name: DATABASE_POOL_SIZE
+  value: {{ $.Values.database.poolSize | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, for every pod the chart makes. */}}
+{{- define "service-demo.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "service-demo.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+{{- end -}}

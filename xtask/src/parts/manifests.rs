@@ -26,6 +26,9 @@ pub fn check_document(where_: &str, doc: &Value) -> Vec<String> {
     let what = format!("{where_}: {kind} {name} ({api_version})");
     let parsed = match (api_version, kind) {
         ("apps/v1", "Deployment") => parse_strict::<Deployment>(doc, &what).map(drop),
+        ("batch/v1", "Job") => {
+            parse_strict::<k8s_openapi::api::batch::v1::Job>(doc, &what).map(drop)
+        }
         ("v1", "Service") => parse_strict::<core::v1::Service>(doc, &what).map(drop),
         ("v1", "ServiceAccount") => parse_strict::<core::v1::ServiceAccount>(doc, &what).map(drop),
         ("v1", "Namespace") => parse_strict::<core::v1::Namespace>(doc, &what).map(drop),
@@ -88,7 +91,7 @@ pub struct Expected<'a> {
     pub replicas: i32,
 }
 
-/// The rendered chart of one environment: `(kind, name, document)` for each object.
+/// The rendered chart of one environment.
 pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
     let mut problems: Vec<String> = docs
         .iter()
@@ -225,6 +228,21 @@ pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
                 .value
                 .clone()
         };
+        let literal_url = container
+            .env
+            .as_ref()
+            .and_then(|env| env.iter().find(|e| e.name == "DATABASE_URL"))
+            .is_some_and(|e| {
+                e.value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .is_none()
+            });
+        if literal_url {
+            problem(format!(
+                "container {name}: DATABASE_URL must come from a Secret (secretKeyRef), never a value in git"
+            ));
+        }
         for var in ["ENV_NAME", "SERVICES_NAMESPACE", "APP_VERSION"] {
             if env_value(var).is_none_or(|v| v.is_empty()) {
                 problem(format!("container {name}: {var} is not set"));
