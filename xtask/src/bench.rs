@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Port for the server under test.
     #[arg(long, default_value_t = 18080)]
     port: u16,
+    /// Benchmark the PostgreSQL store at this URL (an empty database; it is
+    /// migrated first) instead of the in-memory store.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 /// One wrk run, as parsed from its output.
@@ -87,9 +91,15 @@ fn load_test(args: BenchArgs) -> Result<()> {
     }
     cmd!(sh, "cargo build --release --locked -p items-api").run()?;
     let binary = workspace::target_dir().join("release/items-api");
+    let database = args.database_url.as_deref();
+    if let Some(url) = database {
+        cmd!(sh, "{binary} migrate")
+            .env("DATABASE_URL", url)
+            .run()?;
+    }
 
-    let startup_ms = measure_startup(&binary, args.port)?;
-    let server = Server::start(&binary, args.port)?;
+    let startup_ms = measure_startup(&binary, args.port, database)?;
+    let server = Server::start(&binary, args.port, database)?;
     let idle_rss_kb = server.rss_kb("VmRSS")?;
 
     let base = format!("http://127.0.0.1:{}", args.port);
@@ -144,8 +154,15 @@ fn load_test(args: BenchArgs) -> Result<()> {
     server.stop();
 
     println!(
-        "\nitems-api release build; server on CPU 0, wrk -t2 -c{} -d{}s --latency on CPU 1; median of {} runs\n",
-        args.connections, args.duration, args.runs
+        "\nitems-api release build, {} store; server on CPU 0, wrk -t2 -c{} -d{}s --latency on CPU 1; median of {} runs\n",
+        if database.is_some() {
+            "PostgreSQL"
+        } else {
+            "in-memory"
+        },
+        args.connections,
+        args.duration,
+        args.runs
     );
     println!("| scenario | req/s | p50 | p99 | wrk CPU |\n|---|---:|---:|---:|---:|");
     for (name, run) in &rows {
@@ -353,8 +370,12 @@ fn median_run(runs: &[WrkRun]) -> WrkRun {
 struct Server(Child);
 
 impl Server {
-    fn start(binary: &std::path::Path, port: u16) -> Result<Self> {
-        let child = Command::new("taskset")
+    fn start(binary: &std::path::Path, port: u16, database: Option<&str>) -> Result<Self> {
+        let mut command = Command::new("taskset");
+        if let Some(url) = database {
+            command.env("DATABASE_URL", url);
+        }
+        let child = command
             .arg("-c")
             .arg("0")
             .arg(binary)
@@ -393,11 +414,11 @@ impl Server {
 }
 
 /// Time from spawning the process to its first 200 on /healthz (best of 5).
-fn measure_startup(binary: &std::path::Path, port: u16) -> Result<f64> {
+fn measure_startup(binary: &std::path::Path, port: u16, database: Option<&str>) -> Result<f64> {
     let mut best = f64::MAX;
     for _ in 0..5 {
         let started = Instant::now();
-        let server = Server::start(binary, port)?;
+        let server = Server::start(binary, port, database)?;
         best = best.min(started.elapsed().as_secs_f64() * 1000.0);
         server.stop();
     }
