@@ -6,8 +6,10 @@
 //! image layout directory is the registry. The GitOps files live apart from the
 //! service so that bot commits never move the service's main: a pull request
 //! merged by fast-forward is the very commit, and image, that CI built. Every stage runs the same
-//! `cargo xtask` commands the workflows run; the images run as processes (the
-//! binary taken out of the image's own layer), standing in for the cluster.
+//! `cargo xtask` commands the workflows run; the images run as containers when
+//! a Docker engine answers (loaded from the registry, run read-only with no
+//! capabilities), otherwise as processes (the binary taken out of the image's
+//! own layer), standing in for the cluster.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -92,6 +94,8 @@ struct Demo {
     /// build cache stays warm from one demo to the next.
     build_checkout: PathBuf,
     registry: String,
+    /// A container engine answers: images run as containers, else as processes.
+    engine: bool,
     xtask: PathBuf,
     /// The commit each stage released or broke, for the summary.
     stages: Vec<(String, Duration, String)>,
@@ -162,15 +166,28 @@ impl Demo {
             remote.display(),
             gitops.display()
         );
-        println!(
-            "demo: images run as processes: the items-api binary read out of each image's layer (no cluster here)"
-        );
+        let engine = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if engine {
+            println!(
+                "demo: images run as containers (docker load + docker run, read-only, no capabilities), standing in for the cluster"
+            );
+        } else {
+            println!(
+                "demo: no container engine answers: images run as processes, the items-api binary read out of each image's layer"
+            );
+        }
         Ok(Self {
             sh,
             work,
             service,
             build_checkout,
             registry,
+            engine,
             xtask: std::env::current_exe()?,
             stages: Vec::new(),
         })
@@ -437,23 +454,34 @@ impl Demo {
     }
 }
 
-/// An image running as a process: the binary read out of its app layer.
+/// An image running as a container (when an engine answers) or as a process
+/// (the binary read out of its app layer).
 struct Running {
-    child: Child,
+    how: How,
     url: String,
+}
+
+enum How {
+    /// Container id and image name, both removed when done.
+    Container(String, String),
+    Process(Child),
 }
 
 impl Running {
     fn start(demo: &Demo, tag: &str, env: &str) -> Result<Self> {
-        let binary = demo.work.join(format!("run/{tag}/items-api"));
-        std::fs::create_dir_all(binary.parent().expect("has a parent"))?;
+        let dir = demo.work.join(format!("run/{tag}"));
+        std::fs::create_dir_all(&dir)?;
+        if demo.engine {
+            return Self::container(demo, &dir, tag, env);
+        }
+        let binary = dir.join("items-api");
         std::fs::write(&binary, image_binary(&demo.registry, tag)?)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let log = std::fs::File::create(demo.work.join(format!("run/{tag}/{env}.log")))?;
+        let log = std::fs::File::create(dir.join(format!("{env}.log")))?;
         let child = Command::new(&binary)
             .env_clear()
             .env("PORT", port.to_string())
@@ -464,31 +492,144 @@ impl Running {
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()?;
-        let url = format!("http://127.0.0.1:{port}");
+        let running = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            how: How::Process(child),
+        };
+        running.wait_listening(tag)?;
+        if let How::Process(child) = &running.how {
+            println!(
+                "  {tag} runs as {env} on {} as a process (pid {})",
+                running.url,
+                child.id()
+            );
+        }
+        Ok(running)
+    }
+
+    /// `docker load` of the image as a docker-archive, then `docker run` with
+    /// what the chart enforces: read-only root, no capabilities, no privilege gain.
+    fn container(demo: &Demo, dir: &Path, tag: &str, env: &str) -> Result<Self> {
+        let archive = dir.join("image.tar");
+        let name = format!("service-demo-demo:{tag}");
+        docker_archive(&demo.registry, tag, &name, &archive)?;
+        let sh = &demo.sh;
+        cmd!(sh, "docker load --quiet --input {archive}")
+            .quiet()
+            .ignore_stdout()
+            .run()?;
+        let env_name = format!("ENV_NAME={env}");
+        let id = cmd!(
+            sh,
+            "docker run --detach --read-only --cap-drop ALL --security-opt no-new-privileges --env {env_name} --env SHUTDOWN_DRAIN_SECONDS=0 --publish 127.0.0.1::8080 {name}"
+        )
+        .quiet()
+        .read()?;
+        let address = cmd!(sh, "docker port {id} 8080/tcp").quiet().read()?;
+        let address = address.lines().next().unwrap_or_default().to_owned();
+        let running = Self {
+            url: format!("http://{address}"),
+            how: How::Container(id.clone(), name),
+        };
+        running.wait_listening(tag)?;
+        println!(
+            "  {tag} runs as {env} on {} as a container ({})",
+            running.url,
+            &id[..12.min(id.len())]
+        );
+        Ok(running)
+    }
+
+    /// Listening is enough: whether it is healthy is for the tests to say.
+    fn wait_listening(&self, tag: &str) -> Result<()> {
+        let address = self.url.trim_start_matches("http://");
         let deadline = Instant::now() + Duration::from_secs(10);
-        // Listening is enough: whether it is healthy is for the tests to say.
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // A published port accepts before the process inside listens: ask for
+        // an HTTP answer, whatever its status.
+        while http_status(&self.url).is_none() {
             ensure!(
                 Instant::now() < deadline,
-                "{tag} did not start listening on {url}"
+                "{tag} did not start listening on {address}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        println!("  {tag} runs as {env} on {url} (pid {})", child.id());
-        Ok(Self { child, url })
+        Ok(())
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.how {
+            How::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            How::Container(id, name) => {
+                for args in [
+                    ["rm", "--force", id.as_str()],
+                    ["rmi", "--force", name.as_str()],
+                ] {
+                    let _ = Command::new("docker")
+                        .args(args)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
     }
 }
 
-/// The items-api binary inside the linux/amd64 image of `tag`.
-fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
+/// The status of `GET <url>/version`, if anything answered.
+fn http_status(url: &str) -> Option<u16> {
+    reqwest::blocking::Client::new()
+        .get(format!("{url}/version"))
+        .timeout(Duration::from_secs(1))
+        .send()
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// The linux/amd64 image of `tag` as a docker-archive (what `docker load`
+/// reads on every engine version): its config, its gzipped layers, and a
+/// manifest.json naming it `name`.
+fn docker_archive(registry: &str, tag: &str, name: &str, path: &Path) -> Result<()> {
     let repository = Repository::open(registry)?;
+    let manifest = amd64_manifest(&repository, tag)?;
+    let mut builder = tar::Builder::new(std::fs::File::create(path)?);
+    let mut add = |file: &str, bytes: &[u8]| -> Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, file, bytes)?;
+        Ok(())
+    };
+    let config = manifest["config"]["digest"]
+        .as_str()
+        .context("manifest without config")?;
+    add("config.json", &repository.blob(config)?)?;
+    let mut layers = Vec::new();
+    for (n, layer) in manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let digest = layer["digest"].as_str().context("layer without digest")?;
+        let file = format!("layer{n}.tar.gz");
+        add(&file, &repository.blob(digest)?)?;
+        layers.push(file);
+    }
+    let index =
+        serde_json::json!([{ "Config": "config.json", "RepoTags": [name], "Layers": layers }]);
+    add("manifest.json", index.to_string().as_bytes())?;
+    builder.into_inner()?;
+    Ok(())
+}
+
+/// The linux/amd64 manifest of the image index `tag` names.
+fn amd64_manifest(repository: &Repository, tag: &str) -> Result<serde_json::Value> {
     let (index, _) = repository.manifest(tag)?;
     let index: serde_json::Value = serde_json::from_slice(&index)?;
     let amd64 = index["manifests"]
@@ -499,7 +640,13 @@ fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
         .and_then(|m| m["digest"].as_str())
         .with_context(|| format!("{tag} has no linux/amd64 image"))?;
     let (manifest, _) = repository.manifest(amd64)?;
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest)?;
+    Ok(serde_json::from_slice(&manifest)?)
+}
+
+/// The items-api binary inside the linux/amd64 image of `tag`.
+fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
+    let repository = Repository::open(registry)?;
+    let manifest = amd64_manifest(&repository, tag)?;
     // The application layer is the last one, on top of the base.
     let layer = manifest["layers"]
         .as_array()

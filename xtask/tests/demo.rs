@@ -85,6 +85,21 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
     let gate = git(&remote, &["notes", "--ref=gates", "show", broken]);
     assert!(gate.contains("failure"), "{gate}");
 
+    // Images ran as containers where an engine answers, else as processes, and the output says which.
+    let engine = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let how = if engine {
+        "as a container"
+    } else {
+        "as a process"
+    };
+    assert!(
+        text.contains(&format!("runs as preprod on http://127.0.0.1:")) && text.contains(how),
+        "{how}:\n{text}"
+    );
+
     // The final status table says the same.
     assert!(text.contains("one digest under every name"), "{text}");
 }
