@@ -96,7 +96,7 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
         "as a process"
     };
     assert!(
-        text.contains(&format!("runs as preprod on http://127.0.0.1:")) && text.contains(how),
+        text.contains("runs as preprod on http://127.0.0.1:") && text.contains(how),
         "{how}:\n{text}"
     );
 
