@@ -68,19 +68,12 @@ impl ItemStore for MemoryStore {
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         let items = self.read();
         let start = after.map_or(Bound::Unbounded, |Cursor(id)| Bound::Excluded(id));
-        // Take one more than asked to learn whether a next page exists.
-        let mut page: Vec<StoredItem> = items
+        let page = items
             .range((start, Bound::Unbounded))
             .take(limit + 1)
             .map(|(_, item)| item.clone())
             .collect();
-        let next = if page.len() > limit {
-            page.truncate(limit);
-            page.last().map(|item| Cursor(item.id))
-        } else {
-            None
-        };
-        Ok(Page { items: page, next })
+        Ok(Page::from_overfetched(page, limit))
     }
 
     async fn update(

@@ -25,6 +25,20 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+impl Page {
+    /// A page from up to `limit + 1` items in id order: stores fetch one more
+    /// than asked, and that extra item only says that a next page exists.
+    pub fn from_overfetched(mut items: Vec<StoredItem>, limit: usize) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|item| Cursor(item.id))
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("item {0} not found")]

@@ -117,7 +117,7 @@ impl ItemStore for PostgresStore {
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         let client = self.client().await?;
         let after = after.map(|Cursor(id)| id);
-        // One more than asked, to learn whether a next page exists.
+        // One more than asked (see Page::from_overfetched).
         let rows = client
             .query(
                 &format!(
@@ -127,14 +127,10 @@ impl ItemStore for PostgresStore {
             )
             .await
             .map_err(unavailable)?;
-        let mut items: Vec<StoredItem> = rows.iter().map(item).collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|i| Cursor(i.id))
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(Page::from_overfetched(
+            rows.iter().map(item).collect(),
+            limit,
+        ))
     }
 
     async fn update(
