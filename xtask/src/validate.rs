@@ -39,7 +39,12 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     if !args.paths.is_empty() {
         return check_files(&args.paths);
     }
-    let root = args.root.unwrap_or_else(workspace::root);
+    check_repository(&args.root.unwrap_or_else(workspace::root))
+}
+
+/// Every check on the repository at `root` (what `cargo xtask ci` runs).
+pub fn check_repository(root: &Path) -> Result<()> {
+    let root = root.to_path_buf();
     let sh = Shell::new()?;
     sh.change_dir(&root);
     let scratch = tempdir()?;
