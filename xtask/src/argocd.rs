@@ -11,6 +11,7 @@ use anyhow::{Result, bail};
 use crate::parts::Workspace;
 use crate::parts::argocd::{ArgoCd, Fetch, SyncStart, Verdict};
 use crate::parts::gitops::GitopsOptions;
+use crate::parts::tags::short;
 
 #[derive(clap::Subcommand)]
 pub enum ArgocdCommand {
@@ -211,8 +212,4 @@ fn wait_for(argocd: &ArgoCd, target: &Target, revision: &str, options: &WaitOpti
         }
         std::thread::sleep(options.poll_interval);
     }
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
 }

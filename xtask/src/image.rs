@@ -18,7 +18,7 @@ use crate::parts::oci::{self, Arch, ImageMeta};
 use crate::parts::registry::{self, Repository, RetagOutcome};
 use crate::parts::service::ServiceRepo;
 use crate::parts::tags::ImageTag;
-use crate::parts::workspace;
+use crate::parts::{which, workspace};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -313,12 +313,6 @@ fn installed_targets() -> Result<Vec<String>> {
                 .to_owned(),
         ]),
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
 }
 
 /// Compile items-api for `platform` with the Rust `target` as a static release

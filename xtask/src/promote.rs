@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use crate::parts::environments::{self, DeployedImage};
 use crate::parts::gitops::{Decision, FileChange, GitopsOptions, Snapshot};
 use crate::parts::service::ServiceRepo;
-use crate::parts::tags::{self, ImageTag};
+use crate::parts::tags::{self, ImageTag, short, short_digest};
 use crate::parts::{Workspace, values};
 
 #[derive(clap::Args)]
@@ -253,12 +253,4 @@ fn list_tags(images: &[DeployedImage]) -> String {
         .map(|i| i.tag.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-pub fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
-}
-
-pub fn short_digest(digest: &str) -> &str {
-    &digest[..digest.len().min("sha256:".len() + 12)]
 }

@@ -21,7 +21,7 @@ use crate::parts::gates::{GateStore, GateStoreOptions};
 use crate::parts::github::GitHub;
 use crate::parts::gitops::{Decision, GitopsOptions, Outcome};
 use crate::parts::registry::{Repository, RetagOutcome};
-use crate::parts::tags::ImageTag;
+use crate::parts::tags::{ImageTag, short};
 use crate::parts::{Workspace, workspace};
 use crate::promote::{self, read_deployed};
 use crate::smoke::PREPROD_GATE;
@@ -138,7 +138,7 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     gates.check(&sha, PREPROD_GATE, Some(&source.digest))?;
     println!(
         "gate {PREPROD_GATE} passed for {} at {}",
-        promote::short(&sha),
+        short(&sha),
         source.digest
     );
 
@@ -197,7 +197,7 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     if matches!(outcome, Outcome::DryRun { .. }) {
         println!(
             "dry run: would tag {} as {release_tag} and write release notes",
-            promote::short(&sha)
+            short(&sha)
         );
         return Ok(());
     }
@@ -230,7 +230,7 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     std::fs::write(&notes_path, &notes)?;
     println!(
         "tagged {} as {release_tag}; release notes in {}",
-        promote::short(&sha),
+        short(&sha),
         notes_path.display()
     );
     if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")

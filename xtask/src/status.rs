@@ -10,8 +10,7 @@ use crate::parts::Workspace;
 use crate::parts::environments::{self, DeployedImage, ENVIRONMENTS, PREVIEW_DIR};
 use crate::parts::gitops::GitopsOptions;
 use crate::parts::registry::Repository;
-use crate::parts::tags::ImageTag;
-use crate::promote::{short, short_digest};
+use crate::parts::tags::{ImageTag, short, short_digest};
 
 #[derive(clap::Args)]
 pub struct StatusArgs {

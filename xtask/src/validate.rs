@@ -17,7 +17,7 @@ use serde_json::Value;
 use xshell::{Shell, cmd};
 
 use crate::parts::environments::{self, DeployedImage};
-use crate::parts::{manifests, values, workspace, yaml_files};
+use crate::parts::{manifests, values, which, workspace, yaml_files};
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
@@ -221,7 +221,7 @@ fn check_files(paths: &[PathBuf]) -> Result<()> {
 /// `helm template`, or Helm's SDK through Python where no helm binary exists.
 fn helm_template(sh: &Shell, chart: &Path, values: &Path, env: &str) -> Result<String> {
     let name = format!("service-demo-{env}");
-    let out = if has_binary("helm") {
+    let out = if which("helm").is_some() {
         cmd!(sh, "helm template {name} {chart} --namespace {env} --values {values} --kube-version {KUBE_VERSION}")
             .quiet()
             .ignore_status()
@@ -240,7 +240,7 @@ fn helm_template(sh: &Shell, chart: &Path, values: &Path, env: &str) -> Result<S
 }
 
 fn helm_lint(sh: &Shell, chart: &Path, values: &Path) -> Result<()> {
-    let out = if has_binary("helm") {
+    let out = if which("helm").is_some() {
         cmd!(
             sh,
             "helm lint --strict {chart} --values {values} --kube-version {KUBE_VERSION}"
@@ -280,7 +280,7 @@ fn kubernetes_validate(sh: &Shell, file: &Path) -> Result<Vec<String>> {
 }
 
 fn terraform_fmt(sh: &Shell, dir: &Path) -> Result<()> {
-    let out = if has_binary("terraform") {
+    let out = if which("terraform").is_some() {
         cmd!(sh, "terraform fmt -check -diff -recursive {dir}")
             .quiet()
             .ignore_status()
@@ -328,13 +328,8 @@ fn checkers() -> Result<PathBuf> {
     Ok(workspace::root().join("xtask/offline_checkers.py"))
 }
 
-fn has_binary(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-}
-
 fn require(name: &str) -> Result<()> {
-    if has_binary(name) {
+    if which(name).is_some() {
         Ok(())
     } else {
         bail!("`{name}` is not installed: {TOOLS_HINT}")

@@ -31,6 +31,8 @@ use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde::Deserialize;
 
+use super::tags::short;
+
 /// What the ApplicationSet puts on a preview Application (see
 /// `gitops/argocd/previews.yaml`): the pull request's number.
 pub const PREVIEW_LABEL: &str = "service-demo/pull-request";
@@ -389,10 +391,6 @@ impl OperationState {
             .filter(|r| !r.revision.is_empty() || !r.revisions.is_empty())
             .or(self.operation.sync.as_deref())
     }
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
 }
 
 fn or_unknown(s: &str) -> &str {

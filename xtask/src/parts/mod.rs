@@ -57,3 +57,10 @@ pub fn yaml_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
     files.sort();
     Ok(files)
 }
+
+/// Where `program` is on PATH, if it is installed.
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}

@@ -80,6 +80,16 @@ pub fn validate_digest(digest: &str) -> Result<()> {
     }
 }
 
+/// A commit sha as people read it: its first 7 characters.
+pub fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// A digest as people read it: `sha256:` and 12 hex digits.
+pub fn short_digest(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
