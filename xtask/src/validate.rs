@@ -47,17 +47,12 @@ pub fn check_repository(root: &Path) -> Result<()> {
     let root = root.to_path_buf();
     let sh = Shell::new()?;
     sh.change_dir(&root);
-    let scratch = tempdir()?;
+    // Removed when dropped, whichever way this returns.
+    let scratch_dir = sh.create_temp_dir()?;
+    let scratch = scratch_dir.path();
     let mut problems = Vec::new();
     let mut report = |what: &str, found: Vec<String>| {
-        if found.is_empty() {
-            println!("✔ {what}");
-        } else {
-            println!("✘ {what}");
-            for p in &found {
-                println!("    {p}");
-            }
-        }
+        print_report(what, &found);
         problems.extend(found);
     };
 
@@ -110,12 +105,7 @@ pub fn check_repository(root: &Path) -> Result<()> {
         report(&what, found);
     }
     let lint = helm_lint(&sh, &chart, &targets[1].1);
-    report(
-        "helm lint --strict",
-        lint.err()
-            .map(|e| vec![format!("{e:#}")])
-            .unwrap_or_default(),
-    );
+    report("helm lint --strict", as_problems(lint));
 
     // 2. Argo CD objects.
     let mut argocd_docs = Vec::new();
@@ -133,18 +123,12 @@ pub fn check_repository(root: &Path) -> Result<()> {
     // 3. Terraform.
     report(
         "terraform fmt",
-        terraform_fmt(&sh, &root.join("terraform"))
-            .err()
-            .map(|e| vec![format!("{e:#}")])
-            .unwrap_or_default(),
+        as_problems(terraform_fmt(&sh, &root.join("terraform"))),
     );
 
     // 4. Workflows.
     let workflows = yaml_files(&root.join(".github/workflows"))?;
-    let mut found = actionlint(&sh, &workflows)
-        .err()
-        .map(|e| vec![format!("{e:#}")])
-        .unwrap_or_default();
+    let mut found = as_problems(actionlint(&sh, &workflows));
     for file in &workflows {
         let doc: Value = yaml_serde::from_str(&std::fs::read_to_string(file)?)
             .with_context(|| format!("{} is not YAML", file.display()))?;
@@ -155,7 +139,6 @@ pub fn check_repository(root: &Path) -> Result<()> {
         found,
     );
 
-    let _ = std::fs::remove_dir_all(&scratch);
     if !problems.is_empty() {
         bail!(
             "{} problem(s) in the deployment assets (listed above)",
@@ -186,9 +169,7 @@ fn check_files(paths: &[PathBuf]) -> Result<()> {
             Ok(docs) => {
                 for (n, doc) in docs.iter().enumerate() {
                     if doc.get("jobs").is_some() && doc.get("on").is_some() {
-                        if let Err(error) = actionlint(&sh, std::slice::from_ref(file)) {
-                            found.push(format!("{error:#}"));
-                        }
+                        found.extend(as_problems(actionlint(&sh, std::slice::from_ref(file))));
                         found.extend(manifests::check_workflow(&name, doc));
                     } else {
                         found.extend(manifests::check_document(
@@ -199,14 +180,7 @@ fn check_files(paths: &[PathBuf]) -> Result<()> {
                 }
             }
         }
-        if found.is_empty() {
-            println!("✔ {name}");
-        } else {
-            println!("✘ {name}");
-            for p in &found {
-                println!("    {p}");
-            }
-        }
+        print_report(&name, &found);
         problems += found.len();
     }
     if problems > 0 {
@@ -371,12 +345,22 @@ fn relative(root: &Path, path: &Path) -> String {
         .to_string()
 }
 
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "xtask-validate-{}-{}",
-        std::process::id(),
-        fastrand::u32(..)
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// `✔ what`, or `✘ what` and each problem under it.
+fn print_report(what: &str, problems: &[String]) {
+    if problems.is_empty() {
+        println!("✔ {what}");
+    } else {
+        println!("✘ {what}");
+        for p in problems {
+            println!("    {p}");
+        }
+    }
+}
+
+/// A check that fails with one message, as a list of problems.
+fn as_problems(result: Result<()>) -> Vec<String> {
+    result
+        .err()
+        .map(|e| vec![format!("{e:#}")])
+        .unwrap_or_default()
 }
