@@ -31,11 +31,8 @@ impl PgServer {
             );
             return None;
         };
-        let dir = std::env::temp_dir().join(format!(
-            "items-api-pg-{}-{}",
-            std::process::id(),
-            fastrand_u64()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("items-api-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         // The server refuses root: run it as `postgres`, which must own the directory.
         let user = is_root().then(postgres_user);
@@ -176,11 +173,4 @@ fn postgres_user() -> (u32, u32) {
             .expect("a postgres user (the postgresql package makes it)")
     };
     (id("-u"), id("-g"))
-}
-
-fn fastrand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    hasher.finish()
 }
