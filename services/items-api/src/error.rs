@@ -1,16 +1,14 @@
 //! Every error the API returns is an RFC 9457 problem details JSON document.
 //!
 //! Handlers return [`ApiError`]; errors produced outside handlers (axum's 405,
-//! a timeout, a panic) are rewritten into the same shape by
+//! a panic) are rewritten into the same shape by
 //! [`problem_for_bare_errors`] and [`panic_to_problem`], so a client never sees
 //! an empty or HTML error body.
 
 use std::any::Any;
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -117,10 +115,10 @@ pub fn problem_response(status: StatusCode, detail: String, errors: Vec<FieldErr
         .into_response()
 }
 
-/// Middleware: an error response without a body type (axum's 405, a timeout)
-/// gets a problem body, keeping its status and headers (such as `Allow`).
-pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// Gives an error response without a body type (axum's 405, 413 from a body
+/// limit) a problem body, keeping its status and headers (such as `Allow`).
+/// Applied to every response with `tower::util::MapResponseLayer`.
+pub fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || response.headers().contains_key(header::CONTENT_TYPE)
@@ -136,7 +134,6 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
                 .unwrap_or("");
             format!("method not allowed here; allowed: {allowed}")
         }
-        StatusCode::REQUEST_TIMEOUT => "the request took too long".to_owned(),
         _ => status.canonical_reason().unwrap_or("error").to_owned(),
     };
     let (mut parts, _) = response.into_parts();
@@ -162,6 +159,6 @@ pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response<Body> 
 }
 
 /// Fallback for paths no route matches.
-pub async fn not_found(request: Request) -> ApiError {
+pub async fn not_found(request: axum::extract::Request) -> ApiError {
     ApiError::NotFound(format!("no route for {}", request.uri().path()))
 }

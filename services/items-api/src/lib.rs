@@ -12,26 +12,27 @@ pub mod routes;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod timeout;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 
 use crate::config::Config;
 use crate::routes::meta::VersionInfo;
 use crate::shutdown::Readiness;
 use crate::store::ItemStore;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, ObserveLayer};
+use crate::timeout::RequestTimeoutLayer;
 
-/// A request that takes longer than this is answered 408.
+/// A request that takes longer than this is answered 408 (the default of
+/// [`AppState::request_timeout`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything handlers share. Cheap to clone: all `Arc`s.
@@ -41,6 +42,8 @@ pub struct AppState {
     pub readiness: Readiness,
     pub metrics: Arc<Metrics>,
     pub version: Arc<VersionInfo>,
+    /// How long a request may take before it is answered 408.
+    pub request_timeout: Duration,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
                 env_name: config.env_name.clone(),
                 services_namespace: config.services_namespace.clone(),
             }),
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 }
@@ -63,7 +67,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     use routes::{health, items, meta};
     let metrics = state.metrics.clone();
-    Router::new()
+    let request_timeout = state.request_timeout;
+    let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/version", get(meta::version))
@@ -80,22 +85,22 @@ pub fn app(state: AppState) -> Router {
                 .delete(items::delete_item),
         )
         .fallback(error::not_found)
-        .with_state(state)
-        // Layers run bottom-up on the way in: the request id is set first, so
-        // the log line, the handler and the response all carry the same one.
+        .with_state(state);
+    with_middleware(routes, metrics, request_timeout)
+}
+
+/// The layers around every route. The last one added sees the request first.
+/// Outermost, the request id, log line and metrics: they see the final
+/// response, whatever produced it (a handler, the timeout, a panic). Every
+/// layer is a concrete tower service, so nothing is boxed or cloned per
+/// request beyond what the router itself does.
+fn with_middleware(routes: Router, metrics: Arc<Metrics>, request_timeout: Duration) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(error::problem_for_bare_errors))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(MapResponseLayer::new(error::problem_for_bare_errors))
+        .layer(RequestTimeoutLayer::new(request_timeout))
         .layer(CatchPanicLayer::custom(error::panic_to_problem))
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            telemetry::observe,
-        ))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(ObserveLayer::new(metrics))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains as
@@ -110,4 +115,50 @@ pub async fn serve(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown::drain_after(shutdown, readiness, drain))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    /// No route of the service panics, so this one is made up: a panic is a
+    /// 500 problem that keeps its request id and is counted, and the server
+    /// goes on serving.
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_counted_500_problem() {
+        let metrics = Arc::new(Metrics::default());
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let routes = Router::new().route("/boom", get(boom));
+        let app = with_middleware(routes, metrics.clone(), REQUEST_TIMEOUT);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/boom", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let client = reqwest::Client::new();
+        for _ in 0..2 {
+            let response = client
+                .get(&url)
+                .header("x-request-id", "boom-1")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(
+                response.headers()["content-type"],
+                error::PROBLEM_CONTENT_TYPE
+            );
+            assert_eq!(response.headers()["x-request-id"], "boom-1");
+            let problem: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(problem["detail"], "internal error");
+        }
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"http_requests_total{method="GET",route="/boom",status="500"} 2"#),
+            "{text}"
+        );
+    }
 }

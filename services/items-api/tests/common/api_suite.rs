@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 /// A running server and a client for it.
 struct TestApp {
+    addr: std::net::SocketAddr,
     base: String,
     client: reqwest::Client,
     /// Whatever keeps the store alive (the PostgreSQL server).
@@ -21,6 +22,11 @@ struct TestApp {
 
 impl TestApp {
     async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns the app after `configure` has adjusted its state.
+    async fn spawn_with(configure: impl FnOnce(&mut AppState)) -> Self {
         let config = Config::from_lookup(|name| match name {
             "ENV_NAME" => Some("test-env".into()),
             "GIT_COMMIT" => Some("0123abc".into()),
@@ -29,11 +35,14 @@ impl TestApp {
         })
         .unwrap();
         let (store, guard) = test_store().await;
-        let state = AppState::new(&config, store);
+        let mut state = AppState::new(&config, store);
+        configure(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         Self {
+            addr,
             base,
             client: reqwest::Client::new(),
             _store_guard: guard,
@@ -268,6 +277,60 @@ async fn body_over_64_kib_is_413() {
         .await
         .unwrap();
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+}
+
+#[tokio::test]
+async fn a_request_still_unanswered_at_the_deadline_is_a_408_problem() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|state| {
+        state.request_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    // A client that announces 100 bytes of body, sends 9, then stalls.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\nx-request-id: stalled-1\r\n\r\n{\"name\":",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head, body) = loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("the server answers before 10 s")
+            .unwrap();
+        assert!(n > 0, "connection closed without a complete response: {received:?}");
+        received.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .expect("a content-length");
+            if body.len() >= length {
+                break (head.to_owned(), body.to_owned());
+            }
+        }
+    };
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250), "answered before the deadline");
+    assert!(head.starts_with("HTTP/1.1 408 "), "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    assert!(head.contains("x-request-id: stalled-1"), "{head}");
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["status"], 408);
+    assert_eq!(problem["detail"], "the request took too long");
+
+    // The timeout is counted in the metrics like any other answer.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"http_requests_total{method="POST",route="/api/v1/items",status="408"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
