@@ -10,8 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
-use axum::http::{HeaderName, HeaderValue, Method, Request};
-use axum::response::Response;
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -198,11 +197,11 @@ pub struct Observe<S> {
     metrics: Arc<Metrics>,
 }
 
-impl<S, B> Service<Request<B>> for Observe<S>
+impl<S, B, ResBody> Service<Request<B>> for Observe<S>
 where
-    S: Service<Request<B>, Response = Response>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
 {
-    type Response = Response;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ObserveFuture<S::Future>;
 
@@ -245,11 +244,11 @@ pin_project! {
     }
 }
 
-impl<F, E> Future for ObserveFuture<F>
+impl<F, E, ResBody> Future for ObserveFuture<F>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
