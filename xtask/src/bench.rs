@@ -79,7 +79,7 @@ struct WrkRun {
     p99_ms: f64,
     /// wrk's user+system CPU time over the run's wall time (1.0 = one core).
     wrk_cpu: f64,
-    /// The server's, likewise (filled in after parsing).
+    /// The server's, likewise.
     server_cpu: f64,
 }
 
@@ -156,11 +156,7 @@ fn load_test(args: BenchArgs) -> Result<()> {
         let mut runs = Vec::new();
         for run in 1..=args.runs {
             eprintln!("bench: {name} run {run}/{}", args.runs);
-            let cpu_before = server.cpu_seconds()?;
-            let started = Instant::now();
-            let mut run = wrk(&sh, url, script.as_deref(), &args)?;
-            run.server_cpu = (server.cpu_seconds()? - cpu_before) / started.elapsed().as_secs_f64();
-            runs.push(run);
+            runs.push(wrk(&sh, url, script.as_deref(), &args, &server)?);
         }
         rows.push((*name, median_run(&runs), runs));
     }
@@ -314,12 +310,13 @@ fn gitops(args: GitopsBenchArgs) -> Result<()> {
 }
 
 /// Runs wrk pinned to CPU 1 under bash, whose `times` builtin reports the CPU
-/// time its children used.
+/// time its children used; the server's comes from /proc over the same span.
 fn wrk(
     sh: &Shell,
     url: &str,
     script: Option<&std::path::Path>,
     args: &BenchArgs,
+    server: &Server,
 ) -> Result<WrkRun> {
     let script_arg = script
         .map(|s| format!("-s {}", s.display()))
@@ -328,13 +325,18 @@ fn wrk(
         "taskset -c 1 wrk -t{} -c{} -d{}s --latency {script_arg} {url}; times",
         args.threads, args.connections, args.duration
     );
+    let server_cpu_before = server.cpu_seconds()?;
     let started = Instant::now();
     let output = cmd!(sh, "bash -c {line}").read()?;
     let wall = started.elapsed().as_secs_f64();
-    parse_wrk(&output, wall).with_context(|| format!("unexpected wrk output:\n{output}"))
+    let server_cpu = server.cpu_seconds()? - server_cpu_before;
+    parse_wrk(&output, wall, server_cpu)
+        .with_context(|| format!("unexpected wrk output:\n{output}"))
 }
 
-fn parse_wrk(output: &str, wall_seconds: f64) -> Option<WrkRun> {
+/// A run from wrk's output followed by `times`, the run's wall time and the
+/// server's CPU seconds over it.
+fn parse_wrk(output: &str, wall_seconds: f64, server_cpu_seconds: f64) -> Option<WrkRun> {
     let requests_per_sec = output
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:"))?
@@ -361,7 +363,7 @@ fn parse_wrk(output: &str, wall_seconds: f64) -> Option<WrkRun> {
         p50_ms: percentile("50%")?,
         p99_ms: percentile("99%")?,
         wrk_cpu: cpu / wall_seconds,
-        server_cpu: 0.0,
+        server_cpu: server_cpu_seconds / wall_seconds,
     })
 }
 
@@ -700,11 +702,12 @@ Transfer/sec:      6.67MB
 
     #[test]
     fn parses_wrk_output_and_child_cpu_time() {
-        let run = parse_wrk(WRK_OUTPUT, 15.0).unwrap();
+        let run = parse_wrk(WRK_OUTPUT, 15.0, 13.5).unwrap();
         assert_eq!(run.requests_per_sec, 66666.66);
         assert!((run.p50_ms - 0.7).abs() < 1e-9, "{}", run.p50_ms);
         assert!((run.p99_ms - 2.5).abs() < 1e-9, "{}", run.p99_ms);
         assert!((run.wrk_cpu - 1.0).abs() < 1e-9, "{}", run.wrk_cpu);
+        assert!((run.server_cpu - 0.9).abs() < 1e-9, "{}", run.server_cpu);
     }
 
     #[test]
@@ -721,7 +724,7 @@ Transfer/sec:      6.67MB
 
     #[test]
     fn cpu_time_comes_from_utime_and_stime() {
-        // A real line, with a space in the command name.
+        // A line in the kernel's format, with a space in the command name.
         let stat = "4242 (items api) S 1 4242 4242 0 -1 4194560 1630 0 0 0 1234 567 0 0 20 0 3 0 \
                     80000 12345678 1100 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 0 0 0 0 0 0";
         assert_eq!(parse_cpu_seconds(stat), Some(18.01));

@@ -115,8 +115,9 @@ pub fn problem_response(status: StatusCode, detail: String, errors: Vec<FieldErr
         .into_response()
 }
 
-/// Gives an error response without a body type (axum's 405, 413 from a body
-/// limit) a problem body, keeping its status and headers (such as `Allow`).
+/// Gives an error response without a body type (axum's 405, or any other a
+/// layer answers bare) a problem body, keeping its status and headers (such
+/// as `Allow`).
 /// Applied to every response with `tower::util::MapResponseLayer`.
 pub fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();

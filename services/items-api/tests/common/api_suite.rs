@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 /// A running server and a client for it.
 struct TestApp {
     addr: std::net::SocketAddr,
-    base: String,
     client: reqwest::Client,
     /// Whatever keeps the store alive (the PostgreSQL server).
     _store_guard: Box<dyn std::any::Any + Send + Sync>,
@@ -39,18 +38,16 @@ impl TestApp {
         configure(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}");
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         Self {
             addr,
-            base,
             client: reqwest::Client::new(),
             _store_guard: guard,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("http://{}{path}", self.addr)
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
