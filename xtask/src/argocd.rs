@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::parts::Workspace;
+use crate::parts::Repos;
 use crate::parts::argocd::{ArgoCd, Fetch, SyncStart, Verdict};
 use crate::parts::gitops::GitopsOptions;
 use crate::parts::tags::short;
@@ -131,7 +131,7 @@ fn connect(options: &WaitOptions) -> Result<(ArgoCd, String)> {
         Some(revision) => bail!(
             "--revision {revision:?} is not a commit sha: give the GitOps commit (7 to 40 hex digits), as Argo CD reports full shas"
         ),
-        None => Workspace::open(&options.gitops)?
+        None => Repos::open(&options.gitops)?
             .gitops
             .fetch_tip()?
             .to_string(),

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
-use crate::parts::oci::BINARY_PATH;
+use crate::parts::oci::{Arch, BINARY_PATH};
 use crate::parts::registry::Repository;
+use crate::parts::tags::{short, short_digest};
 use crate::parts::workspace;
 
 #[derive(clap::Args)]
@@ -102,55 +103,24 @@ struct Demo {
 }
 
 impl Demo {
+    /// The demo's state, in steps:
+    /// 1. an empty workdir;
+    /// 2. the service repository: a clone of this repository's HEAD with a bare remote;
+    /// 3. the GitOps repository: its `gitops/` tree as the root of another bare repository;
+    /// 4. the registry (an OCI layout directory unless one is given);
+    /// 5. the build checkout, kept between runs;
+    /// 6. whether a container engine answers.
     fn new(work: &Path, registry: Option<String>) -> Result<Self> {
-        if work.exists() {
-            std::fs::remove_dir_all(work)
-                .with_context(|| format!("emptying {}", work.display()))?;
-        }
-        std::fs::create_dir_all(work)?;
-        let work = work.canonicalize()?;
+        let work = fresh_dir(work)?;
         let sh = Shell::new()?;
-        let (source, remote, service) = (
-            workspace::root(),
-            work.join("remote.git"),
-            work.join("service"),
-        );
         println!("demo: workdir {}", work.display());
-        // The service repository: this repository's HEAD, with a local bare remote.
-        cmd!(
-            sh,
-            "git clone --quiet --bare --no-hardlinks {source} {remote}"
-        )
-        .quiet()
-        .run()?;
-        cmd!(sh, "git clone --quiet {remote} {service}")
-            .quiet()
-            .run()?;
+        let (remote, service) = (work.join("remote.git"), work.join("service"));
+        clone_service(&sh, &remote, &service)?;
+        let gitops = work.join("gitops.git");
+        gitops_repository(&sh, &service, &gitops)?;
         sh.change_dir(&service);
-        cmd!(sh, "git config user.name 'Demo Developer'")
-            .quiet()
-            .run()?;
-        cmd!(sh, "git config user.email developer@example.com")
-            .quiet()
-            .run()?;
-        // The GitOps repository: this repository's gitops/ at its root.
-        let (gitops_init, gitops) = (work.join("gitops-init"), work.join("gitops.git"));
-        copy_dir(&source.join("gitops"), &gitops_init)?;
-        sh.change_dir(&gitops_init);
-        cmd!(sh, "git init --quiet --initial-branch=main")
-            .quiet()
-            .run()?;
-        cmd!(sh, "git add .").quiet().run()?;
-        cmd!(sh, "git -c user.name=Demo -c user.email=demo@example.com commit --quiet -m 'gitops: environments'").quiet().run()?;
-        cmd!(sh, "git clone --quiet --bare {gitops_init} {gitops}")
-            .quiet()
-            .run()?;
-        sh.change_dir(&service);
-        std::fs::remove_dir_all(&gitops_init)?;
-        let registry = match registry {
-            Some(registry) => registry,
-            None => format!("oci:{}", work.join("registry").display()),
-        };
+        let registry =
+            registry.unwrap_or_else(|| format!("oci:{}", work.join("registry").display()));
         let build_checkout = workspace::target_dir().join("xtask/demo-checkout");
         if !build_checkout.join(".git").exists() {
             cmd!(
@@ -166,21 +136,7 @@ impl Demo {
             remote.display(),
             gitops.display()
         );
-        let engine = Command::new("docker")
-            .args(["info", "--format", "{{.ServerVersion}}"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if engine {
-            println!(
-                "demo: images run as containers (docker load + docker run, read-only, no capabilities), standing in for the cluster"
-            );
-        } else {
-            println!(
-                "demo: no container engine answers: images run as processes, the items-api binary read out of each image's layer"
-            );
-        }
+        let engine = engine_answers();
         Ok(Self {
             sh,
             work,
@@ -226,7 +182,7 @@ impl Demo {
         );
         Ok(format!(
             "{tag} ({}) runs in pr-1 and passed its smoke tests",
-            short(&digest)
+            short_digest(&digest)
         ))
     }
 
@@ -588,7 +544,7 @@ fn http_status(url: &str) -> Option<u16> {
 /// manifest.json naming it `name`.
 fn docker_archive(registry: &str, tag: &str, name: &str, path: &Path) -> Result<()> {
     let repository = Repository::open(registry)?;
-    let manifest = amd64_manifest(&repository, tag)?;
+    let manifest = repository.platform_manifest(tag, Arch::Amd64)?;
     let mut builder = tar::Builder::new(std::fs::File::create(path)?);
     let mut add = |file: &str, bytes: &[u8]| -> Result<()> {
         let mut header = tar::Header::new_gnu();
@@ -598,20 +554,11 @@ fn docker_archive(registry: &str, tag: &str, name: &str, path: &Path) -> Result<
         builder.append_data(&mut header, file, bytes)?;
         Ok(())
     };
-    let config = manifest["config"]["digest"]
-        .as_str()
-        .context("manifest without config")?;
-    add("config.json", &repository.blob(config)?)?;
+    add("config.json", &repository.blob(&manifest.config.digest)?)?;
     let mut layers = Vec::new();
-    for (n, layer) in manifest["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let digest = layer["digest"].as_str().context("layer without digest")?;
+    for (n, layer) in manifest.layers.iter().enumerate() {
         let file = format!("layer{n}.tar.gz");
-        add(&file, &repository.blob(digest)?)?;
+        add(&file, &repository.blob(&layer.digest)?)?;
         layers.push(file);
     }
     let index =
@@ -621,32 +568,13 @@ fn docker_archive(registry: &str, tag: &str, name: &str, path: &Path) -> Result<
     Ok(())
 }
 
-/// The linux/amd64 manifest of the image index `tag` names.
-fn amd64_manifest(repository: &Repository, tag: &str) -> Result<serde_json::Value> {
-    let (index, _) = repository.manifest(tag)?;
-    let index: serde_json::Value = serde_json::from_slice(&index)?;
-    let amd64 = index["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["platform"]["architecture"] == "amd64")
-        .and_then(|m| m["digest"].as_str())
-        .with_context(|| format!("{tag} has no linux/amd64 image"))?;
-    let (manifest, _) = repository.manifest(amd64)?;
-    Ok(serde_json::from_slice(&manifest)?)
-}
-
 /// The items-api binary inside the linux/amd64 image of `tag`.
 fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
     let repository = Repository::open(registry)?;
-    let manifest = amd64_manifest(&repository, tag)?;
+    let manifest = repository.platform_manifest(tag, Arch::Amd64)?;
     // The application layer is the last one, on top of the base.
-    let layer = manifest["layers"]
-        .as_array()
-        .and_then(|l| l.last())
-        .and_then(|l| l["digest"].as_str())
-        .context("image without layers")?;
-    let blob = repository.blob(layer)?;
+    let layer = manifest.layers.last().context("image without layers")?;
+    let blob = repository.blob(&layer.digest)?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob.as_slice()));
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -659,18 +587,81 @@ fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
     bail!("{tag}'s application layer has no {BINARY_PATH}")
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let path = entry?.path();
-        let target = to.join(path.file_name().expect("a file name"));
-        if path.is_dir() {
-            copy_dir(&path, &target)?;
-        } else {
-            std::fs::copy(&path, &target)?;
-        }
+/// `dir`, emptied (or created), as an absolute path.
+fn fresh_dir(dir: &Path) -> Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
     }
+    std::fs::create_dir_all(dir)?;
+    Ok(dir.canonicalize()?)
+}
+
+/// This repository's HEAD as a bare `remote`, and the developer's clone of it.
+fn clone_service(sh: &Shell, remote: &Path, service: &Path) -> Result<()> {
+    let source = workspace::root();
+    cmd!(
+        sh,
+        "git clone --quiet --bare --no-hardlinks {source} {remote}"
+    )
+    .quiet()
+    .run()?;
+    cmd!(sh, "git clone --quiet {remote} {service}")
+        .quiet()
+        .run()?;
+    cmd!(sh, "git -C {service} config user.name 'Demo Developer'")
+        .quiet()
+        .run()?;
+    cmd!(
+        sh,
+        "git -C {service} config user.email developer@example.com"
+    )
+    .quiet()
+    .run()?;
     Ok(())
+}
+
+/// A bare repository whose `main` holds the service's `gitops/` tree at its
+/// root, in one commit (the tutorial's separate gitops-demo repository).
+fn gitops_repository(sh: &Shell, service: &Path, gitops: &Path) -> Result<()> {
+    let tree = cmd!(sh, "git -C {service} rev-parse HEAD:gitops")
+        .quiet()
+        .read()?;
+    let commit = cmd!(
+        sh,
+        "git -C {service} commit-tree {tree} -m 'gitops: environments'"
+    )
+    .quiet()
+    .read()?;
+    cmd!(sh, "git init --quiet --bare --initial-branch=main {gitops}")
+        .quiet()
+        .run()?;
+    cmd!(
+        sh,
+        "git -C {service} push --quiet {gitops} {commit}:refs/heads/main"
+    )
+    .quiet()
+    .run()?;
+    Ok(())
+}
+
+/// Whether a container engine answers; says how images will run either way.
+fn engine_answers() -> bool {
+    let engine = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if engine {
+        println!(
+            "demo: images run as containers (docker load + docker run, read-only, no capabilities), standing in for the cluster"
+        );
+    } else {
+        println!(
+            "demo: no container engine answers: images run as processes, the items-api binary read out of each image's layer"
+        );
+    }
+    engine
 }
 
 fn http_get(url: &str) -> Result<String> {
@@ -681,9 +672,4 @@ fn http_get(url: &str) -> Result<String> {
         response.status()
     );
     Ok(response.text()?)
-}
-
-fn short(sha: &str) -> &str {
-    let sha = sha.strip_prefix("sha256:").unwrap_or(sha);
-    &sha[..sha.len().min(12)]
 }

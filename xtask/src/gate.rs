@@ -85,7 +85,7 @@ pub fn run(command: GateCommand) -> Result<()> {
 }
 
 /// Gates are keyed by full SHAs, whatever abbreviation the caller used.
-pub fn full_sha(gitops: &GitopsOptions, sha: &str) -> Result<String> {
+fn full_sha(gitops: &GitopsOptions, sha: &str) -> Result<String> {
     Ok(ServiceRepo::discover(&gitops.service_repo)?
         .commit(sha)?
         .to_string())

@@ -439,7 +439,7 @@ pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
         [
             (
                 "org.opencontainers.image.created",
-                oci::rfc3339(created_epoch),
+                crate::parts::rfc3339(created_epoch),
             ),
             ("org.opencontainers.image.revision", head.to_owned()),
             ("org.opencontainers.image.source", source),

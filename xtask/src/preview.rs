@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, ensure};
 
-use crate::parts::Workspace;
-use crate::parts::environments::{self, PREVIEW_DIR};
+use crate::parts::Repos;
 use crate::parts::gitops::{Decision, FileChange, GitopsOptions};
+use crate::parts::promotion::{self, DeployedImage, Env, PREVIEW_DIR, Policy, Promotion, Record};
 use crate::parts::tags::{self, ImageTag};
 
 #[derive(clap::Subcommand)]
@@ -85,93 +85,66 @@ fn deploy(args: DeployArgs) -> Result<()> {
         number: args.pr,
         sha: args.sha.clone(),
     };
-    let ws = Workspace::open(&args.gitops)?;
-    let path = environments::preview_path(args.pr);
-    let text = preview_values(args.pr, &tag, args.digest.as_deref().unwrap_or(""));
-    let short = &args.sha[..7];
-    let outcome = ws.gitops.update(args.dry_run, |snapshot| {
-        if snapshot.read(&path)?.as_deref() == Some(text.as_str()) {
-            return Ok(Decision::NoOp(format!(
-                "pr-{} already deploys {tag}",
-                args.pr
-            )));
-        }
-        Ok(Decision::Commit {
-            changes: vec![FileChange::Write {
-                path: ws.gitops.full_path(&path),
-                text: text.clone(),
-            }],
-            message: format!(
-                "ci: deploy pr-{} ({short})\n\nEnvironment: pr-{}\nImage-Tag: {tag}\n{}",
-                args.pr,
-                args.pr,
-                args.digest
-                    .as_ref()
-                    .map(|d| format!("Image-Digest: {d}\n"))
-                    .unwrap_or_default()
-            ),
-        })
-    })?;
-    outcome.report(&format!("deploy {tag} to pr-{}", args.pr));
+    let repos = Repos::open(&args.gitops)?;
+    let env = Env::Preview(args.pr);
+    let promotion = Promotion {
+        subject: format!("ci: deploy {env} ({})", &args.sha[..7]),
+        envs: vec![env],
+        image: DeployedImage {
+            tag: tag.to_string(),
+            digest: args.digest.unwrap_or_default(),
+        },
+        // A pull request's head may be force-pushed to any commit: no order.
+        source: None,
+        policy: Policy::AllowOlder,
+    };
+    let what = format!("deploy {tag} to {env}");
+    promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))?
+        .outcome
+        .report(&what);
     Ok(())
 }
 
-/// The whole values file of a preview. Written, not edited: it is the
-/// pipeline's file from start to end.
-fn preview_values(pr: u64, tag: &ImageTag, digest: &str) -> String {
-    format!(
-        "# Preview environment of pull request #{pr}, written by `cargo xtask preview deploy`.\n\
-         # Argo CD's ApplicationSet deploys it to namespace pr-{pr}; `cargo xtask preview cleanup` removes it.\n\
-         image:\n  tag: \"{tag}\"\n  digest: \"{digest}\"\n\
-         env:\n  ENV_NAME: \"pr-{pr}\"\n  # Previews call the services of dev, which runs the latest release.\n  SERVICES_NAMESPACE: \"dev\"\n"
-    )
-}
-
 fn cleanup(args: CleanupArgs) -> Result<()> {
-    let ws = Workspace::open(&args.gitops)?;
-    let path = environments::preview_path(args.pr);
-    let outcome = ws.gitops.update(args.dry_run, |snapshot| {
+    let repos = Repos::open(&args.gitops)?;
+    let env = Env::Preview(args.pr);
+    let path = env.values_path();
+    let outcome = repos.gitops.update(args.dry_run, |snapshot| {
         if snapshot.read(&path)?.is_none() {
-            return Ok(Decision::NoOp(format!("pr-{} has no preview", args.pr)));
+            return Ok(Decision::NoOp(format!("{env} has no preview")));
         }
         Ok(Decision::Commit {
             changes: vec![FileChange::Delete {
-                path: ws.gitops.full_path(&path),
+                path: repos.gitops.full_path(&path),
             }],
-            message: format!(
-                "ci: remove preview pr-{}\n\nEnvironment: pr-{}\n",
-                args.pr, args.pr
-            ),
+            message: removal(format!("ci: remove preview {env}"), vec![env]),
         })
     })?;
-    outcome.report(&format!("remove preview pr-{}", args.pr));
+    outcome.report(&format!("remove preview {env}"));
     Ok(())
 }
 
 fn gc(args: GcArgs) -> Result<()> {
-    let ws = Workspace::open(&args.gitops)?;
+    let repos = Repos::open(&args.gitops)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let max_age = args.max_age.as_secs() as i64;
     let mut removed = Vec::new();
-    let outcome = ws.gitops.update(args.dry_run, |snapshot| {
+    let outcome = repos.gitops.update(args.dry_run, |snapshot| {
         removed.clear();
-        let dir = ws.gitops.full_path(PREVIEW_DIR);
-        for name in ws.gitops.list_dir(snapshot.tip, &dir)? {
-            let Some(pr) = name
-                .strip_prefix("pr-")
-                .and_then(|n| n.strip_suffix(".yaml"))
-            else {
+        let dir = repos.gitops.full_path(PREVIEW_DIR);
+        for name in repos.gitops.list_dir(snapshot.tip, &dir)? {
+            let Some(env) = Env::from_preview_file(&name) else {
                 continue;
             };
             let path = format!("{dir}/{name}");
-            let last_change = ws
+            let last_change = repos
                 .gitops
                 .history(snapshot.tip, &path)?
                 .first()
                 .map(|v| v.time)
                 .unwrap_or(now);
             if now - last_change > max_age {
-                removed.push((format!("pr-{pr}"), path));
+                removed.push((env, path));
             }
         }
         if removed.is_empty() {
@@ -180,20 +153,41 @@ fn gc(args: GcArgs) -> Result<()> {
                 humantime::format_duration(args.max_age)
             )));
         }
-        let names: Vec<&str> = removed.iter().map(|(n, _)| n.as_str()).collect();
+        let envs: Vec<Env> = removed.iter().map(|(env, _)| *env).collect();
         Ok(Decision::Commit {
             changes: removed
                 .iter()
                 .map(|(_, path)| FileChange::Delete { path: path.clone() })
                 .collect(),
-            message: format!(
-                "ci: remove stale previews {} (unchanged for over {})\n",
-                names.join(", "),
-                humantime::format_duration(args.max_age)
+            message: removal(
+                format!(
+                    "ci: remove stale previews {} (unchanged for over {})",
+                    names(&envs),
+                    humantime::format_duration(args.max_age)
+                ),
+                envs,
             ),
         })
     })?;
-    let names: Vec<&str> = removed.iter().map(|(n, _)| n.as_str()).collect();
-    outcome.report(&format!("remove stale previews {}", names.join(", ")));
+    let envs: Vec<Env> = removed.iter().map(|(env, _)| *env).collect();
+    outcome.report(&format!("remove stale previews {}", names(&envs)));
     Ok(())
+}
+
+/// The message of a commit that removes previews: a record with no image.
+fn removal(subject: String, envs: Vec<Env>) -> String {
+    Record {
+        subject,
+        envs,
+        image: None,
+        source: None,
+    }
+    .message()
+}
+
+fn names(envs: &[Env]) -> String {
+    envs.iter()
+        .map(Env::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

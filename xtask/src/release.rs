@@ -1,11 +1,17 @@
 //! `cargo xtask release --version X.Y.Z`: ship the bits preprod tested.
 //!
-//! 1. the version is semver and newer than every release (git tags, prod);
-//! 2. the commit preprod runs has a passing `preprod-tests` gate for the very
-//!    digest `main-<sha>` names in the registry;
-//! 3. `main-<sha>` is retagged `v<X.Y.Z>` (no rebuild, no blob upload);
-//! 4. prod and dev move to `v<X.Y.Z>` at that digest in one commit;
-//! 5. the annotated git tag `vX.Y.Z` marks the released commit; release notes
+//! 1. the version is semver;
+//! 2. the commit to release is the one preprod runs (or `--sha`), and it is on
+//!    the main branch of the service's remote: a branch's build never ships;
+//! 3. `main-<sha>` is resolved to a digest **once**; everything below uses
+//!    that digest;
+//! 4. the version is newer than every release (git tags, prod);
+//! 5. the `preprod-tests` gate passed for that commit and that digest;
+//! 6. `main-<sha>` still names that digest, and `v<X.Y.Z>` is made to name it
+//!    (by digest: no rebuild, no blob upload, no window for other bits);
+//! 7. prod and dev move to `v<X.Y.Z>` at that digest in one commit, monotonic
+//!    (an older build under a newer version is refused unless --allow-older);
+//! 8. the annotated git tag `vX.Y.Z` marks the released commit; release notes
 //!    are written (and published as a GitHub release inside Actions).
 //!
 //! Every step checks whether it is already done, so rerunning the same command
@@ -14,20 +20,19 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
+use gix::ObjectId;
 use xshell::{Shell, cmd};
 
-use crate::parts::environments::{self, DeployedImage};
-use crate::parts::gates::{GateStore, GateStoreOptions};
+use crate::parts::gates::{GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::github::GitHub;
-use crate::parts::gitops::{Decision, GitopsOptions, Outcome};
+use crate::parts::gitops::{GitopsOptions, Outcome, Snapshot};
+use crate::parts::promotion::{self, DeployedImage, Env, Policy, Promotion, Record, read_deployed};
 use crate::parts::registry::{Repository, RetagOutcome};
 use crate::parts::tags::{ImageTag, short};
-use crate::parts::{Workspace, workspace};
-use crate::promote::{self, read_deployed};
-use crate::smoke::PREPROD_GATE;
+use crate::parts::{Repos, workspace};
 
 /// Environments a release moves, in one commit.
-const RELEASED_ENVS: [&str; 2] = ["prod", "dev"];
+const RELEASED_ENVS: [Env; 2] = [Env::Prod, Env::Dev];
 
 #[derive(clap::Args)]
 pub struct ReleaseArgs {
@@ -35,9 +40,14 @@ pub struct ReleaseArgs {
     #[arg(long)]
     version: String,
     /// The commit to release. Default: the one preprod runs (from its main-<sha> tag).
+    /// Either way it must be on the remote's main branch.
     #[arg(long)]
     sha: Option<String>,
-    /// Allow a version lower than an existing release (a hotfix line).
+    /// The service's main branch on its remote: only its commits are released.
+    #[arg(long, env = "RELEASE_BRANCH", default_value = "main")]
+    main_branch: String,
+    /// Allow a version lower than an existing release (a hotfix line), and a
+    /// build older than the one prod runs.
     #[arg(long)]
     allow_older: bool,
     /// Check everything and print what would change; change nothing. Also from
@@ -62,138 +72,69 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
             )
         })?;
     let release_tag = format!("v{version}");
-    let ws = Workspace::open(&args.gitops)?;
+    let repos = Repos::open(&args.gitops)?;
     let sh = Shell::new()?;
-    sh.change_dir(ws.service.root());
-    let remote = &args.gitops.remote;
-    // Release tags others pushed must count too.
-    cmd!(sh, "git fetch --quiet --tags {remote}")
-        .quiet()
-        .run()
-        .with_context(|| {
-            format!(
-                "fetching tags from {remote}: the service repository's remote must be reachable"
-            )
-        })?;
-
-    // Which commit: the one preprod runs, unless named.
-    let tip = ws.gitops.fetch_tip()?;
-    let snapshot = crate::parts::gitops::Snapshot {
-        repo: &ws.gitops,
-        tip,
+    sh.change_dir(repos.service.root());
+    let main_tip = fetch_main_and_tags(&sh, &args)?;
+    let snapshot = Snapshot {
+        repo: &repos.gitops,
+        tip: repos.gitops.fetch_tip()?,
     };
-    let source_commit = match &args.sha {
-        Some(sha) => ws.service.commit(sha)?,
-        None => {
-            let (_, preprod) = read_deployed(&snapshot, &environments::values_path("preprod"))?;
-            match ImageTag::parse(&preprod.tag) {
-                Ok(ImageTag::Main { sha }) => ws.service.commit(&sha)?,
-                _ => bail!(
-                    "preprod runs {:?}, not a main-<sha> build: promote one to preprod and test it, or \
-                     name the commit with --sha",
-                    preprod.tag
-                ),
-            }
-        }
-    };
+    let source_commit = commit_to_release(&repos, &snapshot, args.sha.as_deref())?;
+    if !repos.service.is_ancestor(source_commit, main_tip)? {
+        bail!(
+            "commit {source_commit} is not on {}/{}: only commits of the main branch are released \
+             (merge it first)",
+            args.gitops.remote,
+            args.main_branch
+        );
+    }
     let sha = source_commit.to_string();
     let build_tag = format!("main-{sha}");
     let registry = Repository::open(&args.repository)?;
-    let source = registry.resolve(&build_tag)?.with_context(|| {
-        format!("{registry} has no {build_tag}: the commit was never built on main")
-    })?;
+    let digest = registry
+        .resolve(&build_tag)?
+        .with_context(|| {
+            format!("{registry} has no {build_tag}: the commit was never built on main")
+        })?
+        .digest;
 
-    // 1. Semver order, against git tags and what prod runs. This release's own
-    // traces (from an interrupted run) are a resume, not a conflict.
     let git_tag_commit = tag_commit(&sh, &release_tag)?;
     if let Some(commit) = &git_tag_commit
         && *commit != sha
     {
         bail!("{release_tag} is already released from commit {commit}: choose a new version");
     }
-    let (_, prod) = read_deployed(&snapshot, &environments::values_path("prod"))?;
-    let mut existing: BTreeMap<semver::Version, String> = BTreeMap::new();
-    for tag in cmd!(sh, "git tag --list v*")
-        .quiet()
-        .read()?
-        .lines()
-        .chain([prod.tag.as_str()])
-    {
-        if let Ok(ImageTag::Release(v)) = ImageTag::parse(tag) {
-            existing.insert(v, tag.to_owned());
-        }
-    }
-    existing.remove(&version);
-    if let Some((newest, tag)) = existing.last_key_value()
-        && *newest > version
-        && !args.allow_older
-    {
-        bail!(
-            "{release_tag} is not newer than the existing release {tag}: choose a higher version, or pass --allow-older for a hotfix line"
-        );
-    }
+    let existing = existing_releases(&sh, &snapshot, &version)?;
+    check_version_order(&existing, &version, args.allow_older)?;
 
-    // 2. The gate, bound to this digest.
     let gates = GateStore::open(&args.store, &args.gitops)?;
-    gates.check(&sha, PREPROD_GATE, Some(&source.digest))?;
-    println!(
-        "gate {PREPROD_GATE} passed for {} at {}",
-        short(&sha),
-        source.digest
-    );
+    gates.check(&sha, PREPROD_GATE, Some(&digest))?;
+    println!("gate {PREPROD_GATE} passed for {} at {digest}", short(&sha));
 
-    // 3. Same bits, new name. An existing tag on other bits is refused inside retag.
+    tag_release(&registry, &build_tag, &digest, &release_tag, args.dry_run)?;
+
     let target = DeployedImage {
         tag: release_tag.clone(),
-        digest: source.digest.clone(),
+        digest: digest.clone(),
     };
-    if args.dry_run {
-        if let Some(existing) = registry.resolve(&release_tag)?
-            && existing.digest != source.digest
-        {
-            bail!(
-                "{registry}:{release_tag} already names {}: release tags are immutable",
-                existing.digest
-            );
-        }
-        println!(
-            "dry run: would retag {build_tag} → {release_tag} ({})",
-            source.digest
-        );
-    } else {
-        match registry.retag(&build_tag, &release_tag)?.0 {
-            RetagOutcome::Created => {
-                println!("retagged {build_tag} → {release_tag}, no blob uploaded")
-            }
-            RetagOutcome::AlreadyThere => {
-                println!("{release_tag} already names {build_tag}'s bits")
-            }
-        }
-    }
-
-    // 4. prod and dev in one commit.
-    let outcome = ws.gitops.update(args.dry_run, |snapshot| {
-        let mut changes = Vec::new();
-        for env in RELEASED_ENVS {
-            let path = environments::values_path(env);
-            let (text, current) = read_deployed(snapshot, &path)?;
-            if current != target {
-                changes.push(promote::image_change(&ws, &path, &text, &target)?);
-            }
-        }
-        if changes.is_empty() {
-            return Ok(Decision::NoOp(format!("prod and dev already run {release_tag}")));
-        }
-        let message = promote::commit_message(&format!("release: {release_tag}"), &RELEASED_ENVS, &target, Some(source_commit));
-        Ok(Decision::Commit { changes, message })
-    })
-    .with_context(|| {
-        format!("promoting prod and dev to {release_tag} failed; rerun the same command to finish the release")
-    })?;
-    outcome.report(&format!(
-        "promote prod and dev to {}",
-        promote::describe(&target)
-    ));
+    let promotion = Promotion {
+        subject: format!("release: {release_tag}"),
+        envs: RELEASED_ENVS.to_vec(),
+        image: target.clone(),
+        source: Some(source_commit),
+        policy: if args.allow_older {
+            Policy::AllowOlder
+        } else {
+            Policy::Monotonic
+        },
+    };
+    let outcome = promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))
+        .with_context(|| {
+            format!("promoting prod and dev to {release_tag} failed; rerun the same command to finish the release")
+        })?
+        .outcome;
+    outcome.report(&format!("promote prod and dev to {target}"));
     if matches!(outcome, Outcome::DryRun { .. }) {
         println!(
             "dry run: would tag {} as {release_tag} and write release notes",
@@ -202,29 +143,19 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
         return Ok(());
     }
 
-    // 5. The git tag and the notes.
     let previous = existing
         .range(..version.clone())
         .next_back()
         .map(|(_, tag)| tag.clone());
-    let notes = release_notes(&sh, &release_tag, previous.as_deref(), &sha, &source.digest)?;
-    if git_tag_commit.is_none() {
-        // `whitespace`: the notes' markdown headings are not git comments.
-        cmd!(
-            sh,
-            "git tag --annotate --cleanup=whitespace {release_tag} --file=- {sha}"
-        )
-        .stdin(&notes)
-        .envs(args.gitops.bot.git_env())
-        .quiet()
-        .run()?;
-    }
-    cmd!(sh, "git push --quiet {remote} refs/tags/{release_tag}")
-        .quiet()
-        .run()
-        .with_context(|| {
-            format!("pushing tag {release_tag}: rerun the same command to finish the release")
-        })?;
+    let notes = release_notes(&sh, &release_tag, previous.as_deref(), &sha, &digest)?;
+    push_git_tag(
+        &sh,
+        &args,
+        &release_tag,
+        &sha,
+        &notes,
+        git_tag_commit.is_none(),
+    )?;
     let notes_path = workspace::target_dir().join(format!("xtask/release-notes-{release_tag}.md"));
     std::fs::create_dir_all(notes_path.parent().expect("has a parent"))?;
     std::fs::write(&notes_path, &notes)?;
@@ -238,6 +169,151 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     {
         publish_release(&github, &release_tag, &notes)?;
     }
+    Ok(())
+}
+
+/// Fetches the release tags others pushed and the remote's main branch;
+/// returns main's tip.
+fn fetch_main_and_tags(sh: &Shell, args: &ReleaseArgs) -> Result<ObjectId> {
+    let remote = &args.gitops.remote;
+    let branch = &args.main_branch;
+    let refspec = format!("+refs/heads/{branch}:refs/xtask/release/{branch}");
+    cmd!(sh, "git fetch --quiet --tags -- {remote} {refspec}")
+        .quiet()
+        .run()
+        .with_context(|| {
+            format!(
+                "fetching tags and {branch} from {remote}: the service repository's remote must be reachable"
+            )
+        })?;
+    let spec = format!("refs/xtask/release/{branch}^{{commit}}");
+    let tip = cmd!(sh, "git rev-parse --verify {spec}").quiet().read()?;
+    Ok(tip.trim().parse()?)
+}
+
+/// `--sha`, or the commit whose `main-<sha>` build preprod runs.
+fn commit_to_release(
+    repos: &Repos,
+    snapshot: &Snapshot<'_>,
+    sha: Option<&str>,
+) -> Result<ObjectId> {
+    if let Some(sha) = sha {
+        return repos.service.commit(sha);
+    }
+    let preprod = read_deployed(snapshot, Env::Preprod)?;
+    match ImageTag::parse(&preprod.tag) {
+        Ok(ImageTag::Main { sha }) => repos.service.commit(&sha),
+        _ => bail!(
+            "preprod runs {:?}, not a main-<sha> build: promote one to preprod and test it, or \
+             name the commit with --sha",
+            preprod.tag
+        ),
+    }
+}
+
+/// Every release so far (git tags, and what prod runs), by version, without
+/// this one (an interrupted run of this release is a resume, not a conflict).
+fn existing_releases(
+    sh: &Shell,
+    snapshot: &Snapshot<'_>,
+    version: &semver::Version,
+) -> Result<BTreeMap<semver::Version, String>> {
+    let prod = read_deployed(snapshot, Env::Prod)?;
+    let mut existing = BTreeMap::new();
+    for tag in cmd!(sh, "git tag --list v*")
+        .quiet()
+        .read()?
+        .lines()
+        .chain([prod.tag.as_str()])
+    {
+        if let Ok(ImageTag::Release(v)) = ImageTag::parse(tag) {
+            existing.insert(v, tag.to_owned());
+        }
+    }
+    existing.remove(version);
+    Ok(existing)
+}
+
+fn check_version_order(
+    existing: &BTreeMap<semver::Version, String>,
+    version: &semver::Version,
+    allow_older: bool,
+) -> Result<()> {
+    if let Some((newest, tag)) = existing.last_key_value()
+        && newest > version
+        && !allow_older
+    {
+        bail!(
+            "v{version} is not newer than the existing release {tag}: choose a higher version, or pass --allow-older for a hotfix line"
+        );
+    }
+    Ok(())
+}
+
+/// Names `digest` `release_tag`, after checking `build_tag` still names it: a
+/// tag moved since the gate check is refused, and the release tag is made by
+/// digest, so it can only ever name the tested bits.
+fn tag_release(
+    registry: &Repository,
+    build_tag: &str,
+    digest: &str,
+    release_tag: &str,
+    dry_run: bool,
+) -> Result<()> {
+    let now = registry.resolve(build_tag)?.map(|r| r.digest);
+    if now.as_deref() != Some(digest) {
+        bail!(
+            "{registry}:{build_tag} moved from {digest} to {} since the gate was checked: refusing to \
+             release bits other than the tested ones; find out who pushed it",
+            now.as_deref().unwrap_or("nothing")
+        );
+    }
+    if dry_run {
+        if let Some(existing) = registry.resolve(release_tag)?
+            && existing.digest != digest
+        {
+            bail!(
+                "{registry}:{release_tag} already names {}: release tags are immutable",
+                existing.digest
+            );
+        }
+        println!("dry run: would retag {build_tag} → {release_tag} ({digest})");
+        return Ok(());
+    }
+    match registry.tag_digest(digest, release_tag)? {
+        RetagOutcome::Created => println!("retagged {build_tag} → {release_tag}, no blob uploaded"),
+        RetagOutcome::AlreadyThere => println!("{release_tag} already names {build_tag}'s bits"),
+    }
+    Ok(())
+}
+
+/// Creates the annotated tag (unless a previous run did) and pushes it.
+fn push_git_tag(
+    sh: &Shell,
+    args: &ReleaseArgs,
+    release_tag: &str,
+    sha: &str,
+    notes: &str,
+    create: bool,
+) -> Result<()> {
+    if create {
+        // `whitespace`: the notes' markdown headings are not git comments.
+        cmd!(
+            sh,
+            "git tag --annotate --cleanup=whitespace {release_tag} --file=- {sha}"
+        )
+        .stdin(notes)
+        .envs(args.gitops.bot.git_env())
+        .quiet()
+        .run()?;
+    }
+    let remote = &args.gitops.remote;
+    cmd!(sh, "git push --quiet -- {remote} refs/tags/{release_tag}")
+        .quiet()
+        .run()
+        .with_context(|| {
+            format!("pushing tag {release_tag}: rerun the same command to finish the release")
+        })?;
     Ok(())
 }
 
@@ -266,18 +342,18 @@ fn release_notes(
         Some(previous) => format!("{previous}..{sha}"),
         None => sha.to_owned(),
     };
-    let format = "--format=- %s (%h)";
+    // One record per commit: hash, NUL, message, RS.
+    let format = "--format=%h%x00%B%x1e";
     let log = cmd!(sh, "git log --no-merges {format} {range}")
         .quiet()
         .read()?;
-    // The pipeline's own commits are not changes to the service.
-    let changes: Vec<&str> = log
-        .lines()
-        .filter(|l| {
-            !l.starts_with("- cd: ")
-                && !l.starts_with("- ci: deploy")
-                && !l.starts_with("- release: ")
-        })
+    // The pipeline's own commits (they carry a promotion record) are not
+    // changes to the service.
+    let changes: Vec<String> = log
+        .split('\x1e')
+        .filter_map(|entry| entry.trim_start().split_once('\0'))
+        .filter(|(_, message)| Record::parse(message).is_none())
+        .map(|(hash, message)| format!("- {} ({hash})", message.lines().next().unwrap_or("")))
         .collect();
     Ok(format!(
         "{tag}\n\nImage: {digest}\nCommit: {sha}\n{}\n\n## Changes{}\n\n{}\n",

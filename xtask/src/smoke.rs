@@ -7,12 +7,10 @@ use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
-use crate::parts::gates::{Conclusion, Gate, GateStore, GateStoreOptions};
+use crate::parts::gates::{Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::gitops::GitopsOptions;
+use crate::parts::service::ServiceRepo;
 use crate::parts::tags;
-
-/// The gate `release` checks.
-pub const PREPROD_GATE: &str = "preprod-tests";
 
 #[derive(clap::Args)]
 pub struct SmokeArgs {
@@ -46,7 +44,9 @@ pub fn smoke(args: SmokeArgs) -> Result<()> {
 
 pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
     tags::validate_digest(&args.digest)?;
-    let sha = crate::gate::full_sha(&args.gitops, &args.sha)?;
+    let sha = ServiceRepo::discover(&args.gitops.service_repo)?
+        .commit(&args.sha)?
+        .to_string();
     let store = GateStore::open(&args.store, &args.gitops)?;
     let mut suite = Suite::new(&args.url)?;
     suite.check("/version reports the commit under test", |c| {

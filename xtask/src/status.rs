@@ -1,16 +1,14 @@
 //! `cargo xtask status` and `cargo xtask trace`: what runs where, read from
 //! the GitOps branch alone (the cluster only ever reflects it).
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::parts::Workspace;
-use crate::parts::environments::{self, DeployedImage, ENVIRONMENTS, PREVIEW_DIR};
 use crate::parts::gitops::GitopsOptions;
+use crate::parts::promotion::{DeployedImage, Env, PREVIEW_DIR};
 use crate::parts::registry::Repository;
 use crate::parts::tags::{ImageTag, short, short_digest};
+use crate::parts::{Repos, rfc3339};
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -47,8 +45,8 @@ pub struct EnvStatus {
 }
 
 pub fn run(args: StatusArgs) -> Result<()> {
-    let ws = Workspace::open(&args.gitops)?;
-    let rows = collect(&ws, ws.gitops.fetch_tip()?)?;
+    let repos = Repos::open(&args.gitops)?;
+    let rows = collect(&repos, repos.gitops.fetch_tip()?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -134,44 +132,29 @@ fn print_names(repository: &Repository, rows: &[EnvStatus]) -> Result<()> {
 }
 
 /// Every environment and preview at the GitOps commit `tip`.
-pub fn collect(ws: &Workspace, tip: gix::ObjectId) -> Result<Vec<EnvStatus>> {
-    let mut envs: Vec<(String, String)> = ENVIRONMENTS
-        .iter()
-        .map(|e| (e.to_string(), environments::values_path(e)))
-        .collect();
-    let mut previews: Vec<(u64, String)> = ws
+pub fn collect(repos: &Repos, tip: gix::ObjectId) -> Result<Vec<EnvStatus>> {
+    let mut previews: Vec<Env> = repos
         .gitops
-        .list_dir(tip, &ws.gitops.full_path(PREVIEW_DIR))?
-        .into_iter()
-        .filter_map(|name| {
-            let pr = name
-                .strip_prefix("pr-")?
-                .strip_suffix(".yaml")?
-                .parse()
-                .ok()?;
-            Some((pr, environments::preview_path(pr)))
-        })
+        .list_dir(tip, &repos.gitops.full_path(PREVIEW_DIR))?
+        .iter()
+        .filter_map(|name| Env::from_preview_file(name))
         .collect();
     previews.sort();
-    envs.extend(
-        previews
-            .into_iter()
-            .map(|(pr, path)| (format!("pr-{pr}"), path)),
-    );
+    let envs = Env::LONG_LIVED.into_iter().chain(previews);
 
     let mut rows = Vec::new();
-    for (env, path) in envs {
-        let full = ws.gitops.full_path(&path);
-        let Some(text) = ws.gitops.read(tip, &full)? else {
+    for env in envs {
+        let full = repos.gitops.full_path(&env.values_path());
+        let Some(text) = repos.gitops.read(tip, &full)? else {
             continue;
         };
         let image = DeployedImage::from_values(&text)?;
         let source = ImageTag::parse(&image.tag)
             .ok()
-            .and_then(|tag| ws.service.source_commit(&tag).ok().flatten())
+            .and_then(|tag| repos.service.source_commit(&tag).ok().flatten())
             .map(|id| id.to_string());
         // The newest commit whose version of the file carries this image.
-        let history = ws.gitops.history(tip, &full)?;
+        let history = repos.gitops.history(tip, &full)?;
         let mut promoted = None;
         for (i, version) in history.iter().enumerate() {
             let previous = history
@@ -188,7 +171,7 @@ pub fn collect(ws: &Workspace, tip: gix::ObjectId) -> Result<Vec<EnvStatus>> {
             }
         }
         rows.push(EnvStatus {
-            env,
+            env: env.to_string(),
             tag: image.tag,
             digest: image.digest,
             source_commit: source,
@@ -199,25 +182,17 @@ pub fn collect(ws: &Workspace, tip: gix::ObjectId) -> Result<Vec<EnvStatus>> {
     Ok(rows)
 }
 
-fn rfc3339(seconds: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64);
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
 /// Every environment, and every tag seen in GitOps history, that carries the
 /// same bits as `target`: the same digest, or failing digests, the same commit.
 pub fn trace(args: TraceArgs) -> Result<()> {
-    let ws = Workspace::open(&args.gitops)?;
-    let tip = ws.gitops.fetch_tip()?;
-    let rows = collect(&ws, tip)?;
+    let repos = Repos::open(&args.gitops)?;
+    let tip = repos.gitops.fetch_tip()?;
+    let rows = collect(&repos, tip)?;
     // All (tag, digest) pairs ever written to any environment's values.
     let mut seen: Vec<DeployedImage> = Vec::new();
     for row in &rows {
-        let path = match row.env.strip_prefix("pr-") {
-            Some(pr) => environments::preview_path(pr.parse()?),
-            None => environments::values_path(&row.env),
-        };
-        for version in ws.gitops.history(tip, &ws.gitops.full_path(&path))? {
+        let path = row.env.parse::<Env>()?.values_path();
+        for version in repos.gitops.history(tip, &repos.gitops.full_path(&path))? {
             if let Some(image) = version
                 .text
                 .as_deref()
@@ -231,7 +206,7 @@ pub fn trace(args: TraceArgs) -> Result<()> {
     let source_of = |tag: &str| {
         ImageTag::parse(tag)
             .ok()
-            .and_then(|t| ws.service.source_commit(&t).ok().flatten())
+            .and_then(|t| repos.service.source_commit(&t).ok().flatten())
             .map(|id| id.to_string())
     };
     let wanted_digest = seen
@@ -239,7 +214,7 @@ pub fn trace(args: TraceArgs) -> Result<()> {
         .find(|i| i.tag == args.target && !i.digest.is_empty())
         .map(|i| i.digest.clone());
     let wanted_commit = if crate::parts::tags::is_sha(&args.target) {
-        Some(ws.service.commit(&args.target)?.to_string())
+        Some(repos.service.commit(&args.target)?.to_string())
     } else {
         source_of(&args.target)
     };

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
-use crate::parts::environments::{self, DeployedImage};
+use crate::parts::promotion::{DeployedImage, Env};
 use crate::parts::{manifests, values, which, workspace, yaml_files};
 
 #[derive(clap::Args)]
@@ -64,14 +64,9 @@ pub fn check_repository(root: &Path) -> Result<()> {
         &preview_values,
         "image:\n  tag: \"pr-7-0123456789abcdef0123456789abcdef01234567\"\n  digest: \"\"\nenv:\n  ENV_NAME: pr-7\n  SERVICES_NAMESPACE: dev\nnamespace:\n  manage: true\n",
     )?;
-    let mut targets: Vec<(String, PathBuf)> = environments::ENVIRONMENTS
+    let mut targets: Vec<(String, PathBuf)> = Env::LONG_LIVED
         .iter()
-        .map(|env| {
-            (
-                env.to_string(),
-                root.join("gitops").join(environments::values_path(env)),
-            )
-        })
+        .map(|env| (env.to_string(), root.join("gitops").join(env.values_path())))
         .collect();
     targets.push(("pr-7".into(), preview_values));
     for (env, values_file) in &targets {

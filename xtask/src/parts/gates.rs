@@ -23,6 +23,9 @@ use super::service::ServiceRepo;
 
 const NOTES_REF: &str = "refs/notes/gates";
 
+/// The gate `preprod-test` records and `release` checks.
+pub const PREPROD_GATE: &str = "preprod-tests";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Conclusion {

@@ -12,8 +12,9 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
+use super::argocd;
 use super::argocd_types::{AppProject, Application, ApplicationSet};
-use super::{argocd, environments};
+use super::promotion::Env;
 
 /// One document of any kind this project writes, parsed strictly by its type:
 /// Kubernetes objects into k8s-openapi types, Argo CD objects into the CRD
@@ -418,13 +419,14 @@ pub fn check_argocd(
                 ));
             }
             if let Some(env) = name.strip_prefix("service-demo-")
-                && environments::ENVIRONMENTS.contains(&env)
-                && normal != Path::new("gitops").join(environments::values_path(env))
+                && let Ok(env) = env.parse::<Env>()
+                && Env::LONG_LIVED.contains(&env)
+                && normal != Path::new("gitops").join(env.values_path())
             {
                 problem(format!(
                     "{name} reads {}, but the pipeline writes gitops/{}",
                     normal.display(),
-                    environments::values_path(env)
+                    env.values_path()
                 ));
             }
         }
@@ -446,7 +448,7 @@ pub fn check_argocd(
             problem("syncOptions needs CreateNamespace=true".into());
         }
     }
-    for env in environments::ENVIRONMENTS {
+    for env in Env::LONG_LIVED {
         let name = format!("service-demo-{env}");
         if !docs
             .iter()
@@ -473,7 +475,7 @@ fn check_preview_template(app: &Value, problem: &mut impl FnMut(String)) {
     if app["spec"]["destination"]["namespace"] != "pr-7" {
         problem("previews deploy to namespace pr-{{.number}}".into());
     }
-    let expected = Path::new("gitops").join(environments::preview_path(7));
+    let expected = Path::new("gitops").join(Env::Preview(7).values_path());
     let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
     let reads: Vec<_> = app["spec"]["source"]["helm"]["valueFiles"]
         .as_array()

@@ -1,13 +1,44 @@
-//! Parts shared by the commands; commands never call each other's internals.
+//! The parts every command is written over. A command (`xtask/src/<name>.rs`)
+//! is a short script of numbered steps; the mechanics live here.
+//!
+//! # Code map
+//!
+//! - `promotion`: environments (`Env`), the image a values file deploys, the
+//!   monotonic check, the commit record (subject + trailers, written and parsed
+//!   back) and `promote()`, which promote, rollback, release and preview call.
+//!   **Where a promotion is made, and what it writes, is this one file.**
+//! - `gitops`: the GitOps branch: read at the remote's tip, commit from
+//!   objects (never a working tree), push with fetch-and-redo retries, history.
+//! - `values`: format-preserving YAML edits: `(path, value)` pairs for the
+//!   pipeline, jq for people (`cargo xtask values set`).
+//! - `registry`: where images live (a registry over OCI distribution, or an
+//!   OCI layout directory), one set of operations with the same rules;
+//!   `oci`: assembling images from a static binary.
+//! - `tags`: `main-<sha>`, `pr-<N>-<sha>`, `v<X.Y.Z>` and digests, parsed.
+//! - `service`: the service repository: commits of tags, ancestry.
+//! - `gates`: test results bound to a commit and a digest (git notes or
+//!   GitHub check runs); `github`: the GitHub REST calls.
+//! - `argocd`: Argo CD's REST API (wait, sync); `argocd_types`: its objects,
+//!   typed for `validate`; `manifests`: the policy checks `validate` runs.
+//! - `workspace`: where things are in this Cargo workspace (root, target dir).
+//!
+//! # Invariants (held by `xtask/tests/tidy.rs`)
+//!
+//! - Commands never import commands: what two commands share is a part.
+//! - Only `promotion` writes an image into a values file or a promotion record.
+//! - Only `gitops` builds commits for the GitOps branch; commands hand it
+//!   `Decision`s and it pushes, so a failure leaves the user's checkout as it was.
+//! - Only `registry` (with `oci`) speaks OCI.
+//! - Functions are at most 60 lines, or say why next to them (`// long: …`).
 
 pub mod argocd;
 pub mod argocd_types;
-pub mod environments;
 pub mod gates;
 pub mod github;
 pub mod gitops;
 pub mod manifests;
 pub mod oci;
+pub mod promotion;
 pub mod registry;
 pub mod service;
 pub mod tags;
@@ -17,12 +48,12 @@ pub mod workspace;
 use anyhow::{Context, Result};
 
 /// The two repositories a pipeline command works with.
-pub struct Workspace {
+pub struct Repos {
     pub service: service::ServiceRepo,
     pub gitops: gitops::GitopsRepo,
 }
 
-impl Workspace {
+impl Repos {
     pub fn open(options: &gitops::GitopsOptions) -> Result<Self> {
         let service = service::ServiceRepo::discover(&options.service_repo)?;
         let gitops = gitops::GitopsRepo::open(&service.root(), options)?;
@@ -63,4 +94,20 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in seconds (times before 1970 are 1970).
+pub fn rfc3339(epoch_seconds: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch_seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }

@@ -22,6 +22,9 @@ use oci_client::manifest::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+/// One platform's image: its config and layers, typed.
+pub type ImageManifest = OciImageManifest;
+
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -218,7 +221,7 @@ struct RootFs<'a> {
 
 fn image_config<'a>(arch: Arch, meta: &'a ImageMeta, diff_ids: [&'a str; 2]) -> ImageConfig<'a> {
     ImageConfig {
-        created: rfc3339(meta.created_epoch),
+        created: super::rfc3339(meta.created_epoch),
         architecture: arch.oci_name(),
         os: "linux",
         config: RuntimeConfig {
@@ -367,27 +370,6 @@ fn app_layer_tar(binary: &[u8], mtime: i64) -> Result<Vec<u8>> {
     )
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time, without a date crate (days→civil
-/// from Howard Hinnant's algorithm).
-pub fn rfc3339(epoch: i64) -> String {
-    let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,13 +408,6 @@ mod tests {
         for line in expect {
             assert!(dockerfile.contains(&line), "Dockerfile lacks {line:?}");
         }
-    }
-
-    #[test]
-    fn rfc3339_matches_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Format-preserving edits of YAML values files: a jq expression computes the
-//! new document, and only the bytes of the scalars it changed are rewritten.
+//! Format-preserving edits of YAML values files: the new document is computed
+//! as data, and only the bytes of the scalars it changed are rewritten.
 //!
-//! 1. The file is parsed to JSON data and the expression is run by jaq, which
-//!    computes the new document (jaq only computes values; it cannot write YAML).
+//! 1. The file is parsed to JSON data and the new document computed: by a jq
+//!    expression run by jaq (`edit`, a person's `cargo xtask values set`), or by
+//!    `(path, value)` pairs (`set`, the pipeline's own edits: data, not code).
 //! 2. The two documents are compared; only changed scalars are allowed. Adding
 //!    or removing a key or list entry would need new lines, and re-emitting the
 //!    file would lose comments and layout, so that is refused with a clear error.
@@ -61,12 +62,63 @@ pub struct Edited {
     pub changes: Vec<Change>,
 }
 
-/// Applies the jq expression `expr` to the YAML document `text`.
+/// Applies the jq expression `expr` to the YAML document `text`
+/// (`cargo xtask values set`: a person's edit, written in jq).
 pub fn edit(text: &str, expr: &str) -> Result<Edited> {
     let old = parse(text)?;
     let new = run_jq(expr, &old)?;
+    rewrite(text, &old, &new)
+}
+
+/// One edit as data: set the scalar at `path` to `value`. The pipeline's own
+/// edits are these, never code (Kargo's `yaml-update` step has the same shape).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edit {
+    pub path: ValuePath,
+    pub value: Value,
+}
+
+impl Edit {
+    /// `Edit::set(&["image", "tag"], "v1.0.0")`.
+    pub fn set(keys: &[&str], value: impl Into<Value>) -> Self {
+        Self {
+            path: ValuePath(keys.iter().map(|k| Segment::Key((*k).to_owned())).collect()),
+            value: value.into(),
+        }
+    }
+}
+
+/// Applies `edits` to the YAML document `text`. Every path must already exist
+/// (an in-place edit cannot add lines); the error names the missing one.
+pub fn set(text: &str, edits: &[Edit]) -> Result<Edited> {
+    let old = parse(text)?;
+    let mut new = old.clone();
+    for edit in edits {
+        *lookup_mut(&mut new, &edit.path).with_context(|| {
+            format!(
+                "cannot edit in place: {} does not exist; add it to the file first, then set it",
+                edit.path
+            )
+        })? = edit.value.clone();
+    }
+    rewrite(text, &old, &new)
+}
+
+fn lookup_mut<'a>(mut value: &'a mut Value, path: &ValuePath) -> Option<&'a mut Value> {
+    for segment in &path.0 {
+        value = match segment {
+            Segment::Key(key) => value.as_object_mut()?.get_mut(key)?,
+            Segment::Index(i) => value.as_array_mut()?.get_mut(*i)?,
+        };
+    }
+    Some(value)
+}
+
+/// Rewrites only the scalars that differ between `old` (the document `text`
+/// holds) and `new`, then proves the result parses to `new`.
+fn rewrite(text: &str, old: &Value, new: &Value) -> Result<Edited> {
     let mut changes = Vec::new();
-    diff(&ValuePath::default(), &old, &new, &mut changes)?;
+    diff(&ValuePath::default(), old, new, &mut changes)?;
     if changes.is_empty() {
         return Ok(Edited {
             text: text.to_owned(),
@@ -91,7 +143,7 @@ pub fn edit(text: &str, expr: &str) -> Result<Edited> {
     let reparsed =
         parse(&out).context("the edited file no longer parses (a bug: please report it)")?;
     ensure!(
-        reparsed == new,
+        reparsed == *new,
         "the in-place edit did not produce the expected document (a bug: please report it); the file was not written"
     );
     Ok(Edited { text: out, changes })
@@ -409,11 +461,6 @@ fn is_plain_safe(s: &str) -> bool {
         && parse(s).ok() == Some(Value::String(s.to_owned()))
 }
 
-/// Quotes a string as a jq string literal (JSON string syntax is valid jq).
-pub fn jq_string(s: &str) -> String {
-    serde_json::to_string(s).expect("strings always serialize")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,7 +479,7 @@ env:
   ENV_NAME: preprod
 ";
 
-    fn set(text: &str, expr: &str) -> String {
+    fn jq(text: &str, expr: &str) -> String {
         edit(text, expr).unwrap().text
     }
 
@@ -448,7 +495,7 @@ env:
 
     #[test]
     fn only_the_changed_scalar_bytes_move() {
-        let out = set(
+        let out = jq(
             VALUES,
             ".image.tag = \"main-bbbbbbb\" | .image.digest = \"sha256:0123\"",
         );
@@ -469,12 +516,12 @@ env:
 
     #[test]
     fn plain_scalars_stay_plain_unless_they_must_be_quoted() {
-        let out = set(VALUES, ".env.ENV_NAME = \"prod\"");
+        let out = jq(VALUES, ".env.ENV_NAME = \"prod\"");
         assert!(out.contains("  ENV_NAME: prod\n"), "{out}");
         // "true" unquoted would read back as a boolean; it gets quoted.
-        let out = set(VALUES, ".env.ENV_NAME = \"true\"");
+        let out = jq(VALUES, ".env.ENV_NAME = \"true\"");
         assert!(out.contains("  ENV_NAME: \"true\"\n"), "{out}");
-        let out = set(VALUES, ".replicaCount = 3");
+        let out = jq(VALUES, ".replicaCount = 3");
         assert!(out.contains("replicaCount: 3\n"), "{out}");
     }
 
@@ -482,7 +529,7 @@ env:
     fn crlf_and_missing_final_newline_are_kept() {
         let crlf = VALUES.replace('\n', "\r\n");
         let crlf = crlf.strip_suffix("\r\n").unwrap();
-        let out = set(crlf, ".image.tag = \"v1.2.3\"");
+        let out = jq(crlf, ".image.tag = \"v1.2.3\"");
         assert_eq!(out.matches("\r\n").count(), crlf.matches("\r\n").count());
         assert!(!out.ends_with('\n'));
         assert!(out.contains("  tag: \"v1.2.3\" # set by"), "{out}");
@@ -506,7 +553,7 @@ env:
     #[test]
     fn lists_flow_collections_and_unicode_before_the_edit() {
         let text = "hosts: [a.example, \"b.example\"]\nnote: «héllo» # ünïcode\nlist:\n  - one\n  - two # second\n";
-        let out = set(text, ".list[1] = \"deux\" | .hosts[1] = \"c.example\"");
+        let out = jq(text, ".list[1] = \"deux\" | .hosts[1] = \"c.example\"");
         assert_eq!(
             out,
             "hosts: [a.example, \"c.example\"]\nnote: «héllo» # ünïcode\nlist:\n  - one\n  - deux # second\n"
@@ -516,13 +563,13 @@ env:
     #[test]
     fn escapes_in_double_quotes_are_handled() {
         let text = "a: \"say \\\"hi\\\"\" # c\nb: 'it''s' # d\n";
-        let out = set(text, ".a = \"q\\\"x\" | .b = \"it's not\"");
+        let out = jq(text, ".a = \"q\\\"x\" | .b = \"it's not\"");
         assert_eq!(out, "a: \"q\\\"x\" # c\nb: 'it''s not' # d\n");
     }
 
     #[test]
     fn empty_plain_value_gets_a_space() {
-        let out = set(
+        let out = jq(
             "image:\n  digest:\n  tag: x\n",
             ".image.digest = \"sha256:ab\"",
         );
@@ -577,5 +624,36 @@ env:
         ] {
             assert!(!is_plain_safe(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn edits_as_data_write_the_same_bytes_as_the_jq_expression() {
+        let by_data = set(
+            VALUES,
+            &[
+                Edit::set(&["image", "tag"], "main-bbbbbbb"),
+                Edit::set(&["image", "digest"], "sha256:0123"),
+            ],
+        )
+        .unwrap();
+        let by_jq = jq(
+            VALUES,
+            ".image.tag = \"main-bbbbbbb\" | .image.digest = \"sha256:0123\"",
+        );
+        assert_eq!(by_data.text, by_jq);
+        let mut paths: Vec<String> = by_data.changes.iter().map(|c| c.path.to_string()).collect();
+        paths.sort();
+        assert_eq!(paths, [".image.digest", ".image.tag"]);
+    }
+
+    #[test]
+    fn an_edit_of_a_missing_key_names_it_and_changes_nothing() {
+        let error = set(VALUES, &[Edit::set(&["image", "tagg"], "x")]).unwrap_err();
+        assert!(
+            error.to_string().contains(".image.tagg does not exist"),
+            "{error:#}"
+        );
+        let error = set(VALUES, &[Edit::set(&["replicaCount", "x"], "y")]).unwrap_err();
+        assert!(error.to_string().contains(".replicaCount.x"), "{error:#}");
     }
 }

@@ -1,0 +1,468 @@
+//! Promotion: moving environments to an image, as one GitOps commit that says
+//! what it did. `promote`, `rollback`, `release` and `preview deploy` all go
+//! through [`promote`]; nothing else writes an image into a values file.
+//!
+//! - [`Env`]: the environments (dev, preprod, prod, and pull-request previews),
+//!   parsed once at the command line; each knows its values file.
+//! - [`DeployedImage`]: what a values file deploys (`image.tag`, `image.digest`),
+//!   read from the file and written back as two [`Edit`]s (data, not code).
+//! - [`Policy`]: whether an older build may replace a newer one (the monotonic
+//!   check, by git ancestry of the commits the images were built from).
+//! - [`Record`]: the commit message, a subject plus trailers (`Environment:`,
+//!   `Image-Tag:`, `Image-Digest:`, `Source-Commit:`), written here and parsed
+//!   back here (release notes tell the pipeline's commits from people's by it).
+//!
+//! The step that makes the change writes its message: a [`Promotion`] carries
+//! its subject, and [`promote`] adds the trailers from what it actually moved.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+use gix::ObjectId;
+use serde_json::Value;
+
+use super::Repos;
+use super::gitops::{Decision, FileChange, Outcome, Snapshot};
+use super::service::ServiceRepo;
+use super::tags::{ImageTag, short, short_digest};
+use super::values::{self, Edit};
+
+/// An environment the pipeline deploys to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Env {
+    Dev,
+    Preprod,
+    Prod,
+    /// The preview of pull request N (namespace `pr-N`).
+    Preview(u64),
+}
+
+/// Folder of the preview environments' values files, from the GitOps root.
+pub const PREVIEW_DIR: &str = "values/pr";
+
+impl Env {
+    /// The long-lived environments, in promotion order.
+    pub const LONG_LIVED: [Env; 3] = [Env::Dev, Env::Preprod, Env::Prod];
+
+    /// Its values file, relative to the GitOps root.
+    pub fn values_path(self) -> String {
+        match self {
+            Env::Preview(pr) => format!("{PREVIEW_DIR}/pr-{pr}.yaml"),
+            env => format!("values/{env}/service-demo.yaml"),
+        }
+    }
+
+    /// The preview a file in [`PREVIEW_DIR`] belongs to (`pr-<N>.yaml`).
+    pub fn from_preview_file(name: &str) -> Option<Env> {
+        let pr = name
+            .strip_prefix("pr-")?
+            .strip_suffix(".yaml")?
+            .parse()
+            .ok()?;
+        (pr > 0).then_some(Env::Preview(pr))
+    }
+
+    /// Whether this environment may run `tag`: preprod and prod run only
+    /// builds of main and releases, never a pull request's unreviewed code.
+    fn check_accepts(self, tag: &ImageTag) -> Result<()> {
+        if matches!(self, Env::Preprod | Env::Prod) && matches!(tag, ImageTag::Pr { .. }) {
+            bail!(
+                "refusing to deploy {tag} to {self}: {self} runs only reviewed code (main-<sha> builds and \
+                 v<X.Y.Z> releases); merge the pull request and promote its main-<sha> build"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Env::Dev => f.write_str("dev"),
+            Env::Preprod => f.write_str("preprod"),
+            Env::Prod => f.write_str("prod"),
+            Env::Preview(pr) => write!(f, "pr-{pr}"),
+        }
+    }
+}
+
+impl FromStr for Env {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "dev" => Ok(Env::Dev),
+            "preprod" => Ok(Env::Preprod),
+            "prod" => Ok(Env::Prod),
+            _ => match s.strip_prefix("pr-").and_then(|n| n.parse().ok()) {
+                Some(pr) if pr > 0 => Ok(Env::Preview(pr)),
+                _ => bail!("unknown environment {s:?}: expected dev, preprod, prod or pr-<N>"),
+            },
+        }
+    }
+}
+
+/// The image a values file deploys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeployedImage {
+    pub tag: String,
+    /// Empty when the chart deploys by tag.
+    pub digest: String,
+}
+
+impl DeployedImage {
+    pub fn from_values(text: &str) -> Result<Self> {
+        let doc = values::parse(text)?;
+        let field = |name: &str| match &doc["image"][name] {
+            Value::String(s) => Ok(s.clone()),
+            Value::Null => Ok(String::new()),
+            other => bail!("image.{name} is not a string: {other}"),
+        };
+        Ok(Self {
+            tag: field("tag")?,
+            digest: field("digest")?,
+        })
+    }
+
+    /// The edits that set this image in a values file. An empty digest clears
+    /// the old one, so the chart never deploys a new tag at an old digest.
+    pub fn edits(&self) -> [Edit; 2] {
+        [
+            Edit::set(&["image", "tag"], self.tag.as_str()),
+            Edit::set(&["image", "digest"], self.digest.as_str()),
+        ]
+    }
+}
+
+impl fmt::Display for DeployedImage {
+    /// `tag@sha256:<12 hex>`, or the tag alone when deployed by tag.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.digest.is_empty() {
+            f.write_str(&self.tag)
+        } else {
+            write!(f, "{}@{}", self.tag, short_digest(&self.digest))
+        }
+    }
+}
+
+/// Whether a promotion may move an environment to an older build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Refuse a build whose commit is an ancestor of the running one's: an
+    /// older build finishing late must not overwrite a newer one.
+    Monotonic,
+    /// Allow it: a rollback, or a person who said so.
+    AllowOlder,
+}
+
+/// The commit message of a GitOps change: a subject and the trailers that
+/// record what was deployed where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub subject: String,
+    pub envs: Vec<Env>,
+    /// None for a change that removes environments (a preview's cleanup).
+    pub image: Option<DeployedImage>,
+    /// The commit the image was built from, when known.
+    pub source: Option<ObjectId>,
+}
+
+impl Record {
+    /// The message: subject, blank line, one trailer per line.
+    pub fn message(&self) -> String {
+        let mut message = format!("{}\n\n", self.subject);
+        for env in &self.envs {
+            message.push_str(&format!("Environment: {env}\n"));
+        }
+        if let Some(image) = &self.image {
+            message.push_str(&format!("Image-Tag: {}\n", image.tag));
+            if !image.digest.is_empty() {
+                message.push_str(&format!("Image-Digest: {}\n", image.digest));
+            }
+        }
+        if let Some(source) = self.source {
+            message.push_str(&format!("Source-Commit: {source}\n"));
+        }
+        message
+    }
+
+    /// A message written by [`Record::message`], read back; None for any other
+    /// commit (a person's), which carries no `Environment:` trailer.
+    pub fn parse(message: &str) -> Option<Record> {
+        let (subject, body) = message.split_once("\n\n")?;
+        let mut record = Record {
+            subject: subject.trim().to_owned(),
+            envs: Vec::new(),
+            image: None,
+            source: None,
+        };
+        let trailers = body.trim_end().rsplit("\n\n").next()?;
+        for line in trailers.lines() {
+            let (key, value) = line.split_once(": ")?;
+            let value = value.trim();
+            match key {
+                "Environment" => record.envs.push(value.parse().ok()?),
+                "Image-Tag" => {
+                    let image = record.image.get_or_insert_with(|| DeployedImage {
+                        tag: String::new(),
+                        digest: String::new(),
+                    });
+                    image.tag = value.to_owned();
+                }
+                "Image-Digest" => record.image.as_mut()?.digest = value.to_owned(),
+                "Source-Commit" => record.source = Some(value.parse().ok()?),
+                _ => return None,
+            }
+        }
+        (!record.envs.is_empty()).then_some(record)
+    }
+}
+
+/// What a command wants: these environments at this image.
+#[derive(Debug, Clone)]
+pub struct Promotion {
+    /// The commit subject, e.g. `cd: promote main-<sha> to preprod`.
+    pub subject: String,
+    pub envs: Vec<Env>,
+    pub image: DeployedImage,
+    /// The commit the image was built from; None when unknown (no monotonic check then).
+    pub source: Option<ObjectId>,
+    pub policy: Policy,
+}
+
+/// What [`promote`] did, and the promotion it decided on the tip it pushed to.
+pub struct Promoted {
+    pub outcome: Outcome,
+    pub promotion: Option<Promotion>,
+}
+
+/// Moves environments to an image in one commit on the GitOps branch.
+///
+/// `decide` is asked on the current tip, and again on the new tip whenever a
+/// push loses a race, so a rollback's "previous image" is always read fresh.
+/// Per environment: its values file is read (a missing preview file is
+/// created), it is skipped if it already runs the image, the environment must
+/// accept the tag, and the policy's monotonic check must pass. Only then are
+/// the two scalars rewritten, with a [`Record`] as the message.
+pub fn promote(
+    repos: &Repos,
+    dry_run: bool,
+    mut decide: impl FnMut(&Snapshot<'_>) -> Result<Promotion>,
+) -> Result<Promoted> {
+    let mut decided = None;
+    let outcome = repos.gitops.update(dry_run, |snapshot| {
+        let promotion = decide(snapshot)?;
+        let mut changes = Vec::new();
+        for &env in &promotion.envs {
+            if let Some(change) = change_for(repos, snapshot, env, &promotion)? {
+                changes.push(change);
+            }
+        }
+        let envs: Vec<String> = promotion.envs.iter().map(Env::to_string).collect();
+        let decision = if changes.is_empty() {
+            let verb = if envs.len() == 1 { "runs" } else { "run" };
+            Decision::NoOp(format!(
+                "{} already {verb} {}",
+                envs.join(" and "),
+                promotion.image
+            ))
+        } else {
+            let record = Record {
+                subject: promotion.subject.clone(),
+                envs: promotion.envs.clone(),
+                image: Some(promotion.image.clone()),
+                source: promotion.source,
+            };
+            Decision::Commit {
+                changes,
+                message: record.message(),
+            }
+        };
+        decided = Some(promotion);
+        Ok(decision)
+    })?;
+    Ok(Promoted {
+        outcome,
+        promotion: decided,
+    })
+}
+
+/// The change that moves one environment, or None if it already runs the image.
+fn change_for(
+    repos: &Repos,
+    snapshot: &Snapshot<'_>,
+    env: Env,
+    promotion: &Promotion,
+) -> Result<Option<FileChange>> {
+    let target = &promotion.image;
+    let tag = ImageTag::parse(&target.tag)?;
+    env.check_accepts(&tag)?;
+    let path = env.values_path();
+    // A new preview starts from its template, whose empty tag no target equals.
+    let text = match (snapshot.read(&path)?, env) {
+        (Some(text), _) => text,
+        (None, Env::Preview(pr)) => preview_values(pr),
+        (None, _) => bail!(
+            "{} does not exist on the GitOps branch: create the environment's values file first",
+            snapshot.repo.full_path(&path)
+        ),
+    };
+    let current =
+        DeployedImage::from_values(&text).with_context(|| snapshot.repo.full_path(&path))?;
+    if current == *target {
+        return Ok(None);
+    }
+    if let (Policy::Monotonic, Some(source)) = (promotion.policy, promotion.source) {
+        check_monotonic(&repos.service, env, &current, &tag, source)?;
+    }
+    Ok(Some(FileChange::Write {
+        path: repos.gitops.full_path(&path),
+        text: values::set(&text, &target.edits())?.text,
+    }))
+}
+
+/// An environment's values file at this snapshot, and the image it deploys.
+pub fn read_deployed(snapshot: &Snapshot<'_>, env: Env) -> Result<DeployedImage> {
+    let path = env.values_path();
+    match snapshot.read(&path)? {
+        Some(text) => {
+            DeployedImage::from_values(&text).with_context(|| snapshot.repo.full_path(&path))
+        }
+        None => bail!(
+            "{} does not exist on the GitOps branch: create the environment's values file first",
+            snapshot.repo.full_path(&path)
+        ),
+    }
+}
+
+/// Refuses to move `env` to `target` (built from `target_commit`) when that
+/// commit is an ancestor of the running one's.
+fn check_monotonic(
+    service: &ServiceRepo,
+    env: Env,
+    current: &DeployedImage,
+    target: &ImageTag,
+    target_commit: ObjectId,
+) -> Result<()> {
+    let Ok(current_tag) = ImageTag::parse(&current.tag) else {
+        return Ok(()); // A placeholder such as "latest": nothing to compare with.
+    };
+    // The running image's commit may be unknown here (a placeholder, or
+    // another repository's history): then there is nothing to compare.
+    let Ok(Some(current_commit)) = service.source_commit(&current_tag) else {
+        return Ok(());
+    };
+    if target_commit != current_commit && service.is_ancestor(target_commit, current_commit)? {
+        bail!(
+            "refusing to move {env} from {current_tag} to {target}: {target} was built from {}, an ancestor of {} \
+             (an older build); pass --allow-rollback to do it anyway, or use `cargo xtask rollback`",
+            short(&target_commit.to_string()),
+            short(&current_commit.to_string())
+        );
+    }
+    Ok(())
+}
+
+/// A new preview's values file, before its image is set. The pipeline owns
+/// the whole file; `preview cleanup` removes it.
+fn preview_values(pr: u64) -> String {
+    format!(
+        "# Preview environment of pull request #{pr}, written by `cargo xtask preview deploy`.\n\
+         # Argo CD's ApplicationSet deploys it to namespace pr-{pr}; `cargo xtask preview cleanup` removes it.\n\
+         image:\n  tag: \"\"\n  digest: \"\"\n\
+         env:\n  ENV_NAME: \"pr-{pr}\"\n  # Previews call the services of dev, which runs the latest release.\n  SERVICES_NAMESPACE: \"dev\"\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environments_parse_and_print_the_same_names() {
+        for name in ["dev", "preprod", "prod", "pr-7"] {
+            assert_eq!(name.parse::<Env>().unwrap().to_string(), name);
+        }
+        for bad in ["staging", "pr-0", "pr-x", "Prod", ""] {
+            let error = bad.parse::<Env>().unwrap_err().to_string();
+            assert!(
+                error.contains("expected dev, preprod, prod or pr-<N>"),
+                "{error}"
+            );
+        }
+        assert_eq!(Env::Prod.values_path(), "values/prod/service-demo.yaml");
+        assert_eq!(Env::Preview(7).values_path(), "values/pr/pr-7.yaml");
+        assert_eq!(Env::from_preview_file("pr-7.yaml"), Some(Env::Preview(7)));
+        assert_eq!(Env::from_preview_file("README.md"), None);
+    }
+
+    #[test]
+    fn preprod_and_prod_refuse_pull_request_builds() {
+        let pr = ImageTag::parse("pr-3-abc1234").unwrap();
+        for env in [Env::Preprod, Env::Prod] {
+            let error = env.check_accepts(&pr).unwrap_err().to_string();
+            assert!(error.contains("runs only reviewed code"), "{error}");
+        }
+        assert!(Env::Dev.check_accepts(&pr).is_ok());
+        assert!(Env::Preview(3).check_accepts(&pr).is_ok());
+        let main = ImageTag::parse("main-abc1234").unwrap();
+        assert!(Env::Prod.check_accepts(&main).is_ok());
+    }
+
+    #[test]
+    fn a_record_reads_back_as_it_was_written() {
+        let record = Record {
+            subject: "release: v1.2.0".into(),
+            envs: vec![Env::Prod, Env::Dev],
+            image: Some(DeployedImage {
+                tag: "v1.2.0".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+            }),
+            source: Some(ObjectId::from_hex(&[b'b'; 40]).unwrap()),
+        };
+        let message = record.message();
+        assert_eq!(
+            message,
+            format!(
+                "release: v1.2.0\n\nEnvironment: prod\nEnvironment: dev\nImage-Tag: v1.2.0\n\
+                 Image-Digest: sha256:{}\nSource-Commit: {}\n",
+                "a".repeat(64),
+                "b".repeat(40)
+            )
+        );
+        assert_eq!(Record::parse(&message), Some(record));
+        let removal = Record {
+            subject: "ci: remove preview pr-4".into(),
+            envs: vec![Env::Preview(4)],
+            image: None,
+            source: None,
+        };
+        assert_eq!(Record::parse(&removal.message()), Some(removal));
+    }
+
+    #[test]
+    fn a_persons_commit_is_not_a_record() {
+        for message in [
+            "fix: handle empty names",
+            "cd: promote main-abc1234 to preprod",
+            "feat: x\n\nA body that mentions Environment: prod in prose.\n",
+            "feat: y\n\nSigned-off-by: A <a@example.com>\n",
+        ] {
+            assert_eq!(Record::parse(message), None, "{message}");
+        }
+    }
+
+    #[test]
+    fn an_image_is_set_by_two_edits_and_an_empty_digest_clears_the_old_one() {
+        let text = "image:\n  tag: \"main-aaaaaaa\" # by cd\n  digest: \"sha256:old\"\n";
+        let image = DeployedImage {
+            tag: "v1.0.0".into(),
+            digest: String::new(),
+        };
+        let out = values::set(text, &image.edits()).unwrap().text;
+        assert_eq!(out, "image:\n  tag: \"v1.0.0\" # by cd\n  digest: \"\"\n");
+        assert_eq!(DeployedImage::from_values(&out).unwrap(), image);
+        assert_eq!(image.to_string(), "v1.0.0");
+    }
+}
