@@ -64,112 +64,165 @@ pub struct ReleaseArgs {
 }
 
 pub fn run(args: ReleaseArgs) -> Result<()> {
-    let version =
-        semver::Version::parse(args.version.trim_start_matches('v')).with_context(|| {
-            format!(
-                "--version {:?} is not a semantic version: use X.Y.Z, e.g. 1.4.0",
-                args.version
-            )
-        })?;
-    let release_tag = format!("v{version}");
+    let version = parse_version(&args.version)?;
     let repos = Repos::open(&args.gitops)?;
     let sh = Shell::new()?;
     sh.change_dir(repos.service.root());
-    let main_tip = fetch_main_and_tags(&sh, &args)?;
-    let snapshot = Snapshot {
-        repo: &repos.gitops,
-        tip: repos.gitops.fetch_tip()?,
-    };
-    let source_commit = commit_to_release(&repos, &snapshot, args.sha.as_deref())?;
-    if !repos.service.is_ancestor(source_commit, main_tip)? {
-        bail!(
-            "commit {source_commit} is not on {}/{}: only commits of the main branch are released \
-             (merge it first)",
-            args.gitops.remote,
-            args.main_branch
-        );
-    }
-    let sha = source_commit.to_string();
-    let build_tag = format!("main-{sha}");
-    let registry = Repository::open(&args.repository)?;
-    let digest = registry
-        .resolve(&build_tag)?
+    // Steps 1–4: what to release, pinned to one digest, in version order.
+    let release = Release::resolve(&args, &repos, &sh, version)?;
+    let (sha, digest, tag) = (&release.sha, &release.digest, &release.tag);
+    // Step 5: the gate, for exactly that digest.
+    GateStore::open(&args.store, &args.gitops)?.check(sha, PREPROD_GATE, Some(digest))?;
+    println!("gate {PREPROD_GATE} passed for {} at {digest}", short(sha));
+    // Steps 6–7: checked before the retag, so a refused promotion leaves the
+    // registry as it was; then the retag by digest, then prod and dev.
+    promotion::check(&repos, &release.snapshot(&repos), &release.promotion)?;
+    tag_release(
+        &release.registry,
+        &release.build_tag,
+        digest,
+        tag,
+        args.dry_run,
+    )?;
+    let outcome = promotion::promote(&repos, args.dry_run, |_| Ok(release.promotion.clone()))
         .with_context(|| {
-            format!("{registry} has no {build_tag}: the commit was never built on main")
-        })?
-        .digest;
-
-    let git_tag_commit = tag_commit(&sh, &release_tag)?;
-    if let Some(commit) = &git_tag_commit
-        && *commit != sha
-    {
-        bail!("{release_tag} is already released from commit {commit}: choose a new version");
-    }
-    let existing = existing_releases(&sh, &snapshot, &version)?;
-    check_version_order(&existing, &version, args.allow_older)?;
-
-    let gates = GateStore::open(&args.store, &args.gitops)?;
-    gates.check(&sha, PREPROD_GATE, Some(&digest))?;
-    println!("gate {PREPROD_GATE} passed for {} at {digest}", short(&sha));
-
-    tag_release(&registry, &build_tag, &digest, &release_tag, args.dry_run)?;
-
-    let target = DeployedImage {
-        tag: release_tag.clone(),
-        digest: digest.clone(),
-    };
-    let promotion = Promotion {
-        subject: format!("release: {release_tag}"),
-        envs: RELEASED_ENVS.to_vec(),
-        image: target.clone(),
-        source: Some(source_commit),
-        policy: if args.allow_older {
-            Policy::AllowOlder
-        } else {
-            Policy::Monotonic
-        },
-    };
-    let outcome = promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))
-        .with_context(|| {
-            format!("promoting prod and dev to {release_tag} failed; rerun the same command to finish the release")
+            format!("promoting prod and dev to {tag} failed; rerun the same command to finish the release")
         })?
         .outcome;
-    outcome.report(&format!("promote prod and dev to {target}"));
+    outcome.report(&format!(
+        "promote prod and dev to {}",
+        release.promotion.image
+    ));
     if matches!(outcome, Outcome::DryRun { .. }) {
         println!(
-            "dry run: would tag {} as {release_tag} and write release notes",
-            short(&sha)
+            "dry run: would tag {} as {tag} and write release notes",
+            short(sha)
         );
         return Ok(());
     }
-
-    let previous = existing
-        .range(..version.clone())
-        .next_back()
-        .map(|(_, tag)| tag.clone());
-    let notes = release_notes(&sh, &release_tag, previous.as_deref(), &sha, &digest)?;
-    push_git_tag(
-        &sh,
-        &args,
-        &release_tag,
-        &sha,
-        &notes,
-        git_tag_commit.is_none(),
-    )?;
-    let notes_path = workspace::target_dir().join(format!("xtask/release-notes-{release_tag}.md"));
+    // Step 8: the git tag, the notes, the GitHub release.
+    let notes = release_notes(&sh, tag, release.previous.as_deref(), sha, digest)?;
+    push_git_tag(&sh, &args, tag, sha, &notes, !release.git_tag_exists)?;
+    let notes_path = workspace::target_dir().join(format!("xtask/release-notes-{tag}.md"));
     std::fs::create_dir_all(notes_path.parent().expect("has a parent"))?;
     std::fs::write(&notes_path, &notes)?;
     println!(
-        "tagged {} as {release_tag}; release notes in {}",
-        short(&sha),
+        "tagged {} as {tag}; release notes in {}",
+        short(sha),
         notes_path.display()
     );
     if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
         && let Some(github) = GitHub::from_env()?
     {
-        publish_release(&github, &release_tag, &notes)?;
+        publish_release(&github, tag, &notes)?;
     }
     Ok(())
+}
+
+fn parse_version(version: &str) -> Result<semver::Version> {
+    semver::Version::parse(version.trim_start_matches('v')).with_context(|| {
+        format!("--version {version:?} is not a semantic version: use X.Y.Z, e.g. 1.4.0")
+    })
+}
+
+/// Everything a release is decided on, resolved once.
+struct Release {
+    /// `v<X.Y.Z>`.
+    tag: String,
+    sha: String,
+    build_tag: String,
+    /// What `main-<sha>` named when resolved: the only digest this release uses.
+    digest: String,
+    registry: Repository,
+    /// The newest release below this one, for the notes.
+    previous: Option<String>,
+    /// A previous run already made the git tag (on this commit).
+    git_tag_exists: bool,
+    gitops_tip: ObjectId,
+    promotion: Promotion,
+}
+
+impl Release {
+    /// The steps before anything changes:
+    /// 1. the commit: `--sha`, or the one preprod runs;
+    /// 2. it is on main;
+    /// 3. `main-<sha>` resolved to its digest, once;
+    /// 4. the version is new (or this release's own, resumed) and above every other release.
+    fn resolve(
+        args: &ReleaseArgs,
+        repos: &Repos,
+        sh: &Shell,
+        version: semver::Version,
+    ) -> Result<Self> {
+        let tag = format!("v{version}");
+        let main_tip = fetch_main_and_tags(sh, args)?;
+        let gitops_tip = repos.gitops.fetch_tip()?;
+        let snapshot = Snapshot {
+            repo: &repos.gitops,
+            tip: gitops_tip,
+        };
+        let source_commit = commit_to_release(repos, &snapshot, args.sha.as_deref())?;
+        if !repos.service.is_ancestor(source_commit, main_tip)? {
+            bail!(
+                "commit {source_commit} is not on {}/{}: only commits of the main branch are released \
+                 (merge it first)",
+                args.gitops.remote,
+                args.main_branch
+            );
+        }
+        let sha = source_commit.to_string();
+        let build_tag = format!("main-{sha}");
+        let registry = Repository::open(&args.repository)?;
+        let digest = registry
+            .resolve(&build_tag)?
+            .with_context(|| {
+                format!("{registry} has no {build_tag}: the commit was never built on main")
+            })?
+            .digest;
+        let git_tag_commit = tag_commit(sh, &tag)?;
+        if let Some(commit) = &git_tag_commit
+            && *commit != sha
+        {
+            bail!("{tag} is already released from commit {commit}: choose a new version");
+        }
+        let existing = existing_releases(sh, &snapshot, &version)?;
+        check_version_order(&existing, &version, args.allow_older)?;
+        let promotion = Promotion {
+            subject: format!("release: {tag}"),
+            envs: RELEASED_ENVS.to_vec(),
+            image: DeployedImage {
+                tag: tag.clone(),
+                digest: digest.clone(),
+            },
+            source: Some(source_commit),
+            policy: if args.allow_older {
+                Policy::AllowOlder
+            } else {
+                Policy::Monotonic
+            },
+        };
+        Ok(Self {
+            previous: existing
+                .range(..version)
+                .next_back()
+                .map(|(_, t)| t.clone()),
+            git_tag_exists: git_tag_commit.is_some(),
+            tag,
+            sha,
+            build_tag,
+            digest,
+            registry,
+            gitops_tip,
+            promotion,
+        })
+    }
+
+    fn snapshot<'a>(&self, repos: &'a Repos) -> Snapshot<'a> {
+        Snapshot {
+            repo: &repos.gitops,
+            tip: self.gitops_tip,
+        }
+    }
 }
 
 /// Fetches the release tags others pushed and the remote's main branch;

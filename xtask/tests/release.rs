@@ -490,3 +490,70 @@ fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn a_commit_that_is_not_on_main_is_never_released_even_with_a_build_and_a_passing_gate() {
+    let Some(fx) = Fixture::new() else { return };
+    // A branch's commit, pushed as a branch, built and tagged as if it were main.
+    git(&fx.work, &["checkout", "--quiet", "-b", "feature/unreviewed"]);
+    std::fs::write(fx.work.join("service.txt"), "unreviewed").unwrap();
+    git(&fx.work, &["commit", "--quiet", "-am", "feat: unreviewed"]);
+    git(
+        &fx.work,
+        &["push", "--quiet", "origin", "feature/unreviewed"],
+    );
+    let branch_sha = git(&fx.work, &["rev-parse", "HEAD"]);
+    let built = fx.push_build("unreviewed bits");
+    assert_ok(&fx.retag(&built, &format!("main-{branch_sha}")));
+    let digest = fx.digest_of(&format!("main-{branch_sha}")).unwrap();
+    assert_ok(&fx.run(&[
+        "gate",
+        "record",
+        "--sha",
+        &branch_sha,
+        "--name",
+        "preprod-tests",
+        "--conclusion",
+        "success",
+        "--digest",
+        &digest,
+    ]));
+    let before = fx.state();
+    let message = assert_fails(&fx.run(&["release", "--version", "1.0.0", "--sha", &branch_sha]));
+    assert!(
+        message.contains("is not on origin/main") && message.contains("merge it first"),
+        "{message}"
+    );
+    assert_eq!(fx.state(), before, "a refused release changes nothing");
+}
+
+#[test]
+fn an_older_build_under_a_newer_version_is_refused_before_the_registry_changes() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+    assert_ok(&fx.release("1.0.0"));
+    // The first commit (an ancestor of what prod runs), built and gated.
+    let first = fx.commits[0].clone();
+    let built = fx.push_build("the older build");
+    assert_ok(&fx.retag(&built, &format!("main-{first}")));
+    let digest = fx.digest_of(&format!("main-{first}")).unwrap();
+    assert_ok(&fx.run(&[
+        "gate", "record", "--sha", &first, "--name", "preprod-tests", "--conclusion", "success",
+        "--digest", &digest,
+    ]));
+    let before = fx.state();
+    let message = assert_fails(&fx.run(&["release", "--version", "2.0.0", "--sha", &first]));
+    assert!(
+        message.contains("refusing to move prod from v1.0.0 to v2.0.0")
+            && message.contains("an older build"),
+        "{message}"
+    );
+    assert_eq!(fx.state(), before, "no v2.0.0 in the registry, no commit, no tag");
+    assert_eq!(fx.digest_of("v2.0.0"), None);
+    // Said on purpose, it goes through (a hotfix line).
+    assert_ok(&fx.run(&[
+        "release", "--version", "2.0.0", "--sha", &first, "--allow-older",
+    ]));
+    assert!(fx.remote_file("gitops/values/prod/service-demo.yaml").contains("v2.0.0"));
+}

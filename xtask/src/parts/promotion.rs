@@ -288,6 +288,17 @@ pub fn promote(
     })
 }
 
+/// Runs every check [`promote`] would on `snapshot` (the files exist, the
+/// environments accept the tag, the policy's monotonic check), changing
+/// nothing: for a command with a step to take first (release's retag) that
+/// must not be taken for a promotion that would be refused.
+pub fn check(repos: &Repos, snapshot: &Snapshot<'_>, promotion: &Promotion) -> Result<()> {
+    for &env in &promotion.envs {
+        change_for(repos, snapshot, env, promotion)?;
+    }
+    Ok(())
+}
+
 /// The change that moves one environment, or None if it already runs the image.
 fn change_for(
     repos: &Repos,

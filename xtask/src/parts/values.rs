@@ -96,7 +96,7 @@ pub fn set(text: &str, edits: &[Edit]) -> Result<Edited> {
     for edit in edits {
         *lookup_mut(&mut new, &edit.path).with_context(|| {
             format!(
-                "cannot edit in place: {} does not exist; add it to the file first, then set it",
+                "cannot edit in place: {} does not exist; add the key to the file first, then set it",
                 edit.path
             )
         })? = edit.value.clone();
