@@ -1,6 +1,7 @@
 //! The rules of `parts/registry.rs` against a real registry (Debian's
 //! `docker-registry`) on loopback: plain HTTP only to loopback, a bearer token
-//! sent as one and never in clear off loopback or in output.
+//! sent as one and never in clear off loopback or in output; and `image build
+//! --output`, which replaces only what is an OCI layout.
 
 mod support;
 
@@ -215,4 +216,81 @@ fn plain_http_is_spoken_only_to_loopback_so_a_token_never_crosses_a_network_in_c
     }
     // Only the launcher's readiness probe reached the registry's handlers.
     assert_eq!(registry.requests(), ["GET /v2/"]);
+}
+
+fn build_to(binary: &str, output: &Path) -> std::process::Output {
+    xtask(
+        &[
+            "image",
+            "build",
+            "--binary",
+            binary,
+            "--output",
+            output.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+/// Every file under `dir`, relative, with its contents.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                files.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn output_replaces_only_an_oci_layout_and_never_a_directory_of_other_files() {
+    let dir = TempDir::new("image-output");
+    let bin_dir = TempDir::new("image-output-bin");
+    let binary = fake_binary(bin_dir.path(), "bits for a layout");
+    // Absent, then its own layout again: written, then replaced.
+    let layout = dir.path().join("out/layout");
+    assert_ok(&build_to(&binary, &layout));
+    assert!(layout.join("oci-layout").is_file() && layout.join("index.json").is_file());
+    assert_ok(&build_to(&binary, &layout));
+    // An empty directory is fine too.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_ok(&build_to(&binary, &empty));
+    assert!(empty.join("oci-layout").is_file());
+
+    // A directory of someone's files, and a layout with someone's file in it:
+    // refused, with nothing changed, nothing left beside them.
+    let documents = dir.path().join("documents");
+    std::fs::create_dir_all(documents.join("notes")).unwrap();
+    std::fs::write(documents.join("thesis.txt"), "years of work").unwrap();
+    std::fs::write(documents.join("notes/a.md"), "a").unwrap();
+    let mixed = dir.path().join("mixed");
+    support::copy_dir(&layout, &mixed);
+    std::fs::write(mixed.join("README"), "mine").unwrap();
+    // The old code deleted `<output>.tmp` without looking.
+    std::fs::create_dir(dir.path().join("documents.tmp")).unwrap();
+    std::fs::write(dir.path().join("documents.tmp/keep"), "keep").unwrap();
+    let before = snapshot(dir.path());
+    for target in [&documents, &mixed] {
+        let message = assert_fails(&build_to(&binary, target));
+        assert!(
+            message.contains("not empty and holds more than an OCI layout")
+                && message.contains("point --output at a new or empty directory"),
+            "{message}"
+        );
+    }
+    assert_eq!(snapshot(dir.path()), before);
+    // A file is not a directory to write into.
+    let file = dir.path().join("documents/thesis.txt");
+    assert_fails(&build_to(&binary, &file));
+    assert_eq!(snapshot(dir.path()), before);
 }

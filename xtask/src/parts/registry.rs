@@ -639,6 +639,94 @@ impl Layout {
     }
 }
 
+/// Write `image` under `tags` as a new OCI layout at `dir`: built beside it,
+/// then swapped in. `dir` must be absent, empty, or hold nothing but an OCI
+/// layout's files (`oci-layout`, `index.json`, `blobs/sha256/<hex>`):
+/// anything else is refused before a file is written, so a mistyped
+/// `--output` deletes nothing of the user's.
+pub fn write_fresh_layout(dir: &Path, image: &Image, tags: &[String]) -> Result<()> {
+    ensure_replaceable_layout(dir)?;
+    let name = dir
+        .file_name()
+        .with_context(|| format!("{} does not name a directory", dir.display()))?
+        .to_string_lossy();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let unique = format!("{}-{}", std::process::id(), fastrand::u32(..));
+    let staging = parent.join(format!(".{name}.xtask-new-{unique}"));
+    let written = (|| {
+        let layout = Layout::open(&staging)?;
+        for tag in tags {
+            layout.push(image, tag)?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })();
+    if let Err(error) = written {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(error.context(format!("writing the layout beside {}", dir.display())));
+    }
+    let old = parent.join(format!(".{name}.xtask-old-{unique}"));
+    if dir.exists() {
+        fs::rename(dir, &old).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    fs::rename(&staging, dir).with_context(|| format!("moving the layout to {}", dir.display()))?;
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Refuses a `dir` that holds anything but an OCI layout.
+fn ensure_replaceable_layout(dir: &Path) -> Result<()> {
+    let entries: Vec<String> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("--output {} is not a directory", dir.display()));
+        }
+    };
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let layout_files = ["oci-layout", "index.json", "blobs"];
+    let only_layout = entries.iter().all(|e| layout_files.contains(&e.as_str()))
+        && entries.iter().any(|e| e == "oci-layout")
+        && only_blobs(&dir.join("blobs"))?;
+    if !only_layout {
+        bail!(
+            "--output {} is not empty and holds more than an OCI layout, so it was not \
+             replaced (nothing was written): point --output at a new or empty directory",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `blobs` (if present) holds nothing but `sha256/<digest>` files.
+fn only_blobs(blobs: &Path) -> Result<bool> {
+    if !blobs.exists() {
+        return Ok(true);
+    }
+    for entry in fs::read_dir(blobs)? {
+        let entry = entry?;
+        if entry.file_name() != "sha256" || !entry.file_type()?.is_dir() {
+            return Ok(false);
+        }
+        for blob in fs::read_dir(entry.path())? {
+            let blob = blob?;
+            let name = blob.file_name().to_string_lossy().into_owned();
+            if !blob.file_type()?.is_file()
+                || name.len() != 64
+                || !name.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Write to a sibling temp file and rename: readers see the old or the new file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
