@@ -7,7 +7,11 @@
 //! user's checkout exactly as it was; the only trace is unreferenced objects.
 //!
 //! gix cannot push yet, so fetch and push shell out to `git` (through xshell,
-//! arguments passed safely). A rejected push is detected from
+//! arguments passed safely, after `--`; a remote or branch beginning with `-`
+//! is refused). Credentials in an http(s) URL reach git through its
+//! environment only: messages and the cache path use `redact_url`. Processes
+//! sharing a checkout take turns to fetch (a lock file), and the cache of a
+//! `--gitops-repo` is created atomically. A rejected push is detected from
 //! `git push --porcelain`'s status flag, not from English messages, and is
 //! retried by fetching the new tip and **re-running the change on it** (the
 //! caller's plan sees the new file contents), never by replaying a stale file.
@@ -596,7 +600,8 @@ struct GitRemote {
 
 impl GitRemote {
     fn parse(url: &str) -> Self {
-        let is_http = url.starts_with("http://") || url.starts_with("https://");
+        let lower = url.to_ascii_lowercase();
+        let is_http = lower.starts_with("http://") || lower.starts_with("https://");
         let (url_to_use, credentials) = match split_credentials(url) {
             Some((without, userinfo)) if is_http => {
                 let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
@@ -763,6 +768,8 @@ mod tests {
             remote.scrub("fatal: unable to access 'https://bot:TOKEN@host/x.git/': TOKEN"),
             "fatal: unable to access 'https://host/x.git/': <redacted>"
         );
+        let upper = GitRemote::parse("HTTPS://TOKEN@host/x.git");
+        assert_eq!(upper.url, "HTTPS://host/x.git");
         let ssh = GitRemote::parse("ssh://git@host/x.git");
         assert_eq!(
             (ssh.url.as_str(), ssh.credentials),
