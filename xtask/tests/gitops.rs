@@ -798,8 +798,12 @@ fn a_remote_or_branch_that_git_would_read_as_an_option_is_refused_and_runs_nothi
     let upload_pack = format!("--upload-pack=touch {}", planted.display());
     let tag = format!("main-{}", short(&f.commits[0]));
     let promote: &[&str] = &["promote", "--env", "preprod", "--tag", &tag];
-    let cases: [(&[&str], &str, &str); 5] = [
+    let elsewhere = f.dir.path().join("elsewhere.git");
+    let status_elsewhere: &[&str] = &["status", "--gitops-repo", elsewhere.to_str().unwrap()];
+    let cases: [(&[&str], &str, &str); 6] = [
         (&["status"], "GITOPS_REPO", &upload_pack),
+        // Release and the gate notes fetch from the remote even then.
+        (status_elsewhere, "GITOPS_REMOTE", &upload_pack),
         (promote, "GITOPS_REPO", &upload_pack),
         (&["status"], "GITOPS_REMOTE", &upload_pack),
         (promote, "GITOPS_REMOTE", &upload_pack),

@@ -171,6 +171,9 @@ impl GitopsRepo {
     /// repository at `service_repo`. Remotes and branches that git would read
     /// as options are refused before anything is created.
     pub fn open(service_repo: &Path, options: &GitopsOptions) -> Result<Self> {
+        // The remote is checked even with --gitops-repo: release and the gate
+        // notes fetch from it.
+        refuse_option_like("remote", &options.remote, "--remote / GITOPS_REMOTE")?;
         refuse_option_like("branch", &options.branch, "--branch / GITOPS_BRANCH")?;
         ensure!(
             gix::refs::FullName::try_from(format!("refs/heads/{}", options.branch)).is_ok(),
@@ -181,7 +184,6 @@ impl GitopsRepo {
             .with_context(|| format!("{} is not a git repository", service_repo.display()))?;
         let (git_dir, remote, prefix) = match &options.gitops_repo {
             None => {
-                refuse_option_like("remote", &options.remote, "--remote / GITOPS_REMOTE")?;
                 ensure!(
                     service.find_remote(options.remote.as_str()).is_ok(),
                     "this repository has no remote {:?}: add one (`git remote add {} <url>`) or pass --gitops-repo",
