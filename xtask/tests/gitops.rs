@@ -917,3 +917,30 @@ fn a_token_in_the_gitops_url_reaches_git_only_as_a_credential_never_printed_or_i
     );
     assert_eq!(f.remote_head(), head);
 }
+
+#[test]
+fn a_ref_locked_by_another_git_is_waited_out() {
+    let f = Fixture::new(1);
+    let tag = format!("main-{}", short(&f.commits[0]));
+    // A git run by hand holds the lock of the ref promotions fetch into.
+    let lock = f.work.join(".git/refs/xtask/gitops/main.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["promote", "--env", "preprod", "--tag", &tag, "--repo"])
+        .arg(&f.work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&lock).unwrap();
+    let [(_, output)] = wait_all(vec![(0, child)], Duration::from_secs(60))
+        .try_into()
+        .unwrap();
+    assert_ok(&output);
+    assert!(
+        f.remote_file("gitops/values/preprod/service-demo.yaml")
+            .contains(&tag)
+    );
+}
