@@ -880,6 +880,14 @@ fn a_token_in_the_gitops_url_reaches_git_only_as_a_credential_never_printed_or_i
         }
     });
     let url = format!("http://bot:{token}@{}/o/gitops.git", server.addr);
+    // A cache an earlier version named after the URL, token and all, goes.
+    let readable = url.replace(
+        |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.',
+        "_",
+    );
+    let tail = &readable[readable.len() - 60..];
+    let leaked = f.work.join(".git/xtask").join(format!("gitops-{tail}"));
+    std::fs::create_dir_all(&leaked).unwrap();
     let head = f.remote_head();
     let tag = format!("main-{}", short(&f.commits[0]));
     for args in [

@@ -198,10 +198,12 @@ impl GitopsRepo {
                 // A bare cache clone inside this repository's .git keeps the
                 // objects of the other repository; the user never sees it.
                 let remote = GitRemote::parse(url);
-                let cache = service
-                    .common_dir()
-                    .join("xtask")
-                    .join(cache_name(&remote.shown));
+                let caches = service.common_dir().join("xtask");
+                let cache = caches.join(cache_name(&remote.shown));
+                // Earlier versions named the cache after the URL as given, token and all.
+                if remote.shown != *url {
+                    let _ = std::fs::remove_dir_all(caches.join(cache_name(url)));
+                }
                 create_cache(&cache)?;
                 (cache, remote, String::new())
             }
