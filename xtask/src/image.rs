@@ -142,7 +142,7 @@ fn build(args: BuildArgs) -> Result<()> {
         (None, Some(_)) => None,
     };
     if let Some(dir) = output {
-        write_fresh_layout(&dir, &image, &tags)?;
+        registry::write_fresh_layout(&dir, &image, &tags)?;
         println!(
             "wrote OCI layout {} (tags: {})",
             dir.display(),
@@ -461,24 +461,6 @@ pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
         ca_certificates: std::fs::read("/etc/ssl/certs/ca-certificates.crt").ok(),
         port: 8080,
     })
-}
-
-/// Write `image` as a new layout at `dir`: built beside it, then swapped in.
-fn write_fresh_layout(dir: &Path, image: &oci::Image, tags: &[String]) -> Result<()> {
-    let staging = dir.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&staging);
-    let layout = Repository::open_with(
-        &format!("oci:{}", staging.display()),
-        oci_client::secrets::RegistryAuth::Anonymous,
-    )?;
-    for tag in tags {
-        layout.push(image, tag)?;
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("replacing {}", dir.display()))?;
-    }
-    std::fs::rename(&staging, dir)
-        .with_context(|| format!("moving the layout to {}", dir.display()))
 }
 
 fn retag(args: RetagArgs) -> Result<()> {

@@ -5,7 +5,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use support::{TempDir, assert_ok, git, stderr, stdout};
 
@@ -350,6 +351,107 @@ fn make_executable(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// What a batch of concurrent promotions did.
+#[derive(Debug, Default)]
+struct Tally {
+    landed: usize,
+    refused: usize,
+    noop: usize,
+}
+
+/// Starts `promote --env preprod` of each build in `builds` at once, in a
+/// random order, the one of build `i` in the checkout `checkout(i)` with
+/// `extra` arguments; waits for all of them (bounded) and sorts out what each
+/// did. Anything but landing, a no-op or a refusal as older fails the test.
+fn promote_concurrently(
+    f: &Fixture,
+    builds: &[usize],
+    checkout: impl Fn(usize) -> PathBuf,
+    extra: &[&str],
+) -> Tally {
+    let mut order = builds.to_vec();
+    fastrand::shuffle(&mut order);
+    let started = Instant::now();
+    let children: Vec<_> = order
+        .iter()
+        .map(|&i| {
+            let tag = format!("main-{}", short(&f.commits[i]));
+            let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+                .args(["promote", "--env", "preprod", "--tag", &tag])
+                .args(["--push-attempts", "100"])
+                .args(extra)
+                .arg("--repo")
+                .arg(checkout(i))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (i, child)
+        })
+        .collect();
+    let mut tally = Tally::default();
+    for (i, output) in wait_all(children, Duration::from_secs(300)) {
+        let (out, err) = (stdout(&output), stderr(&output));
+        match (output.status.success(), out.as_str(), err.as_str()) {
+            (true, out, _) if out.contains("pushed") => tally.landed += 1,
+            (true, out, _) if out.contains("nothing to do") => tally.noop += 1,
+            (false, _, err) if err.contains("refusing") => tally.refused += 1,
+            _ => panic!("promotion of build {i} neither landed nor was refused:\n{out}\n{err}"),
+        }
+    }
+    eprintln!(
+        "{} concurrent promotions: {tally:?} in {:?}",
+        builds.len(),
+        started.elapsed()
+    );
+    assert_eq!(tally.landed + tally.refused + tally.noop, builds.len());
+    assert!(tally.landed >= 1);
+    tally
+}
+
+/// Waits for every child, killing all of them and failing past `limit`.
+fn wait_all(mut pending: Vec<(usize, Child)>, limit: Duration) -> Vec<(usize, Output)> {
+    let deadline = Instant::now() + limit;
+    let mut done = Vec::new();
+    while !pending.is_empty() {
+        let mut running = Vec::new();
+        for (i, mut child) in pending {
+            match child.try_wait().unwrap() {
+                Some(_) => done.push((i, child.wait_with_output().unwrap())),
+                None => running.push((i, child)),
+            }
+        }
+        pending = running;
+        if Instant::now() > deadline {
+            for (_, child) in &mut pending {
+                let _ = child.kill();
+            }
+            panic!("{} promotions still running after {limit:?}", pending.len());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done
+}
+
+/// The builds (indexes into `f.commits`) promoted to preprod on `remote`'s
+/// main, oldest first, read from the commit subjects that touched `path`.
+fn promoted_builds(f: &Fixture, remote: &Path, path: &str) -> Vec<usize> {
+    let subjects = git(
+        remote,
+        &["log", "--reverse", "--format=%s", "main", "--", path],
+    );
+    subjects
+        .lines()
+        .filter_map(|s| s.strip_prefix("cd: promote main-"))
+        .map(|rest| {
+            f.commits
+                .iter()
+                .position(|c| c.starts_with(&rest[..7]))
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn fifty_concurrent_promotions_end_on_the_newest_build() {
     const N: usize = 50;
@@ -370,84 +472,62 @@ fn fifty_concurrent_promotions_end_on_the_newest_build() {
             clone
         })
         .collect();
-    let mut order: Vec<usize> = (0..N).collect();
-    fastrand::shuffle(&mut order);
-    let started = std::time::Instant::now();
-    let children: Vec<_> = order
-        .iter()
-        .map(|&i| {
-            let tag = format!("main-{}", short(&f.commits[i]));
-            let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-                .args([
-                    "promote",
-                    "--env",
-                    "preprod",
-                    "--tag",
-                    &tag,
-                    "--push-attempts",
-                    "100",
-                    "--repo",
-                ])
-                .arg(&clones[i])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            (i, child)
-        })
-        .collect();
-    let (mut landed, mut refused, mut noop) = (0, 0, 0);
-    for (i, child) in children {
-        let output = child.wait_with_output().unwrap();
-        let (out, err) = (stdout(&output), stderr(&output));
-        if output.status.success() && out.contains("pushed") {
-            landed += 1;
-        } else if output.status.success() && out.contains("nothing to do") {
-            noop += 1;
-        } else if !output.status.success() && err.contains("refusing") {
-            refused += 1;
-        } else {
-            panic!("promotion of build {i} neither landed nor was refused:\n{out}\n{err}");
-        }
-    }
-    eprintln!(
-        "50 concurrent promotions: {landed} landed, {refused} refused, {noop} no-ops in {:?}",
-        started.elapsed()
-    );
-    assert_eq!(landed + refused + noop, N);
-    assert!(landed >= 1);
+    let builds: Vec<usize> = (0..N).collect();
+    let tally = promote_concurrently(&f, &builds, |i| clones[i].clone(), &[]);
     let newest = format!("main-{}", short(&f.commits[N - 1]));
     assert!(
         f.remote_file("gitops/values/preprod/service-demo.yaml")
             .contains(&newest)
     );
     // Every landed promotion is in history, and each moved preprod forward.
-    let subjects = git(
-        &f.remote,
-        &[
-            "log",
-            "--reverse",
-            "--format=%s",
-            "main",
-            "--",
-            "gitops/values/preprod/service-demo.yaml",
-        ],
-    );
-    let promoted: Vec<usize> = subjects
-        .lines()
-        .filter_map(|s| s.strip_prefix("cd: promote main-"))
-        .map(|rest| {
-            f.commits
-                .iter()
-                .position(|c| c.starts_with(&rest[..7]))
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(promoted.len(), landed, "{subjects}");
+    let promoted = promoted_builds(&f, &f.remote, "gitops/values/preprod/service-demo.yaml");
+    assert_eq!(promoted.len(), tally.landed, "{promoted:?}");
     assert!(
         promoted.windows(2).all(|w| w[0] < w[1]),
         "not monotonic: {promoted:?}"
     );
+}
+
+#[test]
+fn fifty_concurrent_promotions_in_one_checkout_share_its_gitops_cache() {
+    const N: usize = 50;
+    let f = Fixture::new(2 * N);
+    let gitops_remote = separate_gitops_remote(&f);
+    let cache_root = f.work.join(".git/xtask");
+    let mut landed = 0;
+    // Cold: no cache yet, every process creates it at once. Warm: it exists
+    // and every process fetches into it at once.
+    for (round, builds) in [("cold", 0..N), ("warm", N..2 * N)] {
+        assert_eq!(cache_root.exists(), round == "warm", "{round}");
+        let builds: Vec<usize> = builds.collect();
+        let tally = promote_concurrently(
+            &f,
+            &builds,
+            |_| f.work.clone(),
+            &["--gitops-repo", gitops_remote.to_str().unwrap()],
+        );
+        landed += tally.landed;
+        let newest = format!("main-{}", short(&f.commits[builds[N - 1]]));
+        let values = git(
+            &gitops_remote,
+            &["show", "main:values/preprod/service-demo.yaml"],
+        );
+        assert!(values.contains(&newest), "{round}: {values}");
+        let promoted = promoted_builds(&f, &gitops_remote, "values/preprod/service-demo.yaml");
+        assert_eq!(promoted.len(), landed, "{round}: {promoted:?}");
+        assert!(
+            promoted.windows(2).all(|w| w[0] < w[1]),
+            "{round}: not monotonic: {promoted:?}"
+        );
+    }
+    // One cache, and no half-made one left beside it.
+    let entries: Vec<String> = std::fs::read_dir(&cache_root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].starts_with("gitops-"), "{entries:?}");
+    assert!(git(&f.work, &["status", "--porcelain"]).is_empty());
 }
 
 #[test]
@@ -631,10 +711,9 @@ fn values_set_edits_a_local_file_in_place() {
     );
 }
 
-#[test]
-fn gitops_files_can_live_in_another_repository() {
-    let f = Fixture::new(1);
-    // A separate GitOps repository with the values at its root.
+/// A separate GitOps repository (bare, beside the fixture's remote) with
+/// the preprod values at its root.
+fn separate_gitops_remote(f: &Fixture) -> PathBuf {
     let gitops_remote = f.dir.path().join("gitops.git");
     git(
         f.dir.path(),
@@ -666,7 +745,13 @@ fn gitops_files_can_live_in_another_repository() {
     git(&seed, &["add", "--all"]);
     git(&seed, &["commit", "--quiet", "-m", "values"]);
     git(&seed, &["push", "--quiet", "origin", "main"]);
+    gitops_remote
+}
 
+#[test]
+fn gitops_files_can_live_in_another_repository() {
+    let f = Fixture::new(1);
+    let gitops_remote = separate_gitops_remote(&f);
     let service_head = f.remote_head();
     let tag = format!("main-{}", short(&f.commits[0]));
     let output = f.xtask(&[
@@ -690,4 +775,180 @@ fn gitops_files_can_live_in_another_repository() {
         "the service repository's remote is not touched"
     );
     assert!(git(&f.work, &["status", "--porcelain"]).is_empty());
+}
+
+impl Fixture {
+    /// `xtask` in the fixture's checkout, with extra environment.
+    fn xtask_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .arg("--repo")
+            .arg(&self.work)
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_remote_or_branch_that_git_would_read_as_an_option_is_refused_and_runs_nothing() {
+    let f = Fixture::new(1);
+    let (before, head) = (f.local_state(), f.remote_head());
+    let planted = f.dir.path().join("planted");
+    let upload_pack = format!("--upload-pack=touch {}", planted.display());
+    let tag = format!("main-{}", short(&f.commits[0]));
+    let promote: &[&str] = &["promote", "--env", "preprod", "--tag", &tag];
+    let elsewhere = f.dir.path().join("elsewhere.git");
+    let status_elsewhere: &[&str] = &["status", "--gitops-repo", elsewhere.to_str().unwrap()];
+    let cases: [(&[&str], &str, &str); 6] = [
+        (&["status"], "GITOPS_REPO", &upload_pack),
+        // Release and the gate notes fetch from the remote even then.
+        (status_elsewhere, "GITOPS_REMOTE", &upload_pack),
+        (promote, "GITOPS_REPO", &upload_pack),
+        (&["status"], "GITOPS_REMOTE", &upload_pack),
+        (promote, "GITOPS_REMOTE", &upload_pack),
+        (promote, "GITOPS_BRANCH", "--output=planted"),
+    ];
+    for (args, variable, value) in cases {
+        let output = f.xtask_env(args, &[(variable, value)]);
+        let err = stderr(&output);
+        assert!(!output.status.success(), "{args:?} {variable}: {err}");
+        assert!(
+            err.contains("begins with '-', which git would read as an option")
+                && err.contains(variable),
+            "{args:?} {variable}: {err}"
+        );
+        assert!(!planted.exists(), "{args:?} {variable}: git ran the option");
+        assert!(!f.work.join(".git/xtask").exists(), "{args:?} {variable}");
+        assert!(!f.work.join("planted").exists());
+        assert_eq!(
+            (f.local_state(), f.remote_head()),
+            (before.clone(), head.clone())
+        );
+    }
+}
+
+/// Standard base64 (for an HTTP Basic header).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    bytes
+        .chunks(3)
+        .flat_map(|chunk| {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            (0..4).map(move |i| match i <= chunk.len() {
+                true => ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char,
+                false => '=',
+            })
+        })
+        .collect()
+}
+
+/// Every path under `dir`, recursively.
+fn all_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path.clone());
+            }
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// The git host is GitHub in production; this fake of its smart-HTTP endpoint
+/// asks for credentials, records what it is sent, and refuses.
+#[test]
+fn a_token_in_the_gitops_url_reaches_git_only_as_a_credential_never_printed_or_in_a_path() {
+    let f = Fixture::new(1);
+    let token = "ghp_S3cretT0ken-do-not-print";
+    let server = support::FakeHttp::start(|request, _| {
+        if request.headers.contains_key("authorization") {
+            (403, vec![], "{}".to_owned())
+        } else {
+            let challenge = (
+                "WWW-Authenticate".to_owned(),
+                "Basic realm=\"git\"".to_owned(),
+            );
+            (401, vec![challenge], "{}".to_owned())
+        }
+    });
+    let url = format!("http://bot:{token}@{}/o/gitops.git", server.addr);
+    // A cache an earlier version named after the URL, token and all, goes.
+    let readable = url.replace(
+        |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.',
+        "_",
+    );
+    let tail = &readable[readable.len() - 60..];
+    let leaked = f.work.join(".git/xtask").join(format!("gitops-{tail}"));
+    std::fs::create_dir_all(&leaked).unwrap();
+    let head = f.remote_head();
+    let tag = format!("main-{}", short(&f.commits[0]));
+    for args in [
+        &["status"][..],
+        &["promote", "--env", "preprod", "--tag", &tag],
+    ] {
+        let output = f.xtask_env(args, &[("GITOPS_REPO", &url)]);
+        let message = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(!output.status.success(), "{message}");
+        assert!(!message.contains(token), "the token leaked: {message}");
+        assert!(
+            message.contains(&format!(
+                "cannot fetch main from http://{}/o/gitops.git",
+                server.addr
+            )),
+            "{message}"
+        );
+    }
+    for path in all_paths(&f.work.join(".git")) {
+        let path = path.display().to_string();
+        assert!(!path.contains(token) && !path.contains("bot"), "{path}");
+    }
+    // git sent the credentials only in the Authorization header it was asked for.
+    let requests = server.requests();
+    let basic = format!("Basic {}", base64(format!("bot:{token}").as_bytes()));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.headers.get("authorization") == Some(&basic)),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().all(|r| !r.target.contains(token)),
+        "{requests:?}"
+    );
+    assert_eq!(f.remote_head(), head);
+}
+
+#[test]
+fn a_ref_locked_by_another_git_is_waited_out() {
+    let f = Fixture::new(1);
+    let tag = format!("main-{}", short(&f.commits[0]));
+    // A git run by hand holds the lock of the ref promotions fetch into.
+    let lock = f.work.join(".git/refs/xtask/gitops/main.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["promote", "--env", "preprod", "--tag", &tag, "--repo"])
+        .arg(&f.work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&lock).unwrap();
+    let [(_, output)] = wait_all(vec![(0, child)], Duration::from_secs(60))
+        .try_into()
+        .unwrap();
+    assert_ok(&output);
+    assert!(
+        f.remote_file("gitops/values/preprod/service-demo.yaml")
+            .contains(&tag)
+    );
 }

@@ -7,7 +7,11 @@
 //! user's checkout exactly as it was; the only trace is unreferenced objects.
 //!
 //! gix cannot push yet, so fetch and push shell out to `git` (through xshell,
-//! arguments passed safely). A rejected push is detected from
+//! arguments passed safely, after `--`; a remote or branch beginning with `-`
+//! is refused). Credentials in an http(s) URL reach git through its
+//! environment only: messages and the cache path use `redact_url`. Processes
+//! sharing a checkout take turns to fetch (a lock file), and the cache of a
+//! `--gitops-repo` is created atomically. A rejected push is detected from
 //! `git push --porcelain`'s status flag, not from English messages, and is
 //! retried by fetching the new tip and **re-running the change on it** (the
 //! caller's plan sees the new file contents), never by replaying a stale file.
@@ -152,7 +156,7 @@ pub struct GitopsRepo {
     /// Directory to run `git` in.
     git_dir: PathBuf,
     /// Remote name or URL to fetch from and push to.
-    remote: String,
+    remote: GitRemote,
     branch: String,
     /// Private ref the fetched tip is stored under (never a branch the user has).
     tip_ref: String,
@@ -164,38 +168,44 @@ pub struct GitopsRepo {
 
 impl GitopsRepo {
     /// Opens the GitOps repository described by `options`, from the service
-    /// repository at `service_repo`.
+    /// repository at `service_repo`. Remotes and branches that git would read
+    /// as options are refused before anything is created.
     pub fn open(service_repo: &Path, options: &GitopsOptions) -> Result<Self> {
+        // The remote is checked even with --gitops-repo: release and the gate
+        // notes fetch from it.
+        refuse_option_like("remote", &options.remote, "--remote / GITOPS_REMOTE")?;
+        refuse_option_like("branch", &options.branch, "--branch / GITOPS_BRANCH")?;
+        ensure!(
+            gix::refs::FullName::try_from(format!("refs/heads/{}", options.branch)).is_ok(),
+            "{:?} is not a valid branch name: fix --branch / GITOPS_BRANCH",
+            options.branch
+        );
+        let service = gix::open(service_repo)
+            .with_context(|| format!("{} is not a git repository", service_repo.display()))?;
         let (git_dir, remote, prefix) = match &options.gitops_repo {
             None => {
-                let repo = gix::open(service_repo).with_context(|| {
-                    format!("{} is not a git repository", service_repo.display())
-                })?;
                 ensure!(
-                    repo.find_remote(options.remote.as_str()).is_ok(),
+                    service.find_remote(options.remote.as_str()).is_ok(),
                     "this repository has no remote {:?}: add one (`git remote add {} <url>`) or pass --gitops-repo",
                     options.remote,
                     options.remote
                 );
-                (
-                    service_repo.to_path_buf(),
-                    options.remote.clone(),
-                    "gitops/".to_owned(),
-                )
+                let remote = GitRemote::parse(&options.remote);
+                (service_repo.to_path_buf(), remote, "gitops/".to_owned())
             }
             Some(url) => {
+                refuse_option_like("GitOps repository", url, "--gitops-repo / GITOPS_REPO")?;
                 // A bare cache clone inside this repository's .git keeps the
                 // objects of the other repository; the user never sees it.
-                let service = gix::open(service_repo).with_context(|| {
-                    format!("{} is not a git repository", service_repo.display())
-                })?;
-                let cache = service.git_dir().join("xtask").join(cache_name(url));
-                if !cache.exists() {
-                    std::fs::create_dir_all(&cache)?;
-                    let sh = Shell::new()?;
-                    cmd!(sh, "git init --quiet --bare {cache}").run()?;
+                let remote = GitRemote::parse(url);
+                let caches = service.common_dir().join("xtask");
+                let cache = caches.join(cache_name(&remote.shown));
+                // Earlier versions named the cache after the URL as given, token and all.
+                if remote.shown != *url {
+                    let _ = std::fs::remove_dir_all(caches.join(cache_name(url)));
                 }
-                (cache, url.clone(), String::new())
+                create_cache(&cache)?;
+                (cache, remote, String::new())
             }
         };
         let repo = gix::open(&git_dir)?;
@@ -217,20 +227,40 @@ impl GitopsRepo {
         Ok(sh)
     }
 
-    /// Fetches the branch and returns its tip.
+    /// Fetches the branch and returns its tip. Processes sharing this
+    /// repository take turns (a lock file), and a ref lock held by someone
+    /// else (a hand-run git) is waited out.
     pub fn fetch_tip(&self) -> Result<ObjectId> {
+        let _turn = self.lock_fetches()?;
         let sh = self.shell()?;
-        let (remote, refspec) = (
-            &self.remote,
+        let (url, refspec) = (
+            &self.remote.url,
             format!("+refs/heads/{}:{}", self.branch, self.tip_ref),
         );
-        cmd!(
-            sh,
-            "git fetch --quiet --no-tags --no-write-fetch-head {remote} {refspec}"
-        )
-        .quiet()
-        .run()
-        .with_context(|| format!("cannot fetch {} from {}", self.branch, self.remote))?;
+        for attempt in 1.. {
+            let output = cmd!(
+                sh,
+                "git fetch --quiet --no-tags --no-write-fetch-head -- {url} {refspec}"
+            )
+            .envs(self.remote.git_env())
+            .quiet()
+            .ignore_status()
+            .output()?;
+            if output.status.success() {
+                break;
+            }
+            let stderr = self.remote.scrub(&String::from_utf8_lossy(&output.stderr));
+            if attempt < FETCH_ATTEMPTS && is_lock_contention(&stderr) {
+                std::thread::sleep(retry_delay(attempt));
+                continue;
+            }
+            bail!(
+                "cannot fetch {} from {}: {}",
+                self.branch,
+                self.remote.shown,
+                stderr.trim()
+            );
+        }
         // Re-open so gix sees the ref the git process just wrote.
         let repo = gix::open(&self.git_dir)?;
         let id = repo
@@ -238,6 +268,21 @@ impl GitopsRepo {
             .into_fully_peeled_id()?
             .detach();
         Ok(id)
+    }
+
+    /// Waits for this process's turn to fetch; the turn ends when the file is
+    /// dropped (or the process dies: the OS releases the lock).
+    fn lock_fetches(&self) -> Result<std::fs::File> {
+        let path = self.repo.common_dir().join("xtask-fetch.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(file)
     }
 
     /// A file's text at `commit`, or None when it does not exist.
@@ -312,8 +357,12 @@ impl GitopsRepo {
     /// Pushes `commit` to the branch; the remote accepts it only as a fast-forward.
     fn push(&self, commit: ObjectId) -> Result<PushResult> {
         let sh = self.shell()?;
-        let (remote, refspec) = (&self.remote, format!("{commit}:refs/heads/{}", self.branch));
-        let output = cmd!(sh, "git push --porcelain --no-verify {remote} {refspec}")
+        let (url, refspec) = (
+            &self.remote.url,
+            format!("{commit}:refs/heads/{}", self.branch),
+        );
+        let output = cmd!(sh, "git push --porcelain --no-verify -- {url} {refspec}")
+            .envs(self.remote.git_env())
             .quiet()
             .ignore_status()
             .output()?;
@@ -322,8 +371,10 @@ impl GitopsRepo {
             Some(result) => Ok(result),
             None => bail!(
                 "git push to {} failed: {}",
-                self.remote,
-                String::from_utf8_lossy(&output.stderr).trim()
+                self.remote.shown,
+                self.remote
+                    .scrub(&String::from_utf8_lossy(&output.stderr))
+                    .trim()
             ),
         }
     }
@@ -359,7 +410,7 @@ impl GitopsRepo {
                     eprintln!(
                         "push rejected ({reason}); refetching and re-applying (attempt {attempt})"
                     );
-                    std::thread::sleep(backoff(attempt));
+                    std::thread::sleep(retry_delay(attempt));
                 }
                 PushResult::Refused(reason) => {
                     bail!(
@@ -479,14 +530,131 @@ fn parse_porcelain(stdout: &str, branch: &str) -> Option<PushResult> {
     })
 }
 
-/// Exponential backoff from 25 ms, capped at 1 s, with full jitter so that
-/// contending pushers spread out.
-fn backoff(attempt: u32) -> Duration {
+/// The one retry policy for writes that lose races (a push to the GitOps
+/// branch, a push of the gate notes, a ref lock): exponential from 25 ms,
+/// capped at 1 s, with full jitter (uniform between zero and the cap) so that
+/// contending writers spread out instead of retrying in step.
+pub fn retry_delay(attempt: u32) -> Duration {
     let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1000);
-    Duration::from_millis(fastrand::u64(cap / 2..=cap))
+    Duration::from_millis(fastrand::u64(0..=cap))
 }
 
-/// A folder name for a cache clone of `url`.
+/// Fetches that find a ref locked by a process outside xtask (a hand-run
+/// git) are tried this many times.
+const FETCH_ATTEMPTS: u32 = 20;
+
+/// Whether git failed only because another process held a lock it needed.
+fn is_lock_contention(stderr: &str) -> bool {
+    stderr.contains("cannot lock ref") || stderr.contains(".lock': File exists")
+}
+
+/// Refuses a value git would read as an option (`--upload-pack=…`), whatever
+/// the `--` before it: a remote, branch or revision never begins with `-`.
+pub fn refuse_option_like(what: &str, value: &str, fix: &str) -> Result<()> {
+    ensure!(
+        !value.starts_with('-'),
+        "the {what} {:?} begins with '-', which git would read as an option: fix {fix}",
+        redact_url(value)
+    );
+    Ok(())
+}
+
+/// `url` without its credentials, for every message and path: the user info
+/// of an http(s) URL (`https://bot:TOKEN@host/x` → `https://host/x`; a token
+/// may be the user name), or a `user:password@` anywhere. An ssh user name
+/// (`git@host:x`) is not a secret and stays.
+pub fn redact_url(url: &str) -> String {
+    match split_credentials(url) {
+        Some((without, _)) => without,
+        None => url.to_owned(),
+    }
+}
+
+/// `url` without its secret user info, and that user info; None when `url`
+/// holds no secret.
+fn split_credentials(url: &str) -> Option<(String, &str)> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let http =
+        scheme.is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+    if !http && !userinfo.contains(':') {
+        return None;
+    }
+    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    Some((format!("{scheme}{}", &rest[userinfo.len() + 1..]), userinfo))
+}
+
+/// A remote as git is given it. Credentials in an http(s) URL are taken out
+/// of it and handed to git through its environment (a credential helper that
+/// reads them from variables), so they appear in no argument, message or path.
+#[derive(Debug)]
+struct GitRemote {
+    /// What git is given: a remote name, a path or a URL.
+    url: String,
+    /// What messages show.
+    shown: String,
+    /// As written in the user's URL, for scrubbing git's messages.
+    original: String,
+    credentials: Option<(String, String)>,
+}
+
+impl GitRemote {
+    fn parse(url: &str) -> Self {
+        let lower = url.to_ascii_lowercase();
+        let is_http = lower.starts_with("http://") || lower.starts_with("https://");
+        let (url_to_use, credentials) = match split_credentials(url) {
+            Some((without, userinfo)) if is_http => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                (without, Some((user.to_owned(), password.to_owned())))
+            }
+            _ => (url.to_owned(), None),
+        };
+        Self {
+            url: url_to_use,
+            shown: redact_url(url),
+            original: url.to_owned(),
+            credentials,
+        }
+    }
+
+    /// Environment for git: with credentials, a helper that answers with them
+    /// (after clearing any configured helper) and no terminal prompt.
+    fn git_env(&self) -> Vec<(&'static str, &str)> {
+        let Some((user, password)) = &self.credentials else {
+            return Vec::new();
+        };
+        vec![
+            ("GIT_TERMINAL_PROMPT", "0"),
+            ("GIT_CONFIG_COUNT", "2"),
+            ("GIT_CONFIG_KEY_0", "credential.helper"),
+            ("GIT_CONFIG_VALUE_0", ""),
+            ("GIT_CONFIG_KEY_1", "credential.helper"),
+            (
+                "GIT_CONFIG_VALUE_1",
+                "!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$XTASK_GIT_USERNAME\" \"$XTASK_GIT_PASSWORD\"; }; f",
+            ),
+            ("XTASK_GIT_USERNAME", user),
+            ("XTASK_GIT_PASSWORD", password),
+        ]
+    }
+
+    /// `text` (git's own messages) with the credentials taken out.
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.replace(&self.original, &self.shown);
+        if let Some((user, password)) = &self.credentials {
+            for secret in [password, user].into_iter().filter(|s| s.len() >= 4) {
+                text = text.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        text
+    }
+}
+
+/// A folder name for a cache clone of `url` (credentials already taken out).
 fn cache_name(url: &str) -> String {
     let readable: String = url
         .chars()
@@ -507,6 +675,38 @@ fn cache_name(url: &str) -> String {
         .rev()
         .collect();
     format!("gitops-{tail}")
+}
+
+/// Creates the bare cache repository at `cache` unless it exists, atomically:
+/// built under a temporary name beside it, then renamed into place. A process
+/// that loses the race to another one uses the winner's.
+fn create_cache(cache: &Path) -> Result<()> {
+    if cache.join("HEAD").exists() {
+        return Ok(());
+    }
+    let parent = cache.parent().context("a cache has a parent directory")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = parent.join(format!(".tmp-{}-{}", std::process::id(), fastrand::u32(..)));
+    let sh = Shell::new()?;
+    cmd!(sh, "git init --quiet --bare -- {staging}")
+        .quiet()
+        .run()?;
+    match std::fs::rename(&staging, cache) {
+        Ok(()) => Ok(()),
+        Err(_) if cache.join("HEAD").exists() => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Ok(())
+        }
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(error).with_context(|| {
+                format!(
+                    "cannot create the GitOps cache {}: remove it if it is left from a crash",
+                    cache.display()
+                )
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -537,10 +737,54 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 1..40 {
-            let d = backoff(attempt).as_millis();
-            assert!((12..=1000).contains(&d), "{attempt}: {d}");
+    fn retry_delays_are_jittered_from_zero_up_to_a_growing_cap() {
+        for (attempt, cap) in [(1, 50), (2, 100), (3, 200), (5, 800), (6, 1000), (40, 1000)] {
+            let delays: Vec<u128> = (0..200).map(|_| retry_delay(attempt).as_millis()).collect();
+            assert!(delays.iter().all(|d| *d <= cap), "{attempt}: {delays:?}");
+            // Full jitter: the whole range is used, not only its upper half.
+            assert!(delays.iter().any(|d| *d < cap / 2), "{attempt}: {delays:?}");
         }
+    }
+
+    #[test]
+    fn credentials_are_taken_out_of_urls() {
+        let cases = [
+            ("https://bot:TOKEN@host/x.git", "https://host/x.git"),
+            ("https://TOKEN@host/x.git", "https://host/x.git"),
+            ("http://u:p@ss@127.0.0.1:8080/x", "http://127.0.0.1:8080/x"),
+            ("ssh://git@host/x.git", "ssh://git@host/x.git"),
+            ("ssh://u:secret@host/x.git", "ssh://host/x.git"),
+            ("git@github.com:o/x.git", "git@github.com:o/x.git"),
+            ("u:secret@host:o/x.git", "host:o/x.git"),
+            ("/srv/git/x.git", "/srv/git/x.git"),
+            ("origin", "origin"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let remote = GitRemote::parse("https://bot:TOKEN@host/x.git");
+        assert_eq!(remote.url, "https://host/x.git");
+        assert_eq!(
+            remote.credentials,
+            Some(("bot".to_owned(), "TOKEN".to_owned()))
+        );
+        assert_eq!(
+            remote.scrub("fatal: unable to access 'https://bot:TOKEN@host/x.git/': TOKEN"),
+            "fatal: unable to access 'https://host/x.git/': <redacted>"
+        );
+        let upper = GitRemote::parse("HTTPS://TOKEN@host/x.git");
+        assert_eq!(upper.url, "HTTPS://host/x.git");
+        let ssh = GitRemote::parse("ssh://git@host/x.git");
+        assert_eq!(
+            (ssh.url.as_str(), ssh.credentials),
+            ("ssh://git@host/x.git", None)
+        );
+    }
+
+    #[test]
+    fn option_like_values_are_refused() {
+        let error = refuse_option_like("remote", "--upload-pack=touch x", "--remote").unwrap_err();
+        assert!(error.to_string().contains("begins with '-'"), "{error}");
+        assert!(refuse_option_like("remote", "origin", "--remote").is_ok());
     }
 }

@@ -19,6 +19,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 use serde::{Deserialize, Serialize};
 
+use super::gitops::redact_url;
 use super::oci::{self, Image};
 
 /// Manifest types this project reads: OCI and Docker, single and multi-platform.
@@ -76,19 +77,12 @@ impl Repository {
     /// `REGISTRY_USERNAME` + `REGISTRY_PASSWORD` (basic; GHCR takes the actor and
     /// `GITHUB_TOKEN`), or `REGISTRY_TOKEN` (bearer), or anonymous.
     pub fn open(spec: &str) -> Result<Self> {
-        let auth = match (
-            std::env::var("REGISTRY_USERNAME").ok(),
-            std::env::var("REGISTRY_PASSWORD").ok(),
-            std::env::var("REGISTRY_TOKEN").ok(),
-        ) {
-            (Some(user), Some(password), _) => RegistryAuth::Basic(user, password),
-            (None, None, Some(token)) => RegistryAuth::Bearer(token),
-            (None, None, None) => RegistryAuth::Anonymous,
-            _ => bail!(
-                "set both REGISTRY_USERNAME and REGISTRY_PASSWORD (basic auth), or REGISTRY_TOKEN \
-                 alone (bearer), or none of them (anonymous)"
-            ),
-        };
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        let auth = auth_from(
+            var("REGISTRY_USERNAME"),
+            var("REGISTRY_PASSWORD"),
+            var("REGISTRY_TOKEN"),
+        )?;
         Self::open_with(spec, auth)
     }
 
@@ -252,6 +246,39 @@ impl Repository {
     }
 }
 
+/// The credentials the three variables describe (an empty one counts as
+/// unset): a user name with its password (basic), a token alone (bearer), or
+/// nothing (anonymous). Any other mix is ambiguous and refused.
+fn auth_from(
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+) -> Result<RegistryAuth> {
+    Ok(match (username, password, token) {
+        (Some(user), Some(password), None) => RegistryAuth::Basic(user, password),
+        (None, None, Some(token)) => RegistryAuth::Bearer(token),
+        (None, None, None) => RegistryAuth::Anonymous,
+        _ => bail!(
+            "set both REGISTRY_USERNAME and REGISTRY_PASSWORD (basic auth), or REGISTRY_TOKEN \
+             alone (bearer), or none of them (anonymous)"
+        ),
+    })
+}
+
+/// Whether plain HTTP may be spoken to `registry` (`host[:port]`): only on
+/// loopback, where nothing leaves the machine. Everything else is HTTPS with
+/// certificate verification, so credentials never cross a network in clear.
+fn plain_http_allowed(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => registry.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `:tag` or `@sha256:…`, as a reference is written after a repository.
 pub fn at(reference: &str) -> String {
     if reference.starts_with("sha256:") {
@@ -272,23 +299,23 @@ pub struct Remote {
 
 impl Remote {
     fn open(spec: &str, auth: RegistryAuth) -> Result<Self> {
+        let shown = redact_url(spec);
         let Some((registry, repository)) = spec.split_once('/').filter(|(host, repo)| {
             (host.contains('.') || host.contains(':') || *host == "localhost") && !repo.is_empty()
         }) else {
             bail!(
-                "image repository {spec:?} should be <registry-host>/<path> (e.g. \
+                "image repository {shown:?} should be <registry-host>/<path> (e.g. \
                  ghcr.io/owner/service-demo or 127.0.0.1:5000/service-demo), or oci:<dir> for an \
                  OCI layout directory"
             );
         };
         if spec.contains(['@', ' ']) || repository.contains(':') {
             bail!(
-                "image repository {spec:?} must not carry a tag or digest: pass those separately"
+                "image repository {shown:?} must not carry a tag, digest or credentials: pass \
+                 those separately (credentials in REGISTRY_USERNAME/REGISTRY_PASSWORD or REGISTRY_TOKEN)"
             );
         }
-        let host = registry.rsplit_once(':').map_or(registry, |(host, _)| host);
-        // Plain HTTP only on loopback: everything else is HTTPS with verification.
-        let protocol = if matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        let protocol = if plain_http_allowed(registry) {
             ClientProtocol::HttpsExcept(vec![registry.to_owned()])
         } else {
             ClientProtocol::Https
@@ -645,9 +672,163 @@ impl Layout {
     }
 }
 
+/// Write `image` under `tags` as a new OCI layout at `dir`: built beside it,
+/// then swapped in. `dir` must be absent, empty, or hold nothing but an OCI
+/// layout's files (`oci-layout`, `index.json`, `blobs/sha256/<hex>`):
+/// anything else is refused before a file is written, so a mistyped
+/// `--output` deletes nothing of the user's.
+pub fn write_fresh_layout(dir: &Path, image: &Image, tags: &[String]) -> Result<()> {
+    ensure_replaceable_layout(dir)?;
+    let name = dir
+        .file_name()
+        .with_context(|| format!("{} does not name a directory", dir.display()))?
+        .to_string_lossy();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let unique = format!("{}-{}", std::process::id(), fastrand::u32(..));
+    let staging = parent.join(format!(".{name}.xtask-new-{unique}"));
+    let written = (|| {
+        let layout = Layout::open(&staging)?;
+        for tag in tags {
+            layout.push(image, tag)?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })();
+    if let Err(error) = written {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(error.context(format!("writing the layout beside {}", dir.display())));
+    }
+    let old = parent.join(format!(".{name}.xtask-old-{unique}"));
+    if dir.exists() {
+        fs::rename(dir, &old).with_context(|| format!("replacing {}", dir.display()))?;
+    }
+    fs::rename(&staging, dir).with_context(|| format!("moving the layout to {}", dir.display()))?;
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Refuses a `dir` that holds anything but an OCI layout.
+fn ensure_replaceable_layout(dir: &Path) -> Result<()> {
+    let entries: Vec<String> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("--output {} is not a directory", dir.display()));
+        }
+    };
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let layout_files = ["oci-layout", "index.json", "blobs"];
+    let only_layout = entries.iter().all(|e| layout_files.contains(&e.as_str()))
+        && entries.iter().any(|e| e == "oci-layout")
+        && only_blobs(&dir.join("blobs"))?;
+    if !only_layout {
+        bail!(
+            "--output {} is not empty and holds more than an OCI layout, so it was not \
+             replaced (nothing was written): point --output at a new or empty directory",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `blobs` (if present) holds nothing but `sha256/<digest>` files.
+fn only_blobs(blobs: &Path) -> Result<bool> {
+    if !blobs.exists() {
+        return Ok(true);
+    }
+    for entry in fs::read_dir(blobs)? {
+        let entry = entry?;
+        if entry.file_name() != "sha256" || !entry.file_type()?.is_dir() {
+            return Ok(false);
+        }
+        for blob in fs::read_dir(entry.path())? {
+            let blob = blob?;
+            let name = blob.file_name().to_string_lossy().into_owned();
+            if !blob.file_type()?.is_file()
+                || name.len() != 64
+                || !name.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Write to a sibling temp file and rename: readers see the old or the new file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for registry in [
+            "127.0.0.1:5000",
+            "127.0.0.2:5000",
+            "localhost:5000",
+            "LOCALHOST",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(plain_http_allowed(registry), "{registry}");
+        }
+        for registry in [
+            "ghcr.io",
+            "0.0.0.0:5000",
+            "10.0.0.1:5000",
+            "127.0.0.1.nip.io:5000",
+            "localhost.example.com:5000",
+            "[::2]:5000",
+            "[::1.evil]:5000",
+        ] {
+            assert!(!plain_http_allowed(registry), "{registry}");
+        }
+    }
+
+    #[test]
+    fn credentials_from_the_environment() {
+        let some = |s: &str| Some(s.to_owned());
+        assert!(matches!(
+            auth_from(some("u"), some("p"), None),
+            Ok(RegistryAuth::Basic(u, p)) if u == "u" && p == "p"
+        ));
+        assert!(matches!(
+            auth_from(None, None, some("t")),
+            Ok(RegistryAuth::Bearer(t)) if t == "t"
+        ));
+        assert!(matches!(
+            auth_from(None, None, None),
+            Ok(RegistryAuth::Anonymous)
+        ));
+        for (user, password, token) in [
+            (some("u"), None, None),
+            (None, some("p"), None),
+            (some("u"), None, some("t")),
+            (some("u"), some("p"), some("t")),
+        ] {
+            let error = auth_from(user, password, token).unwrap_err().to_string();
+            assert!(error.contains("REGISTRY_TOKEN alone"), "{error}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_a_repository_are_refused_unprinted() {
+        let error = Repository::open_with("bot:s3cret@ghcr.io/o/x", RegistryAuth::Anonymous)
+            .err()
+            .unwrap();
+        let message = format!("{error:#}");
+        assert!(message.contains("credentials"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
 }

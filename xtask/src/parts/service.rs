@@ -29,6 +29,7 @@ impl ServiceRepo {
 
     /// Resolves a full or abbreviated SHA to a commit of this repository.
     pub fn commit(&self, sha: &str) -> Result<ObjectId> {
+        super::gitops::refuse_option_like("revision", sha, "the commit or tag you passed")?;
         let id = self
             .repo
             .rev_parse_single(format!("{sha}^{{commit}}").as_str())
