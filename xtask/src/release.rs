@@ -240,7 +240,9 @@ fn fetch_main_and_tags(sh: &Shell, args: &ReleaseArgs) -> Result<ObjectId> {
             )
         })?;
     let spec = format!("refs/xtask/release/{branch}^{{commit}}");
-    let tip = cmd!(sh, "git rev-parse --verify {spec}").quiet().read()?;
+    let tip = cmd!(sh, "git rev-parse --verify --end-of-options {spec}")
+        .quiet()
+        .read()?;
     Ok(tip.trim().parse()?)
 }
 
@@ -373,7 +375,7 @@ fn push_git_tag(
 /// The commit a git tag points at, if the tag exists.
 fn tag_commit(sh: &Shell, tag: &str) -> Result<Option<String>> {
     let spec = format!("refs/tags/{tag}^{{commit}}");
-    let out = cmd!(sh, "git rev-parse --quiet --verify {spec}")
+    let out = cmd!(sh, "git rev-parse --quiet --verify --end-of-options {spec}")
         .quiet()
         .ignore_status()
         .output()?;
@@ -397,7 +399,7 @@ fn release_notes(
     };
     // One record per commit: hash, NUL, message, RS.
     let format = "--format=%h%x00%B%x1e";
-    let log = cmd!(sh, "git log --no-merges {format} {range}")
+    let log = cmd!(sh, "git log --no-merges {format} --end-of-options {range}")
         .quiet()
         .read()?;
     // The pipeline's own commits (they carry a promotion record) are not

@@ -952,3 +952,71 @@ fn a_ref_locked_by_another_git_is_waited_out() {
             .contains(&tag)
     );
 }
+
+#[test]
+fn a_pull_request_build_never_reaches_preprod_or_prod_by_promote_or_rollback() {
+    let f = Fixture::new(2);
+    let pr = format!("pr-9-{}", short(&f.commits[1]));
+    let head = f.remote_head();
+    for env in ["preprod", "prod"] {
+        for extra in [&[][..], &["--allow-rollback"][..]] {
+            let mut args = vec!["promote", "--env", env, "--tag", &pr];
+            args.extend_from_slice(extra);
+            let output = f.xtask(&args);
+            assert!(!output.status.success(), "{args:?} went through");
+            let err = stderr(&output);
+            assert!(
+                err.contains(&format!("refusing to deploy {pr} to {env}"))
+                    && err.contains("runs only reviewed code"),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(f.remote_head(), head, "a refusal commits nothing");
+    // dev may run it (the tutorial's "try it in dev" path).
+    assert_ok(&f.xtask(&["promote", "--env", "dev", "--tag", &pr]));
+}
+
+#[test]
+fn every_pipeline_commit_carries_a_record_of_what_it_moved() {
+    let f = Fixture::new(2);
+    let tag = format!("main-{}", short(&f.commits[1]));
+    assert_ok(&f.xtask(&[
+        "promote", "--env", "preprod", "--tag", &tag, "--digest", DIGEST,
+    ]));
+    assert_ok(&f.xtask(&[
+        "preview",
+        "deploy",
+        "--pr",
+        "4",
+        "--sha",
+        &f.commits[1],
+        "--digest",
+        DIGEST,
+    ]));
+    assert_ok(&f.xtask(&["preview", "cleanup", "--pr", "4"]));
+    let messages = git(&f.remote, &["log", "--format=%B%x1e", "-3", "main"]);
+    let records: Vec<&str> = messages
+        .split('\x1e')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert_eq!(records.len(), 3, "{messages}");
+    assert!(
+        records[0].starts_with("ci: remove preview pr-4\n\nEnvironment: pr-4"),
+        "{}",
+        records[0]
+    );
+    assert!(
+        records[1].starts_with("ci: deploy pr-4 (")
+            && records[1].contains("\nEnvironment: pr-4\nImage-Tag: pr-4-")
+            && records[1].contains(&format!("Image-Digest: {DIGEST}")),
+        "{}",
+        records[1]
+    );
+    assert!(
+        records[2].starts_with(&format!("cd: promote {tag} to preprod\n\nEnvironment: preprod\nImage-Tag: {tag}\nImage-Digest: {DIGEST}\nSource-Commit: {}", f.commits[1])),
+        "{}",
+        records[2]
+    );
+}

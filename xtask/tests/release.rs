@@ -495,7 +495,10 @@ fn make_executable(path: &Path) {
 fn a_commit_that_is_not_on_main_is_never_released_even_with_a_build_and_a_passing_gate() {
     let Some(fx) = Fixture::new() else { return };
     // A branch's commit, pushed as a branch, built and tagged as if it were main.
-    git(&fx.work, &["checkout", "--quiet", "-b", "feature/unreviewed"]);
+    git(
+        &fx.work,
+        &["checkout", "--quiet", "-b", "feature/unreviewed"],
+    );
     std::fs::write(fx.work.join("service.txt"), "unreviewed").unwrap();
     git(&fx.work, &["commit", "--quiet", "-am", "feat: unreviewed"]);
     git(
@@ -539,8 +542,16 @@ fn an_older_build_under_a_newer_version_is_refused_before_the_registry_changes()
     assert_ok(&fx.retag(&built, &format!("main-{first}")));
     let digest = fx.digest_of(&format!("main-{first}")).unwrap();
     assert_ok(&fx.run(&[
-        "gate", "record", "--sha", &first, "--name", "preprod-tests", "--conclusion", "success",
-        "--digest", &digest,
+        "gate",
+        "record",
+        "--sha",
+        &first,
+        "--name",
+        "preprod-tests",
+        "--conclusion",
+        "success",
+        "--digest",
+        &digest,
     ]));
     let before = fx.state();
     let message = assert_fails(&fx.run(&["release", "--version", "2.0.0", "--sha", &first]));
@@ -549,11 +560,49 @@ fn an_older_build_under_a_newer_version_is_refused_before_the_registry_changes()
             && message.contains("an older build"),
         "{message}"
     );
-    assert_eq!(fx.state(), before, "no v2.0.0 in the registry, no commit, no tag");
+    assert_eq!(
+        fx.state(),
+        before,
+        "no v2.0.0 in the registry, no commit, no tag"
+    );
     assert_eq!(fx.digest_of("v2.0.0"), None);
     // Said on purpose, it goes through (a hotfix line).
     assert_ok(&fx.run(&[
-        "release", "--version", "2.0.0", "--sha", &first, "--allow-older",
+        "release",
+        "--version",
+        "2.0.0",
+        "--sha",
+        &first,
+        "--allow-older",
     ]));
-    assert!(fx.remote_file("gitops/values/prod/service-demo.yaml").contains("v2.0.0"));
+    assert!(
+        fx.remote_file("gitops/values/prod/service-demo.yaml")
+            .contains("v2.0.0")
+    );
+}
+
+#[test]
+fn release_notes_list_peoples_commits_and_leave_out_the_pipelines_own() {
+    let Some(mut fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+    assert_ok(&fx.release("1.0.0"));
+    // A person's change lands on main after the pipeline's commits.
+    git(&fx.work, &["pull", "--quiet", "--rebase", "origin", "main"]);
+    std::fs::write(fx.work.join("service.txt"), "three").unwrap();
+    git(&fx.work, &["commit", "--quiet", "-am", "fix: third"]);
+    git(&fx.work, &["push", "--quiet", "origin", "main"]);
+    fx.commits.push(git(&fx.work, &["rev-parse", "HEAD"]));
+    fx.digest = fx.publish_build("third build");
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+    assert_ok(&fx.release("1.1.0"));
+    let notes = git(
+        &fx.remote,
+        &["tag", "--list", "--format=%(contents)", "v1.1.0"],
+    );
+    assert!(notes.contains("- fix: third ("), "{notes}");
+    for pipeline in ["- release: v1.0.0", "- cd: promote", "- feat: second"] {
+        assert!(!notes.contains(pipeline), "{pipeline:?} in:\n{notes}");
+    }
 }

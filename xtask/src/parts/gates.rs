@@ -240,7 +240,7 @@ fn shell(repo: &Path) -> Result<Shell> {
 
 /// Replace the local notes ref with the remote's (ours are re-applied on top).
 fn fetch_notes(sh: &Shell, remote: &str) -> Result<()> {
-    let out = cmd!(sh, "git fetch --quiet {remote} +{NOTES_REF}:{NOTES_REF}")
+    let out = cmd!(sh, "git fetch --quiet -- {remote} +{NOTES_REF}:{NOTES_REF}")
         .quiet()
         .ignore_status()
         .output()?;
@@ -268,7 +268,7 @@ fn read_note(sh: &Shell, sha: &str) -> Result<BTreeMap<String, Gate>> {
 
 fn notes_record(sh: &Shell, remote: &str, sha: &str, name: &str, gate: &Gate) -> Result<()> {
     let spec = format!("{sha}^{{commit}}");
-    let sha = cmd!(sh, "git rev-parse --quiet --verify {spec}")
+    let sha = cmd!(sh, "git rev-parse --quiet --verify --end-of-options {spec}")
         .quiet()
         .ignore_stderr()
         .read()
@@ -285,17 +285,20 @@ fn notes_record(sh: &Shell, remote: &str, sha: &str, name: &str, gate: &Gate) ->
             .quiet()
             .ignore_stdout()
             .run()?;
-        let out = cmd!(sh, "git push --porcelain {remote} {NOTES_REF}:{NOTES_REF}")
-            .quiet()
-            .ignore_status()
-            .output()?;
+        let out = cmd!(
+            sh,
+            "git push --porcelain -- {remote} {NOTES_REF}:{NOTES_REF}"
+        )
+        .quiet()
+        .ignore_status()
+        .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.status.success() {
             return Ok(());
         }
         // Someone else recorded a gate first: refetch and re-apply ours.
         if stdout.contains("[rejected]") || stdout.contains("failed to update ref") {
-            std::thread::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)));
+            std::thread::sleep(super::gitops::retry_delay(attempt));
             continue;
         }
         bail!(
