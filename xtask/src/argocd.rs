@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::parts::Repos;
-use crate::parts::argocd::{ArgoCd, Fetch, SyncStart, Verdict};
+use crate::parts::argocd::{Application, ArgoCd, Fetch, SyncStart, Verdict};
 use crate::parts::gitops::GitopsOptions;
 use crate::parts::tags::short;
 
@@ -144,6 +144,7 @@ fn wait(target: &Target, options: &WaitOptions) -> Result<()> {
     wait_for(&argocd, target, &revision, options)
 }
 
+/// Polls until the target runs `revision` healthy; a line per change of state.
 fn wait_for(argocd: &ArgoCd, target: &Target, revision: &str, options: &WaitOptions) -> Result<()> {
     println!(
         "argocd: waiting up to {} for {target} to run {}",
@@ -155,19 +156,11 @@ fn wait_for(argocd: &ArgoCd, target: &Target, revision: &str, options: &WaitOpti
     let mut last_line = String::new();
     let mut unhealthy_since: Option<Instant> = None;
     loop {
-        let fetched = match target {
-            Target::App(name) => argocd.application(name, refresh)?,
-            Target::Preview(pr) => match argocd.preview(*pr)? {
-                // Found by label: read it by name, so a refresh can be asked for.
-                Fetch::Found(app) => argocd.application(&app.metadata.name, refresh)?,
-                other => other,
-            },
-        };
+        let fetched = fetch(argocd, target, refresh)?;
         let line = match &fetched {
             Fetch::Found(app) => format!("{} · {}", app.metadata.name, app.status.summary()),
             Fetch::Missing(why) | Fetch::Unavailable(why) => why.clone(),
         };
-        // A line per change of state, not per poll.
         if line != last_line {
             println!("argocd: {line}");
             last_line = line;
@@ -176,29 +169,8 @@ fn wait_for(argocd: &ArgoCd, target: &Target, revision: &str, options: &WaitOpti
             Fetch::Found(app) => {
                 // One refresh per wait: on the first read that reached the app.
                 refresh = false;
-                let name = &app.metadata.name;
-                match app.status.verdict(revision) {
-                    Verdict::Done => {
-                        let took = start.elapsed();
-                        println!(
-                            "argocd: {name} runs {} and is healthy ({took:.0?})",
-                            short(revision)
-                        );
-                        return Ok(());
-                    }
-                    Verdict::Failed(message) => {
-                        bail!("argocd: {name} did not sync {}: {message}", short(revision))
-                    }
-                    Verdict::Unhealthy(message) => {
-                        let since = *unhealthy_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > options.degraded_grace {
-                            bail!(
-                                "argocd: {name} has been unhealthy for longer than {} ({message})",
-                                humantime::format_duration(options.degraded_grace)
-                            );
-                        }
-                    }
-                    Verdict::Waiting => unhealthy_since = None,
+                if judge(app, revision, start, &mut unhealthy_since, options)? {
+                    return Ok(());
                 }
             }
             Fetch::Missing(_) | Fetch::Unavailable(_) => unhealthy_since = None,
@@ -212,4 +184,52 @@ fn wait_for(argocd: &ArgoCd, target: &Target, revision: &str, options: &WaitOpti
         }
         std::thread::sleep(options.poll_interval);
     }
+}
+
+/// The target's Application (a preview is found by label, then read by name
+/// so that a refresh can be asked for).
+fn fetch(argocd: &ArgoCd, target: &Target, refresh: bool) -> Result<Fetch> {
+    Ok(match target {
+        Target::App(name) => argocd.application(name, refresh)?,
+        Target::Preview(pr) => match argocd.preview(*pr)? {
+            Fetch::Found(app) => argocd.application(&app.metadata.name, refresh)?,
+            other => other,
+        },
+    })
+}
+
+/// Whether `app` is done: Ok(true) when it runs `revision` healthy, an error
+/// when its sync failed or it stayed unhealthy past the grace period.
+fn judge(
+    app: &Application,
+    revision: &str,
+    start: Instant,
+    unhealthy_since: &mut Option<Instant>,
+    options: &WaitOptions,
+) -> Result<bool> {
+    let name = &app.metadata.name;
+    match app.status.verdict(revision) {
+        Verdict::Done => {
+            let took = start.elapsed();
+            println!(
+                "argocd: {name} runs {} and is healthy ({took:.0?})",
+                short(revision)
+            );
+            return Ok(true);
+        }
+        Verdict::Failed(message) => {
+            bail!("argocd: {name} did not sync {}: {message}", short(revision))
+        }
+        Verdict::Unhealthy(message) => {
+            let since = *unhealthy_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > options.degraded_grace {
+                bail!(
+                    "argocd: {name} has been unhealthy for longer than {} ({message})",
+                    humantime::format_duration(options.degraded_grace)
+                );
+            }
+        }
+        Verdict::Waiting => *unhealthy_since = None,
+    }
+    Ok(false)
 }

@@ -33,6 +33,10 @@ const FILES: [&str; 5] = [
     "terraform/variables.tf",
 ];
 
+/// The steps:
+/// 1. read the current name and parse the new one;
+/// 2. compute every file's new text;
+/// 3. write them all (or print the diffs for --dry-run).
 pub fn run(args: ForkArgs) -> Result<()> {
     let root = args.root.unwrap_or_else(workspace::root);
     let new = parse_name(&args.github)?;
@@ -44,39 +48,8 @@ pub fn run(args: ForkArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let replacements = [
-        (
-            format!("github.com/{}/{}", old.0, old.1),
-            format!("github.com/{}/{}", new.0, new.1),
-        ),
-        (
-            format!("ghcr.io/{}/{}", old.0, old.1).to_lowercase(),
-            format!("ghcr.io/{}/{}", new.0, new.1).to_lowercase(),
-        ),
-        // The ApplicationSet's pull-request generator.
-        (format!("owner: {}\n", old.0), format!("owner: {}\n", new.0)),
-        (format!("repo: {}\n", old.1), format!("repo: {}\n", new.1)),
-    ];
-    let mut files: Vec<PathBuf> = FILES.iter().map(|f| root.join(f)).collect();
-    for dir in [
-        "gitops/argocd",
-        "gitops/values/dev",
-        "gitops/values/preprod",
-        "gitops/values/prod",
-    ] {
-        files.extend(yaml_files(&root.join(dir))?);
-    }
     // Every new text first, then the writes: bad input changes nothing.
-    let mut edits = Vec::new();
-    for file in files.into_iter().filter(|f| f.is_file()) {
-        let text = std::fs::read_to_string(&file)?;
-        let edited = replacements
-            .iter()
-            .fold(text.clone(), |t, (from, to)| t.replace(from, to));
-        if edited != text {
-            edits.push((file, text, edited));
-        }
-    }
+    let edits = edits(&root, &replacements(&old, &new))?;
     for (file, text, edited) in &edits {
         let name = file
             .strip_prefix(&root)
@@ -106,6 +79,47 @@ pub fn run(args: ForkArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What changes from `old` to `new` (owner, name), as (from, to) texts.
+fn replacements(old: &(String, String), new: &(String, String)) -> [(String, String); 4] {
+    [
+        (
+            format!("github.com/{}/{}", old.0, old.1),
+            format!("github.com/{}/{}", new.0, new.1),
+        ),
+        (
+            format!("ghcr.io/{}/{}", old.0, old.1).to_lowercase(),
+            format!("ghcr.io/{}/{}", new.0, new.1).to_lowercase(),
+        ),
+        // The ApplicationSet's pull-request generator.
+        (format!("owner: {}\n", old.0), format!("owner: {}\n", new.0)),
+        (format!("repo: {}\n", old.1), format!("repo: {}\n", new.1)),
+    ]
+}
+
+/// Every file that changes: (path, old text, new text).
+fn edits(root: &Path, replacements: &[(String, String)]) -> Result<Vec<(PathBuf, String, String)>> {
+    let mut files: Vec<PathBuf> = FILES.iter().map(|f| root.join(f)).collect();
+    for dir in [
+        "gitops/argocd",
+        "gitops/values/dev",
+        "gitops/values/preprod",
+        "gitops/values/prod",
+    ] {
+        files.extend(yaml_files(&root.join(dir))?);
+    }
+    let mut edits = Vec::new();
+    for file in files.into_iter().filter(|f| f.is_file()) {
+        let text = std::fs::read_to_string(&file)?;
+        let edited = replacements
+            .iter()
+            .fold(text.clone(), |t, (from, to)| t.replace(from, to));
+        if edited != text {
+            edits.push((file, text, edited));
+        }
+    }
+    Ok(edits)
 }
 
 fn parse_name(name: &str) -> Result<(String, String)> {

@@ -179,14 +179,8 @@ impl Release {
                 format!("{registry} has no {build_tag}: the commit was never built on main")
             })?
             .digest;
-        let git_tag_commit = tag_commit(sh, &tag)?;
-        if let Some(commit) = &git_tag_commit
-            && *commit != sha
-        {
-            bail!("{tag} is already released from commit {commit}: choose a new version");
-        }
-        let existing = existing_releases(sh, &snapshot, &version)?;
-        check_version_order(&existing, &version, args.allow_older)?;
+        let (previous, git_tag_exists) =
+            check_version(sh, &snapshot, &version, &sha, args.allow_older)?;
         let promotion = Promotion {
             subject: format!("release: {tag}"),
             envs: RELEASED_ENVS.to_vec(),
@@ -202,11 +196,8 @@ impl Release {
             },
         };
         Ok(Self {
-            previous: existing
-                .range(..version)
-                .next_back()
-                .map(|(_, t)| t.clone()),
-            git_tag_exists: git_tag_commit.is_some(),
+            previous,
+            git_tag_exists,
             tag,
             sha,
             build_tag,
@@ -266,43 +257,51 @@ fn commit_to_release(
     }
 }
 
-/// Every release so far (git tags, and what prod runs), by version, without
-/// this one (an interrupted run of this release is a resume, not a conflict).
-fn existing_releases(
+/// Step 4: `version` is not taken by another commit, and is above every
+/// other release (git tags, and what prod runs) unless `allow_older`. Returns
+/// the newest release below it (for the notes), and whether this release's
+/// git tag exists already (an interrupted run: a resume, not a conflict).
+fn check_version(
     sh: &Shell,
     snapshot: &Snapshot<'_>,
     version: &semver::Version,
-) -> Result<BTreeMap<semver::Version, String>> {
+    sha: &str,
+    allow_older: bool,
+) -> Result<(Option<String>, bool)> {
+    let tag = format!("v{version}");
+    let git_tag_commit = tag_commit(sh, &tag)?;
+    if let Some(commit) = &git_tag_commit
+        && commit != sha
+    {
+        bail!("{tag} is already released from commit {commit}: choose a new version");
+    }
     let prod = read_deployed(snapshot, Env::Prod)?;
     let mut existing = BTreeMap::new();
-    for tag in cmd!(sh, "git tag --list v*")
+    for other in cmd!(sh, "git tag --list v*")
         .quiet()
         .read()?
         .lines()
         .chain([prod.tag.as_str()])
     {
-        if let Ok(ImageTag::Release(v)) = ImageTag::parse(tag) {
-            existing.insert(v, tag.to_owned());
+        if let Ok(ImageTag::Release(v)) = ImageTag::parse(other)
+            && v != *version
+        {
+            existing.insert(v, other.to_owned());
         }
     }
-    existing.remove(version);
-    Ok(existing)
-}
-
-fn check_version_order(
-    existing: &BTreeMap<semver::Version, String>,
-    version: &semver::Version,
-    allow_older: bool,
-) -> Result<()> {
-    if let Some((newest, tag)) = existing.last_key_value()
+    if let Some((newest, other)) = existing.last_key_value()
         && newest > version
         && !allow_older
     {
         bail!(
-            "v{version} is not newer than the existing release {tag}: choose a higher version, or pass --allow-older for a hotfix line"
+            "{tag} is not newer than the existing release {other}: choose a higher version, or pass --allow-older for a hotfix line"
         );
     }
-    Ok(())
+    let previous = existing
+        .range(..version.clone())
+        .next_back()
+        .map(|(_, t)| t.clone());
+    Ok((previous, git_tag_commit.is_some()))
 }
 
 /// Names `digest` `release_tag`, after checking `build_tag` still names it: a

@@ -123,6 +123,7 @@ fn smoke_checks(suite: &mut Suite) {
 }
 
 /// The fuller suite preprod runs before a release can be cut.
+// long: a list of independent checks, each a few lines; read top to bottom.
 fn preprod_checks(suite: &mut Suite) {
     suite.check("an invalid item is a 422 naming the field", |c| {
         let problem = c.json(

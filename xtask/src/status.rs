@@ -184,25 +184,16 @@ pub fn collect(repos: &Repos, tip: gix::ObjectId) -> Result<Vec<EnvStatus>> {
 
 /// Every environment, and every tag seen in GitOps history, that carries the
 /// same bits as `target`: the same digest, or failing digests, the same commit.
+///
+/// The steps:
+/// 1. every image any environment's values ever named;
+/// 2. what `target` is: a digest it was deployed at, else the commit it names;
+/// 3. the tags and the running environments with the same bits.
 pub fn trace(args: TraceArgs) -> Result<()> {
     let repos = Repos::open(&args.gitops)?;
     let tip = repos.gitops.fetch_tip()?;
     let rows = collect(&repos, tip)?;
-    // All (tag, digest) pairs ever written to any environment's values.
-    let mut seen: Vec<DeployedImage> = Vec::new();
-    for row in &rows {
-        let path = row.env.parse::<Env>()?.values_path();
-        for version in repos.gitops.history(tip, &repos.gitops.full_path(&path))? {
-            if let Some(image) = version
-                .text
-                .as_deref()
-                .and_then(|t| DeployedImage::from_values(t).ok())
-                && !seen.contains(&image)
-            {
-                seen.push(image);
-            }
-        }
-    }
+    let seen = images_ever_deployed(&repos, tip, &rows)?;
     let source_of = |tag: &str| {
         ImageTag::parse(tag)
             .ok()
@@ -218,51 +209,64 @@ pub fn trace(args: TraceArgs) -> Result<()> {
     } else {
         source_of(&args.target)
     };
-    let matches = |image: &DeployedImage| match &wanted_digest {
-        Some(digest) => image.digest == *digest,
-        None => wanted_commit.is_some() && source_of(&image.tag) == wanted_commit,
+    let matches = |tag: &str, digest: &str| match &wanted_digest {
+        Some(wanted) => digest == wanted,
+        None => wanted_commit.is_some() && source_of(tag) == wanted_commit,
     };
     let mut tags: Vec<&str> = seen
         .iter()
-        .filter(|i| matches(i))
+        .filter(|i| matches(&i.tag, &i.digest))
         .map(|i| i.tag.as_str())
         .collect();
     tags.sort_unstable();
     tags.dedup();
     let envs: Vec<String> = rows
         .iter()
-        .filter(|r| {
-            matches(&DeployedImage {
-                tag: r.tag.clone(),
-                digest: r.digest.clone(),
-            })
-        })
+        .filter(|r| matches(&r.tag, &r.digest))
         .map(|r| format!("{} ({})", r.env, r.tag))
         .collect();
-    println!(
-        "{}: {}",
-        args.target,
-        match (&wanted_digest, &wanted_commit) {
-            (Some(d), _) => format!("digest {d}"),
-            (None, Some(c)) => format!("commit {c}"),
-            (None, None) => "unknown to this repository and its GitOps history".into(),
-        }
-    );
-    println!(
-        "  same bits under tags: {}",
-        if tags.is_empty() {
-            "none".into()
-        } else {
-            tags.join(", ")
-        }
-    );
-    println!(
-        "  running in: {}",
-        if envs.is_empty() {
-            "no environment".into()
-        } else {
-            envs.join(", ")
-        }
-    );
+    let what = match (&wanted_digest, &wanted_commit) {
+        (Some(d), _) => format!("digest {d}"),
+        (None, Some(c)) => format!("commit {c}"),
+        (None, None) => "unknown to this repository and its GitOps history".into(),
+    };
+    println!("{}: {what}", args.target);
+    println!("  same bits under tags: {}", list_or(&tags, "none"));
+    println!("  running in: {}", list_or(&envs, "no environment"));
     Ok(())
+}
+
+/// Every (tag, digest) ever written to the values of the environments in `rows`.
+fn images_ever_deployed(
+    repos: &Repos,
+    tip: gix::ObjectId,
+    rows: &[EnvStatus],
+) -> Result<Vec<DeployedImage>> {
+    let mut seen: Vec<DeployedImage> = Vec::new();
+    for row in rows {
+        let path = row.env.parse::<Env>()?.values_path();
+        for version in repos.gitops.history(tip, &repos.gitops.full_path(&path))? {
+            if let Some(image) = version
+                .text
+                .as_deref()
+                .and_then(|t| DeployedImage::from_values(t).ok())
+                && !seen.contains(&image)
+            {
+                seen.push(image);
+            }
+        }
+    }
+    Ok(seen)
+}
+
+fn list_or(items: &[impl AsRef<str>], none: &str) -> String {
+    if items.is_empty() {
+        none.to_owned()
+    } else {
+        items
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }

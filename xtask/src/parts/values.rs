@@ -283,6 +283,7 @@ enum Frame {
 
 /// Walks the parser's events, recording the path and byte span of every
 /// scalar value (not keys).
+// long: one loop over the parser's events; its path stack is the state every arm shares.
 fn scalar_spans(text: &str) -> Result<Vec<ScalarSpan>> {
     // saphyr's markers count characters; keep a char→byte table for slicing.
     let byte_at: Vec<usize> = text
