@@ -20,6 +20,9 @@
 //!   GitHub check runs); `github`: the GitHub REST calls.
 //! - `argocd`: Argo CD's REST API (wait, sync); `argocd_types`: its objects,
 //!   typed for `validate`; `manifests`: the policy checks `validate` runs.
+//! - `trust_policy`: who can change the cluster and with which credentials:
+//!   the root app's project, the AppProjects' kinds, the workflows' secrets,
+//!   environments, checkouts and `run:` scripts, CODEOWNERS.
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
@@ -42,6 +45,7 @@ pub mod promotion;
 pub mod registry;
 pub mod service;
 pub mod tags;
+pub mod trust_policy;
 pub mod values;
 pub mod workspace;
 

@@ -1,0 +1,665 @@
+//! The trust policy: the cluster changes only through reviewed paths, and each
+//! workflow holds the least power its job needs. Checked on the files:
+//!
+//! - **Argo CD**: the root app is in its own project (never `default`), reads
+//!   `gitops/argocd/apps` alone (not recursively), and that project may create
+//!   Applications and ApplicationSets in `argocd` and nothing else; every other
+//!   project whitelists no Argo CD, RBAC or admission kind and no wildcard; the
+//!   built-in `default` project is emptied; every Application under `apps/`
+//!   names the `service-demo` project.
+//! - **Workflows**: an environment-scoped secret (the prod Argo CD token, a
+//!   registry password, the preprod token) only in a job of its environment,
+//!   never in a workflow pull requests trigger; a `prod` job only on `main`; xtask
+//!   built (`--locked`) before any secret or push credential is present; a
+//!   checkout keeps credentials only in a job that pushes (the jobs with
+//!   `contents: write`: CD's preprod, CI's preview, the preview cleanup and
+//!   release); no `${{ }}` of an untrusted input inside `run:`.
+//! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`.
+//!
+//! Each problem names the file, the job and step where there is one, and the fix.
+#![cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "`problems` is wired into `cargo xtask validate` when this branch is merged; then remove this"
+    )
+)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+/// The project of the root app, which the AppProjects under `gitops/argocd` define.
+const BOOTSTRAP_PROJECT: &str = "service-demo-bootstrap";
+/// The only directory the root app reads.
+const APPS_DIR: &str = "gitops/argocd/apps";
+/// The project every environment and preview deploys through.
+const APP_PROJECT: &str = "service-demo";
+/// What the bootstrap project may create.
+const BOOTSTRAP_KINDS: [(&str, &str); 2] = [
+    ("argoproj.io", "Application"),
+    ("argoproj.io", "ApplicationSet"),
+];
+/// API groups whose kinds change who may do what in the cluster.
+const POWER_GROUPS: [&str; 5] = [
+    "argoproj.io",
+    "rbac.authorization.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "certificates.k8s.io",
+];
+/// Secrets that only a job of one GitHub environment may read; `PROD_*` are prod's too.
+const SCOPED_SECRETS: [(&str, &str); 3] = [
+    ("ARGOCD_AUTH_TOKEN", "prod"),
+    ("REGISTRY_PASSWORD", "prod"),
+    ("ARGOCD_PREPROD_TOKEN", "preprod"),
+];
+/// Expressions that carry text someone outside the repository's owners chose.
+const UNTRUSTED: [&str; 4] = ["github.event.", "inputs.", "github.head_ref", "vars."];
+/// The paths CODEOWNERS must give owners.
+const OWNED_PATHS: [&str; 4] = ["gitops/argocd/", ".github/", "charts/", "terraform/"];
+
+/// Every way the files under `root` break the trust policy; empty when none.
+pub fn problems(root: &Path) -> Vec<String> {
+    let mut found = argocd_problems(root);
+    found.extend(workflow_problems(root));
+    found.extend(codeowners_problems(root));
+    found
+}
+
+/// The YAML documents of one file, as JSON values.
+fn read_yaml(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    yaml_serde::from_str(&text).map_err(|e| format!("{}: not valid YAML: {e}", path.display()))
+}
+
+/// `(relative path, document)` of the YAML files directly in `dir` (not below it).
+fn yaml_in(root: &Path, dir: &str, found: &mut Vec<String>) -> Vec<(String, Value)> {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+        found.push(format!("{dir}: missing"));
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
+        .collect();
+    names.sort();
+    let mut docs = Vec::new();
+    for name in names {
+        let file = format!("{dir}/{name}");
+        match read_yaml(&root.join(&file)) {
+            Ok(doc) => docs.push((file, doc)),
+            Err(problem) => found.push(problem),
+        }
+    }
+    docs
+}
+
+fn argocd_problems(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let top = yaml_in(root, "gitops/argocd", &mut found);
+    let apps = yaml_in(root, APPS_DIR, &mut found);
+    let projects: Vec<&(String, Value)> = top
+        .iter()
+        .filter(|(_, d)| d["kind"] == "AppProject")
+        .collect();
+    match top.iter().find(|(_, d)| d["kind"] == "Application") {
+        Some((file, app)) => found.extend(root_app_problems(file, app)),
+        None => found.push("gitops/argocd: no root Application".into()),
+    }
+    for (file, project) in &projects {
+        found.extend(match project["metadata"]["name"].as_str() {
+            Some(BOOTSTRAP_PROJECT) => bootstrap_project_problems(file, project),
+            Some("default") => default_project_problems(file, project),
+            _ => project_kind_problems(file, project),
+        });
+    }
+    for name in [BOOTSTRAP_PROJECT, "default", APP_PROJECT] {
+        if !projects.iter().any(|(_, p)| p["metadata"]["name"] == name) {
+            found.push(format!(
+                "gitops/argocd: no AppProject {name}; define it beside root.yaml (terraform applies it, the root app never does)"
+            ));
+        }
+    }
+    for (file, doc) in &apps {
+        found.extend(child_app_problems(file, doc));
+    }
+    found
+}
+
+fn root_app_problems(file: &str, app: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let spec = &app["spec"];
+    if spec["project"] != BOOTSTRAP_PROJECT {
+        found.push(format!(
+            "{file}: the root app is in project {}; set `spec.project: {BOOTSTRAP_PROJECT}` (the `default` project may create anything, RBAC included)",
+            spec["project"]
+        ));
+    }
+    if spec["source"]["path"] != APPS_DIR {
+        found.push(format!(
+            "{file}: the root app reads {}; set `spec.source.path: {APPS_DIR}`, so the AppProjects beside it are not synced from git",
+            spec["source"]["path"]
+        ));
+    }
+    if spec["source"]["directory"]["recurse"] == true {
+        found.push(format!(
+            "{file}: the root app reads {APPS_DIR} recursively; set `directory.recurse: false`"
+        ));
+    }
+    if spec["destination"]["namespace"] != "argocd" {
+        found.push(format!(
+            "{file}: the root app deploys to {}; set `spec.destination.namespace: argocd`",
+            spec["destination"]["namespace"]
+        ));
+    }
+    found
+}
+
+/// `(group, kind)` of a project's whitelist (`clusterResourceWhitelist`, …).
+fn kinds(project: &Value, list: &str) -> Vec<(String, String)> {
+    project["spec"][list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            let field = |f: &str| k[f].as_str().unwrap_or_default().to_owned();
+            (field("group"), field("kind"))
+        })
+        .collect()
+}
+
+fn bootstrap_project_problems(file: &str, project: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    for (group, kind) in kinds(project, "clusterResourceWhitelist") {
+        found.push(format!(
+            "{file}: {BOOTSTRAP_PROJECT} whitelists the cluster-scoped {kind} ({group:?}); remove it: the root app creates Argo CD objects in argocd only"
+        ));
+    }
+    let namespaced = kinds(project, "namespaceResourceWhitelist");
+    if namespaced.is_empty() {
+        found.push(format!(
+            "{file}: {BOOTSTRAP_PROJECT} has no namespaceResourceWhitelist, which Argo CD reads as every kind; list argoproj.io Application and ApplicationSet"
+        ));
+    }
+    for (group, kind) in namespaced {
+        if !BOOTSTRAP_KINDS.contains(&(group.as_str(), kind.as_str())) {
+            found.push(format!(
+                "{file}: {BOOTSTRAP_PROJECT} whitelists {kind} ({group:?}); it may create argoproj.io Application and ApplicationSet only"
+            ));
+        }
+    }
+    for destination in project["spec"]["destinations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if destination["namespace"] != "argocd" {
+            found.push(format!(
+                "{file}: {BOOTSTRAP_PROJECT} may deploy to namespace {}; its only destination is argocd",
+                destination["namespace"]
+            ));
+        }
+    }
+    found
+}
+
+fn default_project_problems(file: &str, project: &Value) -> Vec<String> {
+    ["sourceRepos", "destinations"]
+        .into_iter()
+        .filter(|list| project["spec"][*list].as_array().is_none_or(|l| !l.is_empty()))
+        .map(|list| {
+            format!(
+                "{file}: the default project must allow nothing; set `spec.{list}: []` (an Application pushed with `project: default` would get it)"
+            )
+        })
+        .collect()
+}
+
+fn project_kind_problems(file: &str, project: &Value) -> Vec<String> {
+    let name = project["metadata"]["name"].as_str().unwrap_or_default();
+    let mut found = Vec::new();
+    if kinds(project, "namespaceResourceWhitelist").is_empty() {
+        found.push(format!(
+            "{file}: project {name} has no namespaceResourceWhitelist, which Argo CD reads as every kind; list the kinds the chart renders"
+        ));
+    }
+    for list in ["clusterResourceWhitelist", "namespaceResourceWhitelist"] {
+        for (group, kind) in kinds(project, list) {
+            let power = POWER_GROUPS.contains(&group.as_str()) || group == "*" || kind == "*";
+            if power {
+                found.push(format!(
+                    "{file}: project {name} {list} has {kind} (group {group:?}), which lets a commit change who may do what (Argo CD projects, RBAC, admission); remove it"
+                ));
+            }
+        }
+    }
+    found
+}
+
+fn child_app_problems(file: &str, doc: &Value) -> Vec<String> {
+    let project = match doc["kind"].as_str() {
+        Some("Application") => &doc["spec"]["project"],
+        Some("ApplicationSet") => &doc["spec"]["template"]["spec"]["project"],
+        other => {
+            return vec![format!(
+                "{file}: kind {other:?} under {APPS_DIR}; only Applications and ApplicationSets belong there"
+            )];
+        }
+    };
+    if project == APP_PROJECT {
+        return Vec::new();
+    }
+    vec![format!(
+        "{file}: deploys through project {project}; set `project: {APP_PROJECT}`"
+    )]
+}
+
+fn workflow_problems(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for (file, doc) in yaml_in(root, ".github/workflows", &mut found) {
+        // YAML 1.1 readers take the `on` key for `true`.
+        let on = doc
+            .get("on")
+            .or_else(|| doc.get("true"))
+            .unwrap_or(&Value::Null);
+        let from_pull_requests = ["pull_request", "pull_request_target"]
+            .iter()
+            .any(|event| triggered_by(on, event));
+        if secret_names(&doc["env"].to_string()).next().is_some() {
+            found.push(format!(
+                "{file}: the workflow's `env:` holds a secret, which every step (and every build script) sees; move it to the step that needs it"
+            ));
+        }
+        for (name, job) in doc["jobs"].as_object().into_iter().flatten() {
+            let at = format!("{file}: job {name}");
+            found.extend(job_secret_problems(&at, job, from_pull_requests));
+            found.extend(job_step_problems(&at, job));
+        }
+    }
+    found
+}
+
+fn triggered_by(on: &Value, event: &str) -> bool {
+    match on {
+        Value::String(s) => s == event,
+        Value::Array(events) => events.iter().any(|e| e == event),
+        Value::Object(events) => events.contains_key(event),
+        _ => false,
+    }
+}
+
+/// The names after `secrets.` in `text`.
+fn secret_names(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices("secrets.").map(move |(at, found)| {
+        let rest = &text[at + found.len()..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    })
+}
+
+/// The GitHub environment a secret is scoped to, if it is one.
+fn scope_of(secret: &str) -> Option<&'static str> {
+    if secret.starts_with("PROD_") {
+        return Some("prod");
+    }
+    SCOPED_SECRETS
+        .iter()
+        .find(|(s, _)| *s == secret)
+        .map(|(_, env)| *env)
+}
+
+fn job_environment(job: &Value) -> &str {
+    job["environment"]
+        .as_str()
+        .or_else(|| job["environment"]["name"].as_str())
+        .unwrap_or_default()
+}
+
+fn job_secret_problems(at: &str, job: &Value, from_pull_requests: bool) -> Vec<String> {
+    let mut found = Vec::new();
+    let text = job.to_string();
+    let environment = job_environment(job);
+    let names: BTreeSet<&str> = secret_names(&text).collect();
+    for secret in names {
+        let Some(scope) = scope_of(secret) else {
+            continue;
+        };
+        if from_pull_requests {
+            found.push(format!(
+                "{at}: a workflow pull requests trigger reads secrets.{secret}; use ARGOCD_PREVIEW_TOKEN (a token for pr-* applications only), never a {scope} secret"
+            ));
+        } else if environment != scope {
+            found.push(format!(
+                "{at}: reads secrets.{secret} outside the `{scope}` environment; add `environment: {scope}` and keep the secret in that environment"
+            ));
+        }
+    }
+    if text.contains("toJSON(secrets)") {
+        found.push(format!(
+            "{at}: `toJSON(secrets)` hands every secret over; name the one the step needs"
+        ));
+    }
+    if environment == "prod" {
+        let guarded = job["if"]
+            .as_str()
+            .is_some_and(|c| c.contains("github.ref == 'refs/heads/main'"));
+        if !guarded || from_pull_requests {
+            found.push(format!(
+                "{at}: a prod job must run from main only; add `if: github.ref == 'refs/heads/main'` (and the prod environment's deployment branch rule)"
+            ));
+        }
+    }
+    found
+}
+
+/// Whether a step hands a secret or push credentials to what it runs.
+fn step_has_power(step: &Value) -> bool {
+    secret_names(&step.to_string()).next().is_some() || is_checkout(step) && persists(step)
+}
+
+fn is_checkout(step: &Value) -> bool {
+    step["uses"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("actions/checkout@"))
+}
+
+fn persists(step: &Value) -> bool {
+    step["with"]["persist-credentials"] != false
+}
+
+fn job_step_problems(at: &str, job: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let pushes = job["permissions"]["contents"] == "write";
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    let mut built = false;
+    for (index, step) in steps.iter().enumerate() {
+        let label = step["name"]
+            .as_str()
+            .map_or_else(|| format!("step {}", index + 1), |n| format!("step {n:?}"));
+        if is_checkout(step) && persists(step) && !pushes {
+            found.push(format!(
+                "{at}, {label}: the checkout keeps the token in .git/config in a job that pushes nothing; add `persist-credentials: false`"
+            ));
+        }
+        if !built && step_has_power(step) && job_runs_xtask(&steps) {
+            found.push(format!(
+                "{at}, {label}: a secret or push credential before xtask is built; first a step with no secrets runs `cargo xtask --help` (the build, --locked)"
+            ));
+            built = true;
+        }
+        let run = step["run"].as_str().unwrap_or_default();
+        built |= run.contains("cargo xtask --help") || run.contains("cargo build --locked");
+        found.extend(run_problems(&format!("{at}, {label}"), run));
+    }
+    if secret_names(&job["env"].to_string()).next().is_some() {
+        found.push(format!("{at}: the job's `env:` holds a secret every step sees; move it to the steps that need it"));
+    }
+    found
+}
+
+fn job_runs_xtask(steps: &[Value]) -> bool {
+    steps
+        .iter()
+        .any(|s| s["run"].as_str().is_some_and(|r| r.contains("cargo xtask")))
+}
+
+/// `${{ }}` of untrusted input inside a `run:` script (a shell injection).
+fn run_problems(at: &str, run: &str) -> Vec<String> {
+    run.match_indices("${{")
+        .filter_map(|(start, _)| {
+            let rest = &run[start..];
+            let expression = &rest[..rest.find("}}").map_or(rest.len(), |end| end + 2)];
+            UNTRUSTED.iter().any(|u| expression.contains(u)).then(|| {
+                format!(
+                    "{at}: `{expression}` inside `run:` is pasted into the script before the shell reads it; pass it through the step's `env:` and use \"$NAME\""
+                )
+            })
+        })
+        .collect()
+}
+
+fn codeowners_problems(root: &Path) -> Vec<String> {
+    let file = ".github/CODEOWNERS";
+    let Ok(text) = std::fs::read_to_string(root.join(file)) else {
+        return vec![format!(
+            "{file}: missing; add owners for {}",
+            OWNED_PATHS.join(", ")
+        )];
+    };
+    let rules: Vec<(&str, usize)> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?, words.count()))
+        })
+        .collect();
+    OWNED_PATHS
+        .iter()
+        .filter(|path| {
+            // The last matching rule wins; a rule without owners leaves the path unowned.
+            let last = rules.iter().rev().find(|(pattern, _)| covers(pattern, path));
+            last.is_none_or(|(_, owners)| *owners == 0)
+        })
+        .map(|path| format!("{file}: no owner for /{path}; add `/{path} @<owner>` (branch protection then requires their review)"))
+        .collect()
+}
+
+/// Whether a CODEOWNERS pattern covers the directory `path` (`gitops/argocd/`).
+fn covers(pattern: &str, path: &str) -> bool {
+    let pattern = pattern.trim_start_matches('/');
+    if pattern == "*" || pattern == "**" {
+        return true;
+    }
+    let directory = pattern.trim_end_matches("/**").trim_end_matches('/');
+    !directory.is_empty() && path.starts_with(&format!("{directory}/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// A copy of this repository's policy files (gitops/argocd, .github) in a fresh
+    /// directory, removed on drop; each test makes one attacker's edit to it.
+    struct Copy(PathBuf);
+
+    impl Copy {
+        fn new(test: &str) -> Self {
+            let real = crate::parts::workspace::root();
+            let dir = std::env::temp_dir().join(format!(
+                "trust-policy-{test}-{}-{}",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            for sub in ["gitops/argocd", ".github"] {
+                copy_dir(&real.join(sub), &dir.join(sub));
+            }
+            Self(dir)
+        }
+
+        /// Replace `from` (which must be there) by `to` in `file`.
+        fn edit(&self, file: &str, from: &str, to: &str) -> &Self {
+            let path = self.0.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(from), "{file} has no {from:?}");
+            std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+            self
+        }
+
+        /// The problems, which must include one containing each of `expected`.
+        fn refused(&self, expected: &[&str]) {
+            let problems = super::problems(&self.0);
+            for needle in expected {
+                assert!(
+                    problems.iter().any(|p| p.contains(needle)),
+                    "no problem mentions {needle:?}: {problems:#?}"
+                );
+            }
+        }
+    }
+
+    impl Drop for Copy {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_dir(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn this_repositorys_files_pass() {
+        let copy = Copy::new("real");
+        assert_eq!(super::problems(&copy.0), Vec::<String>::new());
+        let real = super::problems(&crate::parts::workspace::root());
+        assert_eq!(real, Vec::<String>::new());
+    }
+
+    #[test]
+    fn root_app_back_in_default_is_refused() {
+        Copy::new("root-default")
+            .edit(
+                "gitops/argocd/root.yaml",
+                "project: service-demo-bootstrap",
+                "project: default",
+            )
+            .refused(&["gitops/argocd/root.yaml: the root app is in project \"default\""]);
+    }
+
+    #[test]
+    fn root_app_reading_the_projects_is_refused() {
+        Copy::new("root-recursive")
+            .edit(
+                "gitops/argocd/root.yaml",
+                "path: gitops/argocd/apps",
+                "path: gitops/argocd",
+            )
+            .edit("gitops/argocd/root.yaml", "recurse: false", "recurse: true")
+            .refused(&["set `spec.source.path: gitops/argocd/apps`", "recursively"]);
+    }
+
+    #[test]
+    fn cluster_role_binding_whitelisted_in_a_project_is_refused() {
+        let binding = "- group: rbac.authorization.k8s.io\n      kind: ClusterRoleBinding\n    - group: \"\"\n      kind: Namespace";
+        let copy = Copy::new("crb");
+        copy.edit(
+            "gitops/argocd/project.yaml",
+            "- group: \"\"\n      kind: Namespace",
+            binding,
+        )
+        .refused(&["project service-demo clusterResourceWhitelist has ClusterRoleBinding"]);
+        copy.edit("gitops/argocd/bootstrap-project.yaml", "clusterResourceWhitelist: []", "clusterResourceWhitelist:\n    - group: rbac.authorization.k8s.io\n      kind: ClusterRoleBinding")
+            .refused(&["service-demo-bootstrap whitelists the cluster-scoped ClusterRoleBinding"]);
+    }
+
+    #[test]
+    fn app_project_whitelisted_in_service_demo_is_refused() {
+        Copy::new("appproject")
+            .edit(
+                "gitops/argocd/project.yaml",
+                "    - group: apps\n      kind: Deployment",
+                "    - group: argoproj.io\n      kind: AppProject\n    - group: apps\n      kind: Deployment",
+            )
+            .refused(&["project service-demo namespaceResourceWhitelist has AppProject (group \"argoproj.io\")"]);
+    }
+
+    #[test]
+    fn an_application_pushed_into_the_default_project_is_refused() {
+        let copy = Copy::new("default-open");
+        copy.edit(
+            "gitops/argocd/apps/dev.yaml",
+            "project: service-demo",
+            "project: default",
+        )
+        .refused(&["apps/dev.yaml: deploys through project \"default\""]);
+        copy.edit(
+            "gitops/argocd/default-project.yaml",
+            "sourceRepos: []",
+            "sourceRepos: [\"*\"]",
+        )
+        .refused(&["the default project must allow nothing; set `spec.sourceRepos: []`"]);
+    }
+
+    #[test]
+    fn preview_job_given_the_release_token_is_refused() {
+        Copy::new("preview-token")
+            .edit(".github/workflows/ci.yml", "secrets.ARGOCD_PREVIEW_TOKEN", "secrets.ARGOCD_AUTH_TOKEN")
+            .refused(&["ci.yml: job preview: a workflow pull requests trigger reads secrets.ARGOCD_AUTH_TOKEN"]);
+    }
+
+    #[test]
+    fn release_outside_the_prod_environment_is_refused() {
+        Copy::new("release-env")
+            .edit(".github/workflows/release.yml", "    environment: prod\n", "")
+            .refused(&["release.yml: job release: reads secrets.ARGOCD_AUTH_TOKEN outside the `prod` environment"]);
+    }
+
+    #[test]
+    fn release_not_restricted_to_main_is_refused() {
+        Copy::new("release-main")
+            .edit(
+                ".github/workflows/release.yml",
+                "if: github.ref == 'refs/heads/main'",
+                "if: always()",
+            )
+            .refused(&["release.yml: job release: a prod job must run from main only"]);
+    }
+
+    #[test]
+    fn read_only_checkout_keeping_credentials_is_refused() {
+        Copy::new("persist")
+            .edit(
+                ".github/workflows/ci.yml",
+                "ref: ${{ env.SHA }}\n          persist-credentials: false",
+                "ref: ${{ env.SHA }}",
+            )
+            .refused(&["ci.yml: job checks, step 1: the checkout keeps the token"]);
+    }
+
+    #[test]
+    fn secret_before_the_build_is_refused() {
+        Copy::new("build-order")
+            .edit(".github/workflows/release.yml", "          clean: false\n          persist-credentials: true\n", "          clean: false\n")
+            .edit(".github/workflows/release.yml", "          fetch-depth: 0\n          persist-credentials: false\n", "          fetch-depth: 0\n")
+            .refused(&["release.yml: job release, step 1: a secret or push credential before xtask is built"]);
+    }
+
+    #[test]
+    fn pull_request_title_in_a_run_script_is_refused() {
+        Copy::new("injection")
+            .edit(
+                ".github/workflows/ci.yml",
+                "run: cargo xtask smoke --url \"https://pr-$PR.$PREVIEW_DOMAIN\"",
+                "run: cargo xtask smoke --url \"https://pr-$PR.$PREVIEW_DOMAIN/${{ github.event.pull_request.title }}\"",
+            )
+            .refused(&["job preview, step \"Smoke tests\": `${{ github.event.pull_request.title }}` inside `run:`"]);
+    }
+
+    #[test]
+    fn codeowners_without_github_is_refused() {
+        let copy = Copy::new("codeowners");
+        copy.edit(".github/CODEOWNERS", "/.github/ @example\n", "")
+            .refused(&[".github/CODEOWNERS: no owner for /.github/"]);
+        copy.edit(
+            ".github/CODEOWNERS",
+            "/charts/ @example",
+            "/charts/ @example\n/charts/",
+        )
+        .refused(&["no owner for /charts/"]);
+    }
+}
