@@ -81,6 +81,21 @@ resource "helm_release" "argocd" {
   })]
 }
 
+locals {
+  # The AppProjects, applied here (a reviewed, human-applied change) and never by the root app, so a commit
+  # pushed under gitops/argocd/ cannot widen what Argo CD may deploy.
+  projects = {
+    for file in ["project.yaml", "bootstrap-project.yaml"] :
+    yamldecode(file("${path.module}/../gitops/argocd/${file}")).metadata.name => merge(
+      yamldecode(file("${path.module}/../gitops/argocd/${file}")).spec,
+      {
+        namespace  = "argocd"
+        finalizers = try(yamldecode(file("${path.module}/../gitops/argocd/${file}")).metadata.finalizers, [])
+      },
+    )
+  }
+}
+
 resource "helm_release" "root_app" {
   name       = "service-demo-root"
   repository = "https://argoproj.github.io/argo-helm"
@@ -88,18 +103,20 @@ resource "helm_release" "root_app" {
   version    = var.argocd_apps_chart_version
   namespace  = "argocd"
 
-  # The same Application as gitops/argocd/root.yaml, pointed at var.gitops_repo_url.
+  # The projects, and the same Application as gitops/argocd/root.yaml pointed at var.gitops_repo_url.
   values = [yamlencode({
+    projects = local.projects
     applications = {
       service-demo-root = {
         namespace  = "argocd"
-        project    = "default"
+        project    = "service-demo-bootstrap"
         finalizers = ["resources-finalizer.argocd.argoproj.io"]
         source = {
           repoURL        = var.gitops_repo_url
           targetRevision = "main"
-          path           = "gitops/argocd"
-          directory      = { recurse = true, exclude = "root.yaml" }
+          # Only the Applications: not recursive, so nothing placed beside or below them is applied.
+          path      = "gitops/argocd/apps"
+          directory = { recurse = false }
         }
         destination = {
           server    = "https://kubernetes.default.svc"
@@ -111,6 +128,18 @@ resource "helm_release" "root_app" {
       }
     }
   })]
+
+  depends_on = [helm_release.argocd]
+}
+
+# Argo CD creates the default project itself (Helm cannot own it), so it is emptied with kubectl: an
+# Application pushed with `project: default` then may deploy nothing.
+resource "terraform_data" "empty_default_project" {
+  triggers_replace = filesha256("${path.module}/../gitops/argocd/default-project.yaml")
+
+  provisioner "local-exec" {
+    command = "kubectl --kubeconfig ${kind_cluster.this.kubeconfig_path} apply -f ${path.module}/../gitops/argocd/default-project.yaml"
+  }
 
   depends_on = [helm_release.argocd]
 }
