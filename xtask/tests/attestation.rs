@@ -344,6 +344,111 @@ fn a_valid_attestation_in_an_oci_layout_lets_release_proceed() {
     assert_eq!(fx.digest_of("v1.0.0").as_ref(), Some(&fx.digest));
 }
 
+/// The envelope is standard DSSE, not only self-consistent: OpenSSL verifies
+/// its DER ECDSA signature over the PAE bytes with the PKIX public key.
+#[test]
+fn openssl_verifies_the_stored_envelope_with_the_public_key() {
+    let Some(()) = support::require(support::on_path("openssl"), "openssl") else {
+        return;
+    };
+    let fx = Fixture::with_layout();
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let envelope = read_envelope(&fx.layout_dir(), &fx.digest);
+    let payload_type = envelope["payloadType"].as_str().unwrap();
+    assert_eq!(payload_type, "application/vnd.in-toto+json");
+    let payload = BASE64
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&payload);
+    let (pae_file, sig_file) = (fx.dir.path().join("pae"), fx.dir.path().join("sig.der"));
+    std::fs::write(&pae_file, &pae).unwrap();
+    let sig = BASE64
+        .decode(envelope["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(&sig_file, sig).unwrap();
+    let openssl = |key: &str| {
+        std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify", key, "-signature"])
+            .args([&sig_file, &pae_file])
+            .output()
+            .unwrap()
+    };
+    let verified = openssl(&fx.public_key());
+    assert!(verified.status.success(), "{}", stdout(&verified));
+    let other = fx.dir.path().join("other/gate.pub");
+    assert!(
+        !openssl(other.to_str().unwrap()).status.success(),
+        "another key must not verify"
+    );
+}
+
+/// The first envelope stored for `digest` in an OCI layout.
+fn read_envelope(layout: &Path, digest: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let tag = format!("sha256-{}.att", hex_of(digest));
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
+        .expect("the .att tag is in the layout")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(hex_of(d))).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(&manifest)).unwrap();
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.dsse.envelope.v1+json"
+    );
+    serde_json::from_slice(&blob(manifest["layers"][0]["digest"].as_str().unwrap())).unwrap()
+}
+
+#[test]
+fn a_signing_key_without_a_repository_fails_before_anything_runs_and_is_never_printed() {
+    let fx = Fixture::with_layout();
+    let key = fx.key("ci");
+    let args = [
+        "preprod-test",
+        "--url",
+        "http://127.0.0.1:9",
+        "--sha",
+        fx.sha(),
+        "--digest",
+        &fx.digest,
+    ];
+    let before = fx.state();
+    let out = xtask_in(&fx.work, &args, &[("GATE_SIGNING_KEY", &key)]);
+    let error = assert_fails(&out);
+    assert!(
+        error.contains("--repository or IMAGE_REPOSITORY"),
+        "{error}"
+    );
+    assert!(
+        !stdout(&out).contains("✘"),
+        "the suite ran: {}",
+        stdout(&out)
+    );
+    assert_eq!(fx.state(), before, "nothing recorded");
+    // A malformed key is refused without quoting it.
+    let bad =
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----";
+    let out = xtask_in(&fx.work, &args, &[("GATE_SIGNING_KEY", bad)]);
+    let error = assert_fails(&out);
+    assert!(error.contains("gate keygen"), "{error}");
+    assert!(
+        !error.contains("c2VjcmV0") && !stdout(&out).contains("c2VjcmV0"),
+        "{error}"
+    );
+}
+
 #[test]
 fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
     let dir = TempDir::new("keygen");
