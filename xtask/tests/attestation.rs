@@ -450,6 +450,23 @@ fn a_signing_key_without_a_repository_fails_before_anything_runs_and_is_never_pr
 }
 
 #[test]
+fn without_a_public_key_release_keeps_the_gate_store_and_says_so() {
+    let fx = Fixture::with_layout();
+    // The gate store records a success (an attestation by another key rides along, unread).
+    fx.sign("other", fx.sha(), &fx.digest, "success");
+    let release = ["release", "--version", "1.0.0", "--sha", fx.sha()];
+    let out = xtask_in(&fx.work, &release, &[("IMAGE_REPOSITORY", &fx.repository)]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out)
+            .contains("no GATE_PUBLIC_KEY or --public-key: the unsigned gate store decides"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fx.digest_of("v1.0.0").as_ref(), Some(&fx.digest));
+}
+
+#[test]
 fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
     let dir = TempDir::new("keygen");
     let out = dir.path().join("keys");

@@ -192,8 +192,8 @@ pub fn signing_key_from_env() -> Result<Option<SigningKey>> {
     };
     let key = SigningKey::from_pkcs8_pem(pem.trim()).map_err(|_| {
         anyhow::anyhow!(
-            "{SIGNING_KEY_VAR} is not a PKCS#8 PEM P-256 private key (\"-----BEGIN PRIVATE KEY-----\"): \
-             make one with cargo xtask gate keygen --out-dir DIR"
+            "{SIGNING_KEY_VAR} is not a PKCS#8 PEM P-256 private key (the text \"-----BEGIN PRIVATE \
+             KEY-----…\", not a path): make one with cargo xtask gate keygen --out-dir DIR"
         )
     })?;
     Ok(Some(key))
@@ -337,6 +337,7 @@ pub fn check_preprod(
         .iter()
         .filter(|s| s.predicate_type == PREPROD_PREDICATE)
         .filter_map(|s| serde_json::from_value::<PreprodPredicate>(s.predicate.clone()).ok())
+        // On equal times the later layer (appended last) wins: max_by keeps the last maximum.
         .max_by(|a, b| a.time.cmp(&b.time));
     let Some(newest) = newest else {
         let why = if rejected.is_empty() {

@@ -5,7 +5,9 @@
 //! The rules: tags are immutable (a tag that already names other bits is never
 //! moved, by a push or a retag); a retag copies the manifest bytes under a new
 //! tag and uploads no blob; after a retag both tags are resolved again and must
-//! name the same digest.
+//! name the same digest. One exception, cosign's: the attestation tag of an
+//! image (`sha256-<hex>.att`) grows a layer per signed result; it never names
+//! an image, and what it holds is trusted only through its signatures.
 
 use std::fmt;
 use std::fs;
