@@ -1,10 +1,11 @@
 //! `cargo xtask gate record|check`: test results bound to a commit and the
 //! image digest that was tested (see `parts/gates.rs`).
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
-use crate::parts::gates::{Conclusion, Gate, GateStore, GateStoreOptions};
+use crate::parts::attestation::{self, PreprodPredicate, Results, Signer};
+use crate::parts::gates::{Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::gitops::GitopsOptions;
 use crate::parts::service::ServiceRepo;
 use crate::parts::tags;
@@ -15,6 +16,16 @@ pub enum GateCommand {
     Record(RecordArgs),
     /// Exit 0 only if the latest result for the commit passed (for --digest, if given).
     Check(CheckArgs),
+    /// Write a P-256 key pair for signed gates: gate.key (PKCS#8 PEM, mode 0600; put it in
+    /// GATE_SIGNING_KEY) and gate.pub (for release/verify: GATE_PUBLIC_KEY or --public-key).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Directory for gate.key and gate.pub (existing files are never overwritten).
+    #[arg(long)]
+    out_dir: std::path::PathBuf,
 }
 
 #[derive(Args)]
@@ -30,6 +41,10 @@ pub struct RecordArgs {
     /// The image digest that was tested (sha256:…).
     #[arg(long)]
     digest: Option<String>,
+    /// With GATE_SIGNING_KEY set, a preprod-tests result is also signed and stored in this
+    /// image repository (<registry>/<path> or oci:<dir>) beside the image.
+    #[arg(long, env = "IMAGE_REPOSITORY")]
+    repository: Option<String>,
     #[command(flatten)]
     store: GateStoreOptions,
     #[command(flatten)]
@@ -55,25 +70,7 @@ pub struct CheckArgs {
 
 pub fn run(command: GateCommand) -> Result<()> {
     match command {
-        GateCommand::Record(args) => {
-            if let Some(digest) = &args.digest {
-                tags::validate_digest(digest)?;
-            }
-            let sha = full_sha(&args.gitops, &args.sha)?;
-            let store = GateStore::open(&args.store, &args.gitops)?;
-            let gate = Gate {
-                conclusion: args.conclusion,
-                digest: args.digest.unwrap_or_default(),
-            };
-            store.record(&sha, &args.gate, &gate)?;
-            println!(
-                "recorded gate {} = {:?} for {sha}{}",
-                args.gate,
-                gate.conclusion,
-                at(&gate.digest)
-            );
-            Ok(())
-        }
+        GateCommand::Record(args) => record(args),
         GateCommand::Check(args) => {
             let sha = full_sha(&args.gitops, &args.sha)?;
             let store = GateStore::open(&args.store, &args.gitops)?;
@@ -81,7 +78,61 @@ pub fn run(command: GateCommand) -> Result<()> {
             println!("gate {} passed for {sha}{}", args.gate, at(&gate.digest));
             Ok(())
         }
+        GateCommand::Keygen(args) => {
+            let (private, public) = attestation::keygen(&args.out_dir)?;
+            println!(
+                "wrote {} (mode 0600: the value of GATE_SIGNING_KEY, a secret) and {} (GATE_PUBLIC_KEY \
+                 or --public-key for release and verify)",
+                private.display(),
+                public.display()
+            );
+            Ok(())
+        }
     }
+}
+
+fn record(args: RecordArgs) -> Result<()> {
+    if let Some(digest) = &args.digest {
+        tags::validate_digest(digest)?;
+    }
+    let sha = full_sha(&args.gitops, &args.sha)?;
+    let store = GateStore::open(&args.store, &args.gitops)?;
+    let signer = Signer::from_env(args.repository.as_deref())?;
+    if signer.is_some() && (args.gate != PREPROD_GATE || args.digest.is_none()) {
+        bail!(
+            "GATE_SIGNING_KEY signs {PREPROD_GATE} results for an image: pass --name {PREPROD_GATE} \
+             and --digest, or unset GATE_SIGNING_KEY to record without signing"
+        );
+    }
+    let gate = Gate {
+        conclusion: args.conclusion,
+        digest: args.digest.unwrap_or_default(),
+    };
+    store.record(&sha, &args.gate, &gate)?;
+    println!(
+        "recorded gate {} = {:?} for {sha}{}",
+        args.gate,
+        gate.conclusion,
+        at(&gate.digest)
+    );
+    if let Some(signer) = signer {
+        // `gate record` knows no per-check counts: one suite, passed or not.
+        let results = match gate.conclusion {
+            Conclusion::Success => Results {
+                passed: 1,
+                failed: 0,
+            },
+            Conclusion::Failure => Results {
+                passed: 0,
+                failed: 1,
+            },
+        };
+        signer.attest_preprod(
+            &gate.digest,
+            &PreprodPredicate::now(&sha, gate.conclusion, results),
+        )?;
+    }
+    Ok(())
 }
 
 /// Gates are keyed by full SHAs, whatever abbreviation the caller used.

@@ -19,6 +19,7 @@ mod smoke;
 mod status;
 mod validate;
 mod values;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -75,6 +76,8 @@ enum Command {
     Trace(status::TraceArgs),
     /// Offline validation of the chart, Argo CD objects, Terraform and workflows.
     Validate(validate::ValidateArgs),
+    /// The signed attestations on an image (cosign's sha256-<hex>.att), checked against --public-key.
+    Verify(verify::VerifyArgs),
     /// Format-preserving YAML edits.
     #[command(subcommand)]
     Values(values::ValuesCommand),
@@ -102,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         Command::Trace(args) => status::trace(args),
         Command::Validate(args) => validate::run(args),
         Command::Values(command) => values::run(command),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

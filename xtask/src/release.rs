@@ -6,7 +6,9 @@
 //! 3. `main-<sha>` is resolved to a digest **once**; everything below uses
 //!    that digest;
 //! 4. the version is newer than every release (git tags, prod);
-//! 5. the `preprod-tests` gate passed for that commit and that digest;
+//! 5. the `preprod-tests` gate passed for that commit and that digest: with a
+//!    public key configured, a signed attestation on that digest decides (the
+//!    gate store is display only); without one, the gate store, as before;
 //! 6. `main-<sha>` still names that digest, and `v<X.Y.Z>` is made to name it
 //!    (by digest: no rebuild, no blob upload, no window for other bits);
 //! 7. prod and dev move to `v<X.Y.Z>` at that digest in one commit, monotonic
@@ -23,6 +25,7 @@ use anyhow::{Context, Result, bail};
 use gix::ObjectId;
 use xshell::{Shell, cmd};
 
+use crate::parts::attestation::{self, PREPROD_PREDICATE, PublicKeyOptions};
 use crate::parts::gates::{GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::github::GitHub;
 use crate::parts::gitops::{GitopsOptions, Outcome, Snapshot};
@@ -60,6 +63,8 @@ pub struct ReleaseArgs {
     #[command(flatten)]
     store: GateStoreOptions,
     #[command(flatten)]
+    public_key: PublicKeyOptions,
+    #[command(flatten)]
     gitops: GitopsOptions,
 }
 
@@ -72,8 +77,7 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     let release = Release::resolve(&args, &repos, &sh, version)?;
     let (sha, digest, tag) = (&release.sha, &release.digest, &release.tag);
     // Step 5: the gate, for exactly that digest.
-    GateStore::open(&args.store, &args.gitops)?.check(sha, PREPROD_GATE, Some(digest))?;
-    println!("gate {PREPROD_GATE} passed for {} at {digest}", short(sha));
+    check_gate(&args, &release)?;
     // Steps 6–7: checked before the retag, so a refused promotion leaves the
     // registry as it was; then the retag by digest, then prod and dev.
     promotion::check(&repos, &release.snapshot(&repos), &release.promotion)?;
@@ -214,6 +218,34 @@ impl Release {
             tip: self.gitops_tip,
         }
     }
+}
+
+/// Step 5. With a public key, the authority is an attestation signed by it on
+/// exactly the resolved digest, a success, for exactly this commit; the gate
+/// store is not consulted. Without one, the gate store decides, as before.
+fn check_gate(args: &ReleaseArgs, release: &Release) -> Result<()> {
+    let (sha, digest) = (&release.sha, &release.digest);
+    match args.public_key.load()? {
+        Some(key) => {
+            let passed = attestation::check_preprod(&release.registry, digest, sha, &key)?;
+            println!(
+                "gate {PREPROD_GATE} passed for {} at {digest}: signed attestation ({PREPROD_PREDICATE}, \
+                 {} passed, tested {})",
+                short(sha),
+                passed.results.passed,
+                passed.time
+            );
+        }
+        None => {
+            println!(
+                "no GATE_PUBLIC_KEY or --public-key: the unsigned gate store decides (configure the key to \
+                 require a signed attestation)"
+            );
+            GateStore::open(&args.store, &args.gitops)?.check(sha, PREPROD_GATE, Some(digest))?;
+            println!("gate {PREPROD_GATE} passed for {} at {digest}", short(sha));
+        }
+    }
+    Ok(())
 }
 
 /// Fetches the release tags others pushed and the remote's main branch;

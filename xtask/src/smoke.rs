@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
+use crate::parts::attestation::{PreprodPredicate, Results, Signer};
 use crate::parts::gates::{Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::gitops::GitopsOptions;
 use crate::parts::service::ServiceRepo;
@@ -30,6 +31,10 @@ pub struct PreprodTestArgs {
     /// The image digest preprod runs (recorded with the gate).
     #[arg(long)]
     digest: String,
+    /// The image repository (<registry>/<path> or oci:<dir>): with GATE_SIGNING_KEY set, the
+    /// signed result is stored there beside the image (cosign's sha256-<hex>.att tag).
+    #[arg(long, env = "IMAGE_REPOSITORY")]
+    repository: Option<String>,
     #[command(flatten)]
     store: GateStoreOptions,
     #[command(flatten)]
@@ -48,6 +53,8 @@ pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
         .commit(&args.sha)?
         .to_string();
     let store = GateStore::open(&args.store, &args.gitops)?;
+    // Opened before the suite runs, so a missing repository fails first.
+    let signer = Signer::from_env(args.repository.as_deref())?;
     let mut suite = Suite::new(&args.url)?;
     suite.check("/version reports the commit under test", |c| {
         let version = c.json("GET", "/version", None, StatusCode::OK)?;
@@ -76,6 +83,16 @@ pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
         "recorded gate {PREPROD_GATE} = {conclusion:?} for {sha} (image {})",
         args.digest
     );
+    if let Some(signer) = &signer {
+        let results = Results {
+            passed: suite.passed,
+            failed: suite.failed,
+        };
+        signer.attest_preprod(
+            &args.digest,
+            &PreprodPredicate::now(&sha, conclusion, results),
+        )?;
+    }
     suite.finish("preprod tests")
 }
 

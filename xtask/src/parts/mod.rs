@@ -18,6 +18,8 @@
 //! - `service`: the service repository: commits of tags, ancestry.
 //! - `gates`: test results bound to a commit and a digest (git notes or
 //!   GitHub check runs); `github`: the GitHub REST calls.
+//! - `attestation`: signed gates: in-toto statements in DSSE envelopes
+//!   (ECDSA P-256, what `cosign verify-attestation --key` checks).
 //! - `argocd`: Argo CD's REST API (wait, sync); `argocd_types`: its objects,
 //!   typed for `validate`; `manifests`: the policy checks `validate` runs.
 //! - `trust_policy`: who can change the cluster and with which credentials:
@@ -36,6 +38,7 @@
 
 pub mod argocd;
 pub mod argocd_types;
+pub mod attestation;
 pub mod gates;
 pub mod github;
 pub mod gitops;

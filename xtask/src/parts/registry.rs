@@ -5,7 +5,9 @@
 //! The rules: tags are immutable (a tag that already names other bits is never
 //! moved, by a push or a retag); a retag copies the manifest bytes under a new
 //! tag and uploads no blob; after a retag both tags are resolved again and must
-//! name the same digest.
+//! name the same digest. One exception, cosign's: the attestation tag of an
+//! image (`sha256-<hex>.att`) grows a layer per signed result; it never names
+//! an image, and what it holds is trusted only through its signatures.
 
 use std::fmt;
 use std::fs;
@@ -29,6 +31,9 @@ const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
+
+/// A signed attestation: a DSSE envelope, as cosign stores it.
+pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 
 /// The annotation an OCI layout's `index.json` names its tags with.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -244,6 +249,93 @@ impl Repository {
         }
         Ok(outcome)
     }
+}
+
+impl Repository {
+    /// Adds a signed attestation (a DSSE envelope) for the image `subject`
+    /// under cosign's tag `sha256-<hex>.att`: an image manifest with one
+    /// envelope layer per attestation. This tag alone grows (a new layer per
+    /// result, as `cosign attest` appends); it never names an image.
+    pub fn attach_attestation(
+        &self,
+        subject: &str,
+        envelope: Vec<u8>,
+        predicate_type: &str,
+    ) -> Result<()> {
+        let tag = attestation_tag(subject)?;
+        let mut layers = match self.find(&tag)? {
+            Some((bytes, _)) => attestation_layers(&bytes)?,
+            None => Vec::new(),
+        };
+        let layer = oci::Blob::new(DSSE_MEDIA_TYPE, envelope);
+        if !layers.iter().any(|l| l["digest"] == layer.digest.as_str()) {
+            layers.push(serde_json::json!({
+                "mediaType": DSSE_MEDIA_TYPE,
+                "digest": layer.digest,
+                "size": layer.size(),
+                "annotations": {
+                    "dev.cosignproject.cosign/signature": "",
+                    "predicateType": predicate_type,
+                },
+            }));
+        }
+        let diff_ids: Vec<&serde_json::Value> = layers.iter().map(|l| &l["digest"]).collect();
+        let config = oci::Blob::new(
+            oci::CONFIG_MEDIA_TYPE,
+            serde_json::to_vec(&serde_json::json!({
+                "architecture": "", "os": "", "config": {},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }))?,
+        );
+        let manifest = oci::Blob::new(
+            oci::MANIFEST_MEDIA_TYPE,
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": oci::MANIFEST_MEDIA_TYPE,
+                "config": {"mediaType": oci::CONFIG_MEDIA_TYPE, "digest": config.digest, "size": config.size()},
+                "layers": layers,
+            }))?,
+        );
+        let image = Image {
+            root: manifest.clone(),
+            blobs: vec![config, layer, manifest],
+            platforms: Vec::new(),
+        };
+        match self {
+            Self::Remote(remote) => remote.push(&image, &tag),
+            Self::Layout(layout) => layout.push(&image, &tag),
+        }
+        .map(drop)
+        .with_context(|| format!("storing an attestation as {self}:{tag}"))
+    }
+
+    /// The DSSE envelopes stored for the image `subject` (none when there is no `.att` tag).
+    pub fn attestations(&self, subject: &str) -> Result<Vec<Vec<u8>>> {
+        let tag = attestation_tag(subject)?;
+        let Some((bytes, _)) = self.find(&tag)? else {
+            return Ok(Vec::new());
+        };
+        attestation_layers(&bytes)?
+            .iter()
+            .filter(|l| l["mediaType"] == DSSE_MEDIA_TYPE)
+            .map(|l| self.blob(l["digest"].as_str().unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// cosign's tag for the attestations of `sha256:<hex>`: `sha256-<hex>.att`.
+pub fn attestation_tag(subject: &str) -> Result<String> {
+    let hex = subject
+        .strip_prefix("sha256:")
+        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .with_context(|| format!("{subject:?} is not a sha256:<64 hex> digest"))?;
+    Ok(format!("sha256-{hex}.att"))
+}
+
+fn attestation_layers(manifest: &[u8]) -> Result<Vec<serde_json::Value>> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(manifest).context("the .att manifest is not JSON")?;
+    Ok(manifest["layers"].as_array().cloned().unwrap_or_default())
 }
 
 /// The credentials the three variables describe (an empty one counts as

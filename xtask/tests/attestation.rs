@@ -1,0 +1,550 @@
+//! Signed gates: `release` with a public key configured accepts only an
+//! attestation signed by that key, on exactly the digest it retags, a success,
+//! for the released commit. Each forgery is attempted against a real registry
+//! on loopback or an OCI layout, and shown refused with nothing changed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha2::Digest;
+use support::{Registry, TempDir, assert_fails, assert_ok, git, head, stdout, xtask, xtask_in};
+
+const VALUES: &str = "image:\n  repository: ghcr.io/example/service-demo\n  tag: v0.1.0 # set by release\n  digest: \"\"\nenv:\n  ENV_NAME: ENV\n";
+
+/// A service repository with GitOps files and a bare remote, an image
+/// repository (registry or layout) holding `main-<sha>` for the newest commit,
+/// and two key pairs: the CD key (`ci`) and another (`other`).
+struct Fixture {
+    dir: TempDir,
+    remote: PathBuf,
+    work: PathBuf,
+    registry: Option<Registry>,
+    repository: String,
+    commits: Vec<String>,
+    digest: String,
+}
+
+impl Fixture {
+    fn with_registry() -> Option<Self> {
+        Some(Self::new(Some(Registry::start()?)))
+    }
+
+    fn with_layout() -> Self {
+        Self::new(None)
+    }
+
+    /// Images go to `registry`, or to an OCI layout in the fixture's temp dir.
+    fn new(registry: Option<Registry>) -> Self {
+        let dir = TempDir::new("attestation");
+        let (remote, work) = support::remote_and_clone(dir.path());
+        for env in ["dev", "preprod", "prod"] {
+            let path = work.join(format!("gitops/values/{env}"));
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("service-demo.yaml"), VALUES.replace("ENV", env)).unwrap();
+        }
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "--quiet", "-m", "feat: first"]);
+        std::fs::write(work.join("service.txt"), "two").unwrap();
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "--quiet", "-m", "feat: second"]);
+        git(&work, &["push", "--quiet", "origin", "main"]);
+        let repository = match &registry {
+            Some(registry) => registry.repository(),
+            None => format!("oci:{}", dir.path().join("layout").display()),
+        };
+        let commits = git(&work, &["rev-list", "--reverse", "HEAD"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        for name in ["ci", "other"] {
+            let out = dir.path().join(name);
+            let keygen = xtask(&["gate", "keygen", "--out-dir", out.to_str().unwrap()], &[]);
+            assert_ok(&keygen);
+            assert!(
+                !stdout(&keygen).contains("PRIVATE KEY"),
+                "keygen printed the key"
+            );
+        }
+        let mut fixture = Self {
+            dir,
+            remote,
+            work,
+            registry,
+            repository,
+            commits,
+            digest: String::new(),
+        };
+        let built = fixture.push_build("the tested build");
+        let main_tag = format!("main-{}", fixture.sha());
+        fixture.retag(&built, &main_tag);
+        fixture.digest = fixture.digest_of(&main_tag).unwrap();
+        fixture
+    }
+
+    /// Push a build as `pr-<N>-<workspace HEAD>`; returns the tag.
+    fn push_build(&self, content: &str) -> String {
+        let binary = self.dir.path().join(format!("bin-{}", fastrand::u64(..)));
+        std::fs::write(&binary, content).unwrap();
+        let tag = format!("pr-{}-{}", fastrand::u32(1..), head());
+        let push = [
+            "image",
+            "build",
+            "--binary",
+            binary.to_str().unwrap(),
+            "--tag",
+            &tag,
+            "--push",
+            &self.repository,
+        ];
+        assert_ok(&xtask(&push, &[]));
+        tag
+    }
+
+    fn retag(&self, from: &str, to: &str) {
+        let retag = ["image", "retag", from, to, "--repository", &self.repository];
+        assert_ok(&xtask(&retag, &[]));
+    }
+
+    fn sha(&self) -> &str {
+        self.commits.last().unwrap()
+    }
+
+    fn digest_of(&self, tag: &str) -> Option<String> {
+        support::image_digest(&self.repository, tag)
+    }
+
+    fn key(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name).join("gate.key")).unwrap()
+    }
+
+    fn public_key(&self) -> String {
+        self.dir.path().join("ci/gate.pub").display().to_string()
+    }
+
+    /// `gate record` for `sha` and `digest`, signed with key `signer`.
+    fn sign(&self, signer: &str, sha: &str, digest: &str, conclusion: &str) {
+        let record = [
+            "gate",
+            "record",
+            "--sha",
+            sha,
+            "--name",
+            "preprod-tests",
+            "--conclusion",
+            conclusion,
+            "--digest",
+            digest,
+            "--repository",
+            &self.repository,
+        ];
+        let key = self.key(signer);
+        let out = xtask_in(&self.work, &record, &[("GATE_SIGNING_KEY", &key)]);
+        assert_ok(&out);
+        let printed = format!("{}{}", stdout(&out), support::stderr(&out));
+        assert!(
+            printed.contains("signed the preprod-tests result"),
+            "{printed}"
+        );
+        assert!(
+            !printed.contains("PRIVATE KEY"),
+            "the signing key was printed"
+        );
+    }
+
+    /// `release 1.0.0` of the newest commit with the CD public key.
+    fn release(&self) -> Output {
+        let release = [
+            "release",
+            "--version",
+            "1.0.0",
+            "--sha",
+            self.sha(),
+            "--public-key",
+            &self.public_key(),
+        ];
+        xtask_in(
+            &self.work,
+            &release,
+            &[("IMAGE_REPOSITORY", &self.repository)],
+        )
+    }
+
+    /// Everything a release could change.
+    fn state(&self) -> String {
+        let refs = git(
+            &self.remote,
+            &["for-each-ref", "--format=%(refname) %(objectname)"],
+        );
+        format!("{refs}\n{:?}", self.digest_of("v1.0.0"))
+    }
+
+    /// Release is refused with a message containing `why`, and nothing changed.
+    fn assert_release_refused(&self, why: &str) {
+        let before = self.state();
+        let error = assert_fails(&self.release());
+        assert!(error.contains(why), "expected {why:?} in: {error}");
+        assert_eq!(self.state(), before, "a refused release changed something");
+        assert_eq!(self.digest_of("v1.0.0"), None);
+    }
+
+    fn layout_dir(&self) -> PathBuf {
+        PathBuf::from(self.repository.strip_prefix("oci:").unwrap())
+    }
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap()
+}
+
+#[test]
+fn a_valid_attestation_lets_release_ship_exactly_that_digest_and_verify_shows_it() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    // Nothing signed yet: refused, though no gate store was asked.
+    fx.assert_release_refused("none is stored");
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+
+    let release = fx.release();
+    assert_ok(&release);
+    assert!(
+        stdout(&release).contains("signed attestation"),
+        "{}",
+        stdout(&release)
+    );
+    assert_eq!(fx.digest_of("v1.0.0").as_ref(), Some(&fx.digest));
+    let prod = git(
+        &fx.remote,
+        &["show", "main:gitops/values/prod/service-demo.yaml"],
+    );
+    assert!(
+        prod.contains(&format!("digest: \"{}\"", fx.digest)),
+        "{prod}"
+    );
+
+    let verify = |key: &str| {
+        let args = ["verify", &fx.repository, "v1.0.0", "--public-key", key];
+        xtask(&args, &[])
+    };
+    let verified = verify(&fx.public_key());
+    assert_ok(&verified);
+    let printed = stdout(&verified);
+    assert!(
+        printed.contains("https://service-demo.dev/preprod-tests/v1")
+            && printed.contains(&format!("commit {}", fx.sha()))
+            && printed.contains("conclusion success"),
+        "{printed}"
+    );
+    let other = fx.dir.path().join("other/gate.pub");
+    let error = assert_fails(&verify(other.to_str().unwrap()));
+    assert!(error.contains("failed verification"), "{error}");
+}
+
+#[test]
+fn an_attestation_signed_by_another_key_is_refused() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    // The unsigned gate store says success too: it is not the authority.
+    fx.sign("other", fx.sha(), &fx.digest, "success");
+    fx.assert_release_refused("no signature verifies with the configured public key");
+}
+
+#[test]
+fn an_attestation_for_other_bits_is_refused() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    // A valid signature on another image, moved under this image's .att tag.
+    let other_bits = fx.push_build("other bits");
+    let other_digest = fx.digest_of(&other_bits).unwrap();
+    fx.sign("ci", fx.sha(), &other_digest, "success");
+    // Straight through the registry's API, as anyone with push rights could.
+    let manifests = format!(
+        "http://{}/v2/service-demo/manifests",
+        fx.registry.as_ref().unwrap().addr
+    );
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let stolen = client
+        .get(format!("{manifests}/sha256-{}.att", hex_of(&other_digest)))
+        .header("Accept", media_type)
+        .send()
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    client
+        .put(format!("{manifests}/sha256-{}.att", hex_of(&fx.digest)))
+        .header("Content-Type", media_type)
+        .body(stolen)
+        .send()
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    fx.assert_release_refused("signed, but for other bits");
+}
+
+#[test]
+fn a_failure_conclusion_is_refused() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    fx.sign("ci", fx.sha(), &fx.digest, "failure");
+    fx.assert_release_refused("is a failure");
+}
+
+#[test]
+fn an_attestation_for_another_commit_is_refused() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    // These bits, signed as the older commit's test result.
+    fx.sign("ci", &fx.commits[0], &fx.digest, "success");
+    fx.assert_release_refused(&format!("is for commit {}", fx.commits[0]));
+}
+
+#[test]
+fn a_tampered_payload_in_an_oci_layout_is_refused() {
+    let fx = Fixture::with_layout();
+    fx.sign("ci", fx.sha(), &fx.digest, "failure");
+    fx.assert_release_refused("is a failure");
+    // Turn the signed failure into a success by editing the layout's files.
+    tamper(&fx.layout_dir(), &fx.digest, |statement| {
+        statement.replace("\"failure\"", "\"success\"")
+    });
+    fx.assert_release_refused("no signature verifies with the configured public key");
+    let args = [
+        "verify",
+        &fx.repository,
+        &fx.digest,
+        "--public-key",
+        &fx.public_key(),
+    ];
+    let error = assert_fails(&xtask(&args, &[]));
+    assert!(error.contains("failed verification"), "{error}");
+}
+
+#[test]
+fn a_valid_attestation_in_an_oci_layout_lets_release_proceed() {
+    let fx = Fixture::with_layout();
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let index = std::fs::read_to_string(fx.layout_dir().join("index.json")).unwrap();
+    assert!(
+        index.contains(&format!("sha256-{}.att", hex_of(&fx.digest))),
+        "{index}"
+    );
+    assert_ok(&fx.release());
+    assert_eq!(fx.digest_of("v1.0.0").as_ref(), Some(&fx.digest));
+}
+
+/// The envelope is standard DSSE, not only self-consistent: OpenSSL verifies
+/// its DER ECDSA signature over the PAE bytes with the PKIX public key.
+#[test]
+fn openssl_verifies_the_stored_envelope_with_the_public_key() {
+    let Some(()) = support::require(support::on_path("openssl"), "openssl") else {
+        return;
+    };
+    let fx = Fixture::with_layout();
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let envelope = read_envelope(&fx.layout_dir(), &fx.digest);
+    let payload_type = envelope["payloadType"].as_str().unwrap();
+    assert_eq!(payload_type, "application/vnd.in-toto+json");
+    let payload = BASE64
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&payload);
+    let (pae_file, sig_file) = (fx.dir.path().join("pae"), fx.dir.path().join("sig.der"));
+    std::fs::write(&pae_file, &pae).unwrap();
+    let sig = BASE64
+        .decode(envelope["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(&sig_file, sig).unwrap();
+    let openssl = |key: &str| {
+        std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify", key, "-signature"])
+            .args([&sig_file, &pae_file])
+            .output()
+            .unwrap()
+    };
+    let verified = openssl(&fx.public_key());
+    assert!(verified.status.success(), "{}", stdout(&verified));
+    let other = fx.dir.path().join("other/gate.pub");
+    assert!(
+        !openssl(other.to_str().unwrap()).status.success(),
+        "another key must not verify"
+    );
+}
+
+/// The first envelope stored for `digest` in an OCI layout.
+fn read_envelope(layout: &Path, digest: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let tag = format!("sha256-{}.att", hex_of(digest));
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
+        .expect("the .att tag is in the layout")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(hex_of(d))).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(&manifest)).unwrap();
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.dsse.envelope.v1+json"
+    );
+    serde_json::from_slice(&blob(manifest["layers"][0]["digest"].as_str().unwrap())).unwrap()
+}
+
+#[test]
+fn a_signing_key_without_a_repository_fails_before_anything_runs_and_is_never_printed() {
+    let fx = Fixture::with_layout();
+    let key = fx.key("ci");
+    let args = [
+        "preprod-test",
+        "--url",
+        "http://127.0.0.1:9",
+        "--sha",
+        fx.sha(),
+        "--digest",
+        &fx.digest,
+    ];
+    let before = fx.state();
+    let out = xtask_in(&fx.work, &args, &[("GATE_SIGNING_KEY", &key)]);
+    let error = assert_fails(&out);
+    assert!(
+        error.contains("--repository or IMAGE_REPOSITORY"),
+        "{error}"
+    );
+    assert!(
+        !stdout(&out).contains("✘"),
+        "the suite ran: {}",
+        stdout(&out)
+    );
+    assert_eq!(fx.state(), before, "nothing recorded");
+    // A malformed key is refused without quoting it.
+    let bad =
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----";
+    let out = xtask_in(&fx.work, &args, &[("GATE_SIGNING_KEY", bad)]);
+    let error = assert_fails(&out);
+    assert!(error.contains("gate keygen"), "{error}");
+    assert!(
+        !error.contains("c2VjcmV0") && !stdout(&out).contains("c2VjcmV0"),
+        "{error}"
+    );
+}
+
+#[test]
+fn without_a_public_key_release_keeps_the_gate_store_and_says_so() {
+    let fx = Fixture::with_layout();
+    // The gate store records a success (an attestation by another key rides along, unread).
+    fx.sign("other", fx.sha(), &fx.digest, "success");
+    let release = ["release", "--version", "1.0.0", "--sha", fx.sha()];
+    let out = xtask_in(&fx.work, &release, &[("IMAGE_REPOSITORY", &fx.repository)]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out)
+            .contains("no GATE_PUBLIC_KEY or --public-key: the unsigned gate store decides"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fx.digest_of("v1.0.0").as_ref(), Some(&fx.digest));
+}
+
+#[test]
+fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
+    let dir = TempDir::new("keygen");
+    let out = dir.path().join("keys");
+    assert_ok(&xtask(
+        &["gate", "keygen", "--out-dir", out.to_str().unwrap()],
+        &[],
+    ));
+    let private = std::fs::read_to_string(out.join("gate.key")).unwrap();
+    assert!(
+        private.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8 PEM"
+    );
+    let public = std::fs::read_to_string(out.join("gate.pub")).unwrap();
+    assert!(
+        public.starts_with("-----BEGIN PUBLIC KEY-----"),
+        "PKIX PEM, as cosign.pub"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("gate.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = assert_fails(&xtask(
+        &["gate", "keygen", "--out-dir", out.to_str().unwrap()],
+        &[],
+    ));
+    assert!(again.contains("never overwrites"), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("gate.key")).unwrap(),
+        private
+    );
+}
+
+/// Rewrites the statement inside the first envelope of `digest`'s `.att`
+/// manifest, keeping the signature: new blobs, the index pointed at them.
+fn tamper(layout: &Path, digest: &str, edit: impl Fn(String) -> String) {
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let tag = format!("sha256-{}.att", hex_of(digest));
+    let entry = index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
+        .expect("the .att tag is in the layout");
+    let blob = |d: &str| layout.join("blobs/sha256").join(hex_of(d));
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(entry["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let layer = &mut manifest["layers"][0];
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(layer["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let payload = BASE64
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    let edited = edit(String::from_utf8(payload.clone()).unwrap());
+    assert_ne!(edited.as_bytes(), payload, "the edit changed nothing");
+    envelope["payload"] = BASE64.encode(edited).into();
+    let write = |bytes: Vec<u8>| {
+        let digest = format!("sha256:{}", hex(&sha2::Sha256::digest(&bytes)));
+        std::fs::write(blob(&digest), &bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let (envelope_digest, envelope_size) = write(serde_json::to_vec(&envelope).unwrap());
+    layer["digest"] = envelope_digest.into();
+    layer["size"] = envelope_size.into();
+    let (manifest_digest, manifest_size) = write(serde_json::to_vec(&manifest).unwrap());
+    entry["digest"] = manifest_digest.into();
+    entry["size"] = manifest_size.into();
+    std::fs::write(&index_path, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
