@@ -1,6 +1,6 @@
 //! items-api: the Items CRUD service that the service-demo pipeline ships.
 //!
-//! `main.rs` only reads configuration, sets up telemetry and calls [`serve`];
+//! `main.rs` only reads configuration, sets up logging and calls [`serve`];
 //! tests build the same [`app`] and spawn it on `127.0.0.1:0`.
 
 pub mod config;
@@ -8,10 +8,12 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
+pub mod logging;
+pub mod metrics;
+pub mod observe;
 pub mod routes;
 pub mod shutdown;
 pub mod store;
-pub mod telemetry;
 pub mod timeout;
 
 use std::sync::Arc;
@@ -26,10 +28,11 @@ use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::observe::ObserveLayer;
 use crate::routes::meta::VersionInfo;
 use crate::shutdown::Readiness;
 use crate::store::ItemStore;
-use crate::telemetry::{Metrics, ObserveLayer};
 use crate::timeout::RequestTimeoutLayer;
 
 /// A request that takes longer than this is answered 408 (the default of

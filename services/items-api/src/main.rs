@@ -1,4 +1,4 @@
-//! items-api entry point: configuration, telemetry, then serve.
+//! items-api entry point: configuration, logging, then serve.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use items_api::config::Config;
 use items_api::store::{ItemStore, MemoryStore, PostgresStore};
-use items_api::{AppState, healthcheck, shutdown, telemetry};
+use items_api::{AppState, healthcheck, logging, shutdown};
 
 const USAGE: &str = "\
 items-api: the Items CRUD HTTP service
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    telemetry::init(config.log_format);
+    logging::init(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
