@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use crate::server::ServerLimits;
+use crate::store::Capacity;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `PORT`: TCP port to listen on, on all interfaces (default 8080).
@@ -15,9 +18,14 @@ pub struct Config {
     pub services_namespace: String,
     /// `LOG_FORMAT`: `json` (default, for log collectors) or `text`.
     pub log_format: LogFormat,
-    /// `SHUTDOWN_DRAIN_SECONDS`: how long to keep serving after SIGTERM while
-    /// `/readyz` says 503, so load balancers stop routing here first (default 5).
-    pub shutdown_drain: Duration,
+    /// `REQUEST_TIMEOUT_SECONDS`: a request unanswered this long is answered
+    /// 408 (default 20). Drain plus this must stay under the pod's grace period.
+    pub request_timeout: Duration,
+    /// `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_SECONDS`, `SHUTDOWN_DRAIN_SECONDS`.
+    pub server: ServerLimits,
+    /// `MEMORY_STORE_MAX_ITEMS`, `MEMORY_STORE_MAX_BYTES`: the in-memory
+    /// store's capacity (unused with `DATABASE_URL`).
+    pub memory_store: Capacity,
     /// `APP_VERSION`: the released version; defaults to the crate version.
     pub app_version: String,
     /// `GIT_COMMIT`: the source commit; defaults to the one baked in at build time.
@@ -99,19 +107,55 @@ impl Config {
                 });
             }
         };
-        let shutdown_drain = match lookup("SHUTDOWN_DRAIN_SECONDS") {
-            None => Duration::from_secs(5),
+        let number = |name: &'static str, default: u64, min: u64, max: u64| match lookup(name) {
+            None => Ok(default),
             Some(raw) => raw
                 .trim()
                 .parse::<u64>()
                 .ok()
-                .filter(|secs| *secs <= 300)
-                .map(Duration::from_secs)
+                .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| ConfigError {
-                    variable: "SHUTDOWN_DRAIN_SECONDS",
+                    variable: name,
                     value: raw.clone(),
-                    reason: "must be a whole number of seconds from 0 to 300".into(),
-                })?,
+                    reason: format!("must be a whole number from {min} to {max}"),
+                }),
+        };
+        let defaults = ServerLimits::default();
+        let server = ServerLimits {
+            max_connections: number(
+                "MAX_CONNECTIONS",
+                defaults.max_connections as u64,
+                1,
+                100_000,
+            )? as usize,
+            header_read_timeout: Duration::from_secs(number(
+                "HEADER_READ_TIMEOUT_SECONDS",
+                defaults.header_read_timeout.as_secs(),
+                1,
+                300,
+            )?),
+            shutdown_drain: Duration::from_secs(number(
+                "SHUTDOWN_DRAIN_SECONDS",
+                defaults.shutdown_drain.as_secs(),
+                0,
+                300,
+            )?),
+        };
+        let request_timeout = Duration::from_secs(number(
+            "REQUEST_TIMEOUT_SECONDS",
+            crate::REQUEST_TIMEOUT.as_secs(),
+            1,
+            3600,
+        )?);
+        let capacity = Capacity::default();
+        let memory_store = Capacity {
+            items: number(
+                "MEMORY_STORE_MAX_ITEMS",
+                capacity.items as u64,
+                1,
+                100_000_000,
+            )? as usize,
+            bytes: number("MEMORY_STORE_MAX_BYTES", capacity.bytes as u64, 1, 1 << 40)? as usize,
         };
         let database = match lookup("DATABASE_URL")
             .map(|u| u.trim().to_owned())
@@ -129,25 +173,13 @@ impl Config {
                         ),
                     });
                 }
-                let number = |name: &'static str, default: u64, max: u64| match lookup(name) {
-                    None => Ok(default),
-                    Some(raw) => raw
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| (1..=max).contains(n))
-                        .ok_or_else(|| ConfigError {
-                            variable: name,
-                            value: raw.clone(),
-                            reason: format!("must be a whole number from 1 to {max}"),
-                        }),
-                };
                 Some(DatabaseConfig {
                     url,
-                    pool_size: number("DATABASE_POOL_SIZE", 10, 1000)? as usize,
+                    pool_size: number("DATABASE_POOL_SIZE", 10, 1, 1000)? as usize,
                     statement_timeout: Duration::from_millis(number(
                         "DATABASE_STATEMENT_TIMEOUT_MS",
                         5000,
+                        1,
                         600_000,
                     )?),
                 })
@@ -164,7 +196,9 @@ impl Config {
             env_name: non_empty("ENV_NAME", "local"),
             services_namespace: non_empty("SERVICES_NAMESPACE", "default"),
             log_format,
-            shutdown_drain,
+            request_timeout,
+            server,
+            memory_store,
             app_version: non_empty("APP_VERSION", env!("CARGO_PKG_VERSION")),
             git_commit: non_empty(
                 "GIT_COMMIT",
@@ -219,7 +253,10 @@ mod tests {
         let config = config(&[]).unwrap();
         assert_eq!(config.port, 8080);
         assert_eq!(config.log_format, LogFormat::Json);
-        assert_eq!(config.shutdown_drain, Duration::from_secs(5));
+        assert_eq!(config.request_timeout, crate::REQUEST_TIMEOUT);
+        assert_eq!(config.server, ServerLimits::default());
+        assert_eq!(config.server.shutdown_drain, Duration::from_secs(5));
+        assert_eq!(config.memory_store, Capacity::default());
         assert_eq!(config.env_name, "local");
         assert_eq!(config.app_version, env!("CARGO_PKG_VERSION"));
     }
@@ -232,6 +269,11 @@ mod tests {
             ("SERVICES_NAMESPACE", "preprod"),
             ("LOG_FORMAT", "text"),
             ("SHUTDOWN_DRAIN_SECONDS", "0"),
+            ("MAX_CONNECTIONS", "10"),
+            ("REQUEST_TIMEOUT_SECONDS", "12"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "3"),
+            ("MEMORY_STORE_MAX_ITEMS", "7"),
+            ("MEMORY_STORE_MAX_BYTES", "4096"),
             ("APP_VERSION", "1.2.3"),
             ("GIT_COMMIT", "abc1234"),
         ])
@@ -240,7 +282,22 @@ mod tests {
         assert_eq!(config.env_name, "preprod");
         assert_eq!(config.services_namespace, "preprod");
         assert_eq!(config.log_format, LogFormat::Text);
-        assert_eq!(config.shutdown_drain, Duration::ZERO);
+        assert_eq!(config.request_timeout, Duration::from_secs(12));
+        assert_eq!(
+            config.server,
+            ServerLimits {
+                max_connections: 10,
+                header_read_timeout: Duration::from_secs(3),
+                shutdown_drain: Duration::ZERO,
+            }
+        );
+        assert_eq!(
+            config.memory_store,
+            Capacity {
+                items: 7,
+                bytes: 4096
+            }
+        );
         assert_eq!(
             (config.app_version.as_str(), config.git_commit.as_str()),
             ("1.2.3", "abc1234")
@@ -255,6 +312,10 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("SHUTDOWN_DRAIN_SECONDS", "-1"),
             ("SHUTDOWN_DRAIN_SECONDS", "301"),
+            ("MAX_CONNECTIONS", "0"),
+            ("REQUEST_TIMEOUT_SECONDS", "0"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "0"),
+            ("MEMORY_STORE_MAX_BYTES", "lots"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);
