@@ -141,11 +141,12 @@ pub struct NewItem {
 // every other problem in one response, instead of serde's first-error message.
 #[derive(Debug, serde::Deserialize, ToSchema)]
 pub struct ItemInput {
-    /// Required; trimmed; 1 to 200 characters.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
+    /// Required; trimmed; 1 to 200 characters, not only whitespace, no NUL.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub name: Option<String>,
-    /// Optional; at most 2000 characters.
-    #[schema(max_length = 2000)]
+    /// Optional; at most 2000 characters, no NUL.
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
 }
 
