@@ -130,6 +130,26 @@ impl PgServer {
         }
     }
 
+    /// `pg_ctl stop -m immediate`: the server quits at once without a
+    /// checkpoint, as in a crash; the next start recovers from the WAL.
+    pub fn stop_immediately(&mut self) {
+        let mut command = Command::new(self.bin.join("pg_ctl"));
+        command
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .stdout(Stdio::null());
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        assert!(
+            command.status().expect("pg_ctl runs").success(),
+            "pg_ctl stop failed"
+        );
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
