@@ -88,7 +88,8 @@ impl Config {
     /// Reads configuration through `lookup`, so tests need not touch the
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let port = match lookup("PORT") {
+        let env = Env(lookup);
+        let port = match env.raw("PORT") {
             None => 8080,
             Some(raw) => raw.trim().parse::<u16>().map_err(|_| ConfigError {
                 variable: "PORT",
@@ -96,7 +97,7 @@ impl Config {
                 reason: "must be a port number from 0 to 65535".into(),
             })?,
         };
-        let log_format = match lookup("LOG_FORMAT").as_deref().map(str::trim) {
+        let log_format = match env.raw("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
             Some(other) => {
@@ -107,7 +108,54 @@ impl Config {
                 });
             }
         };
-        let number = |name: &'static str, default: u64, min: u64, max: u64| match lookup(name) {
+        Ok(Self {
+            port,
+            env_name: env.text("ENV_NAME", "local"),
+            services_namespace: env.text("SERVICES_NAMESPACE", "default"),
+            log_format,
+            request_timeout: env.seconds(
+                "REQUEST_TIMEOUT_SECONDS",
+                crate::REQUEST_TIMEOUT,
+                1,
+                3600,
+            )?,
+            server: server_limits(&env)?,
+            memory_store: memory_capacity(&env)?,
+            app_version: env.text("APP_VERSION", env!("CARGO_PKG_VERSION")),
+            git_commit: env.text(
+                "GIT_COMMIT",
+                option_env!("ITEMS_API_GIT_COMMIT").unwrap_or("unknown"),
+            ),
+            database: database(&env)?,
+        })
+    }
+}
+
+/// The variables, read through a lookup function.
+struct Env<L>(L);
+
+impl<L: Fn(&str) -> Option<String>> Env<L> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    /// A trimmed value, or `default` when unset or blank.
+    fn text(&self, name: &str, default: &str) -> String {
+        self.raw(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    /// A whole number from `min` to `max`, or `default` when unset.
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.raw(name) {
             None => Ok(default),
             Some(raw) => raw
                 .trim()
@@ -119,94 +167,81 @@ impl Config {
                     value: raw.clone(),
                     reason: format!("must be a whole number from {min} to {max}"),
                 }),
-        };
-        let defaults = ServerLimits::default();
-        let server = ServerLimits {
-            max_connections: number(
-                "MAX_CONNECTIONS",
-                defaults.max_connections as u64,
-                1,
-                100_000,
-            )? as usize,
-            header_read_timeout: Duration::from_secs(number(
-                "HEADER_READ_TIMEOUT_SECONDS",
-                defaults.header_read_timeout.as_secs(),
-                1,
-                300,
-            )?),
-            shutdown_drain: Duration::from_secs(number(
-                "SHUTDOWN_DRAIN_SECONDS",
-                defaults.shutdown_drain.as_secs(),
-                0,
-                300,
-            )?),
-        };
-        let request_timeout = Duration::from_secs(number(
-            "REQUEST_TIMEOUT_SECONDS",
-            crate::REQUEST_TIMEOUT.as_secs(),
-            1,
-            3600,
-        )?);
-        let capacity = Capacity::default();
-        let memory_store = Capacity {
-            items: number(
-                "MEMORY_STORE_MAX_ITEMS",
-                capacity.items as u64,
-                1,
-                100_000_000,
-            )? as usize,
-            bytes: number("MEMORY_STORE_MAX_BYTES", capacity.bytes as u64, 1, 1 << 40)? as usize,
-        };
-        let database = match lookup("DATABASE_URL")
-            .map(|u| u.trim().to_owned())
-            .filter(|u| !u.is_empty())
-        {
-            None => None,
-            Some(url) => {
-                if let Err(error) = url.parse::<tokio_postgres::Config>() {
-                    return Err(ConfigError {
-                        variable: "DATABASE_URL",
-                        // Never echo a URL that may hold a password.
-                        value: "<hidden>".into(),
-                        reason: format!(
-                            "must be a PostgreSQL URL (postgres://user:password@host:5432/db): {error}"
-                        ),
-                    });
-                }
-                Some(DatabaseConfig {
-                    url,
-                    pool_size: number("DATABASE_POOL_SIZE", 10, 1, 1000)? as usize,
-                    statement_timeout: Duration::from_millis(number(
-                        "DATABASE_STATEMENT_TIMEOUT_MS",
-                        5000,
-                        1,
-                        600_000,
-                    )?),
-                })
-            }
-        };
-        let non_empty = |name: &str, default: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
-        Ok(Self {
-            port,
-            env_name: non_empty("ENV_NAME", "local"),
-            services_namespace: non_empty("SERVICES_NAMESPACE", "default"),
-            log_format,
-            request_timeout,
-            server,
-            memory_store,
-            app_version: non_empty("APP_VERSION", env!("CARGO_PKG_VERSION")),
-            git_commit: non_empty(
-                "GIT_COMMIT",
-                option_env!("ITEMS_API_GIT_COMMIT").unwrap_or("unknown"),
-            ),
-            database,
-        })
+        }
     }
+
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: Duration,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default.as_secs(), min, max)
+            .map(Duration::from_secs)
+    }
+}
+
+fn server_limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerLimits, ConfigError> {
+    let defaults = ServerLimits::default();
+    Ok(ServerLimits {
+        max_connections: env.number(
+            "MAX_CONNECTIONS",
+            defaults.max_connections as u64,
+            1,
+            100_000,
+        )? as usize,
+        header_read_timeout: env.seconds(
+            "HEADER_READ_TIMEOUT_SECONDS",
+            defaults.header_read_timeout,
+            1,
+            300,
+        )?,
+        shutdown_drain: env.seconds("SHUTDOWN_DRAIN_SECONDS", defaults.shutdown_drain, 0, 300)?,
+    })
+}
+
+fn memory_capacity(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Capacity, ConfigError> {
+    let defaults = Capacity::default();
+    Ok(Capacity {
+        items: env.number(
+            "MEMORY_STORE_MAX_ITEMS",
+            defaults.items as u64,
+            1,
+            100_000_000,
+        )? as usize,
+        bytes: env.number("MEMORY_STORE_MAX_BYTES", defaults.bytes as u64, 1, 1 << 40)? as usize,
+    })
+}
+
+/// `DATABASE_URL` and its pool settings; `None` (the in-memory store) when unset.
+fn database(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let url = env.text("DATABASE_URL", "");
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if let Err(error) = url.parse::<tokio_postgres::Config>() {
+        return Err(ConfigError {
+            variable: "DATABASE_URL",
+            // Never echo a URL that may hold a password.
+            value: "<hidden>".into(),
+            reason: format!(
+                "must be a PostgreSQL URL (postgres://user:password@host:5432/db): {error}"
+            ),
+        });
+    }
+    Ok(Some(DatabaseConfig {
+        url,
+        pool_size: env.number("DATABASE_POOL_SIZE", 10, 1, 1000)? as usize,
+        statement_timeout: Duration::from_millis(env.number(
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+            5000,
+            1,
+            600_000,
+        )?),
+    }))
 }
 
 #[cfg(test)]
