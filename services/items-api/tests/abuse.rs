@@ -377,22 +377,21 @@ struct ShutdownLog {
 }
 
 /// One client: reads and writes on keep-alive connections until the server
-/// stops taking connections.
+/// stops taking connections. It writes over one item of its own, so the load
+/// does not fill the in-memory store.
 fn shutdown_load(port: u16) -> ShutdownLog {
     let mut log = ShutdownLog::default();
     let deadline = Instant::now() + Duration::from_secs(20);
     let Ok(mut conn) = Conn::open(port) else {
         return log;
     };
+    let created = conn.request("POST", "/api/v1/items", &[], Some(r#"{"name":"mine"}"#));
+    let item: serde_json::Value = serde_json::from_slice(&created.answer().body).unwrap();
+    let path = format!("/api/v1/items/{}", item["id"].as_str().unwrap());
     for n in 0.. {
         let outcome = match n % 2 {
             0 => conn.request("GET", "/api/v1/items?limit=5", &[], None),
-            _ => conn.request(
-                "POST",
-                "/api/v1/items",
-                &[],
-                Some(r#"{"name":"during shutdown"}"#),
-            ),
+            _ => conn.request("PUT", &path, &[], Some(r#"{"name":"during shutdown"}"#)),
         };
         match outcome {
             Outcome::Answered(r) if r.status < 500 => log.answered += 1,
