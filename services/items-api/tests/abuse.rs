@@ -282,35 +282,16 @@ fn write_load(port: u16, client: usize, until: Instant) -> WriteLog {
     log
 }
 
-#[test]
-fn a_database_killed_under_write_load_loses_no_acknowledged_write() {
-    let test = "abuse::a_database_killed_under_write_load_loses_no_acknowledged_write";
-    let Some(mut database) = PgServer::start(test) else {
-        return;
-    };
-    let url = database.url();
-    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_items-api"))
-        .arg("migrate")
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap();
-    assert!(migrate.status.success(), "{migrate:?}");
-    let service = Service::start(&[("DATABASE_URL", &url)]);
-    let idle = idle_rss(&service);
-    let probe = Probe::start(&service);
-    let until = Instant::now() + Duration::from_secs(6);
-    let port = service.port;
-    let clients: Vec<_> = (0..8)
-        .map(|client| std::thread::spawn(move || write_load(port, client, until)))
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    let killed = Instant::now();
-    database.stop_immediately();
-    std::thread::sleep(Duration::from_secs(1));
-    database.start_again();
-    let back = Instant::now();
-    let logs: Vec<WriteLog> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-
+/// Checks the writers' logs against an outage from `killed` to `back`: every
+/// error a 503 problem inside it. Returns the figures, how many acknowledged
+/// writes are missing now, and when the first write after the last error was
+/// acknowledged.
+fn check_write_logs(
+    logs: &[WriteLog],
+    service: &Service,
+    killed: Instant,
+    back: Instant,
+) -> (String, usize, Option<Instant>) {
     let errors: Vec<&(Instant, String)> = logs.iter().flat_map(|l| &l.errors).collect();
     for (at, error) in &errors {
         assert_eq!(
@@ -354,6 +335,38 @@ fn a_database_killed_under_write_load_loses_no_acknowledged_write() {
         since_back(last_error),
         recovered.map_or(f64::NAN, since_back),
     );
+    (extra, missing, recovered)
+}
+
+#[test]
+fn a_database_killed_under_write_load_loses_no_acknowledged_write() {
+    let test = "abuse::a_database_killed_under_write_load_loses_no_acknowledged_write";
+    let Some(mut database) = PgServer::start(test) else {
+        return;
+    };
+    let url = database.url();
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_items-api"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(migrate.status.success(), "{migrate:?}");
+    let service = Service::start(&[("DATABASE_URL", &url)]);
+    let idle = idle_rss(&service);
+    let probe = Probe::start(&service);
+    let until = Instant::now() + Duration::from_secs(6);
+    let port = service.port;
+    let clients: Vec<_> = (0..8)
+        .map(|client| std::thread::spawn(move || write_load(port, client, until)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = Instant::now();
+    database.stop_immediately();
+    std::thread::sleep(Duration::from_secs(1));
+    database.start_again();
+    let back = Instant::now();
+    let logs: Vec<WriteLog> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let (extra, missing, recovered) = check_write_logs(&logs, &service, killed, back);
     report(
         "PostgreSQL killed under 8 writers",
         &service,
