@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use crate::server::ServerLimits;
+use crate::store::Capacity;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `PORT`: TCP port to listen on, on all interfaces (default 8080).
@@ -15,9 +18,14 @@ pub struct Config {
     pub services_namespace: String,
     /// `LOG_FORMAT`: `json` (default, for log collectors) or `text`.
     pub log_format: LogFormat,
-    /// `SHUTDOWN_DRAIN_SECONDS`: how long to keep serving after SIGTERM while
-    /// `/readyz` says 503, so load balancers stop routing here first (default 5).
-    pub shutdown_drain: Duration,
+    /// `REQUEST_TIMEOUT_SECONDS`: a request unanswered this long is answered
+    /// 408 (default 20). Drain plus this must stay under the pod's grace period.
+    pub request_timeout: Duration,
+    /// `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_SECONDS`, `SHUTDOWN_DRAIN_SECONDS`.
+    pub server: ServerLimits,
+    /// `MEMORY_STORE_MAX_ITEMS`, `MEMORY_STORE_MAX_BYTES`: the in-memory
+    /// store's capacity (unused with `DATABASE_URL`).
+    pub memory_store: Capacity,
     /// `APP_VERSION`: the released version; defaults to the crate version.
     pub app_version: String,
     /// `GIT_COMMIT`: the source commit; defaults to the one baked in at build time.
@@ -80,7 +88,8 @@ impl Config {
     /// Reads configuration through `lookup`, so tests need not touch the
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let port = match lookup("PORT") {
+        let env = Env(lookup);
+        let port = match env.raw("PORT") {
             None => 8080,
             Some(raw) => raw.trim().parse::<u16>().map_err(|_| ConfigError {
                 variable: "PORT",
@@ -88,7 +97,7 @@ impl Config {
                 reason: "must be a port number from 0 to 65535".into(),
             })?,
         };
-        let log_format = match lookup("LOG_FORMAT").as_deref().map(str::trim) {
+        let log_format = match env.raw("LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
             Some(other) => {
@@ -99,80 +108,140 @@ impl Config {
                 });
             }
         };
-        let shutdown_drain = match lookup("SHUTDOWN_DRAIN_SECONDS") {
-            None => Duration::from_secs(5),
+        Ok(Self {
+            port,
+            env_name: env.text("ENV_NAME", "local"),
+            services_namespace: env.text("SERVICES_NAMESPACE", "default"),
+            log_format,
+            request_timeout: env.seconds(
+                "REQUEST_TIMEOUT_SECONDS",
+                crate::REQUEST_TIMEOUT,
+                1,
+                3600,
+            )?,
+            server: server_limits(&env)?,
+            memory_store: memory_capacity(&env)?,
+            app_version: env.text("APP_VERSION", env!("CARGO_PKG_VERSION")),
+            git_commit: env.text(
+                "GIT_COMMIT",
+                option_env!("ITEMS_API_GIT_COMMIT").unwrap_or("unknown"),
+            ),
+            database: database(&env)?,
+        })
+    }
+}
+
+/// The variables, read through a lookup function.
+struct Env<L>(L);
+
+impl<L: Fn(&str) -> Option<String>> Env<L> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    /// A trimmed value, or `default` when unset or blank.
+    fn text(&self, name: &str, default: &str) -> String {
+        self.raw(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    /// A whole number from `min` to `max`, or `default` when unset.
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
             Some(raw) => raw
                 .trim()
                 .parse::<u64>()
                 .ok()
-                .filter(|secs| *secs <= 300)
-                .map(Duration::from_secs)
+                .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| ConfigError {
-                    variable: "SHUTDOWN_DRAIN_SECONDS",
+                    variable: name,
                     value: raw.clone(),
-                    reason: "must be a whole number of seconds from 0 to 300".into(),
-                })?,
-        };
-        let database = match lookup("DATABASE_URL")
-            .map(|u| u.trim().to_owned())
-            .filter(|u| !u.is_empty())
-        {
-            None => None,
-            Some(url) => {
-                if let Err(error) = url.parse::<tokio_postgres::Config>() {
-                    return Err(ConfigError {
-                        variable: "DATABASE_URL",
-                        // Never echo a URL that may hold a password.
-                        value: "<hidden>".into(),
-                        reason: format!(
-                            "must be a PostgreSQL URL (postgres://user:password@host:5432/db): {error}"
-                        ),
-                    });
-                }
-                let number = |name: &'static str, default: u64, max: u64| match lookup(name) {
-                    None => Ok(default),
-                    Some(raw) => raw
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| (1..=max).contains(n))
-                        .ok_or_else(|| ConfigError {
-                            variable: name,
-                            value: raw.clone(),
-                            reason: format!("must be a whole number from 1 to {max}"),
-                        }),
-                };
-                Some(DatabaseConfig {
-                    url,
-                    pool_size: number("DATABASE_POOL_SIZE", 10, 1000)? as usize,
-                    statement_timeout: Duration::from_millis(number(
-                        "DATABASE_STATEMENT_TIMEOUT_MS",
-                        5000,
-                        600_000,
-                    )?),
-                })
-            }
-        };
-        let non_empty = |name: &str, default: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
-        Ok(Self {
-            port,
-            env_name: non_empty("ENV_NAME", "local"),
-            services_namespace: non_empty("SERVICES_NAMESPACE", "default"),
-            log_format,
-            shutdown_drain,
-            app_version: non_empty("APP_VERSION", env!("CARGO_PKG_VERSION")),
-            git_commit: non_empty(
-                "GIT_COMMIT",
-                option_env!("ITEMS_API_GIT_COMMIT").unwrap_or("unknown"),
-            ),
-            database,
-        })
+                    reason: format!("must be a whole number from {min} to {max}"),
+                }),
+        }
     }
+
+    fn seconds(
+        &self,
+        name: &'static str,
+        default: Duration,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default.as_secs(), min, max)
+            .map(Duration::from_secs)
+    }
+}
+
+fn server_limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerLimits, ConfigError> {
+    let defaults = ServerLimits::default();
+    Ok(ServerLimits {
+        max_connections: env.number(
+            "MAX_CONNECTIONS",
+            defaults.max_connections as u64,
+            1,
+            100_000,
+        )? as usize,
+        header_read_timeout: env.seconds(
+            "HEADER_READ_TIMEOUT_SECONDS",
+            defaults.header_read_timeout,
+            1,
+            300,
+        )?,
+        shutdown_drain: env.seconds("SHUTDOWN_DRAIN_SECONDS", defaults.shutdown_drain, 0, 300)?,
+    })
+}
+
+fn memory_capacity(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Capacity, ConfigError> {
+    let defaults = Capacity::default();
+    Ok(Capacity {
+        items: env.number(
+            "MEMORY_STORE_MAX_ITEMS",
+            defaults.items as u64,
+            1,
+            100_000_000,
+        )? as usize,
+        bytes: env.number("MEMORY_STORE_MAX_BYTES", defaults.bytes as u64, 1, 1 << 40)? as usize,
+    })
+}
+
+/// `DATABASE_URL` and its pool settings; `None` (the in-memory store) when unset.
+fn database(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let url = env.text("DATABASE_URL", "");
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if let Err(error) = url.parse::<tokio_postgres::Config>() {
+        return Err(ConfigError {
+            variable: "DATABASE_URL",
+            // Never echo a URL that may hold a password.
+            value: "<hidden>".into(),
+            reason: format!(
+                "must be a PostgreSQL URL (postgres://user:password@host:5432/db): {error}"
+            ),
+        });
+    }
+    Ok(Some(DatabaseConfig {
+        url,
+        pool_size: env.number("DATABASE_POOL_SIZE", 10, 1, 1000)? as usize,
+        statement_timeout: Duration::from_millis(env.number(
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+            5000,
+            1,
+            600_000,
+        )?),
+    }))
 }
 
 #[cfg(test)]
@@ -219,7 +288,10 @@ mod tests {
         let config = config(&[]).unwrap();
         assert_eq!(config.port, 8080);
         assert_eq!(config.log_format, LogFormat::Json);
-        assert_eq!(config.shutdown_drain, Duration::from_secs(5));
+        assert_eq!(config.request_timeout, crate::REQUEST_TIMEOUT);
+        assert_eq!(config.server, ServerLimits::default());
+        assert_eq!(config.server.shutdown_drain, Duration::from_secs(5));
+        assert_eq!(config.memory_store, Capacity::default());
         assert_eq!(config.env_name, "local");
         assert_eq!(config.app_version, env!("CARGO_PKG_VERSION"));
     }
@@ -232,6 +304,11 @@ mod tests {
             ("SERVICES_NAMESPACE", "preprod"),
             ("LOG_FORMAT", "text"),
             ("SHUTDOWN_DRAIN_SECONDS", "0"),
+            ("MAX_CONNECTIONS", "10"),
+            ("REQUEST_TIMEOUT_SECONDS", "12"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "3"),
+            ("MEMORY_STORE_MAX_ITEMS", "7"),
+            ("MEMORY_STORE_MAX_BYTES", "4096"),
             ("APP_VERSION", "1.2.3"),
             ("GIT_COMMIT", "abc1234"),
         ])
@@ -240,7 +317,22 @@ mod tests {
         assert_eq!(config.env_name, "preprod");
         assert_eq!(config.services_namespace, "preprod");
         assert_eq!(config.log_format, LogFormat::Text);
-        assert_eq!(config.shutdown_drain, Duration::ZERO);
+        assert_eq!(config.request_timeout, Duration::from_secs(12));
+        assert_eq!(
+            config.server,
+            ServerLimits {
+                max_connections: 10,
+                header_read_timeout: Duration::from_secs(3),
+                shutdown_drain: Duration::ZERO,
+            }
+        );
+        assert_eq!(
+            config.memory_store,
+            Capacity {
+                items: 7,
+                bytes: 4096
+            }
+        );
         assert_eq!(
             (config.app_version.as_str(), config.git_commit.as_str()),
             ("1.2.3", "abc1234")
@@ -255,6 +347,10 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("SHUTDOWN_DRAIN_SECONDS", "-1"),
             ("SHUTDOWN_DRAIN_SECONDS", "301"),
+            ("MAX_CONNECTIONS", "0"),
+            ("REQUEST_TIMEOUT_SECONDS", "0"),
+            ("HEADER_READ_TIMEOUT_SECONDS", "0"),
+            ("MEMORY_STORE_MAX_BYTES", "lots"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

@@ -67,7 +67,14 @@ impl std::ops::Deref for StoredItem {
     }
 }
 
-/// A trimmed, non-empty name of at most [`NAME_MAX_CHARS`] characters.
+/// Text PostgreSQL cannot store: a NUL character. Refused by both stores'
+/// domain types, so the in-memory store and PostgreSQL answer alike (a 422
+/// naming the field, not a 201 on one and a 503 on the other).
+const NUL: char = '\0';
+const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// A trimmed, non-empty name of at most [`NAME_MAX_CHARS`] characters,
+/// without NUL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemName(String);
 
@@ -86,6 +93,9 @@ impl ItemName {
                 format!("must be at most {NAME_MAX_CHARS} characters"),
             ));
         }
+        if trimmed.contains(NUL) {
+            return Err(FieldError::new("name", NUL_MESSAGE));
+        }
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -94,7 +104,8 @@ impl ItemName {
     }
 }
 
-/// An optional free-text description of at most [`DESCRIPTION_MAX_CHARS`] characters.
+/// An optional free-text description of at most [`DESCRIPTION_MAX_CHARS`]
+/// characters, without NUL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemDescription(String);
 
@@ -105,6 +116,9 @@ impl ItemDescription {
                 "description",
                 format!("must be at most {DESCRIPTION_MAX_CHARS} characters"),
             ));
+        }
+        if raw.contains(NUL) {
+            return Err(FieldError::new("description", NUL_MESSAGE));
         }
         Ok(Self(raw))
     }
@@ -127,11 +141,12 @@ pub struct NewItem {
 // every other problem in one response, instead of serde's first-error message.
 #[derive(Debug, serde::Deserialize, ToSchema)]
 pub struct ItemInput {
-    /// Required; trimmed; 1 to 200 characters.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
+    /// Required; trimmed; 1 to 200 characters, not only whitespace, no NUL.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200,
+        pattern = r"^[^\u0000]*[^\s\u0000][^\u0000]*$")]
     pub name: Option<String>,
-    /// Optional; at most 2000 characters.
-    #[schema(max_length = 2000)]
+    /// Optional; at most 2000 characters, no NUL.
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
 }
 
@@ -206,6 +221,18 @@ mod tests {
         let two_hundred_accents = "é".repeat(NAME_MAX_CHARS);
         assert!(ItemName::parse(&two_hundred_accents).is_ok());
         assert!(ItemName::parse(&format!("{two_hundred_accents}é")).is_err());
+    }
+
+    #[test]
+    fn nul_is_refused_in_every_text_field() {
+        assert_eq!(ItemName::parse("a\0b").unwrap_err().message, NUL_MESSAGE);
+        let err = ItemDescription::parse("a\0".into()).unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.message.as_str()),
+            ("description", NUL_MESSAGE)
+        );
+        // Other control characters are text PostgreSQL stores.
+        assert!(ItemName::parse("a\u{1}b").is_ok());
     }
 
     #[test]

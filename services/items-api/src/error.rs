@@ -48,6 +48,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    InsufficientStorage(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -61,6 +63,7 @@ impl ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,6 +76,9 @@ impl From<StoreError> for ApiError {
             StoreError::VersionMismatch { id, current } => Self::PreconditionFailed(format!(
                 "item {id} changed since you read it: it is now at version {current} (ETag \"{current}\"); \
                  GET it again and retry with that If-Match"
+            )),
+            StoreError::Full(why) => Self::InsufficientStorage(format!(
+                "{why}; nothing was written: delete items to make room (a retry alone will not help)"
             )),
             StoreError::Unavailable(why) => {
                 tracing::warn!(error = %why, "store unavailable");

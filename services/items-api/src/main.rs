@@ -1,4 +1,4 @@
-//! items-api entry point: configuration, telemetry, then serve.
+//! items-api entry point: configuration, logging, then serve.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use items_api::config::Config;
 use items_api::store::{ItemStore, MemoryStore, PostgresStore};
-use items_api::{AppState, healthcheck, shutdown, telemetry};
+use items_api::{AppState, healthcheck, logging, shutdown};
 
 const USAGE: &str = "\
 items-api: the Items CRUD HTTP service
@@ -24,6 +24,11 @@ ENVIRONMENT:
     SERVICES_NAMESPACE      namespace of the services this one talks to (default default)
     LOG_FORMAT              json (default) or text
     SHUTDOWN_DRAIN_SECONDS  seconds to keep serving after SIGTERM with /readyz at 503 (default 5)
+    REQUEST_TIMEOUT_SECONDS a request unanswered this long is a 408 (default 20)
+    MAX_CONNECTIONS         connections served at once; more are answered 503 (default 256)
+    HEADER_READ_TIMEOUT_SECONDS  longest wait for a request's headers or an idle connection's next request (default 10)
+    MEMORY_STORE_MAX_ITEMS  most items the in-memory store holds; more are a 507 (default 50000)
+    MEMORY_STORE_MAX_BYTES  most bytes the in-memory store's items take (default 16777216)
     APP_VERSION, GIT_COMMIT override the version and commit reported by /version
     DATABASE_URL            PostgreSQL (postgres://user:password@host:5432/db); unset: in-memory store
     DATABASE_POOL_SIZE      most connections per replica (default 10)
@@ -71,7 +76,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    telemetry::init(config.log_format);
+    logging::init(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -104,14 +109,14 @@ fn serve(config: Config) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            None => Arc::new(MemoryStore::new()),
+            None => Arc::new(MemoryStore::with_capacity(config.memory_store)),
         };
         let state = AppState::new(&config, store);
         match items_api::serve(
             listener,
             state,
+            config.server,
             shutdown::termination_signal(),
-            config.shutdown_drain,
         )
         .await
         {

@@ -1,13 +1,23 @@
 //! The API suite against a real PostgreSQL (a server of its own per test), and
 //! what only a database has: migrations, and an outage in the middle of traffic.
+//! Where PostgreSQL is not installed these tests fail, unless
+//! `SERVICE_DEMO_ALLOW_SKIP=1` (see `common::skip`).
 
 mod common {
+    pub mod api_suite;
     pub mod postgres;
+    pub mod skip;
 }
 
+use std::sync::Arc;
+
+use common::api_suite::{Backend, TestStore, assert_problem};
 use common::postgres::PgServer;
-use items_api::config::DatabaseConfig;
-use items_api::store::{ItemStore, MemoryStore, PostgresStore, migrate};
+use items_api::AppState;
+use items_api::config::{Config, DatabaseConfig};
+use items_api::store::{PostgresStore, migrate};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
 fn database(server: &PgServer) -> DatabaseConfig {
     let url = server.url();
@@ -17,28 +27,31 @@ fn database(server: &PgServer) -> DatabaseConfig {
         .unwrap()
 }
 
-/// A migrated database on a fresh server; off CI without PostgreSQL, the
-/// in-memory store (the skip is said loudly by `PgServer::start`).
-async fn test_store() -> (
-    std::sync::Arc<dyn ItemStore>,
-    Box<dyn std::any::Any + Send + Sync>,
-) {
-    let Some(server) = PgServer::start() else {
-        return (std::sync::Arc::new(MemoryStore::new()), Box::new(()));
-    };
-    let config = database(&server);
-    migrate(&config).await.unwrap();
-    (
-        std::sync::Arc::new(PostgresStore::new(&config).unwrap()),
-        Box::new(server),
-    )
+struct Postgres;
+
+impl Backend for Postgres {
+    fn unavailable() -> Option<String> {
+        PgServer::unavailable()
+    }
+
+    /// A migrated database on a fresh server.
+    async fn store() -> TestStore {
+        let server = PgServer::start("api_postgres").expect("checked by unavailable()");
+        let config = database(&server);
+        migrate(&config).await.unwrap();
+        TestStore {
+            store: Arc::new(PostgresStore::new(&config).unwrap()),
+            guard: Box::new(server),
+        }
+    }
 }
 
-include!("common/api_suite.rs");
+api_suite!(Postgres);
 
 #[tokio::test]
 async fn migrations_apply_once_and_rerun_as_a_no_op() {
-    let Some(server) = PgServer::start() else {
+    let Some(server) = PgServer::start("api_postgres::migrations_apply_once_and_rerun_as_a_no_op")
+    else {
         return;
     };
     let config = database(&server);
@@ -51,7 +64,9 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_is_503_while_down_and_loses_nothing() {
-    let Some(mut server) = PgServer::start() else {
+    let Some(mut server) =
+        PgServer::start("api_postgres::a_database_restart_is_503_while_down_and_loses_nothing")
+    else {
         return;
     };
     let config = database(&server);
@@ -60,7 +75,8 @@ async fn a_database_restart_is_503_while_down_and_loses_nothing() {
     let state = AppState::new(&app_config, Arc::new(PostgresStore::new(&config).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+    let serve = items_api::serve(listener, state, app_config.server, std::future::pending());
+    tokio::spawn(async move { serve.await.unwrap() });
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{base}{path}")).send();
 
@@ -89,4 +105,70 @@ async fn a_database_restart_is_503_while_down_and_loses_nothing() {
     assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
     let back: Value = get(&path).await.unwrap().json().await.unwrap();
     assert_eq!(back, created);
+}
+
+/// A busy pool is load, not an outage: with every connection held, `/readyz`
+/// answers 200 at once instead of waiting 3 s for a connection (past the
+/// readiness probe's 2 s timeout), which turned every replica unready at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_stays_ready_while_every_pool_connection_is_busy() {
+    let Some(server) =
+        PgServer::start("api_postgres::readiness_stays_ready_while_every_pool_connection_is_busy")
+    else {
+        return;
+    };
+    let mut config = database(&server);
+    config.pool_size = 1;
+    migrate(&config).await.unwrap();
+    // Another session locks the table, so a create holds the pool's only connection.
+    let (locker, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let app_config = Config::from_lookup(|_| None).unwrap();
+    let state = AppState::new(&app_config, Arc::new(PostgresStore::new(&config).unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let serve = items_api::serve(listener, state, app_config.server, std::future::pending());
+    tokio::spawn(async move { serve.await.unwrap() });
+    let client = reqwest::Client::new();
+    let blocked = tokio::spawn(
+        client
+            .post(format!("{base}/api/v1/items"))
+            .json(&json!({ "name": "waits for the lock" }))
+            .send(),
+    );
+    // Until the create holds the connection (its wait shows in pg_stat_activity).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let waiting = locker
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the create never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let started = std::time::Instant::now();
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    eprintln!("/readyz with a busy pool: {:?}", started.elapsed());
+    assert_eq!(ready.status(), StatusCode::OK);
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        blocked.await.unwrap().unwrap().status(),
+        StatusCode::CREATED
+    );
 }

@@ -22,8 +22,10 @@ pub const MAX_LIMIT: usize = 1000;
 /// there is one, is in the `Link` header (`rel="next"`).
 #[utoipa::path(get, path = "/api/v1/items", tag = "items",
     params(
-        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "Opaque cursor from a previous page's Link header"),
+        ("limit" = Option<usize>, Query, nullable = false, minimum = 1, maximum = 1000,
+            description = "Page size, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, nullable = false, pattern = r"^[0-9a-fA-F]{32}$",
+            description = "Opaque cursor from a previous page's Link header (an item id without hyphens)"),
     ),
     responses(
         (status = 200, description = "A page of items", body = [Item],
@@ -185,7 +187,8 @@ pub async fn get_item(
 /// changed it since that ETag was read.
 #[utoipa::path(put, path = "/api/v1/items/{id}", tag = "items",
     params(("id" = Uuid, Path, description = "Item id"),
-        ("if-match" = Option<String>, Header, description = "ETag of the version this write replaces")),
+        ("if-match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|"[0-9]{1,19}")$"#,
+            description = "ETag of the version this write replaces (`\"3\"`), or `*`")),
     request_body(content = ItemInput, content_type = "application/json"),
     responses(
         (status = 200, description = "The updated item", body = Item),
@@ -211,7 +214,8 @@ pub async fn update_item(
 /// Deletes an item; with `If-Match`, only if nobody changed it since.
 #[utoipa::path(delete, path = "/api/v1/items/{id}", tag = "items",
     params(("id" = Uuid, Path, description = "Item id"),
-        ("if-match" = Option<String>, Header, description = "ETag of the version this delete removes")),
+        ("if-match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|"[0-9]{1,19}")$"#,
+            description = "ETag of the version this delete removes (`\"3\"`), or `*`")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "If-Match is not an ETag of this API", body = Problem, content_type = "application/problem+json"),

@@ -1,7 +1,9 @@
 //! The in-memory store: the embedded default for local runs and the demo.
 //!
 //! Each replica has its own copy and a restart loses everything, so the chart
-//! allows it only with a single replica.
+//! allows it only with a single replica. It holds at most a [`Capacity`] of
+//! items and bytes; a write past it is refused ([`StoreError::Full`], a 507),
+//! so clients cannot grow the process until the kernel kills it.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -14,19 +16,99 @@ use uuid::Uuid;
 use super::{Cursor, ItemStore, Page, StoreError};
 use crate::domain::{Item, NewItem, StoredItem};
 
+/// How much the in-memory store holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// `MEMORY_STORE_MAX_ITEMS` (default 50 000).
+    pub items: usize,
+    /// `MEMORY_STORE_MAX_BYTES`: the items' estimated memory, see [`footprint`]
+    /// (default 16 MiB: with the server's own bounds this fits the chart's
+    /// 64 Mi memory limit with room to spare).
+    pub bytes: usize,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Self {
+            items: 50_000,
+            bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// What one stored item costs beyond its text: the `Item` and its `Arc`, the
+/// map's share of a B-tree node, the allocator's headers (measured: about
+/// 250 bytes for an item with a short name).
+const ITEM_OVERHEAD_BYTES: usize = 256;
+
+/// The memory an item takes, as counted against [`Capacity::bytes`].
+fn footprint(item: &StoredItem) -> usize {
+    ITEM_OVERHEAD_BYTES
+        + item.name.len()
+        + item.description.as_ref().map_or(0, String::len)
+        + item.json().len()
+}
+
+#[derive(Debug, Default)]
+struct Items {
+    // A BTreeMap keyed by UUIDv7 keeps items in creation order, which makes
+    // cursor pagination a range query.
+    map: BTreeMap<Uuid, StoredItem>,
+    /// The sum of the items' [`footprint`]s.
+    bytes: usize,
+}
+
+impl Items {
+    /// Inserts or replaces `item` if the store stays within `capacity`.
+    fn put(&mut self, item: StoredItem, capacity: Capacity) -> Result<(), StoreError> {
+        let replaced = self.map.get(&item.id).map_or(0, footprint);
+        let count = self.map.len() + usize::from(replaced == 0);
+        let bytes = self.bytes - replaced + footprint(&item);
+        if count > capacity.items {
+            return Err(StoreError::Full(format!(
+                "the store holds its maximum of {} items",
+                capacity.items
+            )));
+        }
+        if bytes > capacity.bytes {
+            return Err(StoreError::Full(format!(
+                "the store holds its maximum of {} bytes",
+                capacity.bytes
+            )));
+        }
+        self.bytes = bytes;
+        self.map.insert(item.id, item);
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &Uuid) {
+        if let Some(item) = self.map.remove(id) {
+            self.bytes -= footprint(&item);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    // A BTreeMap keyed by UUIDv7 keeps items in creation order, which makes
-    // cursor pagination a range query. The lock is never held across an await.
-    items: RwLock<BTreeMap<Uuid, StoredItem>>,
+    // The lock is never held across an await.
+    items: RwLock<Items>,
+    capacity: Capacity,
 }
 
 impl MemoryStore {
+    /// A store with the default [`Capacity`].
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uuid, StoredItem>> {
+    pub fn with_capacity(capacity: Capacity) -> Self {
+        Self {
+            items: RwLock::default(),
+            capacity,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Items> {
         // A poisoned lock means a panic mid-write; the map itself is still a
         // valid map (every write is a single insert/remove), so keep serving.
         self.items
@@ -34,7 +116,7 @@ impl MemoryStore {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Uuid, StoredItem>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Items> {
         self.items
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -54,12 +136,13 @@ impl ItemStore for MemoryStore {
             updated_at: now,
         };
         let item = StoredItem::new(item);
-        self.write().insert(item.id, item.clone());
+        self.write().put(item.clone(), self.capacity)?;
         Ok(item)
     }
 
     async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError> {
         self.read()
+            .map
             .get(&id)
             .cloned()
             .ok_or(StoreError::NotFound(id))
@@ -69,6 +152,7 @@ impl ItemStore for MemoryStore {
         let items = self.read();
         let start = after.map_or(Bound::Unbounded, |Cursor(id)| Bound::Excluded(id));
         let page = items
+            .map
             .range((start, Bound::Unbounded))
             .take(limit + 1)
             .map(|(_, item)| item.clone())
@@ -83,7 +167,7 @@ impl ItemStore for MemoryStore {
         expected: Option<u64>,
     ) -> Result<StoredItem, StoreError> {
         let mut items = self.write();
-        let current = items.get(&id).ok_or(StoreError::NotFound(id))?;
+        let current = items.map.get(&id).ok_or(StoreError::NotFound(id))?;
         check_version(current, expected)?;
         // Stored items are immutable (their JSON is rendered): replace it.
         let item = StoredItem::new(Item {
@@ -93,13 +177,13 @@ impl ItemStore for MemoryStore {
             updated_at: OffsetDateTime::now_utc(),
             ..(**current).clone()
         });
-        items.insert(id, item.clone());
+        items.put(item.clone(), self.capacity)?;
         Ok(item)
     }
 
     async fn delete(&self, id: Uuid, expected: Option<u64>) -> Result<(), StoreError> {
         let mut items = self.write();
-        let current = items.get(&id).ok_or(StoreError::NotFound(id))?;
+        let current = items.map.get(&id).ok_or(StoreError::NotFound(id))?;
         check_version(current, expected)?;
         items.remove(&id);
         Ok(())
@@ -193,6 +277,46 @@ mod tests {
         assert!(matches!(
             store.delete(item.id, None).await,
             Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_writes_and_takes_them_again_after_a_delete() {
+        let one = footprint(&StoredItem::new(Item {
+            id: Uuid::nil(),
+            name: "x".into(),
+            description: None,
+            version: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }));
+        // Room for three items by count, and for two and a half by bytes.
+        let store = MemoryStore::with_capacity(Capacity {
+            items: 3,
+            bytes: one * 5 / 2,
+        });
+        let ids = create_items(&store, 2).await;
+        assert!(matches!(
+            store.create(new_item("3")).await,
+            Err(StoreError::Full(why)) if why.contains("bytes")
+        ));
+        // A longer name is a bigger item: an update can be refused too.
+        assert!(matches!(
+            store.update(ids[0], new_item(&"y".repeat(200)), None).await,
+            Err(StoreError::Full(_))
+        ));
+        assert_eq!(store.get(ids[0]).await.unwrap().name, "0");
+        store.delete(ids[0], None).await.unwrap();
+        store.create(new_item("3")).await.unwrap();
+
+        let by_count = MemoryStore::with_capacity(Capacity {
+            items: 2,
+            bytes: usize::MAX,
+        });
+        create_items(&by_count, 2).await;
+        assert!(matches!(
+            by_count.create(new_item("3")).await,
+            Err(StoreError::Full(why)) if why.contains("2 items")
         ));
     }
 

@@ -3,7 +3,7 @@
 mod memory;
 mod postgres;
 
-pub use memory::MemoryStore;
+pub use memory::{Capacity, MemoryStore};
 pub use postgres::{MIGRATIONS, PostgresStore, migrate};
 
 use async_trait::async_trait;
@@ -46,6 +46,10 @@ pub enum StoreError {
     /// The write named a version (`If-Match`) the item no longer has.
     #[error("item {id} is at version {current}, not the version the write expected")]
     VersionMismatch { id: Uuid, current: u64 },
+    /// The store holds all it may (the in-memory store's capacity); the
+    /// write changed nothing. Says which bound was reached.
+    #[error("storage is full: {0}")]
+    Full(String),
     /// The backing store cannot be reached; the request may succeed later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),

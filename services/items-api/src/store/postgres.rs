@@ -28,6 +28,9 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
 /// Serializes concurrent `migrate` runs (two Jobs, a retried hook).
 const MIGRATION_LOCK: i64 = 0x6974_656d_7361_7069; // "itemsapi"
 
+/// The longest `/readyz` waits for a connection (requests wait 3 s).
+const READY_WAIT: Duration = Duration::from_secs(1);
+
 const COLUMNS: &str = "id, name, description, version, created_at, updated_at";
 
 pub struct PostgresStore {
@@ -179,8 +182,25 @@ impl ItemStore for PostgresStore {
         }
     }
 
+    /// Answers within about [`READY_WAIT`], under the readiness probe's 2 s:
+    /// a probe that times out makes the pod unready, and a busy pool is load,
+    /// not an outage, so it must not turn every replica unready at once.
     async fn ready(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let status = self.pool.status();
+        if status.size == status.max_size && status.available == 0 {
+            // Every connection is open and in use: the database answers.
+            return Ok(());
+        }
+        let timeouts = deadpool_postgres::Timeouts {
+            wait: Some(READY_WAIT),
+            create: Some(READY_WAIT),
+            recycle: Some(READY_WAIT),
+        };
+        let client = self
+            .pool
+            .timeout_get(&timeouts)
+            .await
+            .map_err(unavailable)?;
         client.simple_query("SELECT 1").await.map_err(unavailable)?;
         Ok(())
     }

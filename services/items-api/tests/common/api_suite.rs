@@ -1,31 +1,93 @@
-// The API suite: the real app on a real socket, driven by a real HTTP client.
-// Included by `tests/api.rs` (in-memory store) and `tests/api_postgres.rs`
-// (a real PostgreSQL), each of which defines `test_store()`.
+//! The API suite: the real server (`items_api::serve`) on a real socket,
+//! driven by a real HTTP client, on any store. `tests/api.rs` runs it on the
+//! in-memory store and `tests/api_postgres.rs` on a real PostgreSQL, each with
+//! `api_suite!(TheirBackend)`, which makes one `#[tokio::test]` per suite
+//! function (a function missing from the macro's list is dead code, which
+//! clippy's `-D warnings` refuses).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use items_api::AppState;
 use items_api::config::Config;
-use items_api::{AppState, app};
+use items_api::store::ItemStore;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, LINK, LOCATION};
 use serde_json::{Value, json};
 
+/// Where a test app keeps its items.
+pub trait Backend {
+    /// Why this backend cannot run here (PostgreSQL not installed), if so.
+    fn unavailable() -> Option<String>;
+    /// A fresh, empty store, and whatever keeps it alive (a PostgreSQL server).
+    fn store() -> impl Future<Output = TestStore> + Send;
+}
+
+pub struct TestStore {
+    pub store: Arc<dyn ItemStore>,
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+/// One `#[tokio::test]` per suite function, on `$backend`; a backend that is
+/// unavailable fails the test unless skipping is asked for
+/// ([`super::skip::skip_or_fail`]).
+#[macro_export]
+macro_rules! api_suite {
+    ($backend:ty) => {
+        $crate::api_suite!(@tests $backend:
+            item_lifecycle
+            malformed_json_is_400
+            invalid_fields_are_422_and_named
+            nul_in_text_is_422_on_every_store
+            non_json_content_type_is_415
+            body_over_64_kib_is_413
+            a_request_still_unanswered_at_the_deadline_is_a_408_problem
+            unknown_route_is_404_and_wrong_method_is_405
+            id_that_is_not_a_uuid_is_404
+            request_id_is_echoed_or_generated
+            health_readiness_and_version
+            metrics_count_requests_by_route_method_and_status
+            unknown_methods_share_one_metrics_label
+            listing_is_paged_with_a_link_header
+            parallel_creates_get_distinct_ids_and_an_exact_count
+            parallel_updates_to_one_item_lose_nothing
+            if_match_makes_writes_conditional_on_the_version_read
+            concurrent_conditional_updates_exactly_one_wins
+        );
+    };
+    (@tests $backend:ty: $($name:ident)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                use $crate::common::api_suite::Backend as _;
+                if let Some(reason) = <$backend>::unavailable() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    return $crate::common::skip::skip_or_fail(test, &reason);
+                }
+                $crate::common::api_suite::$name::<$backend>().await;
+            }
+        )*
+    };
+}
+
 /// A running server and a client for it.
-struct TestApp {
-    addr: std::net::SocketAddr,
-    client: reqwest::Client,
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
     /// Whatever keeps the store alive (the PostgreSQL server).
     _store_guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl TestApp {
-    async fn spawn() -> Self {
-        Self::spawn_with(|_| {}).await
+    pub async fn spawn<B: Backend>() -> Self {
+        Self::spawn_with::<B>(|_| {}).await
     }
 
-    /// Spawns the app after `configure` has adjusted its state.
-    async fn spawn_with(configure: impl FnOnce(&mut AppState)) -> Self {
+    /// Spawns the app after `configure` has adjusted its state, served by
+    /// the production [`items_api::serve`] with the default limits, except
+    /// the connection cap: the parallel tests open 400 connections at once
+    /// (the cap itself is tested in `tests/abuse.rs`).
+    pub async fn spawn_with<B: Backend>(configure: impl FnOnce(&mut AppState)) -> Self {
         let config = Config::from_lookup(|name| match name {
             "ENV_NAME" => Some("test-env".into()),
             "GIT_COMMIT" => Some("0123abc".into()),
@@ -33,12 +95,17 @@ impl TestApp {
             _ => None,
         })
         .unwrap();
-        let (store, guard) = test_store().await;
+        let TestStore { store, guard } = B::store().await;
         let mut state = AppState::new(&config, store);
         configure(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+        let limits = items_api::server::ServerLimits {
+            max_connections: 1024,
+            ..config.server
+        };
+        let serve = items_api::serve(listener, state, limits, std::future::pending());
+        tokio::spawn(async move { serve.await.unwrap() });
         Self {
             addr,
             client: reqwest::Client::new(),
@@ -46,15 +113,15 @@ impl TestApp {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
-    async fn create(&self, body: Value) -> reqwest::Response {
+    pub async fn create(&self, body: Value) -> reqwest::Response {
         self.client
             .post(self.url("/api/v1/items"))
             .json(&body)
@@ -63,14 +130,14 @@ impl TestApp {
             .unwrap()
     }
 
-    async fn create_ok(&self, name: &str) -> Value {
+    pub async fn create_ok(&self, name: &str) -> Value {
         let response = self.create(json!({ "name": name })).await;
         assert_eq!(response.status(), StatusCode::CREATED);
         response.json().await.unwrap()
     }
 
     /// Follows `Link: rel="next"` from `first` to the end; returns every item.
-    async fn list_all(&self, first: &str) -> (Vec<Value>, usize) {
+    pub async fn list_all(&self, first: &str) -> (Vec<Value>, usize) {
         let mut items = Vec::new();
         let mut pages = 0;
         let mut next = Some(first.to_owned());
@@ -89,7 +156,7 @@ impl TestApp {
     }
 }
 
-fn parse_next_link(header: &str) -> String {
+pub fn parse_next_link(header: &str) -> String {
     assert!(
         header.ends_with("; rel=\"next\""),
         "unexpected Link: {header}"
@@ -98,7 +165,7 @@ fn parse_next_link(header: &str) -> String {
 }
 
 /// Asserts a problem+json response with this status, returning its body.
-async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
+pub async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(
         response.headers()[CONTENT_TYPE],
@@ -112,9 +179,8 @@ async fn assert_problem(response: reqwest::Response, status: StatusCode) -> Valu
     body
 }
 
-#[tokio::test]
-async fn item_lifecycle() {
-    let app = TestApp::spawn().await;
+pub async fn item_lifecycle<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
 
     let response = app
         .create(json!({ "name": "  first  ", "description": "d" }))
@@ -179,9 +245,8 @@ async fn item_lifecycle() {
     }
 }
 
-#[tokio::test]
-async fn malformed_json_is_400() {
-    let app = TestApp::spawn().await;
+pub async fn malformed_json_is_400<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     let response = app
         .client
         .post(app.url("/api/v1/items"))
@@ -194,9 +259,8 @@ async fn malformed_json_is_400() {
     assert!(body["detail"].as_str().unwrap().contains("malformed JSON"));
 }
 
-#[tokio::test]
-async fn invalid_fields_are_422_and_named() {
-    let app = TestApp::spawn().await;
+pub async fn invalid_fields_are_422_and_named<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     let cases = [
         (json!({}), vec!["name"]),
         (json!({ "name": "   " }), vec!["name"]),
@@ -234,9 +298,44 @@ async fn invalid_fields_are_422_and_named() {
     assert_eq!(response.status(), StatusCode::CREATED);
 }
 
-#[tokio::test]
-async fn non_json_content_type_is_415() {
-    let app = TestApp::spawn().await;
+/// PostgreSQL refuses NUL in text; the domain refuses it first, so both
+/// stores answer the same 422 naming the field (not a 201 here and a
+/// retry-forever 503 there), and nothing is stored.
+pub async fn nul_in_text_is_422_on_every_store<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
+    for (body, field) in [
+        (json!({ "name": "a\u{0}b" }), "name"),
+        (
+            json!({ "name": "ok", "description": "x\u{0}" }),
+            "description",
+        ),
+    ] {
+        let problem =
+            assert_problem(app.create(body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("NUL"),
+            "{problem}"
+        );
+    }
+    let item = app.create_ok("clean").await;
+    let response = app
+        .client
+        .put(app.url(&format!("/api/v1/items/{}", item["id"].as_str().unwrap())))
+        .json(&json!({ "name": "\u{0}" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let (items, _) = app.list_all("/api/v1/items").await;
+    assert_eq!(items, [item], "nothing else was stored or changed");
+}
+
+pub async fn non_json_content_type_is_415<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     for content_type in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
@@ -257,9 +356,8 @@ async fn non_json_content_type_is_415() {
     }
 }
 
-#[tokio::test]
-async fn body_over_64_kib_is_413() {
-    let app = TestApp::spawn().await;
+pub async fn body_over_64_kib_is_413<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     let big = json!({ "name": "a", "description": "x".repeat(64 * 1024) });
     assert_problem(app.create(big).await, StatusCode::PAYLOAD_TOO_LARGE).await;
     // Also when the client does not announce the length (chunked upload).
@@ -276,10 +374,9 @@ async fn body_over_64_kib_is_413() {
     assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
 }
 
-#[tokio::test]
-async fn a_request_still_unanswered_at_the_deadline_is_a_408_problem() {
+pub async fn a_request_still_unanswered_at_the_deadline_is_a_408_problem<B: Backend>() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn_with(|state| {
+    let app = TestApp::spawn_with::<B>(|state| {
         state.request_timeout = std::time::Duration::from_millis(300);
     })
     .await;
@@ -300,23 +397,36 @@ async fn a_request_still_unanswered_at_the_deadline_is_a_408_problem() {
             .await
             .expect("the server answers before 10 s")
             .unwrap();
-        assert!(n > 0, "connection closed without a complete response: {received:?}");
+        assert!(
+            n > 0,
+            "connection closed without a complete response: {received:?}"
+        );
         received.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&received).into_owned();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let length: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
                 .expect("a content-length");
             if body.len() >= length {
                 break (head.to_owned(), body.to_owned());
             }
         }
     };
-    assert!(started.elapsed() >= std::time::Duration::from_millis(250), "answered before the deadline");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "answered before the deadline"
+    );
     assert!(head.starts_with("HTTP/1.1 408 "), "{head}");
     let head = head.to_ascii_lowercase();
-    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
     assert!(head.contains("x-request-id: stalled-1"), "{head}");
     let problem: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(problem["status"], 408);
@@ -325,14 +435,14 @@ async fn a_request_still_unanswered_at_the_deadline_is_a_408_problem() {
     // The timeout is counted in the metrics like any other answer.
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
-        metrics.contains(r#"http_requests_total{method="POST",route="/api/v1/items",status="408"} 1"#),
+        metrics
+            .contains(r#"http_requests_total{method="POST",route="/api/v1/items",status="408"} 1"#),
         "{metrics}"
     );
 }
 
-#[tokio::test]
-async fn unknown_route_is_404_and_wrong_method_is_405() {
-    let app = TestApp::spawn().await;
+pub async fn unknown_route_is_404_and_wrong_method_is_405<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     let response = app.get("/nope").await;
     assert_problem(response, StatusCode::NOT_FOUND).await;
 
@@ -350,17 +460,15 @@ async fn unknown_route_is_404_and_wrong_method_is_405() {
     );
 }
 
-#[tokio::test]
-async fn id_that_is_not_a_uuid_is_404() {
-    let app = TestApp::spawn().await;
+pub async fn id_that_is_not_a_uuid_is_404<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     let response = app.get("/api/v1/items/not-a-uuid").await;
     let body = assert_problem(response, StatusCode::NOT_FOUND).await;
     assert!(body["detail"].as_str().unwrap().contains("UUID"));
 }
 
-#[tokio::test]
-async fn request_id_is_echoed_or_generated() {
-    let app = TestApp::spawn().await;
+pub async fn request_id_is_echoed_or_generated<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     let response = app
         .client
         .get(app.url("/healthz"))
@@ -378,9 +486,8 @@ async fn request_id_is_echoed_or_generated() {
     );
 }
 
-#[tokio::test]
-async fn health_readiness_and_version() {
-    let app = TestApp::spawn().await;
+pub async fn health_readiness_and_version<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     for path in ["/healthz", "/readyz"] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -396,9 +503,8 @@ async fn health_readiness_and_version() {
     );
 }
 
-#[tokio::test]
-async fn metrics_count_requests_by_route_method_and_status() {
-    let app = TestApp::spawn().await;
+pub async fn metrics_count_requests_by_route_method_and_status<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     for _ in 0..3 {
         app.get("/healthz").await;
     }
@@ -449,9 +555,32 @@ async fn metrics_count_requests_by_route_method_and_status() {
     );
 }
 
-#[tokio::test]
-async fn listing_is_paged_with_a_link_header() {
-    let app = TestApp::spawn().await;
+/// A client chooses the method: 200 different ones are one label value,
+/// `_OTHER`, not 200 new time series.
+pub async fn unknown_methods_share_one_metrics_label<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
+    for n in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("M{n}").as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method, app.url("/api/v1/items"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"http_requests_total{method="_OTHER",route="/api/v1/items",status="405"} 200"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("M199"), "{metrics}");
+}
+
+pub async fn listing_is_paged_with_a_link_header<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     let mut created = Vec::new();
     for i in 0..250 {
         created.push(app.create_ok(&format!("item {i}")).await["id"].clone());
@@ -472,9 +601,8 @@ async fn listing_is_paged_with_a_link_header() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_creates_get_distinct_ids_and_an_exact_count() {
-    let app = Arc::new(TestApp::spawn().await);
+pub async fn parallel_creates_get_distinct_ids_and_an_exact_count<B: Backend>() {
+    let app = Arc::new(TestApp::spawn::<B>().await);
     let tasks: Vec<_> = (0..400)
         .map(|i| {
             let app = app.clone();
@@ -499,9 +627,8 @@ async fn parallel_creates_get_distinct_ids_and_an_exact_count() {
     assert_eq!(listed, ids);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_updates_to_one_item_lose_nothing() {
-    let app = Arc::new(TestApp::spawn().await);
+pub async fn parallel_updates_to_one_item_lose_nothing<B: Backend>() {
+    let app = Arc::new(TestApp::spawn::<B>().await);
     let id = app.create_ok("contended").await["id"]
         .as_str()
         .unwrap()
@@ -541,9 +668,8 @@ async fn parallel_updates_to_one_item_lose_nothing() {
     assert_eq!(last["version"], 201);
 }
 
-#[tokio::test]
-async fn if_match_makes_writes_conditional_on_the_version_read() {
-    let app = TestApp::spawn().await;
+pub async fn if_match_makes_writes_conditional_on_the_version_read<B: Backend>() {
+    let app = TestApp::spawn::<B>().await;
     let created = app.create(json!({ "name": "tea" })).await;
     assert_eq!(created.headers()["etag"], "\"1\"");
     let item: Value = created.json().await.unwrap();
@@ -563,26 +689,53 @@ async fn if_match_makes_writes_conditional_on_the_version_read() {
     // A second writer still holding version 1 is refused, and nothing changes.
     let stale = put("\"1\"", "black tea").await.unwrap();
     let problem = assert_problem(stale, StatusCode::PRECONDITION_FAILED).await;
-    assert!(problem["detail"].as_str().unwrap().contains("version 2"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("version 2"),
+        "{problem}"
+    );
     let current: Value = app.get(&path).await.json().await.unwrap();
-    assert_eq!((current["name"].as_str(), current["version"].as_u64()), (Some("green tea"), Some(2)));
+    assert_eq!(
+        (current["name"].as_str(), current["version"].as_u64()),
+        (Some("green tea"), Some(2))
+    );
     // `*` means any version; a weak or malformed ETag is a 400 that says what to send.
     assert_eq!(put("*", "oolong").await.unwrap().status(), StatusCode::OK);
     for bad in ["W/\"3\"", "3", "\"three\""] {
-        let response = app.client.put(app.url(&path)).header("if-match", bad).json(&json!({ "name": "x" })).send().await.unwrap();
+        let response = app
+            .client
+            .put(app.url(&path))
+            .header("if-match", bad)
+            .json(&json!({ "name": "x" }))
+            .send()
+            .await
+            .unwrap();
         let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
-        assert!(problem["detail"].as_str().unwrap().contains("If-Match"), "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("If-Match"),
+            "{problem}"
+        );
     }
 
-    let delete = |if_match: &'static str| app.client.delete(app.url(&path)).header("if-match", if_match).send();
-    assert_problem(delete("\"2\"").await.unwrap(), StatusCode::PRECONDITION_FAILED).await;
-    assert_eq!(delete("\"3\"").await.unwrap().status(), StatusCode::NO_CONTENT);
+    let delete = |if_match: &'static str| {
+        app.client
+            .delete(app.url(&path))
+            .header("if-match", if_match)
+            .send()
+    };
+    assert_problem(
+        delete("\"2\"").await.unwrap(),
+        StatusCode::PRECONDITION_FAILED,
+    )
+    .await;
+    assert_eq!(
+        delete("\"3\"").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.get(&path).await.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_conditional_updates_exactly_one_wins() {
-    let app = Arc::new(TestApp::spawn().await);
+pub async fn concurrent_conditional_updates_exactly_one_wins<B: Backend>() {
+    let app = Arc::new(TestApp::spawn::<B>().await);
     let item = app.create_ok("contended").await;
     let path = format!("/api/v1/items/{}", item["id"].as_str().unwrap());
     let writers = (0..50).map(|n| {
@@ -600,8 +753,14 @@ async fn concurrent_conditional_updates_exactly_one_wins() {
         })
     });
     let statuses = futures::future::join_all(writers).await;
-    let won = statuses.iter().filter(|s| *s.as_ref().unwrap() == StatusCode::OK).count();
-    let refused = statuses.iter().filter(|s| *s.as_ref().unwrap() == StatusCode::PRECONDITION_FAILED).count();
+    let won = statuses
+        .iter()
+        .filter(|s| *s.as_ref().unwrap() == StatusCode::OK)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| *s.as_ref().unwrap() == StatusCode::PRECONDITION_FAILED)
+        .count();
     assert_eq!((won, refused), (1, 49), "{statuses:?}");
     let current: Value = app.get(&path).await.json().await.unwrap();
     assert_eq!(current["version"], 2);

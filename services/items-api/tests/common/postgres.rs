@@ -3,6 +3,9 @@
 // server refuses to run as root). Debian's `postgresql` package provides it;
 // .ci/run installs it. Stopped and deleted on drop.
 
+// Each test crate uses a part of this module.
+#![allow(dead_code)]
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,18 +20,19 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    /// A fresh server, or None (said loudly) where PostgreSQL is not installed;
-    /// under CI=true a missing PostgreSQL fails the test instead.
-    pub fn start() -> Option<Self> {
+    /// Why no server can be started here, if so.
+    pub fn unavailable() -> Option<String> {
+        bin_dir().is_none().then(|| {
+            "PostgreSQL is not installed (apt-get install postgresql, or bash .ci/run)".to_owned()
+        })
+    }
+
+    /// A fresh server for `test`; where PostgreSQL is not installed, the test
+    /// fails, or with `SERVICE_DEMO_ALLOW_SKIP=1` is skipped (`None`).
+    pub fn start(test: &str) -> Option<Self> {
         let Some(bin) = bin_dir() else {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!(
-                    "CI=true and PostgreSQL is missing: .ci/run must install the postgresql package"
-                );
-            }
-            eprintln!(
-                "\n*** SKIPPED: PostgreSQL is not installed (apt-get install postgresql, or bash .ci/run) ***\n"
-            );
+            let reason = Self::unavailable().expect("no bin dir");
+            super::skip::skip_or_fail(test, &reason);
             return None;
         };
         let dir =
@@ -122,6 +126,26 @@ impl PgServer {
             let _ = Command::new("kill")
                 .args(["-INT", &child.id().to_string()])
                 .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// `pg_ctl stop -m immediate`: the server quits at once without a
+    /// checkpoint, as in a crash; the next start recovers from the WAL.
+    pub fn stop_immediately(&mut self) {
+        let mut command = Command::new(self.bin.join("pg_ctl"));
+        command
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .stdout(Stdio::null());
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        assert!(
+            command.status().expect("pg_ctl runs").success(),
+            "pg_ctl stop failed"
+        );
+        if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
     }
