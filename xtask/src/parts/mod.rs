@@ -2,17 +2,24 @@
 
 pub mod argocd;
 pub mod argocd_types;
+pub mod counting_proxy;
 pub mod environments;
 pub mod gates;
 pub mod github;
 pub mod gitops;
+pub mod image_build;
+pub mod local_registry;
 pub mod manifests;
 pub mod oci;
+pub mod pgbench;
+pub mod pinned_server;
+pub mod proc_stats;
 pub mod registry;
 pub mod service;
 pub mod tags;
 pub mod values;
 pub mod workspace;
+pub mod wrk;
 
 use anyhow::{Context, Result};
 
