@@ -9,6 +9,12 @@ use items_api::config::Config;
 use items_api::store::{ItemStore, MemoryStore, PostgresStore};
 use items_api::{AppState, healthcheck, shutdown, telemetry};
 
+/// mimalloc instead of the libc allocator: the image's binary is static musl,
+/// whose allocator costs this service a fifth of its GET throughput and half
+/// of its 1000-item list (README, Benchmarks).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 items-api: the Items CRUD HTTP service
 
