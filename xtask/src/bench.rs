@@ -341,49 +341,7 @@ fn print_http_report(
         args.duration,
         args.runs
     );
-    let reference = subjects.get(1);
-    println!(
-        "| scenario | server | req/s | p50 | p99 | server CPU | wrk CPU | req/s of the runs |{}\n|---|---|---:|---:|---:|---:|---:|---|{}",
-        if reference.is_some() {
-            " vs reference: req/s, p99 |"
-        } else {
-            ""
-        },
-        if reference.is_some() { "---|" } else { "" },
-    );
-    for (index, scenario) in scenarios.iter().enumerate() {
-        for subject in subjects {
-            let runs = &subject.runs[index];
-            let m = wrk::median(runs);
-            let all: Vec<String> = runs
-                .iter()
-                .map(|r| format!("{:.0}", r.requests_per_sec))
-                .collect();
-            let versus = match reference {
-                Some(r) if !std::ptr::eq(r, subject) => {
-                    let rm = wrk::median(&r.runs[index]);
-                    format!(
-                        " {:.2}×, {:.2}× |",
-                        m.requests_per_sec / rm.requests_per_sec,
-                        m.p99_ms / rm.p99_ms
-                    )
-                }
-                Some(_) => " |".to_owned(),
-                None => String::new(),
-            };
-            println!(
-                "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.0}% | {:.0}% | {} |{versus}",
-                scenario.name,
-                subject.name,
-                m.requests_per_sec,
-                m.p50_ms,
-                m.p99_ms,
-                m.server_cpu * 100.0,
-                m.wrk_cpu * 100.0,
-                all.join(", ")
-            );
-        }
-    }
+    print_scenario_table(scenarios, subjects);
     println!();
     for subject in subjects {
         let peak = proc_stats::memory_kib(subject.server.pid(), "VmHWM").unwrap_or(0);
@@ -396,7 +354,7 @@ fn print_http_report(
             subject.startup_ms
         );
     }
-    if reference.is_none() {
+    if subjects.len() < 2 {
         println!("no reference measured (pass --reference PATH to measure one beside items-api)");
     }
     if let Some(limits) = database_limit {
@@ -410,6 +368,56 @@ fn print_http_report(
             all.join(", "),
             get / limit * 100.0
         );
+    }
+}
+
+/// One row per scenario and server: the median run's figures, and against
+/// the reference (when one was measured) the ratios of throughput, CPU time
+/// per request and p99. CPU per request is what a request costs whether or
+/// not the server had its core to itself (this machine is shared).
+fn print_scenario_table(scenarios: &[Scenario], subjects: &[Subject]) {
+    let reference = subjects.get(1);
+    let (versus_header, versus_rule) = match reference {
+        Some(_) => (" vs reference: req/s, CPU per request, p99 |", "---|"),
+        None => ("", ""),
+    };
+    println!(
+        "| scenario | server | req/s | p50 | p99 | server CPU | CPU per request | wrk CPU | req/s of the runs |{versus_header}\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---|{versus_rule}"
+    );
+    for (index, scenario) in scenarios.iter().enumerate() {
+        for subject in subjects {
+            let m = wrk::median(&subject.runs[index]);
+            let all: Vec<String> = subject.runs[index]
+                .iter()
+                .map(|r| format!("{:.0}", r.requests_per_sec))
+                .collect();
+            let versus = match reference {
+                Some(r) if !std::ptr::eq(r, subject) => {
+                    let rm = wrk::median(&r.runs[index]);
+                    format!(
+                        " {:.2}×, {:.2}×, {:.2}× |",
+                        m.requests_per_sec / rm.requests_per_sec,
+                        m.cpu_per_request_us() / rm.cpu_per_request_us(),
+                        m.p99_ms / rm.p99_ms
+                    )
+                }
+                Some(_) => " |".to_owned(),
+                None => String::new(),
+            };
+            println!(
+                "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.0}% | {:.1} µs | {:.0}% | {} |{versus}",
+                scenario.name,
+                subject.name,
+                m.requests_per_sec,
+                m.p50_ms,
+                m.p99_ms,
+                m.server_cpu * 100.0,
+                m.cpu_per_request_us(),
+                m.wrk_cpu * 100.0,
+                all.join(", ")
+            );
+        }
     }
 }
 

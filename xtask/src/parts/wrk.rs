@@ -31,6 +31,14 @@ pub struct Run {
     pub server_cpu: f64,
 }
 
+impl Run {
+    /// The server's CPU time per request, in µs: what a request costs,
+    /// whether or not the server had its core to itself.
+    pub fn cpu_per_request_us(&self) -> f64 {
+        self.server_cpu / self.requests_per_sec * 1e6
+    }
+}
+
 /// Runs wrk against `url` under bash, whose `times` builtin reports the CPU
 /// time its children used; the server's (`server_pid`) comes from /proc over
 /// the same span. `script` is a wrk Lua script (e.g. from [`post_script`]).
@@ -163,6 +171,7 @@ Transfer/sec:      6.67MB
         assert!((run.p99_ms - 2.5).abs() < 1e-9, "{}", run.p99_ms);
         assert!((run.wrk_cpu - 1.0).abs() < 1e-9, "{}", run.wrk_cpu);
         assert!((run.server_cpu - 0.9).abs() < 1e-9, "{}", run.server_cpu);
+        assert!((run.cpu_per_request_us() - 13.5).abs() < 1e-3);
         assert_eq!(parse("Requests/sec: 1\n", 1.0, 1.0), None);
     }
 
