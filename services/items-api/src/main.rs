@@ -10,8 +10,8 @@ use items_api::store::{ItemStore, MemoryStore, PostgresStore};
 use items_api::{AppState, healthcheck, shutdown, telemetry};
 
 /// mimalloc instead of the libc allocator: the image's binary is static musl,
-/// whose allocator costs this service a fifth of its GET throughput and half
-/// of its 1000-item list (README, Benchmarks).
+/// whose allocator maps and unmaps memory about 7 times per 1000-item list and
+/// costs 2.5× the CPU there, about 10% on the small requests (README, Benchmarks).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
