@@ -11,7 +11,12 @@
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
-RUN rustup target add x86_64-unknown-linux-musl
+# musl-tools: the C compiler for the musl target (items-api's allocator, mimalloc, is C).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add x86_64-unknown-linux-musl
+ENV CC_x86_64_unknown_linux_musl=musl-gcc
 WORKDIR /src
 
 # Dependencies first, from the manifests alone: this layer is reused until

@@ -5,20 +5,19 @@
 //! base in `parts/oci.rs`, and writes an OCI layout and/or pushes to a
 //! repository. `retag` gives existing bits a new name without rebuilding.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use xshell::{Shell, cmd};
 
-use crate::parts::github;
-use crate::parts::oci::{self, Arch, ImageMeta};
+use crate::parts::image_build::{check_static, human_size, image_meta, static_binaries};
+use crate::parts::oci::{self, Arch};
 use crate::parts::registry::{self, Repository, RetagOutcome};
 use crate::parts::service::ServiceRepo;
 use crate::parts::tags::ImageTag;
-use crate::parts::{which, workspace};
+use crate::parts::{github, workspace};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -171,21 +170,6 @@ fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// Compile a static items-api for each platform (all buildable ones when
-/// `requested` is empty): `(arch, binary bytes)`.
-pub fn static_binaries(
-    sh: &Shell,
-    requested: &[String],
-    head: &str,
-) -> Result<Vec<(Arch, Vec<u8>)>> {
-    let mut binaries = Vec::new();
-    for (platform, target) in platforms(requested)? {
-        let path = compile(sh, platform, target, head)?;
-        binaries.push((platform.arch, std::fs::read(path)?));
-    }
-    Ok(binaries)
-}
-
 /// `--tag` values, checked: build tags must carry HEAD's SHA, so a tag never
 /// names a commit other than the one built.
 fn build_tags(requested: &[String], head: &str) -> Result<Vec<String>> {
@@ -206,261 +190,6 @@ fn build_tags(requested: &[String], head: &str) -> Result<Vec<String>> {
         }
     }
     Ok(requested.to_vec())
-}
-
-/// A platform and how to compile for it.
-#[derive(Clone, Copy)]
-struct Platform {
-    arch: Arch,
-    /// Preferred: musl links statically with its own libc and resolver.
-    musl: &'static str,
-    /// Fallback: glibc with `crt-static`.
-    gnu: &'static str,
-    /// Cross linker needed when this is not the host architecture.
-    linker: Option<&'static str>,
-}
-
-const PLATFORMS: [Platform; 2] = [
-    Platform {
-        arch: Arch::Amd64,
-        musl: "x86_64-unknown-linux-musl",
-        gnu: "x86_64-unknown-linux-gnu",
-        linker: None,
-    },
-    Platform {
-        arch: Arch::Arm64,
-        musl: "aarch64-unknown-linux-musl",
-        gnu: "aarch64-unknown-linux-gnu",
-        linker: Some("aarch64-linux-gnu-gcc"),
-    },
-];
-
-/// The platforms to build, each with the Rust target to build it with:
-/// musl when installed, static glibc otherwise.
-fn platforms(requested: &[String]) -> Result<Vec<(Platform, &'static str)>> {
-    let installed = installed_targets()?;
-    let target = |p: &Platform| {
-        let linker = p.linker.is_none_or(|l| which(l).is_some());
-        [p.musl, p.gnu]
-            .into_iter()
-            .find(|target| linker && installed.iter().any(|t| t == target))
-    };
-    if requested.is_empty() {
-        let mut chosen = Vec::new();
-        for platform in PLATFORMS {
-            if let Some(target) = target(&platform) {
-                chosen.push((platform, target));
-            } else {
-                println!(
-                    "linux/{} skipped: needs `rustup target add {}`{} (CI installs both; see the README)",
-                    platform.arch.oci_name(),
-                    platform.musl,
-                    platform
-                        .linker
-                        .map(|l| format!(
-                            " and the {l} linker (apt-get install gcc-aarch64-linux-gnu)"
-                        ))
-                        .unwrap_or_default()
-                );
-            }
-        }
-        if chosen.is_empty() {
-            bail!(
-                "no platform can be built here: install the musl target (rustup target add x86_64-unknown-linux-musl)"
-            );
-        }
-        return Ok(chosen);
-    }
-    requested
-        .iter()
-        .map(|name| {
-            let platform = PLATFORMS
-                .into_iter()
-                .find(|p| format!("linux/{}", p.arch.oci_name()) == *name)
-                .with_context(|| {
-                    format!("unknown platform {name:?}: use linux/amd64 or linux/arm64")
-                })?;
-            let Some(target) = target(&platform) else {
-                bail!(
-                    "cannot build {name} here: `rustup target add {}`{}",
-                    platform.musl,
-                    platform
-                        .linker
-                        .map(|l| format!(" and install the {l} linker"))
-                        .unwrap_or_default()
-                );
-            };
-            Ok((platform, target))
-        })
-        .collect()
-}
-
-fn installed_targets() -> Result<Vec<String>> {
-    let sh = Shell::new()?;
-    // rustup lists installed targets; without rustup only the host is there.
-    match cmd!(sh, "rustup target list --installed")
-        .quiet()
-        .ignore_stderr()
-        .read()
-    {
-        Ok(list) => Ok(list.lines().map(str::to_owned).collect()),
-        Err(_) => Ok(vec![
-            cmd!(sh, "rustc -vV")
-                .read()?
-                .lines()
-                .find_map(|l| l.strip_prefix("host: "))
-                .unwrap_or_default()
-                .to_owned(),
-        ]),
-    }
-}
-
-/// Compile items-api for `platform` with the Rust `target` as a static release
-/// binary; returns its path.
-fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<PathBuf> {
-    let static_glibc = target == platform.gnu;
-    println!(
-        "building items-api for linux/{} ({target}{})",
-        platform.arch.oci_name(),
-        if static_glibc { ", static glibc" } else { "" }
-    );
-    // Same bytes on every machine: paths in panic messages must not name this
-    // checkout or this user's cargo home.
-    let root = sh.current_dir();
-    // Another checkout gets a target dir of its own: its path is in RUSTFLAGS,
-    // and sharing one would make each rebuild everything the other built.
-    let target_dir = if root == workspace::root() {
-        workspace::target_dir()
-    } else {
-        workspace::target_dir().join("other-checkouts")
-    };
-    let cargo_home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| home().join(".cargo"));
-    let mut rustflags = format!(
-        "--remap-path-prefix={}=/src --remap-path-prefix={}=/cargo",
-        root.display(),
-        cargo_home.display()
-    );
-    if static_glibc {
-        rustflags.push_str(" -C target-feature=+crt-static");
-    }
-    let mut build = cmd!(
-        sh,
-        "cargo build --release --locked --package items-api --target {target}"
-    )
-    .env("RUSTFLAGS", rustflags)
-    .env("CARGO_TARGET_DIR", &target_dir)
-    // /version reports the commit the binary was built from.
-    .env("ITEMS_API_GIT_COMMIT", head);
-    if let Some(linker) = platform.linker {
-        let var = format!(
-            "CARGO_TARGET_{}_LINKER",
-            target.to_uppercase().replace('-', "_")
-        );
-        build = build.env(var, linker);
-    }
-    build.run()?;
-    let path = target_dir.join(target).join("release/items-api");
-    check_static(&path)?;
-    Ok(path)
-}
-
-fn home() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from)
-}
-
-/// A distroless-static image has no dynamic loader: refuse a binary that needs one.
-fn check_static(path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    // An ELF with a PT_INTERP program header names its loader; a static one has none.
-    if has_interp(&bytes) {
-        bail!(
-            "{} is dynamically linked and would not start on a static base image",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// Whether a 64-bit little-endian ELF has a PT_INTERP program header.
-fn has_interp(elf: &[u8]) -> bool {
-    let read = |at: usize, len: usize| -> Option<u64> {
-        let bytes = elf.get(at..at + len)?;
-        Some(
-            bytes
-                .iter()
-                .rev()
-                .fold(0, |acc, b| acc << 8 | u64::from(*b)),
-        )
-    };
-    // ELF magic, 64-bit class.
-    if !elf.starts_with(b"\x7fELF\x02") {
-        return false;
-    }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (read(0x20, 8), read(0x36, 2), read(0x38, 2))
-    else {
-        return false;
-    };
-    (0..phnum).any(|i| read((phoff + i * phentsize) as usize, 4) == Some(3))
-}
-
-/// Labels and timestamps: `created` is `SOURCE_DATE_EPOCH` or the commit time,
-/// never the clock, so rebuilding a commit reproduces its digest.
-pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
-    let created_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) => value.parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={value:?} is not a Unix time in seconds")
-        })?,
-        Err(_) => cmd!(sh, "git show -s --format=%ct {head}")
-            .read()?
-            .trim()
-            .parse()?,
-    };
-    let metadata: serde_json::Value = serde_json::from_str(
-        &cmd!(sh, "cargo metadata --no-deps --format-version 1 --locked").read()?,
-    )?;
-    let package = metadata["packages"]
-        .as_array()
-        .and_then(|p| p.iter().find(|p| p["name"] == "items-api"))
-        .context("items-api is not in this workspace")?;
-    // In Actions, the repository the workflow runs in; elsewhere Cargo.toml's.
-    let source = match (
-        std::env::var("GITHUB_SERVER_URL"),
-        std::env::var("GITHUB_REPOSITORY"),
-    ) {
-        (Ok(server), Ok(repo)) => format!("{server}/{repo}"),
-        _ => package["repository"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    };
-    let labels = BTreeMap::from(
-        [
-            (
-                "org.opencontainers.image.created",
-                crate::parts::rfc3339(created_epoch),
-            ),
-            ("org.opencontainers.image.revision", head.to_owned()),
-            ("org.opencontainers.image.source", source),
-            (
-                "org.opencontainers.image.version",
-                package["version"].as_str().unwrap_or_default().to_owned(),
-            ),
-            ("org.opencontainers.image.title", "items-api".to_owned()),
-            (
-                "org.opencontainers.image.licenses",
-                package["license"].as_str().unwrap_or_default().to_owned(),
-            ),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    Ok(ImageMeta {
-        created_epoch,
-        labels,
-        ca_certificates: std::fs::read("/etc/ssl/certs/ca-certificates.crt").ok(),
-        port: 8080,
-    })
 }
 
 fn retag(args: RetagArgs) -> Result<()> {
@@ -541,14 +270,6 @@ fn inspect(args: InspectArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn human_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
-        format!("{:.2} MiB", bytes as f64 / f64::from(1 << 20))
-    } else {
-        format!("{:.1} KiB", bytes as f64 / 1024.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,13 +288,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("releases are never built"), "{err}");
-    }
-
-    #[test]
-    fn interp_header_tells_dynamic_from_static() {
-        // The host's own test binary is dynamically linked against glibc.
-        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert!(has_interp(&me));
-        assert!(!has_interp(b"\x7fELF not really"));
     }
 }

@@ -24,13 +24,30 @@ pub struct Item {
     pub description: Option<String>,
     /// Starts at 1 and grows by one with every update.
     pub version: u64,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(serialize_with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
+
+/// RFC 3339 like `time::serde::rfc3339`, formatted on the stack: that one
+/// allocates a `String` per timestamp, two per item rendered.
+fn rfc3339<S: serde::Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+    // The longest RFC 3339 form `time` writes: 2026-01-02T03:04:05.123456789+00:00.
+    let mut buffer = [0u8; 40];
+    let mut rest = &mut buffer[..];
+    at.format_into(&mut rest, &time::format_description::well_known::Rfc3339)
+        .map_err(serde::ser::Error::custom)?;
+    let written = 40 - rest.len();
+    let text = std::str::from_utf8(&buffer[..written]).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(text)
+}
+
+/// Bytes of an item's JSON besides its name and description: keys, id,
+/// version and two timestamps at their longest.
+const ITEM_JSON_OVERHEAD: usize = 200;
 
 /// An item together with its JSON, rendered once when the item was written.
 ///
@@ -46,7 +63,11 @@ pub struct StoredItem {
 
 impl StoredItem {
     pub fn new(item: Item) -> Self {
-        let json = serde_json::to_vec(&item).expect("an Item always serializes");
+        // Sized once: growing from empty reallocates about six times an item.
+        let mut json = Vec::with_capacity(
+            ITEM_JSON_OVERHEAD + item.name.len() + item.description.as_ref().map_or(0, String::len),
+        );
+        serde_json::to_writer(&mut json, &item).expect("an Item always serializes");
         Self {
             item: std::sync::Arc::new(item),
             json: json.into(),

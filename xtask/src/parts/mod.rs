@@ -39,11 +39,17 @@
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
+pub mod counting_proxy;
 pub mod gates;
 pub mod github;
 pub mod gitops;
+pub mod image_build;
+pub mod local_registry;
 pub mod manifests;
 pub mod oci;
+pub mod pgbench;
+pub mod pinned_server;
+pub mod proc_stats;
 pub mod promotion;
 pub mod registry;
 pub mod service;
@@ -51,6 +57,7 @@ pub mod tags;
 pub mod trust_policy;
 pub mod values;
 pub mod workspace;
+pub mod wrk;
 
 use anyhow::{Context, Result};
 

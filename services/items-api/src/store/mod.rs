@@ -1,10 +1,12 @@
 //! Storage behind a trait, so the HTTP layer does not know where items live.
 
 mod memory;
+mod migrations;
 mod postgres;
 
 pub use memory::{Capacity, MemoryStore};
-pub use postgres::{MIGRATIONS, PostgresStore, migrate};
+pub use migrations::{MIGRATIONS, migrate};
+pub use postgres::PostgresStore;
 
 use async_trait::async_trait;
 use uuid::Uuid;

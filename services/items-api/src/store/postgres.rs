@@ -1,4 +1,5 @@
 //! The PostgreSQL store: the production path when `DATABASE_URL` is set.
+//! (The schema's migrations are in `migrations.rs`.)
 //!
 //! tokio-postgres with a deadpool pool: plain SQL that reads like the
 //! migration beside it, no compile-time database, and a bounded pool whose
@@ -9,29 +10,40 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use time::OffsetDateTime;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, Statement};
 use uuid::Uuid;
 
 use super::{Cursor, ItemStore, Page, StoreError};
 use crate::config::DatabaseConfig;
 use crate::domain::{Item, NewItem, StoredItem};
 
-/// The migrations, in order, embedded in the binary: `items-api migrate` runs
-/// the ones a database has not seen.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_create_items",
-    include_str!("../../migrations/0001_create_items.sql"),
-)];
-
-/// Serializes concurrent `migrate` runs (two Jobs, a retried hook).
-const MIGRATION_LOCK: i64 = 0x6974_656d_7361_7069; // "itemsapi"
-
 /// The longest `/readyz` waits for a connection (requests wait 3 s).
 const READY_WAIT: Duration = Duration::from_secs(1);
 
-const COLUMNS: &str = "id, name, description, version, created_at, updated_at";
+// Every statement is a constant, prepared once per connection and then cached
+// by deadpool (`prepare_cached`): a request is one round trip (Bind/Execute),
+// not two (Parse/Describe first), and PostgreSQL plans it once. Columns are
+// read by position in this order (see `item`).
+const GET: &str =
+    "SELECT id, name, description, version, created_at, updated_at FROM items WHERE id = $1";
+// The first page and the pages after a cursor are two statements: one
+// `$1 IS NULL OR id > $1` statement gets one generic plan, which cannot start
+// its index scan at the cursor.
+const LIST_FIRST: &str =
+    "SELECT id, name, description, version, created_at, updated_at FROM items ORDER BY id LIMIT $1";
+const LIST_AFTER: &str = "SELECT id, name, description, version, created_at, updated_at FROM items \
+     WHERE id > $1 ORDER BY id LIMIT $2";
+const INSERT: &str = "INSERT INTO items (id, name, description, version, created_at, updated_at) \
+     VALUES ($1, $2, $3, 1, now(), now()) \
+     RETURNING id, name, description, version, created_at, updated_at";
+// The version check and the write are one statement: no lost update.
+const UPDATE: &str = "UPDATE items SET name = $2, description = $3, version = version + 1, updated_at = now() \
+     WHERE id = $1 AND ($4::bigint IS NULL OR version = $4) \
+     RETURNING id, name, description, version, created_at, updated_at";
+const DELETE: &str = "DELETE FROM items WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)";
+const VERSION: &str = "SELECT version FROM items WHERE id = $1";
 
 pub struct PostgresStore {
     pool: Pool,
@@ -65,23 +77,28 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(unavailable)
     }
+}
+
+/// `sql` prepared on this connection: parsed the first time, then from its cache.
+async fn prepared(client: &Object, sql: &str) -> Result<Statement, StoreError> {
+    client.prepare_cached(sql).await.map_err(unavailable)
 }
 
 /// Why a conditional write touched no row: the item is missing, or its version
 /// moved. Asked on the connection the write used: taking a second one from the
 /// pool while holding the first deadlocks a busy pool.
-async fn conflict(client: &deadpool_postgres::Object, id: Uuid) -> Result<StoreError, StoreError> {
+async fn conflict(client: &Object, id: Uuid) -> Result<StoreError, StoreError> {
     let row = client
-        .query_opt("SELECT version FROM items WHERE id = $1", &[&id])
+        .query_opt(&prepared(client, VERSION).await?, &[&id])
         .await
         .map_err(unavailable)?;
     Ok(match row {
         Some(row) => StoreError::VersionMismatch {
             id,
-            current: version(&row),
+            current: row.get::<_, i64>(0) as u64,
         },
         None => StoreError::NotFound(id),
     })
@@ -95,9 +112,7 @@ impl ItemStore for PostgresStore {
         let description = new.description.map(|d| d.into_inner());
         let row = client
             .query_one(
-                &format!(
-                    "INSERT INTO items ({COLUMNS}) VALUES ($1, $2, $3, 1, now(), now()) RETURNING {COLUMNS}"
-                ),
+                &prepared(&client, INSERT).await?,
                 &[&id, &name, &description],
             )
             .await
@@ -108,10 +123,7 @@ impl ItemStore for PostgresStore {
     async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM items WHERE id = $1"),
-                &[&id],
-            )
+            .query_opt(&prepared(&client, GET).await?, &[&id])
             .await
             .map_err(unavailable)?;
         row.map(|row| item(&row)).ok_or(StoreError::NotFound(id))
@@ -119,17 +131,19 @@ impl ItemStore for PostgresStore {
 
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         let client = self.client().await?;
-        let after = after.map(|Cursor(id)| id);
         // One more than asked (see Page::from_overfetched).
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM items WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2"
-                ),
-                &[&after, &(limit as i64 + 1)],
-            )
-            .await
-            .map_err(unavailable)?;
+        let overfetch = limit as i64 + 1;
+        let rows = match after {
+            None => {
+                let statement = prepared(&client, LIST_FIRST).await?;
+                client.query(&statement, &[&overfetch]).await
+            }
+            Some(Cursor(id)) => {
+                let statement = prepared(&client, LIST_AFTER).await?;
+                client.query(&statement, &[&id, &overfetch]).await
+            }
+        }
+        .map_err(unavailable)?;
         Ok(Page::from_overfetched(
             rows.iter().map(item).collect(),
             limit,
@@ -148,13 +162,9 @@ impl ItemStore for PostgresStore {
             new.description.map(|d| d.into_inner()),
         );
         let expected = expected.map(|v| v as i64);
-        // The version check and the write are one statement: no lost update.
         let row = client
             .query_opt(
-                &format!(
-                    "UPDATE items SET name = $2, description = $3, version = version + 1, updated_at = now() \
-                     WHERE id = $1 AND ($4::bigint IS NULL OR version = $4) RETURNING {COLUMNS}"
-                ),
+                &prepared(&client, UPDATE).await?,
                 &[&id, &name, &description, &expected],
             )
             .await
@@ -169,10 +179,7 @@ impl ItemStore for PostgresStore {
         let client = self.client().await?;
         let expected = expected.map(|v| v as i64);
         let deleted = client
-            .execute(
-                "DELETE FROM items WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)",
-                &[&id, &expected],
-            )
+            .execute(&prepared(&client, DELETE).await?, &[&id, &expected])
             .await
             .map_err(unavailable)?;
         if deleted == 1 {
@@ -206,58 +213,17 @@ impl ItemStore for PostgresStore {
     }
 }
 
-/// Applies the migrations `url`'s database has not seen, in one transaction
-/// under an advisory lock; returns their names. Running it again applies nothing.
-pub async fn migrate(config: &DatabaseConfig) -> Result<Vec<&'static str>, StoreError> {
-    let (mut client, connection) = config
-        .postgres_config()
-        .connect(NoTls)
-        .await
-        .map_err(unavailable)?;
-    // The connection does the I/O; it ends when the client is dropped.
-    let connection = tokio::spawn(connection);
-    let tx = client.transaction().await.map_err(unavailable)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(unavailable)?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .await
-    .map_err(unavailable)?;
-    let mut applied = Vec::new();
-    for (name, sql) in MIGRATIONS {
-        let seen = tx
-            .query_opt("SELECT 1 FROM schema_migrations WHERE name = $1", &[name])
-            .await
-            .map_err(unavailable)?;
-        if seen.is_none() {
-            tx.batch_execute(sql).await.map_err(unavailable)?;
-            tx.execute("INSERT INTO schema_migrations (name) VALUES ($1)", &[name])
-                .await
-                .map_err(unavailable)?;
-            applied.push(*name);
-        }
-    }
-    tx.commit().await.map_err(unavailable)?;
-    drop(client);
-    let _ = connection.await;
-    Ok(applied)
-}
-
+/// An item from a row of `id, name, description, version, created_at,
+/// updated_at`, read by position (a lookup by name compares every column's name).
 fn item(row: &Row) -> StoredItem {
     StoredItem::new(Item {
-        id: row.get("id"),
-        name: row.get("name"),
-        description: row.get("description"),
-        version: version(row),
-        created_at: row.get::<_, OffsetDateTime>("created_at"),
-        updated_at: row.get::<_, OffsetDateTime>("updated_at"),
+        id: row.get(0),
+        name: row.get(1),
+        description: row.get(2),
+        version: row.get::<_, i64>(3) as u64,
+        created_at: row.get::<_, OffsetDateTime>(4),
+        updated_at: row.get::<_, OffsetDateTime>(5),
     })
-}
-
-fn version(row: &Row) -> u64 {
-    row.get::<_, i64>("version") as u64
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
