@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{Registry, TempDir, assert_fails, assert_ok, head, stderr, stdout, xtask};
+use support::{Registry, TempDir, assert_fails, assert_ok, git, head, stderr, stdout, xtask};
 
 /// A stand-in binary for registry tests: content only matters for the digest.
 /// (Tests that run the image use the real build.)
@@ -47,13 +47,85 @@ fn repositories(dir: &TempDir) -> Option<(Registry, [String; 2])> {
     Some((registry, [remote, layout]))
 }
 
+/// A second checkout of this workspace's content (HEAD plus the working
+/// tree's uncommitted changes) at another path. xtask builds a checkout other
+/// than the workspace in `<target>/other-checkouts`, so its build shares
+/// nothing with the workspace's. The path is the demo's build checkout on
+/// purpose: a checkout's path is in its RUSTFLAGS (--remap-path-prefix), so one
+/// fixed path keeps that target directory's release build warm for both.
+fn second_checkout() -> std::path::PathBuf {
+    let root = support::workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let checkout = target.join("xtask/demo-checkout");
+    if !checkout.join(".git").exists() {
+        std::fs::create_dir_all(checkout.parent().unwrap()).unwrap();
+        let (from, to) = (root.to_str().unwrap(), checkout.to_str().unwrap());
+        git(&root, &["clone", "--quiet", "--no-checkout", from, to]);
+    }
+    git(
+        &checkout,
+        &["fetch", "--quiet", root.to_str().unwrap(), "HEAD"],
+    );
+    git(
+        &checkout,
+        &["checkout", "--quiet", "--force", "--detach", "FETCH_HEAD"],
+    );
+    git(&checkout, &["clean", "--quiet", "-d", "--force"]);
+    let changes = std::process::Command::new("git")
+        .args(["diff", "HEAD", "--binary"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(changes.status.success());
+    if !changes.stdout.is_empty() {
+        let mut apply = std::process::Command::new("git")
+            .args(["apply", "--whitespace=nowarn", "-"])
+            .current_dir(&checkout)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        apply
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&changes.stdout)
+            .unwrap();
+        assert!(
+            apply.wait().unwrap().success(),
+            "git apply in {}",
+            checkout.display()
+        );
+    }
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), head());
+    checkout
+}
+
+/// `target/<triple>/release/items-api` exists under `target` for some triple.
+fn has_release_binary(target: &Path) -> bool {
+    std::fs::read_dir(target)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.path().join("release/items-api").is_file())
+}
+
 #[test]
 fn the_real_build_is_static_reproducible_and_labelled() {
     let dir = TempDir::new("image-build");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let head = head();
-    for out in [&a, &b] {
-        let output = xtask(&["image", "build", "--output", out.to_str().unwrap()], &[]);
+    // Two checkouts at different paths, each built in its own target directory.
+    // The second first: meanwhile the container test builds the workspace, and
+    // two builds share the 2 cores better than one build's single-threaded LTO.
+    let second = second_checkout();
+    for (out, source) in [(&b, Some(&second)), (&a, None)] {
+        let mut args = vec!["image", "build", "--output", out.to_str().unwrap()];
+        if let Some(source) = source {
+            args.extend(["--source", source.to_str().unwrap()]);
+        }
+        let output = xtask(&args, &[]);
         assert_ok(&output);
         assert!(
             stdout(&output).contains("compressed, assembled in"),
@@ -61,12 +133,24 @@ fn the_real_build_is_static_reproducible_and_labelled() {
             stdout(&output)
         );
     }
+    let root = support::workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    assert!(
+        has_release_binary(&target),
+        "the workspace's build in {}",
+        target.display()
+    );
+    assert!(
+        has_release_binary(&target.join("other-checkouts")),
+        "the second checkout's build in its own target directory"
+    );
     let tag = format!("main-{head}");
     let digest = layout_tag(&a, &tag).expect("default tag is main-<HEAD>");
     assert_eq!(
         Some(&digest),
         layout_tag(&b, &tag).as_ref(),
-        "two builds, one digest"
+        "two checkouts at two paths, built in two target directories: one digest"
     );
 
     let index = blob(&a, &digest);
