@@ -237,9 +237,23 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     ] {
         command.env_remove(var);
     }
+    command.envs(TEST_RELEASE_PROFILE);
     command.envs(envs.iter().copied());
     command.output().unwrap()
 }
+
+/// The release profile the tests build the service with (`image build`, the
+/// demo): no fat LTO, parallel codegen, no optimisation. The shipped profile
+/// (Cargo.toml) relinks the whole program in one thread on every new commit
+/// (the commit is compiled in), minutes per build on 2 cores, and the tests
+/// build 5 commits; what they check (static, labelled, reproducible across
+/// checkouts and target dirs, runs locked down) does not depend on it.
+/// GitHub's CI builds the shipped profile for every pull request (ci.yml).
+pub const TEST_RELEASE_PROFILE: [(&str, &str); 3] = [
+    ("CARGO_PROFILE_RELEASE_LTO", "off"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0"),
+];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
