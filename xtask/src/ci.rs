@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
-use crate::parts::workspace;
+use crate::parts::{repository_checks, tools, workspace};
 
 #[derive(clap::Args)]
 pub struct CiArgs {
@@ -26,6 +26,12 @@ pub struct CiArgs {
     /// Skip a step (repeatable).
     #[arg(long, value_enum)]
     skip: Vec<Step>,
+
+    /// Let tests whose engine, registry or PostgreSQL is missing skip instead of
+    /// failing (SERVICE_DEMO_ALLOW_SKIP=1); they are counted in the summary.
+    /// Refused under CI=true: CI never skips a test.
+    #[arg(long)]
+    allow_skip: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -72,6 +78,7 @@ enum Outcome {
 }
 
 pub fn run(args: CiArgs) -> Result<()> {
+    refuse_skips_in_ci(args.allow_skip, std::env::var("CI").ok().as_deref())?;
     let sh = Shell::new()?;
     sh.change_dir(workspace::root());
     let mut reports = Vec::new();
@@ -101,9 +108,9 @@ pub fn run(args: CiArgs) -> Result<()> {
             Step::Deny => deny(&sh, args.advisory_db.as_deref()),
             // In process: the same checks as `cargo xtask validate`.
             Step::Assets => {
-                crate::validate::check_repository(&workspace::root()).map(|()| String::new())
+                repository_checks::check_repository(&workspace::root()).map(|()| String::new())
             }
-            Step::Test => test(&sh),
+            Step::Test => test(&sh, args.allow_skip),
         };
         let outcome = match result {
             Ok(detail) => Outcome::Passed(detail),
@@ -142,7 +149,8 @@ fn deny(sh: &Shell, snapshot: Option<&Path>) -> Result<String> {
         .is_err()
     {
         bail!(
-            "cargo-deny is not installed: run `cargo install cargo-deny@{CARGO_DENY_VERSION} --locked`"
+            "cargo-deny is not installed: run `cargo install cargo-deny@{} --locked`",
+            tools::version("cargo-deny")
         );
     }
     let checks = ["licenses", "bans", "sources", "advisories"];
@@ -168,11 +176,9 @@ fn deny(sh: &Shell, snapshot: Option<&Path>) -> Result<String> {
     Ok("advisories from the live database".into())
 }
 
-/// The cargo-deny release whose advisory-DB folder naming this module follows.
-pub const CARGO_DENY_VERSION: &str = "0.20.2";
-
 /// The folder cargo-deny looks for under `db-path` for the default database
-/// URL (https://github.com/rustsec/advisory-db): the name plus a hash of the URL.
+/// URL (https://github.com/rustsec/advisory-db): the name plus a hash of the URL,
+/// as the cargo-deny pinned in xtask/tools.txt names it.
 const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 
 /// Unpacks `snapshot` to `db_root/ADVISORY_DB_DIR` as a one-commit git repo.
@@ -251,15 +257,39 @@ fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// `CI=true` (GitHub Actions and this project's CI set it; `.ci/run` exports it)
+/// means every test runs: `--allow-skip` is refused there.
+fn refuse_skips_in_ci(allow_skip: bool, ci: Option<&str>) -> Result<()> {
+    ensure!(
+        !(allow_skip && ci == Some("true")),
+        "--allow-skip is refused under CI=true: CI never skips a test (unset CI to skip on a laptop)"
+    );
+    Ok(())
+}
+
+/// Set to `1`, tests may skip when a dependency is missing (never under `CI=true`).
+const ALLOW_SKIP_VAR: &str = "SERVICE_DEMO_ALLOW_SKIP";
+/// A file every skipped test appends `skipped: <test>: <reason>` to.
+const SKIP_LOG_VAR: &str = "SERVICE_DEMO_SKIP_LOG";
+
 /// Runs the workspace tests, streaming their output and adding up libtest's
-/// `test result:` lines.
-fn test(sh: &Shell) -> Result<String> {
-    let mut child = Command::new("cargo")
+/// `test result:` lines; tests that skipped are read from the skip log (libtest
+/// counts them as passed).
+fn test(sh: &Shell, allow_skip: bool) -> Result<String> {
+    let scratch = sh.create_temp_dir()?;
+    let skip_log = scratch.path().join("skipped.log");
+    std::fs::write(&skip_log, "")?;
+    let mut command = Command::new("cargo");
+    command
         .args(["test", "--workspace", "--locked"])
         .current_dir(sh.current_dir())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting cargo test")?;
+        .env(SKIP_LOG_VAR, &skip_log)
+        .env_remove(ALLOW_SKIP_VAR)
+        .stdout(Stdio::piped());
+    if allow_skip {
+        command.env(ALLOW_SKIP_VAR, "1");
+    }
+    let mut child = command.spawn().context("starting cargo test")?;
     let mut totals = TestTotals::default();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
@@ -269,15 +299,31 @@ fn test(sh: &Shell) -> Result<String> {
         }
     }
     let status = child.wait()?;
+    let skip_log = std::fs::read_to_string(&skip_log)?;
+    let skipped = skipped_tests(&skip_log);
+    totals.count_skipped(skipped.len() as u64);
+    for line in &skipped {
+        println!("{line}");
+    }
     let summary = format!(
-        "{} passed, {} failed, {} ignored",
-        totals.passed, totals.failed, totals.ignored
+        "{} passed, {} failed, {} ignored, {} skipped",
+        totals.passed, totals.failed, totals.ignored, totals.skipped
     );
     // The closing line CI runners look for.
-    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.skipped
+    );
     ensure!(status.success(), "cargo test failed ({summary})");
-    ensure!(totals.passed > 0, "cargo test ran no test");
+    ensure!(totals.passed > 0, "cargo test ran no test ({summary})");
     Ok(summary)
+}
+
+/// The `skipped: <test>: <reason>` lines of a skip log.
+fn skipped_tests(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| line.starts_with("skipped: "))
+        .collect()
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -285,6 +331,8 @@ struct TestTotals {
     passed: u64,
     failed: u64,
     ignored: u64,
+    /// Tests that returned early for a missing dependency (libtest said `ok`).
+    skipped: u64,
 }
 
 impl TestTotals {
@@ -313,6 +361,13 @@ impl TestTotals {
         self.passed += other.passed;
         self.failed += other.failed;
         self.ignored += other.ignored;
+        self.skipped += other.skipped;
+    }
+
+    /// Moves `n` tests from passed to skipped.
+    fn count_skipped(&mut self, n: u64) {
+        self.passed = self.passed.saturating_sub(n);
+        self.skipped += n;
     }
 }
 
@@ -359,10 +414,35 @@ mod tests {
             Some(TestTotals {
                 passed: 12,
                 failed: 1,
-                ignored: 3
+                ignored: 3,
+                skipped: 0
             })
         );
         assert_eq!(TestTotals::parse("test foo ... ok"), None);
+    }
+
+    #[test]
+    fn skipped_tests_are_read_from_the_log_and_not_counted_as_passed() {
+        let log = "skipped: image::push: docker-registry is missing\n\
+                   noise\n\
+                   skipped: api::postgres_store: PostgreSQL (initdb) is missing\n";
+        let skipped = skipped_tests(log);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        let mut totals = TestTotals {
+            passed: 10,
+            ..TestTotals::default()
+        };
+        totals.count_skipped(skipped.len() as u64);
+        assert_eq!((totals.passed, totals.skipped), (8, 2));
+    }
+
+    #[test]
+    fn allow_skip_is_refused_under_ci_only() {
+        let message = format!("{:#}", refuse_skips_in_ci(true, Some("true")).unwrap_err());
+        assert!(message.contains("CI never skips a test"), "{message}");
+        refuse_skips_in_ci(true, None).unwrap();
+        refuse_skips_in_ci(true, Some("false")).unwrap();
+        refuse_skips_in_ci(false, Some("true")).unwrap();
     }
 
     #[test]
@@ -404,19 +484,35 @@ mod tests {
         assert!(with_db_path("[bans]\n", Path::new("/x")).is_err());
     }
 
+    /// The project's convention for a missing dependency (tests/support's
+    /// `require`): fail, unless SERVICE_DEMO_ALLOW_SKIP=1 outside CI, then say
+    /// so and append the line to SERVICE_DEMO_SKIP_LOG.
+    fn skip_or_fail(what: &str) {
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        let allowed = std::env::var(ALLOW_SKIP_VAR).is_ok_and(|v| v == "1");
+        let ci = std::env::var("CI").ok();
+        assert!(
+            allowed && refuse_skips_in_ci(true, ci.as_deref()).is_ok(),
+            "{what} is missing: provide it, or set {ALLOW_SKIP_VAR}=1 (never under CI=true) to skip"
+        );
+        let line = format!("skipped: {test}: {what} is missing");
+        eprintln!("{line}");
+        if let Some(log) = std::env::var_os(SKIP_LOG_VAR) {
+            append(Path::new(&log), &format!("{line}\n")).unwrap();
+        }
+    }
+
     /// Against the real snapshot and real git: the result is a git repo with
     /// one commit, where cargo-deny expects it.
     #[test]
     fn offline_db_is_a_git_repo_in_the_expected_folder() {
-        let snapshot = workspace::root().join("../shared/advisory-db.tar.gz");
+        // Where .ci/run finds it (ADVISORY_DB_SNAPSHOT), else beside the clone.
+        let snapshot = std::env::var_os("ADVISORY_DB_SNAPSHOT").map_or_else(
+            || workspace::root().join("../shared/advisory-db.tar.gz"),
+            PathBuf::from,
+        );
         if !snapshot.exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must provide {}",
-                snapshot.display()
-            );
-            eprintln!("SKIPPED: no advisory DB snapshot at {}", snapshot.display());
-            return;
+            return skip_or_fail(&format!("the advisory DB snapshot {}", snapshot.display()));
         }
         let sh = Shell::new().unwrap();
         let root = sh.create_temp_dir().unwrap();

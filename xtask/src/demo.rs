@@ -279,14 +279,19 @@ impl Demo {
         let checkout = self.checkout(&self.head()?)?;
         let sh = Shell::new()?;
         sh.change_dir(&checkout);
-        println!("  $ cargo test -p items-api --lib --test api   (the service's unit tests and API suite)");
-        cmd!(sh, "cargo test --quiet --locked -p items-api --lib --test api")
-            .env(
-                "CARGO_TARGET_DIR",
-                workspace::target_dir().join("other-checkouts"),
-            )
-            .quiet()
-            .run()?;
+        println!(
+            "  $ cargo test -p items-api --lib --test api   (the service's unit tests and API suite)"
+        );
+        cmd!(
+            sh,
+            "cargo test --quiet --locked -p items-api --lib --test api"
+        )
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace::target_dir().join("other-checkouts"),
+        )
+        .quiet()
+        .run()?;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use std::process::Output;
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
-use support::{FakeHttp, Request, TempDir, assert_fails, assert_ok, git, stdout, xtask_in};
+use support::{FakeHttp, Request, TempDir, assert_fails, assert_ok, git, stdout, xtask, xtask_in};
 
 const NEW: &str = "1111111111111111111111111111111111111111";
 const OLD: &str = "2222222222222222222222222222222222222222";
@@ -120,17 +120,58 @@ impl Replay {
 }
 
 /// A fake Argo CD: application reads, label-selected lists and sync requests
-/// each replay their own sequence.
+/// each replay their own sequence. Like Argo CD, it answers 401 without the
+/// token and 404 to any other request, so a wrong path or token fails the test.
 fn argocd(app: Replay, list: Replay, sync: Replay) -> FakeHttp {
     FakeHttp::start(move |request: &Request, _| {
-        if request.method == "POST" {
-            sync.next()
-        } else if request.target.starts_with("/api/v1/applications?") {
-            list.next()
-        } else {
-            app.next()
+        if request.headers.get("authorization") != Some(&format!("Bearer {TOKEN}")) {
+            let body = json!({"error": "no session information", "code": 16, "message": "no session information"});
+            return (401, vec![], body.to_string());
+        }
+        match (request.method.as_str(), ArgoRequest::of(&request.target)) {
+            ("POST", Some(ArgoRequest::Sync)) => sync.next(),
+            ("GET", Some(ArgoRequest::List)) => list.next(),
+            ("GET", Some(ArgoRequest::Read)) => app.next(),
+            _ => {
+                let message = format!("the fake serves no {} {}", request.method, request.target);
+                (
+                    404,
+                    vec![],
+                    json!({"error": message, "code": 5, "message": message}).to_string(),
+                )
+            }
         }
     })
+}
+
+/// The requests of Argo CD's API that xtask makes.
+enum ArgoRequest {
+    /// `/api/v1/applications/<name>`, optionally `?refresh=normal`.
+    Read,
+    /// `/api/v1/applications?selector=<label>`.
+    List,
+    /// `/api/v1/applications/<name>/sync`.
+    Sync,
+}
+
+impl ArgoRequest {
+    fn of(target: &str) -> Option<Self> {
+        if target.starts_with("/api/v1/applications?selector=") {
+            return Some(Self::List);
+        }
+        let rest = target.strip_prefix("/api/v1/applications/")?;
+        let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let valid_name = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        match name.split_once('/') {
+            Some((name, "sync")) if valid_name(name) && query.is_empty() => Some(Self::Sync),
+            None if valid_name(name) && matches!(query, "" | "refresh=normal") => Some(Self::Read),
+            _ => None,
+        }
+    }
 }
 
 /// A fake Argo CD that only answers application reads.
@@ -230,8 +271,15 @@ fn a_transient_degraded_is_tolerated_but_a_lasting_one_fails() {
                 .contains("Degraded: Deployment \"service-demo\" exceeded its progress deadline"),
         "{message}"
     );
-    // It did poll through the grace period before failing.
-    assert!(server.requests().len() > 10, "{}", server.requests().len());
+    // It did poll through the grace period before failing, reading the one
+    // application, with the token, asking for a refresh once.
+    let targets = targets(&server);
+    assert!(targets.len() > 10, "{}", targets.len());
+    assert_eq!(targets[0], format!("GET {APP}?refresh=normal"));
+    assert!(
+        targets[1..].iter().all(|t| *t == format!("GET {APP}")),
+        "{targets:?}"
+    );
 }
 
 #[test]
@@ -252,7 +300,44 @@ fn a_failed_sync_fails_at_once_with_argo_cds_message() {
         "{message}"
     );
     assert!(message.contains(FAILED_MESSAGE), "{message}");
-    assert_eq!(server.requests().len(), 2);
+    assert_eq!(
+        targets(&server),
+        [format!("GET {APP}?refresh=normal"), format!("GET {APP}")]
+    );
+}
+
+#[test]
+fn the_fake_argo_cd_refuses_a_wrong_token_and_an_unknown_path() {
+    // The fake's own rules, so a test using it cannot pass on a wrong request.
+    let server = app_only(vec![done()]);
+    let wrong_token = xtask(
+        &[
+            "argocd",
+            "wait",
+            "--app",
+            "service-demo-preprod",
+            "--revision",
+            NEW,
+        ],
+        &[
+            ("ARGOCD_SERVER", &server.url()),
+            ("ARGOCD_AUTH_TOKEN", "not-the-token"),
+        ],
+    );
+    let message = assert_fails(&wrong_token);
+    assert!(message.contains("401"), "{message}");
+    for target in [
+        "/api/v1/application/service-demo-preprod",
+        "/api/v1/applications/service-demo-preprod/resource-tree",
+        "/api/v1/applications/service-demo-preprod?refresh=hard",
+    ] {
+        assert!(ArgoRequest::of(target).is_none(), "{target}");
+    }
+    assert!(matches!(ArgoRequest::of(APP), Some(ArgoRequest::Read)));
+    assert!(matches!(
+        ArgoRequest::of(&format!("{APP}/sync")),
+        Some(ArgoRequest::Sync)
+    ));
 }
 
 #[test]

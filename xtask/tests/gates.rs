@@ -235,6 +235,72 @@ fn a_check_reads_every_page_and_trusts_only_the_expected_app() {
 }
 
 #[test]
+fn github_app_names_the_app_whose_check_runs_count() {
+    let sha = head();
+    let fake = check_runs_fake(
+        sha.clone(),
+        vec![
+            run(
+                "github-actions",
+                &sha,
+                1,
+                "2026-11-02T10:00:00Z",
+                "failure",
+                &digest('a'),
+            ),
+            run(
+                "service-demo-ci",
+                &sha,
+                2,
+                "2026-11-01T10:00:00Z",
+                "success",
+                &digest('b'),
+            ),
+        ],
+    );
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "gate",
+            "check",
+            "--sha",
+            &sha,
+            "--name",
+            "preprod-tests",
+            "--digest",
+        ];
+        let expected = digest('b');
+        args.push(&expected);
+        args.extend_from_slice(extra);
+        run_github(&fake, &args)
+    };
+    // By default only github-actions' runs count: its failure is the latest.
+    let message = assert_fails(&check(&[]));
+    assert!(message.contains("gate preprod-tests failed"), "{message}");
+    // Named, the other app's pass counts and github-actions' failure does not.
+    let ok = check(&["--github-app", "service-demo-ci"]);
+    assert_ok(&ok);
+    assert!(stdout(&ok).contains(&digest('b')), "{}", stdout(&ok));
+    // The same from the environment, as a workflow sets it.
+    let env = github_env(&fake);
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("GATE_GITHUB_APP", "service-demo-ci"));
+    let expected = digest('b');
+    assert_ok(&xtask(
+        &[
+            "gate",
+            "check",
+            "--sha",
+            &sha,
+            "--name",
+            "preprod-tests",
+            "--digest",
+            &expected,
+        ],
+        &env,
+    ));
+}
+
+#[test]
 fn an_expired_token_is_named() {
     let fake = FakeHttp::start(|_, _| (401, vec![], r#"{"message":"Bad credentials"}"#.to_owned()));
     let message = assert_fails(&run_github(
@@ -254,8 +320,11 @@ struct Service(Child, String);
 impl Service {
     fn start(commit: &str) -> Self {
         let root = support::workspace_root();
+        // What `cargo test --workspace` builds, so under it this is a no-op: a
+        // narrower `--package items-api` build unifies features differently
+        // and rebuilt tokio and everything above it (2-3 minutes on 2 cores).
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--package", "items-api"])
+            .args(["build", "--quiet", "--workspace", "--all-targets"])
             .current_dir(&root)
             .status()
             .unwrap();

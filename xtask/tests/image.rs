@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{Registry, TempDir, assert_fails, assert_ok, head, stderr, stdout, xtask};
+use support::{Registry, TempDir, assert_fails, assert_ok, git, head, stderr, stdout, xtask};
 
 /// A stand-in binary for registry tests: content only matters for the digest.
 /// (Tests that run the image use the real build.)
@@ -47,13 +47,85 @@ fn repositories(dir: &TempDir) -> Option<(Registry, [String; 2])> {
     Some((registry, [remote, layout]))
 }
 
+/// A second checkout of this workspace's content (HEAD plus the working
+/// tree's uncommitted changes) at another path. xtask builds a checkout other
+/// than the workspace in `<target>/other-checkouts`, so its build shares
+/// nothing with the workspace's. The path is the demo's build checkout on
+/// purpose: a checkout's path is in its RUSTFLAGS (--remap-path-prefix), so one
+/// fixed path keeps that target directory's release build warm for both.
+fn second_checkout() -> std::path::PathBuf {
+    let root = support::workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let checkout = target.join("xtask/demo-checkout");
+    if !checkout.join(".git").exists() {
+        std::fs::create_dir_all(checkout.parent().unwrap()).unwrap();
+        let (from, to) = (root.to_str().unwrap(), checkout.to_str().unwrap());
+        git(&root, &["clone", "--quiet", "--no-checkout", from, to]);
+    }
+    git(
+        &checkout,
+        &["fetch", "--quiet", root.to_str().unwrap(), "HEAD"],
+    );
+    git(
+        &checkout,
+        &["checkout", "--quiet", "--force", "--detach", "FETCH_HEAD"],
+    );
+    git(&checkout, &["clean", "--quiet", "-d", "--force"]);
+    let changes = std::process::Command::new("git")
+        .args(["diff", "HEAD", "--binary"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(changes.status.success());
+    if !changes.stdout.is_empty() {
+        let mut apply = std::process::Command::new("git")
+            .args(["apply", "--whitespace=nowarn", "-"])
+            .current_dir(&checkout)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        apply
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&changes.stdout)
+            .unwrap();
+        assert!(
+            apply.wait().unwrap().success(),
+            "git apply in {}",
+            checkout.display()
+        );
+    }
+    assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), head());
+    checkout
+}
+
+/// `target/<triple>/release/items-api` exists under `target` for some triple.
+fn has_release_binary(target: &Path) -> bool {
+    std::fs::read_dir(target)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.path().join("release/items-api").is_file())
+}
+
 #[test]
 fn the_real_build_is_static_reproducible_and_labelled() {
     let dir = TempDir::new("image-build");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let head = head();
-    for out in [&a, &b] {
-        let output = xtask(&["image", "build", "--output", out.to_str().unwrap()], &[]);
+    // Two checkouts at different paths, each built in its own target directory.
+    // The second first: meanwhile the container test builds the workspace, and
+    // two builds share the 2 cores better than one build's single-threaded LTO.
+    let second = second_checkout();
+    for (out, source) in [(&b, Some(&second)), (&a, None)] {
+        let mut args = vec!["image", "build", "--output", out.to_str().unwrap()];
+        if let Some(source) = source {
+            args.extend(["--source", source.to_str().unwrap()]);
+        }
+        let output = xtask(&args, &[]);
         assert_ok(&output);
         assert!(
             stdout(&output).contains("compressed, assembled in"),
@@ -61,12 +133,24 @@ fn the_real_build_is_static_reproducible_and_labelled() {
             stdout(&output)
         );
     }
+    let root = support::workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    assert!(
+        has_release_binary(&target),
+        "the workspace's build in {}",
+        target.display()
+    );
+    assert!(
+        has_release_binary(&target.join("other-checkouts")),
+        "the second checkout's build in its own target directory"
+    );
     let tag = format!("main-{head}");
     let digest = layout_tag(&a, &tag).expect("default tag is main-<HEAD>");
     assert_eq!(
         Some(&digest),
         layout_tag(&b, &tag).as_ref(),
-        "two builds, one digest"
+        "two checkouts at two paths, built in two target directories: one digest"
     );
 
     let index = blob(&a, &digest);
@@ -347,7 +431,9 @@ fn registry_down_or_refusing_credentials_fails_with_the_fix_and_never_prints_sec
     let dir = TempDir::new("image-auth");
     let binary = fake_binary(dir.path(), "bits");
     let password = "s3cret-Pa55word-do-not-print";
-    let hash = bcrypt::hash(password, 4).unwrap();
+    // bcrypt (cost 4) of `password`, as `htpasswd -B` writes it; made once with
+    // Python's `crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))`.
+    let hash = "$2b$04$E5jSM2Wc3F.Qsab7Zzm3LeQssIIJlamB9KzT/cBvwm0r2qOE0TBxK";
     let Some(registry) = Registry::start_with_users(&format!("ci:{hash}\n")) else {
         return;
     };
@@ -396,14 +482,11 @@ fn registry_down_or_refusing_credentials_fails_with_the_fix_and_never_prints_sec
     assert!(!message.contains(password));
 }
 
-/// Runs the real image in the real engine, pulled from the real registry.
+/// Runs the real image in the real engine, pulled from the real registry,
+/// through the `docker` CLI (the same client the demo uses).
 mod container {
     use std::process::Command;
-    use std::time::Duration;
-
-    use testcontainers::core::{ExecCommand, IntoContainerPort, WaitFor};
-    use testcontainers::runners::AsyncRunner;
-    use testcontainers::{GenericImage, ImageExt};
+    use std::time::{Duration, Instant};
 
     use super::*;
 
@@ -417,6 +500,48 @@ mod container {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
+    /// A container removed (with its logs) when dropped, whatever the test did.
+    struct Container(String);
+
+    impl Container {
+        fn inspect(&self, format: &str) -> String {
+            docker(&["inspect", "-f", format, &self.0])
+        }
+
+        /// stdout and stderr so far.
+        fn logs(&self) -> String {
+            let out = Command::new("docker")
+                .args(["logs", &self.0])
+                .output()
+                .unwrap();
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+
+        fn wait_for_log(&self, needle: &str, within: Duration) {
+            let deadline = Instant::now() + within;
+            while !self.logs().contains(needle) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no {needle:?} in the container's log within {within:?}:\n{}",
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    impl Drop for Container {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .args(["rm", "--force", &self.0])
+                .output();
+        }
+    }
+
     fn proc_status(pid: &str, field: &str) -> String {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap()
@@ -428,11 +553,11 @@ mod container {
             .unwrap()
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn the_image_runs_read_only_unprivileged_as_nonroot_and_stops_cleanly() {
-        if support::docker().is_none() {
+    #[test]
+    fn the_image_runs_read_only_unprivileged_as_nonroot_and_stops_cleanly() {
+        let Some(()) = support::docker() else {
             return;
-        }
+        };
         let Some(registry) = Registry::start() else {
             return;
         };
@@ -450,23 +575,35 @@ mod container {
         );
         assert_ok(&push);
 
-        let container = GenericImage::new(format!("{}/service-demo", registry.addr), tag)
-            .with_exposed_port(8080.tcp())
-            .with_wait_for(WaitFor::message_on_stdout("listening"))
-            .with_env_var("SHUTDOWN_DRAIN_SECONDS", "1")
-            .with_env_var("ENV_NAME", "container-test")
-            .with_readonly_rootfs(true)
-            .with_cap_drop("ALL")
-            .with_security_opt("no-new-privileges")
-            .start()
-            .await
-            .expect("the image starts (pulled from the test registry)");
-        let port = container.get_host_port_ipv4(8080).await.unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        let image = format!("{}/service-demo:{tag}", registry.addr);
+        docker(&["pull", "--quiet", &image]);
+        let container = Container(docker(&[
+            "run",
+            "--detach",
+            "--publish",
+            "127.0.0.1::8080",
+            "--env",
+            "SHUTDOWN_DRAIN_SECONDS=1",
+            "--env",
+            "ENV_NAME=container-test",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            &image,
+        ]));
+        container.wait_for_log("listening", Duration::from_secs(30));
+        let port = docker(&["port", &container.0, "8080/tcp"]);
+        let addr = port
+            .lines()
+            .find(|l| l.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no loopback port mapped: {port}"))
+            .to_owned();
 
-        let health = http_get(&format!("{base}/healthz")).await;
+        let health = http_get(&addr, "/healthz");
         assert_eq!(health.0, 200);
-        let version = http_get(&format!("{base}/version")).await;
+        let version = http_get(&addr, "/version");
         assert!(version.1.contains("container-test"), "{}", version.1);
         assert!(
             version.1.contains(&head()),
@@ -475,7 +612,7 @@ mod container {
         );
 
         // The process, seen from the host: uid/gid 65532, no capabilities.
-        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", container.id()]);
+        let pid = container.inspect("{{.State.Pid}}");
         assert!(
             proc_status(&pid, "Uid").starts_with("65532"),
             "{}",
@@ -483,77 +620,58 @@ mod container {
         );
         assert!(proc_status(&pid, "Gid").starts_with("65532"));
         assert_eq!(proc_status(&pid, "CapEff"), "0000000000000000");
-        assert_eq!(
-            docker(&[
-                "inspect",
-                "-f",
-                "{{.HostConfig.ReadonlyRootfs}}",
-                container.id()
-            ]),
-            "true"
-        );
+        assert_eq!(container.inspect("{{.HostConfig.ReadonlyRootfs}}"), "true");
 
         // The image's HEALTHCHECK command works inside the container.
-        let exec = container
-            .exec(ExecCommand::new([
+        let exec = Command::new("docker")
+            .args([
+                "exec",
+                &container.0,
                 "/usr/local/bin/items-api",
                 "healthcheck",
-            ]))
-            .await
+            ])
+            .output()
             .unwrap();
-        let code = loop {
-            if let Some(code) = exec.exit_code().await.unwrap() {
-                break code;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert_eq!(code, 0, "healthcheck inside the container");
-        let healthcheck = docker(&[
-            "inspect",
-            "-f",
-            "{{json .Config.Healthcheck.Test}}",
-            container.id(),
-        ]);
+        assert!(
+            exec.status.success(),
+            "healthcheck inside the container: {exec:?}"
+        );
         assert_eq!(
-            healthcheck,
+            container.inspect("{{json .Config.Healthcheck.Test}}"),
             r#"["CMD","/usr/local/bin/items-api","healthcheck"]"#
         );
 
         // SIGTERM: drains for 1 s and exits 0 well before docker's 10 s kill.
-        container.stop_with_timeout(Some(10)).await.unwrap();
+        docker(&["stop", "--time", "10", &container.0]);
         assert_eq!(
-            container.exit_code().await.unwrap(),
-            Some(0),
+            container.inspect("{{.State.ExitCode}}"),
+            "0",
             "stopped on its own, not killed"
         );
-        let logs = String::from_utf8(container.stdout_to_vec().await.unwrap()).unwrap();
+        let logs = container.logs();
         assert!(logs.contains("stopped cleanly"), "{logs}");
     }
 
     /// Plain HTTP GET over TCP: (status, body).
-    async fn http_get(url: &str) -> (u16, String) {
-        let url = url.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let rest = url.strip_prefix("http://").unwrap();
-            let (addr, path) = rest.split_at(rest.find('/').unwrap());
-            let mut stream = std::net::TcpStream::connect(addr).unwrap();
-            use std::io::{Read, Write};
-            write!(
-                stream,
-                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-            )
+    fn http_get(addr: &str, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-            let body = response
-                .split("\r\n\r\n")
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-            (status, body)
-        })
-        .await
-        .unwrap()
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = response
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        (status, body)
     }
 }

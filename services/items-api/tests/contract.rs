@@ -26,8 +26,18 @@ use items_api::AppState;
 use items_api::config::Config;
 use items_api::store::{ItemStore, MemoryStore, PostgresStore, migrate};
 
-/// The schemathesis release these tests are written against.
-const PIN: &str = "4.32.5";
+/// The schemathesis release these tests are written against: its version, read from `xtask/tools.txt` (the one place a tool is pinned).
+static PIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("../../../xtask/tools.txt")
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("pip") && words.next() == Some("schemathesis"))
+                .then(|| words.next().map(str::to_owned))
+                .flatten()
+        })
+        .expect("xtask/tools.txt pins schemathesis")
+});
 /// Test cases per operation and phase: bounded, so a run takes seconds.
 const MAX_EXAMPLES: &str = "30";
 /// A fixed seed: CI runs the same cases every time, so a failure reproduces.
@@ -70,7 +80,8 @@ async fn the_postgres_store_keeps_the_contract() {
 fn schemathesis(test: &str) -> Option<String> {
     let install = format!(
         "python3 -m venv ~/.cache/service-demo/venv && ~/.cache/service-demo/venv/bin/pip install \
-         schemathesis=={PIN}, then put ~/.cache/service-demo/venv/bin first on PATH (bash .ci/run does both)"
+         schemathesis=={}, then put ~/.cache/service-demo/venv/bin first on PATH (bash .ci/run does both)",
+        *PIN
     );
     let version = std::process::Command::new("schemathesis")
         .arg("--version")
@@ -80,13 +91,14 @@ fn schemathesis(test: &str) -> Option<String> {
         Ok(out)
             if String::from_utf8_lossy(&out.stdout)
                 .trim_end()
-                .ends_with(PIN) =>
+                .ends_with(PIN.as_str()) =>
         {
             return Some("schemathesis".to_owned());
         }
         Ok(out) => format!(
-            "schemathesis on PATH is {:?}, these tests pin {PIN}: {install}",
-            String::from_utf8_lossy(&out.stdout).trim()
+            "schemathesis on PATH is {:?}, these tests pin {}: {install}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            *PIN
         ),
     };
     common::skip::skip_or_fail(test, &reason);
@@ -133,7 +145,8 @@ async fn fuzz(schemathesis: &str, store: Arc<dyn ItemStore>) {
     let report = String::from_utf8_lossy(&output.stdout);
     let summary = report.lines().rev().find(|l| l.contains("generated"));
     println!(
-        "schemathesis {PIN}: {} in {:.1?}",
+        "schemathesis {}: {} in {:.1?}",
+        *PIN,
         summary.map_or("(no summary)", str::trim),
         started.elapsed()
     );

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use serde_json::Value;
 
 use super::argocd;
@@ -92,30 +93,24 @@ pub struct Expected<'a> {
     pub replicas: i32,
 }
 
-/// The rendered chart of one environment.
+/// The rendered chart of one environment: every object parses strictly, and
+/// its one Deployment keeps the restricted Pod Security Standard and the chart's promises.
 pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
-    let mut problems: Vec<String> = docs
+    let env = expected.env;
+    let typed: Vec<String> = docs
         .iter()
         .enumerate()
-        .flat_map(|(n, doc)| check_document(&format!("{} document {}", expected.env, n + 1), doc))
+        .flat_map(|(n, doc)| check_document(&format!("{env} document {}", n + 1), doc))
         .collect();
-    if !problems.is_empty() {
-        return problems;
+    if !typed.is_empty() {
+        return typed;
     }
-    let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
-    let [deployment] = deployments.as_slice() else {
-        return vec![format!(
-            "{}: expected one Deployment, the chart rendered {}",
-            expected.env,
-            deployments.len()
-        )];
+    let deployment = match the_deployment(docs, env) {
+        Ok(deployment) => deployment,
+        Err(problem) => return vec![problem],
     };
-    let deployment: Deployment =
-        match parse_strict(deployment, &format!("{}: the Deployment", expected.env)) {
-            Ok(d) => d,
-            Err(error) => return vec![format!("{error:#}")],
-        };
-    let mut problem = |p: String| problems.push(format!("{}: {p}", expected.env));
+    let mut problems = Vec::new();
+    let mut problem = |p: String| problems.push(format!("{env}: {p}"));
     let spec = deployment.spec.unwrap_or_default();
     if spec.replicas != Some(expected.replicas) {
         problem(format!(
@@ -124,8 +119,33 @@ pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
         ));
     }
     let pod = spec.template.spec.unwrap_or_default();
-    // The restricted Pod Security Standard
-    // (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
+    check_pod_security(&pod, &mut problem);
+    check_pod_shutdown(&pod, &mut problem);
+    for container in &pod.containers {
+        let mut problem = |p: String| problem(format!("container {}: {p}", container.name));
+        check_container_security(container, &mut problem);
+        check_container_runtime(container, &expected.image, &mut problem);
+        check_container_env(container, &mut problem);
+    }
+    problems
+}
+
+/// The one Deployment among `docs`, parsed strictly; else the problem.
+fn the_deployment(docs: &[Value], env: &str) -> Result<Deployment, String> {
+    let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+    let [deployment] = deployments.as_slice() else {
+        return Err(format!(
+            "{env}: expected one Deployment, the chart rendered {}",
+            deployments.len()
+        ));
+    };
+    parse_strict(deployment, &format!("{env}: the Deployment")).map_err(|e| format!("{e:#}"))
+}
+
+/// The pod-level rules of the restricted Pod Security Standard
+/// (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted)
+/// and the chart's own: no API token, replicas spread over nodes.
+fn check_pod_security(pod: &PodSpec, problem: &mut impl FnMut(String)) {
     let pod_security = pod.security_context.clone().unwrap_or_default();
     if pod_security.run_as_non_root != Some(true) {
         problem("pod securityContext.runAsNonRoot must be true (restricted PSS)".into());
@@ -153,6 +173,10 @@ pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
     {
         problem("no topologySpreadConstraints: replicas could all land on one node".into());
     }
+}
+
+/// Kubernetes must wait longer than the service drains before it kills it.
+fn check_pod_shutdown(pod: &PodSpec, problem: &mut impl FnMut(String)) {
     let drain = pod
         .containers
         .first()
@@ -165,92 +189,81 @@ pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
             "terminationGracePeriodSeconds {grace:?} must exceed SHUTDOWN_DRAIN_SECONDS {drain:?}"
         )),
     }
-    for container in &pod.containers {
-        let name = &container.name;
-        let security = container.security_context.clone().unwrap_or_default();
-        if security.allow_privilege_escalation != Some(false) {
-            problem(format!(
-                "container {name}: allowPrivilegeEscalation must be false (restricted PSS)"
-            ));
-        }
-        if security.read_only_root_filesystem != Some(true) {
-            problem(format!(
-                "container {name}: readOnlyRootFilesystem must be true"
-            ));
-        }
-        let dropped = security
-            .capabilities
-            .and_then(|c| c.drop)
-            .unwrap_or_default();
-        if !dropped.iter().any(|c| c == "ALL") {
-            problem(format!(
-                "container {name}: capabilities must drop ALL (restricted PSS)"
-            ));
-        }
-        if container.image.as_deref() != Some(expected.image.as_str()) {
-            problem(format!(
-                "container {name}: image {:?}, the values ask for {}",
-                container.image, expected.image
-            ));
-        }
-        let resources = container.resources.clone().unwrap_or_default();
-        if resources.requests.is_none()
-            || resources
-                .limits
-                .as_ref()
-                .is_none_or(|l| !l.contains_key("memory"))
-        {
-            problem(format!(
-                "container {name}: resources need requests and a memory limit"
-            ));
-        }
-        let probe_path = |probe: &Option<k8s_openapi::api::core::v1::Probe>| {
-            probe
-                .as_ref()
-                .and_then(|p| p.http_get.as_ref())
-                .and_then(|h| h.path.clone())
-        };
-        if probe_path(&container.liveness_probe).as_deref() != Some("/healthz") {
-            problem(format!(
-                "container {name}: livenessProbe must GET /healthz (it does not depend on the store)"
-            ));
-        }
-        if probe_path(&container.readiness_probe).as_deref() != Some("/readyz") {
-            problem(format!(
-                "container {name}: readinessProbe must GET /readyz (it turns 503 on shutdown)"
-            ));
-        }
-        let env_value = |var: &str| {
-            container
-                .env
-                .as_ref()?
-                .iter()
-                .find(|e| e.name == var)?
-                .value
-                .clone()
-        };
-        let literal_url = container
-            .env
+}
+
+/// The container-level rules of the restricted Pod Security Standard, and a read-only root.
+fn check_container_security(container: &Container, problem: &mut impl FnMut(String)) {
+    let security = container.security_context.clone().unwrap_or_default();
+    if security.allow_privilege_escalation != Some(false) {
+        problem("allowPrivilegeEscalation must be false (restricted PSS)".into());
+    }
+    if security.read_only_root_filesystem != Some(true) {
+        problem("readOnlyRootFilesystem must be true".into());
+    }
+    let dropped = security
+        .capabilities
+        .and_then(|c| c.drop)
+        .unwrap_or_default();
+    if !dropped.iter().any(|c| c == "ALL") {
+        problem("capabilities must drop ALL (restricted PSS)".into());
+    }
+}
+
+/// The image the values ask for, bounded resources, and the probes the service answers.
+fn check_container_runtime(container: &Container, image: &str, problem: &mut impl FnMut(String)) {
+    if container.image.as_deref() != Some(image) {
+        problem(format!(
+            "image {:?}, the values ask for {image}",
+            container.image
+        ));
+    }
+    let resources = container.resources.clone().unwrap_or_default();
+    if resources.requests.is_none()
+        || resources
+            .limits
             .as_ref()
-            .and_then(|env| env.iter().find(|e| e.name == "DATABASE_URL"))
-            .is_some_and(|e| {
-                e.value_from
-                    .as_ref()
-                    .and_then(|v| v.secret_key_ref.as_ref())
-                    .is_none()
-            });
-        if literal_url {
-            problem(format!(
-                "container {name}: DATABASE_URL must come from a Secret (secretKeyRef), never a value in git"
-            ));
-        }
-        for var in ["ENV_NAME", "SERVICES_NAMESPACE", "APP_VERSION"] {
-            if env_value(var).is_none_or(|v| v.is_empty()) {
-                problem(format!("container {name}: {var} is not set"));
-            }
+            .is_none_or(|l| !l.contains_key("memory"))
+    {
+        problem("resources need requests and a memory limit".into());
+    }
+    let probe_path = |probe: &Option<Probe>| {
+        probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    if probe_path(&container.liveness_probe).as_deref() != Some("/healthz") {
+        problem("livenessProbe must GET /healthz (it does not depend on the store)".into());
+    }
+    if probe_path(&container.readiness_probe).as_deref() != Some("/readyz") {
+        problem("readinessProbe must GET /readyz (it turns 503 on shutdown)".into());
+    }
+}
+
+/// The environment the service reads: no secret in git, the names it reports set.
+fn check_container_env(container: &Container, problem: &mut impl FnMut(String)) {
+    let env = container.env.as_deref().unwrap_or_default();
+    let literal_url = env
+        .iter()
+        .find(|e| e.name == "DATABASE_URL")
+        .is_some_and(|e| {
+            e.value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .is_none()
+        });
+    if literal_url {
+        problem("DATABASE_URL must come from a Secret (secretKeyRef), never a value in git".into());
+    }
+    for var in ["ENV_NAME", "SERVICES_NAMESPACE", "APP_VERSION"] {
+        let value = env
+            .iter()
+            .find(|e| e.name == var)
+            .and_then(|e| e.value.as_deref());
+        if value.is_none_or(str::is_empty) {
+            problem(format!("{var} is not set"));
         }
     }
-    problems
 }
 
 /// Every `(group, kind)` a set of rendered objects uses, for the AppProject's whitelists.
@@ -274,19 +287,39 @@ pub fn check_argocd(
     docs: &[(String, Value)],
     chart_kinds: &BTreeSet<(String, String)>,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    let projects: Vec<&Value> = docs
+    let context = ArgoContext {
+        root,
+        projects: docs
+            .iter()
+            .filter(|(_, d)| d["kind"] == "AppProject")
+            .map(|(_, d)| d)
+            .collect(),
+        chart_kinds,
+    };
+    let mut problems: Vec<String> = docs
         .iter()
-        .filter(|(_, d)| d["kind"] == "AppProject")
-        .map(|(_, d)| d)
+        .flat_map(|(file, doc)| context.check_object(file, doc))
         .collect();
-    for (file, doc) in docs {
-        let kind = doc["kind"].as_str().unwrap_or_default();
+    problems.extend(missing_argocd_objects(docs));
+    problems
+}
+
+/// What every Argo CD object is checked against.
+struct ArgoContext<'a> {
+    root: &'a Path,
+    projects: Vec<&'a Value>,
+    chart_kinds: &'a BTreeSet<(String, String)>,
+}
+
+impl ArgoContext<'_> {
+    /// One object of `file`: parsed strictly, in Argo CD's namespace, and, for
+    /// an Application (or the ApplicationSet's template), consistent with the rest.
+    fn check_object(&self, file: &str, doc: &Value) -> Vec<String> {
         let typed = check_document(file, doc);
         if !typed.is_empty() {
-            problems.extend(typed);
-            continue;
+            return typed;
         }
+        let mut problems = Vec::new();
         let mut problem = |p: String| problems.push(format!("{file}: {p}"));
         if doc["apiVersion"] != "argoproj.io/v1alpha1" {
             problem(format!(
@@ -299,35 +332,25 @@ pub fn check_argocd(
                 "metadata.namespace must be argocd, where Argo CD looks for its objects".into(),
             );
         }
-        let generated: Value;
-        let (app, name) = match kind {
-            "AppProject" => continue,
-            "Application" => (
-                doc,
-                doc["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-            // The generated Applications, with a sample pull request number.
+        match doc["kind"].as_str().unwrap_or_default() {
+            "AppProject" => {}
+            "Application" => {
+                let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+                self.check_application(doc, name, &mut problem);
+            }
             "ApplicationSet" => {
-                let template = doc["spec"]["template"]
-                    .to_string()
-                    .replace("{{.number}}", "7");
-                generated = serde_json::from_str(&template).expect("JSON re-read");
-                check_preview_template(&generated, &mut problem);
-                if doc["spec"]["goTemplate"] != true {
-                    problem("spec.goTemplate must be true: the template uses {{.number}}".into());
-                }
-                (&generated, "preview".to_owned())
+                let preview = preview_application(doc, &mut problem);
+                self.check_application(&preview, "preview", &mut problem);
             }
-            other => {
-                problem(format!("unexpected kind {other}"));
-                continue;
-            }
-        };
+            other => problem(format!("unexpected kind {other}")),
+        }
+        problems
+    }
+
+    /// An Application named `name`: one source, in a project that allows it,
+    /// reading the files the pipeline writes, synced as the tutorial has it.
+    fn check_application(&self, app: &Value, name: &str, problem: &mut impl FnMut(String)) {
         let spec = &app["spec"];
-        let source = &spec["source"];
         if spec.get("sources").is_some() {
             problem("multi-source apps are not used here: keep `source`".into());
         }
@@ -338,68 +361,75 @@ pub fn check_argocd(
                 ));
             }
         }
+        self.check_project(spec, problem);
+        self.check_source(&spec["source"], name, problem);
+        check_sync_policy(spec, name, problem);
+    }
+
+    /// The Application's project exists and allows its repository, namespace
+    /// and every kind the chart renders.
+    fn check_project(&self, spec: &Value, problem: &mut impl FnMut(String)) {
         let project_name = spec["project"].as_str().unwrap_or_default();
-        let project = projects
-            .iter()
-            .find(|p| p["metadata"]["name"] == project_name);
-        match (project_name, project) {
-            ("default", _) => {}
-            (_, None) => problem(format!(
-                "project {project_name:?} is not defined under gitops/argocd"
-            )),
-            (_, Some(project)) => {
-                let repos = project["spec"]["sourceRepos"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                if !repos.contains(&source["repoURL"]) {
-                    problem(format!(
-                        "repoURL {} is not in project {project_name}'s sourceRepos",
-                        source["repoURL"]
-                    ));
-                }
-                let namespace = spec["destination"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default();
-                let allowed = project["spec"]["destinations"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                if !allowed
-                    .iter()
-                    .any(|d| glob_match(d["namespace"].as_str().unwrap_or_default(), namespace))
-                {
-                    problem(format!(
-                        "destination namespace {namespace} is not among project {project_name}'s destinations"
-                    ));
-                }
-                let whitelisted = |list: &str| -> BTreeSet<(String, String)> {
-                    project["spec"][list]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|k| {
-                            (
-                                k["group"].as_str().unwrap_or_default().to_owned(),
-                                k["kind"].as_str().unwrap_or_default().to_owned(),
-                            )
-                        })
-                        .collect()
-                };
-                let allowed_kinds: BTreeSet<_> = whitelisted("namespaceResourceWhitelist")
-                    .union(&whitelisted("clusterResourceWhitelist"))
-                    .cloned()
-                    .collect();
-                for (group, kind) in chart_kinds.difference(&allowed_kinds) {
-                    problem(format!(
-                        "the chart renders {kind} (group {group:?}), which project {project_name} does not whitelist: Argo CD would refuse to sync it"
-                    ));
-                }
-            }
+        if project_name == "default" {
+            return;
         }
-        // The chart and its values files must exist where the source points.
+        let Some(project) = self
+            .projects
+            .iter()
+            .find(|p| p["metadata"]["name"] == project_name)
+        else {
+            problem(format!(
+                "project {project_name:?} is not defined under gitops/argocd"
+            ));
+            return;
+        };
+        let repos = project["spec"]["sourceRepos"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !repos.contains(&spec["source"]["repoURL"]) {
+            problem(format!(
+                "repoURL {} is not in project {project_name}'s sourceRepos",
+                spec["source"]["repoURL"]
+            ));
+        }
+        let namespace = spec["destination"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        let allowed = project["spec"]["destinations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !allowed
+            .iter()
+            .any(|d| glob_match(d["namespace"].as_str().unwrap_or_default(), namespace))
+        {
+            problem(format!(
+                "destination namespace {namespace} is not among project {project_name}'s destinations"
+            ));
+        }
+        // Only what renders the chart must be allowed the chart's kinds (the
+        // root app deploys Argo CD objects, under its own narrow project).
+        let deploys_chart = spec["source"]["path"]
+            .as_str()
+            .is_some_and(|path| path.starts_with("charts/"));
+        let allowed_kinds = whitelisted_kinds(project);
+        for (group, kind) in self
+            .chart_kinds
+            .difference(&allowed_kinds)
+            .filter(|_| deploys_chart)
+        {
+            problem(format!(
+                "the chart renders {kind} (group {group:?}), which project {project_name} does not whitelist: Argo CD would refuse to sync it"
+            ));
+        }
+    }
+
+    /// The chart and its values files exist where the source points, and an
+    /// environment reads the values file the pipeline writes.
+    fn check_source(&self, source: &Value, name: &str, problem: &mut impl FnMut(String)) {
         let path = source["path"].as_str().unwrap_or_default();
-        if !root.join(path).is_dir() {
+        if !self.root.join(path).is_dir() {
             problem(format!(
                 "source.path {path} is not a directory of this repository"
             ));
@@ -411,7 +441,7 @@ pub fn check_argocd(
         {
             let file = Path::new(path).join(values.as_str().unwrap_or_default());
             let normal = normalize(&file);
-            let exists = root.join(&normal).is_file() || name == "preview";
+            let exists = self.root.join(&normal).is_file() || name == "preview";
             if !exists {
                 problem(format!(
                     "helm value file {} does not exist",
@@ -430,24 +460,64 @@ pub fn check_argocd(
                 ));
             }
         }
-        // Sync policy, as the tutorial has it: preprod automated, dev and prod manual.
-        let automated = &spec["syncPolicy"]["automated"];
-        let automatic = matches!(name.as_str(), "service-demo-preprod" | "preview");
-        let manual = matches!(name.as_str(), "service-demo-dev" | "service-demo-prod");
-        if automatic && (automated["prune"] != true || automated["selfHeal"] != true) {
-            problem("must sync automatically with prune and selfHeal".into());
-        }
-        if manual && !automated.is_null() {
-            problem("dev and prod sync by hand (`cargo xtask argocd sync`): remove syncPolicy.automated".into());
-        }
-        let options = spec["syncPolicy"]["syncOptions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if name != "service-demo-root" && !options.contains(&Value::from("CreateNamespace=true")) {
-            problem("syncOptions needs CreateNamespace=true".into());
-        }
     }
+}
+
+/// The ApplicationSet's generated Application for a sample pull request (7),
+/// after checking what the previews rely on.
+fn preview_application(set: &Value, problem: &mut impl FnMut(String)) -> Value {
+    let template = set["spec"]["template"]
+        .to_string()
+        .replace("{{.number}}", "7");
+    let generated = serde_json::from_str(&template).expect("JSON re-read");
+    check_preview_template(&generated, problem);
+    if set["spec"]["goTemplate"] != true {
+        problem("spec.goTemplate must be true: the template uses {{.number}}".into());
+    }
+    generated
+}
+
+/// The `(group, kind)`s an AppProject allows, namespaced or cluster-wide.
+fn whitelisted_kinds(project: &Value) -> BTreeSet<(String, String)> {
+    ["namespaceResourceWhitelist", "clusterResourceWhitelist"]
+        .into_iter()
+        .flat_map(|list| project["spec"][list].as_array().into_iter().flatten())
+        .map(|k| {
+            (
+                k["group"].as_str().unwrap_or_default().to_owned(),
+                k["kind"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Sync policy, as the tutorial has it: preprod and previews automated, dev
+/// and prod by hand; every application creates its namespace.
+fn check_sync_policy(spec: &Value, name: &str, problem: &mut impl FnMut(String)) {
+    let automated = &spec["syncPolicy"]["automated"];
+    let automatic = matches!(name, "service-demo-preprod" | "preview");
+    let manual = matches!(name, "service-demo-dev" | "service-demo-prod");
+    if automatic && (automated["prune"] != true || automated["selfHeal"] != true) {
+        problem("must sync automatically with prune and selfHeal".into());
+    }
+    if manual && !automated.is_null() {
+        problem(
+            "dev and prod sync by hand (`cargo xtask argocd sync`): remove syncPolicy.automated"
+                .into(),
+        );
+    }
+    let options = spec["syncPolicy"]["syncOptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if name != "service-demo-root" && !options.contains(&Value::from("CreateNamespace=true")) {
+        problem("syncOptions needs CreateNamespace=true".into());
+    }
+}
+
+/// An Application per environment and the previews' ApplicationSet.
+fn missing_argocd_objects(docs: &[(String, Value)]) -> Vec<String> {
+    let mut problems = Vec::new();
     for env in Env::LONG_LIVED {
         let name = format!("service-demo-{env}");
         if !docs

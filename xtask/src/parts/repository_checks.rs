@@ -1,0 +1,394 @@
+//! Every offline check on the deployment assets of a repository: what
+//! `cargo xtask validate` runs and `cargo xtask ci`'s assets step runs in process.
+//!
+//! 1. the chart renders for dev, preprod, prod and a preview with Helm's Go SDK
+//!    (`xtask/offline_checkers.py`), and every rendered object passes
+//!    Kubernetes' own schema strictly (kubernetes-validate) and the chart's
+//!    promises (`manifests::check_rendered`); `helm lint --strict` passes;
+//! 2. the Argo CD objects agree with the project, the chart and the pipeline;
+//! 3. Terraform is `terraform fmt`-clean;
+//! 4. workflows pass actionlint and zizmor's high-severity audits, and are thin.
+//!
+//! Helm and Terraform run through their Python bindings only, even where a
+//! binary is installed: the library versions are pinned in `xtask/tools.txt`,
+//! a binary on PATH is whatever the machine has.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use xshell::{Shell, TempDir, cmd};
+
+use super::promotion::{DeployedImage, Env};
+use super::{manifests, tools, values, which, workspace, yaml_files};
+
+/// Kubernetes version the manifests are checked against (terraform/ runs kind 1.32).
+const KUBE_VERSION: &str = "1.32.0";
+
+/// A sample pull request the chart is rendered for, as a preview.
+const SAMPLE_PR: u64 = 7;
+
+/// Every check on the repository at `root`; fails listing every problem.
+pub fn check_repository(root: &Path) -> Result<()> {
+    let mut checks = Checks::new(root)?;
+    let chart_kinds = checks.chart()?;
+    checks.argocd(&chart_kinds)?;
+    checks.terraform();
+    checks.workflows()?;
+    checks.trust();
+    checks.finish()
+}
+
+/// A run of the checks: where, and the problems found so far.
+struct Checks {
+    root: PathBuf,
+    sh: Shell,
+    /// Rendered manifests and the preview's values; removed when dropped.
+    scratch: TempDir,
+    problems: Vec<String>,
+}
+
+impl Checks {
+    fn new(root: &Path) -> Result<Self> {
+        let sh = Shell::new()?;
+        sh.change_dir(root);
+        let scratch = sh.create_temp_dir()?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            sh,
+            scratch,
+            problems: Vec::new(),
+        })
+    }
+
+    fn report(&mut self, what: &str, found: Vec<String>) {
+        print_report(what, &found);
+        self.problems.extend(found);
+    }
+
+    /// 1. The chart, per environment and for a preview; returns the kinds it renders.
+    fn chart(&mut self) -> Result<BTreeSet<(String, String)>> {
+        let chart = self.root.join("charts/service-demo");
+        let mut kinds = BTreeSet::new();
+        let targets = self.chart_targets()?;
+        for (env, values_file) in &targets {
+            let what = format!(
+                "chart renders for {env} ({})",
+                relative(&self.root, values_file)
+            );
+            let found = match self.check_environment(&chart, env, values_file, &mut kinds) {
+                Ok(found) => found,
+                Err(error) => vec![format!("{error:#}")],
+            };
+            self.report(&what, found);
+        }
+        let lint = helm_lint(&self.sh, &chart, &targets[1].1);
+        self.report("helm lint --strict", as_problems(lint));
+        Ok(kinds)
+    }
+
+    /// `(environment, values file)` for every environment and the sample preview.
+    fn chart_targets(&self) -> Result<Vec<(String, PathBuf)>> {
+        let mut targets: Vec<(String, PathBuf)> = Env::LONG_LIVED
+            .iter()
+            .map(|env| {
+                (
+                    env.to_string(),
+                    self.root.join("gitops").join(env.values_path()),
+                )
+            })
+            .collect();
+        let preview = self.scratch.path().join("preview.yaml");
+        std::fs::write(&preview, sample_preview_values()?)?;
+        targets.push((format!("pr-{SAMPLE_PR}"), preview));
+        Ok(targets)
+    }
+
+    /// Renders the chart for `env` and checks every object; adds the kinds it rendered.
+    fn check_environment(
+        &self,
+        chart: &Path,
+        env: &str,
+        values_file: &Path,
+        kinds: &mut BTreeSet<(String, String)>,
+    ) -> Result<Vec<String>> {
+        let rendered = helm_template(&self.sh, chart, values_file, env)?;
+        let docs = split_documents(&rendered)?;
+        kinds.extend(manifests::kinds(&docs));
+        let rendered_file = self.scratch.path().join(format!("{env}.yaml"));
+        std::fs::write(&rendered_file, &rendered)?;
+        let mut found = kubernetes_validate(&self.sh, &rendered_file)?;
+        let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
+        found.extend(manifests::check_rendered(&docs, &expected));
+        Ok(found)
+    }
+
+    /// 2. The Argo CD objects under gitops/argocd.
+    fn argocd(&mut self, chart_kinds: &BTreeSet<(String, String)>) -> Result<()> {
+        let mut docs = Vec::new();
+        for file in yaml_files(&self.root.join("gitops/argocd"))? {
+            let text = std::fs::read_to_string(&file)?;
+            for doc in split_documents(&text)? {
+                docs.push((relative(&self.root, &file), doc));
+            }
+        }
+        let found = manifests::check_argocd(&self.root, &docs, chart_kinds);
+        self.report(
+            "Argo CD project, applications and preview ApplicationSet agree with the chart and the pipeline",
+            found,
+        );
+        Ok(())
+    }
+
+    /// 3. Terraform.
+    fn terraform(&mut self) {
+        let found = as_problems(terraform_fmt(&self.sh, &self.root.join("terraform")));
+        self.report("terraform fmt", found);
+    }
+
+    /// 4. The workflows.
+    fn workflows(&mut self) -> Result<()> {
+        let workflows = yaml_files(&self.root.join(".github/workflows"))?;
+        let mut found = as_problems(actionlint(&self.sh, &workflows));
+        found.extend(as_problems(zizmor(&self.sh, &workflows)));
+        for file in &workflows {
+            let doc: Value = yaml_serde::from_str(&std::fs::read_to_string(file)?)
+                .with_context(|| format!("{} is not YAML", file.display()))?;
+            found.extend(manifests::check_workflow(&relative(&self.root, file), &doc));
+        }
+        self.report(
+            "workflows: actionlint, zizmor (high), thin (cargo xtask only), pinned, least privilege",
+            found,
+        );
+        Ok(())
+    }
+
+    /// 5. Who can change the cluster and prod: projects, tokens, workflows, owners.
+    fn trust(&mut self) {
+        let found = super::trust_policy::problems(&self.root);
+        self.report(
+            "trust: root app and projects bounded, prod credentials only where reviewed code runs, CODEOWNERS",
+            found,
+        );
+    }
+
+    fn finish(self) -> Result<()> {
+        if !self.problems.is_empty() {
+            bail!(
+                "{} problem(s) in the deployment assets (listed above)",
+                self.problems.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The values `preview deploy` writes, for the sample pull request.
+fn sample_preview_values() -> Result<String> {
+    let values = json!({
+        "image": {
+            "tag": format!("pr-{SAMPLE_PR}-0123456789abcdef0123456789abcdef01234567"),
+            "digest": "",
+        },
+        "env": {"ENV_NAME": format!("pr-{SAMPLE_PR}"), "SERVICES_NAMESPACE": "dev"},
+        "namespace": {"manage": true},
+    });
+    Ok(yaml_serde::to_string(&values)?)
+}
+
+/// What the chart must render for `env` with these values.
+fn expected_render<'a>(
+    chart: &Path,
+    env: &'a str,
+    values_text: &str,
+) -> Result<manifests::Expected<'a>> {
+    let merged = values_with_defaults(chart, values_text)?;
+    let image = DeployedImage::from_values(values_text)?;
+    let repository = merged["image"]["repository"].as_str().unwrap_or_default();
+    Ok(manifests::Expected {
+        env,
+        image: if image.digest.is_empty() {
+            format!("{repository}:{}", image.tag)
+        } else {
+            format!("{repository}@{}", image.digest)
+        },
+        replicas: merged["replicaCount"].as_i64().unwrap_or(1) as i32,
+    })
+}
+
+/// `helm template` through Helm's SDK.
+fn helm_template(sh: &Shell, chart: &Path, values: &Path, env: &str) -> Result<String> {
+    let name = format!("service-demo-{env}");
+    offline_checker(
+        sh,
+        "helm template",
+        &[
+            "helm-render".as_ref(),
+            chart.as_os_str(),
+            values.as_os_str(),
+            name.as_ref(),
+            env.as_ref(),
+        ],
+    )
+}
+
+/// `helm lint --strict` through Helm's SDK.
+fn helm_lint(sh: &Shell, chart: &Path, values: &Path) -> Result<()> {
+    let args = [
+        "helm-lint".as_ref(),
+        chart.as_os_str(),
+        values.as_os_str(),
+        KUBE_VERSION.as_ref(),
+    ];
+    offline_checker(sh, "helm lint", &args).map(drop)
+}
+
+/// `terraform fmt -check -recursive` through Terraform as a library.
+fn terraform_fmt(sh: &Shell, dir: &Path) -> Result<()> {
+    offline_checker(
+        sh,
+        "terraform fmt",
+        &["terraform-fmt".as_ref(), dir.as_os_str()],
+    )
+    .map(drop)
+}
+
+/// `xtask/offline_checkers.py` with `args`; stdout, or the tool's message as the error.
+fn offline_checker(sh: &Shell, tool: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
+    require("python3")?;
+    let script = workspace::root().join("xtask/offline_checkers.py");
+    let out = cmd!(sh, "python3 {script} {args...}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    tool_output(out, tool)
+}
+
+fn kubernetes_validate(sh: &Shell, file: &Path) -> Result<Vec<String>> {
+    require("kubernetes-validate")?;
+    let version = KUBE_VERSION;
+    let out = cmd!(
+        sh,
+        "kubernetes-validate --strict --quiet --kubernetes-version {version} {file}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()?;
+    if out.status.success() {
+        return Ok(Vec::new());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .filter(|l| l.starts_with("ERROR"))
+        .map(|l| format!("kubernetes-validate: {l}"))
+        .collect())
+}
+
+/// actionlint on workflow files.
+pub fn actionlint(sh: &Shell, files: &[PathBuf]) -> Result<()> {
+    require("actionlint")?;
+    let out = cmd!(sh, "actionlint -no-color {files...}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    tool_output(out, "actionlint").map(drop)
+}
+
+/// zizmor's security audits, offline; only high-severity findings fail (the
+/// lower ones are listed by `zizmor --offline .github/workflows`).
+pub fn zizmor(sh: &Shell, files: &[PathBuf]) -> Result<()> {
+    require("zizmor")?;
+    let out = cmd!(
+        sh,
+        "zizmor --offline --quiet --min-severity high --color never {files...}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()?;
+    tool_output(out, "zizmor").map(drop)
+}
+
+/// stdout of a successful run; otherwise its messages as the error.
+fn tool_output(out: std::process::Output, tool: &str) -> Result<String> {
+    if out.status.code() == Some(127) {
+        bail!(
+            "{tool}: {} — {}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            tools::pip_install_hint()
+        );
+    }
+    if !out.status.success() {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bail!("{tool} failed:\n{}", text.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn require(name: &str) -> Result<()> {
+    if which(name).is_some() {
+        Ok(())
+    } else {
+        bail!("`{name}` is not installed: {}", tools::pip_install_hint())
+    }
+}
+
+/// The chart's values.yaml under an environment's file (a shallow merge is
+/// enough for the top-level keys read here).
+fn values_with_defaults(chart: &Path, env_values: &str) -> Result<Value> {
+    let mut merged = values::parse(&std::fs::read_to_string(chart.join("values.yaml"))?)?;
+    let env = values::parse(env_values)?;
+    for (key, value) in env.as_object().into_iter().flatten() {
+        match (merged.get_mut(key), value) {
+            (Some(Value::Object(base)), Value::Object(over)) => base.extend(over.clone()),
+            _ => {
+                merged[key] = value.clone();
+            }
+        }
+    }
+    Ok(merged)
+}
+
+/// Documents of a multi-document YAML stream, skipping empty ones.
+pub fn split_documents(text: &str) -> Result<Vec<Value>> {
+    let mut docs = Vec::new();
+    for document in yaml_serde::Deserializer::from_str(text) {
+        let value: Value = serde::Deserialize::deserialize(document)?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// `✔ what`, or `✘ what` and each problem under it.
+pub fn print_report(what: &str, problems: &[String]) {
+    if problems.is_empty() {
+        println!("✔ {what}");
+    } else {
+        println!("✘ {what}");
+        for p in problems {
+            println!("    {p}");
+        }
+    }
+}
+
+/// A check that fails with one message, as a list of problems.
+pub fn as_problems(result: Result<()>) -> Vec<String> {
+    result
+        .err()
+        .map(|e| vec![format!("{e:#}")])
+        .unwrap_or_default()
+}
