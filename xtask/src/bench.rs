@@ -163,7 +163,10 @@ fn service_spec(binary: &Path, args: &HttpArgs) -> ServerSpec {
         // A 15 s POST run writes more than the in-memory store's default
         // capacity (which fits the chart's 64 MiB): lift it, or it measures 507s.
         ("MEMORY_STORE_MAX_ITEMS".to_owned(), "100000000".to_owned()),
-        ("MEMORY_STORE_MAX_BYTES".to_owned(), "1099511627776".to_owned()),
+        (
+            "MEMORY_STORE_MAX_BYTES".to_owned(),
+            "1099511627776".to_owned(),
+        ),
         // wrk opens 64 connections per run; keep the cap out of the way.
         ("MAX_CONNECTIONS".to_owned(), "4096".to_owned()),
     ];

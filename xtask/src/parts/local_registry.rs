@@ -65,12 +65,6 @@ impl LocalRegistry {
         Ok(())
     }
 
-    /// `<addr>/<name>`, a repository in this registry.
-    #[allow(dead_code)] // for the integration tests, which include this file
-    pub fn repository(&self, name: &str) -> String {
-        format!("{}/{name}", self.addr)
-    }
-
     /// The registry's own log, access log included: every request it served.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()

@@ -13,8 +13,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// A directory removed when dropped (a named `tempfile::TempDir`).
 pub struct TempDir(tempfile::TempDir);
@@ -83,69 +83,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+// The one launcher of a local registry: `cargo xtask bench` uses the same file.
+#[path = "../../src/parts/local_registry.rs"]
+mod local_registry;
+
 /// A real distribution v2 registry with its own config and storage.
 pub struct Registry {
-    child: Child,
-    pub dir: TempDir,
+    inner: local_registry::LocalRegistry,
     pub addr: String,
 }
 
 impl Registry {
-    /// Starts one, or returns None (skip) when docker-registry is not installed.
+    /// Starts one; a missing docker-registry fails the test, or skips it
+    /// (None) where skipping was asked for.
     pub fn start() -> Option<Self> {
-        Self::start_with("")
+        Self::start_with_users("")
     }
 
     /// `htpasswd` lines turn on basic auth.
     pub fn start_with_users(htpasswd: &str) -> Option<Self> {
-        Self::start_with(htpasswd)
-    }
-
-    fn start_with(htpasswd: &str) -> Option<Self> {
         require(
             on_path("docker-registry"),
             "docker-registry (apt-get install docker-registry)",
         )?;
-        let dir = TempDir::new("registry");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let auth = if htpasswd.is_empty() {
-            String::new()
-        } else {
-            std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
-            format!(
-                "auth: {{htpasswd: {{realm: test, path: {}}}}}\n",
-                dir.path().join("htpasswd").display()
-            )
-        };
-        let config = format!(
-            "version: 0.1\nlog: {{level: info, accesslog: {{disabled: false}}}}\n\
-             storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-             http: {{addr: {addr}}}\n{auth}",
-            dir.path().join("data").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let registry = Self { child, dir, addr };
-        registry.wait_ready();
-        Some(registry)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if http_status(&self.addr, "GET", "/v2/").is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("registry did not start: {}", self.log());
+        let inner = local_registry::LocalRegistry::start_with_users(htpasswd)
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        let addr = inner.addr.clone();
+        Some(Self { inner, addr })
     }
 
     pub fn repository(&self) -> String {
@@ -154,34 +118,16 @@ impl Registry {
 
     /// The registry's own log: every request it served.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+        self.inner.log()
     }
 
     /// Requests in the access log (method and path), in order.
     pub fn requests(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            // Access log lines look like `… "PUT /v2/service-demo/manifests/v1 HTTP/1.1" 201 …`.
-            .filter_map(|line| {
-                let start = line.find('"')? + 1;
-                let rest = &line[start..];
-                let request = &rest[..rest.find(" HTTP/")?];
-                request
-                    .starts_with(['G', 'H', 'P', 'D'])
-                    .then(|| request.to_owned())
-            })
-            .collect()
+        self.inner.requests()
     }
 
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
+        self.inner.stop();
     }
 }
 
