@@ -444,6 +444,7 @@ pub struct GitopsBenchArgs {
 /// fetch, edit, commit and push to a bare repository on the local disk.
 /// 1. A bare remote with a values file and one commit per build.
 /// 2. Promotions one at a time. 3. Promotions all at once, from their own clones.
+// long: three measurements in a row, each a few lines over one fixture.
 fn gitops(args: GitopsBenchArgs) -> Result<()> {
     let sh = Shell::new()?;
     let tmp = sh.create_temp_dir()?;
@@ -552,6 +553,7 @@ fn promote(repo: &Path, sha: &str) -> Result<Command> {
 /// 1. Build the static binary and assemble the image (median of 5).
 /// 2. Push it to a real `docker-registry` on loopback through a proxy that
 ///    counts the bytes sent; push a changed build; retag.
+// long: one timed measurement per line of output, read top to bottom.
 fn image() -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(workspace::root());
@@ -581,10 +583,7 @@ fn image() -> Result<()> {
 
     let registry = LocalRegistry::start()?;
     let proxy = CountingProxy::start(&registry.addr)?;
-    let repository = Repository::open_with(
-        &format!("{}/service-demo", proxy.addr),
-        oci_client::secrets::RegistryAuth::Anonymous,
-    )?;
+    let repository = Repository::open_anonymous(&format!("{}/service-demo", proxy.addr))?;
     let measure = |what: &str, action: &dyn Fn() -> Result<()>| -> Result<()> {
         let (before, started) = (proxy.bytes_up(), Instant::now());
         action()?;

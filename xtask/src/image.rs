@@ -5,7 +5,7 @@
 //! base in `parts/oci.rs`, and writes an OCI layout and/or pushes to a
 //! repository. `retag` gives existing bits a new name without rebuilding.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -135,38 +135,51 @@ fn build(args: BuildArgs) -> Result<()> {
         assembly
     );
 
-    let output = match (&args.output, &repository) {
-        (Some(dir), _) => Some(dir.clone()),
+    publish(&image, &tags, args.output.as_deref(), repository.as_ref())?;
+    // For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`.
+    github::set_output("digest", &image.root.digest)?;
+    Ok(())
+}
+
+/// Writes the image as an OCI layout (`--output`, or the default when nothing
+/// is pushed) and pushes it under each tag to `repository`.
+fn publish(
+    image: &oci::Image,
+    tags: &[String],
+    output: Option<&Path>,
+    repository: Option<&Repository>,
+) -> Result<()> {
+    let output = match (output, repository) {
+        (Some(dir), _) => Some(dir.to_path_buf()),
         (None, None) => Some(workspace::target_dir().join("xtask/image/oci")),
         (None, Some(_)) => None,
     };
     if let Some(dir) = output {
-        registry::write_fresh_layout(&dir, &image, &tags)?;
+        registry::write_fresh_layout(&dir, image, tags)?;
         println!(
             "wrote OCI layout {} (tags: {})",
             dir.display(),
             tags.join(", ")
         );
     }
-    if let Some(repository) = repository {
-        for tag in &tags {
-            let started = Instant::now();
-            let report = repository.push(&image, tag)?;
-            if report.unchanged {
-                println!("{repository}:{tag} already names these bits: nothing pushed");
-            } else {
-                println!(
-                    "pushed {repository}:{tag} in {:.0?}: {} blobs ({}) uploaded, {} already there",
-                    started.elapsed(),
-                    report.uploaded_blobs,
-                    human_size(report.uploaded_bytes),
-                    report.skipped_blobs
-                );
-            }
+    let Some(repository) = repository else {
+        return Ok(());
+    };
+    for tag in tags {
+        let started = Instant::now();
+        let report = repository.push(image, tag)?;
+        if report.unchanged {
+            println!("{repository}:{tag} already names these bits: nothing pushed");
+        } else {
+            println!(
+                "pushed {repository}:{tag} in {:.0?}: {} blobs ({}) uploaded, {} already there",
+                started.elapsed(),
+                report.uploaded_blobs,
+                human_size(report.uploaded_bytes),
+                report.skipped_blobs
+            );
         }
     }
-    // For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`.
-    github::set_output("digest", &image.root.digest)?;
     Ok(())
 }
 

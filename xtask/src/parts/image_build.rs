@@ -72,40 +72,21 @@ const PLATFORMS: [Platform; 2] = [
 /// musl when its target and C compiler are installed, static glibc otherwise.
 fn platforms(requested: &[String]) -> Result<Vec<(Platform, &'static str)>> {
     let installed = installed_targets()?;
-    let target = |p: &Platform| {
-        let linker = p.linker.is_none_or(|l| which(l).is_some());
-        let musl_cc = which(p.musl_cc).is_some();
-        let chosen = [p.musl, p.gnu].into_iter().find(|target| {
-            linker && installed.iter().any(|t| t == target) && (*target != p.musl || musl_cc)
-        });
-        if chosen == Some(p.gnu) && installed.iter().any(|t| t == p.musl) {
-            eprintln!(
-                "linux/{}: static glibc, because {} (the musl target's C compiler) is missing: {}",
-                p.arch.oci_name(),
-                p.musl_cc,
-                musl_cc_install(p)
-            );
-        }
-        chosen
-    };
     if requested.is_empty() {
         let mut chosen = Vec::new();
         for platform in PLATFORMS {
-            if let Some(target) = target(&platform) {
-                chosen.push((platform, target));
-            } else {
-                println!(
+            match rust_target(&platform, &installed) {
+                Some(target) => chosen.push((platform, target)),
+                None => println!(
                     "linux/{} skipped: needs `rustup target add {}` and `{}`{} (CI installs them; see the README)",
                     platform.arch.oci_name(),
                     platform.musl,
                     musl_cc_install(&platform),
-                    platform
-                        .linker
-                        .map(|l| format!(
-                            " and the {l} linker (apt-get install gcc-aarch64-linux-gnu)"
-                        ))
-                        .unwrap_or_default()
-                );
+                    linker_hint(
+                        &platform,
+                        " and the {l} linker (apt-get install gcc-aarch64-linux-gnu)"
+                    )
+                ),
             }
         }
         if chosen.is_empty() {
@@ -125,20 +106,45 @@ fn platforms(requested: &[String]) -> Result<Vec<(Platform, &'static str)>> {
                 .with_context(|| {
                     format!("unknown platform {name:?}: use linux/amd64 or linux/arm64")
                 })?;
-            let Some(target) = target(&platform) else {
+            let Some(target) = rust_target(&platform, &installed) else {
                 bail!(
                     "cannot build {name} here: `rustup target add {}` and `{}`{}",
                     platform.musl,
                     musl_cc_install(&platform),
-                    platform
-                        .linker
-                        .map(|l| format!(" and install the {l} linker"))
-                        .unwrap_or_default()
+                    linker_hint(&platform, " and install the {l} linker")
                 );
             };
             Ok((platform, target))
         })
         .collect()
+}
+
+/// The Rust target `platform` builds with here: musl when its target, C
+/// compiler and linker are installed, static glibc when only that is; says why
+/// when musl was installed but could not be used.
+fn rust_target(p: &Platform, installed: &[String]) -> Option<&'static str> {
+    let linker = p.linker.is_none_or(|l| which(l).is_some());
+    let musl_cc = which(p.musl_cc).is_some();
+    let chosen = [p.musl, p.gnu].into_iter().find(|target| {
+        linker && installed.iter().any(|t| t == target) && (*target != p.musl || musl_cc)
+    });
+    if chosen == Some(p.gnu) && installed.iter().any(|t| t == p.musl) {
+        eprintln!(
+            "linux/{}: static glibc, because {} (the musl target's C compiler) is missing: {}",
+            p.arch.oci_name(),
+            p.musl_cc,
+            musl_cc_install(p)
+        );
+    }
+    chosen
+}
+
+/// `template` with `{l}` as the platform's cross linker, or nothing without one.
+fn linker_hint(platform: &Platform, template: &str) -> String {
+    platform
+        .linker
+        .map(|l| template.replace("{l}", l))
+        .unwrap_or_default()
 }
 
 /// How to install a platform's musl C compiler.

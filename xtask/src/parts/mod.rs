@@ -25,6 +25,19 @@
 //! - `trust_policy`: who can change the cluster and with which credentials:
 //!   the root app's project, the AppProjects' kinds, the workflows' secrets,
 //!   environments, checkouts and `run:` scripts, CODEOWNERS.
+//! - `attestation`: signed gates: in-toto statements about a digest in DSSE
+//!   envelopes (ECDSA P-256), stored as cosign's `.att` tag, verified by release.
+//! - `trust_policy`: who can change the cluster and prod (root app and
+//!   projects, workflow secrets and environments, CODEOWNERS), for `validate`.
+//! - `repository_checks`: every check `validate` and `ci` run on the
+//!   repository (chart, Argo CD, Terraform, workflows, trust); `tools`: the
+//!   tool pins of `xtask/tools.txt`, for the hints that name an install.
+//! - `image_build`: the static binaries and image metadata `image build` and
+//!   `bench` share.
+//! - Benchmark helpers: `wrk` (runs and parses it), `pinned_server` (a server
+//!   on one CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`,
+//!   `local_registry` (a docker-registry on loopback; the tests include it
+//!   too), `counting_proxy` (bytes sent to a registry).
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)

@@ -91,6 +91,12 @@ impl Repository {
         Self::open_with(spec, auth)
     }
 
+    /// A repository reached without credentials, whatever the environment holds
+    /// (a local registry in a benchmark).
+    pub fn open_anonymous(spec: &str) -> Result<Self> {
+        Self::open_with(spec, RegistryAuth::Anonymous)
+    }
+
     pub fn open_with(spec: &str, auth: RegistryAuth) -> Result<Self> {
         if let Some(dir) = spec.strip_prefix("oci:") {
             return Ok(Self::Layout(Layout::open(Path::new(dir))?));
