@@ -102,6 +102,20 @@ fn each_kind_of_mistake_is_caught_and_named() {
             "replicaCount: 3\nterminationGracePeriodSeconds: 5",
             "must be greater than shutdownDrainSeconds",
         ),
+        // A request accepted at the end of the drain outlives the grace period.
+        (
+            "gitops/values/prod/service-demo.yaml",
+            "replicaCount: 3",
+            "replicaCount: 3\nrequestTimeoutSeconds: 40",
+            "must be greater than shutdownDrainSeconds (5) + requestTimeoutSeconds (40)",
+        ),
+        // A readiness probe that gives up before /readyz's own bound.
+        (
+            "charts/service-demo/templates/deployment.yaml",
+            "            periodSeconds: 2\n            timeoutSeconds: 2",
+            "            periodSeconds: 2\n            timeoutSeconds: 1",
+            "readinessProbe timeoutSeconds 1 must exceed 1 s",
+        ),
         // More than one replica of the in-memory store.
         (
             "gitops/values/prod/service-demo.yaml",

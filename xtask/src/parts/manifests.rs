@@ -175,19 +175,42 @@ fn check_pod_security(pod: &PodSpec, problem: &mut impl FnMut(String)) {
     }
 }
 
-/// Kubernetes must wait longer than the service drains before it kills it.
+/// The service's own bound on `/readyz` (at most 1 s waiting for a pool
+/// connection, `items-api`'s `READY_WAIT`): a probe must wait longer.
+const READY_BOUND_SECONDS: i32 = 1;
+/// items-api's default `REQUEST_TIMEOUT_SECONDS`, when the env does not set it.
+const DEFAULT_REQUEST_TIMEOUT_SECONDS: i64 = 20;
+
+/// The timings that must agree with the service's: Kubernetes waits longer
+/// than the drain plus the longest request before it kills the pod, and the
+/// readiness probe waits longer than `/readyz` can take.
 fn check_pod_shutdown(pod: &PodSpec, problem: &mut impl FnMut(String)) {
-    let drain = pod
-        .containers
-        .first()
-        .and_then(|c| c.env.as_ref())
-        .and_then(|env| env.iter().find(|e| e.name == "SHUTDOWN_DRAIN_SECONDS"))
-        .and_then(|e| e.value.as_deref()?.parse::<i64>().ok());
+    let container = pod.containers.first();
+    let env_seconds = |name: &str| {
+        container
+            .and_then(|c| c.env.as_ref())
+            .and_then(|env| env.iter().find(|e| e.name == name))
+            .and_then(|e| e.value.as_deref()?.parse::<i64>().ok())
+    };
+    let drain = env_seconds("SHUTDOWN_DRAIN_SECONDS");
+    let request = env_seconds("REQUEST_TIMEOUT_SECONDS").unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECONDS);
     match (pod.termination_grace_period_seconds, drain) {
-        (Some(grace), Some(drain)) if grace > drain => {}
+        (Some(grace), Some(drain)) if grace > drain + request => {}
         (grace, drain) => problem(format!(
-            "terminationGracePeriodSeconds {grace:?} must exceed SHUTDOWN_DRAIN_SECONDS {drain:?}"
+            "terminationGracePeriodSeconds {grace:?} must exceed SHUTDOWN_DRAIN_SECONDS {drain:?} + \
+             REQUEST_TIMEOUT_SECONDS {request}: a request accepted at the end of the drain may run that long"
         )),
+    }
+    let readiness_timeout = container
+        .and_then(|c| c.readiness_probe.as_ref())
+        .map(|p| p.timeout_seconds.unwrap_or(1));
+    if let Some(timeout) = readiness_timeout
+        && timeout <= READY_BOUND_SECONDS
+    {
+        problem(format!(
+            "readinessProbe timeoutSeconds {timeout} must exceed {READY_BOUND_SECONDS} s, the longest /readyz \
+             waits for a database connection: a busy pool would turn every replica unready at once"
+        ));
     }
 }
 
