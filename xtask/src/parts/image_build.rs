@@ -212,7 +212,13 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
     .env("RUSTFLAGS", rustflags)
     .env("CARGO_TARGET_DIR", &target_dir)
     // /version reports the commit the binary was built from.
-    .env("ITEMS_API_GIT_COMMIT", head);
+    .env("ITEMS_API_GIT_COMMIT", head)
+    // C compilers take __DATE__ and __TIME__ from it (mimalloc prints its
+    // build time): the commit's time, not the clock, or no two builds match.
+    .env(
+        "SOURCE_DATE_EPOCH",
+        source_date_epoch(sh, head)?.to_string(),
+    );
     if let Some(linker) = platform.linker {
         let var = format!(
             "CARGO_TARGET_{}_LINKER",
@@ -269,10 +275,9 @@ fn has_interp(elf: &[u8]) -> bool {
     (0..phnum).any(|i| read((phoff + i * phentsize) as usize, 4) == Some(3))
 }
 
-/// Labels and timestamps: `created` is `SOURCE_DATE_EPOCH` or the commit time,
-/// never the clock, so rebuilding a commit reproduces its digest.
-pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
-    let created_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+/// The build's time: `SOURCE_DATE_EPOCH`, or the commit time; never the clock.
+fn source_date_epoch(sh: &Shell, head: &str) -> Result<i64> {
+    Ok(match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) => value.parse().with_context(|| {
             format!("SOURCE_DATE_EPOCH={value:?} is not a Unix time in seconds")
         })?,
@@ -280,7 +285,13 @@ pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
             .read()?
             .trim()
             .parse()?,
-    };
+    })
+}
+
+/// Labels and timestamps: `created` is `SOURCE_DATE_EPOCH` or the commit time,
+/// never the clock, so rebuilding a commit reproduces its digest.
+pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
+    let created_epoch = source_date_epoch(sh, head)?;
     let metadata: serde_json::Value = serde_json::from_str(
         &cmd!(sh, "cargo metadata --no-deps --format-version 1 --locked").read()?,
     )?;
