@@ -27,7 +27,7 @@ use xshell::{Shell, cmd};
 
 use crate::parts::attestation::{self, PREPROD_PREDICATE, PublicKeyOptions};
 use crate::parts::gates::{GateStore, GateStoreOptions, PREPROD_GATE};
-use crate::parts::github::GitHub;
+use crate::parts::github::{self, GitHub};
 use crate::parts::gitops::{GitopsOptions, Outcome, Snapshot};
 use crate::parts::promotion::{self, DeployedImage, Env, Policy, Promotion, Record, read_deployed};
 use crate::parts::registry::{Repository, RetagOutcome};
@@ -97,13 +97,21 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
         "promote prod and dev to {}",
         release.promotion.image
     ));
-    if matches!(outcome, Outcome::DryRun { .. }) {
-        println!(
-            "dry run: would tag {} as {tag} and write release notes",
-            short(sha)
-        );
-        return Ok(());
-    }
+    let gitops_commit = match outcome {
+        Outcome::DryRun { .. } => {
+            println!(
+                "dry run: would tag {} as {tag} and write release notes",
+                short(sha)
+            );
+            return Ok(());
+        }
+        Outcome::Pushed { commit, .. } => commit,
+        // A rerun: prod and dev already run the release at the tip.
+        Outcome::NoOp(_) => repos.gitops.fetch_tip()?,
+    };
+    // What `argocd sync --revision` syncs prod and dev to: the release's own
+    // commit, not whatever the branch holds by the time the sync runs.
+    github::set_output("gitops_commit", &gitops_commit.to_string())?;
     // Step 8: the git tag, the notes, the GitHub release.
     let notes = release_notes(&sh, tag, release.previous.as_deref(), sha, digest)?;
     push_git_tag(&sh, &args, tag, sha, &notes, !release.git_tag_exists)?;
@@ -236,10 +244,16 @@ fn check_gate(args: &ReleaseArgs, release: &Release) -> Result<()> {
                 passed.time
             );
         }
+        None if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") => bail!(
+            "release inside GitHub Actions needs a signed gate: any workflow with a token (a pull request's \
+             too) can write a check run or a git note, so neither is trusted alone. Run `cargo xtask gate \
+             keygen --out-dir keys`, store keys/gate.key as the preprod environment's GATE_SIGNING_KEY secret \
+             and keys/gate.pub as the prod environment's GATE_PUBLIC_KEY variable, then test preprod again"
+        ),
         None => {
             println!(
                 "no GATE_PUBLIC_KEY or --public-key: the unsigned gate store decides (configure the key to \
-                 require a signed attestation)"
+                 require a signed attestation; inside GitHub Actions it is required)"
             );
             GateStore::open(&args.store, &args.gitops)?.check(sha, PREPROD_GATE, Some(digest))?;
             println!("gate {PREPROD_GATE} passed for {} at {digest}", short(sha));

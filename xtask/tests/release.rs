@@ -379,7 +379,30 @@ fn inside_actions_the_github_release_is_published_once_and_a_failed_publish_is_f
 {
     let Some(fx) = Fixture::new() else { return };
     fx.promote_preprod();
-    fx.gate("success", &fx.digest);
+    // Inside Actions only a signed gate counts: a key pair, and the result signed.
+    let keys = fx.work.parent().unwrap().join("keys");
+    assert_ok(&fx.run(&["gate", "keygen", "--out-dir", keys.to_str().unwrap()]));
+    let private = std::fs::read_to_string(keys.join("gate.key")).unwrap();
+    let public = std::fs::read_to_string(keys.join("gate.pub")).unwrap();
+    assert_ok(&xtask_in(
+        &fx.work,
+        &[
+            "gate",
+            "record",
+            "--sha",
+            fx.sha(),
+            "--name",
+            "preprod-tests",
+            "--conclusion",
+            "success",
+            "--digest",
+            &fx.digest,
+        ],
+        &[
+            ("IMAGE_REPOSITORY", fx.registry.repository().as_str()),
+            ("GATE_SIGNING_KEY", private.as_str()),
+        ],
+    ));
     // GitHub's answers, in order: down, created, and "already exists" for a rerun.
     let answers = std::sync::Mutex::new(vec![
         (
@@ -399,7 +422,7 @@ fn inside_actions_the_github_release_is_published_once_and_a_failed_publish_is_f
     });
     let api = github.url();
     let repository = fx.registry.repository();
-    let release = || {
+    let release_with = |key: &str| {
         xtask_in(
             &fx.work,
             &["release", "--version", "1.0.0"],
@@ -409,11 +432,21 @@ fn inside_actions_the_github_release_is_published_once_and_a_failed_publish_is_f
                 ("GITHUB_TOKEN", "t0ken"),
                 ("GITHUB_REPOSITORY", "octo/service-demo"),
                 ("GITHUB_API_URL", api.as_str()),
-                // The gate was recorded in git notes, not as a check run.
+                // An unsigned pass in git notes as well: not enough inside Actions.
                 ("GATE_STORE", "notes"),
+                ("GATE_PUBLIC_KEY", key),
             ],
         )
     };
+    fx.gate("success", &fx.digest);
+    let before = fx.state();
+    let message = assert_fails(&release_with(""));
+    assert!(
+        message.contains("needs a signed gate") && message.contains("gate keygen"),
+        "{message}"
+    );
+    assert_eq!(fx.state(), before, "refused before anything changed");
+    let release = || release_with(&public);
 
     let message = assert_fails(&release());
     assert!(message.contains("GitHub answered 502"), "{message}");
@@ -686,4 +719,33 @@ fn release_notes_list_peoples_commits_and_leave_out_the_pipelines_own() {
     for pipeline in ["- release: v1.0.0", "- cd: promote", "- feat: second"] {
         assert!(!notes.contains(pipeline), "{pipeline:?} in:\n{notes}");
     }
+}
+
+#[test]
+fn release_hands_the_sync_its_own_gitops_commit_not_the_branch_tip() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    fx.gate("success", &fx.digest);
+    let output_file = fx.work.parent().unwrap().join("github-output");
+    let release = || {
+        xtask_in(
+            &fx.work,
+            &["release", "--version", "1.0.0"],
+            &[
+                ("IMAGE_REPOSITORY", fx.registry.repository().as_str()),
+                ("GITHUB_OUTPUT", output_file.to_str().unwrap()),
+            ],
+        )
+    };
+    assert_ok(&release());
+    let release_commit = git(&fx.remote, &["rev-parse", "main"]);
+    assert_eq!(
+        git(&fx.remote, &["log", "-1", "--format=%s", &release_commit]),
+        "release: v1.0.0"
+    );
+    let written = std::fs::read_to_string(&output_file).unwrap();
+    assert!(
+        written.contains(&format!("gitops_commit={release_commit}\n")),
+        "{written}"
+    );
 }
