@@ -113,7 +113,14 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     // commit, not whatever the branch holds by the time the sync runs.
     github::set_output("gitops_commit", &gitops_commit.to_string())?;
     // Step 8: the git tag, the notes, the GitHub release.
-    let notes = release_notes(&sh, tag, release.previous.as_deref(), sha, digest)?;
+    let notes = release_notes(
+        &sh,
+        tag,
+        release.previous.as_deref(),
+        sha,
+        digest,
+        &args.gitops.bot.email,
+    )?;
     push_git_tag(&sh, &args, tag, sha, &notes, !release.git_tag_exists)?;
     let notes_path = workspace::target_dir().join(format!("xtask/release-notes-{tag}.md"));
     std::fs::create_dir_all(notes_path.parent().expect("has a parent"))?;
@@ -437,23 +444,30 @@ fn release_notes(
     previous: Option<&str>,
     sha: &str,
     digest: &str,
+    bot_email: &str,
 ) -> Result<String> {
     let range = match previous.filter(|p| tag_commit(sh, p).ok().flatten().is_some()) {
         Some(previous) => format!("{previous}..{sha}"),
         None => sha.to_owned(),
     };
-    // One record per commit: hash, NUL, message, RS.
-    let format = "--format=%h%x00%B%x1e";
-    let log = cmd!(sh, "git log --no-merges {format} --end-of-options {range}")
-        .quiet()
-        .read()?;
-    // The pipeline's own commits (they carry a promotion record) are not
-    // changes to the service.
+    // Commits end with NUL (-z); fields are split by US (0x1f).
+    let format = "--format=%h%x1f%ae%x1f%B";
+    let log = cmd!(
+        sh,
+        "git log -z --no-merges {format} --end-of-options {range}"
+    )
+    .quiet()
+    .read()?;
+    // The pipeline's own commits (by the bot, carrying a promotion record) are
+    // not changes to the service; a person's commit is listed whatever its text.
     let changes: Vec<String> = log
-        .split('\x1e')
-        .filter_map(|entry| entry.trim_start().split_once('\0'))
-        .filter(|(_, message)| Record::parse(message).is_none())
-        .map(|(hash, message)| format!("- {} ({hash})", message.lines().next().unwrap_or("")))
+        .split('\0')
+        .filter_map(|entry| {
+            let mut fields = entry.trim_start().splitn(3, '\x1f');
+            Some((fields.next()?, fields.next()?, fields.next()?))
+        })
+        .filter(|(_, author, message)| *author != bot_email || Record::parse(message).is_none())
+        .map(|(hash, _, message)| format!("- {} ({hash})", message.lines().next().unwrap_or("")))
         .collect();
     Ok(format!(
         "{tag}\n\nImage: {digest}\nCommit: {sha}\n{}\n\n## Changes{}\n\n{}\n",

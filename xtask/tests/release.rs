@@ -705,6 +705,17 @@ fn release_notes_list_peoples_commits_and_leave_out_the_pipelines_own() {
     git(&fx.work, &["pull", "--quiet", "--rebase", "origin", "main"]);
     std::fs::write(fx.work.join("service.txt"), "three").unwrap();
     git(&fx.work, &["commit", "--quiet", "-am", "fix: third"]);
+    // A person's commit written to look like the pipeline's: still listed.
+    std::fs::write(fx.work.join("service.txt"), "four").unwrap();
+    git(
+        &fx.work,
+        &[
+            "commit",
+            "--quiet",
+            "-am",
+            "feat: sneaky\n\nEnvironment: dev\nImage-Tag: v9.9.9",
+        ],
+    );
     git(&fx.work, &["push", "--quiet", "origin", "main"]);
     fx.commits.push(git(&fx.work, &["rev-parse", "HEAD"]));
     fx.digest = fx.publish_build("third build");
@@ -716,6 +727,7 @@ fn release_notes_list_peoples_commits_and_leave_out_the_pipelines_own() {
         &["tag", "--list", "--format=%(contents)", "v1.1.0"],
     );
     assert!(notes.contains("- fix: third ("), "{notes}");
+    assert!(notes.contains("- feat: sneaky ("), "{notes}");
     for pipeline in ["- release: v1.0.0", "- cd: promote", "- feat: second"] {
         assert!(!notes.contains(pipeline), "{pipeline:?} in:\n{notes}");
     }
