@@ -146,6 +146,13 @@ async fn readiness_stays_ready_while_every_pool_connection_is_busy() {
     // Generous: a loaded CI machine may take seconds to connect the first time.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
+        // Inside a transaction PostgreSQL caches what pg_stat_activity showed
+        // at its first read: clear that, or a first look before the create
+        // arrived is all this loop ever sees.
+        locker
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
         let waiting = locker
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
