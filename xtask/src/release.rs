@@ -113,15 +113,22 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     // commit, not whatever the branch holds by the time the sync runs.
     github::set_output("gitops_commit", &gitops_commit.to_string())?;
     // Step 8: the git tag, the notes, the GitHub release.
+    tag_and_publish(&sh, &args, &release)
+}
+
+/// Step 8: the annotated git tag with the release notes (unless a previous
+/// run made it), pushed; the notes written; the GitHub release inside Actions.
+fn tag_and_publish(sh: &Shell, args: &ReleaseArgs, release: &Release) -> Result<()> {
+    let (sha, tag) = (&release.sha, &release.tag);
     let notes = release_notes(
-        &sh,
+        sh,
         tag,
         release.previous.as_deref(),
         sha,
-        digest,
+        &release.digest,
         &args.gitops.bot.email,
     )?;
-    push_git_tag(&sh, &args, tag, sha, &notes, !release.git_tag_exists)?;
+    push_git_tag(sh, args, tag, sha, &notes, !release.git_tag_exists)?;
     let notes_path = workspace::target_dir().join(format!("xtask/release-notes-{tag}.md"));
     std::fs::create_dir_all(notes_path.parent().expect("has a parent"))?;
     std::fs::write(&notes_path, &notes)?;
