@@ -43,10 +43,12 @@ const POWER_GROUPS: [&str; 5] = [
     "certificates.k8s.io",
 ];
 /// Secrets that only a job of one GitHub environment may read; `PROD_*` are prod's too.
-const SCOPED_SECRETS: [(&str, &str); 3] = [
+const SCOPED_SECRETS: [(&str, &str); 4] = [
     ("ARGOCD_AUTH_TOKEN", "prod"),
     ("REGISTRY_PASSWORD", "prod"),
     ("ARGOCD_PREPROD_TOKEN", "preprod"),
+    // Signs the preprod gate: whoever reads it can sign a pass.
+    ("GATE_SIGNING_KEY", "preprod"),
 ];
 /// Expressions that carry text someone outside the repository's owners chose.
 const UNTRUSTED: [&str; 4] = ["github.event.", "inputs.", "github.head_ref", "vars."];
@@ -284,14 +286,19 @@ fn triggered_by(on: &Value, event: &str) -> bool {
 }
 
 /// The names after `secrets.` in `text`.
-fn secret_names(text: &str) -> impl Iterator<Item = &str> {
-    text.match_indices("secrets.").map(move |(at, found)| {
-        let rest = &text[at + found.len()..];
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
-        &rest[..end]
-    })
+/// The secrets an expression text names, upper-cased (GitHub's names are
+/// case-insensitive): `secrets.X`, `secrets['X']` and `secrets["X"]`.
+fn secret_names(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.match_indices("secrets")
+        .filter_map(move |(at, found)| {
+            let rest = &text[at + found.len()..];
+            let rest = rest.strip_prefix('.').or_else(|| rest.strip_prefix('['))?;
+            let rest = rest.trim_start_matches(['\'', '"', '\\']);
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            (end > 0).then(|| rest[..end].to_ascii_uppercase())
+        })
 }
 
 /// The GitHub environment a secret is scoped to, if it is one.
@@ -316,9 +323,9 @@ fn job_secret_problems(at: &str, job: &Value, from_pull_requests: bool) -> Vec<S
     let mut found = Vec::new();
     let text = job.to_string();
     let environment = job_environment(job);
-    let names: BTreeSet<&str> = secret_names(&text).collect();
+    let names: BTreeSet<String> = secret_names(&text).collect();
     for secret in names {
-        let Some(scope) = scope_of(secret) else {
+        let Some(scope) = scope_of(&secret) else {
             continue;
         };
         if from_pull_requests {
@@ -330,6 +337,11 @@ fn job_secret_problems(at: &str, job: &Value, from_pull_requests: bool) -> Vec<S
                 "{at}: reads secrets.{secret} outside the `{scope}` environment; add `environment: {scope}` and keep the secret in that environment"
             ));
         }
+    }
+    if job["secrets"] == "inherit" {
+        found.push(format!(
+            "{at}: `secrets: inherit` hands every secret to the called workflow; pass the ones it needs by name"
+        ));
     }
     if text.contains("toJSON(secrets)") {
         found.push(format!(
@@ -593,6 +605,22 @@ mod tests {
         Copy::new("preview-token")
             .edit(".github/workflows/ci.yml", "secrets.ARGOCD_PREVIEW_TOKEN", "secrets.ARGOCD_AUTH_TOKEN")
             .refused(&["ci.yml: job preview: a workflow pull requests trigger reads secrets.ARGOCD_AUTH_TOKEN"]);
+    }
+
+    #[test]
+    fn the_release_token_spelt_otherwise_is_still_seen() {
+        for spelling in ["secrets.argocd_auth_token", "secrets['ARGOCD_AUTH_TOKEN']"] {
+            Copy::new("preview-token-spelling")
+                .edit(".github/workflows/ci.yml", "secrets.ARGOCD_PREVIEW_TOKEN", spelling)
+                .refused(&["ci.yml: job preview: a workflow pull requests trigger reads secrets.ARGOCD_AUTH_TOKEN"]);
+        }
+    }
+
+    #[test]
+    fn the_gate_signing_key_outside_preprod_is_refused() {
+        Copy::new("signing-key")
+            .edit(".github/workflows/ci.yml", "secrets.ARGOCD_PREVIEW_TOKEN", "secrets.GATE_SIGNING_KEY")
+            .refused(&["ci.yml: job preview: a workflow pull requests trigger reads secrets.GATE_SIGNING_KEY"]);
     }
 
     #[test]
