@@ -467,29 +467,32 @@ fn covers(pattern: &str, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     /// A copy of this repository's policy files (gitops/argocd, .github) in a fresh
-    /// directory, removed on drop; each test makes one attacker's edit to it.
-    struct Copy(PathBuf);
+    /// temporary directory; each test makes one attacker's edit to it.
+    struct Copy(tempfile::TempDir);
 
     impl Copy {
         fn new(test: &str) -> Self {
             let real = crate::parts::workspace::root();
-            let dir = std::env::temp_dir().join(format!(
-                "trust-policy-{test}-{}-{}",
-                std::process::id(),
-                fastrand::u64(..)
-            ));
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("trust-policy-{test}-"))
+                .tempdir()
+                .unwrap();
+            let sh = xshell::Shell::new().unwrap();
             for sub in ["gitops/argocd", ".github"] {
-                copy_dir(&real.join(sub), &dir.join(sub));
+                let (from, to) = (real.join(sub), dir.path().join(sub));
+                sh.create_dir(&to).unwrap();
+                xshell::cmd!(sh, "cp -R {from}/. {to}")
+                    .quiet()
+                    .run()
+                    .unwrap();
             }
             Self(dir)
         }
 
         /// Replace `from` (which must be there) by `to` in `file`.
         fn edit(&self, file: &str, from: &str, to: &str) -> &Self {
-            let path = self.0.join(file);
+            let path = self.0.path().join(file);
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains(from), "{file} has no {from:?}");
             std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
@@ -498,7 +501,7 @@ mod tests {
 
         /// The problems, which must include one containing each of `expected`.
         fn refused(&self, expected: &[&str]) {
-            let problems = super::problems(&self.0);
+            let problems = super::problems(self.0.path());
             for needle in expected {
                 assert!(
                     problems.iter().any(|p| p.contains(needle)),
@@ -508,29 +511,10 @@ mod tests {
         }
     }
 
-    impl Drop for Copy {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let path = entry.unwrap().path();
-            let target = to.join(path.file_name().unwrap());
-            if path.is_dir() {
-                copy_dir(&path, &target);
-            } else {
-                std::fs::copy(&path, &target).unwrap();
-            }
-        }
-    }
-
     #[test]
     fn this_repositorys_files_pass() {
         let copy = Copy::new("real");
-        assert_eq!(super::problems(&copy.0), Vec::<String>::new());
+        assert_eq!(super::problems(copy.0.path()), Vec::<String>::new());
         let real = super::problems(&crate::parts::workspace::root());
         assert_eq!(real, Vec::<String>::new());
     }
