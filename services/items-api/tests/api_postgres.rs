@@ -11,7 +11,7 @@ mod common {
 
 use std::sync::Arc;
 
-use common::api_suite::{Backend, TestStore, assert_problem};
+use common::api_suite::{Backend, TestStore, assert_problem, serve_on_loopback};
 use common::postgres::PgServer;
 use items_api::AppState;
 use items_api::config::{Config, DatabaseConfig};
@@ -73,10 +73,10 @@ async fn a_database_restart_is_503_while_down_and_loses_nothing() {
     migrate(&config).await.unwrap();
     let app_config = Config::from_lookup(|_| None).unwrap();
     let state = AppState::new(&app_config, Arc::new(PostgresStore::new(&config).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let serve = items_api::serve(listener, state, app_config.server, std::future::pending());
-    tokio::spawn(async move { serve.await.unwrap() });
+    let base = format!(
+        "http://{}",
+        serve_on_loopback(state, app_config.server).await
+    );
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{base}{path}")).send();
 
@@ -131,10 +131,10 @@ async fn readiness_stays_ready_while_every_pool_connection_is_busy() {
         .unwrap();
     let app_config = Config::from_lookup(|_| None).unwrap();
     let state = AppState::new(&app_config, Arc::new(PostgresStore::new(&config).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let serve = items_api::serve(listener, state, app_config.server, std::future::pending());
-    tokio::spawn(async move { serve.await.unwrap() });
+    let base = format!(
+        "http://{}",
+        serve_on_loopback(state, app_config.server).await
+    );
     let client = reqwest::Client::new();
     let blocked = tokio::spawn(
         client

@@ -70,6 +70,19 @@ macro_rules! api_suite {
     };
 }
 
+/// Serves `state` with the production [`items_api::serve`] on a free loopback
+/// port, until the test ends; returns the address.
+pub async fn serve_on_loopback(
+    state: AppState,
+    limits: items_api::server::ServerLimits,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = items_api::serve(listener, state, limits, std::future::pending());
+    tokio::spawn(async move { serve.await.unwrap() });
+    addr
+}
+
 /// A running server and a client for it.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
@@ -98,14 +111,11 @@ impl TestApp {
         let TestStore { store, guard } = B::store().await;
         let mut state = AppState::new(&config, store);
         configure(&mut state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let limits = items_api::server::ServerLimits {
             max_connections: 1024,
             ..config.server
         };
-        let serve = items_api::serve(listener, state, limits, std::future::pending());
-        tokio::spawn(async move { serve.await.unwrap() });
+        let addr = serve_on_loopback(state, limits).await;
         Self {
             addr,
             client: reqwest::Client::new(),
