@@ -13,8 +13,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::Digest;
 use support::{Registry, TempDir, assert_fails, assert_ok, git, head, stdout, xtask, xtask_in};
 
-const VALUES: &str = "image:\n  repository: ghcr.io/example/service-demo\n  tag: v0.1.0 # set by release\n  digest: \"\"\nenv:\n  ENV_NAME: ENV\n";
-
 /// A service repository with GitOps files and a bare remote, an image
 /// repository (registry or layout) holding `main-<sha>` for the newest commit,
 /// and two key pairs: the CD key (`ci`) and another (`other`).
@@ -41,11 +39,7 @@ impl Fixture {
     fn new(registry: Option<Registry>) -> Self {
         let dir = TempDir::new("attestation");
         let (remote, work) = support::remote_and_clone(dir.path());
-        for env in ["dev", "preprod", "prod"] {
-            let path = work.join(format!("gitops/values/{env}"));
-            std::fs::create_dir_all(&path).unwrap();
-            std::fs::write(path.join("service-demo.yaml"), VALUES.replace("ENV", env)).unwrap();
-        }
+        support::write_environments(&work);
         git(&work, &["add", "."]);
         git(&work, &["commit", "--quiet", "-m", "feat: first"]);
         std::fs::write(work.join("service.txt"), "two").unwrap();

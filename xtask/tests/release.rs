@@ -10,8 +10,6 @@ use support::{
     FakeHttp, Registry, TempDir, assert_fails, assert_ok, git, head, stdout, xtask, xtask_in,
 };
 
-const VALUES: &str = "image:\n  repository: ghcr.io/example/service-demo\n  tag: v0.1.0 # set by release\n  digest: \"\"\nenv:\n  ENV_NAME: ENV\n";
-
 /// A service repository with its GitOps files, its bare remote, and a registry
 /// holding `main-<sha>` for the newest commit.
 struct Fixture {
@@ -30,11 +28,7 @@ impl Fixture {
         let registry = Registry::start()?;
         let dir = TempDir::new("release");
         let (remote, work) = support::remote_and_clone(dir.path());
-        for env in ["dev", "preprod", "prod"] {
-            let path = work.join(format!("gitops/values/{env}"));
-            std::fs::create_dir_all(&path).unwrap();
-            std::fs::write(path.join("service-demo.yaml"), VALUES.replace("ENV", env)).unwrap();
-        }
+        support::write_environments(&work);
         git(&work, &["add", "."]);
         git(&work, &["commit", "--quiet", "-m", "feat: first"]);
         git(&work, &["tag", "--annotate", "v0.1.0", "-m", "v0.1.0"]);
@@ -105,8 +99,13 @@ impl Fixture {
 
     /// Push a build as `main-<newest sha>`; returns its digest.
     fn publish_build(&self, content: &str) -> String {
+        self.publish_build_of(self.sha(), content)
+    }
+
+    /// Push a build as `main-<sha>` for any commit; returns its digest.
+    fn publish_build_of(&self, sha: &str, content: &str) -> String {
         let built = self.push_build(content);
-        let tag = format!("main-{}", self.sha());
+        let tag = format!("main-{sha}");
         assert_ok(&self.retag(&built, &tag));
         self.digest_of(&tag).unwrap()
     }
@@ -141,11 +140,15 @@ impl Fixture {
     }
 
     fn gate(&self, conclusion: &str, digest: &str) {
+        self.gate_of(self.sha(), conclusion, digest);
+    }
+
+    fn gate_of(&self, sha: &str, conclusion: &str, digest: &str) {
         assert_ok(&self.run(&[
             "gate",
             "record",
             "--sha",
-            self.sha(),
+            sha,
             "--name",
             "preprod-tests",
             "--conclusion",
@@ -620,21 +623,8 @@ fn a_commit_that_is_not_on_main_is_never_released_even_with_a_build_and_a_passin
         &["push", "--quiet", "origin", "feature/unreviewed"],
     );
     let branch_sha = git(&fx.work, &["rev-parse", "HEAD"]);
-    let built = fx.push_build("unreviewed bits");
-    assert_ok(&fx.retag(&built, &format!("main-{branch_sha}")));
-    let digest = fx.digest_of(&format!("main-{branch_sha}")).unwrap();
-    assert_ok(&fx.run(&[
-        "gate",
-        "record",
-        "--sha",
-        &branch_sha,
-        "--name",
-        "preprod-tests",
-        "--conclusion",
-        "success",
-        "--digest",
-        &digest,
-    ]));
+    let digest = fx.publish_build_of(&branch_sha, "unreviewed bits");
+    fx.gate_of(&branch_sha, "success", &digest);
     let before = fx.state();
     let message = assert_fails(&fx.run(&["release", "--version", "1.0.0", "--sha", &branch_sha]));
     assert!(
@@ -652,21 +642,8 @@ fn an_older_build_under_a_newer_version_is_refused_before_the_registry_changes()
     assert_ok(&fx.release("1.0.0"));
     // The first commit (an ancestor of what prod runs), built and gated.
     let first = fx.commits[0].clone();
-    let built = fx.push_build("the older build");
-    assert_ok(&fx.retag(&built, &format!("main-{first}")));
-    let digest = fx.digest_of(&format!("main-{first}")).unwrap();
-    assert_ok(&fx.run(&[
-        "gate",
-        "record",
-        "--sha",
-        &first,
-        "--name",
-        "preprod-tests",
-        "--conclusion",
-        "success",
-        "--digest",
-        &digest,
-    ]));
+    let digest = fx.publish_build_of(&first, "the older build");
+    fx.gate_of(&first, "success", &digest);
     let before = fx.state();
     let message = assert_fails(&fx.run(&["release", "--version", "2.0.0", "--sha", &first]));
     assert!(

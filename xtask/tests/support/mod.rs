@@ -413,3 +413,14 @@ pub fn image_digest(repository: &str, tag: &str) -> Option<String> {
             .to_owned()
     })
 }
+
+/// `gitops/values/{dev,preprod,prod}/service-demo.yaml` under `work`, each at
+/// `v0.1.0` deployed by tag, as a release fixture starts.
+pub fn write_environments(work: &Path) {
+    const VALUES: &str = "image:\n  repository: ghcr.io/example/service-demo\n  tag: v0.1.0 # set by release\n  digest: \"\"\nenv:\n  ENV_NAME: ENV\n";
+    for env in ["dev", "preprod", "prod"] {
+        let path = work.join(format!("gitops/values/{env}"));
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("service-demo.yaml"), VALUES.replace("ENV", env)).unwrap();
+    }
+}
