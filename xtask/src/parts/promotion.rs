@@ -311,16 +311,15 @@ fn change_for(
     env.check_accepts(&tag)?;
     let path = env.values_path();
     // A new preview starts from its template, whose empty tag no target equals.
-    let text = match (snapshot.read(&path)?, env) {
-        (Some(text), _) => text,
-        (None, Env::Preview(pr)) => preview_values(pr),
-        (None, _) => bail!(
-            "{} does not exist on the GitOps branch: create the environment's values file first",
-            snapshot.repo.full_path(&path)
-        ),
+    let (text, current) = match (deployed_at(snapshot, &path)?, env) {
+        (Some(found), _) => found,
+        (None, Env::Preview(pr)) => {
+            let text = preview_values(pr);
+            let image = DeployedImage::from_values(&text)?;
+            (text, image)
+        }
+        (None, _) => return Err(missing_values_file(snapshot, &path)),
     };
-    let current =
-        DeployedImage::from_values(&text).with_context(|| snapshot.repo.full_path(&path))?;
     if current == *target {
         return Ok(None);
     }
@@ -336,15 +335,26 @@ fn change_for(
 /// An environment's values file at this snapshot, and the image it deploys.
 pub fn read_deployed(snapshot: &Snapshot<'_>, env: Env) -> Result<DeployedImage> {
     let path = env.values_path();
-    match snapshot.read(&path)? {
-        Some(text) => {
-            DeployedImage::from_values(&text).with_context(|| snapshot.repo.full_path(&path))
-        }
-        None => bail!(
-            "{} does not exist on the GitOps branch: create the environment's values file first",
-            snapshot.repo.full_path(&path)
-        ),
+    match deployed_at(snapshot, &path)? {
+        Some((_, image)) => Ok(image),
+        None => Err(missing_values_file(snapshot, &path)),
     }
+}
+
+/// The values file at `path` and the image it deploys; None when it is missing.
+fn deployed_at(snapshot: &Snapshot<'_>, path: &str) -> Result<Option<(String, DeployedImage)>> {
+    let Some(text) = snapshot.read(path)? else {
+        return Ok(None);
+    };
+    let image = DeployedImage::from_values(&text).with_context(|| snapshot.repo.full_path(path))?;
+    Ok(Some((text, image)))
+}
+
+fn missing_values_file(snapshot: &Snapshot<'_>, path: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} does not exist on the GitOps branch: create the environment's values file first",
+        snapshot.repo.full_path(path)
+    )
 }
 
 /// Refuses to move `env` to `target` (built from `target_commit`) when that
