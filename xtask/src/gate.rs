@@ -5,9 +5,8 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
 use crate::parts::attestation::{self, PreprodPredicate, Results, Signer};
-use crate::parts::gates::{Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
+use crate::parts::gates::{self, Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::gitops::GitopsOptions;
-use crate::parts::service::ServiceRepo;
 use crate::parts::tags;
 
 #[derive(Subcommand)]
@@ -72,7 +71,7 @@ pub fn run(command: GateCommand) -> Result<()> {
     match command {
         GateCommand::Record(args) => record(args),
         GateCommand::Check(args) => {
-            let sha = full_sha(&args.gitops, &args.sha)?;
+            let sha = gates::full_sha(&args.gitops, &args.sha)?;
             let store = GateStore::open(&args.store, &args.gitops)?;
             let gate = store.check(&sha, &args.gate, args.digest.as_deref())?;
             println!("gate {} passed for {sha}{}", args.gate, at(&gate.digest));
@@ -95,7 +94,7 @@ fn record(args: RecordArgs) -> Result<()> {
     if let Some(digest) = &args.digest {
         tags::validate_digest(digest)?;
     }
-    let sha = full_sha(&args.gitops, &args.sha)?;
+    let sha = gates::full_sha(&args.gitops, &args.sha)?;
     let store = GateStore::open(&args.store, &args.gitops)?;
     let signer = Signer::from_env(args.repository.as_deref())?;
     if signer.is_some() && (args.gate != PREPROD_GATE || args.digest.is_none()) {
@@ -133,13 +132,6 @@ fn record(args: RecordArgs) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Gates are keyed by full SHAs, whatever abbreviation the caller used.
-fn full_sha(gitops: &GitopsOptions, sha: &str) -> Result<String> {
-    Ok(ServiceRepo::discover(&gitops.service_repo)?
-        .commit(sha)?
-        .to_string())
 }
 
 fn at(digest: &str) -> String {

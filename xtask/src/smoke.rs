@@ -8,9 +8,8 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 use crate::parts::attestation::{PreprodPredicate, Results, Signer};
-use crate::parts::gates::{Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
+use crate::parts::gates::{self, Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::gitops::GitopsOptions;
-use crate::parts::service::ServiceRepo;
 use crate::parts::tags;
 
 #[derive(clap::Args)]
@@ -49,9 +48,7 @@ pub fn smoke(args: SmokeArgs) -> Result<()> {
 
 pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
     tags::validate_digest(&args.digest)?;
-    let sha = ServiceRepo::discover(&args.gitops.service_repo)?
-        .commit(&args.sha)?
-        .to_string();
+    let sha = gates::full_sha(&args.gitops, &args.sha)?;
     let store = GateStore::open(&args.store, &args.gitops)?;
     // Opened before the suite runs, so a missing repository fails first.
     let signer = Signer::from_env(args.repository.as_deref())?;

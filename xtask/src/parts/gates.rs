@@ -23,6 +23,13 @@ use super::service::ServiceRepo;
 
 const NOTES_REF: &str = "refs/notes/gates";
 
+/// Gates are keyed by full SHAs, whatever abbreviation the caller used.
+pub fn full_sha(gitops: &GitopsOptions, sha: &str) -> Result<String> {
+    Ok(ServiceRepo::discover(&gitops.service_repo)?
+        .commit(sha)?
+        .to_string())
+}
+
 /// The gate `preprod-test` records and `release` checks.
 pub const PREPROD_GATE: &str = "preprod-tests";
 
