@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
+use sha2::Digest as _;
 use xshell::{Shell, cmd};
 
 /// Who the pipeline's commits are by.
@@ -600,6 +601,9 @@ struct GitRemote {
     /// As written in the user's URL, for scrubbing git's messages.
     original: String,
     credentials: Option<(String, String)>,
+    /// `credential.<scheme>://<host>.helper`: git asks the helper only for
+    /// this remote's host, never for a redirect or another remote.
+    helper_key: String,
 }
 
 impl GitRemote {
@@ -613,7 +617,9 @@ impl GitRemote {
             }
             _ => (url.to_owned(), None),
         };
+        let helper_key = format!("credential.{}.helper", origin_of(&url_to_use));
         Self {
+            helper_key,
             url: url_to_use,
             shown: redact_url(url),
             original: url.to_owned(),
@@ -632,7 +638,7 @@ impl GitRemote {
             ("GIT_CONFIG_COUNT", "2"),
             ("GIT_CONFIG_KEY_0", "credential.helper"),
             ("GIT_CONFIG_VALUE_0", ""),
-            ("GIT_CONFIG_KEY_1", "credential.helper"),
+            ("GIT_CONFIG_KEY_1", &self.helper_key),
             (
                 "GIT_CONFIG_VALUE_1",
                 "!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$XTASK_GIT_USERNAME\" \"$XTASK_GIT_PASSWORD\"; }; f",
@@ -654,7 +660,20 @@ impl GitRemote {
     }
 }
 
-/// A folder name for a cache clone of `url` (credentials already taken out).
+/// `scheme://host[:port]` of a URL (the whole text when it has no scheme).
+fn origin_of(url: &str) -> &str {
+    let Some(scheme_end) = url.find("://") else {
+        return url;
+    };
+    let authority_end = url[scheme_end + 3..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + 3 + i);
+    &url[..authority_end]
+}
+
+/// A folder name for a cache clone of `url` (credentials already taken out):
+/// readable from the URL's tail, unique by a hash of the whole URL (two
+/// remotes that end alike never share a cache).
 fn cache_name(url: &str) -> String {
     let readable: String = url
         .chars()
@@ -674,7 +693,9 @@ fn cache_name(url: &str) -> String {
         .into_iter()
         .rev()
         .collect();
-    format!("gitops-{tail}")
+    let hash = sha2::Sha256::digest(url.as_bytes());
+    let short: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("gitops-{tail}-{short}")
 }
 
 /// Creates the bare cache repository at `cache` unless it exists, atomically:
@@ -779,6 +800,35 @@ mod tests {
             (ssh.url.as_str(), ssh.credentials),
             ("ssh://git@host/x.git", None)
         );
+    }
+
+    #[test]
+    fn the_credential_helper_answers_only_for_the_remotes_host() {
+        let remote = GitRemote::parse("https://bot:TOKEN@git.example:8443/o/x.git");
+        let env = remote.git_env();
+        let key = env
+            .iter()
+            .find(|(k, _)| *k == "GIT_CONFIG_KEY_1")
+            .unwrap()
+            .1;
+        assert_eq!(key, "credential.https://git.example:8443.helper");
+        // The token travels in the environment only, never in the helper's text.
+        let helper = env
+            .iter()
+            .find(|(k, _)| *k == "GIT_CONFIG_VALUE_1")
+            .unwrap()
+            .1;
+        assert!(!helper.contains("TOKEN"), "{helper}");
+    }
+
+    #[test]
+    fn cache_names_of_remotes_that_end_alike_differ() {
+        let tail = "/".to_owned() + &"a".repeat(80) + "/gitops.git";
+        let one = cache_name(&format!("https://one.example{tail}"));
+        let two = cache_name(&format!("https://two.example{tail}"));
+        assert_ne!(one, two);
+        assert!(one.starts_with("gitops-") && one.len() < 90, "{one}");
+        assert_eq!(one, cache_name(&format!("https://one.example{tail}")));
     }
 
     #[test]

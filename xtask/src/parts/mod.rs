@@ -18,17 +18,14 @@
 //! - `service`: the service repository: commits of tags, ancestry.
 //! - `gates`: test results bound to a commit and a digest (git notes or
 //!   GitHub check runs); `github`: the GitHub REST calls.
-//! - `attestation`: signed gates: in-toto statements in DSSE envelopes
-//!   (ECDSA P-256, what `cosign verify-attestation --key` checks).
+//! - `attestation`: signed gates: in-toto statements about a digest in DSSE
+//!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),
+//!   stored as cosign's `.att` tag, verified by release.
 //! - `argocd`: Argo CD's REST API (wait, sync); `argocd_types`: its objects,
 //!   typed for `validate`; `manifests`: the policy checks `validate` runs.
 //! - `trust_policy`: who can change the cluster and with which credentials:
 //!   the root app's project, the AppProjects' kinds, the workflows' secrets,
 //!   environments, checkouts and `run:` scripts, CODEOWNERS.
-//! - `attestation`: signed gates: in-toto statements about a digest in DSSE
-//!   envelopes (ECDSA P-256), stored as cosign's `.att` tag, verified by release.
-//! - `trust_policy`: who can change the cluster and prod (root app and
-//!   projects, workflow secrets and environments, CODEOWNERS), for `validate`.
 //! - `repository_checks`: every check `validate` and `ci` run on the
 //!   repository (chart, Argo CD, Terraform, workflows, trust); `tools`: the
 //!   tool pins of `xtask/tools.txt`, for the hints that name an install.
