@@ -28,7 +28,7 @@ use xshell::{Shell, cmd};
 use crate::parts::attestation::{self, PREPROD_PREDICATE, PublicKeyOptions};
 use crate::parts::gates::{GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::github::{self, GitHub};
-use crate::parts::gitops::{GitopsOptions, Outcome, Snapshot};
+use crate::parts::gitops::{GitopsOptions, Outcome, Snapshot, refuse_option_like};
 use crate::parts::promotion::{self, DeployedImage, Env, Policy, Promotion, Record, read_deployed};
 use crate::parts::registry::{Repository, RetagOutcome};
 use crate::parts::tags::{ImageTag, short};
@@ -281,6 +281,16 @@ fn check_gate(args: &ReleaseArgs, release: &Release) -> Result<()> {
 fn fetch_main_and_tags(sh: &Shell, args: &ReleaseArgs) -> Result<ObjectId> {
     let remote = &args.gitops.remote;
     let branch = &args.main_branch;
+    refuse_option_like("branch", branch, "--main-branch / RELEASE_BRANCH")?;
+    cmd!(sh, "git check-ref-format refs/heads/{branch}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{branch:?} is not a branch name (no ':', '*', '..', spaces or control characters):                  fix --main-branch / RELEASE_BRANCH"
+            )
+        })?;
     let refspec = format!("+refs/heads/{branch}:refs/xtask/release/{branch}");
     cmd!(sh, "git fetch --quiet --tags -- {remote} {refspec}")
         .quiet()

@@ -635,6 +635,33 @@ fn a_commit_that_is_not_on_main_is_never_released_even_with_a_build_and_a_passin
 }
 
 #[test]
+fn a_main_branch_that_is_a_refspec_or_an_option_is_refused_before_any_fetch() {
+    let Some(fx) = Fixture::new() else { return };
+    fx.promote_preprod();
+    let before = fx.state();
+    // Each would make the fetch read another branch (or git read an option) as "main".
+    for branch in [
+        "feature/unreviewed:refs/xtask/release/main",
+        "feature/*",
+        "--upload-pack=touch pwned",
+        "main..other",
+    ] {
+        let flag = format!("--main-branch={branch}");
+        let message = assert_fails(&fx.run(&["release", "--version", "1.0.0", &flag]));
+        assert!(
+            message.contains("RELEASE_BRANCH") && message.contains(branch),
+            "{branch}: {message}"
+        );
+        assert_eq!(
+            fx.state(),
+            before,
+            "{branch}: a refused release changes nothing"
+        );
+    }
+    assert!(!fx.work.join("pwned").exists());
+}
+
+#[test]
 fn an_older_build_under_a_newer_version_is_refused_before_the_registry_changes() {
     let Some(fx) = Fixture::new() else { return };
     fx.promote_preprod();
