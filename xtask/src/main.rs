@@ -4,6 +4,7 @@
 //! `run` on its own flags struct (the rust-analyzer xtask pattern), and the
 //! mechanics they share live in `parts/`.
 
+mod affected;
 mod argocd;
 mod bench;
 mod ci;
@@ -78,6 +79,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// The signed attestations on an image (cosign's sha256-<hex>.att), checked against --public-key.
     Verify(verify::VerifyArgs),
+    /// Which services a commit range affects, and why (--json for a CI matrix).
+    Affected(affected::AffectedArgs),
     /// Format-preserving YAML edits.
     #[command(subcommand)]
     Values(values::ValuesCommand),
@@ -106,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         Command::Validate(args) => validate::run(args),
         Command::Values(command) => values::run(command),
         Command::Verify(args) => verify::run(args),
+        Command::Affected(args) => affected::run(args),
     }
 }
 
