@@ -12,6 +12,7 @@ mod demo;
 mod fork;
 mod gate;
 mod image;
+mod new_service;
 mod parts;
 mod preview;
 mod promote;
@@ -81,6 +82,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Which services a commit range affects, and why (--json for a CI matrix).
     Affected(affected::AffectedArgs),
+    /// Scaffold services/NAME (crate, service.toml) and add it to the workspace; --dry-run shows the files.
+    NewService(new_service::NewServiceArgs),
     /// Format-preserving YAML edits.
     #[command(subcommand)]
     Values(values::ValuesCommand),
@@ -110,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         Command::Values(command) => values::run(command),
         Command::Verify(args) => verify::run(args),
         Command::Affected(args) => affected::run(args),
+        Command::NewService(args) => new_service::run(args),
     }
 }
 

@@ -363,3 +363,156 @@ fn this_workspace_declares_items_api_as_the_service_demo_image() {
     assert_eq!(services[0]["service"], "items-api");
     assert_eq!(services[0]["image"], "service-demo");
 }
+
+/// A copy of this workspace's crates and chart (not its target dir or git).
+fn workspace_copy() -> TempDir {
+    let dir = TempDir::new("new-service");
+    let root = workspace_root();
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
+    }
+    for folder in [".cargo", "xtask", "services", "charts"] {
+        support::copy_dir(&root.join(folder), &dir.path().join(folder));
+    }
+    dir
+}
+
+#[test]
+fn new_service_dry_run_shows_the_files_and_the_manifest_diff_and_writes_nothing() {
+    let copy = workspace_copy();
+    let before = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    let output = xtask_in(
+        copy.path(),
+        &["new-service", "orders-api", "--dry-run", "--port", "9090"],
+        &[],
+    );
+    assert_ok(&output);
+    let text = stdout(&output);
+    for expected in [
+        "--- new file services/orders-api/Cargo.toml",
+        "--- new file services/orders-api/service.toml",
+        "--- new file services/orders-api/src/main.rs",
+        "const DEFAULT_PORT: u16 = 9090;",
+        "+members = [\"xtask\", \"services/items-api\", \"services/orders-api\"]",
+        "gitops/values/{dev,preprod,prod}/orders-api.yaml",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing in\n{text}");
+    }
+    assert!(!copy.path().join("services/orders-api").exists());
+    let after = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn new_service_refuses_bad_or_taken_names_and_writes_nothing() {
+    let copy = workspace_copy();
+    let manifest = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    for (name, expected) in [
+        ("Orders_API", "is not a service name"),
+        ("-x", "is not a service name"),
+        ("xtask", "reserves"),
+        ("items-api", "services/items-api already exists"),
+        ("service-demo", "already uses the image or values file"),
+    ] {
+        let output = xtask_in(copy.path(), &["new-service", "--", name], &[]);
+        let message = assert_fails(&output);
+        assert!(message.contains(expected), "{name}: {message}");
+        let services: Vec<_> = std::fs::read_dir(copy.path().join("services"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(services, ["items-api"], "{name} wrote a directory");
+        let now = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+        assert_eq!(now, manifest, "{name} changed Cargo.toml");
+    }
+}
+
+/// Scaffolds a service into a copy of this workspace and compiles it offline
+/// and `--locked` (its dependencies are items-api's, already in the lock and
+/// the registry cache), in a target dir of its own under this run's, kept warm
+/// between runs: about a minute cold, seconds warm.
+#[test]
+fn a_scaffolded_service_is_discovered_and_compiles_offline() {
+    let copy = workspace_copy();
+    let output = xtask_in(copy.path(), &["new-service", "orders-api"], &[]);
+    assert_ok(&output);
+    let manifest = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("\"services/items-api\", \"services/orders-api\"]"));
+    let lock = std::fs::read_to_string(copy.path().join("Cargo.lock")).unwrap();
+    assert!(lock.contains("name = \"orders-api\""));
+
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("scaffold-check");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let check = std::process::Command::new(&cargo)
+        .args([
+            "check",
+            "--offline",
+            "--locked",
+            "--quiet",
+            "-p",
+            "orders-api",
+        ])
+        .current_dir(copy.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", "-D warnings")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the scaffold does not compile: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let fmt = std::process::Command::new("rustfmt")
+        .args([
+            "--check",
+            "--edition",
+            "2024",
+            "services/orders-api/src/main.rs",
+        ])
+        .current_dir(copy.path())
+        .output()
+        .unwrap();
+    assert!(
+        fmt.status.success(),
+        "the scaffold is not rustfmt-clean:\n{}",
+        String::from_utf8_lossy(&fmt.stdout)
+    );
+
+    // Discovered as a service, with the declared image and values file.
+    git(copy.path(), &["init", "--quiet", "--initial-branch=main"]);
+    git(copy.path(), &["add", "-A"]);
+    git(copy.path(), &["commit", "--quiet", "-m", "two services"]);
+    let output = xtask_in(copy.path(), &["affected", "--base", "HEAD", "--json"], &[]);
+    assert_ok(&output);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let names: Vec<_> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["service"].clone(),
+                s["image"].clone(),
+                s["values-file"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (
+                "items-api".into(),
+                "service-demo".into(),
+                "service-demo.yaml".into()
+            ),
+            (
+                "orders-api".into(),
+                "orders-api".into(),
+                "orders-api.yaml".into()
+            ),
+        ]
+    );
+}

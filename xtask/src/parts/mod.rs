@@ -42,7 +42,7 @@
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
-//!   `affected`.
+//!   `affected`; `scaffold`: the files and workspace member of `new-service`.
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
 //!
@@ -71,6 +71,7 @@ pub mod proc_stats;
 pub mod promotion;
 pub mod registry;
 pub mod repository_checks;
+pub mod scaffold;
 pub mod service;
 pub mod services;
 pub mod tags;

@@ -286,9 +286,70 @@ fn is_plain_file_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('/') && !name.contains('\\') && !name.starts_with('.')
 }
 
+/// Longest service name: Argo CD and Helm names add `-preprod`, `-pr-<N>` and
+/// Kubernetes suffixes to it, within a 63-character DNS label.
+pub const MAX_NAME_LEN: usize = 40;
+
+/// Whether `name` can be a service: a DNS label (it names Kubernetes objects,
+/// an image and a crate), not a name Cargo reserves, at most [`MAX_NAME_LEN`].
+pub fn check_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    ensure!(
+        ok,
+        "{name:?} is not a service name: lowercase letters, digits and single '-', starting \
+         with a letter, at most {MAX_NAME_LEN} characters (e.g. orders-api); it names a crate, \
+         an image and Kubernetes objects"
+    );
+    const RESERVED: [&str; 8] = [
+        "test",
+        "core",
+        "std",
+        "alloc",
+        "proc-macro",
+        "self",
+        "crate",
+        "xtask",
+    ];
+    ensure!(
+        !RESERVED.contains(&name),
+        "{name:?} is a name Cargo or this workspace reserves: choose another"
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_names_are_dns_labels_and_crate_names() {
+        for good in ["orders-api", "a", "billing2", "a-b-c"] {
+            check_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            "Orders",
+            "orders_api",
+            "-x",
+            "x-",
+            "a--b",
+            "1abc",
+            "test",
+            "xtask",
+            "a.b",
+            &"a".repeat(MAX_NAME_LEN + 1),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     #[test]
     fn image_names_follow_the_distribution_grammar() {
