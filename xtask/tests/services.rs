@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use support::{TempDir, assert_fails, assert_ok, git, stdout, workspace_root, xtask_in};
 
@@ -514,5 +515,78 @@ fn a_scaffolded_service_is_discovered_and_compiles_offline() {
                 "orders-api.yaml".into()
             ),
         ]
+    );
+}
+
+/// Benchmark (prints, never asserts a time): `affected` for a one-service
+/// change in a generated workspace of 20 services sharing one crate.
+/// Target from issue 20: under 1 s. `-- --nocapture` shows the figures.
+#[test]
+fn bench_affected_for_a_one_service_change_in_20_services() {
+    const SERVICES: usize = 20;
+    const RUNS: usize = 5;
+    let dir = TempDir::new("affected-bench");
+    let root = dir.path();
+    let mut members = vec!["\"crates/common\"".to_owned()];
+    write(
+        root,
+        &[
+            ("crates/common/Cargo.toml", &library("common", "")),
+            ("crates/common/src/lib.rs", "\n"),
+        ],
+    );
+    for i in 0..SERVICES {
+        let name = format!("svc-{i:02}");
+        members.push(format!("\"services/{name}\""));
+        write(
+            root,
+            &[
+                (
+                    &format!("services/{name}/Cargo.toml"),
+                    &library(&name, "common = { path = \"../../crates/common\" }\n"),
+                ),
+                (&format!("services/{name}/src/main.rs"), "fn main() {}\n"),
+                (
+                    &format!("services/{name}/service.toml"),
+                    &declaration(&name, "charts/shared"),
+                ),
+            ],
+        );
+    }
+    let manifest = format!(
+        "[workspace]\nresolver = \"3\"\nmembers = [{}]\n",
+        members.join(", ")
+    );
+    write(
+        root,
+        &[
+            ("Cargo.toml", &manifest),
+            ("charts/shared/Chart.yaml", "name: shared\n"),
+        ],
+    );
+    git(root, &["init", "--quiet", "--initial-branch=main"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "--quiet", "-m", "20 services"]);
+    let base = git(root, &["rev-parse", "HEAD"]);
+    write(root, &[("services/svc-07/src/main.rs", "fn main() { }\n")]);
+    git(root, &["commit", "--quiet", "-am", "one service"]);
+
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let output = xtask_in(root, &["affected", "--base", &base, "--json"], &[]);
+        times.push(start.elapsed());
+        assert_ok(&output);
+        let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(report["affected"], serde_json::json!(["svc-07"]));
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "bench affected: {SERVICES} services, one changed, {RUNS} runs (whole process: git \
+         archive, cargo metadata, git diff): min {:.0} ms, median {:.0} ms, max {:.0} ms (target < 1000 ms)",
+        ms(times[0]),
+        ms(times[RUNS / 2]),
+        ms(times[RUNS - 1])
     );
 }
