@@ -4,6 +4,7 @@
 //! `run` on its own flags struct (the rust-analyzer xtask pattern), and the
 //! mechanics they share live in `parts/`.
 
+mod affected;
 mod argocd;
 mod bench;
 mod ci;
@@ -11,6 +12,7 @@ mod demo;
 mod fork;
 mod gate;
 mod image;
+mod new_service;
 mod parts;
 mod preview;
 mod promote;
@@ -78,6 +80,10 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// The signed attestations on an image (cosign's sha256-<hex>.att), checked against --public-key.
     Verify(verify::VerifyArgs),
+    /// Which services a commit range affects, and why (--json for a CI matrix).
+    Affected(affected::AffectedArgs),
+    /// Scaffold services/NAME (crate, service.toml) and add it to the workspace; --dry-run shows the files.
+    NewService(new_service::NewServiceArgs),
     /// Format-preserving YAML edits.
     #[command(subcommand)]
     Values(values::ValuesCommand),
@@ -106,6 +112,8 @@ fn main() -> anyhow::Result<()> {
         Command::Validate(args) => validate::run(args),
         Command::Values(command) => values::run(command),
         Command::Verify(args) => verify::run(args),
+        Command::Affected(args) => affected::run(args),
+        Command::NewService(args) => new_service::run(args),
     }
 }
 

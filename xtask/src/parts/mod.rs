@@ -36,6 +36,10 @@
 //!   `local_registry` (a docker-registry on loopback; the tests include it
 //!   too), `counting_proxy` (bytes sent to a registry).
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
+//! - `services`: the services, discovered (`services/<name>/service.toml`,
+//!   strict), and the packages and path dependencies of `cargo metadata`;
+//!   `affected`: which services a commit range affects, with reasons, for
+//!   `affected`; `scaffold`: the files and workspace member of `new-service`.
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
 //!
@@ -46,6 +50,7 @@
 //! - Only `registry` (with `oci`) speaks OCI.
 //! - Functions are at most 60 lines, or say why next to them (`// long: …`).
 
+pub mod affected;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
@@ -63,7 +68,9 @@ pub mod proc_stats;
 pub mod promotion;
 pub mod registry;
 pub mod repository_checks;
+pub mod scaffold;
 pub mod service;
+pub mod services;
 pub mod tags;
 pub mod tools;
 pub mod trust_policy;

@@ -1,0 +1,82 @@
+//! `cargo xtask new-service NAME`: scaffolds `services/NAME` (crate with
+//! health, readiness, version and metrics; its `service.toml`) and adds it to
+//! the workspace. It prints, without writing, what the GitOps side still needs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use xshell::{Shell, cmd};
+
+use crate::parts::scaffold;
+
+#[derive(clap::Args)]
+pub struct NewServiceArgs {
+    /// The service's name: its crate, image and Kubernetes objects (e.g. orders-api).
+    name: String,
+    /// Print the files and the Cargo.toml diff; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The port it listens on.
+    #[arg(long, default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+    /// The workspace to add it to (default: the one around the current directory).
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+}
+
+pub fn run(args: NewServiceArgs) -> Result<()> {
+    // 1. The workspace, and everything that would be written (checked first: a
+    //    bad or taken name writes nothing).
+    let sh = Shell::new()?;
+    sh.change_dir(&args.workspace);
+    let cargo = crate::parts::services::cargo();
+    let manifest = cmd!(
+        sh,
+        "{cargo} locate-project --workspace --message-format plain"
+    )
+    .quiet()
+    .read()
+    .with_context(|| {
+        format!(
+            "{} is not inside a Cargo workspace",
+            args.workspace.display()
+        )
+    })?;
+    let root = PathBuf::from(manifest)
+        .parent()
+        .context("a manifest has a directory")?
+        .to_path_buf();
+    let plan = scaffold::plan(&root, &args.name, args.port)?;
+
+    // 2. Shown, or written.
+    if args.dry_run {
+        for (path, text) in &plan.files {
+            println!("--- new file {path}\n{text}");
+        }
+        let (before, after) = &plan.manifest;
+        print!(
+            "{}",
+            crate::parts::unified_diff("Cargo.toml", before, after)
+        );
+        println!(
+            "(dry run: nothing written; Cargo.lock would gain the package {})",
+            args.name
+        );
+    } else {
+        scaffold::write(&root, &plan)?;
+        for (path, _) in &plan.files {
+            println!("created {path}");
+        }
+        println!(
+            "added {} to [workspace] members in Cargo.toml; Cargo.lock updated",
+            plan.dir
+        );
+    }
+
+    // 3. What it does not write yet.
+    println!("\nnot written by new-service yet (the GitOps side is single-service today):");
+    for step in scaffold::remaining_steps(&args.name) {
+        println!("  - {step}");
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! The services of this workspace, discovered rather than named in code: a
+//! service is a workspace member under `services/` with a `service.toml`
+//! beside its `Cargo.toml`, declaring how it ships (image, chart, port, probe
+//! paths, values file). Everything else in the workspace (xtask, shared
+//! crates) is a package but not a service.
+//!
+//! The workspace's packages and their path dependencies come from
+//! `cargo metadata --no-deps` (no resolution, no network): that is the build
+//! graph `affected` walks.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use xshell::{Shell, cmd};
+
+/// Where services live, from the workspace root.
+pub const SERVICES_DIR: &str = "services";
+/// A service's declaration, in its directory.
+pub const DECLARATION_FILE: &str = "service.toml";
+/// Each environment's values files, from the workspace root:
+/// `gitops/values/<env>/<values-file>`.
+pub const VALUES_DIR: &str = "gitops/values";
+
+/// `services/<name>/service.toml`. Unknown keys are refused, so a typo is an
+/// error rather than a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Declaration {
+    /// The image repository's last path segment (`ghcr.io/<owner>/<image>`).
+    pub image: String,
+    /// The Helm chart that deploys it, from the workspace root.
+    pub chart: String,
+    /// The port it listens on (its `PORT`).
+    pub port: u16,
+    /// Liveness probe path.
+    pub health_path: String,
+    /// Readiness probe path.
+    pub ready_path: String,
+    /// Its values file in each environment: `gitops/values/<env>/<values-file>`.
+    pub values_file: String,
+}
+
+/// A discovered service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// Its package name, which is also its directory's name.
+    pub name: String,
+    /// `services/<name>`, from the workspace root.
+    pub dir: String,
+    #[serde(flatten)]
+    pub declaration: Declaration,
+}
+
+/// A workspace package, as the build graph sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    /// Its directory from the workspace root (`""` for a root package).
+    pub dir: String,
+    /// The directories of its path dependencies (every kind: normal, build,
+    /// dev), from the workspace root.
+    pub path_deps: BTreeSet<String>,
+}
+
+/// The workspace's packages, from `cargo metadata --no-deps` run in `root`.
+/// Cargo is the one `cargo xtask` runs under (`$CARGO`), so a
+/// `rust-toolchain.toml` in `root` never makes rustup fetch another one.
+pub fn packages(root: &Path) -> Result<Vec<Package>> {
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    let cargo = cargo();
+    let output = cmd!(
+        sh,
+        "{cargo} metadata --no-deps --format-version 1 --offline"
+    )
+    .quiet()
+    .ignore_status()
+    .output()?;
+    ensure!(
+        output.status.success(),
+        "cargo metadata failed in {}: {}",
+        root.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let metadata: Metadata =
+        serde_json::from_slice(&output.stdout).context("reading cargo metadata's output")?;
+    let root = std::path::absolute(root)?;
+    let relative = |path: &Path| -> Result<String> {
+        let dir = path.strip_prefix(&root).with_context(|| {
+            format!(
+                "{} is outside the workspace {}",
+                path.display(),
+                root.display()
+            )
+        })?;
+        Ok(slash_path(dir))
+    };
+    metadata
+        .packages
+        .iter()
+        .map(|package| {
+            let manifest = Path::new(&package.manifest_path);
+            Ok(Package {
+                name: package.name.clone(),
+                dir: relative(manifest.parent().context("a manifest has a directory")?)?,
+                path_deps: package
+                    .dependencies
+                    .iter()
+                    .filter_map(|d| d.path.as_deref())
+                    .map(|p| relative(Path::new(p)))
+                    .collect::<Result<_>>()?,
+            })
+        })
+        .collect()
+}
+
+/// The cargo `cargo xtask` runs under (`$CARGO`), else the one on the PATH.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<MetadataPackage>,
+}
+
+#[derive(Deserialize)]
+struct MetadataPackage {
+    name: String,
+    manifest_path: String,
+    dependencies: Vec<MetadataDependency>,
+}
+
+#[derive(Deserialize)]
+struct MetadataDependency {
+    path: Option<String>,
+}
+
+/// `a/b/c` with forward slashes, whatever the platform.
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The services of the workspace at `root`, sorted by name: every
+/// `services/<name>/service.toml`, each of which must belong to a workspace
+/// member named `<name>`. A workspace without any declares no services.
+pub fn discover(root: &Path, packages: &[Package]) -> Result<Vec<Service>> {
+    let mut services = Vec::new();
+    let dir = root.join(SERVICES_DIR);
+    if !dir.is_dir() {
+        return Ok(services);
+    }
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let declaration_path = entry.path().join(DECLARATION_FILE);
+        if !declaration_path.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let service_dir = format!("{SERVICES_DIR}/{name}");
+        let shown = format!("{service_dir}/{DECLARATION_FILE}");
+        let Some(package) = packages.iter().find(|p| p.dir == service_dir) else {
+            bail!(
+                "{shown} declares a service, but {service_dir} is not a workspace member: \
+                 add \"{service_dir}\" to [workspace] members in Cargo.toml, or remove {shown}"
+            );
+        };
+        ensure!(
+            package.name == name,
+            "{service_dir}/Cargo.toml names its package {:?}: a service's package and directory \
+             share one name (rename one of them to match the other)",
+            package.name
+        );
+        let declaration = read_declaration(root, &declaration_path, &shown)?;
+        services.push(Service {
+            name,
+            dir: service_dir,
+            declaration,
+        });
+    }
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    check_distinct(&services)?;
+    Ok(services)
+}
+
+/// Reads and checks one declaration; `shown` names it in errors.
+fn read_declaration(root: &Path, path: &Path, shown: &str) -> Result<Declaration> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
+    let declaration: Declaration = toml_edit::de::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{shown}: {}\nthe keys are image, chart, port, health-path, ready-path, values-file",
+            e.to_string().trim()
+        )
+    })?;
+    declaration
+        .check(root)
+        .with_context(|| format!("{shown} is not valid"))?;
+    Ok(declaration)
+}
+
+impl Declaration {
+    /// The checks serde cannot make: names that become paths and image names.
+    pub fn check(&self, root: &Path) -> Result<()> {
+        ensure!(
+            is_image_name(&self.image),
+            "image {:?} is not an image repository name: lowercase letters, digits, and . _ - \
+             between them (e.g. \"items-api\")",
+            self.image
+        );
+        ensure!(
+            self.port != 0,
+            "port 0 is not a port: give the one the service listens on"
+        );
+        for (key, path) in [
+            ("health-path", &self.health_path),
+            ("ready-path", &self.ready_path),
+        ] {
+            ensure!(
+                path.starts_with('/'),
+                "{key} {path:?} must start with '/' (e.g. \"/healthz\")"
+            );
+        }
+        ensure!(
+            is_plain_file_name(&self.values_file) && self.values_file.ends_with(".yaml"),
+            "values-file {:?} must be a file name ending in .yaml, without a folder \
+             (it is looked up in {VALUES_DIR}/<env>/)",
+            self.values_file
+        );
+        ensure!(
+            !self.chart.starts_with('/') && !self.chart.split('/').any(|c| c == ".."),
+            "chart {:?} must be a path inside the workspace (e.g. \"charts/service-demo\")",
+            self.chart
+        );
+        ensure!(
+            root.join(&self.chart).join("Chart.yaml").is_file(),
+            "chart {} has no Chart.yaml: fix the path or create the chart",
+            self.chart
+        );
+        Ok(())
+    }
+}
+
+/// Two services may share a chart, never an image or a values file.
+fn check_distinct(services: &[Service]) -> Result<()> {
+    for (i, a) in services.iter().enumerate() {
+        for b in &services[i + 1..] {
+            let (x, y) = (&a.declaration, &b.declaration);
+            ensure!(
+                x.image != y.image,
+                "{} and {} both declare image {:?}: each service has its own image repository",
+                a.name,
+                b.name,
+                x.image
+            );
+            ensure!(
+                x.values_file != y.values_file,
+                "{} and {} both declare values-file {:?}: each service has its own values",
+                a.name,
+                b.name,
+                x.values_file
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A name of a distribution repository path component.
+fn is_image_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let separator = |b: &u8| matches!(b, b'.' | b'_' | b'-');
+    !name.is_empty()
+        && name.len() <= 128
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || separator(b))
+        && !bytes.first().is_some_and(separator)
+        && !bytes.last().is_some_and(separator)
+}
+
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('/') && !name.contains('\\') && !name.starts_with('.')
+}
+
+/// Longest service name: Argo CD and Helm names add `-preprod`, `-pr-<N>` and
+/// Kubernetes suffixes to it, within a 63-character DNS label.
+pub const MAX_NAME_LEN: usize = 40;
+
+/// Whether `name` can be a service: a DNS label (it names Kubernetes objects,
+/// an image and a crate), not a name Cargo reserves, at most [`MAX_NAME_LEN`].
+pub fn check_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    ensure!(
+        ok,
+        "{name:?} is not a service name: lowercase letters, digits and single '-', starting \
+         with a letter, at most {MAX_NAME_LEN} characters (e.g. orders-api); it names a crate, \
+         an image and Kubernetes objects"
+    );
+    const RESERVED: [&str; 8] = [
+        "test",
+        "core",
+        "std",
+        "alloc",
+        "proc-macro",
+        "self",
+        "crate",
+        "xtask",
+    ];
+    ensure!(
+        !RESERVED.contains(&name),
+        "{name:?} is a name Cargo or this workspace reserves: choose another"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_are_dns_labels_and_crate_names() {
+        for good in ["orders-api", "a", "billing2", "a-b-c"] {
+            check_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            "Orders",
+            "orders_api",
+            "-x",
+            "x-",
+            "a--b",
+            "1abc",
+            "test",
+            "xtask",
+            "a.b",
+            &"a".repeat(MAX_NAME_LEN + 1),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn image_names_follow_the_distribution_grammar() {
+        assert!(is_image_name("service-demo"));
+        assert!(is_image_name("a.b_c"));
+        for bad in ["", "Service", "-a", "a-", "a/b", "a b"] {
+            assert!(!is_image_name(bad), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_declaration_is_refused() {
+        let text = "image = \"x\"\nchart = \"c\"\nport = 1\nhealth-path = \"/h\"\n\
+                    ready-path = \"/r\"\nvalues-file = \"x.yaml\"\nhealthpath = \"/h\"\n";
+        let error = toml_edit::de::from_str::<Declaration>(text).unwrap_err();
+        assert!(error.to_string().contains("healthpath"), "{error}");
+    }
+}

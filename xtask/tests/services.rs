@@ -1,0 +1,592 @@
+//! Services discovered from `services/<name>/service.toml`, `cargo xtask
+//! affected` over real git repositories holding small real workspaces, and
+//! `cargo xtask new-service` scaffolding into a copy of this workspace.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{TempDir, assert_fails, assert_ok, git, stdout, workspace_root, xtask_in};
+
+/// `(path, text)` pairs written under `root`.
+fn write(root: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn library(name: &str, deps: &str) -> String {
+    format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         [dependencies]\n{deps}"
+    )
+}
+
+fn declaration(image: &str, chart: &str) -> String {
+    format!(
+        "image = \"{image}\"\nchart = \"{chart}\"\nport = 8080\nhealth-path = \"/healthz\"\n\
+         ready-path = \"/readyz\"\nvalues-file = \"{image}.yaml\"\n"
+    )
+}
+
+/// A git repository holding a workspace of two services and three shared crates:
+/// alpha → crates/common → crates/base; beta has crates/testkit as a dev-dependency;
+/// xtask is the pipeline. Returns the directory and the first commit.
+fn two_services() -> (TempDir, String) {
+    let dir = TempDir::new("affected");
+    let root = dir.path();
+    let alpha = library("alpha", "common = { path = \"../../crates/common\" }\n");
+    let beta = format!(
+        "{}\n[dev-dependencies]\ntestkit = {{ path = \"../../crates/testkit\" }}\n",
+        library("beta", "")
+    );
+    let (alpha_toml, beta_toml) = (
+        declaration("alpha", "charts/alpha"),
+        declaration("beta", "charts/beta"),
+    );
+    let common = library("common", "base = { path = \"../base\" }\n");
+    write(
+        root,
+        &[
+            (
+                "Cargo.toml",
+                "[workspace]\nresolver = \"3\"\nmembers = [\"xtask\", \"services/alpha\", \
+                 \"services/beta\", \"crates/common\", \"crates/base\", \"crates/testkit\"]\n",
+            ),
+            ("Cargo.lock", "version = 4\n"),
+            ("README.md", "# a workspace\n"),
+            ("services/alpha/Cargo.toml", &alpha),
+            ("services/alpha/service.toml", &alpha_toml),
+            ("services/alpha/src/main.rs", "fn main() {}\n"),
+            ("services/beta/Cargo.toml", &beta),
+            ("services/beta/service.toml", &beta_toml),
+            ("services/beta/src/main.rs", "fn main() {}\n"),
+            ("crates/common/Cargo.toml", &common),
+            ("crates/common/src/lib.rs", "\n"),
+            ("crates/base/Cargo.toml", &library("base", "")),
+            ("crates/base/src/lib.rs", "\n"),
+            ("crates/testkit/Cargo.toml", &library("testkit", "")),
+            ("crates/testkit/src/lib.rs", "\n"),
+            ("xtask/Cargo.toml", &library("xtask", "")),
+            ("xtask/src/main.rs", "fn main() {}\n"),
+            ("charts/alpha/Chart.yaml", "name: alpha\n"),
+            ("charts/beta/Chart.yaml", "name: beta\n"),
+            ("gitops/values/prod/alpha.yaml", "image: {}\n"),
+            ("gitops/values/prod/beta.yaml", "image: {}\n"),
+        ],
+    );
+    git(root, &["init", "--quiet", "--initial-branch=main"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "--quiet", "-m", "a workspace"]);
+    let base = git(root, &["rev-parse", "HEAD"]);
+    (dir, base)
+}
+
+/// Commits `files` and runs `affected --base <base>` in `root`; its JSON report.
+fn affected_after(root: &Path, base: &str, files: &[(&str, &str)]) -> serde_json::Value {
+    write(root, files);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "--quiet", "-m", "a change"]);
+    let output = xtask_in(root, &["affected", "--base", base, "--json"], &[]);
+    assert_ok(&output);
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
+/// Each service's reasons in a report (empty when not affected).
+fn reasons(report: &serde_json::Value, service: &str) -> Vec<String> {
+    let decision = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["service"] == service)
+        .unwrap_or_else(|| panic!("{service} is not in {report:#}"));
+    assert_eq!(
+        decision["affected"],
+        !decision["reasons"].as_array().unwrap().is_empty()
+    );
+    serde_json::from_value(decision["reasons"].clone()).unwrap()
+}
+
+#[test]
+fn a_change_in_a_service_affects_that_service_only() {
+    let (dir, base) = two_services();
+    let report = affected_after(
+        dir.path(),
+        &base,
+        &[("services/alpha/src/main.rs", "fn main() { }\n")],
+    );
+    assert_eq!(
+        reasons(&report, "alpha"),
+        ["services/alpha/src/main.rs changed"]
+    );
+    assert!(reasons(&report, "beta").is_empty());
+    assert_eq!(report["affected"], serde_json::json!(["alpha"]));
+}
+
+#[test]
+fn a_shared_crate_affects_its_dependents_directly_and_transitively() {
+    let (dir, base) = two_services();
+    let report = affected_after(dir.path(), &base, &[("crates/common/src/lib.rs", "// x\n")]);
+    assert_eq!(
+        reasons(&report, "alpha"),
+        ["depends on crates/common (changed)"]
+    );
+    assert!(reasons(&report, "beta").is_empty());
+
+    let base = git(dir.path(), &["rev-parse", "HEAD"]);
+    let report = affected_after(dir.path(), &base, &[("crates/base/src/lib.rs", "// y\n")]);
+    assert_eq!(
+        reasons(&report, "alpha"),
+        ["depends on crates/base through crates/common (changed)"]
+    );
+    assert!(reasons(&report, "beta").is_empty());
+
+    let base = git(dir.path(), &["rev-parse", "HEAD"]);
+    let report = affected_after(
+        dir.path(),
+        &base,
+        &[("crates/testkit/src/lib.rs", "// z\n")],
+    );
+    assert_eq!(
+        reasons(&report, "beta"),
+        ["depends on crates/testkit (changed)"],
+        "a dev-dependency changes the service's tests"
+    );
+    assert!(reasons(&report, "alpha").is_empty());
+}
+
+#[test]
+fn the_lock_file_toolchain_and_cargo_config_affect_every_service() {
+    for file in [
+        "Cargo.lock",
+        "rust-toolchain.toml",
+        ".cargo/config.toml",
+        "Dockerfile",
+    ] {
+        let (dir, base) = two_services();
+        let report = affected_after(dir.path(), &base, &[(file, "# changed\n")]);
+        let expected = [format!("{file} changed (every image is built from it)")];
+        assert_eq!(reasons(&report, "alpha"), expected);
+        assert_eq!(reasons(&report, "beta"), expected);
+    }
+}
+
+#[test]
+fn a_services_chart_or_values_affect_that_service() {
+    let (dir, base) = two_services();
+    let report = affected_after(
+        dir.path(),
+        &base,
+        &[(
+            "charts/beta/templates/deployment.yaml",
+            "kind: Deployment\n",
+        )],
+    );
+    assert_eq!(
+        reasons(&report, "beta"),
+        ["charts/beta/templates/deployment.yaml changed (how it is deployed)"]
+    );
+    assert!(reasons(&report, "alpha").is_empty());
+
+    let base = git(dir.path(), &["rev-parse", "HEAD"]);
+    let report = affected_after(
+        dir.path(),
+        &base,
+        &[("gitops/values/prod/alpha.yaml", "image: {tag: x}\n")],
+    );
+    assert_eq!(
+        reasons(&report, "alpha"),
+        ["gitops/values/prod/alpha.yaml changed (how it is deployed)"]
+    );
+    assert!(reasons(&report, "beta").is_empty());
+}
+
+#[test]
+fn the_pipeline_and_docs_affect_no_service_and_are_listed() {
+    let (dir, base) = two_services();
+    let report = affected_after(
+        dir.path(),
+        &base,
+        &[
+            ("xtask/src/main.rs", "fn main() { }\n"),
+            ("README.md", "# changed\n"),
+        ],
+    );
+    assert_eq!(report["affected"], serde_json::json!([]));
+    assert_eq!(report["pipeline"], serde_json::json!(["xtask/src/main.rs"]));
+    assert_eq!(report["unclaimed"], serde_json::json!(["README.md"]));
+
+    // The image-assembling parts of xtask are not just pipeline.
+    let base = git(dir.path(), &["rev-parse", "HEAD"]);
+    let report = affected_after(
+        dir.path(),
+        &base,
+        &[("xtask/src/parts/oci.rs", "// layers\n")],
+    );
+    assert_eq!(report["affected"], serde_json::json!(["alpha", "beta"]));
+}
+
+#[test]
+fn the_text_report_gives_each_decision_with_its_reason() {
+    let (dir, base) = two_services();
+    write(
+        dir.path(),
+        &[
+            ("crates/common/src/lib.rs", "// x\n"),
+            ("services/alpha/src/main.rs", "fn main() { }\n"),
+        ],
+    );
+    git(dir.path(), &["commit", "--quiet", "-am", "two changes"]);
+    let output = xtask_in(dir.path(), &["affected", "--base", &base], &[]);
+    assert_ok(&output);
+    let text = stdout(&output);
+    assert!(
+        text.contains("alpha: services/alpha/src/main.rs changed\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("also: depends on crates/common (changed)\n"),
+        "{text}"
+    );
+    assert!(text.contains("beta: not affected\n"), "{text}");
+    assert!(text.contains("1 of 2 services affected"), "{text}");
+}
+
+#[test]
+fn the_build_graph_is_the_head_commits_not_the_working_trees() {
+    let (dir, base) = two_services();
+    // beta starts depending on common in the commit; the working tree then drops it again.
+    let beta = library("beta", "common = { path = \"../../crates/common\" }\n");
+    write(
+        dir.path(),
+        &[
+            ("services/beta/Cargo.toml", &beta),
+            ("crates/common/src/lib.rs", "// x\n"),
+        ],
+    );
+    git(
+        dir.path(),
+        &["commit", "--quiet", "-am", "beta uses common"],
+    );
+    write(
+        dir.path(),
+        &[("services/beta/Cargo.toml", &library("beta", ""))],
+    );
+    let output = xtask_in(
+        dir.path(),
+        &["affected", "--base", &base, "--head", "HEAD", "--json"],
+        &[],
+    );
+    assert_ok(&output);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        reasons(&report, "beta"),
+        [
+            "services/beta/Cargo.toml changed",
+            "depends on crates/common (changed)"
+        ]
+    );
+}
+
+#[test]
+fn bad_revisions_are_refused_with_the_fix() {
+    let (dir, base) = two_services();
+    let output = xtask_in(dir.path(), &["affected", "--base=--output=x"], &[]);
+    let message = assert_fails(&output);
+    assert!(message.contains("begins with '-'"), "{message}");
+    assert!(!dir.path().join("x").exists());
+
+    let output = xtask_in(dir.path(), &["affected", "--base", "no-such-branch"], &[]);
+    let message = assert_fails(&output);
+    assert!(
+        message.contains("--base no-such-branch: pass the commit the range starts from"),
+        "{message}"
+    );
+
+    let output = xtask_in(dir.path(), &["affected", "--base", &base, "--head=-x"], &[]);
+    let message = assert_fails(&output);
+    assert!(message.contains("begins with '-'"), "{message}");
+}
+
+#[test]
+fn a_declaration_with_an_unknown_key_or_outside_the_workspace_is_refused() {
+    let (dir, base) = two_services();
+    let bad = format!(
+        "{}healthpath = \"/h\"\n",
+        declaration("alpha", "charts/alpha")
+    );
+    write(dir.path(), &[("services/alpha/service.toml", &bad)]);
+    git(dir.path(), &["commit", "--quiet", "-am", "typo"]);
+    let output = xtask_in(dir.path(), &["affected", "--base", &base], &[]);
+    let message = assert_fails(&output);
+    assert!(message.contains("services/alpha/service.toml"), "{message}");
+    assert!(message.contains("healthpath"), "{message}");
+
+    let (dir, base) = two_services();
+    write(
+        dir.path(),
+        &[
+            ("services/gamma/Cargo.toml", &library("gamma", "")),
+            ("services/gamma/src/main.rs", "fn main() {}\n"),
+            (
+                "services/gamma/service.toml",
+                &declaration("gamma", "charts/alpha"),
+            ),
+        ],
+    );
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "--quiet", "-m", "not a member"]);
+    let output = xtask_in(dir.path(), &["affected", "--base", &base], &[]);
+    let message = assert_fails(&output);
+    assert!(
+        message.contains(
+            "services/gamma is not a workspace member: add \"services/gamma\" to [workspace] members"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn this_workspace_declares_items_api_as_the_service_demo_image() {
+    let output = xtask_in(
+        &workspace_root(),
+        &["affected", "--base", "HEAD", "--head", "HEAD", "--json"],
+        &[],
+    );
+    assert_ok(&output);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["affected"], serde_json::json!([]));
+    let services = report["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1, "{report:#}");
+    assert_eq!(services[0]["service"], "items-api");
+    assert_eq!(services[0]["image"], "service-demo");
+}
+
+/// A copy of this workspace's crates and chart (not its target dir or git).
+fn workspace_copy() -> TempDir {
+    let dir = TempDir::new("new-service");
+    let root = workspace_root();
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
+    }
+    for folder in [".cargo", "xtask", "services", "charts"] {
+        support::copy_dir(&root.join(folder), &dir.path().join(folder));
+    }
+    dir
+}
+
+#[test]
+fn new_service_dry_run_shows_the_files_and_the_manifest_diff_and_writes_nothing() {
+    let copy = workspace_copy();
+    let before = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    let output = xtask_in(
+        copy.path(),
+        &["new-service", "orders-api", "--dry-run", "--port", "9090"],
+        &[],
+    );
+    assert_ok(&output);
+    let text = stdout(&output);
+    for expected in [
+        "--- new file services/orders-api/Cargo.toml",
+        "--- new file services/orders-api/service.toml",
+        "--- new file services/orders-api/src/main.rs",
+        "const DEFAULT_PORT: u16 = 9090;",
+        "+members = [\"xtask\", \"services/items-api\", \"services/orders-api\"]",
+        "gitops/values/{dev,preprod,prod}/orders-api.yaml",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing in\n{text}");
+    }
+    assert!(!copy.path().join("services/orders-api").exists());
+    let after = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn new_service_refuses_bad_or_taken_names_and_writes_nothing() {
+    let copy = workspace_copy();
+    let manifest = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    for (name, expected) in [
+        ("Orders_API", "is not a service name"),
+        ("-x", "is not a service name"),
+        ("xtask", "reserves"),
+        ("items-api", "services/items-api already exists"),
+        ("service-demo", "already uses the image or values file"),
+    ] {
+        let output = xtask_in(copy.path(), &["new-service", "--", name], &[]);
+        let message = assert_fails(&output);
+        assert!(message.contains(expected), "{name}: {message}");
+        let services: Vec<_> = std::fs::read_dir(copy.path().join("services"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(services, ["items-api"], "{name} wrote a directory");
+        let now = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+        assert_eq!(now, manifest, "{name} changed Cargo.toml");
+    }
+}
+
+/// Scaffolds a service into a copy of this workspace and compiles it offline
+/// and `--locked` (its dependencies are items-api's, already in the lock and
+/// the registry cache), in a target dir of its own under this run's, kept warm
+/// between runs: about a minute cold, seconds warm.
+#[test]
+fn a_scaffolded_service_is_discovered_and_compiles_offline() {
+    let copy = workspace_copy();
+    let output = xtask_in(copy.path(), &["new-service", "orders-api"], &[]);
+    assert_ok(&output);
+    let manifest = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("\"services/items-api\", \"services/orders-api\"]"));
+    let lock = std::fs::read_to_string(copy.path().join("Cargo.lock")).unwrap();
+    assert!(lock.contains("name = \"orders-api\""));
+
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("scaffold-check");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let check = std::process::Command::new(&cargo)
+        .args([
+            "check",
+            "--offline",
+            "--locked",
+            "--quiet",
+            "-p",
+            "orders-api",
+        ])
+        .current_dir(copy.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", "-D warnings")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the scaffold does not compile: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let fmt = std::process::Command::new("rustfmt")
+        .args([
+            "--check",
+            "--edition",
+            "2024",
+            "services/orders-api/src/main.rs",
+        ])
+        .current_dir(copy.path())
+        .output()
+        .unwrap();
+    assert!(
+        fmt.status.success(),
+        "the scaffold is not rustfmt-clean:\n{}",
+        String::from_utf8_lossy(&fmt.stdout)
+    );
+
+    // Discovered as a service, with the declared image and values file.
+    git(copy.path(), &["init", "--quiet", "--initial-branch=main"]);
+    git(copy.path(), &["add", "-A"]);
+    git(copy.path(), &["commit", "--quiet", "-m", "two services"]);
+    let output = xtask_in(copy.path(), &["affected", "--base", "HEAD", "--json"], &[]);
+    assert_ok(&output);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let names: Vec<_> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["service"].clone(),
+                s["image"].clone(),
+                s["values-file"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (
+                "items-api".into(),
+                "service-demo".into(),
+                "service-demo.yaml".into()
+            ),
+            (
+                "orders-api".into(),
+                "orders-api".into(),
+                "orders-api.yaml".into()
+            ),
+        ]
+    );
+}
+
+/// Benchmark (prints, never asserts a time): `affected` for a one-service
+/// change in a generated workspace of 20 services sharing one crate.
+/// Target from issue 20: under 1 s. `-- --nocapture` shows the figures.
+#[test]
+fn bench_affected_for_a_one_service_change_in_20_services() {
+    const SERVICES: usize = 20;
+    const RUNS: usize = 5;
+    let dir = TempDir::new("affected-bench");
+    let root = dir.path();
+    let mut members = vec!["\"crates/common\"".to_owned()];
+    write(
+        root,
+        &[
+            ("crates/common/Cargo.toml", &library("common", "")),
+            ("crates/common/src/lib.rs", "\n"),
+        ],
+    );
+    for i in 0..SERVICES {
+        let name = format!("svc-{i:02}");
+        members.push(format!("\"services/{name}\""));
+        write(
+            root,
+            &[
+                (
+                    &format!("services/{name}/Cargo.toml"),
+                    &library(&name, "common = { path = \"../../crates/common\" }\n"),
+                ),
+                (&format!("services/{name}/src/main.rs"), "fn main() {}\n"),
+                (
+                    &format!("services/{name}/service.toml"),
+                    &declaration(&name, "charts/shared"),
+                ),
+            ],
+        );
+    }
+    let manifest = format!(
+        "[workspace]\nresolver = \"3\"\nmembers = [{}]\n",
+        members.join(", ")
+    );
+    write(
+        root,
+        &[
+            ("Cargo.toml", &manifest),
+            ("charts/shared/Chart.yaml", "name: shared\n"),
+        ],
+    );
+    git(root, &["init", "--quiet", "--initial-branch=main"]);
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "--quiet", "-m", "20 services"]);
+    let base = git(root, &["rev-parse", "HEAD"]);
+    write(root, &[("services/svc-07/src/main.rs", "fn main() { }\n")]);
+    git(root, &["commit", "--quiet", "-am", "one service"]);
+
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let output = xtask_in(root, &["affected", "--base", &base, "--json"], &[]);
+        times.push(start.elapsed());
+        assert_ok(&output);
+        let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(report["affected"], serde_json::json!(["svc-07"]));
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "bench affected: {SERVICES} services, one changed, {RUNS} runs (whole process: git \
+         archive, cargo metadata, git diff): min {:.0} ms, median {:.0} ms, max {:.0} ms (target < 1000 ms)",
+        ms(times[0]),
+        ms(times[RUNS / 2]),
+        ms(times[RUNS - 1])
+    );
+}
