@@ -170,8 +170,10 @@ impl Demo {
         self.checks()?;
         let tag = format!("pr-1-{sha}");
         let digest = self.build(&sha, &tag)?;
+        // As preview.yml: the digest from the registry (IMAGE_REPOSITORY), the label
+        // unchecked (no GitHub here; the command says so).
         self.xtask(&[
-            "preview", "deploy", "--pr", "1", "--sha", &sha, "--digest", &digest,
+            "preview", "deploy", "--pr", "1", "--sha", &sha, "--label", "preview",
         ])?;
         let service = Running::start(self, &tag, "pr-1")?;
         self.xtask(&["smoke", "--url", &service.url])?;

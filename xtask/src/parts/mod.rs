@@ -29,6 +29,9 @@
 //!   envelopes (ECDSA P-256), stored as cosign's `.att` tag, verified by release.
 //! - `trust_policy`: who can change the cluster and prod (root app and
 //!   projects, workflow secrets and environments, CODEOWNERS), for `validate`.
+//! - `workflow_wiring`: what a fork's workflows rely on: cluster jobs on the
+//!   cluster runner, gates never skipped, previews filtered and grouped per
+//!   pull request, the pinned toolchain and musl targets; run by `trust_policy`.
 //! - `repository_checks`: every check `validate` and `ci` run on the
 //!   repository (chart, Argo CD, Terraform, workflows, trust); `tools`: the
 //!   tool pins of `xtask/tools.txt`, for the hints that name an install.
@@ -71,6 +74,7 @@ pub mod tags;
 pub mod tools;
 pub mod trust_policy;
 pub mod values;
+pub mod workflow_wiring;
 pub mod workspace;
 pub mod wrk;
 
