@@ -156,6 +156,30 @@ impl ArgoCd {
         }
     }
 
+    /// `GET /api/v1/applications?projects=<project>`: how many Applications
+    /// of `project` this token sees (what `doctor` checks).
+    pub fn project_applications(&self, project: &str) -> Result<usize> {
+        let url = format!("{}/api/v1/applications?projects={project}", self.server);
+        let response = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .with_context(|| format!("could not reach Argo CD at {url}"))?;
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        refused(status, &url)?;
+        if !status.is_success() {
+            bail!(
+                "Argo CD answered {status} for {url}: {}",
+                error_message(&text)
+            );
+        }
+        let list: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("Argo CD's answer from {url} is not an application list"))?;
+        Ok(list["items"].as_array().map_or(0, Vec::len))
+    }
+
     /// `POST /api/v1/applications/<name>/sync` to `revision`, pruning what git no
     /// longer has (as the automated policy of preprod does).
     pub fn sync(&self, name: &str, revision: &str) -> Result<SyncStart> {

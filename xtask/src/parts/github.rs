@@ -64,6 +64,20 @@ impl GitHub {
         self.get_url(&url)
     }
 
+    /// GET `<api><path>` (a path outside the repository, e.g. `/users/<owner>/packages/…`);
+    /// None when GitHub answers 404.
+    pub fn get_optional(&self, path: &str) -> Result<Option<Value>> {
+        let url = format!("{}{path}", self.api);
+        let response = self
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .with_context(|| format!("GET {url}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        json(response, &url).map(Some)
+    }
+
     fn get_url(&self, url: &str) -> Result<Value> {
         let response = self
             .request(reqwest::Method::GET, url)
