@@ -77,7 +77,14 @@ fn github(fork: Fork) -> FakeHttp {
         let path = request.target.strip_suffix("?per_page=100");
         match (path, request.target.as_str()) {
             (Some(p), _) if p == format!("{prefix}/actions/variables") => {
-                ok(listing("variables", &fork.variables))
+                let mut listed: Value =
+                    serde_json::from_str(&listing("variables", &fork.variables)).unwrap();
+                for variable in listed["variables"].as_array_mut().unwrap() {
+                    if variable["name"] == "CLUSTER_RUNNER" {
+                        variable["value"] = json!(r#"["self-hosted", "laptop"]"#);
+                    }
+                }
+                ok(listed.to_string())
             }
             (Some(p), _) if p == format!("{prefix}/actions/secrets") => {
                 ok(listing("secrets", &fork.repo_secrets))
@@ -299,5 +306,24 @@ fn a_missing_gate_key_is_named_with_its_fix() {
             "✘ gate key GATE_PUBLIC_KEY in environment prod: not set",
             "gh variable set GATE_PUBLIC_KEY --repo acme/service-demo --env prod < gate.pub",
         ],
+    );
+}
+
+/// The runner's labels come from the repository variable CLUSTER_RUNNER when it is set.
+#[test]
+fn the_cluster_runner_variable_names_the_labels_looked_for() {
+    let mut fork = Fork::ready();
+    fork.variables.push("CLUSTER_RUNNER");
+    missing(
+        fork.clone(),
+        ARGOCD_TOKEN,
+        &["✘ cluster runner: no self-hosted runner has the labels [\"self-hosted\", \"laptop\"]"],
+    );
+    fork.runner.1 = vec!["self-hosted", "laptop"];
+    let (output, text) = doctor(fork, ARGOCD_TOKEN);
+    assert_ok(&output);
+    assert!(
+        text.contains("✔ cluster runner: laptop is online with [\"self-hosted\", \"laptop\"]"),
+        "{text}"
     );
 }
