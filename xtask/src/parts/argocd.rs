@@ -99,10 +99,13 @@ impl ArgoCd {
     }
 
     pub fn from_env(server: Option<&str>, insecure: bool) -> Result<Self> {
-        let server = match server {
+        let server = match server.filter(|server| !server.is_empty()) {
             Some(server) => server.to_owned(),
+            // Empty is what Actions passes for a repository variable that is not set.
             None => std::env::var("ARGOCD_SERVER")
-                .context("ARGOCD_SERVER is not set: give the Argo CD host (or --server)")?,
+                .ok()
+                .filter(|server| !server.is_empty())
+                .context("ARGOCD_SERVER is not set: give the Argo CD host (or --server); in Actions, the repository variable ARGOCD_SERVER (`cargo xtask doctor` lists what a fork is missing)")?,
         };
         let token = std::env::var("ARGOCD_AUTH_TOKEN").unwrap_or_default();
         Self::new(&server, token, insecure)
