@@ -46,6 +46,66 @@ const BROKEN_HEALTHZ: &str = r#"pub async fn healthz() -> (axum::http::StatusCod
     }
 }"#;
 
+/// The flows of the workflows, which the demo runs in turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// ci.yml's image, then preview.yml's deploy and verify.
+    PullRequest,
+    /// preview.yml's cleanup.
+    PullRequestClosed,
+    /// cd.yml.
+    Main,
+    /// release.yml.
+    Release,
+    /// Commands a person runs (rollback, status): no workflow.
+    ByHand,
+}
+
+/// What the demo runs, in order: each flow's `cargo xtask` subcommands and
+/// flags (values left out). `Demo::xtask` refuses any other call, so a demo
+/// that finishes ran exactly this; a test (below) proves each flow is what the
+/// workflows run, less the Argo CD commands (no cluster here: the demo runs
+/// the image itself) and the flags in [`DEMO_ONLY_FLAGS`].
+pub const PLAN: [(Flow, &[&str]); 10] = [
+    (Flow::PullRequest, &PULL_REQUEST),
+    (Flow::PullRequestClosed, &["preview cleanup --pr"]),
+    (Flow::Main, &MAIN),
+    (Flow::Release, &["release --version"]),
+    (Flow::Main, &MAIN),
+    (Flow::Release, &["release --version"]),
+    (Flow::ByHand, &["rollback --env"]),
+    (Flow::Main, &MAIN),
+    (Flow::Release, &["release --version"]),
+    (Flow::ByHand, &["status"]),
+];
+const PULL_REQUEST: [&str; 3] = [
+    "image build --tag --push",
+    "preview deploy --pr --sha --label",
+    "smoke --url",
+];
+const MAIN: [&str; 3] = [
+    "image build --tag --push",
+    "promote --env --tag --digest",
+    "preprod-test --url --sha --digest",
+];
+/// Flags only the demo passes: it builds from its own checkout of the
+/// service repository, where Actions builds the workspace it checked out.
+pub const DEMO_ONLY_FLAGS: [&str; 1] = ["--source"];
+
+/// `image build --tag --push` for `["image", "build", "--tag", "x", …]`: the
+/// subcommand and the flags, without values and demo-only flags.
+pub fn command_shape(args: &[&str]) -> String {
+    let subcommand = args.iter().take_while(|a| !a.starts_with("--"));
+    let flags = args
+        .iter()
+        .filter(|a| a.starts_with("--") && !DEMO_ONLY_FLAGS.contains(a));
+    subcommand
+        .chain(flags)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn run(args: DemoArgs) -> Result<()> {
     let work = args
         .workdir
@@ -82,6 +142,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
             Ok("printed above".into())
         },
     )?;
+    let planned = PLAN
+        .iter()
+        .map(|(_, commands)| commands.len())
+        .sum::<usize>();
+    ensure!(
+        demo.ran.get() == planned,
+        "the demo ran {} of the {planned} commands of its PLAN",
+        demo.ran.get()
+    );
     demo.summary(started.elapsed());
     Ok(())
 }
@@ -100,6 +169,8 @@ struct Demo {
     xtask: PathBuf,
     /// Each stage's name, duration and what it changed, for the summary.
     stages: Vec<(String, Duration, String)>,
+    /// How many commands of [`PLAN`] have run.
+    ran: std::cell::Cell<usize>,
 }
 
 impl Demo {
@@ -146,6 +217,7 @@ impl Demo {
             engine,
             xtask: std::env::current_exe()?,
             stages: Vec::new(),
+            ran: std::cell::Cell::new(0),
         })
     }
 
@@ -170,8 +242,10 @@ impl Demo {
         self.checks()?;
         let tag = format!("pr-1-{sha}");
         let digest = self.build(&sha, &tag)?;
+        // As preview.yml: the digest from the registry (IMAGE_REPOSITORY), the label
+        // unchecked (no GitHub here; the command says so).
         self.xtask(&[
-            "preview", "deploy", "--pr", "1", "--sha", &sha, "--digest", &digest,
+            "preview", "deploy", "--pr", "1", "--sha", &sha, "--label", "preview",
         ])?;
         let service = Running::start(self, &tag, "pr-1")?;
         self.xtask(&["smoke", "--url", &service.url])?;
@@ -380,9 +454,20 @@ impl Demo {
         Ok(())
     }
 
-    /// `cargo xtask <args>`; whether it succeeded.
+    /// `cargo xtask <args>`, which must be the next command of [`PLAN`]; whether it succeeded.
     fn xtask_status(&self, args: &[&str]) -> Result<bool> {
-        println!("  $ cargo xtask {}", args.join(" "));
+        let shape = command_shape(args);
+        let next = PLAN
+            .iter()
+            .flat_map(|(flow, commands)| commands.iter().map(move |c| (flow, c)))
+            .nth(self.ran.get());
+        let Some((flow, planned)) = next.filter(|(_, planned)| **planned == shape) else {
+            bail!(
+                "the demo ran `cargo xtask {shape}` where its PLAN says {next:?}: the demo must run what the workflows run; change PLAN, the demo and the workflows together"
+            );
+        };
+        self.ran.set(self.ran.get() + 1);
+        println!("  $ cargo xtask {}   ({flow:?}: {planned})", args.join(" "));
         let status = Command::new(&self.xtask)
             .args(args)
             .current_dir(&self.service)
@@ -680,4 +765,116 @@ fn http_get(url: &str) -> Result<String> {
         response.status()
     );
     Ok(response.text()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Flow, PLAN, command_shape};
+    use serde_json::Value;
+
+    /// Which flow each workflow job belongs to, in the order the flow runs them.
+    const JOBS: [(&str, &str, Flow); 8] = [
+        ("ci.yml", "image", Flow::PullRequest),
+        ("preview.yml", "deploy", Flow::PullRequest),
+        ("preview.yml", "verify", Flow::PullRequest),
+        ("preview.yml", "cleanup", Flow::PullRequestClosed),
+        ("cd.yml", "image", Flow::Main),
+        ("cd.yml", "preprod", Flow::Main),
+        ("release.yml", "release", Flow::Release),
+        ("release.yml", "sync", Flow::Release),
+    ];
+    /// Jobs the demo does not run, and why.
+    const NOT_IN_DEMO: [(&str, &str, &str); 2] = [
+        (
+            "ci.yml",
+            "checks",
+            "runs .ci/run, not an xtask command; the demo runs the service's tests",
+        ),
+        (
+            "preview.yml",
+            "gc",
+            "daily, asks GitHub which pull requests closed (tests/gitops.rs, fake GitHub)",
+        ),
+    ];
+    /// Commands that need a cluster: the demo runs the image itself instead.
+    const CLUSTER_ONLY: [&str; 2] = ["argocd wait", "argocd sync"];
+
+    /// `(file, job, command shapes)` of every `cargo xtask` line of the workflows.
+    fn workflow_commands() -> Vec<(String, String, Vec<String>)> {
+        let dir = crate::parts::workspace::root().join(".github/workflows");
+        let mut found = Vec::new();
+        for file in crate::parts::yaml_files(&dir).unwrap() {
+            let doc: Value =
+                yaml_serde::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            for (job, body) in doc["jobs"].as_object().into_iter().flatten() {
+                let commands: Vec<String> = body["steps"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|step| step["run"].as_str().unwrap_or_default().lines())
+                    .filter_map(|line| line.trim().strip_prefix("cargo xtask "))
+                    .filter(|rest| *rest != "--help")
+                    .map(|rest| command_shape(&rest.split_whitespace().collect::<Vec<_>>()))
+                    .collect();
+                if !commands.is_empty() {
+                    found.push((name.clone(), job.clone(), commands));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_demo_runs_what_the_workflows_run_flow_by_flow() {
+        let workflows = workflow_commands();
+        for (file, job, _) in &workflows {
+            let known = JOBS.iter().any(|(f, j, _)| f == file && j == job)
+                || NOT_IN_DEMO.iter().any(|(f, j, _)| f == file && j == job);
+            assert!(
+                known,
+                "{file} job {job} runs xtask commands: add it to a flow (JOBS) or to NOT_IN_DEMO"
+            );
+        }
+        for flow in [
+            Flow::PullRequest,
+            Flow::PullRequestClosed,
+            Flow::Main,
+            Flow::Release,
+        ] {
+            let expected: Vec<String> = JOBS
+                .iter()
+                .filter(|(_, _, f)| *f == flow)
+                .flat_map(|(file, job, _)| {
+                    let (_, _, commands) = workflows
+                        .iter()
+                        .find(|(f, j, _)| f == file && j == job)
+                        .unwrap_or_else(|| panic!("{file} has no job {job} running xtask"));
+                    commands.clone()
+                })
+                .filter(|c| !CLUSTER_ONLY.iter().any(|only| c.starts_with(only)))
+                .collect();
+            let runs: Vec<&(Flow, &[&str])> = PLAN.iter().filter(|(f, _)| *f == flow).collect();
+            assert!(!runs.is_empty(), "the demo never runs the {flow:?} flow");
+            for (_, demo) in runs {
+                assert_eq!(
+                    *demo, expected,
+                    "{flow:?}: the demo's commands differ from the workflows'"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_command_shape_is_the_subcommand_and_its_flags() {
+        let args = [
+            "image", "build", "--source", "/x", "--tag", "pr-1-abc", "--push", "oci:/r",
+        ];
+        assert_eq!(command_shape(&args), "image build --tag --push");
+        assert_eq!(command_shape(&["status"]), "status");
+        assert_eq!(
+            command_shape(&["smoke", "--url", "\"http://pr-$PR.$D\""]),
+            "smoke --url"
+        );
+    }
 }

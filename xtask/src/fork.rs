@@ -82,7 +82,7 @@ pub fn run(args: ForkArgs) -> Result<()> {
 }
 
 /// What changes from `old` to `new` (owner, name), as (from, to) texts.
-fn replacements(old: &(String, String), new: &(String, String)) -> [(String, String); 4] {
+fn replacements(old: &(String, String), new: &(String, String)) -> [(String, String); 2] {
     [
         (
             format!("github.com/{}/{}", old.0, old.1),
@@ -92,9 +92,6 @@ fn replacements(old: &(String, String), new: &(String, String)) -> [(String, Str
             format!("ghcr.io/{}/{}", old.0, old.1).to_lowercase(),
             format!("ghcr.io/{}/{}", new.0, new.1).to_lowercase(),
         ),
-        // The ApplicationSet's pull-request generator.
-        (format!("owner: {}\n", old.0), format!("owner: {}\n", new.0)),
-        (format!("repo: {}\n", old.1), format!("repo: {}\n", new.1)),
     ]
 }
 

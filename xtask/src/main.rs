@@ -9,6 +9,7 @@ mod argocd;
 mod bench;
 mod ci;
 mod demo;
+mod doctor;
 mod fork;
 mod gate;
 mod image;
@@ -43,6 +44,8 @@ struct Cli {
 enum Command {
     /// The whole pipeline end to end on throwaway state: PR, preview, preprod, gate, release, rollback, break it.
     Demo(demo::DemoArgs),
+    /// Is this fork ready for the workflows? Variables, secrets, cluster runner, Argo CD, GHCR, branch protection.
+    Doctor(doctor::DoctorArgs),
     /// Point the Argo CD objects, image repository, chart and Terraform at your fork: --github <owner>/<name>.
     Fork(fork::ForkArgs),
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
@@ -96,6 +99,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci(args) => ci::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Fork(args) => fork::run(args),
         Command::Argocd(command) => argocd::run(command),
         Command::Bench(command) => bench::run(command),

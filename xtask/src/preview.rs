@@ -1,14 +1,23 @@
 //! `cargo xtask preview`: per-pull-request environments. A preview is a
 //! values file `values/pr/pr-<N>.yaml`; Argo CD's ApplicationSet turns each
-//! open pull request into a `pr-<N>` namespace that reads it.
+//! such file (a git files generator) into a `pr-<N>` namespace that reads it.
+//!
+//! `deploy --label` writes it only for an open pull request of this repository
+//! that carries the label and whose head is `--sha` (asked of GitHub), and
+//! takes the digest from the registry; `cleanup` removes one; `gc` removes the
+//! previews of closed pull requests (and, with `--max-age`, only those also
+//! unchanged that long).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::parts::Repos;
-use crate::parts::gitops::{Decision, FileChange, GitopsOptions};
+use crate::parts::github::{self, GitHub};
+use crate::parts::gitops::{Decision, FileChange, GitopsOptions, Snapshot};
 use crate::parts::promotion::{self, DeployedImage, Env, PREVIEW_DIR, Policy, Promotion, Record};
+use crate::parts::registry::Repository;
 use crate::parts::tags::{self, ImageTag};
 
 #[derive(clap::Subcommand)]
@@ -29,9 +38,13 @@ pub struct DeployArgs {
     /// The pull request's head commit (the image is pr-<N>-<sha>).
     #[arg(long)]
     sha: String,
-    /// Image digest, when known.
+    /// Image digest. Default: pr-<N>-<sha>'s digest in IMAGE_REPOSITORY, when that is set.
     #[arg(long)]
     digest: Option<String>,
+    /// Deploy only an open pull request of this repository that carries this label and whose
+    /// head is --sha, as GitHub says (GITHUB_TOKEN, GITHUB_REPOSITORY; required in Actions).
+    #[arg(long)]
+    label: Option<String>,
     /// Print the diff and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -51,9 +64,9 @@ pub struct CleanupArgs {
 
 #[derive(clap::Args)]
 pub struct GcArgs {
-    /// Age after which an unchanged preview is removed, e.g. 72h or 3d.
-    #[arg(long, default_value = "72h", value_parser = humantime::parse_duration)]
-    max_age: Duration,
+    /// Remove a closed pull request's preview only once it is also unchanged this long, e.g. 72h.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_age: Option<Duration>,
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
@@ -85,6 +98,23 @@ fn deploy(args: DeployArgs) -> Result<()> {
         number: args.pr,
         sha: args.sha.clone(),
     };
+    if let Some(label) = &args.label
+        && let Some(reason) = refusal(args.pr, &args.sha, label)?
+    {
+        return not_deployed(args.pr, &reason);
+    }
+    let digest = match args.digest {
+        Some(digest) => digest,
+        None => match registry_digest(&tag.to_string())? {
+            Some(digest) => digest,
+            None => {
+                let reason = format!(
+                    "{tag} is not in the registry yet; CI pushes it, and its completion deploys it"
+                );
+                return not_deployed(args.pr, &reason);
+            }
+        },
+    };
     let repos = Repos::open(&args.gitops)?;
     let env = Env::Preview(args.pr);
     let promotion = Promotion {
@@ -92,7 +122,7 @@ fn deploy(args: DeployArgs) -> Result<()> {
         envs: vec![env],
         image: DeployedImage {
             tag: tag.to_string(),
-            digest: args.digest.unwrap_or_default(),
+            digest,
         },
         // A pull request's head may be force-pushed to any commit: no order.
         source: None,
@@ -102,7 +132,70 @@ fn deploy(args: DeployArgs) -> Result<()> {
     promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))?
         .outcome
         .report(&what);
-    Ok(())
+    github::set_output("deployed", "true")
+}
+
+/// Says why pull request `pr` gets no preview (and tells later steps): a success.
+fn not_deployed(pr: u64, reason: &str) -> Result<()> {
+    println!("no preview for pull request #{pr}: {reason}; nothing changed");
+    github::set_output("deployed", "false")
+}
+
+/// Why pull request `pr` at `sha` must not get a preview, asked of GitHub:
+/// closed, from another repository (a fork), without `label`, or moved on.
+/// Outside Actions without a token, says what was not checked.
+fn refusal(pr: u64, sha: &str, label: &str) -> Result<Option<String>> {
+    let Some(github) = GitHub::from_env()? else {
+        if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+            bail!(
+                "--label needs GITHUB_TOKEN and GITHUB_REPOSITORY to ask GitHub about pull request #{pr}: pass them in the step's env"
+            );
+        }
+        println!(
+            "GITHUB_TOKEN unset: not asking GitHub whether pull request #{pr} is open, from this repository and labelled {label:?}"
+        );
+        return Ok(None);
+    };
+    let pull = github.get(&format!("/pulls/{pr}"))?;
+    let labelled = pull["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|l| l["name"] == label);
+    let head_repo = pull["head"]["repo"]["full_name"]
+        .as_str()
+        .unwrap_or("(deleted)");
+    let head = pull["head"]["sha"].as_str().unwrap_or_default();
+    Ok(if pull["state"] != "open" {
+        Some(format!("it is {}", pull["state"]))
+    } else if head_repo != github.repository() {
+        Some(format!(
+            "it comes from {head_repo}, not {}",
+            github.repository()
+        ))
+    } else if !labelled {
+        Some(format!(
+            "it has no {label:?} label (add it to get a preview)"
+        ))
+    } else if head != sha {
+        Some(format!(
+            "its head is now {head}, not {sha}; that commit's CI run deploys it"
+        ))
+    } else {
+        None
+    })
+}
+
+/// `tag`'s digest in IMAGE_REPOSITORY (None when not pushed yet); an empty
+/// digest when no repository is set (the values then name the tag only).
+fn registry_digest(tag: &str) -> Result<Option<String>> {
+    let Ok(spec) = std::env::var("IMAGE_REPOSITORY") else {
+        return Ok(Some(String::new()));
+    };
+    let resolved = Repository::open(&spec)?
+        .resolve(tag)
+        .with_context(|| format!("resolving {tag} in {spec}"))?;
+    Ok(resolved.map(|r| r.digest))
 }
 
 fn cleanup(args: CleanupArgs) -> Result<()> {
@@ -125,32 +218,18 @@ fn cleanup(args: CleanupArgs) -> Result<()> {
 }
 
 fn gc(args: GcArgs) -> Result<()> {
+    let github = GitHub::from_env()?.context(
+        "preview gc asks GitHub which pull requests are closed: set GITHUB_TOKEN and GITHUB_REPOSITORY",
+    )?;
     let repos = Repos::open(&args.gitops)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    let max_age = args.max_age.as_secs() as i64;
+    let mut states = BTreeMap::new();
     let mut removed = Vec::new();
     let outcome = repos.gitops.update(args.dry_run, |snapshot| {
-        removed.clear();
-        let dir = repos.gitops.full_path(PREVIEW_DIR);
-        for name in repos.gitops.list_dir(snapshot.tip, &dir)? {
-            let Some(env) = Env::from_preview_file(&name) else {
-                continue;
-            };
-            let path = format!("{dir}/{name}");
-            let last_change = repos
-                .gitops
-                .history(snapshot.tip, &path)?
-                .first()
-                .map(|v| v.time)
-                .unwrap_or(now);
-            if now - last_change > max_age {
-                removed.push((env, path));
-            }
-        }
+        removed = removable(&repos, snapshot, &github, &mut states, args.max_age)?;
         if removed.is_empty() {
             return Ok(Decision::NoOp(format!(
-                "no preview is older than {}",
-                humantime::format_duration(args.max_age)
+                "no preview {}",
+                gc_rule(args.max_age)
             )));
         }
         let envs: Vec<Env> = removed.iter().map(|(env, _)| *env).collect();
@@ -161,17 +240,65 @@ fn gc(args: GcArgs) -> Result<()> {
                 .collect(),
             message: removal(
                 format!(
-                    "ci: remove stale previews {} (unchanged for over {})",
+                    "ci: remove previews {} ({})",
                     names(&envs),
-                    humantime::format_duration(args.max_age)
+                    gc_rule(args.max_age)
                 ),
                 envs,
             ),
         })
     })?;
     let envs: Vec<Env> = removed.iter().map(|(env, _)| *env).collect();
-    outcome.report(&format!("remove stale previews {}", names(&envs)));
+    outcome.report(&format!("remove previews {}", names(&envs)));
     Ok(())
+}
+
+/// The previews at the snapshot whose pull request is closed (asked of GitHub
+/// once per pull request, kept in `states` across push retries) and, with
+/// `max_age`, unchanged for longer: `(env, path)`.
+fn removable(
+    repos: &Repos,
+    snapshot: &Snapshot,
+    github: &GitHub,
+    states: &mut BTreeMap<u64, String>,
+    max_age: Option<Duration>,
+) -> Result<Vec<(Env, String)>> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let dir = repos.gitops.full_path(PREVIEW_DIR);
+    let mut removable = Vec::new();
+    for name in repos.gitops.list_dir(snapshot.tip, &dir)? {
+        let Some(env @ Env::Preview(pr)) = Env::from_preview_file(&name) else {
+            continue;
+        };
+        if let std::collections::btree_map::Entry::Vacant(entry) = states.entry(pr) {
+            let pull = github.get(&format!("/pulls/{pr}"))?;
+            entry.insert(pull["state"].as_str().unwrap_or_default().to_owned());
+        }
+        if states[&pr] != "closed" {
+            continue;
+        }
+        let path = format!("{dir}/{name}");
+        if let Some(max_age) = max_age {
+            let history = repos.gitops.history(snapshot.tip, &path)?;
+            let last_change = history.first().map(|v| v.time).unwrap_or(now);
+            if now - last_change <= max_age.as_secs() as i64 {
+                continue;
+            }
+        }
+        removable.push((env, path));
+    }
+    Ok(removable)
+}
+
+/// Which previews gc removes, in words.
+fn gc_rule(max_age: Option<Duration>) -> String {
+    match max_age {
+        None => "of a closed pull request".into(),
+        Some(age) => format!(
+            "of a closed pull request and unchanged for over {}",
+            humantime::format_duration(age)
+        ),
+    }
 }
 
 /// The message of a commit that removes previews: a record with no image.

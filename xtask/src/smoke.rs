@@ -210,6 +210,11 @@ struct Suite {
 
 impl Suite {
     fn new(base: &str) -> Result<Self> {
+        if base.is_empty() {
+            bail!(
+                "--url is empty: in Actions it comes from the repository variable PREPROD_URL (cd.yml)                  or PREVIEW_DOMAIN (preview.yml); set it (`cargo xtask doctor` lists what a fork is missing)"
+            );
+        }
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--url {base:?} should start with http:// or https://");
         }

@@ -493,3 +493,36 @@ fn sync_posts_the_gitops_tip_then_waits_for_it() {
         assert_eq!(requests[0].headers["content-type"], "application/json");
     }
 }
+
+/// The workflows run `argocd wait` and `preprod-test` without an `if:` on
+/// their variables: a fork that has not set them gets a failure naming each,
+/// not a skipped gate (issue 15, fault 5).
+#[test]
+fn unset_repository_variables_are_named_not_skipped() {
+    let empty_server = [("ARGOCD_SERVER", ""), ("ARGOCD_AUTH_TOKEN", TOKEN)];
+    let wait = [
+        "argocd",
+        "wait",
+        "--app",
+        "service-demo-preprod",
+        "--revision",
+        NEW,
+    ];
+    let message = assert_fails(&xtask(&wait, &empty_server));
+    assert!(message.contains("ARGOCD_SERVER is not set"), "{message}");
+    let (head, digest) = (support::head(), format!("sha256:{}", "a".repeat(64)));
+    let test = [
+        "preprod-test",
+        "--url",
+        "",
+        "--sha",
+        &head,
+        "--digest",
+        &digest,
+    ];
+    let message = assert_fails(&xtask(&test, &[]));
+    assert!(
+        message.contains("--url is empty") && message.contains("PREPROD_URL"),
+        "{message}"
+    );
+}

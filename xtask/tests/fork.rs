@@ -92,9 +92,13 @@ fn fork_points_everything_at_the_fork_and_bad_input_changes_nothing() {
             "{file}:\n{text}"
         );
     }
+    // The previews' git generator reads the fork too, not only the template's source.
     let previews = read(&root, "gitops/argocd/apps/previews.yaml");
-    assert!(
-        previews.contains("owner: OctoCat\n") && previews.contains("repo: my-demo\n"),
+    assert_eq!(
+        previews
+            .matches("repoURL: https://github.com/OctoCat/my-demo.git")
+            .count(),
+        2,
         "{previews}"
     );
     for env in ["dev", "preprod", "prod"] {

@@ -92,6 +92,10 @@ impl Fixture {
             .args(args)
             .arg("--repo")
             .arg(repo)
+            // Inside Actions these are set; here nothing may reach a registry or GitHub.
+            .env_remove("IMAGE_REPOSITORY")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_ACTIONS")
             .output()
             .unwrap()
     }
@@ -532,7 +536,7 @@ fn fifty_concurrent_promotions_in_one_checkout_share_its_gitops_cache() {
 
 #[test]
 fn preview_deploy_cleanup_and_gc() {
-    let mut f = Fixture::new(1);
+    let f = Fixture::new(1);
     let sha = f.commits[0].clone();
     let output = f.xtask(&["preview", "deploy", "--pr", "7", "--sha", &sha]);
     assert_ok(&output);
@@ -552,43 +556,72 @@ fn preview_deploy_cleanup_and_gc() {
             .contains("nothing to do")
     );
 
-    // A stale preview, last changed four days ago.
+    // Previews of pull request 3 (closed, last changed in 2020) and 5 (closed, just now); 7 is open.
     git(&f.work, &["pull", "--quiet", "origin", "main"]);
-    std::fs::write(
-        f.work.join("gitops/values/pr/pr-3.yaml"),
-        "image:\n  tag: old\n  digest: ''\n",
-    )
-    .unwrap();
-    git(&f.work, &["add", "--all"]);
-    let old = "2020-01-01T00:00:00Z";
-    let output = Command::new("git")
-        .args(["commit", "--quiet", "-m", "old preview"])
-        .current_dir(&f.work)
-        .envs([("GIT_AUTHOR_DATE", old), ("GIT_COMMITTER_DATE", old)])
-        .envs([
-            ("GIT_AUTHOR_NAME", "a"),
-            ("GIT_AUTHOR_EMAIL", "a@b"),
-            ("GIT_COMMITTER_NAME", "a"),
-            ("GIT_COMMITTER_EMAIL", "a@b"),
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    git(&f.work, &["push", "--quiet", "origin", "main"]);
-    f.commit("touch");
-    git(&f.work, &["push", "--quiet", "origin", "main"]);
+    f.preview_file_dated(3, Some("2020-01-01T00:00:00Z"));
+    f.preview_file_dated(5, None);
+    let states = [(3, "closed"), (5, "closed"), (7, "open")];
+    let github = support::FakeHttp::start(move |request, _| {
+        let pr: u64 = request.target.rsplit('/').next().unwrap().parse().unwrap();
+        let state = states.iter().find(|(n, _)| *n == pr).unwrap().1;
+        (
+            200,
+            vec![],
+            format!(r#"{{"number": {pr}, "state": "{state}"}}"#),
+        )
+    });
+    let env = github_env(&github);
+    let listed = || {
+        git(
+            &f.remote,
+            &["ls-tree", "--name-only", "main", "gitops/values/pr/"],
+        )
+    };
 
-    let output = f.xtask(&["preview", "gc", "--max-age", "72h"]);
-    assert_ok(&output);
-    let files = git(
-        &f.remote,
-        &["ls-tree", "--name-only", "main", "gitops/values/pr/"],
-    );
+    // Without GitHub, gc cannot tell closed from open: it refuses and changes nothing.
+    let before = f.remote_head();
+    let refused = support::assert_fails(&f.xtask(&["preview", "gc"]));
     assert!(
-        !files.contains("pr-3.yaml") && files.contains("pr-7.yaml"),
+        refused.contains("set GITHUB_TOKEN and GITHUB_REPOSITORY"),
+        "{refused}"
+    );
+    assert_eq!(f.remote_head(), before);
+
+    // Closed and unchanged for 72 hours: only 3.
+    assert_ok(&f.xtask_env(&["preview", "gc", "--max-age", "72h"], &env));
+    let files = listed();
+    assert!(
+        !files.contains("pr-3.yaml") && files.contains("pr-5.yaml") && files.contains("pr-7.yaml"),
         "{files}"
     );
-    assert!(stdout(&f.xtask(&["preview", "gc", "--max-age", "72h"])).contains("nothing to do"));
+    // Closed: 5 too; the open pull request's preview stays.
+    assert_ok(&f.xtask_env(&["preview", "gc"], &env));
+    let files = listed();
+    assert!(
+        !files.contains("pr-5.yaml") && files.contains("pr-7.yaml"),
+        "{files}"
+    );
+    assert!(stdout(&f.xtask_env(&["preview", "gc"], &env)).contains("nothing to do"));
+    let asked: Vec<String> = github
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    let pulls = |n: &[u64]| {
+        n.iter()
+            .map(|n| format!("GET /repos/acme/service-demo/pulls/{n}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        asked,
+        [pulls(&[3, 5, 7]), pulls(&[5, 7]), pulls(&[7])].concat()
+    );
+    assert!(
+        github
+            .requests()
+            .iter()
+            .all(|r| r.headers["authorization"] == format!("Bearer {GITHUB_TOKEN}"))
+    );
 
     assert_ok(&f.xtask(&["preview", "cleanup", "--pr", "7"]));
     let files = git(
@@ -601,6 +634,91 @@ fn preview_deploy_cleanup_and_gc() {
         "ci: remove preview pr-7"
     );
     assert!(stdout(&f.xtask(&["preview", "cleanup", "--pr", "7"])).contains("nothing to do"));
+}
+
+/// `preview deploy --label preview` asks GitHub about the pull request and
+/// writes the values file only for an open one of this repository, labelled,
+/// whose head is --sha; every other answer changes nothing and tells the
+/// workflow (`deployed=false` in GITHUB_OUTPUT).
+#[test]
+fn preview_deploy_only_for_an_open_labelled_pull_request_of_this_repository() {
+    let f = Fixture::new(1);
+    let sha = f.commits[0].clone();
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let served = answer.clone();
+    let github =
+        support::FakeHttp::start(move |_, _| (200, vec![], served.lock().unwrap().clone()));
+    let pull = |state: &str, repo: &str, label: &str, head: &str| {
+        format!(
+            r#"{{"number": 7, "state": "{state}", "labels": [{{"name": "{label}"}}], "head": {{"sha": "{head}", "repo": {{"full_name": "{repo}"}}}}}}"#
+        )
+    };
+    let output_file = f.dir.path().join("github-output");
+    let mut env = github_env(&github);
+    env.push(("GITHUB_OUTPUT", output_file.display().to_string()));
+    let deploy = [
+        "preview", "deploy", "--pr", "7", "--sha", &sha, "--digest", DIGEST, "--label", "preview",
+    ];
+    let other = "0123456789abcdef0123456789abcdef01234567";
+    let refusals = [
+        (
+            pull("closed", "acme/service-demo", "preview", &sha),
+            "it is \"closed\"",
+        ),
+        (
+            pull("open", "mallory/service-demo", "preview", &sha),
+            "it comes from mallory/service-demo",
+        ),
+        (
+            pull("open", "acme/service-demo", "bug", &sha),
+            "it has no \"preview\" label",
+        ),
+        (
+            pull("open", "acme/service-demo", "preview", other),
+            "its head is now 0123456",
+        ),
+    ];
+    let before = f.remote_head();
+    for (pull, reason) in refusals {
+        *answer.lock().unwrap() = pull;
+        let output = f.xtask_env(&deploy, &env);
+        assert_ok(&output);
+        assert!(
+            stdout(&output).contains(reason),
+            "{reason}: {}",
+            stdout(&output)
+        );
+        assert_eq!(f.remote_head(), before, "{reason}: the GitOps branch moved");
+        let written = std::fs::read_to_string(&output_file).unwrap();
+        assert!(written.ends_with("deployed=false\n"), "{written}");
+    }
+    *answer.lock().unwrap() = pull("open", "acme/service-demo", "preview", &sha);
+    assert_ok(&f.xtask_env(&deploy, &env));
+    assert!(
+        f.remote_file("gitops/values/pr/pr-7.yaml")
+            .contains(&format!("pr-7-{sha}"))
+    );
+    assert!(
+        std::fs::read_to_string(&output_file)
+            .unwrap()
+            .ends_with("deployed=true\n")
+    );
+    for request in github.requests() {
+        assert_eq!(
+            (request.method.as_str(), request.target.as_str()),
+            ("GET", "/repos/acme/service-demo/pulls/7")
+        );
+        assert_eq!(
+            request.headers["authorization"],
+            format!("Bearer {GITHUB_TOKEN}")
+        );
+    }
+    assert_eq!(github.requests().len(), 5);
+    // In Actions without a token, the label cannot be checked: refused, nothing written.
+    let head = f.remote_head();
+    let message = support::assert_fails(&f.xtask_env(&deploy, &[("GITHUB_ACTIONS", "true")]));
+    assert!(message.contains("--label needs GITHUB_TOKEN"), "{message}");
+    assert_eq!(f.remote_head(), head);
 }
 
 #[test]
@@ -777,14 +895,51 @@ fn gitops_files_can_live_in_another_repository() {
     assert!(git(&f.work, &["status", "--porcelain"]).is_empty());
 }
 
+const GITHUB_TOKEN: &str = "ghs_fake-token-for-tests";
+
+/// The settings that point xtask at a fake GitHub API for acme/service-demo.
+fn github_env(fake: &support::FakeHttp) -> Vec<(&'static str, String)> {
+    vec![
+        ("GITHUB_TOKEN", GITHUB_TOKEN.to_owned()),
+        ("GITHUB_REPOSITORY", "acme/service-demo".to_owned()),
+        ("GITHUB_API_URL", fake.url()),
+    ]
+}
+
 impl Fixture {
+    /// A preview values file for pull request `pr`, committed (at `date` when
+    /// given) and pushed.
+    fn preview_file_dated(&self, pr: u64, date: Option<&str>) {
+        let file = format!("gitops/values/pr/pr-{pr}.yaml");
+        std::fs::write(self.work.join(&file), "image:\n  tag: old\n  digest: ''\n").unwrap();
+        git(&self.work, &["add", "--all"]);
+        let mut commit = Command::new("git");
+        commit
+            .args(["commit", "--quiet", "-m", &format!("preview {pr}")])
+            .current_dir(&self.work)
+            .envs([("GIT_AUTHOR_NAME", "a"), ("GIT_AUTHOR_EMAIL", "a@b")])
+            .envs([("GIT_COMMITTER_NAME", "a"), ("GIT_COMMITTER_EMAIL", "a@b")]);
+        if let Some(date) = date {
+            commit.envs([("GIT_AUTHOR_DATE", date), ("GIT_COMMITTER_DATE", date)]);
+        }
+        assert!(commit.output().unwrap().status.success());
+        git(&self.work, &["push", "--quiet", "origin", "main"]);
+    }
+
     /// `xtask` in the fixture's checkout, with extra environment.
-    fn xtask_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    fn xtask_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[&str],
+        envs: &[(K, V)],
+    ) -> Output {
         Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(args)
             .arg("--repo")
             .arg(&self.work)
-            .envs(envs.iter().copied())
+            .env_remove("IMAGE_REPOSITORY")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_ACTIONS")
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap()
     }

@@ -161,9 +161,17 @@ fn each_kind_of_mistake_is_caught_and_named() {
         // `argocd wait --pr` would never find the preview.
         (
             "gitops/argocd/apps/previews.yaml",
-            "service-demo/pull-request: \"{{.number}}\"",
-            "pull-request: \"{{.number}}\"",
+            "service-demo/pull-request: '{{trimSuffix",
+            "pull-request: '{{trimSuffix",
             "the template needs the label service-demo/pull-request",
+        ),
+        // Issue 15, fault 4: an ApplicationSet that makes an Application per pull request,
+        // before (or without) its values file.
+        (
+            "gitops/argocd/apps/previews.yaml",
+            "    - git:\n        repoURL: https://github.com/example/service-demo.git\n        revision: main\n        files:\n          - path: gitops/values/pr/pr-*.yaml\n",
+            "    - pullRequest:\n        github:\n          owner: example\n          repo: service-demo\n",
+            "previews must come from one git files generator over gitops/values/pr/pr-*.yaml",
         ),
         // Pipeline logic in YAML, and an unpinned action.
         (

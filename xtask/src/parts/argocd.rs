@@ -99,10 +99,13 @@ impl ArgoCd {
     }
 
     pub fn from_env(server: Option<&str>, insecure: bool) -> Result<Self> {
-        let server = match server {
+        let server = match server.filter(|server| !server.is_empty()) {
             Some(server) => server.to_owned(),
+            // Empty is what Actions passes for a repository variable that is not set.
             None => std::env::var("ARGOCD_SERVER")
-                .context("ARGOCD_SERVER is not set: give the Argo CD host (or --server)")?,
+                .ok()
+                .filter(|server| !server.is_empty())
+                .context("ARGOCD_SERVER is not set: give the Argo CD host (or --server); in Actions, the repository variable ARGOCD_SERVER (`cargo xtask doctor` lists what a fork is missing)")?,
         };
         let token = std::env::var("ARGOCD_AUTH_TOKEN").unwrap_or_default();
         Self::new(&server, token, insecure)
@@ -154,6 +157,30 @@ impl ArgoCd {
                 "{n} applications carry {PREVIEW_LABEL}={pr}: the ApplicationSet should make one per pull request"
             ),
         }
+    }
+
+    /// `GET /api/v1/applications?projects=<project>`: how many Applications
+    /// of `project` this token sees (what `doctor` checks).
+    pub fn project_applications(&self, project: &str) -> Result<usize> {
+        let url = format!("{}/api/v1/applications?projects={project}", self.server);
+        let response = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .with_context(|| format!("could not reach Argo CD at {url}"))?;
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        refused(status, &url)?;
+        if !status.is_success() {
+            bail!(
+                "Argo CD answered {status} for {url}: {}",
+                error_message(&text)
+            );
+        }
+        let list: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("Argo CD's answer from {url} is not an application list"))?;
+        Ok(list["items"].as_array().map_or(0, Vec::len))
     }
 
     /// `POST /api/v1/applications/<name>/sync` to `revision`, pruning what git no

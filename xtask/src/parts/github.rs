@@ -1,4 +1,5 @@
-//! The few GitHub REST calls the pipeline makes (check runs, releases).
+//! The few GitHub REST calls the pipeline makes (check runs, releases, pull
+//! requests' state for previews, a fork's settings for `doctor`).
 //!
 //! Settings are the ones Actions provides: `GITHUB_API_URL`, `GITHUB_REPOSITORY`
 //! and a token (`GITHUB_TOKEN`). The token is sent only as a header and never
@@ -50,6 +51,39 @@ impl GitHub {
             .header("Accept", "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28")
             .bearer_auth(&self.token)
+    }
+
+    /// `owner/name` of the repository the calls are about.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// GET `/repos/<owner>/<name><path>`.
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let url = format!("{}/repos/{}{path}", self.api, self.repository);
+        self.get_url(&url)
+    }
+
+    /// GET `<api><path>` (a path outside the repository, e.g. `/users/<owner>/packages/…`);
+    /// None when GitHub answers 404.
+    pub fn get_optional(&self, path: &str) -> Result<Option<Value>> {
+        let url = format!("{}{path}", self.api);
+        let response = self
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .with_context(|| format!("GET {url}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        json(response, &url).map(Some)
+    }
+
+    fn get_url(&self, url: &str) -> Result<Value> {
+        let response = self
+            .request(reqwest::Method::GET, url)
+            .send()
+            .with_context(|| format!("GET {url}"))?;
+        json(response, url)
     }
 
     /// POST a JSON body to `/repos/<owner>/<name><path>`.

@@ -487,17 +487,70 @@ impl ArgoContext<'_> {
 }
 
 /// The ApplicationSet's generated Application for a sample pull request (7),
-/// after checking what the previews rely on.
+/// after checking what the previews rely on: a git files generator over the
+/// values files `preview deploy` writes (never GitHub's pull requests, which
+/// would create an Application before, or without, its values file).
 fn preview_application(set: &Value, problem: &mut impl FnMut(String)) -> Value {
-    let template = set["spec"]["template"]
-        .to_string()
-        .replace("{{.number}}", "7");
-    let generated = serde_json::from_str(&template).expect("JSON re-read");
+    let generators = set["spec"]["generators"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let files = |g: &Value| g["git"]["files"].as_array().cloned().unwrap_or_default();
+    let reads_values = generators.len() == 1
+        && files(&generators[0]).len() == 1
+        && files(&generators[0])[0]["path"] == PREVIEW_FILES;
+    if !reads_values {
+        problem(format!(
+            "previews must come from one git files generator over {PREVIEW_FILES}, so no Application exists without its values file (not a pullRequest generator)"
+        ));
+    }
+    let mut generated = set["spec"]["template"].clone();
+    render_preview_template(&mut generated, problem);
     check_preview_template(&generated, problem);
     if set["spec"]["goTemplate"] != true {
-        problem("spec.goTemplate must be true: the template uses {{.number}}".into());
+        problem("spec.goTemplate must be true: the template uses {{.path.filename}}".into());
     }
     generated
+}
+
+/// The files the previews' generator reads.
+const PREVIEW_FILES: &str = "gitops/values/pr/pr-*.yaml";
+
+/// The template expressions the previews use, as Argo CD evaluates them for
+/// gitops/values/pr/pr-7.yaml (longest first).
+const PREVIEW_EXPRESSIONS: [(&str, &str); 4] = [
+    (
+        r#"{{trimSuffix ".yaml" .path.filename | trimPrefix "pr-"}}"#,
+        "7",
+    ),
+    (r#"{{trimSuffix ".yaml" .path.filename}}"#, "pr-7"),
+    ("{{.path.path}}", "gitops/values/pr"),
+    ("{{.path.filename}}", "pr-7.yaml"),
+];
+
+/// Every string of the template with [`PREVIEW_EXPRESSIONS`] evaluated; any
+/// other expression is a problem (validate cannot tell what it gives).
+fn render_preview_template(value: &mut Value, problem: &mut impl FnMut(String)) {
+    match value {
+        Value::String(text) => {
+            for (expression, result) in PREVIEW_EXPRESSIONS {
+                *text = text.replace(expression, result);
+            }
+            if text.contains("{{") {
+                problem(format!(
+                    "template expression in {text:?} is not one of {:?}",
+                    PREVIEW_EXPRESSIONS.map(|(e, _)| e)
+                ));
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| render_preview_template(v, problem)),
+        Value::Object(fields) => fields
+            .values_mut()
+            .for_each(|v| render_preview_template(v, problem)),
+        _ => {}
+    }
 }
 
 /// The `(group, kind)`s an AppProject allows, namespaced or cluster-wide.
@@ -561,12 +614,12 @@ fn missing_argocd_objects(docs: &[(String, Value)]) -> Vec<String> {
 fn check_preview_template(app: &Value, problem: &mut impl FnMut(String)) {
     if app["metadata"]["labels"][argocd::PREVIEW_LABEL] != "7" {
         problem(format!(
-            "the template needs the label {}: \"{{{{.number}}}}\", which `cargo xtask argocd wait --pr` looks for",
+            "the template needs the label {}: the pull request's number, which `cargo xtask argocd wait --pr` looks for",
             argocd::PREVIEW_LABEL
         ));
     }
     if app["spec"]["destination"]["namespace"] != "pr-7" {
-        problem("previews deploy to namespace pr-{{.number}}".into());
+        problem("previews deploy to namespace pr-<N> (the values file's name)".into());
     }
     let expected = Path::new("gitops").join(Env::Preview(7).values_path());
     let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
@@ -643,7 +696,11 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
                     .map(str::trim)
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 {
-                    if !(line.starts_with("cargo xtask ") || line == "bash .ci/run") {
+                    // Installing the build's toolchain and C compilers is set-up, not pipeline logic.
+                    let setup = ["sudo apt-get ", "rustup "]
+                        .iter()
+                        .any(|p| line.starts_with(p));
+                    if !(line.starts_with("cargo xtask ") || line == "bash .ci/run" || setup) {
                         problem(format!(
                             "job {job_name}: `{line}` is pipeline logic in YAML; make it a `cargo xtask` command"
                         ));

@@ -26,6 +26,9 @@
 //! - `trust_policy`: who can change the cluster and with which credentials:
 //!   the root app's project, the AppProjects' kinds, the workflows' secrets,
 //!   environments, checkouts and `run:` scripts, CODEOWNERS.
+//! - `workflow_wiring`: what a fork's workflows rely on: cluster jobs on the
+//!   cluster runner, gates never skipped, previews filtered and grouped per
+//!   pull request, the pinned toolchain and musl targets; run by `trust_policy`.
 //! - `repository_checks`: every check `validate` and `ci` run on the
 //!   repository (chart, Argo CD, Terraform, workflows, trust); `tools`: the
 //!   tool pins of `xtask/tools.txt`, for the hints that name an install.
@@ -75,6 +78,7 @@ pub mod tags;
 pub mod tools;
 pub mod trust_policy;
 pub mod values;
+pub mod workflow_wiring;
 pub mod workspace;
 pub mod wrk;
 

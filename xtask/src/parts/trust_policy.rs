@@ -13,7 +13,12 @@
 //!   built (`--locked`) before any secret or push credential is present; a
 //!   checkout keeps credentials only in a job that pushes (the jobs with
 //!   `contents: write`: CD's preprod, CI's preview, the preview cleanup and
-//!   release); no `${{ }}` of an untrusted input inside `run:`.
+//!   release); no `${{ }}` of an untrusted input inside `run:`; no
+//!   `contents: write` where `pull_request` runs the pull request's own code;
+//!   no checkout of anything but main in a `pull_request_target` or
+//!   `workflow_run` workflow (they hold this repository's tokens).
+//! - The workflows' wiring (cluster runner, previews, gates, toolchain) is
+//!   `workflow_wiring`'s, run from here.
 //! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`.
 //!
 //! Each problem names the file, the job and step where there is one, and the fix.
@@ -60,6 +65,7 @@ pub fn problems(root: &Path) -> Vec<String> {
     let mut found = argocd_problems(root);
     found.extend(workflow_problems(root));
     found.extend(codeowners_problems(root));
+    found.extend(super::workflow_wiring::problems(root));
     found
 }
 
@@ -70,7 +76,7 @@ fn read_yaml(path: &Path) -> Result<Value, String> {
 }
 
 /// `(relative path, document)` of the YAML files directly in `dir` (not below it).
-fn yaml_in(root: &Path, dir: &str, found: &mut Vec<String>) -> Vec<(String, Value)> {
+pub(super) fn yaml_in(root: &Path, dir: &str, found: &mut Vec<String>) -> Vec<(String, Value)> {
     let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
         found.push(format!("{dir}: missing"));
         return Vec::new();
@@ -267,13 +273,52 @@ fn workflow_problems(root: &Path) -> Vec<String> {
                 "{file}: the workflow's `env:` holds a secret, which every step (and every build script) sees; move it to the step that needs it"
             ));
         }
+        if triggered_by(on, "pull_request") && writes_contents(&doc["permissions"]) {
+            found.push(format!(
+                "{file}: `contents: write` at the top of a workflow `pull_request` triggers: the pull request's own code would hold it; write from a workflow_run or pull_request_target workflow that runs main's code (preview.yml)"
+            ));
+        }
+        let privileged = ["pull_request_target", "workflow_run"]
+            .into_iter()
+            .find(|event| triggered_by(on, event));
         for (name, job) in doc["jobs"].as_object().into_iter().flatten() {
             let at = format!("{file}: job {name}");
             found.extend(job_secret_problems(&at, job, from_pull_requests));
             found.extend(job_step_problems(&at, job));
+            if triggered_by(on, "pull_request") && writes_contents(&job["permissions"]) {
+                found.push(format!(
+                    "{at}: `contents: write` in a workflow `pull_request` triggers: the pull request's own code (its xtask, its build scripts) would push to this repository; write from a workflow_run or pull_request_target workflow that runs main's code (preview.yml)"
+                ));
+            }
+            if let Some(event) = privileged {
+                found.extend(privileged_checkout_problems(&at, event, job));
+            }
         }
     }
     found
+}
+
+/// `contents: write` (or `write-all`) in a `permissions:` block.
+fn writes_contents(permissions: &Value) -> bool {
+    permissions == "write-all" || permissions["contents"] == "write"
+}
+
+/// A `pull_request_target` or `workflow_run` job holds this repository's
+/// tokens: it may check out main only (no `ref:`, no `repository:`).
+fn privileged_checkout_problems(at: &str, event: &str, job: &Value) -> Vec<String> {
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    steps
+        .iter()
+        .filter(|step| is_checkout(step))
+        .filter_map(|step| {
+            let with = &step["with"];
+            let chosen = ["ref", "repository"].into_iter().find(|k| !with[*k].is_null())?;
+            Some(format!(
+                "{at}: checks out `{chosen}: {}` in a `{event}` workflow, which runs with this repository's tokens: the pull request's code must never be checked out here; remove `{chosen}:` (main is checked out) and take the pull request's number and commit as data",
+                with[chosen].as_str().unwrap_or_default()
+            ))
+        })
+        .collect()
 }
 
 fn triggered_by(on: &Value, event: &str) -> bool {
@@ -487,6 +532,9 @@ mod tests {
                     .run()
                     .unwrap();
             }
+            // The toolchain file `workflow_wiring` checks beside the workflows.
+            let toolchain = "rust-toolchain.toml";
+            std::fs::copy(real.join(toolchain), dir.path().join(toolchain)).unwrap();
             Self(dir)
         }
 
@@ -587,31 +635,35 @@ mod tests {
     #[test]
     fn preview_job_given_the_release_token_is_refused() {
         Copy::new("preview-token")
-            .edit(".github/workflows/ci.yml", "secrets.ARGOCD_PREVIEW_TOKEN", "secrets.ARGOCD_AUTH_TOKEN")
-            .refused(&["ci.yml: job preview: a workflow pull requests trigger reads secrets.ARGOCD_AUTH_TOKEN"]);
+            .edit(".github/workflows/preview.yml", "secrets.ARGOCD_PREVIEW_TOKEN", "secrets.ARGOCD_AUTH_TOKEN")
+            .refused(&["preview.yml: job verify: a workflow pull requests trigger reads secrets.ARGOCD_AUTH_TOKEN"]);
     }
 
     #[test]
     fn the_release_token_spelt_otherwise_is_still_seen() {
         for spelling in ["secrets.argocd_auth_token", "secrets['ARGOCD_AUTH_TOKEN']"] {
             Copy::new("preview-token-spelling")
-                .edit(".github/workflows/ci.yml", "secrets.ARGOCD_PREVIEW_TOKEN", spelling)
-                .refused(&["ci.yml: job preview: a workflow pull requests trigger reads secrets.ARGOCD_AUTH_TOKEN"]);
+                .edit(".github/workflows/preview.yml", "secrets.ARGOCD_PREVIEW_TOKEN", spelling)
+                .refused(&["preview.yml: job verify: a workflow pull requests trigger reads secrets.ARGOCD_AUTH_TOKEN"]);
         }
     }
 
     #[test]
     fn the_gate_signing_key_outside_preprod_is_refused() {
         Copy::new("signing-key")
-            .edit(".github/workflows/ci.yml", "secrets.ARGOCD_PREVIEW_TOKEN", "secrets.GATE_SIGNING_KEY")
-            .refused(&["ci.yml: job preview: a workflow pull requests trigger reads secrets.GATE_SIGNING_KEY"]);
+            .edit(".github/workflows/preview.yml", "secrets.ARGOCD_PREVIEW_TOKEN", "secrets.GATE_SIGNING_KEY")
+            .refused(&["preview.yml: job verify: a workflow pull requests trigger reads secrets.GATE_SIGNING_KEY"]);
     }
 
     #[test]
     fn release_outside_the_prod_environment_is_refused() {
         Copy::new("release-env")
-            .edit(".github/workflows/release.yml", "    environment: prod\n", "")
-            .refused(&["release.yml: job release: reads secrets.ARGOCD_AUTH_TOKEN outside the `prod` environment"]);
+            .edit(
+                ".github/workflows/release.yml",
+                "    environment: prod\n    permissions:\n      contents: read\n",
+                "    permissions:\n      contents: read\n",
+            )
+            .refused(&["release.yml: job sync: reads secrets.ARGOCD_AUTH_TOKEN outside the `prod` environment"]);
     }
 
     #[test]
@@ -648,11 +700,11 @@ mod tests {
     fn pull_request_title_in_a_run_script_is_refused() {
         Copy::new("injection")
             .edit(
-                ".github/workflows/ci.yml",
-                "run: cargo xtask smoke --url \"https://pr-$PR.$PREVIEW_DOMAIN\"",
-                "run: cargo xtask smoke --url \"https://pr-$PR.$PREVIEW_DOMAIN/${{ github.event.pull_request.title }}\"",
+                ".github/workflows/preview.yml",
+                "run: cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+                "run: cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN/${{ github.event.pull_request.title }}\"",
             )
-            .refused(&["job preview, step \"Smoke tests\": `${{ github.event.pull_request.title }}` inside `run:`"]);
+            .refused(&["job verify, step \"Smoke tests\": `${{ github.event.pull_request.title }}` inside `run:`"]);
     }
 
     #[test]
@@ -666,5 +718,29 @@ mod tests {
             "/charts/ @example\n/charts/",
         )
         .refused(&["no owner for /charts/"]);
+    }
+
+    #[test]
+    fn a_pull_request_workflow_that_pushes_is_refused() {
+        Copy::new("pr-write")
+            .edit(
+                ".github/workflows/ci.yml",
+                "    permissions:\n      contents: read\n      # Push the image",
+                "    permissions:\n      contents: write\n      # Push the image",
+            )
+            .refused(&[
+                "ci.yml: job image: `contents: write` in a workflow `pull_request` triggers",
+            ]);
+    }
+
+    #[test]
+    fn checking_out_the_pull_request_in_pull_request_target_is_refused() {
+        Copy::new("prt-head")
+            .edit(
+                ".github/workflows/preview.yml",
+                "      # main, not the pull request: no `ref:`.\n      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2\n        with:\n",
+                "      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2\n        with:\n          ref: ${{ github.event.pull_request.head.sha }}\n",
+            )
+            .refused(&["preview.yml: job deploy: checks out `ref: ${{ github.event.pull_request.head.sha }}` in a `pull_request_target` workflow"]);
     }
 }
