@@ -38,6 +38,9 @@
 //!   on one CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`,
 //!   `local_registry` (a docker-registry on loopback; the tests include it
 //!   too), `counting_proxy` (bytes sent to a registry).
+//! - `sbom`: the dependency list `cargo auditable` embeds in the image's
+//!   binary, read back (a file or an image) and written as CycloneDX;
+//!   `advisories`: RustSec offline (a snapshot, deny.toml's ignore list), for `scan`.
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
@@ -49,6 +52,7 @@
 //! - Only `registry` (with `oci`) speaks OCI.
 //! - Functions are at most 60 lines, or say why next to them (`// long: …`).
 
+pub mod advisories;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
@@ -66,6 +70,7 @@ pub mod proc_stats;
 pub mod promotion;
 pub mod registry;
 pub mod repository_checks;
+pub mod sbom;
 pub mod service;
 pub mod tags;
 pub mod tools;
