@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 
 use support::{Registry, TempDir, assert_fails, assert_ok, head, require, stdout, xtask};
 
-/// The RustSec snapshot: ADVISORY_DB_SNAPSHOT (`.ci/run` sets it), or the one
-/// beside the repository.
+/// The RustSec database: ADVISORY_DB_SNAPSHOT (`.ci/run` sets it: the
+/// snapshot beside the repository, or a fresh clone), or that snapshot.
 fn snapshot() -> Option<String> {
     let path = std::env::var_os("ADVISORY_DB_SNAPSHOT")
         .map(PathBuf::from)
         .unwrap_or_else(|| support::workspace_root().join("../shared/advisory-db.tar.gz"));
     require(
-        path.is_file(),
+        path.exists(),
         "the RustSec snapshot (ADVISORY_DB_SNAPSHOT=…/advisory-db.tar.gz)",
     )?;
     Some(path.to_str().unwrap().to_owned())
