@@ -175,26 +175,31 @@ fn unpacked(tarball: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&cache)?;
     let scratch = tempfile_dir(&cache)?;
-    tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()))
-        .unpack(&scratch)
+    let moved = unpack_into(&bytes, tarball, &scratch, &folder);
+    let _ = std::fs::remove_dir_all(&scratch);
+    moved.map(|()| folder)
+}
+
+/// Unpacks the tarball's `advisory-db/` in `scratch`, then moves it to `folder`.
+fn unpack_into(bytes: &[u8], tarball: &Path, scratch: &Path, folder: &Path) -> Result<()> {
+    tar::Archive::new(flate2::read::GzDecoder::new(bytes))
+        .unpack(scratch)
         .with_context(|| format!("unpacking {} (a .tar.gz?)", tarball.display()))?;
     let inside = scratch.join("advisory-db");
     if !inside.join("crates").is_dir() {
-        let _ = std::fs::remove_dir_all(&scratch);
         bail!(
             "{} is not a RustSec advisory-db snapshot (no advisory-db/crates/)",
             tarball.display()
         );
     }
     // Another scan may have finished first: its copy is as good as ours.
-    if std::fs::rename(&inside, &folder).is_err() && !folder.join("crates").is_dir() {
+    if std::fs::rename(&inside, folder).is_err() && !folder.join("crates").is_dir() {
         bail!(
             "could not move the advisory database to {}",
             folder.display()
         );
     }
-    let _ = std::fs::remove_dir_all(&scratch);
-    Ok(folder)
+    Ok(())
 }
 
 /// A fresh directory inside `parent`, named so no two processes share one.
@@ -221,6 +226,127 @@ mod tests {
         assert_eq!(ids, ["RUSTSEC-2020-0001", "RUSTSEC-2021-0002"]);
         assert!(ignore_list("[advisories]\n").unwrap().is_empty());
         assert!(ignore_list("[advisories]\nignore = [3]\n").is_err());
+    }
+
+    /// One advisory file in RustSec's format (TOML front matter, Markdown title).
+    fn advisory(db: &Path, package: &str, id: &str, extra: &str, patched: &str) {
+        let dir = db.join("crates").join(package);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(format!("{id}.md")),
+            format!(
+                "```toml\n[advisory]\nid = \"{id}\"\npackage = \"{package}\"\ndate = \"2021-07-07\"\n\
+                 {extra}\n[versions]\npatched = [{patched}]\n```\n\n# Title of {id}\n\nDescription.\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    fn package(name: &str, version: &str, source: &str) -> Package {
+        serde_json::from_str(&format!(
+            r#"{{"name": "{name}", "version": "{version}", "source": "{source}"}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn vulnerable_versions_fail_informational_ones_warn_and_the_ignore_list_is_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("advisory-db");
+        advisory(&db, "hyper", "RUSTSEC-2021-0078", "", "\">= 0.14.10\"");
+        advisory(
+            &db,
+            "ansi_term",
+            "RUSTSEC-2021-0139",
+            "informational = \"unmaintained\"",
+            "",
+        );
+        advisory(
+            &db,
+            "gone",
+            "RUSTSEC-2021-0001",
+            "withdrawn = \"2021-08-01\"",
+            "",
+        );
+        let database = Database::open(dir.path()).unwrap();
+        let packages = [
+            package("hyper", "0.14.9", "crates.io"),
+            package("hyper", "0.14.10", "crates.io"),
+            package("ansi_term", "0.12.1", "crates.io"),
+            package("gone", "1.0.0", "crates.io"),
+            // Not from crates.io: the database says nothing about it.
+            package("hyper", "0.14.9", "local"),
+        ];
+        let findings = database.check(&packages, &[]).unwrap();
+        let summary: Vec<(&str, &str, &Severity)> = findings
+            .iter()
+            .map(|f| (f.package.as_str(), f.version.as_str(), &f.severity))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("hyper", "0.14.9", &Severity::Vulnerable),
+                (
+                    "ansi_term",
+                    "0.12.1",
+                    &Severity::Warning("unmaintained".into())
+                ),
+            ]
+        );
+        assert_eq!(findings[0].id, "RUSTSEC-2021-0078");
+        assert_eq!(findings[0].title, "Title of RUSTSEC-2021-0078");
+        assert_eq!(findings[0].patched, [">=0.14.10"]);
+        let ignored = database
+            .check(&packages[..1], &["RUSTSEC-2021-0078".to_owned()])
+            .unwrap();
+        assert_eq!(ignored[0].severity, Severity::Ignored);
+    }
+
+    #[test]
+    fn a_snapshot_tarball_is_unpacked_once_under_its_hash_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        // A distinct database per run, so the cache folder is this test's.
+        let id = format!("RUSTSEC-2021-{:04}", fastrand::u16(..9999));
+        advisory(&dir.path().join("advisory-db"), "hyper", &id, "", "");
+        let tarball = dir.path().join("snapshot.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&tarball).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut builder = tar::Builder::new(gz);
+        builder
+            .append_dir_all("advisory-db", dir.path().join("advisory-db"))
+            .unwrap();
+        builder.into_inner().unwrap().finish().unwrap();
+        let first = unpacked(&tarball).unwrap();
+        assert!(
+            first
+                .join("crates/hyper")
+                .join(format!("{id}.md"))
+                .is_file()
+        );
+        assert_eq!(
+            unpacked(&tarball).unwrap(),
+            first,
+            "the same content, the same folder"
+        );
+        std::fs::remove_dir_all(&first).unwrap();
+
+        let empty = dir.path().join("empty.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&empty).unwrap(),
+            flate2::Compression::fast(),
+        );
+        tar::Builder::new(gz)
+            .into_inner()
+            .unwrap()
+            .finish()
+            .unwrap();
+        let error = unpacked(&empty).unwrap_err().to_string();
+        assert!(
+            error.contains("is not a RustSec advisory-db snapshot"),
+            "{error}"
+        );
     }
 
     #[test]
