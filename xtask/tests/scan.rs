@@ -143,6 +143,39 @@ fn a_binary_built_without_cargo_auditable_is_refused_with_the_fix() {
 }
 
 #[test]
+fn an_image_whose_binary_has_no_dependency_list_is_built_with_a_warning_and_refused_by_scan() {
+    let Some(db) = snapshot() else { return };
+    let dir = TempDir::new("scan-no-list");
+    let binary = dir.path().join("items-api");
+    std::fs::write(&binary, "not a program").unwrap();
+    let layout = format!("oci:{}", dir.path().join("layout").display());
+    let build = xtask(
+        &[
+            "image",
+            "build",
+            "--binary",
+            binary.to_str().unwrap(),
+            "--push",
+            &layout,
+        ],
+        &[],
+    );
+    assert_ok(&build);
+    let warned = support::stderr(&build);
+    assert!(
+        warned.contains("`cargo xtask scan` will refuse this image"),
+        "{warned}"
+    );
+    let tag = format!("main-{}", head());
+    let out = xtask(&["scan", &layout, &tag], &[("ADVISORY_DB_SNAPSHOT", &db)]);
+    let all = assert_fails(&out);
+    assert!(
+        all.contains("the linux/amd64 binary is not an executable"),
+        "{all}"
+    );
+}
+
+#[test]
 fn image_build_without_cargo_auditable_fails_naming_the_install_and_writes_nothing() {
     // A PATH and cargo home where cargo, rustc and rustup are, but no cargo-auditable.
     let dir = TempDir::new("no-auditable");

@@ -21,7 +21,7 @@ pub struct Binary {
     pub dependencies: VersionInfo,
 }
 
-/// The dependency list embedded in `bytes` (an ELF, Mach-O, PE or WASM file).
+/// The dependency list embedded in `bytes` (an ELF, Mach-O or PE file).
 pub fn dependencies_of(bytes: &[u8], origin: &str) -> Result<VersionInfo> {
     // A generous limit: the list is a few KiB even for large programs.
     match auditable_info::audit_info_from_slice(bytes, 64 << 20) {
@@ -30,6 +30,9 @@ pub fn dependencies_of(bytes: &[u8], origin: &str) -> Result<VersionInfo> {
             "{origin} carries no dependency list (no .dep-v0 section): it was built without cargo \
              auditable: rebuild with `cargo xtask image build`"
         ),
+        Err(auditable_info::Error::BinaryParsing(auditable_extract::Error::NotAnExecutable)) => {
+            bail!("{origin} is not an executable (ELF, Mach-O or PE): it has no dependency list")
+        }
         Err(error) => {
             Err(error).with_context(|| format!("reading the dependency list of {origin}"))
         }
