@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use p256::ecdsa::SigningKey;
 
 use crate::parts::advisories::{self, Database, Finding, NO_DATABASE_HINT, Severity};
 use crate::parts::attestation::{self, Statement};
@@ -53,6 +54,13 @@ pub fn run(args: ScanArgs) -> Result<()> {
              (main-<sha>, or their digest); scan it without --attest"
         );
     }
+    // Before any work: --attest without the key is a mistake, not a skip.
+    let key = match args.attest {
+        true => Some(attestation::signing_key_from_env()?.context(
+            "--attest signs the SBOM with GATE_SIGNING_KEY (the PEM text of the CD key), which is not set",
+        )?),
+        false => None,
+    };
     let snapshot = args.advisory_db.as_deref().context(NO_DATABASE_HINT)?;
     let database = Database::open(snapshot)?;
     let ignored = advisories::workspace_ignore_list()?;
@@ -79,11 +87,11 @@ pub fn run(args: ScanArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote the CycloneDX SBOM to {}", path.display());
     }
-    if args.attest {
+    if let Some(key) = &key {
         let (repository, digest) = subject
             .as_ref()
             .context("--attest needs an image (REPOSITORY REFERENCE)")?;
-        attest_sbom(repository, digest, document)?;
+        attest_sbom(repository, digest, document, key)?;
     }
     verdict(&findings, scanned)
 }
@@ -155,17 +163,19 @@ fn verdict(findings: &[Finding], scanned: usize) -> Result<()> {
 /// Signs the SBOM as an in-toto statement about `digest` and stores it beside
 /// the image, as the preprod gate is stored. Only for images CD pushed: a
 /// pull request's image is never vouched for with the CD key.
-fn attest_sbom(repository: &Repository, digest: &str, document: serde_json::Value) -> Result<()> {
-    let key = attestation::signing_key_from_env()?.context(
-        "--attest signs the SBOM with GATE_SIGNING_KEY (the PEM text of the CD key), which is not set",
-    )?;
+fn attest_sbom(
+    repository: &Repository,
+    digest: &str,
+    document: serde_json::Value,
+    key: &SigningKey,
+) -> Result<()> {
     let statement = Statement::new(
         &repository.to_string(),
         digest,
         CYCLONEDX_PREDICATE,
         document,
     )?;
-    let envelope = attestation::sign(&statement, &key)?;
+    let envelope = attestation::sign(&statement, key)?;
     repository.attach_attestation(digest, envelope, CYCLONEDX_PREDICATE)?;
     println!("signed the CycloneDX SBOM for {repository}@{digest} ({CYCLONEDX_PREDICATE})");
     Ok(())

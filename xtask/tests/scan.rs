@@ -288,6 +288,14 @@ fn an_image_built_by_image_build_scans_clean_and_its_sbom_is_signed() {
         stdout(&verify)
     );
 
+    // --attest without the key is refused, not skipped.
+    let out = xtask(
+        &["scan", &repo, &tag, "--attest"],
+        &[("ADVISORY_DB_SNAPSHOT", &db)],
+    );
+    let all = assert_fails(&out);
+    assert!(all.contains("GATE_SIGNING_KEY"), "{all}");
+
     // A pull request's image is never vouched for with the CD key.
     let out = xtask(
         &["scan", &repo, "pr-1-0000000", "--attest"],
