@@ -15,6 +15,7 @@ use xshell::{Shell, cmd};
 use crate::parts::image_build::{check_static, human_size, image_meta, static_binaries};
 use crate::parts::oci::{self, Arch};
 use crate::parts::registry::{self, Repository, RetagOutcome};
+use crate::parts::sbom;
 use crate::parts::service::ServiceRepo;
 use crate::parts::tags::ImageTag;
 use crate::parts::{github, workspace};
@@ -113,7 +114,12 @@ fn build(args: BuildArgs) -> Result<()> {
     let binaries = match &args.binary {
         Some(path) => {
             check_static(path)?;
-            vec![(Arch::Amd64, std::fs::read(path)?)]
+            let bytes = std::fs::read(path)?;
+            // Not refused (a binary from elsewhere may be packaged), but said.
+            if let Err(why) = sbom::dependencies_of(&bytes, &path.display().to_string()) {
+                eprintln!("warning: {why:#}; `cargo xtask scan` will refuse this image");
+            }
+            vec![(Arch::Amd64, bytes)]
         }
         None => static_binaries(&sh, &args.platforms, &head)?,
     };

@@ -18,6 +18,7 @@ mod parts;
 mod preview;
 mod promote;
 mod release;
+mod scan;
 mod smoke;
 mod status;
 mod validate;
@@ -75,6 +76,8 @@ enum Command {
     /// Preview environments of pull requests.
     #[command(subcommand)]
     Preview(preview::PreviewCommand),
+    /// Check an image's (or --binary's) embedded dependency list against RustSec, offline; --sbom writes CycloneDX.
+    Scan(scan::ScanArgs),
     /// Each environment's tag, digest, source commit, and the commit that promoted it.
     Status(status::StatusArgs),
     /// Every environment and tag carrying the same bits as a tag or commit.
@@ -111,6 +114,7 @@ fn main() -> anyhow::Result<()> {
         Command::Promote(args) => promote::run(args),
         Command::Rollback(args) => promote::rollback(args),
         Command::Preview(command) => preview::run(command),
+        Command::Scan(args) => scan::run(args),
         Command::Status(args) => status::run(args),
         Command::Trace(args) => status::trace(args),
         Command::Validate(args) => validate::run(args),

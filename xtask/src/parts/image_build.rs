@@ -205,9 +205,11 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
     if static_glibc {
         rustflags.push_str(" -C target-feature=+crt-static");
     }
+    require_cargo_auditable(sh)?;
+    // cargo auditable embeds the dependency list (.dep-v0) `cargo xtask scan` checks.
     let mut build = cmd!(
         sh,
-        "cargo build --release --locked --package items-api --target {target}"
+        "cargo auditable build --release --locked --package items-api --target {target}"
     )
     .env("RUSTFLAGS", rustflags)
     .env("CARGO_TARGET_DIR", &target_dir)
@@ -234,6 +236,32 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
     let path = target_dir.join(target).join("release/items-api");
     check_static(&path)?;
     Ok(path)
+}
+
+/// The image's binaries carry their dependency list: never build one without it.
+fn require_cargo_auditable(sh: &Shell) -> Result<()> {
+    // `cargo auditable --version` answers with cargo's own version, so ask
+    // cargo which subcommands it has.
+    let commands = cmd!(sh, "cargo --list").quiet().ignore_stderr().read()?;
+    if !commands
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some("auditable"))
+    {
+        bail!(
+            "cargo-auditable is not installed, and the image's binary must carry its dependency \
+             list for `cargo xtask scan`: run `{}` (bash .ci/run does this)",
+            cargo_auditable_install()
+        );
+    }
+    Ok(())
+}
+
+/// The install command for the pinned cargo-auditable (xtask/tools.txt).
+pub fn cargo_auditable_install() -> String {
+    format!(
+        "cargo install cargo-auditable@{} --locked",
+        super::tools::version("cargo-auditable")
+    )
 }
 
 fn home() -> PathBuf {
@@ -356,6 +384,18 @@ mod tests {
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         assert!(has_interp(&me));
         assert!(!has_interp(b"\x7fELF not really"));
+    }
+
+    #[test]
+    fn the_cargo_auditable_hint_names_the_pinned_install() {
+        assert_eq!(
+            cargo_auditable_install(),
+            format!(
+                "cargo install cargo-auditable@{} --locked",
+                crate::parts::tools::version("cargo-auditable")
+            )
+        );
+        assert!(cargo_auditable_install().contains("@0.7.7"));
     }
 
     #[test]

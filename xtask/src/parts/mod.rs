@@ -38,6 +38,9 @@
 //!   on one CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`,
 //!   `local_registry` (a docker-registry on loopback; the tests include it
 //!   too), `counting_proxy` (bytes sent to a registry).
+//! - `sbom`: the dependency list `cargo auditable` embeds in the image's
+//!   binary, read back (a file or an image) and written as CycloneDX;
+//!   `advisories`: RustSec offline (a snapshot, deny.toml's ignore list), for `scan`.
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
@@ -54,6 +57,7 @@
 //! - Functions are at most 60 lines, or say why next to them (`// long: …`).
 
 pub mod affected;
+pub mod advisories;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
@@ -72,6 +76,7 @@ pub mod promotion;
 pub mod registry;
 pub mod repository_checks;
 pub mod scaffold;
+pub mod sbom;
 pub mod service;
 pub mod services;
 pub mod tags;

@@ -1,0 +1,182 @@
+//! `cargo xtask scan <repository> <reference>` (or `--binary FILE`): the
+//! dependency list `cargo auditable` embedded in the service binary, checked
+//! against RustSec offline, as `cargo deny` checks the lockfile.
+//!
+//! 1. the advisory database is opened from the snapshot (unpacked once);
+//! 2. the binary of every platform of the image (or the file) is read, and
+//!    its `.dep-v0` dependency list decoded;
+//! 3. every crates.io package is checked: vulnerabilities fail the scan,
+//!    informational advisories (unmaintained, unsound) warn, deny.toml's
+//!    ignore list is honoured;
+//! 4. `--sbom FILE` writes the CycloneDX SBOM of the same list; `--attest`
+//!    signs it (GATE_SIGNING_KEY) and stores it beside the image.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use p256::ecdsa::SigningKey;
+
+use crate::parts::advisories::{self, Database, Finding, NO_DATABASE_HINT, Severity};
+use crate::parts::attestation::{self, Statement};
+use crate::parts::registry::{Repository, at};
+use crate::parts::sbom::{self, Binary, CYCLONEDX_PREDICATE};
+use crate::parts::tags::ImageTag;
+
+#[derive(clap::Args)]
+pub struct ScanArgs {
+    /// The image repository: <registry>/<path>, or oci:<dir>.
+    #[arg(required_unless_present = "binary", requires = "reference")]
+    repository: Option<String>,
+    /// A tag, or a digest (sha256:…).
+    reference: Option<String>,
+    /// Scan this local binary instead of an image.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["repository", "attest"])]
+    binary: Option<PathBuf>,
+    /// RustSec database: a .tar.gz snapshot holding advisory-db/, or a folder (a clone of
+    /// github.com/rustsec/advisory-db).
+    #[arg(long, env = "ADVISORY_DB_SNAPSHOT", value_name = "PATH")]
+    advisory_db: Option<PathBuf>,
+    /// Also write the CycloneDX SBOM (JSON) of the scanned dependency list to FILE.
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
+    /// Sign the SBOM with GATE_SIGNING_KEY and store it beside the image as an attestation
+    /// (predicate type https://cyclonedx.org/bom). For images CD pushed: main-<sha> or a digest.
+    #[arg(long)]
+    attest: bool,
+}
+
+pub fn run(args: ScanArgs) -> Result<()> {
+    if let (true, Some(reference)) = (args.attest, &args.reference)
+        && let Ok(ImageTag::Pr { .. }) = ImageTag::parse(reference)
+    {
+        bail!(
+            "{reference} is a pull request's image: SBOM attestations are signed for images CD pushed \
+             (main-<sha>, or their digest); scan it without --attest"
+        );
+    }
+    // Before any work: --attest without the key is a mistake, not a skip.
+    let key = match args.attest {
+        true => Some(attestation::signing_key_from_env()?.context(
+            "--attest signs the SBOM with GATE_SIGNING_KEY (the PEM text of the CD key), which is not set",
+        )?),
+        false => None,
+    };
+    let snapshot = args.advisory_db.as_deref().context(NO_DATABASE_HINT)?;
+    let database = Database::open(snapshot)?;
+    let ignored = advisories::workspace_ignore_list()?;
+
+    let (subject, binaries) = binaries(&args)?;
+    println!("advisories from {}", database.described);
+
+    let mut findings = Vec::new();
+    let mut scanned = 0;
+    for binary in &binaries {
+        let packages = &binary.dependencies.packages;
+        println!("{}: {} packages", binary.origin, packages.len());
+        scanned += packages.len();
+        for finding in database.check(packages, &ignored)? {
+            if !findings.contains(&finding) {
+                findings.push(finding);
+            }
+        }
+    }
+
+    let document = sbom::cyclonedx(&binaries);
+    if let Some(path) = &args.sbom {
+        std::fs::write(path, serde_json::to_vec_pretty(&document)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote the CycloneDX SBOM to {}", path.display());
+    }
+    if let Some(key) = &key {
+        let (repository, digest) = subject
+            .as_ref()
+            .context("--attest needs an image (REPOSITORY REFERENCE)")?;
+        attest_sbom(repository, digest, document, key)?;
+    }
+    verdict(&findings, scanned)
+}
+
+/// The image a scan read: its repository and digest (what `--attest` signs for).
+type Subject = (Repository, String);
+
+/// The binaries to scan: the file, or every platform's binary of the image.
+fn binaries(args: &ScanArgs) -> Result<(Option<Subject>, Vec<Binary>)> {
+    Ok(match (&args.binary, &args.repository, &args.reference) {
+        (Some(path), _, _) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let origin = path.display().to_string();
+            let dependencies = sbom::dependencies_of(&bytes, &origin)?;
+            (
+                None,
+                vec![Binary {
+                    origin,
+                    dependencies,
+                }],
+            )
+        }
+        (None, Some(repository), Some(reference)) => {
+            let repository = Repository::open(repository)?;
+            let (digest, binaries) = sbom::image_binaries(&repository, reference)?;
+            println!("{repository}{} is {digest}", at(reference));
+            (Some((repository, digest)), binaries)
+        }
+        _ => bail!("name an image (REPOSITORY REFERENCE) or a file (--binary FILE)"),
+    })
+}
+
+/// Prints each finding; an error when any is a vulnerability.
+fn verdict(findings: &[Finding], scanned: usize) -> Result<()> {
+    for f in findings {
+        let patched = if f.patched.is_empty() {
+            "no patched version".to_owned()
+        } else {
+            format!("patched: {}", f.patched.join(", "))
+        };
+        let (mark, note) = match &f.severity {
+            Severity::Vulnerable => ("✘", String::new()),
+            Severity::Warning(kind) => ("!", format!(" [{kind}: a warning]")),
+            Severity::Ignored => ("-", " [ignored in deny.toml]".to_owned()),
+        };
+        println!(
+            "  {mark} {} {}: {} {} ({patched}){note}",
+            f.package, f.version, f.id, f.title
+        );
+    }
+    let count =
+        |wanted: fn(&Severity) -> bool| findings.iter().filter(|f| wanted(&f.severity)).count();
+    let vulnerable = count(|s| *s == Severity::Vulnerable);
+    let warnings = count(|s| matches!(s, Severity::Warning(_)));
+    println!(
+        "scanned {scanned} packages: {vulnerable} vulnerable, {warnings} warnings, {} ignored",
+        count(|s| *s == Severity::Ignored)
+    );
+    if vulnerable > 0 {
+        bail!(
+            "{vulnerable} known vulnerabilities: update the packages above to a patched version \
+             (cargo update -p NAME), or, with a reason, ignore the advisory in deny.toml"
+        );
+    }
+    Ok(())
+}
+
+/// Signs the SBOM as an in-toto statement about `digest` and stores it beside
+/// the image, as the preprod gate is stored. Only for images CD pushed: a
+/// pull request's image is never vouched for with the CD key.
+fn attest_sbom(
+    repository: &Repository,
+    digest: &str,
+    document: serde_json::Value,
+    key: &SigningKey,
+) -> Result<()> {
+    let statement = Statement::new(
+        &repository.to_string(),
+        digest,
+        CYCLONEDX_PREDICATE,
+        document,
+    )?;
+    let envelope = attestation::sign(&statement, key)?;
+    repository.attach_attestation(digest, envelope, CYCLONEDX_PREDICATE)?;
+    println!("signed the CycloneDX SBOM for {repository}@{digest} ({CYCLONEDX_PREDICATE})");
+    Ok(())
+}
