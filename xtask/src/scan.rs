@@ -36,6 +36,10 @@ pub struct ScanArgs {
     /// github.com/rustsec/advisory-db).
     #[arg(long, env = "ADVISORY_DB_SNAPSHOT", value_name = "PATH")]
     advisory_db: Option<PathBuf>,
+    /// Fetch the database instead (a shallow git fetch into the target dir, brought up to
+    /// date on each run): from github.com/rustsec/advisory-db, or from URL. What the workflows use.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = advisories::DATABASE_URL)]
+    fetch_advisory_db: Option<String>,
     /// Also write the CycloneDX SBOM (JSON) of the scanned dependency list to FILE.
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
@@ -61,8 +65,11 @@ pub fn run(args: ScanArgs) -> Result<()> {
         )?),
         false => None,
     };
-    let snapshot = args.advisory_db.as_deref().context(NO_DATABASE_HINT)?;
-    let database = Database::open(snapshot)?;
+    let snapshot = match &args.fetch_advisory_db {
+        Some(url) => advisories::fetch(url)?,
+        None => args.advisory_db.clone().context(NO_DATABASE_HINT)?,
+    };
+    let database = Database::open(&snapshot)?;
     let ignored = advisories::workspace_ignore_list()?;
 
     let (subject, binaries) = binaries(&args)?;

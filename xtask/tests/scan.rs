@@ -72,6 +72,58 @@ fn a_binary_with_a_vulnerable_package_fails_naming_the_advisory() {
 }
 
 #[test]
+fn fetch_advisory_db_reads_the_database_from_a_git_repository() {
+    let Some(db) = snapshot() else { return };
+    let dir = TempDir::new("scan-fetch");
+    // The snapshot's database as a git repository on disk (what github.com/rustsec/advisory-db is).
+    let repo = dir.path().join("advisory-db.git");
+    let unpack = std::process::Command::new("tar")
+        .args(["-xzf", &db, "-C"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(unpack.success());
+    let source = dir.path().join("advisory-db");
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "crates"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "--quiet",
+            "-m",
+            "db",
+        ],
+    ] {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&source)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+    std::fs::rename(source.join(".git"), &repo).unwrap();
+    let elf = elf_with_dependencies(dir.path(), app_using(&[("hyper", "0.14.9")]));
+    let url = format!("--fetch-advisory-db=file://{}", repo.display());
+    let all = assert_fails(&xtask(&["scan", "--binary", &elf, &url], &[]));
+    assert!(all.contains("✘ hyper 0.14.9: RUSTSEC-2021-0078"), "{all}");
+    // A URL git would read as an option is refused before anything runs.
+    let all = assert_fails(&xtask(
+        &[
+            "scan",
+            "--binary",
+            &elf,
+            "--fetch-advisory-db=--upload-pack=x",
+        ],
+        &[],
+    ));
+    assert!(all.contains("begins with '-'"), "{all}");
+}
+
+#[test]
 fn a_binary_with_patched_packages_passes_and_unmaintained_ones_only_warn() {
     let Some(db) = snapshot() else { return };
     let dir = TempDir::new("scan-patched");

@@ -12,12 +12,42 @@ use auditable_serde::{Package, Source};
 use rustsec::advisory::Informational;
 use rustsec::database::Query;
 
+use xshell::{Shell, cmd};
+
+use super::gitops::{redact_url, refuse_option_like};
 use super::{oci, workspace};
 
 /// How to point xtask at a database when none was given.
 pub const NO_DATABASE_HINT: &str = "a RustSec advisory database is needed: --advisory-db PATH or \
     ADVISORY_DB_SNAPSHOT (a .tar.gz snapshot holding advisory-db/, or a folder: `git clone --depth 1 \
     https://github.com/rustsec/advisory-db`)";
+
+/// The RustSec database's git repository, what `--fetch-advisory-db` clones
+/// by default (GitHub's runners have no snapshot; cargo deny and cargo audit
+/// fetch the same repository).
+pub const DATABASE_URL: &str = "https://github.com/rustsec/advisory-db";
+
+/// A shallow copy of the database at `url`'s default branch tip, in the
+/// target dir (`xtask/advisory-db-git`); a copy already there is brought to
+/// the new tip. Returns the folder, for [`Database::open`].
+pub fn fetch(url: &str) -> Result<PathBuf> {
+    refuse_option_like("advisory database URL", url, "--fetch-advisory-db")?;
+    let dir = workspace::target_dir().join("xtask/advisory-db-git");
+    let sh = Shell::new()?;
+    if !dir.join(".git").is_dir() {
+        let _ = std::fs::remove_dir_all(&dir);
+        cmd!(sh, "git init --quiet -- {dir}").quiet().run()?;
+    }
+    sh.change_dir(&dir);
+    cmd!(sh, "git fetch --quiet --depth 1 -- {url} HEAD")
+        .quiet()
+        .run()
+        .with_context(|| format!("fetching the RustSec database from {}", redact_url(url)))?;
+    cmd!(sh, "git checkout --quiet --force --detach FETCH_HEAD")
+        .quiet()
+        .run()?;
+    Ok(dir)
+}
 
 /// The advisory database and what it is a copy of.
 pub struct Database {

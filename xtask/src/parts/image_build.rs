@@ -207,10 +207,11 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
     }
     require_cargo_auditable(sh)?;
     // cargo auditable embeds the dependency list (.dep-v0) `cargo xtask scan` checks.
-    let mut build = cmd!(
+    // No credential of the step reaches the dependencies' build scripts.
+    let mut build = workspace::without_secrets(cmd!(
         sh,
         "cargo auditable build --release --locked --package items-api --target {target}"
-    )
+    ))
     .env("RUSTFLAGS", rustflags)
     .env("CARGO_TARGET_DIR", &target_dir)
     // /version reports the commit the binary was built from.

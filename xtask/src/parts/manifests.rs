@@ -700,7 +700,16 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
                     let setup = ["sudo apt-get ", "rustup "]
                         .iter()
                         .any(|p| line.starts_with(p));
-                    if !(line.starts_with("cargo xtask ") || line == "bash .ci/run" || setup) {
+                    if let Some(wrong) = unpinned_cargo_install(line) {
+                        problem(format!("job {job_name}: {wrong}"));
+                        continue;
+                    }
+                    let pinned_install = line.starts_with("cargo install --locked ");
+                    if !(line.starts_with("cargo xtask ")
+                        || line == "bash .ci/run"
+                        || setup
+                        || pinned_install)
+                    {
                         problem(format!(
                             "job {job_name}: `{line}` is pipeline logic in YAML; make it a `cargo xtask` command"
                         ));
@@ -710,6 +719,32 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A `cargo install` line must install one tool at exactly its pin in
+/// `xtask/tools.txt` (`cargo install --locked NAME@VERSION`), so the version
+/// is written once; None when `line` is no `cargo install` or is right.
+fn unpinned_cargo_install(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("cargo install")?;
+    let fix = |why: &str| {
+        Some(format!(
+            "`{line}`: {why}; write `cargo install --locked NAME@VERSION` with the pin of xtask/tools.txt"
+        ))
+    };
+    let Some(spec) = rest.trim().strip_prefix("--locked ") else {
+        return fix("without --locked the tool's dependencies float");
+    };
+    let Some((name, version)) = spec.trim().split_once('@') else {
+        return fix("no version");
+    };
+    match super::tools::pins().find(|pin| pin.installer == "cargo" && pin.package == name) {
+        Some(pin) if pin.version == version => None,
+        Some(pin) => fix(&format!(
+            "{name} is pinned at {} in xtask/tools.txt",
+            pin.version
+        )),
+        None => fix(&format!("{name} is not pinned in xtask/tools.txt")),
+    }
 }
 
 #[cfg(test)]
@@ -747,5 +782,24 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("must be pinned"));
         assert!(problems[1].contains("`yq -i"));
+    }
+
+    #[test]
+    fn a_cargo_install_in_a_workflow_is_the_pin_of_tools_txt() {
+        let pin = super::super::tools::version("cargo-auditable");
+        assert_eq!(
+            unpinned_cargo_install(&format!("cargo install --locked cargo-auditable@{pin}")),
+            None
+        );
+        for (line, why) in [
+            ("cargo install --locked cargo-auditable@0.0.1", "pinned at"),
+            ("cargo install cargo-auditable", "--locked"),
+            ("cargo install --locked cargo-auditable", "no version"),
+            ("cargo install --locked cargo-nextest@0.9.0", "not pinned"),
+        ] {
+            let problem = unpinned_cargo_install(line).expect(line);
+            assert!(problem.contains(why), "{line}: {problem}");
+        }
+        assert_eq!(unpinned_cargo_install("cargo xtask ci"), None);
     }
 }

@@ -56,8 +56,8 @@
 //! - Only `registry` (with `oci`) speaks OCI.
 //! - Functions are at most 60 lines, or say why next to them (`// long: …`).
 
-pub mod affected;
 pub mod advisories;
+pub mod affected;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
@@ -75,8 +75,8 @@ pub mod proc_stats;
 pub mod promotion;
 pub mod registry;
 pub mod repository_checks;
-pub mod scaffold;
 pub mod sbom;
+pub mod scaffold;
 pub mod service;
 pub mod services;
 pub mod tags;
