@@ -264,3 +264,28 @@ fn validate_paths_parses_any_files_strictly_and_names_each_mistake() {
     assert!(message.contains("4 problem(s) in 5 file(s)"), "{message}");
     insta::assert_snapshot!(report);
 }
+
+#[test]
+fn every_mistake_of_a_document_is_named_in_one_pass() {
+    // Both mistakes at once: before, only the apiVersion was named, and the
+    // invented field appeared once the apiVersion was fixed.
+    let dir = TempDir::new("validate-one-pass");
+    let file = dir.path().join("app.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: argoproj.io/v2\nkind: Application\nmetadata: {name: web, namespace: argocd}\nspec:\n  project: service-demo\n  source: {repoURL: https://example.com/r.git, path: chart}\n  destination: {namespace: web}\n  healthCheck: {timeoutSeconds: 30}\n",
+    )
+    .unwrap();
+    let out = xtask(&["validate", file.to_str().unwrap()], &[]);
+    let message = assert_fails(&out);
+    let report = stdout(&out);
+    assert!(
+        report.contains("apiVersion must be argoproj.io/v1alpha1 for Application"),
+        "{report}"
+    );
+    assert!(
+        report.contains("has fields its schema does not have: spec.healthCheck"),
+        "{report}"
+    );
+    assert!(message.contains("2 problem(s) in 1 file(s)"), "{message}");
+}

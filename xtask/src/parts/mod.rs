@@ -38,6 +38,7 @@
 //!   on one CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`,
 //!   `local_registry` (a docker-registry on loopback; the tests include it
 //!   too), `counting_proxy` (bytes sent to a registry).
+//! - `cnpg_types`: CloudNativePG's `Cluster`, typed for `validate`.
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
@@ -52,6 +53,7 @@
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
+pub mod cnpg_types;
 pub mod counting_proxy;
 pub mod gates;
 pub mod github;
