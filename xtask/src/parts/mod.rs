@@ -38,7 +38,10 @@
 //!   on one CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`,
 //!   `local_registry` (a docker-registry on loopback; the tests include it
 //!   too), `counting_proxy` (bytes sent to a registry).
-//! - `cnpg_types`: CloudNativePG's `Cluster`, typed for `validate`.
+//! - `cluster_checks`: what the fork-and-follow path relies on across files
+//!   (Ingress hosts per environment, the database Secret the chart reads is one
+//!   a database produces, kind's host ports, the Argo CD `ci` account, the
+//!   Services the README names); `cnpg_types`: CloudNativePG's `Cluster`, typed.
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
@@ -53,6 +56,7 @@
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
+pub mod cluster_checks;
 pub mod cnpg_types;
 pub mod counting_proxy;
 pub mod gates;
