@@ -557,3 +557,73 @@ fn readme_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NARROW: &str = "p, role:ci, applications, get, service-demo/*, allow\n\
+        p, role:ci, applications, sync, service-demo/*, allow\ng, ci, role:ci\n\
+        p, role:ci-preview, applications, get, service-demo/service-demo-pr-*, allow\ng, ci-preview, role:ci-preview\n";
+
+    #[test]
+    fn ci_policies_stay_within_their_applications() {
+        assert_eq!(policy_problems(NARROW), Vec::<String>::new());
+        let wide = NARROW.replace("get, service-demo/service-demo-pr-*", "get, service-demo/*");
+        let problems = policy_problems(&wide);
+        assert!(
+            problems[0].contains("role:ci-preview may get applications service-demo/*"),
+            "{problems:?}"
+        );
+        let unbound = NARROW.replace("g, ci, role:ci\n", "");
+        assert!(policy_problems(&unbound)[0].contains("does not give account ci role:ci"));
+    }
+
+    fn kind_cluster(node: &str) -> Body {
+        let text = format!(
+            "variable \"port\" {{\n  default = 8080\n}}\nlocals {{\n  node_port = 30080\n}}\n\
+             resource \"kind_cluster\" \"this\" {{\n  kind_config {{\n    node {{\n{node}\n    }}\n  }}\n}}\n"
+        );
+        hcl::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn host_ports_resolve_through_variables_and_locals() {
+        let colliding = kind_cluster(
+            "      extra_port_mappings {\n        container_port = local.node_port\n        host_port = var.port\n      }",
+        );
+        let problems = port_problems(&colliding);
+        assert!(
+            problems[0].contains("host port 8080 (container port 30080)"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("no node labelled ingress-ready=true"),
+            "{problems:?}"
+        );
+        let fine = kind_cluster(
+            "      kubeadm_config_patches = [\"node-labels: \\\"ingress-ready=true\\\"\"]\n      \
+             extra_port_mappings {\n        container_port = 80\n        host_port = 8081\n      }",
+        );
+        assert_eq!(port_problems(&fine), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_cloudnative_pg_cluster_makes_its_app_secret() {
+        let cluster = serde_json::json!({"kind": "Cluster", "metadata": {"name": "db"}});
+        let made = secrets_made_by(&cluster);
+        assert!(
+            made.contains(&("db-app".to_owned(), "uri".to_owned())),
+            "{made:?}"
+        );
+        let external = serde_json::json!({"kind": "ExternalSecret", "metadata": {"name": "x"},
+            "spec": {"target": {"name": "service-demo-database"}, "data": [{"secretKey": "DATABASE_URL"}]}});
+        assert_eq!(
+            secrets_made_by(&external),
+            [(
+                "service-demo-database".to_owned(),
+                "DATABASE_URL".to_owned()
+            )]
+        );
+    }
+}
