@@ -380,3 +380,25 @@ fn argocd_ci_account_wider_than_the_project_is_named() {
         "role:ci may * applications */*",
     );
 }
+
+#[test]
+fn a_database_kind_the_project_does_not_whitelist_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/argocd/project.yaml",
+        "    - group: postgresql.cnpg.io\n      kind: Cluster\n",
+        "",
+        "Cluster (group \"postgresql.cnpg.io\") is not whitelisted by project service-demo: Argo CD would refuse to sync service-demo-database-",
+    );
+}
+
+#[test]
+fn terraform_printing_another_domain_than_the_charts_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "terraform/variables.tf",
+        "default     = \"localhost\"",
+        "default     = \"localtest.me\"",
+        "var.ingress_domain is Some(\"localtest.me\") but the chart's Ingress hosts end in \"localhost\"",
+    );
+}

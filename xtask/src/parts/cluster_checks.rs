@@ -40,9 +40,18 @@ type SecretsByNamespace = BTreeMap<String, BTreeSet<(String, String)>>;
 pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     let mut found = ingress_problems(rendered);
     found.extend(database_problems(root, rendered));
-    found.extend(terraform_problems(root));
+    found.extend(terraform_problems(root, rendered));
     found.extend(readme_problems(root, rendered));
     found
+}
+
+/// The domain the rendered Ingresses' hosts end in (`<env>.<domain>`).
+fn rendered_domain(rendered: &[Rendered]) -> Option<String> {
+    rendered.iter().find_map(|(env, docs)| {
+        let ingress = of_kind(docs, "Ingress").next()?;
+        let host = ingress["spec"]["rules"][0]["host"].as_str()?;
+        Some(host.strip_prefix(&format!("{env}."))?.to_owned())
+    })
 }
 
 fn of_kind<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
@@ -175,10 +184,13 @@ fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
 }
 
 /// `namespace → {(Secret, key)}` made by what the Applications under
-/// `gitops/argocd/apps` deploy from plain directories of this repository.
+/// `gitops/argocd/apps` deploy from plain directories of this repository;
+/// or the problems of those documents (strict parse, kinds their project
+/// does not whitelist).
 fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<String>> {
     let mut produced = SecretsByNamespace::new();
     let mut problems = Vec::new();
+    let projects = read_yaml_dir(root, "gitops/argocd").map_err(|p| vec![p])?;
     for (_, app) in read_yaml_dir(root, "gitops/argocd/apps").map_err(|p| vec![p])? {
         let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
         let namespace = app["spec"]["destination"]["namespace"]
@@ -187,8 +199,21 @@ fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<String>> {
         if app["kind"] != "Application" || path.is_empty() || path.starts_with("charts/") {
             continue;
         }
+        let project = app["spec"]["project"].as_str().unwrap_or_default();
+        let app_name = app["metadata"]["name"].as_str().unwrap_or_default();
+        let allowed = projects
+            .iter()
+            .find(|(_, p)| p["kind"] == "AppProject" && p["metadata"]["name"] == project)
+            .map(|(_, p)| manifests::whitelisted_kinds(p))
+            .unwrap_or_default();
         for (file, doc) in read_yaml_dir(root, path).map_err(|p| vec![p])? {
             problems.extend(manifests::check_document(&file, &doc));
+            for (group, kind) in manifests::kinds(std::slice::from_ref(&doc)).difference(&allowed) {
+                problems.push(format!(
+                    "{file}: {kind} (group {group:?}) is not whitelisted by project {project}: Argo CD would refuse \
+                     to sync {app_name}"
+                ));
+            }
             let into = produced.entry(namespace.to_owned()).or_default();
             into.extend(secrets_made_by(&doc));
         }
@@ -314,12 +339,26 @@ fn resolve(body: &Body, expr: &Expression) -> Option<String> {
     }
 }
 
-fn terraform_problems(root: &Path) -> Vec<String> {
+fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     let body = match terraform_body(root) {
         Ok(body) => body,
         Err(problem) => return vec![problem],
     };
     let mut found = port_problems(&body);
+    let domain_var = Expression::from(
+        hcl::Traversal::builder(hcl::Variable::unchecked("var"))
+            .attr("ingress_domain")
+            .build(),
+    );
+    let terraform_domain = resolve(&body, &domain_var);
+    if let Some(chart_domain) = rendered_domain(rendered)
+        && terraform_domain.as_deref() != Some(chart_domain.as_str())
+    {
+        found.push(format!(
+            "terraform: var.ingress_domain is {terraform_domain:?} but the chart's Ingress hosts end in {chart_domain:?} \
+             (ingress.domain): the outputs would print URLs nothing answers"
+        ));
+    }
     found.extend(chart_pin_problems(&body));
     found.extend(ci_account_problems(&body));
     found

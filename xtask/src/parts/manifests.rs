@@ -554,7 +554,7 @@ fn preview_application(set: &Value, problem: &mut impl FnMut(String)) -> Value {
 }
 
 /// The `(group, kind)`s an AppProject allows, namespaced or cluster-wide.
-fn whitelisted_kinds(project: &Value) -> BTreeSet<(String, String)> {
+pub fn whitelisted_kinds(project: &Value) -> BTreeSet<(String, String)> {
     ["namespaceResourceWhitelist", "clusterResourceWhitelist"]
         .into_iter()
         .flat_map(|list| project["spec"][list].as_array().into_iter().flatten())
