@@ -1,9 +1,18 @@
-# A local kind cluster with Argo CD, and Argo CD pointed at gitops/argocd/root.yaml. After `terraform apply`,
-# every change to the cluster is a commit: the pipeline never talks to the cluster.
+# A local kind cluster with Argo CD, an ingress controller and the CloudNativePG operator, and Argo CD pointed at
+# gitops/argocd/root.yaml. After `terraform apply`, every change to the cluster is a commit: the pipeline never
+# talks to the cluster.
+#
+# Host ports (all on 127.0.0.1, none of them 8080, which is items-api's default PORT for `cargo run -p items-api`
+# and the demo): Argo CD on var.argocd_http_port (8090), the ingress controller on var.ingress_http_port (8081) and
+# var.ingress_https_port (8443): unprivileged ports that a laptop's own web server rarely holds, unlike 80/443.
+# Set the ingress ports to 80/443 for URLs without a port. `cargo xtask validate` checks that no two collide and
+# none is 8080.
 
 locals {
   # The NodePort the Argo CD server listens on inside the cluster, mapped to var.argocd_http_port.
   argocd_node_port = 30080
+  # Where ingress-nginx runs; the chart's NetworkPolicy admits this namespace (networkPolicy.ingressControllerNamespace).
+  ingress_namespace = "ingress-nginx"
 }
 
 resource "kind_cluster" "this" {
@@ -19,9 +28,27 @@ resource "kind_cluster" "this" {
     node {
       role = "control-plane"
 
+      # The node the ingress controller runs on (its nodeSelector), as kind's ingress guide has it.
+      kubeadm_config_patches = [
+        "kind: InitConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    node-labels: \"ingress-ready=true\"\n",
+      ]
+
       extra_port_mappings {
         container_port = local.argocd_node_port
         host_port      = var.argocd_http_port
+        listen_address = "127.0.0.1"
+      }
+
+      # The ingress controller's hostPorts 80 and 443 on this node.
+      extra_port_mappings {
+        container_port = 80
+        host_port      = var.ingress_http_port
+        listen_address = "127.0.0.1"
+      }
+
+      extra_port_mappings {
+        container_port = 443
+        host_port      = var.ingress_https_port
         listen_address = "127.0.0.1"
       }
     }
@@ -70,6 +97,24 @@ resource "helm_release" "argocd" {
         LUA
         # Check git every 60 s instead of 180 s; `cargo xtask argocd wait` also asks for a refresh.
         "timeout.reconciliation" = "60s"
+        # API-key accounts for the workflows (no UI login): `terraform output argocd_ci_token_commands`.
+        "accounts.ci"         = "apiKey"
+        "accounts.ci-preview" = "apiKey"
+      }
+      rbac = {
+        # Nobody gets anything by default; admin keeps role:admin.
+        "policy.default" = ""
+        # ci: see and sync the service-demo project's applications (preprod's wait, release's sync of prod and dev),
+        # nothing else: no other project, no project, repository, cluster or account changes.
+        # ci-preview: the previews only (a pull request's workflow can read its token, so it stays that narrow).
+        "policy.csv" = <<-CSV
+          p, role:ci, applications, get, service-demo/*, allow
+          p, role:ci, applications, sync, service-demo/*, allow
+          g, ci, role:ci
+          p, role:ci-preview, applications, get, service-demo/service-demo-pr-*, allow
+          p, role:ci-preview, applications, sync, service-demo/service-demo-pr-*, allow
+          g, ci-preview, role:ci-preview
+        CSV
       }
     }
     server = {
@@ -129,7 +174,54 @@ resource "helm_release" "root_app" {
     }
   })]
 
-  depends_on = [helm_release.argocd]
+  # The operator's CRDs exist before Argo CD syncs the databases' Clusters (gitops/database/).
+  depends_on = [helm_release.argocd, helm_release.cloudnative_pg, helm_release.ingress_nginx]
+}
+
+# The ingress controller every environment is reached through: http://<env>.localhost:<ingress_http_port> (the chart's
+# Ingress, class nginx). Installed here, like Argo CD, and not by Argo CD: it is cluster-wide (an IngressClass,
+# ClusterRoles, an admission webhook), which no AppProject under gitops/argocd may deploy.
+resource "helm_release" "ingress_nginx" {
+  name             = "ingress-nginx"
+  repository       = "https://kubernetes.github.io/ingress-nginx"
+  chart            = "ingress-nginx"
+  version          = var.ingress_nginx_chart_version
+  namespace        = local.ingress_namespace
+  create_namespace = true
+  wait             = true
+
+  values = [yamlencode({
+    controller = {
+      # kind has no load balancer: the controller binds 80/443 on the ingress-ready node, which kind maps to
+      # var.ingress_http_port/var.ingress_https_port on this machine.
+      hostPort     = { enabled = true }
+      service      = { type = "ClusterIP" }
+      nodeSelector = { "ingress-ready" = "true", "kubernetes.io/os" = "linux" }
+      tolerations = [
+        { key = "node-role.kubernetes.io/control-plane", operator = "Equal", effect = "NoSchedule" },
+      ]
+      publishService       = { enabled = false }
+      extraArgs            = { "publish-status-address" = "localhost" }
+      ingressClassResource = { name = "nginx", default = false }
+    }
+  })]
+
+  depends_on = [kind_cluster.this]
+}
+
+# CloudNativePG: the operator that runs preprod's and prod's PostgreSQL (gitops/database/<env>/) and makes the Secret
+# service-demo-db-app the chart reads. Installed here for the same reason as the ingress controller: CRDs, cluster
+# RBAC and webhooks are a reviewed, human-applied change, never something a commit under gitops/argocd can add.
+resource "helm_release" "cloudnative_pg" {
+  name             = "cnpg"
+  repository       = "https://cloudnative-pg.github.io/charts"
+  chart            = "cloudnative-pg"
+  version          = var.cloudnative_pg_chart_version
+  namespace        = "cnpg-system"
+  create_namespace = true
+  wait             = true
+
+  depends_on = [kind_cluster.this]
 }
 
 # Argo CD creates the default project itself (Helm cannot own it), so it is emptied with kubectl: an

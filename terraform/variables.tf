@@ -23,9 +23,39 @@ variable "argocd_apps_chart_version" {
 }
 
 variable "argocd_http_port" {
-  description = "Port on this machine where the Argo CD UI and API answer (mapped to the server's NodePort)."
+  description = "Port on this machine where the Argo CD UI and API answer (mapped to the server's NodePort); not 8080, items-api's own port."
   type        = number
-  default     = 8080
+  default     = 8090
+}
+
+variable "ingress_http_port" {
+  description = "Port on this machine where the environments answer over HTTP through the ingress controller: http://preprod.localhost:<this>, http://pr-<N>.localhost:<this>."
+  type        = number
+  default     = 8081
+}
+
+variable "ingress_https_port" {
+  description = "Port on this machine mapped to the ingress controller's HTTPS port."
+  type        = number
+  default     = 8443
+}
+
+variable "ingress_domain" {
+  description = "The domain the chart's Ingress hosts end in (charts/service-demo/values.yaml ingress.domain); used in the outputs."
+  type        = string
+  default     = "localhost"
+}
+
+variable "ingress_nginx_chart_version" {
+  description = "Version of the ingress-nginx Helm chart (kubernetes/ingress-nginx), pinned."
+  type        = string
+  default     = "4.12.3"
+}
+
+variable "cloudnative_pg_chart_version" {
+  description = "Version of the cloudnative-pg Helm chart (the CloudNativePG operator), pinned."
+  type        = string
+  default     = "0.23.2"
 }
 
 variable "gitops_repo_url" {

@@ -33,6 +33,8 @@ fn assets() -> (TempDir, PathBuf) {
     for part in ["charts", "gitops", "terraform", ".github"] {
         support::copy_dir(&workspace_root().join(part), &root.join(part));
     }
+    // The README's commands name the chart's Services.
+    std::fs::copy(workspace_root().join("README.md"), root.join("README.md")).unwrap();
     (dir, root)
 }
 
@@ -119,7 +121,7 @@ fn each_kind_of_mistake_is_caught_and_named() {
         // More than one replica of the in-memory store.
         (
             "gitops/values/prod/service-demo.yaml",
-            "  existingSecret: service-demo-database\n",
+            "  existingSecret: service-demo-db-app\n",
             "  existingSecret: \"\"\n",
             "replicaCount 3 needs database.existingSecret",
         ),
@@ -271,4 +273,140 @@ fn validate_paths_parses_any_files_strictly_and_names_each_mistake() {
     let report = stdout(&out).replace(dir.path().to_str().unwrap(), "<dir>");
     assert!(message.contains("4 problem(s) in 5 file(s)"), "{message}");
     insta::assert_snapshot!(report);
+}
+
+#[test]
+fn every_mistake_of_a_document_is_named_in_one_pass() {
+    // Both mistakes at once: before, only the apiVersion was named, and the
+    // invented field appeared once the apiVersion was fixed.
+    let dir = TempDir::new("validate-one-pass");
+    let file = dir.path().join("app.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: argoproj.io/v2\nkind: Application\nmetadata: {name: web, namespace: argocd}\nspec:\n  project: service-demo\n  source: {repoURL: https://example.com/r.git, path: chart}\n  destination: {namespace: web}\n  healthCheck: {timeoutSeconds: 30}\n",
+    )
+    .unwrap();
+    let out = xtask(&["validate", file.to_str().unwrap()], &[]);
+    let message = assert_fails(&out);
+    let report = stdout(&out);
+    assert!(
+        report.contains("apiVersion must be argoproj.io/v1alpha1 for Application"),
+        "{report}"
+    );
+    assert!(
+        report.contains("has fields its schema does not have: spec.healthCheck"),
+        "{report}"
+    );
+    assert!(message.contains("2 problem(s) in 1 file(s)"), "{message}");
+}
+
+/// `validate` on a copy of the assets with one edit: fails and names `expected`.
+fn caught(file: &str, from: &str, to: &str, expected: &str) {
+    let (_dir, root) = assets();
+    edit(&root, file, from, to);
+    let out = validate(&root);
+    let message = assert_fails(&out);
+    let text = format!("{}{message}", stdout(&out));
+    assert!(
+        text.contains(expected),
+        "{file}: expected {expected:?} in:\n{text}"
+    );
+}
+
+// Issue 15's faults that live in the chart, gitops/, Terraform and the README
+// (the workflow ones are tested with the workflow checks).
+
+#[test]
+fn fault_an_environment_without_an_ingress_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/values/preprod/service-demo.yaml",
+        "replicaCount: 2",
+        "replicaCount: 2\ningress:\n  enabled: false",
+        "preprod: 0 Ingresses rendered, one expected",
+    );
+}
+
+#[test]
+fn fault_an_ingress_host_other_than_env_dot_domain_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/values/prod/service-demo.yaml",
+        "replicaCount: 3",
+        "replicaCount: 3\ningress:\n  host: service-demo.localhost",
+        "prod: the Ingress host is \"service-demo.localhost\"",
+    );
+}
+
+#[test]
+fn fault_a_database_secret_nothing_produces_is_named() {
+    let Some(()) = tools() else { return };
+    // The Secret External Secrets would make, while the cluster runs CloudNativePG.
+    caught(
+        "gitops/values/preprod/service-demo.yaml",
+        "existingSecret: service-demo-db-app",
+        "existingSecret: service-demo-database",
+        "preprod: the chart reads DATABASE_URL from Secret service-demo-database key uri, which nothing deployed to preprod produces",
+    );
+}
+
+#[test]
+fn fault_a_host_port_on_items_apis_8080_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "terraform/variables.tf",
+        "default     = 8090",
+        "default     = 8080",
+        "kind maps host port 8080 (container port 30080), items-api's own port",
+    );
+    caught(
+        "terraform/variables.tf",
+        "default     = 8081",
+        "default     = 8090",
+        "host port 8090 is mapped twice",
+    );
+}
+
+#[test]
+fn fault_the_readme_curling_a_service_the_chart_does_not_render_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "README.md",
+        "svc/service-demo-preprod",
+        "svc/service-demo",
+        "`svc/service-demo` is not a Service the chart renders",
+    );
+}
+
+#[test]
+fn argocd_ci_account_wider_than_the_project_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "terraform/main.tf",
+        "p, role:ci, applications, sync, service-demo/*, allow",
+        "p, role:ci, applications, *, */*, allow",
+        "role:ci may * applications */*",
+    );
+}
+
+#[test]
+fn a_database_kind_the_project_does_not_whitelist_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/argocd/project.yaml",
+        "    - group: postgresql.cnpg.io\n      kind: Cluster\n",
+        "",
+        "Cluster (group \"postgresql.cnpg.io\") is not whitelisted by project service-demo: Argo CD would refuse to sync service-demo-database-",
+    );
+}
+
+#[test]
+fn terraform_printing_another_domain_than_the_charts_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "terraform/variables.tf",
+        "default     = \"localhost\"",
+        "default     = \"localtest.me\"",
+        "var.ingress_domain is Some(\"localtest.me\") but the chart's Ingress hosts end in \"localhost\"",
+    );
 }

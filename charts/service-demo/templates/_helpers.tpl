@@ -65,3 +65,8 @@ privileged: false
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* The environment's host: ingress.host, else <namespace>.<ingress.domain> (pr-7.localhost, preprod.localhost). */}}
+{{- define "service-demo.host" -}}
+{{- .Values.ingress.host | default (printf "%s.%s" .Release.Namespace .Values.ingress.domain) -}}
+{{- end -}}

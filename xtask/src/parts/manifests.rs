@@ -15,56 +15,117 @@ use serde_json::Value;
 
 use super::argocd;
 use super::argocd_types::{AppProject, Application, ApplicationSet};
+use super::cnpg_types::Cluster as CnpgCluster;
 use super::promotion::Env;
 
-/// One document of any kind this project writes, parsed strictly by its type:
-/// Kubernetes objects into k8s-openapi types, Argo CD objects into the CRD
-/// types of `argocd_types`. `where_` names the file and document.
+/// A kind this project writes: its one apiVersion and its strict parser.
+struct KnownKind {
+    api_version: &'static str,
+    kind: &'static str,
+    /// Every mistake of a document of this kind (`what` names it); `None`
+    /// when its schema is not here (another operator's resource).
+    check: Option<fn(&Value, &str) -> Vec<String>>,
+}
+
+const fn known<T: serde::de::DeserializeOwned>(
+    api_version: &'static str,
+    kind: &'static str,
+) -> KnownKind {
+    KnownKind {
+        api_version,
+        kind,
+        check: Some(strict_problems::<T>),
+    }
+}
+
+/// Every kind this project writes, Kubernetes objects as k8s-openapi types,
+/// Argo CD objects as the CRD types of `argocd_types`, CloudNativePG's
+/// `Cluster` as `cnpg_types`.
+const KNOWN_KINDS: [KnownKind; 16] = {
+    use k8s_openapi::api::{autoscaling, batch, core, networking, policy};
+    [
+        known::<Deployment>("apps/v1", "Deployment"),
+        known::<batch::v1::Job>("batch/v1", "Job"),
+        known::<core::v1::Service>("v1", "Service"),
+        known::<core::v1::ServiceAccount>("v1", "ServiceAccount"),
+        known::<core::v1::Namespace>("v1", "Namespace"),
+        known::<core::v1::Secret>("v1", "Secret"),
+        known::<policy::v1::PodDisruptionBudget>("policy/v1", "PodDisruptionBudget"),
+        known::<networking::v1::NetworkPolicy>("networking.k8s.io/v1", "NetworkPolicy"),
+        known::<networking::v1::Ingress>("networking.k8s.io/v1", "Ingress"),
+        known::<autoscaling::v2::HorizontalPodAutoscaler>(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+        ),
+        known::<Application>("argoproj.io/v1alpha1", "Application"),
+        known::<ApplicationSet>("argoproj.io/v1alpha1", "ApplicationSet"),
+        known::<AppProject>("argoproj.io/v1alpha1", "AppProject"),
+        known::<CnpgCluster>("postgresql.cnpg.io/v1", "Cluster"),
+        // Custom resources of other operators: their schemas are not here.
+        KnownKind {
+            api_version: "monitoring.coreos.com/v1",
+            kind: "ServiceMonitor",
+            check: None,
+        },
+        KnownKind {
+            api_version: "external-secrets.io/v1beta1",
+            kind: "ExternalSecret",
+            check: None,
+        },
+    ]
+};
+
+/// One document of any kind this project writes, parsed strictly by its type.
+/// Every mistake is named in one pass: a wrong apiVersion, the fields the
+/// schema does not have, and what does not parse. `where_` names the file and document.
 pub fn check_document(where_: &str, doc: &Value) -> Vec<String> {
-    use k8s_openapi::api::{autoscaling, core, networking, policy};
     let api_version = doc["apiVersion"].as_str().unwrap_or_default();
     let kind = doc["kind"].as_str().unwrap_or_default();
     let name = doc["metadata"]["name"].as_str().unwrap_or_default();
     let what = format!("{where_}: {kind} {name} ({api_version})");
-    let parsed = match (api_version, kind) {
-        ("apps/v1", "Deployment") => parse_strict::<Deployment>(doc, &what).map(drop),
-        ("batch/v1", "Job") => {
-            parse_strict::<k8s_openapi::api::batch::v1::Job>(doc, &what).map(drop)
-        }
-        ("v1", "Service") => parse_strict::<core::v1::Service>(doc, &what).map(drop),
-        ("v1", "ServiceAccount") => parse_strict::<core::v1::ServiceAccount>(doc, &what).map(drop),
-        ("v1", "Namespace") => parse_strict::<core::v1::Namespace>(doc, &what).map(drop),
-        ("v1", "Secret") => parse_strict::<core::v1::Secret>(doc, &what).map(drop),
-        ("policy/v1", "PodDisruptionBudget") => {
-            parse_strict::<policy::v1::PodDisruptionBudget>(doc, &what).map(drop)
-        }
-        ("networking.k8s.io/v1", "NetworkPolicy") => {
-            parse_strict::<networking::v1::NetworkPolicy>(doc, &what).map(drop)
-        }
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
-            parse_strict::<autoscaling::v2::HorizontalPodAutoscaler>(doc, &what).map(drop)
-        }
-        ("argoproj.io/v1alpha1", "Application") => {
-            parse_strict::<Application>(doc, &what).map(drop)
-        }
-        ("argoproj.io/v1alpha1", "ApplicationSet") => {
-            parse_strict::<ApplicationSet>(doc, &what).map(drop)
-        }
-        ("argoproj.io/v1alpha1", "AppProject") => parse_strict::<AppProject>(doc, &what).map(drop),
-        // Custom resources of other operators: their schemas are not here.
-        ("monitoring.coreos.com/v1", "ServiceMonitor") => Ok(()),
-        (_, "Application" | "ApplicationSet" | "AppProject") => Err(anyhow::anyhow!(
-            "{what}: Argo CD objects are argoproj.io/v1alpha1"
-        )),
-        _ => Err(anyhow::anyhow!(
-            "{what}: not a kind this project writes (Deployment, Service, ServiceAccount, Namespace, \
-             PodDisruptionBudget, NetworkPolicy, HorizontalPodAutoscaler, Application, ApplicationSet, AppProject)"
-        )),
+    let Some(known) = KNOWN_KINDS.iter().find(|k| k.kind == kind) else {
+        let kinds: Vec<&str> = KNOWN_KINDS.iter().map(|k| k.kind).collect();
+        return vec![format!(
+            "{what}: not a kind this project writes ({})",
+            kinds.join(", ")
+        )];
     };
-    parsed
-        .err()
-        .map(|e| vec![format!("{e:#}")])
-        .unwrap_or_default()
+    let mut problems = Vec::new();
+    if api_version != known.api_version {
+        problems.push(format!(
+            "{what}: apiVersion must be {} for {kind}",
+            known.api_version
+        ));
+    }
+    if let Some(check) = known.check {
+        // Parsed as if the apiVersion were right, so the rest is checked too
+        // (k8s-openapi's types would stop at the apiVersion).
+        let mut corrected = doc.clone();
+        corrected["apiVersion"] = Value::from(known.api_version);
+        problems.extend(check(&corrected, &what));
+    }
+    problems
+}
+
+/// Every mistake `parse_strict` finds: the unknown fields (all of them, with
+/// their paths) and, when the document does not parse, why.
+fn strict_problems<T: serde::de::DeserializeOwned>(doc: &Value, what: &str) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let parsed: Result<T, _> =
+        serde_ignored::deserialize(doc, |path| unknown.push(path.to_string().replace(".?", "")));
+    let mut problems = Vec::new();
+    if !unknown.is_empty() {
+        problems.push(format!(
+            "{what} has fields its schema does not have: {}",
+            unknown.join(", ")
+        ));
+    }
+    if let Err(error) = parsed {
+        problems.push(format!(
+            "{what} does not parse as its Kubernetes type: {error}"
+        ));
+    }
+    problems
 }
 
 /// Parses a Kubernetes object strictly: a field k8s-openapi does not know
@@ -338,18 +399,10 @@ impl ArgoContext<'_> {
     /// One object of `file`: parsed strictly, in Argo CD's namespace, and, for
     /// an Application (or the ApplicationSet's template), consistent with the rest.
     fn check_object(&self, file: &str, doc: &Value) -> Vec<String> {
-        let typed = check_document(file, doc);
-        if !typed.is_empty() {
-            return typed;
-        }
-        let mut problems = Vec::new();
+        // The typed parse names the apiVersion and every unknown field; the
+        // checks below read the JSON, so they run too: every mistake in one pass.
+        let mut problems = check_document(file, doc);
         let mut problem = |p: String| problems.push(format!("{file}: {p}"));
-        if doc["apiVersion"] != "argoproj.io/v1alpha1" {
-            problem(format!(
-                "apiVersion {} is not argoproj.io/v1alpha1",
-                doc["apiVersion"]
-            ));
-        }
         if doc["metadata"]["namespace"] != "argocd" {
             problem(
                 "metadata.namespace must be argocd, where Argo CD looks for its objects".into(),
@@ -554,7 +607,7 @@ fn render_preview_template(value: &mut Value, problem: &mut impl FnMut(String)) 
 }
 
 /// The `(group, kind)`s an AppProject allows, namespaced or cluster-wide.
-fn whitelisted_kinds(project: &Value) -> BTreeSet<(String, String)> {
+pub fn whitelisted_kinds(project: &Value) -> BTreeSet<(String, String)> {
     ["namespaceResourceWhitelist", "clusterResourceWhitelist"]
         .into_iter()
         .flat_map(|list| project["spec"][list].as_array().into_iter().flatten())

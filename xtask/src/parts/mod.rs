@@ -41,6 +41,10 @@
 //! - `sbom`: the dependency list `cargo auditable` embeds in the image's
 //!   binary, read back (a file or an image) and written as CycloneDX;
 //!   `advisories`: RustSec offline (a snapshot, deny.toml's ignore list), for `scan`.
+//! - `cluster_checks`: what the fork-and-follow path relies on across files
+//!   (Ingress hosts per environment, the database Secret the chart reads is one
+//!   a database produces, kind's host ports, the Argo CD `ci` account, the
+//!   Services the README names); `cnpg_types`: CloudNativePG's `Cluster`, typed.
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
@@ -61,6 +65,8 @@ pub mod affected;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
+pub mod cluster_checks;
+pub mod cnpg_types;
 pub mod counting_proxy;
 pub mod gates;
 pub mod github;

@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use xshell::{Shell, TempDir, cmd};
 
+use super::cluster_checks::{self, Rendered};
 use super::promotion::{DeployedImage, Env};
 use super::{manifests, tools, values, which, workspace, yaml_files};
 
@@ -32,13 +33,17 @@ const SAMPLE_PR: u64 = 7;
 /// Every check on the repository at `root`; fails listing every problem.
 pub fn check_repository(root: &Path) -> Result<()> {
     let mut checks = Checks::new(root)?;
-    let chart_kinds = checks.chart()?;
+    let (chart_kinds, rendered) = checks.chart()?;
     checks.argocd(&chart_kinds)?;
+    checks.cluster(&rendered);
     checks.terraform();
     checks.workflows()?;
     checks.trust();
     checks.finish()
 }
+
+/// The `(group, kind)`s the chart renders, and its objects per environment.
+type ChartRender = (BTreeSet<(String, String)>, Vec<Rendered>);
 
 /// A run of the checks: where, and the problems found so far.
 struct Checks {
@@ -67,10 +72,12 @@ impl Checks {
         self.problems.extend(found);
     }
 
-    /// 1. The chart, per environment and for a preview; returns the kinds it renders.
-    fn chart(&mut self) -> Result<BTreeSet<(String, String)>> {
+    /// 1. The chart, per environment and for a preview: the kinds it renders,
+    ///    and what it rendered per environment.
+    fn chart(&mut self) -> Result<ChartRender> {
         let chart = self.root.join("charts/service-demo");
         let mut kinds = BTreeSet::new();
+        let mut rendered = Vec::new();
         let targets = self.chart_targets()?;
         for (env, values_file) in &targets {
             let what = format!(
@@ -78,14 +85,17 @@ impl Checks {
                 relative(&self.root, values_file)
             );
             let found = match self.check_environment(&chart, env, values_file, &mut kinds) {
-                Ok(found) => found,
+                Ok((found, docs)) => {
+                    rendered.push((env.clone(), docs));
+                    found
+                }
                 Err(error) => vec![format!("{error:#}")],
             };
             self.report(&what, found);
         }
         let lint = helm_lint(&self.sh, &chart, &targets[1].1);
         self.report("helm lint --strict", as_problems(lint));
-        Ok(kinds)
+        Ok((kinds, rendered))
     }
 
     /// `(environment, values file)` for every environment and the sample preview.
@@ -105,14 +115,15 @@ impl Checks {
         Ok(targets)
     }
 
-    /// Renders the chart for `env` and checks every object; adds the kinds it rendered.
+    /// Renders the chart for `env` and checks every object; adds the kinds it
+    /// rendered; returns the problems and the objects.
     fn check_environment(
         &self,
         chart: &Path,
         env: &str,
         values_file: &Path,
         kinds: &mut BTreeSet<(String, String)>,
-    ) -> Result<Vec<String>> {
+    ) -> Result<(Vec<String>, Vec<Value>)> {
         let rendered = helm_template(&self.sh, chart, values_file, env)?;
         let docs = split_documents(&rendered)?;
         kinds.extend(manifests::kinds(&docs));
@@ -121,7 +132,7 @@ impl Checks {
         let mut found = kubernetes_validate(&self.sh, &rendered_file)?;
         let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
         found.extend(manifests::check_rendered(&docs, &expected));
-        Ok(found)
+        Ok((found, docs))
     }
 
     /// 2. The Argo CD objects under gitops/argocd.
@@ -139,6 +150,16 @@ impl Checks {
             found,
         );
         Ok(())
+    }
+
+    /// 2b. What the fork-and-follow path relies on across files (`cluster_checks`).
+    fn cluster(&mut self, rendered: &[Rendered]) {
+        let found = cluster_checks::problems(&self.root, rendered);
+        self.report(
+            "cluster: an Ingress per environment, the database Secret each reads is produced, kind's ports, \
+             pinned charts, Argo CD's ci account, the Services the README names",
+            found,
+        );
     }
 
     /// 3. Terraform.

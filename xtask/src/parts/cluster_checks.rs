@@ -1,0 +1,668 @@
+//! What the fork-and-follow path relies on across files, which no single
+//! tool's schema sees (issue 15's faults): every environment has an Ingress
+//! at `<env>.<domain>` that the NetworkPolicy lets the controller reach; the
+//! database Secret the chart reads is one that something deployed to that
+//! namespace produces (CloudNativePG's `<cluster>-app`, an ExternalSecret, a
+//! Secret); kind's host ports collide neither with each other nor with
+//! items-api's 8080; Terraform pins the ingress controller and the operator
+//! and gives Argo CD a `ci` account limited to the service-demo project; the
+//! Services the README curls are the ones the chart renders.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use hcl::{Block, Body, Expression, ObjectKey, TemplateExpr, TraversalOperator};
+use serde_json::Value;
+
+use super::cnpg_types;
+use super::manifests;
+
+/// items-api's default `PORT` (`cargo run -p items-api`, the demo, the image).
+const SERVICE_PORT: u64 = 8080;
+/// The IngressClass terraform/ installs (`ingressClassResource.name`).
+const INGRESS_CLASS: &str = "nginx";
+/// Where terraform/ installs the ingress controller.
+const INGRESS_NAMESPACE: &str = "ingress-nginx";
+/// The Helm charts Terraform must install at a pinned version: (chart, what it is for).
+const PINNED_CHARTS: [(&str, &str); 3] = [
+    ("argo-cd", "Argo CD"),
+    ("ingress-nginx", "the ingress controller"),
+    ("cloudnative-pg", "the PostgreSQL operator"),
+];
+
+/// One environment's rendered chart: `(namespace, objects)`.
+pub type Rendered = (String, Vec<Value>);
+/// `(Secret, key)`s per namespace.
+type SecretsByNamespace = BTreeMap<String, BTreeSet<(String, String)>>;
+
+/// Every cross-file problem of the repository at `root`, given the chart
+/// rendered per environment.
+pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+    let mut found = ingress_problems(rendered);
+    found.extend(database_problems(root, rendered));
+    found.extend(terraform_problems(root, rendered));
+    found.extend(readme_problems(root, rendered));
+    found
+}
+
+/// The domain the rendered Ingresses' hosts end in (`<env>.<domain>`).
+fn rendered_domain(rendered: &[Rendered]) -> Option<String> {
+    rendered.iter().find_map(|(env, docs)| {
+        let ingress = of_kind(docs, "Ingress").next()?;
+        let host = ingress["spec"]["rules"][0]["host"].as_str()?;
+        Some(host.strip_prefix(&format!("{env}."))?.to_owned())
+    })
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    docs.iter().filter(move |d| d["kind"] == kind)
+}
+
+/// Each environment reachable at `<env>.<domain>`, one domain for all.
+fn ingress_problems(rendered: &[Rendered]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut domains = BTreeSet::new();
+    for (env, docs) in rendered {
+        let ingresses: Vec<&Value> = of_kind(docs, "Ingress").collect();
+        let [ingress] = ingresses.as_slice() else {
+            found.push(format!(
+                "{env}: {} Ingresses rendered, one expected: without it {env} is not reachable at http://{env}.<domain> \
+                 (set ingress.enabled: true; charts/service-demo/values.yaml)",
+                ingresses.len()
+            ));
+            continue;
+        };
+        let host = ingress["spec"]["rules"][0]["host"]
+            .as_str()
+            .unwrap_or_default();
+        match host.strip_prefix(&format!("{env}.")) {
+            Some(domain) if !domain.is_empty() => {
+                domains.insert(domain.to_owned());
+            }
+            _ => found.push(format!(
+                "{env}: the Ingress host is {host:?}; the workflows and the README reach {env} at {env}.<domain> \
+                 (leave ingress.host empty, or set it to {env}.<domain>)"
+            )),
+        }
+        if ingress["spec"]["ingressClassName"] != INGRESS_CLASS {
+            found.push(format!(
+                "{env}: ingressClassName {}; terraform/ installs the class {INGRESS_CLASS}",
+                ingress["spec"]["ingressClassName"]
+            ));
+        }
+        found.extend(backend_problems(env, ingress, docs));
+    }
+    if domains.len() > 1 {
+        found.push(format!(
+            "the environments' hosts end in different domains {domains:?}: PREVIEW_DOMAIN and PREPROD_URL assume one"
+        ));
+    }
+    found
+}
+
+/// The Ingress sends to the chart's Service, which the NetworkPolicy lets the controller reach.
+fn backend_problems(env: &str, ingress: &Value, docs: &[Value]) -> Vec<String> {
+    let mut found = Vec::new();
+    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    let services: Vec<&Value> = of_kind(docs, "Service")
+        .filter(|s| s["metadata"]["name"] == backend["name"])
+        .collect();
+    let port_named = |s: &&Value| {
+        s["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == backend["port"]["name"] || p["port"] == backend["port"]["number"])
+    };
+    if !services.iter().any(port_named) {
+        found.push(format!(
+            "{env}: the Ingress sends to Service {} port {}, which the chart does not render",
+            backend["name"], backend["port"]
+        ));
+    }
+    let admits_controller = |policy: &Value| {
+        policy["spec"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|rule| rule["from"].as_array().into_iter().flatten())
+            .any(|from| {
+                from["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    == INGRESS_NAMESPACE
+            })
+    };
+    if of_kind(docs, "NetworkPolicy").any(|p| !admits_controller(p)) {
+        found.push(format!(
+            "{env}: the NetworkPolicy drops the ingress controller's requests; set \
+             networkPolicy.ingressControllerNamespace: {INGRESS_NAMESPACE}"
+        ));
+    }
+    found
+}
+
+/// `(Secret, key)` every pod of `docs` reads `DATABASE_URL` from.
+fn database_secrets(docs: &[Value]) -> BTreeSet<(String, String)> {
+    docs.iter()
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .flat_map(|c| c["env"].as_array().into_iter().flatten())
+        .filter(|e| e["name"] == "DATABASE_URL")
+        .map(|e| &e["valueFrom"]["secretKeyRef"])
+        .map(|r| {
+            let field = |f: &str| r[f].as_str().unwrap_or_default().to_owned();
+            (field("name"), field("key"))
+        })
+        .collect()
+}
+
+/// The database Secret each environment reads is produced in its namespace.
+fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+    let mut found = Vec::new();
+    let produced = match produced_secrets(root) {
+        Ok(produced) => produced,
+        Err(problems) => return problems,
+    };
+    for (env, docs) in rendered {
+        let here = produced.get(env.as_str()).cloned().unwrap_or_default();
+        for (secret, key) in database_secrets(docs) {
+            if here.contains(&(secret.clone(), key.clone())) {
+                continue;
+            }
+            let offered: Vec<String> = here.iter().map(|(s, k)| format!("{s}/{k}")).collect();
+            found.push(format!(
+                "{env}: the chart reads DATABASE_URL from Secret {secret} key {key}, which nothing deployed to {env} \
+                 produces (produced there: {offered:?}); set database.existingSecret and database.secretKey in \
+                 gitops/values/{env}/service-demo.yaml to what gitops/database/{env}/ makes"
+            ));
+        }
+    }
+    found
+}
+
+/// `namespace → {(Secret, key)}` made by what the Applications under
+/// `gitops/argocd/apps` deploy from plain directories of this repository;
+/// or the problems of those documents (strict parse, kinds their project
+/// does not whitelist).
+fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<String>> {
+    let mut produced = SecretsByNamespace::new();
+    let mut problems = Vec::new();
+    let projects = read_yaml_dir(root, "gitops/argocd").map_err(|p| vec![p])?;
+    for (_, app) in read_yaml_dir(root, "gitops/argocd/apps").map_err(|p| vec![p])? {
+        let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
+        let namespace = app["spec"]["destination"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
+        if app["kind"] != "Application" || path.is_empty() || path.starts_with("charts/") {
+            continue;
+        }
+        let project = app["spec"]["project"].as_str().unwrap_or_default();
+        let app_name = app["metadata"]["name"].as_str().unwrap_or_default();
+        let allowed = projects
+            .iter()
+            .find(|(_, p)| p["kind"] == "AppProject" && p["metadata"]["name"] == project)
+            .map(|(_, p)| manifests::whitelisted_kinds(p))
+            .unwrap_or_default();
+        for (file, doc) in read_yaml_dir(root, path).map_err(|p| vec![p])? {
+            problems.extend(manifests::check_document(&file, &doc));
+            for (group, kind) in manifests::kinds(std::slice::from_ref(&doc)).difference(&allowed) {
+                problems.push(format!(
+                    "{file}: {kind} (group {group:?}) is not whitelisted by project {project}: Argo CD would refuse \
+                     to sync {app_name}"
+                ));
+            }
+            let into = produced.entry(namespace.to_owned()).or_default();
+            into.extend(secrets_made_by(&doc));
+        }
+    }
+    if problems.is_empty() {
+        Ok(produced)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The `(Secret, key)`s one object makes.
+fn secrets_made_by(doc: &Value) -> Vec<(String, String)> {
+    let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+    let keys_of = |secret: &str, keys: Vec<String>| -> Vec<(String, String)> {
+        keys.into_iter().map(|k| (secret.to_owned(), k)).collect()
+    };
+    let object_keys = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    match doc["kind"].as_str().unwrap_or_default() {
+        "Cluster" => keys_of(
+            &format!("{name}{}", cnpg_types::APP_SECRET_SUFFIX),
+            cnpg_types::APP_SECRET_KEYS.map(str::to_owned).to_vec(),
+        ),
+        "ExternalSecret" => keys_of(
+            doc["spec"]["target"]["name"].as_str().unwrap_or(name),
+            doc["spec"]["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| Some(d["secretKey"].as_str()?.to_owned()))
+                .collect(),
+        ),
+        "Secret" => keys_of(
+            name,
+            [object_keys(&doc["data"]), object_keys(&doc["stringData"])].concat(),
+        ),
+        _ => Vec::new(),
+    }
+}
+
+/// `(relative file, document)` of the YAML files directly in `dir`.
+fn read_yaml_dir(root: &Path, dir: &str) -> Result<Vec<(String, Value)>, String> {
+    let mut docs = Vec::new();
+    let files = super::yaml_files(&root.join(dir)).map_err(|e| format!("{dir}: {e:#}"))?;
+    for file in files.iter().filter(|f| f.parent() == Some(&root.join(dir))) {
+        let name = file
+            .strip_prefix(root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+        let parsed = super::repository_checks::split_documents(&text)
+            .map_err(|e| format!("{name}: not YAML: {e:#}"))?;
+        docs.extend(parsed.into_iter().map(|doc| (name.clone(), doc)));
+    }
+    Ok(docs)
+}
+
+/// Terraform's `.tf` files as one HCL body, or the problem.
+fn terraform_body(root: &Path) -> Result<Body, String> {
+    let mut structures = Vec::new();
+    let dir = root.join("terraform");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("terraform/: {e}"))?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let body = hcl::parse(&text).map_err(|e| {
+            format!(
+                "terraform/{}: not HCL: {e}",
+                file.file_name().unwrap_or_default().display()
+            )
+        })?;
+        structures.extend(body.into_inner());
+    }
+    Ok(Body(structures))
+}
+
+fn label(block: &Block, n: usize) -> &str {
+    block.labels().get(n).map_or("", |l| l.as_str())
+}
+
+fn attribute<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
+}
+
+/// A number or string literal, `var.x` (its default) or `local.x`, as text.
+fn resolve(body: &Body, expr: &Expression) -> Option<String> {
+    match expr {
+        Expression::Number(n) => Some(n.to_string()),
+        Expression::String(s) => Some(s.clone()),
+        Expression::Traversal(t) => {
+            let Expression::Variable(scope) = &t.expr else {
+                return None;
+            };
+            let [TraversalOperator::GetAttr(name)] = t.operators.as_slice() else {
+                return None;
+            };
+            let value = match scope.as_str() {
+                "var" => body
+                    .blocks()
+                    .filter(|b| b.identifier() == "variable" && label(b, 0) == name.as_str())
+                    .find_map(|b| attribute(b.body(), "default"))?,
+                "local" => body
+                    .blocks()
+                    .filter(|b| b.identifier() == "locals")
+                    .find_map(|b| attribute(b.body(), name.as_str()))?,
+                _ => return None,
+            };
+            resolve(body, value)
+        }
+        _ => None,
+    }
+}
+
+fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+    let body = match terraform_body(root) {
+        Ok(body) => body,
+        Err(problem) => return vec![problem],
+    };
+    let mut found = port_problems(&body);
+    let domain_var = Expression::from(
+        hcl::Traversal::builder(hcl::Variable::unchecked("var"))
+            .attr("ingress_domain")
+            .build(),
+    );
+    let terraform_domain = resolve(&body, &domain_var);
+    if let Some(chart_domain) = rendered_domain(rendered)
+        && terraform_domain.as_deref() != Some(chart_domain.as_str())
+    {
+        found.push(format!(
+            "terraform: var.ingress_domain is {terraform_domain:?} but the chart's Ingress hosts end in {chart_domain:?} \
+             (ingress.domain): the outputs would print URLs nothing answers"
+        ));
+    }
+    found.extend(chart_pin_problems(&body));
+    found.extend(ci_account_problems(&body));
+    found
+}
+
+/// kind's host ports: none is items-api's 8080, no two the same, and the
+/// ingress controller's node (`ingress-ready=true`) maps its port 80.
+fn port_problems(body: &Body) -> Vec<String> {
+    let mut found = Vec::new();
+    let nodes: Vec<&Block> = body
+        .blocks()
+        .filter(|b| b.identifier() == "resource" && label(b, 0) == "kind_cluster")
+        .flat_map(|b| {
+            b.body()
+                .blocks()
+                .filter(|c| c.identifier() == "kind_config")
+        })
+        .flat_map(|c| c.body().blocks().filter(|n| n.identifier() == "node"))
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut ingress_mapped = false;
+    for node in nodes {
+        let ingress_ready = attribute(node.body(), "kubeadm_config_patches").is_some_and(|p| {
+            strings_in(p)
+                .iter()
+                .any(|s| s.contains("ingress-ready=true"))
+        });
+        for mapping in node
+            .body()
+            .blocks()
+            .filter(|m| m.identifier() == "extra_port_mappings")
+        {
+            let port = |key: &str| attribute(mapping.body(), key).and_then(|e| resolve(body, e));
+            let (Some(host), container) = (port("host_port"), port("container_port")) else {
+                found.push(
+                    "terraform: an extra_port_mappings without a host_port this check can read"
+                        .into(),
+                );
+                continue;
+            };
+            if host == SERVICE_PORT.to_string() {
+                found.push(format!(
+                    "terraform: kind maps host port {host} (container port {}), items-api's own port \
+                     (`cargo run -p items-api`, the demo): pick another (argocd_http_port 8090, ingress_http_port 8081)",
+                    container.as_deref().unwrap_or_default()
+                ));
+            }
+            if !seen.insert(host.clone()) {
+                found.push(format!("terraform: host port {host} is mapped twice"));
+            }
+            ingress_mapped |= ingress_ready && container.as_deref() == Some("80");
+        }
+    }
+    if !ingress_mapped {
+        found.push(
+            "terraform: no node labelled ingress-ready=true maps container port 80 to this machine: \
+             the ingress controller (and every environment) would be unreachable"
+                .into(),
+        );
+    }
+    found
+}
+
+/// Every string literal or template inside `expr`.
+fn strings_in(expr: &Expression) -> Vec<String> {
+    match expr {
+        Expression::String(s) => vec![s.clone()],
+        Expression::TemplateExpr(t) => vec![match t.as_ref() {
+            TemplateExpr::QuotedString(s) => s.clone(),
+            TemplateExpr::Heredoc(h) => h.template.clone(),
+        }],
+        Expression::Array(items) => items.iter().flat_map(strings_in).collect(),
+        Expression::Object(object) => object.values().flat_map(strings_in).collect(),
+        Expression::FuncCall(call) => call.args.iter().flat_map(strings_in).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every `key = value` of the objects inside `expr` (yamlencode's argument included).
+fn object_entries(expr: &Expression) -> Vec<(String, &Expression)> {
+    let mut entries = Vec::new();
+    let mut stack = vec![expr];
+    while let Some(expr) = stack.pop() {
+        match expr {
+            Expression::Object(object) => {
+                for (key, value) in object {
+                    let key = match key {
+                        ObjectKey::Identifier(id) => id.to_string(),
+                        ObjectKey::Expression(e) => strings_in(e).concat(),
+                        _ => continue,
+                    };
+                    entries.push((key, value));
+                    stack.push(value);
+                }
+            }
+            Expression::Array(items) => stack.extend(items),
+            Expression::FuncCall(call) => stack.extend(&call.args),
+            _ => {}
+        }
+    }
+    entries
+}
+
+fn helm_release<'a>(body: &'a Body, chart: &str) -> Option<&'a Block> {
+    body.blocks().find(|b| {
+        b.identifier() == "resource"
+            && label(b, 0) == "helm_release"
+            && attribute(b.body(), "chart")
+                .and_then(|e| resolve(body, e))
+                .as_deref()
+                == Some(chart)
+    })
+}
+
+/// Argo CD, the ingress controller and the operator from charts at a pinned version.
+fn chart_pin_problems(body: &Body) -> Vec<String> {
+    let mut found = Vec::new();
+    for (chart, what) in PINNED_CHARTS {
+        let Some(release) = helm_release(body, chart) else {
+            found.push(format!(
+                "terraform: no helm_release installs {what} (chart {chart})"
+            ));
+            continue;
+        };
+        let version = attribute(release.body(), "version").and_then(|e| resolve(body, e));
+        let pinned = version
+            .as_deref()
+            .is_some_and(|v| semver::Version::parse(v).is_ok());
+        if !pinned {
+            found.push(format!(
+                "terraform: helm_release {} installs {chart} at version {version:?}; pin an exact version",
+                label(release, 1)
+            ));
+        }
+    }
+    found
+}
+
+/// Argo CD's `ci` account: an API key, get and sync on the service-demo
+/// project's applications only, and `ci-preview` on the previews only.
+fn ci_account_problems(body: &Body) -> Vec<String> {
+    let Some(argocd) = helm_release(body, "argo-cd") else {
+        return Vec::new();
+    };
+    let entries: Vec<(String, &Expression)> = attribute(argocd.body(), "values")
+        .map(object_entries)
+        .unwrap_or_default();
+    let value_of = |key: &str| -> String {
+        entries
+            .iter()
+            .filter(|(k, _)| k == key)
+            .flat_map(|(_, v)| strings_in(v))
+            .collect::<Vec<_>>()
+            .concat()
+    };
+    let mut found = Vec::new();
+    for account in ["ci", "ci-preview"] {
+        if value_of(&format!("accounts.{account}")) != "apiKey" {
+            found.push(format!(
+                "terraform: Argo CD has no API-key account {account}; set configs.cm.\"accounts.{account}\" = \"apiKey\" \
+                 (the workflows' tokens: argocd account generate-token --account {account})"
+            ));
+        }
+    }
+    found.extend(policy_problems(&value_of("policy.csv")));
+    found
+}
+
+/// The RBAC lines of `ci` and `ci-preview`: applications, get/sync, within their scope.
+fn policy_problems(policy: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let lines: Vec<Vec<&str>> = policy
+        .lines()
+        .map(|l| l.split(',').map(str::trim).collect())
+        .filter(|f: &Vec<&str>| f.len() > 1)
+        .collect();
+    for (role, scope) in [
+        ("role:ci", "service-demo/"),
+        ("role:ci-preview", "service-demo/service-demo-pr-"),
+    ] {
+        let account = role.trim_start_matches("role:");
+        if !lines.iter().any(|f| f.as_slice() == ["g", account, role]) {
+            found.push(format!("terraform: policy.csv does not give account {account} {role} (`g, {account}, {role}`)"));
+        }
+        for fields in lines
+            .iter()
+            .filter(|f| f[0] == "p" && f.get(1) == Some(&role))
+        {
+            let [_, _, resource, action, object, effect] = fields.as_slice() else {
+                found.push(format!("terraform: policy.csv line {:?} is not `p, role, resource, action, object, effect`", fields.join(", ")));
+                continue;
+            };
+            let narrow = *resource == "applications"
+                && matches!(*action, "get" | "sync")
+                && object.starts_with(scope)
+                && *effect == "allow";
+            if !narrow {
+                found.push(format!(
+                    "terraform: {role} may {action} {resource} {object}; CI needs get and sync on {scope}* applications only"
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Every `svc/<name>` the README names is a Service the chart renders
+/// (`<N>` standing for the sample pull request).
+fn readme_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+    let Ok(readme) = std::fs::read_to_string(root.join("README.md")) else {
+        return vec!["README.md: missing (its commands are checked against the chart)".into()];
+    };
+    let services: BTreeSet<String> = rendered
+        .iter()
+        .flat_map(|(_, docs)| of_kind(docs, "Service"))
+        .filter_map(|s| Some(s["metadata"]["name"].as_str()?.to_owned()))
+        .collect();
+    let sample = rendered
+        .iter()
+        .find_map(|(env, _)| env.strip_prefix("pr-"))
+        .unwrap_or("7");
+    let mut found = Vec::new();
+    for (at, _) in readme.match_indices("svc/") {
+        let name: String = readme[at + 4..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "-<>".contains(*c))
+            .collect();
+        let name = name.replace("<N>", sample);
+        if !name.is_empty() && !services.contains(&name) {
+            found.push(format!(
+                "README.md: `svc/{name}` is not a Service the chart renders ({services:?}): the Service is named after \
+                 the Application, service-demo-<env>"
+            ));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NARROW: &str = "p, role:ci, applications, get, service-demo/*, allow\n\
+        p, role:ci, applications, sync, service-demo/*, allow\ng, ci, role:ci\n\
+        p, role:ci-preview, applications, get, service-demo/service-demo-pr-*, allow\ng, ci-preview, role:ci-preview\n";
+
+    #[test]
+    fn ci_policies_stay_within_their_applications() {
+        assert_eq!(policy_problems(NARROW), Vec::<String>::new());
+        let wide = NARROW.replace("get, service-demo/service-demo-pr-*", "get, service-demo/*");
+        let problems = policy_problems(&wide);
+        assert!(
+            problems[0].contains("role:ci-preview may get applications service-demo/*"),
+            "{problems:?}"
+        );
+        let unbound = NARROW.replace("g, ci, role:ci\n", "");
+        assert!(policy_problems(&unbound)[0].contains("does not give account ci role:ci"));
+    }
+
+    fn kind_cluster(node: &str) -> Body {
+        let text = format!(
+            "variable \"port\" {{\n  default = 8080\n}}\nlocals {{\n  node_port = 30080\n}}\n\
+             resource \"kind_cluster\" \"this\" {{\n  kind_config {{\n    node {{\n{node}\n    }}\n  }}\n}}\n"
+        );
+        hcl::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn host_ports_resolve_through_variables_and_locals() {
+        let colliding = kind_cluster(
+            "      extra_port_mappings {\n        container_port = local.node_port\n        host_port = var.port\n      }",
+        );
+        let problems = port_problems(&colliding);
+        assert!(
+            problems[0].contains("host port 8080 (container port 30080)"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("no node labelled ingress-ready=true"),
+            "{problems:?}"
+        );
+        let fine = kind_cluster(
+            "      kubeadm_config_patches = [\"node-labels: \\\"ingress-ready=true\\\"\"]\n      \
+             extra_port_mappings {\n        container_port = 80\n        host_port = 8081\n      }",
+        );
+        assert_eq!(port_problems(&fine), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_cloudnative_pg_cluster_makes_its_app_secret() {
+        let cluster = serde_json::json!({"kind": "Cluster", "metadata": {"name": "db"}});
+        let made = secrets_made_by(&cluster);
+        assert!(
+            made.contains(&("db-app".to_owned(), "uri".to_owned())),
+            "{made:?}"
+        );
+        let external = serde_json::json!({"kind": "ExternalSecret", "metadata": {"name": "x"},
+            "spec": {"target": {"name": "service-demo-database"}, "data": [{"secretKey": "DATABASE_URL"}]}});
+        assert_eq!(
+            secrets_made_by(&external),
+            [(
+                "service-demo-database".to_owned(),
+                "DATABASE_URL".to_owned()
+            )]
+        );
+    }
+}
