@@ -35,7 +35,7 @@ pub struct DoctorArgs {
 const VARIABLES: [(&str, &str); 3] = [
     (
         "ARGOCD_SERVER",
-        "the Argo CD host the cluster runner reaches, e.g. localhost:8443",
+        "the Argo CD host the cluster runner reaches, e.g. http://127.0.0.1:8090 (terraform/)",
     ),
     (
         "PREPROD_URL",

@@ -208,20 +208,42 @@ struct Suite {
     passed: usize,
 }
 
+/// The host of `url` and the loopback address it stands for, when it is
+/// `localhost` or a name under it (`pr-7.localhost:8081`, the ingress's
+/// default domain).
+fn loopback_name(url: &str) -> Option<(String, std::net::SocketAddr)> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    if host != "localhost" && !host.ends_with(".localhost") {
+        return None;
+    }
+    let port = url.port_or_known_default()?;
+    Some((
+        host.to_owned(),
+        (std::net::Ipv4Addr::LOCALHOST, port).into(),
+    ))
+}
+
 impl Suite {
     fn new(base: &str) -> Result<Self> {
         if base.is_empty() {
             bail!(
-                "--url is empty: in Actions it comes from the repository variable PREPROD_URL (cd.yml)                  or PREVIEW_DOMAIN (preview.yml); set it (`cargo xtask doctor` lists what a fork is missing)"
+                "--url is empty: in Actions it comes from the repository variable PREPROD_URL (cd.yml) \
+                 or PREVIEW_DOMAIN (preview.yml); set it (`cargo xtask doctor` lists what a fork is missing)"
             );
         }
         if !base.starts_with("http://") && !base.starts_with("https://") {
             bail!("--url {base:?} should start with http:// or https://");
         }
+        let mut client = Client::builder().timeout(std::time::Duration::from_secs(10));
+        if let Some((host, loopback)) = loopback_name(base) {
+            // *.localhost is loopback (RFC 6761), as curl and browsers treat it; the
+            // system resolver knows it only with systemd's nss-myhostname.
+            client = client.resolve(&host, loopback);
+        }
         Ok(Self {
-            client: Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()?,
+            client: client.build()?,
             base: base.trim_end_matches('/').to_owned(),
             failed: 0,
             passed: 0,
@@ -312,5 +334,23 @@ impl Suite {
     ) -> Result<Value> {
         let text = self.text_of(method, path, body, status)?;
         serde_json::from_str(&text).with_context(|| format!("{method} {path} did not answer JSON"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_name;
+
+    #[test]
+    fn names_under_localhost_are_loopback_at_the_urls_port() {
+        let (host, address) = loopback_name("http://pr-7.localhost:8081/").unwrap();
+        assert_eq!(
+            (host.as_str(), address.to_string().as_str()),
+            ("pr-7.localhost", "127.0.0.1:8081")
+        );
+        let (_, address) = loopback_name("http://Preprod.LOCALHOST").unwrap();
+        assert_eq!(address.to_string(), "127.0.0.1:80");
+        assert_eq!(loopback_name("http://preprod.localtest.me:8081"), None);
+        assert_eq!(loopback_name("http://localhost.example.com"), None);
     }
 }
