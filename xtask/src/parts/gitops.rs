@@ -203,7 +203,7 @@ impl GitopsRepo {
                 let cache = caches.join(cache_name(&remote.shown));
                 // Earlier versions named the cache after the URL as given, token and all.
                 if remote.shown != *url {
-                    let _ = std::fs::remove_dir_all(caches.join(cache_name(url)));
+                    let _ = std::fs::remove_dir_all(caches.join(readable_cache_name(url)));
                 }
                 create_cache(&cache)?;
                 (cache, remote, String::new())
@@ -675,6 +675,14 @@ fn origin_of(url: &str) -> &str {
 /// readable from the URL's tail, unique by a hash of the whole URL (two
 /// remotes that end alike never share a cache).
 fn cache_name(url: &str) -> String {
+    let hash = sha2::Sha256::digest(url.as_bytes());
+    let short: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{short}", readable_cache_name(url))
+}
+
+/// `gitops-` and the URL's last 60 characters, made safe for a file name:
+/// what earlier versions named a cache.
+fn readable_cache_name(url: &str) -> String {
     let readable: String = url
         .chars()
         .map(|c| {
@@ -693,9 +701,7 @@ fn cache_name(url: &str) -> String {
         .into_iter()
         .rev()
         .collect();
-    let hash = sha2::Sha256::digest(url.as_bytes());
-    let short: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("gitops-{tail}-{short}")
+    format!("gitops-{tail}")
 }
 
 /// Creates the bare cache repository at `cache` unless it exists, atomically:
