@@ -2,7 +2,8 @@
 //! about speed.
 //!
 //! - `http`: the binary the image ships (or `--binary`) under wrk, beside a
-//!   reference binary measured in the same run (`--reference`), and beside
+//!   reference measured in the same run (`--reference gin`, built from
+//!   `xtask/bench/reference-gin`, or `--reference-binary`), and beside
 //!   PostgreSQL's own limit (pgbench) when it runs on a database.
 //! - `gitops`: promotions against a local bare remote, one at a time and at once.
 //! - `image`: assembly time, size, push time and the bytes a retag uploads.
@@ -60,11 +61,15 @@ pub struct HttpArgs {
     /// linux/amd64 image, built the same way.
     #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
-    /// A reference implementation of the same API (e.g. the tutorial's Go/Gin service), measured
-    /// beside items-api in this run, interleaved, on the same CPU. Without it no reference
-    /// figure is printed.
+    /// Measure a reference implementation beside items-api in this run, interleaved, on the
+    /// same CPU: `gin` builds the tutorial's Go/Gin service from `xtask/bench/reference-gin`
+    /// (needs Go and Debian's gin packages). Without it no reference figure is printed.
+    #[arg(long, value_enum, conflicts_with = "reference_binary")]
+    reference: Option<Reference>,
+    /// Measure this already-built reference binary instead (it must serve the same API on
+    /// `$PORT`).
     #[arg(long, value_name = "PATH")]
-    reference: Option<PathBuf>,
+    reference_binary: Option<PathBuf>,
     /// Run items-api on the PostgreSQL store at this URL (migrated first) instead of the
     /// in-memory store, and measure the database's own limit for the GET's statement.
     #[arg(long, value_name = "URL")]
@@ -123,10 +128,14 @@ fn http(args: HttpArgs) -> Result<()> {
             .env("DATABASE_URL", url)
             .run()?;
     }
+    let reference = match (args.reference, &args.reference_binary) {
+        (Some(Reference::Gin), _) => Some(build_gin_reference(&sh)?),
+        (None, path) => path.clone(),
+    };
     let mut subjects = vec![Subject::start("items-api", &service_spec(&binary, &args))?];
-    if let Some(reference) = &args.reference {
+    if let Some(reference) = reference {
         let spec = ServerSpec {
-            binary: reference.clone(),
+            binary: reference,
             cpu: SERVER_CPU,
             port: args.port + 1,
             env: Vec::new(),
@@ -154,6 +163,44 @@ fn http(args: HttpArgs) -> Result<()> {
         database_limit.as_deref(),
     );
     Ok(())
+}
+
+/// A reference implementation `bench http` can build from this repository.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Reference {
+    /// The tutorial's Go/Gin service, `xtask/bench/reference-gin/main.go`.
+    Gin,
+}
+
+/// Builds `xtask/bench/reference-gin` with the local Go against Debian's
+/// packaged Gin (GOPATH mode: nothing is downloaded); returns the binary.
+fn build_gin_reference(sh: &Shell) -> Result<PathBuf> {
+    const INSTALL: &str = "apt-get install -y golang-go golang-github-gin-gonic-gin-dev golang-github-google-uuid-dev";
+    ensure!(
+        which("go").is_some(),
+        "--reference gin needs Go: `{INSTALL}`, or pass --reference-binary PATH"
+    );
+    let gocode = Path::new("/usr/share/gocode");
+    ensure!(
+        gocode.join("src/github.com/gin-gonic/gin").is_dir(),
+        "--reference gin needs Debian's Gin under {}: `{INSTALL}`",
+        gocode.display()
+    );
+    let out = workspace::target_dir().join("bench");
+    let (binary, cache) = (out.join("gin-reference"), out.join("go-cache"));
+    let source = workspace::root().join("xtask/bench/reference-gin/main.go");
+    eprintln!(
+        "bench: building the Go/Gin reference from {}",
+        source.display()
+    );
+    cmd!(sh, "go build -o {binary} {source}")
+        .env("GOPATH", gocode)
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", cache)
+        .env("GOFLAGS", "")
+        .run()
+        .with_context(|| format!("building the Go/Gin reference (needs `{INSTALL}`)"))?;
+    Ok(binary)
 }
 
 fn service_spec(binary: &Path, args: &HttpArgs) -> ServerSpec {
@@ -364,7 +411,9 @@ fn print_http_report(
         );
     }
     if subjects.len() < 2 {
-        println!("no reference measured (pass --reference PATH to measure one beside items-api)");
+        println!(
+            "no reference measured (pass --reference gin or --reference-binary PATH to measure one beside items-api)"
+        );
     }
     if let Some(limits) = database_limit {
         let get = wrk::median(&subjects[0].runs[1]).requests_per_sec;
