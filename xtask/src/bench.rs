@@ -89,6 +89,9 @@ const SEED_ITEMS: usize = 1000;
 const GET_ITEM_SQL: &str =
     "SELECT id, name, description, version, created_at, updated_at FROM items WHERE id = $1";
 
+/// The scenario PostgreSQL's own limit is measured beside.
+const GET_ITEM_SCENARIO: &str = "GET /api/v1/items/{id}";
+
 /// A server under test, started and seeded.
 struct Subject {
     name: &'static str,
@@ -102,8 +105,8 @@ struct Subject {
 }
 
 /// 1. Build (or take) the binaries. 2. Start, time and seed each server.
-/// 3. Run every scenario, interleaving servers run by run. 4. On PostgreSQL,
-///    measure pgbench's limit for the GET. 5. Print.
+/// 3. Run every scenario, interleaving servers run by run; on PostgreSQL,
+///    pgbench's limit for the GET after each round of the GET. 4. Print.
 fn http(args: HttpArgs) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(workspace::root());
@@ -132,7 +135,45 @@ fn http(args: HttpArgs) -> Result<()> {
         (Some(Reference::Gin), _) => Some(build_gin_reference(&sh)?),
         (None, path) => path.clone(),
     };
-    let mut subjects = vec![Subject::start("items-api", &service_spec(&binary, &args))?];
+    let mut subjects = start_subjects(&binary, reference, &args)?;
+    let scratch = sh.create_temp_dir()?;
+    let scenarios = scenarios(&subjects[0].last_id, scratch.path())?;
+    let sql = GET_ITEM_SQL.replace("$1", ":id");
+    let get_id = subjects[0].last_id.clone();
+    let vars = [("id", get_id.as_str())];
+    let pgbench = args.database_url.as_deref().map(|url| PgbenchRun {
+        database_url: url,
+        sql: &sql,
+        vars: &vars,
+        clients: args.pool_size,
+        seconds: args.duration,
+        cpu: LOAD_CPU,
+    });
+    let database_limit = measure_interleaved(
+        &sh,
+        &args,
+        &scenarios,
+        &mut subjects,
+        pgbench.as_ref().map(|run| (run, scratch.path())),
+    )?;
+    let database_limit = pgbench.is_some().then_some(database_limit);
+    print_http_report(
+        &args,
+        &binary,
+        &scenarios,
+        &subjects,
+        database_limit.as_deref(),
+    );
+    Ok(())
+}
+
+/// items-api, and the reference beside it when there is one.
+fn start_subjects(
+    binary: &Path,
+    reference: Option<PathBuf>,
+    args: &HttpArgs,
+) -> Result<Vec<Subject>> {
+    let mut subjects = vec![Subject::start("items-api", &service_spec(binary, args))?];
     if let Some(reference) = reference {
         let spec = ServerSpec {
             binary: reference,
@@ -142,27 +183,7 @@ fn http(args: HttpArgs) -> Result<()> {
         };
         subjects.push(Subject::start("reference", &spec)?);
     }
-    let scratch = sh.create_temp_dir()?;
-    let scenarios = scenarios(&subjects[0].last_id, scratch.path())?;
-    measure_interleaved(&sh, &args, &scenarios, &mut subjects)?;
-    let database_limit = match &args.database_url {
-        Some(url) => Some(pgbench_limit(
-            &sh,
-            &args,
-            url,
-            &subjects[0].last_id,
-            scratch.path(),
-        )?),
-        None => None,
-    };
-    print_http_report(
-        &args,
-        &binary,
-        &scenarios,
-        &subjects,
-        database_limit.as_deref(),
-    );
-    Ok(())
+    Ok(subjects)
 }
 
 /// A reference implementation `bench http` can build from this repository.
@@ -285,11 +306,7 @@ fn scenarios(last_id: &str, scratch: &Path) -> Result<Vec<Scenario>> {
     let scenario = |name, path: String, script| Scenario { name, path, script };
     Ok(vec![
         scenario("GET /healthz", "/healthz".into(), None),
-        scenario(
-            "GET /api/v1/items/{id}",
-            format!("/api/v1/items/{last_id}"),
-            None,
-        ),
+        scenario(GET_ITEM_SCENARIO, format!("/api/v1/items/{last_id}"), None),
         scenario(
             "GET /api/v1/items?limit=1000",
             "/api/v1/items?limit=1000".into(),
@@ -300,13 +317,17 @@ fn scenarios(last_id: &str, scratch: &Path) -> Result<Vec<Scenario>> {
 }
 
 /// Every scenario, `runs` times, each run going to every server in turn, so
-/// drifts of the machine (other load, thermals) touch all servers alike.
+/// drifts of the machine (other load, thermals) touch all servers alike. With
+/// `pgbench` (on PostgreSQL), each round of the GET is followed by a pgbench
+/// run of the GET's own statement at the pool's connection count: the most
+/// any service could get from this database at that moment. Returns those.
 fn measure_interleaved(
     sh: &Shell,
     args: &HttpArgs,
     scenarios: &[Scenario],
     subjects: &mut [Subject],
-) -> Result<()> {
+    pgbench: Option<(&PgbenchRun, &Path)>,
+) -> Result<Vec<f64>> {
     let load = wrk::Load {
         threads: args.threads,
         connections: args.connections,
@@ -314,6 +335,7 @@ fn measure_interleaved(
         cpu: LOAD_CPU,
     };
     let first_id = subjects[0].last_id.clone();
+    let mut database_limit = Vec::new();
     for scenario in scenarios {
         for subject in subjects.iter_mut() {
             subject.runs.push(Vec::new());
@@ -335,38 +357,16 @@ fn measure_interleaved(
                 )?;
                 subject.runs.last_mut().expect("pushed above").push(result);
             }
+            if let (Some((pgbench, scratch)), GET_ITEM_SCENARIO) = (pgbench, scenario.name) {
+                eprintln!(
+                    "bench: pgbench -M prepared -c {}, run {run}/{}",
+                    pgbench.clients, args.runs
+                );
+                database_limit.push(pgbench.tps(sh, scratch)?);
+            }
         }
     }
-    Ok(())
-}
-
-/// pgbench's figure for the GET's own statement at the pool's connection
-/// count, median of `runs`: the most any service could get from this database.
-fn pgbench_limit(
-    sh: &Shell,
-    args: &HttpArgs,
-    database_url: &str,
-    id: &str,
-    scratch: &Path,
-) -> Result<Vec<f64>> {
-    let sql = GET_ITEM_SQL.replace("$1", ":id");
-    let run = PgbenchRun {
-        database_url,
-        sql: &sql,
-        vars: &[("id", id)],
-        clients: args.pool_size,
-        seconds: args.duration,
-        cpu: LOAD_CPU,
-    };
-    (1..=args.runs)
-        .map(|i| {
-            eprintln!(
-                "bench: pgbench -M prepared -c {}, run {i}/{}",
-                args.pool_size, args.runs
-            );
-            run.tps(sh, scratch)
-        })
-        .collect()
+    Ok(database_limit)
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -420,8 +420,8 @@ fn print_http_report(
         let limit = median(limits);
         let all: Vec<String> = limits.iter().map(|t| format!("{t:.0}")).collect();
         println!(
-            "PostgreSQL's own limit for the GET's statement, pgbench -M prepared -c {} on CPU {LOAD_CPU}: \
-             {limit:.0} tx/s (runs: {}); items-api's GET: {get:.0} req/s = {:.0}% of it",
+            "PostgreSQL's own limit for the GET's statement, pgbench -M prepared -c {} on CPU {LOAD_CPU}, \
+             a run after each round of the GET: {limit:.0} tx/s (runs: {}); items-api's GET: {get:.0} req/s = {:.0}% of it",
             args.pool_size,
             all.join(", "),
             get / limit * 100.0
