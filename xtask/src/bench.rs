@@ -2,7 +2,8 @@
 //! about speed.
 //!
 //! - `http`: the binary the image ships (or `--binary`) under wrk, beside a
-//!   reference binary measured in the same run (`--reference`), and beside
+//!   reference measured in the same run (`--reference gin`, built from
+//!   `xtask/bench/reference-gin`, or `--reference-binary`), and beside
 //!   PostgreSQL's own limit (pgbench) when it runs on a database.
 //! - `gitops`: promotions against a local bare remote, one at a time and at once.
 //! - `image`: assembly time, size, push time and the bytes a retag uploads.
@@ -60,11 +61,15 @@ pub struct HttpArgs {
     /// linux/amd64 image, built the same way.
     #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
-    /// A reference implementation of the same API (e.g. the tutorial's Go/Gin service), measured
-    /// beside items-api in this run, interleaved, on the same CPU. Without it no reference
-    /// figure is printed.
+    /// Measure a reference implementation beside items-api in this run, interleaved, on the
+    /// same CPU: `gin` builds the tutorial's Go/Gin service from `xtask/bench/reference-gin`
+    /// (needs Go and Debian's gin packages). Without it no reference figure is printed.
+    #[arg(long, value_enum, conflicts_with = "reference_binary")]
+    reference: Option<Reference>,
+    /// Measure this already-built reference binary instead (it must serve the same API on
+    /// `$PORT`).
     #[arg(long, value_name = "PATH")]
-    reference: Option<PathBuf>,
+    reference_binary: Option<PathBuf>,
     /// Run items-api on the PostgreSQL store at this URL (migrated first) instead of the
     /// in-memory store, and measure the database's own limit for the GET's statement.
     #[arg(long, value_name = "URL")]
@@ -84,6 +89,9 @@ const SEED_ITEMS: usize = 1000;
 const GET_ITEM_SQL: &str =
     "SELECT id, name, description, version, created_at, updated_at FROM items WHERE id = $1";
 
+/// The scenario PostgreSQL's own limit is measured beside.
+const GET_ITEM_SCENARIO: &str = "GET /api/v1/items/{id}";
+
 /// A server under test, started and seeded.
 struct Subject {
     name: &'static str,
@@ -97,8 +105,8 @@ struct Subject {
 }
 
 /// 1. Build (or take) the binaries. 2. Start, time and seed each server.
-/// 3. Run every scenario, interleaving servers run by run. 4. On PostgreSQL,
-///    measure pgbench's limit for the GET. 5. Print.
+/// 3. Run every scenario, interleaving servers run by run; on PostgreSQL,
+///    pgbench's limit for the GET after each round of the GET. 4. Print.
 fn http(args: HttpArgs) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(workspace::root());
@@ -123,29 +131,32 @@ fn http(args: HttpArgs) -> Result<()> {
             .env("DATABASE_URL", url)
             .run()?;
     }
-    let mut subjects = vec![Subject::start("items-api", &service_spec(&binary, &args))?];
-    if let Some(reference) = &args.reference {
-        let spec = ServerSpec {
-            binary: reference.clone(),
-            cpu: SERVER_CPU,
-            port: args.port + 1,
-            env: Vec::new(),
-        };
-        subjects.push(Subject::start("reference", &spec)?);
-    }
+    let reference = match (args.reference, &args.reference_binary) {
+        (Some(Reference::Gin), _) => Some(build_gin_reference(&sh)?),
+        (None, path) => path.clone(),
+    };
+    let mut subjects = start_subjects(&binary, reference, &args)?;
     let scratch = sh.create_temp_dir()?;
     let scenarios = scenarios(&subjects[0].last_id, scratch.path())?;
-    measure_interleaved(&sh, &args, &scenarios, &mut subjects)?;
-    let database_limit = match &args.database_url {
-        Some(url) => Some(pgbench_limit(
-            &sh,
-            &args,
-            url,
-            &subjects[0].last_id,
-            scratch.path(),
-        )?),
-        None => None,
-    };
+    let sql = GET_ITEM_SQL.replace("$1", ":id");
+    let get_id = subjects[0].last_id.clone();
+    let vars = [("id", get_id.as_str())];
+    let pgbench = args.database_url.as_deref().map(|url| PgbenchRun {
+        database_url: url,
+        sql: &sql,
+        vars: &vars,
+        clients: args.pool_size,
+        seconds: args.duration,
+        cpu: LOAD_CPU,
+    });
+    let database_limit = measure_interleaved(
+        &sh,
+        &args,
+        &scenarios,
+        &mut subjects,
+        pgbench.as_ref().map(|run| (run, scratch.path())),
+    )?;
+    let database_limit = pgbench.is_some().then_some(database_limit);
     print_http_report(
         &args,
         &binary,
@@ -154,6 +165,63 @@ fn http(args: HttpArgs) -> Result<()> {
         database_limit.as_deref(),
     );
     Ok(())
+}
+
+/// items-api, and the reference beside it when there is one.
+fn start_subjects(
+    binary: &Path,
+    reference: Option<PathBuf>,
+    args: &HttpArgs,
+) -> Result<Vec<Subject>> {
+    let mut subjects = vec![Subject::start("items-api", &service_spec(binary, args))?];
+    if let Some(reference) = reference {
+        let spec = ServerSpec {
+            binary: reference,
+            cpu: SERVER_CPU,
+            port: args.port + 1,
+            env: Vec::new(),
+        };
+        subjects.push(Subject::start("reference", &spec)?);
+    }
+    Ok(subjects)
+}
+
+/// A reference implementation `bench http` can build from this repository.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Reference {
+    /// The tutorial's Go/Gin service, `xtask/bench/reference-gin/main.go`.
+    Gin,
+}
+
+/// Builds `xtask/bench/reference-gin` with the local Go against Debian's
+/// packaged Gin (GOPATH mode: nothing is downloaded); returns the binary.
+fn build_gin_reference(sh: &Shell) -> Result<PathBuf> {
+    const INSTALL: &str = "apt-get install -y golang-go golang-github-gin-gonic-gin-dev golang-github-google-uuid-dev";
+    ensure!(
+        which("go").is_some(),
+        "--reference gin needs Go: `{INSTALL}`, or pass --reference-binary PATH"
+    );
+    let gocode = Path::new("/usr/share/gocode");
+    ensure!(
+        gocode.join("src/github.com/gin-gonic/gin").is_dir(),
+        "--reference gin needs Debian's Gin under {}: `{INSTALL}`",
+        gocode.display()
+    );
+    let out = workspace::target_dir().join("bench");
+    let (binary, cache) = (out.join("gin-reference"), out.join("go-cache"));
+    let source = workspace::root().join("xtask/bench/reference-gin/main.go");
+    eprintln!(
+        "bench: building the Go/Gin reference from {}",
+        source.display()
+    );
+    cmd!(sh, "go build -o {binary} {source}")
+        .env("GOPATH", gocode)
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", cache)
+        .env("GOFLAGS", "")
+        .run()
+        .with_context(|| format!("building the Go/Gin reference (needs `{INSTALL}`)"))?;
+    Ok(binary)
 }
 
 fn service_spec(binary: &Path, args: &HttpArgs) -> ServerSpec {
@@ -238,11 +306,7 @@ fn scenarios(last_id: &str, scratch: &Path) -> Result<Vec<Scenario>> {
     let scenario = |name, path: String, script| Scenario { name, path, script };
     Ok(vec![
         scenario("GET /healthz", "/healthz".into(), None),
-        scenario(
-            "GET /api/v1/items/{id}",
-            format!("/api/v1/items/{last_id}"),
-            None,
-        ),
+        scenario(GET_ITEM_SCENARIO, format!("/api/v1/items/{last_id}"), None),
         scenario(
             "GET /api/v1/items?limit=1000",
             "/api/v1/items?limit=1000".into(),
@@ -253,13 +317,17 @@ fn scenarios(last_id: &str, scratch: &Path) -> Result<Vec<Scenario>> {
 }
 
 /// Every scenario, `runs` times, each run going to every server in turn, so
-/// drifts of the machine (other load, thermals) touch all servers alike.
+/// drifts of the machine (other load, thermals) touch all servers alike. With
+/// `pgbench` (on PostgreSQL), each round of the GET is followed by a pgbench
+/// run of the GET's own statement at the pool's connection count: the most
+/// any service could get from this database at that moment. Returns those.
 fn measure_interleaved(
     sh: &Shell,
     args: &HttpArgs,
     scenarios: &[Scenario],
     subjects: &mut [Subject],
-) -> Result<()> {
+    pgbench: Option<(&PgbenchRun, &Path)>,
+) -> Result<Vec<f64>> {
     let load = wrk::Load {
         threads: args.threads,
         connections: args.connections,
@@ -267,6 +335,7 @@ fn measure_interleaved(
         cpu: LOAD_CPU,
     };
     let first_id = subjects[0].last_id.clone();
+    let mut database_limit = Vec::new();
     for scenario in scenarios {
         for subject in subjects.iter_mut() {
             subject.runs.push(Vec::new());
@@ -288,38 +357,16 @@ fn measure_interleaved(
                 )?;
                 subject.runs.last_mut().expect("pushed above").push(result);
             }
+            if let (Some((pgbench, scratch)), GET_ITEM_SCENARIO) = (pgbench, scenario.name) {
+                eprintln!(
+                    "bench: pgbench -M prepared -c {}, run {run}/{}",
+                    pgbench.clients, args.runs
+                );
+                database_limit.push(pgbench.tps(sh, scratch)?);
+            }
         }
     }
-    Ok(())
-}
-
-/// pgbench's figure for the GET's own statement at the pool's connection
-/// count, median of `runs`: the most any service could get from this database.
-fn pgbench_limit(
-    sh: &Shell,
-    args: &HttpArgs,
-    database_url: &str,
-    id: &str,
-    scratch: &Path,
-) -> Result<Vec<f64>> {
-    let sql = GET_ITEM_SQL.replace("$1", ":id");
-    let run = PgbenchRun {
-        database_url,
-        sql: &sql,
-        vars: &[("id", id)],
-        clients: args.pool_size,
-        seconds: args.duration,
-        cpu: LOAD_CPU,
-    };
-    (1..=args.runs)
-        .map(|i| {
-            eprintln!(
-                "bench: pgbench -M prepared -c {}, run {i}/{}",
-                args.pool_size, args.runs
-            );
-            run.tps(sh, scratch)
-        })
-        .collect()
+    Ok(database_limit)
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -364,15 +411,17 @@ fn print_http_report(
         );
     }
     if subjects.len() < 2 {
-        println!("no reference measured (pass --reference PATH to measure one beside items-api)");
+        println!(
+            "no reference measured (pass --reference gin or --reference-binary PATH to measure one beside items-api)"
+        );
     }
     if let Some(limits) = database_limit {
         let get = wrk::median(&subjects[0].runs[1]).requests_per_sec;
         let limit = median(limits);
         let all: Vec<String> = limits.iter().map(|t| format!("{t:.0}")).collect();
         println!(
-            "PostgreSQL's own limit for the GET's statement, pgbench -M prepared -c {} on CPU {LOAD_CPU}: \
-             {limit:.0} tx/s (runs: {}); items-api's GET: {get:.0} req/s = {:.0}% of it",
+            "PostgreSQL's own limit for the GET's statement, pgbench -M prepared -c {} on CPU {LOAD_CPU}, \
+             a run after each round of the GET: {limit:.0} tx/s (runs: {}); items-api's GET: {get:.0} req/s = {:.0}% of it",
             args.pool_size,
             all.join(", "),
             get / limit * 100.0

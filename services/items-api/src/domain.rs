@@ -45,9 +45,111 @@ fn rfc3339<S: serde::Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S
     serializer.serialize_str(text)
 }
 
+/// An item's fields, borrowed: what the API's JSON is rendered from, both
+/// for an [`Item`] ([`StoredItem::new`]) and straight from a database row
+/// (the PostgreSQL store writes a page of rows without building an `Item`
+/// per row). Renders exactly what `Item`'s `Serialize` does (a test holds
+/// them equal), written out by hand: a page of 1000 rows is 1000 of these.
+#[derive(Debug)]
+pub struct ItemView<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub version: u64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl ItemView<'_> {
+    /// Appends the item's JSON object to `out`, in `Item`'s field order.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        out.extend_from_slice(b"{\"id\":\"");
+        let mut id = Uuid::encode_buffer();
+        out.extend_from_slice(self.id.hyphenated().encode_lower(&mut id).as_bytes());
+        out.extend_from_slice(b"\",\"name\":");
+        json_string(out, self.name);
+        if let Some(description) = self.description {
+            out.extend_from_slice(b",\"description\":");
+            json_string(out, description);
+        }
+        write!(out, ",\"version\":{},\"createdAt\":\"", self.version).expect("writes to a Vec");
+        write_rfc3339(out, self.created_at);
+        out.extend_from_slice(b"\",\"updatedAt\":\"");
+        write_rfc3339(out, self.updated_at);
+        out.extend_from_slice(b"\"}");
+    }
+}
+
+/// `text` as a JSON string, escaped as serde_json escapes it.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(out, text).expect("a str always serializes");
+}
+
+/// What `time`'s RFC 3339 format writes, without its general machinery for
+/// the usual case (UTC, years 0 to 9999): `2026-01-02T03:04:05.5Z`, the
+/// fraction's trailing zeros dropped, no fraction for a whole second.
+fn write_rfc3339(out: &mut Vec<u8>, at: OffsetDateTime) {
+    let (year, month, day) = at.to_calendar_date();
+    if !at.offset().is_utc() || !(0..=9999).contains(&year) {
+        let mut buffer = [0u8; 40];
+        let mut rest = &mut buffer[..];
+        at.format_into(&mut rest, &time::format_description::well_known::Rfc3339)
+            .expect("a datetime `time` can format");
+        let written = 40 - rest.len();
+        out.extend_from_slice(&buffer[..written]);
+        return;
+    }
+    let (hour, minute, second, nanos) = at.to_hms_nano();
+    let two = |n: u8| [b'0' + n / 10, b'0' + n % 10];
+    let year = year as u32;
+    out.extend_from_slice(&[
+        b'0' + (year / 1000) as u8,
+        b'0' + (year / 100 % 10) as u8,
+        b'0' + (year / 10 % 10) as u8,
+        b'0' + (year % 10) as u8,
+        b'-',
+    ]);
+    for (value, separator) in [
+        (u8::from(month), b'-'),
+        (day, b'T'),
+        (hour, b':'),
+        (minute, b':'),
+    ] {
+        out.extend_from_slice(&two(value));
+        out.push(separator);
+    }
+    out.extend_from_slice(&two(second));
+    if nanos != 0 {
+        let mut digits = [0u8; 9];
+        let mut rest = nanos;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let len = 9 - digits.iter().rev().take_while(|d| **d == b'0').count();
+        out.push(b'.');
+        out.extend_from_slice(&digits[..len]);
+    }
+    out.push(b'Z');
+}
+
+impl<'a> From<&'a Item> for ItemView<'a> {
+    fn from(item: &'a Item) -> Self {
+        Self {
+            id: item.id,
+            name: &item.name,
+            description: item.description.as_deref(),
+            version: item.version,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
+    }
+}
+
 /// Bytes of an item's JSON besides its name and description: keys, id,
 /// version and two timestamps at their longest.
-const ITEM_JSON_OVERHEAD: usize = 200;
+pub const ITEM_JSON_OVERHEAD: usize = 200;
 
 /// An item together with its JSON, rendered once when the item was written.
 ///
@@ -67,7 +169,7 @@ impl StoredItem {
         let mut json = Vec::with_capacity(
             ITEM_JSON_OVERHEAD + item.name.len() + item.description.as_ref().map_or(0, String::len),
         );
-        serde_json::to_writer(&mut json, &item).expect("an Item always serializes");
+        ItemView::from(&item).write_json(&mut json);
         Self {
             item: std::sync::Arc::new(item),
             json: json.into(),
@@ -221,6 +323,31 @@ mod tests {
         };
         let stored = StoredItem::new(item.clone());
         assert_eq!(*stored, item);
+        // The hand-written view renders what `Item`'s own Serialize (the
+        // schema's, through `time`'s RFC 3339) does.
+        let times = [
+            time::macros::datetime!(2026-01-02 03:04:05 UTC),
+            time::macros::datetime!(1999-12-31 23:59:59.000001 UTC),
+            time::macros::datetime!(2026-11-29 10:00:00.123456789 UTC),
+            time::macros::datetime!(0001-01-01 00:00:00.1 UTC),
+            time::macros::datetime!(2026-06-30 12:00:00.5 +02:00),
+        ];
+        let descriptions = [None, Some("with \u{e9}, \"quotes\", \\ \n\u{1}".to_owned())];
+        for (n, created_at) in times.into_iter().enumerate() {
+            let item = Item {
+                name: format!("tea {n} \u{2603}\t"),
+                description: descriptions[n % 2].clone(),
+                version: u64::MAX >> n,
+                created_at,
+                updated_at: times[(n + 1) % times.len()],
+                ..item.clone()
+            };
+            let via_view = StoredItem::new(item.clone());
+            assert_eq!(
+                std::str::from_utf8(via_view.json()).unwrap(),
+                serde_json::to_string(&item).unwrap()
+            );
+        }
         assert_eq!(
             std::str::from_utf8(stored.json()).unwrap(),
             r#"{"id":"00000000-0000-0000-0000-000000000000","name":"tea \"green\"","version":3,"createdAt":"2026-01-02T03:04:05.5Z","updatedAt":"2026-01-02T03:04:06Z"}"#

@@ -50,7 +50,9 @@ impl PgbenchRun<'_> {
 }
 
 /// `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE` from a
-/// `postgres://user:password@host:port/db` URL.
+/// `postgres://user:password@host:port/db` URL. A host that is a %-escaped
+/// path (`%2Frun%2Fpostgresql`) is a Unix socket's directory, for libpq as
+/// for tokio-postgres.
 fn libpq_env(database_url: &str) -> Result<Vec<(&'static str, String)>> {
     let url = Url::parse(database_url).context("the database URL does not parse")?;
     let decode = |s: &str| {
@@ -60,7 +62,7 @@ fn libpq_env(database_url: &str) -> Result<Vec<(&'static str, String)>> {
             .context("the database URL has a %-escape that is not UTF-8")
     };
     let mut env = vec![
-        ("PGHOST", url.host_str().unwrap_or("localhost").to_owned()),
+        ("PGHOST", decode(url.host_str().unwrap_or("localhost"))?),
         ("PGPORT", url.port().unwrap_or(5432).to_string()),
         ("PGDATABASE", decode(url.path().trim_start_matches('/'))?),
     ];
@@ -94,6 +96,12 @@ mod tests {
                       initial connection time = 12.3 ms\ntps = 53123.456789 (without initial connection time)\n";
         assert_eq!(parse_tps(output), Some(53123.456789));
         assert_eq!(parse_tps("no figures"), None);
+    }
+
+    #[test]
+    fn a_socket_directory_host_is_decoded_for_libpq() {
+        let env = libpq_env("postgres://postgres@%2Frun%2Fpostgresql:5432/postgres").unwrap();
+        assert_eq!(env[0], ("PGHOST", "/run/postgresql".to_owned()));
     }
 
     #[test]

@@ -49,18 +49,7 @@ pub async fn list_items(
             HeaderValue::from_str(&link).expect("ASCII link"),
         );
     }
-    // The stored JSON of each item, joined into an array.
-    let mut body =
-        Vec::with_capacity(2 + page.items.iter().map(|i| i.json().len() + 1).sum::<usize>());
-    body.push(b'[');
-    for (n, item) in page.items.iter().enumerate() {
-        if n > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(item.json());
-    }
-    body.push(b']');
-    Ok((headers, json_body(body.into())).into_response())
+    Ok((headers, json_body(page.json)).into_response())
 }
 
 /// A JSON body that is already rendered.

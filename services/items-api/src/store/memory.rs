@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Cursor, ItemStore, Page, StoreError};
+use super::{Cursor, ItemStore, Page, PageWriter, StoreError};
 use crate::domain::{Item, NewItem, StoredItem};
 
 /// How much the in-memory store holds at most.
@@ -151,13 +151,15 @@ impl ItemStore for MemoryStore {
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         let items = self.read();
         let start = after.map_or(Bound::Unbounded, |Cursor(id)| Bound::Excluded(id));
-        let page = items
-            .map
-            .range((start, Bound::Unbounded))
-            .take(limit + 1)
-            .map(|(_, item)| item.clone())
-            .collect();
-        Ok(Page::from_overfetched(page, limit))
+        let page = || items.map.range((start, Bound::Unbounded)).take(limit + 1);
+        // Two passes under the read lock: the sizes, then one copy per item
+        // into a buffer of exactly the page's size.
+        let bytes = page().map(|(_, item)| item.json().len()).sum();
+        let mut writer = PageWriter::new(limit, bytes);
+        for (id, item) in page() {
+            writer.push(*id, |json| json.extend_from_slice(item.json()));
+        }
+        Ok(writer.finish())
     }
 
     async fn update(
@@ -234,7 +236,7 @@ mod tests {
         let mut cursor = None;
         loop {
             let page = store.list(cursor, 3).await.unwrap();
-            seen.extend(page.items.iter().map(|i| i.id));
+            seen.extend(page.ids());
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => break,
@@ -250,10 +252,7 @@ mod tests {
         let first = store.list(None, 2).await.unwrap();
         store.delete(ids[1], None).await.unwrap();
         let second = store.list(first.next, 2).await.unwrap();
-        assert_eq!(
-            second.items.iter().map(|i| i.id).collect::<Vec<_>>(),
-            &ids[2..]
-        );
+        assert_eq!(second.ids(), &ids[2..]);
         assert_eq!(second.next, None);
     }
 

@@ -7,6 +7,8 @@
 //! requests piling up. Every statement is bounded by `statement_timeout`, set
 //! on each connection.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,9 +17,9 @@ use time::OffsetDateTime;
 use tokio_postgres::{NoTls, Row, Statement};
 use uuid::Uuid;
 
-use super::{Cursor, ItemStore, Page, StoreError};
+use super::{Cursor, ItemStore, Page, PageWriter, StoreError};
 use crate::config::DatabaseConfig;
-use crate::domain::{Item, NewItem, StoredItem};
+use crate::domain::{ITEM_JSON_OVERHEAD, Item, ItemView, NewItem, StoredItem};
 
 /// The longest `/readyz` waits for a connection (requests wait 3 s).
 const READY_WAIT: Duration = Duration::from_secs(1);
@@ -47,6 +49,15 @@ const VERSION: &str = "SELECT version FROM items WHERE id = $1";
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Connections that point lookups share (see [`PostgresStore::shared_client`]).
+    shared: Vec<Mutex<Option<Arc<Object>>>>,
+    next_shared: AtomicUsize,
+}
+
+/// How many of the pool's connections point lookups share: a quarter of the
+/// pool, at most two, none for a pool under four (writes keep the rest).
+fn shared_connections(pool_size: usize) -> usize {
+    (pool_size / 4).min(2)
 }
 
 impl PostgresStore {
@@ -74,11 +85,44 @@ impl PostgresStore {
             .recycle_timeout(Some(Duration::from_secs(3)))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { pool })
+        let shared = (0..shared_connections(config.pool_size))
+            .map(|_| Mutex::default())
+            .collect();
+        Ok(Self {
+            pool,
+            shared,
+            next_shared: AtomicUsize::new(0),
+        })
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(unavailable)
+    }
+
+    /// A connection for a point lookup, shared with concurrent lookups
+    /// instead of taken from the pool for each. tokio-postgres pipelines
+    /// queries sent on one connection at once: under load, many lookups go
+    /// out in one write and their answers come back in one read, where each
+    /// would cost a write, a read and a wake-up on a connection of its own.
+    /// Only short reads are shared: a long list would hold up the lookups
+    /// queued behind it, and writes on one connection commit one at a time
+    /// (PostgreSQL groups the commits of concurrent connections).
+    /// A connection found closed is replaced by a fresh one from the pool.
+    async fn shared_client(&self) -> Result<Arc<Object>, StoreError> {
+        if self.shared.is_empty() {
+            return self.client().await.map(Arc::new);
+        }
+        let slot =
+            &self.shared[self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared.len()];
+        let open = |slot: &Option<Arc<Object>>| slot.as_ref().filter(|c| !c.is_closed()).cloned();
+        if let Some(client) = open(&lock(slot)) {
+            return Ok(client);
+        }
+        let fresh = Arc::new(self.client().await?);
+        let mut slot = lock(slot);
+        // Another lookup may have filled the slot meanwhile: use its
+        // connection, and `fresh` goes back to the pool.
+        Ok(open(&slot).unwrap_or_else(|| slot.insert(fresh).clone()))
     }
 }
 
@@ -121,7 +165,7 @@ impl ItemStore for PostgresStore {
     }
 
     async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError> {
-        let client = self.client().await?;
+        let client = self.shared_client().await?;
         let row = client
             .query_opt(&prepared(&client, GET).await?, &[&id])
             .await
@@ -131,7 +175,7 @@ impl ItemStore for PostgresStore {
 
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         let client = self.client().await?;
-        // One more than asked (see Page::from_overfetched).
+        // One more than asked (see PageWriter).
         let overfetch = limit as i64 + 1;
         let rows = match after {
             None => {
@@ -144,10 +188,13 @@ impl ItemStore for PostgresStore {
             }
         }
         .map_err(unavailable)?;
-        Ok(Page::from_overfetched(
-            rows.iter().map(item).collect(),
-            limit,
-        ))
+        // Each row's JSON straight into the page, its text borrowed from the row.
+        let mut page = PageWriter::new(limit, rows.len() * ITEM_JSON_OVERHEAD);
+        for row in &rows {
+            let view = item_view(row);
+            page.push(view.id, |json| view.write_json(json));
+        }
+        Ok(page.finish())
     }
 
     async fn update(
@@ -224,6 +271,24 @@ fn item(row: &Row) -> StoredItem {
         created_at: row.get::<_, OffsetDateTime>(4),
         updated_at: row.get::<_, OffsetDateTime>(5),
     })
+}
+
+/// The same row's fields borrowed, for rendering without an `Item`.
+fn item_view(row: &Row) -> ItemView<'_> {
+    ItemView {
+        id: row.get(0),
+        name: row.get(1),
+        description: row.get(2),
+        version: row.get::<_, i64>(3) as u64,
+        created_at: row.get(4),
+        updated_at: row.get(5),
+    }
+}
+
+/// The slot's lock: nothing panics while holding it, and its value is valid
+/// whatever happened.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
