@@ -15,7 +15,8 @@ use support::{Registry, TempDir, assert_fails, assert_ok, git, head, stdout, xta
 
 /// A service repository with GitOps files and a bare remote, an image
 /// repository (registry or layout) holding `main-<sha>` for the newest commit,
-/// and two key pairs: the CD key (`ci`) and another (`other`).
+/// and three key pairs: the CD key (`ci`), another (`other`) and the image
+/// signing key (`image`), which signs `main-<sha>` as CD's build does.
 struct Fixture {
     dir: TempDir,
     remote: PathBuf,
@@ -54,7 +55,7 @@ impl Fixture {
             .lines()
             .map(str::to_owned)
             .collect();
-        for name in ["ci", "other"] {
+        for name in ["ci", "other", "image"] {
             let out = dir.path().join(name);
             let keygen = xtask(&["gate", "keygen", "--out-dir", out.to_str().unwrap()], &[]);
             assert_ok(&keygen);
@@ -98,9 +99,11 @@ impl Fixture {
         tag
     }
 
+    /// `image retag`, signing the image with the image key.
     fn retag(&self, from: &str, to: &str) {
         let retag = ["image", "retag", from, to, "--repository", &self.repository];
-        assert_ok(&xtask(&retag, &[]));
+        let key = self.key("image");
+        assert_ok(&xtask(&retag, &[("IMAGE_SIGNING_KEY", &key)]));
     }
 
     fn sha(&self) -> &str {
@@ -117,6 +120,21 @@ impl Fixture {
 
     fn public_key(&self) -> String {
         self.dir.path().join("ci/gate.pub").display().to_string()
+    }
+
+    /// `verify <reference>` with the image key and gate key `gate_key`.
+    fn verify(&self, reference: &str, gate_key: &str) -> Output {
+        let image_key = self.dir.path().join("image/gate.pub");
+        let args = [
+            "verify",
+            &self.repository,
+            reference,
+            "--image-key",
+            image_key.to_str().unwrap(),
+            "--public-key",
+            gate_key,
+        ];
+        xtask(&args, &[])
     }
 
     /// `gate record` for `sha` and `digest`, signed with key `signer`.
@@ -220,21 +238,19 @@ fn a_valid_attestation_lets_release_ship_exactly_that_digest_and_verify_shows_it
         "{prod}"
     );
 
-    let verify = |key: &str| {
-        let args = ["verify", &fx.repository, "v1.0.0", "--public-key", key];
-        xtask(&args, &[])
-    };
-    let verified = verify(&fx.public_key());
+    // Release retagged by digest: main-<sha>'s signature covers v1.0.0.
+    let verified = fx.verify("v1.0.0", &fx.public_key());
     assert_ok(&verified);
     let printed = stdout(&verified);
     assert!(
-        printed.contains("https://service-demo.dev/preprod-tests/v1")
+        printed.contains("✔ signature: signed by the key")
+            && printed.contains("https://service-demo.dev/preprod-tests/v1")
             && printed.contains(&format!("commit {}", fx.sha()))
             && printed.contains("conclusion success"),
         "{printed}"
     );
     let other = fx.dir.path().join("other/gate.pub");
-    let error = assert_fails(&verify(other.to_str().unwrap()));
+    let error = assert_fails(&fx.verify("v1.0.0", other.to_str().unwrap()));
     assert!(error.contains("failed verification"), "{error}");
 }
 
@@ -314,14 +330,7 @@ fn a_tampered_payload_in_an_oci_layout_is_refused() {
         statement.replace("\"failure\"", "\"success\"")
     });
     fx.assert_release_refused("no signature verifies with the configured public key");
-    let args = [
-        "verify",
-        &fx.repository,
-        &fx.digest,
-        "--public-key",
-        &fx.public_key(),
-    ];
-    let error = assert_fails(&xtask(&args, &[]));
+    let error = assert_fails(&fx.verify(&fx.digest, &fx.public_key()));
     assert!(error.contains("failed verification"), "{error}");
 }
 

@@ -184,28 +184,46 @@ impl Statement {
 
 /// The private key from `GATE_SIGNING_KEY`, if set. Errors never quote it.
 pub fn signing_key_from_env() -> Result<Option<SigningKey>> {
-    let Some(pem) = std::env::var(SIGNING_KEY_VAR)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-    else {
+    signing_key_from_var(SIGNING_KEY_VAR)
+}
+
+/// The private key (PKCS#8 PEM text) in the environment variable `var`, if
+/// set. Errors never quote it.
+pub fn signing_key_from_var(var: &str) -> Result<Option<SigningKey>> {
+    let Some(pem) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) else {
         return Ok(None);
     };
     let key = SigningKey::from_pkcs8_pem(pem.trim()).map_err(|_| {
         anyhow::anyhow!(
-            "{SIGNING_KEY_VAR} is not a PKCS#8 PEM P-256 private key (the text \"-----BEGIN PRIVATE \
+            "{var} is not a PKCS#8 PEM P-256 private key (the text \"-----BEGIN PRIVATE \
              KEY-----…\", not a path): make one with cargo xtask gate keygen --out-dir DIR"
         )
     })?;
     Ok(Some(key))
 }
 
-fn parse_public_key(pem: &str, from: &str) -> Result<VerifyingKey> {
+/// A PEM P-256 public key (`cosign.pub`'s format); `from` names where it came from.
+pub fn parse_public_key(pem: &str, from: &str) -> Result<VerifyingKey> {
     VerifyingKey::from_public_key_pem(pem.trim()).map_err(|_| {
         anyhow::anyhow!(
             "{from} is not a PEM P-256 public key (\"-----BEGIN PUBLIC KEY-----\", as cosign.pub): \
              use the .pub file cargo xtask gate keygen wrote"
         )
     })
+}
+
+/// The public key in the file `path` (named by `flag`), else in the
+/// environment variable `var` (PEM text), else none.
+pub fn load_public_key(path: Option<&Path>, flag: &str, var: &str) -> Result<Option<VerifyingKey>> {
+    if let Some(path) = path {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {flag} {}", path.display()))?;
+        return parse_public_key(&pem, &format!("{flag} {}", path.display())).map(Some);
+    }
+    match std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+        Some(pem) => parse_public_key(&pem, var).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Where `release` and `verify` take the key signed gates must verify with.
@@ -219,18 +237,7 @@ pub struct PublicKeyOptions {
 
 impl PublicKeyOptions {
     pub fn load(&self) -> Result<Option<VerifyingKey>> {
-        if let Some(path) = &self.public_key {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("reading --public-key {}", path.display()))?;
-            return parse_public_key(&pem, &format!("--public-key {}", path.display())).map(Some);
-        }
-        match std::env::var(PUBLIC_KEY_VAR)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
-            Some(pem) => parse_public_key(&pem, PUBLIC_KEY_VAR).map(Some),
-            None => Ok(None),
-        }
+        load_public_key(self.public_key.as_deref(), "--public-key", PUBLIC_KEY_VAR)
     }
 }
 

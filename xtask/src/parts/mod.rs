@@ -22,6 +22,9 @@
 //!   (ECDSA P-256, what `cosign verify-attestation --key` checks).
 //! - `argocd`: Argo CD's REST API (wait, sync); `argocd_types`: its objects,
 //!   typed for `validate`; `manifests`: the policy checks `validate` runs.
+//! - `signature`: image signatures as cosign writes them (simple-signing
+//!   payload, ECDSA P-256, cosign's `.sig` tag), made on push, checked by
+//!   `verify` and `status`.
 //! - `trust_policy`: who can change the cluster and with which credentials:
 //!   the root app's project, the AppProjects' kinds, the workflows' secrets,
 //!   environments, checkouts and `run:` scripts, CODEOWNERS.
@@ -67,6 +70,7 @@ pub mod promotion;
 pub mod registry;
 pub mod repository_checks;
 pub mod service;
+pub mod signature;
 pub mod tags;
 pub mod tools;
 pub mod trust_policy;

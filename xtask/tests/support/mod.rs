@@ -183,6 +183,8 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         // A signing key around the test run would change what release trusts.
         "GATE_SIGNING_KEY",
         "GATE_PUBLIC_KEY",
+        "IMAGE_SIGNING_KEY",
+        "IMAGE_PUBLIC_KEY",
     ] {
         command.env_remove(var);
     }
