@@ -25,6 +25,8 @@
 //! - `signature`: image signatures as cosign writes them (simple-signing
 //!   payload, ECDSA P-256, cosign's `.sig` tag), made on push, checked by
 //!   `verify` and `status`.
+//! - `admission_policy`: the Kyverno policy in `gitops/policy/` that admits
+//!   only signed images in dev, preprod and prod, typed and checked for `validate`.
 //! - `trust_policy`: who can change the cluster and with which credentials:
 //!   the root app's project, the AppProjects' kinds, the workflows' secrets,
 //!   environments, checkouts and `run:` scripts, CODEOWNERS.
@@ -52,6 +54,7 @@
 //! - Only `registry` (with `oci`) speaks OCI.
 //! - Functions are at most 60 lines, or say why next to them (`// long: …`).
 
+pub mod admission_policy;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
