@@ -334,6 +334,18 @@ fn a_tampered_payload_in_an_oci_layout_is_refused() {
     assert!(error.contains("failed verification"), "{error}");
 }
 
+/// The gate is the preprod suite's: a passing result of another suite, in
+/// the same predicate type and signed by the CD key, does not open it.
+#[test]
+fn a_signed_success_of_another_suite_is_refused() {
+    let fx = Fixture::with_layout();
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let key = fx.key("ci");
+    let edit = |s: String| s.replace("\"suite\":\"preprod-tests\"", "\"suite\":\"smoke\"");
+    rewrite(&fx.layout_dir(), &fx.digest, edit, Some(&key));
+    fx.assert_release_refused("a signed result for suite \"smoke\", not preprod-tests");
+}
+
 #[test]
 fn a_valid_attestation_in_an_oci_layout_lets_release_proceed() {
     let fx = Fixture::with_layout();
@@ -510,6 +522,12 @@ fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
 /// Rewrites the statement inside the first envelope of `digest`'s `.att`
 /// manifest, keeping the signature: new blobs, the index pointed at them.
 fn tamper(layout: &Path, digest: &str, edit: impl Fn(String) -> String) {
+    rewrite(layout, digest, edit, None);
+}
+
+/// [`tamper`], then signs the edited statement again with `key` (PKCS#8
+/// PEM), as whoever holds the key could.
+fn rewrite(layout: &Path, digest: &str, edit: impl Fn(String) -> String, key: Option<&str>) {
     let index_path = layout.join("index.json");
     let mut index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
@@ -533,6 +551,21 @@ fn tamper(layout: &Path, digest: &str, edit: impl Fn(String) -> String) {
         .unwrap();
     let edited = edit(String::from_utf8(payload.clone()).unwrap());
     assert_ne!(edited.as_bytes(), payload, "the edit changed nothing");
+    if let Some(pem) = key {
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::DecodePrivateKey;
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(pem).unwrap();
+        let payload_type = envelope["payloadType"].as_str().unwrap().to_owned();
+        let mut pae = format!(
+            "DSSEv1 {} {payload_type} {} ",
+            payload_type.len(),
+            edited.len()
+        )
+        .into_bytes();
+        pae.extend_from_slice(edited.as_bytes());
+        let signature: p256::ecdsa::Signature = key.sign(&pae);
+        envelope["signatures"][0]["sig"] = BASE64.encode(signature.to_der().as_bytes()).into();
+    }
     envelope["payload"] = BASE64.encode(edited).into();
     let write = |bytes: Vec<u8>| {
         let digest = format!("sha256:{}", hex(&sha2::Sha256::digest(&bytes)));
@@ -550,4 +583,73 @@ fn tamper(layout: &Path, digest: &str, edit: impl Fn(String) -> String) {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn status_shows_each_environments_signature_and_gate_attestation() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    assert_ok(&fx.release());
+    let status = |keys: &[&str]| {
+        let mut args = vec!["status", "--repository", &fx.repository];
+        args.extend_from_slice(keys);
+        let out = xtask_in(&fx.work, &args, &[]);
+        assert_ok(&out);
+        stdout(&out)
+    };
+    let (image, gate) = (fx.dir.path().join("image/gate.pub"), fx.public_key());
+    let image = image.to_str().unwrap();
+    let printed = status(&["--image-key", image, "--public-key", &gate]);
+    let line = |env: &str| {
+        printed
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{env} ")) && l.contains("signature:"))
+            .unwrap_or_else(|| panic!("no trust line for {env}: {printed}"))
+            .to_owned()
+    };
+    for env in ["prod", "dev"] {
+        let expected = format!(
+            "signature: ✔ signed; gate attestation: ✔ preprod-tests passed (commit {}",
+            &fx.sha()[..7]
+        );
+        assert!(
+            line(env).contains(&expected),
+            "{expected:?} in {}",
+            line(env)
+        );
+    }
+    // preprod still runs v0.1.0, which this registry never held.
+    assert!(
+        line("preprod").contains("✘ not in the registry"),
+        "{}",
+        line("preprod")
+    );
+
+    // Another image key: the same image is not signed by it.
+    let other = fx.dir.path().join("other/gate.pub");
+    let printed = status(&[
+        "--image-key",
+        other.to_str().unwrap(),
+        "--public-key",
+        &gate,
+    ]);
+    assert!(
+        printed.contains("signature: ✘ signed by another key"),
+        "{printed}"
+    );
+    // No keys: said, not guessed.
+    let printed = status(&[]);
+    assert!(
+        printed.contains("signature: not checked: no public key")
+            && printed.contains("gate attestation: not checked: no public key"),
+        "{printed}"
+    );
+    let out = xtask_in(&fx.work, &["status"], &[]);
+    assert!(
+        stdout(&out).contains("not checked: no image repository"),
+        "{}",
+        stdout(&out)
+    );
 }

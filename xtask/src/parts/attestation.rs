@@ -331,6 +331,33 @@ pub fn read_verified(
     Ok((good, bad))
 }
 
+/// The newest preprod suite's result signed by `key` for exactly `digest`,
+/// and why each attestation that did not verify was rejected.
+pub fn newest_preprod(
+    registry: &Repository,
+    digest: &str,
+    key: &VerifyingKey,
+) -> Result<(Option<PreprodPredicate>, Vec<String>)> {
+    let (statements, mut rejected) = read_verified(registry, digest, key)?;
+    let results = statements
+        .iter()
+        .filter(|s| s.predicate_type == PREPROD_PREDICATE)
+        .filter_map(|s| serde_json::from_value::<PreprodPredicate>(s.predicate.clone()).ok());
+    // Another suite's result signed in the same shape is not the preprod gate.
+    let (preprod, other_suites): (Vec<_>, Vec<_>) =
+        results.partition(|p| p.suite == super::gates::PREPROD_GATE);
+    rejected.extend(other_suites.iter().map(|p| {
+        format!(
+            "a signed result for suite {:?}, not {}",
+            p.suite,
+            super::gates::PREPROD_GATE
+        )
+    }));
+    // On equal times the later layer (appended last) wins: max_by keeps the last maximum.
+    let newest = preprod.into_iter().max_by(|a, b| a.time.cmp(&b.time));
+    Ok((newest, rejected))
+}
+
 /// `release`'s gate: the newest signed preprod result for exactly `digest`
 /// must be a success for `commit`.
 pub fn check_preprod(
@@ -339,13 +366,7 @@ pub fn check_preprod(
     commit: &str,
     key: &VerifyingKey,
 ) -> Result<PreprodPredicate> {
-    let (statements, rejected) = read_verified(registry, digest, key)?;
-    let newest = statements
-        .iter()
-        .filter(|s| s.predicate_type == PREPROD_PREDICATE)
-        .filter_map(|s| serde_json::from_value::<PreprodPredicate>(s.predicate.clone()).ok())
-        // On equal times the later layer (appended last) wins: max_by keeps the last maximum.
-        .max_by(|a, b| a.time.cmp(&b.time));
+    let (newest, rejected) = newest_preprod(registry, digest, key)?;
     let Some(newest) = newest else {
         let why = if rejected.is_empty() {
             String::from("none is stored")
