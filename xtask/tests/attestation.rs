@@ -653,3 +653,57 @@ fn status_shows_each_environments_signature_and_gate_attestation() {
         stdout(&out)
     );
 }
+
+/// With the gate key configured, `promote --env prod` takes only a release
+/// whose digest carries a passing preprod gate signed by it; prod never runs
+/// a main-<sha> build at all. Each refusal changes nothing.
+#[test]
+fn promote_prod_needs_a_release_whose_digest_carries_a_signed_gate() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    // v2.0.0: the tested bits under a release tag, on the released commit.
+    git(&fx.work, &["tag", "v2.0.0", fx.sha()]);
+    fx.retag(&format!("main-{}", fx.sha()), "v2.0.0");
+    let promote = |tag: &str, key: &str| {
+        let args = [
+            "promote",
+            "--env",
+            "prod",
+            "--tag",
+            tag,
+            "--public-key",
+            key,
+        ];
+        xtask_in(&fx.work, &args, &[("IMAGE_REPOSITORY", &fx.repository)])
+    };
+    let refused = |tag: &str, key: &str, why: &str| {
+        let before = fx.state();
+        let error = assert_fails(&promote(tag, key));
+        assert!(error.contains(why), "expected {why:?} in: {error}");
+        assert_eq!(fx.state(), before, "a refused promotion changed something");
+    };
+    let main = format!("main-{}", fx.sha());
+    refused(
+        &main,
+        &fx.public_key(),
+        "prod runs only releases (v<X.Y.Z>)",
+    );
+    refused("v2.0.0", &fx.public_key(), "none is stored");
+    fx.sign("other", fx.sha(), &fx.digest, "success");
+    refused("v2.0.0", &fx.public_key(), "no signature verifies");
+    // The CD key's failure first, then its success: the newest decides.
+    fx.sign("ci", fx.sha(), &fx.digest, "failure");
+    refused("v2.0.0", &fx.public_key(), "is a failure");
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+
+    assert_ok(&promote("v2.0.0", &fx.public_key()));
+    let prod = git(
+        &fx.remote,
+        &["show", "main:gitops/values/prod/service-demo.yaml"],
+    );
+    assert!(
+        prod.contains("tag: v2.0.0") && prod.contains(&format!("digest: \"{}\"", fx.digest)),
+        "prod is pinned to the gated digest: {prod}"
+    );
+}
