@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
+use crate::parts::attestation;
 use crate::parts::oci::{Arch, BINARY_PATH};
 use crate::parts::registry::Repository;
+use crate::parts::signature;
 use crate::parts::tags::{short, short_digest};
 use crate::parts::workspace;
 
@@ -76,7 +78,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         |d| d.break_it(),
     )?;
     demo.stage(
-        "6. status: what runs where, and every name of each build",
+        "6. status: what runs where, every name of each build, its signature and gate attestation",
         |d| {
             d.xtask(&["status"])?;
             Ok("printed above".into())
@@ -98,6 +100,8 @@ struct Demo {
     /// A container engine answers: images run as containers, else as processes.
     engine: bool,
     xtask: PathBuf,
+    /// The pipeline's two key pairs, made for this run.
+    keys: Keys,
     /// Each stage's name, duration and what it changed, for the summary.
     stages: Vec<(String, Duration, String)>,
 }
@@ -137,6 +141,7 @@ impl Demo {
             gitops.display()
         );
         let engine = engine_answers();
+        let keys = Keys::generate(&work.join("keys"))?;
         Ok(Self {
             sh,
             work,
@@ -145,6 +150,7 @@ impl Demo {
             registry,
             engine,
             xtask: std::env::current_exe()?,
+            keys,
             stages: Vec::new(),
         })
     }
@@ -252,7 +258,9 @@ impl Demo {
             "promote", "--env", "preprod", "--tag", &tag, "--digest", &digest,
         ])?;
         let service = Running::start(self, &tag, "preprod")?;
-        let passed = self.xtask_status(&[
+        // The preprod job holds the gate key: the result is signed beside the image.
+        let gate_key = (attestation::SIGNING_KEY_VAR, self.keys.gate.0.as_str());
+        let args = [
             "preprod-test",
             "--url",
             &service.url,
@@ -260,7 +268,8 @@ impl Demo {
             sha,
             "--digest",
             &digest,
-        ])?;
+        ];
+        let passed = self.xtask_with(&args, Some(gate_key))?;
         Ok((digest, passed))
     }
 
@@ -296,9 +305,11 @@ impl Demo {
     }
 
     /// `image build` of `sha` from the fixed checkout, pushed as `tag`; returns the digest.
+    /// A main-<sha> build is signed (CD's build job holds the image key); a
+    /// pull request's is not (its job never sees the key).
     fn build(&self, sha: &str, tag: &str) -> Result<String> {
         let checkout = self.checkout(sha)?;
-        self.xtask(&[
+        let args = [
             "image",
             "build",
             "--source",
@@ -307,7 +318,15 @@ impl Demo {
             tag,
             "--push",
             &self.registry,
-        ])?;
+        ];
+        let key = tag
+            .starts_with("main-")
+            .then_some((signature::SIGNING_KEY_VAR, self.keys.image.0.as_str()));
+        ensure!(
+            self.xtask_with(&args, key)?,
+            "cargo xtask {} failed",
+            args.join(" ")
+        );
         self.digest(tag)
     }
 
@@ -382,9 +401,18 @@ impl Demo {
 
     /// `cargo xtask <args>`; whether it succeeded.
     fn xtask_status(&self, args: &[&str]) -> Result<bool> {
+        self.xtask_with(args, None)
+    }
+
+    /// `cargo xtask <args>` with the public keys, and `secret` (a signing
+    /// key's variable and PEM) for the one step that signs; whether it succeeded.
+    fn xtask_with(&self, args: &[&str], secret: Option<(&str, &str)>) -> Result<bool> {
         println!("  $ cargo xtask {}", args.join(" "));
         let status = Command::new(&self.xtask)
             .args(args)
+            .envs(secret)
+            .env(attestation::PUBLIC_KEY_VAR, &self.keys.gate.1)
+            .env(signature::PUBLIC_KEY_VAR, &self.keys.image.1)
             .current_dir(&self.service)
             .env("IMAGE_REPOSITORY", &self.registry)
             .env("GITOPS_REPO", self.work.join("gitops.git"))
@@ -408,6 +436,36 @@ impl Demo {
             self.work.join("gitops.git").display(),
             self.registry
         );
+    }
+}
+
+/// The pipeline's key pairs as (private PEM, public PEM): `gate` signs the
+/// preprod results (release and promote verify them), `image` signs main's
+/// builds (verify, status and the cluster's admission policy check them).
+struct Keys {
+    gate: (String, String),
+    image: (String, String),
+}
+
+impl Keys {
+    /// Fresh pairs under `dir` (the demo's own; a real pipeline keeps its
+    /// private keys in CI secrets).
+    fn generate(dir: &Path) -> Result<Self> {
+        let pair = |name: &str| -> Result<(String, String)> {
+            let (private, public) = attestation::keygen(&dir.join(name))?;
+            Ok((
+                std::fs::read_to_string(private)?,
+                std::fs::read_to_string(public)?,
+            ))
+        };
+        println!(
+            "demo: key pairs in {} (gate: signs preprod results; image: signs main's builds)",
+            dir.display()
+        );
+        Ok(Self {
+            gate: pair("gate")?,
+            image: pair("image")?,
+        })
     }
 }
 
