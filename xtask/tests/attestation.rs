@@ -707,3 +707,38 @@ fn promote_prod_needs_a_release_whose_digest_carries_a_signed_gate() {
         "prod is pinned to the gated digest: {prod}"
     );
 }
+
+/// With the image key, release also requires the pipeline's signature on the
+/// digest (what the cluster admits): an image signed by another key is refused.
+#[test]
+fn release_with_an_image_key_refuses_bits_signed_by_another_key() {
+    let fx = Fixture::with_layout();
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let release = |image_key: &str| {
+        let args = [
+            "release",
+            "--version",
+            "1.0.0",
+            "--sha",
+            fx.sha(),
+            "--public-key",
+            &fx.public_key(),
+            "--image-key",
+            image_key,
+        ];
+        xtask_in(&fx.work, &args, &[("IMAGE_REPOSITORY", &fx.repository)])
+    };
+    let before = fx.state();
+    let other = fx.dir.path().join("other/gate.pub");
+    let error = assert_fails(&release(other.to_str().unwrap()));
+    assert!(error.contains("is signed by another key"), "{error}");
+    assert_eq!(fx.state(), before, "a refused release changed something");
+    let image = fx.dir.path().join("image/gate.pub");
+    let out = release(image.to_str().unwrap());
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("is signed by the image key"),
+        "{}",
+        stdout(&out)
+    );
+}
