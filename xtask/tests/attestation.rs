@@ -82,20 +82,15 @@ impl Fixture {
 
     /// Push a build as `pr-<N>-<workspace HEAD>`; returns the tag.
     fn push_build(&self, content: &str) -> String {
-        let binary = self.dir.path().join(format!("bin-{}", fastrand::u64(..)));
-        std::fs::write(&binary, content).unwrap();
         let tag = format!("pr-{}-{}", fastrand::u32(1..), head());
-        let push = [
-            "image",
-            "build",
-            "--binary",
-            binary.to_str().unwrap(),
-            "--tag",
-            &tag,
-            "--push",
+        let dir = self.dir.path();
+        assert_ok(&support::push_stand_in(
+            dir,
             &self.repository,
-        ];
-        assert_ok(&xtask(&push, &[]));
+            content,
+            &tag,
+            &[],
+        ));
         tag
     }
 

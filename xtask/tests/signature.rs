@@ -59,24 +59,12 @@ impl Fixture {
     /// `image build --push` of a stand-in binary as `tag`, signed with key
     /// `signer` when given; returns the output and the digest.
     fn push(&self, content: &str, tag: &str, signer: Option<&str>) -> (Output, String) {
-        let binary = self.dir.path().join(format!("bin-{}", fastrand::u64(..)));
-        std::fs::write(&binary, content).unwrap();
-        let push = [
-            "image",
-            "build",
-            "--binary",
-            binary.to_str().unwrap(),
-            "--tag",
-            tag,
-            "--push",
-            &self.repository,
-        ];
         let key = signer.map(|s| self.key(s));
         let envs: Vec<(&str, &str)> = key
             .iter()
             .map(|k| ("IMAGE_SIGNING_KEY", k.as_str()))
             .collect();
-        let out = xtask(&push, &envs);
+        let out = support::push_stand_in(self.dir.path(), &self.repository, content, tag, &envs);
         assert_ok(&out);
         assert!(
             !stdout(&out).contains("PRIVATE KEY"),

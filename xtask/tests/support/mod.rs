@@ -403,6 +403,30 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `image build --binary` of a stand-in binary holding `content` (written
+/// under `dir`), pushed to `repository` as `tag`, with `envs` (a signing key).
+pub fn push_stand_in(
+    dir: &Path,
+    repository: &str,
+    content: &str,
+    tag: &str,
+    envs: &[(&str, &str)],
+) -> Output {
+    let binary = dir.join(format!("bin-{}", fastrand::u64(..)));
+    std::fs::write(&binary, content).unwrap();
+    let push = [
+        "image",
+        "build",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--tag",
+        tag,
+        "--push",
+        repository,
+    ];
+    xtask(&push, envs)
+}
+
 /// The digest `image inspect` reports for `tag` in `repository`, if it exists.
 pub fn image_digest(repository: &str, tag: &str) -> Option<String> {
     let out = xtask(&["image", "inspect", tag, "--repository", repository], &[]);
