@@ -376,24 +376,14 @@ fn openssl_verifies_the_stored_envelope_with_the_public_key() {
     )
     .into_bytes();
     pae.extend_from_slice(&payload);
-    let (pae_file, sig_file) = (fx.dir.path().join("pae"), fx.dir.path().join("sig.der"));
-    std::fs::write(&pae_file, &pae).unwrap();
     let sig = BASE64
         .decode(envelope["signatures"][0]["sig"].as_str().unwrap())
         .unwrap();
-    std::fs::write(&sig_file, sig).unwrap();
-    let openssl = |key: &str| {
-        std::process::Command::new("openssl")
-            .args(["dgst", "-sha256", "-verify", key, "-signature"])
-            .args([&sig_file, &pae_file])
-            .output()
-            .unwrap()
-    };
-    let verified = openssl(&fx.public_key());
-    assert!(verified.status.success(), "{}", stdout(&verified));
+    let openssl = |key: &str| support::openssl_verifies(fx.dir.path(), key, &sig, &pae);
+    assert!(openssl(&fx.public_key()), "openssl rejects the envelope");
     let other = fx.dir.path().join("other/gate.pub");
     assert!(
-        !openssl(other.to_str().unwrap()).status.success(),
+        !openssl(other.to_str().unwrap()),
         "another key must not verify"
     );
 }

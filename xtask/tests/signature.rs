@@ -198,18 +198,8 @@ fn a_main_build_is_signed_as_cosign_signs_and_a_retag_carries_the_signature() {
         .unwrap();
     // Standard ECDSA P-256 / SHA-256 over the payload bytes: OpenSSL agrees.
     if support::require(support::on_path("openssl"), "openssl").is_some() {
-        let (payload_file, sig_file) = (fx.dir.path().join("payload"), fx.dir.path().join("sig"));
-        std::fs::write(&payload_file, &payload).unwrap();
-        std::fs::write(&sig_file, BASE64.decode(signature).unwrap()).unwrap();
-        let openssl = |key: &str| {
-            std::process::Command::new("openssl")
-                .args(["dgst", "-sha256", "-verify", key, "-signature"])
-                .args([&sig_file, &payload_file])
-                .output()
-                .unwrap()
-                .status
-                .success()
-        };
+        let der = BASE64.decode(signature).unwrap();
+        let openssl = |key: &str| support::openssl_verifies(fx.dir.path(), key, &der, &payload);
         assert!(
             openssl(&fx.public("image")),
             "openssl rejects the signature"

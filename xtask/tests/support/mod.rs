@@ -427,6 +427,22 @@ pub fn push_stand_in(
     xtask(&push, envs)
 }
 
+/// Whether OpenSSL (`dgst -sha256 -verify`) accepts the DER ECDSA
+/// `signature` over `data` with the PEM public key file `key`: the standard
+/// check, independent of this project's code. Its files are written in `dir`.
+pub fn openssl_verifies(dir: &Path, key: &str, signature: &[u8], data: &[u8]) -> bool {
+    let (data_file, signature_file) = (dir.join("openssl-data"), dir.join("openssl-sig.der"));
+    std::fs::write(&data_file, data).unwrap();
+    std::fs::write(&signature_file, signature).unwrap();
+    Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify", key, "-signature"])
+        .args([&signature_file, &data_file])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 /// The digest `image inspect` reports for `tag` in `repository`, if it exists.
 pub fn image_digest(repository: &str, tag: &str) -> Option<String> {
     let out = xtask(&["image", "inspect", tag, "--repository", repository], &[]);
