@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
+use crate::parts::attestation;
 use crate::parts::oci::{Arch, BINARY_PATH};
 use crate::parts::registry::Repository;
+use crate::parts::signature;
 use crate::parts::tags::{short, short_digest};
 use crate::parts::workspace;
 
@@ -136,7 +138,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         |d| d.break_it(),
     )?;
     demo.stage(
-        "6. status: what runs where, and every name of each build",
+        "6. status: what runs where, every name of each build, its signature and gate attestation",
         |d| {
             d.xtask(&["status"])?;
             Ok("printed above".into())
@@ -167,6 +169,8 @@ struct Demo {
     /// A container engine answers: images run as containers, else as processes.
     engine: bool,
     xtask: PathBuf,
+    /// The pipeline's two key pairs, made for this run.
+    keys: Keys,
     /// Each stage's name, duration and what it changed, for the summary.
     stages: Vec<(String, Duration, String)>,
     /// How many commands of [`PLAN`] have run.
@@ -208,6 +212,7 @@ impl Demo {
             gitops.display()
         );
         let engine = engine_answers();
+        let keys = Keys::generate(&work.join("keys"))?;
         Ok(Self {
             sh,
             work,
@@ -216,6 +221,7 @@ impl Demo {
             registry,
             engine,
             xtask: std::env::current_exe()?,
+            keys,
             stages: Vec::new(),
             ran: std::cell::Cell::new(0),
         })
@@ -326,7 +332,9 @@ impl Demo {
             "promote", "--env", "preprod", "--tag", &tag, "--digest", &digest,
         ])?;
         let service = Running::start(self, &tag, "preprod")?;
-        let passed = self.xtask_status(&[
+        // The preprod job holds the gate key: the result is signed beside the image.
+        let gate_key = (attestation::SIGNING_KEY_VAR, self.keys.gate.0.as_str());
+        let args = [
             "preprod-test",
             "--url",
             &service.url,
@@ -334,7 +342,8 @@ impl Demo {
             sha,
             "--digest",
             &digest,
-        ])?;
+        ];
+        let passed = self.xtask_with(&args, Some(gate_key))?;
         Ok((digest, passed))
     }
 
@@ -370,9 +379,11 @@ impl Demo {
     }
 
     /// `image build` of `sha` from the fixed checkout, pushed as `tag`; returns the digest.
+    /// A main-<sha> build is signed (CD's build job holds the image key); a
+    /// pull request's is not (its job never sees the key).
     fn build(&self, sha: &str, tag: &str) -> Result<String> {
         let checkout = self.checkout(sha)?;
-        self.xtask(&[
+        let args = [
             "image",
             "build",
             "--source",
@@ -381,7 +392,15 @@ impl Demo {
             tag,
             "--push",
             &self.registry,
-        ])?;
+        ];
+        let key = tag
+            .starts_with("main-")
+            .then_some((signature::SIGNING_KEY_VAR, self.keys.image.0.as_str()));
+        ensure!(
+            self.xtask_with(&args, key)?,
+            "cargo xtask {} failed",
+            args.join(" ")
+        );
         self.digest(tag)
     }
 
@@ -456,6 +475,13 @@ impl Demo {
 
     /// `cargo xtask <args>`, which must be the next command of [`PLAN`]; whether it succeeded.
     fn xtask_status(&self, args: &[&str]) -> Result<bool> {
+        self.xtask_with(args, None)
+    }
+
+    /// `cargo xtask <args>` with the public keys, and `secret` (a signing
+    /// key's variable and PEM) for the one step that signs; whether it
+    /// succeeded. The command must be the next of [`PLAN`].
+    fn xtask_with(&self, args: &[&str], secret: Option<(&str, &str)>) -> Result<bool> {
         let shape = command_shape(args);
         let next = PLAN
             .iter()
@@ -470,6 +496,9 @@ impl Demo {
         println!("  $ cargo xtask {}   ({flow:?}: {planned})", args.join(" "));
         let status = Command::new(&self.xtask)
             .args(args)
+            .envs(secret)
+            .env(attestation::PUBLIC_KEY_VAR, &self.keys.gate.1)
+            .env(signature::PUBLIC_KEY_VAR, &self.keys.image.1)
             .current_dir(&self.service)
             .env("IMAGE_REPOSITORY", &self.registry)
             .env("GITOPS_REPO", self.work.join("gitops.git"))
@@ -493,6 +522,36 @@ impl Demo {
             self.work.join("gitops.git").display(),
             self.registry
         );
+    }
+}
+
+/// The pipeline's key pairs as (private PEM, public PEM): `gate` signs the
+/// preprod results (release and promote verify them), `image` signs main's
+/// builds (verify, status and the cluster's admission policy check them).
+struct Keys {
+    gate: (String, String),
+    image: (String, String),
+}
+
+impl Keys {
+    /// Fresh pairs under `dir` (the demo's own; a real pipeline keeps its
+    /// private keys in CI secrets).
+    fn generate(dir: &Path) -> Result<Self> {
+        let pair = |name: &str| -> Result<(String, String)> {
+            let (private, public) = attestation::keygen(&dir.join(name))?;
+            Ok((
+                std::fs::read_to_string(private)?,
+                std::fs::read_to_string(public)?,
+            ))
+        };
+        println!(
+            "demo: key pairs in {} (gate: signs preprod results; image: signs main's builds)",
+            dir.display()
+        );
+        Ok(Self {
+            gate: pair("gate")?,
+            image: pair("image")?,
+        })
     }
 }
 

@@ -103,6 +103,8 @@ fn edits(root: &Path, replacements: &[(String, String)]) -> Result<Vec<(PathBuf,
         "gitops/values/dev",
         "gitops/values/preprod",
         "gitops/values/prod",
+        // The admission policy names the image repository.
+        "gitops/policy",
     ] {
         files.extend(yaml_files(&root.join(dir))?);
     }

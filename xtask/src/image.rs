@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use xshell::{Shell, cmd};
 
@@ -17,6 +17,7 @@ use crate::parts::oci::{self, Arch};
 use crate::parts::registry::{self, Repository, RetagOutcome};
 use crate::parts::sbom;
 use crate::parts::service::ServiceRepo;
+use crate::parts::signature::{ImageSigner, SIGNING_KEY_VAR};
 use crate::parts::tags::ImageTag;
 use crate::parts::{github, workspace};
 
@@ -28,6 +29,9 @@ pub enum ImageCommand {
     Retag(RetagArgs),
     /// Digest, size, platforms and labels of an image.
     Inspect(InspectArgs),
+    /// Sign the image a tag names with IMAGE_SIGNING_KEY (cosign's .sig), e.g. in a step of its
+    /// own, so the key is never in the environment of a build.
+    Sign(InspectArgs),
 }
 
 #[derive(Args)]
@@ -86,6 +90,7 @@ pub fn run(command: ImageCommand) -> Result<()> {
         ImageCommand::Build(args) => build(args),
         ImageCommand::Retag(args) => retag(args),
         ImageCommand::Inspect(args) => inspect(args),
+        ImageCommand::Sign(args) => sign(args),
     }
 }
 
@@ -99,8 +104,9 @@ fn build(args: BuildArgs) -> Result<()> {
     sh.change_dir(&root);
     let head = ServiceRepo::discover(&root)?.commit("HEAD")?.to_string();
     let tags = build_tags(&args.tags, &head)?;
-    // Open the destination before the slow build, so a bad repository fails fast.
+    // Open the destination and read the key before the slow build, so either fails fast.
     let repository = args.push.as_deref().map(Repository::open).transpose()?;
+    let signer = ImageSigner::from_env()?;
     if !cmd!(sh, "git status --porcelain --untracked-files=no")
         .read()?
         .is_empty()
@@ -142,6 +148,9 @@ fn build(args: BuildArgs) -> Result<()> {
     );
 
     publish(&image, &tags, args.output.as_deref(), repository.as_ref())?;
+    if let Some(repository) = &repository {
+        sign_pushed(signer.as_ref(), repository, &image.root.digest, &tags)?;
+    }
     // For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`.
     github::set_output("digest", &image.root.digest)?;
     Ok(())
@@ -189,6 +198,25 @@ fn publish(
     Ok(())
 }
 
+/// Signs a pushed build when `IMAGE_SIGNING_KEY` is set, unless every tag is
+/// a pull request's: those stay unsigned, admitted only in previews.
+fn sign_pushed(
+    signer: Option<&ImageSigner>,
+    repository: &Repository,
+    digest: &str,
+    tags: &[String],
+) -> Result<()> {
+    let Some(signer) = signer else {
+        return Ok(());
+    };
+    let pull_request = |tag: &String| matches!(ImageTag::parse(tag), Ok(ImageTag::Pr { .. }));
+    if tags.iter().all(pull_request) {
+        println!("not signed: pull-request images (pr-*) are never signed");
+        return Ok(());
+    }
+    signer.sign(repository, digest)
+}
+
 /// `--tag` values, checked: build tags must carry HEAD's SHA, so a tag never
 /// names a commit other than the one built.
 fn build_tags(requested: &[String], head: &str) -> Result<Vec<String>> {
@@ -225,7 +253,30 @@ fn retag(args: RetagArgs) -> Result<()> {
             args.new_tag, args.src_tag, resolved.digest
         ),
     }
-    Ok(())
+    // The digest is unchanged, so a signature made at build time already
+    // covers the new name; with the key, make sure one exists.
+    let signer = ImageSigner::from_env()?;
+    sign_pushed(
+        signer.as_ref(),
+        &repository,
+        &resolved.digest,
+        &[args.new_tag],
+    )
+}
+
+fn sign(args: InspectArgs) -> Result<()> {
+    let signer = ImageSigner::from_env()?.with_context(|| {
+        format!("image sign needs the private key in {SIGNING_KEY_VAR} (PEM text; cargo xtask gate keygen makes a pair)")
+    })?;
+    if matches!(ImageTag::parse(&args.reference), Ok(ImageTag::Pr { .. })) {
+        bail!(
+            "{} is a pull request's image: those are never signed (they run in previews only)",
+            args.reference
+        );
+    }
+    let repository = Repository::open(&args.repository.repository)?;
+    let (_, resolved) = repository.manifest(&args.reference)?;
+    signer.sign(&repository, &resolved.digest)
 }
 
 fn inspect(args: InspectArgs) -> Result<()> {

@@ -3,17 +3,20 @@
 //!
 //! promote: 1. parse the tag and digest; 2. resolve the commit the image was
 //! built from (an unknown commit is bad input, refused before any fetch);
-//! 3. promote (monotonic unless --allow-rollback).
+//! 3. for prod with a gate key: the release's digest carries a passing signed
+//!    preprod gate (and is pinned); 4. promote (monotonic unless --allow-rollback).
 //!
 //! rollback: 1. on the GitOps tip, list the distinct images the environment
 //! ran, newest first; 2. pick the previous one (or --to); 3. promote to it,
 //! older builds allowed.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::parts::Repos;
+use crate::parts::attestation::PublicKeyOptions;
 use crate::parts::gitops::{GitopsOptions, Snapshot};
 use crate::parts::promotion::{self, DeployedImage, Env, Policy, Promotion, read_deployed};
+use crate::parts::registry::Repository;
 use crate::parts::tags::{self, ImageTag};
 
 #[derive(clap::Args)]
@@ -33,6 +36,12 @@ pub struct PromoteArgs {
     /// Print the diff and change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// With a gate key: prod moves only to a release whose digest carries a passing preprod gate
+    /// signed by it, read from this image repository (<registry>/<path> or oci:<dir>).
+    #[arg(long, env = "IMAGE_REPOSITORY")]
+    repository: Option<String>,
+    #[command(flatten)]
+    public_key: PublicKeyOptions,
     #[command(flatten)]
     gitops: GitopsOptions,
 }
@@ -58,7 +67,7 @@ pub fn run(args: PromoteArgs) -> Result<()> {
         tags::validate_digest(digest)?;
     }
     let repos = Repos::open(&args.gitops)?;
-    let promotion = Promotion {
+    let mut promotion = Promotion {
         subject: format!("cd: promote {tag} to {}", args.env),
         envs: vec![args.env],
         image: DeployedImage {
@@ -72,6 +81,19 @@ pub fn run(args: PromoteArgs) -> Result<()> {
             Policy::Monotonic
         },
     };
+    if args.env == Env::Prod
+        && let Some(key) = args.public_key.load()?
+    {
+        let repository = args.repository.as_deref().context(
+            "with a gate key, promoting prod checks the release's signed gate in the image repository: \
+             name it with --repository or IMAGE_REPOSITORY",
+        )?;
+        let registry = Repository::open(repository)?;
+        let digest =
+            promotion::check_signed_gate(&registry, &promotion.image, promotion.source, &key)?;
+        println!("{tag} ({digest}) carries a passing preprod gate signed by the gate key");
+        promotion.image.digest = digest;
+    }
     let what = format!("promote {} to {}", promotion.image, args.env);
     promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))?
         .outcome

@@ -9,6 +9,7 @@
 //! 5. the `preprod-tests` gate passed for that commit and that digest: with a
 //!    public key configured, a signed attestation on that digest decides (the
 //!    gate store is display only); without one, the gate store, as before;
+//!    with an image key, that digest also carries the pipeline's signature;
 //! 6. `main-<sha>` still names that digest, and `v<X.Y.Z>` is made to name it
 //!    (by digest: no rebuild, no blob upload, no window for other bits);
 //! 7. prod and dev move to `v<X.Y.Z>` at that digest in one commit, monotonic
@@ -31,6 +32,7 @@ use crate::parts::github::{self, GitHub};
 use crate::parts::gitops::{GitopsOptions, Outcome, Snapshot, refuse_option_like};
 use crate::parts::promotion::{self, DeployedImage, Env, Policy, Promotion, Record, read_deployed};
 use crate::parts::registry::{Repository, RetagOutcome};
+use crate::parts::signature::{self, ImageKeyOptions, Verdict};
 use crate::parts::tags::{ImageTag, short};
 use crate::parts::{Repos, workspace};
 
@@ -64,6 +66,10 @@ pub struct ReleaseArgs {
     store: GateStoreOptions,
     #[command(flatten)]
     public_key: PublicKeyOptions,
+    /// With an image key (gitops/policy/cosign.pub), the digest must also carry the pipeline's
+    /// image signature, which the cluster's admission policy requires.
+    #[command(flatten)]
+    image_key: ImageKeyOptions,
     #[command(flatten)]
     gitops: GitopsOptions,
 }
@@ -76,8 +82,9 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     // Steps 1–4: what to release, pinned to one digest, in version order.
     let release = Release::resolve(&args, &repos, &sh, version)?;
     let (sha, digest, tag) = (&release.sha, &release.digest, &release.tag);
-    // Step 5: the gate, for exactly that digest.
+    // Step 5: the gate (and the image signature), for exactly that digest.
     check_gate(&args, &release)?;
+    check_signature(&args, &release)?;
     // Steps 6–7: checked before the retag, so a refused promotion leaves the
     // registry as it was; then the retag by digest, then prod and dev.
     promotion::check(&repos, &release.snapshot(&repos), &release.promotion)?;
@@ -274,6 +281,26 @@ fn check_gate(args: &ReleaseArgs, release: &Release) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Step 5, with an image key: the digest carries the pipeline's signature,
+/// so the release is not refused by the cluster after the retag.
+fn check_signature(args: &ReleaseArgs, release: &Release) -> Result<()> {
+    let Some(key) = args.image_key.load()? else {
+        return Ok(());
+    };
+    match signature::check(&release.registry, &release.digest, &key)? {
+        Verdict::Signed => {
+            println!("{} is signed by the image key", release.digest);
+            Ok(())
+        }
+        verdict => bail!(
+            "{}@{} is {verdict}: the cluster admits only images signed by the image key; sign main's build \
+             (cargo xtask image sign with IMAGE_SIGNING_KEY) before releasing it",
+            release.registry,
+            release.digest
+        ),
+    }
 }
 
 /// Fetches the release tags others pushed and the remote's main branch;

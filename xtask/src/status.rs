@@ -1,12 +1,18 @@
 //! `cargo xtask status` and `cargo xtask trace`: what runs where, read from
-//! the GitOps branch alone (the cluster only ever reflects it).
+//! the GitOps branch alone (the cluster only ever reflects it); with an image
+//! repository, also whether each environment's image is signed (image key)
+//! and carries a passing signed preprod gate (gate key).
 
 use anyhow::Result;
+use p256::ecdsa::VerifyingKey;
 use serde::Serialize;
 
+use crate::parts::attestation::{self, PublicKeyOptions};
+use crate::parts::gates::Conclusion;
 use crate::parts::gitops::GitopsOptions;
 use crate::parts::promotion::{DeployedImage, Env, PREVIEW_DIR};
 use crate::parts::registry::Repository;
+use crate::parts::signature::{self, ImageKeyOptions, Verdict};
 use crate::parts::tags::{ImageTag, short, short_digest};
 use crate::parts::{Repos, rfc3339};
 
@@ -19,6 +25,12 @@ pub struct StatusArgs {
     /// (<registry>/<path> or oci:<dir>), showing which names are the same bits.
     #[arg(long, env = "IMAGE_REPOSITORY")]
     repository: Option<String>,
+    /// With --repository: check each environment's image signature with this key.
+    #[command(flatten)]
+    image_key: ImageKeyOptions,
+    /// With --repository: check each environment's signed preprod gate with this key.
+    #[command(flatten)]
+    public_key: PublicKeyOptions,
     #[command(flatten)]
     gitops: GitopsOptions,
 }
@@ -42,11 +54,26 @@ pub struct EnvStatus {
     /// The GitOps commit that last changed the image, and when (RFC 3339).
     pub promoted_by: Option<String>,
     pub promoted_at: Option<String>,
+    /// The image's signature (✔/✘ and why), when an image repository is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The image's signed preprod gate (✔/✘ and why), when an image repository is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate_attestation: Option<String>,
 }
 
 pub fn run(args: StatusArgs) -> Result<()> {
     let repos = Repos::open(&args.gitops)?;
-    let rows = collect(&repos, repos.gitops.fetch_tip()?)?;
+    let mut rows = collect(&repos, repos.gitops.fetch_tip()?)?;
+    let repository = args
+        .repository
+        .as_deref()
+        .map(Repository::open)
+        .transpose()?;
+    if let Some(repository) = &repository {
+        let keys = (args.image_key.load()?, args.public_key.load()?);
+        check_trust(repository, &mut rows, keys)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
@@ -69,10 +96,75 @@ pub fn run(args: StatusArgs) -> Result<()> {
             row.promoted_at.as_deref().unwrap_or("-"),
         );
     }
-    if let Some(repository) = &args.repository {
-        print_names(&Repository::open(repository)?, &rows)?;
+    match &repository {
+        Some(repository) => {
+            print_trust(repository, &rows);
+            print_names(repository, &rows)?;
+        }
+        None => println!(
+            "\nsignatures and gate attestations: not checked: no image repository (--repository or \
+             IMAGE_REPOSITORY)"
+        ),
     }
     Ok(())
+}
+
+/// Each environment's image: signed by the image key? a passing preprod gate
+/// signed by the gate key? Each "not checked" without its key.
+fn check_trust(
+    repository: &Repository,
+    rows: &mut [EnvStatus],
+    (image_key, gate_key): (Option<VerifyingKey>, Option<VerifyingKey>),
+) -> Result<()> {
+    const NO_KEY: &str = "not checked: no public key";
+    for row in rows {
+        let digest = if row.digest.is_empty() {
+            repository.resolve(&row.tag)?.map(|r| r.digest)
+        } else {
+            Some(row.digest.clone())
+        };
+        let Some(digest) = digest else {
+            row.signature = Some("✘ not in the registry".into());
+            row.gate_attestation = row.signature.clone();
+            continue;
+        };
+        row.signature = Some(match &image_key {
+            None => format!("{NO_KEY} (--image-key or IMAGE_PUBLIC_KEY)"),
+            Some(key) => match signature::check(repository, &digest, key)? {
+                Verdict::Signed => "✔ signed".into(),
+                verdict => format!("✘ {verdict}"),
+            },
+        });
+        row.gate_attestation = Some(match &gate_key {
+            None => format!("{NO_KEY} (--public-key or GATE_PUBLIC_KEY)"),
+            Some(key) => match attestation::newest_preprod(repository, &digest, key)?.0 {
+                Some(p) if p.conclusion == Conclusion::Success => {
+                    format!(
+                        "✔ {} passed (commit {}, {})",
+                        p.suite,
+                        short(&p.commit),
+                        p.time
+                    )
+                }
+                Some(p) => format!("✘ {} failed ({})", p.suite, p.time),
+                None => "✘ no signed preprod-tests result".into(),
+            },
+        });
+    }
+    Ok(())
+}
+
+fn print_trust(repository: &Repository, rows: &[EnvStatus]) {
+    println!("\nsignature and gate attestation of each environment's image in {repository}:");
+    for row in rows {
+        println!(
+            "  {:<8} {:<50} signature: {}; gate attestation: {}",
+            row.env,
+            row.tag,
+            row.signature.as_deref().unwrap_or("-"),
+            row.gate_attestation.as_deref().unwrap_or("-"),
+        );
+    }
 }
 
 /// For each commit something runs: every tag naming a build of it
@@ -177,6 +269,8 @@ pub fn collect(repos: &Repos, tip: gix::ObjectId) -> Result<Vec<EnvStatus>> {
             source_commit: source,
             promoted_by: promoted.map(|v| v.commit.to_string()),
             promoted_at: promoted.map(|v| rfc3339(v.time)),
+            signature: None,
+            gate_attestation: None,
         });
     }
     Ok(rows)

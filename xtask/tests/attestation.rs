@@ -15,7 +15,8 @@ use support::{Registry, TempDir, assert_fails, assert_ok, git, head, stdout, xta
 
 /// A service repository with GitOps files and a bare remote, an image
 /// repository (registry or layout) holding `main-<sha>` for the newest commit,
-/// and two key pairs: the CD key (`ci`) and another (`other`).
+/// and three key pairs: the CD key (`ci`), another (`other`) and the image
+/// signing key (`image`), which signs `main-<sha>` as CD's build does.
 struct Fixture {
     dir: TempDir,
     remote: PathBuf,
@@ -54,7 +55,7 @@ impl Fixture {
             .lines()
             .map(str::to_owned)
             .collect();
-        for name in ["ci", "other"] {
+        for name in ["ci", "other", "image"] {
             let out = dir.path().join(name);
             let keygen = xtask(&["gate", "keygen", "--out-dir", out.to_str().unwrap()], &[]);
             assert_ok(&keygen);
@@ -81,26 +82,23 @@ impl Fixture {
 
     /// Push a build as `pr-<N>-<workspace HEAD>`; returns the tag.
     fn push_build(&self, content: &str) -> String {
-        let binary = self.dir.path().join(format!("bin-{}", fastrand::u64(..)));
-        std::fs::write(&binary, content).unwrap();
         let tag = format!("pr-{}-{}", fastrand::u32(1..), head());
-        let push = [
-            "image",
-            "build",
-            "--binary",
-            binary.to_str().unwrap(),
-            "--tag",
-            &tag,
-            "--push",
+        let dir = self.dir.path();
+        assert_ok(&support::push_stand_in(
+            dir,
             &self.repository,
-        ];
-        assert_ok(&xtask(&push, &[]));
+            content,
+            &tag,
+            &[],
+        ));
         tag
     }
 
+    /// `image retag`, signing the image with the image key.
     fn retag(&self, from: &str, to: &str) {
         let retag = ["image", "retag", from, to, "--repository", &self.repository];
-        assert_ok(&xtask(&retag, &[]));
+        let key = self.key("image");
+        assert_ok(&xtask(&retag, &[("IMAGE_SIGNING_KEY", &key)]));
     }
 
     fn sha(&self) -> &str {
@@ -117,6 +115,21 @@ impl Fixture {
 
     fn public_key(&self) -> String {
         self.dir.path().join("ci/gate.pub").display().to_string()
+    }
+
+    /// `verify <reference>` with the image key and gate key `gate_key`.
+    fn verify(&self, reference: &str, gate_key: &str) -> Output {
+        let image_key = self.dir.path().join("image/gate.pub");
+        let args = [
+            "verify",
+            &self.repository,
+            reference,
+            "--image-key",
+            image_key.to_str().unwrap(),
+            "--public-key",
+            gate_key,
+        ];
+        xtask(&args, &[])
     }
 
     /// `gate record` for `sha` and `digest`, signed with key `signer`.
@@ -220,21 +233,19 @@ fn a_valid_attestation_lets_release_ship_exactly_that_digest_and_verify_shows_it
         "{prod}"
     );
 
-    let verify = |key: &str| {
-        let args = ["verify", &fx.repository, "v1.0.0", "--public-key", key];
-        xtask(&args, &[])
-    };
-    let verified = verify(&fx.public_key());
+    // Release retagged by digest: main-<sha>'s signature covers v1.0.0.
+    let verified = fx.verify("v1.0.0", &fx.public_key());
     assert_ok(&verified);
     let printed = stdout(&verified);
     assert!(
-        printed.contains("https://service-demo.dev/preprod-tests/v1")
+        printed.contains("✔ signature: signed by the key")
+            && printed.contains("https://service-demo.dev/preprod-tests/v1")
             && printed.contains(&format!("commit {}", fx.sha()))
             && printed.contains("conclusion success"),
         "{printed}"
     );
     let other = fx.dir.path().join("other/gate.pub");
-    let error = assert_fails(&verify(other.to_str().unwrap()));
+    let error = assert_fails(&fx.verify("v1.0.0", other.to_str().unwrap()));
     assert!(error.contains("failed verification"), "{error}");
 }
 
@@ -314,15 +325,20 @@ fn a_tampered_payload_in_an_oci_layout_is_refused() {
         statement.replace("\"failure\"", "\"success\"")
     });
     fx.assert_release_refused("no signature verifies with the configured public key");
-    let args = [
-        "verify",
-        &fx.repository,
-        &fx.digest,
-        "--public-key",
-        &fx.public_key(),
-    ];
-    let error = assert_fails(&xtask(&args, &[]));
+    let error = assert_fails(&fx.verify(&fx.digest, &fx.public_key()));
     assert!(error.contains("failed verification"), "{error}");
+}
+
+/// The gate is the preprod suite's: a passing result of another suite, in
+/// the same predicate type and signed by the CD key, does not open it.
+#[test]
+fn a_signed_success_of_another_suite_is_refused() {
+    let fx = Fixture::with_layout();
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let key = fx.key("ci");
+    let edit = |s: String| s.replace("\"suite\":\"preprod-tests\"", "\"suite\":\"smoke\"");
+    rewrite(&fx.layout_dir(), &fx.digest, edit, Some(&key));
+    fx.assert_release_refused("a signed result for suite \"smoke\", not preprod-tests");
 }
 
 #[test]
@@ -360,24 +376,14 @@ fn openssl_verifies_the_stored_envelope_with_the_public_key() {
     )
     .into_bytes();
     pae.extend_from_slice(&payload);
-    let (pae_file, sig_file) = (fx.dir.path().join("pae"), fx.dir.path().join("sig.der"));
-    std::fs::write(&pae_file, &pae).unwrap();
     let sig = BASE64
         .decode(envelope["signatures"][0]["sig"].as_str().unwrap())
         .unwrap();
-    std::fs::write(&sig_file, sig).unwrap();
-    let openssl = |key: &str| {
-        std::process::Command::new("openssl")
-            .args(["dgst", "-sha256", "-verify", key, "-signature"])
-            .args([&sig_file, &pae_file])
-            .output()
-            .unwrap()
-    };
-    let verified = openssl(&fx.public_key());
-    assert!(verified.status.success(), "{}", stdout(&verified));
+    let openssl = |key: &str| support::openssl_verifies(fx.dir.path(), key, &sig, &pae);
+    assert!(openssl(&fx.public_key()), "openssl rejects the envelope");
     let other = fx.dir.path().join("other/gate.pub");
     assert!(
-        !openssl(other.to_str().unwrap()).status.success(),
+        !openssl(other.to_str().unwrap()),
         "another key must not verify"
     );
 }
@@ -501,6 +507,12 @@ fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
 /// Rewrites the statement inside the first envelope of `digest`'s `.att`
 /// manifest, keeping the signature: new blobs, the index pointed at them.
 fn tamper(layout: &Path, digest: &str, edit: impl Fn(String) -> String) {
+    rewrite(layout, digest, edit, None);
+}
+
+/// [`tamper`], then signs the edited statement again with `key` (PKCS#8
+/// PEM), as whoever holds the key could.
+fn rewrite(layout: &Path, digest: &str, edit: impl Fn(String) -> String, key: Option<&str>) {
     let index_path = layout.join("index.json");
     let mut index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
@@ -524,6 +536,21 @@ fn tamper(layout: &Path, digest: &str, edit: impl Fn(String) -> String) {
         .unwrap();
     let edited = edit(String::from_utf8(payload.clone()).unwrap());
     assert_ne!(edited.as_bytes(), payload, "the edit changed nothing");
+    if let Some(pem) = key {
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::DecodePrivateKey;
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(pem).unwrap();
+        let payload_type = envelope["payloadType"].as_str().unwrap().to_owned();
+        let mut pae = format!(
+            "DSSEv1 {} {payload_type} {} ",
+            payload_type.len(),
+            edited.len()
+        )
+        .into_bytes();
+        pae.extend_from_slice(edited.as_bytes());
+        let signature: p256::ecdsa::Signature = key.sign(&pae);
+        envelope["signatures"][0]["sig"] = BASE64.encode(signature.to_der().as_bytes()).into();
+    }
     envelope["payload"] = BASE64.encode(edited).into();
     let write = |bytes: Vec<u8>| {
         let digest = format!("sha256:{}", hex(&sha2::Sha256::digest(&bytes)));
@@ -541,4 +568,162 @@ fn tamper(layout: &Path, digest: &str, edit: impl Fn(String) -> String) {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn status_shows_each_environments_signature_and_gate_attestation() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    assert_ok(&fx.release());
+    let status = |keys: &[&str]| {
+        let mut args = vec!["status", "--repository", &fx.repository];
+        args.extend_from_slice(keys);
+        let out = xtask_in(&fx.work, &args, &[]);
+        assert_ok(&out);
+        stdout(&out)
+    };
+    let (image, gate) = (fx.dir.path().join("image/gate.pub"), fx.public_key());
+    let image = image.to_str().unwrap();
+    let printed = status(&["--image-key", image, "--public-key", &gate]);
+    let line = |env: &str| {
+        printed
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{env} ")) && l.contains("signature:"))
+            .unwrap_or_else(|| panic!("no trust line for {env}: {printed}"))
+            .to_owned()
+    };
+    for env in ["prod", "dev"] {
+        let expected = format!(
+            "signature: ✔ signed; gate attestation: ✔ preprod-tests passed (commit {}",
+            &fx.sha()[..7]
+        );
+        assert!(
+            line(env).contains(&expected),
+            "{expected:?} in {}",
+            line(env)
+        );
+    }
+    // preprod still runs v0.1.0, which this registry never held.
+    assert!(
+        line("preprod").contains("✘ not in the registry"),
+        "{}",
+        line("preprod")
+    );
+
+    // Another image key: the same image is not signed by it.
+    let other = fx.dir.path().join("other/gate.pub");
+    let printed = status(&[
+        "--image-key",
+        other.to_str().unwrap(),
+        "--public-key",
+        &gate,
+    ]);
+    assert!(
+        printed.contains("signature: ✘ signed by another key"),
+        "{printed}"
+    );
+    // No keys: said, not guessed.
+    let printed = status(&[]);
+    assert!(
+        printed.contains("signature: not checked: no public key")
+            && printed.contains("gate attestation: not checked: no public key"),
+        "{printed}"
+    );
+    let out = xtask_in(&fx.work, &["status"], &[]);
+    assert!(
+        stdout(&out).contains("not checked: no image repository"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// With the gate key configured, `promote --env prod` takes only a release
+/// whose digest carries a passing preprod gate signed by it; prod never runs
+/// a main-<sha> build at all. Each refusal changes nothing.
+#[test]
+fn promote_prod_needs_a_release_whose_digest_carries_a_signed_gate() {
+    let Some(fx) = Fixture::with_registry() else {
+        return;
+    };
+    // v2.0.0: the tested bits under a release tag, on the released commit.
+    git(&fx.work, &["tag", "v2.0.0", fx.sha()]);
+    fx.retag(&format!("main-{}", fx.sha()), "v2.0.0");
+    let promote = |tag: &str, key: &str| {
+        let args = [
+            "promote",
+            "--env",
+            "prod",
+            "--tag",
+            tag,
+            "--public-key",
+            key,
+        ];
+        xtask_in(&fx.work, &args, &[("IMAGE_REPOSITORY", &fx.repository)])
+    };
+    let refused = |tag: &str, key: &str, why: &str| {
+        let before = fx.state();
+        let error = assert_fails(&promote(tag, key));
+        assert!(error.contains(why), "expected {why:?} in: {error}");
+        assert_eq!(fx.state(), before, "a refused promotion changed something");
+    };
+    let main = format!("main-{}", fx.sha());
+    refused(
+        &main,
+        &fx.public_key(),
+        "prod runs only releases (v<X.Y.Z>)",
+    );
+    refused("v2.0.0", &fx.public_key(), "none is stored");
+    fx.sign("other", fx.sha(), &fx.digest, "success");
+    refused("v2.0.0", &fx.public_key(), "no signature verifies");
+    // The CD key's failure first, then its success: the newest decides.
+    fx.sign("ci", fx.sha(), &fx.digest, "failure");
+    refused("v2.0.0", &fx.public_key(), "is a failure");
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+
+    assert_ok(&promote("v2.0.0", &fx.public_key()));
+    let prod = git(
+        &fx.remote,
+        &["show", "main:gitops/values/prod/service-demo.yaml"],
+    );
+    assert!(
+        prod.contains("tag: v2.0.0") && prod.contains(&format!("digest: \"{}\"", fx.digest)),
+        "prod is pinned to the gated digest: {prod}"
+    );
+}
+
+/// With the image key, release also requires the pipeline's signature on the
+/// digest (what the cluster admits): an image signed by another key is refused.
+#[test]
+fn release_with_an_image_key_refuses_bits_signed_by_another_key() {
+    let fx = Fixture::with_layout();
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let release = |image_key: &str| {
+        let args = [
+            "release",
+            "--version",
+            "1.0.0",
+            "--sha",
+            fx.sha(),
+            "--public-key",
+            &fx.public_key(),
+            "--image-key",
+            image_key,
+        ];
+        xtask_in(&fx.work, &args, &[("IMAGE_REPOSITORY", &fx.repository)])
+    };
+    let before = fx.state();
+    let other = fx.dir.path().join("other/gate.pub");
+    let error = assert_fails(&release(other.to_str().unwrap()));
+    assert!(error.contains("is signed by another key"), "{error}");
+    assert_eq!(fx.state(), before, "a refused release changed something");
+    let image = fx.dir.path().join("image/gate.pub");
+    let out = release(image.to_str().unwrap());
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("is signed by the image key"),
+        "{}",
+        stdout(&out)
+    );
 }

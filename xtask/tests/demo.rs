@@ -102,4 +102,27 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
 
     // The final status table says the same.
     assert!(text.contains("one digest under every name"), "{text}");
+
+    // And what vouches for each: main's builds signed by the image key, the
+    // preprod results signed by the gate key; the keys themselves never printed.
+    let trust = |env: &str| {
+        text.lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with(&format!("{env} ")) && l.contains("signature:"))
+            .unwrap_or_else(|| panic!("no signature line for {env}:\n{text}"))
+    };
+    let passed = |sha: &str| {
+        format!(
+            "signature: ✔ signed; gate attestation: ✔ preprod-tests passed (commit {}",
+            &sha[..7]
+        )
+    };
+    assert!(trust("prod").contains(&passed(first)), "{}", trust("prod"));
+    assert!(trust("dev").contains(&passed(second)), "{}", trust("dev"));
+    assert!(
+        trust("preprod").contains("signature: ✔ signed; gate attestation: ✘ preprod-tests failed"),
+        "{}",
+        trust("preprod")
+    );
+    assert!(!text.contains("PRIVATE KEY"), "a signing key was printed");
 }

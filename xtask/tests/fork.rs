@@ -109,6 +109,11 @@ fn fork_points_everything_at_the_fork_and_bad_input_changes_nothing() {
             "{values}"
         );
     }
+    let policy = read(&root, "gitops/policy/image-signatures.yaml");
+    assert!(
+        policy.contains("- ghcr.io/octocat/my-demo*\n") && !policy.contains("example"),
+        "the admission policy still names the old image: {policy}"
+    );
     assert!(
         read(&root, "terraform/variables.tf")
             .contains("\"https://github.com/OctoCat/my-demo.git\"")

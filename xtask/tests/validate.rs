@@ -410,3 +410,31 @@ fn terraform_printing_another_domain_than_the_charts_is_named() {
         "var.ingress_domain is Some(\"localtest.me\") but the chart's Ingress hosts end in \"localhost\"",
     );
 }
+
+#[test]
+fn an_admission_policy_with_another_key_or_audit_only_is_named() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    edit(
+        &root,
+        "gitops/policy/image-signatures.yaml",
+        "validationFailureAction: Enforce",
+        "validationFailureAction: Audit",
+    );
+    // A rotated cosign.pub without the policy: the keys differ.
+    let keys = root.join("keys");
+    assert_ok(&xtask(
+        &["gate", "keygen", "--out-dir", keys.to_str().unwrap()],
+        &[],
+    ));
+    std::fs::copy(keys.join("gate.pub"), root.join("gitops/policy/cosign.pub")).unwrap();
+    let error = assert_fails(&validate(&root));
+    let printed = stdout(&validate(&root));
+    for expected in [
+        "spec.validationFailureAction is Some(\"Audit\"); set Enforce",
+        "publicKeys is not the key in gitops/policy/cosign.pub",
+    ] {
+        assert!(printed.contains(expected), "{expected:?} in {printed}");
+    }
+    assert!(error.contains("problem(s)"), "{error}");
+}

@@ -184,28 +184,46 @@ impl Statement {
 
 /// The private key from `GATE_SIGNING_KEY`, if set. Errors never quote it.
 pub fn signing_key_from_env() -> Result<Option<SigningKey>> {
-    let Some(pem) = std::env::var(SIGNING_KEY_VAR)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-    else {
+    signing_key_from_var(SIGNING_KEY_VAR)
+}
+
+/// The private key (PKCS#8 PEM text) in the environment variable `var`, if
+/// set. Errors never quote it.
+pub fn signing_key_from_var(var: &str) -> Result<Option<SigningKey>> {
+    let Some(pem) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) else {
         return Ok(None);
     };
     let key = SigningKey::from_pkcs8_pem(pem.trim()).map_err(|_| {
         anyhow::anyhow!(
-            "{SIGNING_KEY_VAR} is not a PKCS#8 PEM P-256 private key (the text \"-----BEGIN PRIVATE \
+            "{var} is not a PKCS#8 PEM P-256 private key (the text \"-----BEGIN PRIVATE \
              KEY-----…\", not a path): make one with cargo xtask gate keygen --out-dir DIR"
         )
     })?;
     Ok(Some(key))
 }
 
-fn parse_public_key(pem: &str, from: &str) -> Result<VerifyingKey> {
+/// A PEM P-256 public key (`cosign.pub`'s format); `from` names where it came from.
+pub fn parse_public_key(pem: &str, from: &str) -> Result<VerifyingKey> {
     VerifyingKey::from_public_key_pem(pem.trim()).map_err(|_| {
         anyhow::anyhow!(
             "{from} is not a PEM P-256 public key (\"-----BEGIN PUBLIC KEY-----\", as cosign.pub): \
              use the .pub file cargo xtask gate keygen wrote"
         )
     })
+}
+
+/// The public key in the file `path` (named by `flag`), else in the
+/// environment variable `var` (PEM text), else none.
+pub fn load_public_key(path: Option<&Path>, flag: &str, var: &str) -> Result<Option<VerifyingKey>> {
+    if let Some(path) = path {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {flag} {}", path.display()))?;
+        return parse_public_key(&pem, &format!("{flag} {}", path.display())).map(Some);
+    }
+    match std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+        Some(pem) => parse_public_key(&pem, var).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Where `release` and `verify` take the key signed gates must verify with.
@@ -219,18 +237,7 @@ pub struct PublicKeyOptions {
 
 impl PublicKeyOptions {
     pub fn load(&self) -> Result<Option<VerifyingKey>> {
-        if let Some(path) = &self.public_key {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("reading --public-key {}", path.display()))?;
-            return parse_public_key(&pem, &format!("--public-key {}", path.display())).map(Some);
-        }
-        match std::env::var(PUBLIC_KEY_VAR)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
-            Some(pem) => parse_public_key(&pem, PUBLIC_KEY_VAR).map(Some),
-            None => Ok(None),
-        }
+        load_public_key(self.public_key.as_deref(), "--public-key", PUBLIC_KEY_VAR)
     }
 }
 
@@ -324,6 +331,33 @@ pub fn read_verified(
     Ok((good, bad))
 }
 
+/// The newest preprod suite's result signed by `key` for exactly `digest`,
+/// and why each attestation that did not verify was rejected.
+pub fn newest_preprod(
+    registry: &Repository,
+    digest: &str,
+    key: &VerifyingKey,
+) -> Result<(Option<PreprodPredicate>, Vec<String>)> {
+    let (statements, mut rejected) = read_verified(registry, digest, key)?;
+    let results = statements
+        .iter()
+        .filter(|s| s.predicate_type == PREPROD_PREDICATE)
+        .filter_map(|s| serde_json::from_value::<PreprodPredicate>(s.predicate.clone()).ok());
+    // Another suite's result signed in the same shape is not the preprod gate.
+    let (preprod, other_suites): (Vec<_>, Vec<_>) =
+        results.partition(|p| p.suite == super::gates::PREPROD_GATE);
+    rejected.extend(other_suites.iter().map(|p| {
+        format!(
+            "a signed result for suite {:?}, not {}",
+            p.suite,
+            super::gates::PREPROD_GATE
+        )
+    }));
+    // On equal times the later layer (appended last) wins: max_by keeps the last maximum.
+    let newest = preprod.into_iter().max_by(|a, b| a.time.cmp(&b.time));
+    Ok((newest, rejected))
+}
+
 /// `release`'s gate: the newest signed preprod result for exactly `digest`
 /// must be a success for `commit`.
 pub fn check_preprod(
@@ -332,13 +366,7 @@ pub fn check_preprod(
     commit: &str,
     key: &VerifyingKey,
 ) -> Result<PreprodPredicate> {
-    let (statements, rejected) = read_verified(registry, digest, key)?;
-    let newest = statements
-        .iter()
-        .filter(|s| s.predicate_type == PREPROD_PREDICATE)
-        .filter_map(|s| serde_json::from_value::<PreprodPredicate>(s.predicate.clone()).ok())
-        // On equal times the later layer (appended last) wins: max_by keeps the last maximum.
-        .max_by(|a, b| a.time.cmp(&b.time));
+    let (newest, rejected) = newest_preprod(registry, digest, key)?;
     let Some(newest) = newest else {
         let why = if rejected.is_empty() {
             String::from("none is stored")

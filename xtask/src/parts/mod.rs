@@ -23,6 +23,11 @@
 //!   stored as cosign's `.att` tag, verified by release.
 //! - `argocd`: Argo CD's REST API (wait, sync); `argocd_types`: its objects,
 //!   typed for `validate`; `manifests`: the policy checks `validate` runs.
+//! - `signature`: image signatures as cosign writes them (simple-signing
+//!   payload, ECDSA P-256, cosign's `.sig` tag), made on push, checked by
+//!   `verify` and `status`.
+//! - `admission_policy`: the Kyverno policy in `gitops/policy/` that admits
+//!   only signed images in dev, preprod and prod, typed and checked for `validate`.
 //! - `trust_policy`: who can change the cluster and with which credentials:
 //!   the root app's project, the AppProjects' kinds, the workflows' secrets,
 //!   environments, checkouts and `run:` scripts, CODEOWNERS.
@@ -62,6 +67,7 @@
 
 pub mod advisories;
 pub mod affected;
+pub mod admission_policy;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
@@ -85,6 +91,7 @@ pub mod sbom;
 pub mod scaffold;
 pub mod service;
 pub mod services;
+pub mod signature;
 pub mod tags;
 pub mod tools;
 pub mod trust_policy;

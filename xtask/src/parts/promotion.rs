@@ -20,10 +20,13 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use gix::ObjectId;
+use p256::ecdsa::VerifyingKey;
 use serde_json::Value;
 
 use super::Repos;
+use super::attestation;
 use super::gitops::{Decision, FileChange, Outcome, Snapshot};
+use super::registry::Repository;
 use super::service::ServiceRepo;
 use super::tags::{ImageTag, short, short_digest};
 use super::values::{self, Edit};
@@ -64,12 +67,19 @@ impl Env {
     }
 
     /// Whether this environment may run `tag`: preprod and prod run only
-    /// builds of main and releases, never a pull request's unreviewed code.
+    /// builds of main and releases, never a pull request's unreviewed code;
+    /// prod runs only releases (what `release` made after the preprod gate).
     fn check_accepts(self, tag: &ImageTag) -> Result<()> {
         if matches!(self, Env::Preprod | Env::Prod) && matches!(tag, ImageTag::Pr { .. }) {
             bail!(
                 "refusing to deploy {tag} to {self}: {self} runs only reviewed code (main-<sha> builds and \
                  v<X.Y.Z> releases); merge the pull request and promote its main-<sha> build"
+            );
+        }
+        if self == Env::Prod && !matches!(tag, ImageTag::Release(_)) {
+            bail!(
+                "refusing to deploy {tag} to prod: prod runs only releases (v<X.Y.Z>), which cargo xtask \
+                 release makes from a main-<sha> build that passed the preprod gate; release it"
             );
         }
         Ok(())
@@ -288,6 +298,41 @@ pub fn promote(
     })
 }
 
+/// With a gate key configured, prod moves only to a release whose bits (the
+/// digest its tag names in `registry`, which must be `image.digest` when one
+/// is given) carry a passing preprod gate signed by `key` for the commit the
+/// release was made from. Returns the digest to pin.
+pub fn check_signed_gate(
+    registry: &Repository,
+    image: &DeployedImage,
+    source: Option<ObjectId>,
+    key: &VerifyingKey,
+) -> Result<String> {
+    // A main-<sha> or pr-* tag is refused before any registry read.
+    Env::Prod.check_accepts(&ImageTag::parse(&image.tag)?)?;
+    let resolved = registry
+        .resolve(&image.tag)?
+        .with_context(|| format!("{registry} has no {}: release it first", image.tag))?
+        .digest;
+    if !image.digest.is_empty() && image.digest != resolved {
+        bail!(
+            "{registry}:{} names {resolved}, not --digest {}: refusing to pin bits the gate was not \
+             checked for",
+            image.tag,
+            image.digest
+        );
+    }
+    let source = source.with_context(|| {
+        format!(
+            "no git tag {} says which commit it was built from, so its gate cannot be checked: release \
+             it with cargo xtask release",
+            image.tag
+        )
+    })?;
+    attestation::check_preprod(registry, &resolved, &source.to_string(), key)?;
+    Ok(resolved)
+}
+
 /// Runs every check [`promote`] would on `snapshot` (the files exist, the
 /// environments accept the tag, the policy's monotonic check), changing
 /// nothing: for a command with a step to take first (release's retag) that
@@ -428,7 +473,11 @@ mod tests {
         assert!(Env::Dev.check_accepts(&pr).is_ok());
         assert!(Env::Preview(3).check_accepts(&pr).is_ok());
         let main = ImageTag::parse("main-abc1234").unwrap();
-        assert!(Env::Prod.check_accepts(&main).is_ok());
+        assert!(Env::Preprod.check_accepts(&main).is_ok());
+        let error = Env::Prod.check_accepts(&main).unwrap_err().to_string();
+        assert!(error.contains("prod runs only releases"), "{error}");
+        let release = ImageTag::parse("v1.2.3").unwrap();
+        assert!(Env::Prod.check_accepts(&release).is_ok());
     }
 
     #[test]

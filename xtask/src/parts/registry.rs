@@ -5,9 +5,10 @@
 //! The rules: tags are immutable (a tag that already names other bits is never
 //! moved, by a push or a retag); a retag copies the manifest bytes under a new
 //! tag and uploads no blob; after a retag both tags are resolved again and must
-//! name the same digest. One exception, cosign's: the attestation tag of an
-//! image (`sha256-<hex>.att`) grows a layer per signed result; it never names
-//! an image, and what it holds is trusted only through its signatures.
+//! name the same digest. One exception, cosign's: the attestation and signature
+//! tags of an image (`sha256-<hex>.att`, `sha256-<hex>.sig`) grow a layer per
+//! signed result or signature; they never name an image, and what they hold is
+//! trusted only through their signatures.
 
 use std::fmt;
 use std::fs;
@@ -34,6 +35,10 @@ const MANIFEST_TYPES: &[&str] = &[
 
 /// A signed attestation: a DSSE envelope, as cosign stores it.
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// An image signature's payload: cosign's "simple signing" JSON.
+pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The layer annotation cosign keeps a signature in (base64 of the DER ECDSA signature).
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 
 /// The annotation an OCI layout's `index.json` names its tags with.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -268,22 +273,80 @@ impl Repository {
         envelope: Vec<u8>,
         predicate_type: &str,
     ) -> Result<()> {
-        let tag = attestation_tag(subject)?;
-        let mut layers = match self.find(&tag)? {
-            Some((bytes, _)) => attestation_layers(&bytes)?,
+        let annotations = [
+            (SIGNATURE_ANNOTATION, String::new()),
+            ("predicateType", predicate_type.to_owned()),
+        ];
+        self.append_cosign_layer(
+            &attestation_tag(subject)?,
+            DSSE_MEDIA_TYPE,
+            envelope,
+            &annotations,
+        )
+        .context("storing an attestation")
+    }
+
+    /// The DSSE envelopes stored for the image `subject` (none when there is no `.att` tag).
+    pub fn attestations(&self, subject: &str) -> Result<Vec<Vec<u8>>> {
+        let layers = self.cosign_layers(&attestation_tag(subject)?, DSSE_MEDIA_TYPE)?;
+        Ok(layers.into_iter().map(|(_, blob)| blob).collect())
+    }
+
+    /// Adds a signature of the image `subject` under cosign's tag
+    /// `sha256-<hex>.sig`: the simple-signing `payload` as a layer, its
+    /// base64 signature in the layer's `dev.cosignproject.cosign/signature`
+    /// annotation (what `cosign sign --key` writes). Signing again with the
+    /// same key adds nothing (ECDSA here is deterministic, RFC 6979).
+    pub fn attach_signature(&self, subject: &str, payload: Vec<u8>, signature: &str) -> Result<()> {
+        let annotations = [(SIGNATURE_ANNOTATION, signature.to_owned())];
+        self.append_cosign_layer(
+            &signature_tag(subject)?,
+            SIMPLE_SIGNING_MEDIA_TYPE,
+            payload,
+            &annotations,
+        )
+        .context("storing a signature")
+    }
+
+    /// The (payload, base64 signature) pairs stored for the image `subject`
+    /// (none when there is no `.sig` tag).
+    pub fn signatures(&self, subject: &str) -> Result<Vec<(Vec<u8>, String)>> {
+        let layers = self.cosign_layers(&signature_tag(subject)?, SIMPLE_SIGNING_MEDIA_TYPE)?;
+        Ok(layers
+            .into_iter()
+            .map(|(layer, payload)| {
+                let signature = layer["annotations"][SIGNATURE_ANNOTATION]
+                    .as_str()
+                    .unwrap_or_default();
+                (payload, signature.to_owned())
+            })
+            .collect())
+    }
+
+    /// Appends a layer (`bytes`, with `annotations`) to the manifest under
+    /// cosign's `tag`, creating it when absent; an identical layer is not
+    /// added twice.
+    fn append_cosign_layer(
+        &self,
+        tag: &str,
+        media_type: &'static str,
+        bytes: Vec<u8>,
+        annotations: &[(&str, String)],
+    ) -> Result<()> {
+        let mut layers = match self.find(tag)? {
+            Some((bytes, _)) => cosign_layers(&bytes)?,
             None => Vec::new(),
         };
-        let layer = oci::Blob::new(DSSE_MEDIA_TYPE, envelope);
-        if !layers.iter().any(|l| l["digest"] == layer.digest.as_str()) {
-            layers.push(serde_json::json!({
-                "mediaType": DSSE_MEDIA_TYPE,
-                "digest": layer.digest,
-                "size": layer.size(),
-                "annotations": {
-                    "dev.cosignproject.cosign/signature": "",
-                    "predicateType": predicate_type,
-                },
-            }));
+        let blob = oci::Blob::new(media_type, bytes);
+        let annotations: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone().into()))
+            .collect();
+        let layer = serde_json::json!({
+            "mediaType": media_type, "digest": blob.digest, "size": blob.size(), "annotations": annotations,
+        });
+        if !layers.contains(&layer) {
+            layers.push(layer);
         }
         let diff_ids: Vec<&serde_json::Value> = layers.iter().map(|l| &l["digest"]).collect();
         let config = oci::Blob::new(
@@ -304,43 +367,58 @@ impl Repository {
         );
         let image = Image {
             root: manifest.clone(),
-            blobs: vec![config, layer, manifest],
+            blobs: vec![config, blob, manifest],
             platforms: Vec::new(),
         };
         match self {
-            Self::Remote(remote) => remote.push(&image, &tag),
-            Self::Layout(layout) => layout.push(&image, &tag),
+            Self::Remote(remote) => remote.push(&image, tag),
+            Self::Layout(layout) => layout.push(&image, tag),
         }
         .map(drop)
-        .with_context(|| format!("storing an attestation as {self}:{tag}"))
+        .with_context(|| format!("writing {self}:{tag}"))
     }
 
-    /// The DSSE envelopes stored for the image `subject` (none when there is no `.att` tag).
-    pub fn attestations(&self, subject: &str) -> Result<Vec<Vec<u8>>> {
-        let tag = attestation_tag(subject)?;
-        let Some((bytes, _)) = self.find(&tag)? else {
+    /// The layers of `media_type` under cosign's `tag`, each with its blob.
+    fn cosign_layers(
+        &self,
+        tag: &str,
+        media_type: &str,
+    ) -> Result<Vec<(serde_json::Value, Vec<u8>)>> {
+        let Some((bytes, _)) = self.find(tag)? else {
             return Ok(Vec::new());
         };
-        attestation_layers(&bytes)?
-            .iter()
-            .filter(|l| l["mediaType"] == DSSE_MEDIA_TYPE)
-            .map(|l| self.blob(l["digest"].as_str().unwrap_or_default()))
+        cosign_layers(&bytes)?
+            .into_iter()
+            .filter(|l| l["mediaType"] == media_type)
+            .map(|l| {
+                let blob = self.blob(l["digest"].as_str().unwrap_or_default())?;
+                Ok((l, blob))
+            })
             .collect()
     }
 }
 
 /// cosign's tag for the attestations of `sha256:<hex>`: `sha256-<hex>.att`.
 pub fn attestation_tag(subject: &str) -> Result<String> {
+    cosign_tag(subject, "att")
+}
+
+/// cosign's tag for the signatures of `sha256:<hex>`: `sha256-<hex>.sig`.
+pub fn signature_tag(subject: &str) -> Result<String> {
+    cosign_tag(subject, "sig")
+}
+
+fn cosign_tag(subject: &str, suffix: &str) -> Result<String> {
     let hex = subject
         .strip_prefix("sha256:")
         .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .with_context(|| format!("{subject:?} is not a sha256:<64 hex> digest"))?;
-    Ok(format!("sha256-{hex}.att"))
+    Ok(format!("sha256-{hex}.{suffix}"))
 }
 
-fn attestation_layers(manifest: &[u8]) -> Result<Vec<serde_json::Value>> {
+fn cosign_layers(manifest: &[u8]) -> Result<Vec<serde_json::Value>> {
     let manifest: serde_json::Value =
-        serde_json::from_slice(manifest).context("the .att manifest is not JSON")?;
+        serde_json::from_slice(manifest).context("the cosign manifest is not JSON")?;
     Ok(manifest["layers"].as_array().cloned().unwrap_or_default())
 }
 

@@ -7,7 +7,9 @@
 //!    promises (`manifests::check_rendered`); `helm lint --strict` passes;
 //! 2. the Argo CD objects agree with the project, the chart and the pipeline;
 //! 3. Terraform is `terraform fmt`-clean;
-//! 4. workflows pass actionlint and zizmor's medium- and high-severity audits, and are thin.
+//! 4. workflows pass actionlint and zizmor's medium- and high-severity audits, and are thin;
+//! 5. the trust policy (`trust_policy`); 6. the admission policy for signed
+//!    images (`admission_policy`).
 //!
 //! Helm and Terraform run through their Python bindings only, even where a
 //! binary is installed: the library versions are pinned in `xtask/tools.txt`,
@@ -39,6 +41,7 @@ pub fn check_repository(root: &Path) -> Result<()> {
     checks.terraform();
     checks.workflows()?;
     checks.trust();
+    checks.admission();
     checks.finish()
 }
 
@@ -190,6 +193,15 @@ impl Checks {
         let found = super::trust_policy::problems(&self.root);
         self.report(
             "trust: root app and projects bounded, prod credentials only where reviewed code runs, CODEOWNERS",
+            found,
+        );
+    }
+
+    /// 6. The admission policy for signed images, and its key.
+    fn admission(&mut self) {
+        let found = super::admission_policy::problems(&self.root);
+        self.report(
+            "admission: dev, preprod and prod admit only images signed by gitops/policy/cosign.pub, enforced",
             found,
         );
     }

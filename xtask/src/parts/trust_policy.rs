@@ -40,12 +40,15 @@ const BOOTSTRAP_KINDS: [(&str, &str); 2] = [
     ("argoproj.io", "ApplicationSet"),
 ];
 /// API groups whose kinds change who may do what in the cluster.
-const POWER_GROUPS: [&str; 5] = [
+const POWER_GROUPS: [&str; 6] = [
     "argoproj.io",
     "rbac.authorization.k8s.io",
     "admissionregistration.k8s.io",
     "apiextensions.k8s.io",
     "certificates.k8s.io",
+    // Kyverno's policies: admission (gitops/policy/, applied by terraform/), and generate/mutate rules act
+    // with Kyverno's own rights.
+    "kyverno.io",
 ];
 /// Secrets that only a job of one GitHub environment may read; `PROD_*` are prod's too.
 const SCOPED_SECRETS: [(&str, &str); 4] = [
@@ -613,6 +616,17 @@ mod tests {
                 "    - group: argoproj.io\n      kind: AppProject\n    - group: apps\n      kind: Deployment",
             )
             .refused(&["project service-demo namespaceResourceWhitelist has AppProject (group \"argoproj.io\")"]);
+    }
+
+    #[test]
+    fn cluster_policy_whitelisted_in_service_demo_is_refused() {
+        Copy::new("clusterpolicy")
+            .edit(
+                "gitops/argocd/project.yaml",
+                "- group: \"\"\n      kind: Namespace",
+                "- group: kyverno.io\n      kind: ClusterPolicy\n    - group: \"\"\n      kind: Namespace",
+            )
+            .refused(&["project service-demo clusterResourceWhitelist has ClusterPolicy (group \"kyverno.io\")"]);
     }
 
     #[test]

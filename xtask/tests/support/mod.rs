@@ -183,6 +183,8 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         // A signing key around the test run would change what release trusts.
         "GATE_SIGNING_KEY",
         "GATE_PUBLIC_KEY",
+        "IMAGE_SIGNING_KEY",
+        "IMAGE_PUBLIC_KEY",
     ] {
         command.env_remove(var);
     }
@@ -399,6 +401,46 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
+}
+
+/// `image build --binary` of a stand-in binary holding `content` (written
+/// under `dir`), pushed to `repository` as `tag`, with `envs` (a signing key).
+pub fn push_stand_in(
+    dir: &Path,
+    repository: &str,
+    content: &str,
+    tag: &str,
+    envs: &[(&str, &str)],
+) -> Output {
+    let binary = dir.join(format!("bin-{}", fastrand::u64(..)));
+    std::fs::write(&binary, content).unwrap();
+    let push = [
+        "image",
+        "build",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--tag",
+        tag,
+        "--push",
+        repository,
+    ];
+    xtask(&push, envs)
+}
+
+/// Whether OpenSSL (`dgst -sha256 -verify`) accepts the DER ECDSA
+/// `signature` over `data` with the PEM public key file `key`: the standard
+/// check, independent of this project's code. Its files are written in `dir`.
+pub fn openssl_verifies(dir: &Path, key: &str, signature: &[u8], data: &[u8]) -> bool {
+    let (data_file, signature_file) = (dir.join("openssl-data"), dir.join("openssl-sig.der"));
+    std::fs::write(&data_file, data).unwrap();
+    std::fs::write(&signature_file, signature).unwrap();
+    Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify", key, "-signature"])
+        .args([&signature_file, &data_file])
+        .output()
+        .unwrap()
+        .status
+        .success()
 }
 
 /// The digest `image inspect` reports for `tag` in `repository`, if it exists.
