@@ -65,9 +65,9 @@
 //! - Only `registry` (with `oci`) speaks OCI.
 //! - Functions are at most 60 lines, or say why next to them (`// long: …`).
 
+pub mod admission_policy;
 pub mod advisories;
 pub mod affected;
-pub mod admission_policy;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;

@@ -22,13 +22,14 @@ pub fn target_dir() -> PathBuf {
 /// The variables that carry a credential in the workflows. A build of the
 /// service (`cargo build` runs every dependency's build script) gets none of
 /// them, whatever the step that runs xtask had in its environment.
-pub const SECRET_VARS: [&str; 9] = [
+pub const SECRET_VARS: [&str; 10] = [
     "REGISTRY_PASSWORD",
     "REGISTRY_TOKEN",
     "GITHUB_TOKEN",
     "GH_TOKEN",
     "ARGOCD_AUTH_TOKEN",
     "GATE_SIGNING_KEY",
+    "IMAGE_SIGNING_KEY",
     "ACTIONS_RUNTIME_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     "ACTIONS_ID_TOKEN_REQUEST_URL",
