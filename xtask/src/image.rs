@@ -118,15 +118,7 @@ fn build(args: BuildArgs) -> Result<()> {
     }
 
     let binaries = match &args.binary {
-        Some(path) => {
-            check_static(path)?;
-            let bytes = std::fs::read(path)?;
-            // Not refused (a binary from elsewhere may be packaged), but said.
-            if let Err(why) = sbom::dependencies_of(&bytes, &path.display().to_string()) {
-                eprintln!("warning: {why:#}; `cargo xtask scan` will refuse this image");
-            }
-            vec![(Arch::Amd64, bytes)]
-        }
+        Some(path) => vec![(Arch::Amd64, given_binary(path)?)],
         None => static_binaries(&sh, &args.platforms, &head)?,
     };
 
@@ -154,6 +146,17 @@ fn build(args: BuildArgs) -> Result<()> {
     // For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`.
     github::set_output("digest", &image.root.digest)?;
     Ok(())
+}
+
+/// `--binary`: a static binary built elsewhere. One without a dependency
+/// list is not refused (it may be packaged), but said.
+fn given_binary(path: &std::path::Path) -> Result<Vec<u8>> {
+    check_static(path)?;
+    let bytes = std::fs::read(path)?;
+    if let Err(why) = sbom::dependencies_of(&bytes, &path.display().to_string()) {
+        eprintln!("warning: {why:#}; `cargo xtask scan` will refuse this image");
+    }
+    Ok(bytes)
 }
 
 /// Writes the image as an OCI layout (`--output`, or the default when nothing

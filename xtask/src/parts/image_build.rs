@@ -175,25 +175,9 @@ fn installed_targets() -> Result<Vec<String>> {
     }
 }
 
-/// Compile items-api for `platform` with the Rust `target` as a static release
-/// binary; returns its path.
-fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<PathBuf> {
-    let static_glibc = target == platform.gnu;
-    println!(
-        "building items-api for linux/{} ({target}{})",
-        platform.arch.oci_name(),
-        if static_glibc { ", static glibc" } else { "" }
-    );
-    // Same bytes on every machine: paths in panic messages must not name this
-    // checkout or this user's cargo home.
-    let root = sh.current_dir();
-    // Another checkout gets a target dir of its own: its path is in RUSTFLAGS,
-    // and sharing one would make each rebuild everything the other built.
-    let target_dir = if root == workspace::root() {
-        workspace::target_dir()
-    } else {
-        workspace::target_dir().join("other-checkouts")
-    };
+/// RUSTFLAGS that make the same bytes on every machine: paths in panic
+/// messages name neither this checkout nor this user's cargo home.
+fn reproducible_rustflags(root: &Path, static_glibc: bool) -> String {
     let cargo_home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| home().join(".cargo"));
@@ -205,6 +189,27 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
     if static_glibc {
         rustflags.push_str(" -C target-feature=+crt-static");
     }
+    rustflags
+}
+
+/// Compile items-api for `platform` with the Rust `target` as a static release
+/// binary; returns its path.
+fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<PathBuf> {
+    let static_glibc = target == platform.gnu;
+    println!(
+        "building items-api for linux/{} ({target}{})",
+        platform.arch.oci_name(),
+        if static_glibc { ", static glibc" } else { "" }
+    );
+    let root = sh.current_dir();
+    // Another checkout gets a target dir of its own: its path is in RUSTFLAGS,
+    // and sharing one would make each rebuild everything the other built.
+    let target_dir = if root == workspace::root() {
+        workspace::target_dir()
+    } else {
+        workspace::target_dir().join("other-checkouts")
+    };
+    let rustflags = reproducible_rustflags(&root, static_glibc);
     require_cargo_auditable(sh)?;
     // cargo auditable embeds the dependency list (.dep-v0) `cargo xtask scan` checks.
     // No credential of the step reaches the dependencies' build scripts.
