@@ -290,23 +290,8 @@ fn inspect(args: InspectArgs) -> Result<()> {
     println!("  digest      {}", root.digest);
     println!("  media type  {}", root.media_type);
     // A single-platform manifest is its own only entry.
-    let entries: Vec<(String, String)> = match document["manifests"].as_array() {
-        Some(list) => list
-            .iter()
-            .map(|m| {
-                let platform = format!(
-                    "{}/{}",
-                    m["platform"]["os"].as_str().unwrap_or("?"),
-                    m["platform"]["architecture"].as_str().unwrap_or("?")
-                );
-                (
-                    platform,
-                    m["digest"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect(),
-        None => vec![("(single)".to_owned(), root.digest.clone())],
-    };
+    let entries = oci::index_entries(&document)
+        .unwrap_or_else(|| vec![("(single)".to_owned(), root.digest.clone())]);
     let mut labels = serde_json::Value::Null;
     let mut total = bytes.len() as u64;
     for (platform, digest) in &entries {

@@ -123,6 +123,25 @@ impl Image {
     }
 }
 
+/// The `(os/architecture, digest)` of each manifest an image index lists
+/// (attestations have os `unknown`); None for a single-platform manifest.
+pub fn index_entries(document: &serde_json::Value) -> Option<Vec<(String, String)>> {
+    let list = document["manifests"].as_array()?;
+    Some(
+        list.iter()
+            .map(|m| {
+                let platform = format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap_or("?"),
+                    m["platform"]["architecture"].as_str().unwrap_or("?")
+                );
+                let digest = m["digest"].as_str().unwrap_or_default().to_owned();
+                (platform, digest)
+            })
+            .collect(),
+    )
+}
+
 /// Assemble the image for each `(arch, binary)` pair under one index.
 pub fn assemble(binaries: &[(Arch, Vec<u8>)], meta: &ImageMeta) -> Result<Image> {
     let base = gzip(&base_layer_tar(meta)?)?;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use auditable_serde::{DependencyKind, Package, Source, VersionInfo};
 use serde_json::{Value, json};
 
+use super::oci;
 use super::registry::{Repository, at};
 
 /// The predicate type of the SBOM attestation (what `cosign verify-attestation --type cyclonedx` checks).
@@ -45,22 +46,11 @@ pub fn image_binaries(repository: &Repository, reference: &str) -> Result<(Strin
     let (bytes, root) = repository.manifest(reference)?;
     let document: Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{repository}{} is not JSON", at(reference)))?;
-    // A single-platform manifest is its own only entry.
-    let entries: Vec<(String, String)> = match document["manifests"].as_array() {
+    // A single-platform manifest is its own only entry; attestations are no platform.
+    let entries: Vec<(String, String)> = match oci::index_entries(&document) {
         Some(list) => list
-            .iter()
-            .filter(|m| m["platform"]["os"] != "unknown")
-            .map(|m| {
-                let platform = format!(
-                    "{}/{}",
-                    m["platform"]["os"].as_str().unwrap_or("?"),
-                    m["platform"]["architecture"].as_str().unwrap_or("?")
-                );
-                (
-                    platform,
-                    m["digest"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
+            .into_iter()
+            .filter(|(platform, _)| !platform.starts_with("unknown/"))
             .collect(),
         None => vec![("the image".to_owned(), root.digest.clone())],
     };
