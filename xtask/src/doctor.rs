@@ -350,7 +350,7 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
 /// who can reach Argo CD's API and the ingress but not the cluster's admin.
 fn register_runner(repo: &str) -> String {
     format!(
-        "on the machine that runs kind, as a dedicated user with no docker group and no kubeconfig (sudo useradd --create-home kind-runner), in the runner's directory: ./config.sh --url https://github.com/{repo} --token \"$(gh api -X POST repos/{repo}/actions/runners/registration-token --jq .token)\" --labels kind --ephemeral --unattended && ./run.sh   (--ephemeral: one job, then it deregisters; the README's loop registers it again)"
+        "on the machine that runs kind, as a dedicated user with no docker group and no kubeconfig, a fresh home and registration per job (README step 3's loop): gh api -X POST repos/{repo}/actions/runners/registration-token --jq .token | sudo -u kind-runner -H sh -c 'read -r ACTIONS_RUNNER_INPUT_TOKEN && export ACTIONS_RUNNER_INPUT_TOKEN && cd ~ && ./config.sh --url https://github.com/{repo} --labels kind --ephemeral --unattended && ./run.sh'   (--ephemeral: one job, then it deregisters)"
     )
 }
 

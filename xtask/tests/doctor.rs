@@ -336,7 +336,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop has the labels [\"self-hosted\", \"kind\"] but is offline",
-            "./config.sh --url https://github.com/acme/service-demo --token",
+            "./config.sh --url https://github.com/acme/service-demo --labels kind --ephemeral",
         ],
     );
     let mut fork = Fork::ready();
@@ -390,9 +390,25 @@ fn an_unprotected_main_is_refused_with_the_ruleset_that_fixes_it() {
             r#""bypass_actors":[{"actor_type":"DeployKey","bypass_mode":"always"}]"#,
         ],
     );
-    // A ruleset that is only evaluated, or that restricts nothing, protects nothing.
+    // A ruleset that restricts nothing, or is only evaluated, or covers another branch, protects nothing.
     let mut ruleset = Fork::ready().ruleset.unwrap();
     ruleset["rules"] = json!([{"type": "deletion"}]);
+    fork.ruleset = Some(ruleset);
+    missing(
+        fork.clone(),
+        ARGOCD_TOKEN,
+        &["✘ main protected: main is not protected"],
+    );
+    let mut ruleset = Fork::ready().ruleset.unwrap();
+    ruleset["enforcement"] = json!("evaluate");
+    fork.ruleset = Some(ruleset);
+    missing(
+        fork.clone(),
+        ARGOCD_TOKEN,
+        &["✘ main protected: main is not protected"],
+    );
+    let mut ruleset = Fork::ready().ruleset.unwrap();
+    ruleset["conditions"]["ref_name"]["include"] = json!(["refs/heads/release"]);
     fork.ruleset = Some(ruleset);
     missing(
         fork,
