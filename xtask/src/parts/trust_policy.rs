@@ -340,7 +340,7 @@ fn workflow_problems(root: &Path) -> Vec<String> {
                 "{file}: `contents: write` at the top of the workflow gives it to every job; grant it in the one job of a main-only environment that needs it (release.yml's GitHub release)"
             ));
         }
-        let tainted = tainted_env(&doc["env"]);
+        let tainted = tainted_env(&doc["env"], &[]);
         for (name, job) in doc["jobs"].as_object().into_iter().flatten() {
             let at = format!("{file}: job {name}");
             found.extend(job_secret_problems(&at, job, &triggers));
@@ -610,7 +610,7 @@ fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)
     let mut found = Vec::new();
     let steps = job["steps"].as_array().cloned().unwrap_or_default();
     let mut tainted = workflow_tainted.to_vec();
-    tainted.extend(tainted_env(&job["env"]));
+    tainted.extend(tainted_env(&job["env"], workflow_tainted));
     let mut built = false;
     for (index, step) in steps.iter().enumerate() {
         let label = step["name"]
@@ -630,7 +630,7 @@ fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)
         let run = step["run"].as_str().unwrap_or_default();
         built |= run.contains("cargo xtask --help") || run.contains("cargo build --locked");
         let mut step_tainted = tainted.clone();
-        step_tainted.extend(tainted_env(&step["env"]));
+        step_tainted.extend(tainted_env(&step["env"], &tainted));
         let at = format!("{at}, {label}");
         found.extend(run_problems(&at, "run", run, &step_tainted));
         let uses = step["uses"].as_str().unwrap_or_default();
@@ -645,19 +645,23 @@ fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)
     found
 }
 
-/// `(name, value)` of the `env:` entries whose value holds an untrusted expression.
-fn tainted_env(env: &Value) -> Vec<(String, String)> {
-    env.as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, value)| {
-            let value = value.as_str()?;
-            UNTRUSTED
-                .iter()
-                .any(|u| value.contains(u))
-                .then(|| (name.clone(), value.to_owned()))
-        })
-        .collect()
+/// `(name, value)` of the `env:` entries whose value holds an untrusted
+/// expression, or an `env.X` of an entry in `outer` (or earlier here) that does.
+fn tainted_env(env: &Value, outer: &[(String, String)]) -> Vec<(String, String)> {
+    let mut tainted: Vec<(String, String)> = Vec::new();
+    for (name, value) in env.as_object().into_iter().flatten() {
+        let Some(value) = value.as_str() else {
+            continue;
+        };
+        let through = outer
+            .iter()
+            .chain(&tainted)
+            .any(|(n, _)| names_env(value, n));
+        if through || UNTRUSTED.iter().any(|u| value.contains(u)) {
+            tainted.push((name.clone(), value.to_owned()));
+        }
+    }
+    tainted
 }
 
 fn job_runs_xtask(steps: &[Value]) -> bool {
@@ -1052,6 +1056,19 @@ mod tests {
                 "run: echo \"${{ env.TITLE }}\" && cargo xtask preview cleanup --pr \"$PR\"",
             )
             .refused(&["job cleanup, step \"Remove gitops/values/pr/pr-<N>.yaml\": `${{ env.TITLE }}` (env.TITLE is `${{ github.event.pull_request.title }}`) inside `run:`"]);
+        // Twice removed: a step's env entry that reads the workflow's.
+        Copy::new("env-chain")
+            .edit(
+                ".github/workflows/preview.yml",
+                "env:\n  CARGO_TERM_COLOR: always\n",
+                "env:\n  TITLE: ${{ github.event.pull_request.title }}\n  CARGO_TERM_COLOR: always\n",
+            )
+            .edit(
+                ".github/workflows/preview.yml",
+                "        env:\n          PREVIEW_DOMAIN: ${{ vars.PREVIEW_DOMAIN }}\n        run: cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+                "        env:\n          HEADING: ${{ env.TITLE }}\n        run: echo '${{ env.HEADING }}' && cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+            )
+            .refused(&["job verify, step \"Smoke tests\": `${{ env.HEADING }}` (env.HEADING is `${{ env.TITLE }}`) inside `run:`"]);
         let script = "      - name: Comment\n        uses: actions/github-script@60a0d83039c74a4aee543508d2ffcb1c3799cdea # v7.0.1\n        with:\n          script: console.log(\"${{ github.head_ref }}\")\n";
         Copy::new("github-script")
             .edit(
