@@ -1,13 +1,19 @@
 //! `cargo xtask doctor`: is this fork ready for the workflows? Each check
 //! prints ✔, or ✘ with what is missing and the command that fixes it:
 //!
-//! 1. the repository variables and secrets the workflows read (names only);
-//! 2. the `preprod` and `prod` environments' secrets, and the gate's public
-//!    key GATE_PUBLIC_KEY in `prod`'s variables;
-//! 3. a self-hosted runner online with the cluster runner's labels;
+//! 1. the repository variables the workflows read;
+//! 2. the environments `preview`, `preprod` and `prod`: each limited to
+//!    `main` by a deployment-branch rule, `prod` with required reviewers; the
+//!    secrets each holds (names only; every secret but GITHUB_TOKEN lives in
+//!    one of them), and the gate's public key GATE_PUBLIC_KEY in `prod`;
+//! 3. a self-hosted runner online with the cluster runner's labels,
+//!    registered `--ephemeral`, and approval required before any outside
+//!    contributor's pull request runs a workflow;
 //! 4. Argo CD reachable with ARGOCD_AUTH_TOKEN, seeing project service-demo;
 //! 5. the GHCR package public (readable by the cluster without a pull secret);
-//! 6. the GitOps branch's protection lets the workflows' bot push.
+//! 6. the GitOps branch: protected by a ruleset that only the GitOps deploy
+//!    key (a writable deploy key) bypasses, never the `github-actions` app
+//!    that every workflow's GITHUB_TOKEN is, and no classic protection.
 //!
 //! GitHub is asked with GITHUB_TOKEN (a token of an admin of the fork, e.g.
 //! `gh auth token`); tokens are sent as headers and never printed.
@@ -46,13 +52,22 @@ const VARIABLES: [(&str, &str); 3] = [
         "the previews' domain: pr-<N>.<domain>, e.g. 127.0.0.1.nip.io",
     ),
 ];
-/// Secrets: (environment or "" for the repository, name, what it is).
-const SECRETS: [(&str, &str, &str); 4] = [
+/// The environments limited to main, and whether each needs required reviewers.
+const ENVIRONMENTS: [(&str, bool); 3] = [("preview", false), ("preprod", false), ("prod", true)];
+/// The GitOps deploy key's secret, in each environment.
+const DEPLOY_KEY: &str = "GITOPS_DEPLOY_KEY";
+/// The app behind every workflow's GITHUB_TOKEN (its id in rulesets' bypass lists).
+const GITHUB_ACTIONS_APP_ID: i64 = 15368;
+/// Environment secrets: (environment, name, what it is).
+const SECRETS: [(&str, &str, &str); 7] = [
     (
-        "",
+        "preview",
         "ARGOCD_PREVIEW_TOKEN",
         "the Argo CD token of project role `preview`",
     ),
+    ("preview", DEPLOY_KEY, "the GitOps deploy key's private key"),
+    ("preprod", DEPLOY_KEY, "the GitOps deploy key's private key"),
+    ("prod", DEPLOY_KEY, "the GitOps deploy key's private key"),
     (
         "preprod",
         "ARGOCD_PREPROD_TOKEN",
@@ -97,7 +112,15 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         let fix = format!("gh variable set {name} --repo {repo} --body <{what}>");
         verdicts.push((format!("variable {name}"), present(found, fix)));
     }
-    verdicts.extend(secret_verdicts(&github, &repo)?);
+    let mut ready = Vec::new();
+    for (name, reviewers) in ENVIRONMENTS {
+        let verdict = environment(&github, &repo, name, reviewers)?;
+        if verdict.is_ok() {
+            ready.push(name);
+        }
+        verdicts.push((format!("environment {name}"), verdict));
+    }
+    verdicts.extend(secret_verdicts(&github, &repo, &ready)?);
     verdicts.push((
         "gate key GATE_PUBLIC_KEY in environment prod".into(),
         gate_key(&github, &repo)?,
@@ -106,6 +129,10 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     verdicts.push((
         "cluster runner".into(),
         runner(&github, &repo, runner_variable)?,
+    ));
+    verdicts.push((
+        "outside contributors' pull requests".into(),
+        fork_approval(&github, &repo)?,
     ));
     let server = args
         .argocd_server
@@ -118,10 +145,8 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         });
     verdicts.push(("Argo CD".into(), argocd(server.as_deref(), args.insecure)));
     verdicts.push(("GHCR package".into(), package(&github, &repo)?));
-    verdicts.push((
-        format!("bot pushes to {}", args.branch),
-        protection(&github, &repo, &args.branch)?,
-    ));
+    verdicts.push(("GitOps deploy key".into(), deploy_key(&github, &repo)?));
+    verdicts.extend(protection(&github, &repo, &args.branch)?);
     report(&verdicts)
 }
 
@@ -149,31 +174,120 @@ fn names_and_values(github: &GitHub, path: &str, key: &str) -> Result<Vec<(Strin
         .collect())
 }
 
-fn secret_verdicts(github: &GitHub, repo: &str) -> Result<Vec<(String, Verdict)>> {
+fn secret_verdicts(github: &GitHub, repo: &str, ready: &[&str]) -> Result<Vec<(String, Verdict)>> {
     let mut listed: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
     let mut verdicts = Vec::new();
     for (environment, name, what) in SECRETS {
-        let (path, place, flag) = if environment.is_empty() {
-            (
-                format!("/repos/{repo}/actions/secrets"),
-                "repository".to_owned(),
-                String::new(),
-            )
-        } else {
-            (
-                format!("/repos/{repo}/environments/{environment}/secrets"),
-                format!("environment {environment}"),
-                format!(" --env {environment}"),
-            )
-        };
         if !listed.contains_key(environment) {
+            let path = format!("/repos/{repo}/environments/{environment}/secrets");
             listed.insert(environment, names_and_values(github, &path, "secrets")?);
         }
         let found = listed[environment].iter().any(|(n, _)| n == name);
-        let fix = format!("gh secret set {name} --repo {repo}{flag}   ({what})");
-        verdicts.push((format!("secret {name} ({place})"), present(found, fix)));
+        let set = format!("gh secret set {name} --repo {repo} --env {environment}   ({what})");
+        // Never a bare `gh secret set --env` for an environment that is missing or open to
+        // every branch: that would make (or fill) it without its main-only rule.
+        let fix = if ready.contains(&environment) {
+            set
+        } else {
+            format!(
+                "{} && {set}",
+                create_environment(repo, environment, environment == "prod")
+            )
+        };
+        verdicts.push((
+            format!("secret {name} (environment {environment})"),
+            present(found, fix),
+        ));
     }
     Ok(verdicts)
+}
+
+/// The commands that create (or reset) an environment limited to main, with
+/// required reviewers (the caller) when asked.
+fn create_environment(repo: &str, name: &str, reviewers: bool) -> String {
+    let reviewers = if reviewers {
+        r#","reviewers":[{"type":"User","id":'"$(gh api user --jq .id)"'}]"#
+    } else {
+        ""
+    };
+    format!(
+        r#"gh api -X PUT repos/{repo}/environments/{name} --input - <<< '{{"deployment_branch_policy":{{"protected_branches":false,"custom_branch_policies":true}}{reviewers}}}' && gh api -X POST repos/{repo}/environments/{name}/deployment-branch-policies -f name=main -f type=branch"#
+    )
+}
+
+/// An environment exists, only main may deploy to it, and prod has reviewers.
+fn environment(github: &GitHub, repo: &str, name: &str, reviewers: bool) -> Result<Verdict> {
+    let fix = create_environment(repo, name, reviewers);
+    let path = format!("/repos/{repo}/environments/{name}");
+    let Some(found) = github.get_optional(&path)? else {
+        return Ok(Err(("does not exist".into(), fix)));
+    };
+    let policy = &found["deployment_branch_policy"];
+    if policy.is_null() {
+        return Ok(Err((
+            "no deployment branch rule: any branch's workflow can read its secrets".into(),
+            fix,
+        )));
+    }
+    if policy["custom_branch_policies"] != true {
+        return Ok(Err((
+            "deploys from every protected branch, not main only".into(),
+            fix,
+        )));
+    }
+    let branches = branch_policies(github, &path)?;
+    if branches != ["branch:main"] {
+        return Ok(Err((
+            format!("deploys from {branches:?}, not main only"),
+            format!(
+                "keep only the branch policy `main` (https://github.com/{repo}/settings/environments), or: {fix}"
+            ),
+        )));
+    }
+    let reviewed = has_reviewers(&found);
+    if reviewers && !reviewed {
+        return Ok(Err((
+            "no required reviewers: a release would need nobody's approval".into(),
+            fix,
+        )));
+    }
+    Ok(Ok(if reviewers {
+        "main only, with required reviewers"
+    } else {
+        "main only"
+    }
+    .into()))
+}
+
+/// An environment's deployment branch policies, as `type:name`.
+fn branch_policies(github: &GitHub, environment_path: &str) -> Result<Vec<String>> {
+    let policies = github
+        .get_optional(&format!(
+            "{environment_path}/deployment-branch-policies?per_page=100"
+        ))?
+        .unwrap_or_default();
+    Ok(policies["branch_policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let field =
+                |f: &str, default: &'static str| p[f].as_str().unwrap_or(default).to_owned();
+            format!("{}:{}", field("type", "branch"), field("name", ""))
+        })
+        .collect())
+}
+
+/// Whether an environment requires someone's review before its jobs run.
+fn has_reviewers(environment: &Value) -> bool {
+    environment["protection_rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| {
+            r["type"] == "required_reviewers"
+                && r["reviewers"].as_array().is_some_and(|l| !l.is_empty())
+        })
 }
 
 fn gate_key(github: &GitHub, repo: &str) -> Result<Verdict> {
@@ -206,11 +320,21 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
         wanted.iter().all(|w| labels.contains(&w.as_str()))
     };
     let list = runners["runners"].as_array().cloned().unwrap_or_default();
+    let register = register_runner(repo);
     if let Some(online) = list.iter().find(|r| fits(r) && r["status"] == "online") {
-        return Ok(Ok(format!(
-            "{} is online with {wanted:?}",
-            online["name"].as_str().unwrap_or_default()
-        )));
+        let name = online["name"].as_str().unwrap_or_default();
+        return Ok(match online["ephemeral"].as_bool() {
+            Some(true) => Ok(format!("{name} is online with {wanted:?}, ephemeral")),
+            Some(false) => Err((
+                format!(
+                    "{name} is online with {wanted:?} but not ephemeral: a job can leave code (~/.cargo, ~/.rustup) that the next job runs with its secrets"
+                ),
+                format!("remove it (./config.sh remove) and {register}"),
+            )),
+            None => Ok(format!(
+                "{name} is online with {wanted:?}\n    ⚠ GitHub does not say whether it is ephemeral: check that it was registered so, and {register}"
+            )),
+        });
     }
     let missing = match list.iter().find(|r| fits(r)) {
         Some(offline) => format!(
@@ -219,10 +343,38 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
         ),
         None => format!("no self-hosted runner has the labels {wanted:?}"),
     };
+    Ok(Err((missing, register)))
+}
+
+/// How the cluster runner is registered: one job per registration, as a user
+/// who can reach Argo CD's API and the ingress but not the cluster's admin.
+fn register_runner(repo: &str) -> String {
+    format!(
+        "on the machine that runs kind, as a dedicated user with no docker group and no kubeconfig, a fresh home and registration per job (README step 3's loop): gh api -X POST repos/{repo}/actions/runners/registration-token --jq .token | sudo -u kind-runner -H sh -c 'read -r ACTIONS_RUNNER_INPUT_TOKEN && export ACTIONS_RUNNER_INPUT_TOKEN && cd ~ && ./config.sh --url https://github.com/{repo} --labels kind --ephemeral --unattended && ./run.sh'   (--ephemeral: one job, then it deregisters)"
+    )
+}
+
+/// Workflows of an outside contributor's pull request wait for approval.
+fn fork_approval(github: &GitHub, repo: &str) -> Result<Verdict> {
     let fix = format!(
-        "on the machine that runs kind, in the runner's directory: ./config.sh --url https://github.com/{repo} --token \"$(gh api -X POST repos/{repo}/actions/runners/registration-token --jq .token)\" --labels kind --unattended && ./run.sh"
+        "gh api -X PUT repos/{repo}/actions/permissions/fork-pr-contributor-approval -f approval_policy=all_external_contributors   (Settings → Actions → General → Require approval for all outside collaborators)"
     );
-    Ok(Err((missing, fix)))
+    let path = format!("/repos/{repo}/actions/permissions/fork-pr-contributor-approval");
+    Ok(match github.get_optional(&path)? {
+        None => Ok(format!(
+            "GitHub does not say (a private fork's forks cannot run workflows)\n    ⚠ if this fork is public: {fix}"
+        )),
+        Some(p) if p["approval_policy"] == "all_external_contributors" => {
+            Ok("approval required for every outside contributor".into())
+        }
+        Some(p) => Err((
+            format!(
+                "approval policy {}: an outside contributor's workflow could run without anyone looking",
+                p["approval_policy"]
+            ),
+            fix,
+        )),
+    })
 }
 
 fn argocd(server: Option<&str>, insecure: bool) -> Verdict {
@@ -283,43 +435,144 @@ fn package(github: &GitHub, repo: &str) -> Result<Verdict> {
     )
 }
 
-/// Branch protection that would refuse the bot's GitOps commits.
-fn protection(github: &GitHub, repo: &str, branch: &str) -> Result<Verdict> {
-    let Some(rules) =
-        github.get_optional(&format!("/repos/{repo}/branches/{branch}/protection"))?
-    else {
-        return Ok(Ok(format!("{branch} is not protected")));
-    };
-    let lets_bot = |list: &Value| {
-        list["apps"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| a["slug"] == "github-actions")
-    };
-    let reviews = &rules["required_pull_request_reviews"];
-    if !reviews.is_null() && !lets_bot(&reviews["bypass_pull_request_allowances"]) {
-        return Ok(Err((
-            format!(
-                "{branch} requires pull request reviews, which refuses the bot's GitOps commits"
-            ),
-            format!(
-                "allow the github-actions app to bypass them (https://github.com/{repo}/settings/branches → {branch} → Allow specified actors to bypass)"
-            ),
-        )));
+/// A writable deploy key: the GitOps commits' credential.
+fn deploy_key(github: &GitHub, repo: &str) -> Result<Verdict> {
+    let keys = github
+        .get_optional(&format!("/repos/{repo}/keys?per_page=100"))?
+        .unwrap_or_default();
+    let writable: Vec<&str> = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|k| k["read_only"] == false)
+        .filter_map(|k| k["title"].as_str())
+        .collect();
+    if let Some(title) = writable.first() {
+        return Ok(Ok(format!("writable deploy key {title:?}")));
     }
-    let restrictions = &rules["restrictions"];
-    if !restrictions.is_null() && !lets_bot(restrictions) {
-        return Ok(Err((
-            format!("only listed actors may push to {branch}, and the bot is not one"),
-            format!(
-                "add the github-actions app to {branch}'s push restrictions (https://github.com/{repo}/settings/branches)"
-            ),
-        )));
-    }
-    Ok(Ok(format!(
-        "{branch}'s protection lets the github-actions bot push"
+    Ok(Err((
+        "no writable deploy key: the workflows push GitOps commits with one".into(),
+        format!(
+            "ssh-keygen -t ed25519 -N '' -C gitops -f gitops_key && gh repo deploy-key add gitops_key.pub --repo {repo} --allow-write --title gitops && for e in preview preprod prod; do gh secret set {DEPLOY_KEY} --repo {repo} --env $e < gitops_key; done && rm gitops_key"
+        ),
     )))
+}
+
+/// The ruleset that protects the GitOps branch (the command that creates it).
+fn create_ruleset(repo: &str, branch: &str) -> String {
+    format!(
+        r#"gh api -X POST repos/{repo}/rulesets --input - <<< '{{"name":"{branch}","target":"branch","enforcement":"active","conditions":{{"ref_name":{{"include":["refs/heads/{branch}"],"exclude":[]}}}},"rules":[{{"type":"deletion"}},{{"type":"non_fast_forward"}},{{"type":"pull_request","parameters":{{"required_approving_review_count":1,"require_code_owner_review":true,"dismiss_stale_reviews_on_push":true,"require_last_push_approval":false,"required_review_thread_resolution":false}}}}],"bypass_actors":[{{"actor_type":"DeployKey","bypass_mode":"always"}}]}}'"#
+    )
+}
+
+/// The GitOps branch's protection: a ruleset that refuses pushes, which only
+/// the deploy key bypasses (never the github-actions app), and no classic
+/// protection (no deploy key can bypass that).
+fn protection(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<(String, Verdict)>> {
+    let mut verdicts = Vec::new();
+    verdicts.push((
+        format!("classic protection of {branch}"),
+        classic_protection(github, repo, branch)?,
+    ));
+    let rulesets = protecting_rulesets(github, repo, branch)?;
+    let create = create_ruleset(repo, branch);
+    let restricting: Vec<&Value> = rulesets
+        .iter()
+        .filter(|r| {
+            r["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|rule| rule["type"] == "pull_request" || rule["type"] == "update")
+        })
+        .collect();
+    let actors: Vec<&Value> = restricting
+        .iter()
+        .flat_map(|r| r["bypass_actors"].as_array().into_iter().flatten())
+        .collect();
+    let bot = actors
+        .iter()
+        .any(|a| a["actor_type"] == "Integration" && a["actor_id"] == GITHUB_ACTIONS_APP_ID);
+    let key = actors.iter().any(|a| a["actor_type"] == "DeployKey");
+    let verdict = if restricting.is_empty() {
+        Err((
+            format!(
+                "{branch} is not protected: every workflow's GITHUB_TOKEN (and every writer) can push to it"
+            ),
+            create,
+        ))
+    } else if bot {
+        Err((
+            format!(
+                "the github-actions app may bypass {branch}'s ruleset: any branch's workflow with `contents: write` can push to {branch}"
+            ),
+            format!(
+                "remove the GitHub Actions bypass (https://github.com/{repo}/settings/rules); only the deploy key bypasses"
+            ),
+        ))
+    } else if !key {
+        Err((
+            format!("{branch}'s ruleset refuses the deploy key's GitOps commits"),
+            format!(
+                "add Deploy keys to its bypass list (https://github.com/{repo}/settings/rules), or: {create}"
+            ),
+        ))
+    } else {
+        Ok("a ruleset refuses direct pushes; only the deploy key bypasses it".into())
+    };
+    verdicts.push((format!("{branch} protected"), verdict));
+    Ok(verdicts)
+}
+
+/// No classic protection: no deploy key can bypass it.
+fn classic_protection(github: &GitHub, repo: &str, branch: &str) -> Result<Verdict> {
+    let classic = github.get_optional(&format!("/repos/{repo}/branches/{branch}/protection"))?;
+    Ok(match classic {
+        None => Ok("none (the ruleset below protects it)".into()),
+        Some(_) => Err((
+            format!(
+                "{branch} has classic branch protection, which no deploy key can bypass (and a github-actions bypass there lets every workflow push)"
+            ),
+            format!(
+                "gh api -X DELETE repos/{repo}/branches/{branch}/protection, then the ruleset below"
+            ),
+        )),
+    })
+}
+
+/// The active branch rulesets whose conditions include `branch`, in full.
+fn protecting_rulesets(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<Value>> {
+    let listed = github
+        .get_optional(&format!("/repos/{repo}/rulesets?per_page=100"))?
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for summary in listed.as_array().into_iter().flatten() {
+        if summary["target"] != "branch" || summary["enforcement"] != "active" {
+            continue;
+        }
+        let id = summary["id"].as_i64().unwrap_or_default();
+        let Some(ruleset) = github.get_optional(&format!("/repos/{repo}/rulesets/{id}"))? else {
+            continue;
+        };
+        let refs = |key: &str| -> Vec<String> {
+            ruleset["conditions"]["ref_name"][key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect()
+        };
+        let names = [
+            format!("refs/heads/{branch}"),
+            "~DEFAULT_BRANCH".to_owned(),
+            "~ALL".to_owned(),
+        ];
+        let covers = |list: Vec<String>| list.iter().any(|r| names.contains(r));
+        if covers(refs("include")) && !refs("exclude").contains(&names[0]) {
+            found.push(ruleset);
+        }
+    }
+    Ok(found)
 }
 
 fn report(verdicts: &[(String, Verdict)]) -> Result<()> {

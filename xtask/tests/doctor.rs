@@ -1,9 +1,13 @@
 //! `cargo xtask doctor` against a fake GitHub and a fake Argo CD over real
 //! TCP: each fake answers only the exact requests doctor must make (401
 //! without the token, 404 otherwise). One test for a ready fork, one per
-//! missing thing; the tokens never appear in the output.
+//! missing or unsafe thing (an unprotected main, the github-actions app as a
+//! bypass actor, an environment any branch may use, prod without reviewers,
+//! a runner that is not ephemeral); the tokens never appear in the output.
 
 mod support;
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use support::{FakeHttp, assert_fails, assert_ok, stdout, xtask};
@@ -16,32 +20,108 @@ const REPO: &str = "acme/service-demo";
 #[derive(Clone)]
 struct Fork {
     variables: Vec<&'static str>,
-    repo_secrets: Vec<&'static str>,
+    preview_secrets: Vec<&'static str>,
     preprod_secrets: Vec<&'static str>,
     prod_secrets: Vec<&'static str>,
     prod_variables: Vec<&'static str>,
+    /// Each environment as `GET /repos/{r}/environments/{name}` answers; absent: 404.
+    environments: BTreeMap<&'static str, Value>,
+    /// Every environment's deployment branch policies.
+    branch_policies: Value,
     runner: (&'static str, Vec<&'static str>),
+    /// The runner's `ephemeral` field; None: GitHub leaves it out.
+    ephemeral: Option<bool>,
+    /// The fork pull request approval policy; None: 404.
+    fork_approval: Option<&'static str>,
     visibility: &'static str,
-    protection: Option<Value>,
+    deploy_keys: Value,
+    classic_protection: Option<Value>,
+    /// The one ruleset (id 42); None: no ruleset.
+    ruleset: Option<Value>,
+}
+
+const ENVIRONMENTS: [&str; 3] = ["preview", "preprod", "prod"];
+
+/// An environment limited to main by a custom branch policy, with reviewers or not.
+fn environment(reviewers: bool) -> Value {
+    let mut rules = vec![json!({"id": 1, "type": "branch_policy"})];
+    if reviewers {
+        rules.push(json!({"id": 2, "type": "required_reviewers", "reviewers": [{"type": "User", "reviewer": {"login": "acme"}}]}));
+    }
+    json!({
+        "name": "env",
+        "deployment_branch_policy": {"protected_branches": false, "custom_branch_policies": true},
+        "protection_rules": rules
+    })
 }
 
 impl Fork {
     fn ready() -> Self {
+        let deploy_key = "GITOPS_DEPLOY_KEY";
         Self {
             variables: vec!["ARGOCD_SERVER", "PREPROD_URL", "PREVIEW_DOMAIN"],
-            repo_secrets: vec!["ARGOCD_PREVIEW_TOKEN"],
-            preprod_secrets: vec!["ARGOCD_PREPROD_TOKEN", "GATE_SIGNING_KEY"],
-            prod_secrets: vec!["ARGOCD_AUTH_TOKEN"],
+            preview_secrets: vec!["ARGOCD_PREVIEW_TOKEN", deploy_key],
+            preprod_secrets: vec!["ARGOCD_PREPROD_TOKEN", "GATE_SIGNING_KEY", deploy_key],
+            prod_secrets: vec!["ARGOCD_AUTH_TOKEN", deploy_key],
             prod_variables: vec!["GATE_PUBLIC_KEY"],
+            environments: BTreeMap::from([
+                ("preview", environment(false)),
+                ("preprod", environment(false)),
+                ("prod", environment(true)),
+            ]),
+            branch_policies: json!([{"id": 7, "name": "main", "type": "branch"}]),
             runner: ("online", vec!["self-hosted", "Linux", "X64", "kind"]),
+            ephemeral: Some(true),
+            fork_approval: Some("all_external_contributors"),
             visibility: "public",
-            protection: Some(json!({
-                "required_pull_request_reviews": {
-                    "bypass_pull_request_allowances": {"apps": [{"slug": "github-actions"}]}
-                },
-                "restrictions": null
+            deploy_keys: json!([{"id": 3, "title": "gitops", "read_only": false}]),
+            classic_protection: None,
+            ruleset: Some(json!({
+                "id": 42, "name": "main", "target": "branch", "enforcement": "active",
+                "conditions": {"ref_name": {"include": ["~DEFAULT_BRANCH"], "exclude": []}},
+                "rules": [{"type": "deletion"}, {"type": "non_fast_forward"}, {"type": "pull_request", "parameters": {}}],
+                "bypass_actors": [{"actor_id": null, "actor_type": "DeployKey", "bypass_mode": "always"}]
             })),
         }
+    }
+
+    /// Every request doctor must make of GitHub for this fork, in order.
+    fn requests(&self) -> Vec<String> {
+        let prefix = "GET /repos/acme/service-demo";
+        let mut asked = vec![format!("{prefix}/actions/variables?per_page=100")];
+        for name in ENVIRONMENTS {
+            asked.push(format!("{prefix}/environments/{name}"));
+            let custom = self
+                .environments
+                .get(name)
+                .is_some_and(|e| e["deployment_branch_policy"]["custom_branch_policies"] == true);
+            if custom {
+                asked.push(format!(
+                    "{prefix}/environments/{name}/deployment-branch-policies?per_page=100"
+                ));
+            }
+        }
+        for name in ENVIRONMENTS {
+            asked.push(format!("{prefix}/environments/{name}/secrets?per_page=100"));
+        }
+        asked.extend([
+            format!("{prefix}/environments/prod/variables?per_page=100"),
+            format!("{prefix}/actions/runners?per_page=100"),
+            format!("{prefix}/actions/permissions/fork-pr-contributor-approval"),
+            prefix.to_owned(),
+            "GET /users/acme/packages/container/service-demo".to_owned(),
+            format!("{prefix}/keys?per_page=100"),
+            format!("{prefix}/branches/main/protection"),
+            format!("{prefix}/rulesets?per_page=100"),
+        ]);
+        if self
+            .ruleset
+            .as_ref()
+            .is_some_and(|r| r["enforcement"] == "active")
+        {
+            asked.push(format!("{prefix}/rulesets/42"));
+        }
+        asked
     }
 }
 
@@ -54,65 +134,76 @@ fn listing(key: &str, names: &[&str]) -> String {
     json!({"total_count": items.len(), key: items}).to_string()
 }
 
-/// Every request doctor makes of GitHub, in order.
-const GITHUB_REQUESTS: [&str; 9] = [
-    "GET /repos/acme/service-demo/actions/variables?per_page=100",
-    "GET /repos/acme/service-demo/actions/secrets?per_page=100",
-    "GET /repos/acme/service-demo/environments/preprod/secrets?per_page=100",
-    "GET /repos/acme/service-demo/environments/prod/secrets?per_page=100",
-    "GET /repos/acme/service-demo/environments/prod/variables?per_page=100",
-    "GET /repos/acme/service-demo/actions/runners?per_page=100",
-    "GET /repos/acme/service-demo",
-    "GET /users/acme/packages/container/service-demo",
-    "GET /repos/acme/service-demo/branches/main/protection",
-];
+/// The fake's answer to `target` (below `/repos/acme/service-demo` when `path` is Some).
+fn answer(fork: &Fork, path: Option<&str>, target: &str) -> Option<String> {
+    let listed = |key: &str, names: &[&str]| Some(listing(key, names));
+    let environment = |name: &str| fork.environments.get(name).map(Value::to_string);
+    let Some(path) = path else {
+        return match target {
+            "/users/acme/packages/container/service-demo" => {
+                Some(json!({"visibility": fork.visibility}).to_string())
+            }
+            _ => None,
+        };
+    };
+    match path {
+        "" => Some(json!({"owner": {"type": "User"}}).to_string()),
+        "/actions/variables?per_page=100" => {
+            let mut listed: Value =
+                serde_json::from_str(&listing("variables", &fork.variables)).unwrap();
+            for variable in listed["variables"].as_array_mut().unwrap() {
+                if variable["name"] == "CLUSTER_RUNNER" {
+                    variable["value"] = json!(r#"["self-hosted", "laptop"]"#);
+                }
+            }
+            Some(listed.to_string())
+        }
+        "/environments/preview" => environment("preview"),
+        "/environments/preprod" => environment("preprod"),
+        "/environments/prod" => environment("prod"),
+        p if p.ends_with("/deployment-branch-policies?per_page=100") => {
+            Some(json!({"total_count": 1, "branch_policies": fork.branch_policies}).to_string())
+        }
+        "/environments/preview/secrets?per_page=100"
+            if fork.environments.contains_key("preview") =>
+        {
+            listed("secrets", &fork.preview_secrets)
+        }
+        "/environments/preprod/secrets?per_page=100" => listed("secrets", &fork.preprod_secrets),
+        "/environments/prod/secrets?per_page=100" => listed("secrets", &fork.prod_secrets),
+        "/environments/prod/variables?per_page=100" => listed("variables", &fork.prod_variables),
+        "/actions/runners?per_page=100" => {
+            let labels: Vec<Value> = fork.runner.1.iter().map(|l| json!({"name": l})).collect();
+            let mut runner = json!({"name": "laptop", "status": fork.runner.0, "labels": labels});
+            if let Some(ephemeral) = fork.ephemeral {
+                runner["ephemeral"] = json!(ephemeral);
+            }
+            Some(json!({"total_count": 1, "runners": [runner]}).to_string())
+        }
+        "/actions/permissions/fork-pr-contributor-approval" => fork
+            .fork_approval
+            .map(|p| json!({"approval_policy": p}).to_string()),
+        "/keys?per_page=100" => Some(fork.deploy_keys.to_string()),
+        "/branches/main/protection" => fork.classic_protection.as_ref().map(Value::to_string),
+        "/rulesets?per_page=100" => {
+            let summaries: Vec<Value> = fork.ruleset.iter().map(|r| {
+                json!({"id": r["id"], "name": r["name"], "target": r["target"], "enforcement": r["enforcement"]})
+            }).collect();
+            Some(Value::from(summaries).to_string())
+        }
+        "/rulesets/42" => fork.ruleset.as_ref().map(Value::to_string),
+        _ => None,
+    }
+}
 
 fn github(fork: Fork) -> FakeHttp {
     FakeHttp::start(move |request, _| {
         if request.headers.get("authorization") != Some(&format!("Bearer {GITHUB_TOKEN}")) {
             return (401, vec![], r#"{"message": "Bad credentials"}"#.into());
         }
-        let prefix = "/repos/acme/service-demo";
-        let ok = |body: String| (200, vec![], body);
-        let path = request.target.strip_suffix("?per_page=100");
-        match (path, request.target.as_str()) {
-            (Some(p), _) if p == format!("{prefix}/actions/variables") => {
-                let mut listed: Value =
-                    serde_json::from_str(&listing("variables", &fork.variables)).unwrap();
-                for variable in listed["variables"].as_array_mut().unwrap() {
-                    if variable["name"] == "CLUSTER_RUNNER" {
-                        variable["value"] = json!(r#"["self-hosted", "laptop"]"#);
-                    }
-                }
-                ok(listed.to_string())
-            }
-            (Some(p), _) if p == format!("{prefix}/actions/secrets") => {
-                ok(listing("secrets", &fork.repo_secrets))
-            }
-            (Some(p), _) if p == format!("{prefix}/environments/preprod/secrets") => {
-                ok(listing("secrets", &fork.preprod_secrets))
-            }
-            (Some(p), _) if p == format!("{prefix}/environments/prod/secrets") => {
-                ok(listing("secrets", &fork.prod_secrets))
-            }
-            (Some(p), _) if p == format!("{prefix}/environments/prod/variables") => {
-                ok(listing("variables", &fork.prod_variables))
-            }
-            (Some(p), _) if p == format!("{prefix}/actions/runners") => {
-                let labels: Vec<Value> = fork.runner.1.iter().map(|l| json!({"name": l})).collect();
-                let runner = json!({"name": "laptop", "status": fork.runner.0, "labels": labels});
-                ok(json!({"total_count": 1, "runners": [runner]}).to_string())
-            }
-            (None, t) if t == prefix => ok(json!({"owner": {"type": "User"}}).to_string()),
-            (None, "/users/acme/packages/container/service-demo") => {
-                ok(json!({"visibility": fork.visibility}).to_string())
-            }
-            (None, t) if t == format!("{prefix}/branches/main/protection") => {
-                match &fork.protection {
-                    Some(rules) => ok(rules.to_string()),
-                    None => (404, vec![], r#"{"message": "Branch not protected"}"#.into()),
-                }
-            }
+        let path = request.target.strip_prefix("/repos/acme/service-demo");
+        match answer(&fork, path, &request.target) {
+            Some(body) if request.method == "GET" => (200, vec![], body),
             _ => (404, vec![], r#"{"message": "Not Found"}"#.into()),
         }
     })
@@ -140,6 +231,7 @@ fn argocd() -> FakeHttp {
 
 /// doctor against the fakes; checks the exact requests; returns the output.
 fn doctor(fork: Fork, argocd_token: &str) -> (std::process::Output, String) {
+    let expected = fork.requests();
     let (github, argocd) = (github(fork), argocd());
     let output = xtask(
         &["doctor"],
@@ -156,7 +248,7 @@ fn doctor(fork: Fork, argocd_token: &str) -> (std::process::Output, String) {
         .iter()
         .map(|r| format!("{} {}", r.method, r.target))
         .collect();
-    assert_eq!(asked, GITHUB_REQUESTS);
+    assert_eq!(asked, expected);
     let argocd_asked: Vec<String> = argocd.requests().iter().map(|r| r.target.clone()).collect();
     assert_eq!(argocd_asked, ["/api/v1/applications?projects=service-demo"]);
     let text = format!(
@@ -192,10 +284,16 @@ fn a_ready_fork_passes_every_check() {
         "✔ variable PREPROD_URL: set",
         "✔ secret ARGOCD_AUTH_TOKEN (environment prod): set",
         "✔ gate key GATE_PUBLIC_KEY in environment prod: set",
-        "✔ cluster runner: laptop is online with [\"self-hosted\", \"kind\"]",
+        "✔ cluster runner: laptop is online with [\"self-hosted\", \"kind\"], ephemeral",
+        "✔ environment preview: main only",
+        "✔ environment prod: main only, with required reviewers",
+        "✔ secret GITOPS_DEPLOY_KEY (environment preprod): set",
+        "✔ outside contributors' pull requests: approval required for every outside contributor",
+        "✔ GitOps deploy key: writable deploy key \"gitops\"",
+        "✔ classic protection of main: none",
         "the token sees 2 application(s) of project service-demo",
         "✔ GHCR package: ghcr.io/acme/service-demo is public",
-        "✔ bot pushes to main: main's protection lets the github-actions bot push",
+        "✔ main protected: a ruleset refuses direct pushes; only the deploy key bypasses it",
     ] {
         assert!(text.contains(line), "no {line:?} in:\n{text}");
     }
@@ -218,7 +316,7 @@ fn a_missing_variable_is_named_with_its_fix() {
 #[test]
 fn a_missing_environment_secret_is_named_with_its_fix() {
     let mut fork = Fork::ready();
-    fork.prod_secrets.clear();
+    fork.prod_secrets.retain(|s| *s != "ARGOCD_AUTH_TOKEN");
     missing(
         fork,
         ARGOCD_TOKEN,
@@ -238,7 +336,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop has the labels [\"self-hosted\", \"kind\"] but is offline",
-            "./config.sh --url https://github.com/acme/service-demo --token",
+            "./config.sh --url https://github.com/acme/service-demo --labels kind --ephemeral",
         ],
     );
     let mut fork = Fork::ready();
@@ -280,18 +378,224 @@ fn a_private_package_is_named_with_its_fix() {
 }
 
 #[test]
-fn branch_protection_that_refuses_the_bot_is_named() {
+fn an_unprotected_main_is_refused_with_the_ruleset_that_fixes_it() {
     let mut fork = Fork::ready();
-    fork.protection = Some(
-        json!({"required_pull_request_reviews": {"required_approving_review_count": 1}, "restrictions": null}),
+    fork.ruleset = None;
+    missing(
+        fork.clone(),
+        ARGOCD_TOKEN,
+        &[
+            "✘ main protected: main is not protected: every workflow's GITHUB_TOKEN (and every writer) can push to it",
+            "fix: gh api -X POST repos/acme/service-demo/rulesets --input - <<<",
+            r#""bypass_actors":[{"actor_type":"DeployKey","bypass_mode":"always"}]"#,
+        ],
     );
+    // A ruleset that restricts nothing, or is only evaluated, or covers another branch, protects nothing.
+    let mut ruleset = Fork::ready().ruleset.unwrap();
+    ruleset["rules"] = json!([{"type": "deletion"}]);
+    fork.ruleset = Some(ruleset);
+    missing(
+        fork.clone(),
+        ARGOCD_TOKEN,
+        &["✘ main protected: main is not protected"],
+    );
+    let mut ruleset = Fork::ready().ruleset.unwrap();
+    ruleset["enforcement"] = json!("evaluate");
+    fork.ruleset = Some(ruleset);
+    missing(
+        fork.clone(),
+        ARGOCD_TOKEN,
+        &["✘ main protected: main is not protected"],
+    );
+    let mut ruleset = Fork::ready().ruleset.unwrap();
+    ruleset["conditions"]["ref_name"]["include"] = json!(["refs/heads/release"]);
+    fork.ruleset = Some(ruleset);
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &["✘ main protected: main is not protected"],
+    );
+}
+
+#[test]
+fn the_github_actions_app_as_a_bypass_actor_is_refused() {
+    let mut fork = Fork::ready();
+    let ruleset = fork.ruleset.as_mut().unwrap();
+    ruleset["bypass_actors"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"actor_id": 15368, "actor_type": "Integration", "bypass_mode": "always"}));
     missing(
         fork,
         ARGOCD_TOKEN,
         &[
-            "✘ bot pushes to main: main requires pull request reviews",
-            "bypass",
+            "✘ main protected: the github-actions app may bypass main's ruleset: any branch's workflow with `contents: write` can push to main",
+            "only the deploy key bypasses",
         ],
+    );
+}
+
+#[test]
+fn a_ruleset_the_deploy_key_cannot_bypass_and_classic_protection_are_named() {
+    let mut fork = Fork::ready();
+    fork.ruleset.as_mut().unwrap()["bypass_actors"] = json!([]);
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ main protected: main's ruleset refuses the deploy key's GitOps commits",
+            "Deploy keys",
+        ],
+    );
+    let mut fork = Fork::ready();
+    fork.classic_protection = Some(json!({
+        "required_pull_request_reviews": {"bypass_pull_request_allowances": {"apps": [{"slug": "github-actions"}]}},
+        "restrictions": null
+    }));
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ classic protection of main: main has classic branch protection, which no deploy key can bypass",
+            "gh api -X DELETE repos/acme/service-demo/branches/main/protection",
+        ],
+    );
+}
+
+#[test]
+fn no_writable_deploy_key_is_named_with_its_fix() {
+    let mut fork = Fork::ready();
+    fork.deploy_keys = json!([{"id": 3, "title": "read only", "read_only": true}]);
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ GitOps deploy key: no writable deploy key",
+            "gh repo deploy-key add gitops_key.pub --repo acme/service-demo --allow-write",
+            "gh secret set GITOPS_DEPLOY_KEY --repo acme/service-demo --env $e < gitops_key",
+        ],
+    );
+}
+
+const CREATE_PROD: &str = r#"gh api -X PUT repos/acme/service-demo/environments/prod --input - <<< '{"deployment_branch_policy":{"protected_branches":false,"custom_branch_policies":true},"reviewers":[{"type":"User","id":'"$(gh api user --jq .id)"'}]}' && gh api -X POST repos/acme/service-demo/environments/prod/deployment-branch-policies -f name=main -f type=branch"#;
+
+#[test]
+fn an_environment_any_branch_may_use_is_refused_with_the_rule_that_fixes_it() {
+    let mut fork = Fork::ready();
+    fork.environments.get_mut("prod").unwrap()["deployment_branch_policy"] = Value::Null;
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ environment prod: no deployment branch rule: any branch's workflow can read its secrets",
+            &format!("fix: {CREATE_PROD}"),
+        ],
+    );
+    let mut fork = Fork::ready();
+    fork.environments.get_mut("preprod").unwrap()["deployment_branch_policy"] =
+        json!({"protected_branches": true, "custom_branch_policies": false});
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &["✘ environment preprod: deploys from every protected branch, not main only"],
+    );
+    // The branch policies are the same for all three environments here: three ✘.
+    let mut fork = Fork::ready();
+    fork.branch_policies =
+        json!([{"name": "main", "type": "branch"}, {"name": "*", "type": "branch"}]);
+    let (output, text) = doctor(fork, ARGOCD_TOKEN);
+    assert!(
+        assert_fails(&output).contains("3 thing(s) missing"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "✘ environment prod: deploys from [\"branch:main\", \"branch:*\"], not main only"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn prod_without_required_reviewers_is_refused() {
+    let mut fork = Fork::ready();
+    fork.environments.insert("prod", environment(false));
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ environment prod: no required reviewers",
+            &format!("fix: {CREATE_PROD}"),
+        ],
+    );
+}
+
+/// A missing environment: its secrets' fixes create it with its rule first, never a bare `gh secret set --env`.
+#[test]
+fn a_missing_environment_is_created_with_its_rule_before_its_secrets() {
+    let mut fork = Fork::ready();
+    fork.environments.remove("preview");
+    let (output, text) = doctor(fork, ARGOCD_TOKEN);
+    assert!(
+        assert_fails(&output).contains("3 thing(s) missing"),
+        "{text}"
+    );
+    let create = r#"gh api -X PUT repos/acme/service-demo/environments/preview --input - <<< '{"deployment_branch_policy":{"protected_branches":false,"custom_branch_policies":true}}' && gh api -X POST repos/acme/service-demo/environments/preview/deployment-branch-policies -f name=main -f type=branch"#;
+    for line in [
+        format!("✘ environment preview: does not exist\n    fix: {create}\n"),
+        format!(
+            "✘ secret ARGOCD_PREVIEW_TOKEN (environment preview): not set\n    fix: {create} && gh secret set ARGOCD_PREVIEW_TOKEN --repo acme/service-demo --env preview"
+        ),
+        format!(
+            "✘ secret GITOPS_DEPLOY_KEY (environment preview): not set\n    fix: {create} && gh secret set GITOPS_DEPLOY_KEY"
+        ),
+    ] {
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_runner_that_is_not_ephemeral_is_refused_and_an_unknown_one_warned_about() {
+    let mut fork = Fork::ready();
+    fork.ephemeral = Some(false);
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ cluster runner: laptop is online with [\"self-hosted\", \"kind\"] but not ephemeral",
+            "--labels kind --ephemeral --unattended",
+            "a dedicated user with no docker group and no kubeconfig",
+        ],
+    );
+    let mut fork = Fork::ready();
+    fork.ephemeral = None;
+    let (output, text) = doctor(fork, ARGOCD_TOKEN);
+    assert_ok(&output);
+    assert!(
+        text.contains("⚠ GitHub does not say whether it is ephemeral"),
+        "{text}"
+    );
+}
+
+#[test]
+fn outside_contributors_running_workflows_without_approval_is_refused() {
+    let mut fork = Fork::ready();
+    fork.fork_approval = Some("first_time_contributors");
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ outside contributors' pull requests: approval policy \"first_time_contributors\"",
+            "-f approval_policy=all_external_contributors",
+        ],
+    );
+    let mut fork = Fork::ready();
+    fork.fork_approval = None;
+    let (output, text) = doctor(fork, ARGOCD_TOKEN);
+    assert_ok(&output);
+    assert!(
+        text.contains("⚠ if this fork is public: gh api -X PUT"),
+        "{text}"
     );
 }
 

@@ -1175,3 +1175,43 @@ fn every_pipeline_commit_carries_a_record_of_what_it_moved() {
         records[2]
     );
 }
+
+/// As actions/checkout leaves a job with `ssh-key: secrets.GITOPS_DEPLOY_KEY`
+/// and `persist-credentials: true`: origin is an ssh URL and `core.sshCommand`
+/// names the key. promote fetches and pushes through that command (here a
+/// stand-in for ssh that records its arguments and runs git's remote command
+/// on the bare repository), with nothing else configured.
+#[test]
+fn promotion_pushes_over_an_ssh_origin_with_the_checkouts_ssh_command() {
+    let f = Fixture::new(1);
+    let (ssh, log) = (f.dir.path().join("fake-ssh"), f.dir.path().join("ssh.log"));
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> '{}'\nfor last; do :; done\nexec sh -c \"$last\"\n",
+        log.display()
+    );
+    std::fs::write(&ssh, script).unwrap();
+    make_executable(&ssh);
+    let url = format!("ssh://git@github.com{}", f.remote.display());
+    git(&f.work, &["remote", "set-url", "origin", &url]);
+    let command = format!("{} -i /runner/temp/deploy_key", ssh.display());
+    git(&f.work, &["config", "core.sshCommand", &command]);
+
+    let tag = format!("main-{}", short(&f.commits[0]));
+    let output = f.xtask(&[
+        "promote", "--env", "preprod", "--tag", &tag, "--digest", DIGEST,
+    ]);
+    assert_ok(&output);
+    assert!(
+        f.remote_file("gitops/values/preprod/service-demo.yaml")
+            .contains(&tag),
+        "the promotion did not reach the remote"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let remote = f.remote.display();
+    for expected in [
+        format!("-i /runner/temp/deploy_key git@github.com git-upload-pack '{remote}'"),
+        format!("-i /runner/temp/deploy_key git@github.com git-receive-pack '{remote}'"),
+    ] {
+        assert!(calls.contains(&expected), "no {expected:?} in:\n{calls}");
+    }
+}

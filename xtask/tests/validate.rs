@@ -188,6 +188,21 @@ fn each_kind_of_mistake_is_caught_and_named() {
             "actions/checkout@v4",
             "must be pinned to a full commit sha",
         ),
+        // Review finding 2: a GitOps push with GITHUB_TOKEN's persisted credentials (the github-actions app,
+        // which every branch's workflow is) instead of the deploy key.
+        (
+            ".github/workflows/cd.yml",
+            "          ssh-key: ${{ secrets.GITOPS_DEPLOY_KEY }}\n",
+            "",
+            "job preprod: pushes to the GitOps branch without the deploy key",
+        ),
+        // Review finding 1: a pull request's own code on the cluster's runner.
+        (
+            ".github/workflows/ci.yml",
+            "    runs-on: ubuntu-24.04",
+            "    runs-on: [self-hosted, kind]",
+            "in a workflow `pull_request` triggers: the pull request's own code would run on the cluster's runner",
+        ),
         // actionlint: an expression GitHub would reject.
         (
             ".github/workflows/release.yml",

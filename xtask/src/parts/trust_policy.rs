@@ -7,16 +7,22 @@
 //!   project whitelists no Argo CD, RBAC or admission kind and no wildcard; the
 //!   built-in `default` project is emptied; every Application under `apps/`
 //!   names the `service-demo` project.
-//! - **Workflows**: an environment-scoped secret (the prod Argo CD token, a
-//!   registry password, the preprod token) only in a job of its environment,
-//!   never in a workflow pull requests trigger; a `prod` job only on `main`; xtask
-//!   built (`--locked`) before any secret or push credential is present; a
-//!   checkout keeps credentials only in a job that pushes (the jobs with
-//!   `contents: write`: CD's preprod, CI's preview, the preview cleanup and
-//!   release); no `${{ }}` of an untrusted input inside `run:`; no
-//!   `contents: write` where `pull_request` runs the pull request's own code;
-//!   no checkout of anything but main in a `pull_request_target` or
-//!   `workflow_run` workflow (they hold this repository's tokens).
+//! - **Workflows**: a secret other than GITHUB_TOKEN only in a job of a
+//!   main-only environment (`preview`, `preprod`, `prod`; doctor checks their
+//!   deployment-branch rule), an environment-scoped one only in its own, none
+//!   in a `pull_request` workflow and no prod/preprod one in any workflow pull
+//!   requests trigger; GATE_SIGNING_KEY only where the sole trigger is a push
+//!   to main; a `prod` job only on `main`; xtask built (`--locked`) before any
+//!   secret or push credential is present; a checkout keeps credentials only
+//!   with the GitOps deploy key (`ssh-key: secrets.GITOPS_DEPLOY_KEY`), never
+//!   GITHUB_TOKEN's, and a job that pushes has one; `contents: write` only in
+//!   a job of a main-only environment; no `${{ }}` of an untrusted input
+//!   inside `run:` or github-script's `script:`, directly or through an `env:`
+//!   entry; a `pull_request` job neither writes contents nor runs on the
+//!   cluster's (self-hosted) runner; in a `pull_request_target` or
+//!   `workflow_run` workflow (they hold this repository's tokens) no checkout
+//!   of anything but main, no `gh pr checkout` / `git fetch … pull/…`, no
+//!   downloaded artifact, no reusable workflow an expression chooses.
 //! - The workflows' wiring (cluster runner, previews, gates, toolchain) is
 //!   `workflow_wiring`'s, run from here.
 //! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`.
@@ -51,15 +57,37 @@ const POWER_GROUPS: [&str; 6] = [
     "kyverno.io",
 ];
 /// Secrets that only a job of one GitHub environment may read; `PROD_*` are prod's too.
-const SCOPED_SECRETS: [(&str, &str); 4] = [
+const SCOPED_SECRETS: [(&str, &str); 5] = [
     ("ARGOCD_AUTH_TOKEN", "prod"),
     ("REGISTRY_PASSWORD", "prod"),
     ("ARGOCD_PREPROD_TOKEN", "preprod"),
     // Signs the preprod gate: whoever reads it can sign a pass.
     ("GATE_SIGNING_KEY", "preprod"),
+    ("ARGOCD_PREVIEW_TOKEN", "preview"),
+];
+/// The environments `cargo xtask doctor` checks are limited to main: the only
+/// places a secret other than GITHUB_TOKEN may be read.
+const MAIN_ENVIRONMENTS: [&str; 3] = ["preview", "preprod", "prod"];
+/// The GitOps deploy key: the one actor main's ruleset lets push.
+const DEPLOY_KEY: &str = "GITOPS_DEPLOY_KEY";
+/// What pushes to the GitOps branch (or tags it).
+const PUSHING_COMMANDS: [&str; 7] = [
+    "cargo xtask promote",
+    "cargo xtask release",
+    "cargo xtask rollback",
+    "cargo xtask preview deploy",
+    "cargo xtask preview cleanup",
+    "cargo xtask preview gc",
+    "git push",
 ];
 /// Expressions that carry text someone outside the repository's owners chose.
-const UNTRUSTED: [&str; 4] = ["github.event.", "inputs.", "github.head_ref", "vars."];
+const UNTRUSTED: [&str; 5] = [
+    "github.event.",
+    "inputs.",
+    "github.head_ref",
+    "github.ref_name",
+    "vars.",
+];
 /// The paths CODEOWNERS must give owners.
 const OWNED_PATHS: [&str; 4] = ["gitops/argocd/", ".github/", "charts/", "terraform/"];
 
@@ -260,43 +288,167 @@ fn child_app_problems(file: &str, doc: &Value) -> Vec<String> {
     )]
 }
 
-fn workflow_problems(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    for (file, doc) in yaml_in(root, ".github/workflows", &mut found) {
+/// What starts a workflow, as far as the policy cares.
+struct Triggers {
+    /// `pull_request`: the pull request's own files run.
+    pull_request: bool,
+    /// `pull_request` or `pull_request_target`.
+    from_pull_requests: bool,
+    /// `pull_request_target` or `workflow_run`: main's files with this repository's tokens.
+    privileged: Option<&'static str>,
+    /// `workflow_run`: after a run that may have been a pull request's code.
+    workflow_run: bool,
+    /// Only `push` to `main`.
+    push_to_main_only: bool,
+}
+
+impl Triggers {
+    fn of(doc: &Value) -> Self {
         // YAML 1.1 readers take the `on` key for `true`.
         let on = doc
             .get("on")
             .or_else(|| doc.get("true"))
             .unwrap_or(&Value::Null);
-        let from_pull_requests = ["pull_request", "pull_request_target"]
-            .iter()
-            .any(|event| triggered_by(on, event));
+        let branches = &on["push"]["branches"];
+        let only_push = on.as_object().is_some_and(|o| o.len() == 1);
+        Self {
+            pull_request: triggered_by(on, "pull_request"),
+            from_pull_requests: ["pull_request", "pull_request_target"]
+                .iter()
+                .any(|event| triggered_by(on, event)),
+            privileged: ["pull_request_target", "workflow_run"]
+                .into_iter()
+                .find(|event| triggered_by(on, event)),
+            workflow_run: triggered_by(on, "workflow_run"),
+            push_to_main_only: only_push
+                && branches
+                    .as_array()
+                    .is_some_and(|b| b.len() == 1 && b[0] == "main")
+                && on["push"]["tags"].is_null(),
+        }
+    }
+}
+
+fn workflow_problems(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for (file, doc) in yaml_in(root, ".github/workflows", &mut found) {
+        let triggers = Triggers::of(&doc);
         if secret_names(&doc["env"].to_string()).next().is_some() {
             found.push(format!(
                 "{file}: the workflow's `env:` holds a secret, which every step (and every build script) sees; move it to the step that needs it"
             ));
         }
-        if triggered_by(on, "pull_request") && writes_contents(&doc["permissions"]) {
+        if writes_contents(&doc["permissions"]) {
             found.push(format!(
-                "{file}: `contents: write` at the top of a workflow `pull_request` triggers: the pull request's own code would hold it; write from a workflow_run or pull_request_target workflow that runs main's code (preview.yml)"
+                "{file}: `contents: write` at the top of the workflow gives it to every job; grant it in the one job of a main-only environment that needs it (release.yml's GitHub release)"
             ));
         }
-        let privileged = ["pull_request_target", "workflow_run"]
-            .into_iter()
-            .find(|event| triggered_by(on, event));
+        let tainted = tainted_env(&doc["env"], &[]);
         for (name, job) in doc["jobs"].as_object().into_iter().flatten() {
             let at = format!("{file}: job {name}");
-            found.extend(job_secret_problems(&at, job, from_pull_requests));
-            found.extend(job_step_problems(&at, job));
-            if triggered_by(on, "pull_request") && writes_contents(&job["permissions"]) {
-                found.push(format!(
-                    "{at}: `contents: write` in a workflow `pull_request` triggers: the pull request's own code (its xtask, its build scripts) would push to this repository; write from a workflow_run or pull_request_target workflow that runs main's code (preview.yml)"
+            found.extend(job_secret_problems(&at, job, &triggers));
+            found.extend(job_step_problems(&at, job, &tainted));
+            found.extend(job_push_problems(&at, job));
+            found.extend(pull_request_job_problems(&at, job, &triggers));
+            if let Some(event) = triggers.privileged {
+                found.extend(privileged_checkout_problems(&at, event, job));
+                found.extend(privileged_code_problems(
+                    &at,
+                    event,
+                    job,
+                    triggers.workflow_run,
                 ));
             }
-            if let Some(event) = privileged {
-                found.extend(privileged_checkout_problems(&at, event, job));
-            }
         }
+    }
+    found
+}
+
+/// A `pull_request` job runs the pull request's own code: no push, no cluster runner.
+fn pull_request_job_problems(at: &str, job: &Value, triggers: &Triggers) -> Vec<String> {
+    let mut found = Vec::new();
+    if !triggers.pull_request {
+        return found;
+    }
+    if writes_contents(&job["permissions"]) {
+        found.push(format!(
+            "{at}: `contents: write` in a workflow `pull_request` triggers: the pull request's own code (its xtask, its build scripts) would push to this repository; write from a workflow_run or pull_request_target workflow that runs main's code (preview.yml)"
+        ));
+    }
+    let runs_on = job["runs-on"].to_string();
+    if ["self-hosted", "vars.", "fromJSON"]
+        .iter()
+        .any(|s| runs_on.contains(s))
+    {
+        found.push(format!(
+            "{at}: runs on {runs_on} in a workflow `pull_request` triggers: the pull request's own code would run on the cluster's runner (its Argo CD access, the next job's secrets); use `runs-on: ubuntu-24.04` and reach the cluster from preview.yml (main's code)"
+        ));
+    }
+    found
+}
+
+/// A job that pushes to the GitOps branch does it with the deploy key, in a
+/// main-only environment; `contents: write` only in such a job.
+fn job_push_problems(at: &str, job: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    let environment = job_environment(job);
+    let main_only = MAIN_ENVIRONMENTS.contains(&environment);
+    let pushes = steps.iter().any(|s| {
+        let run = s["run"].as_str().unwrap_or_default();
+        PUSHING_COMMANDS.iter().any(|c| run.contains(c))
+    });
+    let keyed = steps
+        .iter()
+        .any(|s| is_checkout(s) && persists(s) && deploy_keyed(s));
+    if pushes && !keyed {
+        found.push(format!(
+            "{at}: pushes to the GitOps branch without the deploy key; after the build, a checkout with `ssh-key: ${{{{ secrets.{DEPLOY_KEY} }}}}` and `persist-credentials: true` (main's ruleset lets only the deploy key push)"
+        ));
+    }
+    if (pushes || writes_contents(&job["permissions"])) && !main_only {
+        found.push(format!(
+            "{at}: pushes or holds `contents: write` outside a main-only environment; add `environment: <{}>` (deployment branches: main only)",
+            MAIN_ENVIRONMENTS.join("|")
+        ));
+    }
+    found
+}
+
+fn deploy_keyed(step: &Value) -> bool {
+    step["with"]["ssh-key"]
+        .as_str()
+        .is_some_and(|k| secret_names(k).any(|s| s == DEPLOY_KEY))
+}
+
+/// In a `pull_request_target` or `workflow_run` job, nothing the pull request
+/// chose runs: no `gh pr checkout` / `git fetch … pull/…`, no artifact of the
+/// triggering run, no reusable workflow chosen by an expression.
+fn privileged_code_problems(at: &str, event: &str, job: &Value, workflow_run: bool) -> Vec<String> {
+    let mut found = Vec::new();
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    for step in &steps {
+        let run = step["run"].as_str().unwrap_or_default();
+        let fetches_head = run.contains("gh pr checkout")
+            || (run.contains("git fetch") || run.contains("git pull"))
+                && (run.contains("pull/") || run.contains("refs/pull"));
+        if fetches_head {
+            found.push(format!(
+                "{at}: fetches the pull request's head in a `{event}` workflow, which runs with this repository's tokens: take the pull request's number and commit as data, never its code"
+            ));
+        }
+        let uses = step["uses"].as_str().unwrap_or_default();
+        if workflow_run && uses.starts_with("actions/download-artifact@") {
+            found.push(format!(
+                "{at}: downloads an artifact in a `workflow_run` workflow: the triggering run (a pull request's code) made it; read the registry by digest instead"
+            ));
+        }
+    }
+    let called = job["uses"].as_str().unwrap_or_default();
+    if called.contains("${{") || !called.is_empty() && !called.starts_with("./") {
+        found.push(format!(
+            "{at}: calls the workflow {called} in a `{event}` workflow; call only this repository's own (`./.github/workflows/…`), never one an expression chooses"
+        ));
     }
     found
 }
@@ -367,24 +519,13 @@ fn job_environment(job: &Value) -> &str {
         .unwrap_or_default()
 }
 
-fn job_secret_problems(at: &str, job: &Value, from_pull_requests: bool) -> Vec<String> {
+fn job_secret_problems(at: &str, job: &Value, triggers: &Triggers) -> Vec<String> {
     let mut found = Vec::new();
     let text = job.to_string();
     let environment = job_environment(job);
     let names: BTreeSet<String> = secret_names(&text).collect();
-    for secret in names {
-        let Some(scope) = scope_of(&secret) else {
-            continue;
-        };
-        if from_pull_requests {
-            found.push(format!(
-                "{at}: a workflow pull requests trigger reads secrets.{secret}; use ARGOCD_PREVIEW_TOKEN (a token for pr-* applications only), never a {scope} secret"
-            ));
-        } else if environment != scope {
-            found.push(format!(
-                "{at}: reads secrets.{secret} outside the `{scope}` environment; add `environment: {scope}` and keep the secret in that environment"
-            ));
-        }
+    for secret in names.iter().filter(|s| *s != "GITHUB_TOKEN") {
+        found.extend(secret_problem(at, secret, environment, triggers));
     }
     if job["secrets"] == "inherit" {
         found.push(format!(
@@ -400,13 +541,57 @@ fn job_secret_problems(at: &str, job: &Value, from_pull_requests: bool) -> Vec<S
         let guarded = job["if"]
             .as_str()
             .is_some_and(|c| c.contains("github.ref == 'refs/heads/main'"));
-        if !guarded || from_pull_requests {
+        if !guarded || triggers.from_pull_requests {
             found.push(format!(
                 "{at}: a prod job must run from main only; add `if: github.ref == 'refs/heads/main'` (and the prod environment's deployment branch rule)"
             ));
         }
     }
     found
+}
+
+/// Why a job of `environment` may not read `secret`, if it may not.
+fn secret_problem(
+    at: &str,
+    secret: &str,
+    environment: &str,
+    triggers: &Triggers,
+) -> Option<String> {
+    let scopes: Vec<&str> = match scope_of(secret) {
+        Some(scope) => vec![scope],
+        None if secret == DEPLOY_KEY => MAIN_ENVIRONMENTS.to_vec(),
+        None => Vec::new(),
+    };
+    let release_power = scopes.iter().any(|s| *s == "prod" || *s == "preprod");
+    if triggers.from_pull_requests && release_power && !scopes.contains(&"preview") {
+        return Some(format!(
+            "{at}: a workflow pull requests trigger reads secrets.{secret}; use ARGOCD_PREVIEW_TOKEN (a token for pr-* applications only), never a {} secret",
+            scopes.join("/")
+        ));
+    }
+    if triggers.pull_request {
+        return Some(format!(
+            "{at}: reads secrets.{secret} in a workflow `pull_request` triggers, which runs the pull request's own code; only GITHUB_TOKEN here, the rest in preview.yml (main's code)"
+        ));
+    }
+    if secret == "GATE_SIGNING_KEY" && !triggers.push_to_main_only {
+        return Some(format!(
+            "{at}: reads secrets.GATE_SIGNING_KEY in a workflow not triggered only by a push to main; only CD's preprod job (`on: push: branches: [main]`) signs the gate"
+        ));
+    }
+    if !MAIN_ENVIRONMENTS.contains(&environment) {
+        return Some(format!(
+            "{at}: reads secrets.{secret} in a job without a main-only environment: a repository secret is readable by every branch's workflows; make it a secret of environment `{}` and add `environment:` to the job",
+            scopes.first().copied().unwrap_or("preview|preprod|prod")
+        ));
+    }
+    (!scopes.is_empty() && !scopes.contains(&environment)).then(|| {
+        format!(
+            "{at}: reads secrets.{secret} outside the `{}` environment; add `environment: {}` and keep the secret in that environment",
+            scopes.join("|"),
+            scopes[0]
+        )
+    })
 }
 
 /// Whether a step hands a secret or push credentials to what it runs.
@@ -424,18 +609,19 @@ fn persists(step: &Value) -> bool {
     step["with"]["persist-credentials"] != false
 }
 
-fn job_step_problems(at: &str, job: &Value) -> Vec<String> {
+fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)]) -> Vec<String> {
     let mut found = Vec::new();
-    let pushes = job["permissions"]["contents"] == "write";
     let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    let mut tainted = workflow_tainted.to_vec();
+    tainted.extend(tainted_env(&job["env"], workflow_tainted));
     let mut built = false;
     for (index, step) in steps.iter().enumerate() {
         let label = step["name"]
             .as_str()
             .map_or_else(|| format!("step {}", index + 1), |n| format!("step {n:?}"));
-        if is_checkout(step) && persists(step) && !pushes {
+        if is_checkout(step) && persists(step) && !deploy_keyed(step) {
             found.push(format!(
-                "{at}, {label}: the checkout keeps the token in .git/config in a job that pushes nothing; add `persist-credentials: false`"
+                "{at}, {label}: the checkout keeps the token in .git/config (GITHUB_TOKEN's push credentials); add `persist-credentials: false`, and push with `ssh-key: ${{{{ secrets.{DEPLOY_KEY} }}}}`"
             ));
         }
         if !built && step_has_power(step) && job_runs_xtask(&steps) {
@@ -446,12 +632,39 @@ fn job_step_problems(at: &str, job: &Value) -> Vec<String> {
         }
         let run = step["run"].as_str().unwrap_or_default();
         built |= run.contains("cargo xtask --help") || run.contains("cargo build --locked");
-        found.extend(run_problems(&format!("{at}, {label}"), run));
+        let mut step_tainted = tainted.clone();
+        step_tainted.extend(tainted_env(&step["env"], &tainted));
+        let at = format!("{at}, {label}");
+        found.extend(run_problems(&at, "run", run, &step_tainted));
+        let uses = step["uses"].as_str().unwrap_or_default();
+        if uses.starts_with("actions/github-script@") {
+            let script = step["with"]["script"].as_str().unwrap_or_default();
+            found.extend(run_problems(&at, "script", script, &step_tainted));
+        }
     }
     if secret_names(&job["env"].to_string()).next().is_some() {
         found.push(format!("{at}: the job's `env:` holds a secret every step sees; move it to the steps that need it"));
     }
     found
+}
+
+/// `(name, value)` of the `env:` entries whose value holds an untrusted
+/// expression, or an `env.X` of an entry in `outer` (or earlier here) that does.
+fn tainted_env(env: &Value, outer: &[(String, String)]) -> Vec<(String, String)> {
+    let mut tainted: Vec<(String, String)> = Vec::new();
+    for (name, value) in env.as_object().into_iter().flatten() {
+        let Some(value) = value.as_str() else {
+            continue;
+        };
+        let through = outer
+            .iter()
+            .chain(&tainted)
+            .any(|(n, _)| names_env(value, n));
+        if through || UNTRUSTED.iter().any(|u| value.contains(u)) {
+            tainted.push((name.clone(), value.to_owned()));
+        }
+    }
+    tainted
 }
 
 fn job_runs_xtask(steps: &[Value]) -> bool {
@@ -460,19 +673,37 @@ fn job_runs_xtask(steps: &[Value]) -> bool {
         .any(|s| s["run"].as_str().is_some_and(|r| r.contains("cargo xtask")))
 }
 
-/// `${{ }}` of untrusted input inside a `run:` script (a shell injection).
-fn run_problems(at: &str, run: &str) -> Vec<String> {
+/// `${{ }}` of untrusted input inside a `run:` script or a github-script
+/// `script:` (an injection), directly or through an `env:` entry holding it.
+fn run_problems(at: &str, key: &str, run: &str, tainted: &[(String, String)]) -> Vec<String> {
     run.match_indices("${{")
         .filter_map(|(start, _)| {
             let rest = &run[start..];
             let expression = &rest[..rest.find("}}").map_or(rest.len(), |end| end + 2)];
-            UNTRUSTED.iter().any(|u| expression.contains(u)).then(|| {
+            let through = tainted
+                .iter()
+                .find(|(name, _)| names_env(expression, name))
+                .map(|(name, value)| format!(" (env.{name} is `{value}`)"));
+            let direct = UNTRUSTED.iter().any(|u| expression.contains(u));
+            (direct || through.is_some()).then(|| {
                 format!(
-                    "{at}: `{expression}` inside `run:` is pasted into the script before the shell reads it; pass it through the step's `env:` and use \"$NAME\""
+                    "{at}: `{expression}`{} inside `{key}:` is pasted into the script before it runs; pass it through the step's `env:` and use \"$NAME\" (process.env.NAME in a script)",
+                    through.unwrap_or_default()
                 )
             })
         })
         .collect()
+}
+
+/// Whether `expression` reads `env.<name>` (the whole name).
+fn names_env(expression: &str, name: &str) -> bool {
+    let needle = format!("env.{name}");
+    expression.match_indices(&needle).any(|(at, _)| {
+        let after = expression[at + needle.len()..].chars().next();
+        let before = expression[..at].chars().next_back();
+        !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    })
 }
 
 fn codeowners_problems(root: &Path) -> Vec<String> {
@@ -547,6 +778,12 @@ mod tests {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains(from), "{file} has no {from:?}");
             std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+            self
+        }
+
+        /// Add `file` with `text`.
+        fn write(&self, file: &str, text: &str) -> &Self {
+            std::fs::write(self.0.path().join(file), text).unwrap();
             self
         }
 
@@ -677,7 +914,7 @@ mod tests {
                 "    environment: prod\n    permissions:\n      contents: read\n",
                 "    permissions:\n      contents: read\n",
             )
-            .refused(&["release.yml: job sync: reads secrets.ARGOCD_AUTH_TOKEN outside the `prod` environment"]);
+            .refused(&["release.yml: job sync: reads secrets.ARGOCD_AUTH_TOKEN in a job without a main-only environment"]);
     }
 
     #[test]
@@ -705,7 +942,7 @@ mod tests {
     #[test]
     fn secret_before_the_build_is_refused() {
         Copy::new("build-order")
-            .edit(".github/workflows/release.yml", "          clean: false\n          persist-credentials: true\n", "          clean: false\n")
+            .edit(".github/workflows/release.yml", "          clean: false\n          ssh-key: ${{ secrets.GITOPS_DEPLOY_KEY }}\n          persist-credentials: true\n", "          clean: false\n")
             .edit(".github/workflows/release.yml", "          fetch-depth: 0\n          persist-credentials: false\n", "          fetch-depth: 0\n")
             .refused(&["release.yml: job release, step 1: a secret or push credential before xtask is built"]);
     }
@@ -756,5 +993,151 @@ mod tests {
                 "      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2\n        with:\n          ref: ${{ github.event.pull_request.head.sha }}\n",
             )
             .refused(&["preview.yml: job deploy: checks out `ref: ${{ github.event.pull_request.head.sha }}` in a `pull_request_target` workflow"]);
+    }
+
+    const CHECKOUT: &str = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2";
+
+    #[test]
+    fn a_gitops_push_with_the_workflow_token_is_refused() {
+        // The push credentials of GITHUB_TOKEN (the github-actions app, which any branch's workflow is) instead of
+        // the deploy key.
+        Copy::new("token-push")
+            .edit(
+                ".github/workflows/cd.yml",
+                "          ssh-key: ${{ secrets.GITOPS_DEPLOY_KEY }}\n",
+                "",
+            )
+            .refused(&[
+                "cd.yml: job preprod, step \"Push credentials for the GitOps commit (deploy key)\": the checkout keeps the token in .git/config",
+                "cd.yml: job preprod: pushes to the GitOps branch without the deploy key",
+            ]);
+    }
+
+    #[test]
+    fn the_deploy_key_or_contents_write_outside_a_main_only_environment_is_refused() {
+        let cleanup = "    # Main-only: its deploy key pushes the commit that removes the values file.\n    environment: preview\n    permissions:\n      contents: read\n";
+        Copy::new("key-no-env")
+            .edit(".github/workflows/preview.yml", cleanup, "    permissions:\n      contents: write\n")
+            .refused(&[
+                "preview.yml: job cleanup: reads secrets.GITOPS_DEPLOY_KEY in a job without a main-only environment",
+                "preview.yml: job cleanup: pushes or holds `contents: write` outside a main-only environment",
+            ]);
+        Copy::new("write-top")
+            .edit(
+                ".github/workflows/cd.yml",
+                "permissions:\n  contents: read\n",
+                "permissions:\n  contents: write\n",
+            )
+            .refused(&["cd.yml: `contents: write` at the top of the workflow"]);
+    }
+
+    #[test]
+    fn the_preview_token_as_a_repository_secret_is_refused() {
+        Copy::new("preview-repo-secret")
+            .edit(
+                ".github/workflows/preview.yml",
+                "    # Main-only: ARGOCD_PREVIEW_TOKEN is this environment's secret.\n    environment: preview\n",
+                "",
+            )
+            .refused(&["preview.yml: job verify: reads secrets.ARGOCD_PREVIEW_TOKEN in a job without a main-only environment"]);
+    }
+
+    #[test]
+    fn a_pull_request_job_on_the_cluster_runner_is_refused() {
+        Copy::new("pr-cluster-runner")
+            .edit(
+                ".github/workflows/ci.yml",
+                "    runs-on: ubuntu-24.04",
+                "    runs-on: ${{ fromJSON(vars.CLUSTER_RUNNER || '[\"self-hosted\",\"kind\"]') }}",
+            )
+            .refused(&["ci.yml: job checks: runs on \"${{ fromJSON(vars.CLUSTER_RUNNER"]);
+        Copy::new("pr-self-hosted")
+            .edit(".github/workflows/ci.yml", "    runs-on: ubuntu-24.04", "    runs-on: [self-hosted, kind]")
+            .refused(&["ci.yml: job checks: runs on [\"self-hosted\",\"kind\"] in a workflow `pull_request` triggers"]);
+    }
+
+    #[test]
+    fn untrusted_text_through_env_or_github_script_is_refused() {
+        Copy::new("env-indirection")
+            .edit(
+                ".github/workflows/preview.yml",
+                "env:\n  CARGO_TERM_COLOR: always\n",
+                "env:\n  TITLE: ${{ github.event.pull_request.title }}\n  CARGO_TERM_COLOR: always\n",
+            )
+            .edit(
+                ".github/workflows/preview.yml",
+                "run: cargo xtask preview cleanup --pr \"$PR\"",
+                "run: echo \"${{ env.TITLE }}\" && cargo xtask preview cleanup --pr \"$PR\"",
+            )
+            .refused(&["job cleanup, step \"Remove gitops/values/pr/pr-<N>.yaml\": `${{ env.TITLE }}` (env.TITLE is `${{ github.event.pull_request.title }}`) inside `run:`"]);
+        // Twice removed: a step's env entry that reads the workflow's.
+        Copy::new("env-chain")
+            .edit(
+                ".github/workflows/preview.yml",
+                "env:\n  CARGO_TERM_COLOR: always\n",
+                "env:\n  TITLE: ${{ github.event.pull_request.title }}\n  CARGO_TERM_COLOR: always\n",
+            )
+            .edit(
+                ".github/workflows/preview.yml",
+                "        env:\n          PREVIEW_DOMAIN: ${{ vars.PREVIEW_DOMAIN }}\n        run: cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+                "        env:\n          HEADING: ${{ env.TITLE }}\n        run: echo '${{ env.HEADING }}' && cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+            )
+            .refused(&["job verify, step \"Smoke tests\": `${{ env.HEADING }}` (env.HEADING is `${{ env.TITLE }}`) inside `run:`"]);
+        let script = "      - name: Comment\n        uses: actions/github-script@60a0d83039c74a4aee543508d2ffcb1c3799cdea # v7.0.1\n        with:\n          script: console.log(\"${{ github.head_ref }}\")\n";
+        Copy::new("github-script")
+            .edit(
+                ".github/workflows/preview.yml",
+                "      - name: Remove the previews of closed pull requests\n",
+                &format!("{script}      - name: Remove the previews of closed pull requests\n"),
+            )
+            .refused(&["job gc, step \"Comment\": `${{ github.head_ref }}` inside `script:`"]);
+        Copy::new("ref-name")
+            .edit(
+                ".github/workflows/cd.yml",
+                "run: cargo xtask promote --env preprod",
+                "run: echo ${{ github.ref_name }} && cargo xtask promote --env preprod",
+            )
+            .refused(&["`${{ github.ref_name }}` inside `run:`"]);
+    }
+
+    #[test]
+    fn the_pull_requests_code_in_a_privileged_workflow_is_refused() {
+        let deploy = "run: cargo xtask preview deploy";
+        for fetch in [
+            "gh pr checkout \"$PR\"",
+            "git fetch origin \"pull/$PR/head\" && git checkout FETCH_HEAD",
+        ] {
+            Copy::new("fetch-head")
+                .edit(".github/workflows/preview.yml", deploy, &format!("run: {fetch} && cargo xtask preview deploy"))
+                .refused(&["preview.yml: job deploy: fetches the pull request's head in a `pull_request_target` workflow"]);
+        }
+        let artifact = "      - uses: actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093 # v4.3.0\n        with:\n          run-id: ${{ github.event.workflow_run.id }}\n      - name: Remove the previews";
+        Copy::new("artifact")
+            .edit(
+                ".github/workflows/preview.yml",
+                "      - name: Remove the previews",
+                artifact,
+            )
+            .refused(&["preview.yml: job gc: downloads an artifact in a `workflow_run` workflow"]);
+        Copy::new("reusable")
+            .edit(
+                ".github/workflows/preview.yml",
+                "jobs:\n",
+                "jobs:\n  called:\n    uses: ${{ github.event.pull_request.head.repo.full_name }}/.github/workflows/x.yml@main\n",
+            )
+            .refused(&["preview.yml: job called: calls the workflow ${{ github.event.pull_request.head.repo.full_name }}"]);
+    }
+
+    #[test]
+    fn the_gate_signing_key_off_a_push_to_main_is_refused() {
+        let sign = format!(
+            "name: Sign\non:\n  workflow_run:\n    workflows: [CI]\n    types: [completed]\npermissions:\n  contents: read\njobs:\n  sign:\n    runs-on: ubuntu-24.04\n    environment: preprod\n    steps:\n      - uses: {CHECKOUT}\n        with:\n          persist-credentials: false\n      - run: cargo xtask --help\n      - env:\n          GATE_SIGNING_KEY: ${{{{ secrets.GATE_SIGNING_KEY }}}}\n        run: cargo xtask gate sign\n"
+        );
+        Copy::new("sign-workflow-run")
+            .write(".github/workflows/sign.yml", &sign)
+            .refused(&["sign.yml: job sign: reads secrets.GATE_SIGNING_KEY in a workflow not triggered only by a push to main"]);
+        Copy::new("sign-dispatch")
+            .edit(".github/workflows/cd.yml", "on:\n  push:\n", "on:\n  workflow_dispatch: {}\n  push:\n")
+            .refused(&["cd.yml: job preprod: reads secrets.GATE_SIGNING_KEY in a workflow not triggered only by a push to main"]);
     }
 }
