@@ -53,13 +53,18 @@ const VARIABLES: [(&str, &str); 3] = [
     ),
 ];
 /// The environments limited to main, and whether each needs required reviewers.
-const ENVIRONMENTS: [(&str, bool); 3] = [("preview", false), ("preprod", false), ("prod", true)];
+const ENVIRONMENTS: [(&str, bool); 4] = [
+    ("preview", false),
+    ("preprod", false),
+    ("prod", true),
+    ("image-signing", false),
+];
 /// The GitOps deploy key's secret, in each environment.
 const DEPLOY_KEY: &str = "GITOPS_DEPLOY_KEY";
 /// The app behind every workflow's GITHUB_TOKEN (its id in rulesets' bypass lists).
 const GITHUB_ACTIONS_APP_ID: i64 = 15368;
 /// Environment secrets: (environment, name, what it is).
-const SECRETS: [(&str, &str, &str); 7] = [
+const SECRETS: [(&str, &str, &str); 8] = [
     (
         "preview",
         "ARGOCD_PREVIEW_TOKEN",
@@ -82,6 +87,11 @@ const SECRETS: [(&str, &str, &str); 7] = [
         "prod",
         "ARGOCD_AUTH_TOKEN",
         "the Argo CD token of the `ci` account (terraform output)",
+    ),
+    (
+        "image-signing",
+        "IMAGE_SIGNING_KEY",
+        "the image signing key (cargo xtask gate keygen; its public half is gitops/policy/cosign.pub)",
     ),
 ];
 /// The label set the workflows' cluster jobs ask for when CLUSTER_RUNNER is unset.

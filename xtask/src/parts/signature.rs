@@ -101,8 +101,8 @@ impl ImageSigner {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImageKeyOptions {
     /// The public key (PEM) images must be signed with (gitops/policy/cosign.pub, the admission
-    /// policy's key); or IMAGE_PUBLIC_KEY (the PEM text).
-    #[arg(long, value_name = "FILE")]
+    /// policy's key; also from IMAGE_KEY_FILE); or IMAGE_PUBLIC_KEY (the PEM text).
+    #[arg(long, env = "IMAGE_KEY_FILE", value_name = "FILE")]
     pub image_key: Option<PathBuf>,
 }
 

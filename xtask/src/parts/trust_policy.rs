@@ -57,17 +57,19 @@ const POWER_GROUPS: [&str; 6] = [
     "kyverno.io",
 ];
 /// Secrets that only a job of one GitHub environment may read; `PROD_*` are prod's too.
-const SCOPED_SECRETS: [(&str, &str); 5] = [
+const SCOPED_SECRETS: [(&str, &str); 6] = [
     ("ARGOCD_AUTH_TOKEN", "prod"),
     ("REGISTRY_PASSWORD", "prod"),
     ("ARGOCD_PREPROD_TOKEN", "preprod"),
     // Signs the preprod gate: whoever reads it can sign a pass.
     ("GATE_SIGNING_KEY", "preprod"),
     ("ARGOCD_PREVIEW_TOKEN", "preview"),
+    // Signs main's images, what the cluster admits: only the main build's step.
+    ("IMAGE_SIGNING_KEY", "image-signing"),
 ];
 /// The environments `cargo xtask doctor` checks are limited to main: the only
 /// places a secret other than GITHUB_TOKEN may be read.
-const MAIN_ENVIRONMENTS: [&str; 3] = ["preview", "preprod", "prod"];
+const MAIN_ENVIRONMENTS: [&str; 4] = ["preview", "preprod", "prod", "image-signing"];
 /// The GitOps deploy key: the one actor main's ruleset lets push.
 const DEPLOY_KEY: &str = "GITOPS_DEPLOY_KEY";
 /// What pushes to the GitOps branch (or tags it).
@@ -89,7 +91,13 @@ const UNTRUSTED: [&str; 5] = [
     "vars.",
 ];
 /// The paths CODEOWNERS must give owners.
-const OWNED_PATHS: [&str; 4] = ["gitops/argocd/", ".github/", "charts/", "terraform/"];
+const OWNED_PATHS: [&str; 5] = [
+    "gitops/argocd/",
+    "gitops/policy/",
+    ".github/",
+    "charts/",
+    "terraform/",
+];
 
 /// Every way the files under `root` break the trust policy; empty when none.
 pub fn problems(root: &Path) -> Vec<String> {
