@@ -163,8 +163,8 @@ fn each_kind_of_mistake_is_caught_and_named() {
         // `argocd wait --pr` would never find the preview.
         (
             "gitops/argocd/apps/previews.yaml",
-            "service-demo/pull-request: '{{trimSuffix",
-            "pull-request: '{{trimSuffix",
+            "service-demo/pull-request: '{{regexReplaceAll",
+            "pull-request: '{{regexReplaceAll",
             "the template needs the label service-demo/pull-request",
         ),
         // Issue 15, fault 4: an ApplicationSet that makes an Application per pull request,
@@ -408,5 +408,53 @@ fn terraform_printing_another_domain_than_the_charts_is_named() {
         "default     = \"localhost\"",
         "default     = \"localtest.me\"",
         "var.ingress_domain is Some(\"localtest.me\") but the chart's Ingress hosts end in \"localhost\"",
+    );
+}
+
+// Review finding 5: a file under gitops/values/pr/ must never make another
+// environment's Application.
+
+#[test]
+fn a_file_under_the_previews_folder_other_than_pr_n_yaml_is_named() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    // With a greedy glob, pr-*.yaml matches it: Application service-demo-prod in namespace prod.
+    let folder = root.join("gitops/values/pr/pr-x");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("prod.yaml"), "namespace:\n  manage: true\n").unwrap();
+    std::fs::write(root.join("gitops/values/pr/pr-07.yaml"), "image: {}\n").unwrap();
+    let out = validate(&root);
+    let message = assert_fails(&out);
+    let text = format!("{}{message}", stdout(&out));
+    for name in ["pr-x", "pr-07.yaml"] {
+        assert!(
+            text.contains(&format!(
+                "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and README.md belong here"
+            )),
+            "{name}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn argocd_without_path_aware_globbing_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "terraform/main.tf",
+        "\"applicationsetcontroller.enable.new.git.file.globbing\" = \"true\"",
+        "",
+        "Argo CD's configs.params lacks \"applicationsetcontroller.enable.new.git.file.globbing\" = \"true\"",
+    );
+}
+
+#[test]
+fn a_preview_template_naming_the_application_after_the_whole_file_name_is_named() {
+    let Some(()) = tools() else { return };
+    // pr-x/prod.yaml would give service-demo-prod in namespace prod.
+    caught(
+        "gitops/argocd/apps/previews.yaml",
+        "namespace: 'pr-{{regexReplaceAll \"[^0-9]\" .path.filename \"\"}}'",
+        "namespace: '{{trimSuffix \".yaml\" .path.filename}}'",
+        "template expression in \"{{trimSuffix \\\".yaml\\\" .path.filename}}\" is not one of",
     );
 }

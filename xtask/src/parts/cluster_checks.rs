@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::cnpg_types;
 use super::manifests;
+use super::promotion::Env;
 
 /// items-api's default `PORT` (`cargo run -p items-api`, the demo, the image).
 const SERVICE_PORT: u64 = 8080;
@@ -42,6 +43,34 @@ pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     found.extend(database_problems(root, rendered));
     found.extend(terraform_problems(root, rendered));
     found.extend(readme_problems(root, rendered));
+    found.extend(preview_file_problems(root));
+    found
+}
+
+/// Under gitops/values/pr/ only `pr-<N>.yaml` (what `preview deploy` writes)
+/// and the README: any other file or folder is either ignored or, with a
+/// greedy glob, an Application (pr-x/prod.yaml once named service-demo-prod).
+fn preview_file_problems(root: &Path) -> Vec<String> {
+    let dir = root.join("gitops").join(Env::Preview(1).values_path());
+    let dir = dir.parent().unwrap_or(&dir);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => return vec![format!("{}: {error}", dir.display())],
+    };
+    let mut found = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let preview = Env::from_preview_file(&name)
+            .is_some_and(|env| format!("{env}.yaml") == name && is_file);
+        if !preview && !(is_file && name == "README.md") {
+            found.push(format!(
+                "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and \
+                 README.md belong here; remove it (the previews' ApplicationSet reads every file of this folder)"
+            ));
+        }
+    }
+    found.sort();
     found
 }
 
@@ -361,7 +390,35 @@ fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     }
     found.extend(chart_pin_problems(&body));
     found.extend(ci_account_problems(&body));
+    found.extend(globbing_problems(&body));
     found
+}
+
+/// The ApplicationSet controller's parameter that makes `*` in a git files
+/// generator stop at `/` (its default glob crosses folders).
+const PATH_AWARE_GLOBBING: &str = "applicationsetcontroller.enable.new.git.file.globbing";
+
+/// Argo CD matches the previews' pattern path by path: without it,
+/// gitops/values/pr/pr-*.yaml matches gitops/values/pr/pr-x/prod.yaml too.
+fn globbing_problems(body: &Body) -> Vec<String> {
+    let Some(argocd) = helm_release(body, "argo-cd") else {
+        return Vec::new();
+    };
+    let set = attribute(argocd.body(), "values")
+        .map(object_entries)
+        .unwrap_or_default()
+        .into_iter()
+        .any(|(key, value)| {
+            key == PATH_AWARE_GLOBBING
+                && (matches!(value, Expression::Bool(true)) || strings_in(value).concat() == "true")
+        });
+    if set {
+        return Vec::new();
+    }
+    vec![format!(
+        "terraform: Argo CD's configs.params lacks \"{PATH_AWARE_GLOBBING}\" = \"true\": its default glob lets `*` \
+         cross `/`, so the previews' gitops/values/pr/pr-*.yaml would match pr-x/prod.yaml too"
+    )]
 }
 
 /// kind's host ports: none is items-api's 8080, no two the same, and the
