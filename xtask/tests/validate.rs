@@ -458,3 +458,52 @@ fn a_preview_template_naming_the_application_after_the_whole_file_name_is_named(
         "template expression in \"{{trimSuffix \\\".yaml\\\" .path.filename}}\" is not one of",
     );
 }
+
+// Review finding 6: a preview runs unreviewed code; its pods reach DNS and nothing else.
+
+#[test]
+fn pods_without_an_egress_policy_are_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "charts/service-demo/values.yaml",
+        "networkPolicy:\n  enabled: true",
+        "networkPolicy:\n  enabled: false",
+        "pr-7: no NetworkPolicy limits the egress of the pods labelled",
+    );
+    caught(
+        "charts/service-demo/templates/networkpolicy.yaml",
+        "policyTypes: [\"Ingress\", \"Egress\"]",
+        "policyTypes: [\"Ingress\"]",
+        "prod: no NetworkPolicy limits the egress of the pods labelled",
+    );
+}
+
+#[test]
+fn a_preview_reaching_argo_cd_or_anything_but_dns_is_named() {
+    let Some(()) = tools() else { return };
+    // argocd-repo-server answers on 8081 without authentication.
+    caught(
+        "charts/service-demo/templates/networkpolicy.yaml",
+        "  egress:\n",
+        "  egress:\n    - to:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: argocd\n      ports:\n        - port: 8081\n",
+        "pr-7: the NetworkPolicy lets the pods reach {\"ports\":[{\"port\":8081}],\"to\":[{\"namespaceSelector\":{\"matchLabels\":{\"kubernetes.io/metadata.name\":\"argocd\"}}}]}; previews reach DNS only",
+    );
+    // Every destination (no `to`), on any port.
+    caught(
+        "charts/service-demo/templates/networkpolicy.yaml",
+        "  egress:\n",
+        "  egress:\n    - {}\n",
+        "prod: the NetworkPolicy lets the pods reach {}; DNS, and the database",
+    );
+}
+
+#[test]
+fn a_database_egress_wider_than_a_24_is_refused() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/values/prod/service-demo.yaml",
+        "    podLabels:\n      cnpg.io/cluster: service-demo-db\n",
+        "    cidr: 0.0.0.0/0\n",
+        "at '/networkPolicy/database/cidr': '0.0.0.0/0' does not match pattern",
+    );
+}

@@ -44,7 +44,115 @@ pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     found.extend(terraform_problems(root, rendered));
     found.extend(readme_problems(root, rendered));
     found.extend(preview_file_problems(root));
+    found.extend(rendered.iter().flat_map(egress_problems));
     found
+}
+
+/// Where the cluster's DNS runs, and its pods' label (CoreDNS, on kind too).
+const DNS_NAMESPACE: &str = "kube-system";
+const DNS_POD_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+
+/// Every pod the chart makes is under an egress policy, and every egress rule
+/// of every policy is DNS (kube-dns on 53) or, outside previews, the
+/// environment's database (its pods in the namespace or a /24 at most, one
+/// TCP port). A preview runs a pull request's code: DNS only, so never Argo
+/// CD, the Kubernetes API (the node's address), another namespace or the host.
+fn egress_problems((env, docs): &Rendered) -> Vec<String> {
+    let mut found = Vec::new();
+    let policies: Vec<&Value> = of_kind(docs, "NetworkPolicy")
+        .filter(|p| {
+            p["spec"]["policyTypes"]
+                .as_array()
+                .is_some_and(|t| t.contains(&Value::from("Egress")))
+        })
+        .collect();
+    for pod in docs.iter().filter_map(pod_labels) {
+        let covered = policies.iter().any(|p| {
+            p["spec"]["podSelector"]["matchLabels"]
+                .as_object()
+                .is_some_and(|wanted| wanted.iter().all(|(k, v)| pod.get(k) == Some(v)))
+        });
+        if !covered {
+            found.push(format!(
+                "{env}: no NetworkPolicy limits the egress of the pods labelled {pod:?}: they could reach Argo CD, \
+                 the Kubernetes API and the machine (networkPolicy.enabled: true, policyTypes with Egress)"
+            ));
+            break;
+        }
+    }
+    let preview = env.starts_with("pr-");
+    for rule in policies
+        .iter()
+        .flat_map(|p| p["spec"]["egress"].as_array().into_iter().flatten())
+    {
+        if !(is_dns_rule(rule) || (!preview && is_database_rule(rule))) {
+            let allowed = if preview {
+                "previews reach DNS only"
+            } else {
+                "DNS, and the database: its pods in this namespace or a /24 at most, on one TCP port"
+            };
+            found.push(format!(
+                "{env}: the NetworkPolicy lets the pods reach {rule}; {allowed} (charts/service-demo/templates/networkpolicy.yaml)"
+            ));
+        }
+    }
+    found
+}
+
+/// The labels of the pods a Deployment or Job makes.
+fn pod_labels(doc: &Value) -> Option<&serde_json::Map<String, Value>> {
+    matches!(doc["kind"].as_str(), Some("Deployment" | "Job"))
+        .then(|| doc["spec"]["template"]["metadata"]["labels"].as_object())
+        .flatten()
+}
+
+/// The rule's ports: every one given, each a number with its protocol.
+fn rule_ports(rule: &Value) -> Option<Vec<(u64, &str)>> {
+    let ports = rule["ports"].as_array().filter(|p| !p.is_empty())?;
+    ports
+        .iter()
+        .map(|p| Some((p["port"].as_u64()?, p["protocol"].as_str().unwrap_or("TCP"))))
+        .collect()
+}
+
+/// To kube-dns pods in kube-system, on 53 only.
+fn is_dns_rule(rule: &Value) -> bool {
+    let to_dns = |peer: &Value| {
+        peer.as_object().is_some_and(|p| p.len() == 2)
+            && peer["namespaceSelector"]
+                == serde_json::json!({"matchLabels": {"kubernetes.io/metadata.name": DNS_NAMESPACE}})
+            && peer["podSelector"]
+                == serde_json::json!({"matchLabels": {DNS_POD_LABEL.0: DNS_POD_LABEL.1}})
+    };
+    let peers = rule["to"].as_array().filter(|p| !p.is_empty());
+    peers.is_some_and(|p| p.iter().all(to_dns))
+        && rule_ports(rule).is_some_and(|ports| ports.iter().all(|(port, _)| *port == 53))
+}
+
+/// To labelled pods of the namespace itself, or a /24 at most, on one TCP port.
+fn is_database_rule(rule: &Value) -> bool {
+    let narrow = |peer: &Value| match peer.as_object() {
+        Some(p) if p.len() == 1 && p.contains_key("podSelector") => {
+            peer["podSelector"]["matchLabels"]
+                .as_object()
+                .is_some_and(|labels| !labels.is_empty())
+        }
+        Some(p) if p.len() == 1 && p.contains_key("ipBlock") => {
+            let block = &peer["ipBlock"];
+            block.get("except").is_none()
+                && block["cidr"]
+                    .as_str()
+                    .and_then(|c| c.split_once('/'))
+                    .is_some_and(|(ip, bits)| {
+                        ip.parse::<std::net::Ipv4Addr>().is_ok()
+                            && bits.parse::<u8>().is_ok_and(|b| (24..=32).contains(&b))
+                    })
+        }
+        _ => false,
+    };
+    let peers = rule["to"].as_array().filter(|p| !p.is_empty());
+    peers.is_some_and(|p| p.iter().all(narrow))
+        && rule_ports(rule).is_some_and(|ports| matches!(ports.as_slice(), [(_, "TCP")]))
 }
 
 /// Under gitops/values/pr/ only `pr-<N>.yaml` (what `preview deploy` writes)
