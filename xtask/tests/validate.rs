@@ -507,3 +507,127 @@ fn a_database_egress_wider_than_a_24_is_refused() {
         "at '/networkPolicy/database/cidr': '0.0.0.0/0' does not match pattern",
     );
 }
+
+// Review finding 7: a values file chooses the image's tag through the pipeline, and little else.
+
+/// `(file, from, to, what the output must say)`, each tried on its own copy.
+fn each_caught(cases: &[(&str, &str, &str, &str)]) {
+    for (file, from, to, expected) in cases {
+        caught(file, from, to, expected);
+    }
+}
+
+const PROD: &str = "gitops/values/prod/service-demo.yaml";
+const PREPROD: &str = "gitops/values/preprod/service-demo.yaml";
+
+#[test]
+fn an_image_from_another_repository_is_refused() {
+    let Some(()) = tools() else { return };
+    each_caught(&[
+        (
+            PROD,
+            "repository: ghcr.io/example/service-demo",
+            "repository: ghcr.io/attacker/service-demo",
+            "gitops/values/prod/service-demo.yaml: image.repository is \"ghcr.io/attacker/service-demo\"; images come only from \"ghcr.io/example/service-demo\"",
+        ),
+        (
+            "charts/service-demo/values.yaml",
+            "repository: ghcr.io/example/service-demo",
+            "repository: docker.io/library/service-demo",
+            "charts/service-demo/values.yaml: image.repository is \"docker.io/library/service-demo\"",
+        ),
+    ]);
+    // A preview's values file (written by the pipeline, but a file in git all the same).
+    let (_dir, root) = assets();
+    std::fs::write(
+        root.join("gitops/values/pr/pr-3.yaml"),
+        "image:\n  repository: evil.example/x\n  tag: pr-3-0123456\n",
+    )
+    .unwrap();
+    let out = validate(&root);
+    let text = format!("{}{}", stdout(&out), assert_fails(&out));
+    assert!(
+        text.contains("gitops/values/pr/pr-3.yaml: image.repository is \"evil.example/x\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_values_file_opening_or_placing_the_environment_is_refused() {
+    let Some(()) = tools() else { return };
+    each_caught(&[
+        (
+            PROD,
+            "networkPolicy:\n  database:",
+            "networkPolicy:\n  enabled: false\n  database:",
+            "prod: no NetworkPolicy rendered; networkPolicy.enabled must stay true",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\nservice:\n  type: NodePort",
+            "prod: Service type NodePort opens the environment outside the cluster",
+        ),
+        (
+            PREPROD,
+            "replicaCount: 2",
+            "replicaCount: 2\nservice:\n  type: LoadBalancer",
+            "preprod: Service type LoadBalancer opens the environment outside the cluster",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\nnamespace:\n  manage: true",
+            "prod: the chart renders the Namespace (namespace.manage: true)",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\ntolerations:\n  - key: node-role.kubernetes.io/control-plane\n    operator: Exists\n    effect: NoSchedule",
+            "prod: the pods set tolerations",
+        ),
+        (
+            PREPROD,
+            "replicaCount: 2",
+            "replicaCount: 2\nnodeSelector:\n  kubernetes.io/hostname: service-demo-control-plane",
+            "preprod: the pods set nodeSelector",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\naffinity:\n  nodeAffinity:\n    requiredDuringSchedulingIgnoredDuringExecution:\n      nodeSelectorTerms:\n        - matchExpressions:\n            - {key: kubernetes.io/hostname, operator: In, values: [x]}",
+            "prod: the pods set affinity",
+        ),
+    ]);
+}
+
+#[test]
+fn replicas_and_resources_beyond_the_schemas_bounds_are_refused() {
+    let Some(()) = tools() else { return };
+    each_caught(&[
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 500",
+            "at '/replicaCount'",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\nautoscaling:\n  enabled: true\n  maxReplicas: 1000",
+            "at '/autoscaling/maxReplicas'",
+        ),
+        (
+            PROD,
+            "    memory: 256Mi\n  limits:\n    memory: 256Mi",
+            "    memory: 256Mi\n  limits:\n    memory: 1000Gi",
+            "at '/resources/limits/memory'",
+        ),
+        (
+            PROD,
+            "cpu: 500m",
+            "cpu: \"64\"",
+            "at '/resources/requests/cpu'",
+        ),
+    ]);
+}

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::cnpg_types;
 use super::manifests;
 use super::promotion::Env;
+use super::values;
 
 /// items-api's default `PORT` (`cargo run -p items-api`, the demo, the image).
 const SERVICE_PORT: u64 = 8080;
@@ -45,6 +46,114 @@ pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     found.extend(readme_problems(root, rendered));
     found.extend(preview_file_problems(root));
     found.extend(rendered.iter().flat_map(egress_problems));
+    found.extend(image_repository_problems(root));
+    found.extend(rendered.iter().flat_map(placement_problems));
+    found
+}
+
+/// The one repository the pipeline pushes to, `ghcr.io/${{ github.repository }}`
+/// in the workflows: the fork's, which `cargo xtask fork` writes into the
+/// AppProject's `sourceRepos` (read here) and every values file.
+fn pushed_repository(root: &Path) -> Result<String, String> {
+    let file = "gitops/argocd/project.yaml";
+    let project = std::fs::read_to_string(root.join(file))
+        .map_err(|e| e.to_string())
+        .and_then(|text| values::parse(&text).map_err(|e| format!("{e:#}")))
+        .map_err(|e| format!("{file}: {e}"))?;
+    let url = project["spec"]["sourceRepos"][0]
+        .as_str()
+        .unwrap_or_default();
+    url.strip_prefix("https://github.com/")
+        .map(|name| format!("ghcr.io/{}", name.trim_end_matches(".git").to_lowercase()))
+        .ok_or_else(|| format!("{file}: sourceRepos[0] = {url:?} is not a GitHub repository URL"))
+}
+
+/// Every values file (the chart's defaults, each environment's, each
+/// preview's) runs images of the pipeline's repository only: a values file
+/// may change the tag through the pipeline, never where the image comes from.
+fn image_repository_problems(root: &Path) -> Vec<String> {
+    let expected = match pushed_repository(root) {
+        Ok(repository) => repository,
+        Err(problem) => return vec![problem],
+    };
+    let mut files = vec![std::path::PathBuf::from("charts/service-demo/values.yaml")];
+    for dir in ["dev", "preprod", "prod", "pr"] {
+        let mut yaml: Vec<_> = std::fs::read_dir(root.join("gitops/values").join(dir))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .filter_map(|p| Some(p.strip_prefix(root).ok()?.to_path_buf()))
+            .collect();
+        yaml.sort();
+        files.extend(yaml);
+    }
+    let mut found = Vec::new();
+    for file in files {
+        let values = std::fs::read_to_string(root.join(&file))
+            .map_err(anyhow::Error::from)
+            .and_then(|text| values::parse(&text));
+        let repository = match &values {
+            Ok(values) => &values["image"]["repository"],
+            Err(e) => {
+                found.push(format!("{}: {e:#}", file.display()));
+                continue;
+            }
+        };
+        let is_chart = file.starts_with("charts");
+        if (is_chart || !repository.is_null()) && repository != expected.as_str() {
+            found.push(format!(
+                "{}: image.repository is {repository}; images come only from {expected:?}, where the pipeline \
+                 pushes what it built and scanned (`cargo xtask fork --github <owner>/<name>` sets it)",
+                file.display()
+            ));
+        }
+    }
+    found
+}
+
+/// What a values file may not choose, whatever the environment: a Service
+/// outside the cluster, the nodes its pods land on, no NetworkPolicy, and,
+/// in dev, preprod and prod, owning (and deleting with the Application) the namespace.
+fn placement_problems((env, docs): &Rendered) -> Vec<String> {
+    let mut found = Vec::new();
+    for service in of_kind(docs, "Service") {
+        let kind = service["spec"]["type"].as_str().unwrap_or("ClusterIP");
+        if kind != "ClusterIP" {
+            found.push(format!(
+                "{env}: Service type {kind} opens the environment outside the cluster; service.type must be \
+                 ClusterIP (it is reached through the Ingress)"
+            ));
+        }
+    }
+    for pod in docs
+        .iter()
+        .filter(|d| pod_labels(d).is_some())
+        .map(|d| &d["spec"]["template"]["spec"])
+    {
+        for key in ["nodeSelector", "tolerations", "affinity"] {
+            if pod.get(key).is_some_and(|v| !v.is_null()) {
+                found.push(format!(
+                    "{env}: the pods set {key}; remove {key} from the values: where pods run is the cluster's \
+                     choice, not a values file's (a toleration reaches the control-plane node)"
+                ));
+            }
+        }
+    }
+    if of_kind(docs, "NetworkPolicy").next().is_none() {
+        found.push(format!(
+            "{env}: no NetworkPolicy rendered; networkPolicy.enabled must stay true"
+        ));
+    }
+    let long_lived = env
+        .parse::<Env>()
+        .is_ok_and(|e| Env::LONG_LIVED.contains(&e));
+    if long_lived && of_kind(docs, "Namespace").next().is_some() {
+        found.push(format!(
+            "{env}: the chart renders the Namespace (namespace.manage: true), so deleting the Application \
+             would delete {env} and its database; only previews own their namespace"
+        ));
+    }
     found
 }
 
