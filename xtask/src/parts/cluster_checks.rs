@@ -6,7 +6,12 @@
 //! Secret); kind's host ports collide neither with each other nor with
 //! items-api's 8080; Terraform pins the ingress controller and the operator
 //! and gives Argo CD a `ci` account limited to the service-demo project; the
-//! Services the README curls are the ones the chart renders.
+//! Services the README curls are the ones the chart renders. And what the
+//! attacker review found (findings 5-7): nothing but `pr-<N>.yaml` under
+//! gitops/values/pr/ and Argo CD's path-aware globbing; every pod under an
+//! egress policy (previews: DNS only); images from the pipeline's repository
+//! only; no values file opening (NodePort, no NetworkPolicy) or placing
+//! (tolerations…) an environment, or making dev/preprod/prod own its namespace.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -278,9 +283,10 @@ fn preview_file_problems(root: &Path) -> Vec<String> {
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        let preview = Env::from_preview_file(&name)
-            .is_some_and(|env| format!("{env}.yaml") == name && is_file);
-        if !preview && !(is_file && name == "README.md") {
+        let belongs = is_file
+            && (name == "README.md"
+                || Env::from_preview_file(&name).is_some_and(|env| format!("{env}.yaml") == name));
+        if !belongs {
             found.push(format!(
                 "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and \
                  README.md belong here; remove it (the previews' ApplicationSet reads every file of this folder)"
@@ -874,6 +880,72 @@ fn readme_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn dns() -> Value {
+        json!({"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                       "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+               "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]})
+    }
+
+    fn rendered_with(env: &str, egress: Vec<Value>) -> Rendered {
+        let labels =
+            json!({"app.kubernetes.io/name": "service-demo", "app.kubernetes.io/instance": "x"});
+        let docs = vec![
+            json!({"kind": "Deployment", "spec": {"template": {"metadata": {"labels": labels}}}}),
+            json!({"kind": "NetworkPolicy", "spec": {"podSelector": {"matchLabels": labels},
+                   "policyTypes": ["Ingress", "Egress"], "egress": egress}}),
+        ];
+        (env.to_owned(), docs)
+    }
+
+    #[test]
+    fn previews_reach_dns_only_and_environments_their_database_too() {
+        let database = json!({"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "db"}}}],
+                              "ports": [{"port": 5432, "protocol": "TCP"}]});
+        assert!(egress_problems(&rendered_with("prod", vec![dns(), database.clone()])).is_empty());
+        assert!(egress_problems(&rendered_with("pr-7", vec![dns()])).is_empty());
+        let escapes = [
+            database,
+            // Argo CD's namespace; the whole cluster's pods; everything; DNS from any pod of kube-system.
+            json!({"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "argocd"}}}]}),
+            json!({"to": [{"namespaceSelector": {}}], "ports": [{"port": 5432}]}),
+            json!({}),
+            json!({"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                   "ports": [{"port": 53, "protocol": "UDP"}]}),
+            json!({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 5432}]}),
+        ];
+        for escape in escapes {
+            let found = egress_problems(&rendered_with("pr-7", vec![dns(), escape.clone()]));
+            assert!(
+                found[0].contains("previews reach DNS only"),
+                "{escape}: {found:?}"
+            );
+        }
+        let wide = json!({"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 5432}]});
+        assert!(!egress_problems(&rendered_with("prod", vec![dns(), wide])).is_empty());
+        let (env, mut docs) = rendered_with("prod", vec![dns()]);
+        docs[1]["spec"]["policyTypes"] = json!(["Ingress"]);
+        assert!(egress_problems(&(env, docs))[0].contains("no NetworkPolicy limits the egress"));
+    }
+
+    #[test]
+    fn argocd_must_glob_path_by_path() {
+        let argocd = |params: &str| {
+            hcl::parse(&format!(
+                "resource \"helm_release\" \"argocd\" {{\n  chart = \"argo-cd\"\n  \
+                 values = [yamlencode({{ configs = {{ params = {{ {params} }} }} }})]\n}}\n"
+            ))
+            .unwrap()
+        };
+        let set = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = \"true\"");
+        assert!(globbing_problems(&set).is_empty());
+        let as_bool = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = true");
+        assert!(globbing_problems(&as_bool).is_empty());
+        let off = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = \"false\"");
+        assert!(globbing_problems(&off)[0].contains("lacks"));
+        assert!(globbing_problems(&argocd("\"server.insecure\" = true"))[0].contains("lacks"));
+    }
 
     const NARROW: &str = "p, role:ci, applications, get, service-demo/*, allow\n\
         p, role:ci, applications, sync, service-demo/*, allow\ng, ci, role:ci\n\
