@@ -79,6 +79,9 @@ resource "helm_release" "argocd" {
       params = {
         # TLS ends at the NodePort on loopback; a real cluster terminates TLS at its ingress instead.
         "server.insecure" = true
+        # The previews' git files generator matches gitops/values/pr/pr-*.yaml with `*` stopping at `/`: with the
+        # default (greedy) globbing, gitops/values/pr/pr-x/prod.yaml would match too.
+        "applicationsetcontroller.enable.new.git.file.globbing" = "true"
       }
       cm = {
         # The app of apps waits for each child Application to be healthy (Argo CD >= 1.8 no longer

@@ -175,6 +175,40 @@ fn the_lock_file_toolchain_and_cargo_config_affect_every_service() {
 }
 
 #[test]
+fn the_head_commits_cargo_config_is_not_honoured() {
+    // A pull request's head commit reads as a workspace, but its
+    // .cargo/config.toml must not steer the cargo that reads it (a
+    // `build.target-dir`, `[env]`, a source replacement…). This one makes
+    // cargo refuse to start if it is loaded at all.
+    let (dir, base) = two_services();
+    let report = affected_after(
+        dir.path(),
+        &base,
+        &[(
+            ".cargo/config.toml",
+            "[build\ntarget-dir = \"/elsewhere\"\n",
+        )],
+    );
+    assert_eq!(
+        reasons(&report, "alpha"),
+        [".cargo/config.toml changed (every image is built from it)"]
+    );
+    // The same tree as the working directory does load it: the test can fail.
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "cargo loaded the config");
+}
+
+#[test]
 fn a_services_chart_or_values_affect_that_service() {
     let (dir, base) = two_services();
     let report = affected_after(

@@ -163,8 +163,8 @@ fn each_kind_of_mistake_is_caught_and_named() {
         // `argocd wait --pr` would never find the preview.
         (
             "gitops/argocd/apps/previews.yaml",
-            "service-demo/pull-request: '{{trimSuffix",
-            "pull-request: '{{trimSuffix",
+            "service-demo/pull-request: '{{regexReplaceAll",
+            "pull-request: '{{regexReplaceAll",
             "the template needs the label service-demo/pull-request",
         ),
         // Issue 15, fault 4: an ApplicationSet that makes an Application per pull request,
@@ -452,4 +452,225 @@ fn an_admission_policy_with_another_key_or_audit_only_is_named() {
         assert!(printed.contains(expected), "{expected:?} in {printed}");
     }
     assert!(error.contains("problem(s)"), "{error}");
+}
+
+// Review finding 5: a file under gitops/values/pr/ must never make another
+// environment's Application.
+
+#[test]
+fn a_file_under_the_previews_folder_other_than_pr_n_yaml_is_named() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    // With a greedy glob, pr-*.yaml matches it: Application service-demo-prod in namespace prod.
+    let folder = root.join("gitops/values/pr/pr-x");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("prod.yaml"), "namespace:\n  manage: true\n").unwrap();
+    std::fs::write(root.join("gitops/values/pr/pr-07.yaml"), "image: {}\n").unwrap();
+    let out = validate(&root);
+    let message = assert_fails(&out);
+    let text = format!("{}{message}", stdout(&out));
+    for name in ["pr-x", "pr-07.yaml"] {
+        assert!(
+            text.contains(&format!(
+                "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and README.md belong here"
+            )),
+            "{name}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn argocd_without_path_aware_globbing_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "terraform/main.tf",
+        "\"applicationsetcontroller.enable.new.git.file.globbing\" = \"true\"",
+        "",
+        "Argo CD's configs.params lacks \"applicationsetcontroller.enable.new.git.file.globbing\" = \"true\"",
+    );
+}
+
+#[test]
+fn a_preview_template_naming_the_application_after_the_whole_file_name_is_named() {
+    let Some(()) = tools() else { return };
+    // pr-x/prod.yaml would give service-demo-prod in namespace prod.
+    caught(
+        "gitops/argocd/apps/previews.yaml",
+        "namespace: 'pr-{{regexReplaceAll \"[^0-9]\" .path.filename \"\"}}'",
+        "namespace: '{{trimSuffix \".yaml\" .path.filename}}'",
+        "template expression in \"{{trimSuffix \\\".yaml\\\" .path.filename}}\" is not one of",
+    );
+}
+
+// Review finding 6: a preview runs unreviewed code; its pods reach DNS and nothing else.
+
+#[test]
+fn pods_without_an_egress_policy_are_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "charts/service-demo/values.yaml",
+        "networkPolicy:\n  enabled: true",
+        "networkPolicy:\n  enabled: false",
+        "pr-7: no NetworkPolicy limits the egress of the pods labelled",
+    );
+    caught(
+        "charts/service-demo/templates/networkpolicy.yaml",
+        "policyTypes: [\"Ingress\", \"Egress\"]",
+        "policyTypes: [\"Ingress\"]",
+        "prod: no NetworkPolicy limits the egress of the pods labelled",
+    );
+}
+
+#[test]
+fn a_preview_reaching_argo_cd_or_anything_but_dns_is_named() {
+    let Some(()) = tools() else { return };
+    // argocd-repo-server answers on 8081 without authentication.
+    caught(
+        "charts/service-demo/templates/networkpolicy.yaml",
+        "  egress:\n",
+        "  egress:\n    - to:\n        - namespaceSelector:\n            matchLabels:\n              kubernetes.io/metadata.name: argocd\n      ports:\n        - port: 8081\n",
+        "pr-7: the NetworkPolicy lets the pods reach {\"ports\":[{\"port\":8081}],\"to\":[{\"namespaceSelector\":{\"matchLabels\":{\"kubernetes.io/metadata.name\":\"argocd\"}}}]}; previews reach DNS only",
+    );
+    // Every destination (no `to`), on any port.
+    caught(
+        "charts/service-demo/templates/networkpolicy.yaml",
+        "  egress:\n",
+        "  egress:\n    - {}\n",
+        "prod: the NetworkPolicy lets the pods reach {}; DNS, and the database",
+    );
+}
+
+#[test]
+fn a_database_egress_wider_than_a_24_is_refused() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/values/prod/service-demo.yaml",
+        "    podLabels:\n      cnpg.io/cluster: service-demo-db\n",
+        "    cidr: 0.0.0.0/0\n",
+        "at '/networkPolicy/database/cidr': '0.0.0.0/0' does not match pattern",
+    );
+}
+
+// Review finding 7: a values file chooses the image's tag through the pipeline, and little else.
+
+/// `(file, from, to, what the output must say)`, each tried on its own copy.
+fn each_caught(cases: &[(&str, &str, &str, &str)]) {
+    for (file, from, to, expected) in cases {
+        caught(file, from, to, expected);
+    }
+}
+
+const PROD: &str = "gitops/values/prod/service-demo.yaml";
+const PREPROD: &str = "gitops/values/preprod/service-demo.yaml";
+
+#[test]
+fn an_image_from_another_repository_is_refused() {
+    let Some(()) = tools() else { return };
+    each_caught(&[
+        (
+            PROD,
+            "repository: ghcr.io/example/service-demo",
+            "repository: ghcr.io/attacker/service-demo",
+            "gitops/values/prod/service-demo.yaml: image.repository is \"ghcr.io/attacker/service-demo\"; images come only from \"ghcr.io/example/service-demo\"",
+        ),
+        (
+            "charts/service-demo/values.yaml",
+            "repository: ghcr.io/example/service-demo",
+            "repository: docker.io/library/service-demo",
+            "charts/service-demo/values.yaml: image.repository is \"docker.io/library/service-demo\"",
+        ),
+    ]);
+    // A preview's values file (written by the pipeline, but a file in git all the same).
+    let (_dir, root) = assets();
+    std::fs::write(
+        root.join("gitops/values/pr/pr-3.yaml"),
+        "image:\n  repository: evil.example/x\n  tag: pr-3-0123456\n",
+    )
+    .unwrap();
+    let out = validate(&root);
+    let text = format!("{}{}", stdout(&out), assert_fails(&out));
+    assert!(
+        text.contains("gitops/values/pr/pr-3.yaml: image.repository is \"evil.example/x\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_values_file_opening_or_placing_the_environment_is_refused() {
+    let Some(()) = tools() else { return };
+    each_caught(&[
+        (
+            PROD,
+            "networkPolicy:\n  database:",
+            "networkPolicy:\n  enabled: false\n  database:",
+            "prod: no NetworkPolicy rendered; networkPolicy.enabled must stay true",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\nservice:\n  type: NodePort",
+            "prod: Service type NodePort opens the environment outside the cluster",
+        ),
+        (
+            PREPROD,
+            "replicaCount: 2",
+            "replicaCount: 2\nservice:\n  type: LoadBalancer",
+            "preprod: Service type LoadBalancer opens the environment outside the cluster",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\nnamespace:\n  manage: true",
+            "prod: the chart renders the Namespace (namespace.manage: true)",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\ntolerations:\n  - key: node-role.kubernetes.io/control-plane\n    operator: Exists\n    effect: NoSchedule",
+            "prod: the pods set tolerations",
+        ),
+        (
+            PREPROD,
+            "replicaCount: 2",
+            "replicaCount: 2\nnodeSelector:\n  kubernetes.io/hostname: service-demo-control-plane",
+            "preprod: the pods set nodeSelector",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\naffinity:\n  nodeAffinity:\n    requiredDuringSchedulingIgnoredDuringExecution:\n      nodeSelectorTerms:\n        - matchExpressions:\n            - {key: kubernetes.io/hostname, operator: In, values: [x]}",
+            "prod: the pods set affinity",
+        ),
+    ]);
+}
+
+#[test]
+fn replicas_and_resources_beyond_the_schemas_bounds_are_refused() {
+    let Some(()) = tools() else { return };
+    each_caught(&[
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 500",
+            "at '/replicaCount'",
+        ),
+        (
+            PROD,
+            "replicaCount: 3",
+            "replicaCount: 3\nautoscaling:\n  enabled: true\n  maxReplicas: 1000",
+            "at '/autoscaling/maxReplicas'",
+        ),
+        (
+            PROD,
+            "    memory: 256Mi\n  limits:\n    memory: 256Mi",
+            "    memory: 256Mi\n  limits:\n    memory: 1000Gi",
+            "at '/resources/limits/memory'",
+        ),
+        (
+            PROD,
+            "cpu: 500m",
+            "cpu: \"64\"",
+            "at '/resources/requests/cpu'",
+        ),
+    ]);
 }

@@ -6,7 +6,12 @@
 //! Secret); kind's host ports collide neither with each other nor with
 //! items-api's 8080; Terraform pins the ingress controller and the operator
 //! and gives Argo CD a `ci` account limited to the service-demo project; the
-//! Services the README curls are the ones the chart renders.
+//! Services the README curls are the ones the chart renders. And what the
+//! attacker review found (findings 5-7): nothing but `pr-<N>.yaml` under
+//! gitops/values/pr/ and Argo CD's path-aware globbing; every pod under an
+//! egress policy (previews: DNS only); images from the pipeline's repository
+//! only; no values file opening (NodePort, no NetworkPolicy) or placing
+//! (tolerations…) an environment, or making dev/preprod/prod own its namespace.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,6 +21,8 @@ use serde_json::Value;
 
 use super::cnpg_types;
 use super::manifests;
+use super::promotion::Env;
+use super::values;
 
 /// items-api's default `PORT` (`cargo run -p items-api`, the demo, the image).
 const SERVICE_PORT: u64 = 8080;
@@ -42,6 +49,251 @@ pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     found.extend(database_problems(root, rendered));
     found.extend(terraform_problems(root, rendered));
     found.extend(readme_problems(root, rendered));
+    found.extend(preview_file_problems(root));
+    found.extend(rendered.iter().flat_map(egress_problems));
+    found.extend(image_repository_problems(root));
+    found.extend(rendered.iter().flat_map(placement_problems));
+    found
+}
+
+/// The one repository the pipeline pushes to, `ghcr.io/${{ github.repository }}`
+/// in the workflows: the fork's, which `cargo xtask fork` writes into the
+/// AppProject's `sourceRepos` (read here) and every values file.
+fn pushed_repository(root: &Path) -> Result<String, String> {
+    let file = "gitops/argocd/project.yaml";
+    let project = std::fs::read_to_string(root.join(file))
+        .map_err(|e| e.to_string())
+        .and_then(|text| values::parse(&text).map_err(|e| format!("{e:#}")))
+        .map_err(|e| format!("{file}: {e}"))?;
+    let url = project["spec"]["sourceRepos"][0]
+        .as_str()
+        .unwrap_or_default();
+    url.strip_prefix("https://github.com/")
+        .map(|name| format!("ghcr.io/{}", name.trim_end_matches(".git").to_lowercase()))
+        .ok_or_else(|| format!("{file}: sourceRepos[0] = {url:?} is not a GitHub repository URL"))
+}
+
+/// Every values file (the chart's defaults, each environment's, each
+/// preview's) runs images of the pipeline's repository only: a values file
+/// may change the tag through the pipeline, never where the image comes from.
+fn image_repository_problems(root: &Path) -> Vec<String> {
+    let expected = match pushed_repository(root) {
+        Ok(repository) => repository,
+        Err(problem) => return vec![problem],
+    };
+    let mut files = vec![std::path::PathBuf::from("charts/service-demo/values.yaml")];
+    for dir in ["dev", "preprod", "prod", "pr"] {
+        let mut yaml: Vec<_> = std::fs::read_dir(root.join("gitops/values").join(dir))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .filter_map(|p| Some(p.strip_prefix(root).ok()?.to_path_buf()))
+            .collect();
+        yaml.sort();
+        files.extend(yaml);
+    }
+    let mut found = Vec::new();
+    for file in files {
+        let values = std::fs::read_to_string(root.join(&file))
+            .map_err(anyhow::Error::from)
+            .and_then(|text| values::parse(&text));
+        let repository = match &values {
+            Ok(values) => &values["image"]["repository"],
+            Err(e) => {
+                found.push(format!("{}: {e:#}", file.display()));
+                continue;
+            }
+        };
+        let is_chart = file.starts_with("charts");
+        if (is_chart || !repository.is_null()) && repository != expected.as_str() {
+            found.push(format!(
+                "{}: image.repository is {repository}; images come only from {expected:?}, where the pipeline \
+                 pushes what it built and scanned (`cargo xtask fork --github <owner>/<name>` sets it)",
+                file.display()
+            ));
+        }
+    }
+    found
+}
+
+/// What a values file may not choose, whatever the environment: a Service
+/// outside the cluster, the nodes its pods land on, no NetworkPolicy, and,
+/// in dev, preprod and prod, owning (and deleting with the Application) the namespace.
+fn placement_problems((env, docs): &Rendered) -> Vec<String> {
+    let mut found = Vec::new();
+    for service in of_kind(docs, "Service") {
+        let kind = service["spec"]["type"].as_str().unwrap_or("ClusterIP");
+        if kind != "ClusterIP" {
+            found.push(format!(
+                "{env}: Service type {kind} opens the environment outside the cluster; service.type must be \
+                 ClusterIP (it is reached through the Ingress)"
+            ));
+        }
+    }
+    for pod in docs
+        .iter()
+        .filter(|d| pod_labels(d).is_some())
+        .map(|d| &d["spec"]["template"]["spec"])
+    {
+        for key in ["nodeSelector", "tolerations", "affinity"] {
+            if pod.get(key).is_some_and(|v| !v.is_null()) {
+                found.push(format!(
+                    "{env}: the pods set {key}; remove {key} from the values: where pods run is the cluster's \
+                     choice, not a values file's (a toleration reaches the control-plane node)"
+                ));
+            }
+        }
+    }
+    if of_kind(docs, "NetworkPolicy").next().is_none() {
+        found.push(format!(
+            "{env}: no NetworkPolicy rendered; networkPolicy.enabled must stay true"
+        ));
+    }
+    let long_lived = env
+        .parse::<Env>()
+        .is_ok_and(|e| Env::LONG_LIVED.contains(&e));
+    if long_lived && of_kind(docs, "Namespace").next().is_some() {
+        found.push(format!(
+            "{env}: the chart renders the Namespace (namespace.manage: true), so deleting the Application \
+             would delete {env} and its database; only previews own their namespace"
+        ));
+    }
+    found
+}
+
+/// Where the cluster's DNS runs, and its pods' label (CoreDNS, on kind too).
+const DNS_NAMESPACE: &str = "kube-system";
+const DNS_POD_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+
+/// Every pod the chart makes is under an egress policy, and every egress rule
+/// of every policy is DNS (kube-dns on 53) or, outside previews, the
+/// environment's database (its pods in the namespace or a /24 at most, one
+/// TCP port). A preview runs a pull request's code: DNS only, so never Argo
+/// CD, the Kubernetes API (the node's address), another namespace or the host.
+fn egress_problems((env, docs): &Rendered) -> Vec<String> {
+    let mut found = Vec::new();
+    let policies: Vec<&Value> = of_kind(docs, "NetworkPolicy")
+        .filter(|p| {
+            p["spec"]["policyTypes"]
+                .as_array()
+                .is_some_and(|t| t.contains(&Value::from("Egress")))
+        })
+        .collect();
+    for pod in docs.iter().filter_map(pod_labels) {
+        let covered = policies.iter().any(|p| {
+            p["spec"]["podSelector"]["matchLabels"]
+                .as_object()
+                .is_some_and(|wanted| wanted.iter().all(|(k, v)| pod.get(k) == Some(v)))
+        });
+        if !covered {
+            found.push(format!(
+                "{env}: no NetworkPolicy limits the egress of the pods labelled {pod:?}: they could reach Argo CD, \
+                 the Kubernetes API and the machine (networkPolicy.enabled: true, policyTypes with Egress)"
+            ));
+            break;
+        }
+    }
+    let preview = env.starts_with("pr-");
+    for rule in policies
+        .iter()
+        .flat_map(|p| p["spec"]["egress"].as_array().into_iter().flatten())
+    {
+        if !(is_dns_rule(rule) || (!preview && is_database_rule(rule))) {
+            let allowed = if preview {
+                "previews reach DNS only"
+            } else {
+                "DNS, and the database: its pods in this namespace or a /24 at most, on one TCP port"
+            };
+            found.push(format!(
+                "{env}: the NetworkPolicy lets the pods reach {rule}; {allowed} (charts/service-demo/templates/networkpolicy.yaml)"
+            ));
+        }
+    }
+    found
+}
+
+/// The labels of the pods a Deployment or Job makes.
+fn pod_labels(doc: &Value) -> Option<&serde_json::Map<String, Value>> {
+    matches!(doc["kind"].as_str(), Some("Deployment" | "Job"))
+        .then(|| doc["spec"]["template"]["metadata"]["labels"].as_object())
+        .flatten()
+}
+
+/// The rule's ports: every one given, each a number with its protocol.
+fn rule_ports(rule: &Value) -> Option<Vec<(u64, &str)>> {
+    let ports = rule["ports"].as_array().filter(|p| !p.is_empty())?;
+    ports
+        .iter()
+        .map(|p| Some((p["port"].as_u64()?, p["protocol"].as_str().unwrap_or("TCP"))))
+        .collect()
+}
+
+/// To kube-dns pods in kube-system, on 53 only.
+fn is_dns_rule(rule: &Value) -> bool {
+    let to_dns = |peer: &Value| {
+        peer.as_object().is_some_and(|p| p.len() == 2)
+            && peer["namespaceSelector"]
+                == serde_json::json!({"matchLabels": {"kubernetes.io/metadata.name": DNS_NAMESPACE}})
+            && peer["podSelector"]
+                == serde_json::json!({"matchLabels": {DNS_POD_LABEL.0: DNS_POD_LABEL.1}})
+    };
+    let peers = rule["to"].as_array().filter(|p| !p.is_empty());
+    peers.is_some_and(|p| p.iter().all(to_dns))
+        && rule_ports(rule).is_some_and(|ports| ports.iter().all(|(port, _)| *port == 53))
+}
+
+/// To labelled pods of the namespace itself, or a /24 at most, on one TCP port.
+fn is_database_rule(rule: &Value) -> bool {
+    let narrow = |peer: &Value| match peer.as_object() {
+        Some(p) if p.len() == 1 && p.contains_key("podSelector") => {
+            peer["podSelector"]["matchLabels"]
+                .as_object()
+                .is_some_and(|labels| !labels.is_empty())
+        }
+        Some(p) if p.len() == 1 && p.contains_key("ipBlock") => {
+            let block = &peer["ipBlock"];
+            block.get("except").is_none()
+                && block["cidr"]
+                    .as_str()
+                    .and_then(|c| c.split_once('/'))
+                    .is_some_and(|(ip, bits)| {
+                        ip.parse::<std::net::Ipv4Addr>().is_ok()
+                            && bits.parse::<u8>().is_ok_and(|b| (24..=32).contains(&b))
+                    })
+        }
+        _ => false,
+    };
+    let peers = rule["to"].as_array().filter(|p| !p.is_empty());
+    peers.is_some_and(|p| p.iter().all(narrow))
+        && rule_ports(rule).is_some_and(|ports| matches!(ports.as_slice(), [(_, "TCP")]))
+}
+
+/// Under gitops/values/pr/ only `pr-<N>.yaml` (what `preview deploy` writes)
+/// and the README: any other file or folder is either ignored or, with a
+/// greedy glob, an Application (pr-x/prod.yaml once named service-demo-prod).
+fn preview_file_problems(root: &Path) -> Vec<String> {
+    let dir = root.join("gitops").join(Env::Preview(1).values_path());
+    let dir = dir.parent().unwrap_or(&dir);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => return vec![format!("{}: {error}", dir.display())],
+    };
+    let mut found = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let belongs = is_file
+            && (name == "README.md"
+                || Env::from_preview_file(&name).is_some_and(|env| format!("{env}.yaml") == name));
+        if !belongs {
+            found.push(format!(
+                "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and \
+                 README.md belong here; remove it (the previews' ApplicationSet reads every file of this folder)"
+            ));
+        }
+    }
+    found.sort();
     found
 }
 
@@ -361,7 +613,35 @@ fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     }
     found.extend(chart_pin_problems(&body));
     found.extend(ci_account_problems(&body));
+    found.extend(globbing_problems(&body));
     found
+}
+
+/// The ApplicationSet controller's parameter that makes `*` in a git files
+/// generator stop at `/` (its default glob crosses folders).
+const PATH_AWARE_GLOBBING: &str = "applicationsetcontroller.enable.new.git.file.globbing";
+
+/// Argo CD matches the previews' pattern path by path: without it,
+/// gitops/values/pr/pr-*.yaml matches gitops/values/pr/pr-x/prod.yaml too.
+fn globbing_problems(body: &Body) -> Vec<String> {
+    let Some(argocd) = helm_release(body, "argo-cd") else {
+        return Vec::new();
+    };
+    let set = attribute(argocd.body(), "values")
+        .map(object_entries)
+        .unwrap_or_default()
+        .into_iter()
+        .any(|(key, value)| {
+            key == PATH_AWARE_GLOBBING
+                && (matches!(value, Expression::Bool(true)) || strings_in(value).concat() == "true")
+        });
+    if set {
+        return Vec::new();
+    }
+    vec![format!(
+        "terraform: Argo CD's configs.params lacks \"{PATH_AWARE_GLOBBING}\" = \"true\": its default glob lets `*` \
+         cross `/`, so the previews' gitops/values/pr/pr-*.yaml would match pr-x/prod.yaml too"
+    )]
 }
 
 /// kind's host ports: none is items-api's 8080, no two the same, and the
@@ -600,6 +880,72 @@ fn readme_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn dns() -> Value {
+        json!({"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                       "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+               "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]})
+    }
+
+    fn rendered_with(env: &str, egress: Vec<Value>) -> Rendered {
+        let labels =
+            json!({"app.kubernetes.io/name": "service-demo", "app.kubernetes.io/instance": "x"});
+        let docs = vec![
+            json!({"kind": "Deployment", "spec": {"template": {"metadata": {"labels": labels}}}}),
+            json!({"kind": "NetworkPolicy", "spec": {"podSelector": {"matchLabels": labels},
+                   "policyTypes": ["Ingress", "Egress"], "egress": egress}}),
+        ];
+        (env.to_owned(), docs)
+    }
+
+    #[test]
+    fn previews_reach_dns_only_and_environments_their_database_too() {
+        let database = json!({"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "db"}}}],
+                              "ports": [{"port": 5432, "protocol": "TCP"}]});
+        assert!(egress_problems(&rendered_with("prod", vec![dns(), database.clone()])).is_empty());
+        assert!(egress_problems(&rendered_with("pr-7", vec![dns()])).is_empty());
+        let escapes = [
+            database,
+            // Argo CD's namespace; the whole cluster's pods; everything; DNS from any pod of kube-system.
+            json!({"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "argocd"}}}]}),
+            json!({"to": [{"namespaceSelector": {}}], "ports": [{"port": 5432}]}),
+            json!({}),
+            json!({"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                   "ports": [{"port": 53, "protocol": "UDP"}]}),
+            json!({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 5432}]}),
+        ];
+        for escape in escapes {
+            let found = egress_problems(&rendered_with("pr-7", vec![dns(), escape.clone()]));
+            assert!(
+                found[0].contains("previews reach DNS only"),
+                "{escape}: {found:?}"
+            );
+        }
+        let wide = json!({"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 5432}]});
+        assert!(!egress_problems(&rendered_with("prod", vec![dns(), wide])).is_empty());
+        let (env, mut docs) = rendered_with("prod", vec![dns()]);
+        docs[1]["spec"]["policyTypes"] = json!(["Ingress"]);
+        assert!(egress_problems(&(env, docs))[0].contains("no NetworkPolicy limits the egress"));
+    }
+
+    #[test]
+    fn argocd_must_glob_path_by_path() {
+        let argocd = |params: &str| {
+            hcl::parse(&format!(
+                "resource \"helm_release\" \"argocd\" {{\n  chart = \"argo-cd\"\n  \
+                 values = [yamlencode({{ configs = {{ params = {{ {params} }} }} }})]\n}}\n"
+            ))
+            .unwrap()
+        };
+        let set = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = \"true\"");
+        assert!(globbing_problems(&set).is_empty());
+        let as_bool = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = true");
+        assert!(globbing_problems(&as_bool).is_empty());
+        let off = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = \"false\"");
+        assert!(globbing_problems(&off)[0].contains("lacks"));
+        assert!(globbing_problems(&argocd("\"server.insecure\" = true"))[0].contains("lacks"));
+    }
 
     const NARROW: &str = "p, role:ci, applications, get, service-demo/*, allow\n\
         p, role:ci, applications, sync, service-demo/*, allow\ng, ci, role:ci\n\

@@ -569,14 +569,17 @@ fn preview_application(set: &Value, problem: &mut impl FnMut(String)) -> Value {
 /// The files the previews' generator reads.
 const PREVIEW_FILES: &str = "gitops/values/pr/pr-*.yaml";
 
-/// The template expressions the previews use, as Argo CD evaluates them for
-/// gitops/values/pr/pr-7.yaml (longest first).
-const PREVIEW_EXPRESSIONS: [(&str, &str); 4] = [
-    (
-        r#"{{trimSuffix ".yaml" .path.filename | trimPrefix "pr-"}}"#,
-        "7",
-    ),
-    (r#"{{trimSuffix ".yaml" .path.filename}}"#, "pr-7"),
+/// The pull request's number: the digits of the values file's name, and
+/// nothing else, so no file name can make an Application or namespace that is
+/// not `pr-<digits>` (a greedy glob once matched gitops/values/pr/pr-x/prod.yaml).
+const PREVIEW_NUMBER: &str = r#"{{regexReplaceAll "[^0-9]" .path.filename ""}}"#;
+
+/// The template expressions the previews may use, as Argo CD evaluates them
+/// for gitops/values/pr/pr-7.yaml. Any other is refused: one giving the whole
+/// file name (`{{trimSuffix ".yaml" .path.filename}}`) would let a file
+/// prod.yaml name the Application service-demo-prod in namespace prod.
+const PREVIEW_EXPRESSIONS: [(&str, &str); 3] = [
+    (PREVIEW_NUMBER, "7"),
     ("{{.path.path}}", "gitops/values/pr"),
     ("{{.path.filename}}", "pr-7.yaml"),
 ];
@@ -671,8 +674,13 @@ fn check_preview_template(app: &Value, problem: &mut impl FnMut(String)) {
             argocd::PREVIEW_LABEL
         ));
     }
-    if app["spec"]["destination"]["namespace"] != "pr-7" {
-        problem("previews deploy to namespace pr-<N> (the values file's name)".into());
+    if app["spec"]["destination"]["namespace"] != "pr-7"
+        || app["metadata"]["name"] != "service-demo-pr-7"
+    {
+        problem(format!(
+            "previews are Application service-demo-pr-<N> in namespace pr-<N>, <N> being {PREVIEW_NUMBER} \
+             (the digits of the values file's name, so no file can yield another environment)"
+        ));
     }
     let expected = Path::new("gitops").join(Env::Preview(7).values_path());
     let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();

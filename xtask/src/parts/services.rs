@@ -64,16 +64,21 @@ pub struct Package {
     pub path_deps: BTreeSet<String>,
 }
 
-/// The workspace's packages, from `cargo metadata --no-deps` run in `root`.
-/// Cargo is the one `cargo xtask` runs under (`$CARGO`), so a
-/// `rust-toolchain.toml` in `root` never makes rustup fetch another one.
+/// The workspace's packages, from `cargo metadata --no-deps` on `root`'s
+/// manifest. Cargo is the one `cargo xtask` runs under (`$CARGO`), so a
+/// `rust-toolchain.toml` in `root` never makes rustup fetch another one, and it
+/// runs in an empty directory of its own: cargo looks for `.cargo/config.toml`
+/// from its working directory up, so the config of the tree read (a pull
+/// request's head commit, for `affected`) is never honoured.
 pub fn packages(root: &Path) -> Result<Vec<Package>> {
     let sh = Shell::new()?;
-    sh.change_dir(root);
+    let neutral = sh.create_temp_dir()?;
+    sh.change_dir(neutral.path());
     let cargo = cargo();
+    let manifest = std::path::absolute(root.join("Cargo.toml"))?;
     let output = cmd!(
         sh,
-        "{cargo} metadata --no-deps --format-version 1 --offline"
+        "{cargo} metadata --no-deps --format-version 1 --offline --manifest-path {manifest}"
     )
     .quiet()
     .ignore_status()
