@@ -23,6 +23,7 @@ struct Fork {
     preview_secrets: Vec<&'static str>,
     preprod_secrets: Vec<&'static str>,
     prod_secrets: Vec<&'static str>,
+    image_signing_secrets: Vec<&'static str>,
     prod_variables: Vec<&'static str>,
     /// Each environment as `GET /repos/{r}/environments/{name}` answers; absent: 404.
     environments: BTreeMap<&'static str, Value>,
@@ -40,7 +41,7 @@ struct Fork {
     ruleset: Option<Value>,
 }
 
-const ENVIRONMENTS: [&str; 3] = ["preview", "preprod", "prod"];
+const ENVIRONMENTS: [&str; 4] = ["preview", "preprod", "prod", "image-signing"];
 
 /// An environment limited to main by a custom branch policy, with reviewers or not.
 fn environment(reviewers: bool) -> Value {
@@ -63,11 +64,13 @@ impl Fork {
             preview_secrets: vec!["ARGOCD_PREVIEW_TOKEN", deploy_key],
             preprod_secrets: vec!["ARGOCD_PREPROD_TOKEN", "GATE_SIGNING_KEY", deploy_key],
             prod_secrets: vec!["ARGOCD_AUTH_TOKEN", deploy_key],
+            image_signing_secrets: vec!["IMAGE_SIGNING_KEY"],
             prod_variables: vec!["GATE_PUBLIC_KEY"],
             environments: BTreeMap::from([
                 ("preview", environment(false)),
                 ("preprod", environment(false)),
                 ("prod", environment(true)),
+                ("image-signing", environment(false)),
             ]),
             branch_policies: json!([{"id": 7, "name": "main", "type": "branch"}]),
             runner: ("online", vec!["self-hosted", "Linux", "X64", "kind"]),
@@ -161,6 +164,7 @@ fn answer(fork: &Fork, path: Option<&str>, target: &str) -> Option<String> {
         "/environments/preview" => environment("preview"),
         "/environments/preprod" => environment("preprod"),
         "/environments/prod" => environment("prod"),
+        "/environments/image-signing" => environment("image-signing"),
         p if p.ends_with("/deployment-branch-policies?per_page=100") => {
             Some(json!({"total_count": 1, "branch_policies": fork.branch_policies}).to_string())
         }
@@ -171,6 +175,9 @@ fn answer(fork: &Fork, path: Option<&str>, target: &str) -> Option<String> {
         }
         "/environments/preprod/secrets?per_page=100" => listed("secrets", &fork.preprod_secrets),
         "/environments/prod/secrets?per_page=100" => listed("secrets", &fork.prod_secrets),
+        "/environments/image-signing/secrets?per_page=100" => {
+            listed("secrets", &fork.image_signing_secrets)
+        }
         "/environments/prod/variables?per_page=100" => listed("variables", &fork.prod_variables),
         "/actions/runners?per_page=100" => {
             let labels: Vec<Value> = fork.runner.1.iter().map(|l| json!({"name": l})).collect();
@@ -499,13 +506,13 @@ fn an_environment_any_branch_may_use_is_refused_with_the_rule_that_fixes_it() {
         ARGOCD_TOKEN,
         &["✘ environment preprod: deploys from every protected branch, not main only"],
     );
-    // The branch policies are the same for all three environments here: three ✘.
+    // The branch policies are the same for all four environments here: four ✘.
     let mut fork = Fork::ready();
     fork.branch_policies =
         json!([{"name": "main", "type": "branch"}, {"name": "*", "type": "branch"}]);
     let (output, text) = doctor(fork, ARGOCD_TOKEN);
     assert!(
-        assert_fails(&output).contains("3 thing(s) missing"),
+        assert_fails(&output).contains("4 thing(s) missing"),
         "{text}"
     );
     assert!(
@@ -537,7 +544,7 @@ fn a_missing_environment_is_created_with_its_rule_before_its_secrets() {
     fork.environments.remove("preview");
     let (output, text) = doctor(fork, ARGOCD_TOKEN);
     assert!(
-        assert_fails(&output).contains("3 thing(s) missing"),
+        assert_fails(&output).contains("4 thing(s) missing"),
         "{text}"
     );
     let create = r#"gh api -X PUT repos/acme/service-demo/environments/preview --input - <<< '{"deployment_branch_policy":{"protected_branches":false,"custom_branch_policies":true}}' && gh api -X POST repos/acme/service-demo/environments/preview/deployment-branch-policies -f name=main -f type=branch"#;
