@@ -544,7 +544,7 @@ fn a_missing_environment_is_created_with_its_rule_before_its_secrets() {
     fork.environments.remove("preview");
     let (output, text) = doctor(fork, ARGOCD_TOKEN);
     assert!(
-        assert_fails(&output).contains("4 thing(s) missing"),
+        assert_fails(&output).contains("3 thing(s) missing"),
         "{text}"
     );
     let create = r#"gh api -X PUT repos/acme/service-demo/environments/preview --input - <<< '{"deployment_branch_policy":{"protected_branches":false,"custom_branch_policies":true}}' && gh api -X POST repos/acme/service-demo/environments/preview/deployment-branch-policies -f name=main -f type=branch"#;
