@@ -227,6 +227,33 @@ resource "helm_release" "cloudnative_pg" {
   depends_on = [kind_cluster.this]
 }
 
+# Kyverno: the admission controller that enforces gitops/policy/image-signatures.yaml (only images signed by
+# gitops/policy/cosign.pub run in dev, preprod and prod). Installed here, with its policy applied below, for the same
+# reason as the operators above: whoever can change admission can run anything, so no commit under gitops/argocd can.
+resource "helm_release" "kyverno" {
+  name             = "kyverno"
+  repository       = "https://kyverno.github.io/kyverno/"
+  chart            = "kyverno"
+  version          = var.kyverno_chart_version
+  namespace        = "kyverno"
+  create_namespace = true
+  wait             = true
+
+  depends_on = [kind_cluster.this]
+}
+
+resource "terraform_data" "image_signature_policy" {
+  triggers_replace = [
+    filesha256("${path.module}/../gitops/policy/image-signatures.yaml"),
+  ]
+
+  provisioner "local-exec" {
+    command = "kubectl --kubeconfig ${kind_cluster.this.kubeconfig_path} apply -f ${path.module}/../gitops/policy/image-signatures.yaml"
+  }
+
+  depends_on = [helm_release.kyverno]
+}
+
 # Argo CD creates the default project itself (Helm cannot own it), so it is emptied with kubectl: an
 # Application pushed with `project: default` then may deploy nothing.
 resource "terraform_data" "empty_default_project" {

@@ -58,6 +58,12 @@ variable "cloudnative_pg_chart_version" {
   default     = "0.23.2"
 }
 
+variable "kyverno_chart_version" {
+  description = "Version of the kyverno Helm chart (the admission controller enforcing image signatures), pinned."
+  type        = string
+  default     = "3.5.2"
+}
+
 variable "gitops_repo_url" {
   description = "The repository Argo CD reads (your fork). `cargo xtask` writes it into gitops/argocd as well."
   type        = string

@@ -674,3 +674,20 @@ fn replicas_and_resources_beyond_the_schemas_bounds_are_refused() {
         ),
     ]);
 }
+
+#[test]
+fn validate_path_parses_the_admission_policy_strictly() {
+    let dir = TempDir::new("validate-policy");
+    let policy = std::fs::read_to_string(
+        support::workspace_root().join("gitops/policy/image-signatures.yaml"),
+    )
+    .unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, &policy).unwrap();
+    assert_ok(&xtask(&["validate", file.to_str().unwrap()], &[]));
+    std::fs::write(&file, policy.replacen("spec:\n", "spec:\n  invented: true\n", 1)).unwrap();
+    let out = xtask(&["validate", file.to_str().unwrap()], &[]);
+    assert_fails(&out);
+    let report = stdout(&out);
+    assert!(report.contains("spec.invented"), "{report}");
+}

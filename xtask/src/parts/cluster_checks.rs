@@ -31,10 +31,11 @@ const INGRESS_CLASS: &str = "nginx";
 /// Where terraform/ installs the ingress controller.
 const INGRESS_NAMESPACE: &str = "ingress-nginx";
 /// The Helm charts Terraform must install at a pinned version: (chart, what it is for).
-const PINNED_CHARTS: [(&str, &str); 3] = [
+const PINNED_CHARTS: [(&str, &str); 4] = [
     ("argo-cd", "Argo CD"),
     ("ingress-nginx", "the ingress controller"),
     ("cloudnative-pg", "the PostgreSQL operator"),
+    ("kyverno", "the admission controller for image signatures"),
 ];
 
 /// One environment's rendered chart: `(namespace, objects)`.

@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use serde_json::Value;
 
+use super::admission_policy::ClusterPolicy;
 use super::argocd;
 use super::argocd_types::{AppProject, Application, ApplicationSet};
 use super::cnpg_types::Cluster as CnpgCluster;
@@ -40,8 +41,8 @@ const fn known<T: serde::de::DeserializeOwned>(
 
 /// Every kind this project writes, Kubernetes objects as k8s-openapi types,
 /// Argo CD objects as the CRD types of `argocd_types`, CloudNativePG's
-/// `Cluster` as `cnpg_types`.
-const KNOWN_KINDS: [KnownKind; 16] = {
+/// `Cluster` as `cnpg_types`, Kyverno's `ClusterPolicy` as `admission_policy`.
+const KNOWN_KINDS: [KnownKind; 17] = {
     use k8s_openapi::api::{autoscaling, batch, core, networking, policy};
     [
         known::<Deployment>("apps/v1", "Deployment"),
@@ -61,6 +62,7 @@ const KNOWN_KINDS: [KnownKind; 16] = {
         known::<ApplicationSet>("argoproj.io/v1alpha1", "ApplicationSet"),
         known::<AppProject>("argoproj.io/v1alpha1", "AppProject"),
         known::<CnpgCluster>("postgresql.cnpg.io/v1", "Cluster"),
+        known::<ClusterPolicy>("kyverno.io/v1", "ClusterPolicy"),
         // Custom resources of other operators: their schemas are not here.
         KnownKind {
             api_version: "monitoring.coreos.com/v1",
