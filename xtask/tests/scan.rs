@@ -273,15 +273,22 @@ fn an_image_built_by_image_build_scans_clean_and_its_sbom_is_signed() {
     };
     let dir = TempDir::new("scan-image");
     let repo = registry.repository();
-    assert_ok(&xtask(&["image", "build", "--push", &repo], &[]));
+    // Two key pairs, as CD has them: one signs main's images, the other the SBOM (and gates).
+    let (keys, image_keys) = (dir.path().join("keys"), dir.path().join("image-keys"));
+    for out_dir in [&keys, &image_keys] {
+        assert_ok(&xtask(
+            &["gate", "keygen", "--out-dir", out_dir.to_str().unwrap()],
+            &[],
+        ));
+    }
+    let image_key = std::fs::read_to_string(image_keys.join("gate.key")).unwrap();
+    assert_ok(&xtask(
+        &["image", "build", "--push", &repo],
+        &[("IMAGE_SIGNING_KEY", &image_key)],
+    ));
     let tag = format!("main-{}", head());
 
     let sbom = dir.path().join("sbom.json");
-    let keys = dir.path().join("keys");
-    assert_ok(&xtask(
-        &["gate", "keygen", "--out-dir", keys.to_str().unwrap()],
-        &[],
-    ));
     let key = std::fs::read_to_string(keys.join("gate.key")).unwrap();
     let out = xtask(
         &[
@@ -330,6 +337,8 @@ fn an_image_built_by_image_build_scans_clean_and_its_sbom_is_signed() {
             &tag,
             "--public-key",
             keys.join("gate.pub").to_str().unwrap(),
+            "--image-key",
+            image_keys.join("gate.pub").to_str().unwrap(),
         ],
         &[],
     );

@@ -685,7 +685,11 @@ fn validate_path_parses_the_admission_policy_strictly() {
     let file = dir.path().join("policy.yaml");
     std::fs::write(&file, &policy).unwrap();
     assert_ok(&xtask(&["validate", file.to_str().unwrap()], &[]));
-    std::fs::write(&file, policy.replacen("spec:\n", "spec:\n  invented: true\n", 1)).unwrap();
+    std::fs::write(
+        &file,
+        policy.replacen("spec:\n", "spec:\n  invented: true\n", 1),
+    )
+    .unwrap();
     let out = xtask(&["validate", file.to_str().unwrap()], &[]);
     assert_fails(&out);
     let report = stdout(&out);
