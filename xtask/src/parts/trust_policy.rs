@@ -753,13 +753,14 @@ fn covers(pattern: &str, path: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     /// A copy of this repository's policy files (gitops/argocd, .github) in a fresh
-    /// temporary directory; each test makes one attacker's edit to it.
-    struct Copy(tempfile::TempDir);
+    /// temporary directory; each test makes one attacker's edit to it (also
+    /// `workflow_wiring`'s tests).
+    pub(crate) struct Copy(pub(crate) tempfile::TempDir);
 
     impl Copy {
-        fn new(test: &str) -> Self {
+        pub(crate) fn new(test: &str) -> Self {
             let real = crate::parts::workspace::root();
             let dir = tempfile::Builder::new()
                 .prefix(&format!("trust-policy-{test}-"))
@@ -781,7 +782,7 @@ mod tests {
         }
 
         /// Replace `from` (which must be there) by `to` in `file`.
-        fn edit(&self, file: &str, from: &str, to: &str) -> &Self {
+        pub(crate) fn edit(&self, file: &str, from: &str, to: &str) -> &Self {
             let path = self.0.path().join(file);
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(text.contains(from), "{file} has no {from:?}");

@@ -200,35 +200,15 @@ fn toolchain_problems(root: &Path) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    /// A copy of the workflows and rust-toolchain.toml; each test reintroduces one fault.
-    struct Copy(tempfile::TempDir);
+    /// A copy of the workflows and rust-toolchain.toml (trust_policy's); each
+    /// test reintroduces one fault.
+    use crate::parts::trust_policy::tests::Copy;
 
-    impl Copy {
-        fn new() -> Self {
-            let real = crate::parts::workspace::root();
-            let dir = tempfile::tempdir().unwrap();
-            let workflows = dir.path().join(".github/workflows");
-            std::fs::create_dir_all(&workflows).unwrap();
-            for entry in std::fs::read_dir(real.join(".github/workflows")).unwrap() {
-                let path = entry.unwrap().path();
-                std::fs::copy(&path, workflows.join(path.file_name().unwrap())).unwrap();
-            }
-            std::fs::copy(
-                real.join(super::TOOLCHAIN_FILE),
-                dir.path().join(super::TOOLCHAIN_FILE),
-            )
-            .unwrap();
-            Self(dir)
-        }
+    trait Refused {
+        fn refused(&self, expected: &str);
+    }
 
-        fn edit(&self, file: &str, from: &str, to: &str) -> &Self {
-            let path = self.0.path().join(file);
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(text.contains(from), "{file} has no {from:?}");
-            std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-            self
-        }
-
+    impl Refused for Copy {
         fn refused(&self, expected: &str) {
             let problems = super::problems(self.0.path());
             assert!(
@@ -240,13 +220,16 @@ mod tests {
 
     #[test]
     fn this_repositorys_workflows_are_wired() {
-        assert_eq!(super::problems(Copy::new().0.path()), Vec::<String>::new());
+        assert_eq!(
+            super::problems(Copy::new("wiring").0.path()),
+            Vec::<String>::new()
+        );
     }
 
     /// Fault 1: the cluster jobs on a hosted runner that cannot reach kind.
     #[test]
     fn a_cluster_job_back_on_a_hosted_runner_is_named() {
-        Copy::new()
+        Copy::new("wiring")
             .edit(
                 ".github/workflows/cd.yml",
                 super::CLUSTER_RUNNER,
@@ -255,7 +238,7 @@ mod tests {
             .refused(
                 "cd.yml: job preprod: talks to Argo CD or a deployed URL but runs on ubuntu-24.04",
             );
-        Copy::new()
+        Copy::new("wiring")
             .edit(
                 ".github/workflows/release.yml",
                 super::CLUSTER_RUNNER,
@@ -267,10 +250,10 @@ mod tests {
     /// Fault 4: previews for every pull request, forks included.
     #[test]
     fn previews_for_unlabelled_or_forked_pull_requests_are_refused() {
-        Copy::new()
+        Copy::new("wiring")
             .edit(".github/workflows/preview.yml", " --label preview", "")
             .refused("preview.yml: job deploy: `preview deploy` without `--label preview`");
-        Copy::new()
+        Copy::new("wiring")
             .edit(
                 ".github/workflows/preview.yml",
                 "\n        && github.event.pull_request.head.repo.full_name == github.repository)",
@@ -287,14 +270,14 @@ mod tests {
     /// Fault 4: deploy and cleanup in different concurrency groups.
     #[test]
     fn preview_jobs_outside_one_group_per_pull_request_are_refused() {
-        Copy::new()
+        Copy::new("wiring")
             .edit(
                 ".github/workflows/preview.yml",
                 "group: preview-",
                 "group: ci-pr-",
             )
             .refused("preview.yml: job cleanup: concurrency group \"ci-pr-");
-        let copy = Copy::new();
+        let copy = Copy::new("wiring");
         let preview = copy.0.path().join(".github/workflows/preview.yml");
         let text = std::fs::read_to_string(&preview).unwrap();
         let cleanup = text.replace("group: preview-", "group: cleanup-");
@@ -305,7 +288,7 @@ mod tests {
     /// Fault 5: no PREPROD_URL, no gate, no release.
     #[test]
     fn a_gate_skipped_when_a_variable_is_unset_is_refused() {
-        Copy::new()
+        Copy::new("wiring")
             .edit(
                 ".github/workflows/cd.yml",
                 "      - name: Preprod tests (records the preprod-tests gate for this commit and digest)\n",
@@ -317,7 +300,7 @@ mod tests {
     /// Fault 6: Actions ships other images than the README describes.
     #[test]
     fn images_without_the_musl_targets_are_refused() {
-        Copy::new()
+        Copy::new("wiring")
             .edit(
                 ".github/workflows/ci.yml",
                 " aarch64-unknown-linux-musl\n",
@@ -326,10 +309,10 @@ mod tests {
             .refused(
                 "ci.yml: job image: builds the image without installing musl-tools and the targets",
             );
-        let copy = Copy::new();
+        let copy = Copy::new("wiring");
         std::fs::remove_file(copy.0.path().join(super::TOOLCHAIN_FILE)).unwrap();
         copy.refused("rust-toolchain.toml: missing");
-        Copy::new()
+        Copy::new("wiring")
             .edit(super::TOOLCHAIN_FILE, "\"aarch64-unknown-linux-musl\"", "")
             .refused("rust-toolchain.toml: no aarch64-unknown-linux-musl");
     }
