@@ -11,7 +11,6 @@
 //! capabilities), otherwise as processes (the binary taken out of the image's
 //! own layer), standing in for the cluster.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::parts::attestation;
-use crate::parts::oci::{Arch, BINARY_PATH};
+use crate::parts::oci::{self, Arch, BINARY_PATH};
 use crate::parts::registry::Repository;
 use crate::parts::signature;
 use crate::parts::tags::{short, short_digest};
@@ -726,17 +725,8 @@ fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
     let manifest = repository.platform_manifest(tag, Arch::Amd64)?;
     // The application layer is the last one, on top of the base.
     let layer = manifest.layers.last().context("image without layers")?;
-    let blob = repository.blob(&layer.digest)?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob.as_slice()));
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if entry.path()?.to_str() == Some(BINARY_PATH) {
-            let mut binary = Vec::new();
-            entry.read_to_end(&mut binary)?;
-            return Ok(binary);
-        }
-    }
-    bail!("{tag}'s application layer has no {BINARY_PATH}")
+    oci::file_in_layer(&repository.blob(&layer.digest)?, BINARY_PATH)?
+        .with_context(|| format!("{tag}'s application layer has no {BINARY_PATH}"))
 }
 
 /// `dir`, emptied (or created), as an absolute path.

@@ -13,7 +13,8 @@
 //!   pipeline, jq for people (`cargo xtask values set`).
 //! - `registry`: where images live (a registry over OCI distribution, or an
 //!   OCI layout directory), one set of operations with the same rules;
-//!   `oci`: assembling images from a static binary.
+//!   `oci`: assembling images from a static binary, and reading a file out
+//!   of a layer.
 //! - `tags`: `main-<sha>`, `pr-<N>-<sha>`, `v<X.Y.Z>` and digests, parsed.
 //! - `service`: the service repository: commits of tags, ancestry.
 //! - `gates`: test results bound to a commit and a digest (git notes or

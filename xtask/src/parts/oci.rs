@@ -12,7 +12,7 @@
 //! document is serialized from ordered maps.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
 use flate2::{Compression, GzBuilder};
@@ -121,6 +121,28 @@ impl Image {
             .map(Blob::size)
             .sum()
     }
+}
+
+/// `path`'s bytes in a layer tar (gzip-compressed or not), if it is there.
+pub fn file_in_layer(blob: &[u8], path: &str) -> Result<Option<Vec<u8>>> {
+    let tar: Box<dyn Read + '_> = if blob.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(blob))
+    } else {
+        Box::new(blob)
+    };
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().context("reading a layer's tar")? {
+        let mut entry = entry.context("reading a layer's tar")?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        if name.trim_start_matches("./").trim_start_matches('/') == path
+            && entry.header().entry_type().is_file()
+        {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            return Ok(Some(bytes));
+        }
+    }
+    Ok(None)
 }
 
 /// The `(os/architecture, digest)` of each manifest an image index lists
@@ -392,6 +414,29 @@ fn app_layer_tar(binary: &[u8], mtime: i64) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_file_is_found_in_plain_and_gzip_tars() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o755);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "./usr/local/bin/app", &b"elf"[..])
+            .unwrap();
+        let plain = builder.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        let gzipped = gz.finish().unwrap();
+        for blob in [&plain, &gzipped] {
+            assert_eq!(
+                file_in_layer(blob, "usr/local/bin/app").unwrap(),
+                Some(b"elf".to_vec())
+            );
+            assert_eq!(file_in_layer(blob, "usr/local/bin/other").unwrap(), None);
+        }
+    }
 
     fn meta() -> ImageMeta {
         ImageMeta {

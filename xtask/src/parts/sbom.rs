@@ -3,7 +3,6 @@
 //! an image in a repository, and written as a CycloneDX SBOM.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use auditable_serde::{DependencyKind, Package, Source, VersionInfo};
@@ -84,33 +83,11 @@ fn platform_binary(repository: &Repository, digest: &str) -> Result<Vec<u8>> {
     let mut found = None;
     for layer in manifest["layers"].as_array().into_iter().flatten() {
         let blob = repository.blob(layer["digest"].as_str().unwrap_or_default())?;
-        if let Some(file) = file_in_layer(&blob, wanted)? {
+        if let Some(file) = oci::file_in_layer(&blob, wanted)? {
             found = Some(file);
         }
     }
     found.with_context(|| format!("no layer holds the entrypoint {program}"))
-}
-
-/// `path`'s bytes in a layer tar (gzip-compressed or not), if it is there.
-pub fn file_in_layer(blob: &[u8], path: &str) -> Result<Option<Vec<u8>>> {
-    let tar: Box<dyn Read + '_> = if blob.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(blob))
-    } else {
-        Box::new(blob)
-    };
-    let mut archive = tar::Archive::new(tar);
-    for entry in archive.entries().context("reading a layer's tar")? {
-        let mut entry = entry.context("reading a layer's tar")?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        if name.trim_start_matches("./").trim_start_matches('/') == path
-            && entry.header().entry_type().is_file()
-        {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes)?;
-            return Ok(Some(bytes));
-        }
-    }
-    Ok(None)
 }
 
 /// A package's identity: its purl for crates.io, else `name@version`.
@@ -223,28 +200,5 @@ mod tests {
             root["dependsOn"],
             json!(["pkg:cargo/serde@1.0.200", "pkg:cargo/cc@1.1.0"])
         );
-    }
-
-    #[test]
-    fn a_layer_file_is_found_in_plain_and_gzip_tars() {
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(3);
-        header.set_mode(0o755);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, "./usr/local/bin/app", &b"elf"[..])
-            .unwrap();
-        let plain = builder.into_inner().unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &plain).unwrap();
-        let gzipped = gz.finish().unwrap();
-        for blob in [&plain, &gzipped] {
-            assert_eq!(
-                file_in_layer(blob, "usr/local/bin/app").unwrap(),
-                Some(b"elf".to_vec())
-            );
-            assert_eq!(file_in_layer(blob, "usr/local/bin/other").unwrap(), None);
-        }
     }
 }
