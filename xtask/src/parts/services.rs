@@ -121,6 +121,137 @@ pub fn packages(root: &Path) -> Result<Vec<Package>> {
         .collect()
 }
 
+/// The services of the workspace at `root` (its `cargo metadata` and every
+/// `services/*/service.toml`), sorted by name.
+#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
+pub fn load(root: &Path) -> Result<Vec<Service>> {
+    discover(root, &packages(root)?)
+}
+
+/// `--service NAME`, repeatable: which services a command acts on. A
+/// workspace of one service needs no flag, so a fork that never adds a second
+/// one runs every command as it always did.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
+pub struct ServiceSelection {
+    /// A service to act on: its directory under services/ (repeat for several). Default: the
+    /// workspace's only service; with several services, name them.
+    #[arg(long = "service", value_name = "NAME")]
+    pub names: Vec<String>,
+}
+
+#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
+impl ServiceSelection {
+    /// The named services in the order given (each once), or the only one.
+    pub fn resolve(&self, all: &[Service]) -> Result<Vec<Service>> {
+        if self.names.is_empty() {
+            return match all {
+                [only] => Ok(vec![only.clone()]),
+                [] => bail!(
+                    "this workspace declares no service (no {SERVICES_DIR}/<name>/{DECLARATION_FILE})"
+                ),
+                _ => bail!(
+                    "this workspace has {} services ({}): name the ones to act on with --service NAME",
+                    all.len(),
+                    names_of(all)
+                ),
+            };
+        }
+        let mut chosen: Vec<Service> = Vec::new();
+        for name in &self.names {
+            let service = all.iter().find(|s| s.name == *name).with_context(|| {
+                format!(
+                    "no service {name:?} in this workspace: the services are {}",
+                    names_of(all)
+                )
+            })?;
+            if !chosen.contains(service) {
+                chosen.push(service.clone());
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// Exactly one service: for commands that act on one at a time.
+    pub fn one(&self, all: &[Service]) -> Result<Service> {
+        let mut chosen = self.resolve(all)?;
+        ensure!(
+            chosen.len() == 1,
+            "this command acts on one service at a time; --service was given {} times",
+            chosen.len()
+        );
+        Ok(chosen.remove(0))
+    }
+}
+
+#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
+fn names_of(services: &[Service]) -> String {
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Where a service's images live. Every service has its own image
+/// repository, `<registry>/<image>` (`IMAGE_REGISTRY`: `ghcr.io/<owner>`, or
+/// `oci:<dir>` for OCI layout directories). `IMAGE_REPOSITORY` names one
+/// repository outright, which a workspace of one service may keep using.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
+pub struct RepositoryOptions {
+    /// The registry holding every service's image repository, each at <registry>/<image>:
+    /// <host>/<path> (ghcr.io/<owner>) or oci:<dir>. Takes precedence over --repository.
+    #[arg(long, env = "IMAGE_REGISTRY", value_name = "REGISTRY")]
+    pub registry: Option<String>,
+    /// One image repository (<registry>/<path> or oci:<dir>), for a workspace of one service.
+    #[arg(long, env = "IMAGE_REPOSITORY", value_name = "REPOSITORY")]
+    pub repository: Option<String>,
+}
+
+#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
+impl RepositoryOptions {
+    /// The image repository of `service`, one of `all`; None when neither
+    /// option is set (the caller says whether it needs one).
+    pub fn for_service(&self, service: &Service, all: &[Service]) -> Result<Option<String>> {
+        if let Some(registry) = &self.registry {
+            return Ok(Some(image_repository(registry, service)?));
+        }
+        match &self.repository {
+            None => Ok(None),
+            Some(repository) if all.len() <= 1 => Ok(Some(repository.clone())),
+            Some(_) => bail!(
+                "--repository (IMAGE_REPOSITORY) names one image repository, but this workspace has {}                  services ({}): set --registry (IMAGE_REGISTRY) to the registry that holds them all, each at                  <registry>/<image>",
+                all.len(),
+                names_of(all)
+            ),
+        }
+    }
+
+    /// [`for_service`](Self::for_service), required.
+    pub fn require(&self, service: &Service, all: &[Service]) -> Result<String> {
+        self.for_service(service, all)?.with_context(|| {
+            format!(
+                "no image repository for {}: set --registry (IMAGE_REGISTRY, e.g. ghcr.io/<owner>) or, in a \
+                 workspace of one service, --repository (IMAGE_REPOSITORY)",
+                service.name
+            )
+        })
+    }
+}
+
+/// `<registry>/<image>`: the image repository of `service` in `registry`.
+#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
+pub fn image_repository(registry: &str, service: &Service) -> Result<String> {
+    let registry = registry.trim_end_matches('/');
+    ensure!(
+        !registry.is_empty() && registry != "oci:",
+        "the image registry is empty: give <host>/<path> (e.g. ghcr.io/<owner>) or oci:<dir>"
+    );
+    Ok(format!("{registry}/{}", service.declaration.image))
+}
+
 /// The cargo `cargo xtask` runs under (`$CARGO`), else the one on the PATH.
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
@@ -333,6 +464,104 @@ pub fn check_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service(name: &str, image: &str) -> Service {
+        Service {
+            name: name.into(),
+            dir: format!("services/{name}"),
+            declaration: Declaration {
+                image: image.into(),
+                chart: "charts/service-demo".into(),
+                port: 8080,
+                health_path: "/healthz".into(),
+                ready_path: "/readyz".into(),
+                values_file: format!("{image}.yaml"),
+            },
+        }
+    }
+
+    #[test]
+    fn one_service_needs_no_flag_and_several_must_be_named() {
+        let items = service("items-api", "service-demo");
+        let orders = service("orders-api", "orders-api");
+        let none = ServiceSelection::default();
+        assert_eq!(
+            none.resolve(std::slice::from_ref(&items)).unwrap(),
+            vec![items.clone()]
+        );
+        let two = [items.clone(), orders.clone()];
+        let error = none.resolve(&two).unwrap_err().to_string();
+        assert!(
+            error.contains("has 2 services (items-api, orders-api): name the ones"),
+            "{error}"
+        );
+        let named = ServiceSelection {
+            names: vec!["orders-api".into(), "items-api".into(), "orders-api".into()],
+        };
+        assert_eq!(
+            named.resolve(&two).unwrap(),
+            vec![orders.clone(), items.clone()]
+        );
+        assert!(
+            named
+                .one(&two)
+                .unwrap_err()
+                .to_string()
+                .contains("one service at a time")
+        );
+        let unknown = ServiceSelection {
+            names: vec!["billing".into()],
+        };
+        let error = unknown.resolve(&two).unwrap_err().to_string();
+        assert!(
+            error.contains("no service \"billing\"") && error.contains("items-api, orders-api"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn each_service_has_its_own_repository_in_the_registry() {
+        let items = service("items-api", "service-demo");
+        let orders = service("orders-api", "orders-api");
+        let two = [items.clone(), orders.clone()];
+        let registry = RepositoryOptions {
+            registry: Some("ghcr.io/acme/".into()),
+            repository: Some("ghcr.io/acme/ignored".into()),
+        };
+        assert_eq!(
+            registry.require(&orders, &two).unwrap(),
+            "ghcr.io/acme/orders-api"
+        );
+        let layout = RepositoryOptions {
+            registry: Some("oci:/tmp/images".into()),
+            repository: None,
+        };
+        assert_eq!(
+            layout.require(&items, &two).unwrap(),
+            "oci:/tmp/images/service-demo"
+        );
+        let single = RepositoryOptions {
+            registry: None,
+            repository: Some("ghcr.io/acme/service-demo".into()),
+        };
+        assert_eq!(
+            single
+                .require(&items, std::slice::from_ref(&items))
+                .unwrap(),
+            "ghcr.io/acme/service-demo"
+        );
+        let error = single.require(&items, &two).unwrap_err().to_string();
+        assert!(error.contains("set --registry (IMAGE_REGISTRY)"), "{error}");
+        let error = RepositoryOptions::default()
+            .require(&items, &two)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("no image repository for items-api"),
+            "{error}"
+        );
+        assert!(image_repository("oci:", &items).is_err());
+    }
 
     #[test]
     fn service_names_are_dns_labels_and_crate_names() {
