@@ -13,7 +13,9 @@
 //! 5. the GHCR package public (readable by the cluster without a pull secret);
 //! 6. the GitOps branch: protected by a ruleset that only the GitOps deploy
 //!    key (a writable deploy key) bypasses, never the `github-actions` app
-//!    that every workflow's GITHUB_TOKEN is, and no classic protection.
+//!    that every workflow's GITHUB_TOKEN is, and no classic protection;
+//! 7. release tags (`v*`): a tag ruleset restricts creating, moving and
+//!    deleting them, bypassed only by the deploy key the release job pushes with.
 //!
 //! GitHub is asked with GITHUB_TOKEN (a token of an admin of the fork, e.g.
 //! `gh auth token`); tokens are sent as headers and never printed.
@@ -96,6 +98,8 @@ const SECRETS: [(&str, &str, &str); 8] = [
 ];
 /// The label set the workflows' cluster jobs ask for when CLUSTER_RUNNER is unset.
 const DEFAULT_RUNNER: [&str; 2] = ["self-hosted", "kind"];
+/// The git tags releases are (`v<X.Y.Z>`), as a ruleset names them.
+const RELEASE_TAGS: &str = "refs/tags/v*";
 /// The Argo CD project every environment deploys through.
 const PROJECT: &str = "service-demo";
 
@@ -484,26 +488,19 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<(String, 
         format!("classic protection of {branch}"),
         classic_protection(github, repo, branch)?,
     ));
-    let rulesets = protecting_rulesets(github, repo, branch)?;
+    let rulesets = active_rulesets(github, repo)?;
     let create = create_ruleset(repo, branch);
+    let names = [
+        format!("refs/heads/{branch}"),
+        "~DEFAULT_BRANCH".to_owned(),
+        "~ALL".to_owned(),
+    ];
     let restricting: Vec<&Value> = rulesets
         .iter()
-        .filter(|r| {
-            r["rules"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|rule| rule["type"] == "pull_request" || rule["type"] == "update")
-        })
+        .filter(|r| covers(r, "branch", &names))
+        .filter(|r| has_rule(r, "pull_request") || has_rule(r, "update"))
         .collect();
-    let actors: Vec<&Value> = restricting
-        .iter()
-        .flat_map(|r| r["bypass_actors"].as_array().into_iter().flatten())
-        .collect();
-    let bot = actors
-        .iter()
-        .any(|a| a["actor_type"] == "Integration" && a["actor_id"] == GITHUB_ACTIONS_APP_ID);
-    let key = actors.iter().any(|a| a["actor_type"] == "DeployKey");
+    let (bot, key) = bypass(&restricting);
     let verdict = if restricting.is_empty() {
         Err((
             format!(
@@ -531,6 +528,10 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<(String, 
         Ok("a ruleset refuses direct pushes; only the deploy key bypasses it".into())
     };
     verdicts.push((format!("{branch} protected"), verdict));
+    verdicts.push((
+        format!("release tags {RELEASE_TAGS}"),
+        release_tag_protection(&rulesets, repo),
+    ));
     Ok(verdicts)
 }
 
@@ -550,39 +551,107 @@ fn classic_protection(github: &GitHub, repo: &str, branch: &str) -> Result<Verdi
     })
 }
 
-/// The active branch rulesets whose conditions include `branch`, in full.
-fn protecting_rulesets(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<Value>> {
+/// Every active ruleset, in full (branch and tag rulesets alike).
+fn active_rulesets(github: &GitHub, repo: &str) -> Result<Vec<Value>> {
     let listed = github
         .get_optional(&format!("/repos/{repo}/rulesets?per_page=100"))?
         .unwrap_or_default();
     let mut found = Vec::new();
     for summary in listed.as_array().into_iter().flatten() {
-        if summary["target"] != "branch" || summary["enforcement"] != "active" {
+        if summary["enforcement"] != "active" {
             continue;
         }
         let id = summary["id"].as_i64().unwrap_or_default();
-        let Some(ruleset) = github.get_optional(&format!("/repos/{repo}/rulesets/{id}"))? else {
-            continue;
-        };
-        let refs = |key: &str| -> Vec<String> {
-            ruleset["conditions"]["ref_name"][key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r.as_str().map(str::to_owned))
-                .collect()
-        };
-        let names = [
-            format!("refs/heads/{branch}"),
-            "~DEFAULT_BRANCH".to_owned(),
-            "~ALL".to_owned(),
-        ];
-        let covers = |list: Vec<String>| list.iter().any(|r| names.contains(r));
-        if covers(refs("include")) && !refs("exclude").contains(&names[0]) {
+        if let Some(ruleset) = github.get_optional(&format!("/repos/{repo}/rulesets/{id}"))? {
             found.push(ruleset);
         }
     }
     Ok(found)
+}
+
+/// Whether `ruleset` (of `target`, branch or tag) applies to a ref it names
+/// in `names` and does not exclude the first of them.
+fn covers(ruleset: &Value, target: &str, names: &[String]) -> bool {
+    let refs = |key: &str| -> Vec<String> {
+        ruleset["conditions"]["ref_name"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect()
+    };
+    ruleset["target"] == target
+        && refs("include").iter().any(|r| names.contains(r))
+        && !refs("exclude").contains(&names[0])
+}
+
+/// The bypass actors of `rulesets`: whether the github-actions app, and
+/// whether a deploy key, may bypass them.
+fn bypass(rulesets: &[&Value]) -> (bool, bool) {
+    let actors: Vec<&Value> = rulesets
+        .iter()
+        .flat_map(|r| r["bypass_actors"].as_array().into_iter().flatten())
+        .collect();
+    let bot = actors
+        .iter()
+        .any(|a| a["actor_type"] == "Integration" && a["actor_id"] == GITHUB_ACTIONS_APP_ID);
+    let key = actors.iter().any(|a| a["actor_type"] == "DeployKey");
+    (bot, key)
+}
+
+/// The rules of `ruleset`, by type.
+fn has_rule(ruleset: &Value, kind: &str) -> bool {
+    ruleset["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|rule| rule["type"] == kind)
+}
+
+/// The ruleset that keeps release tags to the release job (the command that creates it).
+fn create_tag_ruleset(repo: &str) -> String {
+    format!(
+        r#"gh api -X POST repos/{repo}/rulesets --input - <<< '{{"name":"release tags","target":"tag","enforcement":"active","conditions":{{"ref_name":{{"include":["{RELEASE_TAGS}"],"exclude":[]}}}},"rules":[{{"type":"creation"}},{{"type":"update"}},{{"type":"deletion"}}],"bypass_actors":[{{"actor_type":"DeployKey","bypass_mode":"always"}}]}}'"#
+    )
+}
+
+/// Release tags: `git tag v<X.Y.Z>` says which commit a release was built
+/// from (promote checks prod's signed gate for that commit), so only the
+/// release job, pushing with the deploy key, may create, move or delete one.
+fn release_tag_protection(rulesets: &[Value], repo: &str) -> Verdict {
+    let names = [RELEASE_TAGS.to_owned(), "~ALL".to_owned()];
+    let restricting: Vec<&Value> = rulesets
+        .iter()
+        .filter(|r| covers(r, "tag", &names))
+        .filter(|r| {
+            ["creation", "update", "deletion"]
+                .iter()
+                .all(|k| has_rule(r, k))
+        })
+        .collect();
+    let (bot, key) = bypass(&restricting);
+    let create = create_tag_ruleset(repo);
+    if restricting.is_empty() {
+        Err((
+            format!(
+                "no tag ruleset restricts creating, moving and deleting {RELEASE_TAGS}: any workflow with \
+                 `contents: write` can point a release tag at another commit"
+            ),
+            create,
+        ))
+    } else if bot {
+        Err((
+            "the github-actions app may bypass the release tags' ruleset: any branch's workflow can move a release tag".into(),
+            format!("remove the GitHub Actions bypass (https://github.com/{repo}/settings/rules); only the deploy key bypasses"),
+        ))
+    } else if !key {
+        Err((
+            "the release tags' ruleset refuses the deploy key, which the release job pushes its tag with".into(),
+            format!("add Deploy keys to its bypass list (https://github.com/{repo}/settings/rules), or: {create}"),
+        ))
+    } else {
+        Ok("a tag ruleset restricts creating, moving and deleting them; only the deploy key bypasses it".into())
+    }
 }
 
 fn report(verdicts: &[(String, Verdict)]) -> Result<()> {

@@ -37,8 +37,10 @@ struct Fork {
     visibility: &'static str,
     deploy_keys: Value,
     classic_protection: Option<Value>,
-    /// The one ruleset (id 42); None: no ruleset.
+    /// The branch ruleset (id 42); None: no such ruleset.
     ruleset: Option<Value>,
+    /// The release tags' ruleset (id 43); None: no such ruleset.
+    tag_ruleset: Option<Value>,
 }
 
 const ENVIRONMENTS: [&str; 4] = ["preview", "preprod", "prod", "image-signing"];
@@ -85,7 +87,17 @@ impl Fork {
                 "rules": [{"type": "deletion"}, {"type": "non_fast_forward"}, {"type": "pull_request", "parameters": {}}],
                 "bypass_actors": [{"actor_id": null, "actor_type": "DeployKey", "bypass_mode": "always"}]
             })),
+            tag_ruleset: Some(json!({
+                "id": 43, "name": "release tags", "target": "tag", "enforcement": "active",
+                "conditions": {"ref_name": {"include": ["refs/tags/v*"], "exclude": []}},
+                "rules": [{"type": "creation"}, {"type": "update"}, {"type": "deletion"}],
+                "bypass_actors": [{"actor_id": null, "actor_type": "DeployKey", "bypass_mode": "always"}]
+            })),
         }
+    }
+
+    fn rulesets(&self) -> Vec<&Value> {
+        self.ruleset.iter().chain(&self.tag_ruleset).collect()
     }
 
     /// Every request doctor must make of GitHub for this fork, in order.
@@ -117,12 +129,10 @@ impl Fork {
             format!("{prefix}/branches/main/protection"),
             format!("{prefix}/rulesets?per_page=100"),
         ]);
-        if self
-            .ruleset
-            .as_ref()
-            .is_some_and(|r| r["enforcement"] == "active")
-        {
-            asked.push(format!("{prefix}/rulesets/42"));
+        for ruleset in self.rulesets() {
+            if ruleset["enforcement"] == "active" {
+                asked.push(format!("{prefix}/rulesets/{}", ruleset["id"]));
+            }
         }
         asked
     }
@@ -193,12 +203,13 @@ fn answer(fork: &Fork, path: Option<&str>, target: &str) -> Option<String> {
         "/keys?per_page=100" => Some(fork.deploy_keys.to_string()),
         "/branches/main/protection" => fork.classic_protection.as_ref().map(Value::to_string),
         "/rulesets?per_page=100" => {
-            let summaries: Vec<Value> = fork.ruleset.iter().map(|r| {
+            let summaries: Vec<Value> = fork.rulesets().into_iter().map(|r| {
                 json!({"id": r["id"], "name": r["name"], "target": r["target"], "enforcement": r["enforcement"]})
             }).collect();
             Some(Value::from(summaries).to_string())
         }
         "/rulesets/42" => fork.ruleset.as_ref().map(Value::to_string),
+        "/rulesets/43" => fork.tag_ruleset.as_ref().map(Value::to_string),
         _ => None,
     }
 }
@@ -301,6 +312,7 @@ fn a_ready_fork_passes_every_check() {
         "the token sees 2 application(s) of project service-demo",
         "✔ GHCR package: ghcr.io/acme/service-demo is public",
         "✔ main protected: a ruleset refuses direct pushes; only the deploy key bypasses it",
+        "✔ release tags refs/tags/v*: a tag ruleset restricts creating, moving and deleting them; only the deploy key bypasses it",
     ] {
         assert!(text.contains(line), "no {line:?} in:\n{text}");
     }
@@ -636,5 +648,65 @@ fn the_cluster_runner_variable_names_the_labels_looked_for() {
     assert!(
         text.contains("✔ cluster runner: laptop is online with [\"self-hosted\", \"laptop\"]"),
         "{text}"
+    );
+}
+
+#[test]
+fn release_tags_that_a_workflow_could_move_are_refused() {
+    let mut fork = Fork::ready();
+    fork.tag_ruleset = None;
+    missing(
+        fork.clone(),
+        ARGOCD_TOKEN,
+        &[
+            "✘ release tags refs/tags/v*: no tag ruleset restricts creating, moving and deleting refs/tags/v*",
+            r#""target":"tag""#,
+            r#""rules":[{"type":"creation"},{"type":"update"},{"type":"deletion"}]"#,
+        ],
+    );
+    // One that lets tags move, one that covers other tags, a branch ruleset
+    // naming the tags, and one only evaluated protect nothing.
+    let ready = Fork::ready().tag_ruleset.unwrap();
+    let mut edits: Vec<Value> = Vec::new();
+    let mut moving = ready.clone();
+    moving["rules"] = json!([{"type": "creation"}, {"type": "deletion"}]);
+    edits.push(moving);
+    let mut other = ready.clone();
+    other["conditions"]["ref_name"]["include"] = json!(["refs/tags/release-*"]);
+    edits.push(other);
+    let mut branch = ready.clone();
+    branch["target"] = json!("branch");
+    edits.push(branch);
+    let mut evaluated = ready.clone();
+    evaluated["enforcement"] = json!("evaluate");
+    edits.push(evaluated);
+    for ruleset in edits {
+        fork.tag_ruleset = Some(ruleset);
+        missing(
+            fork.clone(),
+            ARGOCD_TOKEN,
+            &["✘ release tags refs/tags/v*: no tag ruleset restricts"],
+        );
+    }
+    let mut bot = ready.clone();
+    bot["bypass_actors"] = json!([
+        {"actor_id": null, "actor_type": "DeployKey", "bypass_mode": "always"},
+        {"actor_id": 15368, "actor_type": "Integration", "bypass_mode": "always"}
+    ]);
+    fork.tag_ruleset = Some(bot);
+    missing(
+        fork.clone(),
+        ARGOCD_TOKEN,
+        &[
+            "✘ release tags refs/tags/v*: the github-actions app may bypass the release tags' ruleset",
+        ],
+    );
+    let mut keyless = ready;
+    keyless["bypass_actors"] = json!([]);
+    fork.tag_ruleset = Some(keyless);
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &["✘ release tags refs/tags/v*: the release tags' ruleset refuses the deploy key"],
     );
 }
