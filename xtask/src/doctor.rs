@@ -10,7 +10,8 @@
 //!    registered `--ephemeral`, and approval required before any outside
 //!    contributor's pull request runs a workflow;
 //! 4. Argo CD reachable with ARGOCD_AUTH_TOKEN, seeing project service-demo;
-//! 5. the GHCR package public (readable by the cluster without a pull secret);
+//! 5. each service's GHCR package (`ghcr.io/<owner>/<image>`) public (readable
+//!    by the cluster without a pull secret);
 //! 6. the GitOps branch: protected by a ruleset that only the GitOps deploy
 //!    key (a writable deploy key) bypasses, never the `github-actions` app
 //!    that every workflow's GITHUB_TOKEN is, and no classic protection;
@@ -25,6 +26,7 @@ use serde_json::Value;
 
 use crate::parts::argocd::ArgoCd;
 use crate::parts::github::GitHub;
+use crate::parts::{services, workspace};
 
 #[derive(clap::Args)]
 pub struct DoctorArgs {
@@ -158,7 +160,13 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                 .map(|(_, v)| v.clone())
         });
     verdicts.push(("Argo CD".into(), argocd(server.as_deref(), args.insecure)));
-    verdicts.push(("GHCR package".into(), package(&github, &repo)?));
+    for service in services::load(&workspace::root())? {
+        let image = &service.declaration.image;
+        verdicts.push((
+            format!("GHCR package of {}", service.name),
+            package(&github, &repo, image)?,
+        ));
+    }
     verdicts.push(("GitOps deploy key".into(), deploy_key(&github, &repo)?));
     verdicts.extend(protection(&github, &repo, &args.branch)?);
     report(&verdicts)
@@ -413,7 +421,9 @@ fn argocd(server: Option<&str>, insecure: bool) -> Verdict {
 }
 
 /// The image package is public: the kind cluster pulls it without a secret.
-fn package(github: &GitHub, repo: &str) -> Result<Verdict> {
+/// A service's image package (`ghcr.io/<owner>/<image>`, where the workflows
+/// push it): public, so the cluster pulls it without a secret.
+fn package(github: &GitHub, repo: &str, image: &str) -> Result<Verdict> {
     let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
     let owner_type = github
         .get_optional(&format!("/repos/{repo}"))?
@@ -424,8 +434,11 @@ fn package(github: &GitHub, repo: &str) -> Result<Verdict> {
     } else {
         "users"
     };
-    let name = name.to_lowercase();
-    let settings = format!("https://github.com/{owner}/{name}/pkgs/container/{name}/settings");
+    let settings = format!(
+        "https://github.com/{owner}/{}/pkgs/container/{image}/settings",
+        name.to_lowercase()
+    );
+    let name = image;
     Ok(
         match github.get_optional(&format!("/{scope}/{owner}/packages/container/{name}"))? {
             None => Err((

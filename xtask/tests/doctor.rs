@@ -310,7 +310,7 @@ fn a_ready_fork_passes_every_check() {
         "✔ GitOps deploy key: writable deploy key \"gitops\"",
         "✔ classic protection of main: none",
         "the token sees 2 application(s) of project service-demo",
-        "✔ GHCR package: ghcr.io/acme/service-demo is public",
+        "✔ GHCR package of items-api: ghcr.io/acme/service-demo is public",
         "✔ main protected: a ruleset refuses direct pushes; only the deploy key bypasses it",
         "✔ release tags refs/tags/v*: a tag ruleset restricts creating, moving and deleting them; only the deploy key bypasses it",
     ] {
@@ -390,7 +390,7 @@ fn a_private_package_is_named_with_its_fix() {
         fork,
         ARGOCD_TOKEN,
         &[
-            "✘ GHCR package: ghcr.io/acme/service-demo is \"private\": the cluster cannot pull it",
+            "✘ GHCR package of items-api: ghcr.io/acme/service-demo is \"private\": the cluster cannot pull it",
             "Change visibility",
         ],
     );
