@@ -1,5 +1,5 @@
 //! `cargo xtask fork --github <owner>/<name>`: point the Argo CD objects, the
-//! environments' image repository, the chart, Terraform and the Cargo metadata
+//! environments' image repositories (`ghcr.io/<owner>/<image>`), the chart, Terraform and the Cargo metadata
 //! at your fork and its GHCR image, in one step (the tutorial's "try it").
 //!
 //! The current identity is read from the AppProject's `sourceRepos`, so running
@@ -13,7 +13,7 @@ use crate::parts::{unified_diff, values, workspace, yaml_files};
 
 #[derive(clap::Args)]
 pub struct ForkArgs {
-    /// Your fork on GitHub, as <owner>/<name> (its image becomes ghcr.io/<owner>/<name>).
+    /// Your fork on GitHub, as <owner>/<name> (each service's image becomes ghcr.io/<owner>/<image>).
     #[arg(long, value_name = "OWNER/NAME")]
     github: String,
     /// Print the diff and change nothing.
@@ -72,10 +72,10 @@ pub fn run(args: ForkArgs) -> Result<()> {
         );
     } else {
         println!(
-            "this repository now points at github.com/{0}/{1} and ghcr.io/{2}: commit, push, then `terraform apply` in terraform/",
+            "this repository now points at github.com/{0}/{1} and ghcr.io/{2}/<image>: commit, push, then `terraform apply` in terraform/",
             new.0,
             new.1,
-            format!("{}/{}", new.0, new.1).to_lowercase()
+            new.0.to_lowercase()
         );
     }
     Ok(())
@@ -88,9 +88,11 @@ fn replacements(old: &(String, String), new: &(String, String)) -> [(String, Str
             format!("github.com/{}/{}", old.0, old.1),
             format!("github.com/{}/{}", new.0, new.1),
         ),
+        // Each service's images are ghcr.io/<owner>/<image> (its declared
+        // image name), whatever the repository is called: the owner moves.
         (
-            format!("ghcr.io/{}/{}", old.0, old.1).to_lowercase(),
-            format!("ghcr.io/{}/{}", new.0, new.1).to_lowercase(),
+            format!("ghcr.io/{}/", old.0).to_lowercase(),
+            format!("ghcr.io/{}/", new.0).to_lowercase(),
         ),
     ]
 }

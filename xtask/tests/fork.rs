@@ -105,13 +105,13 @@ fn fork_points_everything_at_the_fork_and_bad_input_changes_nothing() {
         let values = read(&root, &format!("gitops/values/{env}/service-demo.yaml"));
         // GHCR names are lowercase.
         assert!(
-            values.contains("repository: ghcr.io/octocat/my-demo\n"),
+            values.contains("repository: ghcr.io/octocat/service-demo\n"),
             "{values}"
         );
     }
     let policy = read(&root, "gitops/policy/image-signatures.yaml");
     assert!(
-        policy.contains("- ghcr.io/octocat/my-demo*\n") && !policy.contains("example"),
+        policy.contains("- ghcr.io/octocat/*\n") && !policy.contains("example"),
         "the admission policy still names the old image: {policy}"
     );
     assert!(

@@ -128,20 +128,34 @@ pub fn problems(root: &Path) -> Vec<String> {
         (Ok(policy), Ok(key)) => (policy, key),
         (policy, key) => return [policy.err(), key.err()].into_iter().flatten().collect(),
     };
+    // Every service's values file in every long-lived environment.
     let mut repositories = Vec::new();
     for env in Env::LONG_LIVED {
-        let file = format!("gitops/{}", env.values_path());
-        let repository = read(&file)
-            .and_then(|text| values::parse(&text).map_err(|e| format!("{file}: {e:#}")))
-            .map(|doc| {
-                doc["image"]["repository"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            });
-        match repository {
-            Ok(repository) => repositories.push((env.to_string(), repository)),
-            Err(problem) => return vec![problem],
+        let dir = format!("gitops/values/{env}");
+        let files = match super::yaml_files(&root.join(&dir)) {
+            Ok(files) if !files.is_empty() => files,
+            Ok(_) => {
+                return vec![format!(
+                    "{dir}: no values files: the environment runs nothing"
+                )];
+            }
+            Err(error) => return vec![format!("{dir}: {error:#}")],
+        };
+        for path in files {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let file = format!("{dir}/{name}");
+            let repository = read(&file)
+                .and_then(|text| values::parse(&text).map_err(|e| format!("{file}: {e:#}")))
+                .map(|doc| {
+                    doc["image"]["repository"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                });
+            match repository {
+                Ok(repository) => repositories.push((env.to_string(), repository)),
+                Err(problem) => return vec![problem],
+            }
         }
     }
     check(&policy, &key, &repositories)
@@ -373,6 +387,35 @@ mod tests {
     }
 
     #[test]
+    fn every_services_image_in_every_environment_is_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [POLICY_FILE, PUBLIC_KEY_FILE] {
+            let to = dir.path().join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(root().join(file), to).unwrap();
+        }
+        let write = |env: &str, file: &str, repository: &str| {
+            let path = dir.path().join(format!("gitops/values/{env}/{file}"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, format!("image:\n  repository: {repository}\n")).unwrap();
+        };
+        for env in ["dev", "preprod", "prod"] {
+            write(env, "service-demo.yaml", "ghcr.io/example/service-demo");
+            write(env, "orders-api.yaml", "ghcr.io/example/orders-api");
+        }
+        assert_eq!(problems(dir.path()), Vec::<String>::new());
+        // A second service whose prod image comes from elsewhere would run unchecked.
+        write("prod", "orders-api.yaml", "ghcr.io/someone/orders-api");
+        let found = problems(dir.path());
+        assert!(
+            found.iter().any(
+                |p| p.contains("do not match ghcr.io/someone/orders-api (the image prod runs)")
+            ),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
     fn an_unknown_field_is_named_with_its_path() {
         refused(
             "mutateDigest: true",
@@ -463,8 +506,8 @@ mod tests {
     #[test]
     fn another_image_repository_is_refused() {
         refused(
-            "ghcr.io/example/service-demo*",
-            "ghcr.io/someone/service-demo*",
+            "ghcr.io/example/*",
+            "ghcr.io/someone/*",
             "do not match ghcr.io/example/service-demo (the image dev runs)",
         );
     }
