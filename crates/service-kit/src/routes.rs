@@ -106,3 +106,80 @@ pub async fn metrics(State(kit): State<Kit>) -> impl IntoResponse {
         kit.metrics.render(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::config::{Build, Env, ServiceConfig};
+
+    /// A dependency that is down.
+    struct DatabaseDown;
+
+    #[async_trait::async_trait]
+    impl ReadinessCheck for DatabaseDown {
+        async fn ready(&self) -> Result<(), String> {
+            Err("the database is unavailable, retry later".into())
+        }
+    }
+
+    /// `routes` over TCP with `ready` as the service's check: its base URL and kit.
+    async fn serve(ready: Arc<dyn ReadinessCheck>) -> (String, Kit) {
+        let build = Build {
+            default_port: 8080,
+            version: "1.0.0",
+            git_commit: Some("abc1234"),
+        };
+        let config = ServiceConfig::read(&Env(|_: &str| None), build).unwrap();
+        let kit = Kit::new(&config, ready);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = routes(kit.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, kit)
+    }
+
+    #[tokio::test]
+    async fn readiness_is_the_services_check_and_503_while_draining() {
+        let (url, _) = serve(Arc::new(DatabaseDown)).await;
+        let response = reqwest::get(format!("{url}/readyz")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()["content-type"],
+            crate::problem::PROBLEM_CONTENT_TYPE
+        );
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            problem["detail"],
+            "the database is unavailable, retry later"
+        );
+        let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+        assert_eq!(
+            health.status(),
+            StatusCode::OK,
+            "liveness never asks the check"
+        );
+
+        let (url, kit) = serve(Arc::new(AlwaysReady)).await;
+        let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+        assert_eq!(ready.status(), StatusCode::OK);
+        kit.readiness.start_draining();
+        let draining = reqwest::get(format!("{url}/readyz")).await.unwrap();
+        assert_eq!(draining.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let problem: serde_json::Value = draining.json().await.unwrap();
+        assert_eq!(problem["detail"], "shutting down");
+        let version: serde_json::Value = reqwest::get(format!("{url}/version"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (version["version"].as_str(), version["gitCommit"].as_str()),
+            (Some("1.0.0"), Some("abc1234"))
+        );
+    }
+}
