@@ -23,18 +23,20 @@ WORKDIR /src
 # Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
 COPY services/items-api/Cargo.toml services/items-api/
+COPY crates/service-kit/Cargo.toml crates/service-kit/
 COPY xtask/Cargo.toml xtask/
-RUN mkdir -p services/items-api/src xtask/src \
+RUN mkdir -p services/items-api/src crates/service-kit/src xtask/src \
  && echo 'fn main() {}' > services/items-api/src/main.rs \
- && touch services/items-api/src/lib.rs \
+ && touch services/items-api/src/lib.rs crates/service-kit/src/lib.rs \
  && echo 'fn main() {}' > xtask/src/main.rs \
  && cargo build --release --locked --package items-api --target x86_64-unknown-linux-musl \
- && rm -rf services/items-api/src
+ && rm -rf services/items-api/src crates/service-kit/src
 
-# Then the service itself.
+# Then the service itself, and service-kit, the crate it serves through.
+COPY crates/service-kit/src crates/service-kit/src
 COPY services/items-api/src services/items-api/src
 ARG GIT_COMMIT=unknown
-RUN touch services/items-api/src/main.rs services/items-api/src/lib.rs \
+RUN touch services/items-api/src/main.rs services/items-api/src/lib.rs crates/service-kit/src/lib.rs \
  && ITEMS_API_GIT_COMMIT=${GIT_COMMIT} \
     cargo build --release --locked --package items-api --target x86_64-unknown-linux-musl
 

@@ -240,8 +240,8 @@ impl Demo {
         self.git(&["checkout", "--quiet", "-b", "feature/api-version"])?;
         self.edit(
             "services/items-api/src/lib.rs",
-            r#"        .route("/version", get(meta::version))"#,
-            "        .route(\"/version\", get(meta::version))\n        .route(\"/api/v1/version\", get(meta::version))",
+            r#"        .route("/openapi.json", get(meta::openapi))"#,
+            "        .route(\"/openapi.json\", get(meta::openapi))\n        .route(\"/api/v1/version\", get(service_kit::routes::version))",
         )?;
         let sha = self.commit("feat: /api/v1/version, as the tutorial's example change")?;
         self.checks()?;
@@ -286,8 +286,8 @@ impl Demo {
     fn second_release(&mut self) -> Result<String> {
         self.edit(
             "services/items-api/src/lib.rs",
-            r#"        .route("/readyz", get(health::readyz))"#,
-            "        .route(\"/readyz\", get(health::readyz))\n        .route(\"/api/v1/readyz\", get(health::readyz))",
+            r#"        .route("/openapi.json", get(meta::openapi))"#,
+            "        .route(\"/openapi.json\", get(meta::openapi))\n        .route(\"/api/v1/readyz\", get(service_kit::routes::readyz))",
         )?;
         let sha = self.commit("feat: /api/v1/readyz for gateways that route only /api")?;
         self.git(&["push", "--quiet", "origin", "main"])?;
@@ -298,7 +298,7 @@ impl Demo {
     }
 
     fn break_it(&mut self) -> Result<String> {
-        let file = "services/items-api/src/routes/health.rs";
+        let file = "crates/service-kit/src/routes.rs";
         let healthy = "pub async fn healthz() -> Json<HealthStatus> {\n    Json(HealthStatus { status: \"ok\" })\n}";
         self.edit(file, healthy, BROKEN_HEALTHZ)?;
         let sha = self.commit("perf: check the cache directory in /healthz")?;

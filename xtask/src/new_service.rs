@@ -1,19 +1,22 @@
-//! `cargo xtask new-service NAME`: scaffolds `services/NAME` (crate with
-//! health, readiness, version and metrics; its `service.toml`) and adds it to
-//! the workspace. It prints, without writing, what the GitOps side still needs.
+//! `cargo xtask new-service NAME`: scaffolds `services/NAME` (a crate on
+//! service-kit with health, readiness, version, metrics and an example
+//! route, its tests, its `service.toml`), its values in every long-lived
+//! environment (`gitops/values/<env>/NAME.yaml`), and adds it to the
+//! workspace. `--dry-run` shows each file as a diff and writes nothing; a
+//! failure half-way leaves nothing written.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
-use crate::parts::scaffold;
+use crate::parts::{scaffold, unified_diff};
 
 #[derive(clap::Args)]
 pub struct NewServiceArgs {
     /// The service's name: its crate, image and Kubernetes objects (e.g. orders-api).
     name: String,
-    /// Print the files and the Cargo.toml diff; write nothing.
+    /// Print every file it would write or change, as a diff; write nothing.
     #[arg(long)]
     dry_run: bool,
     /// The port it listens on.
@@ -48,16 +51,14 @@ pub fn run(args: NewServiceArgs) -> Result<()> {
         .to_path_buf();
     let plan = scaffold::plan(&root, &args.name, args.port)?;
 
-    // 2. Shown, or written.
+    // 2. Shown, or written (all or nothing).
     if args.dry_run {
         for (path, text) in &plan.files {
-            println!("--- new file {path}\n{text}");
+            print!("new file {path}\n{}", unified_diff(path, "", text));
         }
-        let (before, after) = &plan.manifest;
-        print!(
-            "{}",
-            crate::parts::unified_diff("Cargo.toml", before, after)
-        );
+        for (path, before, after) in &plan.edits {
+            print!("changed {path}\n{}", unified_diff(path, before, after));
+        }
         println!(
             "(dry run: nothing written; Cargo.lock would gain the package {})",
             args.name
@@ -73,8 +74,8 @@ pub fn run(args: NewServiceArgs) -> Result<()> {
         );
     }
 
-    // 3. What it does not write yet.
-    println!("\nnot written by new-service yet (the GitOps side is single-service today):");
+    // 3. What it does not write.
+    println!("\nnot written by new-service:");
     for step in scaffold::remaining_steps(&args.name) {
         println!("  - {step}");
     }

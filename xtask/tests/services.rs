@@ -399,23 +399,49 @@ fn this_workspace_declares_items_api_as_the_service_demo_image() {
     assert_eq!(services[0]["image"], "service-demo");
 }
 
-/// A copy of this workspace's crates and chart (not its target dir or git).
+/// A copy of this workspace's crates, chart and GitOps values (not its target
+/// dir or git).
 fn workspace_copy() -> TempDir {
     let dir = TempDir::new("new-service");
     let root = workspace_root();
     for file in ["Cargo.toml", "Cargo.lock"] {
         std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
     }
-    for folder in [".cargo", "xtask", "services", "charts"] {
+    for folder in [".cargo", "xtask", "services", "crates", "charts", "gitops"] {
         support::copy_dir(&root.join(folder), &dir.path().join(folder));
     }
     dir
 }
 
+const ENVIRONMENTS: [&str; 3] = ["dev", "preprod", "prod"];
+
+/// Every file under `root`'s services/ and gitops/values/, with Cargo.toml and
+/// Cargo.lock: what new-service may write, to compare before and after.
+fn written_state(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.join("services"), root.join("gitops/values")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.strip_prefix(root).unwrap().display().to_string();
+                files.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        files.push((file.to_owned(), std::fs::read(root.join(file)).unwrap()));
+    }
+    files.sort();
+    files
+}
+
 #[test]
-fn new_service_dry_run_shows_the_files_and_the_manifest_diff_and_writes_nothing() {
+fn new_service_dry_run_shows_every_file_as_a_diff_and_writes_nothing() {
     let copy = workspace_copy();
-    let before = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    let before = written_state(copy.path());
     let output = xtask_in(
         copy.path(),
         &["new-service", "orders-api", "--dry-run", "--port", "9090"],
@@ -424,92 +450,207 @@ fn new_service_dry_run_shows_the_files_and_the_manifest_diff_and_writes_nothing(
     assert_ok(&output);
     let text = stdout(&output);
     for expected in [
-        "--- new file services/orders-api/Cargo.toml",
-        "--- new file services/orders-api/service.toml",
-        "--- new file services/orders-api/src/main.rs",
-        "const DEFAULT_PORT: u16 = 9090;",
-        "+members = [\"xtask\", \"services/items-api\", \"services/orders-api\"]",
-        "gitops/values/{dev,preprod,prod}/orders-api.yaml",
+        "new file services/orders-api/Cargo.toml\n--- a/services/orders-api/Cargo.toml",
+        "new file services/orders-api/service.toml",
+        "new file services/orders-api/src/lib.rs",
+        "new file services/orders-api/src/main.rs",
+        "new file services/orders-api/tests/service.rs",
+        "+    default_port: 9090,",
+        "new file gitops/values/dev/orders-api.yaml",
+        "new file gitops/values/preprod/orders-api.yaml",
+        "new file gitops/values/prod/orders-api.yaml",
+        "+  repository: ghcr.io/example/orders-api\n",
+        "+containerPort: 9090\n",
+        "changed Cargo.toml\n--- a/Cargo.toml",
+        "+members = [\"xtask\", \"services/items-api\", \"crates/service-kit\", \"services/orders-api\"]",
+        "gitops/argocd: an Application per environment for orders-api",
     ] {
         assert!(text.contains(expected), "{expected:?} missing in\n{text}");
     }
-    assert!(!copy.path().join("services/orders-api").exists());
-    let after = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
-    assert_eq!(before, after);
+    assert_eq!(written_state(copy.path()), before, "the dry run wrote");
 }
 
 #[test]
 fn new_service_refuses_bad_or_taken_names_and_writes_nothing() {
     let copy = workspace_copy();
-    let manifest = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    // A values file no service declares yet still takes the name.
+    std::fs::write(copy.path().join("gitops/values/prod/payments.yaml"), "{}\n").unwrap();
+    let before = written_state(copy.path());
     for (name, expected) in [
         ("Orders_API", "is not a service name"),
         ("-x", "is not a service name"),
         ("xtask", "reserves"),
-        ("items-api", "services/items-api already exists"),
-        ("service-demo", "already uses the image or values file"),
+        (
+            "items-api",
+            "services/items-api already exists: choose another name",
+        ),
+        (
+            "service-demo",
+            "service items-api already uses the image or values file \"service-demo\": choose another name",
+        ),
+        (
+            "payments",
+            "gitops/values/prod/payments.yaml already exists (no service declares it): choose another \
+             name, or remove gitops/values/prod/payments.yaml first",
+        ),
     ] {
         let output = xtask_in(copy.path(), &["new-service", "--", name], &[]);
         let message = assert_fails(&output);
         assert!(message.contains(expected), "{name}: {message}");
-        let services: Vec<_> = std::fs::read_dir(copy.path().join("services"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(services, ["items-api"], "{name} wrote a directory");
-        let now = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
-        assert_eq!(now, manifest, "{name} changed Cargo.toml");
+        assert_eq!(written_state(copy.path()), before, "{name} wrote something");
     }
 }
 
-/// Scaffolds a service into a copy of this workspace and compiles it offline
-/// and `--locked` (its dependencies are items-api's, already in the lock and
-/// the registry cache), in a target dir of its own under this run's, kept warm
-/// between runs: about a minute cold, seconds warm.
 #[test]
-fn a_scaffolded_service_is_discovered_and_compiles_offline() {
+fn a_new_services_image_is_in_the_registry_the_other_services_use() {
     let copy = workspace_copy();
-    let output = xtask_in(copy.path(), &["new-service", "orders-api"], &[]);
+    // As after `cargo xtask fork --github acme/service-demo`.
+    let dev = copy.path().join("gitops/values/dev/service-demo.yaml");
+    let text = std::fs::read_to_string(&dev).unwrap();
+    let forked = text.replace("ghcr.io/example/service-demo", "ghcr.io/acme/service-demo");
+    assert_ne!(text, forked);
+    std::fs::write(&dev, forked).unwrap();
+    let output = xtask_in(
+        copy.path(),
+        &["new-service", "orders-api", "--dry-run"],
+        &[],
+    );
     assert_ok(&output);
-    let manifest = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
-    assert!(manifest.contains("\"services/items-api\", \"services/orders-api\"]"));
-    let lock = std::fs::read_to_string(copy.path().join("Cargo.lock")).unwrap();
-    assert!(lock.contains("name = \"orders-api\""));
+    let text = stdout(&output);
+    assert_eq!(
+        text.matches("+  repository: ghcr.io/acme/orders-api\n")
+            .count(),
+        3,
+        "{text}"
+    );
+}
 
+#[test]
+fn a_new_service_that_fails_half_way_leaves_nothing_written() {
+    let copy = workspace_copy();
+    // prod's values folder is a file: the last values file cannot be written,
+    // after the crate and dev's and preprod's values were.
+    let prod = copy.path().join("gitops/values/prod");
+    std::fs::remove_dir_all(&prod).unwrap();
+    std::fs::write(&prod, "not a folder\n").unwrap();
+    let before = written_state(copy.path());
+    let output = xtask_in(copy.path(), &["new-service", "orders-api"], &[]);
+    let message = assert_fails(&output);
+    assert!(
+        message.contains("gitops/values/prod/orders-api.yaml"),
+        "{message}"
+    );
+    assert!(
+        message.contains("every file it had written is removed and Cargo.toml is restored"),
+        "{message}"
+    );
+    assert_eq!(
+        written_state(copy.path()),
+        before,
+        "a half-written service is left"
+    );
+    assert!(!copy.path().join("services/orders-api").exists());
+}
+
+/// `cargo <args>` in `root`, offline and `--locked`, in a target dir of its
+/// own under this run's, kept warm between runs.
+fn cargo_in(root: &Path, args: &[&str]) -> std::process::Output {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
         .join("scaffold-check");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let check = std::process::Command::new(&cargo)
-        .args([
-            "check",
+    std::process::Command::new(&cargo)
+        .args(args)
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap()
+}
+
+fn assert_cargo_ok(output: &std::process::Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Scaffolds a service into a copy of this workspace; its values pin its own
+/// image and port in every environment; it passes clippy with warnings denied
+/// and its own tests (which start it over real TCP: /healthz, /readyz,
+/// /version, /metrics, its route, the drain), offline and `--locked` (its
+/// dependencies are service-kit's and items-api's, already in the lock and
+/// the registry cache): about two minutes cold, seconds warm.
+#[test]
+fn a_scaffolded_service_is_complete_passes_clippy_and_its_own_tests() {
+    let copy = workspace_copy();
+    let output = xtask_in(
+        copy.path(),
+        &["new-service", "orders-api", "--port", "9090"],
+        &[],
+    );
+    assert_ok(&output);
+    let manifest = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("\"crates/service-kit\", \"services/orders-api\"]"));
+    let lock = std::fs::read_to_string(copy.path().join("Cargo.lock")).unwrap();
+    assert!(lock.contains("name = \"orders-api\""));
+    for env in ENVIRONMENTS {
+        let file = format!("gitops/values/{env}/orders-api.yaml");
+        let text = std::fs::read_to_string(copy.path().join(&file)).unwrap();
+        let values: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+        assert_eq!(
+            values["image"]["repository"], "ghcr.io/example/orders-api",
+            "{file}"
+        );
+        assert_eq!(values["containerPort"], 9090, "{file}");
+        assert_eq!(values["env"]["ENV_NAME"], env, "{file}");
+        assert_eq!(values["replicaCount"], 1, "{file}");
+        assert!(values.get("database").is_none(), "{file}");
+    }
+    let again = xtask_in(copy.path(), &["new-service", "orders-api"], &[]);
+    let message = assert_fails(&again);
+    assert!(
+        message.contains("services/orders-api already exists: choose another name"),
+        "{message}"
+    );
+
+    let clippy = cargo_in(
+        copy.path(),
+        &[
+            "clippy",
             "--offline",
             "--locked",
             "--quiet",
             "-p",
             "orders-api",
-        ])
-        .current_dir(copy.path())
-        .env("CARGO_TARGET_DIR", &target)
-        .env("RUSTFLAGS", "-D warnings")
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "the scaffold does not compile: {}",
-        String::from_utf8_lossy(&check.stderr)
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     );
-    let fmt = std::process::Command::new("rustfmt")
-        .args([
-            "--check",
-            "--edition",
-            "2024",
-            "services/orders-api/src/main.rs",
-        ])
-        .current_dir(copy.path())
-        .output()
-        .unwrap();
+    assert_cargo_ok(&clippy, "cargo clippy -D warnings on the scaffold");
+    let tests = cargo_in(
+        copy.path(),
+        &["test", "--offline", "--locked", "-p", "orders-api"],
+    );
+    assert_cargo_ok(&tests, "the scaffold's own tests");
+    let ran = String::from_utf8_lossy(&tests.stdout);
+    for test in [
+        "answers_the_probes_version_metrics_and_its_route ... ok",
+        "readiness_turns_503_while_shutdown_drains ... ok",
+    ] {
+        assert!(ran.contains(test), "{test} missing in\n{ran}");
+    }
+    let mut fmt = std::process::Command::new("rustfmt");
+    fmt.args(["--check", "--edition", "2024"]);
+    for file in ["src/lib.rs", "src/main.rs", "tests/service.rs"] {
+        fmt.arg(format!("services/orders-api/{file}"));
+    }
+    let fmt = fmt.current_dir(copy.path()).output().unwrap();
     assert!(
         fmt.status.success(),
         "the scaffold is not rustfmt-clean:\n{}",
@@ -532,6 +673,7 @@ fn a_scaffolded_service_is_discovered_and_compiles_offline() {
                 s["service"].clone(),
                 s["image"].clone(),
                 s["values-file"].clone(),
+                s["port"].clone(),
             )
         })
         .collect();
@@ -541,12 +683,14 @@ fn a_scaffolded_service_is_discovered_and_compiles_offline() {
             (
                 "items-api".into(),
                 "service-demo".into(),
-                "service-demo.yaml".into()
+                "service-demo.yaml".into(),
+                8080.into()
             ),
             (
                 "orders-api".into(),
                 "orders-api".into(),
-                "orders-api.yaml".into()
+                "orders-api.yaml".into(),
+                9090.into()
             ),
         ]
     );

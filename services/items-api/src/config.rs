@@ -5,35 +5,43 @@
 
 use std::time::Duration;
 
-use crate::server::ServerLimits;
+use service_kit::config::{Build, Env, ServiceConfig};
+pub use service_kit::config::{ConfigError, LogFormat};
+
 use crate::store::Capacity;
 
+/// What every service reads (service-kit's [`ServiceConfig`]: `PORT`,
+/// `ENV_NAME`, timeouts and limits, version) and items-api's own store
+/// settings. It derefs to the former, so `config.port` reads as it always did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// `PORT`: TCP port to listen on, on all interfaces (default 8080).
-    pub port: u16,
-    /// `ENV_NAME`: which environment this is (`dev`, `preprod`, `prod`, `pr-7`…).
-    pub env_name: String,
-    /// `SERVICES_NAMESPACE`: the namespace of the services this one would call.
-    pub services_namespace: String,
-    /// `LOG_FORMAT`: `json` (default, for log collectors) or `text`.
-    pub log_format: LogFormat,
-    /// `REQUEST_TIMEOUT_SECONDS`: a request unanswered this long is answered
-    /// 408 (default 20). Drain plus this must stay under the pod's grace period.
-    pub request_timeout: Duration,
-    /// `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_SECONDS`, `SHUTDOWN_DRAIN_SECONDS`.
-    pub server: ServerLimits,
+    /// `PORT`, `ENV_NAME`, `SERVICES_NAMESPACE`, `LOG_FORMAT`,
+    /// `REQUEST_TIMEOUT_SECONDS`, `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_SECONDS`,
+    /// `SHUTDOWN_DRAIN_SECONDS`, `APP_VERSION`, `GIT_COMMIT`.
+    pub service: ServiceConfig,
     /// `MEMORY_STORE_MAX_ITEMS`, `MEMORY_STORE_MAX_BYTES`: the in-memory
     /// store's capacity (unused with `DATABASE_URL`).
     pub memory_store: Capacity,
-    /// `APP_VERSION`: the released version; defaults to the crate version.
-    pub app_version: String,
-    /// `GIT_COMMIT`: the source commit; defaults to the one baked in at build time.
-    pub git_commit: String,
     /// `DATABASE_URL` and its pool settings: PostgreSQL when set, else the
     /// in-memory store.
     pub database: Option<DatabaseConfig>,
 }
+
+impl std::ops::Deref for Config {
+    type Target = ServiceConfig;
+
+    fn deref(&self) -> &ServiceConfig {
+        &self.service
+    }
+}
+
+/// The default port, and `/version`'s defaults: this crate's version, and
+/// the commit the image build bakes in.
+const BUILD: Build = Build {
+    default_port: 8080,
+    version: env!("CARGO_PKG_VERSION"),
+    git_commit: option_env!("ITEMS_API_GIT_COMMIT"),
+};
 
 /// Where the PostgreSQL store connects. The URL holds a password, so Debug
 /// never prints it.
@@ -65,20 +73,6 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {variable}={value:?}: {reason}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub value: String,
-    pub reason: String,
-}
-
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -89,116 +83,12 @@ impl Config {
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        let port = match env.raw("PORT") {
-            None => 8080,
-            Some(raw) => raw.trim().parse::<u16>().map_err(|_| ConfigError {
-                variable: "PORT",
-                value: raw.clone(),
-                reason: "must be a port number from 0 to 65535".into(),
-            })?,
-        };
-        let log_format = match env.raw("LOG_FORMAT").as_deref().map(str::trim) {
-            None | Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "LOG_FORMAT",
-                    value: other.into(),
-                    reason: "must be `json` or `text`".into(),
-                });
-            }
-        };
         Ok(Self {
-            port,
-            env_name: env.text("ENV_NAME", "local"),
-            services_namespace: env.text("SERVICES_NAMESPACE", "default"),
-            log_format,
-            request_timeout: env.seconds(
-                "REQUEST_TIMEOUT_SECONDS",
-                crate::REQUEST_TIMEOUT,
-                1,
-                3600,
-            )?,
-            server: server_limits(&env)?,
+            service: ServiceConfig::read(&env, BUILD)?,
             memory_store: memory_capacity(&env)?,
-            app_version: env.text("APP_VERSION", env!("CARGO_PKG_VERSION")),
-            git_commit: env.text(
-                "GIT_COMMIT",
-                option_env!("ITEMS_API_GIT_COMMIT").unwrap_or("unknown"),
-            ),
             database: database(&env)?,
         })
     }
-}
-
-/// The variables, read through a lookup function.
-struct Env<L>(L);
-
-impl<L: Fn(&str) -> Option<String>> Env<L> {
-    fn raw(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-    }
-
-    /// A trimmed value, or `default` when unset or blank.
-    fn text(&self, name: &str, default: &str) -> String {
-        self.raw(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| default.to_owned())
-    }
-
-    /// A whole number from `min` to `max`, or `default` when unset.
-    fn number(
-        &self,
-        name: &'static str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<u64, ConfigError> {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| ConfigError {
-                    variable: name,
-                    value: raw.clone(),
-                    reason: format!("must be a whole number from {min} to {max}"),
-                }),
-        }
-    }
-
-    fn seconds(
-        &self,
-        name: &'static str,
-        default: Duration,
-        min: u64,
-        max: u64,
-    ) -> Result<Duration, ConfigError> {
-        self.number(name, default.as_secs(), min, max)
-            .map(Duration::from_secs)
-    }
-}
-
-fn server_limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerLimits, ConfigError> {
-    let defaults = ServerLimits::default();
-    Ok(ServerLimits {
-        max_connections: env.number(
-            "MAX_CONNECTIONS",
-            defaults.max_connections as u64,
-            1,
-            100_000,
-        )? as usize,
-        header_read_timeout: env.seconds(
-            "HEADER_READ_TIMEOUT_SECONDS",
-            defaults.header_read_timeout,
-            1,
-            300,
-        )?,
-        shutdown_drain: env.seconds("SHUTDOWN_DRAIN_SECONDS", defaults.shutdown_drain, 0, 300)?,
-    })
 }
 
 fn memory_capacity(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Capacity, ConfigError> {
@@ -247,6 +137,7 @@ fn database(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::ServerLimits;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_lookup(|name| {

@@ -1,13 +1,10 @@
 //! Every error the API returns is an RFC 9457 problem details JSON document.
 //!
 //! Handlers return [`ApiError`]; errors produced outside handlers (axum's 405,
-//! a panic) are rewritten into the same shape by
-//! [`problem_for_bare_errors`] and [`panic_to_problem`], so a client never sees
+//! a panic, the request timeout, an unknown path) get the same shape from
+//! service-kit's middleware ([`service_kit::problem`]), so a client never sees
 //! an empty or HTML error body.
 
-use std::any::Any;
-
-use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -16,8 +13,9 @@ use utoipa::ToSchema;
 use crate::domain::FieldError;
 use crate::store::StoreError;
 
-pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+pub use service_kit::problem::PROBLEM_CONTENT_TYPE;
 
+// service-kit's `service_kit::problem::Problem`, with the invalid fields.
 /// The RFC 9457 body. `type` is `about:blank`, so `title` is the status phrase.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
@@ -119,53 +117,4 @@ pub fn problem_response(status: StatusCode, detail: String, errors: Vec<FieldErr
         body,
     )
         .into_response()
-}
-
-/// Gives an error response without a body type (axum's 405, or any other a
-/// layer answers bare) a problem body, keeping its status and headers (such
-/// as `Allow`).
-/// Applied to every response with `tower::util::MapResponseLayer`.
-pub fn problem_for_bare_errors(response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error())
-        || response.headers().contains_key(header::CONTENT_TYPE)
-    {
-        return response;
-    }
-    let detail = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            let allowed = response
-                .headers()
-                .get(header::ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            format!("method not allowed here; allowed: {allowed}")
-        }
-        _ => status.canonical_reason().unwrap_or("error").to_owned(),
-    };
-    let (mut parts, _) = response.into_parts();
-    let problem = problem_response(status, detail, Vec::new());
-    parts.headers.extend(problem.headers().clone());
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, problem.into_body())
-}
-
-/// `CatchPanicLayer` handler: a panic in a handler is a logged 500, not a dropped connection.
-pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown panic");
-    tracing::error!(panic = message, "handler panicked");
-    problem_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal error".into(),
-        Vec::new(),
-    )
-}
-
-/// Fallback for paths no route matches.
-pub async fn not_found(request: axum::extract::Request) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", request.uri().path()))
 }

@@ -55,7 +55,7 @@
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
-//!   `affected`; `scaffold`: the files and workspace member of `new-service`.
+//!   `affected`; `scaffold`: the files, values and workspace member of `new-service`.
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
 //!

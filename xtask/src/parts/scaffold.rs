@@ -1,38 +1,125 @@
-//! A new service's files, and its line in the workspace's members: what
-//! `cargo xtask new-service` writes (or, with `--dry-run`, shows).
+//! A new service's files, its values in every long-lived environment, and its
+//! line in the workspace's members: what `cargo xtask new-service` writes (or,
+//! with `--dry-run`, shows).
 //!
-//! The crate is a minimal axum service with the probes and pages of every
-//! service (health, readiness, version, metrics), written out in its
-//! `main.rs` rather than taken from a shared crate: items-api's are not a
-//! crate of their own yet.
+//! The crate answers the probes and pages of every service (health,
+//! readiness, version, metrics) through the workspace's `service-kit`, has
+//! one example route, and tests that start it over real TCP. Its values files
+//! pin its own image repository (`<registry>/<name>`, the registry the other
+//! services' values use), its port and no database. Writing is all or
+//! nothing: a failure half-way removes what was written and restores what was
+//! changed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
-use super::services::{self, DECLARATION_FILE, Declaration, SERVICES_DIR};
+use super::promotion::Env;
+use super::services::{self, DECLARATION_FILE, Declaration, SERVICES_DIR, Service, VALUES_DIR};
 
 /// The chart a new service is declared with: the workspace's one chart.
 pub const DEFAULT_CHART: &str = "charts/service-demo";
 
 const CARGO_TOML: &str = include_str!("scaffold/Cargo.toml.txt");
+const LIB_RS: &str = include_str!("scaffold/lib.rs.txt");
 const MAIN_RS: &str = include_str!("scaffold/main.rs.txt");
+const SERVICE_TEST_RS: &str = include_str!("scaffold/service_test.rs.txt");
 const SERVICE_TOML: &str = include_str!("scaffold/service.toml.txt");
+const VALUES_YAML: &str = include_str!("scaffold/values.yaml.txt");
 
-/// Everything `new-service` would write, computed without writing.
+/// Everything `new-service` would write, computed without writing. Another
+/// part may add to it before it is written (the Argo CD entry).
 pub struct Scaffold {
     /// `services/<name>`, from the workspace root.
     pub dir: String,
     /// Each new file, from the workspace root, with its text.
     pub files: Vec<(String, String)>,
-    /// The root Cargo.toml before and after the member is added.
-    pub manifest: (String, String),
+    /// Each existing file changed, from the workspace root: `(path, before,
+    /// after)`. The root Cargo.toml first.
+    pub edits: Vec<(String, String, String)>,
 }
 
 /// The files of service `name` in the workspace at `root`, after checking
 /// that the name is free: no directory, package, image or values file has it.
 pub fn plan(root: &Path, name: &str, port: u16) -> Result<Scaffold> {
+    let (declaration, taken) = check_free(root, name, port)?;
+    let service = Service {
+        name: name.to_owned(),
+        dir: format!("{SERVICES_DIR}/{name}"),
+        declaration,
+    };
+    let repository = services::image_repository(&image_registry(root, &taken)?, &service)?;
+    let dir = &service.dir;
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{port}}", &port.to_string())
+            .replace("{{image}}", &service.declaration.image)
+            .replace("{{chart}}", &service.declaration.chart)
+            .replace("{{values_file}}", &service.declaration.values_file)
+            .replace("{{repository}}", &repository)
+    };
+    let mut files = vec![
+        (format!("{dir}/Cargo.toml"), fill(CARGO_TOML)),
+        (format!("{dir}/{DECLARATION_FILE}"), fill(SERVICE_TOML)),
+    ];
+    for (file, template) in [
+        ("src/lib.rs", LIB_RS),
+        ("src/main.rs", MAIN_RS),
+        ("tests/service.rs", SERVICE_TEST_RS),
+    ] {
+        files.push((format!("{dir}/{file}"), rustfmt(root, &fill(template))?));
+    }
+    for env in Env::LONG_LIVED {
+        let (tag, written_by) = match env {
+            Env::Preprod => (
+                "main-0000000",
+                "the CD pipeline (`cargo xtask promote --env preprod`)",
+            ),
+            _ => ("v0.0.0", "the release pipeline (`cargo xtask release`)"),
+        };
+        let text = fill(VALUES_YAML)
+            .replace("{{env}}", &env.to_string())
+            .replace("{{tag}}", tag)
+            .replace("{{written_by}}", written_by);
+        files.push((values_path(env, &service.declaration.values_file), text));
+    }
+    let manifest_path = root.join("Cargo.toml");
+    let before = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let after = add_member(&before, dir)?;
+    Ok(Scaffold {
+        dir: service.dir,
+        files,
+        edits: vec![("Cargo.toml".to_owned(), before, after)],
+    })
+}
+
+/// `text` as rustfmt lays it out (a name longer or shorter than the
+/// templates' wraps lines differently), with the workspace's toolchain.
+fn rustfmt(root: &Path, text: &str) -> Result<String> {
+    let sh = Shell::new()?;
+    sh.change_dir(root);
+    cmd!(sh, "rustfmt --edition 2024")
+        .quiet()
+        .stdin(text)
+        .read()
+        .map(|formatted| formatted + "\n")
+        .context(
+            "formatting the new service's code: rustfmt failed (`rustup component add rustfmt`)",
+        )
+}
+
+/// `gitops/values/<env>/<values_file>`, from the workspace root.
+pub fn values_path(env: Env, values_file: &str) -> String {
+    format!("{VALUES_DIR}/{env}/{values_file}")
+}
+
+/// The declaration of a new service `name`, once nothing in the workspace has
+/// its name, image or values file; and the services there are.
+fn check_free(root: &Path, name: &str, port: u16) -> Result<(Declaration, Vec<Service>)> {
     services::check_name(name)?;
     let dir = format!("{SERVICES_DIR}/{name}");
     ensure!(
@@ -53,35 +140,59 @@ pub fn plan(root: &Path, name: &str, port: u16) -> Result<Scaffold> {
         values_file: format!("{name}.yaml"),
     };
     declaration.check(root)?;
-    for service in services::discover(root, &packages)? {
-        let taken = &service.declaration;
+    let taken = services::discover(root, &packages)?;
+    for service in &taken {
+        let other = &service.declaration;
         ensure!(
-            taken.image != declaration.image && taken.values_file != declaration.values_file,
+            other.image != declaration.image && other.values_file != declaration.values_file,
             "service {} already uses the image or values file {name:?}: choose another name",
             service.name
         );
     }
-    let fill = |template: &str| {
-        template
-            .replace("{{name}}", name)
-            .replace("{{port}}", &port.to_string())
-            .replace("{{image}}", &declaration.image)
-            .replace("{{chart}}", &declaration.chart)
-            .replace("{{values_file}}", &declaration.values_file)
-    };
-    let manifest_path = root.join("Cargo.toml");
-    let before = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("reading {}", manifest_path.display()))?;
-    let after = add_member(&before, &dir)?;
-    Ok(Scaffold {
-        files: vec![
-            (format!("{dir}/Cargo.toml"), fill(CARGO_TOML)),
-            (format!("{dir}/{DECLARATION_FILE}"), fill(SERVICE_TOML)),
-            (format!("{dir}/src/main.rs"), fill(MAIN_RS)),
-        ],
-        dir,
-        manifest: (before, after),
-    })
+    for env in Env::LONG_LIVED {
+        let path = values_path(env, &declaration.values_file);
+        ensure!(
+            !root.join(&path).exists(),
+            "{path} already exists (no service declares it): choose another name, or remove {path} first"
+        );
+    }
+    Ok((declaration, taken))
+}
+
+/// The registry every service's image repository is in (`ghcr.io/<owner>`):
+/// where an existing service's values in the first environment say its image
+/// is (`<registry>/<image>`; `cargo xtask fork` rewrites them for a fork),
+/// else the parent of the chart's default repository.
+fn image_registry(root: &Path, services: &[Service]) -> Result<String> {
+    let first = Env::LONG_LIVED[0];
+    let mut sources: Vec<(String, Option<&str>)> = services
+        .iter()
+        .map(|s| {
+            let values = values_path(first, &s.declaration.values_file);
+            (values, Some(s.declaration.image.as_str()))
+        })
+        .collect();
+    sources.push((format!("{DEFAULT_CHART}/values.yaml"), None));
+    for (file, image) in &sources {
+        let Ok(text) = std::fs::read_to_string(root.join(file)) else {
+            continue;
+        };
+        let values = super::values::parse(&text).with_context(|| format!("reading {file}"))?;
+        let Some(repository) = values["image"]["repository"].as_str() else {
+            continue;
+        };
+        let registry = match image {
+            Some(image) => repository.strip_suffix(&format!("/{image}")),
+            None => repository.rsplit_once('/').map(|(registry, _)| registry),
+        };
+        if let Some(registry) = registry.filter(|r| !r.is_empty()) {
+            return Ok(registry.to_owned());
+        }
+    }
+    bail!(
+        "cannot tell which registry the services' images are in: set image.repository to          <registry>/<image> in {}",
+        sources[0].0
+    )
 }
 
 /// `manifest` with `dir` in `[workspace] members`, its comments and layout
@@ -107,21 +218,57 @@ pub fn add_member(manifest: &str, dir: &str) -> Result<String> {
     Ok(document.to_string())
 }
 
-/// Writes the scaffold: the new directory first (created, so a race with
-/// another one fails), then the manifest, then the lock file gains the
-/// package (Cargo resolves offline: the crate's dependencies are locked already).
+/// Writes the scaffold, all or nothing: each new file (created, never
+/// overwritten, so a race with another `new-service` fails), then each edit,
+/// then the lock file gains the package (Cargo resolves offline: the crate's
+/// dependencies are locked already). On any failure, what was written is
+/// removed and what was changed, Cargo.lock included, restored.
 pub fn write(root: &Path, scaffold: &Scaffold) -> Result<()> {
-    let dir = root.join(&scaffold.dir);
-    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = root.join("Cargo.lock");
+    let lock_before = std::fs::read(&lock).ok();
+    let mut undo = Undo::default();
+    let result = write_files(root, scaffold, &mut undo).and_then(|()| update_lock(root));
+    if let Err(error) = result {
+        undo.run();
+        if let Some(bytes) = lock_before {
+            let _ = std::fs::write(&lock, bytes);
+        }
+        return Err(error.context(
+            "new-service stopped: every file it had written is removed and Cargo.toml is restored;              fix the cause above and run it again",
+        ));
+    }
+    Ok(())
+}
+
+fn write_files(root: &Path, scaffold: &Scaffold, undo: &mut Undo) -> Result<()> {
     for (path, text) in &scaffold.files {
         let path = root.join(path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        undo.create_parents(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        undo.created.push(path.clone());
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    std::fs::write(root.join("Cargo.toml"), &scaffold.manifest.1)
-        .context("writing the root Cargo.toml")?;
+    for (path, before, after) in &scaffold.edits {
+        let path = root.join(path);
+        let now = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        ensure!(
+            now == *before,
+            "{} changed while new-service ran: run it again",
+            path.display()
+        );
+        undo.changed.push((path.clone(), now));
+        std::fs::write(&path, after).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn update_lock(root: &Path) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(root);
     let cargo = services::cargo();
@@ -133,29 +280,56 @@ pub fn write(root: &Path, scaffold: &Scaffold) -> Result<()> {
     Ok(())
 }
 
-/// What a new service still needs outside its crate, which `new-service`
-/// does not write yet (the chart, GitOps values, Argo CD and workflows are
-/// single-service today).
+/// What a write did, to take back: files and directories created (in order),
+/// and the previous text of files changed.
+#[derive(Default)]
+struct Undo {
+    created: Vec<PathBuf>,
+    changed: Vec<(PathBuf, String)>,
+}
+
+impl Undo {
+    /// Creates the missing directories above `path`, noting each.
+    fn create_parents(&mut self, path: &Path) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| !d.exists()) {
+            missing.push(d.to_path_buf());
+            dir = d.parent();
+        }
+        for dir in missing.into_iter().rev() {
+            std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            self.created.push(dir);
+        }
+        Ok(())
+    }
+
+    /// Restores changed files, then removes created files and directories,
+    /// newest first. Best effort: the error being reported is the first one.
+    fn run(self) {
+        for (path, text) in self.changed.iter().rev() {
+            let _ = std::fs::write(path, text);
+        }
+        for path in self.created.iter().rev() {
+            let _ = if path.is_dir() {
+                std::fs::remove_dir(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+        }
+    }
+}
+
+/// What a new service still needs outside what `new-service` writes.
 pub fn remaining_steps(name: &str) -> Vec<String> {
     vec![
         format!(
-            "gitops/values/{{dev,preprod,prod}}/{name}.yaml: the image each environment runs \
-             (promotion writes one values file per environment today)"
-        ),
-        format!(
-            "{DEFAULT_CHART}: take the service's name, image repository and port from its values \
-             (the chart names service-demo today)"
-        ),
-        format!(
-            "gitops/argocd: an Application per environment for {name} (or one ApplicationSet over \
+            "gitops/argocd: an Application per environment for {name} (or its entry in an ApplicationSet over \
              services x environments)"
         ),
         format!(
-            ".github/workflows: build, preview and promote the services `cargo xtask affected \
-             --json` lists, {name} among them"
-        ),
-        format!(
-            "cargo xtask image build: it builds items-api only today; {name} needs its own image"
+            ".github/workflows and `cargo xtask image build`: build, scan and push {name}'s image (the \
+             services `cargo xtask affected --json` lists)"
         ),
     ]
 }

@@ -1,48 +1,10 @@
-//! About the running service: version, metrics and its OpenAPI document.
+//! The OpenAPI document: the items routes and service-kit's probes, version
+//! and metrics.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use serde::Serialize;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
-
-use crate::AppState;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionInfo {
-    /// Release version (`APP_VERSION`, or the crate version).
-    pub version: String,
-    /// Source commit the binary was built from.
-    pub git_commit: String,
-    /// The environment this instance runs in (`ENV_NAME`).
-    pub env_name: String,
-    /// `SERVICES_NAMESPACE`.
-    pub services_namespace: String,
-}
-
-/// Which build runs here, and where.
-#[utoipa::path(get, path = "/version", tag = "meta",
-    responses((status = 200, description = "Build and environment", body = VersionInfo)))]
-pub async fn version(State(state): State<AppState>) -> Json<VersionInfo> {
-    Json(state.version.as_ref().clone())
-}
-
-/// Prometheus metrics in the OpenMetrics text format.
-#[utoipa::path(get, path = "/metrics", tag = "meta",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-}
+use utoipa::{Modify, OpenApi};
 
 /// This document, generated from the handlers and types in the code.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",
@@ -58,15 +20,15 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         description = "Items CRUD service deployed by the service-demo GitOps pipeline"
     ),
     paths(
-        crate::routes::health::healthz,
-        crate::routes::health::readyz,
+        service_kit::routes::healthz,
+        service_kit::routes::readyz,
         crate::routes::items::list_items,
         crate::routes::items::create_item,
         crate::routes::items::get_item,
         crate::routes::items::update_item,
         crate::routes::items::delete_item,
-        version,
-        metrics,
+        service_kit::routes::version,
+        service_kit::routes::metrics,
         openapi,
     ),
     components(schemas(
@@ -75,9 +37,28 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
         crate::error::Problem,
         crate::domain::FieldError
     )),
-    modifiers(&ErrorsEveryOperationMayAnswer)
+    modifiers(&ReadinessAsksTheStore, &ErrorsEveryOperationMayAnswer)
 )]
 pub struct ApiDoc;
+
+/// service-kit's `/readyz` asks items-api's store: what its 503 means here.
+struct ReadinessAsksTheStore;
+
+impl Modify for ReadinessAsksTheStore {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(operation) = openapi
+            .paths
+            .paths
+            .get_mut("/readyz")
+            .and_then(|item| item.get.as_mut())
+        else {
+            return;
+        };
+        operation.summary =
+            Some("Readiness: 503 while shutting down or while the store is unavailable.".into());
+        add_problem(operation, "503", "Draining or store unavailable");
+    }
+}
 
 /// The error statuses that do not come from one handler's own checks, added
 /// to every operation they can happen to, so the document lists every status

@@ -1,5 +1,5 @@
-//! HTTP routes, one module per concern.
+//! HTTP routes, one module per concern (the probes, version and metrics are
+//! service-kit's).
 
-pub mod health;
 pub mod items;
 pub mod meta;

@@ -21,7 +21,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
-use crate::error::problem_response;
+use crate::problem::problem_response;
 
 /// Answers 408 to requests that take longer than `limit`.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +107,6 @@ where
             Poll::Ready(()) => Poll::Ready(Ok(problem_response(
                 StatusCode::REQUEST_TIMEOUT,
                 "the request took too long".to_owned(),
-                Vec::new(),
             ))),
             Poll::Pending => Poll::Pending,
         }
@@ -167,7 +166,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             response.headers()["content-type"],
-            crate::error::PROBLEM_CONTENT_TYPE
+            crate::problem::PROBLEM_CONTENT_TYPE
         );
     }
 

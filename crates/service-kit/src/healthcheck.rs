@@ -1,4 +1,4 @@
-//! `items-api healthcheck`: a probe for images with no shell and no curl.
+//! `<service> healthcheck`: a probe for images with no shell and no curl.
 //!
 //! A distroless image cannot run `wget` in a Docker `HEALTHCHECK`, so the binary
 //! probes itself: one HTTP/1.1 GET over plain TCP, no client library needed.

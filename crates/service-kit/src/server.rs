@@ -26,7 +26,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::{AppState, app, shutdown};
+use axum::Router;
+
+use crate::shutdown::{self, Readiness};
 
 /// The largest request head (request line and headers) accepted, in bytes.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -40,7 +42,7 @@ const MAX_REFUSALS: usize = 64;
 /// How long a refused client gets to read its 503 before the socket closes.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
-/// How the server treats connections (from [`crate::config::Config`]).
+/// How the server treats connections (from [`crate::config::ServiceConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     /// `MAX_CONNECTIONS`: connections served at once (default 256).
@@ -63,16 +65,18 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves [`app`] on `listener` until `signal` resolves, then drains as
-/// described in [`shutdown`], and returns once in-flight requests are done.
+/// Serves `app` on `listener` until `signal` resolves, then drains as
+/// described in [`shutdown`] (`readiness`, the flag `/readyz` reads, is set
+/// first), and returns once in-flight requests are done.
 pub async fn serve(
     listener: TcpListener,
-    state: AppState,
+    app: Router,
+    readiness: Readiness,
     limits: ServerLimits,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let stop = shutdown::drain_after(signal, state.readiness.clone(), limits.shutdown_drain);
-    let service = TowerToHyperService::new(app(state));
+    let stop = shutdown::drain_after(signal, readiness, limits.shutdown_drain);
+    let service = TowerToHyperService::new(app);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
