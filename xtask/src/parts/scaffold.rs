@@ -55,6 +55,11 @@ pub fn plan(root: &Path, name: &str, port: u16) -> Result<Scaffold> {
         template
             .replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
+            // What `image build` sets to the commit it builds (image_build::commit_variable).
+            .replace(
+                "{{commit_variable}}",
+                &format!("{}_GIT_COMMIT", name.to_uppercase().replace('-', "_")),
+            )
             .replace("{{port}}", &port.to_string())
             .replace("{{image}}", &service.declaration.image)
             .replace("{{chart}}", &service.declaration.chart)
