@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::argocd_types::ObjectMeta;
 use super::attestation::parse_public_key;
 use super::manifests::parse_strict;
-use super::promotion::Env;
+use super::promotion::{Env, UNDECLARED_VALUES_FILE};
 use super::values;
 
 pub const POLICY_FILE: &str = "gitops/policy/image-signatures.yaml";
@@ -130,7 +130,7 @@ pub fn problems(root: &Path) -> Vec<String> {
     };
     let mut repositories = Vec::new();
     for env in Env::LONG_LIVED {
-        let file = format!("gitops/{}", env.values_path());
+        let file = format!("gitops/{}", env.values_path(UNDECLARED_VALUES_FILE));
         let repository = read(&file)
             .and_then(|text| values::parse(&text).map_err(|e| format!("{file}: {e:#}")))
             .map(|doc| {
