@@ -584,3 +584,102 @@ fn bench_promote_20_services_in_one_commit_and_status_20_by_4() {
         ms(times[2])
     );
 }
+
+/// Every retag's precondition is checked before any retag: a release tag
+/// already on other bits in one repository leaves every repository, the
+/// values and git as they were. One service then releases alone.
+#[test]
+fn a_train_refused_at_one_repository_retags_nothing_and_one_service_releases_alone() {
+    let ws = Workspace::new(2);
+    let registry = ws.registry();
+    let mut digests = Vec::new();
+    for service in ["svc-00", "svc-01"] {
+        let tag = ws.main_tag(0);
+        let digest = ws.push(service, &tag);
+        assert_ok(&ws.run(&args(
+            &[service],
+            &[
+                "promote",
+                "--env",
+                "preprod",
+                "--tag",
+                &tag,
+                "--registry",
+                &registry,
+            ],
+        )));
+        assert_ok(&ws.run(&[
+            "gate",
+            "record",
+            "--sha",
+            &ws.commits[0],
+            "--name",
+            "preprod-tests",
+            "--conclusion",
+            "success",
+            "--digest",
+            &digest,
+        ]));
+        digests.push(digest);
+    }
+    // Someone pushed other bits as v1.0.0 to svc-01's repository.
+    let squatter = ws.push("svc-01", "v1.0.0");
+    let refs = || {
+        git(
+            &ws.remote,
+            &["for-each-ref", "--format=%(refname) %(objectname)"],
+        )
+    };
+    let before = refs();
+    let train = [
+        "release",
+        "--version",
+        "1.0.0",
+        "--train",
+        "--registry",
+        &registry,
+    ];
+    let error = assert_fails(&ws.run(&train));
+    assert!(error.contains("release tags are immutable"), "{error}");
+    assert_eq!(refs(), before);
+    assert_eq!(
+        support::image_digest(&format!("{registry}/svc-00"), "v1.0.0"),
+        None,
+        "svc-00 was retagged before svc-01's refusal"
+    );
+    assert_eq!(
+        support::image_digest(&format!("{registry}/svc-01"), "v1.0.0"),
+        Some(squatter)
+    );
+
+    let one = [
+        "release",
+        "--version",
+        "1.0.0",
+        "--service",
+        "svc-00",
+        "--registry",
+        &registry,
+    ];
+    assert_ok(&ws.run(&one));
+    assert_eq!(
+        ws.changed(),
+        [
+            "gitops/values/dev/svc-00.yaml",
+            "gitops/values/prod/svc-00.yaml"
+        ]
+    );
+    assert!(
+        ws.message()
+            .starts_with("release: v1.0.0 (svc-00)\n\nService: svc-00\n")
+    );
+    assert_eq!(
+        support::image_digest(&format!("{registry}/svc-00"), "v1.0.0").as_deref(),
+        Some(digests[0].as_str())
+    );
+    assert_eq!(
+        git(&ws.remote, &["rev-parse", "v1.0.0^{commit}"]),
+        ws.commits[0]
+    );
+    assert!(ws.file("values/prod/svc-01.yaml").contains("tag: v0.1.0"));
+}
