@@ -497,7 +497,32 @@ fn a_release_train_ships_every_service_at_its_tested_digest() {
     assert_eq!(state(), before);
 
     gate(1, &digests[1]);
-    assert_ok(&ws.run(&release));
+    // The GitOps push is refused after both retags: resumable, the same command finishes it.
+    let hook = ws.remote.join("hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\necho 'branch is frozen' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let error = assert_fails(&ws.run(&release));
+    assert!(error.contains("rerun the same command"), "{error}");
+    for (service, digest) in ["svc-00", "svc-01"].iter().zip(&digests) {
+        assert_eq!(
+            support::image_digest(&format!("{registry}/{service}"), "v1.0.0").as_deref(),
+            Some(digest.as_str())
+        );
+        assert!(
+            ws.file(&format!("values/prod/{service}.yaml"))
+                .contains("tag: v0.1.0")
+        );
+    }
+    assert_eq!(git(&ws.remote, &["tag", "--list", "v1.0.0"]), "");
+    std::fs::remove_file(&hook).unwrap();
+    let rerun = ws.run(&release);
+    assert_ok(&rerun);
+    assert_eq!(
+        stdout(&rerun).matches("already names").count(),
+        2,
+        "{}",
+        stdout(&rerun)
+    );
     assert_eq!(
         ws.changed(),
         [
