@@ -297,7 +297,11 @@ impl Record {
             let (key, value) = line.split_once(": ")?;
             let value = value.trim();
             if key == "Service" {
-                services::check_name(value).ok()?;
+                // A package name: letters, digits, '-' and '_' (never a path).
+                let name_like = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+                if value.is_empty() || !value.chars().all(name_like) {
+                    return None;
+                }
                 moves.push(RecordedMove {
                     service: Some(value.to_owned()),
                     ..RecordedMove::default()
