@@ -3,14 +3,19 @@
 //! through [`promote`]; nothing else writes an image into a values file.
 //!
 //! - [`Env`]: the environments (dev, preprod, prod, and pull-request previews),
-//!   parsed once at the command line; each knows its values file.
+//!   parsed once at the command line; a [`Target`] (a service) knows its
+//!   values file in each (`values/<env>/<values-file>`,
+//!   `values/pr/pr-<N>/<values-file>`).
 //! - [`DeployedImage`]: what a values file deploys (`image.tag`, `image.digest`),
 //!   read from the file and written back as two [`Edit`]s (data, not code).
 //! - [`Policy`]: whether an older build may replace a newer one (the monotonic
 //!   check, by git ancestry of the commits the images were built from).
 //! - [`Record`]: the commit message, a subject plus trailers (`Environment:`,
-//!   `Image-Tag:`, `Image-Digest:`, `Source-Commit:`), written here and parsed
-//!   back here (release notes tell the pipeline's commits from people's by it).
+//!   `Image-Tag:`, `Image-Digest:`, `Source-Commit:`; in a workspace of several
+//!   services each service's group opens with `Service:`), written here and
+//!   parsed back here (release notes tell the pipeline's commits from people's by it).
+//! - [`Promotion`]: a set of [`Move`]s (service, environments, image), made in
+//!   one commit only if every move passes its checks.
 //!
 //! The step that makes the change writes its message: a [`Promotion`] carries
 //! its subject, and [`promote`] adds the trailers from what it actually moved.
