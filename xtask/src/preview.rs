@@ -1,6 +1,7 @@
 //! `cargo xtask preview`: per-pull-request environments. A preview is a
-//! values file `values/pr/pr-<N>.yaml`; Argo CD's ApplicationSet turns each
-//! such file (a git files generator) into a `pr-<N>` namespace that reads it.
+//! folder `values/pr/pr-<N>/` holding one values file per previewed service
+//! (`<values-file>` of its declaration); Argo CD's ApplicationSet turns each
+//! such file into an Application in namespace `pr-<N>`.
 //!
 //! `deploy --label` writes it only for an open pull request of this repository
 //! that carries the label and whose head is `--sha` (asked of GitHub), and
@@ -16,15 +17,18 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::parts::Repos;
 use crate::parts::github::{self, GitHub};
 use crate::parts::gitops::{Decision, FileChange, GitopsOptions, Snapshot};
-use crate::parts::promotion::{self, DeployedImage, Env, PREVIEW_DIR, Policy, Promotion, Record};
+use crate::parts::promotion::{
+    self, DeployedImage, Env, Move, PREVIEW_DIR, Policy, Promotion, Record, RecordedMove,
+};
 use crate::parts::registry::Repository;
+use crate::parts::services::{RepositoryOptions, ServiceSelection};
 use crate::parts::tags::{self, ImageTag};
 
 #[derive(clap::Subcommand)]
 pub enum PreviewCommand {
-    /// Write values/pr/pr-<N>.yaml for the pull request's image and commit it.
+    /// Write values/pr/pr-<N>/<values-file> of each service for the pull request's images, in one commit.
     Deploy(DeployArgs),
-    /// Remove a pull request's preview (when it is closed or merged).
+    /// Remove a pull request's preview, every service's file (when it is closed or merged).
     Cleanup(CleanupArgs),
     /// Remove previews whose values file has not changed for longer than --max-age.
     Gc(GcArgs),
@@ -38,9 +42,14 @@ pub struct DeployArgs {
     /// The pull request's head commit (the image is pr-<N>-<sha>).
     #[arg(long)]
     sha: String,
-    /// Image digest. Default: pr-<N>-<sha>'s digest in IMAGE_REPOSITORY, when that is set.
+    /// Image digest (one service only). Default: pr-<N>-<sha>'s digest in each service's image
+    /// repository, when --registry or --repository is set.
     #[arg(long)]
     digest: Option<String>,
+    #[command(flatten)]
+    services: ServiceSelection,
+    #[command(flatten)]
+    repositories: RepositoryOptions,
     /// Deploy only an open pull request of this repository that carries this label and whose
     /// head is --sha, as GitHub says (GITHUB_TOKEN, GITHUB_REPOSITORY; required in Actions).
     #[arg(long)]
@@ -82,6 +91,63 @@ pub fn run(command: PreviewCommand) -> Result<()> {
 }
 
 fn deploy(args: DeployArgs) -> Result<()> {
+    check_deploy_args(&args)?;
+    let tag = ImageTag::Pr {
+        number: args.pr,
+        sha: args.sha.clone(),
+    };
+    if let Some(label) = &args.label
+        && let Some(reason) = refusal(args.pr, &args.sha, label)?
+    {
+        return not_deployed(args.pr, &reason);
+    }
+    let repos = Repos::open(&args.gitops)?;
+    let all = promotion::workspace_services(&repos.service.root())?;
+    let targets = promotion::targets(&all, &args.services)?;
+    ensure!(
+        args.digest.is_none() || targets.len() == 1,
+        "--digest names one image, but {} services were named: let each digest come from its repository",
+        targets.len()
+    );
+    let env = Env::Preview(args.pr);
+    let mut moves = Vec::new();
+    for target in targets {
+        let digest = match (
+            &args.digest,
+            args.repositories.for_service(&target.service, &all)?,
+        ) {
+            (Some(digest), _) => digest.clone(),
+            (None, None) => String::new(),
+            (None, Some(repository)) => match registry_digest(&repository, &tag.to_string())? {
+                Some(digest) => digest,
+                None => return not_pushed(args.pr, &tag, &repository),
+            },
+        };
+        moves.push(Move {
+            target,
+            envs: vec![env],
+            image: DeployedImage {
+                tag: tag.to_string(),
+                digest,
+            },
+            // A pull request's head may be force-pushed to any commit: no order.
+            source: None,
+        });
+    }
+    let promotion = Promotion {
+        subject: format!("ci: deploy {env} ({})", &args.sha[..7]),
+        moves,
+        policy: Policy::AllowOlder,
+    };
+    let what = format!("deploy {tag} to {env}");
+    promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))?
+        .outcome
+        .report(&what);
+    github::set_output("deployed", "true")
+}
+
+/// The pull request number, SHA and digest are well formed.
+fn check_deploy_args(args: &DeployArgs) -> Result<()> {
     ensure!(
         args.pr > 0,
         "--pr must be a pull request number (1 or more)"
@@ -94,45 +160,14 @@ fn deploy(args: DeployArgs) -> Result<()> {
     if let Some(digest) = &args.digest {
         tags::validate_digest(digest)?;
     }
-    let tag = ImageTag::Pr {
-        number: args.pr,
-        sha: args.sha.clone(),
-    };
-    if let Some(label) = &args.label
-        && let Some(reason) = refusal(args.pr, &args.sha, label)?
-    {
-        return not_deployed(args.pr, &reason);
-    }
-    let digest = match args.digest {
-        Some(digest) => digest,
-        None => match registry_digest(&tag.to_string())? {
-            Some(digest) => digest,
-            None => {
-                let reason = format!(
-                    "{tag} is not in the registry yet; CI pushes it, and its completion deploys it"
-                );
-                return not_deployed(args.pr, &reason);
-            }
-        },
-    };
-    let repos = Repos::open(&args.gitops)?;
-    let env = Env::Preview(args.pr);
-    let promotion = Promotion {
-        subject: format!("ci: deploy {env} ({})", &args.sha[..7]),
-        envs: vec![env],
-        image: DeployedImage {
-            tag: tag.to_string(),
-            digest,
-        },
-        // A pull request's head may be force-pushed to any commit: no order.
-        source: None,
-        policy: Policy::AllowOlder,
-    };
-    let what = format!("deploy {tag} to {env}");
-    promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))?
-        .outcome
-        .report(&what);
-    github::set_output("deployed", "true")
+    Ok(())
+}
+
+/// No preview yet: a service's image is not pushed.
+fn not_pushed(pr: u64, tag: &ImageTag, repository: &str) -> Result<()> {
+    let reason =
+        format!("{tag} is not in {repository} yet; CI pushes it, and its completion deploys it");
+    not_deployed(pr, &reason)
 }
 
 /// Says why pull request `pr` gets no preview (and tells later steps): a success.
@@ -186,35 +221,52 @@ fn refusal(pr: u64, sha: &str, label: &str) -> Result<Option<String>> {
     })
 }
 
-/// `tag`'s digest in IMAGE_REPOSITORY (None when not pushed yet); an empty
-/// digest when no repository is set (the values then name the tag only).
-fn registry_digest(tag: &str) -> Result<Option<String>> {
-    let Ok(spec) = std::env::var("IMAGE_REPOSITORY") else {
-        return Ok(Some(String::new()));
-    };
-    let resolved = Repository::open(&spec)?
+/// `tag`'s digest in the image repository `spec` (None when not pushed yet).
+fn registry_digest(spec: &str, tag: &str) -> Result<Option<String>> {
+    let resolved = Repository::open(spec)?
         .resolve(tag)
         .with_context(|| format!("resolving {tag} in {spec}"))?;
     Ok(resolved.map(|r| r.digest))
 }
 
+/// Removes every file of the pull request's preview folder (every service's),
+/// and a preview file of the layout before services (`pr-<N>.yaml`), in one commit.
 fn cleanup(args: CleanupArgs) -> Result<()> {
     let repos = Repos::open(&args.gitops)?;
     let env = Env::Preview(args.pr);
-    let path = env.values_path();
     let outcome = repos.gitops.update(args.dry_run, |snapshot| {
-        if snapshot.read(&path)?.is_none() {
+        let changes: Vec<FileChange> = preview_files(&repos, snapshot, args.pr)?
+            .into_iter()
+            .map(|path| FileChange::Delete { path })
+            .collect();
+        if changes.is_empty() {
             return Ok(Decision::NoOp(format!("{env} has no preview")));
         }
         Ok(Decision::Commit {
-            changes: vec![FileChange::Delete {
-                path: repos.gitops.full_path(&path),
-            }],
+            changes,
             message: removal(format!("ci: remove preview {env}"), vec![env]),
         })
     })?;
     outcome.report(&format!("remove preview {env}"));
     Ok(())
+}
+
+/// Every file of pull request `pr`'s preview at the snapshot (full paths).
+fn preview_files(repos: &Repos, snapshot: &Snapshot, pr: u64) -> Result<Vec<String>> {
+    let dir = repos.gitops.full_path(&format!("{PREVIEW_DIR}/pr-{pr}"));
+    let mut files: Vec<String> = repos
+        .gitops
+        .list_dir(snapshot.tip, &dir)?
+        .into_iter()
+        .map(|name| format!("{dir}/{name}"))
+        .collect();
+    let old_layout = repos
+        .gitops
+        .full_path(&format!("{PREVIEW_DIR}/pr-{pr}.yaml"));
+    if repos.gitops.read(snapshot.tip, &old_layout)?.is_some() {
+        files.push(old_layout);
+    }
+    Ok(files)
 }
 
 fn gc(args: GcArgs) -> Result<()> {
@@ -236,7 +288,8 @@ fn gc(args: GcArgs) -> Result<()> {
         Ok(Decision::Commit {
             changes: removed
                 .iter()
-                .map(|(_, path)| FileChange::Delete { path: path.clone() })
+                .flat_map(|(_, files)| files.iter())
+                .map(|path| FileChange::Delete { path: path.clone() })
                 .collect(),
             message: removal(
                 format!(
@@ -253,23 +306,35 @@ fn gc(args: GcArgs) -> Result<()> {
     Ok(())
 }
 
-/// The previews at the snapshot whose pull request is closed (asked of GitHub
-/// once per pull request, kept in `states` across push retries) and, with
-/// `max_age`, unchanged for longer: `(env, path)`.
+/// The previews at the snapshot (folders `pr-<N>/`, and files `pr-<N>.yaml`
+/// of the layout before services) whose pull request is closed (asked of
+/// GitHub once per pull request, kept in `states` across push retries) and,
+/// with `max_age`, unchanged for longer: `(env, its files)`.
 fn removable(
     repos: &Repos,
     snapshot: &Snapshot,
     github: &GitHub,
     states: &mut BTreeMap<u64, String>,
     max_age: Option<Duration>,
-) -> Result<Vec<(Env, String)>> {
+) -> Result<Vec<(Env, Vec<String>)>> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let dir = repos.gitops.full_path(PREVIEW_DIR);
+    let folders = repos.gitops.list_subdirs(snapshot.tip, &dir)?;
+    let old_files = repos.gitops.list_dir(snapshot.tip, &dir)?;
+    let mut previews: Vec<Env> = folders
+        .iter()
+        .filter_map(|name| Env::from_preview_dir(name))
+        .chain(
+            old_files
+                .iter()
+                .filter_map(|name| Env::from_preview_file(name)),
+        )
+        .collect();
+    previews.sort();
+    previews.dedup();
     let mut removable = Vec::new();
-    for name in repos.gitops.list_dir(snapshot.tip, &dir)? {
-        let Some(env @ Env::Preview(pr)) = Env::from_preview_file(&name) else {
-            continue;
-        };
+    for env in previews {
+        let Env::Preview(pr) = env else { continue };
         if let std::collections::btree_map::Entry::Vacant(entry) = states.entry(pr) {
             let pull = github.get(&format!("/pulls/{pr}"))?;
             entry.insert(pull["state"].as_str().unwrap_or_default().to_owned());
@@ -277,15 +342,18 @@ fn removable(
         if states[&pr] != "closed" {
             continue;
         }
-        let path = format!("{dir}/{name}");
+        let files = preview_files(repos, snapshot, pr)?;
         if let Some(max_age) = max_age {
-            let history = repos.gitops.history(snapshot.tip, &path)?;
-            let last_change = history.first().map(|v| v.time).unwrap_or(now);
+            let mut last_change = i64::MIN;
+            for file in &files {
+                let history = repos.gitops.history(snapshot.tip, file)?;
+                last_change = last_change.max(history.first().map_or(now, |v| v.time));
+            }
             if now - last_change <= max_age.as_secs() as i64 {
                 continue;
             }
         }
-        removable.push((env, path));
+        removable.push((env, files));
     }
     Ok(removable)
 }
@@ -305,9 +373,10 @@ fn gc_rule(max_age: Option<Duration>) -> String {
 fn removal(subject: String, envs: Vec<Env>) -> String {
     Record {
         subject,
-        envs,
-        image: None,
-        source: None,
+        moves: vec![RecordedMove {
+            envs,
+            ..RecordedMove::default()
+        }],
     }
     .message()
 }

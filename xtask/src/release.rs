@@ -1,4 +1,8 @@
-//! `cargo xtask release --version X.Y.Z`: ship the bits preprod tested.
+//! `cargo xtask release --version X.Y.Z`: ship the bits preprod tested, of
+//! one service (`--service X`, or the workspace's only one) or of every
+//! service (`--train`), each at the `main-<sha>` build its preprod runs. Every
+//! step below is taken for each released service, and the moves of all of
+//! them are one GitOps commit and one git tag.
 //!
 //! 1. the version is semver;
 //! 2. the commit to release is the one preprod runs (or `--sha`), and it is on
@@ -30,8 +34,11 @@ use crate::parts::attestation::{self, PREPROD_PREDICATE, PublicKeyOptions};
 use crate::parts::gates::{GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::github::{self, GitHub};
 use crate::parts::gitops::{GitopsOptions, Outcome, Snapshot, refuse_option_like};
-use crate::parts::promotion::{self, DeployedImage, Env, Policy, Promotion, Record, read_deployed};
+use crate::parts::promotion::{
+    self, DeployedImage, Env, Move, Policy, Promotion, Record, Target, read_deployed,
+};
 use crate::parts::registry::{Repository, RetagOutcome};
+use crate::parts::services::{RepositoryOptions, Service, ServiceSelection};
 use crate::parts::signature::{self, ImageKeyOptions, Verdict};
 use crate::parts::tags::{ImageTag, short};
 use crate::parts::{Repos, workspace};
@@ -59,9 +66,16 @@ pub struct ReleaseArgs {
     /// RELEASE_DRY_RUN=true (a workflow's boolean input).
     #[arg(long, env = "RELEASE_DRY_RUN")]
     dry_run: bool,
-    /// The image repository: <registry>/<path>, or oci:<dir>.
-    #[arg(long, env = "IMAGE_REPOSITORY")]
-    repository: String,
+    /// The service to release (repeatable). Default: the workspace's only one.
+    #[command(flatten)]
+    services: ServiceSelection,
+    /// A release train: every service, each at the main-<sha> build its preprod runs, one gate
+    /// per digest, one commit moving prod and dev of all of them, one git tag.
+    #[arg(long, conflicts_with = "names")]
+    train: bool,
+    /// The image repositories: each service's at <registry>/<image> (or, for one service, --repository).
+    #[command(flatten)]
+    repositories: RepositoryOptions,
     #[command(flatten)]
     store: GateStoreOptions,
     #[command(flatten)]
@@ -79,36 +93,34 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     let repos = Repos::open(&args.gitops)?;
     let sh = Shell::new()?;
     sh.change_dir(repos.service.root());
-    // Steps 1–4: what to release, pinned to one digest, in version order.
+    // Steps 1–4: what to release, each service pinned to one digest, in version order.
     let release = Release::resolve(&args, &repos, &sh, version)?;
-    let (sha, digest, tag) = (&release.sha, &release.digest, &release.tag);
-    // Step 5: the gate (and the image signature), for exactly that digest.
-    check_gate(&args, &release)?;
-    check_signature(&args, &release)?;
-    // Steps 6–7: checked before the retag, so a refused promotion leaves the
-    // registry as it was; then the retag by digest, then prod and dev.
+    let tag = &release.tag;
+    // Step 5: the gate (and the image signature) of every digest, before anything changes.
+    for service in &release.services {
+        check_gate(&args, service)?;
+        check_signature(&args, service)?;
+    }
+    // Steps 6–7: checked before any retag, so a refused promotion or a moved
+    // tag leaves every registry as it was; then the retags, then one commit.
     promotion::check(&repos, &release.snapshot(&repos), &release.promotion)?;
-    tag_release(
-        &release.registry,
-        &release.build_tag,
-        digest,
-        tag,
-        args.dry_run,
-    )?;
+    for service in &release.services {
+        check_retag(service, tag)?;
+    }
+    for service in &release.services {
+        tag_release(service, tag, args.dry_run)?;
+    }
     let outcome = promotion::promote(&repos, args.dry_run, |_| Ok(release.promotion.clone()))
         .with_context(|| {
             format!("promoting prod and dev to {tag} failed; rerun the same command to finish the release")
         })?
         .outcome;
-    outcome.report(&format!(
-        "promote prod and dev to {}",
-        release.promotion.image
-    ));
+    outcome.report(&format!("promote prod and dev to {tag}"));
     let gitops_commit = match outcome {
         Outcome::DryRun { .. } => {
             println!(
                 "dry run: would tag {} as {tag} and write release notes",
-                short(sha)
+                short(&release.sha)
             );
             return Ok(());
         }
@@ -132,7 +144,7 @@ fn tag_and_publish(sh: &Shell, args: &ReleaseArgs, release: &Release) -> Result<
         tag,
         release.previous.as_deref(),
         sha,
-        &release.digest,
+        &release.images(),
         &args.gitops.bot.email,
     )?;
     push_git_tag(sh, args, tag, sha, &notes, !release.git_tag_exists)?;
@@ -162,11 +174,9 @@ fn parse_version(version: &str) -> Result<semver::Version> {
 struct Release {
     /// `v<X.Y.Z>`.
     tag: String,
+    /// The commit the git tag marks: the newest of the released commits.
     sha: String,
-    build_tag: String,
-    /// What `main-<sha>` named when resolved: the only digest this release uses.
-    digest: String,
-    registry: Repository,
+    services: Vec<Released>,
     /// The newest release below this one, for the notes.
     previous: Option<String>,
     /// A previous run already made the git tag (on this commit).
@@ -175,11 +185,21 @@ struct Release {
     promotion: Promotion,
 }
 
+/// One released service: its tested build, resolved once.
+struct Released {
+    target: Target,
+    sha: String,
+    build_tag: String,
+    /// What `main-<sha>` named when resolved: the only digest this release uses for it.
+    digest: String,
+    registry: Repository,
+}
+
 impl Release {
     /// The steps before anything changes:
-    /// 1. the commit: `--sha`, or the one preprod runs;
-    /// 2. it is on main;
-    /// 3. `main-<sha>` resolved to its digest, once;
+    /// 1. the services, and for each the commit: `--sha`, or the one its preprod runs;
+    /// 2. each is on main;
+    /// 3. each `main-<sha>` resolved to its digest, once;
     /// 4. the version is new (or this release's own, resumed) and above every other release.
     fn resolve(
         args: &ReleaseArgs,
@@ -188,40 +208,33 @@ impl Release {
         version: semver::Version,
     ) -> Result<Self> {
         let tag = format!("v{version}");
+        let all = promotion::workspace_services(&repos.service.root())?;
+        let selection = match args.train {
+            true => ServiceSelection {
+                names: all.iter().map(|s| s.name.clone()).collect(),
+            },
+            false => args.services.clone(),
+        };
+        let targets = promotion::targets(&all, &selection)?;
         let main_tip = fetch_main_and_tags(sh, args)?;
         let gitops_tip = repos.gitops.fetch_tip()?;
         let snapshot = Snapshot {
             repo: &repos.gitops,
             tip: gitops_tip,
         };
-        let source_commit = commit_to_release(repos, &snapshot, args.sha.as_deref())?;
-        if !repos.service.is_ancestor(source_commit, main_tip)? {
-            bail!(
-                "commit {source_commit} is not on {}/{}: only commits of the main branch are released \
-                 (merge it first)",
-                args.gitops.remote,
-                args.main_branch
-            );
-        }
-        let sha = source_commit.to_string();
-        let build_tag = format!("main-{sha}");
-        let registry = Repository::open(&args.repository)?;
-        let digest = registry
-            .resolve(&build_tag)?
-            .with_context(|| {
-                format!("{registry} has no {build_tag}: the commit was never built on main")
-            })?
-            .digest;
-        let (previous, git_tag_exists) =
-            check_version(sh, &snapshot, &version, &sha, args.allow_older)?;
+        let services = resolve_services(args, repos, &snapshot, main_tip, (&all, targets))?;
+        let tagged = newest(repos, &services)?;
+        let (previous, git_tag_exists) = check_version(
+            sh,
+            &snapshot,
+            &services,
+            &version,
+            &tagged,
+            args.allow_older,
+        )?;
         let promotion = Promotion {
-            subject: format!("release: {tag}"),
-            envs: RELEASED_ENVS.to_vec(),
-            image: DeployedImage {
-                tag: tag.clone(),
-                digest: digest.clone(),
-            },
-            source: Some(source_commit),
+            subject: release_subject(&tag, &services),
+            moves: services.iter().map(|s| s.release_move(&tag)).collect(),
             policy: if args.allow_older {
                 Policy::AllowOlder
             } else {
@@ -232,10 +245,8 @@ impl Release {
             previous,
             git_tag_exists,
             tag,
-            sha,
-            build_tag,
-            digest,
-            registry,
+            sha: tagged,
+            services,
             gitops_tip,
             promotion,
         })
@@ -247,12 +258,132 @@ impl Release {
             tip: self.gitops_tip,
         }
     }
+
+    /// The released digests, for the notes: `Image: <digest>` for one service.
+    fn images(&self) -> String {
+        match self.services.as_slice() {
+            [one] if !one.target.named => format!("Image: {}", one.digest),
+            many => many
+                .iter()
+                .map(|s| {
+                    format!(
+                        "Image of {}: {} (commit {})",
+                        s.target.name(),
+                        s.digest,
+                        s.sha
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+impl Released {
+    /// Step 3 for one service: `main-<sha>` resolved to its digest, once.
+    fn resolve(target: Target, commit: ObjectId, registry: Repository) -> Result<Self> {
+        let sha = commit.to_string();
+        let build_tag = format!("main-{sha}");
+        let digest = registry
+            .resolve(&build_tag)?
+            .with_context(|| {
+                format!("{registry} has no {build_tag}: the commit was never built on main")
+            })?
+            .digest;
+        Ok(Self {
+            target,
+            sha,
+            build_tag,
+            digest,
+            registry,
+        })
+    }
+
+    /// Step 7 for one service: prod and dev at the release tag, at its digest.
+    fn release_move(&self, tag: &str) -> Move {
+        Move {
+            target: self.target.clone(),
+            envs: RELEASED_ENVS.to_vec(),
+            image: DeployedImage {
+                tag: tag.to_owned(),
+                digest: self.digest.clone(),
+            },
+            source: self.sha.parse().ok(),
+        }
+    }
+}
+
+/// Steps 1–3 for each service: its commit (`--sha`, or its preprod's), on
+/// main, and its `main-<sha>` resolved to a digest in its own repository.
+fn resolve_services(
+    args: &ReleaseArgs,
+    repos: &Repos,
+    snapshot: &Snapshot<'_>,
+    main_tip: ObjectId,
+    (all, targets): (&[Service], Vec<Target>),
+) -> Result<Vec<Released>> {
+    let mut services = Vec::new();
+    for target in targets {
+        let commit = commit_to_release(repos, snapshot, &target, args.sha.as_deref())?;
+        if !repos.service.is_ancestor(commit, main_tip)? {
+            bail!(
+                "commit {commit} is not on {}/{}: only commits of the main branch are released \
+             (merge it first)",
+                args.gitops.remote,
+                args.main_branch
+            );
+        }
+        let repository = args.repositories.require(&target.service, all)?;
+        services.push(Released::resolve(
+            target,
+            commit,
+            Repository::open(&repository)?,
+        )?);
+    }
+    Ok(services)
+}
+
+/// `release: v<X.Y.Z>`, naming the services in a workspace of several.
+fn release_subject(tag: &str, services: &[Released]) -> String {
+    let named: Vec<&str> = services
+        .iter()
+        .filter(|s| s.target.named)
+        .map(|s| s.target.name())
+        .collect();
+    match named.is_empty() {
+        true => format!("release: {tag}"),
+        false => format!("release: {tag} ({})", named.join(", ")),
+    }
+}
+
+/// The commit the one git tag marks: the released commit every other one is
+/// an ancestor of (they are all on main, so one line unless merges split it).
+fn newest(repos: &Repos, services: &[Released]) -> Result<String> {
+    let mut newest = services
+        .first()
+        .context("no service to release")?
+        .sha
+        .clone();
+    for service in &services[1..] {
+        let (a, b) = (newest.parse()?, service.sha.parse()?);
+        if repos.service.is_ancestor(a, b)? {
+            newest = service.sha.clone();
+        } else if !repos.service.is_ancestor(b, a)? {
+            bail!(
+                "{} and {} are on different lines of main's history: one git tag cannot mark both; \
+                 release them separately, or pass --sha",
+                short(&newest),
+                short(&service.sha)
+            );
+        }
+    }
+    Ok(newest)
 }
 
 /// Step 5. With a public key, the authority is an attestation signed by it on
 /// exactly the resolved digest, a success, for exactly this commit; the gate
 /// store is not consulted. Without one, the gate store decides, as before.
-fn check_gate(args: &ReleaseArgs, release: &Release) -> Result<()> {
+fn check_gate(args: &ReleaseArgs, release: &Released) -> Result<()> {
     let (sha, digest) = (&release.sha, &release.digest);
     match args.public_key.load()? {
         Some(key) => {
@@ -285,7 +416,7 @@ fn check_gate(args: &ReleaseArgs, release: &Release) -> Result<()> {
 
 /// Step 5, with an image key: the digest carries the pipeline's signature,
 /// so the release is not refused by the cluster after the retag.
-fn check_signature(args: &ReleaseArgs, release: &Release) -> Result<()> {
+fn check_signature(args: &ReleaseArgs, release: &Released) -> Result<()> {
     let Some(key) = args.image_key.load()? else {
         return Ok(());
     };
@@ -338,16 +469,21 @@ fn fetch_main_and_tags(sh: &Shell, args: &ReleaseArgs) -> Result<ObjectId> {
 fn commit_to_release(
     repos: &Repos,
     snapshot: &Snapshot<'_>,
+    target: &Target,
     sha: Option<&str>,
 ) -> Result<ObjectId> {
     if let Some(sha) = sha {
         return repos.service.commit(sha);
     }
-    let preprod = read_deployed(snapshot, Env::Preprod)?;
+    let preprod = read_deployed(snapshot, target, Env::Preprod)?;
+    let whose = match target.named {
+        true => format!("{}'s ", target.name()),
+        false => String::new(),
+    };
     match ImageTag::parse(&preprod.tag) {
         Ok(ImageTag::Main { sha }) => repos.service.commit(&sha),
         _ => bail!(
-            "preprod runs {:?}, not a main-<sha> build: promote one to preprod and test it, or \
+            "{whose}preprod runs {:?}, not a main-<sha> build: promote one to preprod and test it, or \
              name the commit with --sha",
             preprod.tag
         ),
@@ -361,6 +497,7 @@ fn commit_to_release(
 fn check_version(
     sh: &Shell,
     snapshot: &Snapshot<'_>,
+    services: &[Released],
     version: &semver::Version,
     sha: &str,
     allow_older: bool,
@@ -372,13 +509,16 @@ fn check_version(
     {
         bail!("{tag} is already released from commit {commit}: choose a new version");
     }
-    let prod = read_deployed(snapshot, Env::Prod)?;
+    let mut prods = Vec::new();
+    for service in services {
+        prods.push(read_deployed(snapshot, &service.target, Env::Prod)?.tag);
+    }
     let mut existing = BTreeMap::new();
     for other in cmd!(sh, "git tag --list v*")
         .quiet()
         .read()?
         .lines()
-        .chain([prod.tag.as_str()])
+        .chain(prods.iter().map(String::as_str))
     {
         if let Ok(ImageTag::Release(v)) = ImageTag::parse(other)
             && v != *version
@@ -401,38 +541,45 @@ fn check_version(
     Ok((previous, git_tag_commit.is_some()))
 }
 
-/// Names `digest` `release_tag`, after checking `build_tag` still names it: a
-/// tag moved since the gate check is refused, and the release tag is made by
-/// digest, so it can only ever name the tested bits.
-fn tag_release(
-    registry: &Repository,
-    build_tag: &str,
-    digest: &str,
-    release_tag: &str,
-    dry_run: bool,
-) -> Result<()> {
+/// Step 6, checked for every service before any retag: `build_tag` still
+/// names the tested digest, and the release tag names nothing else.
+fn check_retag(service: &Released, release_tag: &str) -> Result<()> {
+    let (registry, build_tag, digest) = (&service.registry, &service.build_tag, &service.digest);
     let now = registry.resolve(build_tag)?.map(|r| r.digest);
-    if now.as_deref() != Some(digest) {
+    if now.as_deref() != Some(digest.as_str()) {
         bail!(
             "{registry}:{build_tag} moved from {digest} to {} since the gate was checked: refusing to \
              release bits other than the tested ones; find out who pushed it",
             now.as_deref().unwrap_or("nothing")
         );
     }
+    if let Some(existing) = registry.resolve(release_tag)?
+        && existing.digest != *digest
+    {
+        bail!(
+            "{registry}:{release_tag} already names {}: release tags are immutable",
+            existing.digest
+        );
+    }
+    Ok(())
+}
+
+/// Names the service's tested digest `release_tag`, by digest, so it can only
+/// ever name the tested bits. A rerun finds it there.
+fn tag_release(service: &Released, release_tag: &str, dry_run: bool) -> Result<()> {
+    let (build_tag, digest) = (&service.build_tag, &service.digest);
     if dry_run {
-        if let Some(existing) = registry.resolve(release_tag)?
-            && existing.digest != digest
-        {
-            bail!(
-                "{registry}:{release_tag} already names {}: release tags are immutable",
-                existing.digest
-            );
-        }
-        println!("dry run: would retag {build_tag} → {release_tag} ({digest})");
+        println!(
+            "dry run: would retag {build_tag} → {release_tag} ({digest}) in {}",
+            service.registry
+        );
         return Ok(());
     }
-    match registry.tag_digest(digest, release_tag)? {
-        RetagOutcome::Created => println!("retagged {build_tag} → {release_tag}, no blob uploaded"),
+    match service.registry.tag_digest(digest, release_tag)? {
+        RetagOutcome::Created => println!(
+            "retagged {build_tag} → {release_tag} in {}, no blob uploaded",
+            service.registry
+        ),
         RetagOutcome::AlreadyThere => println!("{release_tag} already names {build_tag}'s bits"),
     }
     Ok(())
@@ -487,7 +634,7 @@ fn release_notes(
     tag: &str,
     previous: Option<&str>,
     sha: &str,
-    digest: &str,
+    images: &str,
     bot_email: &str,
 ) -> Result<String> {
     let range = match previous.filter(|p| tag_commit(sh, p).ok().flatten().is_some()) {
@@ -514,7 +661,7 @@ fn release_notes(
         .map(|(hash, _, message)| format!("- {} ({hash})", message.lines().next().unwrap_or("")))
         .collect();
     Ok(format!(
-        "{tag}\n\nImage: {digest}\nCommit: {sha}\n{}\n\n## Changes{}\n\n{}\n",
+        "{tag}\n\n{images}\nCommit: {sha}\n{}\n\n## Changes{}\n\n{}\n",
         previous
             .map(|p| format!("Previous release: {p}"))
             .unwrap_or_default(),

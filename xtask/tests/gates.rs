@@ -234,6 +234,59 @@ fn a_check_reads_every_page_and_trusts_only_the_expected_app() {
     assert!(message.contains("gate preprod-tests failed"), "{message}");
 }
 
+/// Two services built from one commit are two images, each with its own gate:
+/// the newer result for one digest does not hide the other's.
+#[test]
+fn each_image_of_a_commit_has_its_own_gate() {
+    let sha = head();
+    let runs = vec![
+        run(
+            "github-actions",
+            &sha,
+            1,
+            "2026-11-01T10:00:00Z",
+            "success",
+            &digest('a'),
+        ),
+        run(
+            "github-actions",
+            &sha,
+            2,
+            "2026-11-02T10:00:00Z",
+            "failure",
+            &digest('b'),
+        ),
+        run(
+            "github-actions",
+            &sha,
+            3,
+            "2026-11-03T10:00:00Z",
+            "success",
+            &digest('c'),
+        ),
+    ];
+    let fake = check_runs_fake(sha.clone(), runs);
+    let check = |expected: char| {
+        let args = [
+            "gate",
+            "check",
+            "--sha",
+            &sha,
+            "--name",
+            "preprod-tests",
+            "--digest",
+            &digest(expected),
+        ];
+        run_github(&fake, &args)
+    };
+    assert_ok(&check('a'));
+    let message = assert_fails(&check('b'));
+    assert!(message.contains("gate preprod-tests failed"), "{message}");
+    // An image never tested: the commit's latest result, for another image, does not count.
+    let message = assert_fails(&check('d'));
+    assert!(message.contains("rebuilt or moved"), "{message}");
+}
+
 #[test]
 fn github_app_names_the_app_whose_check_runs_count() {
     let sha = head();

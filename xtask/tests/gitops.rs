@@ -540,7 +540,7 @@ fn preview_deploy_cleanup_and_gc() {
     let sha = f.commits[0].clone();
     let output = f.xtask(&["preview", "deploy", "--pr", "7", "--sha", &sha]);
     assert_ok(&output);
-    let values = f.remote_file("gitops/values/pr/pr-7.yaml");
+    let values = f.remote_file("gitops/values/pr/pr-7/service-demo.yaml");
     assert!(values.contains(&format!("tag: \"pr-7-{sha}\"")), "{values}");
     assert!(
         values.contains("ENV_NAME: \"pr-7\"") && values.contains("SERVICES_NAMESPACE: \"dev\""),
@@ -558,8 +558,9 @@ fn preview_deploy_cleanup_and_gc() {
 
     // Previews of pull request 3 (closed, last changed in 2020) and 5 (closed, just now); 7 is open.
     git(&f.work, &["pull", "--quiet", "origin", "main"]);
-    f.preview_file_dated(3, Some("2020-01-01T00:00:00Z"));
-    f.preview_file_dated(5, None);
+    // 3 in the layout before services (a file per pull request), 5 in today's (a folder).
+    f.preview_file_dated("gitops/values/pr/pr-3.yaml", Some("2020-01-01T00:00:00Z"));
+    f.preview_file_dated("gitops/values/pr/pr-5/service-demo.yaml", None);
     let states = [(3, "closed"), (5, "closed"), (7, "open")];
     let github = support::FakeHttp::start(move |request, _| {
         let pr: u64 = request.target.rsplit('/').next().unwrap().parse().unwrap();
@@ -574,7 +575,7 @@ fn preview_deploy_cleanup_and_gc() {
     let listed = || {
         git(
             &f.remote,
-            &["ls-tree", "--name-only", "main", "gitops/values/pr/"],
+            &["ls-tree", "-r", "--name-only", "main", "gitops/values/pr/"],
         )
     };
 
@@ -591,14 +592,16 @@ fn preview_deploy_cleanup_and_gc() {
     assert_ok(&f.xtask_env(&["preview", "gc", "--max-age", "72h"], &env));
     let files = listed();
     assert!(
-        !files.contains("pr-3.yaml") && files.contains("pr-5.yaml") && files.contains("pr-7.yaml"),
+        !files.contains("pr-3.yaml")
+            && files.contains("pr-5/service-demo.yaml")
+            && files.contains("pr-7/service-demo.yaml"),
         "{files}"
     );
     // Closed: 5 too; the open pull request's preview stays.
     assert_ok(&f.xtask_env(&["preview", "gc"], &env));
     let files = listed();
     assert!(
-        !files.contains("pr-5.yaml") && files.contains("pr-7.yaml"),
+        !files.contains("pr-5/") && files.contains("pr-7/service-demo.yaml"),
         "{files}"
     );
     assert!(stdout(&f.xtask_env(&["preview", "gc"], &env)).contains("nothing to do"));
@@ -628,7 +631,7 @@ fn preview_deploy_cleanup_and_gc() {
         &f.remote,
         &["ls-tree", "--name-only", "main", "gitops/values/pr/"],
     );
-    assert!(!files.contains("pr-7.yaml"), "{files}");
+    assert!(!files.contains("pr-7"), "{files}");
     assert_eq!(
         git(&f.remote, &["log", "-1", "--format=%s", "main"]),
         "ci: remove preview pr-7"
@@ -695,7 +698,7 @@ fn preview_deploy_only_for_an_open_labelled_pull_request_of_this_repository() {
     *answer.lock().unwrap() = pull("open", "acme/service-demo", "preview", &sha);
     assert_ok(&f.xtask_env(&deploy, &env));
     assert!(
-        f.remote_file("gitops/values/pr/pr-7.yaml")
+        f.remote_file("gitops/values/pr/pr-7/service-demo.yaml")
             .contains(&format!("pr-7-{sha}"))
     );
     assert!(
@@ -907,15 +910,15 @@ fn github_env(fake: &support::FakeHttp) -> Vec<(&'static str, String)> {
 }
 
 impl Fixture {
-    /// A preview values file for pull request `pr`, committed (at `date` when
-    /// given) and pushed.
-    fn preview_file_dated(&self, pr: u64, date: Option<&str>) {
-        let file = format!("gitops/values/pr/pr-{pr}.yaml");
-        std::fs::write(self.work.join(&file), "image:\n  tag: old\n  digest: ''\n").unwrap();
+    /// A preview values file `file`, committed (at `date` when given) and pushed.
+    fn preview_file_dated(&self, file: &str, date: Option<&str>) {
+        let path = self.work.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "image:\n  tag: old\n  digest: ''\n").unwrap();
         git(&self.work, &["add", "--all"]);
         let mut commit = Command::new("git");
         commit
-            .args(["commit", "--quiet", "-m", &format!("preview {pr}")])
+            .args(["commit", "--quiet", "-m", &format!("preview {file}")])
             .current_dir(&self.work)
             .envs([("GIT_AUTHOR_NAME", "a"), ("GIT_AUTHOR_EMAIL", "a@b")])
             .envs([("GIT_COMMITTER_NAME", "a"), ("GIT_COMMITTER_EMAIL", "a@b")]);

@@ -507,10 +507,11 @@ fn the_gate_must_have_passed_for_the_very_digest_being_released() {
     fx.gate("failure", &fx.digest);
     let message = assert_fails(&fx.release("1.0.0"));
     assert!(message.contains("gate preprod-tests failed"), "{message}");
-    // A pass for other bits (the tag was rebuilt after testing) does not count.
+    // A pass for other bits (the tag was rebuilt after testing) does not count:
+    // each image of a commit has its own gate, and this digest's last result failed.
     fx.gate("success", &format!("sha256:{}", "e".repeat(64)));
     let message = assert_fails(&fx.release("1.0.0"));
-    assert!(message.contains("rebuilt or moved"), "{message}");
+    assert!(message.contains("gate preprod-tests failed"), "{message}");
     let check = fx.run(&[
         "gate",
         "check",
@@ -520,6 +521,19 @@ fn the_gate_must_have_passed_for_the_very_digest_being_released() {
         "preprod-tests",
         "--digest",
         &fx.digest,
+    ]);
+    assert!(assert_fails(&check).contains("gate preprod-tests failed"));
+    // Bits never tested at all: the commit's latest pass, for other bits, does not count.
+    let untested = format!("sha256:{}", "f".repeat(64));
+    let check = fx.run(&[
+        "gate",
+        "check",
+        "--sha",
+        fx.sha(),
+        "--name",
+        "preprod-tests",
+        "--digest",
+        &untested,
     ]);
     assert!(assert_fails(&check).contains("rebuilt or moved"));
     // Only the gate notes moved.

@@ -705,43 +705,7 @@ fn bench_affected_for_a_one_service_change_in_20_services() {
     const RUNS: usize = 5;
     let dir = TempDir::new("affected-bench");
     let root = dir.path();
-    let mut members = vec!["\"crates/common\"".to_owned()];
-    write(
-        root,
-        &[
-            ("crates/common/Cargo.toml", &library("common", "")),
-            ("crates/common/src/lib.rs", "\n"),
-        ],
-    );
-    for i in 0..SERVICES {
-        let name = format!("svc-{i:02}");
-        members.push(format!("\"services/{name}\""));
-        write(
-            root,
-            &[
-                (
-                    &format!("services/{name}/Cargo.toml"),
-                    &library(&name, "common = { path = \"../../crates/common\" }\n"),
-                ),
-                (&format!("services/{name}/src/main.rs"), "fn main() {}\n"),
-                (
-                    &format!("services/{name}/service.toml"),
-                    &declaration(&name, "charts/shared"),
-                ),
-            ],
-        );
-    }
-    let manifest = format!(
-        "[workspace]\nresolver = \"3\"\nmembers = [{}]\n",
-        members.join(", ")
-    );
-    write(
-        root,
-        &[
-            ("Cargo.toml", &manifest),
-            ("charts/shared/Chart.yaml", "name: shared\n"),
-        ],
-    );
+    support::write_generated_services(root, SERVICES);
     git(root, &["init", "--quiet", "--initial-branch=main"]);
     git(root, &["add", "-A"]);
     git(root, &["commit", "--quiet", "-m", "20 services"]);

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::cnpg_types;
 use super::manifests;
-use super::promotion::Env;
+use super::promotion::{Env, PREVIEW_DIR};
 use super::values;
 
 /// items-api's default `PORT` (`cargo run -p items-api`, the demo, the image).
@@ -274,9 +274,8 @@ fn is_database_rule(rule: &Value) -> bool {
 /// and the README: any other file or folder is either ignored or, with a
 /// greedy glob, an Application (pr-x/prod.yaml once named service-demo-prod).
 fn preview_file_problems(root: &Path) -> Vec<String> {
-    let dir = root.join("gitops").join(Env::Preview(1).values_path());
-    let dir = dir.parent().unwrap_or(&dir);
-    let entries = match std::fs::read_dir(dir) {
+    let dir = root.join("gitops").join(PREVIEW_DIR);
+    let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(error) => return vec![format!("{}: {error}", dir.display())],
     };
@@ -284,9 +283,11 @@ fn preview_file_problems(root: &Path) -> Vec<String> {
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        let belongs = is_file
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let belongs = (is_file
             && (name == "README.md"
-                || Env::from_preview_file(&name).is_some_and(|env| format!("{env}.yaml") == name));
+                || Env::from_preview_file(&name).is_some_and(|env| format!("{env}.yaml") == name)))
+            || (is_dir && Env::from_preview_dir(&name).is_some());
         if !belongs {
             found.push(format!(
                 "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and \

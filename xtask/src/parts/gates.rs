@@ -136,13 +136,17 @@ impl GateStore {
         }
     }
 
-    /// The latest result of gate `name` for `sha`, if any.
-    pub fn latest(&self, sha: &str, name: &str) -> Result<Option<Gate>> {
+    /// The latest result of gate `name` for `sha`, if any; with `digest`, the
+    /// latest for that image when one was recorded (services built from one
+    /// commit are different images, each with its own gate), else the latest.
+    pub fn latest(&self, sha: &str, name: &str, digest: Option<&str>) -> Result<Option<Gate>> {
         match self {
             Self::Notes { repo, remote, .. } => {
                 let sh = shell(repo)?;
                 fetch_notes(&sh, remote)?;
-                Ok(read_note(&sh, sha)?.remove(name))
+                let mut gates = read_note(&sh, sha)?;
+                let of_digest = digest.and_then(|d| gates.remove(&digest_key(name, d)));
+                Ok(of_digest.or_else(|| gates.remove(name)))
             }
             Self::GitHub { api, app } => {
                 let query = form_urlencoded(&check_name(name));
@@ -152,16 +156,23 @@ impl GateStore {
                     ),
                     "check_runs",
                 )?;
-                let latest = runs
+                let ours: Vec<&serde_json::Value> = runs
                     .iter()
                     .filter(|run| run["app"]["slug"] == app.as_str() && run["head_sha"] == sha)
                     .filter(|run| run["status"] == "completed")
-                    .max_by_key(|run| {
-                        (
-                            run["completed_at"].as_str().unwrap_or_default().to_owned(),
-                            run["id"].as_u64(),
-                        )
-                    });
+                    .collect();
+                let of_digest =
+                    |run: &&&serde_json::Value| digest.is_none_or(|d| run["external_id"] == d);
+                let candidates: Vec<&serde_json::Value> = match ours.iter().any(|r| of_digest(&r)) {
+                    true => ours.into_iter().filter(|r| of_digest(&r)).collect(),
+                    false => ours,
+                };
+                let latest = candidates.into_iter().max_by_key(|run| {
+                    (
+                        run["completed_at"].as_str().unwrap_or_default().to_owned(),
+                        run["id"].as_u64(),
+                    )
+                });
                 Ok(latest.map(|run| Gate {
                     conclusion: if run["conclusion"] == "success" {
                         Conclusion::Success
@@ -177,7 +188,7 @@ impl GateStore {
     /// Passes when the latest result is a success for `expected_digest`;
     /// otherwise an error saying which gate is missing or failed and what to do.
     pub fn check(&self, sha: &str, name: &str, expected_digest: Option<&str>) -> Result<Gate> {
-        let gate = self.latest(sha, name)?;
+        let gate = self.latest(sha, name, expected_digest)?;
         evaluate(sha, name, gate, expected_digest)
     }
 }
@@ -273,6 +284,13 @@ fn read_note(sh: &Shell, sha: &str) -> Result<BTreeMap<String, Gate>> {
     })
 }
 
+/// The note's key of gate `name`'s latest result for one image: beside
+/// `name` (the latest for the commit, whatever image), so a commit that
+/// built several services keeps a result per image.
+fn digest_key(name: &str, digest: &str) -> String {
+    format!("{name}@{digest}")
+}
+
 fn notes_record(sh: &Shell, remote: &str, sha: &str, name: &str, gate: &Gate) -> Result<()> {
     let spec = format!("{sha}^{{commit}}");
     let sha = cmd!(sh, "git rev-parse --quiet --verify --end-of-options {spec}")
@@ -286,6 +304,9 @@ fn notes_record(sh: &Shell, remote: &str, sha: &str, name: &str, gate: &Gate) ->
         fetch_notes(sh, remote)?;
         let mut gates = read_note(sh, &sha)?;
         gates.insert(name.to_owned(), gate.clone());
+        if !gate.digest.is_empty() {
+            gates.insert(digest_key(name, &gate.digest), gate.clone());
+        }
         let text = serde_json::to_string_pretty(&gates)?;
         cmd!(sh, "git notes --ref={NOTES_REF} add --force --file=- {sha}")
             .stdin(text)

@@ -306,6 +306,15 @@ impl GitopsRepo {
 
     /// Names of the files directly inside `dir` at `commit`.
     pub fn list_dir(&self, commit: ObjectId, dir: &str) -> Result<Vec<String>> {
+        self.list_entries(commit, dir, true)
+    }
+
+    /// Names of the folders directly inside `dir` at `commit`.
+    pub fn list_subdirs(&self, commit: ObjectId, dir: &str) -> Result<Vec<String>> {
+        self.list_entries(commit, dir, false)
+    }
+
+    fn list_entries(&self, commit: ObjectId, dir: &str, files: bool) -> Result<Vec<String>> {
         let tree = self.repo.find_commit(commit)?.tree()?;
         let Some(entry) = tree.lookup_entry_by_path(dir.trim_end_matches('/'))? else {
             return Ok(Vec::new());
@@ -314,7 +323,12 @@ impl GitopsRepo {
         let mut names = Vec::new();
         for entry in subtree.iter() {
             let entry = entry?;
-            if entry.mode().is_blob() {
+            let wanted = if files {
+                entry.mode().is_blob()
+            } else {
+                entry.mode().is_tree()
+            };
+            if wanted {
                 names.push(entry.filename().to_str_lossy().into_owned());
             }
         }

@@ -17,7 +17,7 @@ use super::admission_policy::ClusterPolicy;
 use super::argocd;
 use super::argocd_types::{AppProject, Application, ApplicationSet};
 use super::cnpg_types::Cluster as CnpgCluster;
-use super::promotion::Env;
+use super::promotion::{Env, PREVIEW_DIR, UNDECLARED_VALUES_FILE};
 
 /// A kind this project writes: its one apiVersion and its strict parser.
 struct KnownKind {
@@ -529,12 +529,12 @@ impl ArgoContext<'_> {
             if let Some(env) = name.strip_prefix("service-demo-")
                 && let Ok(env) = env.parse::<Env>()
                 && Env::LONG_LIVED.contains(&env)
-                && normal != Path::new("gitops").join(env.values_path())
+                && normal != Path::new("gitops").join(env.values_path(UNDECLARED_VALUES_FILE))
             {
                 problem(format!(
                     "{name} reads {}, but the pipeline writes gitops/{}",
                     normal.display(),
-                    env.values_path()
+                    env.values_path(UNDECLARED_VALUES_FILE)
                 ));
             }
         }
@@ -684,7 +684,7 @@ fn check_preview_template(app: &Value, problem: &mut impl FnMut(String)) {
              (the digits of the values file's name, so no file can yield another environment)"
         ));
     }
-    let expected = Path::new("gitops").join(Env::Preview(7).values_path());
+    let expected = Path::new("gitops").join(PREVIEW_DIR).join("pr-7.yaml");
     let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
     let reads: Vec<_> = app["spec"]["source"]["helm"]["valueFiles"]
         .as_array()

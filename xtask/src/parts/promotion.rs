@@ -3,22 +3,28 @@
 //! through [`promote`]; nothing else writes an image into a values file.
 //!
 //! - [`Env`]: the environments (dev, preprod, prod, and pull-request previews),
-//!   parsed once at the command line; each knows its values file.
+//!   parsed once at the command line; a [`Target`] (a service) knows its
+//!   values file in each (`values/<env>/<values-file>`,
+//!   `values/pr/pr-<N>/<values-file>`).
 //! - [`DeployedImage`]: what a values file deploys (`image.tag`, `image.digest`),
 //!   read from the file and written back as two [`Edit`]s (data, not code).
 //! - [`Policy`]: whether an older build may replace a newer one (the monotonic
 //!   check, by git ancestry of the commits the images were built from).
 //! - [`Record`]: the commit message, a subject plus trailers (`Environment:`,
-//!   `Image-Tag:`, `Image-Digest:`, `Source-Commit:`), written here and parsed
-//!   back here (release notes tell the pipeline's commits from people's by it).
+//!   `Image-Tag:`, `Image-Digest:`, `Source-Commit:`; in a workspace of several
+//!   services each service's group opens with `Service:`), written here and
+//!   parsed back here (release notes tell the pipeline's commits from people's by it).
+//! - [`Promotion`]: a set of [`Move`]s (service, environments, image), made in
+//!   one commit only if every move passes its checks.
 //!
 //! The step that makes the change writes its message: a [`Promotion`] carries
 //! its subject, and [`promote`] adds the trailers from what it actually moved.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use gix::ObjectId;
 use p256::ecdsa::VerifyingKey;
 use serde_json::Value;
@@ -28,6 +34,7 @@ use super::attestation;
 use super::gitops::{Decision, FileChange, Outcome, Snapshot};
 use super::registry::Repository;
 use super::service::ServiceRepo;
+use super::services::{self, Declaration, Service, ServiceSelection};
 use super::tags::{ImageTag, short, short_digest};
 use super::values::{self, Edit};
 
@@ -41,29 +48,40 @@ pub enum Env {
     Preview(u64),
 }
 
-/// Folder of the preview environments' values files, from the GitOps root.
+/// Folder of the preview environments' values, from the GitOps root: one
+/// folder `pr-<N>` per pull request, one file per previewed service.
 pub const PREVIEW_DIR: &str = "values/pr";
+
+/// The values file of a repository that declares no service (no
+/// `services/<name>/service.toml`): the layout of one service before services
+/// were declared, which a GitOps-only checkout may still have.
+pub const UNDECLARED_VALUES_FILE: &str = "service-demo.yaml";
 
 impl Env {
     /// The long-lived environments, in promotion order.
     pub const LONG_LIVED: [Env; 3] = [Env::Dev, Env::Preprod, Env::Prod];
 
-    /// Its values file, relative to the GitOps root.
-    pub fn values_path(self) -> String {
+    /// A service's values file here, relative to the GitOps root:
+    /// `values/<env>/<values_file>`, or `values/pr/pr-<N>/<values_file>`.
+    pub fn values_path(self, values_file: &str) -> String {
         match self {
-            Env::Preview(pr) => format!("{PREVIEW_DIR}/pr-{pr}.yaml"),
-            env => format!("values/{env}/service-demo.yaml"),
+            Env::Preview(pr) => format!("{PREVIEW_DIR}/pr-{pr}/{values_file}"),
+            env => format!("values/{env}/{values_file}"),
         }
     }
 
-    /// The preview a file in [`PREVIEW_DIR`] belongs to (`pr-<N>.yaml`).
+    /// The preview a file of the layout before services belongs to
+    /// (`values/pr/pr-<N>.yaml`), which cleanup and gc still remove.
     pub fn from_preview_file(name: &str) -> Option<Env> {
-        let pr = name
-            .strip_prefix("pr-")?
-            .strip_suffix(".yaml")?
-            .parse()
-            .ok()?;
-        (pr > 0).then_some(Env::Preview(pr))
+        Env::from_preview_dir(name.strip_suffix(".yaml")?)
+    }
+
+    /// The preview a folder in [`PREVIEW_DIR`] belongs to (`pr-<N>`).
+    pub fn from_preview_dir(name: &str) -> Option<Env> {
+        match name.parse() {
+            Ok(env @ Env::Preview(pr)) if name == format!("pr-{pr}") => Some(env),
+            _ => None,
+        }
     }
 
     /// Whether this environment may run `tag`: preprod and prod run only
@@ -166,11 +184,82 @@ pub enum Policy {
     AllowOlder,
 }
 
+/// One service's values in every environment: what a promotion moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub service: Service,
+    /// Whether records name the service (`Service:`): in a workspace of
+    /// several; a workspace of one writes its records as before.
+    pub named: bool,
+}
+
+impl Target {
+    /// Its values file in `env`, relative to the GitOps root.
+    pub fn path(&self, env: Env) -> String {
+        env.values_path(&self.service.declaration.values_file)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.service.name
+    }
+}
+
+/// The services of the workspace at `root`, as [`services::load`] finds them;
+/// a repository without a `services/` folder is the one-service layout of
+/// before (its values file [`UNDECLARED_VALUES_FILE`]).
+pub fn workspace_services(root: &Path) -> Result<Vec<Service>> {
+    if root.join(services::SERVICES_DIR).is_dir() {
+        return services::load(root);
+    }
+    Ok(vec![Service {
+        name: "items-api".into(),
+        dir: format!("{}/items-api", services::SERVICES_DIR),
+        declaration: Declaration {
+            image: "service-demo".into(),
+            chart: "charts/service-demo".into(),
+            port: 8080,
+            health_path: "/healthz".into(),
+            ready_path: "/readyz".into(),
+            values_file: UNDECLARED_VALUES_FILE.into(),
+        },
+    }])
+}
+
+/// The targets `selection` names among `all` (the only service without a
+/// name). A values file name is checked again here: it becomes a path.
+pub fn targets(all: &[Service], selection: &ServiceSelection) -> Result<Vec<Target>> {
+    let chosen = selection.resolve(all)?;
+    for service in &chosen {
+        let file = &service.declaration.values_file;
+        ensure!(
+            !file.is_empty() && !file.contains(['/', '\\']) && !file.starts_with('.'),
+            "{}'s values-file {file:?} is not a plain file name: fix its service.toml",
+            service.name
+        );
+    }
+    Ok(chosen
+        .into_iter()
+        .map(|service| Target {
+            service,
+            named: all.len() > 1,
+        })
+        .collect())
+}
+
 /// The commit message of a GitOps change: a subject and the trailers that
-/// record what was deployed where.
+/// record what was deployed where, one group per service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub subject: String,
+    pub moves: Vec<RecordedMove>,
+}
+
+/// One service's part of a [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordedMove {
+    /// `Service:`, which opens the group; None in a workspace of one service
+    /// (then the record has this one group, as records always had).
+    pub service: Option<String>,
     pub envs: Vec<Env>,
     /// None for a change that removes environments (a preview's cleanup).
     pub image: Option<DeployedImage>,
@@ -179,20 +268,26 @@ pub struct Record {
 }
 
 impl Record {
-    /// The message: subject, blank line, one trailer per line.
+    /// The message: subject, blank line, one trailer per line; each service's
+    /// trailers follow its `Service:` line.
     pub fn message(&self) -> String {
         let mut message = format!("{}\n\n", self.subject);
-        for env in &self.envs {
-            message.push_str(&format!("Environment: {env}\n"));
-        }
-        if let Some(image) = &self.image {
-            message.push_str(&format!("Image-Tag: {}\n", image.tag));
-            if !image.digest.is_empty() {
-                message.push_str(&format!("Image-Digest: {}\n", image.digest));
+        for moved in &self.moves {
+            if let Some(service) = &moved.service {
+                message.push_str(&format!("Service: {service}\n"));
             }
-        }
-        if let Some(source) = self.source {
-            message.push_str(&format!("Source-Commit: {source}\n"));
+            for env in &moved.envs {
+                message.push_str(&format!("Environment: {env}\n"));
+            }
+            if let Some(image) = &moved.image {
+                message.push_str(&format!("Image-Tag: {}\n", image.tag));
+                if !image.digest.is_empty() {
+                    message.push_str(&format!("Image-Digest: {}\n", image.digest));
+                }
+            }
+            if let Some(source) = moved.source {
+                message.push_str(&format!("Source-Commit: {source}\n"));
+            }
         }
         message
     }
@@ -201,43 +296,67 @@ impl Record {
     /// commit (a person's), which carries no `Environment:` trailer.
     pub fn parse(message: &str) -> Option<Record> {
         let (subject, body) = message.split_once("\n\n")?;
-        let mut record = Record {
-            subject: subject.trim().to_owned(),
-            envs: Vec::new(),
-            image: None,
-            source: None,
-        };
+        let mut moves: Vec<RecordedMove> = Vec::new();
         let trailers = body.trim_end().rsplit("\n\n").next()?;
         for line in trailers.lines() {
             let (key, value) = line.split_once(": ")?;
             let value = value.trim();
+            if key == "Service" {
+                // A package name: letters, digits, '-' and '_' (never a path).
+                let name_like = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+                if value.is_empty() || !value.chars().all(name_like) {
+                    return None;
+                }
+                moves.push(RecordedMove {
+                    service: Some(value.to_owned()),
+                    ..RecordedMove::default()
+                });
+                continue;
+            }
+            if moves.is_empty() {
+                moves.push(RecordedMove::default());
+            }
+            let moved = moves.last_mut()?;
             match key {
-                "Environment" => record.envs.push(value.parse().ok()?),
+                "Environment" => moved.envs.push(value.parse().ok()?),
                 "Image-Tag" => {
-                    let image = record.image.get_or_insert_with(|| DeployedImage {
+                    let image = moved.image.get_or_insert_with(|| DeployedImage {
                         tag: String::new(),
                         digest: String::new(),
                     });
                     image.tag = value.to_owned();
                 }
-                "Image-Digest" => record.image.as_mut()?.digest = value.to_owned(),
-                "Source-Commit" => record.source = Some(value.parse().ok()?),
+                "Image-Digest" => moved.image.as_mut()?.digest = value.to_owned(),
+                "Source-Commit" => moved.source = Some(value.parse().ok()?),
                 _ => return None,
             }
         }
-        (!record.envs.is_empty()).then_some(record)
+        // Unambiguous: one unnamed group, or every group named; none empty.
+        let named = moves.iter().all(|m| m.service.is_some());
+        let whole = moves.iter().all(|m| !m.envs.is_empty());
+        (!moves.is_empty() && whole && (named || moves.len() == 1)).then(|| Record {
+            subject: subject.trim().to_owned(),
+            moves,
+        })
     }
 }
 
-/// What a command wants: these environments at this image.
+/// One service's part of a promotion: these environments at this image.
 #[derive(Debug, Clone)]
-pub struct Promotion {
-    /// The commit subject, e.g. `cd: promote main-<sha> to preprod`.
-    pub subject: String,
+pub struct Move {
+    pub target: Target,
     pub envs: Vec<Env>,
     pub image: DeployedImage,
     /// The commit the image was built from; None when unknown (no monotonic check then).
     pub source: Option<ObjectId>,
+}
+
+/// What a command wants: every move, in one commit.
+#[derive(Debug, Clone)]
+pub struct Promotion {
+    /// The commit subject, e.g. `cd: promote main-<sha> to preprod`.
+    pub subject: String,
+    pub moves: Vec<Move>,
     pub policy: Policy,
 }
 
@@ -247,14 +366,15 @@ pub struct Promoted {
     pub promotion: Option<Promotion>,
 }
 
-/// Moves environments to an image in one commit on the GitOps branch.
+/// Moves services' environments to images in one commit on the GitOps branch.
 ///
 /// `decide` is asked on the current tip, and again on the new tip whenever a
 /// push loses a race, so a rollback's "previous image" is always read fresh.
-/// Per environment: its values file is read (a missing preview file is
-/// created), it is skipped if it already runs the image, the environment must
-/// accept the tag, and the policy's monotonic check must pass. Only then are
-/// the two scalars rewritten, with a [`Record`] as the message.
+/// Per service and environment: its values file is read (a missing preview
+/// file is created), it is skipped if it already runs the image, the
+/// environment must accept the tag, and the policy's monotonic check must
+/// pass. Only when every move passes are the scalars rewritten, with a
+/// [`Record`] as the message: one refused move changes nothing.
 pub fn promote(
     repos: &Repos,
     dry_run: bool,
@@ -264,25 +384,27 @@ pub fn promote(
     let outcome = repos.gitops.update(dry_run, |snapshot| {
         let promotion = decide(snapshot)?;
         let mut changes = Vec::new();
-        for &env in &promotion.envs {
-            if let Some(change) = change_for(repos, snapshot, env, &promotion)? {
-                changes.push(change);
+        let mut recorded = Vec::new();
+        for moved in &promotion.moves {
+            let before = changes.len();
+            for &env in &moved.envs {
+                changes.extend(change_for(repos, snapshot, moved, env, promotion.policy)?);
+            }
+            if changes.len() > before {
+                recorded.push(RecordedMove {
+                    service: moved.target.named.then(|| moved.target.name().to_owned()),
+                    envs: moved.envs.clone(),
+                    image: Some(moved.image.clone()),
+                    source: moved.source,
+                });
             }
         }
-        let envs: Vec<String> = promotion.envs.iter().map(Env::to_string).collect();
         let decision = if changes.is_empty() {
-            let verb = if envs.len() == 1 { "runs" } else { "run" };
-            Decision::NoOp(format!(
-                "{} already {verb} {}",
-                envs.join(" and "),
-                promotion.image
-            ))
+            Decision::NoOp(already_there(&promotion))
         } else {
             let record = Record {
                 subject: promotion.subject.clone(),
-                envs: promotion.envs.clone(),
-                image: Some(promotion.image.clone()),
-                source: promotion.source,
+                moves: recorded,
             };
             Decision::Commit {
                 changes,
@@ -296,6 +418,29 @@ pub fn promote(
         outcome,
         promotion: decided,
     })
+}
+
+/// Why a promotion changes nothing, in words.
+fn already_there(promotion: &Promotion) -> String {
+    let said: Vec<String> = promotion
+        .moves
+        .iter()
+        .map(|moved| {
+            let envs: Vec<String> = moved.envs.iter().map(Env::to_string).collect();
+            let verb = if envs.len() == 1 { "runs" } else { "run" };
+            let whose = if moved.target.named {
+                format!("{}: ", moved.target.name())
+            } else {
+                String::new()
+            };
+            format!(
+                "{whose}{} already {verb} {}",
+                envs.join(" and "),
+                moved.image
+            )
+        })
+        .collect();
+    said.join("; ")
 }
 
 /// With a gate key configured, prod moves only to a release whose bits (the
@@ -334,27 +479,35 @@ pub fn check_signed_gate(
 }
 
 /// Runs every check [`promote`] would on `snapshot` (the files exist, the
-/// environments accept the tag, the policy's monotonic check), changing
+/// environments accept the tags, the policy's monotonic check), changing
 /// nothing: for a command with a step to take first (release's retag) that
 /// must not be taken for a promotion that would be refused.
 pub fn check(repos: &Repos, snapshot: &Snapshot<'_>, promotion: &Promotion) -> Result<()> {
-    for &env in &promotion.envs {
-        change_for(repos, snapshot, env, promotion)?;
+    for moved in &promotion.moves {
+        for &env in &moved.envs {
+            change_for(repos, snapshot, moved, env, promotion.policy)?;
+        }
     }
     Ok(())
 }
 
-/// The change that moves one environment, or None if it already runs the image.
+/// The change that moves one service's environment, or None if it already
+/// runs the image. Errors name the service in a workspace of several.
 fn change_for(
     repos: &Repos,
     snapshot: &Snapshot<'_>,
+    moved: &Move,
     env: Env,
-    promotion: &Promotion,
+    policy: Policy,
 ) -> Result<Option<FileChange>> {
-    let target = &promotion.image;
-    let tag = ImageTag::parse(&target.tag)?;
-    env.check_accepts(&tag)?;
-    let path = env.values_path();
+    let named = |error: anyhow::Error| match moved.target.named {
+        true => error.context(format!("{}: refused", moved.target.name())),
+        false => error,
+    };
+    let target = &moved.image;
+    let tag = ImageTag::parse(&target.tag).map_err(named)?;
+    env.check_accepts(&tag).map_err(named)?;
+    let path = moved.target.path(env);
     // A new preview starts from its template, whose empty tag no target equals.
     let (text, current) = match (deployed_at(snapshot, &path)?, env) {
         (Some(found), _) => found,
@@ -363,13 +516,13 @@ fn change_for(
             let image = DeployedImage::from_values(&text)?;
             (text, image)
         }
-        (None, _) => return Err(missing_values_file(snapshot, &path)),
+        (None, _) => return Err(named(missing_values_file(snapshot, &path))),
     };
     if current == *target {
         return Ok(None);
     }
-    if let (Policy::Monotonic, Some(source)) = (promotion.policy, promotion.source) {
-        check_monotonic(&repos.service, env, &current, &tag, source)?;
+    if let (Policy::Monotonic, Some(source)) = (policy, moved.source) {
+        check_monotonic(&repos.service, env, &current, &tag, source).map_err(named)?;
     }
     Ok(Some(FileChange::Write {
         path: repos.gitops.full_path(&path),
@@ -377,9 +530,9 @@ fn change_for(
     }))
 }
 
-/// An environment's values file at this snapshot, and the image it deploys.
-pub fn read_deployed(snapshot: &Snapshot<'_>, env: Env) -> Result<DeployedImage> {
-    let path = env.values_path();
+/// A service's values file in `env` at this snapshot, and the image it deploys.
+pub fn read_deployed(snapshot: &Snapshot<'_>, target: &Target, env: Env) -> Result<DeployedImage> {
+    let path = target.path(env);
     match deployed_at(snapshot, &path)? {
         Some((_, image)) => Ok(image),
         None => Err(missing_values_file(snapshot, &path)),
@@ -457,10 +610,19 @@ mod tests {
                 "{error}"
             );
         }
-        assert_eq!(Env::Prod.values_path(), "values/prod/service-demo.yaml");
-        assert_eq!(Env::Preview(7).values_path(), "values/pr/pr-7.yaml");
+        assert_eq!(
+            Env::Prod.values_path("orders-api.yaml"),
+            "values/prod/orders-api.yaml"
+        );
+        assert_eq!(
+            Env::Preview(7).values_path("orders-api.yaml"),
+            "values/pr/pr-7/orders-api.yaml"
+        );
+        assert_eq!(Env::from_preview_dir("pr-7"), Some(Env::Preview(7)));
         assert_eq!(Env::from_preview_file("pr-7.yaml"), Some(Env::Preview(7)));
-        assert_eq!(Env::from_preview_file("README.md"), None);
+        for bad in ["README.md", "pr-07", "pr-0", "pr-7.yaml", "prod"] {
+            assert_eq!(Env::from_preview_dir(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -480,18 +642,26 @@ mod tests {
         assert!(Env::Prod.check_accepts(&release).is_ok());
     }
 
+    fn image(tag: &str, digest: char) -> Option<DeployedImage> {
+        Some(DeployedImage {
+            tag: tag.into(),
+            digest: format!("sha256:{}", digest.to_string().repeat(64)),
+        })
+    }
+
     #[test]
     fn a_record_reads_back_as_it_was_written() {
         let record = Record {
             subject: "release: v1.2.0".into(),
-            envs: vec![Env::Prod, Env::Dev],
-            image: Some(DeployedImage {
-                tag: "v1.2.0".into(),
-                digest: format!("sha256:{}", "a".repeat(64)),
-            }),
-            source: Some(ObjectId::from_hex(&[b'b'; 40]).unwrap()),
+            moves: vec![RecordedMove {
+                service: None,
+                envs: vec![Env::Prod, Env::Dev],
+                image: image("v1.2.0", 'a'),
+                source: Some(ObjectId::from_hex(&[b'b'; 40]).unwrap()),
+            }],
         };
         let message = record.message();
+        // A workspace of one service writes exactly what records always were.
         assert_eq!(
             message,
             format!(
@@ -504,11 +674,44 @@ mod tests {
         assert_eq!(Record::parse(&message), Some(record));
         let removal = Record {
             subject: "ci: remove preview pr-4".into(),
-            envs: vec![Env::Preview(4)],
-            image: None,
-            source: None,
+            moves: vec![RecordedMove {
+                envs: vec![Env::Preview(4)],
+                ..RecordedMove::default()
+            }],
         };
         assert_eq!(Record::parse(&removal.message()), Some(removal));
+    }
+
+    #[test]
+    fn a_record_of_several_services_groups_each_services_trailers() {
+        let moved = |service: &str, tag: &str, digest: char| RecordedMove {
+            service: Some(service.into()),
+            envs: vec![Env::Preprod],
+            image: image(tag, digest),
+            source: Some(ObjectId::from_hex(&[b'c'; 40]).unwrap()),
+        };
+        let record = Record {
+            subject: "cd: promote alpha, beta to main-ccccccc in preprod".into(),
+            moves: vec![
+                moved("alpha", "main-ccccccc", 'a'),
+                moved("beta", "main-ccccccc", 'b'),
+            ],
+        };
+        let message = record.message();
+        let beta = message.find("Service: beta").unwrap();
+        assert!(message[..beta].contains(&"a".repeat(64)));
+        assert!(message[beta..].contains(&"b".repeat(64)));
+        assert!(!message[beta..].contains(&"a".repeat(64)));
+        assert_eq!(Record::parse(&message), Some(record));
+        // Ambiguous: trailers before the first Service: in a record that names services.
+        let mixed = "x\n\nEnvironment: dev\nImage-Tag: v1.0.0\nService: beta\nEnvironment: dev\n";
+        assert_eq!(Record::parse(mixed), None);
+        // A service with no environment, or a name that is not a service's.
+        assert_eq!(Record::parse("x\n\nService: alpha\n"), None);
+        assert_eq!(
+            Record::parse("x\n\nService: ../prod\nEnvironment: dev\n"),
+            None
+        );
     }
 
     #[test]

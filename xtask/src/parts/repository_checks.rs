@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use xshell::{Shell, TempDir, cmd};
 
 use super::cluster_checks::{self, Rendered};
-use super::promotion::{DeployedImage, Env};
+use super::promotion::{DeployedImage, Env, UNDECLARED_VALUES_FILE};
 use super::{manifests, tools, values, which, workspace, yaml_files};
 
 /// Kubernetes version the manifests are checked against (terraform/ runs kind 1.32).
@@ -108,7 +108,9 @@ impl Checks {
             .map(|env| {
                 (
                     env.to_string(),
-                    self.root.join("gitops").join(env.values_path()),
+                    self.root
+                        .join("gitops")
+                        .join(env.values_path(UNDECLARED_VALUES_FILE)),
                 )
             })
             .collect();

@@ -466,3 +466,48 @@ pub fn write_environments(work: &Path) {
         std::fs::write(path.join("service-demo.yaml"), VALUES.replace("ENV", env)).unwrap();
     }
 }
+
+/// Writes under `root` a workspace of `count` generated services `svc-00`…
+/// (each a package depending on `crates/common`, with a `service.toml`
+/// declaring image `svc-NN`, chart `charts/shared` and values file
+/// `svc-NN.yaml`); returns their names.
+pub fn write_generated_services(root: &Path, count: usize) -> Vec<String> {
+    let package = |name: &str, deps: &str| {
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+             [dependencies]\n{deps}"
+        )
+    };
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write("crates/common/Cargo.toml", &package("common", ""));
+    write("crates/common/src/lib.rs", "\n");
+    write("charts/shared/Chart.yaml", "name: shared\n");
+    let names: Vec<String> = (0..count).map(|i| format!("svc-{i:02}")).collect();
+    let mut members = vec!["\"crates/common\"".to_owned()];
+    for name in &names {
+        members.push(format!("\"services/{name}\""));
+        let common = "common = { path = \"../../crates/common\" }\n";
+        write(
+            &format!("services/{name}/Cargo.toml"),
+            &package(name, common),
+        );
+        write(&format!("services/{name}/src/main.rs"), "fn main() {}\n");
+        write(
+            &format!("services/{name}/service.toml"),
+            &format!(
+                "image = \"{name}\"\nchart = \"charts/shared\"\nport = 8080\nhealth-path = \"/healthz\"\n\
+                 ready-path = \"/readyz\"\nvalues-file = \"{name}.yaml\"\n"
+            ),
+        );
+    }
+    let manifest = format!(
+        "[workspace]\nresolver = \"3\"\nmembers = [{}]\n",
+        members.join(", ")
+    );
+    write("Cargo.toml", &manifest);
+    names
+}
