@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::parts::attestation;
-use crate::parts::oci::{self, Arch, BINARY_PATH};
+use crate::parts::oci::{self, Arch};
 use crate::parts::registry::Repository;
 use crate::parts::signature;
 use crate::parts::tags::{short, short_digest};
@@ -725,8 +725,9 @@ fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
     let manifest = repository.platform_manifest(tag, Arch::Amd64)?;
     // The application layer is the last one, on top of the base.
     let layer = manifest.layers.last().context("image without layers")?;
-    oci::file_in_layer(&repository.blob(&layer.digest)?, BINARY_PATH)?
-        .with_context(|| format!("{tag}'s application layer has no {BINARY_PATH}"))
+    let path = oci::binary_path("items-api");
+    oci::file_in_layer(&repository.blob(&layer.digest)?, &path)?
+        .with_context(|| format!("{tag}'s application layer has no {path}"))
 }
 
 /// `dir`, emptied (or created), as an absolute path.

@@ -123,7 +123,6 @@ pub fn packages(root: &Path) -> Result<Vec<Package>> {
 
 /// The services of the workspace at `root` (its `cargo metadata` and every
 /// `services/*/service.toml`), sorted by name.
-#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
 pub fn load(root: &Path) -> Result<Vec<Service>> {
     discover(root, &packages(root)?)
 }
@@ -132,7 +131,6 @@ pub fn load(root: &Path) -> Result<Vec<Service>> {
 /// workspace of one service needs no flag, so a fork that never adds a second
 /// one runs every command as it always did.
 #[derive(clap::Args, Debug, Clone, Default)]
-#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
 pub struct ServiceSelection {
     /// A service to act on: its directory under services/ (repeat for several). Default: the
     /// workspace's only service; with several services, name them.
@@ -140,7 +138,6 @@ pub struct ServiceSelection {
     pub names: Vec<String>,
 }
 
-#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
 impl ServiceSelection {
     /// The named services in the order given (each once), or the only one.
     pub fn resolve(&self, all: &[Service]) -> Result<Vec<Service>> {
@@ -184,7 +181,6 @@ impl ServiceSelection {
     }
 }
 
-#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
 fn names_of(services: &[Service]) -> String {
     let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
     if names.is_empty() {
@@ -199,7 +195,6 @@ fn names_of(services: &[Service]) -> String {
 /// `oci:<dir>` for OCI layout directories). `IMAGE_REPOSITORY` names one
 /// repository outright, which a workspace of one service may keep using.
 #[derive(clap::Args, Debug, Clone, Default)]
-#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
 pub struct RepositoryOptions {
     /// The registry holding every service's image repository, each at <registry>/<image>:
     /// <host>/<path> (ghcr.io/<owner>) or oci:<dir>. Takes precedence over --repository.
@@ -210,7 +205,6 @@ pub struct RepositoryOptions {
     pub repository: Option<String>,
 }
 
-#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
 impl RepositoryOptions {
     /// The image repository of `service`, one of `all`; None when neither
     /// option is set (the caller says whether it needs one).
@@ -242,7 +236,6 @@ impl RepositoryOptions {
 }
 
 /// `<registry>/<image>`: the image repository of `service` in `registry`.
-#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
 pub fn image_repository(registry: &str, service: &Service) -> Result<String> {
     let registry = registry.trim_end_matches('/');
     ensure!(
