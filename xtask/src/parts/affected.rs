@@ -144,6 +144,48 @@ pub fn decide(services: &[Service], packages: &[Package], changed: &[String]) ->
     }
 }
 
+/// Every service affected, for `reason`: when there is no range to compare
+/// (a first push, or a force push whose old head is gone).
+pub fn everything(services: &[Service], reason: &str) -> Report {
+    let decisions: Vec<Decision> = services
+        .iter()
+        .map(|service| Decision {
+            service: service.name.clone(),
+            dir: service.dir.clone(),
+            declaration: service.declaration.clone(),
+            affected: true,
+            reasons: vec![reason.to_owned()],
+        })
+        .collect();
+    Report {
+        base: String::new(),
+        head: String::new(),
+        affected: services.iter().map(|s| s.name.clone()).collect(),
+        services: decisions,
+        pipeline: Vec::new(),
+        unclaimed: Vec::new(),
+    }
+}
+
+/// The affected services as a GitHub Actions job matrix: `{"include":
+/// [{"service": NAME, "app": STEM}…]}`, STEM being the values file's name
+/// without `.yaml` (the Argo CD Applications are `<STEM>-<env>`).
+pub fn github_matrix(report: &Report) -> serde_json::Value {
+    let include: Vec<serde_json::Value> = report
+        .services
+        .iter()
+        .filter(|d| d.affected)
+        .map(|d| {
+            let values = &d.declaration.values_file;
+            serde_json::json!({
+                "service": d.service,
+                "app": values.strip_suffix(".yaml").unwrap_or(values),
+            })
+        })
+        .collect();
+    serde_json::json!({ "include": include })
+}
+
 /// `<first> changed` (and how many more), or nothing for no files.
 fn files_reason(files: &[&String], what: &str) -> Option<String> {
     let first = files.first()?;
