@@ -206,7 +206,7 @@ fn publish(
     repository: Option<&Repository>,
 ) -> Result<()> {
     if let Some(dir) = output {
-        registry::write_fresh_layout(&dir, image, tags)?;
+        registry::write_fresh_layout(dir, image, tags)?;
         println!(
             "wrote OCI layout {} (tags: {})",
             dir.display(),

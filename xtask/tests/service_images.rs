@@ -197,6 +197,9 @@ fn a_second_service_is_built_as_its_own_image_with_its_port_binary_and_labels() 
     assert!(binary.windows(marker.len()).any(|w| w == marker));
 }
 
+/// Extra arguments, environment, and the error expected.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn the_service_and_its_repository_are_chosen_or_the_build_is_refused() {
     let dir = two_services();
@@ -218,7 +221,7 @@ fn the_service_and_its_repository_are_chosen_or_the_build_is_refused() {
     };
     let registry = dir.path().join("registry");
     let out = dir.path().join("out");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             &["--output", "out"],
             &[],

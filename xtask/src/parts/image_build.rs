@@ -446,6 +446,19 @@ mod tests {
         assert!(cargo_auditable_install().contains("@0.7.7"));
     }
 
+    /// items-api's /version reads ITEMS_API_GIT_COMMIT (config.rs): the
+    /// name derived from the package must stay that one.
+    #[test]
+    fn the_built_commit_reaches_each_service_under_its_own_variable() {
+        assert_eq!(commit_variable("items-api"), "ITEMS_API_GIT_COMMIT");
+        assert_eq!(commit_variable("orders-api"), "ORDERS_API_GIT_COMMIT");
+        let config = include_str!("../../../services/items-api/src/config.rs");
+        assert!(config.contains(&format!(
+            "option_env!(\"{}\")",
+            commit_variable("items-api")
+        )));
+    }
+
     #[test]
     fn sizes_read_in_kib_then_mib() {
         assert_eq!(human_size(1536), "1.5 KiB");
