@@ -9,7 +9,7 @@ use xshell::Shell;
 
 use crate::parts::affected::{self, Report};
 use crate::parts::service::ServiceRepo;
-use crate::parts::services;
+use crate::parts::{github, services};
 
 #[derive(clap::Args)]
 pub struct AffectedArgs {
@@ -20,9 +20,22 @@ pub struct AffectedArgs {
     /// Where the range ends.
     #[arg(long, default_value = "HEAD")]
     head: String,
-    /// Print the report as JSON (`affected` lists the names, for a CI matrix).
-    #[arg(long)]
+    /// Print the report as JSON. The shape is stable (workflows read it):
+    /// {"base": SHA, "head": SHA, "affected": [NAME…], "services": [{"service": NAME, "dir":
+    /// "services/NAME", "image", "chart", "port", "health-path", "ready-path", "values-file",
+    /// "affected": BOOL, "reasons": [TEXT…]}…], "pipeline": [FILE…], "unclaimed": [FILE…]}.
+    /// "affected" lists the affected services' names, sorted. In GitHub Actions (GITHUB_OUTPUT
+    /// set), with or without --json, the step has two outputs, each one line of JSON:
+    /// `services`, that list ([] when nothing is affected), and `matrix`, a job matrix
+    /// {"include": [{"service": NAME, "app": STEM}…]} where STEM-<env> names the service's
+    /// Argo CD Applications (its values file without .yaml).
+    #[arg(long, verbatim_doc_comment)]
     json: bool,
+    /// When --base is not a commit here (a first push gives 000…0; after a force push the old
+    /// head is gone), report every service affected rather than fail. For CD's pushes; a
+    /// mistyped --base on a laptop still fails without it.
+    #[arg(long)]
+    all_if_base_unknown: bool,
     /// The repository (default: the one around the current directory).
     #[arg(long, default_value = ".")]
     repo: PathBuf,
@@ -32,12 +45,18 @@ pub fn run(args: AffectedArgs) -> Result<()> {
     // 1. The range, as commits of the repository.
     let repo = ServiceRepo::discover(&args.repo)?;
     let root = repo.root();
-    let base = repo.commit(&args.base).with_context(|| {
-        format!(
-            "--base {}: pass the commit the range starts from (e.g. --base origin/main)",
-            args.base
-        )
-    })?;
+    let base = match repo.commit(&args.base) {
+        Ok(base) => Some(base),
+        Err(_) if args.all_if_base_unknown => None,
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!(
+                    "--base {}: pass the commit the range starts from (e.g. --base origin/main)",
+                    args.base
+                )
+            });
+        }
+    };
     let head = repo.commit(&args.head)?;
 
     // 2. The head commit's workspace: its packages and its services.
@@ -48,17 +67,31 @@ pub fn run(args: AffectedArgs) -> Result<()> {
     let services = services::discover(tree.path(), &packages)
         .with_context(|| format!("reading the services of {head}"))?;
 
-    // 3. The changed files and the verdicts.
-    let changed = affected::changed_files(&root, base, head)?;
-    let mut report = affected::decide(&services, &packages, &changed);
-    report.base = base.to_string();
+    // 3. The changed files and the verdicts (everything, without a base).
+    let (mut report, changed) = match base {
+        Some(base) => {
+            let changed = affected::changed_files(&root, base, head)?;
+            let mut report = affected::decide(&services, &packages, &changed);
+            report.base = base.to_string();
+            (report, changed.len())
+        }
+        None => {
+            let reason = format!(
+                "--base {} is not a commit here (a first push, or a force push): every service is built",
+                args.base
+            );
+            (affected::everything(&services, &reason), 0)
+        }
+    };
     report.head = head.to_string();
 
-    // 4. Printed for people, or as JSON for a workflow.
+    // 4. Printed for people, or as JSON for a workflow; the matrix as the step's output.
+    github::set_output("services", &serde_json::to_string(&report.affected)?)?;
+    github::set_output("matrix", &affected::github_matrix(&report).to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_report(&report, changed.len());
+        print_report(&report, changed);
     }
     Ok(())
 }

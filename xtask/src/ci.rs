@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
-use crate::parts::{repository_checks, tools, workspace};
+use crate::parts::service::ServiceRepo;
+use crate::parts::{affected, repository_checks, services, tools, workspace};
 
 #[derive(clap::Args)]
 pub struct CiArgs {
@@ -32,6 +33,15 @@ pub struct CiArgs {
     /// Refused under CI=true: CI never skips a test.
     #[arg(long)]
     allow_skip: bool,
+
+    /// Test only the packages the commits since --base affect (`cargo test -p …` instead of
+    /// --workspace): the affected services, the changed packages and everything depending on
+    /// them, and xtask; the whole workspace when Cargo.lock, the toolchain or the like changed.
+    #[arg(long, requires = "base")]
+    affected_only: bool,
+    /// Where the range of --affected-only starts (e.g. origin/main); compared as base...HEAD.
+    #[arg(long, value_name = "REF")]
+    base: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -110,7 +120,8 @@ pub fn run(args: CiArgs) -> Result<()> {
             Step::Assets => {
                 repository_checks::check_repository(&workspace::root()).map(|()| String::new())
             }
-            Step::Test => test(&sh, args.allow_skip),
+            Step::Test => test_selection(&args)
+                .and_then(|packages| test(&sh, args.allow_skip, packages.as_deref())),
         };
         let outcome = match result {
             Ok(detail) => Outcome::Passed(detail),
@@ -272,16 +283,45 @@ const ALLOW_SKIP_VAR: &str = "SERVICE_DEMO_ALLOW_SKIP";
 /// A file every skipped test appends `skipped: <test>: <reason>` to.
 const SKIP_LOG_VAR: &str = "SERVICE_DEMO_SKIP_LOG";
 
-/// Runs the workspace tests, streaming their output and adding up libtest's
-/// `test result:` lines; tests that skipped are read from the skip log (libtest
-/// counts them as passed).
-fn test(sh: &Shell, allow_skip: bool) -> Result<String> {
+/// `--affected-only`: the packages to test (None: the whole workspace).
+fn test_selection(args: &CiArgs) -> Result<Option<Vec<String>>> {
+    let (true, Some(base)) = (args.affected_only, &args.base) else {
+        return Ok(None);
+    };
+    let root = workspace::root();
+    let repo = ServiceRepo::discover(&root)?;
+    let base = repo
+        .commit(base)
+        .with_context(|| format!("--base {base}: pass the commit the range starts from"))?;
+    let changed = affected::changed_files(&root, base, repo.commit("HEAD")?)?;
+    let packages = services::packages(&root)?;
+    let services = services::discover(&root, &packages)?;
+    let selection = affected::packages_to_test(&services, &packages, &changed);
+    match &selection {
+        Some(names) => eprintln!(
+            "ci: testing only {} (affected since {base})",
+            names.join(", ")
+        ),
+        None => eprintln!("ci: a file every package is built from changed: testing the workspace"),
+    }
+    Ok(selection)
+}
+
+/// Runs the workspace tests (or only `packages`), streaming their output and
+/// adding up libtest's `test result:` lines; tests that skipped are read from
+/// the skip log (libtest counts them as passed).
+fn test(sh: &Shell, allow_skip: bool, packages: Option<&[String]>) -> Result<String> {
     let scratch = sh.create_temp_dir()?;
     let skip_log = scratch.path().join("skipped.log");
     std::fs::write(&skip_log, "")?;
     let mut command = Command::new("cargo");
+    command.arg("test");
+    match packages {
+        None => command.arg("--workspace"),
+        Some(names) => command.args(names.iter().flat_map(|name| ["--package", name.as_str()])),
+    };
     command
-        .args(["test", "--workspace", "--locked"])
+        .args(["--locked"])
         .current_dir(sh.current_dir())
         .env(SKIP_LOG_VAR, &skip_log)
         .env_remove(ALLOW_SKIP_VAR)

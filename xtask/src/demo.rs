@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::parts::attestation;
-use crate::parts::oci::{self, Arch, BINARY_PATH};
+use crate::parts::oci::{self, Arch};
 use crate::parts::registry::Repository;
 use crate::parts::signature;
 use crate::parts::tags::{short, short_digest};
@@ -79,16 +79,20 @@ pub const PLAN: [(Flow, &[&str]); 10] = [
     (Flow::Release, &["release --version"]),
     (Flow::ByHand, &["status"]),
 ];
+/// The workflows run these once per affected service (a matrix over
+/// `cargo xtask affected`); the demo's workspace has one service.
 const PULL_REQUEST: [&str; 3] = [
-    "image build --tag --push",
-    "preview deploy --pr --sha --label",
-    "smoke --url",
+    "image build --service --tag --push",
+    "preview deploy --service --pr --sha --label",
+    "smoke --service --url",
 ];
 const MAIN: [&str; 3] = [
-    "image build --tag --push",
-    "promote --env --tag --digest",
-    "preprod-test --url --sha --digest",
+    "image build --service --tag --push",
+    "promote --service --env --tag --digest",
+    "preprod-test --service --url --sha --digest",
 ];
+/// The demo's one service, named as the workflows name each of theirs.
+const SERVICE: &str = "items-api";
 /// Flags only the demo passes: it builds from its own checkout of the
 /// service repository, where Actions builds the workspace it checked out.
 pub const DEMO_ONLY_FLAGS: [&str; 1] = ["--source"];
@@ -250,10 +254,19 @@ impl Demo {
         // As preview.yml: the digest from the registry (IMAGE_REPOSITORY), the label
         // unchecked (no GitHub here; the command says so).
         self.xtask(&[
-            "preview", "deploy", "--pr", "1", "--sha", &sha, "--label", "preview",
+            "preview",
+            "deploy",
+            "--service",
+            SERVICE,
+            "--pr",
+            "1",
+            "--sha",
+            &sha,
+            "--label",
+            "preview",
         ])?;
         let service = Running::start(self, &tag, "pr-1")?;
-        self.xtask(&["smoke", "--url", &service.url])?;
+        self.xtask(&["smoke", "--service", SERVICE, "--url", &service.url])?;
         let answer = http_get(&format!("{}/api/v1/version", service.url))?;
         ensure!(
             answer.contains(&sha),
@@ -328,13 +341,23 @@ impl Demo {
         let tag = format!("main-{sha}");
         let digest = self.build(sha, &tag)?;
         self.xtask(&[
-            "promote", "--env", "preprod", "--tag", &tag, "--digest", &digest,
+            "promote",
+            "--service",
+            SERVICE,
+            "--env",
+            "preprod",
+            "--tag",
+            &tag,
+            "--digest",
+            &digest,
         ])?;
         let service = Running::start(self, &tag, "preprod")?;
         // The preprod job holds the gate key: the result is signed beside the image.
         let gate_key = (attestation::SIGNING_KEY_VAR, self.keys.gate.0.as_str());
         let args = [
             "preprod-test",
+            "--service",
+            SERVICE,
             "--url",
             &service.url,
             "--sha",
@@ -387,6 +410,8 @@ impl Demo {
             "build",
             "--source",
             checkout.to_str().context("UTF-8 path")?,
+            "--service",
+            SERVICE,
             "--tag",
             tag,
             "--push",
@@ -725,8 +750,9 @@ fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
     let manifest = repository.platform_manifest(tag, Arch::Amd64)?;
     // The application layer is the last one, on top of the base.
     let layer = manifest.layers.last().context("image without layers")?;
-    oci::file_in_layer(&repository.blob(&layer.digest)?, BINARY_PATH)?
-        .with_context(|| format!("{tag}'s application layer has no {BINARY_PATH}"))
+    let path = oci::binary_path("items-api");
+    oci::file_in_layer(&repository.blob(&layer.digest)?, &path)?
+        .with_context(|| format!("{tag}'s application layer has no {path}"))
 }
 
 /// `dir`, emptied (or created), as an absolute path.
@@ -833,7 +859,7 @@ mod tests {
         ("release.yml", "sync", Flow::Release),
     ];
     /// Jobs the demo does not run, and why.
-    const NOT_IN_DEMO: [(&str, &str, &str); 2] = [
+    const NOT_IN_DEMO: [(&str, &str, &str); 5] = [
         (
             "ci.yml",
             "checks",
@@ -843,6 +869,21 @@ mod tests {
             "preview.yml",
             "gc",
             "daily, asks GitHub which pull requests closed (tests/gitops.rs, fake GitHub)",
+        ),
+        (
+            "ci.yml",
+            "affected",
+            "chooses the services the other jobs run for; the demo's workspace has one (tests/services.rs)",
+        ),
+        (
+            "cd.yml",
+            "affected",
+            "chooses the services the other jobs run for; the demo's workspace has one (tests/services.rs)",
+        ),
+        (
+            "preview.yml",
+            "affected",
+            "chooses the services the other jobs run for; the demo's workspace has one (tests/services.rs)",
         ),
     ];
     /// Workflow commands the demo leaves out, and why.
@@ -930,9 +971,17 @@ mod tests {
     #[test]
     fn a_command_shape_is_the_subcommand_and_its_flags() {
         let args = [
-            "image", "build", "--source", "/x", "--tag", "pr-1-abc", "--push", "oci:/r",
+            "image",
+            "build",
+            "--source",
+            "/x",
+            "--service",
+            "a",
+            "--tag",
+            "pr-1-abc",
+            "--push",
         ];
-        assert_eq!(command_shape(&args), "image build --tag --push");
+        assert_eq!(command_shape(&args), "image build --service --tag --push");
         assert_eq!(command_shape(&["status"]), "status");
         assert_eq!(
             command_shape(&["smoke", "--url", "\"http://pr-$PR.$D\""]),

@@ -1,9 +1,11 @@
 //! `cargo xtask image build|retag|inspect`: images without a daemon.
 //!
-//! `build` compiles a fully static items-api (musl when its target is
-//! installed, static glibc otherwise), assembles it onto the distroless-style
-//! base in `parts/oci.rs`, and writes an OCI layout and/or pushes to a
-//! repository. `retag` gives existing bits a new name without rebuilding.
+//! `build` compiles one service (`--service NAME`; a workspace of one needs
+//! no flag) fully static (musl when its target is installed, static glibc
+//! otherwise), assembles it onto the distroless-style base in `parts/oci.rs`
+//! with its declared port, and writes an OCI layout and/or pushes to the
+//! service's own image repository (`<registry>/<image>`). `retag` gives
+//! existing bits a new name without rebuilding.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,18 +14,19 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use xshell::{Shell, cmd};
 
-use crate::parts::image_build::{check_static, human_size, image_meta, static_binaries};
+use crate::parts::image_build::{check_static, human_size, image_meta_of, static_binaries_of};
 use crate::parts::oci::{self, Arch};
 use crate::parts::registry::{self, Repository, RetagOutcome};
 use crate::parts::sbom;
 use crate::parts::service::ServiceRepo;
+use crate::parts::services::{self, RepositoryOptions, Service, ServiceSelection};
 use crate::parts::signature::{ImageSigner, SIGNING_KEY_VAR};
 use crate::parts::tags::ImageTag;
 use crate::parts::{github, workspace};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
-    /// Build the items-api image: static binary on a distroless-equivalent base, reproducible.
+    /// Build a service's image: static binary on a distroless-equivalent base, reproducible.
     Build(BuildArgs),
     /// Give the bits of SRC_TAG the name NEW_TAG: one manifest PUT, no blob upload, no rebuild.
     Retag(RetagArgs),
@@ -40,12 +43,18 @@ pub struct BuildArgs {
     /// Default: main-<HEAD sha>.
     #[arg(long = "tag")]
     tags: Vec<String>,
-    /// Push to this repository: <registry>/<path> (credentials from REGISTRY_USERNAME and
-    /// REGISTRY_PASSWORD, or REGISTRY_TOKEN) or oci:<dir> for a layout used as a registry.
-    #[arg(long, value_name = "REPOSITORY")]
-    push: Option<String>,
+    /// Push to the service's image repository: <registry>/<image> of --registry (IMAGE_REGISTRY),
+    /// or --repository (IMAGE_REPOSITORY) for a workspace of one service; or to the REPOSITORY
+    /// given: <registry>/<path> or oci:<dir> for a layout used as a registry. Credentials from
+    /// REGISTRY_USERNAME and REGISTRY_PASSWORD, or REGISTRY_TOKEN.
+    #[arg(long, value_name = "REPOSITORY", num_args = 0..=1)]
+    push: Option<Option<String>>,
+    #[command(flatten)]
+    repositories: RepositoryOptions,
+    #[command(flatten)]
+    services: ServiceSelection,
     /// Also write the image as a fresh OCI layout directory (replaced if it exists).
-    /// Default when --push is not given: <target>/xtask/image/oci.
+    /// Default when --push is not given: <target>/xtask/image/<service>/oci.
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
     /// Platforms to build (repeatable): linux/amd64, linux/arm64. Default: every platform whose
@@ -104,8 +113,10 @@ fn build(args: BuildArgs) -> Result<()> {
     sh.change_dir(&root);
     let head = ServiceRepo::discover(&root)?.commit("HEAD")?.to_string();
     let tags = build_tags(&args.tags, &head)?;
+    let all = services::load(&root)?;
+    let service = args.services.one(&all)?;
     // Open the destination and read the key before the slow build, so either fails fast.
-    let repository = args.push.as_deref().map(Repository::open).transpose()?;
+    let repository = push_destination(&args, &service, &all)?;
     let signer = ImageSigner::from_env()?;
     if !cmd!(sh, "git status --porcelain --untracked-files=no")
         .read()?
@@ -119,16 +130,17 @@ fn build(args: BuildArgs) -> Result<()> {
 
     let binaries = match &args.binary {
         Some(path) => vec![(Arch::Amd64, given_binary(path)?)],
-        None => static_binaries(&sh, &args.platforms, &head)?,
+        None => static_binaries_of(&sh, &service, &args.platforms, &head)?,
     };
 
-    let meta = image_meta(&sh, &head)?;
+    let meta = image_meta_of(&sh, &service, &head)?;
     let started = Instant::now();
     let image = oci::assemble(&binaries, &meta)?;
     let assembly = started.elapsed();
     println!(
-        "image {} ({}), {} compressed, assembled in {:.0?}",
+        "image {} of {} ({}), {} compressed, assembled in {:.0?}",
         image.root.digest,
+        service.name,
         image
             .platforms
             .iter()
@@ -139,13 +151,31 @@ fn build(args: BuildArgs) -> Result<()> {
         assembly
     );
 
-    publish(&image, &tags, args.output.as_deref(), repository.as_ref())?;
+    let output = args
+        .output
+        .clone()
+        .or_else(|| repository.is_none().then(|| default_layout(&service)));
+    publish(&image, &tags, output.as_deref(), repository.as_ref())?;
     if let Some(repository) = &repository {
         sign_pushed(signer.as_ref(), repository, &image.root.digest, &tags)?;
     }
     // For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`.
     github::set_output("digest", &image.root.digest)?;
     Ok(())
+}
+
+/// `--push`: the REPOSITORY given, or the service's own; None without `--push`.
+fn push_destination(
+    args: &BuildArgs,
+    service: &Service,
+    all: &[Service],
+) -> Result<Option<Repository>> {
+    let name = match &args.push {
+        None => return Ok(None),
+        Some(Some(given)) => given.clone(),
+        Some(None) => args.repositories.require(service, all)?,
+    };
+    Repository::open(&name).map(Some)
 }
 
 /// `--binary`: a static binary built elsewhere. One without a dependency
@@ -159,21 +189,24 @@ fn given_binary(path: &std::path::Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes the image as an OCI layout (`--output`, or the default when nothing
-/// is pushed) and pushes it under each tag to `repository`.
+/// Where a build that pushes nothing writes its layout: one per service.
+fn default_layout(service: &Service) -> PathBuf {
+    workspace::target_dir()
+        .join("xtask/image")
+        .join(&service.name)
+        .join("oci")
+}
+
+/// Writes the image as an OCI layout to `output` and pushes it under each
+/// tag to `repository`.
 fn publish(
     image: &oci::Image,
     tags: &[String],
     output: Option<&Path>,
     repository: Option<&Repository>,
 ) -> Result<()> {
-    let output = match (output, repository) {
-        (Some(dir), _) => Some(dir.to_path_buf()),
-        (None, None) => Some(workspace::target_dir().join("xtask/image/oci")),
-        (None, Some(_)) => None,
-    };
     if let Some(dir) = output {
-        registry::write_fresh_layout(&dir, image, tags)?;
+        registry::write_fresh_layout(dir, image, tags)?;
         println!(
             "wrote OCI layout {} (tags: {})",
             dir.display(),

@@ -1,6 +1,9 @@
-//! `cargo xtask scan <repository> <reference>` (or `--binary FILE`): the
-//! dependency list `cargo auditable` embedded in the service binary, checked
-//! against RustSec offline, as `cargo deny` checks the lockfile.
+//! `cargo xtask scan [REPOSITORY] REFERENCE` (or `--binary FILE`): the
+//! dependency list `cargo auditable` embedded in a service's binary, checked
+//! against RustSec offline, as `cargo deny` checks the lockfile. Without
+//! REPOSITORY, the image is the service's (`--service NAME`, in
+//! `--registry`/`IMAGE_REGISTRY`, or `--repository`/`IMAGE_REPOSITORY` for a
+//! workspace of one); the scanned digest is the step's output `digest`.
 //!
 //! 1. the advisory database is opened from the snapshot (unpacked once);
 //! 2. the binary of every platform of the image (or the file) is read, and
@@ -20,17 +23,26 @@ use crate::parts::advisories::{self, Database, Finding, NO_DATABASE_HINT, Severi
 use crate::parts::attestation::{self, Statement};
 use crate::parts::registry::{Repository, at};
 use crate::parts::sbom::{self, Binary, CYCLONEDX_PREDICATE};
+use crate::parts::services::{self, RepositoryOptions, ServiceSelection};
 use crate::parts::tags::ImageTag;
+use crate::parts::{github, workspace};
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
-    /// The image repository: <registry>/<path>, or oci:<dir>.
-    #[arg(required_unless_present = "binary", requires = "reference")]
-    repository: Option<String>,
-    /// A tag, or a digest (sha256:…).
-    reference: Option<String>,
+    /// [REPOSITORY] REFERENCE: the image repository (<registry>/<path>, or oci:<dir>; default:
+    /// the service's, from --registry or --repository) and a tag or a digest (sha256:…).
+    #[arg(
+        value_name = "[REPOSITORY] REFERENCE",
+        num_args = 1..=2,
+        required_unless_present = "binary"
+    )]
+    image: Vec<String>,
+    #[command(flatten)]
+    repositories: RepositoryOptions,
+    #[command(flatten)]
+    services: ServiceSelection,
     /// Scan this local binary instead of an image.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["repository", "attest"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["image", "attest"])]
     binary: Option<PathBuf>,
     /// RustSec database: a .tar.gz snapshot holding advisory-db/, or a folder (a clone of
     /// github.com/rustsec/advisory-db).
@@ -50,7 +62,7 @@ pub struct ScanArgs {
 }
 
 pub fn run(args: ScanArgs) -> Result<()> {
-    if let (true, Some(reference)) = (args.attest, &args.reference)
+    if let (true, Some(reference)) = (args.attest, args.image.last())
         && let Ok(ImageTag::Pr { .. }) = ImageTag::parse(reference)
     {
         bail!(
@@ -106,10 +118,26 @@ pub fn run(args: ScanArgs) -> Result<()> {
 /// The image a scan read: its repository and digest (what `--attest` signs for).
 type Subject = (Repository, String);
 
+/// The image's repository and reference: both given, or the reference and
+/// the service's repository.
+fn image_of(args: &ScanArgs) -> Result<Option<(String, String)>> {
+    Ok(match args.image.as_slice() {
+        [] => None,
+        [repository, reference] => Some((repository.clone(), reference.clone())),
+        [reference] => {
+            let all = services::load(&workspace::root())?;
+            let service = args.services.one(&all)?;
+            let repository = args.repositories.require(&service, &all)?;
+            Some((repository, reference.clone()))
+        }
+        _ => bail!("name an image (REPOSITORY REFERENCE, or --service NAME REFERENCE)"),
+    })
+}
+
 /// The binaries to scan: the file, or every platform's binary of the image.
 fn binaries(args: &ScanArgs) -> Result<(Option<Subject>, Vec<Binary>)> {
-    Ok(match (&args.binary, &args.repository, &args.reference) {
-        (Some(path), _, _) => {
+    Ok(match (&args.binary, image_of(args)?) {
+        (Some(path), _) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let origin = path.display().to_string();
@@ -122,13 +150,15 @@ fn binaries(args: &ScanArgs) -> Result<(Option<Subject>, Vec<Binary>)> {
                 }],
             )
         }
-        (None, Some(repository), Some(reference)) => {
-            let repository = Repository::open(repository)?;
-            let (digest, binaries) = sbom::image_binaries(&repository, reference)?;
-            println!("{repository}{} is {digest}", at(reference));
+        (None, Some((repository, reference))) => {
+            let repository = Repository::open(&repository)?;
+            let (digest, binaries) = sbom::image_binaries(&repository, &reference)?;
+            println!("{repository}{} is {digest}", at(&reference));
+            // For the next steps of a workflow: what was scanned is what is promoted.
+            github::set_output("digest", &digest)?;
             (Some((repository, digest)), binaries)
         }
-        _ => bail!("name an image (REPOSITORY REFERENCE) or a file (--binary FILE)"),
+        (None, None) => bail!("name an image (REPOSITORY REFERENCE) or a file (--binary FILE)"),
     })
 }
 

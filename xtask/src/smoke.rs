@@ -1,6 +1,9 @@
 //! `cargo xtask smoke` and `cargo xtask preprod-test`: test suites against a
-//! deployed items-api, reporting each check. `preprod-test` records its result
-//! as the `preprod-tests` gate, bound to the commit and the tested digest.
+//! deployed service (`--service NAME`; a workspace of one needs no flag),
+//! reporting each check. Every service is probed where its declaration says
+//! (`health-path`, `ready-path`) and asked for `/version`; items-api's API has
+//! suites of its own. `preprod-test` records its result as the
+//! `preprod-tests` gate, bound to the commit and the tested digest.
 
 use anyhow::{Context, Result, bail};
 use reqwest::StatusCode;
@@ -10,13 +13,19 @@ use serde_json::{Value, json};
 use crate::parts::attestation::{PreprodPredicate, Results, Signer};
 use crate::parts::gates::{self, Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::gitops::GitopsOptions;
-use crate::parts::tags;
+use crate::parts::services::{self, RepositoryOptions, Service, ServiceSelection};
+use crate::parts::{tags, workspace};
+
+/// The service whose API the item suites below were written for.
+const ITEMS_API: &str = "items-api";
 
 #[derive(clap::Args)]
 pub struct SmokeArgs {
     /// Base URL of the deployed service, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     url: String,
+    #[command(flatten)]
+    services: ServiceSelection,
 }
 
 #[derive(clap::Args)]
@@ -30,10 +39,13 @@ pub struct PreprodTestArgs {
     /// The image digest preprod runs (recorded with the gate).
     #[arg(long)]
     digest: String,
-    /// The image repository (<registry>/<path> or oci:<dir>): with GATE_SIGNING_KEY set, the
-    /// signed result is stored there beside the image (cosign's sha256-<hex>.att tag).
-    #[arg(long, env = "IMAGE_REPOSITORY")]
-    repository: Option<String>,
+    /// Where the service's image repository is (--registry or --repository): with
+    /// GATE_SIGNING_KEY set, the signed result is stored there beside the image (cosign's
+    /// sha256-<hex>.att tag).
+    #[command(flatten)]
+    repositories: RepositoryOptions,
+    #[command(flatten)]
+    services: ServiceSelection,
     #[command(flatten)]
     store: GateStoreOptions,
     #[command(flatten)]
@@ -41,17 +53,21 @@ pub struct PreprodTestArgs {
 }
 
 pub fn smoke(args: SmokeArgs) -> Result<()> {
+    let service = args.services.one(&services::load(&workspace::root())?)?;
     let mut suite = Suite::new(&args.url)?;
-    smoke_checks(&mut suite);
-    suite.finish("smoke")
+    smoke_checks(&mut suite, &service);
+    suite.finish(&format!("{} smoke", service.name))
 }
 
 pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
     tags::validate_digest(&args.digest)?;
     let sha = gates::full_sha(&args.gitops, &args.sha)?;
+    let all = services::load(&workspace::root())?;
+    let service = args.services.one(&all)?;
     let store = GateStore::open(&args.store, &args.gitops)?;
     // Opened before the suite runs, so a missing repository fails first.
-    let signer = Signer::from_env(args.repository.as_deref())?;
+    let repository = args.repositories.for_service(&service, &all)?;
+    let signer = Signer::from_env(repository.as_deref())?;
     let mut suite = Suite::new(&args.url)?;
     suite.check("/version reports the commit under test", |c| {
         let version = c.json("GET", "/version", None, StatusCode::OK)?;
@@ -61,8 +77,8 @@ pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
         }
         Ok(())
     });
-    smoke_checks(&mut suite);
-    preprod_checks(&mut suite);
+    smoke_checks(&mut suite, &service);
+    preprod_checks(&mut suite, &service);
     let conclusion = if suite.failed == 0 {
         Conclusion::Success
     } else {
@@ -93,13 +109,15 @@ pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
     suite.finish("preprod tests")
 }
 
-fn smoke_checks(suite: &mut Suite) {
-    suite.check("GET /healthz answers 200", |c| {
-        c.expect("GET", "/healthz", None, StatusCode::OK)
-    });
-    suite.check("GET /readyz answers 200", |c| {
-        c.expect("GET", "/readyz", None, StatusCode::OK)
-    });
+/// Every service's probes, at its declared paths, and its `/version`; then
+/// items-api's round trip.
+fn smoke_checks(suite: &mut Suite, service: &Service) {
+    let declared = &service.declaration;
+    for path in [&declared.health_path, &declared.ready_path] {
+        suite.check(&format!("GET {path} answers 200"), |c| {
+            c.expect("GET", path, None, StatusCode::OK)
+        });
+    }
     suite.check("GET /version names a version", |c| {
         let version = c.json("GET", "/version", None, StatusCode::OK)?;
         version["version"]
@@ -108,6 +126,12 @@ fn smoke_checks(suite: &mut Suite) {
             .context("no version field")?;
         Ok(())
     });
+    if service.name == ITEMS_API {
+        items_round_trip(suite);
+    }
+}
+
+fn items_round_trip(suite: &mut Suite) {
     suite.check("create → get → delete round trip", |c| {
         let name = format!("smoke-{}", fastrand::u64(..));
         let created = c.json(
@@ -136,9 +160,23 @@ fn smoke_checks(suite: &mut Suite) {
     });
 }
 
-/// The fuller suite preprod runs before a release can be cut.
+/// The fuller suite preprod runs before a release can be cut: every
+/// service's metrics, then items-api's API.
+fn preprod_checks(suite: &mut Suite, service: &Service) {
+    suite.check("GET /metrics counts requests", |c| {
+        let text = c.text("GET", "/metrics", StatusCode::OK)?;
+        if !text.contains("http_requests_total") {
+            bail!("no http_requests_total in /metrics");
+        }
+        Ok(())
+    });
+    if service.name == ITEMS_API {
+        items_preprod_checks(suite);
+    }
+}
+
 // long: a list of independent checks, each a few lines; read top to bottom.
-fn preprod_checks(suite: &mut Suite) {
+fn items_preprod_checks(suite: &mut Suite) {
     suite.check("an invalid item is a 422 naming the field", |c| {
         let problem = c.json(
             "POST",
@@ -188,13 +226,6 @@ fn preprod_checks(suite: &mut Suite) {
         let page = c.json("GET", "/api/v1/items?limit=1", None, StatusCode::OK)?;
         if page.as_array().is_none_or(|items| items.len() > 1) {
             bail!("limit=1 returned {page}");
-        }
-        Ok(())
-    });
-    suite.check("GET /metrics counts requests", |c| {
-        let text = c.text("GET", "/metrics", StatusCode::OK)?;
-        if !text.contains("http_requests_total") {
-            bail!("no http_requests_total in /metrics");
         }
         Ok(())
     });
@@ -340,6 +371,73 @@ impl Suite {
 #[cfg(test)]
 mod tests {
     use super::loopback_name;
+    use super::{Service, Suite, smoke_checks};
+    use crate::parts::services::Declaration;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// A service on real TCP answering 200 on `ok` paths (JSON on /version)
+    /// and 404 elsewhere; returns its URL and, when done, the paths it was asked.
+    fn serve(
+        ok: &'static [&'static str],
+        requests: usize,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut asked = Vec::new();
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.unwrap();
+                let mut line = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                reader.read_line(&mut line).unwrap();
+                while reader.read_line(&mut String::new()).unwrap() > 2 {}
+                let path = line.split_whitespace().nth(1).unwrap().to_owned();
+                let (status, body) = match ok.contains(&path.as_str()) {
+                    true => ("200 OK", r#"{"version":"0.1.0"}"#),
+                    false => ("404 Not Found", "{}"),
+                };
+                write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                asked.push(path);
+            }
+            asked
+        });
+        (url, server)
+    }
+
+    #[test]
+    fn smoke_probes_the_paths_a_service_declares_and_nothing_of_items_api() {
+        let service = Service {
+            name: "orders-api".into(),
+            dir: "services/orders-api".into(),
+            declaration: Declaration {
+                image: "orders".into(),
+                chart: "charts/orders".into(),
+                port: 9091,
+                health_path: "/live".into(),
+                ready_path: "/ready".into(),
+                values_file: "orders.yaml".into(),
+            },
+        };
+        // As main() does before any client is built.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (url, server) = serve(&["/live", "/ready", "/version"], 3);
+        let mut suite = Suite::new(&url).unwrap();
+        smoke_checks(&mut suite, &service);
+        assert_eq!((suite.passed, suite.failed), (3, 0));
+        assert_eq!(server.join().unwrap(), ["/live", "/ready", "/version"]);
+
+        // items-api's probes are not where this service declares them: they fail.
+        let (url, server) = serve(&["/healthz", "/readyz", "/version"], 3);
+        let mut suite = Suite::new(&url).unwrap();
+        smoke_checks(&mut suite, &service);
+        assert_eq!((suite.passed, suite.failed), (1, 2));
+        server.join().unwrap();
+    }
 
     #[test]
     fn names_under_localhost_are_loopback_at_the_urls_port() {

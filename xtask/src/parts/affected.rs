@@ -144,6 +144,81 @@ pub fn decide(services: &[Service], packages: &[Package], changed: &[String]) ->
     }
 }
 
+/// Every service affected, for `reason`: when there is no range to compare
+/// (a first push, or a force push whose old head is gone).
+pub fn everything(services: &[Service], reason: &str) -> Report {
+    let decisions: Vec<Decision> = services
+        .iter()
+        .map(|service| Decision {
+            service: service.name.clone(),
+            dir: service.dir.clone(),
+            declaration: service.declaration.clone(),
+            affected: true,
+            reasons: vec![reason.to_owned()],
+        })
+        .collect();
+    Report {
+        base: String::new(),
+        head: String::new(),
+        affected: services.iter().map(|s| s.name.clone()).collect(),
+        services: decisions,
+        pipeline: Vec::new(),
+        unclaimed: Vec::new(),
+    }
+}
+
+/// The packages whose tests a range's changes can break, by name: the
+/// affected services, every package with a changed file, every package
+/// depending on one (transitively), and the pipeline's (xtask: CI always
+/// tests it). None when a file of [`EVERY_SERVICE`] changed: test everything.
+pub fn packages_to_test(
+    services: &[Service],
+    packages: &[Package],
+    changed: &[String],
+) -> Option<Vec<String>> {
+    if changed
+        .iter()
+        .any(|f| EVERY_SERVICE.iter().any(|r| matches_rule(f, r)))
+    {
+        return None;
+    }
+    let affected = decide(services, packages, changed).affected;
+    let graph = Graph::new(packages, changed);
+    let mut names: Vec<String> = packages
+        .iter()
+        .filter(|p| {
+            affected.contains(&p.name)
+                || !graph.changed_in(&p.dir).is_empty()
+                || !graph.changed_dependencies(&p.dir).is_empty()
+                || PIPELINE
+                    .iter()
+                    .any(|r| matches_rule(&format!("{}/", p.dir), r))
+        })
+        .map(|p| p.name.clone())
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+/// The affected services as a GitHub Actions job matrix: `{"include":
+/// [{"service": NAME, "app": STEM}…]}`, STEM being the values file's name
+/// without `.yaml` (the Argo CD Applications are `<STEM>-<env>`).
+pub fn github_matrix(report: &Report) -> serde_json::Value {
+    let include: Vec<serde_json::Value> = report
+        .services
+        .iter()
+        .filter(|d| d.affected)
+        .map(|d| {
+            let values = &d.declaration.values_file;
+            serde_json::json!({
+                "service": d.service,
+                "app": values.strip_suffix(".yaml").unwrap_or(values),
+            })
+        })
+        .collect();
+    serde_json::json!({ "include": include })
+}
+
 /// `<first> changed` (and how many more), or nothing for no files.
 fn files_reason(files: &[&String], what: &str) -> Option<String> {
     let first = files.first()?;
@@ -276,6 +351,38 @@ mod tests {
         assert!(!matches_rule("services/a/Cargo.lock", "Cargo.lock"));
         assert!(under("crates/common/src/lib.rs", "crates/common"));
         assert!(!under("crates/common2/src/lib.rs", "crates/common"));
+    }
+
+    fn package(name: &str, dir: &str, deps: &[&str]) -> Package {
+        Package {
+            name: name.into(),
+            dir: dir.into(),
+            path_deps: deps.iter().map(|d| (*d).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_tests_run_are_the_changed_packages_their_dependents_and_xtask() {
+        let packages = [
+            package("alpha", "services/alpha", &["crates/common"]),
+            package("beta", "services/beta", &[]),
+            package("common", "crates/common", &["crates/base"]),
+            package("base", "crates/base", &[]),
+            package("xtask", "xtask", &[]),
+        ];
+        let changed = |files: &[&str]| files.iter().map(|f| (*f).to_owned()).collect::<Vec<_>>();
+        let chosen = |files: &[&str]| packages_to_test(&[], &packages, &changed(files));
+        assert_eq!(
+            chosen(&["crates/base/src/lib.rs"]).unwrap(),
+            ["alpha", "base", "common", "xtask"]
+        );
+        assert_eq!(
+            chosen(&["services/beta/src/main.rs"]).unwrap(),
+            ["beta", "xtask"]
+        );
+        assert_eq!(chosen(&["README.md"]).unwrap(), ["xtask"]);
+        assert_eq!(chosen(&["Cargo.lock", "README.md"]), None);
+        assert_eq!(chosen(&["rust-toolchain.toml"]), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! The image's static items-api binary and the labels around it: what
-//! `image build` packages and what `bench` measures, built the same way.
+//! A service's static binary and the labels around it: what `image build`
+//! packages and what `bench` measures, built the same way. The package, the
+//! binary and the image's port come from the service's declaration
+//! (`services/<name>/service.toml`): the package and binary are named `<name>`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,27 +10,50 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::parts::oci::{Arch, ImageMeta};
+use crate::parts::services::{self, Service, ServiceSelection};
 use crate::parts::{which, workspace};
 
-/// The path of the static binary `image build` puts in the linux/amd64 image,
-/// compiled now (a no-op when up to date) exactly as the image build does.
+/// The path of the static binary `image build` puts in the linux/amd64 image
+/// of the workspace's only service, compiled now (a no-op when up to date)
+/// exactly as the image build does. For `bench`, which measures that service.
 pub fn amd64_static_binary(sh: &Shell, head: &str) -> Result<PathBuf> {
     let (platform, target) = platforms(&["linux/amd64".to_owned()])?
         .pop()
         .context("linux/amd64 is a known platform")?;
-    compile(sh, platform, target, head)
+    compile(sh, &only_service(sh)?, platform, target, head)
 }
 
-/// Compile a static items-api for each platform (all buildable ones when
-/// `requested` is empty): `(arch, binary bytes)`.
+/// [`static_binaries_of`] the workspace's only service (`bench`).
 pub fn static_binaries(
     sh: &Shell,
     requested: &[String],
     head: &str,
 ) -> Result<Vec<(Arch, Vec<u8>)>> {
+    static_binaries_of(sh, &only_service(sh)?, requested, head)
+}
+
+/// [`image_meta_of`] the workspace's only service (`bench`).
+pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
+    image_meta_of(sh, &only_service(sh)?, head)
+}
+
+/// The one service of the workspace `sh` is in (an error naming them when
+/// there are several).
+fn only_service(sh: &Shell) -> Result<Service> {
+    ServiceSelection::default().one(&services::load(&sh.current_dir())?)
+}
+
+/// Compile `service` statically for each platform (all buildable ones when
+/// `requested` is empty): `(arch, binary bytes)`.
+pub fn static_binaries_of(
+    sh: &Shell,
+    service: &Service,
+    requested: &[String],
+    head: &str,
+) -> Result<Vec<(Arch, Vec<u8>)>> {
     let mut binaries = Vec::new();
     for (platform, target) in platforms(requested)? {
-        let path = compile(sh, platform, target, head)?;
+        let path = compile(sh, service, platform, target, head)?;
         binaries.push((platform.arch, std::fs::read(path)?));
     }
     Ok(binaries)
@@ -192,12 +217,20 @@ fn reproducible_rustflags(root: &Path, static_glibc: bool) -> String {
     rustflags
 }
 
-/// Compile items-api for `platform` with the Rust `target` as a static release
-/// binary; returns its path.
-fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<PathBuf> {
+/// Compile `service`'s package for `platform` with the Rust `target` as a
+/// static release binary; returns its path.
+// long: one cargo invocation and the environment it needs, read top to bottom.
+fn compile(
+    sh: &Shell,
+    service: &Service,
+    platform: Platform,
+    target: &str,
+    head: &str,
+) -> Result<PathBuf> {
     let static_glibc = target == platform.gnu;
+    let package = &service.name;
     println!(
-        "building items-api for linux/{} ({target}{})",
+        "building {package} for linux/{} ({target}{})",
         platform.arch.oci_name(),
         if static_glibc { ", static glibc" } else { "" }
     );
@@ -215,12 +248,13 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
     // No credential of the step reaches the dependencies' build scripts.
     let mut build = workspace::without_secrets(cmd!(
         sh,
-        "cargo auditable build --release --locked --package items-api --target {target}"
+        "cargo auditable build --release --locked --package {package} --bin {package} --target {target}"
     ))
     .env("RUSTFLAGS", rustflags)
     .env("CARGO_TARGET_DIR", &target_dir)
-    // /version reports the commit the binary was built from.
-    .env("ITEMS_API_GIT_COMMIT", head)
+    // /version reports the commit the binary was built from: items-api reads
+    // ITEMS_API_GIT_COMMIT at compile time, each service <NAME>_GIT_COMMIT.
+    .env(commit_variable(package), head)
     // C compilers take __DATE__ and __TIME__ from it (mimalloc prints its
     // build time): the commit's time, not the clock, or no two builds match.
     .env(
@@ -239,9 +273,15 @@ fn compile(sh: &Shell, platform: Platform, target: &str, head: &str) -> Result<P
         build = build.env(format!("CC_{}", target.replace('-', "_")), platform.musl_cc);
     }
     build.run()?;
-    let path = target_dir.join(target).join("release/items-api");
+    let path = target_dir.join(target).join("release").join(package);
     check_static(&path)?;
     Ok(path)
+}
+
+/// `ITEMS_API_GIT_COMMIT` for `items-api`: the compile-time variable that
+/// carries the built commit into a service's `/version`.
+fn commit_variable(package: &str) -> String {
+    format!("{}_GIT_COMMIT", package.to_uppercase().replace('-', "_"))
 }
 
 /// The image's binaries carry their dependency list: never build one without it.
@@ -322,17 +362,18 @@ fn source_date_epoch(sh: &Shell, head: &str) -> Result<i64> {
     })
 }
 
-/// Labels and timestamps: `created` is `SOURCE_DATE_EPOCH` or the commit time,
-/// never the clock, so rebuilding a commit reproduces its digest.
-pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
+/// `service`'s labels, port and binary, and the timestamps: `created` is
+/// `SOURCE_DATE_EPOCH` or the commit time, never the clock, so rebuilding a
+/// commit reproduces its digest.
+pub fn image_meta_of(sh: &Shell, service: &Service, head: &str) -> Result<ImageMeta> {
     let created_epoch = source_date_epoch(sh, head)?;
     let metadata: serde_json::Value = serde_json::from_str(
         &cmd!(sh, "cargo metadata --no-deps --format-version 1 --locked").read()?,
     )?;
     let package = metadata["packages"]
         .as_array()
-        .and_then(|p| p.iter().find(|p| p["name"] == "items-api"))
-        .context("items-api is not in this workspace")?;
+        .and_then(|p| p.iter().find(|p| p["name"] == service.name.as_str()))
+        .with_context(|| format!("{} is not a package of this workspace", service.name))?;
     // In Actions, the repository the workflow runs in; elsewhere Cargo.toml's.
     let source = match (
         std::env::var("GITHUB_SERVER_URL"),
@@ -356,7 +397,7 @@ pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
                 "org.opencontainers.image.version",
                 package["version"].as_str().unwrap_or_default().to_owned(),
             ),
-            ("org.opencontainers.image.title", "items-api".to_owned()),
+            ("org.opencontainers.image.title", service.name.clone()),
             (
                 "org.opencontainers.image.licenses",
                 package["license"].as_str().unwrap_or_default().to_owned(),
@@ -368,7 +409,8 @@ pub fn image_meta(sh: &Shell, head: &str) -> Result<ImageMeta> {
         created_epoch,
         labels,
         ca_certificates: std::fs::read("/etc/ssl/certs/ca-certificates.crt").ok(),
-        port: 8080,
+        port: service.declaration.port,
+        binary: service.name.clone(),
     })
 }
 
@@ -402,6 +444,19 @@ mod tests {
             )
         );
         assert!(cargo_auditable_install().contains("@0.7.7"));
+    }
+
+    /// items-api's /version reads ITEMS_API_GIT_COMMIT (config.rs): the
+    /// name derived from the package must stay that one.
+    #[test]
+    fn the_built_commit_reaches_each_service_under_its_own_variable() {
+        assert_eq!(commit_variable("items-api"), "ITEMS_API_GIT_COMMIT");
+        assert_eq!(commit_variable("orders-api"), "ORDERS_API_GIT_COMMIT");
+        let config = include_str!("../../../services/items-api/src/config.rs");
+        assert!(config.contains(&format!(
+            "option_env!(\"{}\")",
+            commit_variable("items-api")
+        )));
     }
 
     #[test]

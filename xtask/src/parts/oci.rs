@@ -30,9 +30,9 @@ pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+jso
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
-/// Where the binary lives inside the image (the entrypoint).
-pub const BINARY_PATH: &str = "usr/local/bin/items-api";
-const HEALTHCHECK_BINARY: &str = "/usr/local/bin/items-api";
+/// Where a service's binary lives inside its image: `usr/local/bin/<binary>`
+/// (the entrypoint, and the command of the healthcheck).
+pub const BINARY_DIR: &str = "usr/local/bin";
 const SECOND: u64 = 1_000_000_000;
 /// distroless's `nonroot` user and group.
 pub const NONROOT_ID: u64 = 65532;
@@ -100,8 +100,15 @@ pub struct ImageMeta {
     pub labels: BTreeMap<String, String>,
     /// The CA bundle a rustls client would read (`/etc/ssl/certs/ca-certificates.crt`).
     pub ca_certificates: Option<Vec<u8>>,
-    /// The port the service listens on.
+    /// The port the service listens on (its declaration's `port`).
     pub port: u16,
+    /// The service's binary (its package's name), installed at [`binary_path`].
+    pub binary: String,
+}
+
+/// `usr/local/bin/<binary>`: where `binary` lives in the image, without the leading `/`.
+pub fn binary_path(binary: &str) -> String {
+    format!("{BINARY_DIR}/{binary}")
 }
 
 /// A built image: the index and every blob it refers to, platform manifests
@@ -170,7 +177,7 @@ pub fn assemble(binaries: &[(Arch, Vec<u8>)], meta: &ImageMeta) -> Result<Image>
     let mut blobs = vec![base.compressed.clone()];
     let mut entries = Vec::new();
     for (arch, binary) in binaries {
-        let app = gzip(&app_layer_tar(binary, meta.created_epoch)?)?;
+        let app = gzip(&app_layer_tar(binary, &meta.binary, meta.created_epoch)?)?;
         let config = Blob::new(
             CONFIG_MEDIA_TYPE,
             serde_json::to_vec(&image_config(*arch, meta, [&base.diff_id, &app.diff_id]))?,
@@ -247,7 +254,7 @@ struct RuntimeConfig<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct Healthcheck {
-    test: [&'static str; 3],
+    test: [String; 3],
     interval: u64,
     timeout: u64,
     start_period: u64,
@@ -261,13 +268,14 @@ struct RootFs<'a> {
 }
 
 fn image_config<'a>(arch: Arch, meta: &'a ImageMeta, diff_ids: [&'a str; 2]) -> ImageConfig<'a> {
+    let binary = format!("/{}", binary_path(&meta.binary));
     ImageConfig {
         created: super::rfc3339(meta.created_epoch),
         architecture: arch.oci_name(),
         os: "linux",
         config: RuntimeConfig {
             user: format!("{NONROOT_ID}:{NONROOT_ID}"),
-            entrypoint: vec![format!("/{BINARY_PATH}")],
+            entrypoint: vec![binary.clone()],
             env: vec![
                 // No shell in the image, but libraries and tools read these.
                 "PATH=/usr/local/bin".to_owned(),
@@ -281,7 +289,7 @@ fn image_config<'a>(arch: Arch, meta: &'a ImageMeta, diff_ids: [&'a str; 2]) -> 
             stop_signal: "SIGTERM",
             // Same as the Dockerfile's HEALTHCHECK: the binary checks itself.
             healthcheck: Healthcheck {
-                test: ["CMD", HEALTHCHECK_BINARY, "healthcheck"],
+                test: ["CMD".to_owned(), binary, "healthcheck".to_owned()],
                 interval: 10 * SECOND,
                 timeout: 3 * SECOND,
                 start_period: 2 * SECOND,
@@ -399,10 +407,10 @@ fn base_layer_tar(meta: &ImageMeta) -> Result<Vec<u8>> {
     tar(&mut entries, meta.created_epoch)
 }
 
-fn app_layer_tar(binary: &[u8], mtime: i64) -> Result<Vec<u8>> {
+fn app_layer_tar(binary: &[u8], name: &str, mtime: i64) -> Result<Vec<u8>> {
     tar(
         &mut [Entry {
-            path: BINARY_PATH,
+            path: &binary_path(name),
             mode: 0o755,
             owner: 0,
             content: Some(binary),
@@ -443,7 +451,9 @@ mod tests {
             created_epoch: 1_700_000_000,
             labels: BTreeMap::from([("org.opencontainers.image.version".into(), "1".into())]),
             ca_certificates: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+            // The Dockerfile's service.
             port: 8080,
+            binary: "items-api".to_owned(),
         }
     }
 
@@ -458,7 +468,8 @@ mod tests {
             format!("USER {}", runtime["User"].as_str().unwrap()),
             format!("ENTRYPOINT {}", runtime["Entrypoint"]).replace(',', ", "),
             format!(
-                "COPY --from=builder /src/target/x86_64-unknown-linux-musl/release/items-api /{BINARY_PATH}"
+                "COPY --from=builder /src/target/x86_64-unknown-linux-musl/release/items-api /{}",
+                binary_path("items-api")
             ),
             "EXPOSE 8080".to_owned(),
             format!("STOPSIGNAL {}", runtime["StopSignal"].as_str().unwrap()),

@@ -17,8 +17,8 @@
 //!   with the GitOps deploy key (`ssh-key: secrets.GITOPS_DEPLOY_KEY`), never
 //!   GITHUB_TOKEN's, and a job that pushes has one; `contents: write` only in
 //!   a job of a main-only environment; no `${{ }}` of an untrusted input
-//!   inside `run:` or github-script's `script:`, directly or through an `env:`
-//!   entry; a `pull_request` job neither writes contents nor runs on the
+//!   (a matrix value or a job's output included) inside `run:` or
+//!   github-script's `script:`, directly or through an `env:` entry; a `pull_request` job neither writes contents nor runs on the
 //!   cluster's (self-hosted) runner; in a `pull_request_target` or
 //!   `workflow_run` workflow (they hold this repository's tokens) no checkout
 //!   of anything but main, no `gh pr checkout` / `git fetch … pull/…`, no
@@ -82,13 +82,17 @@ const PUSHING_COMMANDS: [&str; 7] = [
     "cargo xtask preview gc",
     "git push",
 ];
-/// Expressions that carry text someone outside the repository's owners chose.
-const UNTRUSTED: [&str; 5] = [
+/// Expressions that carry text someone outside the repository's owners chose
+/// (a matrix or a job's outputs may be computed by a pull request's own code:
+/// ci.yml's matrix is its `cargo xtask affected`).
+const UNTRUSTED: [&str; 7] = [
     "github.event.",
     "inputs.",
     "github.head_ref",
     "github.ref_name",
     "vars.",
+    "matrix.",
+    "needs.",
 ];
 /// The paths CODEOWNERS must give owners.
 const OWNED_PATHS: [&str; 5] = [
@@ -961,8 +965,8 @@ pub(crate) mod tests {
         Copy::new("injection")
             .edit(
                 ".github/workflows/preview.yml",
-                "run: cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
-                "run: cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN/${{ github.event.pull_request.title }}\"",
+                "run: cargo xtask smoke --service \"$SERVICE\" --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+                "run: cargo xtask smoke --service \"$SERVICE\" --url \"http://pr-$PR.$PREVIEW_DOMAIN/${{ github.event.pull_request.title }}\"",
             )
             .refused(&["job verify, step \"Smoke tests\": `${{ github.event.pull_request.title }}` inside `run:`"]);
     }
@@ -1065,6 +1069,28 @@ pub(crate) mod tests {
             .refused(&["ci.yml: job checks: runs on [\"self-hosted\",\"kind\"] in a workflow `pull_request` triggers"]);
     }
 
+    /// ci.yml's matrix is what the pull request's own `cargo xtask affected`
+    /// printed: pasted into a script, a service named `$(…)` would run.
+    #[test]
+    fn a_matrix_value_or_a_jobs_output_pasted_into_a_script_is_refused() {
+        Copy::new("matrix-in-run")
+            .edit(
+                ".github/workflows/ci.yml",
+                r#"--service "$SERVICE" --tag"#,
+                r#"--service "${{ matrix.service }}" --tag"#,
+            )
+            .refused(&[
+                "ci.yml: job image, step \"Build and push the image\": `${{ matrix.service }}` inside `run:`",
+            ]);
+        Copy::new("needs-in-run")
+            .edit(
+                ".github/workflows/cd.yml",
+                r#"--service "$SERVICE" --env preprod"#,
+                r#"--service ${{ env.SERVICE }} --env preprod"#,
+            )
+            .refused(&["cd.yml: job preprod, step \"Promote main-<sha> to preprod\": `${{ env.SERVICE }}` (env.SERVICE is `${{ matrix.service }}`)"]);
+    }
+
     #[test]
     fn untrusted_text_through_env_or_github_script_is_refused() {
         Copy::new("env-indirection")
@@ -1078,7 +1104,7 @@ pub(crate) mod tests {
                 "run: cargo xtask preview cleanup --pr \"$PR\"",
                 "run: echo \"${{ env.TITLE }}\" && cargo xtask preview cleanup --pr \"$PR\"",
             )
-            .refused(&["job cleanup, step \"Remove gitops/values/pr/pr-<N>.yaml\": `${{ env.TITLE }}` (env.TITLE is `${{ github.event.pull_request.title }}`) inside `run:`"]);
+            .refused(&["job cleanup, step \"Remove gitops/values/pr/pr-<N>/\": `${{ env.TITLE }}` (env.TITLE is `${{ github.event.pull_request.title }}`) inside `run:`"]);
         // Twice removed: a step's env entry that reads the workflow's.
         Copy::new("env-chain")
             .edit(
@@ -1088,8 +1114,8 @@ pub(crate) mod tests {
             )
             .edit(
                 ".github/workflows/preview.yml",
-                "        env:\n          PREVIEW_DOMAIN: ${{ vars.PREVIEW_DOMAIN }}\n        run: cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
-                "        env:\n          HEADING: ${{ env.TITLE }}\n        run: echo '${{ env.HEADING }}' && cargo xtask smoke --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+                "        env:\n          PREVIEW_DOMAIN: ${{ vars.PREVIEW_DOMAIN }}\n        run: cargo xtask smoke --service \"$SERVICE\" --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+                "        env:\n          HEADING: ${{ env.TITLE }}\n        run: echo '${{ env.HEADING }}' && cargo xtask smoke --service \"$SERVICE\" --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
             )
             .refused(&["job verify, step \"Smoke tests\": `${{ env.HEADING }}` (env.HEADING is `${{ env.TITLE }}`) inside `run:`"]);
         let script = "      - name: Comment\n        uses: actions/github-script@60a0d83039c74a4aee543508d2ffcb1c3799cdea # v7.0.1\n        with:\n          script: console.log(\"${{ github.head_ref }}\")\n";
@@ -1103,8 +1129,8 @@ pub(crate) mod tests {
         Copy::new("ref-name")
             .edit(
                 ".github/workflows/cd.yml",
-                "run: cargo xtask promote --env preprod",
-                "run: echo ${{ github.ref_name }} && cargo xtask promote --env preprod",
+                "run: cargo xtask promote --service",
+                "run: echo ${{ github.ref_name }} && cargo xtask promote --service",
             )
             .refused(&["`${{ github.ref_name }}` inside `run:`"]);
     }

@@ -10,7 +10,12 @@
 //! - the preview deploy and cleanup share one concurrency group per pull
 //!   request, `preview-<N>`;
 //! - `rust-toolchain.toml` pins the toolchain, clippy, rustfmt and both musl
-//!   targets, and every job that builds images installs them and musl-gcc.
+//!   targets, and every job that builds images installs them and musl-gcc;
+//! - affected-only pipelines: a step that acts on one service
+//!   ([`PER_SERVICE_COMMANDS`]) passes `--service "$SERVICE"`, its job's
+//!   `SERVICE` is `${{ matrix.service }}` and its matrix is the `matrix` output
+//!   of a job it needs that runs `cargo xtask affected`; that job holds no
+//!   secret, no environment and no write permission.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,14 +37,30 @@ const CLUSTER_COMMANDS: [&str; 3] = [
 /// The Rust targets of the images the README describes.
 pub const IMAGE_TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 const TOOLCHAIN_FILE: &str = "rust-toolchain.toml";
+/// Commands that act on one service, once per affected service.
+pub const PER_SERVICE_COMMANDS: [&str; 6] = [
+    "cargo xtask image build",
+    "cargo xtask scan",
+    "cargo xtask smoke",
+    "cargo xtask preprod-test",
+    "cargo xtask promote",
+    "cargo xtask preview deploy",
+];
+const AFFECTED: &str = "cargo xtask affected";
+/// How a step names its service: the matrix's value, through `env:`.
+const SERVICE_FLAG: &str = r#"--service "$SERVICE""#;
+const SERVICE_ENV: &str = "${{ matrix.service }}";
 
 /// Every wiring problem of the workflows and toolchain file under `root`.
 pub fn problems(root: &Path) -> Vec<String> {
     let mut found = toolchain_problems(root);
     let mut preview_groups = BTreeMap::new();
     for (file, doc) in yaml_in(root, ".github/workflows", &mut found) {
-        for (name, job) in doc["jobs"].as_object().into_iter().flatten() {
+        let jobs = doc["jobs"].as_object().cloned().unwrap_or_default();
+        for (name, job) in &jobs {
             let at = format!("{file}: job {name}");
+            found.extend(per_service_problems(&at, job, &jobs));
+            found.extend(affected_job_problems(&at, job));
             found.extend(runner_problems(&at, job));
             found.extend(silent_skip_problems(&at, job));
             found.extend(image_toolchain_problems(&at, job));
@@ -68,6 +89,88 @@ fn run_of(step: &Value) -> &str {
 /// Whether a step of `job` runs `command`.
 fn runs(job: &Value, command: &str) -> bool {
     steps(job).iter().any(|s| run_of(s).contains(command))
+}
+
+/// A step acting on one service names it, and its job runs once per service
+/// `cargo xtask affected` chose.
+fn per_service_problems(
+    at: &str,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut acts_on_services = false;
+    for step in steps(job) {
+        let run = run_of(&step);
+        let Some(command) = PER_SERVICE_COMMANDS.iter().find(|c| run.contains(*c)) else {
+            continue;
+        };
+        acts_on_services = true;
+        if !run.contains(SERVICE_FLAG) {
+            found.push(format!(
+                "{at}, step {:?}: `{command}` without `{SERVICE_FLAG}`: with several services it fails (or acts on the wrong one); pass the matrix's service",
+                step["name"].as_str().unwrap_or_default()
+            ));
+        }
+        let env = |v: &Value| v["SERVICE"].as_str().map(without_spaces);
+        if env(&step["env"]).or_else(|| env(&job["env"])) != Some(without_spaces(SERVICE_ENV)) {
+            found.push(format!(
+                "{at}, step {:?}: SERVICE is not `{SERVICE_ENV}`; set it in the job's `env:`",
+                step["name"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if !acts_on_services {
+        return found;
+    }
+    let matrix = without_spaces(job["strategy"]["matrix"].as_str().unwrap_or_default());
+    let fed = needed_jobs(job).iter().any(|needed| {
+        jobs.get(needed).is_some_and(|j| runs(j, AFFECTED))
+            && matrix == format!("${{{{fromJSON(needs.{needed}.outputs.matrix)}}}}")
+    });
+    if !fed {
+        found.push(format!(
+            "{at}: acts on services without the matrix of `{AFFECTED}`; set `strategy.matrix: ${{{{ fromJSON(needs.<job>.outputs.matrix) }}}}` of a job it needs that runs `{AFFECTED}`, so only the affected services are built and deployed"
+        ));
+    }
+    found
+}
+
+/// The jobs `job` needs (`needs:` is a name or a list).
+fn needed_jobs(job: &Value) -> Vec<String> {
+    match &job["needs"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The job deciding what is built reads the build graph and the diff, and
+/// nothing more: in ci.yml it runs the pull request's own code.
+fn affected_job_problems(at: &str, job: &Value) -> Vec<String> {
+    if !runs(job, AFFECTED) {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    if job.to_string().contains("secrets.") || !job["environment"].is_null() {
+        found.push(format!(
+            "{at}: runs `{AFFECTED}` with a secret or an environment; it needs neither: move them to the jobs that build or deploy"
+        ));
+    }
+    let permissions = &job["permissions"];
+    let writes = permissions == "write-all"
+        || permissions
+            .as_object()
+            .is_some_and(|p| p.values().any(|v| v == "write"));
+    if writes || permissions.is_null() {
+        found.push(format!(
+            "{at}: runs `{AFFECTED}` without `permissions: {{contents: read}}` of its own; it writes nothing"
+        ));
+    }
+    found
 }
 
 fn without_spaces(text: &str) -> String {
@@ -226,6 +329,93 @@ mod tests {
         );
     }
 
+    /// ci.yml and cd.yml build only what `affected` chose: its job computes the
+    /// range from the pull request's base (the previous head of main for a
+    /// push) and feeds the image jobs' matrix; every image step names its service.
+    #[test]
+    fn ci_and_cd_build_each_affected_service_and_only_those() {
+        let root = crate::parts::workspace::root();
+        for (file, base) in [
+            ("ci.yml", "--base \"$BASE\""),
+            ("cd.yml", "--base \"$BEFORE\""),
+        ] {
+            let text = std::fs::read_to_string(root.join(".github/workflows").join(file)).unwrap();
+            let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+            let jobs = &doc["jobs"];
+            let affected = super::steps(&jobs["affected"])
+                .iter()
+                .map(|s| super::run_of(s).to_owned())
+                .find(|r| r.contains("cargo xtask affected"))
+                .unwrap_or_else(|| panic!("{file}: no affected job"));
+            assert!(affected.contains(base), "{file}: {affected}");
+            assert_eq!(
+                jobs["image"]["strategy"]["matrix"],
+                "${{ fromJSON(needs.affected.outputs.matrix) }}",
+                "{file}"
+            );
+            assert!(
+                jobs["image"]["if"]
+                    .as_str()
+                    .unwrap()
+                    .contains("needs.affected.outputs.services != '[]'"),
+                "{file}: nothing affected, nothing built"
+            );
+            let image_steps: Vec<String> = super::steps(&jobs["image"])
+                .iter()
+                .map(|s| super::run_of(s).to_owned())
+                .filter(|r| r.contains("cargo xtask image") || r.contains("cargo xtask scan"))
+                .collect();
+            assert_eq!(image_steps.len(), 2, "{file}: build and scan");
+            for run in image_steps {
+                assert!(run.contains("--service \"$SERVICE\""), "{file}: {run}");
+            }
+            assert_eq!(jobs["image"]["env"]["SERVICE"], "${{ matrix.service }}");
+        }
+    }
+
+    #[test]
+    fn a_step_acting_on_one_service_without_the_affected_matrix_is_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/ci.yml",
+                "image build --service \"$SERVICE\" --tag",
+                "image build --tag",
+            )
+            .refused("ci.yml: job image, step \"Build and push the image\": `cargo xtask image build` without `--service \"$SERVICE\"`");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    needs: affected\n    if: needs.affected.outputs.services != '[]'\n    strategy:\n      fail-fast: false\n      matrix: ${{ fromJSON(needs.affected.outputs.matrix) }}\n",
+                "    strategy:\n      matrix:\n        service: [items-api]\n",
+            )
+            .refused("cd.yml: job image: acts on services without the matrix of `cargo xtask affected`");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/preview.yml",
+                "    env:\n      SERVICE: ${{ matrix.service }}\n    permissions:\n      contents: read\n      # Resolve",
+                "    env:\n      SERVICE: items-api\n    permissions:\n      contents: read\n      # Resolve",
+            )
+            .refused("preview.yml: job deploy, step \"Write gitops/values/pr/pr-<N>/<values-file>\": SERVICE is not `${{ matrix.service }}`");
+    }
+
+    #[test]
+    fn the_affected_job_with_a_secret_or_write_permission_is_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/ci.yml",
+                "          BASE: ${{ github.event.pull_request.base.sha }}\n",
+                "          BASE: ${{ github.event.pull_request.base.sha }}\n          GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}\n",
+            )
+            .refused("ci.yml: job affected: runs `cargo xtask affected` with a secret");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    # Reads the build graph and the diff: no secret, no write.\n    permissions:\n      contents: read\n",
+                "    permissions:\n      contents: write\n",
+            )
+            .refused("cd.yml: job affected: runs `cargo xtask affected` without `permissions: {contents: read}`");
+    }
+
     /// Fault 1: the cluster jobs on a hosted runner that cannot reach kind.
     #[test]
     fn a_cluster_job_back_on_a_hosted_runner_is_named() {
@@ -256,13 +446,8 @@ mod tests {
         Copy::new("wiring")
             .edit(
                 ".github/workflows/preview.yml",
-                "\n        && github.event.pull_request.head.repo.full_name == github.repository)",
-                ")",
-            )
-            .edit(
-                ".github/workflows/preview.yml",
-                "\n        && github.event.workflow_run.head_repository.full_name == github.repository)",
-                ")",
+                "\n      && (github.event.workflow_run.head_repository.full_name == github.repository\n        || github.event.pull_request.head.repo.full_name == github.repository)",
+                "",
             )
             .refused("preview.yml: job deploy: deploys previews for forks' pull requests too");
     }

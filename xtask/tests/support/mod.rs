@@ -169,6 +169,7 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         "REGISTRY_PASSWORD",
         "REGISTRY_TOKEN",
         "IMAGE_REPOSITORY",
+        "IMAGE_REGISTRY",
         // A test run inside GitHub Actions must not reach for the real GitHub.
         "GITHUB_ACTIONS",
         "GITHUB_TOKEN",
