@@ -79,8 +79,8 @@ resource "helm_release" "argocd" {
       params = {
         # TLS ends at the NodePort on loopback; a real cluster terminates TLS at its ingress instead.
         "server.insecure" = true
-        # The previews' git files generator matches gitops/values/pr/pr-*.yaml with `*` stopping at `/`: with the
-        # default (greedy) globbing, gitops/values/pr/pr-x/prod.yaml would match too.
+        # The previews' git files generator matches gitops/values/pr/pr-*/<values-file> with `*` stopping at `/`:
+        # with the default (greedy) globbing, gitops/values/pr/pr-7/x/<values-file> would match too.
         "applicationsetcontroller.enable.new.git.file.globbing" = "true"
       }
       cm = {

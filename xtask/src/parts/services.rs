@@ -123,7 +123,6 @@ pub fn packages(root: &Path) -> Result<Vec<Package>> {
 
 /// The services of the workspace at `root` (its `cargo metadata` and every
 /// `services/*/service.toml`), sorted by name.
-#[allow(dead_code)] // TEMP(session 7): the commands take these up as they become service-aware
 pub fn load(root: &Path) -> Result<Vec<Service>> {
     discover(root, &packages(root)?)
 }
