@@ -676,7 +676,12 @@ fn bench_validate_over_20_generated_services() {
             support::copy_dir(&workspace.join(part), &root.join(part));
         }
     }
-    for file in ["README.md", "Cargo.toml", "Cargo.lock"] {
+    for file in [
+        "README.md",
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+    ] {
         std::fs::copy(workspace.join(file), root.join(file)).unwrap();
     }
     let members = generate_services(root, SERVICES, "charts/service-demo");

@@ -47,7 +47,12 @@ fn assets() -> (TempDir, PathBuf) {
         }
     }
     // The README's commands name the chart's Services.
-    for file in ["README.md", "Cargo.toml", "Cargo.lock"] {
+    for file in [
+        "README.md",
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+    ] {
         std::fs::copy(workspace.join(file), root.join(file)).unwrap();
     }
     (dir, root)

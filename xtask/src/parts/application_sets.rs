@@ -592,6 +592,89 @@ mod tests {
         );
     }
 
+    /// The three Application files the set replaced, as they were.
+    const BEFORE: [(&str, &str); 3] = [
+        (
+            "dev",
+            include_str!("../../tests/fixtures/argocd/before-applicationset/dev.yaml"),
+        ),
+        (
+            "preprod",
+            include_str!("../../tests/fixtures/argocd/before-applicationset/preprod.yaml"),
+        ),
+        (
+            "prod",
+            include_str!("../../tests/fixtures/argocd/before-applicationset/prod.yaml"),
+        ),
+    ];
+
+    #[test]
+    fn the_services_set_makes_the_three_applications_it_replaced_exactly() {
+        let set: Value =
+            yaml_serde::from_str(include_str!("../../../gitops/argocd/apps/services.yaml"))
+                .unwrap();
+        let (generated, problems) = expand(Path::new("/nonexistent"), &set);
+        assert_eq!(problems, Vec::<String>::new());
+        for (env, before) in BEFORE {
+            let mut expected: Value = yaml_serde::from_str(before).unwrap();
+            // What the set adds: which service, for `status` and people; and the
+            // repository a fork points at (`cargo xtask fork` rewrites the set).
+            expected["metadata"]["labels"]["service-demo/service"] = "items-api".into();
+            expected["spec"]["source"]["repoURL"] =
+                set["spec"]["template"]["spec"]["source"]["repoURL"].clone();
+            let name = format!("service-demo-{env}");
+            let made = generated.iter().find(|g| g.name() == name).expect(&name);
+            assert_eq!(made.application, expected, "{name}");
+            assert_eq!(made.env, Some(env.parse().unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_git_files_generator_reads_the_files_present_and_the_sample_pull_request() {
+        let root = std::env::temp_dir().join(format!("application-sets-{}", std::process::id()));
+        for file in ["pr-3/a.yaml", "pr-3/b.yaml", "pr-4/x/a.yaml", "pr-5.yaml"] {
+            let path = root.join("gitops/values/pr").join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "{}\n").unwrap();
+        }
+        let set = serde_json::json!({"apiVersion": "argoproj.io/v1alpha1", "metadata": {"namespace": "argocd"},
+            "spec": {"goTemplate": true,
+            "generators": [{"matrix": {"generators": [
+                {"list": {"elements": [{"service": "a", "chart": "c", "valuesFile": "a.yaml"}]}},
+                {"git": {"repoURL": "r", "revision": "main", "files": [{"path": "gitops/values/pr/pr-*/{{.valuesFile}}"}]}}]}}],
+            "template": {"metadata": {"name": "{{trimSuffix \".yaml\" .valuesFile}}-pr-{{regexReplaceAll \"[^0-9]\" .path.basename \"\"}}"},
+                "spec": {"source": {"path": "{{.path.path}}/{{.path.filename}}"}}}}});
+        let (generated, problems) = expand(&root, &set);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(problems, Vec::<String>::new());
+        let made: Vec<_> = generated
+            .iter()
+            .map(|g| {
+                (
+                    g.name().to_owned(),
+                    g.application["spec"]["source"]["path"].clone(),
+                    g.sample,
+                )
+            })
+            .collect();
+        assert_eq!(
+            made,
+            [
+                (
+                    "a-pr-1".to_owned(),
+                    "gitops/values/pr/pr-1/a.yaml".into(),
+                    true
+                ),
+                (
+                    "a-pr-3".to_owned(),
+                    "gitops/values/pr/pr-3/a.yaml".into(),
+                    false
+                ),
+            ]
+        );
+        assert_eq!(generated[1].env, Some(Env::Preview(3)));
+    }
+
     #[test]
     fn globbing_is_path_aware() {
         assert!(path_matches(&["a", "pr-*", "x.yaml"], "a/pr-7/x.yaml"));
