@@ -656,9 +656,15 @@ fn a_scaffolded_service_is_among_the_applications_validate_checks() {
             "{set}.yaml:\n{text}"
         );
     }
+    // Its own image repository, ghcr.io/<owner>/<image>.
     for env in ["dev", "preprod", "prod"] {
         let dir = root.join("gitops/values").join(env);
-        std::fs::copy(dir.join("service-demo.yaml"), dir.join("orders-api.yaml")).unwrap();
+        let text = std::fs::read_to_string(dir.join("service-demo.yaml")).unwrap();
+        let text = text.replace(
+            "repository: ghcr.io/example/service-demo",
+            "repository: ghcr.io/example/orders-api",
+        );
+        std::fs::write(dir.join("orders-api.yaml"), text).unwrap();
     }
     let out = validate(&root);
     assert_ok(&out);
@@ -675,6 +681,17 @@ fn a_scaffolded_service_is_among_the_applications_validate_checks() {
             "{name}:\n{text}"
         );
     }
+    // Anyone else's repository is refused, for it as for items-api.
+    edit(
+        &root,
+        "gitops/values/dev/orders-api.yaml",
+        "repository: ghcr.io/example/orders-api",
+        "repository: ghcr.io/attacker/orders-api",
+    );
+    fails_naming(
+        &root,
+        "gitops/values/dev/orders-api.yaml: image.repository is \"ghcr.io/attacker/orders-api\"; images come only from \"ghcr.io/example/orders-api\"",
+    );
 }
 
 #[test]

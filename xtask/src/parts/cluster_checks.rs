@@ -83,6 +83,54 @@ fn image_repository_problems(root: &Path) -> Vec<String> {
         Ok(repository) => repository,
         Err(problem) => return vec![problem],
     };
+    let files = values_files(root);
+    // Each service's images are at <registry>/<image> (ghcr.io/<owner>/<image>): its values files
+    // (named by its values-file in every environment) may name its own repository too.
+    let images: BTreeMap<String, String> = super::services::load(root)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.declaration.values_file, s.declaration.image))
+        .collect();
+    let registry = expected
+        .rsplit_once('/')
+        .map_or("", |(registry, _)| registry);
+    let mut found = Vec::new();
+    for file in files {
+        let values = std::fs::read_to_string(root.join(&file))
+            .map_err(anyhow::Error::from)
+            .and_then(|text| values::parse(&text));
+        let repository = match &values {
+            Ok(values) => &values["image"]["repository"],
+            Err(e) => {
+                found.push(format!("{}: {e:#}", file.display()));
+                continue;
+            }
+        };
+        let is_chart = file.starts_with("charts");
+        let own = file
+            .file_name()
+            .and_then(|name| images.get(name.to_string_lossy().as_ref()))
+            .filter(|_| !is_chart)
+            .map(|image| format!("{registry}/{image}"));
+        // The pipeline's repository (a workspace of one service, a fork), or the service's own.
+        let wanted = own.unwrap_or_else(|| expected.clone());
+        if (is_chart || !repository.is_null())
+            && repository != wanted.as_str()
+            && repository != expected.as_str()
+        {
+            found.push(format!(
+                "{}: image.repository is {repository}; images come only from {wanted:?}, where the pipeline \
+                 pushes what it built and scanned (`cargo xtask fork --github <owner>/<name>` sets it)",
+                file.display()
+            ));
+        }
+    }
+    found
+}
+
+/// The chart's default values and every values file under gitops/values
+/// (each environment's, each pull request's), from the repository root.
+fn values_files(root: &Path) -> Vec<std::path::PathBuf> {
     let mut files = vec![std::path::PathBuf::from("charts/service-demo/values.yaml")];
     let previews: Vec<_> = std::fs::read_dir(root.join("gitops/values/pr"))
         .into_iter()
@@ -102,28 +150,7 @@ fn image_repository_problems(root: &Path) -> Vec<String> {
         yaml.sort();
         files.extend(yaml);
     }
-    let mut found = Vec::new();
-    for file in files {
-        let values = std::fs::read_to_string(root.join(&file))
-            .map_err(anyhow::Error::from)
-            .and_then(|text| values::parse(&text));
-        let repository = match &values {
-            Ok(values) => &values["image"]["repository"],
-            Err(e) => {
-                found.push(format!("{}: {e:#}", file.display()));
-                continue;
-            }
-        };
-        let is_chart = file.starts_with("charts");
-        if (is_chart || !repository.is_null()) && repository != expected.as_str() {
-            found.push(format!(
-                "{}: image.repository is {repository}; images come only from {expected:?}, where the pipeline \
-                 pushes what it built and scanned (`cargo xtask fork --github <owner>/<name>` sets it)",
-                file.display()
-            ));
-        }
-    }
-    found
+    files
 }
 
 /// What a values file may not choose, whatever the environment: a Service
