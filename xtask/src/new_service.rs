@@ -58,6 +58,10 @@ pub fn run(args: NewServiceArgs) -> Result<()> {
             "{}",
             crate::parts::unified_diff("Cargo.toml", before, after)
         );
+        print!(
+            "{}",
+            crate::parts::application_sets::planned_diff(&root, &plan.files)?
+        );
         println!(
             "(dry run: nothing written; Cargo.lock would gain the package {})",
             args.name

@@ -643,6 +643,22 @@ fn fault_a_template_whose_name_does_not_end_in_the_environment_is_named() {
 fn a_scaffolded_service_is_among_the_applications_validate_checks() {
     let Some(()) = tools() else { return };
     let (_dir, root) = assets();
+    // --dry-run shows the entries and writes nothing.
+    let set = std::fs::read_to_string(root.join("gitops/argocd/apps/services.yaml")).unwrap();
+    let dry = support::xtask_in(&root, &["new-service", "orders-api", "--dry-run"], &[]);
+    assert_ok(&dry);
+    let shown = stdout(&dry);
+    for expected in [
+        "+++ b/gitops/argocd/apps/services.yaml",
+        "+++ b/gitops/argocd/apps/previews.yaml",
+        "+                - service: orders-api\n+                  chart: charts/service-demo\n+                  valuesFile: orders-api.yaml\n",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} in:\n{shown}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("gitops/argocd/apps/services.yaml")).unwrap(),
+        set
+    );
     assert_ok(&support::xtask_in(
         &root,
         &["new-service", "orders-api"],

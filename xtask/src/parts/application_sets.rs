@@ -542,6 +542,35 @@ pub fn add_service(root: &Path, name: &str) -> Result<Vec<String>> {
     Ok(changed)
 }
 
+/// What [`add_service`] would change for the service among `files` (a
+/// scaffold's new files: its `services/<name>/service.toml`), as unified
+/// diffs, writing nothing: `new-service --dry-run`.
+pub fn planned_diff(root: &Path, files: &[(String, String)]) -> Result<String> {
+    let Some((path, text)) = files.iter().find(|(path, _)| {
+        path.starts_with(&format!("{}/", super::services::SERVICES_DIR))
+            && path.ends_with(&format!("/{}", super::services::DECLARATION_FILE))
+    }) else {
+        return Ok(String::new());
+    };
+    let declaration: super::services::Declaration =
+        toml_edit::de::from_str(text).with_context(|| format!("reading the planned {path}"))?;
+    let name = path.split('/').nth(1).unwrap_or_default();
+    let element = ServiceElement {
+        service: name.to_owned(),
+        chart: declaration.chart,
+        values_file: declaration.values_file,
+    };
+    let mut diff = String::new();
+    for file in [SERVICES_SET, PREVIEWS_SET] {
+        let Ok(before) = std::fs::read_to_string(root.join(file)) else {
+            continue;
+        };
+        let after = add_service_element(&before, &element).context(file)?;
+        diff.push_str(&super::unified_diff(file, &before, &after));
+    }
+    Ok(diff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use super::tags::short;
 
 /// What the ApplicationSet puts on a preview Application (see
-/// `gitops/argocd/previews.yaml`): the pull request's number.
+/// `gitops/argocd/apps/previews.yaml`): the pull request's number.
 pub const PREVIEW_LABEL: &str = "service-demo/pull-request";
 /// And the service it previews (`gitops/argocd/apps/previews.yaml`: one
 /// Application per pull request and service).
