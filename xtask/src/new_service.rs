@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
-use crate::parts::scaffold;
+use crate::parts::{application_sets, scaffold};
 
 #[derive(clap::Args)]
 pub struct NewServiceArgs {
@@ -58,10 +58,7 @@ pub fn run(args: NewServiceArgs) -> Result<()> {
             "{}",
             crate::parts::unified_diff("Cargo.toml", before, after)
         );
-        print!(
-            "{}",
-            crate::parts::application_sets::planned_diff(&root, &plan.files)?
-        );
+        print!("{}", application_sets::planned_diff(&root, &plan.files)?);
         println!(
             "(dry run: nothing written; Cargo.lock would gain the package {})",
             args.name
@@ -75,7 +72,7 @@ pub fn run(args: NewServiceArgs) -> Result<()> {
             "added {} to [workspace] members in Cargo.toml; Cargo.lock updated",
             plan.dir
         );
-        for file in crate::parts::application_sets::add_service(&root, &args.name)? {
+        for file in application_sets::add_service(&root, &args.name)? {
             println!("added {} to the services list of {file}", args.name);
         }
     }
