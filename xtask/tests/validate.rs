@@ -636,6 +636,23 @@ fn fault_a_template_whose_name_does_not_end_in_the_environment_is_named() {
     );
 }
 
+#[test]
+fn a_values_file_whose_applications_the_preview_token_could_sync_is_refused() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    declare_orders_api(&root);
+    edit(
+        &root,
+        "services/orders-api/service.toml",
+        "values-file = \"orders-api.yaml\"",
+        "values-file = \"orders-pr.yaml\"",
+    );
+    fails_naming(
+        &root,
+        "services/orders-api/service.toml: values-file orders-pr.yaml makes Application orders-pr-prod, which the previews' token (`*-pr-*`",
+    );
+}
+
 /// `cargo xtask new-service` adds the service to both services lists, and
 /// validate then makes (and passes) its Application in every environment
 /// and its preview. Its values files are written here as the pipeline would.

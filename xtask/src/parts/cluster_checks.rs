@@ -893,9 +893,10 @@ fn policy_problems(policy: &str) -> Vec<String> {
         .map(|l| l.split(',').map(str::trim).collect())
         .filter(|f: &Vec<&str>| f.len() > 1)
         .collect();
+    // ci-preview: `service-demo/<stem>-pr-*` or every service's previews, `service-demo/*-pr-*`.
     for (role, scope) in [
         ("role:ci", "service-demo/"),
-        ("role:ci-preview", "service-demo/service-demo-pr-"),
+        ("role:ci-preview", "service-demo/*-pr-"),
     ] {
         let account = role.trim_start_matches("role:");
         if !lines.iter().any(|f| f.as_slice() == ["g", account, role]) {
@@ -911,7 +912,14 @@ fn policy_problems(policy: &str) -> Vec<String> {
             };
             let narrow = *resource == "applications"
                 && matches!(*action, "get" | "sync")
-                && object.starts_with(scope)
+                && match scope.split_once('*') {
+                    None => object.starts_with(scope),
+                    Some((project, suffix)) => object.strip_prefix(project).is_some_and(|app| {
+                        (app.ends_with(&format!("{suffix}*"))
+                            && !app[..app.len() - suffix.len() - 1].contains('*'))
+                            || app == format!("*{suffix}*")
+                    }),
+                }
                 && *effect == "allow";
             if !narrow {
                 found.push(format!(
@@ -1032,12 +1040,19 @@ mod tests {
     #[test]
     fn ci_policies_stay_within_their_applications() {
         assert_eq!(policy_problems(NARROW), Vec::<String>::new());
-        let wide = NARROW.replace("get, service-demo/service-demo-pr-*", "get, service-demo/*");
-        let problems = policy_problems(&wide);
-        assert!(
-            problems[0].contains("role:ci-preview may get applications service-demo/*"),
-            "{problems:?}"
-        );
+        let every_service = NARROW.replace("service-demo/service-demo-pr-*", "service-demo/*-pr-*");
+        assert_eq!(policy_problems(&every_service), Vec::<String>::new());
+        for wide in [
+            "service-demo/*",
+            "service-demo/*-pr*",
+            "service-demo/*-prod*-pr-*",
+        ] {
+            let problems = policy_problems(&NARROW.replace("service-demo/service-demo-pr-*", wide));
+            assert!(
+                problems[0].contains(&format!("role:ci-preview may get applications {wide}")),
+                "{problems:?}"
+            );
+        }
         let unbound = NARROW.replace("g, ci, role:ci\n", "");
         assert!(policy_problems(&unbound)[0].contains("does not give account ci role:ci"));
     }

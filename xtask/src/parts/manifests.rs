@@ -662,6 +662,10 @@ fn check_generated_name(app: &Generated, problem: &mut impl FnMut(String)) {
     }
 }
 
+/// The Applications the previews' tokens may get and sync: every service's
+/// `<stem>-pr-<N>`, and no long-lived one.
+const PREVIEWS_RBAC: &str = "*-pr-*";
+
 /// The files the previews' generator reads, per service (`{{.valuesFile}}`
 /// is the services list's).
 const PREVIEW_FILES: &str = "gitops/values/pr/pr-*/{{.valuesFile}}";
@@ -803,6 +807,14 @@ fn missing_argocd_objects(
         let sample = Env::Preview(application_sets::SAMPLE_PR);
         for env in Env::LONG_LIVED.into_iter().chain([sample]) {
             let name = format!("{}-{env}", element.stem());
+            if !matches!(env, Env::Preview(_)) && glob_match(PREVIEWS_RBAC, &name) {
+                problems.push(format!(
+                    "services/{}/service.toml: values-file {} makes Application {name}, which the previews' \
+                     token (`{PREVIEWS_RBAC}` in gitops/argocd/project.yaml and terraform/main.tf) could sync; \
+                     choose a values-file whose stem neither contains nor ends in `-pr`",
+                    service.name, element.values_file
+                ));
+            }
             if !names.contains(name.as_str()) {
                 problems.push(format!(
                     "gitops/argocd: no Application {name} for service {} in {env}: add its element \
@@ -818,6 +830,13 @@ fn missing_argocd_objects(
             }
         }
     }
+    problems.extend(element_problems(generated, services));
+    problems
+}
+
+/// Each services-list element is a declared service, with its chart and values file.
+fn element_problems(generated: &[Generated], services: &[Service]) -> Vec<String> {
+    let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     for element in generated.iter().filter_map(|g| g.element.as_ref()) {
         if !seen.insert(&element.service) {
