@@ -648,8 +648,8 @@ fn check_generated_name(app: &Generated, problem: &mut impl FnMut(String)) {
     let namespace = &app.application["spec"]["destination"]["namespace"];
     if namespace != env.to_string().as_str() {
         problem(format!(
-            "deploys to namespace {namespace}, not {env}: a preview's name and namespace come from the digits \
-             of its pull request's directory only ({PREVIEW_NUMBER})"
+            "deploys to namespace {namespace}, not {env}: an environment's Applications deploy to its namespace, \
+             a preview's to pr-<N>, N the digits of its pull request's directory only ({PREVIEW_NUMBER})"
         ));
     }
     if let Env::Preview(pr) = env
