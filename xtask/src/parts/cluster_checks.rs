@@ -7,7 +7,7 @@
 //! items-api's 8080; Terraform pins the ingress controller and the operator
 //! and gives Argo CD a `ci` account limited to the service-demo project; the
 //! Services the README curls are the ones the chart renders. And what the
-//! attacker review found (findings 5-7): nothing but `pr-<N>.yaml` under
+//! attacker review found (findings 5-7): nothing but `pr-<N>/<values-file>` under
 //! gitops/values/pr/ and Argo CD's path-aware globbing; every pod under an
 //! egress policy (previews: DNS only); images from the pipeline's repository
 //! only; no values file opening (NodePort, no NetworkPolicy) or placing
@@ -19,6 +19,7 @@ use std::path::Path;
 use hcl::{Block, Body, Expression, ObjectKey, TemplateExpr, TraversalOperator};
 use serde_json::Value;
 
+use super::application_sets;
 use super::cnpg_types;
 use super::manifests;
 use super::promotion::{Env, PREVIEW_DIR};
@@ -82,18 +83,17 @@ fn image_repository_problems(root: &Path) -> Vec<String> {
         Ok(repository) => repository,
         Err(problem) => return vec![problem],
     };
-    let mut files = vec![std::path::PathBuf::from("charts/service-demo/values.yaml")];
-    for dir in ["dev", "preprod", "prod", "pr"] {
-        let mut yaml: Vec<_> = std::fs::read_dir(root.join("gitops/values").join(dir))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| Some(e.ok()?.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .filter_map(|p| Some(p.strip_prefix(root).ok()?.to_path_buf()))
-            .collect();
-        yaml.sort();
-        files.extend(yaml);
-    }
+    let files = values_files(root);
+    // Each service's images are at <registry>/<image> (ghcr.io/<owner>/<image>): its values files
+    // (named by its values-file in every environment) may name its own repository too.
+    let images: BTreeMap<String, String> = super::services::load(root)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.declaration.values_file, s.declaration.image))
+        .collect();
+    let registry = expected
+        .rsplit_once('/')
+        .map_or("", |(registry, _)| registry);
     let mut found = Vec::new();
     for file in files {
         let values = std::fs::read_to_string(root.join(&file))
@@ -107,15 +107,50 @@ fn image_repository_problems(root: &Path) -> Vec<String> {
             }
         };
         let is_chart = file.starts_with("charts");
-        if (is_chart || !repository.is_null()) && repository != expected.as_str() {
+        let own = file
+            .file_name()
+            .and_then(|name| images.get(name.to_string_lossy().as_ref()))
+            .filter(|_| !is_chart)
+            .map(|image| format!("{registry}/{image}"));
+        // The pipeline's repository (a workspace of one service, a fork), or the service's own.
+        let wanted = own.unwrap_or_else(|| expected.clone());
+        if (is_chart || !repository.is_null())
+            && repository != wanted.as_str()
+            && repository != expected.as_str()
+        {
             found.push(format!(
-                "{}: image.repository is {repository}; images come only from {expected:?}, where the pipeline \
+                "{}: image.repository is {repository}; images come only from {wanted:?}, where the pipeline \
                  pushes what it built and scanned (`cargo xtask fork --github <owner>/<name>` sets it)",
                 file.display()
             ));
         }
     }
     found
+}
+
+/// The chart's default values and every values file under gitops/values
+/// (each environment's, each pull request's), from the repository root.
+fn values_files(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![std::path::PathBuf::from("charts/service-demo/values.yaml")];
+    let previews: Vec<_> = std::fs::read_dir(root.join("gitops/values/pr"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    let dirs = ["dev", "preprod", "prod", "pr"].map(|d| root.join("gitops/values").join(d));
+    for dir in dirs.iter().chain(&previews) {
+        let mut yaml: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .filter_map(|p| Some(p.strip_prefix(root).ok()?.to_path_buf()))
+            .collect();
+        yaml.sort();
+        files.extend(yaml);
+    }
+    files
 }
 
 /// What a values file may not choose, whatever the environment: a Service
@@ -270,32 +305,73 @@ fn is_database_rule(rule: &Value) -> bool {
         && rule_ports(rule).is_some_and(|ports| matches!(ports.as_slice(), [(_, "TCP")]))
 }
 
-/// Under gitops/values/pr/ only `pr-<N>.yaml` (what `preview deploy` writes)
-/// and the README: any other file or folder is either ignored or, with a
-/// greedy glob, an Application (pr-x/prod.yaml once named service-demo-prod).
+/// Under gitops/values/pr/ only `pr-<N>/` directories (N a pull request's
+/// number) holding the values files of the services list (what `preview
+/// deploy` writes), and the README: any other file or folder is either
+/// ignored or, with a greedy glob, an Application (pr-x/prod.yaml once named
+/// service-demo-prod), or a second Application for pull request N
+/// (`pr-7-prod/` has the digits 7 too).
 fn preview_file_problems(root: &Path) -> Vec<String> {
-    let dir = root.join("gitops").join(PREVIEW_DIR);
+    let dir = root.join("gitops/values/pr");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(error) => return vec![format!("{}: {error}", dir.display())],
     };
+    let values_files: BTreeSet<String> =
+        std::fs::read_to_string(root.join(application_sets::PREVIEWS_SET))
+            .ok()
+            .and_then(|text| application_sets::service_elements(&text).ok())
+            .into_iter()
+            .flatten()
+            .map(|e| e.values_file)
+            .collect();
     let mut found = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        let belongs = (is_file
-            && (name == "README.md"
-                || Env::from_preview_file(&name).is_some_and(|env| format!("{env}.yaml") == name)))
-            || (is_dir && Env::from_preview_dir(&name).is_some());
-        if !belongs {
+        let is_pr = name
+            .strip_prefix("pr-")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0 && format!("pr-{n}") == name);
+        if is_dir && is_pr {
+            found.extend(preview_directory_problems(
+                &entry.path(),
+                &name,
+                &values_files,
+            ));
+        } else if name != "README.md" || is_dir {
             found.push(format!(
-                "gitops/values/pr/{name}: only pr-<N>.yaml files (written by `cargo xtask preview deploy`) and \
-                 README.md belong here; remove it (the previews' ApplicationSet reads every file of this folder)"
+                "gitops/values/pr/{name}: only pr-<N>/ directories (written by `cargo xtask preview deploy`) and \
+                 README.md belong here; remove it (the previews' ApplicationSet reads this folder)"
             ));
         }
     }
     found.sort();
+    found
+}
+
+/// A pull request's directory holds the values files of listed services only.
+fn preview_directory_problems(
+    dir: &Path,
+    name: &str,
+    values_files: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if !(is_file && values_files.contains(&file)) {
+            found.push(format!(
+                "gitops/values/pr/{name}/{file}: a pull request's directory holds only the values files of the \
+                 services list ({}); remove it",
+                values_files.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
     found
 }
 
@@ -624,7 +700,7 @@ fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
 const PATH_AWARE_GLOBBING: &str = "applicationsetcontroller.enable.new.git.file.globbing";
 
 /// Argo CD matches the previews' pattern path by path: without it,
-/// gitops/values/pr/pr-*.yaml matches gitops/values/pr/pr-x/prod.yaml too.
+/// gitops/values/pr/pr-*/service-demo.yaml matches gitops/values/pr/pr-7/x/service-demo.yaml too.
 fn globbing_problems(body: &Body) -> Vec<String> {
     let Some(argocd) = helm_release(body, "argo-cd") else {
         return Vec::new();
@@ -642,7 +718,7 @@ fn globbing_problems(body: &Body) -> Vec<String> {
     }
     vec![format!(
         "terraform: Argo CD's configs.params lacks \"{PATH_AWARE_GLOBBING}\" = \"true\": its default glob lets `*` \
-         cross `/`, so the previews' gitops/values/pr/pr-*.yaml would match pr-x/prod.yaml too"
+         cross `/`, so the previews' gitops/values/pr/pr-*/<values-file> would match pr-7/x/<values-file> too"
     )]
 }
 
@@ -817,9 +893,10 @@ fn policy_problems(policy: &str) -> Vec<String> {
         .map(|l| l.split(',').map(str::trim).collect())
         .filter(|f: &Vec<&str>| f.len() > 1)
         .collect();
+    // ci-preview: `service-demo/<stem>-pr-*` or every service's previews, `service-demo/*-pr-*`.
     for (role, scope) in [
         ("role:ci", "service-demo/"),
-        ("role:ci-preview", "service-demo/service-demo-pr-"),
+        ("role:ci-preview", "service-demo/*-pr-"),
     ] {
         let account = role.trim_start_matches("role:");
         if !lines.iter().any(|f| f.as_slice() == ["g", account, role]) {
@@ -835,7 +912,14 @@ fn policy_problems(policy: &str) -> Vec<String> {
             };
             let narrow = *resource == "applications"
                 && matches!(*action, "get" | "sync")
-                && object.starts_with(scope)
+                && match scope.split_once('*') {
+                    None => object.starts_with(scope),
+                    Some((project, suffix)) => object.strip_prefix(project).is_some_and(|app| {
+                        (app.ends_with(&format!("{suffix}*"))
+                            && !app[..app.len() - suffix.len() - 1].contains('*'))
+                            || app == format!("*{suffix}*")
+                    }),
+                }
                 && *effect == "allow";
             if !narrow {
                 found.push(format!(
@@ -956,12 +1040,19 @@ mod tests {
     #[test]
     fn ci_policies_stay_within_their_applications() {
         assert_eq!(policy_problems(NARROW), Vec::<String>::new());
-        let wide = NARROW.replace("get, service-demo/service-demo-pr-*", "get, service-demo/*");
-        let problems = policy_problems(&wide);
-        assert!(
-            problems[0].contains("role:ci-preview may get applications service-demo/*"),
-            "{problems:?}"
-        );
+        let every_service = NARROW.replace("service-demo/service-demo-pr-*", "service-demo/*-pr-*");
+        assert_eq!(policy_problems(&every_service), Vec::<String>::new());
+        for wide in [
+            "service-demo/*",
+            "service-demo/*-pr*",
+            "service-demo/*-prod*-pr-*",
+        ] {
+            let problems = policy_problems(&NARROW.replace("service-demo/service-demo-pr-*", wide));
+            assert!(
+                problems[0].contains(&format!("role:ci-preview may get applications {wide}")),
+                "{problems:?}"
+            );
+        }
         let unbound = NARROW.replace("g, ci, role:ci\n", "");
         assert!(policy_problems(&unbound)[0].contains("does not give account ci role:ci"));
     }

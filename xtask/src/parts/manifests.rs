@@ -14,10 +14,12 @@ use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use serde_json::Value;
 
 use super::admission_policy::ClusterPolicy;
+use super::application_sets::{self, Generated, ServiceElement};
 use super::argocd;
 use super::argocd_types::{AppProject, Application, ApplicationSet};
 use super::cnpg_types::Cluster as CnpgCluster;
-use super::promotion::{Env, PREVIEW_DIR, UNDECLARED_VALUES_FILE};
+use super::promotion::Env;
+use super::services::{self, Service};
 
 /// A kind this project writes: its one apiVersion and its strict parser.
 struct KnownKind {
@@ -366,13 +368,16 @@ pub fn kinds(docs: &[Value]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// The Argo CD objects under `gitops/argocd`, against the repository at `root`
-/// and the kinds the chart renders.
+/// The Argo CD objects under `gitops/argocd`, against the repository at `root`,
+/// the kinds the chart renders and the workspace's services: every
+/// Application file, and every Application each ApplicationSet makes.
+/// Returns the problems, and the names of the Applications the sets make.
 pub fn check_argocd(
     root: &Path,
     docs: &[(String, Value)],
     chart_kinds: &BTreeSet<(String, String)>,
-) -> Vec<String> {
+    services: &[Service],
+) -> (Vec<String>, Vec<String>) {
     let context = ArgoContext {
         root,
         projects: docs
@@ -382,12 +387,25 @@ pub fn check_argocd(
             .collect(),
         chart_kinds,
     };
-    let mut problems: Vec<String> = docs
-        .iter()
-        .flat_map(|(file, doc)| context.check_object(file, doc))
-        .collect();
-    problems.extend(missing_argocd_objects(docs));
-    problems
+    let mut problems = Vec::new();
+    let mut generated = Vec::new();
+    for (file, doc) in docs {
+        problems.extend(context.check_object(file, doc, &mut generated));
+    }
+    problems.extend(missing_argocd_objects(docs, &generated, services));
+    let mut names: Vec<String> = generated.iter().map(|g| g.name().to_owned()).collect();
+    names.sort();
+    let mut seen = BTreeSet::new();
+    for name in &names {
+        if !seen.insert(name) {
+            problems.push(format!(
+                "gitops/argocd: the ApplicationSets make Application {name} more than once: Argo CD refuses \
+                 duplicate names (two directories with the same pull-request digits, or a name without the environment)"
+            ));
+        }
+    }
+    names.dedup();
+    (problems, names)
 }
 
 /// What every Argo CD object is checked against.
@@ -397,10 +415,23 @@ struct ArgoContext<'a> {
     chart_kinds: &'a BTreeSet<(String, String)>,
 }
 
+/// What an Application is for, which decides its values file and sync policy.
+struct Role<'a> {
+    /// Its name, in problems.
+    name: &'a str,
+    /// The environment it deploys (a preview: `Env::Preview`).
+    env: Option<Env>,
+    /// The values file the pipeline writes for it, from the repository root.
+    values: Option<std::path::PathBuf>,
+    /// A sample pull request's: its values file need not exist.
+    sample: bool,
+}
+
 impl ArgoContext<'_> {
     /// One object of `file`: parsed strictly, in Argo CD's namespace, and, for
-    /// an Application (or the ApplicationSet's template), consistent with the rest.
-    fn check_object(&self, file: &str, doc: &Value) -> Vec<String> {
+    /// an Application (or each one an ApplicationSet makes, added to
+    /// `generated`), consistent with the rest.
+    fn check_object(&self, file: &str, doc: &Value, generated: &mut Vec<Generated>) -> Vec<String> {
         // The typed parse names the apiVersion and every unknown field; the
         // checks below read the JSON, so they run too: every mistake in one pass.
         let mut problems = check_document(file, doc);
@@ -414,20 +445,37 @@ impl ArgoContext<'_> {
             "AppProject" => {}
             "Application" => {
                 let name = doc["metadata"]["name"].as_str().unwrap_or_default();
-                self.check_application(doc, name, &mut problem);
+                self.check_application(doc, &file_role(name), &mut problem);
             }
-            "ApplicationSet" => {
-                let preview = preview_application(doc, &mut problem);
-                self.check_application(&preview, "preview", &mut problem);
-            }
+            "ApplicationSet" => generated.extend(self.check_set(doc, &mut problem)),
             other => problem(format!("unexpected kind {other}")),
         }
         problems
     }
 
-    /// An Application named `name`: one source, in a project that allows it,
-    /// reading the files the pipeline writes, synced as the tutorial has it.
-    fn check_application(&self, app: &Value, name: &str, problem: &mut impl FnMut(String)) {
+    /// An ApplicationSet: what it is allowed to be, then every Application it
+    /// makes, typed and checked as an Application file is.
+    fn check_set(&self, set: &Value, problem: &mut impl FnMut(String)) -> Vec<Generated> {
+        check_set_generators(set, problem);
+        let (generated, found) = application_sets::expand(self.root, set);
+        found.into_iter().for_each(&mut *problem);
+        for app in &generated {
+            let name = app.name();
+            for found in check_document(&format!("generated Application {name}"), &app.application)
+            {
+                problem(found);
+            }
+            let role = generated_role(app);
+            let mut problem = |p: String| problem(format!("generated Application {name}: {p}"));
+            self.check_application(&app.application, &role, &mut problem);
+            check_generated_name(app, &mut problem);
+        }
+        generated
+    }
+
+    /// An Application: one source, in a project that allows it, reading the
+    /// files the pipeline writes, synced as the tutorial has it.
+    fn check_application(&self, app: &Value, role: &Role, problem: &mut impl FnMut(String)) {
         let spec = &app["spec"];
         if spec.get("sources").is_some() {
             problem("multi-source apps are not used here: keep `source`".into());
@@ -440,8 +488,8 @@ impl ArgoContext<'_> {
             }
         }
         self.check_project(spec, problem);
-        self.check_source(&spec["source"], name, problem);
-        check_sync_policy(spec, name, problem);
+        self.check_source(&spec["source"], role, problem);
+        check_sync_policy(spec, role, problem);
     }
 
     /// The Application's project exists and allows its repository, namespace
@@ -505,108 +553,198 @@ impl ArgoContext<'_> {
 
     /// The chart and its values files exist where the source points, and an
     /// environment reads the values file the pipeline writes.
-    fn check_source(&self, source: &Value, name: &str, problem: &mut impl FnMut(String)) {
+    fn check_source(&self, source: &Value, role: &Role, problem: &mut impl FnMut(String)) {
         let path = source["path"].as_str().unwrap_or_default();
         if !self.root.join(path).is_dir() {
             problem(format!(
                 "source.path {path} is not a directory of this repository"
             ));
         }
-        for values in source["helm"]["valueFiles"]
+        let reads: Vec<_> = source["helm"]["valueFiles"]
             .as_array()
             .into_iter()
             .flatten()
+            .map(|v| normalize(&Path::new(path).join(v.as_str().unwrap_or_default())))
+            .collect();
+        for file in &reads {
+            if !self.root.join(file).is_file() && !role.sample {
+                problem(format!("helm value file {} does not exist", file.display()));
+            }
+        }
+        if let Some(expected) = &role.values
+            && !reads.contains(expected)
         {
-            let file = Path::new(path).join(values.as_str().unwrap_or_default());
-            let normal = normalize(&file);
-            let exists = self.root.join(&normal).is_file() || name == "preview";
-            if !exists {
-                problem(format!(
-                    "helm value file {} does not exist",
-                    normal.display()
-                ));
-            }
-            if let Some(env) = name.strip_prefix("service-demo-")
-                && let Ok(env) = env.parse::<Env>()
-                && Env::LONG_LIVED.contains(&env)
-                && normal != Path::new("gitops").join(env.values_path(UNDECLARED_VALUES_FILE))
-            {
-                problem(format!(
-                    "{name} reads {}, but the pipeline writes gitops/{}",
-                    normal.display(),
-                    env.values_path(UNDECLARED_VALUES_FILE)
-                ));
-            }
+            let (name, written_by) = match role.env {
+                Some(Env::Preview(_)) => ("previews", "`cargo xtask preview deploy`"),
+                _ => (role.name, "the pipeline"),
+            };
+            let reads: Vec<_> = reads.iter().map(|r| r.display().to_string()).collect();
+            problem(format!(
+                "{name} reads {}, but {written_by} writes {}",
+                reads.join(", "),
+                expected.display()
+            ));
         }
     }
 }
 
-/// The ApplicationSet's generated Application for a sample pull request (7),
-/// after checking what the previews rely on: a git files generator over the
-/// values files `preview deploy` writes (never GitHub's pull requests, which
-/// would create an Application before, or without, its values file).
-fn preview_application(set: &Value, problem: &mut impl FnMut(String)) -> Value {
-    let generators = set["spec"]["generators"]
+/// An Application file's role, from its name: `service-demo-<env>` is an
+/// environment's (a fork that kept its per-environment files).
+fn file_role(name: &str) -> Role<'_> {
+    let env = name
+        .strip_prefix("service-demo-")
+        .and_then(|env| env.parse::<Env>().ok())
+        .filter(|env| Env::LONG_LIVED.contains(env));
+    Role {
+        name,
+        env,
+        values: env.map(|env| Path::new("gitops").join(env.values_path())),
+        sample: false,
+    }
+}
+
+/// A generated Application's role: its environment, and the values file of
+/// its service there (`values/<env>/<values-file>`, previews
+/// `values/pr/pr-<N>/<values-file>`).
+fn generated_role(app: &Generated) -> Role<'_> {
+    let values = app.element.as_ref().zip(app.env).map(|(element, env)| {
+        let dir = match env {
+            Env::Preview(pr) => format!("pr/pr-{pr}"),
+            env => env.to_string(),
+        };
+        Path::new(services::VALUES_DIR)
+            .join(dir)
+            .join(&element.values_file)
+    });
+    Role {
+        name: app.name(),
+        env: app.env,
+        values,
+        sample: app.sample,
+    }
+}
+
+/// `<values-file stem>-<env>` (previews `<stem>-pr-<N>` in namespace
+/// `pr-<N>`, labelled with N): the names `argocd sync --app`, `argocd wait
+/// --pr` and the workflows use.
+fn check_generated_name(app: &Generated, problem: &mut impl FnMut(String)) {
+    let (Some(element), Some(env)) = (&app.element, app.env) else {
+        problem(
+            "its parameters name no service (service, chart, valuesFile) and environment (env, or a \
+             gitops/values/pr/pr-<N>/ file): validate cannot tell what it deploys"
+                .into(),
+        );
+        return;
+    };
+    let expected = format!("{}-{env}", element.stem());
+    if app.name() != expected {
+        problem(format!(
+            "is named {}, but the Application of {} in {env} is {expected} (<values-file stem>-<env>: \
+             `cargo xtask argocd sync --app` and the workflows use that name)",
+            app.name(),
+            element.service
+        ));
+    }
+    let namespace = &app.application["spec"]["destination"]["namespace"];
+    if namespace != env.to_string().as_str() {
+        problem(format!(
+            "deploys to namespace {namespace}, not {env}: an environment's Applications deploy to its namespace, \
+             a preview's to pr-<N>, N the digits of its pull request's directory only ({PREVIEW_NUMBER})"
+        ));
+    }
+    if let Env::Preview(pr) = env
+        && app.application["metadata"]["labels"][argocd::PREVIEW_LABEL] != pr.to_string().as_str()
+    {
+        problem(format!(
+            "the template needs the label {}: the pull request's number, which `cargo xtask argocd wait --pr` looks for",
+            argocd::PREVIEW_LABEL
+        ));
+    }
+}
+
+/// The Applications the previews' tokens may get and sync: every service's
+/// `<stem>-pr-<N>`, and no long-lived one.
+const PREVIEWS_RBAC: &str = "*-pr-*";
+
+/// The files the previews' generator reads, per service (`{{.valuesFile}}`
+/// is the services list's).
+const PREVIEW_FILES: &str = "gitops/values/pr/pr-*/{{.valuesFile}}";
+
+/// The pull request's number: the digits of its directory's name, and
+/// nothing else, so no file or directory name can make an Application or
+/// namespace that is not `pr-<digits>`.
+const PREVIEW_NUMBER: &str = r#"{{regexReplaceAll "[^0-9]" .path.basename ""}}"#;
+
+/// The expressions a set reading git files may use. Any other is refused:
+/// one giving a whole file or directory name (`{{trimSuffix ".yaml"
+/// .path.filename}}`) would let a file prod.yaml name the Application
+/// service-demo-prod in namespace prod.
+const PREVIEW_EXPRESSIONS: [&str; 7] = [
+    PREVIEW_NUMBER,
+    "{{.path.path}}",
+    "{{.path.filename}}",
+    r#"{{trimSuffix ".yaml" .valuesFile}}"#,
+    "{{.valuesFile}}",
+    "{{.chart}}",
+    "{{.service}}",
+];
+
+/// A set is either all lists (services × environments) or the previews':
+/// the services list × one git files generator over [`PREVIEW_FILES`]
+/// (never GitHub's pull requests, which would create an Application before,
+/// or without, its values file), using only [`PREVIEW_EXPRESSIONS`].
+fn check_set_generators(set: &Value, problem: &mut impl FnMut(String)) {
+    let text = set["spec"].to_string();
+    let reads_git = text.contains("\"git\":") || text.contains("\"pullRequest\":");
+    if !reads_git {
+        return;
+    }
+    let children = &set["spec"]["generators"][0]["matrix"]["generators"];
+    let files = children[1]["git"]["files"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let files = |g: &Value| g["git"]["files"].as_array().cloned().unwrap_or_default();
-    let reads_values = generators.len() == 1
-        && files(&generators[0]).len() == 1
-        && files(&generators[0])[0]["path"] == PREVIEW_FILES;
+    let one_matrix = set["spec"]["generators"]
+        .as_array()
+        .is_some_and(|g| g.len() == 1);
+    let reads_values = one_matrix
+        && children[0].get("list").is_some()
+        && files.len() == 1
+        && files[0]["path"] == PREVIEW_FILES;
     if !reads_values {
         problem(format!(
-            "previews must come from one git files generator over {PREVIEW_FILES}, so no Application exists without its values file (not a pullRequest generator)"
+            "previews must come from the services list × one git files generator over {PREVIEW_FILES}, so no \
+             Application exists without its values file (not a pullRequest generator)"
         ));
     }
-    let mut generated = set["spec"]["template"].clone();
-    render_preview_template(&mut generated, problem);
-    check_preview_template(&generated, problem);
-    if set["spec"]["goTemplate"] != true {
-        problem("spec.goTemplate must be true: the template uses {{.path.filename}}".into());
+    let mut template = set["spec"]["template"].clone();
+    if let Some(patch) = set["spec"].get("templatePatch") {
+        template["templatePatch"] = patch.clone();
     }
-    generated
+    unlisted_expressions(&template, problem);
 }
 
-/// The files the previews' generator reads.
-const PREVIEW_FILES: &str = "gitops/values/pr/pr-*.yaml";
-
-/// The pull request's number: the digits of the values file's name, and
-/// nothing else, so no file name can make an Application or namespace that is
-/// not `pr-<digits>` (a greedy glob once matched gitops/values/pr/pr-x/prod.yaml).
-const PREVIEW_NUMBER: &str = r#"{{regexReplaceAll "[^0-9]" .path.filename ""}}"#;
-
-/// The template expressions the previews may use, as Argo CD evaluates them
-/// for gitops/values/pr/pr-7.yaml. Any other is refused: one giving the whole
-/// file name (`{{trimSuffix ".yaml" .path.filename}}`) would let a file
-/// prod.yaml name the Application service-demo-prod in namespace prod.
-const PREVIEW_EXPRESSIONS: [(&str, &str); 3] = [
-    (PREVIEW_NUMBER, "7"),
-    ("{{.path.path}}", "gitops/values/pr"),
-    ("{{.path.filename}}", "pr-7.yaml"),
-];
-
-/// Every string of the template with [`PREVIEW_EXPRESSIONS`] evaluated; any
-/// other expression is a problem (validate cannot tell what it gives).
-fn render_preview_template(value: &mut Value, problem: &mut impl FnMut(String)) {
+/// Every template expression not in [`PREVIEW_EXPRESSIONS`] is a problem.
+fn unlisted_expressions(value: &Value, problem: &mut impl FnMut(String)) {
     match value {
         Value::String(text) => {
-            for (expression, result) in PREVIEW_EXPRESSIONS {
-                *text = text.replace(expression, result);
-            }
-            if text.contains("{{") {
-                problem(format!(
-                    "template expression in {text:?} is not one of {:?}",
-                    PREVIEW_EXPRESSIONS.map(|(e, _)| e)
-                ));
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("{{") {
+                let end = rest[start..]
+                    .find("}}")
+                    .map_or(rest.len(), |e| start + e + 2);
+                if !PREVIEW_EXPRESSIONS.contains(&&rest[start..end]) {
+                    problem(format!(
+                        "template expression in {text:?} is not one of {PREVIEW_EXPRESSIONS:?}"
+                    ));
+                }
+                rest = &rest[end..];
             }
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| render_preview_template(v, problem)),
+        Value::Array(items) => items.iter().for_each(|v| unlisted_expressions(v, problem)),
         Value::Object(fields) => fields
-            .values_mut()
-            .for_each(|v| render_preview_template(v, problem)),
+            .values()
+            .for_each(|v| unlisted_expressions(v, problem)),
         _ => {}
     }
 }
@@ -627,10 +765,10 @@ pub fn whitelisted_kinds(project: &Value) -> BTreeSet<(String, String)> {
 
 /// Sync policy, as the tutorial has it: preprod and previews automated, dev
 /// and prod by hand; every application creates its namespace.
-fn check_sync_policy(spec: &Value, name: &str, problem: &mut impl FnMut(String)) {
+fn check_sync_policy(spec: &Value, role: &Role, problem: &mut impl FnMut(String)) {
     let automated = &spec["syncPolicy"]["automated"];
-    let automatic = matches!(name, "service-demo-preprod" | "preview");
-    let manual = matches!(name, "service-demo-dev" | "service-demo-prod");
+    let automatic = matches!(role.env, Some(Env::Preprod | Env::Preview(_)));
+    let manual = matches!(role.env, Some(Env::Dev | Env::Prod));
     if automatic && (automated["prune"] != true || automated["selfHeal"] != true) {
         problem("must sync automatically with prune and selfHeal".into());
     }
@@ -644,60 +782,85 @@ fn check_sync_policy(spec: &Value, name: &str, problem: &mut impl FnMut(String))
         .as_array()
         .cloned()
         .unwrap_or_default();
-    if name != "service-demo-root" && !options.contains(&Value::from("CreateNamespace=true")) {
+    if role.name != "service-demo-root" && !options.contains(&Value::from("CreateNamespace=true")) {
         problem("syncOptions needs CreateNamespace=true".into());
     }
 }
 
-/// An Application per environment and the previews' ApplicationSet.
-fn missing_argocd_objects(docs: &[(String, Value)]) -> Vec<String> {
+/// Each service's Application in every environment and its preview (for the
+/// sample pull request), made from an element that matches its
+/// `service.toml`; no element for a service the workspace does not declare.
+fn missing_argocd_objects(
+    docs: &[(String, Value)],
+    generated: &[Generated],
+    services: &[Service],
+) -> Vec<String> {
     let mut problems = Vec::new();
-    for env in Env::LONG_LIVED {
-        let name = format!("service-demo-{env}");
-        if !docs
-            .iter()
-            .any(|(_, d)| d["kind"] == "Application" && d["metadata"]["name"] == name.as_str())
-        {
-            problems.push(format!("gitops/argocd: no Application {name}"));
+    let names: BTreeSet<&str> = docs
+        .iter()
+        .filter(|(_, d)| d["kind"] == "Application")
+        .filter_map(|(_, d)| d["metadata"]["name"].as_str())
+        .chain(generated.iter().map(Generated::name))
+        .collect();
+    for service in services {
+        let element = ServiceElement::of(service);
+        let sample = Env::Preview(application_sets::SAMPLE_PR);
+        for env in Env::LONG_LIVED.into_iter().chain([sample]) {
+            let name = format!("{}-{env}", element.stem());
+            if !matches!(env, Env::Preview(_)) && glob_match(PREVIEWS_RBAC, &name) {
+                problems.push(format!(
+                    "services/{}/service.toml: values-file {} makes Application {name}, which the previews' \
+                     token (`{PREVIEWS_RBAC}` in gitops/argocd/project.yaml and terraform/main.tf) could sync; \
+                     choose a values-file whose stem neither contains nor ends in `-pr`",
+                    service.name, element.values_file
+                ));
+            }
+            if !names.contains(name.as_str()) {
+                problems.push(format!(
+                    "gitops/argocd: no Application {name} for service {} in {env}: add its element \
+                     (service: {}, chart: {}, valuesFile: {}) to the services lists of {} and {} \
+                     (`cargo xtask new-service` writes it), and keep {env} in the environments list",
+                    service.name,
+                    element.service,
+                    element.chart,
+                    element.values_file,
+                    application_sets::SERVICES_SET,
+                    application_sets::PREVIEWS_SET,
+                ));
+            }
         }
     }
-    if !docs.iter().any(|(_, d)| d["kind"] == "ApplicationSet") {
-        problems.push("gitops/argocd: no ApplicationSet for the pull-request previews".into());
-    }
+    problems.extend(element_problems(generated, services));
     problems
 }
 
-/// The preview template (with pull request 7): what `argocd wait --pr` and
-/// `preview deploy` rely on.
-fn check_preview_template(app: &Value, problem: &mut impl FnMut(String)) {
-    if app["metadata"]["labels"][argocd::PREVIEW_LABEL] != "7" {
-        problem(format!(
-            "the template needs the label {}: the pull request's number, which `cargo xtask argocd wait --pr` looks for",
-            argocd::PREVIEW_LABEL
-        ));
+/// Each services-list element is a declared service, with its chart and values file.
+fn element_problems(generated: &[Generated], services: &[Service]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for element in generated.iter().filter_map(|g| g.element.as_ref()) {
+        if !seen.insert(&element.service) {
+            continue;
+        }
+        match services.iter().find(|s| s.name == element.service) {
+            None => problems.push(format!(
+                "gitops/argocd: an ApplicationSet element names service {}, but there is no services/{}/service.toml",
+                element.service, element.service
+            )),
+            Some(service) if ServiceElement::of(service) != *element => problems.push(format!(
+                "gitops/argocd: the element of {} names chart {} and values file {}, but services/{}/service.toml \
+                 declares {} and {}",
+                element.service,
+                element.chart,
+                element.values_file,
+                element.service,
+                service.declaration.chart,
+                service.declaration.values_file
+            )),
+            Some(_) => {}
+        }
     }
-    if app["spec"]["destination"]["namespace"] != "pr-7"
-        || app["metadata"]["name"] != "service-demo-pr-7"
-    {
-        problem(format!(
-            "previews are Application service-demo-pr-<N> in namespace pr-<N>, <N> being {PREVIEW_NUMBER} \
-             (the digits of the values file's name, so no file can yield another environment)"
-        ));
-    }
-    let expected = Path::new("gitops").join(PREVIEW_DIR).join("pr-7.yaml");
-    let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
-    let reads: Vec<_> = app["spec"]["source"]["helm"]["valueFiles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| normalize(&Path::new(path).join(v.as_str().unwrap_or_default())))
-        .collect();
-    if !reads.contains(&expected) {
-        problem(format!(
-            "previews must read {} (written by `cargo xtask preview deploy`), not {reads:?}",
-            expected.display()
-        ));
-    }
+    problems
 }
 
 /// `charts/service-demo/../../gitops/x` → `gitops/x`.
@@ -716,7 +879,7 @@ fn normalize(path: &Path) -> std::path::PathBuf {
 }
 
 /// Argo CD's destination patterns: `*` matches any run of characters.
-fn glob_match(pattern: &str, text: &str) -> bool {
+pub fn glob_match(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == text,
         Some((prefix, rest)) => {

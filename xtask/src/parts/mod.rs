@@ -56,6 +56,9 @@
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
 //!   `affected`; `scaffold`: the files, values and workspace member of `new-service`.
+//! - `application_sets`: the ApplicationSets expanded into the Applications
+//!   Argo CD would make (list, matrix, git files; Go template expressions),
+//!   for `validate`; the services list `new-service` appends to.
 //!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
 //!
@@ -69,6 +72,7 @@
 pub mod admission_policy;
 pub mod advisories;
 pub mod affected;
+pub mod application_sets;
 pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;

@@ -149,9 +149,24 @@ impl Checks {
                 docs.push((relative(&self.root, &file), doc));
             }
         }
-        let found = manifests::check_argocd(&self.root, &docs, chart_kinds);
+        let (services, mut found) = match super::services::load(&self.root) {
+            Ok(services) => (services, Vec::new()),
+            Err(error) => (
+                Vec::new(),
+                vec![format!("the workspace's services: {error:#}")],
+            ),
+        };
+        let (problems, generated) =
+            manifests::check_argocd(&self.root, &docs, chart_kinds, &services);
+        found.extend(problems);
+        println!(
+            "Applications the ApplicationSets make ({}): {}",
+            generated.len(),
+            generated.join(", ")
+        );
         self.report(
-            "Argo CD project, applications and preview ApplicationSet agree with the chart and the pipeline",
+            "Argo CD project, applications and every Application the ApplicationSets make (services × \
+             environments, services × pull requests) agree with the services, the chart and the pipeline",
             found,
         );
         Ok(())

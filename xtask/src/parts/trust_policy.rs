@@ -883,11 +883,11 @@ pub(crate) mod tests {
     fn an_application_pushed_into_the_default_project_is_refused() {
         let copy = Copy::new("default-open");
         copy.edit(
-            "gitops/argocd/apps/dev.yaml",
+            "gitops/argocd/apps/services.yaml",
             "project: service-demo",
             "project: default",
         )
-        .refused(&["apps/dev.yaml: deploys through project \"default\""]);
+        .refused(&["apps/services.yaml: deploys through project \"default\""]);
         copy.edit(
             "gitops/argocd/default-project.yaml",
             "sourceRepos: []",

@@ -470,9 +470,10 @@ pub fn write_environments(work: &Path) {
 
 /// Writes under `root` a workspace of `count` generated services `svc-00`…
 /// (each a package depending on `crates/common`, with a `service.toml`
-/// declaring image `svc-NN`, chart `charts/shared` and values file
-/// `svc-NN.yaml`); returns their names.
-pub fn write_generated_services(root: &Path, count: usize) -> Vec<String> {
+/// declaring image `svc-NN`, `chart` (made when missing) and values file
+/// `svc-NN.yaml`), added to the workspace's members (a new workspace when
+/// `root` has no `Cargo.toml`); returns their names.
+pub fn write_generated_services(root: &Path, count: usize, chart: &str) -> Vec<String> {
     let package = |name: &str, deps: &str| {
         format!(
             "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
@@ -486,7 +487,9 @@ pub fn write_generated_services(root: &Path, count: usize) -> Vec<String> {
     };
     write("crates/common/Cargo.toml", &package("common", ""));
     write("crates/common/src/lib.rs", "\n");
-    write("charts/shared/Chart.yaml", "name: shared\n");
+    if !root.join(chart).join("Chart.yaml").is_file() {
+        write(&format!("{chart}/Chart.yaml"), "name: shared\n");
+    }
     let names: Vec<String> = (0..count).map(|i| format!("svc-{i:02}")).collect();
     let mut members = vec!["\"crates/common\"".to_owned()];
     for name in &names {
@@ -500,15 +503,23 @@ pub fn write_generated_services(root: &Path, count: usize) -> Vec<String> {
         write(
             &format!("services/{name}/service.toml"),
             &format!(
-                "image = \"{name}\"\nchart = \"charts/shared\"\nport = 8080\nhealth-path = \"/healthz\"\n\
+                "image = \"{name}\"\nchart = \"{chart}\"\nport = 8080\nhealth-path = \"/healthz\"\n\
                  ready-path = \"/readyz\"\nvalues-file = \"{name}.yaml\"\n"
             ),
         );
     }
-    let manifest = format!(
-        "[workspace]\nresolver = \"3\"\nmembers = [{}]\n",
-        members.join(", ")
-    );
+    // Into the workspace already there (a copy of this one), or a new one.
+    let manifest = match std::fs::read_to_string(root.join("Cargo.toml")) {
+        Ok(manifest) => manifest.replacen(
+            "members = [",
+            &format!("members = [{}, ", members.join(", ")),
+            1,
+        ),
+        Err(_) => format!(
+            "[workspace]\nresolver = \"3\"\nmembers = [{}]\n",
+            members.join(", ")
+        ),
+    };
     write("Cargo.toml", &manifest);
     names
 }
