@@ -11,6 +11,7 @@
 //! capabilities), otherwise as processes (the binary taken out of the image's
 //! own layer), standing in for the cluster.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use xshell::{Shell, cmd};
 use crate::parts::attestation;
 use crate::parts::oci::{self, Arch};
 use crate::parts::registry::Repository;
+use crate::parts::services;
 use crate::parts::signature;
 use crate::parts::tags::{short, short_digest};
 use crate::parts::workspace;
@@ -54,7 +56,9 @@ pub enum Flow {
     PullRequest,
     /// preview.yml's cleanup.
     PullRequestClosed,
-    /// cd.yml.
+    /// cd.yml's `affected` job: which services the push affects (the matrix of the jobs after it).
+    Affected,
+    /// cd.yml's image and preprod jobs, for one service.
     Main,
     /// release.yml.
     Release,
@@ -67,16 +71,29 @@ pub enum Flow {
 /// that finishes ran exactly this; a test (below) proves each flow is what the
 /// workflows run, less the Argo CD commands (no cluster here: the demo runs
 /// the image itself) and the flags in [`DEMO_ONLY_FLAGS`].
-pub const PLAN: [(Flow, &[&str]); 10] = [
+pub const PLAN: [(Flow, &[&str]); 20] = [
     (Flow::PullRequest, &PULL_REQUEST),
     (Flow::PullRequestClosed, &["preview cleanup --pr"]),
     (Flow::Main, &MAIN),
-    (Flow::Release, &["release --version"]),
+    (Flow::Release, &RELEASE),
     (Flow::Main, &MAIN),
-    (Flow::Release, &["release --version"]),
+    (Flow::Release, &RELEASE),
     (Flow::ByHand, &["rollback --env"]),
+    // A second service: scaffolded (Cargo.lock changes: both are affected),
+    // then a change to it alone, then one to the crate both share.
+    (Flow::ByHand, &["new-service"]),
+    (Flow::Affected, &AFFECTED),
     (Flow::Main, &MAIN),
-    (Flow::Release, &["release --version"]),
+    (Flow::Main, &MAIN),
+    (Flow::Affected, &AFFECTED),
+    (Flow::Main, &MAIN),
+    (Flow::Affected, &AFFECTED),
+    (Flow::Main, &MAIN),
+    (Flow::Main, &MAIN),
+    (Flow::Release, &RELEASE),
+    // Break it (items-api's flow; the shared crate's change affects both).
+    (Flow::Main, &MAIN),
+    (Flow::Release, &RELEASE),
     (Flow::ByHand, &["status"]),
 ];
 /// The workflows run these once per affected service (a matrix over
@@ -91,8 +108,12 @@ const MAIN: [&str; 3] = [
     "promote --service --env --tag --digest",
     "preprod-test --service --url --sha --digest",
 ];
-/// The demo's one service, named as the workflows name each of theirs.
+const AFFECTED: [&str; 1] = ["affected --base --head --all-if-base-unknown"];
+/// release.yml: a train, every service at the build its preprod tested.
+const RELEASE: [&str; 1] = ["release --train --version"];
+/// The service the demo starts with, and the one it adds.
 const SERVICE: &str = "items-api";
+const SECOND_SERVICE: &str = "orders-api";
 /// Flags only the demo passes: it builds from its own checkout of the
 /// service repository, where Actions builds the workspace it checked out.
 pub const DEMO_ONLY_FLAGS: [&str; 1] = ["--source"];
@@ -128,7 +149,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     demo.stage(
         "3. release 0.1.0: gate checked, retag without rebuild, prod + dev in one commit",
         |d| {
-            d.xtask(&["release", "--version", "0.1.0"])?;
+            d.xtask(&["release", "--train", "--version", "0.1.0"])?;
             Ok("v0.1.0 = main-<sha> in the registry; prod and dev at v0.1.0".into())
         },
     )?;
@@ -137,11 +158,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
         |d| d.second_release(),
     )?;
     demo.stage(
-        "5. break it: a health check that fails only when deployed",
+        "5. a second service: scaffolded, then only what a change affects is built and promoted; a release train",
+        |d| d.second_service(),
+    )?;
+    demo.stage(
+        "6. break it: a health check that fails only when deployed",
         |d| d.break_it(),
     )?;
     demo.stage(
-        "6. status: what runs where, every name of each build, its signature and gate attestation",
+        "7. status: each service × environment, every name of each build, its signature and gate attestation",
         |d| {
             d.xtask(&["status"])?;
             Ok("printed above".into())
@@ -250,7 +275,7 @@ impl Demo {
         let sha = self.commit("feat: /api/v1/version, as the tutorial's example change")?;
         self.checks()?;
         let tag = format!("pr-1-{sha}");
-        let digest = self.build(&sha, &tag)?;
+        let digest = self.build(SERVICE, &sha, &tag)?;
         // As preview.yml: the digest from the registry (IMAGE_REPOSITORY), the label
         // unchecked (no GitHub here; the command says so).
         self.xtask(&[
@@ -265,7 +290,7 @@ impl Demo {
             "--label",
             "preview",
         ])?;
-        let service = Running::start(self, &tag, "pr-1")?;
+        let service = Running::start(self, SERVICE, &tag, "pr-1")?;
         self.xtask(&["smoke", "--service", SERVICE, "--url", &service.url])?;
         let answer = http_get(&format!("{}/api/v1/version", service.url))?;
         ensure!(
@@ -284,8 +309,8 @@ impl Demo {
         self.git(&["push", "--quiet", "origin", "main"])?;
         self.xtask(&["preview", "cleanup", "--pr", "1"])?;
         let sha = self.head()?;
-        let digest = self.ship_to_preprod(&sha)?;
-        let pr_digest = self.digest(&format!("pr-1-{sha}"))?;
+        let digest = self.ship_to_preprod(SERVICE, &sha)?;
+        let pr_digest = self.digest(SERVICE, &format!("pr-1-{sha}"))?;
         ensure!(
             pr_digest == digest,
             "the main build {digest} differs from the pull request's {pr_digest}"
@@ -304,10 +329,141 @@ impl Demo {
         )?;
         let sha = self.commit("feat: /api/v1/readyz for gateways that route only /api")?;
         self.git(&["push", "--quiet", "origin", "main"])?;
-        self.ship_to_preprod(&sha)?;
-        self.xtask(&["release", "--version", "0.2.0"])?;
+        self.ship_to_preprod(SERVICE, &sha)?;
+        self.xtask(&["release", "--train", "--version", "0.2.0"])?;
         self.xtask(&["rollback", "--env", "prod"])?;
         Ok("prod and dev released at v0.2.0; prod rolled back to v0.1.0 by a commit".into())
+    }
+
+    /// A second service: `new-service` scaffolds it (Cargo.lock changes, so
+    /// both services are affected and shipped); a change to it alone ships it
+    /// alone; a change to the crate both use ships both; one release train.
+    fn second_service(&mut self) -> Result<String> {
+        self.xtask(&["new-service", SECOND_SERVICE])?;
+        self.git(&["add", "--all"])?;
+        let sha = self.commit("feat: orders-api, scaffolded by cargo xtask new-service")?;
+        self.publish_gitops_files(SECOND_SERVICE)?;
+        let both = vec![SERVICE.to_owned(), SECOND_SERVICE.to_owned()];
+        ensure!(
+            self.push_and_ship(&sha)? == both,
+            "a new member of the workspace (Cargo.lock) must affect every service"
+        );
+
+        self.edit(
+            "services/orders-api/src/lib.rs",
+            "        .route(HELLO_PATH, get(hello))",
+            "        .route(HELLO_PATH, get(hello))\n        .route(\"/api/v1/orders/hello\", get(hello))",
+        )?;
+        let sha = self.commit("feat(orders-api): /api/v1/orders/hello")?;
+        let items_before = self.deployed(SERVICE, "preprod")?;
+        ensure!(
+            self.push_and_ship(&sha)? == [SECOND_SERVICE],
+            "a change to orders-api alone must affect orders-api alone"
+        );
+        ensure!(
+            self.deployed(SERVICE, "preprod")? == items_before,
+            "items-api's preprod moved on a change to orders-api alone"
+        );
+
+        self.edit(
+            "crates/service-kit/src/lib.rs",
+            "//! service-kit: what every service of this workspace serves and how, so a\n",
+            "//! service-kit: what every service of this workspace serves and how (and\n//! the same for every one of them), so a\n",
+        )?;
+        let sha = self.commit("docs(service-kit): the same for every service")?;
+        ensure!(
+            self.push_and_ship(&sha)? == both,
+            "a change to the shared crate must affect every service that uses it"
+        );
+        self.xtask(&["release", "--train", "--version", "0.3.0"])?;
+        Ok(format!(
+            "{SECOND_SERVICE} scaffolded and shipped; its own change built only it, service-kit's built both; \
+             v0.3.0 = each service's tested main-{} in its own repository, prod and dev in one commit",
+            short(&sha)
+        ))
+    }
+
+    /// Pushes main at `sha`, then runs cd.yml for the push: `affected` since
+    /// the previous head of main, then each affected service's image and
+    /// preprod jobs. Returns the affected services.
+    fn push_and_ship(&mut self, sha: &str) -> Result<Vec<String>> {
+        let sh = &self.sh;
+        let before = cmd!(sh, "git rev-parse origin/main").quiet().read()?;
+        self.git(&["push", "--quiet", "origin", "main"])?;
+        let outputs = self.xtask_outputs(&[
+            "affected",
+            "--base",
+            &before,
+            "--head",
+            sha,
+            "--all-if-base-unknown",
+        ])?;
+        let affected: Vec<String> = serde_json::from_str(
+            outputs
+                .get("services")
+                .context("affected wrote no `services` output")?,
+        )?;
+        for service in &affected {
+            self.ship_to_preprod(service, sha)?;
+        }
+        Ok(affected)
+    }
+
+    /// The image tag `env` runs for `service`, read from the GitOps repository.
+    fn deployed(&self, service: &str, env: &str) -> Result<String> {
+        let gitops = self.work.join("gitops.git");
+        let values = match service {
+            SERVICE => "service-demo.yaml".to_owned(),
+            other => format!("{other}.yaml"),
+        };
+        let text = cmd!(self.sh, "git -C {gitops} show main:values/{env}/{values}")
+            .quiet()
+            .read()?;
+        let doc: serde_json::Value = yaml_serde::from_str(&text)?;
+        Ok(doc["image"]["tag"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// What new-service wrote under gitops/ (the service's values in every
+    /// environment, its element of the ApplicationSets), committed to the
+    /// demo's GitOps repository: one repository in a fork, where the merge
+    /// brings them; two here, so the demo copies them.
+    fn publish_gitops_files(&self, service: &str) -> Result<()> {
+        let edit = fresh_dir(&self.work.join("gitops-edit"))?;
+        let (sh, gitops) = (&self.sh, self.work.join("gitops.git"));
+        cmd!(sh, "git clone --quiet {gitops} {edit}")
+            .quiet()
+            .run()?;
+        let mut files = vec![
+            "argocd/apps/services.yaml".to_owned(),
+            "argocd/apps/previews.yaml".to_owned(),
+        ];
+        for env in ["dev", "preprod", "prod"] {
+            files.push(format!("values/{env}/{service}.yaml"));
+        }
+        for file in &files {
+            std::fs::copy(self.service.join("gitops").join(file), edit.join(file))
+                .with_context(|| format!("copying gitops/{file}"))?;
+        }
+        for args in [
+            vec!["add", "--all"],
+            vec![
+                "-c",
+                "user.name=Demo Developer",
+                "-c",
+                "user.email=developer@example.com",
+                "commit",
+                "--quiet",
+                "-m",
+                "gitops: orders-api (values and Argo CD entries)",
+            ],
+            vec!["push", "--quiet", "origin", "main"],
+        ] {
+            cmd!(sh, "git -C {edit} {args...}").quiet().run()?;
+        }
+        println!(
+            "  gitops: {service}'s values and Argo CD entries committed to the GitOps repository"
+        );
+        Ok(())
     }
 
     fn break_it(&mut self) -> Result<String> {
@@ -318,7 +474,9 @@ impl Demo {
         self.git(&["push", "--quiet", "origin", "main"])?;
         // The unit and integration tests run with ENV_NAME unset: they pass.
         self.checks()?;
-        let (_, tested) = self.preprod(&sha)?;
+        // The shared crate changed, so both services are affected; the demo
+        // runs items-api's flow (orders-api's preprod tests fail the same way).
+        let (_, tested) = self.preprod(SERVICE, &sha)?;
         ensure!(
             !tested,
             "the preprod tests passed a build whose /healthz fails"
@@ -326,9 +484,9 @@ impl Demo {
         println!(
             "demo: the preprod tests failed, as they should: the failure is recorded as the gate"
         );
-        let released = self.xtask_status(&["release", "--version", "0.3.0"])?;
-        ensure!(!released, "release 0.3.0 went through a failed gate");
-        println!("demo: release 0.3.0 was refused at the gate; prod still runs v0.1.0");
+        let released = self.xtask_status(&["release", "--train", "--version", "0.4.0"])?;
+        ensure!(!released, "release 0.4.0 went through a failed gate");
+        println!("demo: release 0.4.0 was refused at items-api's gate; prod still runs v0.3.0");
         Ok(format!(
             "main-{} stopped at the gate: never retagged, never in prod",
             short(&sha)
@@ -337,13 +495,13 @@ impl Demo {
 
     /// Build main-<sha>, promote it to preprod and run the preprod tests against
     /// it, which record the gate; returns the digest and whether they passed.
-    fn preprod(&mut self, sha: &str) -> Result<(String, bool)> {
+    fn preprod(&mut self, service: &str, sha: &str) -> Result<(String, bool)> {
         let tag = format!("main-{sha}");
-        let digest = self.build(sha, &tag)?;
+        let digest = self.build(service, sha, &tag)?;
         self.xtask(&[
             "promote",
             "--service",
-            SERVICE,
+            service,
             "--env",
             "preprod",
             "--tag",
@@ -351,15 +509,15 @@ impl Demo {
             "--digest",
             &digest,
         ])?;
-        let service = Running::start(self, &tag, "preprod")?;
+        let running = Running::start(self, service, &tag, "preprod")?;
         // The preprod job holds the gate key: the result is signed beside the image.
         let gate_key = (attestation::SIGNING_KEY_VAR, self.keys.gate.0.as_str());
         let args = [
             "preprod-test",
             "--service",
-            SERVICE,
+            service,
             "--url",
-            &service.url,
+            &running.url,
             "--sha",
             sha,
             "--digest",
@@ -370,9 +528,12 @@ impl Demo {
     }
 
     /// [`Self::preprod`] for a build that must pass.
-    fn ship_to_preprod(&mut self, sha: &str) -> Result<String> {
-        let (digest, passed) = self.preprod(sha)?;
-        ensure!(passed, "the preprod tests failed for main-{sha}");
+    fn ship_to_preprod(&mut self, service: &str, sha: &str) -> Result<String> {
+        let (digest, passed) = self.preprod(service, sha)?;
+        ensure!(
+            passed,
+            "the preprod tests failed for {service}'s main-{sha}"
+        );
         Ok(digest)
     }
 
@@ -403,19 +564,19 @@ impl Demo {
     /// `image build` of `sha` from the fixed checkout, pushed as `tag`; returns the digest.
     /// A main-<sha> build is signed (CD's build job holds the image key); a
     /// pull request's is not (its job never sees the key).
-    fn build(&self, sha: &str, tag: &str) -> Result<String> {
+    fn build(&self, service: &str, sha: &str, tag: &str) -> Result<String> {
         let checkout = self.checkout(sha)?;
+        // Pushed to <registry>/<image> (IMAGE_REGISTRY), as the workflows do.
         let args = [
             "image",
             "build",
             "--source",
             checkout.to_str().context("UTF-8 path")?,
             "--service",
-            SERVICE,
+            service,
             "--tag",
             tag,
             "--push",
-            &self.registry,
         ];
         let key = tag
             .starts_with("main-")
@@ -425,7 +586,7 @@ impl Demo {
             "cargo xtask {} failed",
             args.join(" ")
         );
-        self.digest(tag)
+        self.digest(service, tag)
     }
 
     /// The fixed build checkout, at `sha`.
@@ -448,12 +609,34 @@ impl Demo {
         Ok(dir.clone())
     }
 
-    fn digest(&self, tag: &str) -> Result<String> {
-        let repository = Repository::open(&self.registry)?;
+    fn digest(&self, service: &str, tag: &str) -> Result<String> {
+        let repository = Repository::open(&self.repository(service)?)?;
         Ok(repository
             .resolve(tag)?
-            .with_context(|| format!("{tag} is not in the registry"))?
+            .with_context(|| format!("{service}'s {tag} is not in the registry"))?
             .digest)
+    }
+
+    /// `<registry>/<image>`: where `service`'s images are (its service.toml,
+    /// in the developer's clone).
+    fn repository(&self, service: &str) -> Result<String> {
+        let all = services::load(&self.service)?;
+        let found = all
+            .iter()
+            .find(|s| s.name == service)
+            .with_context(|| format!("no service {service} in the demo's clone"))?;
+        services::image_repository(&self.registry, found)
+    }
+
+    /// The port `service` declares (its container's).
+    fn port(&self, service: &str) -> Result<u16> {
+        let all = services::load(&self.service)?;
+        Ok(all
+            .iter()
+            .find(|s| s.name == service)
+            .with_context(|| format!("no service {service} in the demo's clone"))?
+            .declaration
+            .port)
     }
 
     fn edit(&self, file: &str, from: &str, to: &str) -> Result<()> {
@@ -506,6 +689,27 @@ impl Demo {
     /// key's variable and PEM) for the one step that signs; whether it
     /// succeeded. The command must be the next of [`PLAN`].
     fn xtask_with(&self, args: &[&str], secret: Option<(&str, &str)>) -> Result<bool> {
+        Ok(self.command(args)?.envs(secret).status()?.success())
+    }
+
+    /// `cargo xtask <args>` as a GitHub Actions step: fails when it fails;
+    /// returns the step's outputs (`name=value` lines of `$GITHUB_OUTPUT`).
+    fn xtask_outputs(&self, args: &[&str]) -> Result<BTreeMap<String, String>> {
+        let file = self.work.join("github-output");
+        std::fs::write(&file, "")?;
+        let status = self.command(args)?.env("GITHUB_OUTPUT", &file).status()?;
+        ensure!(status.success(), "cargo xtask {} failed", args.join(" "));
+        let text = std::fs::read_to_string(&file)?;
+        Ok(text
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    /// `cargo xtask <args>`, which must be the next command of [`PLAN`], with
+    /// the public keys, on the demo's repositories and registry.
+    fn command(&self, args: &[&str]) -> Result<Command> {
         let shape = command_shape(args);
         let next = PLAN
             .iter()
@@ -518,21 +722,21 @@ impl Demo {
         };
         self.ran.set(self.ran.get() + 1);
         println!("  $ cargo xtask {}   ({flow:?}: {planned})", args.join(" "));
-        let status = Command::new(&self.xtask)
+        let mut command = Command::new(&self.xtask);
+        command
             .args(args)
-            .envs(secret)
             .env(attestation::PUBLIC_KEY_VAR, &self.keys.gate.1)
             .env(signature::PUBLIC_KEY_VAR, &self.keys.image.1)
             .current_dir(&self.service)
-            .env("IMAGE_REPOSITORY", &self.registry)
+            .env("IMAGE_REGISTRY", &self.registry)
+            .env_remove("IMAGE_REPOSITORY")
             .env("GITOPS_REPO", self.work.join("gitops.git"))
             // Gates in git notes of the demo's remote; nothing reaches GitHub.
             .env("GATE_STORE", "notes")
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_TOKEN")
-            .env_remove("GITHUB_OUTPUT")
-            .status()?;
-        Ok(status.success())
+            .env_remove("GITHUB_OUTPUT");
+        Ok(command)
     }
 
     fn summary(&self, total: Duration) {
@@ -593,14 +797,16 @@ enum How {
 }
 
 impl Running {
-    fn start(demo: &Demo, tag: &str, env: &str) -> Result<Self> {
-        let dir = demo.work.join(format!("run/{tag}"));
+    fn start(demo: &Demo, service: &str, tag: &str, env: &str) -> Result<Self> {
+        let dir = demo.work.join(format!("run/{service}/{tag}"));
         std::fs::create_dir_all(&dir)?;
+        let repository = demo.repository(service)?;
         if demo.engine {
-            return Self::container(demo, &dir, tag, env);
+            let port = demo.port(service)?;
+            return Self::container(demo, &dir, (&repository, port), tag, env);
         }
-        let binary = dir.join("items-api");
-        std::fs::write(&binary, image_binary(&demo.registry, tag)?)?;
+        let binary = dir.join(service);
+        std::fs::write(&binary, image_binary(&repository, service, tag)?)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -634,23 +840,32 @@ impl Running {
 
     /// `docker load` of the image as a docker-archive, then `docker run` with
     /// what the chart enforces: read-only root, no capabilities, no privilege gain.
-    fn container(demo: &Demo, dir: &Path, tag: &str, env: &str) -> Result<Self> {
+    /// `image` is the repository and the port its container listens on.
+    fn container(
+        demo: &Demo,
+        dir: &Path,
+        image: (&str, u16),
+        tag: &str,
+        env: &str,
+    ) -> Result<Self> {
+        let (repository, port) = image;
         let archive = dir.join("image.tar");
-        let name = format!("service-demo-demo:{tag}");
-        docker_archive(&demo.registry, tag, &name, &archive)?;
+        let name = format!("service-demo-demo-{port}:{tag}");
+        docker_archive(repository, tag, &name, &archive)?;
         let sh = &demo.sh;
         cmd!(sh, "docker load --quiet --input {archive}")
             .quiet()
             .ignore_stdout()
             .run()?;
         let env_name = format!("ENV_NAME={env}");
+        let (publish, published) = (format!("127.0.0.1::{port}"), format!("{port}/tcp"));
         let id = cmd!(
             sh,
-            "docker run --detach --read-only --cap-drop ALL --security-opt no-new-privileges --env {env_name} --env SHUTDOWN_DRAIN_SECONDS=0 --publish 127.0.0.1::8080 {name}"
+            "docker run --detach --read-only --cap-drop ALL --security-opt no-new-privileges --env {env_name} --env SHUTDOWN_DRAIN_SECONDS=0 --publish {publish} {name}"
         )
         .quiet()
         .read()?;
-        let address = cmd!(sh, "docker port {id} 8080/tcp").quiet().read()?;
+        let address = cmd!(sh, "docker port {id} {published}").quiet().read()?;
         let address = address.lines().next().unwrap_or_default().to_owned();
         let running = Self {
             url: format!("http://{address}"),
@@ -718,8 +933,8 @@ fn http_status(url: &str) -> Option<u16> {
 /// The linux/amd64 image of `tag` as a docker-archive (what `docker load`
 /// reads on every engine version): its config, its gzipped layers, and a
 /// manifest.json naming it `name`.
-fn docker_archive(registry: &str, tag: &str, name: &str, path: &Path) -> Result<()> {
-    let repository = Repository::open(registry)?;
+fn docker_archive(repository: &str, tag: &str, name: &str, path: &Path) -> Result<()> {
+    let repository = Repository::open(repository)?;
     let manifest = repository.platform_manifest(tag, Arch::Amd64)?;
     let mut builder = tar::Builder::new(std::fs::File::create(path)?);
     let mut add = |file: &str, bytes: &[u8]| -> Result<()> {
@@ -744,13 +959,13 @@ fn docker_archive(registry: &str, tag: &str, name: &str, path: &Path) -> Result<
     Ok(())
 }
 
-/// The items-api binary inside the linux/amd64 image of `tag`.
-fn image_binary(registry: &str, tag: &str) -> Result<Vec<u8>> {
-    let repository = Repository::open(registry)?;
+/// `service`'s binary inside the linux/amd64 image of `tag`.
+fn image_binary(repository: &str, service: &str, tag: &str) -> Result<Vec<u8>> {
+    let repository = Repository::open(repository)?;
     let manifest = repository.platform_manifest(tag, Arch::Amd64)?;
     // The application layer is the last one, on top of the base.
     let layer = manifest.layers.last().context("image without layers")?;
-    let path = oci::binary_path("items-api");
+    let path = oci::binary_path(service);
     oci::file_in_layer(&repository.blob(&layer.digest)?, &path)?
         .with_context(|| format!("{tag}'s application layer has no {path}"))
 }
@@ -848,18 +1063,19 @@ mod tests {
     use serde_json::Value;
 
     /// Which flow each workflow job belongs to, in the order the flow runs them.
-    const JOBS: [(&str, &str, Flow); 8] = [
+    const JOBS: [(&str, &str, Flow); 9] = [
         ("ci.yml", "image", Flow::PullRequest),
         ("preview.yml", "deploy", Flow::PullRequest),
         ("preview.yml", "verify", Flow::PullRequest),
         ("preview.yml", "cleanup", Flow::PullRequestClosed),
+        ("cd.yml", "affected", Flow::Affected),
         ("cd.yml", "image", Flow::Main),
         ("cd.yml", "preprod", Flow::Main),
         ("release.yml", "release", Flow::Release),
         ("release.yml", "sync", Flow::Release),
     ];
     /// Jobs the demo does not run, and why.
-    const NOT_IN_DEMO: [(&str, &str, &str); 5] = [
+    const NOT_IN_DEMO: [(&str, &str, &str); 4] = [
         (
             "ci.yml",
             "checks",
@@ -873,17 +1089,14 @@ mod tests {
         (
             "ci.yml",
             "affected",
-            "chooses the services the other jobs run for; the demo's workspace has one (tests/services.rs)",
-        ),
-        (
-            "cd.yml",
-            "affected",
-            "chooses the services the other jobs run for; the demo's workspace has one (tests/services.rs)",
+            "chooses the services a pull request's jobs run for; the demo's pull request is before the second \
+             service (the demo runs cd.yml's `affected`; tests/services.rs covers the rest)",
         ),
         (
             "preview.yml",
             "affected",
-            "chooses the services the other jobs run for; the demo's workspace has one (tests/services.rs)",
+            "chooses the services a pull request's jobs run for; the demo's pull request is before the second \
+             service (the demo runs cd.yml's `affected`; tests/services.rs covers the rest)",
         ),
     ];
     /// Workflow commands the demo leaves out, and why.
@@ -942,6 +1155,7 @@ mod tests {
         for flow in [
             Flow::PullRequest,
             Flow::PullRequestClosed,
+            Flow::Affected,
             Flow::Main,
             Flow::Release,
         ] {

@@ -38,7 +38,7 @@ use crate::parts::promotion::{
     self, DeployedImage, Env, Move, Policy, Promotion, Record, Target, read_deployed,
 };
 use crate::parts::registry::{Repository, RetagOutcome};
-use crate::parts::services::{RepositoryOptions, Service, ServiceSelection};
+use crate::parts::services::{self, RepositoryOptions, Service, ServiceSelection};
 use crate::parts::signature::{self, ImageKeyOptions, Verdict};
 use crate::parts::tags::{ImageTag, short};
 use crate::parts::{Repos, workspace};
@@ -131,6 +131,12 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     // What `argocd sync --revision` syncs prod and dev to: the release's own
     // commit, not whatever the branch holds by the time the sync runs.
     github::set_output("gitops_commit", &gitops_commit.to_string())?;
+    // The released services, for the jobs that sync each one's Applications.
+    let released = release.services.iter().map(|r| {
+        let service = &r.target.service;
+        (service.name.as_str(), &service.declaration)
+    });
+    github::set_output("matrix", &services::github_matrix(released).to_string())?;
     // Step 8: the git tag, the notes, the GitHub release.
     tag_and_publish(&sh, &args, &release)
 }

@@ -7,11 +7,8 @@ use std::path::Path;
 
 use support::{TempDir, assert_ok, git, stdout, xtask};
 
-fn values(gitops: &Path, env: &str) -> String {
-    git(
-        gitops,
-        &["show", &format!("main:values/{env}/service-demo.yaml")],
-    )
+fn values(gitops: &Path, env: &str, file: &str) -> String {
+    git(gitops, &["show", &format!("main:values/{env}/{file}")])
 }
 
 #[test]
@@ -21,18 +18,30 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
     let out = xtask(&["demo", "--workdir", work.to_str().unwrap()], &[]);
     assert_ok(&out);
     let text = stdout(&out);
-    for stage in ["━━ 1.", "━━ 2.", "━━ 3.", "━━ 4.", "━━ 5.", "━━ 6."] {
+    for stage in [
+        "━━ 1.",
+        "━━ 2.",
+        "━━ 3.",
+        "━━ 4.",
+        "━━ 5.",
+        "━━ 6.",
+        "━━ 7.",
+    ] {
         assert!(text.contains(stage), "{stage} missing:\n{text}");
     }
 
     let (remote, gitops) = (work.join("remote.git"), work.join("gitops.git"));
-    let registry = format!("oci:{}", work.join("registry").display());
-    // The demo's three commits on the service's main, newest first.
-    let commits: Vec<String> = git(&remote, &["log", "--format=%H", "-3", "main"])
+    // Each service's images in its own repository of the registry.
+    let registry = format!("oci:{}/service-demo", work.join("registry").display());
+    let orders = format!("oci:{}/orders-api", work.join("registry").display());
+    // The demo's commits on the service's main, newest first.
+    let commits: Vec<String> = git(&remote, &["log", "--format=%H", "-6", "main"])
         .lines()
         .map(str::to_owned)
         .collect();
-    let (broken, second, first) = (&commits[0], &commits[1], &commits[2]);
+    let [broken, shared, orders_only, scaffolded, second, first] = &commits[..] else {
+        panic!("{commits:?}")
+    };
 
     // One build, three names: the pull request's, main's and the release's.
     let released = support::image_digest(&registry, "v0.1.0").expect("v0.1.0 in the registry");
@@ -48,40 +57,95 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
         support::image_digest(&registry, "v0.2.0"),
         support::image_digest(&registry, &format!("main-{second}"))
     );
+    // The second service: built for its scaffolding (Cargo.lock changed) and for
+    // its own change; items-api not for orders-api's change; both for the
+    // shared crate's; the train released each at that build.
+    for (repository, sha, built) in [
+        (&orders, scaffolded, true),
+        (&registry, scaffolded, true),
+        (&orders, orders_only, true),
+        (&registry, orders_only, false),
+        (&orders, shared, true),
+        (&registry, shared, true),
+    ] {
+        assert_eq!(
+            support::image_digest(repository, &format!("main-{sha}")).is_some(),
+            built,
+            "{repository} main-{sha}"
+        );
+    }
+    for repository in [&registry, &orders] {
+        assert_eq!(
+            support::image_digest(repository, "v0.3.0"),
+            support::image_digest(repository, &format!("main-{shared}")),
+            "{repository}: v0.3.0 is the shared change's tested build"
+        );
+        assert_eq!(
+            support::image_digest(repository, "v0.4.0"),
+            None,
+            "{repository}: the broken build was released"
+        );
+    }
     assert!(support::image_digest(&registry, &format!("main-{broken}")).is_some());
-    assert_eq!(
-        support::image_digest(&registry, "v0.3.0"),
-        None,
-        "the broken build was released"
-    );
 
-    // prod rolled back to v0.1.0 (by digest), dev stays at v0.2.0, preprod runs the broken build.
-    let prod = values(&gitops, "prod");
-    assert!(
-        prod.contains("v0.1.0") && prod.contains(&released),
-        "{prod}"
+    // The train moved prod and dev of both services in one commit; preprod
+    // runs items-api's broken build and orders-api's last good one.
+    for file in ["service-demo.yaml", "orders-api.yaml"] {
+        for env in ["prod", "dev"] {
+            assert!(
+                values(&gitops, env, file).contains("v0.3.0"),
+                "{env} {file}"
+            );
+        }
+    }
+    assert!(values(&gitops, "preprod", "service-demo.yaml").contains(&format!("main-{broken}")));
+    assert!(values(&gitops, "preprod", "orders-api.yaml").contains(&format!("main-{shared}")));
+    let train = git(
+        &gitops,
+        &["log", "-1", "--format=%H", "main", "--", "values/prod"],
     );
-    assert!(values(&gitops, "dev").contains("v0.2.0"));
-    assert!(values(&gitops, "preprod").contains(&format!("main-{broken}")));
+    let moved = git(&gitops, &["show", "--name-only", "--format=", &train]);
+    for file in [
+        "values/prod/service-demo.yaml",
+        "values/prod/orders-api.yaml",
+        "values/dev/service-demo.yaml",
+        "values/dev/orders-api.yaml",
+    ] {
+        assert!(
+            moved.contains(file),
+            "the release commit did not move {file}: {moved}"
+        );
+    }
     // The preview was removed when the pull request merged.
-    let previews = git(&gitops, &["ls-tree", "--name-only", "main", "values/pr/"]);
-    assert!(!previews.contains("pr-1.yaml"), "{previews}");
-    // Every GitOps change is a commit: the rollback is the newest prod change.
+    let previews = git(
+        &gitops,
+        &["ls-tree", "-r", "--name-only", "main", "values/pr/"],
+    );
+    assert!(!previews.contains("pr-1/"), "{previews}");
+    // Every GitOps change is a commit: the rollback is one, before the train.
     let log = git(
         &gitops,
-        &["log", "--format=%s", "main", "--", "values/prod"],
+        &[
+            "log",
+            "--format=%s",
+            "main",
+            "--",
+            "values/prod/service-demo.yaml",
+        ],
     );
+    let subjects: Vec<&str> = log.lines().collect();
+    assert!(subjects[0].contains("v0.3.0"), "{log}");
     assert!(
-        log.lines()
-            .next()
-            .unwrap()
-            .starts_with("cd: rollback prod to v0.1.0"),
+        subjects[1].starts_with("cd: rollback prod to v0.1.0"),
         "{log}"
     );
 
-    // Git tags for the two releases, none for the broken build; its gate failed.
+    // Git tags for the three releases, none for the broken build; its gate failed.
     let tags = git(&remote, &["tag", "--list"]);
-    assert_eq!(tags.lines().collect::<Vec<_>>(), ["v0.1.0", "v0.2.0"]);
+    assert_eq!(
+        tags.lines().collect::<Vec<_>>(),
+        ["v0.1.0", "v0.2.0", "v0.3.0"]
+    );
     let gate = git(&remote, &["notes", "--ref=gates", "show", broken]);
     assert!(gate.contains("failure"), "{gate}");
 
@@ -105,9 +169,13 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
 
     // And what vouches for each: main's builds signed by the image key, the
     // preprod results signed by the gate key; the keys themselves never printed.
+    let section = format!("image in {registry}:");
+    let items = &text[text
+        .rfind(&section)
+        .unwrap_or_else(|| panic!("no {section}:\n{text}"))..];
     let trust = |env: &str| {
-        text.lines()
-            .rev()
+        items
+            .lines()
             .find(|l| l.trim_start().starts_with(&format!("{env} ")) && l.contains("signature:"))
             .unwrap_or_else(|| panic!("no signature line for {env}:\n{text}"))
     };
@@ -117,8 +185,15 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
             &sha[..7]
         )
     };
-    assert!(trust("prod").contains(&passed(first)), "{}", trust("prod"));
-    assert!(trust("dev").contains(&passed(second)), "{}", trust("dev"));
+    assert!(trust("prod").contains(&passed(shared)), "{}", trust("prod"));
+    assert!(trust("dev").contains(&passed(shared)), "{}", trust("dev"));
+    // The status matrix: a row per service.
+    assert!(
+        text.contains("| service | dev | preprod | prod | previews |")
+            && text.contains("| items-api | v0.3.0")
+            && text.contains("| orders-api | v0.3.0"),
+        "{text}"
+    );
     assert!(
         trust("preprod").contains("signature: ✔ signed; gate attestation: ✘ preprod-tests failed"),
         "{}",

@@ -24,7 +24,7 @@ use gix::ObjectId;
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
-use super::services::{Declaration, Package, Service, VALUES_DIR};
+use super::services::{self, Declaration, Package, Service, VALUES_DIR};
 
 /// Files (or folders, ending in `/`) every image is built from.
 pub const EVERY_SERVICE: [&str; 9] = [
@@ -204,19 +204,13 @@ pub fn packages_to_test(
 /// [{"service": NAME, "app": STEM}…]}`, STEM being the values file's name
 /// without `.yaml` (the Argo CD Applications are `<STEM>-<env>`).
 pub fn github_matrix(report: &Report) -> serde_json::Value {
-    let include: Vec<serde_json::Value> = report
-        .services
-        .iter()
-        .filter(|d| d.affected)
-        .map(|d| {
-            let values = &d.declaration.values_file;
-            serde_json::json!({
-                "service": d.service,
-                "app": values.strip_suffix(".yaml").unwrap_or(values),
-            })
-        })
-        .collect();
-    serde_json::json!({ "include": include })
+    services::github_matrix(
+        report
+            .services
+            .iter()
+            .filter(|d| d.affected)
+            .map(|d| (d.service.as_str(), &d.declaration)),
+    )
 }
 
 /// `<first> changed` (and how many more), or nothing for no files.

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::application_sets;
 use super::cnpg_types;
 use super::manifests;
-use super::promotion::{Env, PREVIEW_DIR};
+use super::promotion::Env;
 use super::values;
 
 /// items-api's default `PORT` (`cargo run -p items-api`, the demo, the image).
@@ -329,10 +329,7 @@ fn preview_file_problems(root: &Path) -> Vec<String> {
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        let is_pr = name
-            .strip_prefix("pr-")
-            .and_then(|n| n.parse::<u64>().ok())
-            .is_some_and(|n| n > 0 && format!("pr-{n}") == name);
+        let is_pr = Env::from_preview_dir(&name).is_some();
         if is_dir && is_pr {
             found.extend(preview_directory_problems(
                 &entry.path(),

@@ -18,8 +18,8 @@ use super::application_sets::{self, Generated, ServiceElement};
 use super::argocd;
 use super::argocd_types::{AppProject, Application, ApplicationSet};
 use super::cnpg_types::Cluster as CnpgCluster;
-use super::promotion::Env;
-use super::services::{self, Service};
+use super::promotion::{Env, UNDECLARED_VALUES_FILE};
+use super::services::Service;
 
 /// A kind this project writes: its one apiVersion and its strict parser.
 struct KnownKind {
@@ -598,7 +598,7 @@ fn file_role(name: &str) -> Role<'_> {
     Role {
         name,
         env,
-        values: env.map(|env| Path::new("gitops").join(env.values_path())),
+        values: env.map(|env| Path::new("gitops").join(env.values_path(UNDECLARED_VALUES_FILE))),
         sample: false,
     }
 }
@@ -607,15 +607,11 @@ fn file_role(name: &str) -> Role<'_> {
 /// its service there (`values/<env>/<values-file>`, previews
 /// `values/pr/pr-<N>/<values-file>`).
 fn generated_role(app: &Generated) -> Role<'_> {
-    let values = app.element.as_ref().zip(app.env).map(|(element, env)| {
-        let dir = match env {
-            Env::Preview(pr) => format!("pr/pr-{pr}"),
-            env => env.to_string(),
-        };
-        Path::new(services::VALUES_DIR)
-            .join(dir)
-            .join(&element.values_file)
-    });
+    let values = app
+        .element
+        .as_ref()
+        .zip(app.env)
+        .map(|(element, env)| Path::new("gitops").join(env.values_path(&element.values_file)));
     Role {
         name: app.name(),
         env: app.env,

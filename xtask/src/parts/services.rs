@@ -245,6 +245,26 @@ pub fn image_repository(registry: &str, service: &Service) -> Result<String> {
     Ok(format!("{registry}/{}", service.declaration.image))
 }
 
+/// A GitHub Actions job matrix over services, `{"include": [{"service":
+/// NAME, "app": STEM}…]}`, where `STEM-<env>` names the service's Argo CD
+/// Application (its values file without `.yaml`): what `affected` and
+/// `release` output for the jobs that act on each service.
+pub fn github_matrix<'a>(
+    services: impl IntoIterator<Item = (&'a str, &'a Declaration)>,
+) -> serde_json::Value {
+    let include: Vec<serde_json::Value> = services
+        .into_iter()
+        .map(|(name, declaration)| {
+            let values = &declaration.values_file;
+            serde_json::json!({
+                "service": name,
+                "app": values.strip_suffix(".yaml").unwrap_or(values),
+            })
+        })
+        .collect();
+    serde_json::json!({ "include": include })
+}
+
 /// The cargo `cargo xtask` runs under (`$CARGO`), else the one on the PATH.
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
