@@ -81,7 +81,7 @@ pub const PLAN: [(Flow, &[&str]); 20] = [
     (Flow::ByHand, &["rollback --env"]),
     // A second service: scaffolded (Cargo.lock changes: both are affected),
     // then a change to it alone, then one to the crate both share.
-    (Flow::ByHand, &["new-service"]),
+    (Flow::ByHand, &["new-service --port"]),
     (Flow::Affected, &AFFECTED),
     (Flow::Main, &MAIN),
     (Flow::Main, &MAIN),
@@ -339,7 +339,8 @@ impl Demo {
     /// both services are affected and shipped); a change to it alone ships it
     /// alone; a change to the crate both use ships both; one release train.
     fn second_service(&mut self) -> Result<String> {
-        self.xtask(&["new-service", SECOND_SERVICE])?;
+        // Its own port, which its image exposes and its preprod container publishes.
+        self.xtask(&["new-service", "--port", "8081", SECOND_SERVICE])?;
         self.git(&["add", "--all"])?;
         let sha = self.commit("feat: orders-api, scaffolded by cargo xtask new-service")?;
         self.publish_gitops_files(SECOND_SERVICE)?;
