@@ -24,10 +24,6 @@ use super::{Cursor, ItemStore, Page, PageWriter, StoreError};
 use crate::config::DatabaseConfig;
 use crate::domain::{ITEM_JSON_OVERHEAD, Item, ItemView, NewItem, StoredItem, Timestamp};
 
-/// Items a page's buffer is first sized for: a short page does not keep the
-/// room of a long one; a long one regrows a few times.
-const PAGE_PRESIZE: usize = 128;
-
 /// The longest `/readyz` waits for a connection (requests wait 3 s).
 const READY_WAIT: Duration = Duration::from_secs(1);
 
@@ -198,7 +194,9 @@ impl ItemStore for PostgresStore {
         .map_err(unavailable)?;
         // Each row's JSON straight into the page as it arrives, its text
         // borrowed from the row: no Vec of 1001 rows, no Item per row.
-        let mut page = PageWriter::new(limit, limit.min(PAGE_PRESIZE) * ITEM_JSON_OVERHEAD);
+        // Sized for a full page: regrowing 200 KB a few times costs more
+        // than the room a short page leaves unused until it is sent.
+        let mut page = PageWriter::new(limit, (limit + 1) * ITEM_JSON_OVERHEAD);
         let mut rows = std::pin::pin!(rows);
         while let Some(row) = rows.next().await {
             let row = row.map_err(unavailable)?;
