@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use time::OffsetDateTime;
 use futures_util::StreamExt as _;
+use time::OffsetDateTime;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{NoTls, Row, Statement};
 use uuid::Uuid;
@@ -188,7 +188,9 @@ impl ItemStore for PostgresStore {
             }
             Some(Cursor(id)) => {
                 let statement = prepared(&client, LIST_AFTER).await?;
-                client.query_raw(&statement, params(&[id, &overfetch])).await
+                client
+                    .query_raw(&statement, params(&[id, &overfetch]))
+                    .await
             }
         }
         .map_err(unavailable)?;
@@ -300,10 +302,7 @@ fn item_view(row: &Row) -> ItemView<'_> {
 struct PostgresMicros(i64);
 
 impl<'a> FromSql<'a> for PostgresMicros {
-    fn from_sql(
-        _: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Self(i64::from_be_bytes(raw.try_into()?)))
     }
 
