@@ -70,8 +70,13 @@ pub struct HttpArgs {
     /// `$PORT`).
     #[arg(long, value_name = "PATH")]
     reference_binary: Option<PathBuf>,
+    /// A/B: measure this other items-api build too, with the same settings and store
+    /// (interleaved, run by run). Without a reference, the ratios are against it.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<PathBuf>,
     /// Run items-api on the PostgreSQL store at this URL (migrated first) instead of the
-    /// in-memory store, and measure the database's own limit for the GET's statement.
+    /// in-memory store, and measure the database's own figure for the statements of the
+    /// GET, the list and (one by one) the POST.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
     /// items-api's pool size on PostgreSQL (DATABASE_POOL_SIZE), and pgbench's connections.
@@ -84,13 +89,17 @@ const SERVER_CPU: usize = 0;
 const LOAD_CPU: usize = 1;
 const SEED_ITEMS: usize = 1000;
 
-/// The store's point lookup, as `services/items-api/src/store/postgres.rs`
-/// sends it (a test holds them equal), with pgbench's placeholder.
+/// The store's point lookup and first page, as `services/items-api/src/store/postgres.rs`
+/// sends them (a test holds them equal); pgbench fills `$1` from `-D` variables.
 const GET_ITEM_SQL: &str =
     "SELECT id, name, description, version, created_at, updated_at FROM items WHERE id = $1";
-
-/// The scenario PostgreSQL's own limit is measured beside.
-const GET_ITEM_SCENARIO: &str = "GET /api/v1/items/{id}";
+const LIST_SQL: &str =
+    "SELECT id, name, description, version, created_at, updated_at FROM items ORDER BY id LIMIT $1";
+/// One item per statement and per commit: what a create cost before the
+/// store batched them, and the most a service that inserts one by one gets.
+const INSERT_ONE_SQL: &str = "INSERT INTO items (id, name, description, version, created_at, updated_at) \
+     VALUES (gen_random_uuid(), 'bench item', 'load', 1, now(), now()) \
+     RETURNING id, name, description, version, created_at, updated_at";
 
 /// A server under test, started and seeded.
 struct Subject {
@@ -106,7 +115,7 @@ struct Subject {
 
 /// 1. Build (or take) the binaries. 2. Start, time and seed each server.
 /// 3. Run every scenario, interleaving servers run by run; on PostgreSQL,
-///    pgbench's limit for the GET after each round of the GET. 4. Print.
+///    pgbench's figure for the scenario's own statement after each round. 4. Print.
 fn http(args: HttpArgs) -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(workspace::root());
@@ -138,42 +147,27 @@ fn http(args: HttpArgs) -> Result<()> {
     let mut subjects = start_subjects(&binary, reference, &args)?;
     let scratch = sh.create_temp_dir()?;
     let scenarios = scenarios(&subjects[0].last_id, scratch.path())?;
-    let sql = GET_ITEM_SQL.replace("$1", ":id");
-    let get_id = subjects[0].last_id.clone();
-    let vars = [("id", get_id.as_str())];
-    let pgbench = args.database_url.as_deref().map(|url| PgbenchRun {
-        database_url: url,
-        sql: &sql,
-        vars: &vars,
-        clients: args.pool_size,
-        seconds: args.duration,
-        cpu: LOAD_CPU,
-    });
-    let database_limit = measure_interleaved(
-        &sh,
-        &args,
-        &scenarios,
-        &mut subjects,
-        pgbench.as_ref().map(|run| (run, scratch.path())),
-    )?;
-    let database_limit = pgbench.is_some().then_some(database_limit);
-    print_http_report(
-        &args,
-        &binary,
-        &scenarios,
-        &subjects,
-        database_limit.as_deref(),
-    );
+    let database_limits =
+        measure_interleaved(&sh, &args, &scenarios, &mut subjects, scratch.path())?;
+    print_http_report(&args, &binary, &scenarios, &subjects, &database_limits);
     Ok(())
 }
 
-/// items-api, and the reference beside it when there is one.
+/// items-api, then the baseline build and the reference when there are:
+/// the last one is what the others are compared with.
 fn start_subjects(
     binary: &Path,
     reference: Option<PathBuf>,
     args: &HttpArgs,
 ) -> Result<Vec<Subject>> {
-    let mut subjects = vec![Subject::start("items-api", &service_spec(binary, args))?];
+    let mut subjects = vec![Subject::start(
+        "items-api",
+        &service_spec(binary, args.port, args),
+    )?];
+    if let Some(baseline) = &args.baseline {
+        let spec = service_spec(baseline, args.port + 2, args);
+        subjects.push(Subject::start("baseline", &spec)?);
+    }
     if let Some(reference) = reference {
         let spec = ServerSpec {
             binary: reference,
@@ -224,7 +218,7 @@ fn build_gin_reference(sh: &Shell) -> Result<PathBuf> {
     Ok(binary)
 }
 
-fn service_spec(binary: &Path, args: &HttpArgs) -> ServerSpec {
+fn service_spec(binary: &Path, port: u16, args: &HttpArgs) -> ServerSpec {
     let mut env = vec![
         ("RUST_LOG".to_owned(), "warn".to_owned()),
         ("SHUTDOWN_DRAIN_SECONDS".to_owned(), "0".to_owned()),
@@ -245,7 +239,7 @@ fn service_spec(binary: &Path, args: &HttpArgs) -> ServerSpec {
     ServerSpec {
         binary: binary.to_owned(),
         cpu: SERVER_CPU,
-        port: args.port,
+        port,
         env,
     }
 }
@@ -292,42 +286,60 @@ fn seed(base_url: &str) -> Result<String> {
     Ok(last_id)
 }
 
-/// A scenario: its name, the path wrk requests and an optional wrk script.
+/// A scenario: its name, the path wrk requests, an optional wrk script, and
+/// on PostgreSQL the statement pgbench runs beside it (`sql`, described by `what`).
 struct Scenario {
     name: &'static str,
     path: String,
     script: Option<PathBuf>,
+    database: Option<(&'static str, &'static str)>,
 }
 
 /// The list runs before POST, which adds many items. The GET reads the last
 /// seeded item of the first server; others are asked for their own.
 fn scenarios(last_id: &str, scratch: &Path) -> Result<Vec<Scenario>> {
     let post = wrk::post_script(scratch, r#"{"name":"bench item","description":"load"}"#)?;
-    let scenario = |name, path: String, script| Scenario { name, path, script };
+    let scenario = |name, path: String, script, database| Scenario {
+        name,
+        path,
+        script,
+        database,
+    };
     Ok(vec![
-        scenario("GET /healthz", "/healthz".into(), None),
-        scenario(GET_ITEM_SCENARIO, format!("/api/v1/items/{last_id}"), None),
+        scenario("GET /healthz", "/healthz".into(), None, None),
+        scenario(
+            "GET /api/v1/items/{id}",
+            format!("/api/v1/items/{last_id}"),
+            None,
+            Some(("the GET's SELECT", GET_ITEM_SQL)),
+        ),
         scenario(
             "GET /api/v1/items?limit=1000",
             "/api/v1/items?limit=1000".into(),
             None,
+            Some(("the list's SELECT of 1001 rows", LIST_SQL)),
         ),
-        scenario("POST /api/v1/items", "/api/v1/items".into(), Some(post)),
+        scenario(
+            "POST /api/v1/items",
+            "/api/v1/items".into(),
+            Some(post),
+            Some(("one INSERT … RETURNING per transaction", INSERT_ONE_SQL)),
+        ),
     ])
 }
 
 /// Every scenario, `runs` times, each run going to every server in turn, so
-/// drifts of the machine (other load, thermals) touch all servers alike. With
-/// `pgbench` (on PostgreSQL), each round of the GET is followed by a pgbench
-/// run of the GET's own statement at the pool's connection count: the most
-/// any service could get from this database at that moment. Returns those.
+/// drifts of the machine (other load, thermals) touch all servers alike. On
+/// PostgreSQL, each round of a scenario that has a statement is followed by a
+/// pgbench run of that statement at the pool's connection count: what the
+/// database itself does at that moment. Returns those, per scenario.
 fn measure_interleaved(
     sh: &Shell,
     args: &HttpArgs,
     scenarios: &[Scenario],
     subjects: &mut [Subject],
-    pgbench: Option<(&PgbenchRun, &Path)>,
-) -> Result<Vec<f64>> {
+    scratch: &Path,
+) -> Result<Vec<Vec<f64>>> {
     let load = wrk::Load {
         threads: args.threads,
         connections: args.connections,
@@ -335,11 +347,16 @@ fn measure_interleaved(
         cpu: LOAD_CPU,
     };
     let first_id = subjects[0].last_id.clone();
-    let mut database_limit = Vec::new();
+    let vars = [("id", first_id.as_str()), ("limit", "1001")];
+    let mut database_limits = Vec::new();
     for scenario in scenarios {
         for subject in subjects.iter_mut() {
             subject.runs.push(Vec::new());
         }
+        database_limits.push(Vec::new());
+        let sql = scenario
+            .database
+            .map(|(_, sql)| sql.replace("$1", if sql == LIST_SQL { ":limit" } else { ":id" }));
         for run in 1..=args.runs {
             for subject in subjects.iter_mut() {
                 eprintln!(
@@ -357,16 +374,37 @@ fn measure_interleaved(
                 )?;
                 subject.runs.last_mut().expect("pushed above").push(result);
             }
-            if let (Some((pgbench, scratch)), GET_ITEM_SCENARIO) = (pgbench, scenario.name) {
+            if let (Some(database_url), Some(sql)) = (&args.database_url, &sql) {
                 eprintln!(
-                    "bench: pgbench -M prepared -c {}, run {run}/{}",
-                    pgbench.clients, args.runs
+                    "bench: pgbench -M prepared -c {} beside {}, run {run}/{}",
+                    args.pool_size, scenario.name, args.runs
                 );
-                database_limit.push(pgbench.tps(sh, scratch)?);
+                let tps = database_tps(sh, args, database_url, sql, &vars, scratch)?;
+                database_limits.last_mut().expect("pushed above").push(tps);
             }
         }
     }
-    Ok(database_limit)
+    Ok(database_limits)
+}
+
+/// pgbench's transactions per second for `sql`, as the pool would send it.
+fn database_tps(
+    sh: &Shell,
+    args: &HttpArgs,
+    database_url: &str,
+    sql: &str,
+    vars: &[(&str, &str)],
+    scratch: &Path,
+) -> Result<f64> {
+    let pgbench = PgbenchRun {
+        database_url,
+        sql,
+        vars,
+        clients: args.pool_size,
+        seconds: args.duration,
+        cpu: LOAD_CPU,
+    };
+    pgbench.tps(sh, scratch)
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -381,7 +419,7 @@ fn print_http_report(
     binary: &Path,
     scenarios: &[Scenario],
     subjects: &[Subject],
-    database_limit: Option<&[f64]>,
+    database_limits: &[Vec<f64>],
 ) {
     let store = if args.database_url.is_some() {
         format!("PostgreSQL store, pool of {}", args.pool_size)
@@ -397,6 +435,9 @@ fn print_http_report(
         args.duration,
         args.runs
     );
+    if let Some(baseline) = &args.baseline {
+        println!("baseline: {}, same settings\n", baseline.display());
+    }
     print_scenario_table(scenarios, subjects);
     println!();
     for subject in subjects {
@@ -410,35 +451,58 @@ fn print_http_report(
             subject.startup_ms
         );
     }
-    if subjects.len() < 2 {
+    if !subjects.iter().any(|s| s.name == "reference") {
         println!(
             "no reference measured (pass --reference gin or --reference-binary PATH to measure one beside items-api)"
         );
     }
-    if let Some(limits) = database_limit {
-        let get = wrk::median(&subjects[0].runs[1]).requests_per_sec;
+    print_database_limits(args, scenarios, subjects, database_limits);
+}
+
+/// Beside each scenario that has a statement, PostgreSQL's own figure for it
+/// and what each items-api build got as a share of it.
+fn print_database_limits(
+    args: &HttpArgs,
+    scenarios: &[Scenario],
+    subjects: &[Subject],
+    database_limits: &[Vec<f64>],
+) {
+    for (index, (scenario, limits)) in scenarios.iter().zip(database_limits).enumerate() {
+        let Some((what, _)) = scenario.database.filter(|_| !limits.is_empty()) else {
+            continue;
+        };
         let limit = median(limits);
         let all: Vec<String> = limits.iter().map(|t| format!("{t:.0}")).collect();
+        let services: Vec<String> = subjects
+            .iter()
+            .filter(|s| s.name != "reference")
+            .map(|s| {
+                let rps = wrk::median(&s.runs[index]).requests_per_sec;
+                format!("{} {rps:.0} req/s = {:.0}%", s.name, rps / limit * 100.0)
+            })
+            .collect();
         println!(
-            "PostgreSQL's own limit for the GET's statement, pgbench -M prepared -c {} on CPU {LOAD_CPU}, \
-             a run after each round of the GET: {limit:.0} tx/s (runs: {}); items-api's GET: {get:.0} req/s = {:.0}% of it",
+            "{}: PostgreSQL's own limit for {what}, pgbench -M prepared -c {} on CPU {LOAD_CPU} after each round: \
+             {limit:.0} tx/s (runs: {}); {} of it",
+            scenario.name,
             args.pool_size,
             all.join(", "),
-            get / limit * 100.0
+            services.join(", ")
         );
     }
 }
 
 /// One row per scenario and server: the median run's figures, and against
-/// the reference (when one was measured) the ratios of throughput, CPU time
-/// per request and p99. CPU per request is what a request costs whether or
-/// not the server had its core to itself (this machine is shared).
+/// the last server (the reference, or else the baseline, when there is one
+/// besides items-api) the ratios of throughput, CPU time per request and p99.
+/// CPU per request is what a request costs whether or not the server had its
+/// core to itself (this machine is shared).
 fn print_scenario_table(scenarios: &[Scenario], subjects: &[Subject]) {
-    let reference = subjects.get(1);
-    let (versus_header, versus_rule) = match reference {
-        Some(_) => (" vs reference: req/s, CPU per request, p99 |", "---|"),
-        None => ("", ""),
-    };
+    let reference = subjects.last().filter(|_| subjects.len() > 1);
+    let versus_header = reference
+        .map(|r| format!(" vs {}: req/s, CPU per request, p99 |", r.name))
+        .unwrap_or_default();
+    let versus_rule = if reference.is_some() { "---|" } else { "" };
     println!(
         "| scenario | server | req/s | p50 | p99 | server CPU | CPU per request | wrk CPU | req/s of the runs |{versus_header}\n\
          |---|---|---:|---:|---:|---:|---:|---:|---|{versus_rule}"
@@ -669,10 +733,12 @@ mod tests {
     #[test]
     fn pgbench_runs_the_statement_the_store_sends() {
         let store = include_str!("../../services/items-api/src/store/postgres.rs");
-        assert!(
-            store.contains(&format!("\"{GET_ITEM_SQL}\"")),
-            "the store's point lookup is no longer {GET_ITEM_SQL:?}: update GET_ITEM_SQL"
-        );
+        for sql in [GET_ITEM_SQL, LIST_SQL] {
+            assert!(
+                store.contains(&format!("\"{sql}\"")),
+                "the store no longer sends {sql:?}: update bench.rs"
+            );
+        }
     }
 
     #[test]

@@ -56,14 +56,23 @@ pub struct ItemView<'a> {
     pub name: &'a str,
     pub description: Option<&'a str>,
     pub version: u64,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A point in time as an item's JSON gives it: a `time` value, or a
+/// PostgreSQL `timestamptz` as the database sends it (microseconds since
+/// 2000-01-01 00:00 UTC), which a page of rows writes without converting
+/// each of its 2000 timestamps to an `OffsetDateTime` first.
+#[derive(Debug, Clone, Copy)]
+pub enum Timestamp {
+    Time(OffsetDateTime),
+    PostgresMicros(i64),
 }
 
 impl ItemView<'_> {
     /// Appends the item's JSON object to `out`, in `Item`'s field order.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
         out.extend_from_slice(b"{\"id\":\"");
         let mut id = Uuid::encode_buffer();
         out.extend_from_slice(self.id.hyphenated().encode_lower(&mut id).as_bytes());
@@ -73,10 +82,12 @@ impl ItemView<'_> {
             out.extend_from_slice(b",\"description\":");
             json_string(out, description);
         }
-        write!(out, ",\"version\":{},\"createdAt\":\"", self.version).expect("writes to a Vec");
-        write_rfc3339(out, self.created_at);
+        out.extend_from_slice(b",\"version\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.version).as_bytes());
+        out.extend_from_slice(b",\"createdAt\":\"");
+        self.created_at.write_rfc3339(out);
         out.extend_from_slice(b"\",\"updatedAt\":\"");
-        write_rfc3339(out, self.updated_at);
+        self.updated_at.write_rfc3339(out);
         out.extend_from_slice(b"\"}");
     }
 }
@@ -86,23 +97,80 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     serde_json::to_writer(out, text).expect("a str always serializes");
 }
 
-/// What `time`'s RFC 3339 format writes, without its general machinery for
-/// the usual case (UTC, years 0 to 9999): `2026-01-02T03:04:05.5Z`, the
-/// fraction's trailing zeros dropped, no fraction for a whole second.
-fn write_rfc3339(out: &mut Vec<u8>, at: OffsetDateTime) {
-    let (year, month, day) = at.to_calendar_date();
-    if !at.offset().is_utc() || !(0..=9999).contains(&year) {
-        let mut buffer = [0u8; 40];
-        let mut rest = &mut buffer[..];
-        at.format_into(&mut rest, &time::format_description::well_known::Rfc3339)
-            .expect("a datetime `time` can format");
-        let written = 40 - rest.len();
-        out.extend_from_slice(&buffer[..written]);
-        return;
+/// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const POSTGRES_EPOCH_DAYS: i64 = 10_957;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+impl Timestamp {
+    /// What `time`'s RFC 3339 format writes, without its general machinery
+    /// for the usual case (UTC, years 0 to 9999): `2026-01-02T03:04:05.5Z`,
+    /// the fraction's trailing zeros dropped, no fraction for a whole second.
+    fn write_rfc3339(self, out: &mut Vec<u8>) {
+        let at = match self {
+            Timestamp::PostgresMicros(micros) => {
+                let days = micros.div_euclid(MICROS_PER_DAY) + POSTGRES_EPOCH_DAYS;
+                let (year, month, day) = civil_from_days(days);
+                if (0..=9999).contains(&year) {
+                    let of_day = micros.rem_euclid(MICROS_PER_DAY);
+                    let seconds = of_day / 1_000_000;
+                    write_utc(
+                        out,
+                        [year as u32, month, day],
+                        [seconds / 3600, seconds / 60 % 60, seconds % 60].map(|n| n as u8),
+                        (of_day % 1_000_000) as u32 * 1000,
+                    );
+                    return;
+                }
+                time::macros::datetime!(2000-01-01 0:00 UTC)
+                    .checked_add(time::Duration::microseconds(micros))
+                    .expect("a timestamptz within time's range (years -9999 to 9999)")
+            }
+            Timestamp::Time(at) => at,
+        };
+        let (year, month, day) = at.to_calendar_date();
+        if !at.offset().is_utc() || !(0..=9999).contains(&year) {
+            let mut buffer = [0u8; 40];
+            let mut rest = &mut buffer[..];
+            at.format_into(&mut rest, &time::format_description::well_known::Rfc3339)
+                .expect("a datetime `time` can format");
+            let written = 40 - rest.len();
+            out.extend_from_slice(&buffer[..written]);
+            return;
+        }
+        let (hour, minute, second, nanos) = at.to_hms_nano();
+        write_utc(
+            out,
+            [year as u32, u32::from(u8::from(month)), u32::from(day)],
+            [hour, minute, second],
+            nanos,
+        );
     }
-    let (hour, minute, second, nanos) = at.to_hms_nano();
-    let two = |n: u8| [b'0' + n / 10, b'0' + n % 10];
-    let year = year as u32;
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01: year, month (1-12),
+/// day (1-31). Howard Hinnant's `civil_from_days`, exact for every `i64` day
+/// count a `timestamptz` can hold.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, the year 0 to 9999.
+fn write_utc(out: &mut Vec<u8>, [year, month, day]: [u32; 3], hms: [u8; 3], nanos: u32) {
+    let two = |n: u32| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
     out.extend_from_slice(&[
         b'0' + (year / 1000) as u8,
         b'0' + (year / 100 % 10) as u8,
@@ -110,12 +178,8 @@ fn write_rfc3339(out: &mut Vec<u8>, at: OffsetDateTime) {
         b'0' + (year % 10) as u8,
         b'-',
     ]);
-    for (value, separator) in [
-        (u8::from(month), b'-'),
-        (day, b'T'),
-        (hour, b':'),
-        (minute, b':'),
-    ] {
+    let [hour, minute, second] = hms.map(u32::from);
+    for (value, separator) in [(month, b'-'), (day, b'T'), (hour, b':'), (minute, b':')] {
         out.extend_from_slice(&two(value));
         out.push(separator);
     }
@@ -141,8 +205,8 @@ impl<'a> From<&'a Item> for ItemView<'a> {
             name: &item.name,
             description: item.description.as_deref(),
             version: item.version,
-            created_at: item.created_at,
-            updated_at: item.updated_at,
+            created_at: Timestamp::Time(item.created_at),
+            updated_at: Timestamp::Time(item.updated_at),
         }
     }
 }
@@ -352,6 +416,48 @@ mod tests {
             std::str::from_utf8(stored.json()).unwrap(),
             r#"{"id":"00000000-0000-0000-0000-000000000000","name":"tea \"green\"","version":3,"createdAt":"2026-01-02T03:04:05.5Z","updatedAt":"2026-01-02T03:04:06Z"}"#
         );
+    }
+
+    /// A row's timestamps are rendered from PostgreSQL's microseconds by
+    /// hand; they must read exactly as `time` writes the same instant.
+    #[test]
+    fn postgres_timestamps_render_as_time_writes_them() {
+        use time::macros::datetime;
+        let epoch = datetime!(2000-01-01 0:00 UTC);
+        let mut micros: Vec<i64> = vec![0, -1, 1, 999_999, 1_000_000, 1_500_000, 10];
+        micros.extend([-1, 0, 1].map(|d| MICROS_PER_DAY + d));
+        micros.extend([-1, 0, 1].map(|d| -MICROS_PER_DAY + d));
+        for at in [
+            datetime!(0000-01-01 0:00 UTC),
+            datetime!(0000-02-29 23:59:59.999999 UTC),
+            datetime!(0001-01-01 0:00:00.1 UTC),
+            datetime!(1900-02-28 23:59:59.999999 UTC),
+            datetime!(1970-01-01 0:00 UTC),
+            datetime!(2000-02-29 12:00 UTC),
+            datetime!(2026-11-29 11:40:17.263053 UTC),
+            datetime!(2100-03-01 0:00 UTC),
+            datetime!(9999-12-31 23:59:59.999999 UTC),
+        ] {
+            micros.push((at - epoch).whole_microseconds() as i64);
+        }
+        // A sweep over the years 0 to 9977: a day every 729, a time of day
+        // that moves through hours, seconds and fractions.
+        let first = (datetime!(0000-01-01 0:00 UTC) - epoch).whole_days();
+        for step in 0..5000 {
+            let day = first + step * 729;
+            micros.push(day * MICROS_PER_DAY + (step * 7_777_777_777) % MICROS_PER_DAY);
+        }
+        for m in micros {
+            let at = epoch + time::Duration::microseconds(m);
+            let (mut fast, mut via_time) = (Vec::new(), Vec::new());
+            Timestamp::PostgresMicros(m).write_rfc3339(&mut fast);
+            Timestamp::Time(at).write_rfc3339(&mut via_time);
+            let expected = at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            assert_eq!(String::from_utf8(fast).unwrap(), expected, "{m} µs");
+            assert_eq!(String::from_utf8(via_time).unwrap(), expected, "{m} µs");
+        }
     }
 
     #[test]

@@ -15,7 +15,8 @@ use common::api_suite::{Backend, TestStore, assert_problem, serve_on_loopback};
 use common::postgres::PgServer;
 use items_api::AppState;
 use items_api::config::{Config, DatabaseConfig};
-use items_api::store::{PostgresStore, migrate};
+use items_api::domain::{ItemDescription, ItemName, NewItem};
+use items_api::store::{ItemStore, PostgresStore, migrate};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -190,5 +191,63 @@ async fn readiness_stays_ready_while_every_pool_connection_is_busy() {
     assert_eq!(
         blocked.await.unwrap().unwrap().status(),
         StatusCode::CREATED
+    );
+}
+
+/// Concurrent creates are inserted in batches (`store/batched_insert.rs`):
+/// one statement, so one transaction, whose items share `now()`. Each create
+/// still gets back its own item, and every one is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_share_statements_and_each_gets_its_own_item() {
+    let Some(server) = PgServer::start(
+        "api_postgres::concurrent_creates_share_statements_and_each_gets_its_own_item",
+    ) else {
+        return;
+    };
+    let config = database(&server);
+    migrate(&config).await.unwrap();
+    let store = Arc::new(PostgresStore::new(&config).unwrap());
+    const CREATES: usize = 200;
+    let creates: Vec<_> = (0..CREATES)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let new = NewItem {
+                    name: ItemName::parse(&format!("item {n}")).unwrap(),
+                    description: (n % 2 == 0)
+                        .then(|| ItemDescription::parse(format!("description {n}")).unwrap()),
+                };
+                (n, store.create(new).await.unwrap())
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let mut transactions = std::collections::HashSet::new();
+    for create in creates {
+        let (n, item) = create.await.unwrap();
+        assert_eq!(
+            item.name,
+            format!("item {n}"),
+            "a create got another's item"
+        );
+        let description = (n % 2 == 0).then(|| format!("description {n}"));
+        assert_eq!(item.description, description);
+        assert_eq!(store.get(item.id).await.unwrap().json(), item.json());
+        ids.insert(item.id);
+        transactions.insert(item.created_at);
+    }
+    assert_eq!(ids.len(), CREATES, "every create has an id of its own");
+    let page = store.list(None, 1000).await.unwrap();
+    let listed: Vec<Value> = serde_json::from_slice(&page.json).unwrap();
+    assert_eq!(listed.len(), CREATES);
+    // One by one, 200 creates are 200 transactions; batched, a few.
+    assert!(
+        transactions.len() <= CREATES / 4,
+        "{} transactions for {CREATES} concurrent creates: they were not batched",
+        transactions.len()
+    );
+    eprintln!(
+        "{CREATES} concurrent creates in {} transactions",
+        transactions.len()
     );
 }

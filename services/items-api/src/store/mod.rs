@@ -1,5 +1,6 @@
 //! Storage behind a trait, so the HTTP layer does not know where items live.
 
+mod batched_insert;
 mod memory;
 mod migrations;
 mod postgres;
@@ -97,7 +98,7 @@ impl Page {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("item {0} not found")]
     NotFound(Uuid),

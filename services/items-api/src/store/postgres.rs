@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use futures_util::StreamExt as _;
 use time::OffsetDateTime;
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{NoTls, Row, Statement};
 use uuid::Uuid;
 
+use super::batched_insert::{BatchedInsert, NewRow};
 use super::{Cursor, ItemStore, Page, PageWriter, StoreError};
 use crate::config::DatabaseConfig;
-use crate::domain::{ITEM_JSON_OVERHEAD, Item, ItemView, NewItem, StoredItem};
+use crate::domain::{ITEM_JSON_OVERHEAD, Item, ItemView, NewItem, StoredItem, Timestamp};
 
 /// The longest `/readyz` waits for a connection (requests wait 3 s).
 const READY_WAIT: Duration = Duration::from_secs(1);
@@ -37,9 +40,6 @@ const LIST_FIRST: &str =
     "SELECT id, name, description, version, created_at, updated_at FROM items ORDER BY id LIMIT $1";
 const LIST_AFTER: &str = "SELECT id, name, description, version, created_at, updated_at FROM items \
      WHERE id > $1 ORDER BY id LIMIT $2";
-const INSERT: &str = "INSERT INTO items (id, name, description, version, created_at, updated_at) \
-     VALUES ($1, $2, $3, 1, now(), now()) \
-     RETURNING id, name, description, version, created_at, updated_at";
 // The version check and the write are one statement: no lost update.
 const UPDATE: &str = "UPDATE items SET name = $2, description = $3, version = version + 1, updated_at = now() \
      WHERE id = $1 AND ($4::bigint IS NULL OR version = $4) \
@@ -52,12 +52,20 @@ pub struct PostgresStore {
     /// Connections that point lookups share (see [`PostgresStore::shared_client`]).
     shared: Vec<Mutex<Option<Arc<Object>>>>,
     next_shared: AtomicUsize,
+    /// Creates, inserted in batches (see [`BatchedInsert`]).
+    creates: BatchedInsert,
 }
 
 /// How many of the pool's connections point lookups share: a quarter of the
 /// pool, at most two, none for a pool under four (writes keep the rest).
 fn shared_connections(pool_size: usize) -> usize {
     (pool_size / 4).min(2)
+}
+
+/// How many batches of creates may be in flight, each holding a connection
+/// while it runs: half the pool, so reads and updates keep the other half.
+fn create_writers(pool_size: usize) -> usize {
+    (pool_size / 2).max(1)
 }
 
 impl PostgresStore {
@@ -89,6 +97,7 @@ impl PostgresStore {
             .map(|_| Mutex::default())
             .collect();
         Ok(Self {
+            creates: BatchedInsert::new(pool.clone(), create_writers(config.pool_size)),
             pool,
             shared,
             next_shared: AtomicUsize::new(0),
@@ -151,17 +160,12 @@ async fn conflict(client: &Object, id: Uuid) -> Result<StoreError, StoreError> {
 #[async_trait]
 impl ItemStore for PostgresStore {
     async fn create(&self, new: NewItem) -> Result<StoredItem, StoreError> {
-        let client = self.client().await?;
-        let (id, name) = (Uuid::now_v7(), new.name.into_inner());
-        let description = new.description.map(|d| d.into_inner());
-        let row = client
-            .query_one(
-                &prepared(&client, INSERT).await?,
-                &[&id, &name, &description],
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(item(&row))
+        let row = NewRow {
+            id: Uuid::now_v7(),
+            name: new.name.into_inner(),
+            description: new.description.map(|d| d.into_inner()),
+        };
+        self.creates.insert(row).await
     }
 
     async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError> {
@@ -177,21 +181,28 @@ impl ItemStore for PostgresStore {
         let client = self.client().await?;
         // One more than asked (see PageWriter).
         let overfetch = limit as i64 + 1;
-        let rows = match after {
+        let rows = match &after {
             None => {
                 let statement = prepared(&client, LIST_FIRST).await?;
-                client.query(&statement, &[&overfetch]).await
+                client.query_raw(&statement, params(&[&overfetch])).await
             }
             Some(Cursor(id)) => {
                 let statement = prepared(&client, LIST_AFTER).await?;
-                client.query(&statement, &[&id, &overfetch]).await
+                client
+                    .query_raw(&statement, params(&[id, &overfetch]))
+                    .await
             }
         }
         .map_err(unavailable)?;
-        // Each row's JSON straight into the page, its text borrowed from the row.
-        let mut page = PageWriter::new(limit, rows.len() * ITEM_JSON_OVERHEAD);
-        for row in &rows {
-            let view = item_view(row);
+        // Each row's JSON straight into the page as it arrives, its text
+        // borrowed from the row: no Vec of 1001 rows, no Item per row.
+        // Sized for a full page: regrowing 200 KB a few times costs more
+        // than the room a short page leaves unused until it is sent.
+        let mut page = PageWriter::new(limit, (limit + 1) * ITEM_JSON_OVERHEAD);
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(unavailable)?;
+            let view = item_view(&row);
             page.push(view.id, |json| view.write_json(json));
         }
         Ok(page.finish())
@@ -262,7 +273,7 @@ impl ItemStore for PostgresStore {
 
 /// An item from a row of `id, name, description, version, created_at,
 /// updated_at`, read by position (a lookup by name compares every column's name).
-fn item(row: &Row) -> StoredItem {
+pub(super) fn item(row: &Row) -> StoredItem {
     StoredItem::new(Item {
         id: row.get(0),
         name: row.get(1),
@@ -273,16 +284,38 @@ fn item(row: &Row) -> StoredItem {
     })
 }
 
-/// The same row's fields borrowed, for rendering without an `Item`.
+/// The same row's fields borrowed, for rendering without an `Item`; the
+/// timestamps as sent, rendered from their microseconds.
 fn item_view(row: &Row) -> ItemView<'_> {
     ItemView {
         id: row.get(0),
         name: row.get(1),
         description: row.get(2),
         version: row.get::<_, i64>(3) as u64,
-        created_at: row.get(4),
-        updated_at: row.get(5),
+        created_at: Timestamp::PostgresMicros(row.get::<_, PostgresMicros>(4).0),
+        updated_at: Timestamp::PostgresMicros(row.get::<_, PostgresMicros>(5).0),
     }
+}
+
+/// A `timestamptz` in PostgreSQL's binary format: microseconds since
+/// 2000-01-01 00:00 UTC, big-endian.
+struct PostgresMicros(i64);
+
+impl<'a> FromSql<'a> for PostgresMicros {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self(i64::from_be_bytes(raw.try_into()?)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
+}
+
+/// Statement parameters as `query_raw` takes them.
+fn params<'a>(
+    values: &'a [&'a (dyn ToSql + Sync)],
+) -> impl ExactSizeIterator<Item = &'a (dyn ToSql + Sync)> {
+    values.iter().copied()
 }
 
 /// The slot's lock: nothing panics while holding it, and its value is valid
@@ -291,6 +324,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
+pub(super) fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
