@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::parts::argocd::ArgoCd;
 use crate::parts::github::GitHub;
-use crate::parts::{services, workspace};
+use crate::parts::services;
 
 #[derive(clap::Args)]
 pub struct DoctorArgs {
@@ -160,7 +160,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                 .map(|(_, v)| v.clone())
         });
     verdicts.push(("Argo CD".into(), argocd(server.as_deref(), args.insecure)));
-    for service in services::load(&workspace::root())? {
+    for service in services::load_current()? {
         let image = &service.declaration.image;
         verdicts.push((
             format!("GHCR package of {}", service.name),

@@ -100,6 +100,13 @@ pub fn run(args: PromoteArgs) -> Result<()> {
     for target in targets {
         let repository = repository_for(&args, &target.service, &all, key.is_some())?;
         let image = image_for(&args, &tag, source, repository.as_ref(), key.as_ref())?;
+        // A build tag names one service's build of one commit: its bits must say so.
+        if let (Some(repository), ImageTag::Main { sha } | ImageTag::Pr { sha, .. }) =
+            (&repository, &tag)
+            && !image.digest.is_empty()
+        {
+            promotion::check_built_from(repository, &image.digest, target.name(), sha)?;
+        }
         moves.push(Move {
             target,
             envs: vec![args.env],

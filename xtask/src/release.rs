@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use gix::ObjectId;
 use xshell::{Shell, cmd};
 
@@ -340,11 +340,28 @@ fn resolve_services(
             );
         }
         let repository = args.repositories.require(&target.service, all)?;
-        services.push(Released::resolve(
-            target,
-            commit,
-            Repository::open(&repository)?,
-        )?);
+        let pinned = match args.sha {
+            None => read_deployed(snapshot, &target, Env::Preprod)?.digest,
+            Some(_) => String::new(),
+        };
+        let released = Released::resolve(target, commit, Repository::open(&repository)?)?;
+        // What preprod ran and tested is what ships: the tag must still name
+        // the digest preprod pins, and the bits must be this service's build
+        // of this commit.
+        ensure!(
+            pinned.is_empty() || pinned == released.digest,
+            "{} now names {}, but preprod runs (and tested) {pinned}: the tag was moved after the \
+             promotion; promote and test the build again",
+            released.build_tag,
+            released.digest
+        );
+        promotion::check_built_from(
+            &released.registry,
+            &released.digest,
+            released.target.name(),
+            &released.sha,
+        )?;
+        services.push(released);
     }
     Ok(services)
 }

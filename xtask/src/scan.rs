@@ -21,11 +21,11 @@ use p256::ecdsa::SigningKey;
 
 use crate::parts::advisories::{self, Database, Finding, NO_DATABASE_HINT, Severity};
 use crate::parts::attestation::{self, Statement};
+use crate::parts::github;
 use crate::parts::registry::{Repository, at};
 use crate::parts::sbom::{self, Binary, CYCLONEDX_PREDICATE};
 use crate::parts::services::{self, RepositoryOptions, ServiceSelection};
 use crate::parts::tags::ImageTag;
-use crate::parts::{github, workspace};
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
@@ -125,7 +125,7 @@ fn image_of(args: &ScanArgs) -> Result<Option<(String, String)>> {
         [] => None,
         [repository, reference] => Some((repository.clone(), reference.clone())),
         [reference] => {
-            let all = services::load(&workspace::root())?;
+            let all = services::load_current()?;
             let service = args.services.one(&all)?;
             let repository = args.repositories.require(&service, &all)?;
             Some((repository, reference.clone()))

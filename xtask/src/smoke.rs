@@ -14,7 +14,7 @@ use crate::parts::attestation::{PreprodPredicate, Results, Signer};
 use crate::parts::gates::{self, Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
 use crate::parts::gitops::GitopsOptions;
 use crate::parts::services::{self, RepositoryOptions, Service, ServiceSelection};
-use crate::parts::{tags, workspace};
+use crate::parts::tags;
 
 /// The service whose API the item suites below were written for.
 const ITEMS_API: &str = "items-api";
@@ -53,7 +53,7 @@ pub struct PreprodTestArgs {
 }
 
 pub fn smoke(args: SmokeArgs) -> Result<()> {
-    let service = args.services.one(&services::load(&workspace::root())?)?;
+    let service = args.services.one(&services::load_current()?)?;
     let mut suite = Suite::new(&args.url)?;
     smoke_checks(&mut suite, &service);
     suite.finish(&format!("{} smoke", service.name))
@@ -62,7 +62,7 @@ pub fn smoke(args: SmokeArgs) -> Result<()> {
 pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
     tags::validate_digest(&args.digest)?;
     let sha = gates::full_sha(&args.gitops, &args.sha)?;
-    let all = services::load(&workspace::root())?;
+    let all = services::load_current()?;
     let service = args.services.one(&all)?;
     let store = GateStore::open(&args.store, &args.gitops)?;
     // Opened before the suite runs, so a missing repository fails first.

@@ -609,6 +609,18 @@ fn fault_an_element_naming_a_chart_that_does_not_exist_is_named() {
 }
 
 #[test]
+fn fault_an_application_file_an_applicationset_would_take_over_is_named() {
+    let Some(()) = tools() else { return };
+    // As a service named service-demo-database would make of the database's Application.
+    caught(
+        "gitops/argocd/apps/database-prod.yaml",
+        "name: service-demo-database-prod",
+        "name: service-demo-prod",
+        "Application service-demo-prod is also made by an ApplicationSet, which would take it over",
+    );
+}
+
+#[test]
 fn fault_an_environments_list_without_prod_is_named() {
     let Some(()) = tools() else { return };
     let (_dir, root) = assets();

@@ -405,6 +405,18 @@ pub fn check_argocd(
         }
     }
     names.dedup();
+    // An ApplicationSet takes over an Application of the same name that it
+    // does not own (a service named service-demo-database would rewrite the
+    // database's Application into the chart's).
+    for (file, doc) in docs.iter().filter(|(_, d)| d["kind"] == "Application") {
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        if names.iter().any(|n| n == name) {
+            problems.push(format!(
+                "{file}: Application {name} is also made by an ApplicationSet, which would take it over: \
+                 rename the service (its values file) or this Application"
+            ));
+        }
+    }
     (problems, names)
 }
 

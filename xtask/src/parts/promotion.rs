@@ -478,6 +478,50 @@ pub fn check_signed_gate(
     Ok(resolved)
 }
 
+/// What an image built by `image build` says about itself: the service
+/// (`org.opencontainers.image.title`) and the commit
+/// (`org.opencontainers.image.revision`) it was built from. The labels are in
+/// the image's config, so its digest covers them, and the image key signs
+/// only what CD built.
+pub const TITLE_LABEL: &str = "org.opencontainers.image.title";
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+
+/// Refuses `digest` in `registry` unless it is `service`'s image built from
+/// `sha` (a full or abbreviated commit): a `main-<sha>` tag moved to an older
+/// build, or to another service's bits copied in with their signature, is
+/// not what the tag names. An image without the labels (not made by `image
+/// build`) is refused too.
+pub fn check_built_from(
+    registry: &Repository,
+    digest: &str,
+    service: &str,
+    sha: &str,
+) -> Result<()> {
+    let manifest = registry.platform_manifest(digest, super::oci::Arch::Amd64)?;
+    let config: Value = serde_json::from_slice(&registry.blob(&manifest.config.digest)?)
+        .with_context(|| format!("{registry}@{digest}: the image config is not JSON"))?;
+    let label = |key: &str| {
+        config["config"]["Labels"][key]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (title, revision) = (label(TITLE_LABEL), label(REVISION_LABEL));
+    ensure!(
+        title == service,
+        "{registry}@{} is {title:?}'s image (its {TITLE_LABEL} label), not {service}'s: refusing bits the \
+         tag does not name (a tag moved, or an image copied from another repository)",
+        short_digest(digest)
+    );
+    ensure!(
+        sha.len() >= 7 && revision.starts_with(sha),
+        "{registry}@{} was built from {revision:?} (its {REVISION_LABEL} label), not {sha}: refusing bits the \
+         tag does not name (a tag moved to another build)",
+        short_digest(digest)
+    );
+    Ok(())
+}
+
 /// Runs every check [`promote`] would on `snapshot` (the files exist, the
 /// environments accept the tags, the policy's monotonic check), changing
 /// nothing: for a command with a step to take first (release's retag) that

@@ -127,6 +127,24 @@ pub fn load(root: &Path) -> Result<Vec<Service>> {
     discover(root, &packages(root)?)
 }
 
+/// The services of the workspace around the current directory (where a
+/// command runs: a fork's checkout, the demo's clone), not xtask's own.
+pub fn load_current() -> Result<Vec<Service>> {
+    let sh = Shell::new()?;
+    let cargo = cargo();
+    let manifest = cmd!(
+        sh,
+        "{cargo} locate-project --workspace --message-format plain"
+    )
+    .quiet()
+    .read()
+    .context("the current directory is not inside a Cargo workspace")?;
+    let root = Path::new(&manifest)
+        .parent()
+        .context("a manifest has a directory")?;
+    load(root)
+}
+
 /// `--service NAME`, repeatable: which services a command acts on. A
 /// workspace of one service needs no flag, so a fork that never adds a second
 /// one runs every command as it always did.
@@ -313,6 +331,10 @@ pub fn discover(root: &Path, packages: &[Package]) -> Result<Vec<Service>> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let service_dir = format!("{SERVICES_DIR}/{name}");
         let shown = format!("{service_dir}/{DECLARATION_FILE}");
+        // Hand-written declarations get new-service's rules: the name becomes
+        // a crate, an image, Kubernetes objects and URL path segments.
+        check_name(&name)
+            .with_context(|| format!("{shown} declares a service in {service_dir}"))?;
         let Some(package) = packages.iter().find(|p| p.dir == service_dir) else {
             bail!(
                 "{shown} declares a service, but {service_dir} is not a workspace member: \
@@ -378,6 +400,15 @@ impl Declaration {
             is_plain_file_name(&self.values_file) && self.values_file.ends_with(".yaml"),
             "values-file {:?} must be a file name ending in .yaml, without a folder \
              (it is looked up in {VALUES_DIR}/<env>/)",
+            self.values_file
+        );
+        // The stem names the service's Argo CD Applications (`<stem>-<env>`),
+        // which reach Argo CD's API in URL paths: a service name's rules.
+        let stem = self.values_file.trim_end_matches(".yaml");
+        ensure!(
+            check_name(stem).is_ok(),
+            "values-file {:?}: its name without .yaml names the service's Argo CD Applications \
+             (<stem>-<env>): lowercase letters, digits and single '-', starting with a letter",
             self.values_file
         );
         ensure!(
@@ -490,6 +521,27 @@ mod tests {
                 ready_path: "/readyz".into(),
                 values_file: format!("{image}.yaml"),
             },
+        }
+    }
+
+    #[test]
+    fn a_values_file_whose_stem_is_not_a_name_is_refused() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut declaration = service("orders-api", "orders-api").declaration;
+        assert!(declaration.check(root).is_ok());
+        for bad in [
+            "a%2fb.yaml",
+            "x?y.yaml",
+            "Orders.yaml",
+            "-x.yaml",
+            "a--b.yaml",
+        ] {
+            declaration.values_file = bad.into();
+            let error = declaration.check(root).unwrap_err().to_string();
+            assert!(
+                error.contains("names the service's Argo CD Applications"),
+                "{bad}: {error}"
+            );
         }
     }
 
