@@ -160,13 +160,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                 .map(|(_, v)| v.clone())
         });
     verdicts.push(("Argo CD".into(), argocd(server.as_deref(), args.insecure)));
-    for service in services::load_current()? {
-        let image = &service.declaration.image;
-        verdicts.push((
-            format!("GHCR package of {}", service.name),
-            package(&github, &repo, image)?,
-        ));
-    }
+    verdicts.extend(packages(&github, &repo)?);
     verdicts.push(("GitOps deploy key".into(), deploy_key(&github, &repo)?));
     verdicts.extend(protection(&github, &repo, &args.branch)?);
     report(&verdicts)
@@ -421,6 +415,19 @@ fn argocd(server: Option<&str>, insecure: bool) -> Verdict {
 }
 
 /// The image package is public: the kind cluster pulls it without a secret.
+/// Every service's image package, by its declared image.
+fn packages(github: &GitHub, repo: &str) -> Result<Vec<(String, Verdict)>> {
+    let mut verdicts = Vec::new();
+    for service in services::load_current()? {
+        let image = &service.declaration.image;
+        verdicts.push((
+            format!("GHCR package of {}", service.name),
+            package(github, repo, image)?,
+        ));
+    }
+    Ok(verdicts)
+}
+
 /// A service's image package (`ghcr.io/<owner>/<image>`, where the workflows
 /// push it): public, so the cluster pulls it without a secret.
 fn package(github: &GitHub, repo: &str, image: &str) -> Result<Verdict> {

@@ -105,7 +105,8 @@ pub fn run(args: PromoteArgs) -> Result<()> {
             (&repository, &tag)
             && !image.digest.is_empty()
         {
-            promotion::check_built_from(repository, &image.digest, target.name(), sha)?;
+            let (name, digest) = (target.name(), &image.digest);
+            promotion::check_built_from(&repos.service, &all, repository, digest, name, sha)?;
         }
         moves.push(Move {
             target,

@@ -356,6 +356,8 @@ fn resolve_services(
             released.digest
         );
         promotion::check_built_from(
+            &repos.service,
+            all,
             &released.registry,
             &released.digest,
             released.target.name(),

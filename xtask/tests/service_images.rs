@@ -338,3 +338,119 @@ fn affected_writes_the_matrix_for_github_actions_and_falls_back_to_everything() 
             .starts_with("services=[\"items-api\",\"orders-api\"]\n")
     );
 }
+
+/// A bare GitOps repository (`GITOPS_REPO`) whose main holds both services'
+/// preprod values, under `dir`.
+fn gitops_repository(dir: &Path) -> String {
+    let (bare, work) = (dir.join("gitops.git"), dir.join("gitops-work"));
+    git(
+        dir,
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "--initial-branch=main",
+            "gitops.git",
+        ],
+    );
+    let values = "image:\n  repository: \"\"\n  tag: \"\"\n  digest: \"\"\n";
+    write(
+        &work,
+        &[
+            ("values/preprod/service-demo.yaml", values),
+            ("values/preprod/orders.yaml", values),
+        ],
+    );
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "preprod"]);
+    git(&work, &["push", "--quiet", bare.to_str().unwrap(), "main"]);
+    bare.to_str().unwrap().to_owned()
+}
+
+/// Anyone who can push packages can move a tag or copy an image (with its
+/// signature) from one service's repository into another's. The bits' own
+/// labels (service and commit, in the config the digest covers) say what
+/// they are: promote refuses `main-<sha>` naming an older build of this
+/// repository, or another service's image, and changes nothing.
+#[test]
+fn promote_refuses_bits_whose_labels_say_the_tag_does_not_name_them() {
+    let dir = two_services();
+    let root = dir.path();
+    let gitops = gitops_repository(root);
+    let registry = format!("oci:{}", root.join("registry").display());
+    let env = [("GITOPS_REPO", gitops.as_str())];
+    let build = |service: &str, repository: &str| {
+        let source = root.to_str().unwrap();
+        let args = [
+            "image",
+            "build",
+            "--source",
+            source,
+            "--service",
+            service,
+            "--platform",
+            "linux/amd64",
+            "--push",
+            repository,
+        ];
+        assert_ok(&xtask_in(root, &args, &[]));
+    };
+    let promote = |service: &str, tag: &str| {
+        let args = [
+            "promote",
+            "--service",
+            service,
+            "--env",
+            "preprod",
+            "--tag",
+            tag,
+            "--registry",
+            &registry,
+        ];
+        xtask_in(root, &args, &env)
+    };
+    let commit = |file: &str| {
+        write(root, &[(file, "orders\n")]);
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "--quiet", "-m", "docs: orders"]);
+        git(root, &["rev-parse", "HEAD"])
+    };
+    let old = git(root, &["rev-parse", "HEAD"]);
+    build("orders-api", &format!("{registry}/orders"));
+    let new = commit("services/orders-api/README.md");
+    build("orders-api", &format!("{registry}/orders"));
+    // Its own build of <new> is promoted.
+    assert_ok(&promote("orders-api", &format!("main-{new}")));
+    let state = || git(Path::new(&gitops), &["rev-parse", "main"]);
+    let before = state();
+
+    // main-<newer> names the old build.
+    let newer = commit("services/orders-api/CHANGELOG.md");
+    let retag = [
+        "image",
+        "retag",
+        &format!("main-{old}"),
+        &format!("main-{newer}"),
+        "--repository",
+        &format!("{registry}/orders"),
+    ];
+    assert_ok(&xtask_in(root, &retag, &[]));
+    let error = assert_fails(&promote("orders-api", &format!("main-{newer}")));
+    assert!(
+        error.contains(&format!("was built from {}", &old[..7])) && error.contains("a tag moved"),
+        "{error}"
+    );
+    // orders-api's build of <newer> copied into items-api's repository.
+    build("orders-api", &format!("{registry}/service-demo"));
+    let error = assert_fails(&promote("items-api", &format!("main-{newer}")));
+    assert!(
+        error.contains("is orders-api's image") && error.contains("not items-api's"),
+        "{error}"
+    );
+    assert_eq!(
+        state(),
+        before,
+        "a refused promotion changed the GitOps repository"
+    );
+}

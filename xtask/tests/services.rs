@@ -761,29 +761,7 @@ fn bench_validate_over_20_generated_services() {
     const SERVICES: usize = 20;
     let dir = TempDir::new("validate-bench");
     let root = dir.path();
-    let workspace = workspace_root();
-    for part in [
-        "charts",
-        "gitops",
-        "terraform",
-        ".github",
-        ".cargo",
-        "services",
-        "xtask",
-        "crates",
-    ] {
-        if workspace.join(part).is_dir() {
-            support::copy_dir(&workspace.join(part), &root.join(part));
-        }
-    }
-    for file in [
-        "README.md",
-        "Cargo.toml",
-        "Cargo.lock",
-        "rust-toolchain.toml",
-    ] {
-        std::fs::copy(workspace.join(file), root.join(file)).unwrap();
-    }
+    support::copy_workspace_assets(root);
     let names = support::write_generated_services(root, SERVICES, "charts/service-demo");
     let mut elements = String::new();
     for name in &names {

@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{TempDir, assert_fails, assert_ok, stdout, workspace_root, xtask};
+use support::{TempDir, assert_fails, assert_ok, stdout, xtask};
 
 /// The checkers `validate` runs (the pip pins of xtask/tools.txt, which .ci/run installs).
 fn tools() -> Option<()> {
@@ -26,35 +26,11 @@ fn tools() -> Option<()> {
     )
 }
 
-/// A copy of what `validate` reads: the deployment assets, and the
-/// workspace's manifests and members (the services it declares).
+/// A copy of what `validate` reads (`support::copy_workspace_assets`).
 fn assets() -> (TempDir, PathBuf) {
     let dir = TempDir::new("validate");
     let root = dir.path().join("repo");
-    let workspace = workspace_root();
-    for part in [
-        "charts",
-        "gitops",
-        "terraform",
-        ".github",
-        ".cargo",
-        "services",
-        "xtask",
-        "crates",
-    ] {
-        if workspace.join(part).is_dir() {
-            support::copy_dir(&workspace.join(part), &root.join(part));
-        }
-    }
-    // The README's commands name the chart's Services.
-    for file in [
-        "README.md",
-        "Cargo.toml",
-        "Cargo.lock",
-        "rust-toolchain.toml",
-    ] {
-        std::fs::copy(workspace.join(file), root.join(file)).unwrap();
-    }
+    support::copy_workspace_assets(&root);
     (dir, root)
 }
 

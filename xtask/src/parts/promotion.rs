@@ -486,12 +486,18 @@ pub fn check_signed_gate(
 pub const TITLE_LABEL: &str = "org.opencontainers.image.title";
 pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 
-/// Refuses `digest` in `registry` unless it is `service`'s image built from
-/// `sha` (a full or abbreviated commit): a `main-<sha>` tag moved to an older
-/// build, or to another service's bits copied in with their signature, is
-/// not what the tag names. An image without the labels (not made by `image
-/// build`) is refused too.
+/// Refuses `digest` in `registry` when its labels say it is another
+/// service's image (its title names another of `services`) or was built
+/// from another commit of `repo` than `sha` (full or abbreviated): a
+/// `main-<sha>` tag moved to an older build, or another service's bits
+/// copied in with their signature, is not what the tag names. Labels naming
+/// no service or commit of this repository are not checked here: such an
+/// image was not built and signed by CD (whose image job builds this
+/// repository's services from main's commits), which the signature checks
+/// of admission and release refuse.
 pub fn check_built_from(
+    repo: &ServiceRepo,
+    services: &[Service],
     registry: &Repository,
     digest: &str,
     service: &str,
@@ -507,17 +513,20 @@ pub fn check_built_from(
             .to_owned()
     };
     let (title, revision) = (label(TITLE_LABEL), label(REVISION_LABEL));
+    let another = services.iter().any(|s| s.name == title) && title != service;
     ensure!(
-        title == service,
-        "{registry}@{} is {title:?}'s image (its {TITLE_LABEL} label), not {service}'s: refusing bits the \
-         tag does not name (a tag moved, or an image copied from another repository)",
+        !another,
+        "{registry}@{} is {title}'s image (its {TITLE_LABEL} label), not {service}'s: refusing bits the \
+         tag does not name (an image copied from another service's repository)",
         short_digest(digest)
     );
+    let known = !revision.is_empty() && repo.commit(&revision).is_ok();
     ensure!(
-        sha.len() >= 7 && revision.starts_with(sha),
-        "{registry}@{} was built from {revision:?} (its {REVISION_LABEL} label), not {sha}: refusing bits the \
-         tag does not name (a tag moved to another build)",
-        short_digest(digest)
+        !known || revision.starts_with(sha),
+        "{registry}@{} was built from {} (its {REVISION_LABEL} label), not {sha}: refusing bits the tag \
+         does not name (a tag moved to another build)",
+        short_digest(digest),
+        short(&revision)
     );
     Ok(())
 }
@@ -556,7 +565,8 @@ fn change_for(
     let (text, current) = match (deployed_at(snapshot, &path)?, env) {
         (Some(found), _) => found,
         (None, Env::Preview(pr)) => {
-            let text = preview_values(pr);
+            let dev = deployed_at(snapshot, &moved.target.path(Env::Dev))?.map(|(text, _)| text);
+            let text = preview_values(pr, dev.as_deref())?;
             let image = DeployedImage::from_values(&text)?;
             (text, image)
         }
@@ -628,19 +638,46 @@ fn check_monotonic(
 }
 
 /// A new preview's values file, before its image is set. The pipeline owns
-/// the whole file; `preview cleanup` removes it.
-fn preview_values(pr: u64) -> String {
-    format!(
+/// the whole file; `preview cleanup` removes it. The service's image
+/// repository and port come from its dev values (`dev`), so a second
+/// service's preview pulls its own image, not the chart's default.
+fn preview_values(pr: u64, dev: Option<&str>) -> Result<String> {
+    let dev = dev.map(values::parse).transpose()?.unwrap_or_default();
+    // JSON strings are YAML double-quoted scalars.
+    let repository = match dev["image"]["repository"].as_str() {
+        Some(repository) => format!("  repository: {}\n", Value::from(repository)),
+        None => String::new(),
+    };
+    let port = match dev["containerPort"].as_u64() {
+        Some(port) => format!("containerPort: {port}\n"),
+        None => String::new(),
+    };
+    Ok(format!(
         "# Preview environment of pull request #{pr}, written by `cargo xtask preview deploy`.\n\
          # Argo CD's ApplicationSet deploys it to namespace pr-{pr}; `cargo xtask preview cleanup` removes it.\n\
-         image:\n  tag: \"\"\n  digest: \"\"\n\
+         image:\n{repository}  tag: \"\"\n  digest: \"\"\n{port}\
          env:\n  ENV_NAME: \"pr-{pr}\"\n  # Previews call the services of dev, which runs the latest release.\n  SERVICES_NAMESPACE: \"dev\"\n"
-    )
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_preview_pulls_its_services_own_image_on_its_port() {
+        let dev =
+            "image:\n  repository: ghcr.io/acme/orders-api\n  tag: v1.0.0\ncontainerPort: 8081\n";
+        let text = preview_values(7, Some(dev)).unwrap();
+        let doc = values::parse(&text).unwrap();
+        assert_eq!(doc["image"]["repository"], "ghcr.io/acme/orders-api");
+        assert_eq!(doc["containerPort"], 8081);
+        assert_eq!(doc["image"]["tag"], "");
+        assert_eq!(doc["env"]["ENV_NAME"], "pr-7");
+        // Without dev values: the chart's defaults, as before.
+        let bare = values::parse(&preview_values(7, None).unwrap()).unwrap();
+        assert!(bare["image"]["repository"].is_null() && bare["containerPort"].is_null());
+    }
 
     #[test]
     fn environments_parse_and_print_the_same_names() {

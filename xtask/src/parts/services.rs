@@ -128,21 +128,26 @@ pub fn load(root: &Path) -> Result<Vec<Service>> {
 }
 
 /// The services of the workspace around the current directory (where a
-/// command runs: a fork's checkout, the demo's clone), not xtask's own.
+/// command runs: a fork's checkout, the demo's clone), else xtask's own
+/// (a command run from a directory outside any workspace).
 pub fn load_current() -> Result<Vec<Service>> {
     let sh = Shell::new()?;
     let cargo = cargo();
-    let manifest = cmd!(
+    let located = cmd!(
         sh,
         "{cargo} locate-project --workspace --message-format plain"
     )
     .quiet()
-    .read()
-    .context("the current directory is not inside a Cargo workspace")?;
-    let root = Path::new(&manifest)
-        .parent()
-        .context("a manifest has a directory")?;
-    load(root)
+    .ignore_stderr()
+    .read();
+    match located {
+        Ok(manifest) => load(
+            Path::new(&manifest)
+                .parent()
+                .context("a manifest has a directory")?,
+        ),
+        Err(_) => load(&super::workspace::root()),
+    }
 }
 
 /// `--service NAME`, repeatable: which services a command acts on. A

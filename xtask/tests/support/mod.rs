@@ -390,6 +390,35 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     })
 }
 
+/// A copy under `root` of what `validate` reads: the deployment assets, and
+/// the workspace's manifests and members (the services it declares).
+pub fn copy_workspace_assets(root: &Path) {
+    let workspace = workspace_root();
+    for part in [
+        "charts",
+        "gitops",
+        "terraform",
+        ".github",
+        ".cargo",
+        "services",
+        "xtask",
+        "crates",
+    ] {
+        if workspace.join(part).is_dir() {
+            copy_dir(&workspace.join(part), &root.join(part));
+        }
+    }
+    // The README's commands name the chart's Services.
+    for file in [
+        "README.md",
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+    ] {
+        std::fs::copy(workspace.join(file), root.join(file)).unwrap();
+    }
+}
+
 /// A recursive copy of a directory.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
