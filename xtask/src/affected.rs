@@ -2,12 +2,14 @@
 //! its reasons, so CI tests, builds and deploys only those. The build graph is
 //! the head commit's (`cargo metadata` over its tree), not the working tree's.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use xshell::Shell;
 
-use crate::parts::affected::{self, Report};
+use crate::parts::affected::{self, ReadGitops, Report};
+use crate::parts::gitops::{GitopsOptions, GitopsRepo};
+use crate::parts::promotion::Env;
 use crate::parts::service::ServiceRepo;
 use crate::parts::{github, services};
 
@@ -36,16 +38,25 @@ pub struct AffectedArgs {
     /// mistyped --base on a laptop still fails without it.
     #[arg(long)]
     all_if_base_unknown: bool,
-    /// The repository (default: the one around the current directory).
-    #[arg(long, default_value = ".")]
-    repo: PathBuf,
+    /// CD: decide each service from the commit of the main-<sha> build ENV runs for it (its
+    /// values file in the head commit's gitops/values/ENV/), instead of --base: the changes of a
+    /// push whose run was cancelled or failed are then built by the next push. A service ENV runs
+    /// no main-<sha> of (a new one) is affected.
+    #[arg(long, value_name = "ENV", conflicts_with_all = ["base", "all_if_base_unknown"])]
+    since_deployed: Option<String>,
+    /// The repository (--repo, default: the one around the current directory), and, for
+    /// --since-deployed, where the GitOps files are: --gitops-repo (read at its tip), else this
+    /// repository's gitops/ in the head commit.
+    #[command(flatten)]
+    gitops: GitopsOptions,
 }
 
 pub fn run(args: AffectedArgs) -> Result<()> {
-    // 1. The range, as commits of the repository.
-    let repo = ServiceRepo::discover(&args.repo)?;
+    // 1. The range, as commits of the repository (per service with --since-deployed).
+    let repo = ServiceRepo::discover(&args.gitops.service_repo)?;
     let root = repo.root();
     let base = match repo.commit(&args.base) {
+        _ if args.since_deployed.is_some() => None,
         Ok(base) => Some(base),
         Err(_) if args.all_if_base_unknown => None,
         Err(error) => {
@@ -68,14 +79,20 @@ pub fn run(args: AffectedArgs) -> Result<()> {
         .with_context(|| format!("reading the services of {head}"))?;
 
     // 3. The changed files and the verdicts (everything, without a base).
-    let (mut report, changed) = match base {
-        Some(base) => {
+    let (mut report, changed) = match (&args.since_deployed, base) {
+        (Some(env), _) => {
+            let env: Env = env.parse()?;
+            let graph = (services.as_slice(), packages.as_slice());
+            let read = gitops_reader(&args.gitops, &root, tree.path())?;
+            affected::since_deployed(&repo, &*read, &env.to_string(), graph, head)?
+        }
+        (None, Some(base)) => {
             let changed = affected::changed_files(&root, base, head)?;
             let mut report = affected::decide(&services, &packages, &changed);
             report.base = base.to_string();
             (report, changed.len())
         }
-        None => {
+        (None, None) => {
             let reason = format!(
                 "--base {} is not a commit here (a first push, or a force push): every service is built",
                 args.base
@@ -94,6 +111,24 @@ pub fn run(args: AffectedArgs) -> Result<()> {
         print_report(&report, changed);
     }
     Ok(())
+}
+
+/// Reads a file of the GitOps tree (`values/<env>/<file>`): from
+/// --gitops-repo at its tip when one is given, else from this repository's
+/// `gitops/` in the head commit (`tree`), which a push to main carries; no
+/// fetch, so the affected job needs no credentials.
+fn gitops_reader(options: &GitopsOptions, root: &Path, tree: &Path) -> Result<Box<ReadGitops>> {
+    if options.gitops_repo.is_none() {
+        let tree = tree.join("gitops");
+        return Ok(Box::new(move |path| {
+            Ok(std::fs::read_to_string(tree.join(path)).ok())
+        }));
+    }
+    let gitops = GitopsRepo::open(root, options)?;
+    let tip = gitops.fetch_tip()?;
+    Ok(Box::new(move |path| {
+        gitops.read(tip, &gitops.full_path(path))
+    }))
 }
 
 fn print_report(report: &Report, changed: usize) {

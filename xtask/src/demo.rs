@@ -108,7 +108,7 @@ const MAIN: [&str; 3] = [
     "promote --service --env --tag --digest",
     "preprod-test --service --url --sha --digest",
 ];
-const AFFECTED: [&str; 1] = ["affected --base --head --all-if-base-unknown"];
+const AFFECTED: [&str; 1] = ["affected --since-deployed --head"];
 /// release.yml: a train, every service at the build its preprod tested.
 const RELEASE: [&str; 1] = ["release --train --version"];
 /// The service the demo starts with, and the one it adds.
@@ -385,20 +385,12 @@ impl Demo {
     }
 
     /// Pushes main at `sha`, then runs cd.yml for the push: `affected` since
-    /// the previous head of main, then each affected service's image and
-    /// preprod jobs. Returns the affected services.
+    /// what preprod runs of each service, then each affected service's image
+    /// and preprod jobs. Returns the affected services.
     fn push_and_ship(&mut self, sha: &str) -> Result<Vec<String>> {
-        let sh = &self.sh;
-        let before = cmd!(sh, "git rev-parse origin/main").quiet().read()?;
         self.git(&["push", "--quiet", "origin", "main"])?;
-        let outputs = self.xtask_outputs(&[
-            "affected",
-            "--base",
-            &before,
-            "--head",
-            sha,
-            "--all-if-base-unknown",
-        ])?;
+        let outputs =
+            self.xtask_outputs(&["affected", "--since-deployed", "preprod", "--head", sha])?;
         let affected: Vec<String> = serde_json::from_str(
             outputs
                 .get("services")

@@ -809,3 +809,99 @@ fn bench_validate_over_20_generated_services() {
         elapsed.as_secs_f64()
     );
 }
+
+/// CD decides each service from what preprod runs of it, so a push whose run
+/// was cancelled (or failed) is not lost: here the push changing svc-01 never
+/// ran, and the next push, which changes only svc-00, still builds svc-01 —
+/// where `--base <previous head>` would not. The pipeline's own promotion
+/// commits (values files) are not changes to build.
+#[test]
+fn since_deployed_builds_what_a_cancelled_run_left_behind() {
+    let dir = TempDir::new("affected-since");
+    let root = dir.path();
+    support::write_generated_services(root, 2, "charts/shared");
+    let values = |tag: &str| format!("image:\n  tag: \"{tag}\"\n  digest: \"\"\n");
+    let commit = |files: &[(&str, &str)], message: &str| {
+        write(root, files);
+        git(root, &["add", "-A"]);
+        git(root, &["commit", "--quiet", "-m", message]);
+        git(root, &["rev-parse", "HEAD"])
+    };
+    git(root, &["init", "--quiet", "--initial-branch=main"]);
+    let first = commit(
+        &[
+            ("gitops/values/preprod/svc-00.yaml", &values("")),
+            ("gitops/values/preprod/svc-01.yaml", &values("")),
+        ],
+        "two services",
+    );
+    // CD built both at `first`; the bot's commit says so.
+    let promoted = values(&format!("main-{first}"));
+    commit(
+        &[
+            ("gitops/values/preprod/svc-00.yaml", &promoted),
+            ("gitops/values/preprod/svc-01.yaml", &promoted),
+        ],
+        "cd: promote",
+    );
+    let cancelled = commit(
+        &[("services/svc-01/src/main.rs", "fn main() { }\n")],
+        "svc-01",
+    );
+    let head = commit(
+        &[("services/svc-00/src/main.rs", "fn main() { }\n")],
+        "svc-00",
+    );
+
+    let report = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["affected", "--head", &head, "--json"];
+        all.extend(args);
+        let output = xtask_in(root, &all, &[]);
+        assert_ok(&output);
+        serde_json::from_str(&stdout(&output)).unwrap()
+    };
+    let since = report(&["--since-deployed", "preprod"]);
+    assert_eq!(
+        since["affected"],
+        serde_json::json!(["svc-00", "svc-01"]),
+        "{since:#}"
+    );
+    let reasons = since["services"][1]["reasons"][0].as_str().unwrap();
+    assert!(
+        reasons.contains("services/svc-01/src/main.rs changed")
+            && reasons.contains(&format!("(since main-{first}, what preprod runs)")),
+        "{reasons}"
+    );
+    // The previous head of main as the base loses svc-01's change.
+    let before = report(&["--base", &cancelled]);
+    assert_eq!(
+        before["affected"],
+        serde_json::json!(["svc-00"]),
+        "{before:#}"
+    );
+
+    // The promotion commits alone affect nothing; a service preprod runs no main build of is built.
+    commit(
+        &[
+            (
+                "gitops/values/preprod/svc-00.yaml",
+                &values(&format!("main-{head}")),
+            ),
+            ("gitops/values/preprod/svc-01.yaml", &values("latest")),
+        ],
+        "cd: svc-01 by hand",
+    );
+    let output = xtask_in(
+        root,
+        &["affected", "--since-deployed", "preprod", "--json"],
+        &[],
+    );
+    assert_ok(&output);
+    let now: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(now["affected"], serde_json::json!(["svc-01"]), "{now:#}");
+    let reason = now["services"][1]["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.contains("preprod runs no main-<sha> build of it"),
+        "{reason}"
+    );
+}

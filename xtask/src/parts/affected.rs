@@ -16,6 +16,7 @@
 //! the service's code and the files of rule 1, and the tag it is built under
 //! (`main-<sha>`) already names the commit. It is listed as `pipeline`.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
@@ -24,6 +25,7 @@ use gix::ObjectId;
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
+use super::service::ServiceRepo;
 use super::services::{self, Declaration, Package, Service, VALUES_DIR};
 
 /// Files (or folders, ending in `/`) every image is built from.
@@ -142,6 +144,88 @@ pub fn decide(services: &[Service], packages: &[Package], changed: &[String]) ->
         pipeline,
         unclaimed,
     }
+}
+
+/// Reads a file of the GitOps tree by its path there (`values/<env>/<file>`).
+pub type ReadGitops = dyn Fn(&str) -> Result<Option<String>>;
+
+/// Each service decided from its own base: the commit of the `main-<sha>`
+/// build `env` runs for it, from its values file `values/<env>/<values-file>`
+/// as `read` returns it (the GitOps tree). A push whose CD run was cancelled
+/// or failed is then built by the next one, since what `env` runs is still
+/// older than its changes. A service `env` runs no `main-<sha>` of (new, or a
+/// build of a commit this repository lacks) is affected. Returns the report
+/// and how many files changed over every base.
+pub fn since_deployed(
+    repo: &ServiceRepo,
+    read: &ReadGitops,
+    env: &str,
+    (services, packages): (&[Service], &[Package]),
+    head: ObjectId,
+) -> Result<(Report, usize)> {
+    let root = repo.root();
+    let mut by_base: BTreeMap<ObjectId, (Report, Vec<String>)> = BTreeMap::new();
+    let mut decisions = Vec::new();
+    for service in services {
+        let file = format!("values/{env}/{}", service.declaration.values_file);
+        let tag = read(&file)?
+            .and_then(|text| super::values::parse(&text).ok())
+            .and_then(|doc| doc["image"]["tag"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let base = tag
+            .strip_prefix("main-")
+            .and_then(|sha| repo.commit(sha).ok());
+        let Some(base) = base else {
+            let reason = format!("{env} runs no main-<sha> build of it ({file}: {tag:?}): built");
+            decisions.extend(everything(std::slice::from_ref(service), &reason).services);
+            continue;
+        };
+        let (report, _) = match by_base.entry(base) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => {
+                // Values reach the cluster by Argo CD reading git, with no
+                // image to build; and the range holds the pipeline's own
+                // promotion commits, which must not count as changes.
+                let values = format!("{VALUES_DIR}/");
+                let changed: Vec<String> = changed_files(&root, base, head)?
+                    .into_iter()
+                    .filter(|f| !f.starts_with(&values))
+                    .collect();
+                new.insert((decide(services, packages, &changed), changed))
+            }
+        };
+        let mut decision = report
+            .services
+            .iter()
+            .find(|d| d.service == service.name)
+            .cloned()
+            .context("decided")?;
+        if let Some(first) = decision.reasons.first_mut() {
+            first.push_str(&format!(" (since {tag}, what {env} runs)"));
+        }
+        decisions.push(decision);
+    }
+    let changed: BTreeSet<String> = by_base
+        .values()
+        .flat_map(|(_, c)| c.iter().cloned())
+        .collect();
+    let changed: Vec<String> = changed.into_iter().collect();
+    let all = decide(services, packages, &changed);
+    Ok((
+        Report {
+            base: format!("what {env} runs"),
+            head: head.to_string(),
+            affected: decisions
+                .iter()
+                .filter(|d| d.affected)
+                .map(|d| d.service.clone())
+                .collect(),
+            services: decisions,
+            pipeline: all.pipeline,
+            unclaimed: all.unclaimed,
+        },
+        changed.len(),
+    ))
 }
 
 /// Every service affected, for `reason`: when there is no range to compare

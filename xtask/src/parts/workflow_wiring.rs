@@ -337,7 +337,7 @@ mod tests {
         let root = crate::parts::workspace::root();
         for (file, base) in [
             ("ci.yml", "--base \"$BASE\""),
-            ("cd.yml", "--base \"$BEFORE\""),
+            ("cd.yml", "--since-deployed preprod"),
         ] {
             let text = std::fs::read_to_string(root.join(".github/workflows").join(file)).unwrap();
             let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
