@@ -11,6 +11,7 @@ use crate::parts::affected::{self, ReadGitops, Report};
 use crate::parts::gitops::{GitopsOptions, GitopsRepo};
 use crate::parts::promotion::Env;
 use crate::parts::service::ServiceRepo;
+use crate::parts::services::{Package, Service};
 use crate::parts::{github, services};
 
 #[derive(clap::Args)]
@@ -79,26 +80,14 @@ pub fn run(args: AffectedArgs) -> Result<()> {
         .with_context(|| format!("reading the services of {head}"))?;
 
     // 3. The changed files and the verdicts (everything, without a base).
+    let graph = (services.as_slice(), packages.as_slice());
     let (mut report, changed) = match (&args.since_deployed, base) {
         (Some(env), _) => {
             let env: Env = env.parse()?;
-            let graph = (services.as_slice(), packages.as_slice());
             let read = gitops_reader(&args.gitops, &root, tree.path())?;
             affected::since_deployed(&repo, &*read, &env.to_string(), graph, head)?
         }
-        (None, Some(base)) => {
-            let changed = affected::changed_files(&root, base, head)?;
-            let mut report = affected::decide(&services, &packages, &changed);
-            report.base = base.to_string();
-            (report, changed.len())
-        }
-        (None, None) => {
-            let reason = format!(
-                "--base {} is not a commit here (a first push, or a force push): every service is built",
-                args.base
-            );
-            (affected::everything(&services, &reason), 0)
-        }
+        (None, base) => decide_range(&args.base, &root, base, head, graph)?,
     };
     report.head = head.to_string();
 
@@ -111,6 +100,27 @@ pub fn run(args: AffectedArgs) -> Result<()> {
         print_report(&report, changed);
     }
     Ok(())
+}
+
+/// The verdicts over `base...head`; every service affected without a base
+/// (`given` was not a commit here: a first push, or a force push).
+fn decide_range(
+    given: &str,
+    root: &Path,
+    base: Option<gix::ObjectId>,
+    head: gix::ObjectId,
+    (services, packages): (&[Service], &[Package]),
+) -> Result<(Report, usize)> {
+    let Some(base) = base else {
+        let reason = format!(
+            "--base {given} is not a commit here (a first push, or a force push): every service is built"
+        );
+        return Ok((affected::everything(services, &reason), 0));
+    };
+    let changed = affected::changed_files(root, base, head)?;
+    let mut report = affected::decide(services, packages, &changed);
+    report.base = base.to_string();
+    Ok((report, changed.len()))
 }
 
 /// Reads a file of the GitOps tree (`values/<env>/<file>`): from

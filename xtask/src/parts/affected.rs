@@ -167,15 +167,9 @@ pub fn since_deployed(
     let mut by_base: BTreeMap<ObjectId, (Report, Vec<String>)> = BTreeMap::new();
     let mut decisions = Vec::new();
     for service in services {
-        let file = format!("values/{env}/{}", service.declaration.values_file);
-        let tag = read(&file)?
-            .and_then(|text| super::values::parse(&text).ok())
-            .and_then(|doc| doc["image"]["tag"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let base = tag
-            .strip_prefix("main-")
-            .and_then(|sha| repo.commit(sha).ok());
+        let (tag, base) = deployed_build(repo, read, env, service)?;
         let Some(base) = base else {
+            let file = format!("values/{env}/{}", service.declaration.values_file);
             let reason = format!("{env} runs no main-<sha> build of it ({file}: {tag:?}): built");
             decisions.extend(everything(std::slice::from_ref(service), &reason).services);
             continue;
@@ -183,14 +177,7 @@ pub fn since_deployed(
         let (report, _) = match by_base.entry(base) {
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(new) => {
-                // Values reach the cluster by Argo CD reading git, with no
-                // image to build; and the range holds the pipeline's own
-                // promotion commits, which must not count as changes.
-                let values = format!("{VALUES_DIR}/");
-                let changed: Vec<String> = changed_files(&root, base, head)?
-                    .into_iter()
-                    .filter(|f| !f.starts_with(&values))
-                    .collect();
+                let changed = changes_to_build(&root, base, head)?;
                 new.insert((decide(services, packages, &changed), changed))
             }
         };
@@ -226,6 +213,38 @@ pub fn since_deployed(
         },
         changed.len(),
     ))
+}
+
+/// The files changed over `base...head` that can change an image: values
+/// files reach the cluster by Argo CD reading git, with no image to build,
+/// and the range holds the pipeline's own promotion commits, which must not
+/// count as changes.
+fn changes_to_build(root: &Path, base: ObjectId, head: ObjectId) -> Result<Vec<String>> {
+    let values = format!("{VALUES_DIR}/");
+    Ok(changed_files(root, base, head)?
+        .into_iter()
+        .filter(|f| !f.starts_with(&values))
+        .collect())
+}
+
+/// The tag `env` runs for `service` (its values file as `read` returns it),
+/// and the commit of this repository it was built from when it is a
+/// `main-<sha>` build.
+fn deployed_build(
+    repo: &ServiceRepo,
+    read: &ReadGitops,
+    env: &str,
+    service: &Service,
+) -> Result<(String, Option<ObjectId>)> {
+    let file = format!("values/{env}/{}", service.declaration.values_file);
+    let tag = read(&file)?
+        .and_then(|text| super::values::parse(&text).ok())
+        .and_then(|doc| doc["image"]["tag"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let base = tag
+        .strip_prefix("main-")
+        .and_then(|sha| repo.commit(sha).ok());
+    Ok((tag, base))
 }
 
 /// Every service affected, for `reason`: when there is no range to compare
