@@ -5,7 +5,7 @@
 //! suites of its own. `preprod-test` records its result as the
 //! `preprod-tests` gate, bound to the commit and the tested digest.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -69,11 +69,17 @@ pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
     let repository = args.repositories.for_service(&service, &all)?;
     let signer = Signer::from_env(repository.as_deref())?;
     let mut suite = Suite::new(&args.url)?;
-    suite.check("/version reports the commit under test", |c| {
+    let name = service.name.clone();
+    suite.check("/version reports the service and the commit under test", |c| {
         let version = c.json("GET", "/version", None, StatusCode::OK)?;
         let running = version["gitCommit"].as_str().unwrap_or_default();
         if running != sha {
             bail!("preprod runs commit {running:?}, not {sha}: wait for the rollout, or test the right commit");
+        }
+        // Services built from one commit all report it: the URL must be this one's.
+        let answered = version["service"].as_str().unwrap_or_default();
+        if answered != name {
+            bail!("{answered:?} answered, not {name}: --url must be {name}'s preprod address");
         }
         Ok(())
     });
@@ -118,12 +124,19 @@ fn smoke_checks(suite: &mut Suite, service: &Service) {
             c.expect("GET", path, None, StatusCode::OK)
         });
     }
-    suite.check("GET /version names a version", |c| {
+    let name = &service.name;
+    suite.check(&format!("GET /version names {name} and a version"), |c| {
         let version = c.json("GET", "/version", None, StatusCode::OK)?;
         version["version"]
             .as_str()
             .filter(|v| !v.is_empty())
             .context("no version field")?;
+        // Several services behind one host name would answer for each other.
+        let answered = version["service"].as_str().unwrap_or_default();
+        ensure!(
+            answered == name,
+            "{answered:?} answered, not {name}: check --url"
+        );
         Ok(())
     });
     if service.name == ITEMS_API {
@@ -375,14 +388,17 @@ mod tests {
     use crate::parts::services::Declaration;
     use std::io::{BufRead, BufReader, Write};
 
-    /// A service on real TCP answering 200 on `ok` paths (JSON on /version)
-    /// and 404 elsewhere; returns its URL and, when done, the paths it was asked.
+    /// A service named `name` on real TCP answering 200 on `ok` paths (JSON
+    /// on /version) and 404 elsewhere; returns its URL and, when done, the
+    /// paths it was asked.
     fn serve(
+        name: &'static str,
         ok: &'static [&'static str],
         requests: usize,
     ) -> (String, std::thread::JoinHandle<Vec<String>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let version = format!(r#"{{"service":"{name}","version":"0.1.0"}}"#);
         let server = std::thread::spawn(move || {
             let mut asked = Vec::new();
             for stream in listener.incoming().take(requests) {
@@ -393,7 +409,7 @@ mod tests {
                 while reader.read_line(&mut String::new()).unwrap() > 2 {}
                 let path = line.split_whitespace().nth(1).unwrap().to_owned();
                 let (status, body) = match ok.contains(&path.as_str()) {
-                    true => ("200 OK", r#"{"version":"0.1.0"}"#),
+                    true => ("200 OK", version.as_str()),
                     false => ("404 Not Found", "{}"),
                 };
                 write!(
@@ -425,17 +441,24 @@ mod tests {
         };
         // As main() does before any client is built.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (url, server) = serve(&["/live", "/ready", "/version"], 3);
+        let (url, server) = serve("orders-api", &["/live", "/ready", "/version"], 3);
         let mut suite = Suite::new(&url).unwrap();
         smoke_checks(&mut suite, &service);
         assert_eq!((suite.passed, suite.failed), (3, 0));
         assert_eq!(server.join().unwrap(), ["/live", "/ready", "/version"]);
 
         // items-api's probes are not where this service declares them: they fail.
-        let (url, server) = serve(&["/healthz", "/readyz", "/version"], 3);
+        let (url, server) = serve("orders-api", &["/healthz", "/readyz", "/version"], 3);
         let mut suite = Suite::new(&url).unwrap();
         smoke_checks(&mut suite, &service);
         assert_eq!((suite.passed, suite.failed), (1, 2));
+        server.join().unwrap();
+
+        // Another service behind the URL (two services on one host name): /version says so.
+        let (url, server) = serve("items-api", &["/live", "/ready", "/version"], 3);
+        let mut suite = Suite::new(&url).unwrap();
+        smoke_checks(&mut suite, &service);
+        assert_eq!((suite.passed, suite.failed), (2, 1));
         server.join().unwrap();
     }
 

@@ -12,6 +12,9 @@ use crate::server::ServerLimits;
 /// `/version`'s defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct Build {
+    /// The service's name (`env!("CARGO_PKG_NAME")` in its crate), which
+    /// `/version` reports so a test knows it reached the service it tests.
+    pub service: &'static str,
     /// `PORT` when unset (its service.toml's `port`; the chart always sets it).
     pub default_port: u16,
     /// The crate version: `env!("CARGO_PKG_VERSION")` in the service's crate.
@@ -35,6 +38,8 @@ pub struct ServiceConfig {
     pub request_timeout: Duration,
     /// `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_SECONDS`, `SHUTDOWN_DRAIN_SECONDS`.
     pub server: ServerLimits,
+    /// The service's name (its build's).
+    pub service: &'static str,
     /// `APP_VERSION`: the released version; defaults to the crate version.
     pub app_version: String,
     /// `GIT_COMMIT`: the source commit; defaults to the one baked in at build time.
@@ -98,6 +103,7 @@ impl ServiceConfig {
                 3600,
             )?,
             server: server_limits(env)?,
+            service: build.service,
             app_version: env.text("APP_VERSION", build.version),
             git_commit: env.text("GIT_COMMIT", build.git_commit.unwrap_or("unknown")),
         })
@@ -106,6 +112,7 @@ impl ServiceConfig {
     /// What `/version` reports.
     pub fn version_info(&self) -> VersionInfo {
         VersionInfo {
+            service: self.service.to_owned(),
             version: self.app_version.clone(),
             git_commit: self.git_commit.clone(),
             env_name: self.env_name.clone(),
@@ -189,6 +196,7 @@ mod tests {
     use super::*;
 
     const BUILD: Build = Build {
+        service: "kit-test",
         default_port: 9090,
         version: "9.9.9",
         git_commit: Some("baked"),
@@ -215,6 +223,7 @@ mod tests {
             (info.env_name.as_str(), info.services_namespace.as_str()),
             ("local", "default")
         );
+        assert_eq!(info.service, "kit-test");
         let unknown = ServiceConfig::read(
             &Env(|_: &str| None),
             Build {

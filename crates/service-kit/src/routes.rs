@@ -77,6 +77,8 @@ pub async fn readyz(State(kit): State<Kit>) -> Response {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionInfo {
+    /// The service (its crate's name): which service answered.
+    pub service: String,
     /// Release version (`APP_VERSION`, or the crate version).
     pub version: String,
     /// Source commit the binary was built from.
@@ -129,6 +131,7 @@ mod tests {
     /// `routes` over TCP with `ready` as the service's check: its base URL and kit.
     async fn serve(ready: Arc<dyn ReadinessCheck>) -> (String, Kit) {
         let build = Build {
+            service: "kit-test",
             default_port: 8080,
             version: "1.0.0",
             git_commit: Some("abc1234"),

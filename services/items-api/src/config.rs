@@ -38,6 +38,7 @@ impl std::ops::Deref for Config {
 /// The default port, and `/version`'s defaults: this crate's version, and
 /// the commit the image build bakes in.
 const BUILD: Build = Build {
+    service: env!("CARGO_PKG_NAME"),
     default_port: 8080,
     version: env!("CARGO_PKG_VERSION"),
     git_commit: option_env!("ITEMS_API_GIT_COMMIT"),

@@ -509,7 +509,7 @@ pub async fn health_readiness_and_version<B: Backend>() {
     let version: Value = app.get("/version").await.json().await.unwrap();
     assert_eq!(
         version,
-        json!({ "version": "9.9.9", "gitCommit": "0123abc", "envName": "test-env", "servicesNamespace": "default" })
+        json!({ "service": "items-api", "version": "9.9.9", "gitCommit": "0123abc", "envName": "test-env", "servicesNamespace": "default" })
     );
 }
 
