@@ -107,6 +107,24 @@ impl Workspace {
         format!("oci:{}", self.dir.path().join("images").display())
     }
 
+    /// [`Self::push`], then `promote --env preprod` of that service to it
+    /// (its digest resolved in the registry); returns the digest.
+    fn ship_to_preprod(&self, service: &str, tag: &str) -> String {
+        let digest = self.push(service, tag);
+        let registry = self.registry();
+        let promote = [
+            "promote",
+            "--env",
+            "preprod",
+            "--tag",
+            tag,
+            "--registry",
+            &registry,
+        ];
+        assert_ok(&self.run(&args(&[service], &promote)));
+        digest
+    }
+
     /// Pushes a stand-in image of `service` as `tag`; returns its digest.
     fn push(&self, service: &str, tag: &str) -> String {
         let repository = format!("{}/{service}", self.registry());
@@ -430,23 +448,7 @@ fn a_release_train_ships_every_service_at_its_tested_digest() {
     // svc-00's preprod runs the older build, svc-01's the newer one.
     let digests: Vec<String> = [(0, "svc-00"), (1, "svc-01")]
         .iter()
-        .map(|(i, service)| {
-            let tag = ws.main_tag(*i);
-            let digest = ws.push(service, &tag);
-            assert_ok(&ws.run(&args(
-                &[service],
-                &[
-                    "promote",
-                    "--env",
-                    "preprod",
-                    "--tag",
-                    &tag,
-                    "--registry",
-                    &registry,
-                ],
-            )));
-            digest
-        })
+        .map(|(i, service)| ws.ship_to_preprod(service, &ws.main_tag(*i)))
         .collect();
     let gate = |i: usize, digest: &str| {
         assert_ok(&ws.run(&[
@@ -619,20 +621,7 @@ fn a_train_refused_at_one_repository_retags_nothing_and_one_service_releases_alo
     let registry = ws.registry();
     let mut digests = Vec::new();
     for service in ["svc-00", "svc-01"] {
-        let tag = ws.main_tag(0);
-        let digest = ws.push(service, &tag);
-        assert_ok(&ws.run(&args(
-            &[service],
-            &[
-                "promote",
-                "--env",
-                "preprod",
-                "--tag",
-                &tag,
-                "--registry",
-                &registry,
-            ],
-        )));
+        let digest = ws.ship_to_preprod(service, &ws.main_tag(0));
         assert_ok(&ws.run(&[
             "gate",
             "record",
