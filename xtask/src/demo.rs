@@ -22,7 +22,7 @@ use xshell::{Shell, cmd};
 use crate::parts::attestation;
 use crate::parts::oci::{self, Arch};
 use crate::parts::registry::Repository;
-use crate::parts::services;
+use crate::parts::services::{self, Service};
 use crate::parts::signature;
 use crate::parts::tags::{short, short_digest};
 use crate::parts::workspace;
@@ -405,10 +405,7 @@ impl Demo {
     /// The image tag `env` runs for `service`, read from the GitOps repository.
     fn deployed(&self, service: &str, env: &str) -> Result<String> {
         let gitops = self.work.join("gitops.git");
-        let values = match service {
-            SERVICE => "service-demo.yaml".to_owned(),
-            other => format!("{other}.yaml"),
-        };
+        let values = self.declared(service)?.declaration.values_file;
         let text = cmd!(self.sh, "git -C {gitops} show main:values/{env}/{values}")
             .quiet()
             .read()?;
@@ -430,8 +427,9 @@ impl Demo {
             "argocd/apps/services.yaml".to_owned(),
             "argocd/apps/previews.yaml".to_owned(),
         ];
+        let values = self.declared(service)?.declaration.values_file;
         for env in ["dev", "preprod", "prod"] {
-            files.push(format!("values/{env}/{service}.yaml"));
+            files.push(format!("values/{env}/{values}"));
         }
         for file in &files {
             std::fs::copy(self.service.join("gitops").join(file), edit.join(file))
@@ -610,26 +608,17 @@ impl Demo {
             .digest)
     }
 
-    /// `<registry>/<image>`: where `service`'s images are (its service.toml,
-    /// in the developer's clone).
-    fn repository(&self, service: &str) -> Result<String> {
-        let all = services::load(&self.service)?;
-        let found = all
-            .iter()
+    /// `service`'s declaration in the developer's clone (its service.toml).
+    fn declared(&self, service: &str) -> Result<Service> {
+        services::load(&self.service)?
+            .into_iter()
             .find(|s| s.name == service)
-            .with_context(|| format!("no service {service} in the demo's clone"))?;
-        services::image_repository(&self.registry, found)
+            .with_context(|| format!("no service {service} in the demo's clone"))
     }
 
-    /// The port `service` declares (its container's).
-    fn port(&self, service: &str) -> Result<u16> {
-        let all = services::load(&self.service)?;
-        Ok(all
-            .iter()
-            .find(|s| s.name == service)
-            .with_context(|| format!("no service {service} in the demo's clone"))?
-            .declaration
-            .port)
+    /// `<registry>/<image>`: where `service`'s images are.
+    fn repository(&self, service: &str) -> Result<String> {
+        services::image_repository(&self.registry, &self.declared(service)?)
     }
 
     fn edit(&self, file: &str, from: &str, to: &str) -> Result<()> {
@@ -793,9 +782,10 @@ impl Running {
     fn start(demo: &Demo, service: &str, tag: &str, env: &str) -> Result<Self> {
         let dir = demo.work.join(format!("run/{service}/{tag}"));
         std::fs::create_dir_all(&dir)?;
-        let repository = demo.repository(service)?;
+        let declared = demo.declared(service)?;
+        let repository = services::image_repository(&demo.registry, &declared)?;
         if demo.engine {
-            let port = demo.port(service)?;
+            let port = declared.declaration.port;
             return Self::container(demo, &dir, (&repository, port), tag, env);
         }
         let binary = dir.join(service);
