@@ -7,10 +7,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use xshell::{Shell, cmd};
+use anyhow::Result;
 
-use crate::parts::{application_sets, scaffold, unified_diff};
+use crate::parts::{application_sets, scaffold, services, unified_diff};
 
 #[derive(clap::Args)]
 pub struct NewServiceArgs {
@@ -30,25 +29,7 @@ pub struct NewServiceArgs {
 pub fn run(args: NewServiceArgs) -> Result<()> {
     // 1. The workspace, and everything that would be written (checked first: a
     //    bad or taken name writes nothing).
-    let sh = Shell::new()?;
-    sh.change_dir(&args.workspace);
-    let cargo = crate::parts::services::cargo();
-    let manifest = cmd!(
-        sh,
-        "{cargo} locate-project --workspace --message-format plain"
-    )
-    .quiet()
-    .read()
-    .with_context(|| {
-        format!(
-            "{} is not inside a Cargo workspace",
-            args.workspace.display()
-        )
-    })?;
-    let root = PathBuf::from(manifest)
-        .parent()
-        .context("a manifest has a directory")?
-        .to_path_buf();
+    let root = services::workspace_around(&args.workspace)?;
     let plan = scaffold::plan(&root, &args.name, args.port)?;
 
     // 2. Shown, or written (all or nothing).

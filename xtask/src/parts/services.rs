@@ -127,25 +127,31 @@ pub fn load(root: &Path) -> Result<Vec<Service>> {
     discover(root, &packages(root)?)
 }
 
-/// The services of the workspace around the current directory (where a
-/// command runs: a fork's checkout, the demo's clone), else xtask's own
-/// (a command run from a directory outside any workspace).
-pub fn load_current() -> Result<Vec<Service>> {
+/// The root of the Cargo workspace around `dir` (`cargo locate-project`).
+pub fn workspace_around(dir: &Path) -> Result<std::path::PathBuf> {
     let sh = Shell::new()?;
+    sh.change_dir(dir);
     let cargo = cargo();
-    let located = cmd!(
+    let manifest = cmd!(
         sh,
         "{cargo} locate-project --workspace --message-format plain"
     )
     .quiet()
     .ignore_stderr()
-    .read();
-    match located {
-        Ok(manifest) => load(
-            Path::new(&manifest)
-                .parent()
-                .context("a manifest has a directory")?,
-        ),
+    .read()
+    .with_context(|| format!("{} is not inside a Cargo workspace", dir.display()))?;
+    Ok(Path::new(&manifest)
+        .parent()
+        .context("a manifest has a directory")?
+        .to_path_buf())
+}
+
+/// The services of the workspace around the current directory (where a
+/// command runs: a fork's checkout, the demo's clone), else xtask's own
+/// (a command run from a directory outside any workspace).
+pub fn load_current() -> Result<Vec<Service>> {
+    match workspace_around(Path::new(".")) {
+        Ok(root) => load(&root),
         Err(_) => load(&super::workspace::root()),
     }
 }
