@@ -330,7 +330,7 @@ fn resolve_services(
 ) -> Result<Vec<Released>> {
     let mut services = Vec::new();
     for target in targets {
-        let commit = commit_to_release(repos, snapshot, &target, args.sha.as_deref())?;
+        let (commit, pinned) = commit_to_release(repos, snapshot, &target, args.sha.as_deref())?;
         if !repos.service.is_ancestor(commit, main_tip)? {
             bail!(
                 "commit {commit} is not on {}/{}: only commits of the main branch are released \
@@ -340,10 +340,6 @@ fn resolve_services(
             );
         }
         let repository = args.repositories.require(&target.service, all)?;
-        let pinned = match args.sha {
-            None => read_deployed(snapshot, &target, Env::Preprod)?.digest,
-            Some(_) => String::new(),
-        };
         let released = Released::resolve(target, commit, Repository::open(&repository)?)?;
         // What preprod ran and tested is what ships: the tag must still name
         // the digest preprod pins, and the bits must be this service's build
@@ -490,15 +486,16 @@ fn fetch_main_and_tags(sh: &Shell, args: &ReleaseArgs) -> Result<ObjectId> {
     Ok(tip.trim().parse()?)
 }
 
-/// `--sha`, or the commit whose `main-<sha>` build preprod runs.
+/// `--sha`, or the commit whose `main-<sha>` build preprod runs, with the
+/// digest preprod pins for it (empty with `--sha`, or when it pins none).
 fn commit_to_release(
     repos: &Repos,
     snapshot: &Snapshot<'_>,
     target: &Target,
     sha: Option<&str>,
-) -> Result<ObjectId> {
+) -> Result<(ObjectId, String)> {
     if let Some(sha) = sha {
-        return repos.service.commit(sha);
+        return Ok((repos.service.commit(sha)?, String::new()));
     }
     let preprod = read_deployed(snapshot, target, Env::Preprod)?;
     let whose = match target.named {
@@ -506,7 +503,7 @@ fn commit_to_release(
         false => String::new(),
     };
     match ImageTag::parse(&preprod.tag) {
-        Ok(ImageTag::Main { sha }) => repos.service.commit(&sha),
+        Ok(ImageTag::Main { sha }) => Ok((repos.service.commit(&sha)?, preprod.digest)),
         _ => bail!(
             "{whose}preprod runs {:?}, not a main-<sha> build: promote one to preprod and test it, or \
              name the commit with --sha",
