@@ -74,6 +74,13 @@ pub struct HttpArgs {
     /// (interleaved, run by run). Without a reference, the ratios are against it.
     #[arg(long, value_name = "PATH")]
     baseline: Option<PathBuf>,
+    /// Measure the floor too: `xtask/bench/floor/floor.c` (built with `cc`), a server that only
+    /// finds where each request ends and writes a fixed small answer. Its CPU per request is
+    /// what the kernel's loopback TCP costs any server, and its req/s the most wrk gets from
+    /// one CPU here: together, the largest ratio any server could show against the reference
+    /// on this host (healthz, GET and POST; the list's answer is too large for it to be a floor).
+    #[arg(long)]
+    floor: bool,
     /// Run items-api on the PostgreSQL store at this URL (migrated first) instead of the
     /// in-memory store, and measure the database's own figure for the statements of the
     /// GET, the list and (one by one) the POST.
@@ -144,7 +151,8 @@ fn http(args: HttpArgs) -> Result<()> {
         (Some(Reference::Gin), _) => Some(build_gin_reference(&sh)?),
         (None, path) => path.clone(),
     };
-    let mut subjects = start_subjects(&binary, reference, &args)?;
+    let floor = args.floor.then(|| build_floor(&sh)).transpose()?;
+    let mut subjects = start_subjects(&binary, floor, reference, &args)?;
     let scratch = sh.create_temp_dir()?;
     let scenarios = scenarios(&subjects[0].last_id, scratch.path())?;
     let database_limits =
@@ -153,10 +161,11 @@ fn http(args: HttpArgs) -> Result<()> {
     Ok(())
 }
 
-/// items-api, then the baseline build and the reference when there are:
-/// the last one is what the others are compared with.
+/// items-api, then the baseline build, the floor and the reference when
+/// there are: the last one is what the others are compared with.
 fn start_subjects(
     binary: &Path,
+    floor: Option<PathBuf>,
     reference: Option<PathBuf>,
     args: &HttpArgs,
 ) -> Result<Vec<Subject>> {
@@ -167,6 +176,15 @@ fn start_subjects(
     if let Some(baseline) = &args.baseline {
         let spec = service_spec(baseline, args.port + 2, args);
         subjects.push(Subject::start("baseline", &spec)?);
+    }
+    if let Some(floor) = floor {
+        let spec = ServerSpec {
+            binary: floor,
+            cpu: SERVER_CPU,
+            port: args.port + 3,
+            env: Vec::new(),
+        };
+        subjects.push(Subject::launch(FLOOR, &spec)?);
     }
     if let Some(reference) = reference {
         let spec = ServerSpec {
@@ -218,6 +236,25 @@ fn build_gin_reference(sh: &Shell) -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// The floor's name among the subjects.
+const FLOOR: &str = "floor";
+
+/// Builds `xtask/bench/floor/floor.c` with the system's C compiler.
+fn build_floor(sh: &Shell) -> Result<PathBuf> {
+    ensure!(
+        which("cc").is_some(),
+        "--floor needs a C compiler: `apt-get install -y gcc`"
+    );
+    let out = workspace::target_dir().join("bench");
+    sh.create_dir(&out)?;
+    let binary = out.join("floor");
+    let source = workspace::root().join("xtask/bench/floor/floor.c");
+    cmd!(sh, "cc -O2 -o {binary} {source}")
+        .run()
+        .context("building the floor server")?;
+    Ok(binary)
+}
+
 fn service_spec(binary: &Path, port: u16, args: &HttpArgs) -> ServerSpec {
     let mut env = vec![
         ("RUST_LOG".to_owned(), "warn".to_owned()),
@@ -245,25 +282,37 @@ fn service_spec(binary: &Path, port: u16, args: &HttpArgs) -> ServerSpec {
 }
 
 impl Subject {
-    /// Times start-up, starts the server for good, reads its idle memory, then
-    /// creates the items the scenarios read.
+    /// [`Self::launch`], then creates the items the scenarios read.
     fn start(name: &'static str, spec: &ServerSpec) -> Result<Self> {
+        let mut subject = Self::launch(name, spec)?;
+        subject.last_id =
+            seed(&subject.server.base_url).with_context(|| format!("seeding {name}"))?;
+        Ok(subject)
+    }
+
+    /// Times start-up, starts the server for good and reads its idle memory.
+    fn launch(name: &'static str, spec: &ServerSpec) -> Result<Self> {
         let startup_ms = PinnedServer::startup_ms(spec)?;
         let server = PinnedServer::start(spec)?;
         let (idle_rss_kib, idle_anon_kib) = (
             proc_stats::memory_kib(server.pid(), "VmRSS")?,
             proc_stats::memory_kib(server.pid(), "RssAnon")?,
         );
-        let last_id = seed(&server.base_url).with_context(|| format!("seeding {name}"))?;
         Ok(Self {
             name,
             server,
             startup_ms,
             idle_rss_kib,
             idle_anon_kib,
-            last_id,
+            last_id: name.to_owned(),
             runs: Vec::new(),
         })
+    }
+
+    /// Whether this subject runs `scenario` (the floor only where its small
+    /// answer is a floor).
+    fn runs_scenario(&self, scenario: &Scenario) -> bool {
+        self.name != FLOOR || scenario.small_answer
     }
 }
 
@@ -293,37 +342,43 @@ struct Scenario {
     path: String,
     script: Option<PathBuf>,
     database: Option<(&'static str, &'static str)>,
+    /// The answer is a few hundred bytes at most: the floor's is comparable.
+    small_answer: bool,
 }
 
 /// The list runs before POST, which adds many items. The GET reads the last
 /// seeded item of the first server; others are asked for their own.
 fn scenarios(last_id: &str, scratch: &Path) -> Result<Vec<Scenario>> {
     let post = wrk::post_script(scratch, r#"{"name":"bench item","description":"load"}"#)?;
-    let scenario = |name, path: String, script, database| Scenario {
+    let scenario = |name, path: String, script, database, small_answer| Scenario {
         name,
         path,
         script,
         database,
+        small_answer,
     };
     Ok(vec![
-        scenario("GET /healthz", "/healthz".into(), None, None),
+        scenario("GET /healthz", "/healthz".into(), None, None, true),
         scenario(
             "GET /api/v1/items/{id}",
             format!("/api/v1/items/{last_id}"),
             None,
             Some(("the GET's SELECT", GET_ITEM_SQL)),
+            true,
         ),
         scenario(
             "GET /api/v1/items?limit=1000",
             "/api/v1/items?limit=1000".into(),
             None,
             Some(("the list's SELECT of 1001 rows", LIST_SQL)),
+            false,
         ),
         scenario(
             "POST /api/v1/items",
             "/api/v1/items".into(),
             Some(post),
             Some(("one INSERT … RETURNING per transaction", INSERT_ONE_SQL)),
+            true,
         ),
     ])
 }
@@ -358,7 +413,7 @@ fn measure_interleaved(
             .database
             .map(|(_, sql)| sql.replace("$1", if sql == LIST_SQL { ":limit" } else { ":id" }));
         for run in 1..=args.runs {
-            for subject in subjects.iter_mut() {
+            for subject in subjects.iter_mut().filter(|s| s.runs_scenario(scenario)) {
                 eprintln!(
                     "bench: {} on {}, run {run}/{}",
                     scenario.name, subject.name, args.runs
@@ -439,6 +494,7 @@ fn print_http_report(
         println!("baseline: {}, same settings\n", baseline.display());
     }
     print_scenario_table(scenarios, subjects);
+    print_floor(scenarios, subjects);
     println!();
     for subject in subjects {
         let peak = proc_stats::memory_kib(subject.server.pid(), "VmHWM").unwrap_or(0);
@@ -475,7 +531,7 @@ fn print_database_limits(
         let all: Vec<String> = limits.iter().map(|t| format!("{t:.0}")).collect();
         let services: Vec<String> = subjects
             .iter()
-            .filter(|s| s.name != "reference")
+            .filter(|s| s.name != "reference" && s.name != FLOOR)
             .map(|s| {
                 let rps = wrk::median(&s.runs[index]).requests_per_sec;
                 format!("{} {rps:.0} req/s = {:.0}%", s.name, rps / limit * 100.0)
@@ -488,6 +544,52 @@ fn print_database_limits(
             args.pool_size,
             all.join(", "),
             services.join(", ")
+        );
+    }
+}
+
+/// With the floor and a reference measured: per scenario, the largest ratio
+/// any server could show here, and each server's own work per request (its
+/// CPU per request above the floor's, which is the kernel's part).
+fn print_floor(scenarios: &[Scenario], subjects: &[Subject]) {
+    let (Some(floor), Some(reference)) = (
+        subjects.iter().find(|s| s.name == FLOOR),
+        subjects.last().filter(|s| s.name == "reference"),
+    ) else {
+        return;
+    };
+    println!(
+        "\nfloor ({FLOOR}: xtask/bench/floor/floor.c, a fixed answer and no work): the most any server can show \
+         against the reference on this host, and each server's own CPU per request above the floor's"
+    );
+    for (index, scenario) in scenarios.iter().enumerate() {
+        if !scenario.small_answer {
+            continue;
+        }
+        let f = wrk::median(&floor.runs[index]);
+        let r = wrk::median(&reference.runs[index]);
+        let above = |s: &Subject| {
+            let m = wrk::median(&s.runs[index]);
+            format!(
+                "{} {:.1} µs",
+                s.name,
+                m.cpu_per_request_us() - f.cpu_per_request_us()
+            )
+        };
+        let own: Vec<String> = subjects
+            .iter()
+            .filter(|s| s.name != FLOOR)
+            .map(above)
+            .collect();
+        println!(
+            "{}: floor {:.0} req/s, {:.1} µs per request: at most {:.2}× the reference's req/s, {:.2}× its requests \
+             per CPU second; above the floor: {}",
+            scenario.name,
+            f.requests_per_sec,
+            f.cpu_per_request_us(),
+            f.requests_per_sec / r.requests_per_sec,
+            r.cpu_per_request_us() / f.cpu_per_request_us(),
+            own.join(", ")
         );
     }
 }
@@ -508,7 +610,7 @@ fn print_scenario_table(scenarios: &[Scenario], subjects: &[Subject]) {
          |---|---|---:|---:|---:|---:|---:|---:|---|{versus_rule}"
     );
     for (index, scenario) in scenarios.iter().enumerate() {
-        for subject in subjects {
+        for subject in subjects.iter().filter(|s| s.runs_scenario(scenario)) {
             let m = wrk::median(&subject.runs[index]);
             let all: Vec<String> = subject.runs[index]
                 .iter()
