@@ -421,7 +421,7 @@ fn ingress_problems(rendered: &[Rendered]) -> Vec<String> {
     }
     if domains.len() > 1 {
         found.push(format!(
-            "the environments' hosts end in different domains {domains:?}: PREVIEW_DOMAIN and PREPROD_URL assume one"
+            "the environments' hosts end in different domains {domains:?}: terraform (var.ingress_domain) and the README assume one"
         ));
     }
     found

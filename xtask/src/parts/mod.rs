@@ -56,6 +56,9 @@
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
 //!   `affected`; `scaffold`: the files, values and workspace member of `new-service`.
+//! - `service_url`: where a deployed service answers for `smoke` and
+//!   `preprod-test`: `--url`, or its Ingress host (values file over the chart's
+//!   defaults) through the ingress controller (`INGRESS_URL`).
 //! - `application_sets`: the ApplicationSets expanded into the Applications
 //!   Argo CD would make (list, matrix, git files; Go template expressions),
 //!   for `validate`; the services list `new-service` appends to.
@@ -95,6 +98,7 @@ pub mod repository_checks;
 pub mod sbom;
 pub mod scaffold;
 pub mod service;
+pub mod service_url;
 pub mod services;
 pub mod signature;
 pub mod tags;
