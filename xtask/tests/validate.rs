@@ -1003,3 +1003,33 @@ fn a_second_services_values_breaking_a_rendered_check_are_refused_naming_the_fil
         assert!(named, "no line names {file} and {expected:?}:\n{text}");
     }
 }
+
+// The AppProject's role tokens reach the services' Applications of their environments only.
+
+#[test]
+fn a_release_token_reaching_the_prod_database_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/argocd/project.yaml",
+        "        - p, proj:service-demo:release, applications, sync, service-demo/service-demo-database-*, deny\n",
+        "",
+        "gitops/argocd/project.yaml: role release may sync Application service-demo-database-prod, which no pipeline token needs",
+    );
+}
+
+#[test]
+fn a_role_missing_or_overreaching_its_environments_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/argocd/project.yaml",
+        "applications, get, service-demo/*-preprod, allow",
+        "applications, get, service-demo/items-api-preprod, allow",
+        "role preprod may not get Application service-demo-preprod, which its job needs",
+    );
+    caught(
+        "gitops/argocd/project.yaml",
+        "applications, sync, service-demo/*-dev, allow",
+        "applications, sync, service-demo/*, allow",
+        "role release may sync Application service-demo-preprod, outside its environments",
+    );
+}

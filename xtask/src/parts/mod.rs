@@ -27,6 +27,8 @@
 //! - `signature`: image signatures as cosign writes them (simple-signing
 //!   payload, ECDSA P-256, cosign's `.sig` tag), made on push, checked by
 //!   `verify` and `status`.
+//! - `project_roles`: which Applications each AppProject role's token
+//!   reaches (Argo CD's globs, a deny winning), for `validate`.
 //! - `admission_policy`: the Kyverno policy in `gitops/policy/` that admits
 //!   only signed images in dev, preprod and prod, typed and checked for `validate`.
 //! - `trust_policy`: who can change the cluster and with which credentials:
@@ -92,6 +94,7 @@ pub mod oci;
 pub mod pgbench;
 pub mod pinned_server;
 pub mod proc_stats;
+pub mod project_roles;
 pub mod promotion;
 pub mod registry;
 pub mod repository_checks;
