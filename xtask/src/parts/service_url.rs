@@ -16,7 +16,8 @@ use anyhow::{Context, Result, bail, ensure};
 use reqwest::Url;
 use serde_json::Value;
 
-use super::gitops::{GitopsOptions, GitopsRepo};
+use super::Repos;
+use super::gitops::GitopsOptions;
 use super::promotion::Env;
 use super::services::{Service, workspace_around};
 use super::{values, workspace};
@@ -87,7 +88,7 @@ impl UrlOptions {
 
 /// A service's values file in `env` at the GitOps branch's tip: its path and text.
 fn read_values(service: &Service, env: Env, gitops: &GitopsOptions) -> Result<(String, String)> {
-    let repo = GitopsRepo::open(&gitops.service_repo, gitops)?;
+    let repo = Repos::open(gitops)?.gitops;
     let tip = repo.fetch_tip()?;
     let path = repo.full_path(&env.values_path(&service.declaration.values_file));
     let text = repo.read(tip, &path)?.with_context(|| {
