@@ -14,8 +14,8 @@ output "argocd_admin_password_command" {
 }
 
 output "ingress_url" {
-  description = "Where the environments answer: PREPROD_URL and the previews' base (PREVIEW_DOMAIN = <domain>:<port>)."
-  value       = "http://preprod.${var.ingress_domain}:${var.ingress_http_port} (previews: http://pr-<N>.${var.ingress_domain}:${var.ingress_http_port})"
+  description = "The ingress controller (INGRESS_URL for `cargo xtask smoke` and `preprod-test`): each service in each environment answers through it at its own host, e.g. http://preprod.${var.ingress_domain}:${var.ingress_http_port}, http://pr-<N>.${var.ingress_domain}:${var.ingress_http_port}, http://<service>.<env>.${var.ingress_domain}:${var.ingress_http_port}."
+  value       = "http://127.0.0.1:${var.ingress_http_port}"
 }
 
 output "argocd_ci_token_commands" {

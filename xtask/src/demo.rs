@@ -101,12 +101,12 @@ pub const PLAN: [(Flow, &[&str]); 20] = [
 const PULL_REQUEST: [&str; 3] = [
     "image build --service --tag --push",
     "preview deploy --service --pr --sha --label",
-    "smoke --service --url",
+    "smoke --service --pr",
 ];
 const MAIN: [&str; 3] = [
     "image build --service --tag --push",
     "promote --service --env --tag --digest",
-    "preprod-test --service --url --sha --digest",
+    "preprod-test --service --env --sha --digest",
 ];
 const AFFECTED: [&str; 1] = ["affected --since-deployed --head"];
 /// release.yml: a train, every service at the build its preprod tested.
@@ -291,7 +291,15 @@ impl Demo {
             "preview",
         ])?;
         let service = Running::start(self, SERVICE, &tag, "pr-1")?;
-        self.xtask(&["smoke", "--service", SERVICE, "--url", &service.url])?;
+        // As preview.yml: the URL derived from pr-1's values file, through the
+        // "ingress controller" at INGRESS_URL (here the container itself).
+        let smoke = ["smoke", "--service", SERVICE, "--pr", "1"];
+        let ingress = ("INGRESS_URL", service.url.as_str());
+        ensure!(
+            self.xtask_with(&smoke, Some(ingress))?,
+            "cargo xtask {} failed",
+            smoke.join(" ")
+        );
         let answer = http_get(&format!("{}/api/v1/version", service.url))?;
         ensure!(
             answer.contains(&sha),
@@ -507,14 +515,20 @@ impl Demo {
             "preprod-test",
             "--service",
             service,
-            "--url",
-            &running.url,
+            "--env",
+            "preprod",
             "--sha",
             sha,
             "--digest",
             &digest,
         ];
-        let passed = self.xtask_with(&args, Some(gate_key))?;
+        // As cd.yml: the URL derived from preprod's values file, through INGRESS_URL.
+        let ingress = ("INGRESS_URL", running.url.as_str());
+        let passed = self
+            .command(&args)?
+            .envs([gate_key, ingress])
+            .status()?
+            .success();
         Ok((digest, passed))
     }
 

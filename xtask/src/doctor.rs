@@ -42,18 +42,15 @@ pub struct DoctorArgs {
 }
 
 /// Repository variables the workflows read.
-const VARIABLES: [(&str, &str); 3] = [
+const VARIABLES: [(&str, &str); 2] = [
     (
         "ARGOCD_SERVER",
         "the Argo CD host the cluster runner reaches, e.g. http://127.0.0.1:8090 (terraform/)",
     ),
     (
-        "PREPROD_URL",
-        "preprod's URL through the ingress, e.g. http://preprod.127.0.0.1.nip.io",
-    ),
-    (
-        "PREVIEW_DOMAIN",
-        "the previews' domain: pr-<N>.<domain>, e.g. 127.0.0.1.nip.io",
+        "INGRESS_URL",
+        "the ingress controller's address the cluster runner reaches, e.g. http://127.0.0.1:8081 \
+         (terraform output ingress_url); each service's URL in each environment is derived from it",
     ),
 ];
 /// The environments limited to main, and whether each needs required reviewers.

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use crate::parts::attestation::{PreprodPredicate, Results, Signer};
 use crate::parts::gates::{self, Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE};
+use crate::parts::github;
 use crate::parts::gitops::GitopsOptions;
+use crate::parts::service_url::{ServiceUrl, UrlOptions};
 use crate::parts::services::{self, RepositoryOptions, Service, ServiceSelection};
 use crate::parts::tags;
 
@@ -21,18 +23,20 @@ const ITEMS_API: &str = "items-api";
 
 #[derive(clap::Args)]
 pub struct SmokeArgs {
-    /// Base URL of the deployed service, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    url: String,
+    /// Where the service answers: --url, or --env/--pr through --ingress-url.
+    #[command(flatten)]
+    target: UrlOptions,
     #[command(flatten)]
     services: ServiceSelection,
+    #[command(flatten)]
+    gitops: GitopsOptions,
 }
 
 #[derive(clap::Args)]
 pub struct PreprodTestArgs {
-    /// Base URL of preprod.
-    #[arg(long)]
-    url: String,
+    /// Where the service answers in preprod: --url, or --env preprod through --ingress-url.
+    #[command(flatten)]
+    target: UrlOptions,
     /// The commit preprod should be running; /version must report it.
     #[arg(long)]
     sha: String,
@@ -54,7 +58,7 @@ pub struct PreprodTestArgs {
 
 pub fn smoke(args: SmokeArgs) -> Result<()> {
     let service = args.services.one(&services::load_current()?)?;
-    let mut suite = Suite::new(&args.url)?;
+    let mut suite = Suite::new(&args.target.resolve(&service, &args.gitops)?)?;
     smoke_checks(&mut suite, &service);
     suite.finish(&format!("{} smoke", service.name))
 }
@@ -68,7 +72,7 @@ pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
     // Opened before the suite runs, so a missing repository fails first.
     let repository = args.repositories.for_service(&service, &all)?;
     let signer = Signer::from_env(repository.as_deref())?;
-    let mut suite = Suite::new(&args.url)?;
+    let mut suite = Suite::new(&args.target.resolve(&service, &args.gitops)?)?;
     let name = service.name.clone();
     suite.check("/version reports the service and the commit under test", |c| {
         let version = c.json("GET", "/version", None, StatusCode::OK)?;
@@ -79,7 +83,7 @@ pub fn preprod_test(args: PreprodTestArgs) -> Result<()> {
         // Services built from one commit all report it: the URL must be this one's.
         let answered = version["service"].as_str().unwrap_or_default();
         if answered != name {
-            bail!("{answered:?} answered, not {name}: --url must be {name}'s preprod address");
+            bail!("{answered:?} answered, not {name}: the URL must be {name}'s preprod address");
         }
         Ok(())
     });
@@ -252,43 +256,18 @@ struct Suite {
     passed: usize,
 }
 
-/// The host of `url` and the loopback address it stands for, when it is
-/// `localhost` or a name under it (`pr-7.localhost:8081`, the ingress's
-/// default domain).
-fn loopback_name(url: &str) -> Option<(String, std::net::SocketAddr)> {
-    let url = reqwest::Url::parse(url).ok()?;
-    let host = url.host_str()?.to_ascii_lowercase();
-    let host = host.trim_end_matches('.');
-    if host != "localhost" && !host.ends_with(".localhost") {
-        return None;
-    }
-    let port = url.port_or_known_default()?;
-    Some((
-        host.to_owned(),
-        (std::net::Ipv4Addr::LOCALHOST, port).into(),
-    ))
-}
-
 impl Suite {
-    fn new(base: &str) -> Result<Self> {
-        if base.is_empty() {
-            bail!(
-                "--url is empty: in Actions it comes from the repository variable PREPROD_URL (cd.yml) \
-                 or PREVIEW_DOMAIN (preview.yml); set it (`cargo xtask doctor` lists what a fork is missing)"
-            );
-        }
-        if !base.starts_with("http://") && !base.starts_with("https://") {
-            bail!("--url {base:?} should start with http:// or https://");
-        }
-        let mut client = Client::builder().timeout(std::time::Duration::from_secs(10));
-        if let Some((host, loopback)) = loopback_name(base) {
-            // *.localhost is loopback (RFC 6761), as curl and browsers treat it; the
-            // system resolver knows it only with systemd's nss-myhostname.
-            client = client.resolve(&host, loopback);
-        }
+    fn new(target: &ServiceUrl) -> Result<Self> {
+        let base = target.base();
+        // The environment's link in Actions (cd.yml's `environment.url`).
+        github::set_output("url", &base)?;
+        let client = target
+            .client()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
         Ok(Self {
-            client: client.build()?,
-            base: base.trim_end_matches('/').to_owned(),
+            client,
+            base,
             failed: 0,
             passed: 0,
         })
@@ -383,8 +362,7 @@ impl Suite {
 
 #[cfg(test)]
 mod tests {
-    use super::loopback_name;
-    use super::{Service, Suite, smoke_checks};
+    use super::{Service, ServiceUrl, Suite, smoke_checks};
     use crate::parts::services::Declaration;
     use std::io::{BufRead, BufReader, Write};
 
@@ -442,36 +420,23 @@ mod tests {
         // As main() does before any client is built.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (url, server) = serve("orders-api", &["/live", "/ready", "/version"], 3);
-        let mut suite = Suite::new(&url).unwrap();
+        let mut suite = Suite::new(&ServiceUrl::given(&url).unwrap()).unwrap();
         smoke_checks(&mut suite, &service);
         assert_eq!((suite.passed, suite.failed), (3, 0));
         assert_eq!(server.join().unwrap(), ["/live", "/ready", "/version"]);
 
         // items-api's probes are not where this service declares them: they fail.
         let (url, server) = serve("orders-api", &["/healthz", "/readyz", "/version"], 3);
-        let mut suite = Suite::new(&url).unwrap();
+        let mut suite = Suite::new(&ServiceUrl::given(&url).unwrap()).unwrap();
         smoke_checks(&mut suite, &service);
         assert_eq!((suite.passed, suite.failed), (1, 2));
         server.join().unwrap();
 
         // Another service behind the URL (two services on one host name): /version says so.
         let (url, server) = serve("items-api", &["/live", "/ready", "/version"], 3);
-        let mut suite = Suite::new(&url).unwrap();
+        let mut suite = Suite::new(&ServiceUrl::given(&url).unwrap()).unwrap();
         smoke_checks(&mut suite, &service);
         assert_eq!((suite.passed, suite.failed), (2, 1));
         server.join().unwrap();
-    }
-
-    #[test]
-    fn names_under_localhost_are_loopback_at_the_urls_port() {
-        let (host, address) = loopback_name("http://pr-7.localhost:8081/").unwrap();
-        assert_eq!(
-            (host.as_str(), address.to_string().as_str()),
-            ("pr-7.localhost", "127.0.0.1:8081")
-        );
-        let (_, address) = loopback_name("http://Preprod.LOCALHOST").unwrap();
-        assert_eq!(address.to_string(), "127.0.0.1:80");
-        assert_eq!(loopback_name("http://preprod.localtest.me:8081"), None);
-        assert_eq!(loopback_name("http://localhost.example.com"), None);
     }
 }

@@ -560,6 +560,21 @@ fn unset_repository_variables_are_named_not_skipped() {
     let message = assert_fails(&xtask(&wait, &empty_server));
     assert!(message.contains("ARGOCD_SERVER is not set"), "{message}");
     let (head, digest) = (support::head(), format!("sha256:{}", "a".repeat(64)));
+    // cd.yml derives preprod's URL through the ingress controller (INGRESS_URL).
+    let test = [
+        "preprod-test",
+        "--env",
+        "preprod",
+        "--sha",
+        &head,
+        "--digest",
+        &digest,
+    ];
+    let message = assert_fails(&xtask(&test, &[("INGRESS_URL", "")]));
+    assert!(
+        message.contains("preprod's URL") && message.contains("set --ingress-url or INGRESS_URL"),
+        "{message}"
+    );
     let test = [
         "preprod-test",
         "--url",
@@ -571,7 +586,7 @@ fn unset_repository_variables_are_named_not_skipped() {
     ];
     let message = assert_fails(&xtask(&test, &[]));
     assert!(
-        message.contains("--url is empty") && message.contains("PREPROD_URL"),
+        message.contains("--url is empty") && message.contains("INGRESS_URL"),
         "{message}"
     );
 }

@@ -62,7 +62,7 @@ impl Fork {
     fn ready() -> Self {
         let deploy_key = "GITOPS_DEPLOY_KEY";
         Self {
-            variables: vec!["ARGOCD_SERVER", "PREPROD_URL", "PREVIEW_DOMAIN"],
+            variables: vec!["ARGOCD_SERVER", "INGRESS_URL"],
             preview_secrets: vec!["ARGOCD_PREVIEW_TOKEN", deploy_key],
             preprod_secrets: vec!["ARGOCD_PREPROD_TOKEN", "GATE_SIGNING_KEY", deploy_key],
             prod_secrets: vec!["ARGOCD_AUTH_TOKEN", deploy_key],
@@ -299,7 +299,7 @@ fn a_ready_fork_passes_every_check() {
     assert_ok(&output);
     assert!(!text.contains('✘'), "{text}");
     for line in [
-        "✔ variable PREPROD_URL: set",
+        "✔ variable INGRESS_URL: set",
         "✔ secret ARGOCD_AUTH_TOKEN (environment prod): set",
         "✔ gate key GATE_PUBLIC_KEY in environment prod: set",
         "✔ cluster runner: laptop is online with [\"self-hosted\", \"kind\"], ephemeral",
@@ -321,13 +321,13 @@ fn a_ready_fork_passes_every_check() {
 #[test]
 fn a_missing_variable_is_named_with_its_fix() {
     let mut fork = Fork::ready();
-    fork.variables.retain(|v| *v != "PREPROD_URL");
+    fork.variables.retain(|v| *v != "INGRESS_URL");
     missing(
         fork,
         ARGOCD_TOKEN,
         &[
-            "✘ variable PREPROD_URL: not set",
-            "fix: gh variable set PREPROD_URL --repo acme/service-demo",
+            "✘ variable INGRESS_URL: not set",
+            "fix: gh variable set INGRESS_URL --repo acme/service-demo",
         ],
     );
 }

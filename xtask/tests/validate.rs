@@ -921,3 +921,115 @@ fn validate_path_parses_the_admission_policy_strictly() {
     let report = stdout(&out);
     assert!(report.contains("spec.invented"), "{report}");
 }
+
+// Every service's values are rendered, with its own chart, in every environment.
+
+/// orders-api declared and listed, its values in every environment items-api's
+/// at its own host; `fault` (from, to) applied to its preprod file.
+fn orders_api_with(root: &Path, fault: Option<(&str, &str)>) {
+    declare_orders_api(root);
+    list_orders_api(root, &["dev", "preprod", "prod"]);
+    for env in ["dev", "preprod", "prod"] {
+        let file = root.join(format!("gitops/values/{env}/orders-api.yaml"));
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str(&format!("ingress:\n  host: orders-api.{env}.localhost\n"));
+        std::fs::write(&file, text).unwrap();
+    }
+    if let Some((from, to)) = fault {
+        edit(root, "gitops/values/preprod/orders-api.yaml", from, to);
+    }
+}
+
+#[test]
+fn a_second_services_values_are_rendered_in_every_environment() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    orders_api_with(&root, None);
+    let out = validate(&root);
+    assert_ok(&out);
+    let text = stdout(&out);
+    for (env, file) in [
+        ("dev", "gitops/values/dev/orders-api.yaml"),
+        ("preprod", "gitops/values/preprod/orders-api.yaml"),
+        ("prod", "gitops/values/prod/orders-api.yaml"),
+        (
+            "pr-7",
+            "a sample preview pr-7 from gitops/values/dev/orders-api.yaml",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("✔ orders-api renders for {env} ({file})")),
+            "{env}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_second_services_values_breaking_a_rendered_check_are_refused_naming_the_file() {
+    let Some(()) = tools() else { return };
+    let file = "gitops/values/preprod/orders-api.yaml";
+    let cases = [
+        // The cluster checks every render passes.
+        (
+            "replicaCount: 2",
+            "replicaCount: 2\nservice:\n  type: NodePort",
+            "preprod: Service type NodePort opens the environment outside the cluster",
+        ),
+        (
+            "existingSecret: service-demo-db-app",
+            "existingSecret: orders-api-database",
+            "preprod: the chart reads DATABASE_URL from Secret orders-api-database key uri, which nothing deployed to preprod produces",
+        ),
+        // The chart's own refusal, from Helm.
+        (
+            "  existingSecret: service-demo-db-app\n",
+            "  existingSecret: \"\"\n",
+            "replicaCount 2 needs database.existingSecret",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        let (_dir, root) = assets();
+        orders_api_with(&root, Some((from, to)));
+        let out = validate(&root);
+        let message = assert_fails(&out);
+        let text = format!("{}{message}", stdout(&out));
+        assert!(
+            text.contains(&format!("✘ orders-api renders for preprod ({file})")),
+            "{text}"
+        );
+        let named = text
+            .lines()
+            .any(|l| l.contains(file) && l.contains(expected));
+        assert!(named, "no line names {file} and {expected:?}:\n{text}");
+    }
+}
+
+// The AppProject's role tokens reach the services' Applications of their environments only.
+
+#[test]
+fn a_release_token_reaching_the_prod_database_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/argocd/project.yaml",
+        "        - p, proj:service-demo:release, applications, sync, service-demo/service-demo-database-*, deny\n",
+        "",
+        "gitops/argocd/project.yaml: role release may sync Application service-demo-database-prod, which no pipeline token needs",
+    );
+}
+
+#[test]
+fn a_role_missing_or_overreaching_its_environments_is_named() {
+    let Some(()) = tools() else { return };
+    caught(
+        "gitops/argocd/project.yaml",
+        "applications, get, service-demo/*-preprod, allow",
+        "applications, get, service-demo/items-api-preprod, allow",
+        "role preprod may not get Application service-demo-preprod, which its job needs",
+    );
+    caught(
+        "gitops/argocd/project.yaml",
+        "applications, sync, service-demo/*-dev, allow",
+        "applications, sync, service-demo/*, allow",
+        "role release may sync Application service-demo-preprod, outside its environments",
+    );
+}

@@ -58,6 +58,17 @@ pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     found
 }
 
+/// The checks that hold for each render of a service other than items-api
+/// (whose Ingress has its own host, and which the README does not name): the
+/// database Secret it reads is produced in its namespace, its pods' egress is
+/// bounded, and nothing opens or places the environment.
+pub fn service_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+    let mut found = database_problems(root, rendered);
+    found.extend(rendered.iter().flat_map(egress_problems));
+    found.extend(rendered.iter().flat_map(placement_problems));
+    found
+}
+
 /// The one repository the pipeline pushes to, `ghcr.io/${{ github.repository }}`
 /// in the workflows: the fork's, which `cargo xtask fork` writes into the
 /// AppProject's `sourceRepos` (read here) and every values file.
@@ -421,7 +432,7 @@ fn ingress_problems(rendered: &[Rendered]) -> Vec<String> {
     }
     if domains.len() > 1 {
         found.push(format!(
-            "the environments' hosts end in different domains {domains:?}: PREVIEW_DOMAIN and PREPROD_URL assume one"
+            "the environments' hosts end in different domains {domains:?}: terraform (var.ingress_domain) and the README assume one"
         ));
     }
     found

@@ -393,6 +393,7 @@ pub fn check_argocd(
         problems.extend(context.check_object(file, doc, &mut generated));
     }
     problems.extend(missing_argocd_objects(docs, &generated, services));
+    problems.extend(super::project_roles::problems(docs, &generated));
     let mut names: Vec<String> = generated.iter().map(|g| g.name().to_owned()).collect();
     names.sort();
     let mut seen = BTreeSet::new();

@@ -27,6 +27,8 @@
 //! - `signature`: image signatures as cosign writes them (simple-signing
 //!   payload, ECDSA P-256, cosign's `.sig` tag), made on push, checked by
 //!   `verify` and `status`.
+//! - `project_roles`: which Applications each AppProject role's token
+//!   reaches (Argo CD's globs, a deny winning), for `validate`.
 //! - `admission_policy`: the Kyverno policy in `gitops/policy/` that admits
 //!   only signed images in dev, preprod and prod, typed and checked for `validate`.
 //! - `trust_policy`: who can change the cluster and with which credentials:
@@ -56,6 +58,9 @@
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
 //!   `affected`; `scaffold`: the files, values and workspace member of `new-service`.
+//! - `service_url`: where a deployed service answers for `smoke` and
+//!   `preprod-test`: `--url`, or its Ingress host (values file over the chart's
+//!   defaults) through the ingress controller (`INGRESS_URL`).
 //! - `application_sets`: the ApplicationSets expanded into the Applications
 //!   Argo CD would make (list, matrix, git files; Go template expressions),
 //!   for `validate`; the services list `new-service` appends to.
@@ -89,12 +94,14 @@ pub mod oci;
 pub mod pgbench;
 pub mod pinned_server;
 pub mod proc_stats;
+pub mod project_roles;
 pub mod promotion;
 pub mod registry;
 pub mod repository_checks;
 pub mod sbom;
 pub mod scaffold;
 pub mod service;
+pub mod service_url;
 pub mod services;
 pub mod signature;
 pub mod tags;

@@ -24,6 +24,7 @@ use xshell::{Shell, TempDir, cmd};
 
 use super::cluster_checks::{self, Rendered};
 use super::promotion::{DeployedImage, Env, UNDECLARED_VALUES_FILE};
+use super::services::Service;
 use super::{manifests, tools, values, which, workspace, yaml_files};
 
 /// Kubernetes version the manifests are checked against (terraform/ runs kind 1.32).
@@ -35,7 +36,8 @@ const SAMPLE_PR: u64 = 7;
 /// Every check on the repository at `root`; fails listing every problem.
 pub fn check_repository(root: &Path) -> Result<()> {
     let mut checks = Checks::new(root)?;
-    let (chart_kinds, rendered) = checks.chart()?;
+    let (mut chart_kinds, rendered) = checks.chart()?;
+    checks.other_services(&mut chart_kinds)?;
     checks.argocd(&chart_kinds)?;
     checks.cluster(&rendered);
     checks.terraform();
@@ -134,8 +136,122 @@ impl Checks {
         kinds.extend(manifests::kinds(&docs));
         let rendered_file = self.scratch.path().join(format!("{env}.yaml"));
         std::fs::write(&rendered_file, &rendered)?;
-        let mut found = kubernetes_validate(&self.sh, &rendered_file)?;
+        let mut found = kubernetes_validate(&self.sh, &[rendered_file])?;
         let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
+        found.extend(manifests::check_rendered(&docs, &expected));
+        Ok((found, docs))
+    }
+
+    /// 1b. Every other service's values file in each environment, and its
+    ///     sample preview, rendered with its own chart (one Helm process) and
+    ///     checked as items-api's: kubernetes-validate (one run), the chart's
+    ///     promises, and the cluster checks that hold per render (its database
+    ///     Secret produced, egress bounded, nothing opened or placed). A
+    ///     missing values file is the Argo CD step's to name.
+    fn other_services(&mut self, kinds: &mut BTreeSet<(String, String)>) -> Result<()> {
+        let Ok(services) = super::services::load(&self.root) else {
+            return Ok(()); // the Argo CD step names the error
+        };
+        let targets = self.other_service_targets(&services)?;
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let out = self.scratch.path().join("services");
+        std::fs::create_dir_all(&out)?;
+        helm_render_each(&self.sh, &out, &targets)?;
+        let files: Vec<PathBuf> = targets
+            .iter()
+            .map(|t| out.join(format!("{}.yaml", t.release)))
+            .filter(|file| file.is_file())
+            .collect();
+        let validated = match files.is_empty() {
+            true => Vec::new(),
+            false => kubernetes_validate(&self.sh, &files)?,
+        };
+        for target in &targets {
+            let found = match self.check_service_render(target, &out, &validated, kinds) {
+                Ok((mut found, docs)) => {
+                    let rendered = [(target.env.clone(), docs)];
+                    found.extend(cluster_checks::service_problems(&self.root, &rendered));
+                    found
+                }
+                Err(error) => vec![format!("{error:#}")],
+            };
+            let what = format!(
+                "{} renders for {} ({})",
+                target.service, target.env, target.shown
+            );
+            let named = found.into_iter().map(|p| format!("{}: {p}", target.shown));
+            self.report(&what, named.collect());
+        }
+        Ok(())
+    }
+
+    /// Each service but items-api (whose values file is
+    /// [`UNDECLARED_VALUES_FILE`], rendered above) in each environment whose
+    /// values file exists, and a sample preview from its dev values.
+    fn other_service_targets(&self, services: &[Service]) -> Result<Vec<ServiceRender>> {
+        let mut targets = Vec::new();
+        for service in services {
+            let declared = &service.declaration;
+            if declared.values_file == UNDECLARED_VALUES_FILE {
+                continue;
+            }
+            let stem = declared.values_file.trim_end_matches(".yaml");
+            let target = |env: Env, values: PathBuf, shown: String| ServiceRender {
+                service: service.name.clone(),
+                chart: self.root.join(&declared.chart),
+                env: env.to_string(),
+                release: format!("{stem}-{env}"),
+                values,
+                shown,
+            };
+            for env in Env::LONG_LIVED {
+                let shown = format!("gitops/{}", env.values_path(&declared.values_file));
+                let values = self.root.join(&shown);
+                if values.is_file() {
+                    targets.push(target(env, values, shown));
+                }
+            }
+            let dev = self
+                .root
+                .join("gitops")
+                .join(Env::Dev.values_path(&declared.values_file));
+            let preview = self.scratch.path().join(format!("{stem}-preview.yaml"));
+            let dev_values = std::fs::read_to_string(&dev).unwrap_or_default();
+            std::fs::write(&preview, sample_preview_values_from(&dev_values)?)?;
+            let shown = format!(
+                "a sample preview pr-{SAMPLE_PR} from {}",
+                relative(&self.root, &dev)
+            );
+            targets.push(target(Env::Preview(SAMPLE_PR), preview, shown));
+        }
+        Ok(targets)
+    }
+
+    /// One of [`Self::other_services`]' renders checked: its objects and problems.
+    fn check_service_render(
+        &self,
+        target: &ServiceRender,
+        out: &Path,
+        validated: &[String],
+        kinds: &mut BTreeSet<(String, String)>,
+    ) -> Result<(Vec<String>, Vec<Value>)> {
+        let file = out.join(format!("{}.yaml", target.release));
+        let Ok(rendered) = std::fs::read_to_string(&file) else {
+            let error = std::fs::read_to_string(out.join(format!("{}.error", target.release)));
+            bail!("helm template failed: {}", error.unwrap_or_default());
+        };
+        let docs = split_documents(&rendered)?;
+        kinds.extend(manifests::kinds(&docs));
+        let shown = file.display().to_string();
+        let mut found: Vec<String> = validated
+            .iter()
+            .filter(|problem| problem.contains(&shown))
+            .cloned()
+            .collect();
+        let values = std::fs::read_to_string(&target.values)?;
+        let expected = expected_render(&target.chart, &target.env, &values)?;
         found.extend(manifests::check_rendered(&docs, &expected));
         Ok((found, docs))
     }
@@ -234,6 +350,34 @@ impl Checks {
     }
 }
 
+/// One render of another service's chart: the environment (its namespace),
+/// the values file (and how the report names it), the Application's name.
+struct ServiceRender {
+    service: String,
+    chart: PathBuf,
+    env: String,
+    values: PathBuf,
+    shown: String,
+    release: String,
+}
+
+/// The values `preview deploy` writes for a service whose dev values are
+/// `dev`: the sample pull request's, with dev's image repository and port.
+fn sample_preview_values_from(dev: &str) -> Result<String> {
+    let dev = match dev.trim() {
+        "" => Value::Null,
+        text => values::parse(text)?,
+    };
+    let mut sample = values::parse(&sample_preview_values()?)?;
+    if let Some(repository) = dev["image"]["repository"].as_str() {
+        sample["image"]["repository"] = repository.into();
+    }
+    if let Some(port) = dev["containerPort"].as_u64() {
+        sample["containerPort"] = port.into();
+    }
+    Ok(yaml_serde::to_string(&sample)?)
+}
+
 /// The values `preview deploy` writes, for the sample pull request.
 fn sample_preview_values() -> Result<String> {
     let values = json!({
@@ -283,6 +427,21 @@ fn helm_template(sh: &Shell, chart: &Path, values: &Path, env: &str) -> Result<S
     )
 }
 
+/// Each target rendered in one Helm process: `out/<release>.yaml`, or the
+/// chart's error in `out/<release>.error`.
+fn helm_render_each(sh: &Shell, out: &Path, targets: &[ServiceRender]) -> Result<()> {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["helm-render-each".as_ref(), out.as_os_str()];
+    for target in targets {
+        args.extend([
+            target.chart.as_os_str(),
+            target.values.as_os_str(),
+            target.release.as_ref(),
+            target.env.as_ref(),
+        ]);
+    }
+    offline_checker(sh, "helm template", &args).map(drop)
+}
+
 /// `helm lint --strict` through Helm's SDK.
 fn helm_lint(sh: &Shell, chart: &Path, values: &Path) -> Result<()> {
     let args = [
@@ -315,12 +474,13 @@ fn offline_checker(sh: &Shell, tool: &str, args: &[&std::ffi::OsStr]) -> Result<
     tool_output(out, tool)
 }
 
-fn kubernetes_validate(sh: &Shell, file: &Path) -> Result<Vec<String>> {
+/// kubernetes-validate on `files` in one run; each problem names its file.
+fn kubernetes_validate(sh: &Shell, files: &[PathBuf]) -> Result<Vec<String>> {
     require("kubernetes-validate")?;
     let version = KUBE_VERSION;
     let out = cmd!(
         sh,
-        "kubernetes-validate --strict --quiet --kubernetes-version {version} {file}"
+        "kubernetes-validate --strict --quiet --kubernetes-version {version} {files...}"
     )
     .quiet()
     .ignore_status()

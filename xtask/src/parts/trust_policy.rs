@@ -965,8 +965,8 @@ pub(crate) mod tests {
         Copy::new("injection")
             .edit(
                 ".github/workflows/preview.yml",
-                "run: cargo xtask smoke --service \"$SERVICE\" --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
-                "run: cargo xtask smoke --service \"$SERVICE\" --url \"http://pr-$PR.$PREVIEW_DOMAIN/${{ github.event.pull_request.title }}\"",
+                "run: cargo xtask smoke --service \"$SERVICE\" --pr \"$PR\"",
+                "run: cargo xtask smoke --service \"$SERVICE\" --pr \"$PR\" --url \"http://${{ github.event.pull_request.title }}\"",
             )
             .refused(&["job verify, step \"Smoke tests\": `${{ github.event.pull_request.title }}` inside `run:`"]);
     }
@@ -1114,8 +1114,8 @@ pub(crate) mod tests {
             )
             .edit(
                 ".github/workflows/preview.yml",
-                "        env:\n          PREVIEW_DOMAIN: ${{ vars.PREVIEW_DOMAIN }}\n        run: cargo xtask smoke --service \"$SERVICE\" --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
-                "        env:\n          HEADING: ${{ env.TITLE }}\n        run: echo '${{ env.HEADING }}' && cargo xtask smoke --service \"$SERVICE\" --url \"http://pr-$PR.$PREVIEW_DOMAIN\"",
+                "        env:\n          INGRESS_URL: ${{ vars.INGRESS_URL }}\n        run: cargo xtask smoke --service \"$SERVICE\" --pr \"$PR\"",
+                "        env:\n          HEADING: ${{ env.TITLE }}\n        run: echo '${{ env.HEADING }}' && cargo xtask smoke --service \"$SERVICE\" --pr \"$PR\"",
             )
             .refused(&["job verify, step \"Smoke tests\": `${{ env.HEADING }}` (env.HEADING is `${{ env.TITLE }}`) inside `run:`"]);
         let script = "      - name: Comment\n        uses: actions/github-script@60a0d83039c74a4aee543508d2ffcb1c3799cdea # v7.0.1\n        with:\n          script: console.log(\"${{ github.head_ref }}\")\n";

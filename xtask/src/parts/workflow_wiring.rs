@@ -4,7 +4,7 @@
 //! - a job that talks to Argo CD or a deployed URL (`ARGOCD_*`, `smoke`,
 //!   `preprod-test`, `argocd`) runs on the cluster's runner, [`CLUSTER_RUNNER`];
 //! - such a step is never skipped by an `if:` on a variable: without
-//!   `PREPROD_URL` no gate would be recorded and every release refused;
+//!   `INGRESS_URL` no gate would be recorded and every release refused;
 //! - `preview deploy` runs only for pull requests of this repository (the
 //!   job's `if:`) that carry a label (`--label`, checked with `GITHUB_TOKEN`);
 //! - the preview deploy and cleanup share one concurrency group per pull
@@ -470,16 +470,16 @@ mod tests {
         copy.refused("the preview jobs are in different concurrency groups");
     }
 
-    /// Fault 5: no PREPROD_URL, no gate, no release.
+    /// Fault 5: no INGRESS_URL, no gate, no release.
     #[test]
     fn a_gate_skipped_when_a_variable_is_unset_is_refused() {
         Copy::new("wiring")
             .edit(
                 ".github/workflows/cd.yml",
                 "      - name: Preprod tests (records the preprod-tests gate for this commit and digest)\n",
-                "      - name: Preprod tests (records the preprod-tests gate for this commit and digest)\n        if: vars.PREPROD_URL != ''\n",
+                "      - name: Preprod tests (records the preprod-tests gate for this commit and digest)\n        if: vars.INGRESS_URL != ''\n",
             )
-            .refused("cd.yml: job preprod, step \"Preprod tests (records the preprod-tests gate for this commit and digest)\": skipped by `if: vars.PREPROD_URL != ''`");
+            .refused("cd.yml: job preprod, step \"Preprod tests (records the preprod-tests gate for this commit and digest)\": skipped by `if: vars.INGRESS_URL != ''`");
     }
 
     /// Fault 6: Actions ships other images than the README describes.
