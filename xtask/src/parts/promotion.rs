@@ -639,8 +639,9 @@ fn check_monotonic(
 
 /// A new preview's values file, before its image is set. The pipeline owns
 /// the whole file; `preview cleanup` removes it. The service's image
-/// repository and port come from its dev values (`dev`), so a second
-/// service's preview pulls its own image, not the chart's default.
+/// repository, port and ingress host come from its dev values (`dev`), so a
+/// second service's preview pulls its own image and answers at its own host
+/// ([`preview_host`]), not at items-api's.
 fn preview_values(pr: u64, dev: Option<&str>) -> Result<String> {
     let dev = dev.map(values::parse).transpose()?.unwrap_or_default();
     // JSON strings are YAML double-quoted scalars.
@@ -652,12 +653,35 @@ fn preview_values(pr: u64, dev: Option<&str>) -> Result<String> {
         Some(port) => format!("containerPort: {port}\n"),
         None => String::new(),
     };
+    let ingress = match dev["ingress"]["host"].as_str().filter(|h| !h.is_empty()) {
+        Some(host) => format!(
+            "ingress:\n  host: {}\n",
+            Value::from(preview_host(pr, host))
+        ),
+        None => String::new(),
+    };
     Ok(format!(
         "# Preview environment of pull request #{pr}, written by `cargo xtask preview deploy`.\n\
          # Argo CD's ApplicationSet deploys it to namespace pr-{pr}; `cargo xtask preview cleanup` removes it.\n\
-         image:\n{repository}  tag: \"\"\n  digest: \"\"\n{port}\
+         image:\n{repository}  tag: \"\"\n  digest: \"\"\n{port}{ingress}\
          env:\n  ENV_NAME: \"pr-{pr}\"\n  # Previews call the services of dev, which runs the latest release.\n  SERVICES_NAMESPACE: \"dev\"\n"
     ))
+}
+
+/// A preview's host from its service's own dev host: the `dev` label becomes
+/// `pr-<N>` (`orders-api.dev.localhost` → `orders-api.pr-7.localhost`, as
+/// new-service names hosts); a host without one gets `pr-<N>.` in front. A
+/// service without a host of its own answers at the chart's `pr-<N>.<domain>`.
+fn preview_host(pr: u64, dev_host: &str) -> String {
+    let preview = format!("pr-{pr}");
+    let mut labels: Vec<&str> = dev_host.split('.').collect();
+    match labels.iter().position(|label| *label == "dev") {
+        Some(at) => {
+            labels[at] = &preview;
+            labels.join(".")
+        }
+        None => format!("{preview}.{dev_host}"),
+    }
 }
 
 #[cfg(test)]
@@ -674,6 +698,19 @@ mod tests {
         assert_eq!(doc["containerPort"], 8081);
         assert_eq!(doc["image"]["tag"], "");
         assert_eq!(doc["env"]["ENV_NAME"], "pr-7");
+        // Without a host of its own in dev, the chart's pr-7.<domain>.
+        assert!(doc["ingress"].is_null());
+        // Its own host in dev: its own in the preview, not items-api's pr-7.localhost.
+        for (dev_host, preview) in [
+            ("orders-api.dev.localhost", "orders-api.pr-7.localhost"),
+            ("orders.example.com", "pr-7.orders.example.com"),
+        ] {
+            let dev = format!(
+                "image:\n  repository: ghcr.io/acme/orders-api\ningress:\n  host: {dev_host}\n"
+            );
+            let doc = values::parse(&preview_values(7, Some(&dev)).unwrap()).unwrap();
+            assert_eq!(doc["ingress"]["host"], preview);
+        }
         // Without dev values: the chart's defaults, as before.
         let bare = values::parse(&preview_values(7, None).unwrap()).unwrap();
         assert!(bare["image"]["repository"].is_null() && bare["containerPort"].is_null());
