@@ -3,8 +3,10 @@
 //!
 //! - `http`: the binary the image ships (or `--binary`) under wrk, beside a
 //!   reference measured in the same run (`--reference gin`, built from
-//!   `xtask/bench/reference-gin`, or `--reference-binary`), and beside
-//!   PostgreSQL's own limit (pgbench) when it runs on a database.
+//!   `xtask/bench/reference-gin`, or `--reference-binary`), beside the floor
+//!   (`--floor`: `xtask/bench/floor/floor.c`, a server that does no work, so
+//!   what the kernel and wrk allow any server here), and beside PostgreSQL's
+//!   own limit (pgbench) when it runs on a database.
 //! - `gitops`: promotions against a local bare remote, one at a time and at once.
 //! - `image`: assembly time, size, push time and the bytes a retag uploads.
 
