@@ -58,12 +58,14 @@ fn role_problems(
     generated: &[Generated],
 ) -> Vec<String> {
     let name = role["name"].as_str().unwrap_or_default();
-    let policies: Vec<Policy> = role["policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Policy::parse(p.as_str()?))
-        .collect();
+    let mut found = Vec::new();
+    let mut policies = Vec::new();
+    for line in role["policies"].as_array().into_iter().flatten() {
+        match Policy::parse(line.as_str().unwrap_or_default(), project, name) {
+            Ok(policy) => policies.push(policy),
+            Err(problem) => found.push(problem),
+        }
+    }
     let reach = |app: &str, action: &str| reaches(&policies, project, app, action);
     let refused = |app: &str, action: &str, why: &str| {
         format!(
@@ -71,7 +73,6 @@ fn role_problems(
              (`p, proj:{project}:{name}, applications, {action}, {project}/{app}, deny`)"
         )
     };
-    let mut found = Vec::new();
     for action in ["get", "sync"] {
         for app in files.iter().filter(|app| reach(app, action)) {
             found.push(refused(app, action, "which no pipeline token needs"));
@@ -115,15 +116,52 @@ struct Policy {
 }
 
 impl Policy {
-    fn parse(line: &str) -> Option<Self> {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let ["p", _, "applications", action, object, effect] = fields.as_slice() else {
-            return None;
+    /// A line of `role` in `project`, in the one shape this check reads in
+    /// full. Argo CD globs the resource, the action and the object alike, so
+    /// any other line (another resource such as `exec` or `*`, an action that
+    /// is a glob or that the role's job does not do, another role's subject,
+    /// a `g` line) is refused rather than skipped. A deny may name `*`: it
+    /// only takes away.
+    fn parse(line: &str, project: &str, role: &str) -> Result<Self, String> {
+        let subject = format!("proj:{project}:{role}");
+        let actions = ROLE_ENVIRONMENTS
+            .iter()
+            .find(|(name, ..)| *name == role)
+            .map_or(&["get", "sync"][..], |(_, _, actions)| actions);
+        let refused = |why: String| {
+            format!(
+                "role {role}: policy `{line}` {why}; a pipeline role's lines are `p, {subject}, applications, \
+                 <{}>, {project}/<Application glob>, allow|deny`",
+                actions.join("|")
+            )
         };
-        Some(Self {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let ["p", who, "applications", action, object, effect] = fields.as_slice() else {
+            return Err(refused("is not a policy on applications".into()));
+        };
+        let allow = match *effect {
+            "allow" => true,
+            "deny" => false,
+            other => return Err(refused(format!("has the effect {other:?}"))),
+        };
+        if *who != subject {
+            return Err(refused(format!("is for {who}")));
+        }
+        let takes_all_away = !allow && *action == "*";
+        if !actions.contains(action) && !takes_all_away {
+            return Err(refused(format!(
+                "allows {action:?}, which its job does not do"
+            )));
+        }
+        if !object.starts_with(&format!("{project}/")) {
+            return Err(refused(format!(
+                "names {object}, outside project {project}"
+            )));
+        }
+        Ok(Self {
             action: (*action).to_owned(),
             object: (*object).to_owned(),
-            allow: *effect != "deny",
+            allow,
         })
     }
 
@@ -209,6 +247,78 @@ mod tests {
         }
     }
 
+    /// Argo CD globs every field of a line, so a line the check cannot read
+    /// in full would be a grant it never saw: each of these is refused.
+    #[test]
+    fn a_line_outside_the_one_shape_is_refused_not_skipped() {
+        for (role, line, why) in [
+            (
+                "preview",
+                "p, proj:service-demo:preview, exec, create, service-demo/*, allow",
+                "is not a policy on applications",
+            ),
+            (
+                "preview",
+                "p, proj:service-demo:preview, *, *, service-demo/*, allow",
+                "is not a policy on applications",
+            ),
+            (
+                "release",
+                "p, proj:service-demo:release, applications, delete, service-demo/*-prod, allow",
+                "allows \"delete\"",
+            ),
+            (
+                "release",
+                "p, proj:service-demo:release, applications, s*, service-demo/*-prod, allow",
+                "allows \"s*\"",
+            ),
+            (
+                "preprod",
+                "p, proj:service-demo:preprod, applications, sync, service-demo/*-preprod, allow",
+                "allows \"sync\"",
+            ),
+            (
+                "preprod",
+                "p, proj:service-demo:preprod, applications, *, service-demo/*-preprod, allow",
+                "allows \"*\"",
+            ),
+            (
+                "preview",
+                "p, proj:service-demo:release, applications, sync, service-demo/*-prod, allow",
+                "is for proj:service-demo:release",
+            ),
+            (
+                "preview",
+                "g, some-group, proj:service-demo:release",
+                "is not a policy on applications",
+            ),
+            (
+                "preview",
+                "p, proj:service-demo:preview, applications, get, other/*, allow",
+                "outside project service-demo",
+            ),
+            (
+                "preview",
+                "p, proj:service-demo:preview, applications, get, service-demo/*-pr-*, Allow",
+                "has the effect",
+            ),
+        ] {
+            let error = Policy::parse(line, "service-demo", role)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {line}"));
+            assert!(error.contains(why), "{line}: {error}");
+        }
+        // A deny may take away everything.
+        assert!(
+            Policy::parse(
+                "p, proj:service-demo:preprod, applications, *, service-demo/x, deny",
+                "service-demo",
+                "preprod"
+            )
+            .is_ok()
+        );
+    }
+
     #[test]
     fn a_deny_wins_over_an_allow() {
         let policies: Vec<Policy> = [
@@ -216,7 +326,7 @@ mod tests {
             "p, proj:service-demo:release, applications, *, service-demo/*-database-*, deny",
         ]
         .into_iter()
-        .filter_map(Policy::parse)
+        .map(|line| Policy::parse(line, "service-demo", "release").unwrap())
         .collect();
         assert!(reaches(
             &policies,
