@@ -639,10 +639,11 @@ fn check_monotonic(
 
 /// A new preview's values file, before its image is set. The pipeline owns
 /// the whole file; `preview cleanup` removes it. The service's image
-/// repository, port and ingress host come from its dev values (`dev`), so a
-/// second service's preview pulls its own image and answers at its own host
-/// ([`preview_host`]), not at items-api's.
-fn preview_values(pr: u64, dev: Option<&str>) -> Result<String> {
+/// repository, port and Ingress come from its dev values (`dev`), so a second
+/// service's preview pulls its own image and answers at its own host
+/// ([`preview_host`]), or at none when dev has no Ingress. validate renders
+/// the same file for every service's sample preview.
+pub fn preview_values(pr: u64, dev: Option<&str>) -> Result<String> {
     let dev = dev.map(values::parse).transpose()?.unwrap_or_default();
     // JSON strings are YAML double-quoted scalars.
     let repository = match dev["image"]["repository"].as_str() {
@@ -653,12 +654,16 @@ fn preview_values(pr: u64, dev: Option<&str>) -> Result<String> {
         Some(port) => format!("containerPort: {port}\n"),
         None => String::new(),
     };
-    let ingress = match dev["ingress"]["host"].as_str().filter(|h| !h.is_empty()) {
-        Some(host) => format!(
-            "ingress:\n  host: {}\n",
-            Value::from(preview_host(pr, host))
-        ),
-        None => String::new(),
+    let ingress = if dev["ingress"]["enabled"] == false {
+        "ingress:\n  enabled: false\n".to_owned()
+    } else {
+        match dev["ingress"]["host"].as_str().filter(|h| !h.is_empty()) {
+            Some(host) => format!(
+                "ingress:\n  host: {}\n",
+                Value::from(preview_host(pr, host)?)
+            ),
+            None => String::new(),
+        }
     };
     Ok(format!(
         "# Preview environment of pull request #{pr}, written by `cargo xtask preview deploy`.\n\
@@ -668,20 +673,23 @@ fn preview_values(pr: u64, dev: Option<&str>) -> Result<String> {
     ))
 }
 
-/// A preview's host from its service's own dev host: the `dev` label becomes
-/// `pr-<N>` (`orders-api.dev.localhost` → `orders-api.pr-7.localhost`, as
-/// new-service names hosts); a host without one gets `pr-<N>.` in front. A
-/// service without a host of its own answers at the chart's `pr-<N>.<domain>`.
-fn preview_host(pr: u64, dev_host: &str) -> String {
+/// A preview's host from its service's own dev host: the last `dev` label
+/// becomes `pr-<N>` (`orders-api.dev.localhost` → `orders-api.pr-7.localhost`,
+/// as new-service names hosts). A dev host without one is refused: no other
+/// rule keeps the preview off dev's, items-api's (`pr-<N>.<domain>`) and
+/// another service's hosts. A service without a host of its own in dev
+/// answers at the chart's `pr-<N>.<domain>`, as it does at `dev.<domain>`.
+fn preview_host(pr: u64, dev_host: &str) -> Result<String> {
     let preview = format!("pr-{pr}");
     let mut labels: Vec<&str> = dev_host.split('.').collect();
-    match labels.iter().position(|label| *label == "dev") {
-        Some(at) => {
-            labels[at] = &preview;
-            labels.join(".")
-        }
-        None => format!("{preview}.{dev_host}"),
-    }
+    let Some(at) = labels.iter().rposition(|label| *label == "dev") else {
+        bail!(
+            "dev's ingress.host {dev_host:?} has no `dev` label for a preview to put pr-{pr} in: name it \
+             <service>.dev.<domain> (as new-service does), so the preview answers at <service>.pr-{pr}.<domain>"
+        );
+    };
+    labels[at] = &preview;
+    Ok(labels.join("."))
 }
 
 #[cfg(test)]
@@ -701,16 +709,27 @@ mod tests {
         // Without a host of its own in dev, the chart's pr-7.<domain>.
         assert!(doc["ingress"].is_null());
         // Its own host in dev: its own in the preview, not items-api's pr-7.localhost.
+        let with_ingress = |ingress: &str| {
+            let dev = format!("image:\n  repository: ghcr.io/acme/orders-api\ningress:\n{ingress}");
+            preview_values(7, Some(&dev)).map(|text| values::parse(&text).unwrap())
+        };
         for (dev_host, preview) in [
             ("orders-api.dev.localhost", "orders-api.pr-7.localhost"),
-            ("orders.example.com", "pr-7.orders.example.com"),
+            // The last `dev` label: a service named dev.
+            ("dev.dev.example.com", "dev.pr-7.example.com"),
         ] {
-            let dev = format!(
-                "image:\n  repository: ghcr.io/acme/orders-api\ningress:\n  host: {dev_host}\n"
-            );
-            let doc = values::parse(&preview_values(7, Some(&dev)).unwrap()).unwrap();
+            let doc = with_ingress(&format!("  host: {dev_host}\n")).unwrap();
             assert_eq!(doc["ingress"]["host"], preview);
         }
+        // No `dev` label: refused, since pr-7.<dev host> could be items-api's pr-7.<domain>.
+        let error = with_ingress("  host: example.com\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no `dev` label"), "{error}");
+        // No Ingress in dev: none in the preview either.
+        let doc = with_ingress("  enabled: false\n  host: x.dev.localhost\n").unwrap();
+        assert_eq!(doc["ingress"]["enabled"], false);
+        assert!(doc["ingress"]["host"].is_null());
         // Without dev values: the chart's defaults, as before.
         let bare = values::parse(&preview_values(7, None).unwrap()).unwrap();
         assert!(bare["image"]["repository"].is_null() && bare["containerPort"].is_null());

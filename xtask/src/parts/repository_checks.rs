@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use xshell::{Shell, TempDir, cmd};
 
 use super::cluster_checks::{self, Rendered};
-use super::promotion::{DeployedImage, Env, UNDECLARED_VALUES_FILE};
+use super::promotion::{self, DeployedImage, Env, UNDECLARED_VALUES_FILE};
 use super::services::Service;
 use super::{manifests, tools, values, which, workspace, yaml_files};
 
@@ -362,19 +362,14 @@ struct ServiceRender {
 }
 
 /// The values `preview deploy` writes for a service whose dev values are
-/// `dev`: the sample pull request's, with dev's image repository and port.
+/// `dev` (its image repository, port and Ingress), for the sample pull
+/// request, with its tag and the namespace the previews' Application owns.
 fn sample_preview_values_from(dev: &str) -> Result<String> {
-    let dev = match dev.trim() {
-        "" => Value::Null,
-        text => values::parse(text)?,
-    };
-    let mut sample = values::parse(&sample_preview_values()?)?;
-    if let Some(repository) = dev["image"]["repository"].as_str() {
-        sample["image"]["repository"] = repository.into();
-    }
-    if let Some(port) = dev["containerPort"].as_u64() {
-        sample["containerPort"] = port.into();
-    }
+    let dev = Some(dev).filter(|text| !text.trim().is_empty());
+    let mut sample = values::parse(&promotion::preview_values(SAMPLE_PR, dev)?)?;
+    let defaults = values::parse(&sample_preview_values()?)?;
+    sample["image"]["tag"] = defaults["image"]["tag"].clone();
+    sample["namespace"] = defaults["namespace"].clone();
     Ok(yaml_serde::to_string(&sample)?)
 }
 
