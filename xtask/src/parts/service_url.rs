@@ -9,7 +9,7 @@
 //! client connects to the controller's address: the request carries the
 //! service's host (Host header, TLS server name), as an ingress needs.
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -133,6 +133,15 @@ pub fn ingress_host(chart_values: &str, env_values: &str, namespace: &str) -> Re
             _ => bail!("neither ingress.host nor ingress.domain is set: set one, or pass --url"),
         },
     };
+    // An address would be connected to as it is, past the controller; an
+    // Ingress cannot name one anyway.
+    ensure!(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_err(),
+        "ingress.host {host:?} is an address: an Ingress routes a host name (e.g. preprod.example.com)"
+    );
     Ok(host)
 }
 
@@ -145,6 +154,12 @@ struct IngressController {
 
 impl IngressController {
     fn parse(text: &str) -> Result<Self> {
+        // Not echoed: it would print the password.
+        ensure!(
+            !text.contains('@'),
+            "--ingress-url / INGRESS_URL carries a user name or password: give the controller's scheme, host \
+             and port only, e.g. http://127.0.0.1:8081"
+        );
         let url = Url::parse(text).map_err(|error| {
             anyhow::anyhow!(
                 "--ingress-url / INGRESS_URL {text:?} is not a URL ({error}): expected e.g. http://127.0.0.1:8081"
@@ -211,12 +226,16 @@ impl ServiceUrl {
         self.url.as_str().trim_end_matches('/').to_owned()
     }
 
-    /// A client builder that connects where this URL says.
+    /// A client builder that connects where this URL says, and nowhere else:
+    /// no redirect is followed (to another host), and a host pinned to an
+    /// address goes there directly, never through `HTTP(S)_PROXY`, which
+    /// would resolve the name itself.
     pub fn client(&self) -> reqwest::blocking::ClientBuilder {
-        let builder = reqwest::blocking::Client::builder();
+        let builder =
+            reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none());
         match &self.connect {
             // The port in the addresses is ignored: the URL's is used.
-            Some((host, addresses)) => builder.resolve_to_addrs(host, addresses),
+            Some((host, addresses)) => builder.no_proxy().resolve_to_addrs(host, addresses),
             None => builder,
         }
     }
@@ -327,6 +346,13 @@ mod tests {
             error.contains("neither ingress.host nor ingress.domain"),
             "{error}"
         );
+        for address in ["10.0.0.7", "[::1]"] {
+            let values = format!("ingress:\n  host: \"{address}\"\n");
+            let error = ingress_host(CHART, &values, "preprod")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("is an address"), "{address}: {error}");
+        }
     }
 
     #[test]
@@ -351,6 +377,13 @@ mod tests {
         ] {
             assert!(IngressController::parse(bad).is_err(), "{bad} accepted");
         }
+        let error = IngressController::parse("http://user:s3cret@127.0.0.1:8081")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("user name or password") && !error.contains("s3cret"),
+            "{error}"
+        );
     }
 
     #[test]
