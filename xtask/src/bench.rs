@@ -164,7 +164,7 @@ fn http(args: HttpArgs) -> Result<()> {
 }
 
 /// items-api, then the baseline build, the floor and the reference when
-/// there are: the last one is what the others are compared with.
+/// there are (the reference is what the others are compared with, or else the baseline).
 fn start_subjects(
     binary: &Path,
     floor: Option<PathBuf>,
@@ -597,12 +597,15 @@ fn print_floor(scenarios: &[Scenario], subjects: &[Subject]) {
 }
 
 /// One row per scenario and server: the median run's figures, and against
-/// the last server (the reference, or else the baseline, when there is one
-/// besides items-api) the ratios of throughput, CPU time per request and p99.
+/// the reference (or else the baseline, when there is one) the ratios of
+/// throughput, CPU time per request and p99.
 /// CPU per request is what a request costs whether or not the server had its
 /// core to itself (this machine is shared).
 fn print_scenario_table(scenarios: &[Scenario], subjects: &[Subject]) {
-    let reference = subjects.last().filter(|_| subjects.len() > 1);
+    // Never the floor, which runs only the small-answer scenarios.
+    let reference = ["reference", "baseline"]
+        .into_iter()
+        .find_map(|name| subjects.iter().find(|s| s.name == name));
     let versus_header = reference
         .map(|r| format!(" vs {}: req/s, CPU per request, p99 |", r.name))
         .unwrap_or_default();

@@ -39,7 +39,7 @@ struct conn {
 static struct conn *conns[MAX_FDS];
 
 /* Bytes of the first whole request in `c` (head and body), or 0 if it has
- * not all arrived yet; -1 if it can never fit. */
+ * not all arrived yet; -1 if it can never fit or its length is negative. */
 static long whole_request(const struct conn *c) {
     const char *end = memmem(c->in, c->len, "\r\n\r\n", 4);
     if (!end)
@@ -51,7 +51,7 @@ static long whole_request(const struct conn *c) {
             break;
         }
     }
-    if (head + body > BUF)
+    if (body < 0 || head + body > BUF)
         return -1;
     return (size_t)(head + body) <= c->len ? head + body : 0;
 }
@@ -68,8 +68,8 @@ static void serve(int epoll, int fd) {
     struct conn *c = conns[fd];
     ssize_t n = read(fd, c->in + c->len, BUF - c->len);
     if (n <= 0) {
-        if (n < 0 && errno == EAGAIN)
-            return;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return; /* level-triggered: epoll reports it again */
         drop_conn(epoll, fd);
         return;
     }
