@@ -485,6 +485,22 @@ mod tests {
         }
     }
 
+    /// The Docker route builds from what it copies: every part of items-api's
+    /// package its build reads (the tests and xtask's service.toml aside).
+    #[test]
+    fn dockerfile_copies_everything_the_service_builds_from() {
+        let dockerfile = include_str!("../../../Dockerfile");
+        let package = crate::parts::workspace::root().join("services/items-api");
+        for entry in std::fs::read_dir(&package).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if matches!(name.as_str(), "tests" | "service.toml") {
+                continue;
+            }
+            let copy = format!("COPY services/items-api/{name} services/items-api/");
+            assert!(dockerfile.contains(&copy), "Dockerfile lacks {copy:?}");
+        }
+    }
+
     #[test]
     fn same_inputs_give_the_same_digest_and_different_inputs_do_not() {
         let bin = vec![(Arch::Amd64, b"\x7fELF binary".to_vec())];
