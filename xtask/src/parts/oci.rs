@@ -486,18 +486,21 @@ mod tests {
     }
 
     /// The Docker route builds from what it copies: every part of items-api's
-    /// package its build reads (the tests and xtask's service.toml aside).
+    /// package and of service-kit's that a build reads (their tests and
+    /// xtask's service.toml aside).
     #[test]
     fn dockerfile_copies_everything_the_service_builds_from() {
         let dockerfile = include_str!("../../../Dockerfile");
-        let package = crate::parts::workspace::root().join("services/items-api");
-        for entry in std::fs::read_dir(&package).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            if matches!(name.as_str(), "tests" | "service.toml") {
-                continue;
+        for package in ["services/items-api", "crates/service-kit"] {
+            let dir = crate::parts::workspace::root().join(package);
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                if matches!(name.as_str(), "tests" | "service.toml") {
+                    continue;
+                }
+                let copy = format!("COPY {package}/{name} {package}/");
+                assert!(dockerfile.contains(&copy), "Dockerfile lacks {copy:?}");
             }
-            let copy = format!("COPY services/items-api/{name} services/items-api/");
-            assert!(dockerfile.contains(&copy), "Dockerfile lacks {copy:?}");
         }
     }
 
