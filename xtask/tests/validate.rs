@@ -664,14 +664,15 @@ fn a_scaffolded_service_is_among_the_applications_validate_checks() {
             "{set}.yaml:\n{text}"
         );
     }
-    // Its own image repository, ghcr.io/<owner>/<image>.
+    // Its own image repository, ghcr.io/<owner>/<image>, and its own host
+    // (items-api's values have none: the chart's <env>.localhost is items-api's).
     for env in ["dev", "preprod", "prod"] {
         let dir = root.join("gitops/values").join(env);
         let text = std::fs::read_to_string(dir.join("service-demo.yaml")).unwrap();
         let text = text.replace(
             "repository: ghcr.io/example/service-demo",
             "repository: ghcr.io/example/orders-api",
-        );
+        ) + &format!("ingress:\n  host: orders-api.{env}.localhost\n");
         std::fs::write(dir.join("orders-api.yaml"), text).unwrap();
     }
     let out = validate(&root);
@@ -1002,6 +1003,29 @@ fn a_second_services_values_breaking_a_rendered_check_are_refused_naming_the_fil
             .any(|l| l.contains(file) && l.contains(expected));
         assert!(named, "no line names {file} and {expected:?}:\n{text}");
     }
+}
+
+#[test]
+fn a_second_service_at_items_apis_host_is_refused() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    orders_api_with(
+        &root,
+        Some((
+            "host: orders-api.preprod.localhost",
+            "host: preprod.localhost",
+        )),
+    );
+    let out = validate(&root);
+    let message = assert_fails(&out);
+    let text = format!("{}{message}", stdout(&out));
+    assert!(
+        text.contains(
+            "preprod: Ingress host preprod.localhost is both gitops/values/preprod/service-demo.yaml's and \
+             gitops/values/preprod/orders-api.yaml's"
+        ),
+        "{text}"
+    );
 }
 
 // The AppProject's role tokens reach the services' Applications of their environments only.

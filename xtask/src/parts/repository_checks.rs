@@ -37,9 +37,10 @@ const SAMPLE_PR: u64 = 7;
 pub fn check_repository(root: &Path) -> Result<()> {
     let mut checks = Checks::new(root)?;
     let (mut chart_kinds, rendered) = checks.chart()?;
-    checks.other_services(&mut chart_kinds)?;
+    let others = checks.other_services(&mut chart_kinds)?;
     checks.argocd(&chart_kinds)?;
     checks.cluster(&rendered);
+    checks.hosts(&rendered, &others);
     checks.terraform();
     checks.workflows()?;
     checks.trust();
@@ -148,13 +149,14 @@ impl Checks {
     ///     promises, and the cluster checks that hold per render (its database
     ///     Secret produced, egress bounded, nothing opened or placed). A
     ///     missing values file is the Argo CD step's to name.
-    fn other_services(&mut self, kinds: &mut BTreeSet<(String, String)>) -> Result<()> {
+    ///     Returns each render that worked, named as the report names it.
+    fn other_services(&mut self, kinds: &mut BTreeSet<(String, String)>) -> Result<Vec<Named>> {
         let Ok(services) = super::services::load(&self.root) else {
-            return Ok(()); // the Argo CD step names the error
+            return Ok(Vec::new()); // the Argo CD step names the error
         };
         let targets = self.other_service_targets(&services)?;
         if targets.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let out = self.scratch.path().join("services");
         std::fs::create_dir_all(&out)?;
@@ -168,11 +170,14 @@ impl Checks {
             true => Vec::new(),
             false => kubernetes_validate(&self.sh, &files)?,
         };
+        let mut renders = Vec::new();
         for target in &targets {
             let found = match self.check_service_render(target, &out, &validated, kinds) {
                 Ok((mut found, docs)) => {
                     let rendered = [(target.env.clone(), docs)];
                     found.extend(cluster_checks::service_problems(&self.root, &rendered));
+                    let [(env, docs)] = rendered;
+                    renders.push((env, target.shown.clone(), docs));
                     found
                 }
                 Err(error) => vec![format!("{error:#}")],
@@ -184,7 +189,7 @@ impl Checks {
             let named = found.into_iter().map(|p| format!("{}: {p}", target.shown));
             self.report(&what, named.collect());
         }
-        Ok(())
+        Ok(renders)
     }
 
     /// Each service but items-api (whose values file is
@@ -219,7 +224,9 @@ impl Checks {
                 .join(Env::Dev.values_path(&declared.values_file));
             let preview = self.scratch.path().join(format!("{stem}-preview.yaml"));
             let dev_values = std::fs::read_to_string(&dev).unwrap_or_default();
-            std::fs::write(&preview, sample_preview_values_from(&dev_values)?)?;
+            let sample = sample_preview_values_from(&dev_values)
+                .with_context(|| format!("{}'s sample preview", service.name))?;
+            std::fs::write(&preview, sample)?;
             let shown = format!(
                 "a sample preview pr-{SAMPLE_PR} from {}",
                 relative(&self.root, &dev)
@@ -288,6 +295,24 @@ impl Checks {
         Ok(())
     }
 
+    /// 2c. No two services answer at one host of an environment: items-api's
+    ///     renders (`rendered`) and the other services' (`others`).
+    fn hosts(&mut self, rendered: &[Rendered], others: &[Named]) {
+        let items_api = rendered.iter().map(|(env, docs)| {
+            let shown = match env.parse::<Env>() {
+                Ok(env @ Env::Preview(_)) => format!("the sample preview {env}"),
+                Ok(env) => format!("gitops/{}", env.values_path(UNDECLARED_VALUES_FILE)),
+                Err(_) => env.clone(),
+            };
+            (env.clone(), shown, docs.clone())
+        });
+        let all: Vec<Named> = items_api.chain(others.iter().cloned()).collect();
+        self.report(
+            "every service has its own Ingress host in each environment and preview",
+            shared_hosts(&all),
+        );
+    }
+
     /// 2b. What the fork-and-follow path relies on across files (`cluster_checks`).
     fn cluster(&mut self, rendered: &[Rendered]) {
         let found = cluster_checks::problems(&self.root, rendered);
@@ -348,6 +373,37 @@ impl Checks {
         }
         Ok(())
     }
+}
+
+/// A render: its environment, what the report calls it (its values file),
+/// and its objects.
+type Named = (String, String, Vec<Value>);
+
+/// Every Ingress host two renders of one environment both route: the second
+/// service's requests would reach the first (or ingress-nginx refuses one).
+fn shared_hosts(renders: &[Named]) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<(&str, &str), &str> = Default::default();
+    let mut found = Vec::new();
+    for (env, shown, docs) in renders {
+        let hosts = docs
+            .iter()
+            .filter(|doc| doc["kind"] == "Ingress")
+            .flat_map(|doc| doc["spec"]["rules"].as_array().into_iter().flatten())
+            .filter_map(|rule| rule["host"].as_str());
+        for host in hosts {
+            match seen.get(&(env.as_str(), host)) {
+                Some(first) if first != shown => found.push(format!(
+                    "{env}: Ingress host {host} is both {first}'s and {shown}'s: give one its own \
+                     ingress.host (new-service names them <service>.<env>.<domain>)"
+                )),
+                Some(_) => {}
+                None => {
+                    seen.insert((env.as_str(), host), shown.as_str());
+                }
+            }
+        }
+    }
+    found
 }
 
 /// One render of another service's chart: the environment (its namespace),
@@ -597,4 +653,40 @@ pub fn as_problems(result: Result<()>) -> Vec<String> {
         .err()
         .map(|e| vec![format!("{e:#}")])
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_two_services_route_in_one_environment_is_named() {
+        let ingress = |host: &str| json!({"kind": "Ingress", "spec": {"rules": [{"host": host}]}});
+        let render = |env: &str, shown: &str, host: &str| {
+            (
+                env.to_owned(),
+                shown.to_owned(),
+                vec![ingress(host), json!({"kind": "Service"})],
+            )
+        };
+        let renders = [
+            render("preprod", "a.yaml", "preprod.localhost"),
+            render("preprod", "b.yaml", "preprod.localhost"),
+            // Another environment, another service's own host, one render's two Ingresses: fine.
+            render("prod", "b.yaml", "preprod.localhost"),
+            render("preprod", "c.yaml", "c.preprod.localhost"),
+            (
+                "dev".to_owned(),
+                "a.yaml".to_owned(),
+                vec![ingress("dev.localhost"), ingress("dev.localhost")],
+            ),
+        ];
+        assert_eq!(
+            shared_hosts(&renders),
+            [
+                "preprod: Ingress host preprod.localhost is both a.yaml's and b.yaml's: give one its own \
+              ingress.host (new-service names them <service>.<env>.<domain>)"
+            ]
+        );
+    }
 }
