@@ -752,13 +752,12 @@ fn bench_validate_over_20_generated_services() {
         elements.push_str(&format!(
             "                - service: {name}\n                  chart: charts/service-demo\n                  valuesFile: {name}.yaml\n"
         ));
+        // items-api's values, at the service's own host (items-api's is the chart's <env>.localhost).
         for env in ["dev", "preprod", "prod"] {
             let values = root.join("gitops/values").join(env);
-            std::fs::copy(
-                values.join("service-demo.yaml"),
-                values.join(format!("{name}.yaml")),
-            )
-            .unwrap();
+            let text = std::fs::read_to_string(values.join("service-demo.yaml")).unwrap()
+                + &format!("ingress:\n  host: {name}.{env}.localhost\n");
+            std::fs::write(values.join(format!("{name}.yaml")), text).unwrap();
         }
     }
     for set in ["services", "previews"] {
