@@ -72,6 +72,24 @@ pub struct Report {
     pub unclaimed: Vec<String>,
 }
 
+impl Report {
+    /// The report of `services`' decisions, its `affected` list derived from them.
+    fn new(services: Vec<Decision>, pipeline: Vec<String>, unclaimed: Vec<String>) -> Self {
+        Self {
+            base: String::new(),
+            head: String::new(),
+            affected: services
+                .iter()
+                .filter(|d| d.affected)
+                .map(|d| d.service.clone())
+                .collect(),
+            services,
+            pipeline,
+            unclaimed,
+        }
+    }
+}
+
 fn matches_rule(file: &str, rule: &str) -> bool {
     match rule.strip_suffix('/') {
         Some(dir) => under(file, dir),
@@ -132,18 +150,7 @@ pub fn decide(services: &[Service], packages: &[Package], changed: &[String]) ->
         .filter(|f| !claimed.contains(f))
         .cloned()
         .partition(|f| PIPELINE.iter().any(|r| matches_rule(f, r)));
-    Report {
-        base: String::new(),
-        head: String::new(),
-        affected: decisions
-            .iter()
-            .filter(|d| d.affected)
-            .map(|d| d.service.clone())
-            .collect(),
-        services: decisions,
-        pipeline,
-        unclaimed,
-    }
+    Report::new(decisions, pipeline, unclaimed)
 }
 
 /// Reads a file of the GitOps tree by its path there (`values/<env>/<file>`).
@@ -198,21 +205,12 @@ pub fn since_deployed(
         .collect();
     let changed: Vec<String> = changed.into_iter().collect();
     let all = decide(services, packages, &changed);
-    Ok((
-        Report {
-            base: format!("what {env} runs"),
-            head: head.to_string(),
-            affected: decisions
-                .iter()
-                .filter(|d| d.affected)
-                .map(|d| d.service.clone())
-                .collect(),
-            services: decisions,
-            pipeline: all.pipeline,
-            unclaimed: all.unclaimed,
-        },
-        changed.len(),
-    ))
+    let report = Report {
+        base: format!("what {env} runs"),
+        head: head.to_string(),
+        ..Report::new(decisions, all.pipeline, all.unclaimed)
+    };
+    Ok((report, changed.len()))
 }
 
 /// The files changed over `base...head` that can change an image: values
@@ -260,14 +258,7 @@ pub fn everything(services: &[Service], reason: &str) -> Report {
             reasons: vec![reason.to_owned()],
         })
         .collect();
-    Report {
-        base: String::new(),
-        head: String::new(),
-        affected: services.iter().map(|s| s.name.clone()).collect(),
-        services: decisions,
-        pipeline: Vec::new(),
-        unclaimed: Vec::new(),
-    }
+    Report::new(decisions, Vec::new(), Vec::new())
 }
 
 /// The packages whose tests a range's changes can break, by name: the
