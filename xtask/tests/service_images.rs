@@ -342,17 +342,9 @@ fn affected_writes_the_matrix_for_github_actions_and_falls_back_to_everything() 
 /// A bare GitOps repository (`GITOPS_REPO`) whose main holds both services'
 /// preprod values, under `dir`.
 fn gitops_repository(dir: &Path) -> String {
-    let (bare, work) = (dir.join("gitops.git"), dir.join("gitops-work"));
-    git(
-        dir,
-        &[
-            "init",
-            "--quiet",
-            "--bare",
-            "--initial-branch=main",
-            "gitops.git",
-        ],
-    );
+    let gitops = dir.join("gitops-remote");
+    std::fs::create_dir_all(&gitops).unwrap();
+    let (bare, work) = support::remote_and_clone(&gitops);
     let values = "image:\n  repository: \"\"\n  tag: \"\"\n  digest: \"\"\n";
     write(
         &work,
@@ -361,10 +353,9 @@ fn gitops_repository(dir: &Path) -> String {
             ("values/preprod/orders.yaml", values),
         ],
     );
-    git(&work, &["init", "--quiet", "--initial-branch=main"]);
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "--quiet", "-m", "preprod"]);
-    git(&work, &["push", "--quiet", bare.to_str().unwrap(), "main"]);
+    git(&work, &["push", "--quiet", "origin", "HEAD:main"]);
     bare.to_str().unwrap().to_owned()
 }
 
