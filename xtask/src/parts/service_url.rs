@@ -279,6 +279,46 @@ mod tests {
             .unwrap()
     }
 
+    /// A pinned service answering with a redirect to another host (here
+    /// another loopback port) must not send the suite there: the answer is
+    /// the redirect itself, and the other host sees no connection.
+    #[test]
+    fn the_suites_client_follows_no_redirect() {
+        use std::io::{Read, Write};
+        use std::net::TcpListener;
+        use std::time::Duration;
+        // As main does, before any client is built.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+        let elsewhere_port = elsewhere.local_addr().unwrap().port();
+        elsewhere.set_nonblocking(true).unwrap();
+        let service = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = service.local_addr().unwrap().port();
+        let answer = std::thread::spawn(move || {
+            let (mut stream, _) = service.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).unwrap();
+            let redirect = format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{elsewhere_port}/version\r\n\
+                 content-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            stream.write_all(redirect.as_bytes()).unwrap();
+        });
+        let url = through(&format!("http://127.0.0.1:{port}"), "svc.preprod.localhost");
+        let client = url
+            .client()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("{}/version", url.base()))
+            .send()
+            .unwrap();
+        answer.join().unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::FOUND);
+        assert!(elsewhere.accept().is_err(), "the redirect was followed");
+    }
+
     #[test]
     fn items_api_is_at_its_namespace_under_the_charts_domain() {
         assert_eq!(
