@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod fake_github;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
