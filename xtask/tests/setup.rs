@@ -435,3 +435,32 @@ fn doctor_prints_every_verdict_when_a_check_cannot_be_made() {
     );
     assert_eq!(text.matches('✘').count(), 1, "{text}");
 }
+
+/// The fake's exchanges are checked against GitHub's OpenAPI description: a
+/// request GitHub does not have is a violation (what every test's fake would
+/// fail on when dropped), and setup's and doctor's requests have none.
+#[test]
+fn the_fake_is_checked_against_githubs_openapi_description() {
+    let github = FakeGitHub::start("acme", "service-demo", TOKEN);
+    let addr = github.url().trim_start_matches("http://").to_owned();
+    support::http_status(
+        &addr,
+        "DELETE",
+        "/repos/acme/service-demo/actions/permissions",
+    );
+    let violations = github.http.take_violations();
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains("DELETE /repos/acme/service-demo/actions/permissions")),
+        "{violations:#?}"
+    );
+    let dir = TempDir::new("setup-contract");
+    let work = clone_of_fork(dir.path(), "acme");
+    assert_ok(&setup(&work, &github, &[]));
+    let argocd = argocd();
+    github.cluster_up(&argocd.url());
+    assert_ok(&doctor(&work, &github, &argocd));
+    assert!(github.requests().len() > 60, "{:#?}", github.requests());
+    github.http.assert_contract();
+}

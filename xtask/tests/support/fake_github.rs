@@ -11,8 +11,11 @@
 //! - an environment refuses jobs from branches its policy does not allow
 //!   ([`FakeGitHub::run_job`]).
 //!
-//! Every request and every answer goes through [`FakeGitHub`]'s one
-//! `exchange` function, where the OpenAPI contract check is wired.
+//! Every request and every answer goes through one function, `exchange`:
+//! its 2xx answers are completed from GitHub's OpenAPI description
+//! (`contract::github_answer`), and the server is `FakeHttp::start_github`,
+//! which checks every request and answer against that description and fails
+//! the test on a violation.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Answer, FakeHttp, Request};
+use super::{Answer, FakeHttp, Request, contract};
 
 /// The app behind every workflow's GITHUB_TOKEN.
 pub const GITHUB_ACTIONS_APP_ID: i64 = 15368;
@@ -96,8 +99,9 @@ impl FakeGitHub {
             &mut crypto_box::aead::OsRng,
         ));
         let (shared, key) = (state.clone(), secret_key.clone());
-        let http =
-            FakeHttp::start(move |request, _| exchange(&mut shared.lock().unwrap(), &key, request));
+        let http = FakeHttp::start_github(move |request, _| {
+            exchange(&mut shared.lock().unwrap(), &key, request)
+        });
         Self {
             http,
             state,
@@ -303,16 +307,18 @@ fn bypasses(state: &State, ruleset: &Value, actor: &Actor) -> bool {
         })
 }
 
-/// The one function every request and answer passes through.
+/// The one function every request and answer passes through: a success's
+/// answer is what the test's state says, completed to what GitHub's
+/// description requires (the server checks both against it).
 fn exchange(state: &mut State, key: &crypto_box::SecretKey, request: &Request) -> Answer {
-    let answer = answer(state, key, request);
-    check_contract(request, &answer);
-    answer
+    let (status, headers, body) = answer(state, key, request);
+    if !(200..300).contains(&status) {
+        return (status, headers, body);
+    }
+    let patch: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let body = contract::github_answer(&request.method, &request.target, status, patch);
+    (status, headers, body)
 }
-
-/// Where GitHub's OpenAPI description checks the request and the answer
-/// (the `contracts` branch's checker is wired here).
-fn check_contract(_request: &Request, _answer: &Answer) {}
 
 fn reply(status: u16, body: Value) -> Answer {
     let text = if body.is_null() {
