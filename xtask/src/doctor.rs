@@ -111,6 +111,10 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         "gate key GATE_PUBLIC_KEY in environment prod".into(),
         check(gate_key(&github, &repo), SETUP),
     ));
+    verdicts.push((
+        "image key".into(),
+        check(image_key(&github, &repo, &root), SETUP),
+    ));
     let runner_variable = variables.iter().find(|(n, _)| n == "CLUSTER_RUNNER");
     verdicts.push((
         "cluster runner".into(),
@@ -336,6 +340,36 @@ fn gate_key(github: &GitHub, repo: &str) -> Result<Verdict> {
         "{SETUP}   (it makes the gate key pair: GATE_SIGNING_KEY in preprod, GATE_PUBLIC_KEY in prod; release then accepts only gates signed by it)"
     );
     Ok(present(found, fix))
+}
+
+/// The key the cluster admits (`cosign.pub`, which validate holds the
+/// admission policy to) is the public half of IMAGE_SIGNING_KEY, the key the
+/// pipeline signs with (setup keeps that half as IMAGE_PUBLIC_KEY).
+fn image_key(github: &GitHub, repo: &str, root: &std::path::Path) -> Result<Verdict> {
+    let (environment, name) = settings::IMAGE_PUBLIC_KEY;
+    let file = crate::parts::admission_policy::PUBLIC_KEY_FILE;
+    let path = format!("/repos/{repo}/environments/{environment}/variables/{name}");
+    let published = github.get_optional(&path)?;
+    let committed = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+    Ok(match published.as_ref().and_then(|v| v["value"].as_str()) {
+        None => Err((
+            format!(
+                "{name} (environment {environment}) is not set: nothing says which key signs the images"
+            ),
+            SETUP.into(),
+        )),
+        Some(key) if key.trim() == committed.trim() => Ok(format!(
+            "{file} is IMAGE_SIGNING_KEY's public half (the admission policy's, validate checks)"
+        )),
+        Some(_) => Err((
+            format!(
+                "{file} is not IMAGE_SIGNING_KEY's public half ({name}): the cluster would refuse every image the pipeline signs"
+            ),
+            format!(
+                "{SETUP}   (it writes the key into {file} and the admission policy, then pushes)"
+            ),
+        )),
+    })
 }
 
 /// A runner online carrying every label the cluster jobs ask for.

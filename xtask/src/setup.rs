@@ -220,6 +220,7 @@ fn environment(fork: &Fork, name: &str, reviewers: bool) -> Result<&'static str>
             .flatten()
             .any(|r| {
                 r["type"] == "required_reviewers"
+                    && r["prevent_self_review"] != true
                     && r["reviewers"]
                         .as_array()
                         .into_iter()

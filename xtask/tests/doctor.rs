@@ -42,6 +42,8 @@ struct Fork {
     ruleset: Option<Value>,
     /// The release tags' ruleset (id 43); None: no such ruleset.
     tag_ruleset: Option<Value>,
+    /// The image-signing environment's IMAGE_PUBLIC_KEY.
+    image_public_key: String,
 }
 
 const ENVIRONMENTS: [&str; 4] = ["preview", "preprod", "prod", "image-signing"];
@@ -90,6 +92,10 @@ impl Fork {
                         "required_status_checks": [{"context": "Lint, SCA and tests"}]}}],
                 "bypass_actors": [{"actor_id": null, "actor_type": "DeployKey", "bypass_mode": "always"}]
             })),
+            image_public_key: std::fs::read_to_string(
+                support::workspace_root().join("gitops/policy/cosign.pub"),
+            )
+            .unwrap(),
             tag_ruleset: Some(json!({
                 "id": 43, "name": "release tags", "target": "tag", "enforcement": "active",
                 "conditions": {"ref_name": {"include": ["refs/tags/v*"], "exclude": []}},
@@ -127,6 +133,7 @@ impl Fork {
         }
         asked.extend([
             format!("{prefix}/environments/prod/variables?per_page=100"),
+            format!("{prefix}/environments/image-signing/variables/IMAGE_PUBLIC_KEY"),
             format!("{prefix}/actions/runners?per_page=100"),
             format!("{prefix}/actions/permissions/fork-pr-contributor-approval"),
             prefix.to_owned(),
@@ -172,6 +179,9 @@ fn answer(fork: &Fork, path: Option<&str>, target: &str) -> Option<String> {
         "" => Some(json!({"owner": {"type": "User"}}).to_string()),
         "/actions/permissions" => {
             Some(json!({"enabled": true, "allowed_actions": "all"}).to_string())
+        }
+        "/environments/image-signing/variables/IMAGE_PUBLIC_KEY" => {
+            Some(json!({"name": "IMAGE_PUBLIC_KEY", "value": fork.image_public_key}).to_string())
         }
         "/labels/preview" => Some(json!({"id": 1, "name": "preview"}).to_string()),
         "/actions/variables?per_page=100" => {
@@ -757,5 +767,21 @@ fn release_tags_that_a_workflow_could_move_are_refused() {
         fork,
         ARGOCD_TOKEN,
         &["✘ release tags refs/tags/v*: the release tags' ruleset refuses the deploy key"],
+    );
+}
+
+/// The key the cluster admits (cosign.pub) is not the one the pipeline signs with: every signed pod is refused.
+#[test]
+fn an_image_key_that_is_not_the_signing_keys_is_refused() {
+    let mut fork = Fork::ready();
+    fork.image_public_key =
+        "-----BEGIN PUBLIC KEY-----\nanother\n-----END PUBLIC KEY-----\n".into();
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ image key: gitops/policy/cosign.pub is not IMAGE_SIGNING_KEY's public half",
+            "fix: cargo xtask setup",
+        ],
     );
 }

@@ -277,6 +277,7 @@ fn setup_then_doctor(profile: &str) {
         "✔ required status check on main: \"Lint, SCA and tests\" must pass before a merge",
         "✔ release tags refs/tags/v*:",
         "✔ label preview: set",
+        "✔ image key: gitops/policy/cosign.pub is IMAGE_SIGNING_KEY's public half",
     ] {
         assert!(text.contains(line), "no {line:?} in:\n{text}");
     }

@@ -126,7 +126,8 @@ pub const VARIABLES: [(&str, &str, WrittenBy); 3] = [
 /// The repository variable setup writes last; the workflows skip until it is `true`.
 pub const PIPELINE_READY: &str = "PIPELINE_READY";
 
-/// The check run ci.yml's `checks` job produces (its `name:`), required on main.
+/// The check run ci.yml's `checks` job produces (its `name:`), required on main
+/// (a test holds that ci.yml has a job of that name).
 pub const CI_CHECK: &str = "Lint, SCA and tests";
 /// The label that asks for a preview environment.
 pub const PREVIEW_LABEL: &str = "preview";
@@ -208,6 +209,24 @@ pub fn holds(actual: &Value, wanted: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The check main's ruleset requires is the name ci.yml's job reports, or no merge could ever pass.
+    #[test]
+    fn the_required_check_is_a_job_of_ci_yml() {
+        let path = crate::parts::workspace::root().join(".github/workflows/ci.yml");
+        let workflow: Value =
+            yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let names: Vec<&str> = workflow["jobs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|job| job["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&CI_CHECK),
+            "{CI_CHECK:?} is not among {names:?}"
+        );
+    }
 
     #[test]
     fn holds_ignores_what_github_adds_but_not_what_differs() {
