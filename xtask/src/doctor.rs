@@ -56,6 +56,11 @@ pub struct DoctorArgs {
     /// The clone of the fork (default: this repository).
     #[arg(long)]
     root: Option<PathBuf>,
+    /// Only check that IMAGE (<registry>/<owner>/<image>:<tag>) can be pulled without
+    /// credentials, as kind pulls it: for the preview workflow right after its image push,
+    /// so a private GHCR package fails there with the click instead of an ImagePullBackOff.
+    #[arg(long, value_name = "IMAGE")]
+    anonymous_pull: Option<String>,
 }
 
 /// The app behind every workflow's GITHUB_TOKEN (its id in rulesets' bypass lists).
@@ -72,6 +77,9 @@ type Verdict = Result<String, (String, String)>;
 /// The steps: ask GitHub, then Argo CD; print every verdict; fail if any is missing.
 // long: one line per check, in the order the module's doc lists them.
 pub fn run(args: DoctorArgs) -> Result<()> {
+    if let Some(image) = &args.anonymous_pull {
+        return anonymous_pull(image);
+    }
     let root = args.root.clone().unwrap_or_else(workspace::root);
     let github = GitHub::for_fork(&root).map_err(|error| {
         anyhow::anyhow!(
@@ -151,6 +159,41 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         check(label(&github, &repo), SETUP),
     ));
     report(&verdicts)
+}
+
+/// `image` pulled as kind pulls it: no credentials. A new GHCR package is
+/// private and GitHub's API cannot change that, so this names the click.
+fn anonymous_pull(image: &str) -> Result<()> {
+    let (repository, tag) = match image.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => bail!("--anonymous-pull {image:?} should be <registry>/<owner>/<image>:<tag>"),
+    };
+    let mut parts = repository.split('/');
+    let (registry, owner, name) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.collect::<Vec<_>>().join("/"),
+    );
+    let click = format!(
+        "open {} (an organisation's: {}) → Danger Zone → Change visibility → Public, then re-run this job; GitHub's API cannot change a package's visibility, and kind pulls without credentials",
+        settings::package_settings_url("users", owner, &name),
+        settings::package_settings_url("orgs", owner, &name),
+    );
+    let found = crate::parts::registry::Repository::open_anonymous(repository)
+        .and_then(|repo| repo.resolve(tag));
+    match found {
+        Ok(Some(resolved)) => {
+            println!(
+                "✔ {image} can be pulled without credentials ({})",
+                resolved.digest
+            );
+            Ok(())
+        }
+        Ok(None) => bail!("✘ {image}: {registry} has no such tag (was the image pushed?)"),
+        Err(error) => bail!(
+            "✘ {image} cannot be pulled without credentials ({error:#}): the cluster cannot pull it\n    fix: {click}"
+        ),
+    }
 }
 
 /// A check's verdict, or, when it could not be made, a ✘ saying why.

@@ -465,3 +465,56 @@ fn the_fake_is_checked_against_githubs_openapi_description() {
     assert!(github.requests().len() > 60, "{:#?}", github.requests());
     github.http.assert_contract();
 }
+
+/// What kind does with a preview's image, against a real registry on
+/// loopback: pulled without credentials it answers; behind a login (a private
+/// GHCR package) it is refused naming the click GitHub's API cannot do.
+#[test]
+fn anonymous_pull_names_the_click_when_a_package_is_private() {
+    let dir = TempDir::new("anonymous-pull");
+    let Some(open) = support::Registry::start() else {
+        return;
+    };
+    let repository = open.repository();
+    let tag = format!("pr-1-{}", support::head());
+    assert_ok(&support::push_stand_in(
+        dir.path(),
+        &repository,
+        "bits",
+        &tag,
+        &[],
+    ));
+    let image = format!("{repository}:{tag}");
+    let output = support::xtask(&["doctor", "--anonymous-pull", &image], &[]);
+    assert_ok(&output);
+    assert!(
+        stdout(&output).contains("can be pulled without credentials"),
+        "{}",
+        stdout(&output)
+    );
+    let missing = format!("{repository}:pr-2-def5678");
+    let message = assert_fails(&support::xtask(
+        &["doctor", "--anonymous-pull", &missing],
+        &[],
+    ));
+    assert!(message.contains("has no such tag"), "{message}");
+
+    // bcrypt (cost 4) of "s3cret-Pa55word-do-not-print", as in tests/registry.rs.
+    let hash = "$2b$04$E5jSM2Wc3F.Qsab7Zzm3LeQssIIJlamB9KzT/cBvwm0r2qOE0TBxK";
+    let Some(private) = support::Registry::start_with_users(&format!("ci:{hash}\n")) else {
+        return;
+    };
+    let image = format!("{}/acme/service-demo:pr-1-abc1234", private.addr);
+    let output = support::xtask(&["doctor", "--anonymous-pull", &image], &[]);
+    let message = assert_fails(&output);
+    assert!(
+        message.contains("cannot be pulled without credentials"),
+        "{message}"
+    );
+    assert!(message.contains("Change visibility → Public"), "{message}");
+    assert!(
+        message.contains("/packages/container/service-demo/settings"),
+        "{message}"
+    );
+    assert!(!message.contains("Stack backtrace"), "{message}");
+}
