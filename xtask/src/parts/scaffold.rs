@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
-use super::promotion::Env;
+use super::promotion::{DeployedImage, Env};
 use super::services::{self, DECLARATION_FILE, Declaration, SERVICES_DIR, Service, VALUES_DIR};
 
 /// The chart a new service is declared with: the workspace's one chart.
@@ -80,10 +80,13 @@ pub fn plan(root: &Path, name: &str, port: u16) -> Result<Scaffold> {
     for env in Env::LONG_LIVED {
         let (tag, written_by) = match env {
             Env::Preprod => (
-                "main-0000000",
+                DeployedImage::PLACEHOLDER_TAGS[1],
                 "the CD pipeline (`cargo xtask promote --env preprod`)",
             ),
-            _ => ("v0.0.0", "the release pipeline (`cargo xtask release`)"),
+            _ => (
+                DeployedImage::PLACEHOLDER_TAGS[0],
+                "the release pipeline (`cargo xtask release`)",
+            ),
         };
         let text = fill(VALUES_YAML)
             .replace("{{env}}", &env.to_string())
