@@ -53,7 +53,9 @@
 //!   (Ingress hosts per environment, the database Secret the chart reads is one
 //!   a database produces, kind's host ports, the Argo CD `ci` account, the
 //!   Services the README names); `cnpg_types`: CloudNativePG's `Cluster`, typed.
-//! - `workspace`: where things are in this Cargo workspace (root, target dir).
+//! - `workspace`: the checkout xtask acts on (found from the working
+//!   directory or `XTASK_WORKSPACE`, never the path it was built in) and its
+//!   target dir.
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
