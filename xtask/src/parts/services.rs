@@ -147,8 +147,9 @@ pub fn workspace_around(dir: &Path) -> Result<std::path::PathBuf> {
 }
 
 /// The services of the workspace around the current directory (where a
-/// command runs: a fork's checkout, the demo's clone), else xtask's own
-/// (a command run from a directory outside any workspace).
+/// command runs: a fork's checkout, the demo's clone), else those of
+/// [`super::workspace::root`] (`XTASK_WORKSPACE` for a command run outside
+/// any workspace; never the checkout xtask was compiled in).
 pub fn load_current() -> Result<Vec<Service>> {
     match workspace_around(Path::new(".")) {
         Ok(root) => load(&root),
