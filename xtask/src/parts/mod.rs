@@ -61,7 +61,9 @@
 //! - `json_schema`: one JSON Schema validator for the upstream contracts
 //!   (GitHub's OpenAPI 3.0, Argo CD's Swagger 2.0, CRDs' structural schemas),
 //!   strict on undeclared fields; the tests' fakes are checked with it.
-//! - `workspace`: where things are in this Cargo workspace (root, target dir).
+//! - `workspace`: the checkout xtask acts on (found from the working
+//!   directory or `XTASK_WORKSPACE`, never the path it was built in) and its
+//!   target dir.
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
