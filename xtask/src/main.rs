@@ -8,6 +8,7 @@ mod affected;
 mod argocd;
 mod bench;
 mod ci;
+mod cluster;
 mod demo;
 mod doctor;
 mod fork;
@@ -51,6 +52,9 @@ enum Command {
     Fork(fork::ForkArgs),
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
     Ci(ci::CiArgs),
+    /// The cluster side in one command: `cluster up|down|status`, and `cluster runner` (one fresh container per job).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Argo CD over its REST API: `argocd wait` (until a GitOps commit runs, healthy), `argocd sync`.
     #[command(subcommand)]
     Argocd(argocd::ArgocdCommand),
@@ -105,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(args),
         Command::Fork(args) => fork::run(args),
         Command::Argocd(command) => argocd::run(command),
+        Command::Cluster(command) => cluster::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Image(command) => image::run(command),
         Command::Gate(command) => gate::run(command),

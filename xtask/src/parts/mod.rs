@@ -53,6 +53,12 @@
 //!   (Ingress hosts per environment, the database Secret the chart reads is one
 //!   a database produces, kind's host ports, the Argo CD `ci` account, the
 //!   Services the README names); `cnpg_types`: CloudNativePG's `Cluster`, typed.
+//! - `cluster_up`: `cluster up|down|status`: the plan read from the
+//!   repository (Terraform's variables, the fork's admission policy and its
+//!   key's digest), Terraform, the policy through kubectl's stdin, Argo CD's
+//!   project-role tokens into the fork's secrets; `cluster_runner`: the
+//!   dispatcher, one just-in-time runner per queued job of main in a fresh
+//!   container; `github_secrets`: the writes it needs (sealed secrets).
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
@@ -82,10 +88,13 @@ pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
 pub mod cluster_checks;
+pub mod cluster_runner;
+pub mod cluster_up;
 pub mod cnpg_types;
 pub mod counting_proxy;
 pub mod gates;
 pub mod github;
+pub mod github_secrets;
 pub mod gitops;
 pub mod image_build;
 pub mod local_registry;

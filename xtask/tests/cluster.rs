@@ -1,0 +1,468 @@
+//! `cargo xtask cluster`: the runner that keeps nothing between jobs (the
+//! dispatcher's real code against a stand-in for GitHub over real TCP, and a
+//! real Docker engine running a FROM-scratch image whose entrypoint stands in
+//! for the Actions runner), the runner-side hook's refusals, and `up`'s plan.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::Engine;
+use support::{FakeHttp, TempDir, assert_fails, assert_ok, stdout, workspace_root, xtask};
+
+const OWNER_REPO: &str = "someone/service-demo";
+
+/// The stand-in runner image: a static busybox, the real hook
+/// (terraform/runner/job-started.sh), the stand-in entrypoint, and the uid
+/// the real image has (1001, no password, no sudo).
+fn build_stand_in_image(test: &str) -> Option<String> {
+    support::docker()?;
+    let busybox = Path::new("/bin/busybox");
+    support::require(
+        busybox.is_file(),
+        "a static busybox at /bin/busybox (apt-get install busybox-static)",
+    )?;
+    let dir = TempDir::new("runner-image");
+    let ctx = dir.path();
+    std::fs::copy(busybox, ctx.join("busybox")).unwrap();
+    let root = workspace_root();
+    std::fs::copy(
+        root.join("terraform/runner/job-started.sh"),
+        ctx.join("job-started.sh"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("xtask/tests/fixtures/runner-stand-in/entrypoint.sh"),
+        ctx.join("entrypoint.sh"),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("passwd"),
+        "root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\n\
+         COPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN mkdir -p /home/runner /tmp /var/spool/cron/crontabs /opt/runner /etc && chown 1001:1001 /home/runner && chmod 1777 /tmp\n\
+         COPY passwd /etc/passwd\n\
+         COPY job-started.sh entrypoint.sh /opt/runner/\n\
+         ENV ACTIONS_RUNNER_HOOK_JOB_STARTED=/opt/runner/job-started.sh HOME=/home/runner PATH=/bin\n\
+         USER 1001:1001\n\
+         ENTRYPOINT [\"/opt/runner/entrypoint.sh\"]\n",
+    )
+    .unwrap();
+    let tag = format!("service-demo-runner-stand-in:{test}-{}", std::process::id());
+    let built = Command::new("docker")
+        .args(["build", "--quiet", "--tag", &tag])
+        .arg(ctx)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "docker build of the stand-in: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    Some(tag)
+}
+
+fn remove_image(tag: &str) {
+    let _ = Command::new("docker")
+        .args(["image", "rm", "--force", tag])
+        .output();
+}
+
+/// A job for the stand-in: main's CD environment, then the script.
+fn job(env: &[(&str, &str)], script: &str) -> String {
+    let mut text = String::new();
+    for (k, v) in env {
+        text += &format!("{k}={v}\n");
+    }
+    text += "---\n";
+    text += script;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn main_push_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("GITHUB_REF", "refs/heads/main"),
+        (
+            "GITHUB_WORKFLOW_REF",
+            "someone/service-demo/.github/workflows/cd.yml@refs/heads/main",
+        ),
+        ("GITHUB_REPOSITORY", OWNER_REPO),
+        ("GITHUB_EVENT_NAME", "push"),
+    ]
+}
+
+/// The first job leaves what an attacker would: a background process, a
+/// crontab entry (the system spool is refused on the read-only root; one in
+/// its home, with a crond reading it: busybox's `crontab` itself wants setuid
+/// root, which the runner's uid never has), files in /tmp and its home; it
+/// also prints PID 1's argv, where the JIT config must not be.
+const FIRST_JOB: &str = r#"
+echo "job1: uid $(id -u)"
+sleep 1000 &
+echo "job1: background sleep $!"
+echo '* * * * * touch /tmp/pwned' > /tmp/cron.txt
+if cp /tmp/cron.txt /var/spool/cron/crontabs/runner 2>/dev/null; then echo "job1: system crontab written"; else echo "job1: system crontab refused"; fi
+mkdir -p "$HOME/crontabs" && cp /tmp/cron.txt "$HOME/crontabs/runner" && echo "job1: crontab in home written"
+(crond -f -c "$HOME/crontabs" 2>/dev/null &) ; echo "job1: crond started"
+echo secret > /tmp/left-by-job1 && echo "job1: /tmp/left-by-job1 written"
+echo secret > "$HOME/left-by-job1" && echo "job1: home file written"
+if touch /left-by-job1 2>/dev/null; then echo "job1: root writable"; else echo "job1: root read-only"; fi
+echo "job1: pid1 argv: $(tr '\0' ' ' < /proc/1/cmdline)"
+ps -o pid,user,comm | grep -q sleep && echo "job1: sleep is running"
+"#;
+
+/// The second job reports what it finds of the first.
+const SECOND_JOB: &str = r#"
+echo "job2: processes: $(ps -o comm | grep -v -e '^COMMAND$' -e '^entrypoint.sh$' -e '^ps$' -e '^sh$' -e '^grep$' -e '^tr$' | tr '\n' ' ')"
+echo "job2: tmp: [$(ls -A /tmp | tr '\n' ' ')]"
+echo "job2: home: [$(ls -A "$HOME" | tr '\n' ' ')]"
+echo "job2: system crontabs: [$(ls -A /var/spool/cron/crontabs | tr '\n' ' ')]"
+"#;
+
+/// A stand-in for GitHub's side of the dispatcher: two queued runs on main
+/// (one cluster job each), one on a branch (never asked about), one job for a
+/// hosted runner; generate-jitconfig hands out the jobs in order.
+fn fake_github(jobs: Vec<String>) -> FakeHttp {
+    let handed = Arc::new(AtomicUsize::new(0));
+    FakeHttp::start(move |request, _| {
+        let path = request.target.split('?').next().unwrap_or_default();
+        let runs = "/repos/someone/service-demo/actions/runs";
+        let body = match (request.method.as_str(), path) {
+            ("GET", p) if p == runs => serde_json::json!({"total_count": 3, "workflow_runs": [
+                {"id": 1, "event": "push", "head_branch": "main", "path": ".github/workflows/cd.yml"},
+                {"id": 2, "event": "workflow_dispatch", "head_branch": "main", "path": ".github/workflows/release.yml"},
+                {"id": 3, "event": "push", "head_branch": "feature", "path": ".github/workflows/evil.yml"},
+            ]}),
+            ("GET", p) if p.starts_with(runs) && p.ends_with("/jobs") => {
+                let run: u64 = p[runs.len() + 1..p.len() - 5].parse().unwrap();
+                serde_json::json!({"total_count": 2, "jobs": [
+                    {"id": run * 10, "name": "cluster job", "status": "queued", "labels": ["self-hosted", "kind"]},
+                    {"id": run * 10 + 1, "name": "hosted", "status": "queued", "labels": ["ubuntu-24.04"]},
+                ]})
+            }
+            ("POST", "/repos/someone/service-demo/actions/runners/generate-jitconfig") => {
+                let n = handed.fetch_add(1, Ordering::SeqCst);
+                serde_json::json!({"runner": {"id": 100 + n, "name": "r"}, "encoded_jit_config": jobs[n % jobs.len()]})
+            }
+            _ => return (404, vec![], r#"{"message":"Not Found"}"#.into()),
+        };
+        let status = if request.method == "POST" { 201 } else { 200 };
+        (status, vec![], body.to_string())
+    })
+}
+
+fn dispatcher(github: &FakeHttp, image: &str) -> std::process::Output {
+    xtask(
+        &[
+            "cluster",
+            "runner",
+            "--once",
+            "--image",
+            image,
+            "--network",
+            "none",
+            "--forward",
+            "",
+            "--home-size",
+            "64m",
+        ],
+        &[
+            ("GITHUB_API_URL", &github.url()),
+            ("GITHUB_REPOSITORY", OWNER_REPO),
+            ("GITHUB_TOKEN", "test-token-not-printed"),
+        ],
+    )
+}
+
+#[test]
+fn two_jobs_one_after_the_other_share_nothing_and_leave_no_container() {
+    let Some(image) = build_stand_in_image("two-jobs") else {
+        return;
+    };
+    let env = main_push_env();
+    let github = fake_github(vec![job(&env, FIRST_JOB), job(&env, SECOND_JOB)]);
+    let output = dispatcher(&github, &image);
+    remove_image(&image);
+    assert_ok(&output);
+    let out = stdout(&output);
+    // The first job did leave everything behind, in its own container.
+    for left in [
+        "job1: uid 1001",
+        "job1: sleep is running",
+        "job1: system crontab refused",
+        "job1: crontab in home written",
+        "job1: /tmp/left-by-job1 written",
+        "job1: home file written",
+        "job1: root read-only",
+        "job1: crond started",
+    ] {
+        assert!(out.contains(left), "{left:?} missing:\n{out}");
+    }
+    // The JIT config never was an argument: PID 1 is the entrypoint without it.
+    let argv = out
+        .lines()
+        .find(|l| l.starts_with("job1: pid1 argv:"))
+        .unwrap();
+    assert!(!argv.contains(&job(&env, FIRST_JOB)[..20]), "{argv}");
+    // The second sees none of it.
+    for clean in [
+        "job2: processes: \n",
+        "job2: tmp: []",
+        "job2: home: []",
+        "job2: system crontabs: []",
+    ] {
+        assert!(
+            format!("{out}\n").contains(clean),
+            "{clean:?} missing:\n{out}"
+        );
+    }
+    assert!(
+        out.find("job1: uid").unwrap() < out.find("job2: tmp").unwrap(),
+        "{out}"
+    );
+    // Both containers are gone.
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("runner ")?.split(' ').next())
+        .collect();
+    assert_eq!(names.len(), 2, "{out}");
+    for name in names {
+        let inspect = Command::new("docker")
+            .args(["container", "inspect", name])
+            .output()
+            .unwrap();
+        assert!(!inspect.status.success(), "{name} is still there");
+    }
+    assert!(out.contains("--once: 2 runner(s) ran"), "{out}");
+    // Only main's runs were asked about; the branch's run was skipped and said so.
+    let requests = github.requests();
+    assert!(
+        out.contains("skipped run 3 (.github/workflows/evil.yml): branch \"feature\" is not main"),
+        "{out}"
+    );
+    assert!(!requests.iter().any(|r| r.target.contains("/runs/3/")));
+    let jit: Vec<_> = requests
+        .iter()
+        .filter(|r| r.target.ends_with("/generate-jitconfig"))
+        .collect();
+    assert_eq!(jit.len(), 2);
+    let body: serde_json::Value = serde_json::from_str(&jit[0].body).unwrap();
+    assert_eq!(body["labels"], serde_json::json!(["self-hosted", "kind"]));
+    assert_eq!(body["runner_group_id"], 1);
+    assert!(
+        !out.contains("test-token-not-printed")
+            && !support::stderr(&output).contains("test-token-not-printed")
+    );
+}
+
+/// The hook in the stand-in image, with a job's environment: its output and whether it accepted.
+fn hook(image: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new("docker");
+    command.args(["run", "--rm", "--read-only", "--network", "none"]);
+    for (k, v) in env {
+        command.args(["-e", &format!("{k}={v}")]);
+    }
+    let output = command
+        .args(["--entrypoint", "/opt/runner/job-started.sh", image])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn the_runner_side_hook_refuses_a_job_that_is_not_mains() {
+    let Some(image) = build_stand_in_image("hook") else {
+        return;
+    };
+    let main = main_push_env();
+    let with = |name: &'static str, value: &'static str| {
+        let mut env: Vec<(&str, &str)> = main.iter().filter(|(k, _)| *k != name).cloned().collect();
+        env.push((name, value));
+        env
+    };
+    let accepted = hook(&image, &main);
+    let branch = hook(&image, &with("GITHUB_REF", "refs/heads/feature"));
+    let workflow = hook(
+        &image,
+        &with(
+            "GITHUB_WORKFLOW_REF",
+            "someone/service-demo/.github/workflows/cd.yml@refs/heads/feature",
+        ),
+    );
+    let other_repo = hook(
+        &image,
+        &with(
+            "GITHUB_WORKFLOW_REF",
+            "attacker/x/.github/workflows/cd.yml@refs/heads/main",
+        ),
+    );
+    let event = hook(&image, &with("GITHUB_EVENT_NAME", "pull_request"));
+    let preview = hook(&image, &with("GITHUB_EVENT_NAME", "pull_request_target"));
+    // Through the stand-in runner too: the job's script never runs.
+    let github = fake_github(vec![job(
+        &with("GITHUB_REF", "refs/pull/7/merge"),
+        "echo SCRIPT-RAN",
+    )]);
+    let dispatched = dispatcher(&github, &image);
+    remove_image(&image);
+    assert!(accepted.0, "{}", accepted.1);
+    assert!(preview.0, "{}", preview.1);
+    assert!(
+        !branch.0
+            && branch
+                .1
+                .contains("GITHUB_REF is 'refs/heads/feature', not refs/heads/main"),
+        "{}",
+        branch.1
+    );
+    assert!(
+        !workflow.0
+            && workflow
+                .1
+                .contains("not one of someone/service-demo's at refs/heads/main"),
+        "{}",
+        workflow.1
+    );
+    assert!(!other_repo.0, "{}", other_repo.1);
+    assert!(
+        !event.0 && event.1.contains("the event is 'pull_request'"),
+        "{}",
+        event.1
+    );
+    let out = stdout(&dispatched);
+    assert!(out.contains("job refused by the job-started hook"), "{out}");
+    assert!(!out.contains("SCRIPT-RAN"), "{out}");
+    assert!(out.contains("(exit 1)"), "{out}");
+}
+
+/// A copy of the repository's deployment assets with another image key in
+/// cosign.pub and in the policy.
+fn copy_with_key(dir: &Path, key: &str) {
+    support::copy_workspace_assets(dir);
+    std::fs::copy(
+        workspace_root().join("rust-toolchain.toml"),
+        dir.join("rust-toolchain.toml"),
+    )
+    .unwrap();
+    let old = std::fs::read_to_string(workspace_root().join("gitops/policy/cosign.pub")).unwrap();
+    let policy_path = dir.join("gitops/policy/image-signatures.yaml");
+    let policy = std::fs::read_to_string(&policy_path).unwrap();
+    let indent = "                      ";
+    let indented = |k: &str| {
+        k.trim()
+            .lines()
+            .map(|l| format!("{indent}{l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let replaced = policy.replace(&indented(&old), &indented(key));
+    assert_ne!(replaced, policy, "the policy's key block was not found");
+    std::fs::write(policy_path, replaced).unwrap();
+    std::fs::write(dir.join("gitops/policy/cosign.pub"), key).unwrap();
+}
+
+fn new_key(dir: &Path) -> String {
+    let out = dir.join("keys");
+    assert_ok(&xtask(
+        &["gate", "keygen", "--out-dir", out.to_str().unwrap()],
+        &[],
+    ));
+    std::fs::read_to_string(out.join("gate.pub")).unwrap()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn the_dry_run_plan_names_the_forks_policy_key_and_its_digest() {
+    let dir = TempDir::new("cluster-plan");
+    let key = new_key(dir.path());
+    let repo = dir.path().join("repo");
+    copy_with_key(&repo, &key);
+    let output = xtask(
+        &[
+            "cluster",
+            "up",
+            "--dry-run",
+            "--github",
+            "someone/service-demo",
+            "--root",
+            repo.to_str().unwrap(),
+        ],
+        &[("GITHUB_TOKEN", "")],
+    );
+    assert_ok(&output);
+    let out = stdout(&output);
+    let upstream =
+        std::fs::read_to_string(workspace_root().join("gitops/policy/cosign.pub")).unwrap();
+    assert!(
+        out.contains(&format!(
+            "the fork's key gitops/policy/cosign.pub (sha256 {})",
+            sha256_hex(&key)
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(&sha256_hex(&upstream)), "{out}");
+    assert!(
+        out.contains("-var gitops_repo_url=https://github.com/someone/service-demo.git"),
+        "{out}"
+    );
+    assert!(out.contains("ARGOCD_AUTH_TOKEN of environment prod: a token of Argo CD project role service-demo/release"), "{out}");
+    assert!(out.contains("--dry-run: nothing changed"), "{out}");
+}
+
+#[test]
+fn a_policy_whose_key_is_not_cosign_pub_is_refused_before_any_change() {
+    let dir = TempDir::new("cluster-mismatch");
+    let key = new_key(dir.path());
+    let repo = dir.path().join("repo");
+    support::copy_workspace_assets(&repo);
+    std::fs::copy(
+        workspace_root().join("rust-toolchain.toml"),
+        repo.join("rust-toolchain.toml"),
+    )
+    .unwrap();
+    std::fs::write(repo.join("gitops/policy/cosign.pub"), &key).unwrap();
+    let output = xtask(
+        &[
+            "cluster",
+            "up",
+            "--dry-run",
+            "--github",
+            "someone/service-demo",
+            "--root",
+            repo.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let err = assert_fails(&output);
+    assert!(
+        err.contains("carries a key that is not gitops/policy/cosign.pub"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(
+        !stdout(&output).contains("terraform init"),
+        "{}",
+        stdout(&output)
+    );
+}
