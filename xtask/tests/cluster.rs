@@ -466,3 +466,37 @@ fn a_policy_whose_key_is_not_cosign_pub_is_refused_before_any_change() {
         stdout(&output)
     );
 }
+
+#[test]
+fn validate_refuses_a_terraform_file_carrying_a_key_inline() {
+    let Some(()) = support::validate_tools() else {
+        return;
+    };
+    let dir = TempDir::new("cluster-inline-key");
+    let repo = dir.path().join("repo");
+    support::copy_workspace_assets(&repo);
+    let key = std::fs::read_to_string(repo.join("gitops/policy/cosign.pub")).unwrap();
+    // The old way: the policy's key written into Terraform.
+    std::fs::write(
+        repo.join("terraform/policy.tf"),
+        format!(
+            "locals {{\n  image_key = <<-EOT\n    {}\n  EOT\n}}\n",
+            key.trim().replace('\n', "\n    ")
+        ),
+    )
+    .unwrap();
+    let output = xtask(&["validate", "--root", repo.to_str().unwrap()], &[]);
+    let err = assert_fails(&output);
+    let out = stdout(&output);
+    assert!(
+        out.contains("terraform/policy.tf:3: a key inline (\"-----BEGIN \")"),
+        "{out}\n{err}"
+    );
+    std::fs::remove_file(repo.join("terraform/policy.tf")).unwrap();
+    let clean = xtask(&["validate", "--root", repo.to_str().unwrap()], &[]);
+    assert!(
+        stdout(&clean).contains("✔ terraform carries no key inline"),
+        "{}",
+        stdout(&clean)
+    );
+}

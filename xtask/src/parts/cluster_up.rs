@@ -604,3 +604,149 @@ pub fn status(root: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+/// What a key looks like in text: PEM armour, OpenSSH public keys, and the
+/// base64 of a P-256 public key's DER without armour (cosign's keys).
+const KEY_MARKERS: [&str; 6] = [
+    "-----BEGIN ",
+    "ssh-ed25519 AAAA",
+    "ssh-rsa AAAA",
+    "ecdsa-sha2-nistp",
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+    "publicKeys",
+];
+
+/// `validate`'s rule: no Terraform file under `terraform/` carries a key
+/// inline. Keys (the admission policy's) are read from the fork's
+/// repository when `cluster up` runs, so a fork's key needs no Terraform edit.
+pub fn inline_key_problems(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.join("terraform")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            found.push(format!("{}: cannot be read", dir.display()));
+            continue;
+        };
+        for path in entries.filter_map(|e| Some(e.ok()?.path())) {
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            if path.is_dir() && !name.ends_with(".terraform") {
+                stack.push(path);
+                continue;
+            }
+            let tf = path.extension().is_some_and(|e| e == "tf" || e == "tfvars");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for (n, line) in text.lines().enumerate().filter(|_| tf) {
+                if let Some(marker) = KEY_MARKERS.iter().find(|m| line.contains(*m)) {
+                    found.push(format!(
+                        "{name}:{}: a key inline ({marker:?}): keys live in the repository (gitops/policy/cosign.pub and the policy beside it) and `cargo xtask cluster up` applies them from there; remove it from Terraform",
+                        n + 1
+                    ));
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terraform_copy(test: &str) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("cluster-up-{test}-"))
+            .tempdir()
+            .unwrap();
+        let to = dir.path().join("terraform");
+        std::fs::create_dir(&to).unwrap();
+        let from = super::super::workspace::root().join("terraform");
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn terraform_as_it_is_carries_no_key() {
+        assert_eq!(
+            inline_key_problems(&super::super::workspace::root()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_terraform_file_carrying_a_key_inline_is_refused() {
+        let key =
+            std::fs::read_to_string(super::super::workspace::root().join(POLICY_KEY_FILE)).unwrap();
+        for (test, text) in [
+            ("pem", format!("locals {{\n  key = <<-EOT\n{key}EOT\n}}\n")),
+            (
+                "bare",
+                format!(
+                    "locals {{\n  key = \"{}\"\n}}\n",
+                    key.lines().nth(1).unwrap()
+                ),
+            ),
+            (
+                "policy",
+                "resource \"x\" \"y\" {\n  values = [yamlencode({ publicKeys = var.k })]\n}\n"
+                    .to_owned(),
+            ),
+        ] {
+            let dir = terraform_copy(test);
+            std::fs::write(dir.path().join("terraform/policy.tf"), text).unwrap();
+            let found = inline_key_problems(dir.path());
+            assert!(!found.is_empty(), "{test}: nothing found");
+            for problem in &found {
+                assert!(
+                    problem.starts_with("terraform/policy.tf:"),
+                    "{test}: {found:?}"
+                );
+                assert!(problem.contains("a key inline"), "{test}: {found:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_policys_keys_are_read_and_compared_with_cosign_pub() {
+        let root = super::super::workspace::root();
+        let policy = Digested::read(&root, POLICY_FILE).unwrap();
+        let key = Digested::read(&root, POLICY_KEY_FILE).unwrap();
+        assert_eq!(
+            policy_keys(&policy.text).unwrap(),
+            vec![key.text.trim().to_owned()]
+        );
+        assert!(check_policy_key(&policy, &key).is_ok());
+        let other = Digested {
+            text: "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n".into(),
+            ..key
+        };
+        let refused = check_policy_key(&policy, &other).unwrap_err().to_string();
+        assert!(refused.contains("nothing was changed"), "{refused}");
+    }
+
+    #[test]
+    fn a_forks_repository_is_read_from_its_remote() {
+        assert_eq!(
+            github_repository("https://github.com/Me/fork.git").as_deref(),
+            Some("Me/fork")
+        );
+        assert_eq!(
+            github_repository("git@github.com:me/fork.git").as_deref(),
+            Some("me/fork")
+        );
+        assert_eq!(github_repository("https://gitlab.com/me/fork.git"), None);
+        let bad = Fork::resolve(Some("me/fork/extra"), Path::new(".")).unwrap_err();
+        assert!(bad.to_string().contains("expected <owner>/<name>"));
+    }
+}

@@ -327,6 +327,11 @@ impl Checks {
     fn terraform(&mut self) {
         let found = as_problems(terraform_fmt(&self.sh, &self.root.join("terraform")));
         self.report("terraform fmt", found);
+        let keys = super::cluster_up::inline_key_problems(&self.root);
+        self.report(
+            "terraform carries no key inline (cluster up applies gitops/policy/ from the repository)",
+            keys,
+        );
     }
 
     /// 4. The workflows.
