@@ -152,10 +152,11 @@ fn runner(args: RunnerArgs) -> Result<()> {
     }
 }
 
+/// The shared GitHub client for the fork: GITHUB_TOKEN, else `gh auth token`.
 fn github_for(fork: &Fork) -> Result<GitHub> {
-    let token = std::env::var("GITHUB_TOKEN").map_err(|_| {
-        anyhow::anyhow!(
-            "cluster up writes Argo CD's tokens to {}'s secrets: set GITHUB_TOKEN (an admin's token, e.g. GITHUB_TOKEN=$(gh auth token)); nothing was changed",
+    let token = crate::parts::github::token().with_context(|| {
+        format!(
+            "cluster up writes Argo CD's tokens to {}'s secrets; nothing was changed",
             fork.repository
         )
     })?;

@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::github::GitHub;
+use super::github::{Change, GitHub, Scope};
 
 /// The runner image `up` builds from `terraform/runner/`.
 pub const RUNNER_IMAGE: &str = "service-demo-runner:local";
@@ -55,17 +55,8 @@ impl Fork {
         let repository = match given.filter(|g| !g.is_empty()) {
             Some(given) => given.to_owned(),
             None => {
-                let output = Command::new("git")
-                    .args(["remote", "get-url", "origin"])
-                    .current_dir(root)
-                    .output()
-                    .context("running git")?;
-                let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-                github_repository(&url).with_context(|| {
-                    format!(
-                        "origin ({url:?}) is not a GitHub repository: give --github <owner>/<name>"
-                    )
-                })?
+                let (owner, name) = super::github::origin_repository(root)?;
+                format!("{owner}/{name}")
             }
         };
         let parts: Vec<&str> = repository.split('/').collect();
@@ -85,16 +76,6 @@ impl Fork {
     pub fn clone_url(&self) -> String {
         format!("https://github.com/{}.git", self.repository)
     }
-}
-
-/// `owner/name` of a GitHub remote URL (https or ssh).
-pub fn github_repository(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://github.com/")
-        .or_else(|| url.strip_prefix("git@github.com:"))
-        .or_else(|| url.strip_prefix("ssh://git@github.com/"))?;
-    let rest = rest.trim_end_matches('/').trim_end_matches(".git");
-    (rest.split('/').count() == 2).then(|| rest.to_owned())
 }
 
 /// A file of the repository with its digest, as the plan names it.
@@ -448,7 +429,7 @@ fn write_tokens(github: &GitHub, kubeconfig: &str, argocd_url: &str) -> Result<(
             password = Some(admin_password(kubeconfig)?);
         }
         let token = project_role_token(argocd_url, password.as_deref().unwrap_or_default(), role)?;
-        super::github_secrets::put_environment_secret(github, env, secret, &token)?;
+        github.put_secret(Scope::Environment(env), secret, &token)?;
         println!("4. secret {secret} of {env}: written (a token of project role {PROJECT}/{role})");
     }
     Ok(())
@@ -456,20 +437,12 @@ fn write_tokens(github: &GitHub, kubeconfig: &str, argocd_url: &str) -> Result<(
 
 fn write_variables(github: &GitHub, variables: &[(String, String)]) -> Result<()> {
     for (name, value) in variables {
-        let path = format!("/repos/{}/actions/variables/{name}", github.repository());
-        match github.get_optional(&path)? {
-            Some(current) if current["value"] == value.as_str() => {
-                println!("5. variable {name}: unchanged ({value})")
-            }
-            Some(_) => {
-                super::github_secrets::update_variable(github, name, value)?;
-                println!("5. variable {name}: updated to {value}");
-            }
-            None => {
-                github.post("/actions/variables", &json!({"name": name, "value": value}))?;
-                println!("5. variable {name}: created ({value})");
-            }
-        }
+        let change = match github.set_variable(Scope::Repository, name, value)? {
+            Change::Created => "created",
+            Change::Updated => "updated",
+            Change::Unchanged => "unchanged",
+        };
+        println!("5. variable {name}={value}: {change}");
     }
     Ok(())
 }
@@ -736,16 +709,9 @@ mod tests {
     }
 
     #[test]
-    fn a_forks_repository_is_read_from_its_remote() {
-        assert_eq!(
-            github_repository("https://github.com/Me/fork.git").as_deref(),
-            Some("Me/fork")
-        );
-        assert_eq!(
-            github_repository("git@github.com:me/fork.git").as_deref(),
-            Some("me/fork")
-        );
-        assert_eq!(github_repository("https://gitlab.com/me/fork.git"), None);
+    fn a_fork_given_is_checked() {
+        let fork = Fork::resolve(Some("me/fork"), Path::new(".")).unwrap();
+        assert_eq!(fork.clone_url(), "https://github.com/me/fork.git");
         let bad = Fork::resolve(Some("me/fork/extra"), Path::new(".")).unwrap_err();
         assert!(bad.to_string().contains("expected <owner>/<name>"));
     }
