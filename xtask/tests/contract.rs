@@ -5,13 +5,11 @@
 mod support;
 
 use serde_json::{Value, json};
+use support::FakeHttp;
 use support::contract::{self, Api, Dialect, Validator};
-use support::{FakeHttp, require};
 
 fn github() -> Option<Api> {
-    let api = contract::github();
-    require(api.is_some(), &contract::github_missing())?;
-    api
+    contract::require_github()
 }
 
 const CHECK_RUNS: &str = "/repos/acme/service-demo/check-runs";

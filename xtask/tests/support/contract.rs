@@ -35,6 +35,25 @@ struct Description {
     error_schema: Option<Value>,
 }
 
+/// GitHub's description, or the visible skip (`support::require`) when it is
+/// missing: a test that cannot check its fake against it fails under CI.
+pub fn require_github() -> Option<Api> {
+    let api = github();
+    super::require(api.is_some(), &github_missing())?;
+    api
+}
+
+/// A fake GitHub's answer: `patch` completed to what GitHub's description
+/// requires for this request and status (`Api::answer`); `patch` as it is
+/// when the description is missing (the fake's test then fails or is counted
+/// as skipped, through `FakeHttp::start_github`).
+pub fn github_answer(method: &str, target: &str, status: u16, patch: Value) -> String {
+    match github() {
+        Some(api) => api.answer(method, target, status, patch),
+        None => patch.to_string(),
+    }
+}
+
 /// GitHub's REST description, where `.ci/run` unpacked it (`GITHUB_OPENAPI`,
 /// else its default path); None when it is not there: the caller then calls
 /// `support::require`, so CI fails and a local run counts the test as skipped.
@@ -437,9 +456,57 @@ impl Api {
             .response_schema(&operation, status)
             .unwrap_or_else(|problem| panic!("{method} {target}: {problem}"))
             .unwrap_or(Value::Null);
-        let mut answer = self.example(&schema, 0);
-        merge(&mut answer, patch);
-        answer.to_string()
+        if schema.is_null() {
+            return if patch.is_null() {
+                String::new()
+            } else {
+                patch.to_string()
+            };
+        }
+        self.complete(&schema, patch).to_string()
+    }
+
+    /// `patch` with what `schema` requires filled in around it, in every
+    /// object it holds (list items included); a `oneOf`/`anyOf` branch is the
+    /// first one the completed value satisfies.
+    pub fn complete(&self, schema: &Value, patch: Value) -> Value {
+        let validator = self.validator();
+        let schema = validator.resolve(schema);
+        match patch {
+            Value::Object(fields) => {
+                let branches = schema["oneOf"].as_array().or(schema["anyOf"].as_array());
+                if let Some(branches) = branches {
+                    let patch = Value::Object(fields);
+                    let candidates = branches
+                        .iter()
+                        .map(|b| (b, self.complete(b, patch.clone())));
+                    let mut candidates: Vec<(&Value, Value)> = candidates.collect();
+                    let valid = candidates
+                        .iter()
+                        .position(|(b, c)| validator.validate(b, c, "").is_empty());
+                    return candidates.swap_remove(valid.unwrap_or(0)).1;
+                }
+                let mut base = match self.example(schema, 0) {
+                    Value::Object(base) => base,
+                    _ => Map::new(),
+                };
+                for (key, value) in fields {
+                    let filled = match property_schema(&validator, schema, &key) {
+                        Some(property) if !value.is_null() => self.complete(property, value),
+                        _ => value,
+                    };
+                    base.insert(key, filled);
+                }
+                Value::Object(base)
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| self.complete(&schema["items"], item))
+                    .collect(),
+            ),
+            other => other,
+        }
     }
 
     /// A minimal instance of `schema` for an answer: required fields only.
@@ -549,6 +616,25 @@ impl Api {
 /// in contents) and `{ref}` (`heads/main` in the git refs API), as its docs'
 /// examples send them.
 const SLASHED: &[&str] = &["path", "ref"];
+
+/// The schema of property `name` of an object schema (its own, an `allOf`
+/// branch's, or `additionalProperties`).
+fn property_schema<'s>(
+    validator: &'s Validator,
+    schema: &'s Value,
+    name: &str,
+) -> Option<&'s Value> {
+    let schema = validator.resolve(schema);
+    if let Some(property) = schema["properties"].get(name) {
+        return Some(property);
+    }
+    let from_branches = schema["allOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|branch| property_schema(validator, branch, name));
+    from_branches.or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+}
 
 /// Literal segments matched, and whether no parameter took several segments.
 type Score = (usize, bool);

@@ -347,6 +347,15 @@ impl FakeHttp {
         Self::serve(None, handler)
     }
 
+    /// A fake GitHub checked against GitHub's OpenAPI description; where the
+    /// description is missing the test fails (CI), or is counted as skipped
+    /// (SERVICE_DEMO_ALLOW_SKIP=1) and runs its fake unchecked.
+    pub fn start_github(
+        handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(contract::require_github(), handler)
+    }
+
     /// A fake whose every request and answer must be ones `api` describes.
     pub fn start_checked(
         api: contract::Api,
