@@ -128,35 +128,48 @@ echo "job2: home: [$(ls -A "$HOME" | tr '\n' ' ')]"
 echo "job2: system crontabs: [$(ls -A /var/spool/cron/crontabs | tr '\n' ' ')]"
 "#;
 
-/// A stand-in for GitHub's side of the dispatcher: two queued runs on main
-/// (one cluster job each), one on a branch (never asked about), one job for a
-/// hosted runner; generate-jitconfig hands out the jobs in order.
+/// A stand-in for GitHub's side of the dispatcher, its requests and answers
+/// checked against GitHub's OpenAPI description (answers completed from it):
+/// two queued runs on main (one cluster job each), one on a branch (never
+/// asked about), one job for a hosted runner; generate-jitconfig hands out
+/// the jobs in order.
 fn fake_github(jobs: Vec<String>) -> FakeHttp {
     let handed = Arc::new(AtomicUsize::new(0));
-    FakeHttp::start(move |request, _| {
+    FakeHttp::start_github(move |request, _| {
         let path = request.target.split('?').next().unwrap_or_default();
         let runs = "/repos/someone/service-demo/actions/runs";
-        let body = match (request.method.as_str(), path) {
-            ("GET", p) if p == runs => serde_json::json!({"total_count": 3, "workflow_runs": [
-                {"id": 1, "event": "push", "head_branch": "main", "path": ".github/workflows/cd.yml"},
-                {"id": 2, "event": "workflow_dispatch", "head_branch": "main", "path": ".github/workflows/release.yml"},
-                {"id": 3, "event": "push", "head_branch": "feature", "path": ".github/workflows/evil.yml"},
-            ]}),
+        let run = |id: u64, event: &str, branch: &str, file: &str| serde_json::json!({"id": id, "event": event, "head_branch": branch, "path": file, "status": "queued"});
+        let (status, patch) = match (request.method.as_str(), path) {
+            ("GET", p) if p == runs => (
+                200,
+                serde_json::json!({"total_count": 3, "workflow_runs": [
+                    run(1, "push", "main", ".github/workflows/cd.yml"),
+                    run(2, "workflow_dispatch", "main", ".github/workflows/release.yml"),
+                    run(3, "push", "feature", ".github/workflows/evil.yml"),
+                ]}),
+            ),
             ("GET", p) if p.starts_with(runs) && p.ends_with("/jobs") => {
                 let run: u64 = p[runs.len() + 1..p.len() - 5].parse().unwrap();
-                serde_json::json!({"total_count": 2, "jobs": [
-                    {"id": run * 10, "name": "cluster job", "status": "queued", "labels": ["self-hosted", "kind"]},
-                    {"id": run * 10 + 1, "name": "hosted", "status": "queued", "labels": ["ubuntu-24.04"]},
-                ]})
+                (
+                    200,
+                    serde_json::json!({"total_count": 2, "jobs": [
+                        {"id": run * 10, "run_id": run, "name": "cluster job", "status": "queued", "labels": ["self-hosted", "kind"]},
+                        {"id": run * 10 + 1, "run_id": run, "name": "hosted", "status": "queued", "labels": ["ubuntu-24.04"]},
+                    ]}),
+                )
             }
             ("POST", "/repos/someone/service-demo/actions/runners/generate-jitconfig") => {
                 let n = handed.fetch_add(1, Ordering::SeqCst);
-                serde_json::json!({"runner": {"id": 100 + n, "name": "r"}, "encoded_jit_config": jobs[n % jobs.len()]})
+                (
+                    201,
+                    serde_json::json!({"runner": {"id": 100 + n, "name": "r"}, "encoded_jit_config": jobs[n % jobs.len()]}),
+                )
             }
             _ => return (404, vec![], r#"{"message":"Not Found"}"#.into()),
         };
-        let status = if request.method == "POST" { 201 } else { 200 };
-        (status, vec![], body.to_string())
+        let answer =
+            support::contract::github_answer(&request.method, &request.target, status, patch);
+        (status, vec![], answer)
     })
 }
 
