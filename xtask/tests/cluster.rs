@@ -513,3 +513,264 @@ fn validate_refuses_a_terraform_file_carrying_a_key_inline() {
         stdout(&clean)
     );
 }
+
+/// Stand-ins on PATH for what cannot run here (Terraform's providers, a
+/// cluster, a base image): each records its argv; kubectl keeps what it got
+/// on stdin and answers the admin password's Secret; terraform answers its outputs.
+fn stand_in_tools(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let scripts = [
+        (
+            "terraform",
+            r#"echo "terraform $*" >> "$STAND_IN_LOG"
+case "$*" in
+  "output -raw kubeconfig_path") printf %s "$STAND_IN_DIR/kubeconfig" ;;
+  "output -raw argocd_url") printf %s "$STAND_IN_ARGOCD" ;;
+esac"#,
+        ),
+        (
+            "kubectl",
+            r#"echo "kubectl $*" >> "$STAND_IN_LOG"
+case "$*" in
+  *"apply -f -") cat > "$STAND_IN_DIR/applied.yaml"; echo "clusterpolicy.kyverno.io/service-demo-signed-images configured" ;;
+  *"get secret argocd-initial-admin-secret"*) printf %s "$(printf %s the-admin-password | base64)" ;;
+esac"#,
+        ),
+        ("docker", r#"echo "docker $*" >> "$STAND_IN_LOG""#),
+    ];
+    for (name, body) in scripts {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut std::fs::metadata(&path).unwrap().permissions(),
+            0o755,
+        );
+        Command::new("chmod")
+            .arg("755")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+    bin
+}
+
+/// Argo CD's REST API as `cluster up` uses it: a session from the admin
+/// password, then a token per project role (`argocd-token-<role>`).
+fn fake_argocd() -> FakeHttp {
+    FakeHttp::start(|request, _| {
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap_or_default();
+        let auth = request
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        match request.target.as_str() {
+            "/api/v1/session" if body["password"] == "the-admin-password" => {
+                (200, vec![], r#"{"token":"session-token"}"#.into())
+            }
+            path if path.starts_with("/api/v1/projects/service-demo/roles/")
+                && auth == "Bearer session-token" =>
+            {
+                let role = path.split('/').nth(6).unwrap();
+                (200, vec![], format!(r#"{{"token":"argocd-token-{role}"}}"#))
+            }
+            _ => (401, vec![], r#"{"error":"unauthorized"}"#.into()),
+        }
+    })
+}
+
+/// GitHub as `cluster up` writes to it (checked against its OpenAPI
+/// description): secrets and variables remembered, secrets sealed to `key`.
+fn fake_fork_github(key: crypto_box::PublicKey) -> FakeHttp {
+    let state = Arc::new(std::sync::Mutex::new(
+        std::collections::BTreeSet::<String>::new(),
+    ));
+    let public = base64::engine::general_purpose::STANDARD.encode(key.as_bytes());
+    FakeHttp::start_github(move |request, _| {
+        let path = request
+            .target
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let repo = "/repos/someone/service-demo";
+        let mut known = state.lock().unwrap();
+        let (status, patch) = match request.method.as_str() {
+            "GET" if path == repo => (
+                200,
+                serde_json::json!({"private": false, "full_name": "someone/service-demo"}),
+            ),
+            "GET" if path.ends_with("/secrets/public-key") => {
+                (200, serde_json::json!({"key_id": "k1", "key": public}))
+            }
+            "GET" if known.contains(&path) && path.contains("/variables/") => {
+                let name = path.rsplit('/').next().unwrap();
+                (
+                    200,
+                    serde_json::json!({"name": name, "value": known.iter().find_map(|k| k.strip_prefix(&format!("{path}=")).map(str::to_owned)).unwrap()}),
+                )
+            }
+            "GET" if known.contains(&path) => (
+                200,
+                serde_json::json!({"name": path.rsplit('/').next().unwrap()}),
+            ),
+            "GET" => return (404, vec![], r#"{"message":"Not Found"}"#.into()),
+            "PUT" => {
+                known.insert(path.clone());
+                (201, serde_json::json!({}))
+            }
+            "POST" if path == format!("{repo}/actions/variables") => {
+                let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+                let at = format!("{path}/{}", body["name"].as_str().unwrap());
+                known.insert(at.clone());
+                known.insert(format!("{at}={}", body["value"].as_str().unwrap()));
+                (201, serde_json::json!({}))
+            }
+            _ => return (404, vec![], r#"{"message":"Not Found"}"#.into()),
+        };
+        let answer =
+            support::contract::github_answer(&request.method, &request.target, status, patch);
+        (status, vec![], answer)
+    })
+}
+
+#[test]
+fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second_run_changes_nothing()
+ {
+    let dir = TempDir::new("cluster-up");
+    let repo = dir.path().join("repo");
+    let key = new_key(dir.path());
+    copy_with_key(&repo, &key);
+    let bin = stand_in_tools(dir.path());
+    let log = dir.path().join("log");
+    let secret_key = crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng);
+    let github = fake_fork_github(secret_key.public_key());
+    let argocd = fake_argocd();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let home = dir.path().join("home");
+    let env = [
+        ("PATH", path.as_str()),
+        ("HOME", home.to_str().unwrap()),
+        ("GITHUB_API_URL", &github.url()),
+        ("GITHUB_TOKEN", "test-token"),
+        ("STAND_IN_LOG", log.to_str().unwrap()),
+        ("STAND_IN_DIR", dir.path().to_str().unwrap()),
+        ("STAND_IN_ARGOCD", &argocd.url()),
+    ];
+    let args = [
+        "cluster",
+        "up",
+        "--github",
+        "someone/service-demo",
+        "--root",
+        repo.to_str().unwrap(),
+    ];
+    let first = xtask(&args, &env);
+    let second = xtask(&args, &env);
+    // The dispatcher `up` started in the background (a process of this test): stopped.
+    let pid_file = home.join(".cache/service-demo/cluster-runner.pid");
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    assert_ok(&first);
+    assert_ok(&second);
+    let (first, second) = (stdout(&first), stdout(&second));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.contains("terraform init -input=false"), "{calls}");
+    assert!(
+        calls.contains("terraform apply -auto-approve -input=false -var=gitops_repo_url=https://github.com/someone/service-demo.git"),
+        "{calls}"
+    );
+    // The fork's policy as it is in the repository, through stdin, never on a command line.
+    let policy = std::fs::read_to_string(repo.join("gitops/policy/image-signatures.yaml")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("applied.yaml")).unwrap(),
+        policy
+    );
+    assert!(policy.contains(key.lines().nth(1).unwrap()));
+    assert!(
+        !calls.contains("image-signatures.yaml") && !calls.contains("BEGIN PUBLIC KEY"),
+        "{calls}"
+    );
+    assert!(
+        first.contains(&format!("(sha256 {})", sha256_hex(&policy))),
+        "{first}"
+    );
+    // Each token, sealed to the environment's key, opens to the right role's token.
+    let puts: Vec<_> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 3, "{puts:?}");
+    for (env, secret, role) in [
+        ("preview", "ARGOCD_PREVIEW_TOKEN", "preview"),
+        ("preprod", "ARGOCD_PREPROD_TOKEN", "preprod"),
+        ("prod", "ARGOCD_AUTH_TOKEN", "release"),
+    ] {
+        let put = puts
+            .iter()
+            .find(|r| {
+                r.target
+                    == format!("/repos/someone/service-demo/environments/{env}/secrets/{secret}")
+            })
+            .unwrap_or_else(|| panic!("no PUT of {secret}: {puts:?}"));
+        let body: serde_json::Value = serde_json::from_str(&put.body).unwrap();
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(body["encrypted_value"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            secret_key.unseal(&sealed).unwrap(),
+            format!("argocd-token-{role}").as_bytes()
+        );
+        assert!(
+            first.contains(&format!("4. secret {secret} of {env}: written")),
+            "{first}"
+        );
+        assert!(
+            second.contains(&format!("4. secret {secret} of {env}: unchanged")),
+            "{second}"
+        );
+    }
+    for variable in [
+        "ARGOCD_SERVER=http://127.0.0.1:8090",
+        "INGRESS_URL=http://127.0.0.1:8081",
+    ] {
+        assert!(
+            first.contains(&format!("5. variable {variable}: created")),
+            "{first}"
+        );
+        assert!(
+            second.contains(&format!("5. variable {variable}: unchanged")),
+            "{second}"
+        );
+    }
+    assert!(
+        calls.contains(
+            "docker build --tag service-demo-runner:local --build-arg RUST_VERSION=1.95.0"
+        ),
+        "{calls}"
+    );
+    // A second run writes nothing to GitHub and asks Argo CD for nothing more.
+    let writes = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .count();
+    assert_eq!(writes, 5, "three secrets and two variables, once");
+    assert_eq!(
+        argocd.requests().len(),
+        4,
+        "one session and three tokens, once"
+    );
+    // No token is ever printed or passed as an argument.
+    for text in [&first, &second, &calls] {
+        assert!(
+            !text.contains("argocd-token-")
+                && !text.contains("the-admin-password")
+                && !text.contains("test-token"),
+            "{text}"
+        );
+    }
+}

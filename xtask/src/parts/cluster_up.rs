@@ -375,60 +375,83 @@ fn admin_password(kubeconfig: &str) -> Result<String> {
     String::from_utf8(bytes).context("Argo CD's admin password is not UTF-8")
 }
 
-/// A project role's token from Argo CD's REST API: a session from the admin
-/// password (`POST /api/v1/session`), then
-/// `POST /api/v1/projects/<project>/roles/<role>/token`.
-pub fn project_role_token(server: &str, password: &str, role: &str) -> Result<String> {
-    let client = reqwest::blocking::Client::builder()
-        .user_agent("service-demo-xtask")
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?;
-    let server = server.trim_end_matches('/');
-    let session: Value = client
-        .post(format!("{server}/api/v1/session"))
-        .json(&json!({"username": "admin", "password": password}))
-        .send()
-        .with_context(|| format!("POST {server}/api/v1/session"))?
-        .error_for_status()
-        .context("Argo CD refused the admin session")?
-        .json()?;
-    let session = session["token"]
-        .as_str()
-        .context("Argo CD's session has no token")?;
-    let url = format!("{server}/api/v1/projects/{PROJECT}/roles/{role}/token");
-    let answer: Value = client
-        .post(&url)
-        .bearer_auth(session)
-        .json(&json!({"project": PROJECT, "role": role, "description": "cargo xtask cluster up"}))
-        .send()
-        .with_context(|| format!("POST {url}"))?
-        .error_for_status()
-        .with_context(|| format!("Argo CD refused a token of role {role}"))?
-        .json()?;
-    answer["token"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("Argo CD's answer for role {role} has no token"))
+/// Argo CD's REST API as its admin: a session from the admin password
+/// (`POST /api/v1/session`), then project-role tokens
+/// (`POST /api/v1/projects/<project>/roles/<role>/token`). Neither the
+/// password nor a token is ever printed.
+pub struct ArgoAdmin {
+    client: reqwest::blocking::Client,
+    server: String,
+    session: String,
+}
+
+impl ArgoAdmin {
+    pub fn login(server: &str, password: &str) -> Result<Self> {
+        let client = reqwest::blocking::Client::builder()
+            .user_agent("service-demo-xtask")
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        let server = server.trim_end_matches('/').to_owned();
+        let session: Value = client
+            .post(format!("{server}/api/v1/session"))
+            .json(&json!({"username": "admin", "password": password}))
+            .send()
+            .with_context(|| format!("POST {server}/api/v1/session"))?
+            .error_for_status()
+            .context("Argo CD refused the admin session")?
+            .json()?;
+        let session = session["token"]
+            .as_str()
+            .context("Argo CD's session has no token")?
+            .to_owned();
+        Ok(Self {
+            client,
+            server,
+            session,
+        })
+    }
+
+    pub fn role_token(&self, role: &str) -> Result<String> {
+        let url = format!(
+            "{}/api/v1/projects/{PROJECT}/roles/{role}/token",
+            self.server
+        );
+        let body =
+            json!({"project": PROJECT, "role": role, "description": "cargo xtask cluster up"});
+        let answer: Value = self
+            .client
+            .post(&url)
+            .bearer_auth(&self.session)
+            .json(&body)
+            .send()
+            .with_context(|| format!("POST {url}"))?
+            .error_for_status()
+            .with_context(|| format!("Argo CD refused a token of role {role}"))?
+            .json()?;
+        answer["token"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("Argo CD's answer for role {role} has no token"))
+    }
 }
 
 /// Each missing token secret: made and written; a present one is left as it is.
 fn write_tokens(github: &GitHub, kubeconfig: &str, argocd_url: &str) -> Result<()> {
-    let mut password = None;
+    let mut admin = None;
     for (env, secret, role) in TOKENS {
-        let path = format!(
-            "/repos/{}/environments/{env}/secrets/{secret}",
-            github.repository()
-        );
-        if github.get_optional(&path)?.is_some() {
+        if github.secret_exists(Scope::Environment(env), secret)? {
             println!(
                 "4. secret {secret} of {env}: unchanged (present; delete it to make a new token)"
             );
             continue;
         }
-        if password.is_none() {
-            password = Some(admin_password(kubeconfig)?);
+        if admin.is_none() {
+            admin = Some(ArgoAdmin::login(argocd_url, &admin_password(kubeconfig)?)?);
         }
-        let token = project_role_token(argocd_url, password.as_deref().unwrap_or_default(), role)?;
+        let token = admin
+            .as_ref()
+            .context("the Argo CD session")?
+            .role_token(role)?;
         github.put_secret(Scope::Environment(env), secret, &token)?;
         println!("4. secret {secret} of {env}: written (a token of project role {PROJECT}/{role})");
     }
