@@ -100,7 +100,9 @@ resource "helm_release" "argocd" {
         LUA
         # Check git every 60 s instead of 180 s; `cargo xtask argocd wait` also asks for a refresh.
         "timeout.reconciliation" = "60s"
-        # API-key accounts for the workflows (no UI login): `terraform output argocd_ci_token_commands`.
+        # API-key accounts (no UI login) for a person's use by hand. The workflows read narrower tokens: the
+        # service-demo project's roles, which `cargo xtask cluster up` makes and writes to the fork's environment
+        # secrets (`terraform output argocd_tokens`).
         "accounts.ci"         = "apiKey"
         "accounts.ci-preview" = "apiKey"
       }

@@ -69,7 +69,7 @@ const SECRETS: [(&str, &str, &str); 8] = [
     (
         "preview",
         "ARGOCD_PREVIEW_TOKEN",
-        "the Argo CD token of project role `preview`",
+        "the Argo CD token of project role `preview` (cargo xtask cluster up writes it)",
     ),
     ("preview", DEPLOY_KEY, "the GitOps deploy key's private key"),
     ("preprod", DEPLOY_KEY, "the GitOps deploy key's private key"),
@@ -77,7 +77,7 @@ const SECRETS: [(&str, &str, &str); 8] = [
     (
         "preprod",
         "ARGOCD_PREPROD_TOKEN",
-        "the Argo CD token of project role `preprod`",
+        "the Argo CD token of project role `preprod` (cargo xtask cluster up writes it)",
     ),
     (
         "preprod",
@@ -87,7 +87,7 @@ const SECRETS: [(&str, &str, &str); 8] = [
     (
         "prod",
         "ARGOCD_AUTH_TOKEN",
-        "the Argo CD token of the `ci` account (terraform output)",
+        "the Argo CD token of project role `release` (cargo xtask cluster up writes it)",
     ),
     (
         "image-signing",
@@ -359,11 +359,11 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
     Ok(Err((missing, register)))
 }
 
-/// How the cluster runner is registered: one job per registration, as a user
-/// who can reach Argo CD's API and the ingress but not the cluster's admin.
+/// How the cluster runner is registered: `cluster up`'s dispatcher, one
+/// just-in-time runner per queued job of main in a fresh container.
 fn register_runner(repo: &str) -> String {
     format!(
-        "on the machine that runs kind, as a dedicated user with no docker group and no kubeconfig, a fresh home and registration per job (README step 3's loop): gh api -X POST repos/{repo}/actions/runners/registration-token --jq .token | sudo -u kind-runner -H sh -c 'read -r ACTIONS_RUNNER_INPUT_TOKEN && export ACTIONS_RUNNER_INPUT_TOKEN && cd ~ && ./config.sh --url https://github.com/{repo} --labels kind --ephemeral --unattended && ./run.sh'   (--ephemeral: one job, then it deregisters)"
+        "on the machine that runs kind: GITHUB_REPOSITORY={repo} cargo xtask cluster up (its dispatcher registers one just-in-time runner per queued job of main, in a fresh container removed after the job), or cargo xtask cluster runner in the foreground; between jobs no runner is registered"
     )
 }
 
@@ -398,7 +398,7 @@ fn argocd(server: Option<&str>, insecure: bool) -> Verdict {
         ));
     };
     let token = std::env::var("ARGOCD_AUTH_TOKEN").unwrap_or_default();
-    let fix = "export ARGOCD_AUTH_TOKEN=<the ci account's token> (terraform prints the command that makes it)";
+    let fix = "export ARGOCD_AUTH_TOKEN=<a token of project role service-demo/release> (cargo xtask cluster up writes it to the prod environment's secret)";
     let client =
         ArgoCd::new(server, token, insecure).map_err(|e| (format!("{e:#}"), fix.to_owned()))?;
     match client.project_applications(PROJECT) {

@@ -368,7 +368,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop has the labels [\"self-hosted\", \"kind\"] but is offline",
-            "./config.sh --url https://github.com/acme/service-demo --labels kind --ephemeral",
+            "GITHUB_REPOSITORY=acme/service-demo cargo xtask cluster up",
         ],
     );
     let mut fork = Fork::ready();
@@ -378,7 +378,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: no self-hosted runner has the labels [\"self-hosted\", \"kind\"]",
-            "--labels kind",
+            "one just-in-time runner per queued job of main",
         ],
     );
 }
@@ -595,8 +595,8 @@ fn a_runner_that_is_not_ephemeral_is_refused_and_an_unknown_one_warned_about() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop is online with [\"self-hosted\", \"kind\"] but not ephemeral",
-            "--labels kind --ephemeral --unattended",
-            "a dedicated user with no docker group and no kubeconfig",
+            "cargo xtask cluster runner in the foreground",
+            "in a fresh container removed after the job",
         ],
     );
     let mut fork = Fork::ready();
