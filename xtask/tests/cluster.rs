@@ -533,7 +533,7 @@ esac"#,
             "kubectl",
             r#"echo "kubectl $*" >> "$STAND_IN_LOG"
 case "$*" in
-  *"apply -f -") cat > "$STAND_IN_DIR/applied.yaml"; echo "clusterpolicy.kyverno.io/service-demo-signed-images configured" ;;
+  *"apply -f -") n=$(ls "$STAND_IN_DIR" | grep -c '^applied-'); cat > "$STAND_IN_DIR/applied-$n.yaml"; echo "configured" ;;
   *"get secret argocd-initial-admin-secret"*) printf %s "$(printf %s the-admin-password | base64)" ;;
 esac"#,
         ),
@@ -582,7 +582,7 @@ fn fake_argocd() -> FakeHttp {
 
 /// GitHub as `cluster up` writes to it (checked against its OpenAPI
 /// description): secrets and variables remembered, secrets sealed to `key`.
-fn fake_fork_github(key: crypto_box::PublicKey) -> FakeHttp {
+fn fake_fork_github(key: crypto_box::PublicKey, private: bool) -> FakeHttp {
     let state = Arc::new(std::sync::Mutex::new(
         std::collections::BTreeSet::<String>::new(),
     ));
@@ -599,8 +599,11 @@ fn fake_fork_github(key: crypto_box::PublicKey) -> FakeHttp {
         let (status, patch) = match request.method.as_str() {
             "GET" if path == repo => (
                 200,
-                serde_json::json!({"private": false, "full_name": "someone/service-demo"}),
+                serde_json::json!({"private": private, "full_name": "someone/service-demo"}),
             ),
+            "POST" if path == format!("{repo}/keys") => {
+                (201, serde_json::json!({"read_only": true}))
+            }
             "GET" if path.ends_with("/secrets/public-key") => {
                 (200, serde_json::json!({"key_id": "k1", "key": public}))
             }
@@ -645,7 +648,7 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
     let bin = stand_in_tools(dir.path());
     let log = dir.path().join("log");
     let secret_key = crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng);
-    let github = fake_fork_github(secret_key.public_key());
+    let github = fake_fork_github(secret_key.public_key(), false);
     let argocd = fake_argocd();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let home = dir.path().join("home");
@@ -684,10 +687,11 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
     );
     // The fork's policy as it is in the repository, through stdin, never on a command line.
     let policy = std::fs::read_to_string(repo.join("gitops/policy/image-signatures.yaml")).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("applied.yaml")).unwrap(),
-        policy
-    );
+    for n in 0..2 {
+        let applied = dir.path().join(format!("applied-{n}.yaml"));
+        assert_eq!(std::fs::read_to_string(applied).unwrap(), policy);
+    }
+    assert!(!dir.path().join("applied-2.yaml").exists());
     assert!(policy.contains(key.lines().nth(1).unwrap()));
     assert!(
         !calls.contains("image-signatures.yaml") && !calls.contains("BEGIN PUBLIC KEY"),
@@ -773,4 +777,134 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
             "{text}"
         );
     }
+}
+
+/// `cluster up` for a private fork, against the same stand-ins.
+fn up_private(repo_url_in_objects: &str) -> (std::process::Output, TempDir, FakeHttp, String) {
+    let dir = TempDir::new("cluster-up-private");
+    let repo = dir.path().join("repo");
+    support::copy_workspace_assets(&repo);
+    std::fs::copy(
+        workspace_root().join("rust-toolchain.toml"),
+        repo.join("rust-toolchain.toml"),
+    )
+    .unwrap();
+    for file in support_yaml_files(&repo.join("gitops/argocd")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            text.replace(
+                "https://github.com/example/service-demo.git",
+                repo_url_in_objects,
+            ),
+        )
+        .unwrap();
+    }
+    let bin = stand_in_tools(dir.path());
+    let log = dir.path().join("log");
+    std::fs::write(&log, "").unwrap();
+    let github = fake_fork_github(
+        crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng).public_key(),
+        true,
+    );
+    let argocd = fake_argocd();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let home = dir.path().join("home");
+    let output = xtask(
+        &[
+            "cluster",
+            "up",
+            "--github",
+            "someone/service-demo",
+            "--root",
+            repo.to_str().unwrap(),
+        ],
+        &[
+            ("PATH", path.as_str()),
+            ("HOME", home.to_str().unwrap()),
+            ("GITHUB_API_URL", &github.url()),
+            ("GITHUB_TOKEN", "test-token"),
+            ("STAND_IN_LOG", log.to_str().unwrap()),
+            ("STAND_IN_DIR", dir.path().to_str().unwrap()),
+            ("STAND_IN_ARGOCD", &argocd.url()),
+        ],
+    );
+    if let Ok(pid) = std::fs::read_to_string(home.join(".cache/service-demo/cluster-runner.pid")) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    (output, dir, github, calls)
+}
+
+fn support_yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(support_yaml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn a_private_fork_gets_a_read_only_deploy_key_whose_private_half_goes_only_to_argocd() {
+    let ssh = "git@github.com:someone/service-demo.git";
+    let (output, dir, github, calls) = up_private(ssh);
+    assert_ok(&output);
+    assert!(
+        calls.contains(&format!("-var=gitops_repo_url={ssh}")),
+        "{calls}"
+    );
+    let keys: Vec<_> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.ends_with("/keys"))
+        .collect();
+    assert_eq!(keys.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&keys[0].body).unwrap();
+    assert_eq!(body["read_only"], true);
+    let public = body["key"].as_str().unwrap().to_owned();
+    // The Secret went through kubectl's stdin, first; its private key is the deploy key's other half.
+    let secret: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("applied-0.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        secret["metadata"]["labels"]["argocd.argoproj.io/secret-type"],
+        "repository"
+    );
+    assert_eq!(secret["stringData"]["url"], ssh);
+    let private = secret["stringData"]["sshPrivateKey"].as_str().unwrap();
+    let file = dir.path().join("k");
+    std::fs::write(&file, private).unwrap();
+    Command::new("chmod")
+        .arg("600")
+        .arg(&file)
+        .status()
+        .unwrap();
+    let derived = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), public);
+    assert!(!calls.contains("PRIVATE KEY") && !stdout(&output).contains("PRIVATE KEY"));
+}
+
+#[test]
+fn a_private_fork_read_over_https_is_refused_before_any_change() {
+    let (output, _dir, github, calls) = up_private("https://github.com/someone/service-demo.git");
+    let err = assert_fails(&output);
+    assert!(err.contains("someone/service-demo is private"), "{err}");
+    assert!(
+        err.contains("must name git@github.com:someone/service-demo.git"),
+        "{err}"
+    );
+    assert!(err.contains("gitops/argocd/root.yaml"), "{err}");
+    assert!(calls.is_empty(), "{calls}");
+    assert!(github.requests().iter().all(|r| r.method == "GET"));
 }

@@ -76,6 +76,11 @@ impl Fork {
     pub fn clone_url(&self) -> String {
         format!("https://github.com/{}.git", self.repository)
     }
+
+    /// How Argo CD reads a private fork: over SSH, with a read-only deploy key.
+    pub fn ssh_url(&self) -> String {
+        format!("git@github.com:{}.git", self.repository)
+    }
 }
 
 /// A file of the repository with its digest, as the plan names it.
@@ -158,7 +163,7 @@ impl Plan {
             .collect();
         let mut out = format!("cluster up for {}:\n", self.fork.repository);
         out += &format!(
-            "1. terraform init, apply -auto-approve {} in terraform/ (kind {}, Argo CD, ingress-nginx, CloudNativePG, Kyverno, the AppProjects, the root app)\n",
+            "1. terraform init, apply -auto-approve {} (a private fork: its SSH URL) in terraform/ (kind {}, Argo CD, ingress-nginx, CloudNativePG, Kyverno, the AppProjects, the root app)\n",
             vars.join(" "),
             self.cluster_name
         );
@@ -166,7 +171,10 @@ impl Plan {
             "2. admission policy {} (sha256 {}) with the fork's key {} (sha256 {}): kubectl apply -f - (from the repository as it is now)\n",
             self.policy.path, self.policy.sha256, self.policy_key.path, self.policy_key.sha256
         );
-        out += "3. Argo CD repository credentials: only if the fork is private (refused for now: make the fork public)\n";
+        out += &format!(
+            "3. Argo CD repository credentials, only if the fork is private: it is read at {} with a read-only deploy key (registered through GitHub's API; its private half only in Argo CD's Secret {REPO_SECRET})\n",
+            self.fork.ssh_url()
+        );
         for (env, secret, role) in TOKENS {
             out += &format!(
                 "4. secret {secret} of environment {env}: a token of Argo CD project role {PROJECT}/{role} (made only when the secret is missing)\n"
@@ -311,19 +319,20 @@ fn kubectl(kubeconfig: &str, args: &[&str], stdin: &[u8]) -> Result<String> {
 
 /// Runs the plan's steps; each says what it changed.
 pub fn apply(root: &Path, plan: &Plan, github: &GitHub) -> Result<()> {
-    refuse_private_fork(github)?;
+    let (url, private) = argocd_url(root, github, &plan.fork)?;
     let dir = &plan.terraform_dir;
     terraform(dir, &["init", "-input=false"])?;
-    let mut apply = vec![
-        "apply".to_owned(),
-        "-auto-approve".into(),
-        "-input=false".into(),
+    let apply = [
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        &format!("-var=gitops_repo_url={url}"),
     ];
-    for (k, v) in &plan.terraform_vars {
-        apply.push(format!("-var={k}={v}"));
-    }
-    terraform(dir, &apply.iter().map(String::as_str).collect::<Vec<_>>())?;
+    terraform(dir, &apply)?;
     let kubeconfig = terraform_output(dir, "kubeconfig_path")?;
+    if private {
+        repository_credentials(github, &kubeconfig, &url)?;
+    }
     let applied = kubectl(
         &kubeconfig,
         &["apply", "-f", "-"],
@@ -340,17 +349,121 @@ pub fn apply(root: &Path, plan: &Plan, github: &GitHub) -> Result<()> {
     start_dispatcher(plan)
 }
 
-/// Private forks need repository credentials in Argo CD; not made yet, so refused before any change.
-fn refuse_private_fork(github: &GitHub) -> Result<()> {
-    let repo = github.get("")?;
-    if repo["private"].as_bool().unwrap_or(false) {
+/// The URL Argo CD reads the fork at: https for a public fork; for a private
+/// one, SSH (a deploy key), which every Argo CD object under gitops/argocd
+/// must name already (refused before any change otherwise).
+fn argocd_url(root: &Path, github: &GitHub, fork: &Fork) -> Result<(String, bool)> {
+    let private = github.get("")?["private"].as_bool().unwrap_or(false);
+    if !private {
+        return Ok((fork.clone_url(), false));
+    }
+    let https = fork.clone_url();
+    let mut named = Vec::new();
+    for file in super::yaml_files(&root.join("gitops/argocd"))? {
+        if std::fs::read_to_string(&file)?.contains(&https) {
+            named.push(
+                file.strip_prefix(root)
+                    .unwrap_or(&file)
+                    .display()
+                    .to_string(),
+            );
+        }
+    }
+    if !named.is_empty() {
         bail!(
-            "{} is private: Argo CD could not read it, and cluster up does not yet register its repository credentials. \
-             Make the fork public (Settings → General → Change visibility); nothing was changed",
-            github.repository()
+            "{} is private: Argo CD reads it over SSH with a read-only deploy key, so its objects must name {} instead of {https} ({}); \
+             replace it there (a reviewed commit), or make the fork public; nothing was changed",
+            fork.repository,
+            fork.ssh_url(),
+            named.join(", ")
         );
     }
+    Ok((fork.ssh_url(), true))
+}
+
+/// The Argo CD repository Secret of a private fork.
+const REPO_SECRET: &str = "service-demo-repository";
+
+/// A private fork's credentials in Argo CD, once: a key pair made in memory,
+/// its public half registered as a read-only deploy key through GitHub's API,
+/// its private half straight into Argo CD's repository Secret through
+/// kubectl's stdin (never on disk, never on a command line).
+fn repository_credentials(github: &GitHub, kubeconfig: &str, url: &str) -> Result<()> {
+    let present = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "argocd",
+            "get",
+            "secret",
+            REPO_SECRET,
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ],
+        b"",
+    )?;
+    if !present.is_empty() {
+        println!(
+            "3. Argo CD repository credentials for {url}: unchanged (Secret {REPO_SECRET} exists)"
+        );
+        return Ok(());
+    }
+    let (private_pem, public_ssh) = deploy_key_pair()?;
+    let body =
+        json!({"title": "argocd (cargo xtask cluster up)", "key": public_ssh, "read_only": true});
+    github.post_to(&github.repo_path("/keys"), &body)?;
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": REPO_SECRET,
+            "namespace": "argocd",
+            "labels": {"argocd.argoproj.io/secret-type": "repository"},
+        },
+        "stringData": {"type": "git", "url": url, "sshPrivateKey": private_pem},
+    });
+    let applied = kubectl(
+        kubeconfig,
+        &["apply", "-f", "-"],
+        secret.to_string().as_bytes(),
+    )?;
+    println!(
+        "3. Argo CD repository credentials for {url}: a read-only deploy key registered, {applied}"
+    );
     Ok(())
+}
+
+/// An ECDSA P-256 key pair: the private key as PKCS#8 PEM (what Argo CD's
+/// `sshPrivateKey` takes), the public key in OpenSSH's format (what GitHub's
+/// deploy keys take).
+pub fn deploy_key_pair() -> Result<(String, String)> {
+    use p256::pkcs8::EncodePrivateKey;
+    let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+    let pem = secret
+        .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+        .context("encoding the deploy key")?;
+    Ok((pem.to_string(), openssh_public_key(&secret.public_key())))
+}
+
+/// `ecdsa-sha2-nistp256 <base64>`: RFC 5656's wire format of the public key.
+pub fn openssh_public_key(key: &p256::PublicKey) -> String {
+    use base64::Engine;
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    let mut wire = Vec::new();
+    let point = key.to_encoded_point(false);
+    for field in [
+        b"ecdsa-sha2-nistp256".as_slice(),
+        b"nistp256",
+        point.as_bytes(),
+    ] {
+        wire.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        wire.extend_from_slice(field);
+    }
+    format!(
+        "ecdsa-sha2-nistp256 {}",
+        base64::engine::general_purpose::STANDARD.encode(wire)
+    )
 }
 
 /// Argo CD's admin password, from the Secret Argo CD made (decoded here, never printed).
@@ -729,6 +842,31 @@ mod tests {
         };
         let refused = check_policy_key(&policy, &other).unwrap_err().to_string();
         assert!(refused.contains("nothing was changed"), "{refused}");
+    }
+
+    #[test]
+    fn the_deploy_key_pair_is_one_openssh_reads() {
+        let (private, public) = deploy_key_pair().unwrap();
+        assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(public.starts_with("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, &private).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        // OpenSSH derives the same public key from the private one.
+        let derived = Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(&file)
+            .output();
+        let derived = derived.expect("ssh-keygen (openssh-client) checks the key's format");
+        assert!(
+            derived.status.success(),
+            "{}",
+            String::from_utf8_lossy(&derived.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), public);
     }
 
     #[test]
