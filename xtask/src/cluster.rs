@@ -81,6 +81,9 @@ pub struct RunnerArgs {
         "8081=service-demo-control-plane:80".to_owned(),
     ])]
     forward: Vec<String>,
+    /// Seconds a runner container may run; past them it is killed and its runner deregistered.
+    #[arg(long, default_value_t = 3600)]
+    job_timeout: u64,
     /// Poll once, run the runners it finds work for, then exit.
     #[arg(long)]
     once: bool,
@@ -133,6 +136,7 @@ fn runner(args: RunnerArgs) -> Result<()> {
         runner_group_id: 1,
         home_size: args.home_size,
         forwards: args.forward,
+        job_timeout: std::time::Duration::from_secs(args.job_timeout),
     };
     println!(
         "dispatcher for {}: labels {:?}, image {}, network {}",

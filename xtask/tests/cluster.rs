@@ -140,14 +140,23 @@ fn fake_github(jobs: Vec<String>) -> FakeHttp {
         let runs = "/repos/someone/service-demo/actions/runs";
         let run = |id: u64, event: &str, branch: &str, file: &str| serde_json::json!({"id": id, "event": event, "head_branch": branch, "path": file, "status": "queued"});
         let (status, patch) = match (request.method.as_str(), path) {
+            // Run 2's first job ran already: the run is in_progress, its cluster job queued.
+            ("GET", p) if p == runs && request.target.contains("status=in_progress") => (
+                200,
+                serde_json::json!({"total_count": 1, "workflow_runs": [
+                    run(2, "workflow_dispatch", "main", ".github/workflows/release.yml"),
+                ]}),
+            ),
             ("GET", p) if p == runs => (
                 200,
-                serde_json::json!({"total_count": 3, "workflow_runs": [
+                serde_json::json!({"total_count": 2, "workflow_runs": [
                     run(1, "push", "main", ".github/workflows/cd.yml"),
-                    run(2, "workflow_dispatch", "main", ".github/workflows/release.yml"),
                     run(3, "push", "feature", ".github/workflows/evil.yml"),
                 ]}),
             ),
+            ("DELETE", p) if p.starts_with("/repos/someone/service-demo/actions/runners/") => {
+                return (204, vec![], String::new());
+            }
             ("GET", p) if p.starts_with(runs) && p.ends_with("/jobs") => {
                 let run: u64 = p[runs.len() + 1..p.len() - 5].parse().unwrap();
                 (
@@ -174,6 +183,10 @@ fn fake_github(jobs: Vec<String>) -> FakeHttp {
 }
 
 fn dispatcher(github: &FakeHttp, image: &str) -> std::process::Output {
+    dispatcher_with(github, image, "600")
+}
+
+fn dispatcher_with(github: &FakeHttp, image: &str, job_timeout: &str) -> std::process::Output {
     xtask(
         &[
             "cluster",
@@ -187,6 +200,8 @@ fn dispatcher(github: &FakeHttp, image: &str) -> std::process::Output {
             "",
             "--home-size",
             "64m",
+            "--job-timeout",
+            job_timeout,
         ],
         &[
             ("GITHUB_API_URL", &github.url()),
@@ -907,4 +922,49 @@ fn a_private_fork_read_over_https_is_refused_before_any_change() {
     assert!(err.contains("gitops/argocd/root.yaml"), "{err}");
     assert!(calls.is_empty(), "{calls}");
     assert!(github.requests().iter().all(|r| r.method == "GET"));
+}
+
+#[test]
+fn a_runner_past_its_timeout_is_killed_removed_and_deregistered() {
+    let Some(image) = build_stand_in_image("timeout") else {
+        return;
+    };
+    let github = fake_github(vec![job(&main_push_env(), "echo STARTED; sleep 1000")]);
+    let started = std::time::Instant::now();
+    let output = dispatcher_with(&github, &image, "3");
+    remove_image(&image);
+    assert_ok(&output);
+    let out = stdout(&output);
+    assert!(out.contains("STARTED"), "{out}");
+    assert!(
+        out.contains("ended (killed after 3s); its container is gone"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{out}"
+    );
+    let deleted: Vec<String> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.target)
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            "/repos/someone/service-demo/actions/runners/100",
+            "/repos/someone/service-demo/actions/runners/101"
+        ]
+    );
+    for name in out
+        .lines()
+        .filter_map(|l| l.strip_prefix("runner ")?.split(' ').next())
+    {
+        let inspect = Command::new("docker")
+            .args(["container", "inspect", name])
+            .output()
+            .unwrap();
+        assert!(!inspect.status.success(), "{name} is still there");
+    }
 }

@@ -68,6 +68,8 @@ pub struct RunnerSettings {
     /// the ingress's addresses on kind's node), so ARGOCD_SERVER and
     /// INGRESS_URL read the same inside as on the laptop.
     pub forwards: Vec<String>,
+    /// A container running longer is killed (and its runner deregistered).
+    pub job_timeout: std::time::Duration,
 }
 
 /// A queued job the cluster runner may take.
@@ -107,7 +109,13 @@ pub fn labels_fit(wanted: &[String], labels: &[String]) -> bool {
 /// The queued jobs of the fork's queued runs that ask for the cluster
 /// runner's labels, skipping (and saying so) runs that are not main's.
 pub fn queued_jobs(github: &GitHub, labels: &[String]) -> Result<Vec<QueuedJob>> {
-    let runs = github.get_all("/actions/runs?status=queued&per_page=100", "workflow_runs")?;
+    // A run whose first jobs ran already (CD's build on a hosted runner) is
+    // in_progress while its cluster job waits in the queue.
+    let mut runs = Vec::new();
+    for status in ["queued", "in_progress"] {
+        let path = format!("/actions/runs?status={status}&per_page=100");
+        runs.extend(github.get_all(&path, "workflow_runs")?);
+    }
     let mut jobs = Vec::new();
     for run in runs {
         let run_id = run["id"].as_u64().context("a workflow run without an id")?;
@@ -139,7 +147,11 @@ pub fn queued_jobs(github: &GitHub, labels: &[String]) -> Result<Vec<QueuedJob>>
 
 /// A just-in-time runner configuration: a secret (it registers a runner), so
 /// it has no Debug or Display and is only ever put in a child's environment.
-pub struct JitConfig(String);
+pub struct JitConfig {
+    config: String,
+    /// The runner GitHub registered (removed if its container had to be killed).
+    pub runner_id: Option<u64>,
+}
 
 /// Registers a one-job runner named `name` and returns its configuration.
 pub fn jit_config(github: &GitHub, name: &str, settings: &RunnerSettings) -> Result<JitConfig> {
@@ -151,7 +163,10 @@ pub fn jit_config(github: &GitHub, name: &str, settings: &RunnerSettings) -> Res
     });
     let answer = github.post("/actions/runners/generate-jitconfig", &body)?;
     match answer["encoded_jit_config"].as_str() {
-        Some(config) if !config.is_empty() => Ok(JitConfig(config.to_owned())),
+        Some(config) if !config.is_empty() => Ok(JitConfig {
+            config: config.to_owned(),
+            runner_id: answer["runner"]["id"].as_u64(),
+        }),
         _ => bail!("GitHub's generate-jitconfig answer has no encoded_jit_config"),
     }
 }
@@ -203,36 +218,55 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     /// The container was still there after `docker run --rm` returned, and was removed.
     pub removed_after: bool,
+    /// Killed at the job timeout (its runner registration is then deleted).
+    pub timed_out: bool,
 }
 
-/// Runs one runner container to its end (its output goes to ours), then makes
-/// sure it is gone.
+/// Runs one runner container to its end (its output goes to ours), killing
+/// it past `settings.job_timeout` (a runner whose job was cancelled waits for
+/// one forever), then makes sure it is gone.
 pub fn run_container(name: &str, jit: &JitConfig, settings: &RunnerSettings) -> Result<Outcome> {
-    let status = Command::new("docker")
+    let mut child = Command::new("docker")
         .args(docker_run_args(name, settings))
-        .env(JIT_ENV, &jit.0)
+        .env(JIT_ENV, &jit.config)
         .stdin(Stdio::null())
-        .status()
+        .spawn()
         .context("running docker (is the Docker engine up? DOCKER_HOST)")?;
-    let removed_after = if container_exists(name)? {
-        let removed = Command::new("docker")
-            .args(["rm", "--force", "--volumes", name])
-            .stdout(Stdio::null())
-            .status()?;
-        if !removed.success() || container_exists(name)? {
-            bail!(
-                "runner container {name} is still there after its job and `docker rm -f` failed: remove it by hand"
-            );
+    let deadline = std::time::Instant::now() + settings.job_timeout;
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait()? {
+            break (Some(status), false);
         }
-        true
-    } else {
-        false
+        if std::time::Instant::now() > deadline {
+            remove_container(name)?;
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     };
+    let removed_after = container_exists(name)?;
+    if removed_after {
+        remove_container(name)?;
+    }
     Ok(Outcome {
         name: name.to_owned(),
-        exit_code: status.code(),
+        exit_code: status.and_then(|s| s.code()),
         removed_after,
+        timed_out,
     })
+}
+
+/// `docker rm -f`, checked.
+fn remove_container(name: &str) -> Result<()> {
+    let _ = Command::new("docker")
+        .args(["rm", "--force", "--volumes", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if container_exists(name)? {
+        bail!("runner container {name} is still there after `docker rm -f`: remove it by hand");
+    }
+    Ok(())
 }
 
 /// Whether a container of that name exists (running or not).
@@ -256,18 +290,25 @@ pub fn dispatch_once(github: &GitHub, settings: &RunnerSettings) -> Result<Vec<O
         );
         let jit = jit_config(github, &name, settings)?;
         let outcome = run_container(&name, &jit, settings)?;
+        let ended = match (outcome.timed_out, outcome.exit_code) {
+            (true, _) => format!("killed after {}s", settings.job_timeout.as_secs()),
+            (false, Some(code)) => format!("exit {code}"),
+            (false, None) => "killed by a signal".into(),
+        };
+        let removed = if outcome.removed_after {
+            " (removed after --rm left it)"
+        } else {
+            ""
+        };
         println!(
-            "runner {} ended ({}); its container is gone{}",
-            outcome.name,
-            outcome
-                .exit_code
-                .map_or("killed by a signal".into(), |c| format!("exit {c}")),
-            if outcome.removed_after {
-                " (removed after --rm left it)"
-            } else {
-                ""
-            }
+            "runner {} ended ({ended}); its container is gone{removed}",
+            outcome.name
         );
+        if let (true, Some(id)) = (outcome.timed_out, jit.runner_id) {
+            // The runner never finished a job, so it never deregistered itself.
+            github.delete(&github.repo_path(&format!("/actions/runners/{id}")))?;
+            println!("runner {} (id {id}): registration deleted", outcome.name);
+        }
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -323,6 +364,7 @@ mod tests {
             runner_group_id: 1,
             home_size: "8g".into(),
             forwards: vec![],
+            job_timeout: std::time::Duration::from_secs(60),
         };
         let args = docker_run_args("r-1", &settings).join(" ");
         for wanted in [
