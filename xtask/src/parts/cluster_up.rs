@@ -33,6 +33,8 @@ pub const RUNNER_IMAGE: &str = "service-demo-runner:local";
 /// The admission policy and the key it must carry, in the fork's repository.
 pub const POLICY_FILE: &str = "gitops/policy/image-signatures.yaml";
 pub const POLICY_KEY_FILE: &str = "gitops/policy/cosign.pub";
+/// Argo CD's NodePort on kind's node (terraform/main.tf's local.argocd_node_port).
+pub const ARGOCD_NODE_PORT: u16 = 30080;
 /// The AppProject whose roles the workflows' tokens belong to.
 pub const PROJECT: &str = "service-demo";
 /// (environment, secret, project role): the Argo CD tokens the workflows read.
@@ -121,6 +123,9 @@ pub struct Plan {
     pub variables: Vec<(String, String)>,
     pub runner_dockerfile: String,
     pub rust_version: String,
+    /// `port=host:port`: the runner's loopback forwards to kind's control-plane
+    /// node (Argo CD's NodePort, the ingress controller's port 80).
+    pub forwards: Vec<String>,
 }
 
 impl Plan {
@@ -131,6 +136,16 @@ impl Plan {
         let policy = Digested::read(root, POLICY_FILE)?;
         let policy_key = Digested::read(root, POLICY_KEY_FILE)?;
         check_policy_key(&policy, &policy_key)?;
+        let forwards = vec![
+            format!(
+                "{}={cluster_name}-control-plane:{ARGOCD_NODE_PORT}",
+                default("argocd_http_port")?
+            ),
+            format!(
+                "{}={cluster_name}-control-plane:80",
+                default("ingress_http_port")?
+            ),
+        ];
         let variables = vec![
             (
                 "ARGOCD_SERVER".to_owned(),
@@ -149,6 +164,7 @@ impl Plan {
             policy_key,
             cluster_name,
             variables,
+            forwards,
             runner_dockerfile: "terraform/runner/Dockerfile".into(),
             rust_version: rust_version(root)?,
         })
@@ -633,7 +649,8 @@ fn start_dispatcher(plan: &Plan) -> Result<()> {
     let (pid_file, log_file) = dispatcher_files()?;
     let log = std::fs::File::create(&log_file)?;
     let child = Command::new(std::env::current_exe()?)
-        .args(["cluster", "runner", "--network", "kind"])
+        .args(["cluster", "runner", "--network", "kind", "--forward"])
+        .arg(plan.forwards.join(","))
         .env("GITHUB_REPOSITORY", &plan.fork.repository)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -867,6 +884,22 @@ mod tests {
             String::from_utf8_lossy(&derived.stderr)
         );
         assert_eq!(String::from_utf8_lossy(&derived.stdout).trim(), public);
+    }
+
+    #[test]
+    fn the_runners_forwards_reach_argocd_and_the_ingress_on_kinds_node() {
+        let root = super::super::workspace::root();
+        let fork = Fork::resolve(Some("me/fork"), &root).unwrap();
+        let plan = Plan::read(&root, &fork).unwrap();
+        assert_eq!(
+            plan.forwards,
+            [
+                "8090=service-demo-control-plane:30080",
+                "8081=service-demo-control-plane:80"
+            ]
+        );
+        let main = std::fs::read_to_string(root.join("terraform/main.tf")).unwrap();
+        assert!(main.contains(&format!("argocd_node_port = {ARGOCD_NODE_PORT}")));
     }
 
     #[test]
