@@ -1121,8 +1121,8 @@ pub(crate) mod tests {
         Copy::new("cluster-runner-no-env")
             .edit(
                 ".github/workflows/release.yml",
-                "!inputs.dry-run\n    timeout-minutes: 30\n    environment: prod\n",
-                "!inputs.dry-run\n    timeout-minutes: 30\n",
+                "    timeout-minutes: 30\n    environment: prod\n",
+                "    timeout-minutes: 30\n",
             )
             .refused(&["(the cluster runner) outside the main-only environments [\"preview\", \"preprod\", \"prod\"] (environment \"\")"]);
     }
