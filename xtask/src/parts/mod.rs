@@ -56,6 +56,10 @@
 //! - `json_schema`: one JSON Schema validator for the upstream contracts
 //!   (GitHub's OpenAPI 3.0, Argo CD's Swagger 2.0, CRDs' structural schemas),
 //!   strict on undeclared fields; the tests' fakes are checked with it.
+//! - `schemas`: the upstream contracts of `xtask/schemas/sources.toml` (Argo
+//!   CD's REST description, the CRDs, upstream examples) at the releases
+//!   Terraform's charts install: installed and sha256-checked in a cache,
+//!   Terraform pins compared, objects checked against their CRD.
 //! - `workspace`: where things are in this Cargo workspace (root, target dir).
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
@@ -106,6 +110,7 @@ pub mod registry;
 pub mod repository_checks;
 pub mod sbom;
 pub mod scaffold;
+pub mod schemas;
 pub mod service;
 pub mod service_url;
 pub mod services;
