@@ -20,6 +20,7 @@ mod preview;
 mod promote;
 mod release;
 mod scan;
+mod schemas;
 mod smoke;
 mod status;
 mod validate;
@@ -82,6 +83,9 @@ enum Command {
     Preview(preview::PreviewCommand),
     /// Check an image's (or --binary's) embedded dependency list against RustSec, offline; --sbom writes CycloneDX.
     Scan(scan::ScanArgs),
+    /// The upstream contracts (Argo CD's API, the CRDs): `schemas refresh` installs them, checked by sha256.
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
     /// Each environment's tag, digest, source commit, and the commit that promoted it.
     Status(status::StatusArgs),
     /// Every environment and tag carrying the same bits as a tag or commit.
@@ -120,6 +124,7 @@ fn main() -> anyhow::Result<()> {
         Command::Rollback(args) => promote::rollback(args),
         Command::Preview(command) => preview::run(command),
         Command::Scan(args) => scan::run(args),
+        Command::Schemas(command) => schemas::run(command),
         Command::Status(args) => status::run(args),
         Command::Trace(args) => status::trace(args),
         Command::Validate(args) => validate::run(args),

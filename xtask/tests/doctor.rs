@@ -240,9 +240,10 @@ fn github(fork: Fork) -> FakeHttp {
     })
 }
 
-/// A fake Argo CD that lists two Applications of project service-demo.
+/// A fake Argo CD that lists two Applications of project service-demo,
+/// checked against Argo CD's own REST description.
 fn argocd() -> FakeHttp {
-    FakeHttp::start(|request, _| {
+    FakeHttp::start_argocd(|request, _| {
         if request.headers.get("authorization") != Some(&format!("Bearer {ARGOCD_TOKEN}")) {
             let message = "no session information";
             return (

@@ -62,6 +62,10 @@
 //! - `json_schema`: one JSON Schema validator for the upstream contracts
 //!   (GitHub's OpenAPI 3.0, Argo CD's Swagger 2.0, CRDs' structural schemas),
 //!   strict on undeclared fields; the tests' fakes are checked with it.
+//! - `schemas`: the upstream contracts of `xtask/schemas/sources.toml` (Argo
+//!   CD's REST description, the CRDs, upstream examples) at the releases
+//!   Terraform's charts install: installed and sha256-checked in a cache,
+//!   Terraform pins compared, objects checked against their CRD.
 //! - `workspace`: the checkout xtask acts on (found from the working
 //!   directory or `XTASK_WORKSPACE`, never the path it was built in) and its
 //!   target dir.
@@ -116,6 +120,7 @@ pub mod registry;
 pub mod repository_checks;
 pub mod sbom;
 pub mod scaffold;
+pub mod schemas;
 pub mod service;
 pub mod service_url;
 pub mod services;
