@@ -571,9 +571,10 @@ esac"#,
 }
 
 /// Argo CD's REST API as `cluster up` uses it: a session from the admin
-/// password, then a token per project role (`argocd-token-<role>`).
+/// password, then a token per project role (`argocd-token-<role>`); every
+/// exchange checked against Argo CD's own REST description.
 fn fake_argocd() -> FakeHttp {
-    FakeHttp::start(|request, _| {
+    FakeHttp::start_argocd(|request, _| {
         let body: serde_json::Value = serde_json::from_str(&request.body).unwrap_or_default();
         let auth = request
             .headers
@@ -582,13 +583,21 @@ fn fake_argocd() -> FakeHttp {
             .unwrap_or_default();
         match request.target.as_str() {
             "/api/v1/session" if body["password"] == "the-admin-password" => {
-                (200, vec![], r#"{"token":"session-token"}"#.into())
+                let answer = support::contract::argocd_answer(
+                    "POST",
+                    &request.target,
+                    200,
+                    serde_json::json!({"token": "session-token"}),
+                );
+                (200, vec![], answer)
             }
             path if path.starts_with("/api/v1/projects/service-demo/roles/")
                 && auth == "Bearer session-token" =>
             {
                 let role = path.split('/').nth(6).unwrap();
-                (200, vec![], format!(r#"{{"token":"argocd-token-{role}"}}"#))
+                let token = serde_json::json!({"token": format!("argocd-token-{role}")});
+                let answer = support::contract::argocd_answer("POST", path, 200, token);
+                (200, vec![], answer)
             }
             _ => (401, vec![], r#"{"error":"unauthorized"}"#.into()),
         }
