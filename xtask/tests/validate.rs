@@ -1169,3 +1169,22 @@ fn pod_annotations_labels_and_ingress_annotations_outside_the_allow_lists_are_re
         );
     }
 }
+
+// Issue 29, item 2: one list of registries (gitops/policy/image-signatures.yaml), in every namespace.
+
+#[test]
+fn a_deployment_added_under_the_database_directory_is_refused() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    std::fs::write(
+        root.join("gitops/database/prod/backup.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: backup\n  namespace: prod\nspec:\n  selector:\n    matchLabels: {app: backup}\n  template:\n    metadata:\n      labels: {app: backup}\n    spec:\n      containers:\n        - name: backup\n          image: docker.io/attacker/backup:1\n          envFrom:\n            - secretRef:\n                name: service-demo-db-app\n",
+    )
+    .unwrap();
+    let out = validate(&root);
+    let text = format!("{}{}", stdout(&out), assert_fails(&out));
+    assert!(
+        text.contains("gitops/database/prod/backup.yaml: Deployment under gitops/database/"),
+        "{text}"
+    );
+}
