@@ -312,7 +312,7 @@ pub fn registry_problems(policy: &ClusterPolicy, images: &[(String, String)]) ->
     }
     let rule = policy.spec.rules.iter().find(|r| r.validate.is_some());
     let matched = rule
-        .map(|r| matched_kinds_and_namespaces(r))
+        .map(matched_kinds_and_namespaces)
         .unwrap_or_default();
     for kind in ["Pod", "Pod/ephemeralcontainers"] {
         for namespace in DEPLOYED_NAMESPACES {
