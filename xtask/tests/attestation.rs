@@ -315,6 +315,36 @@ fn an_attestation_for_another_commit_is_refused() {
     fx.assert_release_refused(&format!("is for commit {}", fx.commits[0]));
 }
 
+/// Issue 29, item 6: verify vouches only for a digest whose newest signed
+/// preprod-tests result passed, not for any attestation the gate key signed.
+#[test]
+fn verify_says_no_to_a_signed_failure_and_yes_only_once_a_signed_pass_is_newest() {
+    let fx = Fixture::with_layout();
+    let error = assert_fails(&fx.verify(&fx.digest, &fx.public_key()));
+    assert!(
+        error
+            .contains("no https://service-demo.dev/preprod-tests/v1 result signed by the gate key"),
+        "{error}"
+    );
+    fx.sign("ci", fx.sha(), &fx.digest, "failure");
+    let out = fx.verify(&fx.digest, &fx.public_key());
+    let error = assert_fails(&out);
+    assert!(
+        stdout(&out).contains("conclusion failure") && error.contains("is not a success"),
+        "{error}"
+    );
+    // A pass signed later is the newest result: now it verifies.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let out = fx.verify(&fx.digest, &fx.public_key());
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("✔ gate: the newest signed preprod-tests result"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 #[test]
 fn a_tampered_payload_in_an_oci_layout_is_refused() {
     let fx = Fixture::with_layout();

@@ -311,9 +311,7 @@ pub fn registry_problems(policy: &ClusterPolicy, images: &[(String, String)]) ->
         }
     }
     let rule = policy.spec.rules.iter().find(|r| r.validate.is_some());
-    let matched = rule
-        .map(matched_kinds_and_namespaces)
-        .unwrap_or_default();
+    let matched = rule.map(matched_kinds_and_namespaces).unwrap_or_default();
     for kind in ["Pod", "Pod/ephemeralcontainers"] {
         for namespace in DEPLOYED_NAMESPACES {
             if !matched.iter().any(|(k, n)| k == kind && n == namespace) {
