@@ -93,7 +93,9 @@ pub fn run(args: PromoteArgs) -> Result<()> {
     );
     let source = repos.service.source_commit(&tag)?;
     let key = match args.env {
-        Env::Prod => args.public_key.load()?,
+        Env::Prod => Some(args.public_key.load()?)
+            .flatten()
+            .or(refuse_unsigned_prod_in_actions()?),
         _ => None,
     };
     let mut moves = Vec::new();
@@ -163,6 +165,20 @@ fn image_for(
         _ => {}
     }
     Ok(image)
+}
+
+/// Prod without a gate key: fine by hand (the unsigned tag is the
+/// operator's call), refused inside GitHub Actions as release refuses it,
+/// where any workflow with a token could have written the gate it skips.
+fn refuse_unsigned_prod_in_actions() -> Result<Option<p256::ecdsa::VerifyingKey>> {
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        bail!(
+            "promote --env prod inside GitHub Actions needs the gate's public key (GATE_PUBLIC_KEY or \
+             --public-key) and the image repository: prod moves only to a release whose digest carries a \
+             passing signed preprod gate, as release requires"
+        );
+    }
+    Ok(None)
 }
 
 /// `service`'s image repository, opened, when promote needs one: with a gate

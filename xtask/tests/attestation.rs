@@ -723,6 +723,26 @@ fn promote_prod_needs_a_release_whose_digest_carries_a_signed_gate() {
     );
 }
 
+/// Issue 29, item 7: inside GitHub Actions, promote --env prod without the gate's
+/// public key is refused (as release refuses it), before anything is written.
+#[test]
+fn promote_prod_inside_actions_without_a_gate_key_is_refused() {
+    let fx = Fixture::with_layout();
+    git(&fx.work, &["tag", "v2.0.0", fx.sha()]);
+    fx.retag(&format!("main-{}", fx.sha()), "v2.0.0");
+    let before = fx.state();
+    let args = ["promote", "--env", "prod", "--tag", "v2.0.0"];
+    let out = xtask_in(&fx.work, &args, &[("GITHUB_ACTIONS", "true")]);
+    let error = assert_fails(&out);
+    assert!(
+        error.contains("promote --env prod inside GitHub Actions needs the gate's public key"),
+        "{error}"
+    );
+    assert_eq!(fx.state(), before, "a refused promotion changed something");
+    // By hand (outside Actions) the operator may still move prod's tag.
+    assert_ok(&xtask_in(&fx.work, &args, &[]));
+}
+
 /// With the image key, release also requires the pipeline's signature on the
 /// digest (what the cluster admits): an image signed by another key is refused.
 #[test]
