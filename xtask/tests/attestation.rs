@@ -723,6 +723,102 @@ fn promote_prod_needs_a_release_whose_digest_carries_a_signed_gate() {
     );
 }
 
+/// Issue 29, item 4: main-<sha> moved in the registry to other bits (an
+/// attacker's push; labels are theirs to choose) is neither vouched for by
+/// `scan --attest` nor promoted: both check the image key's signature on the
+/// digest first, before anything is signed or written.
+#[test]
+fn a_moved_main_tag_is_neither_attested_nor_promoted() {
+    let fx = Fixture::with_layout();
+    let main = format!("main-{}", fx.sha());
+    let image_key = fx.dir.path().join("image/gate.pub");
+    let image_key = image_key.to_str().unwrap();
+    // The tag signed by the image job: promote checks and accepts it.
+    let promote = |envs: &[(&str, &str)]| {
+        let args = [
+            "promote",
+            "--env",
+            "preprod",
+            "--tag",
+            &main,
+            "--image-key",
+            image_key,
+        ];
+        let mut all = vec![("IMAGE_REPOSITORY", fx.repository.as_str())];
+        all.extend_from_slice(envs);
+        xtask_in(&fx.work, &args, &all)
+    };
+    let out = promote(&[]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("signed by the image key"),
+        "{}",
+        stdout(&out)
+    );
+    // The attacker's push moves main-<sha> to unsigned bits.
+    // Outside xtask (which never moves a tag): the layout's index names main-<sha> at the other manifest.
+    let attackers = fx.push_build("the attacker's build");
+    move_tag(&fx.layout_dir(), &attackers, &main);
+    let moved = fx.digest_of(&main).unwrap();
+    assert_ne!(moved, fx.digest);
+    let before = fx.state();
+    let error = assert_fails(&promote(&[]));
+    assert!(
+        error.contains(&format!(
+            "promote refused {}@{moved}: unsigned",
+            fx.repository
+        )),
+        "{error}"
+    );
+    assert_eq!(fx.state(), before, "a refused promotion changed something");
+    // scan --attest refuses before it reads the advisory database or signs anything.
+    let scan = [
+        "scan",
+        &fx.repository,
+        &main,
+        "--attest",
+        "--image-key",
+        image_key,
+    ];
+    let out = xtask_in(&fx.work, &scan, &[("GATE_SIGNING_KEY", &fx.key("ci"))]);
+    let error = assert_fails(&out);
+    assert!(error.contains("scan --attest refused"), "{error}");
+    let verify = fx.verify(&moved, &fx.public_key());
+    assert!(!stdout(&verify).contains("cyclonedx"), "an SBOM was signed");
+    // Without the image key: refused outright.
+    let out = xtask_in(&fx.work, &scan[..4], &[("GATE_SIGNING_KEY", &fx.key("ci"))]);
+    assert!(assert_fails(&out).contains("--attest vouches only for an image the pipeline signed"));
+    // Inside Actions, promote to preprod without the image key is refused.
+    let args = ["promote", "--env", "preprod", "--tag", &main];
+    let out = xtask_in(
+        &fx.work,
+        &args,
+        &[
+            ("IMAGE_REPOSITORY", fx.repository.as_str()),
+            ("GITHUB_ACTIONS", "true"),
+        ],
+    );
+    assert!(assert_fails(&out).contains("checks the image's signature first"));
+    assert_eq!(fx.state(), before);
+}
+
+/// Points `to` at the manifest `from` names in an OCI layout's index.json, as
+/// someone with write access to the registry can.
+fn move_tag(layout: &Path, from: &str, to: &str) {
+    let index_file = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_file).unwrap()).unwrap();
+    let name =
+        |m: &serde_json::Value| m["annotations"]["org.opencontainers.image.ref.name"].clone();
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    let source = manifests.iter().find(|m| name(m) == from).unwrap().clone();
+    let target = manifests.iter_mut().find(|m| name(m) == to).unwrap();
+    target["digest"] = source["digest"].clone();
+    target["size"] = source["size"].clone();
+    target["mediaType"] = source["mediaType"].clone();
+    std::fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
 /// Issue 29, item 7: inside GitHub Actions, promote --env prod without the gate's
 /// public key is refused (as release refuses it), before anything is written.
 #[test]

@@ -298,6 +298,9 @@ fn an_image_built_by_image_build_scans_clean_and_its_sbom_is_signed() {
             "--sbom",
             sbom.to_str().unwrap(),
             "--attest",
+            // The image job's signature is checked before the SBOM is signed.
+            "--image-key",
+            image_keys.join("gate.pub").to_str().unwrap(),
         ],
         &[("ADVISORY_DB_SNAPSHOT", &db), ("GATE_SIGNING_KEY", &key)],
     );

@@ -144,6 +144,26 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// `digest` carries the pipeline's signature by `key`, or the error says
+/// what `what` (the step about to trust it) refused, and why.
+pub fn require_signed(
+    registry: &Repository,
+    digest: &str,
+    key: &VerifyingKey,
+    what: &str,
+) -> Result<()> {
+    match check(registry, digest, key)? {
+        Verdict::Signed => {
+            println!("{registry}@{digest}: signed by the image key");
+            Ok(())
+        }
+        verdict => anyhow::bail!(
+            "{what} refused {registry}@{digest}: {verdict}. Only what CD's image job built on main and signed \
+             is vouched for or promoted (a tag moved in the registry names other bits)"
+        ),
+    }
+}
+
 /// Checks the signatures stored for `digest` against `key`.
 pub fn check(registry: &Repository, digest: &str, key: &VerifyingKey) -> Result<Verdict> {
     let signatures = registry.signatures(digest)?;
