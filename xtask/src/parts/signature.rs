@@ -200,6 +200,28 @@ pub fn check(registry: &Repository, digest: &str, key: &VerifyingKey) -> Result<
 
 #[cfg(test)]
 mod tests {
+    /// Issue 29, item 9: every `cosign verify …` / `cosign verify-attestation …` the
+    /// documentation tells people to run passes `--insecure-ignore-tlog`, which cosign 2.x
+    /// needs for a key-signed image or attestation that is in no transparency log.
+    #[test]
+    fn every_documented_cosign_verify_skips_the_transparency_log() {
+        let root = crate::parts::workspace::root();
+        for file in ["README.md", "gitops/policy/README.md"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let mut seen = 0;
+            for (at, _) in text.match_indices("`cosign verify") {
+                let command = &text[at + 1..];
+                let command = &command[..command.find('`').unwrap()];
+                seen += 1;
+                assert!(
+                    command.contains("--insecure-ignore-tlog"),
+                    "{file}: `{command}` lacks --insecure-ignore-tlog"
+                );
+            }
+            assert!(seen > 0, "{file} names no cosign verify command");
+        }
+    }
+
     use super::*;
 
     /// The payload is cosign's, byte for byte in shape: keys in its order, `optional: null`.
