@@ -43,14 +43,15 @@ env:
 
 impl Fixture {
     fn new(commits: usize) -> Self {
+        Self::with_prod(commits, PROD_VALUES)
+    }
+
+    /// A fixture whose dev and prod values start as `prod` (e.g. the repository's placeholder).
+    fn with_prod(commits: usize, prod: &str) -> Self {
         let dir = TempDir::new("gitops");
         let (remote, work) = support::remote_and_clone(dir.path());
         git(&work, &["checkout", "--quiet", "-b", "main"]);
-        for (env, text) in [
-            ("dev", PROD_VALUES),
-            ("preprod", PREPROD_VALUES),
-            ("prod", PROD_VALUES),
-        ] {
+        for (env, text) in [("dev", prod), ("preprod", PREPROD_VALUES), ("prod", prod)] {
             let path = work.join(format!("gitops/values/{env}/service-demo.yaml"));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(
@@ -562,14 +563,12 @@ fn preview_deploy_cleanup_and_gc() {
     f.preview_file_dated("gitops/values/pr/pr-3.yaml", Some("2020-01-01T00:00:00Z"));
     f.preview_file_dated("gitops/values/pr/pr-5/service-demo.yaml", None);
     let states = [(3, "closed"), (5, "closed"), (7, "open")];
-    let github = support::FakeHttp::start(move |request, _| {
+    let github = support::FakeHttp::start_github(move |request, _| {
         let pr: u64 = request.target.rsplit('/').next().unwrap().parse().unwrap();
         let state = states.iter().find(|(n, _)| *n == pr).unwrap().1;
-        (
-            200,
-            vec![],
-            format!(r#"{{"number": {pr}, "state": "{state}"}}"#),
-        )
+        let pull = serde_json::json!({"number": pr, "state": state});
+        let answer = support::contract::github_answer("GET", &request.target, 200, pull);
+        (200, vec![], answer)
     });
     let env = github_env(&github);
     let listed = || {
@@ -649,8 +648,11 @@ fn preview_deploy_only_for_an_open_labelled_pull_request_of_this_repository() {
     let sha = f.commits[0].clone();
     let answer = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let served = answer.clone();
-    let github =
-        support::FakeHttp::start(move |_, _| (200, vec![], served.lock().unwrap().clone()));
+    let github = support::FakeHttp::start_github(move |request, _| {
+        let pull = serde_json::from_str(&served.lock().unwrap()).unwrap();
+        let answer = support::contract::github_answer("GET", &request.target, 200, pull);
+        (200, vec![], answer)
+    });
     let pull = |state: &str, repo: &str, label: &str, head: &str| {
         format!(
             r#"{{"number": 7, "state": "{state}", "labels": [{{"name": "{label}"}}], "head": {{"sha": "{head}", "repo": {{"full_name": "{repo}"}}}}}}"#
@@ -721,6 +723,34 @@ fn preview_deploy_only_for_an_open_labelled_pull_request_of_this_repository() {
     let head = f.remote_head();
     let message = support::assert_fails(&f.xtask_env(&deploy, &[("GITHUB_ACTIONS", "true")]));
     assert!(message.contains("--label needs GITHUB_TOKEN"), "{message}");
+    assert_eq!(f.remote_head(), head);
+}
+
+/// After the first release, prod's history holds only the placeholder the repository starts with
+/// (`v0.0.0`, no digest): a rollback to it would leave prod running nothing, so it is refused and
+/// nothing is pushed.
+#[test]
+fn the_first_release_is_never_rolled_back_to_the_placeholder() {
+    let f = Fixture::with_prod(1, &PROD_VALUES.replace("tag: v0.0.1", "tag: \"v0.0.0\""));
+    git(&f.work, &["tag", "v0.1.0", &f.commits[0]]);
+    assert_ok(&f.xtask(&[
+        "promote", "--env", "prod", "--tag", "v0.1.0", "--digest", DIGEST,
+    ]));
+    let head = f.remote_head();
+    let output = f.xtask(&["rollback", "--env", "prod"]);
+    let message = support::assert_fails(&output);
+    assert!(
+        message.contains("no earlier image to roll back to")
+            && message.contains("v0.1.0 is the first build"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("v0.0.0"),
+        "the placeholder is not offered: {message}"
+    );
+    assert_eq!(f.remote_head(), head, "a refused rollback pushes nothing");
+    let output = f.xtask(&["rollback", "--env", "prod", "--to", "v0.0.0"]);
+    assert!(support::assert_fails(&output).contains("never ran v0.0.0"));
     assert_eq!(f.remote_head(), head);
 }
 
@@ -1026,6 +1056,7 @@ fn all_paths(dir: &Path) -> Vec<PathBuf> {
 fn a_token_in_the_gitops_url_reaches_git_only_as_a_credential_never_printed_or_in_a_path() {
     let f = Fixture::new(1);
     let token = "ghp_S3cretT0ken-do-not-print";
+    // Git's smart HTTP, not GitHub's REST API: no description to check it against.
     let server = support::FakeHttp::start(|request, _| {
         if request.headers.contains_key("authorization") {
             (403, vec![], "{}".to_owned())
