@@ -26,7 +26,7 @@ use crate::parts::registry::{Repository, at};
 use crate::parts::sbom::{self, Binary, CYCLONEDX_PREDICATE};
 use crate::parts::services::{self, RepositoryOptions, ServiceSelection};
 use crate::parts::signature::{self, ImageKeyOptions};
-use crate::parts::tags::ImageTag;
+use crate::parts::tags::{self, ImageTag};
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
@@ -139,12 +139,12 @@ type Subject = (Repository, String);
 fn image_of(args: &ScanArgs) -> Result<Option<(String, String)>> {
     Ok(match args.image.as_slice() {
         [] => None,
-        [repository, reference] => Some((repository.clone(), reference.clone())),
+        [repository, reference] => Some((repository.clone(), tags::reference_arg(reference)?)),
         [reference] => {
             let all = services::load_current()?;
             let service = args.services.one(&all)?;
             let repository = args.repositories.require(&service, &all)?;
-            Some((repository, reference.clone()))
+            Some((repository, tags::reference_arg(reference)?))
         }
         _ => bail!("name an image (REPOSITORY REFERENCE, or --service NAME REFERENCE)"),
     })

@@ -802,6 +802,74 @@ fn a_moved_main_tag_is_neither_attested_nor_promoted() {
     assert_eq!(fx.state(), before);
 }
 
+/// Issue 29, items 4 and 5 (cd.yml's image, sign and preprod jobs): the image job
+/// writes the digest it pushed (`--digest-file`); the sign job signs exactly that
+/// digest (`image sign @FILE`) and the preprod job scans exactly it, whatever the
+/// tag names by then.
+#[test]
+fn the_digest_the_image_job_wrote_is_what_is_signed_and_scanned_not_the_tag() {
+    let fx = Fixture::with_layout();
+    let tag = format!("main-{}", head());
+    let binary = fx.dir.path().join("bin-job");
+    std::fs::write(&binary, "the image job's build").unwrap();
+    let file = fx.dir.path().join("digest.txt");
+    let build = [
+        "image",
+        "build",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--tag",
+        &tag,
+        "--push",
+        &fx.repository,
+        "--digest-file",
+        file.to_str().unwrap(),
+    ];
+    assert_ok(&xtask(&build, &[]));
+    let pushed = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(Some(&pushed), fx.digest_of(&tag).as_ref());
+    // Between the jobs, the tag is moved to other bits.
+    let attackers = fx.push_build("the attacker's build");
+    move_tag(&fx.layout_dir(), &attackers, &tag);
+    let moved = fx.digest_of(&tag).unwrap();
+    assert_ne!(moved, pushed);
+    let at_file = format!("@{}", file.display());
+    let sign = ["image", "sign", &at_file, "--repository", &fx.repository];
+    assert_ok(&xtask(&sign, &[("IMAGE_SIGNING_KEY", &fx.key("image"))]));
+    let signed = stdout(&fx.verify(&pushed, &fx.public_key()));
+    assert!(
+        signed.contains("✔ signature: signed by the key"),
+        "{signed}"
+    );
+    let unsigned = stdout(&fx.verify(&moved, &fx.public_key()));
+    assert!(unsigned.contains("✘ signature: unsigned"), "{unsigned}");
+    // scan --attest @FILE: the signature check passes on the job's digest (it then needs the database).
+    let image_key = fx.dir.path().join("image/gate.pub");
+    let scan = [
+        "scan",
+        &fx.repository,
+        &at_file,
+        "--attest",
+        "--image-key",
+        image_key.to_str().unwrap(),
+    ];
+    let out = xtask(&scan, &[("GATE_SIGNING_KEY", &fx.key("ci"))]);
+    let error = assert_fails(&out);
+    assert!(
+        stdout(&out).contains(&format!(
+            "{}@{pushed}: signed by the image key",
+            fx.repository
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!error.contains("refused"), "{error}");
+    // A file that holds no digest is bad input, named.
+    std::fs::write(&file, "main-abc\n").unwrap();
+    let out = xtask(&sign, &[("IMAGE_SIGNING_KEY", &fx.key("image"))]);
+    assert!(assert_fails(&out).contains("malformed digest"));
+}
+
 /// Points `to` at the manifest `from` names in an OCI layout's index.json, as
 /// someone with write access to the registry can.
 fn move_tag(layout: &Path, from: &str, to: &str) {

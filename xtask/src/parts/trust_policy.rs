@@ -380,6 +380,7 @@ fn workflow_problems(root: &Path) -> Vec<String> {
             found.extend(job_secret_problems(&at, job, &triggers));
             found.extend(job_step_problems(&at, job, &tainted));
             found.extend(job_push_problems(&at, job));
+            found.extend(signing_job_problems(&at, job));
             found.extend(pull_request_job_problems(&at, job, &triggers));
             if let Some(event) = triggers.privileged {
                 found.extend(privileged_checkout_problems(&at, event, job));
@@ -393,6 +394,47 @@ fn workflow_problems(root: &Path) -> Vec<String> {
         }
     }
     found
+}
+
+/// The keys whose holder vouches for what the cluster runs.
+const SIGNING_KEYS: [&str; 2] = ["IMAGE_SIGNING_KEY", "GATE_SIGNING_KEY"];
+/// Steps that run a service's (or the whole workspace's) build scripts.
+const BUILDING_COMMANDS: [&str; 6] = [
+    "cargo xtask image build",
+    "cargo xtask ci",
+    "bash .ci/run",
+    "cargo build",
+    "cargo test",
+    "cargo install",
+];
+
+/// A job that holds a signing key builds nothing but xtask: a build script
+/// (items-api's build.rs, any dependency's) run in the same job can leave a
+/// process behind that reads a later step's environment (`/proc/<pid>/environ`,
+/// same user), so scrubbing the build's own environment is not enough.
+fn signing_job_problems(at: &str, job: &Value) -> Vec<String> {
+    let text = job.to_string();
+    let Some(key) = SIGNING_KEYS
+        .iter()
+        .find(|key| text.contains(&format!("secrets.{key}")))
+    else {
+        return Vec::new();
+    };
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    steps
+        .iter()
+        .filter_map(|step| step["run"].as_str())
+        .flat_map(str::lines)
+        .map(str::trim)
+        .filter(|line| BUILDING_COMMANDS.iter().any(|c| line.starts_with(c)))
+        .map(|line| {
+            format!(
+                "{at}: holds {key} and runs `{line}`: a build script of this job can leave a process that \
+                 reads the key from a later step's environment; build in another job and sign there the digest \
+                 it wrote (cd.yml's image and sign jobs)"
+            )
+        })
+        .collect()
 }
 
 /// A `pull_request` job runs the pull request's own code: no push, no cluster runner.
@@ -992,6 +1034,18 @@ pub(crate) mod tests {
                 "run: cargo xtask smoke --service \"$SERVICE\" --pr \"$PR\" --url \"http://${{ github.event.pull_request.title }}\"",
             )
             .refused(&["job verify, step \"Smoke tests\": `${{ github.event.pull_request.title }}` inside `run:`"]);
+    }
+
+    /// Issue 29, item 5: the image signing key back in the job that builds the image is refused.
+    #[test]
+    fn a_signing_key_in_the_job_that_builds_the_image_is_refused() {
+        Copy::new("signing-build")
+            .edit(
+                ".github/workflows/cd.yml",
+                "          REGISTRY_PASSWORD: ${{ secrets.GITHUB_TOKEN }}\n        run: cargo xtask image build",
+                "          REGISTRY_PASSWORD: ${{ secrets.GITHUB_TOKEN }}\n          IMAGE_SIGNING_KEY: ${{ secrets.IMAGE_SIGNING_KEY }}\n        run: cargo xtask image build",
+            )
+            .refused(&["job image: holds IMAGE_SIGNING_KEY and runs `cargo xtask image build"]);
     }
 
     /// Issue 29, item 5: what changes the build (a build script, a dependency, the
