@@ -329,7 +329,7 @@ fn sign(args: SignArgs) -> Result<()> {
             "{reference} is a pull request's image: those are never signed (they run in previews only)"
         );
     }
-    let all = services::load(&workspace::root())?;
+    let all = services::load_current()?;
     let service = args.services.one(&all)?;
     let repository = Repository::open(&args.repositories.require(&service, &all)?)?;
     let (_, resolved) = repository.manifest(&reference)?;
