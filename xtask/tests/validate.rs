@@ -1188,3 +1188,42 @@ fn a_deployment_added_under_the_database_directory_is_refused() {
         "{text}"
     );
 }
+
+/// Issue 29, item 1, for a second service: its committed preview is rendered with
+/// its own chart and held to the same rules, its host under its own pr-<N>.
+#[test]
+fn a_second_services_committed_preview_is_rendered_and_refused_at_prods_host() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    orders_api_with(&root, None);
+    let dir = root.join("gitops/values/pr/pr-3");
+    std::fs::create_dir_all(&dir).unwrap();
+    let preview = "image:\n  repository: ghcr.io/example/orders-api\n  tag: pr-3-0123456789abcdef0123456789abcdef01234567\n  digest: \"\"\nenv:\n  ENV_NAME: \"pr-3\"\n  SERVICES_NAMESPACE: \"dev\"\n";
+    std::fs::write(
+        dir.join("orders-api.yaml"),
+        format!("{preview}ingress:\n  host: orders-api.pr-3.localhost\n"),
+    )
+    .unwrap();
+    let out = validate(&root);
+    let text = stdout(&out);
+    assert_ok(&out);
+    assert!(
+        text.contains("✔ orders-api renders for pr-3 (gitops/values/pr/pr-3/orders-api.yaml)"),
+        "{text}"
+    );
+    std::fs::write(
+        dir.join("orders-api.yaml"),
+        format!(
+            "{preview}ingress:\n  host: orders-api.prod.localhost\nservice:\n  type: NodePort\n"
+        ),
+    )
+    .unwrap();
+    let out = validate(&root);
+    let text = format!("{}{}", stdout(&out), assert_fails(&out));
+    for expected in [
+        "pr-3: gitops/values/pr/pr-3/orders-api.yaml routes Ingress host orders-api.prod.localhost, outside the preview's own",
+        "gitops/values/pr/pr-3/orders-api.yaml: pr-3: Service type NodePort opens the environment",
+    ] {
+        assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+    }
+}

@@ -17,6 +17,7 @@
     reason = "the fields are the schema: serde reads them to validate, the checks read some"
 )]
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -245,8 +246,9 @@ fn database_document_problems(
     found
 }
 
-/// The registries the `validate` rule admits images from (its one pattern, the
-/// same for containers, init and ephemeral containers), or why there are none.
+/// The registries the `validate` rules admit images from (one pattern, the
+/// same for containers, init and ephemeral containers, in every such rule),
+/// or why there are none.
 pub fn allowed_registries(policy: &ClusterPolicy) -> Result<Vec<String>, String> {
     let rules: Vec<&Validation> = policy
         .spec
@@ -254,25 +256,27 @@ pub fn allowed_registries(policy: &ClusterPolicy) -> Result<Vec<String>, String>
         .iter()
         .filter_map(|r| r.validate.as_ref())
         .collect();
-    let [validation] = rules.as_slice() else {
+    if rules.is_empty() {
         return Err(format!(
-            "{POLICY_FILE}: {} validate rules; write one, allowed-registries, whose pattern holds every container's \
-             image to the allowed registries: otherwise any image from any registry is admitted",
-            rules.len()
+            "{POLICY_FILE}: no validate rule holds every container's image to the allowed registries (write \
+             allowed-registries): any image from any registry is admitted"
         ));
-    };
-    let spec = &validation.pattern["spec"];
-    let image = |field: &str| match spec[field].as_array().map(Vec::as_slice) {
-        Some([only]) => only["image"].as_str().map(str::to_owned),
-        _ => None,
-    };
-    let patterns: Vec<Option<String>> = REGISTRY_FIELDS.iter().map(|f| image(f)).collect();
+    }
+    let mut patterns = Vec::new();
+    for validation in &rules {
+        let spec = &validation.pattern["spec"];
+        let image = |field: &str| match spec[field].as_array().map(Vec::as_slice) {
+            Some([only]) => only["image"].as_str().map(str::to_owned),
+            _ => None,
+        };
+        patterns.extend(REGISTRY_FIELDS.iter().map(|f| image(f)));
+    }
     match patterns.as_slice() {
         [Some(first), rest @ ..] if rest.iter().all(|p| p.as_deref() == Some(first)) => {
             Ok(first.split('|').map(|p| p.trim().to_owned()).collect())
         }
         _ => Err(format!(
-            "{POLICY_FILE}: the validate rule's pattern must hold {} to one image pattern each, the same one \
+            "{POLICY_FILE}: each validate rule's pattern must hold {} to one image pattern each, the same one \
              (write it once as &allowed-registries): an init or ephemeral container would run any image",
             REGISTRY_FIELDS.join(", ")
         )),
@@ -310,8 +314,13 @@ pub fn registry_problems(policy: &ClusterPolicy, images: &[(String, String)]) ->
             ));
         }
     }
-    let rule = policy.spec.rules.iter().find(|r| r.validate.is_some());
-    let matched = rule.map(matched_kinds_and_namespaces).unwrap_or_default();
+    let matched: Vec<(String, String)> = policy
+        .spec
+        .rules
+        .iter()
+        .filter(|r| r.validate.is_some())
+        .flat_map(matched_kinds_and_namespaces)
+        .collect();
     for kind in ["Pod", "Pod/ephemeralcontainers"] {
         for namespace in DEPLOYED_NAMESPACES {
             if !matched.iter().any(|(k, n)| k == kind && n == namespace) {
@@ -460,16 +469,34 @@ fn namespace_problems(rules: &[Rule]) -> Vec<String> {
             }
         }
     }
-    for rule in rules.iter().filter(|r| !r.verify_images.is_empty()) {
-        let kinds = matched_kinds_and_namespaces(rule);
-        if !kinds
+    let debug: Vec<(String, String)> = rules
+        .iter()
+        .filter(|r| !r.verify_images.is_empty())
+        .flat_map(matched_kinds_and_namespaces)
+        .filter(|(kind, _)| kind == "Pod/ephemeralcontainers")
+        .collect();
+    for env in Env::LONG_LIVED {
+        if !debug
             .iter()
-            .any(|(kind, _)| kind == "Pod/ephemeralcontainers")
+            .any(|(_, namespace)| *namespace == env.to_string())
         {
             found.push(format!(
-                "{POLICY_FILE}: rule {} does not match Pod/ephemeralcontainers: `kubectl debug` would add a \
-                 container with an unsigned image to a running Pod; add it to match.any[].resources.kinds",
-                rule.name
+                "{POLICY_FILE}: no verifyImages rule matches Pod/ephemeralcontainers in namespace {env}: \
+                 `kubectl debug` would add a container with an unsigned image to a running Pod (pipeline-signed-debug)"
+            ));
+        }
+    }
+    for rule in rules {
+        let kinds: BTreeSet<String> = matched_kinds_and_namespaces(rule)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if kinds.contains("Pod") && kinds.len() > 1 {
+            found.push(format!(
+                "{POLICY_FILE}: rule {} matches Pod and {:?}: Kyverno then generates no rule for Deployments and \
+                 Jobs (auto-gen needs a rule of Pods only); give the other kinds a rule of their own",
+                rule.name,
+                kinds.iter().filter(|k| *k != "Pod").collect::<Vec<_>>()
             ));
         }
     }
@@ -661,7 +688,7 @@ mod tests {
         refused_signed(
             "mutateDigest: true",
             "mutateDigests: true",
-            "spec.rules.1.verifyImages.0.mutateDigests",
+            "spec.rules.2.verifyImages.0.mutateDigests",
         );
     }
 
@@ -788,9 +815,22 @@ mod tests {
         let without = format!("{}{}", &policy[..start], &policy[end..]);
         let found = check(&without, &committed().1, &repositories());
         assert!(
-            found.iter().any(|p| p.contains("0 validate rules")),
+            found
+                .iter()
+                .any(|p| p.contains("no validate rule holds every container's image")),
             "{found:#?}"
         );
+    }
+
+    /// The committed policy without the rule named `name`.
+    fn without_rule(name: &str) -> String {
+        let (policy, _) = committed();
+        let start = policy.find(&format!("    - name: {name}\n")).unwrap();
+        let end = policy[start + 1..]
+            .find("    - name: ")
+            .map_or(policy.len(), |e| start + 1 + e);
+        // The comment above the next rule stays with it; the anchors are not in the rules removed here.
+        format!("{}{}", &policy[..start], &policy[end..])
     }
 
     #[test]
@@ -800,10 +840,25 @@ mod tests {
             "",
             "the allowed-registries rule does not match Pod in namespace pr-*",
         );
+        let found = check(
+            &without_rule("allowed-registries-debug"),
+            &committed().1,
+            &repositories(),
+        );
+        assert!(
+            found.iter().any(|p| p.contains(
+                "the allowed-registries rule does not match Pod/ephemeralcontainers in namespace prod"
+            )),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_rule_of_pods_and_another_kind_loses_kyvernos_auto_gen_and_is_refused() {
         refused(
-            "                - Pod/ephemeralcontainers\n",
-            "",
-            "the allowed-registries rule does not match Pod/ephemeralcontainers in namespace prod",
+            "              kinds:\n                - Pod\n",
+            "              kinds:\n                - Pod\n                - Pod/ephemeralcontainers\n",
+            "rule allowed-registries matches Pod and [\"Pod/ephemeralcontainers\"]: Kyverno then generates no rule",
         );
     }
 
@@ -812,7 +867,7 @@ mod tests {
         refused(
             "              - image: *allowed-registries\n",
             "              - image: \"*\"\n",
-            "must hold containers, =(initContainers), =(ephemeralContainers) to one image pattern each, the same one",
+            "each validate rule's pattern must hold containers, =(initContainers), =(ephemeralContainers) to one image pattern each, the same one",
         );
     }
 
@@ -829,14 +884,14 @@ mod tests {
 
     #[test]
     fn signed_images_rule_not_matching_debug_containers_is_refused() {
-        let (policy, key) = committed();
-        let at = policy.find("    - name: pipeline-signed").unwrap();
-        let (head, tail) = policy.split_at(at);
-        let tail = tail.replacen("                - Pod/ephemeralcontainers\n", "", 1);
-        let found = check(&format!("{head}{tail}"), &key, &repositories());
+        let found = check(
+            &without_rule("pipeline-signed-debug"),
+            &committed().1,
+            &repositories(),
+        );
         assert!(
             found.iter().any(|p| p.contains(
-                "rule pipeline-signed does not match Pod/ephemeralcontainers: `kubectl debug`"
+                "no verifyImages rule matches Pod/ephemeralcontainers in namespace prod: `kubectl debug`"
             )),
             "{found:#?}"
         );
