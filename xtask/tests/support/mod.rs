@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod contract;
+pub mod fake_github;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -354,6 +355,14 @@ impl FakeHttp {
         handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
     ) -> Self {
         Self::serve(contract::require_github(), handler)
+    }
+
+    /// A fake Argo CD checked against Argo CD's own REST description (see
+    /// `start_github`).
+    pub fn start_argocd(
+        handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(contract::require_argocd(), handler)
     }
 
     /// A fake whose every request and answer must be ones `api` describes.
