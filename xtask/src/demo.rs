@@ -79,8 +79,9 @@ pub const PLAN: [(Flow, &[&str]); 20] = [
     (Flow::Main, &MAIN),
     (Flow::Release, &RELEASE),
     (Flow::ByHand, &["rollback --env"]),
-    // A second service: scaffolded (Cargo.lock changes: both are affected),
-    // then a change to it alone, then one to the crate both share.
+    // A second service: scaffolded (Cargo.lock changes, items-api's closure
+    // does not: only it is affected), then a change to it alone, then one to
+    // the crate both share.
     (Flow::ByHand, &["new-service --port"]),
     (Flow::Affected, &AFFECTED),
     (Flow::Main, &MAIN),
@@ -343,9 +344,10 @@ impl Demo {
         Ok("prod and dev released at v0.2.0; prod rolled back to v0.1.0 by a commit".into())
     }
 
-    /// A second service: `new-service` scaffolds it (Cargo.lock changes, so
-    /// both services are affected and shipped); a change to it alone ships it
-    /// alone; a change to the crate both use ships both; one release train.
+    /// A second service: `new-service` scaffolds it (Cargo.lock gains it, but
+    /// items-api's dependency closure is unchanged: only the new one ships); a
+    /// change to it alone ships it alone; a change to the crate both use ships
+    /// both; one release train.
     fn second_service(&mut self) -> Result<String> {
         // Its own port, which its image exposes and its preprod container publishes.
         self.xtask(&["new-service", "--port", "8081", SECOND_SERVICE])?;
@@ -353,9 +355,15 @@ impl Demo {
         let sha = self.commit("feat: orders-api, scaffolded by cargo xtask new-service")?;
         self.publish_gitops_files(SECOND_SERVICE)?;
         let both = vec![SERVICE.to_owned(), SECOND_SERVICE.to_owned()];
+        let items_before = self.deployed(SERVICE, "preprod")?;
         ensure!(
-            self.push_and_ship(&sha)? == both,
-            "a new member of the workspace (Cargo.lock) must affect every service"
+            self.push_and_ship(&sha)? == [SECOND_SERVICE],
+            "a new member of the workspace changes Cargo.lock but not items-api's dependencies: \
+             it must affect the new service alone"
+        );
+        ensure!(
+            self.deployed(SERVICE, "preprod")? == items_before,
+            "items-api's preprod moved when another service was added"
         );
 
         self.edit(
@@ -364,7 +372,6 @@ impl Demo {
             "        .route(HELLO_PATH, get(hello))\n        .route(\"/api/v1/orders/hello\", get(hello))",
         )?;
         let sha = self.commit("feat(orders-api): /api/v1/orders/hello")?;
-        let items_before = self.deployed(SERVICE, "preprod")?;
         ensure!(
             self.push_and_ship(&sha)? == [SECOND_SERVICE],
             "a change to orders-api alone must affect orders-api alone"

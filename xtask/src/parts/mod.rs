@@ -59,7 +59,9 @@
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
-//!   `affected`; `scaffold`: the files, values and workspace member of `new-service`.
+//!   `affected`; `lock_closure`: what a change to Cargo.lock or the workspace
+//!   Cargo.toml does to one service (its resolved dependency closure, the
+//!   workspace dependencies it inherits), for `affected`; `scaffold`: the files, values and workspace member of `new-service`.
 //! - `service_url`: where a deployed service answers for `smoke` and
 //!   `preprod-test`: `--url`, or its Ingress host (values file over the chart's
 //!   defaults) through the ingress controller (`INGRESS_URL`).
@@ -91,6 +93,7 @@ pub mod github;
 pub mod gitops;
 pub mod image_build;
 pub mod local_registry;
+pub mod lock_closure;
 pub mod manifests;
 pub mod oci;
 pub mod pgbench;
