@@ -46,6 +46,8 @@
 //!   on one CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`,
 //!   `local_registry` (a docker-registry on loopback; the tests include it
 //!   too), `counting_proxy` (bytes sent to a registry).
+//! - `test_times`: each test binary's time in a `cargo test` run (cargo's
+//!   and libtest's own lines), for the slowest list `ci` ends with.
 //! - `sbom`: the dependency list `cargo auditable` embeds in the image's
 //!   binary, read back (a file or an image) and written as CycloneDX;
 //!   `advisories`: RustSec offline (a snapshot, deny.toml's ignore list), for `scan`.
@@ -110,6 +112,7 @@ pub mod service_url;
 pub mod services;
 pub mod signature;
 pub mod tags;
+pub mod test_times;
 pub mod tools;
 pub mod trust_policy;
 pub mod values;
