@@ -1067,7 +1067,7 @@ mod tests {
     use serde_json::Value;
 
     /// Which flow each workflow job belongs to, in the order the flow runs them.
-    const JOBS: [(&str, &str, Flow); 9] = [
+    const JOBS: [(&str, &str, Flow); 8] = [
         ("ci.yml", "image", Flow::PullRequest),
         ("preview.yml", "deploy", Flow::PullRequest),
         ("preview.yml", "verify", Flow::PullRequest),
@@ -1076,7 +1076,6 @@ mod tests {
         ("cd.yml", "image", Flow::Main),
         ("cd.yml", "preprod", Flow::Main),
         ("release.yml", "release", Flow::Release),
-        ("release.yml", "sync", Flow::Release),
     ];
     /// Jobs the demo does not run, and why.
     const NOT_IN_DEMO: [(&str, &str, &str); 4] = [

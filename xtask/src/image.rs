@@ -72,7 +72,7 @@ pub struct BuildArgs {
 #[derive(Args)]
 pub struct RepositoryArg {
     /// The image repository: <registry>/<path>, or oci:<dir> for an OCI layout directory.
-    #[arg(long, env = "IMAGE_REPOSITORY")]
+    #[arg(long, env = "IMAGE_REPOSITORY", value_parser = crate::parts::services::image_location)]
     repository: String,
 }
 

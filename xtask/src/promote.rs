@@ -253,7 +253,11 @@ fn rollback_to(
             })?,
         None => match earlier.first() {
             Some(previous) => previous.clone(),
-            None => bail!("{env} has no earlier image to roll back to in the history of {path}"),
+            None => bail!(
+                "{env} has no earlier image to roll back to in the history of {path}: {} is the first build it \
+                 ran (before it, only the repository's placeholder); release a fixed version instead",
+                current.tag
+            ),
         },
     };
     let source = ImageTag::parse(&image.tag)
@@ -280,7 +284,8 @@ fn rollback_to(
 }
 
 /// The distinct images `env` ran before `current`, newest first, from the
-/// history of its values file.
+/// history of its values file; the placeholder a repository starts with is
+/// not one (it never ran: rolling back to it would leave nothing running).
 fn earlier_images(
     repos: &Repos,
     snapshot: &Snapshot<'_>,
@@ -295,7 +300,7 @@ fn earlier_images(
     for version in &history {
         let Some(text) = &version.text else { continue };
         let image = DeployedImage::from_values(text)?;
-        if ran.last() != Some(&image) && image.tag != current.tag {
+        if ran.last() != Some(&image) && image.tag != current.tag && !image.is_placeholder() {
             ran.push(image);
         }
     }

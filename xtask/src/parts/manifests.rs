@@ -943,7 +943,8 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
                     if !(line.starts_with("cargo xtask ")
                         || line == "bash .ci/run"
                         || setup
-                        || pinned_install)
+                        || pinned_install
+                        || is_summary_line(line))
                     {
                         problem(format!(
                             "job {job_name}: `{line}` is pipeline logic in YAML; make it a `cargo xtask` command"
@@ -954,6 +955,14 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A fixed sentence for the run's summary (the setup guard's "nothing ran"): `echo "<text>" >>
+/// "$GITHUB_STEP_SUMMARY"`, the text free of anything the shell would expand or run.
+fn is_summary_line(line: &str) -> bool {
+    line.strip_prefix("echo \"")
+        .and_then(|rest| rest.strip_suffix("\" >> \"$GITHUB_STEP_SUMMARY\""))
+        .is_some_and(|text| !text.contains(['$', '`', '"', '\\', '!']))
 }
 
 /// A `cargo install` line must install one tool at exactly its pin in
@@ -985,6 +994,27 @@ fn unpinned_cargo_install(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The setup guard's summary is a fixed sentence; anything the shell would expand or run in it is
+    /// pipeline logic again.
+    #[test]
+    fn only_a_fixed_sentence_may_go_to_the_summary() {
+        let line = |text: &str| format!("echo \"{text}\" >> \"$GITHUB_STEP_SUMMARY\"");
+        assert!(is_summary_line(&line(
+            "Not set up yet: run cargo xtask setup."
+        )));
+        for bad in [
+            "$(curl x)",
+            "`id`",
+            "${{ github.head_ref }}",
+            "a\" ; rm -rf / ; echo \"b",
+            "\\x",
+        ] {
+            assert!(!is_summary_line(&line(bad)), "{bad}");
+        }
+        assert!(!is_summary_line("echo \"hi\" >> \"$GITHUB_ENV\""));
+        assert!(!is_summary_line("echo \"hi\""));
+    }
 
     #[test]
     fn globs_match_like_argo_cd_destinations() {

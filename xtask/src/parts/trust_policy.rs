@@ -924,10 +924,10 @@ pub(crate) mod tests {
         Copy::new("release-env")
             .edit(
                 ".github/workflows/release.yml",
-                "    environment: prod\n    permissions:\n      contents: read\n",
-                "    permissions:\n      contents: read\n",
+                "    environment: prod\n",
+                "",
             )
-            .refused(&["release.yml: job sync: reads secrets.ARGOCD_AUTH_TOKEN in a job without a main-only environment"]);
+            .refused(&["release.yml: job release: reads secrets.ARGOCD_AUTH_TOKEN in a job without a main-only environment"]);
     }
 
     #[test]
@@ -1057,15 +1057,20 @@ pub(crate) mod tests {
 
     #[test]
     fn a_pull_request_job_on_the_cluster_runner_is_refused() {
+        let checks = "    if: vars.PIPELINE_READY == 'true'\n    runs-on: ubuntu-24.04\n    timeout-minutes: 60";
         Copy::new("pr-cluster-runner")
             .edit(
                 ".github/workflows/ci.yml",
-                "    runs-on: ubuntu-24.04",
-                "    runs-on: ${{ fromJSON(vars.CLUSTER_RUNNER || '[\"self-hosted\",\"kind\"]') }}",
+                checks,
+                "    if: vars.PIPELINE_READY == 'true'\n    runs-on: ${{ fromJSON(vars.CLUSTER_RUNNER || '[\"self-hosted\",\"kind\"]') }}\n    timeout-minutes: 60",
             )
             .refused(&["ci.yml: job checks: runs on \"${{ fromJSON(vars.CLUSTER_RUNNER"]);
         Copy::new("pr-self-hosted")
-            .edit(".github/workflows/ci.yml", "    runs-on: ubuntu-24.04", "    runs-on: [self-hosted, kind]")
+            .edit(
+                ".github/workflows/ci.yml",
+                checks,
+                "    if: vars.PIPELINE_READY == 'true'\n    runs-on: [self-hosted, kind]\n    timeout-minutes: 60",
+            )
             .refused(&["ci.yml: job checks: runs on [\"self-hosted\",\"kind\"] in a workflow `pull_request` triggers"]);
     }
 

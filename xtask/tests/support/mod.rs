@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod contract;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -327,9 +329,14 @@ pub struct Request {
 
 /// A fake of a service that cannot run here (GitHub's API): answers with
 /// `handler` and records every request, so tests can check them exactly.
+/// Started with `start_checked`, every exchange is also checked against the
+/// upstream's description, and a violation fails the test (when the fake is
+/// dropped, or at `assert_contract`).
 pub struct FakeHttp {
     pub addr: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
+    violations: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    api: Option<contract::Api>,
 }
 
 /// What a fake answers: status, extra headers, body.
@@ -337,16 +344,43 @@ pub type Answer = (u16, Vec<(String, String)>, String);
 
 impl FakeHttp {
     pub fn start(handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static) -> Self {
+        Self::serve(None, handler)
+    }
+
+    /// A fake whose every request and answer must be ones `api` describes.
+    pub fn start_checked(
+        api: contract::Api,
+        handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(Some(api), handler)
+    }
+
+    fn serve(
+        api: Option<contract::Api>,
+        handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let violations = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (log, base) = (requests.clone(), format!("http://{addr}"));
+        let (broken, checker) = (violations.clone(), api.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let Some(request) = read_request(&stream) else {
                     continue;
                 };
                 let (status, headers, body) = handler(&request, &base);
+                if let Some(api) = &checker {
+                    let found = api.check_exchange(
+                        &request.method,
+                        &request.target,
+                        &request.body,
+                        status,
+                        &body,
+                    );
+                    broken.lock().unwrap().extend(found);
+                }
                 log.lock().unwrap().push(request);
                 let mut response = format!(
                     "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -360,7 +394,31 @@ impl FakeHttp {
                 let _ = (&stream).write_all(response.as_bytes());
             }
         });
-        Self { addr, requests }
+        Self {
+            addr,
+            requests,
+            violations,
+            api,
+        }
+    }
+
+    /// The contract violations seen so far, taken (the fake forgets them).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut *self.violations.lock().unwrap())
+    }
+
+    /// Fails the test if an exchange broke the description.
+    #[track_caller]
+    pub fn assert_contract(&self) {
+        let violations = self.take_violations();
+        if let (Some(api), false) = (&self.api, violations.is_empty()) {
+            panic!(
+                "{} exchange(s) with the fake break {}:\n{}",
+                violations.len(),
+                api.name(),
+                violations.join("\n")
+            );
+        }
     }
 
     pub fn url(&self) -> String {
@@ -369,6 +427,14 @@ impl FakeHttp {
 
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeHttp {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_contract();
+        }
     }
 }
 
