@@ -28,7 +28,8 @@ pub struct SharedDatabase {
 struct SharedServer {
     bin: PathBuf,
     port: u16,
-    _lifeline: Mutex<ChildStdin>,
+    /// The shell (never waited for: it outlives the process) and its stdin.
+    _lifeline: Mutex<(Child, ChildStdin)>,
 }
 
 impl SharedDatabase {
@@ -100,7 +101,7 @@ kill -INT "$pid"; wait "$pid"; rm -rf "$dir""#;
         Ok(Self {
             bin,
             port,
-            _lifeline: Mutex::new(lifeline),
+            _lifeline: Mutex::new((child, lifeline)),
         })
     }
 }
