@@ -201,4 +201,28 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
         trust("preprod")
     );
     assert!(!text.contains("PRIVATE KEY"), "a signing key was printed");
+
+    // Lead time: every phase of both journeys timed from the demo's own steps.
+    let lead: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("lead-time.json")).unwrap())
+            .unwrap();
+    for (journey, phases) in [
+        (
+            "commit → preview answering",
+            &["checks", "build", "push", "promote", "sync-wait", "tests"][..],
+        ),
+        (
+            "merge → recorded gate",
+            &["build", "push", "promote", "sync-wait", "tests"][..],
+        ),
+    ] {
+        for phase in phases {
+            let seconds = lead["journeys"][journey][phase].as_f64();
+            assert!(
+                seconds.is_some_and(|s| s > 0.0),
+                "{journey} {phase}: {lead:#}"
+            );
+        }
+    }
+    assert!(text.contains("━━ lead time"), "{text}");
 }

@@ -48,6 +48,9 @@
 //!   too), `counting_proxy` (bytes sent to a registry).
 //! - `test_times`: each test binary's time in a `cargo test` run (cargo's
 //!   and libtest's own lines), for the slowest list `ci` ends with.
+//! - `lead_time`: the phases (checks, build, push, promote, sync-wait,
+//!   tests) of a commit's way to a preview and a merge's to a gate, which
+//!   the demo records and `bench pipeline` prints cold and warm.
 //! - `sbom`: the dependency list `cargo auditable` embeds in the image's
 //!   binary, read back (a file or an image) and written as CycloneDX;
 //!   `advisories`: RustSec offline (a snapshot, deny.toml's ignore list), for `scan`.
@@ -100,6 +103,7 @@ pub mod image_build;
 // The tests' contract checks include it (tests/support/contract.rs); `validate`'s CRD check is next.
 #[allow(dead_code)]
 pub mod json_schema;
+pub mod lead_time;
 pub mod local_registry;
 pub mod lock_closure;
 pub mod manifests;
