@@ -696,6 +696,20 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
     let first = xtask(&args, &env);
     let second = xtask(&args, &env);
     // The dispatcher `up` started in the background (a process of this test): stopped.
+    // The dispatcher `up` started in the background says what it serves, first thing.
+    let dispatcher_log = home.join(".cache/service-demo/cluster-runner.log");
+    let mut said = String::new();
+    for _ in 0..50 {
+        said = std::fs::read_to_string(&dispatcher_log).unwrap_or_default();
+        if !said.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        said.contains("dispatcher for someone/service-demo: labels [\"self-hosted\", \"kind\"], image service-demo-runner:local, network kind"),
+        "{said}"
+    );
     let pid_file = home.join(".cache/service-demo/cluster-runner.pid");
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         let _ = Command::new("kill").arg(pid.trim()).status();
