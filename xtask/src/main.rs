@@ -20,6 +20,7 @@ mod preview;
 mod promote;
 mod release;
 mod scan;
+mod setup;
 mod schemas;
 mod smoke;
 mod status;
@@ -49,6 +50,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Is this fork ready for the workflows? Variables, secrets, cluster runner, Argo CD, GHCR, branch protection.
     Doctor(doctor::DoctorArgs),
+    /// The GitHub side of your fork in one step: environments, keys, secrets, rulesets (--profile solo|team).
+    Setup(setup::SetupArgs),
     /// Point the Argo CD objects, image repository, chart and Terraform at your fork: --github <owner>/<name>.
     Fork(fork::ForkArgs),
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
@@ -112,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Fork(args) => fork::run(args),
+        Command::Setup(args) => setup::run(args),
         Command::Argocd(command) => argocd::run(command),
         Command::Cluster(command) => cluster::run(command),
         Command::Bench(command) => bench::run(command),

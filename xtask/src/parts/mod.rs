@@ -18,7 +18,12 @@
 //! - `tags`: `main-<sha>`, `pr-<N>-<sha>`, `v<X.Y.Z>` and digests, parsed.
 //! - `service`: the service repository: commits of tags, ancestry.
 //! - `gates`: test results bound to a commit and a digest (git notes or
-//!   GitHub check runs); `github`: the GitHub REST calls.
+//!   GitHub check runs); `github`: the GitHub REST calls (writes through one
+//!   function, dry-run, sealed secrets, variables).
+//! - `fork_settings`: a fork's GitHub settings (environments, secrets,
+//!   variables, rulesets per profile) that `setup` writes and `doctor` checks;
+//!   `fork_files`: the files that name the fork (`fork`, `setup`);
+//!   `deploy_key`: the GitOps deploy key, made by ssh-keygen, nothing left on disk.
 //! - `attestation`: signed gates: in-toto statements about a digest in DSSE
 //!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),
 //!   stored as cosign's `.att` tag, verified by release.
@@ -103,6 +108,9 @@ pub mod cluster_runner;
 pub mod cluster_up;
 pub mod cnpg_types;
 pub mod counting_proxy;
+pub mod deploy_key;
+pub mod fork_files;
+pub mod fork_settings;
 pub mod gates;
 pub mod github;
 pub mod gitops;

@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod contract;
+pub mod fake_github;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
