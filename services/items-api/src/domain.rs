@@ -139,6 +139,17 @@ pub struct NewItem {
     pub description: Option<ItemDescription>,
 }
 
+impl NewItem {
+    /// Content with a name and nothing else; other fields can be set with
+    /// `NewItem { description, ..NewItem::named("tea")? }`.
+    pub fn named(name: &str) -> Result<Self, FieldError> {
+        Ok(Self {
+            name: ItemName::parse(name)?,
+            description: None,
+        })
+    }
+}
+
 /// The body of `POST /api/v1/items` and `PUT /api/v1/items/{id}`.
 //
 // Fields are `Option` here only so that a missing one is reported by name with
@@ -195,10 +206,7 @@ mod tests {
     #[test]
     fn an_item_reads_back_from_the_json_it_writes() {
         let at = time::macros::datetime!(2026-01-02 03:04:05.5 UTC);
-        let new = NewItem {
-            name: ItemName::parse("tea \"green\"").unwrap(),
-            description: None,
-        };
+        let new = NewItem::named("tea \"green\"").unwrap();
         let item = Item::created(Uuid::nil(), new.clone(), at);
         let json = serde_json::to_string(&item).unwrap();
         assert_eq!(

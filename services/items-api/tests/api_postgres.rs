@@ -15,7 +15,7 @@ use common::api_suite::{Backend, TestStore, assert_problem, serve_on_loopback};
 use common::postgres::PgServer;
 use items_api::AppState;
 use items_api::config::{Config, DatabaseConfig};
-use items_api::domain::{Item, ItemDescription, ItemName, NewItem};
+use items_api::domain::{Item, ItemDescription, NewItem};
 use items_api::store::{ItemStore, PostgresStore, migrate};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -213,9 +213,9 @@ async fn concurrent_creates_share_statements_and_each_gets_its_own_item() {
             let store = store.clone();
             tokio::spawn(async move {
                 let new = NewItem {
-                    name: ItemName::parse(&format!("item {n}")).unwrap(),
                     description: (n % 2 == 0)
                         .then(|| ItemDescription::parse(format!("description {n}")).unwrap()),
+                    ..NewItem::named(&format!("item {n}")).unwrap()
                 };
                 (n, store.create(new).await.unwrap())
             })
@@ -266,8 +266,8 @@ async fn a_page_is_byte_for_byte_the_items_own_json() {
     migrate(&config).await.unwrap();
     let store = PostgresStore::new(&config).unwrap();
     let new = |name: &str, description: Option<&str>| NewItem {
-        name: ItemName::parse(name).unwrap(),
         description: description.map(|d| ItemDescription::parse(d.to_owned()).unwrap()),
+        ..NewItem::named(name).unwrap()
     };
     let mut items: Vec<Item> = Vec::new();
     for (name, description) in [

@@ -211,13 +211,9 @@ fn check_version(current: &Item, expected: Option<u64>) -> Result<(), StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ItemName;
 
     fn new_item(name: &str) -> NewItem {
-        NewItem {
-            name: ItemName::parse(name).unwrap(),
-            description: None,
-        }
+        NewItem::named(name).unwrap()
     }
 
     #[tokio::test]
