@@ -33,24 +33,47 @@ const READY_WAIT: Duration = Duration::from_secs(1);
 
 // Every statement is a constant, prepared once per connection and then cached
 // by deadpool (`prepare_cached`): a request is one round trip (Bind/Execute),
-// not two (Parse/Describe first), and PostgreSQL plans it once. Reads return
-// `*`, the table's columns, which are `Item`'s fields (read by name in
-// `Item::try_from`, written by name into a list's page by `RowJson`).
-const GET: &str = "SELECT * FROM items WHERE id = $1";
+// not two (Parse/Describe first), and PostgreSQL plans it once.
+
+/// The columns an item is read from, in `Item`'s field order: read by name in
+/// `Item::try_from`, written under their names into a list's page by
+/// `RowJson`. Named, not `*`: a running replica's cached statements keep
+/// working while a migration adds a column for the next release.
+macro_rules! item_columns {
+    () => {
+        "id, name, description, version, created_at, updated_at"
+    };
+}
+
+const GET: &str = concat!("SELECT ", item_columns!(), " FROM items WHERE id = $1");
 // The first page and the pages after a cursor are two statements: one
 // `$1 IS NULL OR id > $1` statement gets one generic plan, which cannot start
 // its index scan at the cursor.
-const LIST_FIRST: &str = "SELECT * FROM items ORDER BY id LIMIT $1";
-const LIST_AFTER: &str = "SELECT * FROM items WHERE id > $1 ORDER BY id LIMIT $2";
+const LIST_FIRST: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items ORDER BY id LIMIT $1"
+);
+const LIST_AFTER: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items WHERE id > $1 ORDER BY id LIMIT $2"
+);
 /// Many new items in one statement (see `BatchedInsert`): one array per column.
-const INSERT_MANY: &str = "INSERT INTO items (id, name, description, version, created_at, updated_at) \
+const INSERT_MANY: &str = concat!(
+    "INSERT INTO items (id, name, description, version, created_at, updated_at) \
      SELECT id, name, description, 1, now(), now() \
      FROM unnest($1::uuid[], $2::text[], $3::text[]) AS new (id, name, description) \
-     RETURNING *";
+     RETURNING ",
+    item_columns!()
+);
 // The version check and the write are one statement: no lost update.
-const UPDATE: &str = "UPDATE items SET name = $2, description = $3, version = version + 1, updated_at = now() \
+const UPDATE: &str = concat!(
+    "UPDATE items SET name = $2, description = $3, version = version + 1, updated_at = now() \
      WHERE id = $1 AND ($4::bigint IS NULL OR version = $4) \
-     RETURNING *";
+     RETURNING ",
+    item_columns!()
+);
 const DELETE: &str = "DELETE FROM items WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)";
 const VERSION: &str = "SELECT version FROM items WHERE id = $1";
 
