@@ -33,6 +33,7 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 
 use crate::parts::argocd::ArgoCd;
+use crate::parts::cluster_up;
 use crate::parts::fork_settings::{self as settings, CI_CHECK, WrittenBy};
 use crate::parts::github::GitHub;
 use crate::parts::{services, workspace};
@@ -449,6 +450,13 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
                 "{name} is online with {wanted:?}\n    ⚠ GitHub does not say whether it is ephemeral: check that it was registered so, and {register}"
             )),
         });
+    }
+    // Just-in-time runners exist only while a job runs: between jobs, the dispatcher is the runner.
+    if let Some(pid) = cluster_up::dispatcher_running()? {
+        return Ok(Ok(format!(
+            "no runner is registered between jobs; the dispatcher on this machine (pid {pid}) registers \
+             one just-in-time runner with {wanted:?} per queued job of main"
+        )));
     }
     let missing = match list.iter().find(|r| fits(r)) {
         Some(offline) => format!(
