@@ -10,6 +10,7 @@
 //!    its secret or public half is missing; private halves go only to GitHub
 //!    secrets (sealed to the scope's public key), public halves to variables
 //!    (so a second run can check them) and the deploy key to the repository;
+//!    nothing secret is ever written to disk (every key is made in memory);
 //! 5. the `preview` label;
 //! 6. the files: the repository pointed at the fork (owner lower-cased in
 //!    image names), CODEOWNERS' owner, the image key in `cosign.pub` and the
