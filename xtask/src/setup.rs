@@ -108,6 +108,10 @@ fn steps(github: &GitHub, root: &Path, owner: &str, name: &str, profile: Profile
         "fork github.com/{owner}/{name}, as {} ({:?} profile)",
         fork.user.0, profile
     );
+    if !github.is_dry_run() {
+        // The git side is checked before any write, so a refusal here changes nothing.
+        git_ready(root)?;
+    }
     actions(&fork)?;
     for (environment, reviewers) in settings::ENVIRONMENTS {
         let state = self::environment(&fork, environment, reviewers)?;
@@ -418,12 +422,7 @@ fn files(fork: &Fork, image_pem: &str) -> Result<String> {
         return push_pending(fork.root);
     }
     let git = |args: &[&str]| run_git(fork.root, args);
-    if git(&["rev-parse", "--abbrev-ref", "HEAD"])? != "main" {
-        bail!(
-            "setup commits to main: `git switch main` in {} first",
-            fork.root.display()
-        );
-    }
+    git_ready(fork.root)?;
     let mut dirty = vec!["status", "--porcelain", "--"];
     dirty.extend(changed.iter().map(String::as_str));
     if !git(&dirty)?.is_empty() {
@@ -436,7 +435,7 @@ fn files(fork: &Fork, image_pem: &str) -> Result<String> {
     add.extend(changed.iter().map(String::as_str));
     git(&add)?;
     let message = format!(
-        "setup: point the repository at {}/{}, its image key and code owners [skip ci]",
+        "{COMMIT_SUBJECT} {}/{}, its image key and code owners [skip ci]",
         fork.owner, fork.name
     );
     git(&["commit", "--quiet", "-m", &message])?;
@@ -447,24 +446,61 @@ fn files(fork: &Fork, image_pem: &str) -> Result<String> {
     ))
 }
 
-/// Push main when origin's main is behind it (a commit a stopped run made).
-fn push_pending(root: &Path) -> Result<String> {
-    let local = run_git(root, &["rev-parse", "HEAD"])?;
+/// The clone is on main, and origin's main lacks nothing of it but setup's own commits.
+fn git_ready(root: &Path) -> Result<()> {
+    if run_git(root, &["rev-parse", "--abbrev-ref", "HEAD"])? != "main" {
+        bail!(
+            "setup commits to main: `git switch main` in {} first",
+            root.display()
+        );
+    }
+    unpushed_setup_commits(root).map(|_| ())
+}
+
+/// The subject prefix of setup's commits.
+const COMMIT_SUBJECT: &str = "setup: point the repository at";
+
+/// How many of setup's own commits main has that origin's main lacks;
+/// refused when origin's main has moved on (a push would not fast-forward)
+/// or when unpushed commits are someone's own work (setup pushes only its own).
+fn unpushed_setup_commits(root: &Path) -> Result<usize> {
     let remote = run_git(root, &["ls-remote", "origin", "refs/heads/main"])?;
-    let remote = remote.split_whitespace().next().unwrap_or_default();
-    if remote == local {
+    let range = match remote.split_whitespace().next() {
+        Some(remote) => {
+            let ancestor = Command::new("git")
+                .args(["merge-base", "--is-ancestor", remote, "HEAD"])
+                .current_dir(root)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ancestor {
+                bail!(
+                    "origin's main has commits this clone lacks: `git pull --rebase origin main`, then run setup again"
+                );
+            }
+            format!("{remote}..HEAD")
+        }
+        None => "HEAD".to_owned(),
+    };
+    let subjects = run_git(root, &["log", "--format=%s", &range])?;
+    let subjects: Vec<&str> = subjects.lines().filter(|l| !l.is_empty()).collect();
+    if let Some(own) = subjects.iter().find(|s| !s.starts_with(COMMIT_SUBJECT)) {
+        bail!(
+            "main has commits origin lacks that are not setup's ({own:?}…): push them yourself or move them \
+             to a branch (git switch -c <name> && git branch -f main origin/main && git switch main), then run setup again"
+        );
+    }
+    Ok(subjects.len())
+}
+
+/// Push setup's commit when origin's main lacks it (a run that stopped before its push).
+fn push_pending(root: &Path) -> Result<String> {
+    if unpushed_setup_commits(root)? == 0 {
         return Ok("already point at the fork".into());
     }
-    let ancestor = Command::new("git")
-        .args(["merge-base", "--is-ancestor", remote, &local])
-        .current_dir(root)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !remote.is_empty() && !ancestor {
-        return Ok("already point at the fork (origin's main has moved on; nothing of setup's is unpushed)".into());
-    }
     run_git(root, &["push", "--quiet", "origin", "HEAD:refs/heads/main"]).context(
-        "pushing setup's commit to main: it is committed locally; once the cause is fixed, run setup again to push it",
+        "pushing setup's commit to main: it is committed locally; once the cause is fixed, run setup again to \
+         push it (when main's ruleset is what refuses it, i.e. setup ran before: open it as a pull request, \
+         `git push origin HEAD:refs/heads/setup-files && gh pr create --head setup-files --fill`)",
     )?;
     Ok("committed and pushed to main".into())
 }

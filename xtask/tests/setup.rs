@@ -518,3 +518,23 @@ fn anonymous_pull_names_the_click_when_a_package_is_private() {
     );
     assert!(!message.contains("Stack backtrace"), "{message}");
 }
+
+/// A commit of the learner's own on main is never pushed by setup, and the
+/// refusal comes before any write to GitHub.
+#[test]
+fn a_local_commit_of_yours_is_never_pushed_and_nothing_is_written() {
+    let dir = TempDir::new("setup-own-commit");
+    let work = clone_of_fork(dir.path(), "acme");
+    std::fs::write(work.join("mine.txt"), "work in progress\n").unwrap();
+    git(&work, &["add", "mine.txt"]);
+    git(&work, &["commit", "--quiet", "-m", "wip"]);
+    let remote = git(&work, &["ls-remote", "origin", "refs/heads/main"]);
+    let github = FakeGitHub::start("acme", "service-demo", TOKEN);
+    let message = assert_fails(&setup(&work, &github, &[]));
+    assert!(message.contains("not setup's (\"wip\""), "{message}");
+    assert!(github.writes().is_empty(), "{:#?}", github.writes());
+    assert_eq!(
+        git(&work, &["ls-remote", "origin", "refs/heads/main"]),
+        remote
+    );
+}
