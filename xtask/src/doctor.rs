@@ -434,7 +434,7 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
         wanted.iter().all(|w| labels.contains(&w.as_str()))
     };
     let list = runners["runners"].as_array().cloned().unwrap_or_default();
-    let register = register_runner(repo);
+    let register = register_runner();
     if let Some(online) = list.iter().find(|r| fits(r) && r["status"] == "online") {
         let name = online["name"].as_str().unwrap_or_default();
         return Ok(match online["ephemeral"].as_bool() {
@@ -460,11 +460,11 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
     Ok(Err((missing, register)))
 }
 
-/// How the cluster runner is registered: one job per registration, as a user
-/// who can reach Argo CD's API and the ingress but not the cluster's admin.
-fn register_runner(repo: &str) -> String {
+/// How the cluster runner is registered: `cluster up`'s dispatcher, one
+/// just-in-time runner per queued job of main in a fresh container.
+fn register_runner() -> String {
     format!(
-        "{CLUSTER_UP}   (it registers the runner; by hand: on the machine that runs kind, as a dedicated user with no docker group and no kubeconfig, a fresh home and registration per job (README step 3's loop): gh api -X POST repos/{repo}/actions/runners/registration-token --jq .token | sudo -u kind-runner -H sh -c 'read -r ACTIONS_RUNNER_INPUT_TOKEN && export ACTIONS_RUNNER_INPUT_TOKEN && cd ~ && ./config.sh --url https://github.com/{repo} --labels kind --ephemeral --unattended && ./run.sh'   (--ephemeral: one job, then it deregisters))"
+        "{CLUSTER_UP}   (on the machine that runs kind: its dispatcher registers one just-in-time runner per queued job of main, in a fresh container removed after the job; `cargo xtask cluster runner` runs it in the foreground; between jobs no runner is registered)"
     )
 }
 
@@ -501,7 +501,7 @@ fn argocd(server: Option<&str>, insecure: bool) -> Verdict {
         ));
     };
     let token = std::env::var("ARGOCD_AUTH_TOKEN").unwrap_or_default();
-    let fix = "export ARGOCD_AUTH_TOKEN=<the ci account's token> (`cargo xtask cluster up` prints the command that reads it)";
+    let fix = "export ARGOCD_AUTH_TOKEN=<a token of project role service-demo/release> (cargo xtask cluster up writes it to the prod environment's secret)";
     let client =
         ArgoCd::new(server, token, insecure).map_err(|e| (format!("{e:#}"), fix.to_owned()))?;
     match client.project_applications(PROJECT) {

@@ -8,6 +8,7 @@ mod affected;
 mod argocd;
 mod bench;
 mod ci;
+mod cluster;
 mod demo;
 mod doctor;
 mod fork;
@@ -20,6 +21,7 @@ mod promote;
 mod release;
 mod scan;
 mod setup;
+mod schemas;
 mod smoke;
 mod status;
 mod validate;
@@ -54,6 +56,9 @@ enum Command {
     Fork(fork::ForkArgs),
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
     Ci(ci::CiArgs),
+    /// The cluster side in one command: `cluster up|down|status`, and `cluster runner` (one fresh container per job).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Argo CD over its REST API: `argocd wait` (until a GitOps commit runs, healthy), `argocd sync`.
     #[command(subcommand)]
     Argocd(argocd::ArgocdCommand),
@@ -81,6 +86,9 @@ enum Command {
     Preview(preview::PreviewCommand),
     /// Check an image's (or --binary's) embedded dependency list against RustSec, offline; --sbom writes CycloneDX.
     Scan(scan::ScanArgs),
+    /// The upstream contracts (Argo CD's API, the CRDs): `schemas refresh` installs them, checked by sha256.
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
     /// Each environment's tag, digest, source commit, and the commit that promoted it.
     Status(status::StatusArgs),
     /// Every environment and tag carrying the same bits as a tag or commit.
@@ -109,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         Command::Fork(args) => fork::run(args),
         Command::Setup(args) => setup::run(args),
         Command::Argocd(command) => argocd::run(command),
+        Command::Cluster(command) => cluster::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Image(command) => image::run(command),
         Command::Gate(command) => gate::run(command),
@@ -119,6 +128,7 @@ fn main() -> anyhow::Result<()> {
         Command::Rollback(args) => promote::rollback(args),
         Command::Preview(command) => preview::run(command),
         Command::Scan(args) => scan::run(args),
+        Command::Schemas(command) => schemas::run(command),
         Command::Status(args) => status::run(args),
         Command::Trace(args) => status::trace(args),
         Command::Validate(args) => validate::run(args),

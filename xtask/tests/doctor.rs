@@ -260,9 +260,10 @@ fn github(fork: Fork) -> FakeHttp {
     })
 }
 
-/// A fake Argo CD that lists two Applications of project service-demo.
+/// A fake Argo CD that lists two Applications of project service-demo,
+/// checked against Argo CD's own REST description.
 fn argocd() -> FakeHttp {
-    FakeHttp::start(|request, _| {
+    FakeHttp::start_argocd(|request, _| {
         if request.headers.get("authorization") != Some(&format!("Bearer {ARGOCD_TOKEN}")) {
             let message = "no session information";
             return (
@@ -397,7 +398,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop has the labels [\"self-hosted\", \"kind\"] but is offline",
-            "./config.sh --url https://github.com/acme/service-demo --labels kind --ephemeral",
+            "GITHUB_REPOSITORY=acme/service-demo cargo xtask cluster up",
         ],
     );
     let mut fork = Fork::ready();
@@ -407,7 +408,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: no self-hosted runner has the labels [\"self-hosted\", \"kind\"]",
-            "--labels kind",
+            "one just-in-time runner per queued job of main",
         ],
     );
 }
@@ -642,8 +643,8 @@ fn a_runner_that_is_not_ephemeral_is_refused_and_an_unknown_one_warned_about() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop is online with [\"self-hosted\", \"kind\"] but not ephemeral",
-            "--labels kind --ephemeral --unattended",
-            "a dedicated user with no docker group and no kubeconfig",
+            "cargo xtask cluster runner in the foreground",
+            "in a fresh container removed after the job",
         ],
     );
     let mut fork = Fork::ready();

@@ -94,7 +94,7 @@ pub const SECRETS: [(&str, &str, &str, WrittenBy); 8] = [
     (
         "prod",
         "ARGOCD_AUTH_TOKEN",
-        "the Argo CD token of the `ci` account",
+        "the Argo CD token of project role `release`",
         WrittenBy::ClusterUp,
     ),
     (

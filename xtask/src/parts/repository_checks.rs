@@ -39,6 +39,7 @@ pub fn check_repository(root: &Path) -> Result<()> {
     let (mut chart_kinds, rendered) = checks.chart()?;
     let others = checks.other_services(&mut chart_kinds)?;
     checks.argocd(&chart_kinds)?;
+    checks.upstream_schemas();
     checks.cluster(&rendered);
     checks.hosts(&rendered, &others);
     checks.terraform();
@@ -295,6 +296,23 @@ impl Checks {
         Ok(())
     }
 
+    /// 2a. Every custom resource under gitops/ (and every generated
+    ///     Application) against its upstream CRD, at the version Terraform pins.
+    fn upstream_schemas(&mut self) {
+        let (found, checked) = super::schemas::repository_problems(&self.root);
+        let counted: Vec<String> = checked.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let cel = super::schemas::unchecked_cel_rules().map_or(String::new(), |n| {
+            format!("; their {n} CEL rules not checked")
+        });
+        self.report(
+            &format!(
+                "custom resources against the upstream CRDs of Terraform's pinned charts, strictly ({}{cel})",
+                counted.join(", ")
+            ),
+            found,
+        );
+    }
+
     /// 2c. No two services answer at one host of an environment: items-api's
     ///     renders (`rendered`) and the other services' (`others`).
     fn hosts(&mut self, rendered: &[Rendered], others: &[Named]) {
@@ -327,6 +345,11 @@ impl Checks {
     fn terraform(&mut self) {
         let found = as_problems(terraform_fmt(&self.sh, &self.root.join("terraform")));
         self.report("terraform fmt", found);
+        let keys = super::cluster_up::inline_key_problems(&self.root);
+        self.report(
+            "terraform carries no key inline (cluster up applies gitops/policy/ from the repository)",
+            keys,
+        );
     }
 
     /// 4. The workflows.

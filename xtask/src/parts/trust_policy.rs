@@ -362,6 +362,7 @@ fn workflow_problems(root: &Path) -> Vec<String> {
             found.extend(job_step_problems(&at, job, &tainted));
             found.extend(job_push_problems(&at, job));
             found.extend(pull_request_job_problems(&at, job, &triggers));
+            found.extend(cluster_runner_job_problems(&at, job));
             if let Some(event) = triggers.privileged {
                 found.extend(privileged_checkout_problems(&at, event, job));
                 found.extend(privileged_code_problems(
@@ -397,6 +398,33 @@ fn pull_request_job_problems(at: &str, job: &Value, triggers: &Triggers) -> Vec<
         ));
     }
     found
+}
+
+/// The environments a job on the cluster runner must name: GitHub limits
+/// them to main (doctor checks their branch policies), so a workflow on a
+/// branch or a pull request's cannot get a job onto the runner. Not
+/// `image-signing`: that build runs on a hosted runner.
+const CLUSTER_RUNNER_ENVIRONMENTS: [&str; 3] = ["preview", "preprod", "prod"];
+
+/// A job on the cluster (self-hosted) runner only in a main-only environment.
+/// GitHub's own answer, a runner group limited to selected workflows on main,
+/// needs an organization, and a fork is usually a user's; this, the
+/// dispatcher's check of the run and the runner image's job-started hook
+/// (terraform/runner/job-started.sh) stand in for it.
+fn cluster_runner_job_problems(at: &str, job: &Value) -> Vec<String> {
+    let runs_on = job["runs-on"].to_string();
+    let on_cluster_runner = ["self-hosted", "vars.", "fromJSON"]
+        .iter()
+        .any(|s| runs_on.contains(s));
+    let environment = job_environment(job);
+    if !on_cluster_runner || CLUSTER_RUNNER_ENVIRONMENTS.contains(&environment) {
+        return Vec::new();
+    }
+    vec![format!(
+        "{at}: runs on {runs_on} (the cluster runner) outside the main-only environments {CLUSTER_RUNNER_ENVIRONMENTS:?} \
+         (environment {environment:?}): any branch's workflow could run there and read the next job's secrets; \
+         add `environment: preview|preprod|prod` (GitHub then refuses it to every branch but main) or use `runs-on: ubuntu-24.04`"
+    )]
 }
 
 /// A job that pushes to the GitOps branch does it with the deploy key, in a
@@ -1072,6 +1100,31 @@ pub(crate) mod tests {
                 "    if: vars.PIPELINE_READY == 'true'\n    runs-on: [self-hosted, kind]\n    timeout-minutes: 60",
             )
             .refused(&["ci.yml: job checks: runs on [\"self-hosted\",\"kind\"] in a workflow `pull_request` triggers"]);
+    }
+
+    #[test]
+    fn a_workflow_on_a_branch_or_a_job_outside_the_main_only_environments_on_the_cluster_runner_is_refused()
+     {
+        Copy::new("branch-cluster-runner")
+            .write(
+                ".github/workflows/mine.yml",
+                "name: Mine\non:\n  push:\n    branches: [feature]\npermissions: {}\njobs:\n  steal:\n    runs-on: [self-hosted, kind]\n    steps:\n      - run: sleep 100000 &\n",
+            )
+            .refused(&["mine.yml: job steal: runs on [\"self-hosted\",\"kind\"] (the cluster runner) outside the main-only environments"]);
+        Copy::new("signing-env-cluster-runner")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    runs-on: ubuntu-24.04\n    timeout-minutes: 30\n    # Limited to main: the only place IMAGE_SIGNING_KEY",
+                "    runs-on: [self-hosted, kind]\n    timeout-minutes: 30\n    # Limited to main: the only place IMAGE_SIGNING_KEY",
+            )
+            .refused(&["(the cluster runner) outside the main-only environments [\"preview\", \"preprod\", \"prod\"] (environment \"image-signing\")"]);
+        Copy::new("cluster-runner-no-env")
+            .edit(
+                ".github/workflows/release.yml",
+                "    timeout-minutes: 30\n    environment: prod\n",
+                "    timeout-minutes: 30\n",
+            )
+            .refused(&["(the cluster runner) outside the main-only environments [\"preview\", \"preprod\", \"prod\"] (environment \"\")"]);
     }
 
     /// ci.yml's matrix is what the pull request's own `cargo xtask affected`

@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use json_schema::{Dialect, Validator, Violation};
 use serde_json::{Map, Value};
+use sha2::Digest as _;
 
 /// One upstream API description, loaded once per test process.
 #[derive(Clone)]
@@ -105,6 +106,75 @@ fn github_description_path() -> PathBuf {
         .join(".cache/service-demo/github-openapi")
         .join(github_pin())
         .join("api.github.com.json")
+}
+
+/// Argo CD's REST description (its swagger at the release Terraform's chart
+/// installs), where `cargo xtask schemas refresh` installed it, checked
+/// against the sha256 of xtask/schemas/sources.toml; None when it is not
+/// there (see `github()`).
+pub fn argocd() -> Option<Api> {
+    static ARGOCD: OnceLock<Option<Api>> = OnceLock::new();
+    ARGOCD
+        .get_or_init(|| {
+            let (path, sha256, tag) = argocd_description();
+            let bytes = std::fs::read(&path).ok()?;
+            let digest: String = sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(
+                digest,
+                sha256,
+                "{} is not the file xtask/schemas/sources.toml names: run `cargo xtask schemas refresh`",
+                path.display()
+            );
+            let doc = serde_json::from_slice(&bytes).expect("Argo CD's swagger is JSON");
+            let name = format!("Argo CD's REST description (argoproj/argo-cd {tag} assets/swagger.json)");
+            Some(Api::from_value(doc, Dialect::Swagger2, &name))
+        })
+        .clone()
+}
+
+/// Argo CD's description, or the visible skip (see `require_github`).
+pub fn require_argocd() -> Option<Api> {
+    let api = argocd();
+    let (path, ..) = argocd_description();
+    let what = format!(
+        "Argo CD's REST description at {} (`cargo xtask schemas refresh`; .ci/run does it)",
+        path.display()
+    );
+    super::require(api.is_some(), &what)?;
+    api
+}
+
+/// A fake Argo CD's answer, completed to what Argo CD's description requires
+/// (see `github_answer`).
+pub fn argocd_answer(method: &str, target: &str, status: u16, patch: Value) -> String {
+    match argocd() {
+        Some(api) => api.answer(method, target, status, patch),
+        None => patch.to_string(),
+    }
+}
+
+/// Where Argo CD's swagger is installed, its sha256 and its tag (sources.toml).
+fn argocd_description() -> (PathBuf, String, String) {
+    let sources: Value = toml::from_str::<toml::Value>(include_str!("../../schemas/sources.toml"))
+        .ok()
+        .and_then(|t| serde_json::to_value(t).ok())
+        .expect("xtask/schemas/sources.toml parses");
+    let entry = sources["schema"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["file"] == "argocd-swagger.json")
+        .expect("sources.toml names argocd-swagger.json");
+    let dir = match std::env::var_os("SERVICE_DEMO_SCHEMAS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/service-demo/schemas"),
+    };
+    let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+    (dir.join("argocd-swagger.json"), text("sha256"), text("tag"))
 }
 
 /// The operation a request matched, with its path parameters.

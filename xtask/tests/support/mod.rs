@@ -357,6 +357,14 @@ impl FakeHttp {
         Self::serve(contract::require_github(), handler)
     }
 
+    /// A fake Argo CD checked against Argo CD's own REST description (see
+    /// `start_github`).
+    pub fn start_argocd(
+        handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(contract::require_argocd(), handler)
+    }
+
     /// A fake whose every request and answer must be ones `api` describes.
     pub fn start_checked(
         api: contract::Api,
