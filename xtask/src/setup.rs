@@ -72,11 +72,16 @@ pub fn run(args: SetupArgs) -> Result<()> {
     let outcome = steps(&github, &root, &owner, &name, args.profile);
     let writes = github.writes();
     if let Err(error) = outcome {
+        if writes.is_empty() {
+            bail!(
+                "{error:#}\n\nsetup changed nothing on GitHub: fix the cause above and run it again."
+            );
+        }
         let sent: Vec<String> = writes.iter().map(|w| format!("  {w}")).collect();
         bail!(
-            "{error:#}\n\nsetup stopped before finishing. {} request(s) were sent before it stopped \
-             (the last one is the one that failed):\n{}\nEvery step reads before it writes: fix the \
-             cause above and run `cargo xtask setup` again; it finishes what is missing.",
+            "{error:#}\n\nsetup stopped before finishing. GitHub had accepted {} change(s) before it \
+             stopped:\n{}\nEvery step reads before it writes: fix the cause above and run \
+             `cargo xtask setup` again; it finishes what is missing.",
             sent.len(),
             sent.join("\n")
         );

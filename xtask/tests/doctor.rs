@@ -384,7 +384,7 @@ fn a_missing_environment_secret_is_named_with_its_fix() {
         ARGOCD_TOKEN,
         &[
             "✘ secret ARGOCD_AUTH_TOKEN (environment prod): not set",
-            "fix: cargo xtask cluster up   (the Argo CD token of the `ci` account)",
+            "fix: cargo xtask cluster up   (the Argo CD token of project role `release`)",
         ],
     );
 }
@@ -398,7 +398,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop has the labels [\"self-hosted\", \"kind\"] but is offline",
-            "GITHUB_REPOSITORY=acme/service-demo cargo xtask cluster up",
+            "fix: cargo xtask cluster up   (on the machine that runs kind: its dispatcher registers",
         ],
     );
     let mut fork = Fork::ready();
@@ -643,7 +643,7 @@ fn a_runner_that_is_not_ephemeral_is_refused_and_an_unknown_one_warned_about() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop is online with [\"self-hosted\", \"kind\"] but not ephemeral",
-            "cargo xtask cluster runner in the foreground",
+            "`cargo xtask cluster runner` runs it in the foreground",
             "in a fresh container removed after the job",
         ],
     );
