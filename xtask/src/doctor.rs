@@ -666,7 +666,10 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Vec<(String, Verdict
             ),
         ))
     } else {
-        Ok("a ruleset refuses direct pushes; only the deploy key bypasses it".into())
+        Ok(format!(
+            "a ruleset refuses direct pushes; only the deploy key bypasses it; {}",
+            reviews(&restricting)
+        ))
     };
     verdicts.push((format!("{branch} protected"), verdict));
     verdicts.push((
@@ -678,6 +681,29 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Vec<(String, Verdict
         release_tag_protection(&rulesets, repo),
     ));
     verdicts
+}
+
+/// What main's pull requests need before a merge: setup's profiles.
+fn reviews(rulesets: &[&Value]) -> String {
+    let rule = rulesets
+        .iter()
+        .flat_map(|r| r["rules"].as_array().into_iter().flatten())
+        .find(|rule| rule["type"] == "pull_request");
+    let Some(parameters) = rule.map(|r| &r["parameters"]) else {
+        return "no pull request rule".into();
+    };
+    let approvals = parameters["required_approving_review_count"]
+        .as_u64()
+        .unwrap_or(0);
+    match (approvals, parameters["require_code_owner_review"] == true) {
+        (0, false) => {
+            "a pull request without approval (the solo profile: you alone can merge)".into()
+        }
+        (n, owners) => format!(
+            "{n} approval(s){} (the team profile: an author cannot approve their own pull request)",
+            if owners { " and code-owner review" } else { "" }
+        ),
+    }
 }
 
 /// A ruleset requires CI's check: failing CI blocks the merge. Approvals are

@@ -94,8 +94,8 @@ pub fn run(args: SetupArgs) -> Result<()> {
         println!("nothing was changed (no request sent, no file written, no commit)");
     } else if writes.is_empty() {
         println!(
-            "\nnothing to change: github.com/{owner}/{name} already matches setup's {:?} profile (no write sent)",
-            args.profile
+            "\nnothing to change: github.com/{owner}/{name} already matches setup's {} profile (no write sent)",
+            format!("{:?}", args.profile).to_lowercase()
         );
     } else {
         println!("\nsetup sent {} write(s) to GitHub", writes.len());
@@ -110,8 +110,9 @@ pub fn run(args: SetupArgs) -> Result<()> {
 fn steps(github: &GitHub, root: &Path, owner: &str, name: &str, profile: Profile) -> Result<()> {
     let fork = who(github, root, owner, name)?;
     println!(
-        "fork github.com/{owner}/{name}, as {} ({:?} profile)",
-        fork.user.0, profile
+        "fork github.com/{owner}/{name}, as {} ({} profile)",
+        fork.user.0,
+        format!("{profile:?}").to_lowercase()
     );
     if !github.is_dry_run() {
         // The git side is checked before any write, so a refusal here changes nothing.

@@ -273,7 +273,11 @@ fn setup_then_doctor(profile: &str) {
         "✔ Actions: enabled",
         "✔ environment prod: main only, with required reviewers",
         "✔ secret GITOPS_DEPLOY_KEY (environment preview): set",
-        "✔ main protected:",
+        if profile == "solo" {
+            "(the solo profile: you alone can merge)"
+        } else {
+            "1 approval(s) and code-owner review (the team profile"
+        },
         "✔ required status check on main: \"Lint, SCA and tests\" must pass before a merge",
         "✔ release tags refs/tags/v*:",
         "✔ label preview: set",
