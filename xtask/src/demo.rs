@@ -103,8 +103,9 @@ const PULL_REQUEST: [&str; 3] = [
     "preview deploy --service --pr --sha --label",
     "smoke --service --pr",
 ];
-const MAIN: [&str; 3] = [
-    "image build --service --tag --push",
+const MAIN: [&str; 4] = [
+    "image build --service --tag --push --digest-file",
+    "image sign --service",
     "promote --service --env --tag --digest",
     "preprod-test --service --env --sha --digest",
 ];
@@ -567,12 +568,16 @@ impl Demo {
     }
 
     /// `image build` of `sha` from the fixed checkout, pushed as `tag`; returns the digest.
-    /// A main-<sha> build is signed (CD's build job holds the image key); a
-    /// pull request's is not (its job never sees the key).
+    /// A main-<sha> build is signed as cd.yml signs it: the image job builds
+    /// without the key and writes the digest, the sign job signs that digest
+    /// (`image sign @FILE`); a pull request's is never signed.
     fn build(&self, service: &str, sha: &str, tag: &str) -> Result<String> {
         let checkout = self.checkout(sha)?;
+        let main = tag.starts_with("main-");
+        let digest_file = self.work.join(format!("digest-{service}.txt"));
+        let digest_path = digest_file.to_str().context("UTF-8 path")?;
         // Pushed to <registry>/<image> (IMAGE_REGISTRY), as the workflows do.
-        let args = [
+        let mut args = vec![
             "image",
             "build",
             "--source",
@@ -583,14 +588,24 @@ impl Demo {
             tag,
             "--push",
         ];
-        let key = tag
-            .starts_with("main-")
-            .then_some((signature::SIGNING_KEY_VAR, self.keys.image.0.as_str()));
+        if main {
+            args.extend(["--digest-file", digest_path]);
+        }
         ensure!(
-            self.xtask_with(&args, key)?,
+            self.xtask_with(&args, None)?,
             "cargo xtask {} failed",
             args.join(" ")
         );
+        if main {
+            let at_file = format!("@{digest_path}");
+            let sign = ["image", "sign", "--service", service, at_file.as_str()];
+            let key = (signature::SIGNING_KEY_VAR, self.keys.image.0.as_str());
+            ensure!(
+                self.xtask_with(&sign, Some(key))?,
+                "cargo xtask {} failed",
+                sign.join(" ")
+            );
+        }
         self.digest(service, tag)
     }
 
@@ -1060,13 +1075,14 @@ mod tests {
     use serde_json::Value;
 
     /// Which flow each workflow job belongs to, in the order the flow runs them.
-    const JOBS: [(&str, &str, Flow); 8] = [
+    const JOBS: [(&str, &str, Flow); 9] = [
         ("ci.yml", "image", Flow::PullRequest),
         ("preview.yml", "deploy", Flow::PullRequest),
         ("preview.yml", "verify", Flow::PullRequest),
         ("preview.yml", "cleanup", Flow::PullRequestClosed),
         ("cd.yml", "affected", Flow::Affected),
         ("cd.yml", "image", Flow::Main),
+        ("cd.yml", "sign", Flow::Main),
         ("cd.yml", "preprod", Flow::Main),
         ("release.yml", "release", Flow::Release),
     ];

@@ -398,7 +398,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop has the labels [\"self-hosted\", \"kind\"] but is offline",
-            "fix: cargo xtask cluster up   (on the machine that runs kind: its dispatcher registers",
+            "fix: cargo xtask cluster up   (on the machine that runs kind",
         ],
     );
     let mut fork = Fork::ready();

@@ -25,7 +25,9 @@
 //!   downloaded artifact, no reusable workflow an expression chooses.
 //! - The workflows' wiring (cluster runner, previews, gates, toolchain) is
 //!   `workflow_wiring`'s, run from here.
-//! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`.
+//! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`, and every path
+//!   that changes what is built or deployed (`OWNED_PATHS`: `xtask/`, `services/`, `crates/`,
+//!   `.cargo/`, `.ci/`, `gitops/database/`, Cargo.toml, Cargo.lock, rust-toolchain.toml, …).
 //!
 //! Each problem names the file, the job and step where there is one, and the fix.
 
@@ -94,13 +96,30 @@ const UNTRUSTED: [&str; 7] = [
     "matrix.",
     "needs.",
 ];
-/// The paths CODEOWNERS must give owners.
-const OWNED_PATHS: [&str; 5] = [
+/// The paths CODEOWNERS must give owners: what changes the cluster, and
+/// every path that changes what is built (the code, its dependencies, the
+/// toolchain, the build scripts the pipeline runs with its secrets near) or
+/// deployed. A directory ends in `/`; the others are files at the root.
+const OWNED_PATHS: [&str; 19] = [
     "gitops/argocd/",
     "gitops/policy/",
+    "gitops/database/",
+    "gitops/values/",
+    "gitops/secrets/",
     ".github/",
     "charts/",
     "terraform/",
+    "xtask/",
+    "services/",
+    "crates/",
+    ".cargo/",
+    ".ci/",
+    "Cargo.toml",
+    "Cargo.lock",
+    "rust-toolchain.toml",
+    "deny.toml",
+    "Dockerfile",
+    ".dockerignore",
 ];
 
 /// Every way the files under `root` break the trust policy; empty when none.
@@ -361,6 +380,7 @@ fn workflow_problems(root: &Path) -> Vec<String> {
             found.extend(job_secret_problems(&at, job, &triggers));
             found.extend(job_step_problems(&at, job, &tainted));
             found.extend(job_push_problems(&at, job));
+            found.extend(signing_job_problems(&at, job));
             found.extend(pull_request_job_problems(&at, job, &triggers));
             found.extend(cluster_runner_job_problems(&at, job));
             if let Some(event) = triggers.privileged {
@@ -375,6 +395,47 @@ fn workflow_problems(root: &Path) -> Vec<String> {
         }
     }
     found
+}
+
+/// The keys whose holder vouches for what the cluster runs.
+const SIGNING_KEYS: [&str; 2] = ["IMAGE_SIGNING_KEY", "GATE_SIGNING_KEY"];
+/// Steps that run a service's (or the whole workspace's) build scripts.
+const BUILDING_COMMANDS: [&str; 6] = [
+    "cargo xtask image build",
+    "cargo xtask ci",
+    "bash .ci/run",
+    "cargo build",
+    "cargo test",
+    "cargo install",
+];
+
+/// A job that holds a signing key builds nothing but xtask: a build script
+/// (items-api's build.rs, any dependency's) run in the same job can leave a
+/// process behind that reads a later step's environment (`/proc/<pid>/environ`,
+/// same user), so scrubbing the build's own environment is not enough.
+fn signing_job_problems(at: &str, job: &Value) -> Vec<String> {
+    let text = job.to_string();
+    let Some(key) = SIGNING_KEYS
+        .iter()
+        .find(|key| text.contains(&format!("secrets.{key}")))
+    else {
+        return Vec::new();
+    };
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    steps
+        .iter()
+        .filter_map(|step| step["run"].as_str())
+        .flat_map(str::lines)
+        .map(str::trim)
+        .filter(|line| BUILDING_COMMANDS.iter().any(|c| line.starts_with(c)))
+        .map(|line| {
+            format!(
+                "{at}: holds {key} and runs `{line}`: a build script of this job can leave a process that \
+                 reads the key from a later step's environment; build in another job and sign there the digest \
+                 it wrote (cd.yml's image and sign jobs)"
+            )
+        })
+        .collect()
 }
 
 /// A `pull_request` job runs the pull request's own code: no push, no cluster runner.
@@ -774,10 +835,14 @@ fn codeowners_problems(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Whether a CODEOWNERS pattern covers the directory `path` (`gitops/argocd/`).
+/// Whether a CODEOWNERS pattern covers `path`: a directory (`gitops/argocd/`,
+/// everything under it) or a file at the root (`Cargo.lock`).
 fn covers(pattern: &str, path: &str) -> bool {
     let pattern = pattern.trim_start_matches('/');
     if pattern == "*" || pattern == "**" {
+        return true;
+    }
+    if !path.ends_with('/') && pattern == path {
         return true;
     }
     let directory = pattern.trim_end_matches("/**").trim_end_matches('/');
@@ -997,6 +1062,56 @@ pub(crate) mod tests {
                 "run: cargo xtask smoke --service \"$SERVICE\" --pr \"$PR\" --url \"http://${{ github.event.pull_request.title }}\"",
             )
             .refused(&["job verify, step \"Smoke tests\": `${{ github.event.pull_request.title }}` inside `run:`"]);
+    }
+
+    /// Issue 29, item 5: the image signing key back in the job that builds the image is refused.
+    #[test]
+    fn a_signing_key_in_the_job_that_builds_the_image_is_refused() {
+        Copy::new("signing-build")
+            .edit(
+                ".github/workflows/cd.yml",
+                "          REGISTRY_PASSWORD: ${{ secrets.GITHUB_TOKEN }}\n        run: cargo xtask image build",
+                "          REGISTRY_PASSWORD: ${{ secrets.GITHUB_TOKEN }}\n          IMAGE_SIGNING_KEY: ${{ secrets.IMAGE_SIGNING_KEY }}\n        run: cargo xtask image build",
+            )
+            .refused(&["job image: holds IMAGE_SIGNING_KEY and runs `cargo xtask image build"]);
+    }
+
+    /// Issue 29, item 5: what changes the build (a build script, a dependency, the
+    /// toolchain) or the databases reaches main only through its owners' review.
+    #[test]
+    fn codeowners_without_the_paths_that_change_the_build_is_refused() {
+        let copy = Copy::new("codeowners-build");
+        for (line, named) in [
+            ("/xtask/ @example\n", "no owner for /xtask/"),
+            ("/services/ @example\n", "no owner for /services/"),
+            ("/Cargo.lock @example\n", "no owner for /Cargo.lock"),
+            (
+                "/rust-toolchain.toml @example\n",
+                "no owner for /rust-toolchain.toml",
+            ),
+            (
+                "/gitops/database/ @example\n",
+                "no owner for /gitops/database/",
+            ),
+            ("/.ci/ @example\n", "no owner for /.ci/"),
+        ] {
+            copy.edit(".github/CODEOWNERS", line, "").refused(&[named]);
+            copy.edit(
+                ".github/CODEOWNERS",
+                "/charts/ @example\n",
+                &format!("/charts/ @example\n{line}"),
+            );
+        }
+        // A catch-all owner covers them all.
+        let text = std::fs::read_to_string(copy.0.path().join(".github/CODEOWNERS")).unwrap();
+        std::fs::write(copy.0.path().join(".github/CODEOWNERS"), "* @example\n").unwrap();
+        assert!(
+            !super::problems(copy.0.path())
+                .iter()
+                .any(|p| p.contains("CODEOWNERS")),
+            "* @example owns everything"
+        );
+        std::fs::write(copy.0.path().join(".github/CODEOWNERS"), text).unwrap();
     }
 
     #[test]
