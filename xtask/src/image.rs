@@ -8,7 +8,7 @@
 //! existing bits a new name without rebuilding.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -143,6 +143,7 @@ fn build(args: BuildArgs) -> Result<()> {
         );
     }
 
+    let build_started = Instant::now();
     let binaries = match &args.binary {
         Some(path) => vec![(Arch::Amd64, given_binary(path)?)],
         None => static_binaries_of(&sh, &service, &args.platforms, &head)?,
@@ -166,6 +167,7 @@ fn build(args: BuildArgs) -> Result<()> {
         assembly
     );
 
+    let (built, push_started) = (build_started.elapsed(), Instant::now());
     let output = args
         .output
         .clone()
@@ -174,13 +176,19 @@ fn build(args: BuildArgs) -> Result<()> {
     if let Some(repository) = &repository {
         sign_pushed(signer.as_ref(), repository, &image.root.digest, &tags)?;
     }
-    // For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`.
-    github::set_output("digest", &image.root.digest)?;
     if let Some(file) = &args.digest_file {
         std::fs::write(file, format!("{}\n", image.root.digest))
             .with_context(|| format!("writing {}", file.display()))?;
     }
-    Ok(())
+    set_outputs(&image.root.digest, built, push_started.elapsed())
+}
+
+/// For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`; and
+/// where the time went (compile and assemble, then push and sign), for lead time.
+fn set_outputs(digest: &str, built: Duration, pushed: Duration) -> Result<()> {
+    github::set_output("digest", digest)?;
+    github::set_output("build-seconds", &format!("{:.3}", built.as_secs_f64()))?;
+    github::set_output("push-seconds", &format!("{:.3}", pushed.as_secs_f64()))
 }
 
 /// `--push`: the REPOSITORY given, or the service's own; None without `--push`.

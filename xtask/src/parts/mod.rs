@@ -51,6 +51,11 @@
 //!   on one CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`,
 //!   `local_registry` (a docker-registry on loopback; the tests include it
 //!   too), `counting_proxy` (bytes sent to a registry).
+//! - `test_times`: each test binary's time in a `cargo test` run (cargo's
+//!   and libtest's own lines), for the slowest list `ci` ends with.
+//! - `lead_time`: the phases (checks, build, push, promote, sync-wait,
+//!   tests) of a commit's way to a preview and a merge's to a gate, which
+//!   the demo records and `bench pipeline` prints cold and warm.
 //! - `sbom`: the dependency list `cargo auditable` embeds in the image's
 //!   binary, read back (a file or an image) and written as CycloneDX;
 //!   `advisories`: RustSec offline (a snapshot, deny.toml's ignore list), for `scan`.
@@ -77,7 +82,9 @@
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
-//!   `affected`; `scaffold`: the files, values and workspace member of `new-service`.
+//!   `affected`; `lock_closure`: what a change to Cargo.lock or the workspace
+//!   Cargo.toml does to one service (its resolved dependency closure, the
+//!   workspace dependencies it inherits), for `affected`; `scaffold`: the files, values and workspace member of `new-service`.
 //! - `service_url`: where a deployed service answers for `smoke` and
 //!   `preprod-test`: `--url`, or its Ingress host (values file over the chart's
 //!   defaults) through the ingress controller (`INGRESS_URL`).
@@ -116,7 +123,9 @@ pub mod image_build;
 // The tests' contract checks include it (tests/support/contract.rs); `validate`'s CRD check is next.
 #[allow(dead_code)]
 pub mod json_schema;
+pub mod lead_time;
 pub mod local_registry;
+pub mod lock_closure;
 pub mod manifests;
 pub mod oci;
 pub mod pgbench;
@@ -134,6 +143,7 @@ pub mod service_url;
 pub mod services;
 pub mod signature;
 pub mod tags;
+pub mod test_times;
 pub mod tools;
 pub mod trust_policy;
 pub mod values;
