@@ -542,3 +542,32 @@ fn a_local_commit_of_yours_is_never_pushed_and_nothing_is_written() {
         remote
     );
 }
+
+/// The deploy key registered must be the public half of the secret the
+/// environments hold: another writable key (a stale one, or someone's) is named.
+#[test]
+fn doctor_names_a_deploy_key_that_is_not_the_secrets() {
+    let dir = TempDir::new("doctor-deploy-key");
+    let work = clone_of_fork(dir.path(), "acme");
+    let github = FakeGitHub::start("acme", "service-demo", TOKEN);
+    assert_ok(&setup(&work, &github, &[]));
+    let argocd = argocd();
+    github.cluster_up(&argocd.url());
+    let text = stdout(&doctor(&work, &github, &argocd));
+    assert!(text.contains("✔ GitOps deploy key: writable deploy key \"gitops\", the public half of GITOPS_DEPLOY_KEY"), "{text}");
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOtherKeyOtherKeyOtherKeyOtherKey";
+    github.state.lock().unwrap().keys[0]["key"] = serde_json::json!(other);
+    let output = doctor(&work, &github, &argocd);
+    let text = stdout(&output);
+    assert_fails(&output);
+    assert!(
+        text.contains(
+            "✘ GitOps deploy key: no writable deploy key is the public half of GITOPS_DEPLOY_KEY"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches('✘').count(), 1, "{text}");
+    // setup puts it right: a new pair, registered, in every environment.
+    assert_ok(&setup(&work, &github, &[]));
+    assert_ok(&doctor(&work, &github, &argocd));
+}
