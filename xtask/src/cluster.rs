@@ -146,11 +146,18 @@ fn runner(args: RunnerArgs) -> Result<()> {
         settings.network
     );
     loop {
-        let outcomes = cluster_runner::dispatch_once(&github, &settings)
-            .context("one poll of the dispatcher")?;
-        if args.once {
-            println!("--once: {} runner(s) ran", outcomes.len());
-            return Ok(());
+        let poll = cluster_runner::dispatch_once(&github, &settings);
+        match (poll, args.once) {
+            (Ok(outcomes), true) => {
+                println!("--once: {} runner(s) ran", outcomes.len());
+                return Ok(());
+            }
+            (Err(error), true) => return Err(error.context("one poll of the dispatcher")),
+            // In the background a failed poll (GitHub unreachable a moment) is said and retried.
+            (Err(error), false) => {
+                eprintln!("a poll failed, retrying in {}s: {error:#}", args.interval)
+            }
+            (Ok(_), false) => {}
         }
         std::thread::sleep(std::time::Duration::from_secs(args.interval));
     }

@@ -696,6 +696,20 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
     let first = xtask(&args, &env);
     let second = xtask(&args, &env);
     // The dispatcher `up` started in the background (a process of this test): stopped.
+    // The dispatcher `up` started in the background says what it serves, first thing.
+    let dispatcher_log = home.join(".cache/service-demo/cluster-runner.log");
+    let mut said = String::new();
+    for _ in 0..50 {
+        said = std::fs::read_to_string(&dispatcher_log).unwrap_or_default();
+        if !said.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        said.contains("dispatcher for someone/service-demo: labels [\"self-hosted\", \"kind\"], image service-demo-runner:local, network kind"),
+        "{said}"
+    );
     let pid_file = home.join(".cache/service-demo/cluster-runner.pid");
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         let _ = Command::new("kill").arg(pid.trim()).status();
@@ -976,4 +990,56 @@ fn a_runner_past_its_timeout_is_killed_removed_and_deregistered() {
             .unwrap();
         assert!(!inspect.status.success(), "{name} is still there");
     }
+}
+
+#[test]
+fn cluster_down_dry_run_changes_nothing_and_down_destroys_and_status_says_what_is_up() {
+    let dir = TempDir::new("cluster-down");
+    let repo = dir.path().join("repo");
+    support::copy_workspace_assets(&repo);
+    let bin = stand_in_tools(dir.path());
+    let log = dir.path().join("log");
+    std::fs::write(&log, "").unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let home = dir.path().join("home");
+    let env = [
+        ("PATH", path.as_str()),
+        ("HOME", home.to_str().unwrap()),
+        ("STAND_IN_LOG", log.to_str().unwrap()),
+        ("STAND_IN_DIR", dir.path().to_str().unwrap()),
+        ("STAND_IN_ARGOCD", "http://127.0.0.1:9"),
+    ];
+    let root = repo.to_str().unwrap();
+    let dry = xtask(&["cluster", "down", "--dry-run", "--root", root], &env);
+    assert_ok(&dry);
+    assert!(
+        stdout(&dry).contains("terraform destroy"),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
+    let down = xtask(&["cluster", "down", "--root", root], &env);
+    assert_ok(&down);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.contains("terraform destroy -auto-approve -input=false"),
+        "{calls}"
+    );
+    let status = xtask(&["cluster", "status", "--root", root], &env);
+    assert_ok(&status);
+    let out = stdout(&status);
+    let key = std::fs::read_to_string(repo.join("gitops/policy/cosign.pub")).unwrap();
+    assert!(out.contains("dispatcher: not running"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "policy key: gitops/policy/cosign.pub sha256 {}",
+            sha256_hex(&key)
+        )),
+        "{out}"
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("terraform output -raw kubeconfig_path")
+    );
 }

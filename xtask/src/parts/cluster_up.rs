@@ -362,7 +362,8 @@ pub fn apply(root: &Path, plan: &Plan, github: &GitHub) -> Result<()> {
     write_tokens(github, &kubeconfig, &argocd_url)?;
     write_variables(github, &plan.variables)?;
     build_runner_image(root, plan)?;
-    start_dispatcher(plan)
+    let labels = runner_labels(github)?;
+    start_dispatcher(plan, &labels)
 }
 
 /// The URL Argo CD reads the fork at: https for a public fork; for a private
@@ -641,7 +642,22 @@ fn dispatcher_running() -> Result<Option<u32>> {
 
 /// `cargo xtask cluster runner` in the background (it inherits GITHUB_TOKEN
 /// through the environment, never argv), unless it runs already.
-fn start_dispatcher(plan: &Plan) -> Result<()> {
+/// The labels the workflows' cluster jobs ask for: the repository variable
+/// CLUSTER_RUNNER (a JSON array), else `self-hosted,kind`.
+fn runner_labels(github: &GitHub) -> Result<Vec<String>> {
+    let default = super::cluster_runner::DEFAULT_LABELS
+        .map(str::to_owned)
+        .to_vec();
+    match github.variable(Scope::Repository, "CLUSTER_RUNNER")? {
+        None => Ok(default),
+        Some(value) if value.trim().is_empty() => Ok(default),
+        Some(value) => serde_json::from_str(&value).with_context(|| {
+            format!("the repository variable CLUSTER_RUNNER={value:?} is not a JSON array of labels, e.g. [\"self-hosted\",\"kind\"]")
+        }),
+    }
+}
+
+fn start_dispatcher(plan: &Plan, labels: &[String]) -> Result<()> {
     if let Some(pid) = dispatcher_running()? {
         println!("7. dispatcher: unchanged (running, pid {pid})");
         return Ok(());
@@ -651,6 +667,8 @@ fn start_dispatcher(plan: &Plan) -> Result<()> {
     let child = Command::new(std::env::current_exe()?)
         .args(["cluster", "runner", "--network", "kind", "--forward"])
         .arg(plan.forwards.join(","))
+        .arg("--labels")
+        .arg(labels.join(","))
         .env("GITHUB_REPOSITORY", &plan.fork.repository)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -848,10 +866,10 @@ mod tests {
         let root = super::super::workspace::root();
         let policy = Digested::read(&root, POLICY_FILE).unwrap();
         let key = Digested::read(&root, POLICY_KEY_FILE).unwrap();
-        assert_eq!(
-            policy_keys(&policy.text).unwrap(),
-            vec![key.text.trim().to_owned()]
-        );
+        // Every rule that verifies images (containers, ephemeral containers) carries the one key.
+        let keys = policy_keys(&policy.text).unwrap();
+        assert!(!keys.is_empty());
+        assert!(keys.iter().all(|k| k == key.text.trim()), "{keys:?}");
         assert!(check_policy_key(&policy, &key).is_ok());
         let other = Digested {
             text: "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n".into(),

@@ -65,8 +65,10 @@
 //!   Services the README names); `cnpg_types`: CloudNativePG's `Cluster`, typed.
 //! - `cluster_up`: `cluster up|down|status`: the plan read from the
 //!   repository (Terraform's variables, the fork's admission policy and its
-//!   key's digest), Terraform, the policy through kubectl's stdin, Argo CD's
-//!   project-role tokens into the fork's secrets; `cluster_runner`: the
+//!   key's digest), Terraform, the policy through kubectl's stdin, a private
+//!   fork's deploy key, Argo CD's project-role tokens into the fork's
+//!   secrets, and `validate`'s rule that no `.tf` file carries a key inline;
+//!   `cluster_runner`: the
 //!   dispatcher, one just-in-time runner per queued job of main in a fresh
 //!   container.
 //! - `json_schema`: one JSON Schema validator for the upstream contracts

@@ -1229,8 +1229,8 @@ pub(crate) mod tests {
         Copy::new("signing-env-cluster-runner")
             .edit(
                 ".github/workflows/cd.yml",
-                "    runs-on: ubuntu-24.04\n    timeout-minutes: 30\n    # Limited to main: the only place IMAGE_SIGNING_KEY",
-                "    runs-on: [self-hosted, kind]\n    timeout-minutes: 30\n    # Limited to main: the only place IMAGE_SIGNING_KEY",
+                "    runs-on: ubuntu-24.04\n    timeout-minutes: 15\n    # Limited to main: the only place IMAGE_SIGNING_KEY",
+                "    runs-on: [self-hosted, kind]\n    timeout-minutes: 15\n    # Limited to main: the only place IMAGE_SIGNING_KEY",
             )
             .refused(&["(the cluster runner) outside the main-only environments [\"preview\", \"preprod\", \"prod\"] (environment \"image-signing\")"]);
         Copy::new("cluster-runner-no-env")
