@@ -133,15 +133,7 @@ fn build(args: BuildArgs) -> Result<()> {
     // Open the destination and read the key before the slow build, so either fails fast.
     let repository = push_destination(&args, &service, &all)?;
     let signer = ImageSigner::from_env()?;
-    if !cmd!(sh, "git status --porcelain --untracked-files=no")
-        .read()?
-        .is_empty()
-    {
-        eprintln!(
-            "warning: the working tree has uncommitted changes; the image is labelled with HEAD \
-             ({head}) but contains them"
-        );
-    }
+    warn_if_uncommitted(&sh, &head)?;
 
     let build_started = Instant::now();
     let binaries = match &args.binary {
@@ -181,6 +173,20 @@ fn build(args: BuildArgs) -> Result<()> {
             .with_context(|| format!("writing {}", file.display()))?;
     }
     set_outputs(&image.root.digest, built, push_started.elapsed())
+}
+
+/// The image is labelled with HEAD: say so when the tree it is built from differs.
+fn warn_if_uncommitted(sh: &Shell, head: &str) -> Result<()> {
+    if !cmd!(sh, "git status --porcelain --untracked-files=no")
+        .read()?
+        .is_empty()
+    {
+        eprintln!(
+            "warning: the working tree has uncommitted changes; the image is labelled with HEAD \
+             ({head}) but contains them"
+        );
+    }
+    Ok(())
 }
 
 /// For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`; and

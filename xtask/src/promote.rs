@@ -110,13 +110,7 @@ pub fn run(args: PromoteArgs) -> Result<()> {
         let repository = repository_for(&args, &target.service, &all, needs_repository)?;
         let mut image = image_for(&args, &tag, source, repository.as_ref(), key.as_ref())?;
         if let (Some(image_key), Some(repository)) = (&image_key, &repository) {
-            if image.digest.is_empty() {
-                image.digest = repository
-                    .resolve(&image.tag)?
-                    .with_context(|| format!("{repository} has no {tag}: build and push it first"))?
-                    .digest;
-            }
-            signature::require_signed(repository, &image.digest, image_key, "promote")?;
+            require_signed_image(&mut image, repository, image_key)?;
         }
         // A build tag names one service's build of one commit: its bits must say so.
         if let (Some(repository), ImageTag::Main { sha } | ImageTag::Pr { sha, .. }) =
@@ -136,20 +130,40 @@ pub fn run(args: PromoteArgs) -> Result<()> {
     let promotion = Promotion {
         subject: subject(&tag, args.env, &moves),
         moves,
-        policy: if args.allow_rollback {
-            Policy::AllowOlder
-        } else {
-            Policy::Monotonic
+        policy: match args.allow_rollback {
+            true => Policy::AllowOlder,
+            false => Policy::Monotonic,
         },
     };
-    let what = match promotion.moves.as_slice() {
-        [one] => format!("promote {} to {}", one.image, args.env),
-        many => format!("promote {} services to {tag} in {}", many.len(), args.env),
-    };
+    let what = describe(&promotion, &tag, args.env);
     promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))?
         .outcome
         .report(&what);
     Ok(())
+}
+
+/// What a promotion did, for its report: the one image, or how many services.
+fn describe(promotion: &Promotion, tag: &ImageTag, env: Env) -> String {
+    match promotion.moves.as_slice() {
+        [one] => format!("promote {} to {env}", one.image),
+        many => format!("promote {} services to {tag} in {env}", many.len()),
+    }
+}
+
+/// With the image key: the image's digest (resolved from its tag when not given) carries the
+/// signature the cluster's admission policy checks, or nothing is promoted.
+fn require_signed_image(
+    image: &mut DeployedImage,
+    repository: &Repository,
+    image_key: &p256::ecdsa::VerifyingKey,
+) -> Result<()> {
+    if image.digest.is_empty() {
+        image.digest = repository
+            .resolve(&image.tag)?
+            .with_context(|| format!("{repository} has no {}: build and push it first", image.tag))?
+            .digest;
+    }
+    signature::require_signed(repository, &image.digest, image_key, "promote")
 }
 
 /// The image one service moves to: --digest; with a gate key, the release's

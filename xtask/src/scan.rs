@@ -75,18 +75,12 @@ pub fn run(args: ScanArgs) -> Result<()> {
         );
     }
     // Before any work: --attest without the keys is a mistake, not a skip.
-    let key = match args.attest {
-        true => Some(attestation::signing_key_from_env()?.context(
-            "--attest signs the SBOM with GATE_SIGNING_KEY (the PEM text of the CD key), which is not set",
-        )?),
-        false => None,
-    };
-    let image_key = match args.attest {
-        true => Some(args.image_key.load()?.context(
-            "--attest vouches only for an image the pipeline signed: give the image public key with \
-             --image-key gitops/policy/cosign.pub (IMAGE_KEY_FILE), or IMAGE_PUBLIC_KEY with the PEM text",
-        )?),
-        false => None,
+    let (key, image_key) = match args.attest {
+        true => {
+            let (key, image_key) = attest_keys(&args)?;
+            (Some(key), Some(image_key))
+        }
+        false => (None, None),
     };
     // The signature first, on the digest the reference names now; everything after reads that digest.
     let pinned = match &image_key {
@@ -129,6 +123,19 @@ pub fn run(args: ScanArgs) -> Result<()> {
         attest_sbom(repository, digest, document, key)?;
     }
     verdict(&findings, scanned)
+}
+
+/// What `--attest` needs: the CD key that signs the SBOM, and the image key whose signature the
+/// image must carry first.
+fn attest_keys(args: &ScanArgs) -> Result<(p256::ecdsa::SigningKey, p256::ecdsa::VerifyingKey)> {
+    let key = attestation::signing_key_from_env()?.context(
+        "--attest signs the SBOM with GATE_SIGNING_KEY (the PEM text of the CD key), which is not set",
+    )?;
+    let image_key = args.image_key.load()?.context(
+        "--attest vouches only for an image the pipeline signed: give the image public key with \
+         --image-key gitops/policy/cosign.pub (IMAGE_KEY_FILE), or IMAGE_PUBLIC_KEY with the PEM text",
+    )?;
+    Ok((key, image_key))
 }
 
 /// The image a scan read: its repository and digest (what `--attest` signs for).

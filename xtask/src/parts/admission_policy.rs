@@ -469,23 +469,7 @@ fn namespace_problems(rules: &[Rule]) -> Vec<String> {
             }
         }
     }
-    let debug: Vec<(String, String)> = rules
-        .iter()
-        .filter(|r| !r.verify_images.is_empty())
-        .flat_map(matched_kinds_and_namespaces)
-        .filter(|(kind, _)| kind == "Pod/ephemeralcontainers")
-        .collect();
-    for env in Env::LONG_LIVED {
-        if !debug
-            .iter()
-            .any(|(_, namespace)| *namespace == env.to_string())
-        {
-            found.push(format!(
-                "{POLICY_FILE}: no verifyImages rule matches Pod/ephemeralcontainers in namespace {env}: \
-                 `kubectl debug` would add a container with an unsigned image to a running Pod (pipeline-signed-debug)"
-            ));
-        }
-    }
+    found.extend(debug_container_problems(rules));
     for rule in rules {
         let kinds: BTreeSet<String> = matched_kinds_and_namespaces(rule)
             .into_iter()
@@ -506,6 +490,29 @@ fn namespace_problems(rules: &[Rule]) -> Vec<String> {
             found.push(format!(
                 "{POLICY_FILE}: no verifyImages rule matches Pods in namespace {namespace}: add it to \
                  match.any[].resources.namespaces"
+            ));
+        }
+    }
+    found
+}
+
+/// `kubectl debug`'s ephemeral containers are verified in every long-lived namespace.
+fn debug_container_problems(rules: &[Rule]) -> Vec<String> {
+    let mut found = Vec::new();
+    let debug: Vec<(String, String)> = rules
+        .iter()
+        .filter(|r| !r.verify_images.is_empty())
+        .flat_map(matched_kinds_and_namespaces)
+        .filter(|(kind, _)| kind == "Pod/ephemeralcontainers")
+        .collect();
+    for env in Env::LONG_LIVED {
+        if !debug
+            .iter()
+            .any(|(_, namespace)| *namespace == env.to_string())
+        {
+            found.push(format!(
+                "{POLICY_FILE}: no verifyImages rule matches Pod/ephemeralcontainers in namespace {env}: \
+                 `kubectl debug` would add a container with an unsigned image to a running Pod (pipeline-signed-debug)"
             ));
         }
     }
