@@ -1158,7 +1158,7 @@ mod tests {
         ),
     ];
     /// Workflow commands the demo leaves out, and why.
-    const NOT_RUN_BY_DEMO: [(&str, &str); 3] = [
+    const NOT_RUN_BY_DEMO: [(&str, &str); 4] = [
         (
             "argocd wait",
             "needs a cluster: the demo runs the image itself",
@@ -1170,6 +1170,11 @@ mod tests {
         (
             "scan",
             "needs the RustSec database, fetched from GitHub (tests/scan.rs runs it on the snapshot)",
+        ),
+        (
+            "doctor",
+            "pulls from GHCR as kind does, without credentials; the demo's registry is a directory \
+             (tests/setup.rs pulls from a real registry on loopback, open and behind a login)",
         ),
     ];
 

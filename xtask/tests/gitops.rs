@@ -1249,3 +1249,36 @@ fn promotion_pushes_over_an_ssh_origin_with_the_checkouts_ssh_command() {
         assert!(calls.contains(&expected), "no {expected:?} in:\n{calls}");
     }
 }
+
+/// `preview deploy` hands the workflow's next step what the cluster will pull (`image`), the
+/// reference `doctor --anonymous-pull` then pulls without credentials, as kind does.
+#[test]
+fn a_preview_deploy_names_the_image_the_cluster_pulls() {
+    let f = Fixture::new(1);
+    let sha = f.commits[0].clone();
+    let repository = format!("oci:{}", f.dir.path().join("images").display());
+    let output_file = f.dir.path().join("github-output");
+    let deploy = [
+        "preview",
+        "deploy",
+        "--pr",
+        "7",
+        "--sha",
+        &sha,
+        "--digest",
+        DIGEST,
+        "--repository",
+        &repository,
+    ];
+    let out = f.xtask_env(
+        &deploy,
+        &[("GITHUB_OUTPUT", output_file.display().to_string())],
+    );
+    assert_ok(&out);
+    let written = std::fs::read_to_string(&output_file).unwrap();
+    assert!(
+        written.contains(&format!("image={repository}:pr-7-{sha}\n"))
+            && written.ends_with("deployed=true\n"),
+        "{written}"
+    );
+}
