@@ -903,6 +903,24 @@ fn promote_prod_inside_actions_without_a_gate_key_is_refused() {
         "{error}"
     );
     assert_eq!(fx.state(), before, "a refused promotion changed something");
+    // With the gate key, that refusal is gone (the image key is what it asks for next).
+    let with_key = [
+        "promote",
+        "--env",
+        "prod",
+        "--tag",
+        "v2.0.0",
+        "--public-key",
+        &fx.public_key(),
+    ];
+    let out = xtask_in(&fx.work, &with_key, &[("GITHUB_ACTIONS", "true")]);
+    let error = assert_fails(&out);
+    assert!(
+        !error.contains("needs the gate's public key")
+            && error.contains("checks the image's signature first"),
+        "{error}"
+    );
+    assert_eq!(fx.state(), before, "a refused promotion changed something");
     // By hand (outside Actions) the operator may still move prod's tag.
     assert_ok(&xtask_in(&fx.work, &args, &[]));
 }
