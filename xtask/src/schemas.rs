@@ -73,6 +73,13 @@ fn refresh(args: RefreshArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
     for source in &sources {
+        // A file already installed with its sha256 is kept: nothing to fetch (an offline machine
+        // whose cache holds them all refreshes without the network).
+        let installed = std::fs::read(target.join(&source.file)).ok();
+        if installed.is_some_and(|bytes| schemas::sha256_hex(&bytes) == source.sha256) {
+            println!("  ✔ {} (installed already)", source.file);
+            continue;
+        }
         let bytes = match &args.from {
             Some(dir) => read_local(dir, source)?,
             None => download(&source.url())?,

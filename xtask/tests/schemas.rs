@@ -345,6 +345,21 @@ fn refresh_from_a_folder_installs_checked_files_and_refuses_a_changed_one() {
     for source in sources() {
         assert!(target.join(source["file"].as_str().unwrap()).is_file());
     }
+    // Installed already, each with its sha256: a second refresh reads nothing (from an empty
+    // folder, or offline), and a cached file that differs is installed again.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let again = ["schemas", "refresh", "--from", empty.to_str().unwrap()];
+    let output = xtask(&again, &env);
+    assert_ok(&output);
+    assert!(
+        stdout(&output).contains("(installed already)"),
+        "{}",
+        stdout(&output)
+    );
+    std::fs::write(target.join("cnpg-clusters-crd.yaml"), "tampered").unwrap();
+    assert!(assert_fails(&xtask(&again, &env)).contains("cnpg-clusters-crd.yaml is missing"));
+    assert_ok(&xtask(&refresh, &env));
 
     let changed = from.join("cnpg-clusters-crd.yaml");
     let text = std::fs::read_to_string(&changed).unwrap();
