@@ -104,8 +104,9 @@ const PULL_REQUEST: [&str; 3] = [
     "preview deploy --service --pr --sha --label",
     "smoke --service --pr",
 ];
-const MAIN: [&str; 3] = [
-    "image build --service --tag --push",
+const MAIN: [&str; 4] = [
+    "image build --service --tag --push --digest-file",
+    "image sign --service",
     "promote --service --env --tag --digest",
     "preprod-test --service --env --sha --digest",
 ];
@@ -595,12 +596,16 @@ impl Demo {
     }
 
     /// `image build` of `sha` from the fixed checkout, pushed as `tag`; returns the digest.
-    /// A main-<sha> build is signed (CD's build job holds the image key); a
-    /// pull request's is not (its job never sees the key).
+    /// A main-<sha> build is signed as cd.yml signs it: the image job builds
+    /// without the key and writes the digest, the sign job signs that digest
+    /// (`image sign @FILE`); a pull request's is never signed.
     fn build(&self, service: &str, sha: &str, tag: &str) -> Result<String> {
         let checkout = self.checkout(sha)?;
+        let main = tag.starts_with("main-");
+        let digest_file = self.work.join(format!("digest-{service}.txt"));
+        let digest_path = digest_file.to_str().context("UTF-8 path")?;
         // Pushed to <registry>/<image> (IMAGE_REGISTRY), as the workflows do.
-        let args = [
+        let mut args = vec![
             "image",
             "build",
             "--source",
@@ -611,19 +616,11 @@ impl Demo {
             tag,
             "--push",
         ];
-        let key = tag
-            .starts_with("main-")
-            .then_some((signature::SIGNING_KEY_VAR, self.keys.image.0.as_str()));
-        let file = self.work.join("github-output");
-        std::fs::write(&file, "")?;
-        let built = self
-            .command(&args)?
-            .envs(key)
-            .env("GITHUB_OUTPUT", &file)
-            .status()?;
-        ensure!(built.success(), "cargo xtask {} failed", args.join(" "));
-        // image build's own split: compiling and assembling, then pushing and signing.
-        let outputs = read_outputs(&file)?;
+        if main {
+            args.extend(["--digest-file", digest_path]);
+        }
+        // image build's own split: compiling and assembling, then pushing.
+        let outputs = self.xtask_outputs(&args)?;
         for (phase, output) in [
             (Phase::Build, "build-seconds"),
             (Phase::Push, "push-seconds"),
@@ -631,6 +628,19 @@ impl Demo {
             if let Some(seconds) = outputs.get(output).and_then(|s| s.parse::<f64>().ok()) {
                 self.lead.add(phase, Duration::from_secs_f64(seconds));
             }
+        }
+        if main {
+            let at_file = format!("@{digest_path}");
+            let sign = ["image", "sign", "--service", service, at_file.as_str()];
+            let key = (signature::SIGNING_KEY_VAR, self.keys.image.0.as_str());
+            let started = Instant::now();
+            ensure!(
+                self.xtask_with(&sign, Some(key))?,
+                "cargo xtask {} failed",
+                sign.join(" ")
+            );
+            // Signing is part of publishing the image, as the push is.
+            self.lead.add(Phase::Push, started.elapsed());
         }
         self.digest(service, tag)
     }
@@ -1119,13 +1129,14 @@ mod tests {
     use serde_json::Value;
 
     /// Which flow each workflow job belongs to, in the order the flow runs them.
-    const JOBS: [(&str, &str, Flow); 8] = [
+    const JOBS: [(&str, &str, Flow); 9] = [
         ("ci.yml", "image", Flow::PullRequest),
         ("preview.yml", "deploy", Flow::PullRequest),
         ("preview.yml", "verify", Flow::PullRequest),
         ("preview.yml", "cleanup", Flow::PullRequestClosed),
         ("cd.yml", "affected", Flow::Affected),
         ("cd.yml", "image", Flow::Main),
+        ("cd.yml", "sign", Flow::Main),
         ("cd.yml", "preprod", Flow::Main),
         ("release.yml", "release", Flow::Release),
     ];
@@ -1155,7 +1166,7 @@ mod tests {
         ),
     ];
     /// Workflow commands the demo leaves out, and why.
-    const NOT_RUN_BY_DEMO: [(&str, &str); 3] = [
+    const NOT_RUN_BY_DEMO: [(&str, &str); 4] = [
         (
             "argocd wait",
             "needs a cluster: the demo runs the image itself",
@@ -1167,6 +1178,11 @@ mod tests {
         (
             "scan",
             "needs the RustSec database, fetched from GitHub (tests/scan.rs runs it on the snapshot)",
+        ),
+        (
+            "doctor",
+            "pulls from GHCR as kind does, without credentials; the demo's registry is a directory \
+             (tests/setup.rs pulls from a real registry on loopback, open and behind a login)",
         ),
     ];
 

@@ -34,7 +34,7 @@ pub enum ImageCommand {
     Inspect(InspectArgs),
     /// Sign the image a tag names with IMAGE_SIGNING_KEY (cosign's .sig), e.g. in a step of its
     /// own, so the key is never in the environment of a build.
-    Sign(InspectArgs),
+    Sign(SignArgs),
 }
 
 #[derive(Args)]
@@ -67,6 +67,21 @@ pub struct BuildArgs {
     /// The service repository to build (its HEAD names the image). Default: this workspace.
     #[arg(long, value_name = "DIR")]
     source: Option<PathBuf>,
+    /// Write the pushed digest to FILE, for a later job to sign, scan and promote exactly it
+    /// (`@FILE` as their reference), never the tag again.
+    #[arg(long, value_name = "FILE", requires = "push")]
+    digest_file: Option<PathBuf>,
+}
+
+/// `image sign`: the reference (a tag, a digest, or `@FILE`) in a service's repository.
+#[derive(Args)]
+pub struct SignArgs {
+    /// A tag, a digest (sha256:…), or @FILE holding the digest `image build --digest-file` wrote.
+    reference: String,
+    #[command(flatten)]
+    repositories: RepositoryOptions,
+    #[command(flatten)]
+    services: ServiceSelection,
 }
 
 #[derive(Args)]
@@ -118,15 +133,7 @@ fn build(args: BuildArgs) -> Result<()> {
     // Open the destination and read the key before the slow build, so either fails fast.
     let repository = push_destination(&args, &service, &all)?;
     let signer = ImageSigner::from_env()?;
-    if !cmd!(sh, "git status --porcelain --untracked-files=no")
-        .read()?
-        .is_empty()
-    {
-        eprintln!(
-            "warning: the working tree has uncommitted changes; the image is labelled with HEAD \
-             ({head}) but contains them"
-        );
-    }
+    warn_if_uncommitted(&sh, &head)?;
 
     let build_started = Instant::now();
     let binaries = match &args.binary {
@@ -161,7 +168,25 @@ fn build(args: BuildArgs) -> Result<()> {
     if let Some(repository) = &repository {
         sign_pushed(signer.as_ref(), repository, &image.root.digest, &tags)?;
     }
+    if let Some(file) = &args.digest_file {
+        std::fs::write(file, format!("{}\n", image.root.digest))
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
     set_outputs(&image.root.digest, built, push_started.elapsed())
+}
+
+/// The image is labelled with HEAD: say so when the tree it is built from differs.
+fn warn_if_uncommitted(sh: &Shell, head: &str) -> Result<()> {
+    if !cmd!(sh, "git status --porcelain --untracked-files=no")
+        .read()?
+        .is_empty()
+    {
+        eprintln!(
+            "warning: the working tree has uncommitted changes; the image is labelled with HEAD \
+             ({head}) but contains them"
+        );
+    }
+    Ok(())
 }
 
 /// For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`; and
@@ -308,18 +333,20 @@ fn retag(args: RetagArgs) -> Result<()> {
     )
 }
 
-fn sign(args: InspectArgs) -> Result<()> {
+fn sign(args: SignArgs) -> Result<()> {
     let signer = ImageSigner::from_env()?.with_context(|| {
         format!("image sign needs the private key in {SIGNING_KEY_VAR} (PEM text; cargo xtask gate keygen makes a pair)")
     })?;
-    if matches!(ImageTag::parse(&args.reference), Ok(ImageTag::Pr { .. })) {
+    let reference = crate::parts::tags::reference_arg(&args.reference)?;
+    if matches!(ImageTag::parse(&reference), Ok(ImageTag::Pr { .. })) {
         bail!(
-            "{} is a pull request's image: those are never signed (they run in previews only)",
-            args.reference
+            "{reference} is a pull request's image: those are never signed (they run in previews only)"
         );
     }
-    let repository = Repository::open(&args.repository.repository)?;
-    let (_, resolved) = repository.manifest(&args.reference)?;
+    let all = services::load_current()?;
+    let service = args.services.one(&all)?;
+    let repository = Repository::open(&args.repositories.require(&service, &all)?)?;
+    let (_, resolved) = repository.manifest(&reference)?;
     signer.sign(&repository, &resolved.digest)
 }
 

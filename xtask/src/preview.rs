@@ -110,12 +110,13 @@ fn deploy(args: DeployArgs) -> Result<()> {
         targets.len()
     );
     let env = Env::Preview(args.pr);
-    let mut moves = Vec::new();
+    let (mut moves, mut pulled) = (Vec::new(), Vec::new());
     for target in targets {
-        let digest = match (
-            &args.digest,
-            args.repositories.for_service(&target.service, &all)?,
-        ) {
+        let repository = args.repositories.for_service(&target.service, &all)?;
+        if let Some(repository) = &repository {
+            pulled.push(format!("{repository}:{tag}"));
+        }
+        let digest = match (&args.digest, repository) {
             (Some(digest), _) => digest.clone(),
             (None, None) => String::new(),
             (None, Some(repository)) => match registry_digest(&repository, &tag.to_string())? {
@@ -143,6 +144,10 @@ fn deploy(args: DeployArgs) -> Result<()> {
     promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))?
         .outcome
         .report(&what);
+    // What the cluster pulls, for the workflow's next step: can kind pull it without credentials?
+    if let [image] = pulled.as_slice() {
+        github::set_output("image", image)?;
+    }
     github::set_output("deployed", "true")
 }
 

@@ -23,6 +23,7 @@ use crate::parts::promotion::{
 };
 use crate::parts::registry::Repository;
 use crate::parts::services::{RepositoryOptions, Service, ServiceSelection};
+use crate::parts::signature::{self, ImageKeyOptions};
 use crate::parts::tags::{self, ImageTag};
 
 #[derive(clap::Args)]
@@ -52,6 +53,10 @@ pub struct PromoteArgs {
     repositories: RepositoryOptions,
     #[command(flatten)]
     public_key: PublicKeyOptions,
+    /// With the image key, every digest promoted must carry the pipeline's signature by it
+    /// (required inside GitHub Actions for preprod and prod).
+    #[command(flatten)]
+    image_key: ImageKeyOptions,
     #[command(flatten)]
     gitops: GitopsOptions,
 }
@@ -93,13 +98,20 @@ pub fn run(args: PromoteArgs) -> Result<()> {
     );
     let source = repos.service.source_commit(&tag)?;
     let key = match args.env {
-        Env::Prod => args.public_key.load()?,
+        Env::Prod => Some(args.public_key.load()?)
+            .flatten()
+            .or(refuse_unsigned_prod_in_actions()?),
         _ => None,
     };
+    let image_key = image_key_for(&args)?;
     let mut moves = Vec::new();
     for target in targets {
-        let repository = repository_for(&args, &target.service, &all, key.is_some())?;
-        let image = image_for(&args, &tag, source, repository.as_ref(), key.as_ref())?;
+        let needs_repository = key.is_some() || image_key.is_some();
+        let repository = repository_for(&args, &target.service, &all, needs_repository)?;
+        let mut image = image_for(&args, &tag, source, repository.as_ref(), key.as_ref())?;
+        if let (Some(image_key), Some(repository)) = (&image_key, &repository) {
+            require_signed_image(&mut image, repository, image_key)?;
+        }
         // A build tag names one service's build of one commit: its bits must say so.
         if let (Some(repository), ImageTag::Main { sha } | ImageTag::Pr { sha, .. }) =
             (&repository, &tag)
@@ -118,20 +130,40 @@ pub fn run(args: PromoteArgs) -> Result<()> {
     let promotion = Promotion {
         subject: subject(&tag, args.env, &moves),
         moves,
-        policy: if args.allow_rollback {
-            Policy::AllowOlder
-        } else {
-            Policy::Monotonic
+        policy: match args.allow_rollback {
+            true => Policy::AllowOlder,
+            false => Policy::Monotonic,
         },
     };
-    let what = match promotion.moves.as_slice() {
-        [one] => format!("promote {} to {}", one.image, args.env),
-        many => format!("promote {} services to {tag} in {}", many.len(), args.env),
-    };
+    let what = describe(&promotion, &tag, args.env);
     promotion::promote(&repos, args.dry_run, |_| Ok(promotion.clone()))?
         .outcome
         .report(&what);
     Ok(())
+}
+
+/// What a promotion did, for its report: the one image, or how many services.
+fn describe(promotion: &Promotion, tag: &ImageTag, env: Env) -> String {
+    match promotion.moves.as_slice() {
+        [one] => format!("promote {} to {env}", one.image),
+        many => format!("promote {} services to {tag} in {env}", many.len()),
+    }
+}
+
+/// With the image key: the image's digest (resolved from its tag when not given) carries the
+/// signature the cluster's admission policy checks, or nothing is promoted.
+fn require_signed_image(
+    image: &mut DeployedImage,
+    repository: &Repository,
+    image_key: &p256::ecdsa::VerifyingKey,
+) -> Result<()> {
+    if image.digest.is_empty() {
+        image.digest = repository
+            .resolve(&image.tag)?
+            .with_context(|| format!("{repository} has no {}: build and push it first", image.tag))?
+            .digest;
+    }
+    signature::require_signed(repository, &image.digest, image_key, "promote")
 }
 
 /// The image one service moves to: --digest; with a gate key, the release's
@@ -165,6 +197,35 @@ fn image_for(
     Ok(image)
 }
 
+/// The image key every promoted digest must be signed by: given, or, inside
+/// GitHub Actions for preprod and prod, required.
+fn image_key_for(args: &PromoteArgs) -> Result<Option<p256::ecdsa::VerifyingKey>> {
+    let key = args.image_key.load()?;
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    if key.is_none() && in_actions && matches!(args.env, Env::Preprod | Env::Prod) {
+        bail!(
+            "promote --env {} inside GitHub Actions checks the image's signature first: give the image public \
+             key (IMAGE_KEY_FILE=gitops/policy/cosign.pub, or --image-key) and the image repository",
+            args.env
+        );
+    }
+    Ok(key)
+}
+
+/// Prod without a gate key: fine by hand (the unsigned tag is the
+/// operator's call), refused inside GitHub Actions as release refuses it,
+/// where any workflow with a token could have written the gate it skips.
+fn refuse_unsigned_prod_in_actions() -> Result<Option<p256::ecdsa::VerifyingKey>> {
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        bail!(
+            "promote --env prod inside GitHub Actions needs the gate's public key (GATE_PUBLIC_KEY or \
+             --public-key) and the image repository: prod moves only to a release whose digest carries a \
+             passing signed preprod gate, as release requires"
+        );
+    }
+    Ok(None)
+}
+
 /// `service`'s image repository, opened, when promote needs one: with a gate
 /// key for prod (then it is required), or with --registry (digests resolved).
 fn repository_for(
@@ -175,8 +236,9 @@ fn repository_for(
 ) -> Result<Option<Repository>> {
     if gate_key {
         let repository = args.repositories.for_service(service, all)?.context(
-            "with a gate key, promoting prod checks the release's signed gate in the image repository: \
-             name it with --registry (IMAGE_REGISTRY) or --repository (IMAGE_REPOSITORY)",
+            "with a gate key or an image key, promote checks the release's signed gate or the image's \
+             signature in the image repository: name it with --registry (IMAGE_REGISTRY) or --repository \
+             (IMAGE_REPOSITORY)",
         )?;
         return Ok(Some(Repository::open(&repository)?));
     }

@@ -15,7 +15,7 @@ use xshell::Shell;
 use crate::parts::repository_checks::{
     actionlint, as_problems, check_repository, print_report, split_documents,
 };
-use crate::parts::{manifests, workspace, yaml_files};
+use crate::parts::{manifests, schemas, workspace, yaml_files};
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
@@ -78,10 +78,11 @@ fn check_file_documents(
             found.extend(as_problems(actionlint(sh, std::slice::from_ref(file))));
             found.extend(manifests::check_workflow(name, doc));
         } else {
-            found.extend(manifests::check_document(
-                &format!("{name} document {}", n + 1),
-                doc,
-            ));
+            let place = format!("{name} document {}", n + 1);
+            found.extend(manifests::check_document(&place, doc));
+            // A custom resource, also against its upstream CRD (xtask/schemas/).
+            let mut counted = std::collections::BTreeMap::new();
+            found.extend(schemas::check_custom_resource(&place, doc, &mut counted));
         }
     }
     found

@@ -122,8 +122,9 @@ impl Replay {
 /// A fake Argo CD: application reads, label-selected lists and sync requests
 /// each replay their own sequence. Like Argo CD, it answers 401 without the
 /// token and 404 to any other request, so a wrong path or token fails the test.
+/// Every exchange is checked against Argo CD's own REST description.
 fn argocd(app: Replay, list: Replay, sync: Replay) -> FakeHttp {
-    FakeHttp::start(move |request: &Request, _| {
+    FakeHttp::start_argocd(move |request: &Request, _| {
         if request.headers.get("authorization") != Some(&format!("Bearer {TOKEN}")) {
             let body = json!({"error": "no session information", "code": 16, "message": "no session information"});
             return (401, vec![], body.to_string());

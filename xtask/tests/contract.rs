@@ -5,13 +5,11 @@
 mod support;
 
 use serde_json::{Value, json};
+use support::FakeHttp;
 use support::contract::{self, Api, Dialect, Validator};
-use support::{FakeHttp, require};
 
 fn github() -> Option<Api> {
-    let api = contract::github();
-    require(api.is_some(), &contract::github_missing())?;
-    api
+    contract::require_github()
 }
 
 const CHECK_RUNS: &str = "/repos/acme/service-demo/check-runs";
@@ -330,4 +328,78 @@ fn kubernetes_markers_formats_and_additional_properties() {
             ".port: a number (1.5) where the schema wants integer or string",
         ]
     );
+}
+
+#[test]
+fn argocd_requests_and_answers_off_its_description_are_refused_by_name() {
+    let Some(api) = contract::require_argocd() else {
+        return;
+    };
+    let sync = "/api/v1/applications/service-demo-prod/sync";
+    let body = json!({"revision": "abc", "prune": true});
+    api.check_request("POST", sync, Some(&body))
+        .unwrap_or_else(|problem| panic!("xtask's own sync request is refused: {problem}"));
+    let read = "/api/v1/applications/service-demo-prod?refresh=normal";
+    api.check_request("GET", read, None).unwrap();
+
+    let wrong_path = api
+        .check_request("GET", "/api/v1/application/service-demo-prod", None)
+        .unwrap_err();
+    assert!(
+        wrong_path.contains("no path of Argo CD's REST description"),
+        "{wrong_path}"
+    );
+    let wrong_method = api.check_request("PUT", sync, Some(&body)).unwrap_err();
+    assert!(
+        wrong_method.contains("has no PUT on /api/v1/applications/{name}/sync (it has POST)"),
+        "{wrong_method}"
+    );
+    let typo = api
+        .check_request(
+            "POST",
+            sync,
+            Some(&json!({"revision": "abc", "prnue": true})),
+        )
+        .unwrap_err();
+    assert!(typo.contains("body.prnue: unknown field `prnue`"), "{typo}");
+    assert!(typo.contains("ApplicationService_Sync"), "{typo}");
+    let query = api
+        .check_request("GET", "/api/v1/applications?projcts=service-demo", None)
+        .unwrap_err();
+    assert!(
+        query.contains("query parameter `projcts` is not declared"),
+        "{query}"
+    );
+
+    // Answers: Argo CD 2.13 has no health.lastTransitionTime (2.14 added it); a
+    // list with nothing in it is `"items": null` (Go's nil slice).
+    let app = json!({"metadata": {"name": "a"}, "status": {"health": {"status": "Healthy", "lastTransitionTime": "2026-01-01T00:00:00Z"}}});
+    let newer = api.check_response("GET", read, 200, &app).unwrap_err();
+    assert!(
+        newer.contains("answer.status.health.lastTransitionTime: unknown field"),
+        "{newer}"
+    );
+    api.check_response(
+        "GET",
+        "/api/v1/applications?selector=a%3Db",
+        200,
+        &json!({"metadata": {}, "items": null}),
+    )
+    .unwrap();
+    let wrong_type = api
+        .check_response(
+            "GET",
+            read,
+            200,
+            &json!({"status": {"sync": {"status": 1}}}),
+        )
+        .unwrap_err();
+    assert!(
+        wrong_type
+            .contains("answer.status.sync.status: a number (1) where the schema wants string"),
+        "{wrong_type}"
+    );
+    let error =
+        json!({"error": "no session information", "code": 16, "message": "no session information"});
+    api.check_response("GET", read, 401, &error).unwrap();
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::contract::github_answer;
 use support::{
     FakeHttp, Request, TempDir, assert_fails, assert_ok, free_port, git, head, http_status, stdout,
     xtask, xtask_in,
@@ -48,7 +49,10 @@ fn digest(c: char) -> String {
 
 #[test]
 fn recording_a_gate_creates_one_completed_check_run_with_the_digest() {
-    let fake = FakeHttp::start(|_, _| (201, vec![], r#"{"id": 7}"#.to_owned()));
+    let fake = FakeHttp::start_github(|request, _| {
+        let answer = github_answer("POST", &request.target, 201, json!({"id": 7}));
+        (201, vec![], answer)
+    });
     let sha = head();
     let out = run_github(
         &fake,
@@ -92,7 +96,7 @@ fn recording_a_gate_creates_one_completed_check_run_with_the_digest() {
 /// Check runs for one commit on two pages: only the expected app's count.
 fn check_runs_fake(sha: String, runs: Vec<Value>) -> FakeHttp {
     let runs = Arc::new(Mutex::new(runs));
-    FakeHttp::start(move |request, base| {
+    FakeHttp::start_github(move |request, base| {
         let path = format!(
             "/repos/acme/service-demo/commits/{sha}/check-runs?check_name=CD%20%2F%20Preprod%20Tests&filter=all&per_page=100"
         );
@@ -106,13 +110,23 @@ fn check_runs_fake(sha: String, runs: Vec<Value>) -> FakeHttp {
             (
                 200,
                 next,
-                json!({"total_count": runs.len(), "check_runs": half}).to_string(),
+                github_answer(
+                    "GET",
+                    &request.target,
+                    200,
+                    json!({"total_count": runs.len(), "check_runs": half}),
+                ),
             )
         } else if request.target == format!("{path}&page=2") {
             (
                 200,
                 vec![],
-                json!({"total_count": runs.len(), "check_runs": rest}).to_string(),
+                github_answer(
+                    "GET",
+                    &request.target,
+                    200,
+                    json!({"total_count": runs.len(), "check_runs": rest}),
+                ),
             )
         } else {
             (
@@ -355,7 +369,8 @@ fn github_app_names_the_app_whose_check_runs_count() {
 
 #[test]
 fn an_expired_token_is_named() {
-    let fake = FakeHttp::start(|_, _| (401, vec![], r#"{"message":"Bad credentials"}"#.to_owned()));
+    let fake =
+        FakeHttp::start_github(|_, _| (401, vec![], r#"{"message":"Bad credentials"}"#.to_owned()));
     let message = assert_fails(&run_github(
         &fake,
         &["gate", "check", "--sha", &head(), "--name", "preprod-tests"],

@@ -563,14 +563,12 @@ fn preview_deploy_cleanup_and_gc() {
     f.preview_file_dated("gitops/values/pr/pr-3.yaml", Some("2020-01-01T00:00:00Z"));
     f.preview_file_dated("gitops/values/pr/pr-5/service-demo.yaml", None);
     let states = [(3, "closed"), (5, "closed"), (7, "open")];
-    let github = support::FakeHttp::start(move |request, _| {
+    let github = support::FakeHttp::start_github(move |request, _| {
         let pr: u64 = request.target.rsplit('/').next().unwrap().parse().unwrap();
         let state = states.iter().find(|(n, _)| *n == pr).unwrap().1;
-        (
-            200,
-            vec![],
-            format!(r#"{{"number": {pr}, "state": "{state}"}}"#),
-        )
+        let pull = serde_json::json!({"number": pr, "state": state});
+        let answer = support::contract::github_answer("GET", &request.target, 200, pull);
+        (200, vec![], answer)
     });
     let env = github_env(&github);
     let listed = || {
@@ -650,8 +648,11 @@ fn preview_deploy_only_for_an_open_labelled_pull_request_of_this_repository() {
     let sha = f.commits[0].clone();
     let answer = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let served = answer.clone();
-    let github =
-        support::FakeHttp::start(move |_, _| (200, vec![], served.lock().unwrap().clone()));
+    let github = support::FakeHttp::start_github(move |request, _| {
+        let pull = serde_json::from_str(&served.lock().unwrap()).unwrap();
+        let answer = support::contract::github_answer("GET", &request.target, 200, pull);
+        (200, vec![], answer)
+    });
     let pull = |state: &str, repo: &str, label: &str, head: &str| {
         format!(
             r#"{{"number": 7, "state": "{state}", "labels": [{{"name": "{label}"}}], "head": {{"sha": "{head}", "repo": {{"full_name": "{repo}"}}}}}}"#
@@ -1055,6 +1056,7 @@ fn all_paths(dir: &Path) -> Vec<PathBuf> {
 fn a_token_in_the_gitops_url_reaches_git_only_as_a_credential_never_printed_or_in_a_path() {
     let f = Fixture::new(1);
     let token = "ghp_S3cretT0ken-do-not-print";
+    // Git's smart HTTP, not GitHub's REST API: no description to check it against.
     let server = support::FakeHttp::start(|request, _| {
         if request.headers.contains_key("authorization") {
             (403, vec![], "{}".to_owned())
@@ -1246,4 +1248,37 @@ fn promotion_pushes_over_an_ssh_origin_with_the_checkouts_ssh_command() {
     ] {
         assert!(calls.contains(&expected), "no {expected:?} in:\n{calls}");
     }
+}
+
+/// `preview deploy` hands the workflow's next step what the cluster will pull (`image`), the
+/// reference `doctor --anonymous-pull` then pulls without credentials, as kind does.
+#[test]
+fn a_preview_deploy_names_the_image_the_cluster_pulls() {
+    let f = Fixture::new(1);
+    let sha = f.commits[0].clone();
+    let repository = format!("oci:{}", f.dir.path().join("images").display());
+    let output_file = f.dir.path().join("github-output");
+    let deploy = [
+        "preview",
+        "deploy",
+        "--pr",
+        "7",
+        "--sha",
+        &sha,
+        "--digest",
+        DIGEST,
+        "--repository",
+        &repository,
+    ];
+    let out = f.xtask_env(
+        &deploy,
+        &[("GITHUB_OUTPUT", output_file.display().to_string())],
+    );
+    assert_ok(&out);
+    let written = std::fs::read_to_string(&output_file).unwrap();
+    assert!(
+        written.contains(&format!("image={repository}:pr-7-{sha}\n"))
+            && written.ends_with("deployed=true\n"),
+        "{written}"
+    );
 }

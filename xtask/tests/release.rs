@@ -415,13 +415,15 @@ fn inside_actions_the_github_release_is_published_once_and_a_failed_publish_is_f
         (201, r#"{"id":1,"tag_name":"v1.0.0"}"#),
         (502, r#"{"message":"Server Error"}"#),
     ]);
-    let github = FakeHttp::start(move |_, _| {
+    let github = FakeHttp::start_github(move |request, _| {
         let (status, body) = answers
             .lock()
             .unwrap()
             .pop()
             .expect("no more requests expected");
-        (status, vec![], body.to_owned())
+        let body = serde_json::from_str(body).unwrap();
+        let answer = support::contract::github_answer("POST", &request.target, status, body);
+        (status, vec![], answer)
     });
     let api = github.url();
     let repository = fx.registry.repository();

@@ -11,9 +11,6 @@
 //! records it with secret values masked as `***`; in dry-run mode it only
 //! records, so `--dry-run` prints exactly what a real run would send.
 
-// The write API's callers (`setup`, `cluster up`) land after it.
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::sync::Mutex;
 

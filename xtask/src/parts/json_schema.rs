@@ -199,7 +199,16 @@ impl<'a> Validator<'a> {
             Dialect::Swagger2 => "x-nullable",
             Dialect::OpenApi3 | Dialect::Kubernetes => "nullable",
         };
-        keywords.get(flag) == Some(&Value::Bool(true))
+        // Argo CD answers through Go's encoding/json, which writes a nil
+        // slice, map or pointer as null (an empty list is `"items": null`);
+        // its swagger, generated from the Go types, cannot say so.
+        let go_nil = self.dialect == Dialect::Swagger2
+            && matches!(
+                keywords.get("type").and_then(Value::as_str),
+                Some("array" | "object")
+            );
+        go_nil
+            || keywords.get(flag) == Some(&Value::Bool(true))
             || keywords
                 .get("type")
                 .and_then(Value::as_array)

@@ -18,7 +18,12 @@
 //! - `tags`: `main-<sha>`, `pr-<N>-<sha>`, `v<X.Y.Z>` and digests, parsed.
 //! - `service`: the service repository: commits of tags, ancestry.
 //! - `gates`: test results bound to a commit and a digest (git notes or
-//!   GitHub check runs); `github`: the GitHub REST calls.
+//!   GitHub check runs); `github`: the GitHub REST calls (writes through one
+//!   function, dry-run, sealed secrets, variables).
+//! - `fork_settings`: a fork's GitHub settings (environments, secrets,
+//!   variables, rulesets per profile) that `setup` writes and `doctor` checks;
+//!   `fork_files`: the files that name the fork (`fork`, `setup`);
+//!   `deploy_key`: the GitOps deploy key (ed25519, OpenSSH's format), made in memory.
 //! - `attestation`: signed gates: in-toto statements about a digest in DSSE
 //!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),
 //!   stored as cosign's `.att` tag, verified by release.
@@ -58,9 +63,21 @@
 //!   (Ingress hosts per environment, the database Secret the chart reads is one
 //!   a database produces, kind's host ports, the Argo CD `ci` account, the
 //!   Services the README names); `cnpg_types`: CloudNativePG's `Cluster`, typed.
+//! - `cluster_up`: `cluster up|down|status`: the plan read from the
+//!   repository (Terraform's variables, the fork's admission policy and its
+//!   key's digest), Terraform, the policy through kubectl's stdin, a private
+//!   fork's deploy key, Argo CD's project-role tokens into the fork's
+//!   secrets, and `validate`'s rule that no `.tf` file carries a key inline;
+//!   `cluster_runner`: the
+//!   dispatcher, one just-in-time runner per queued job of main in a fresh
+//!   container.
 //! - `json_schema`: one JSON Schema validator for the upstream contracts
 //!   (GitHub's OpenAPI 3.0, Argo CD's Swagger 2.0, CRDs' structural schemas),
 //!   strict on undeclared fields; the tests' fakes are checked with it.
+//! - `schemas`: the upstream contracts of `xtask/schemas/sources.toml` (Argo
+//!   CD's REST description, the CRDs, upstream examples) at the releases
+//!   Terraform's charts install: installed and sha256-checked in a cache,
+//!   Terraform pins compared, objects checked against their CRD.
 //! - `workspace`: the checkout xtask acts on (found from the working
 //!   directory or `XTASK_WORKSPACE`, never the path it was built in) and its
 //!   target dir.
@@ -94,8 +111,13 @@ pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
 pub mod cluster_checks;
+pub mod cluster_runner;
+pub mod cluster_up;
 pub mod cnpg_types;
 pub mod counting_proxy;
+pub mod deploy_key;
+pub mod fork_files;
+pub mod fork_settings;
 pub mod gates;
 pub mod github;
 pub mod gitops;
@@ -117,6 +139,7 @@ pub mod registry;
 pub mod repository_checks;
 pub mod sbom;
 pub mod scaffold;
+pub mod schemas;
 pub mod service;
 pub mod service_url;
 pub mod services;

@@ -18,6 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use json_schema::{Dialect, Validator, Violation};
 use serde_json::{Map, Value};
+use sha2::Digest as _;
 
 /// One upstream API description, loaded once per test process.
 #[derive(Clone)]
@@ -33,6 +34,25 @@ struct Description {
     /// What any operation may answer with a 4xx or 5xx status it does not
     /// list (GitHub's `basic-error`: GitHub answers 401 to any endpoint).
     error_schema: Option<Value>,
+}
+
+/// GitHub's description, or the visible skip (`support::require`) when it is
+/// missing: a test that cannot check its fake against it fails under CI.
+pub fn require_github() -> Option<Api> {
+    let api = github();
+    super::require(api.is_some(), &github_missing())?;
+    api
+}
+
+/// A fake GitHub's answer: `patch` completed to what GitHub's description
+/// requires for this request and status (`Api::answer`); `patch` as it is
+/// when the description is missing (the fake's test then fails or is counted
+/// as skipped, through `FakeHttp::start_github`).
+pub fn github_answer(method: &str, target: &str, status: u16, patch: Value) -> String {
+    match github() {
+        Some(api) => api.answer(method, target, status, patch),
+        None => patch.to_string(),
+    }
 }
 
 /// GitHub's REST description, where `.ci/run` unpacked it (`GITHUB_OPENAPI`,
@@ -86,6 +106,75 @@ fn github_description_path() -> PathBuf {
         .join(".cache/service-demo/github-openapi")
         .join(github_pin())
         .join("api.github.com.json")
+}
+
+/// Argo CD's REST description (its swagger at the release Terraform's chart
+/// installs), where `cargo xtask schemas refresh` installed it, checked
+/// against the sha256 of xtask/schemas/sources.toml; None when it is not
+/// there (see `github()`).
+pub fn argocd() -> Option<Api> {
+    static ARGOCD: OnceLock<Option<Api>> = OnceLock::new();
+    ARGOCD
+        .get_or_init(|| {
+            let (path, sha256, tag) = argocd_description();
+            let bytes = std::fs::read(&path).ok()?;
+            let digest: String = sha2::Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(
+                digest,
+                sha256,
+                "{} is not the file xtask/schemas/sources.toml names: run `cargo xtask schemas refresh`",
+                path.display()
+            );
+            let doc = serde_json::from_slice(&bytes).expect("Argo CD's swagger is JSON");
+            let name = format!("Argo CD's REST description (argoproj/argo-cd {tag} assets/swagger.json)");
+            Some(Api::from_value(doc, Dialect::Swagger2, &name))
+        })
+        .clone()
+}
+
+/// Argo CD's description, or the visible skip (see `require_github`).
+pub fn require_argocd() -> Option<Api> {
+    let api = argocd();
+    let (path, ..) = argocd_description();
+    let what = format!(
+        "Argo CD's REST description at {} (`cargo xtask schemas refresh`; .ci/run does it)",
+        path.display()
+    );
+    super::require(api.is_some(), &what)?;
+    api
+}
+
+/// A fake Argo CD's answer, completed to what Argo CD's description requires
+/// (see `github_answer`).
+pub fn argocd_answer(method: &str, target: &str, status: u16, patch: Value) -> String {
+    match argocd() {
+        Some(api) => api.answer(method, target, status, patch),
+        None => patch.to_string(),
+    }
+}
+
+/// Where Argo CD's swagger is installed, its sha256 and its tag (sources.toml).
+fn argocd_description() -> (PathBuf, String, String) {
+    let sources: Value = toml::from_str::<toml::Value>(include_str!("../../schemas/sources.toml"))
+        .ok()
+        .and_then(|t| serde_json::to_value(t).ok())
+        .expect("xtask/schemas/sources.toml parses");
+    let entry = sources["schema"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["file"] == "argocd-swagger.json")
+        .expect("sources.toml names argocd-swagger.json");
+    let dir = match std::env::var_os("SERVICE_DEMO_SCHEMAS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/service-demo/schemas"),
+    };
+    let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+    (dir.join("argocd-swagger.json"), text("sha256"), text("tag"))
 }
 
 /// The operation a request matched, with its path parameters.
@@ -437,9 +526,57 @@ impl Api {
             .response_schema(&operation, status)
             .unwrap_or_else(|problem| panic!("{method} {target}: {problem}"))
             .unwrap_or(Value::Null);
-        let mut answer = self.example(&schema, 0);
-        merge(&mut answer, patch);
-        answer.to_string()
+        if schema.is_null() {
+            return if patch.is_null() {
+                String::new()
+            } else {
+                patch.to_string()
+            };
+        }
+        self.complete(&schema, patch).to_string()
+    }
+
+    /// `patch` with what `schema` requires filled in around it, in every
+    /// object it holds (list items included); a `oneOf`/`anyOf` branch is the
+    /// first one the completed value satisfies.
+    pub fn complete(&self, schema: &Value, patch: Value) -> Value {
+        let validator = self.validator();
+        let schema = validator.resolve(schema);
+        match patch {
+            Value::Object(fields) => {
+                let branches = schema["oneOf"].as_array().or(schema["anyOf"].as_array());
+                if let Some(branches) = branches {
+                    let patch = Value::Object(fields);
+                    let candidates = branches
+                        .iter()
+                        .map(|b| (b, self.complete(b, patch.clone())));
+                    let mut candidates: Vec<(&Value, Value)> = candidates.collect();
+                    let valid = candidates
+                        .iter()
+                        .position(|(b, c)| validator.validate(b, c, "").is_empty());
+                    return candidates.swap_remove(valid.unwrap_or(0)).1;
+                }
+                let mut base = match self.example(schema, 0) {
+                    Value::Object(base) => base,
+                    _ => Map::new(),
+                };
+                for (key, value) in fields {
+                    let filled = match property_schema(&validator, schema, &key) {
+                        Some(property) if !value.is_null() => self.complete(property, value),
+                        _ => value,
+                    };
+                    base.insert(key, filled);
+                }
+                Value::Object(base)
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| self.complete(&schema["items"], item))
+                    .collect(),
+            ),
+            other => other,
+        }
     }
 
     /// A minimal instance of `schema` for an answer: required fields only.
@@ -549,6 +686,25 @@ impl Api {
 /// in contents) and `{ref}` (`heads/main` in the git refs API), as its docs'
 /// examples send them.
 const SLASHED: &[&str] = &["path", "ref"];
+
+/// The schema of property `name` of an object schema (its own, an `allOf`
+/// branch's, or `additionalProperties`).
+fn property_schema<'s>(
+    validator: &'s Validator,
+    schema: &'s Value,
+    name: &str,
+) -> Option<&'s Value> {
+    let schema = validator.resolve(schema);
+    if let Some(property) = schema["properties"].get(name) {
+        return Some(property);
+    }
+    let from_branches = schema["allOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|branch| property_schema(validator, branch, name));
+    from_branches.or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+}
 
 /// Literal segments matched, and whether no parameter took several segments.
 type Score = (usize, bool);

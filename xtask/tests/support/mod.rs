@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod contract;
+pub mod fake_github;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -345,6 +346,23 @@ pub type Answer = (u16, Vec<(String, String)>, String);
 impl FakeHttp {
     pub fn start(handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static) -> Self {
         Self::serve(None, handler)
+    }
+
+    /// A fake GitHub checked against GitHub's OpenAPI description; where the
+    /// description is missing the test fails (CI), or is counted as skipped
+    /// (SERVICE_DEMO_ALLOW_SKIP=1) and runs its fake unchecked.
+    pub fn start_github(
+        handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(contract::require_github(), handler)
+    }
+
+    /// A fake Argo CD checked against Argo CD's own REST description (see
+    /// `start_github`).
+    pub fn start_argocd(
+        handler: impl Fn(&Request, &str) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(contract::require_argocd(), handler)
     }
 
     /// A fake whose every request and answer must be ones `api` describes.
