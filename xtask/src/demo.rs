@@ -72,7 +72,7 @@ pub enum Flow {
 /// that finishes ran exactly this; a test (below) proves each flow is what the
 /// workflows run, less the Argo CD commands (no cluster here: the demo runs
 /// the image itself) and the flags in [`DEMO_ONLY_FLAGS`].
-pub const PLAN: [(Flow, &[&str]); 20] = [
+pub const PLAN: [(Flow, &[&str]); 19] = [
     (Flow::PullRequest, &PULL_REQUEST),
     (Flow::PullRequestClosed, &["preview cleanup --pr"]),
     (Flow::Main, &MAIN),
@@ -85,7 +85,6 @@ pub const PLAN: [(Flow, &[&str]); 20] = [
     // the crate both share.
     (Flow::ByHand, &["new-service --port"]),
     (Flow::Affected, &AFFECTED),
-    (Flow::Main, &MAIN),
     (Flow::Main, &MAIN),
     (Flow::Affected, &AFFECTED),
     (Flow::Main, &MAIN),
@@ -1046,6 +1045,15 @@ fn clone_service(sh: &Shell, remote: &Path, service: &Path) -> Result<()> {
     )
     .quiet()
     .run()?;
+    // Its main is that HEAD, whichever branch (or detached commit) the source is on:
+    // the pull request's branch starts there and merges back by fast-forward.
+    let head = cmd!(sh, "git -C {source} rev-parse HEAD").quiet().read()?;
+    cmd!(sh, "git -C {remote} update-ref refs/heads/main {head}")
+        .quiet()
+        .run()?;
+    cmd!(sh, "git -C {remote} symbolic-ref HEAD refs/heads/main")
+        .quiet()
+        .run()?;
     cmd!(sh, "git clone --quiet {remote} {service}")
         .quiet()
         .run()?;
