@@ -32,11 +32,10 @@ RUN mkdir -p services/items-api/src crates/service-kit/src xtask/src \
  && cargo build --release --locked --package items-api --target x86_64-unknown-linux-musl \
  && rm -rf services/items-api/src crates/service-kit/src
 
-# Then the service itself (its build script and the memcpy it builds for musl,
-# csrc/copy.c, and the migrations it embeds), and service-kit, the crate it serves through.
+# Then the service itself (its build script and the migrations it embeds), and
+# service-kit, the crate it serves through.
 COPY crates/service-kit/src crates/service-kit/src
 COPY services/items-api/build.rs services/items-api/
-COPY services/items-api/csrc services/items-api/csrc
 COPY services/items-api/migrations services/items-api/migrations
 COPY services/items-api/src services/items-api/src
 ARG GIT_COMMIT=unknown

@@ -100,7 +100,9 @@ resource "helm_release" "argocd" {
         LUA
         # Check git every 60 s instead of 180 s; `cargo xtask argocd wait` also asks for a refresh.
         "timeout.reconciliation" = "60s"
-        # API-key accounts for the workflows (no UI login): `terraform output argocd_ci_token_commands`.
+        # API-key accounts (no UI login) for a person's use by hand. The workflows read narrower tokens: the
+        # service-demo project's roles, which `cargo xtask cluster up` makes and writes to the fork's environment
+        # secrets (`terraform output argocd_tokens`).
         "accounts.ci"         = "apiKey"
         "accounts.ci-preview" = "apiKey"
       }
@@ -230,8 +232,11 @@ resource "helm_release" "cloudnative_pg" {
 }
 
 # Kyverno: the admission controller that enforces gitops/policy/image-signatures.yaml (only images signed by
-# gitops/policy/cosign.pub run in dev, preprod and prod). Installed here, with its policy applied below, for the same
-# reason as the operators above: whoever can change admission can run anything, so no commit under gitops/argocd can.
+# gitops/policy/cosign.pub run in dev, preprod and prod). Installed here for the same reason as the operators above:
+# whoever can change admission can run anything, so no commit under gitops/argocd can. The policy itself is not
+# Terraform's: `cargo xtask cluster up` reads it from the fork's gitops/policy/ on every run, checks it carries
+# cosign.pub, and applies it (kubectl apply -f -), so a fork's own key reaches the cluster with no edit here.
+# `cargo xtask validate` refuses a key inline in any .tf file.
 resource "helm_release" "kyverno" {
   name             = "kyverno"
   repository       = "https://kyverno.github.io/kyverno/"
@@ -242,18 +247,6 @@ resource "helm_release" "kyverno" {
   wait             = true
 
   depends_on = [kind_cluster.this]
-}
-
-resource "terraform_data" "image_signature_policy" {
-  triggers_replace = [
-    filesha256("${path.module}/../gitops/policy/image-signatures.yaml"),
-  ]
-
-  provisioner "local-exec" {
-    command = "kubectl --kubeconfig ${kind_cluster.this.kubeconfig_path} apply -f ${path.module}/../gitops/policy/image-signatures.yaml"
-  }
-
-  depends_on = [helm_release.kyverno]
 }
 
 # Argo CD creates the default project itself (Helm cannot own it), so it is emptied with kubectl: an

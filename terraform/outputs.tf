@@ -18,11 +18,7 @@ output "ingress_url" {
   value       = "http://127.0.0.1:${var.ingress_http_port}"
 }
 
-output "argocd_ci_token_commands" {
-  description = "Make the API tokens of the ci and ci-preview accounts (argocd CLI; log in as admin first)."
-  value       = <<-EOT
-    argocd login 127.0.0.1:${var.argocd_http_port} --plaintext --username admin   # asks for the password (argocd_admin_password_command), so it is never on a command line
-    argocd account generate-token --account ci          # ARGOCD_AUTH_TOKEN (prod) and ARGOCD_PREPROD_TOKEN (preprod)
-    argocd account generate-token --account ci-preview  # ARGOCD_PREVIEW_TOKEN (repository secret)
-  EOT
+output "argocd_tokens" {
+  description = "The Argo CD tokens the workflows read: roles of the service-demo AppProject (gitops/argocd/project.yaml), made over Argo CD's API by `cargo xtask cluster up` and written straight to the fork's environment secrets (never printed)."
+  value       = "ARGOCD_PREVIEW_TOKEN (environment preview): project role service-demo/preview; ARGOCD_PREPROD_TOKEN (environment preprod): project role service-demo/preprod; ARGOCD_AUTH_TOKEN (environment prod): project role service-demo/release"
 }

@@ -1,24 +1,30 @@
-//! Builds `csrc/copy.c`, a memcpy fast for short copies. On x86_64 musl (the
-//! image's amd64 binary) it defines `memcpy` itself and so takes the place of
-//! musl's, whose `rep movsq` and byte loops move a few bytes slowly (README,
-//! Benchmarks). Elsewhere only `items_api_copy` is built and libc's memcpy
-//! stays: glibc's is fast, and musl's arm64 one is not the assembly measured
-//! here (nor could the arm64 link be tried on this machine).
+//! Embeds every migration in `migrations/` in the binary, in file-name order
+//! (`store/migrations.rs` includes the list written here): a new
+//! `migrations/NNNN_what.sql` is applied by `items-api migrate` with no other
+//! change.
 
-/// Flags `tests/copy.rs` builds the same file with: no builtins, and no loop
-/// turned into a call to memcpy (inside memcpy itself).
-const FLAGS: [&str; 2] = ["-fno-builtin", "-fno-tree-loop-distribute-patterns"];
+use std::fmt::Write as _;
+use std::path::Path;
 
 fn main() {
-    println!("cargo:rerun-if-changed=csrc/copy.c");
-    let mut build = cc::Build::new();
-    build.file("csrc/copy.c").opt_level(2).warnings(true);
-    for flag in FLAGS {
-        build.flag_if_supported(flag);
+    println!("cargo:rerun-if-changed=migrations");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("services/items-api/migrations/ is readable")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+        .collect();
+    files.sort();
+    let mut list = String::from("&[\n");
+    for path in files {
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .expect("a UTF-8 file name");
+        writeln!(list, "    ({name:?}, include_str!({:?})),", path.display()).unwrap();
     }
-    let target = |key: &str| std::env::var(key).unwrap_or_default();
-    if target("CARGO_CFG_TARGET_ENV") == "musl" && target("CARGO_CFG_TARGET_ARCH") == "x86_64" {
-        build.define("ITEMS_API_MEMCPY", None);
-    }
-    build.compile("items_api_copy");
+    list.push(']');
+    let out =
+        Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations.rs");
+    std::fs::write(out, list).expect("OUT_DIR is writable");
 }

@@ -9,6 +9,7 @@ use xshell::Shell;
 
 use crate::parts::affected::{self, ReadGitops, Report};
 use crate::parts::gitops::{GitopsOptions, GitopsRepo};
+use crate::parts::lock_closure::LockChange;
 use crate::parts::promotion::Env;
 use crate::parts::service::ServiceRepo;
 use crate::parts::services::{Package, Service};
@@ -118,7 +119,8 @@ fn decide_range(
         return Ok((affected::everything(services, &reason), 0));
     };
     let changed = affected::changed_files(root, base, head)?;
-    let mut report = affected::decide(services, packages, &changed);
+    let lock = LockChange::read(root, base, head, packages)?;
+    let mut report = affected::decide(services, packages, &changed, Some(&lock));
     report.base = base.to_string();
     Ok((report, changed.len()))
 }

@@ -72,9 +72,10 @@ pub struct WaitArgs {
 
 #[derive(clap::Args)]
 pub struct SyncArgs {
-    /// Application name (e.g. service-demo-prod).
-    #[arg(long)]
-    app: String,
+    /// Application name (e.g. service-demo-prod); several, comma-separated or repeated, are synced
+    /// one after the other to the same revision (release's `apps` output).
+    #[arg(long, required = true, value_delimiter = ',')]
+    app: Vec<String>,
     #[command(flatten)]
     options: WaitOptions,
 }
@@ -91,22 +92,23 @@ pub fn run(command: ArgocdCommand) -> Result<()> {
         }
         ArgocdCommand::Sync(args) => {
             let (argocd, revision) = connect(&args.options)?;
-            match argocd.sync(&args.app, &revision)? {
-                SyncStart::Started => println!(
-                    "argocd: sync of {} to {} started",
-                    args.app,
-                    short(&revision)
-                ),
-                SyncStart::AlreadyRunning(message) => {
-                    println!(
-                        "argocd: {} is already syncing ({message}); waiting for it",
-                        args.app
-                    )
-                }
+            for app in args.app.into_iter().filter(|app| !app.is_empty()) {
+                sync(&argocd, app, &revision, &args.options)?;
             }
-            wait_for(&argocd, &Target::App(args.app), &revision, &args.options)
+            Ok(())
         }
     }
+}
+
+/// Starts the sync of `app` to `revision` (or joins the one running), then waits for it.
+fn sync(argocd: &ArgoCd, app: String, revision: &str, options: &WaitOptions) -> Result<()> {
+    match argocd.sync(&app, revision)? {
+        SyncStart::Started => println!("argocd: sync of {app} to {} started", short(revision)),
+        SyncStart::AlreadyRunning(message) => {
+            println!("argocd: {app} is already syncing ({message}); waiting for it")
+        }
+    }
+    wait_for(argocd, &Target::App(app), revision, options)
 }
 
 enum Target {

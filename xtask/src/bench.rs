@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::parts::counting_proxy::CountingProxy;
+use crate::parts::lead_time::{LEAD_TIME_FILE, LeadTime};
 use crate::parts::local_registry::LocalRegistry;
 use crate::parts::pgbench::PgbenchRun;
 use crate::parts::pinned_server::{PinnedServer, ServerSpec};
@@ -32,6 +33,21 @@ pub enum BenchCommand {
     Gitops(GitopsBenchArgs),
     /// Image assembly time, size, push time, and the bytes a retag uploads (real local registry).
     Image,
+    /// Lead time from the demo's own steps, cold (an empty target dir) then warm: a commit to a
+    /// preview answering and a merge to a recorded gate, split into checks, build, push,
+    /// promote, sync-wait and tests.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PipelineArgs {
+    /// Where the two demos and their target dir go (the target dir is emptied first: the
+    /// cold run compiles everything). Default: <target>/xtask/bench-pipeline.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Keep the target dir of a previous run: both runs are warm.
+    #[arg(long)]
+    warm_only: bool,
 }
 
 pub fn run(command: BenchCommand) -> Result<()> {
@@ -39,6 +55,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Http(args) => http(args),
         BenchCommand::Gitops(args) => gitops(args),
         BenchCommand::Image => image(),
+        BenchCommand::Pipeline(args) => pipeline(args),
     }
 }
 
@@ -829,6 +846,52 @@ fn image() -> Result<()> {
     })?;
     if registry.requests().is_empty() {
         bail!("the registry logged no request: the pushes did not reach it");
+    }
+    Ok(())
+}
+
+/// 1. An empty target dir of the benchmark's own (unless --warm-only).
+/// 2. `cargo xtask demo` (this binary) on it twice: cold, then warm.
+/// 3. Each run's lead time as the demo recorded it; printed, never judged.
+fn pipeline(args: PipelineArgs) -> Result<()> {
+    let dir = args
+        .workdir
+        .unwrap_or_else(|| workspace::target_dir().join("xtask/bench-pipeline"));
+    let target = dir.join("target");
+    if !args.warm_only && target.exists() {
+        std::fs::remove_dir_all(&target)
+            .with_context(|| format!("emptying {}", target.display()))?;
+    }
+    std::fs::create_dir_all(&target)?;
+    let target = target.canonicalize()?;
+    let exe = std::env::current_exe().context("this binary's path")?;
+    let mut tables = Vec::new();
+    for run in ["cold", "warm"] {
+        let run = if args.warm_only { "warm" } else { run };
+        let work = dir.join(format!("demo-{}", tables.len() + 1));
+        let started = Instant::now();
+        let status = Command::new(&exe)
+            .args(["demo", "--workdir"])
+            .arg(&work)
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(workspace::root())
+            .status()
+            .context("running the demo")?;
+        ensure!(
+            status.success(),
+            "the {run} demo failed (its output is above)"
+        );
+        let took = started.elapsed().as_secs_f64();
+        let lead = LeadTime::read(&work.join(LEAD_TIME_FILE))?;
+        tables.push(lead.table(&format!("{run} (demo {took:.0}s)")));
+    }
+    println!(
+        "\nlead time from the demo's own steps (seconds; a container start stands in for Argo CD's sync; \
+         the target dir {}):",
+        target.display()
+    );
+    for table in tables {
+        println!("{table}");
     }
     Ok(())
 }

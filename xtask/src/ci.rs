@@ -5,15 +5,15 @@
 //! GitHub Actions, to `$GITHUB_STEP_SUMMARY`.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::parts::service::ServiceRepo;
+use crate::parts::test_times::{self, TestTimes};
 use crate::parts::{affected, repository_checks, services, tools, workspace};
 
 #[derive(clap::Args)]
@@ -91,7 +91,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     refuse_skips_in_ci(args.allow_skip, std::env::var("CI").ok().as_deref())?;
     let sh = Shell::new()?;
     sh.change_dir(workspace::root());
-    let mut reports = Vec::new();
+    let (mut reports, mut times) = (Vec::new(), TestTimes::default());
     for step in Step::ALL {
         if args.skip.contains(&step) {
             reports.push(StepReport {
@@ -121,7 +121,7 @@ pub fn run(args: CiArgs) -> Result<()> {
                 repository_checks::check_repository(&workspace::root()).map(|()| String::new())
             }
             Step::Test => test_selection(&args)
-                .and_then(|packages| test(&sh, args.allow_skip, packages.as_deref())),
+                .and_then(|packages| test(&sh, args.allow_skip, packages.as_deref(), &mut times)),
         };
         let outcome = match result {
             Ok(detail) => Outcome::Passed(detail),
@@ -135,7 +135,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     }
 
     let table = summary_table(&reports);
-    eprintln!("\n{table}");
+    eprint!("\n{table}\n{}", times.report());
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         append(Path::new(&path), &format!("## cargo xtask ci\n\n{table}\n"))?;
     }
@@ -309,8 +309,14 @@ fn test_selection(args: &CiArgs) -> Result<Option<Vec<String>>> {
 
 /// Runs the workspace tests (or only `packages`), streaming their output and
 /// adding up libtest's `test result:` lines; tests that skipped are read from
-/// the skip log (libtest counts them as passed).
-fn test(sh: &Shell, allow_skip: bool, packages: Option<&[String]>) -> Result<String> {
+/// the skip log (libtest counts them as passed). Each test binary's time goes
+/// to `times` (cargo's stderr names the binaries).
+fn test(
+    sh: &Shell,
+    allow_skip: bool,
+    packages: Option<&[String]>,
+    times: &mut TestTimes,
+) -> Result<String> {
     let scratch = sh.create_temp_dir()?;
     let skip_log = scratch.path().join("skipped.log");
     std::fs::write(&skip_log, "")?;
@@ -324,21 +330,15 @@ fn test(sh: &Shell, allow_skip: bool, packages: Option<&[String]>) -> Result<Str
         .args(["--locked"])
         .current_dir(sh.current_dir())
         .env(SKIP_LOG_VAR, &skip_log)
-        .env_remove(ALLOW_SKIP_VAR)
-        .stdout(Stdio::piped());
+        .env_remove(ALLOW_SKIP_VAR);
     if allow_skip {
         command.env(ALLOW_SKIP_VAR, "1");
     }
-    let mut child = command.spawn().context("starting cargo test")?;
+    let (status, lines) = test_times::run_echoing(command, times)?;
     let mut totals = TestTotals::default();
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        let line = line?;
-        println!("{line}");
-        if let Some(result) = TestTotals::parse(&line) {
-            totals.add(result);
-        }
+    for result in lines.iter().filter_map(|line| TestTotals::parse(line)) {
+        totals.add(result);
     }
-    let status = child.wait()?;
     let skip_log = std::fs::read_to_string(&skip_log)?;
     let skipped = skipped_tests(&skip_log);
     totals.count_skipped(skipped.len() as u64);

@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::parts::attestation;
+use crate::parts::lead_time::{JOURNEYS, LEAD_TIME_FILE, Ledger, Phase};
 use crate::parts::oci::{self, Arch};
 use crate::parts::registry::Repository;
 use crate::parts::services::{self, Service};
@@ -79,8 +80,9 @@ pub const PLAN: [(Flow, &[&str]); 20] = [
     (Flow::Main, &MAIN),
     (Flow::Release, &RELEASE),
     (Flow::ByHand, &["rollback --env"]),
-    // A second service: scaffolded (Cargo.lock changes: both are affected),
-    // then a change to it alone, then one to the crate both share.
+    // A second service: scaffolded (Cargo.lock changes, items-api's closure
+    // does not: only it is affected), then a change to it alone, then one to
+    // the crate both share.
     (Flow::ByHand, &["new-service --port"]),
     (Flow::Affected, &AFFECTED),
     (Flow::Main, &MAIN),
@@ -103,8 +105,9 @@ const PULL_REQUEST: [&str; 3] = [
     "preview deploy --service --pr --sha --label",
     "smoke --service --pr",
 ];
-const MAIN: [&str; 3] = [
-    "image build --service --tag --push",
+const MAIN: [&str; 4] = [
+    "image build --service --tag --push --digest-file",
+    "image sign --service",
     "promote --service --env --tag --digest",
     "preprod-test --service --env --sha --digest",
 ];
@@ -182,6 +185,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         demo.ran.get()
     );
     demo.summary(started.elapsed());
+    demo.lead
+        .lead_time()
+        .write(&demo.work.join(LEAD_TIME_FILE))?;
     Ok(())
 }
 
@@ -203,6 +209,8 @@ struct Demo {
     stages: Vec<(String, Duration, String)>,
     /// How many commands of [`PLAN`] have run.
     ran: std::cell::Cell<usize>,
+    /// The time of each phase of the first pull request and the first merge.
+    lead: Ledger,
 }
 
 impl Demo {
@@ -252,6 +260,7 @@ impl Demo {
             keys,
             stages: Vec::new(),
             ran: std::cell::Cell::new(0),
+            lead: Ledger::default(),
         })
     }
 
@@ -273,33 +282,39 @@ impl Demo {
             "        .route(\"/openapi.json\", get(meta::openapi))\n        .route(\"/api/v1/version\", get(service_kit::routes::version))",
         )?;
         let sha = self.commit("feat: /api/v1/version, as the tutorial's example change")?;
-        self.checks()?;
+        self.lead.journey(Some(JOURNEYS[0]));
+        self.lead.time(Phase::Checks, || self.checks())?;
         let tag = format!("pr-1-{sha}");
         let digest = self.build(SERVICE, &sha, &tag)?;
-        // As preview.yml: the digest from the registry (IMAGE_REPOSITORY), the label
-        // unchecked (no GitHub here; the command says so).
-        self.xtask(&[
-            "preview",
-            "deploy",
-            "--service",
-            SERVICE,
-            "--pr",
-            "1",
-            "--sha",
-            &sha,
-            "--label",
-            "preview",
-        ])?;
-        let service = Running::start(self, SERVICE, &tag, "pr-1")?;
+        let deploy = self.lead.time(Phase::Promote, || {
+            // As preview.yml: the digest from the registry (IMAGE_REPOSITORY), the label
+            // unchecked (no GitHub here; the command says so).
+            self.xtask(&[
+                "preview",
+                "deploy",
+                "--service",
+                SERVICE,
+                "--pr",
+                "1",
+                "--sha",
+                &sha,
+                "--label",
+                "preview",
+            ])
+        });
+        deploy?;
+        let service = self.lead.time(Phase::SyncWait, || {
+            Running::start(self, SERVICE, &tag, "pr-1")
+        })?;
         // As preview.yml: the URL derived from pr-1's values file, through the
         // "ingress controller" at INGRESS_URL (here the container itself).
         let smoke = ["smoke", "--service", SERVICE, "--pr", "1"];
         let ingress = ("INGRESS_URL", service.url.as_str());
-        ensure!(
-            self.xtask_with(&smoke, Some(ingress))?,
-            "cargo xtask {} failed",
-            smoke.join(" ")
-        );
+        let passed = self
+            .lead
+            .time(Phase::Tests, || self.xtask_with(&smoke, Some(ingress)))?;
+        self.lead.journey(None);
+        ensure!(passed, "cargo xtask {} failed", smoke.join(" "));
         let answer = http_get(&format!("{}/api/v1/version", service.url))?;
         ensure!(
             answer.contains(&sha),
@@ -317,7 +332,10 @@ impl Demo {
         self.git(&["push", "--quiet", "origin", "main"])?;
         self.xtask(&["preview", "cleanup", "--pr", "1"])?;
         let sha = self.head()?;
-        let digest = self.ship_to_preprod(SERVICE, &sha)?;
+        self.lead.journey(Some(JOURNEYS[1]));
+        let shipped = self.ship_to_preprod(SERVICE, &sha);
+        self.lead.journey(None);
+        let digest = shipped?;
         let pr_digest = self.digest(SERVICE, &format!("pr-1-{sha}"))?;
         ensure!(
             pr_digest == digest,
@@ -343,9 +361,10 @@ impl Demo {
         Ok("prod and dev released at v0.2.0; prod rolled back to v0.1.0 by a commit".into())
     }
 
-    /// A second service: `new-service` scaffolds it (Cargo.lock changes, so
-    /// both services are affected and shipped); a change to it alone ships it
-    /// alone; a change to the crate both use ships both; one release train.
+    /// A second service: `new-service` scaffolds it (Cargo.lock gains it, but
+    /// items-api's dependency closure is unchanged: only the new one ships); a
+    /// change to it alone ships it alone; a change to the crate both use ships
+    /// both; one release train.
     fn second_service(&mut self) -> Result<String> {
         // Its own port, which its image exposes and its preprod container publishes.
         self.xtask(&["new-service", "--port", "8081", SECOND_SERVICE])?;
@@ -353,9 +372,15 @@ impl Demo {
         let sha = self.commit("feat: orders-api, scaffolded by cargo xtask new-service")?;
         self.publish_gitops_files(SECOND_SERVICE)?;
         let both = vec![SERVICE.to_owned(), SECOND_SERVICE.to_owned()];
+        let items_before = self.deployed(SERVICE, "preprod")?;
         ensure!(
-            self.push_and_ship(&sha)? == both,
-            "a new member of the workspace (Cargo.lock) must affect every service"
+            self.push_and_ship(&sha)? == [SECOND_SERVICE],
+            "a new member of the workspace changes Cargo.lock but not items-api's dependencies: \
+             it must affect the new service alone"
+        );
+        ensure!(
+            self.deployed(SERVICE, "preprod")? == items_before,
+            "items-api's preprod moved when another service was added"
         );
 
         self.edit(
@@ -364,7 +389,6 @@ impl Demo {
             "        .route(HELLO_PATH, get(hello))\n        .route(\"/api/v1/orders/hello\", get(hello))",
         )?;
         let sha = self.commit("feat(orders-api): /api/v1/orders/hello")?;
-        let items_before = self.deployed(SERVICE, "preprod")?;
         ensure!(
             self.push_and_ship(&sha)? == [SECOND_SERVICE],
             "a change to orders-api alone must affect orders-api alone"
@@ -497,18 +521,22 @@ impl Demo {
     fn preprod(&mut self, service: &str, sha: &str) -> Result<(String, bool)> {
         let tag = format!("main-{sha}");
         let digest = self.build(service, sha, &tag)?;
-        self.xtask(&[
-            "promote",
-            "--service",
-            service,
-            "--env",
-            "preprod",
-            "--tag",
-            &tag,
-            "--digest",
-            &digest,
-        ])?;
-        let running = Running::start(self, service, &tag, "preprod")?;
+        self.lead.time(Phase::Promote, || {
+            self.xtask(&[
+                "promote",
+                "--service",
+                service,
+                "--env",
+                "preprod",
+                "--tag",
+                &tag,
+                "--digest",
+                &digest,
+            ])
+        })?;
+        let running = self.lead.time(Phase::SyncWait, || {
+            Running::start(self, service, &tag, "preprod")
+        })?;
         // The preprod job holds the gate key: the result is signed beside the image.
         let gate_key = (attestation::SIGNING_KEY_VAR, self.keys.gate.0.as_str());
         let args = [
@@ -524,11 +552,13 @@ impl Demo {
         ];
         // As cd.yml: the URL derived from preprod's values file, through INGRESS_URL.
         let ingress = ("INGRESS_URL", running.url.as_str());
-        let passed = self
-            .command(&args)?
-            .envs([gate_key, ingress])
-            .status()?
-            .success();
+        let passed = self.lead.time(Phase::Tests, || {
+            Ok(self
+                .command(&args)?
+                .envs([gate_key, ingress])
+                .status()?
+                .success())
+        })?;
         Ok((digest, passed))
     }
 
@@ -567,12 +597,16 @@ impl Demo {
     }
 
     /// `image build` of `sha` from the fixed checkout, pushed as `tag`; returns the digest.
-    /// A main-<sha> build is signed (CD's build job holds the image key); a
-    /// pull request's is not (its job never sees the key).
+    /// A main-<sha> build is signed as cd.yml signs it: the image job builds
+    /// without the key and writes the digest, the sign job signs that digest
+    /// (`image sign @FILE`); a pull request's is never signed.
     fn build(&self, service: &str, sha: &str, tag: &str) -> Result<String> {
         let checkout = self.checkout(sha)?;
+        let main = tag.starts_with("main-");
+        let digest_file = self.work.join(format!("digest-{service}.txt"));
+        let digest_path = digest_file.to_str().context("UTF-8 path")?;
         // Pushed to <registry>/<image> (IMAGE_REGISTRY), as the workflows do.
-        let args = [
+        let mut args = vec![
             "image",
             "build",
             "--source",
@@ -583,14 +617,32 @@ impl Demo {
             tag,
             "--push",
         ];
-        let key = tag
-            .starts_with("main-")
-            .then_some((signature::SIGNING_KEY_VAR, self.keys.image.0.as_str()));
-        ensure!(
-            self.xtask_with(&args, key)?,
-            "cargo xtask {} failed",
-            args.join(" ")
-        );
+        if main {
+            args.extend(["--digest-file", digest_path]);
+        }
+        // image build's own split: compiling and assembling, then pushing.
+        let outputs = self.xtask_outputs(&args)?;
+        for (phase, output) in [
+            (Phase::Build, "build-seconds"),
+            (Phase::Push, "push-seconds"),
+        ] {
+            if let Some(seconds) = outputs.get(output).and_then(|s| s.parse::<f64>().ok()) {
+                self.lead.add(phase, Duration::from_secs_f64(seconds));
+            }
+        }
+        if main {
+            let at_file = format!("@{digest_path}");
+            let sign = ["image", "sign", "--service", service, at_file.as_str()];
+            let key = (signature::SIGNING_KEY_VAR, self.keys.image.0.as_str());
+            let started = Instant::now();
+            ensure!(
+                self.xtask_with(&sign, Some(key))?,
+                "cargo xtask {} failed",
+                sign.join(" ")
+            );
+            // Signing is part of publishing the image, as the push is.
+            self.lead.add(Phase::Push, started.elapsed());
+        }
         self.digest(service, tag)
     }
 
@@ -695,12 +747,7 @@ impl Demo {
         std::fs::write(&file, "")?;
         let status = self.command(args)?.env("GITHUB_OUTPUT", &file).status()?;
         ensure!(status.success(), "cargo xtask {} failed", args.join(" "));
-        let text = std::fs::read_to_string(&file)?;
-        Ok(text
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect())
+        read_outputs(&file)
     }
 
     /// `cargo xtask <args>`, which must be the next command of [`PLAN`], with
@@ -740,6 +787,10 @@ impl Demo {
         for (name, took, changed) in &self.stages {
             println!("  {took:>8.1?}  {name}\n            → {changed}");
         }
+        println!(
+            "\n━━ lead time (the first pull request and merge; a container start stands in for Argo CD's sync)\n{}",
+            self.lead.lead_time().table("")
+        );
         println!(
             "  service remote {}, GitOps repository {}, registry {}",
             self.work.join("remote.git").display(),
@@ -968,6 +1019,16 @@ fn image_binary(repository: &str, service: &str, tag: &str) -> Result<Vec<u8>> {
 }
 
 /// `dir`, emptied (or created), as an absolute path.
+/// The `name=value` lines a step wrote to `$GITHUB_OUTPUT`.
+fn read_outputs(file: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(file)?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
 fn fresh_dir(dir: &Path) -> Result<PathBuf> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
@@ -1067,9 +1128,9 @@ mod tests {
         ("preview.yml", "cleanup", Flow::PullRequestClosed),
         ("cd.yml", "affected", Flow::Affected),
         ("cd.yml", "image", Flow::Main),
+        ("cd.yml", "sign", Flow::Main),
         ("cd.yml", "preprod", Flow::Main),
         ("release.yml", "release", Flow::Release),
-        ("release.yml", "sync", Flow::Release),
     ];
     /// Jobs the demo does not run, and why.
     const NOT_IN_DEMO: [(&str, &str, &str); 4] = [

@@ -18,15 +18,29 @@
 //! 7. release tags (`v*`): a tag ruleset restricts creating, moving and
 //!    deleting them, bypassed only by the deploy key the release job pushes with.
 //!
-//! GitHub is asked with GITHUB_TOKEN (a token of an admin of the fork, e.g.
-//! `gh auth token`); tokens are sent as headers and never printed.
+//! 8. Actions enabled, the `preview` label, and `PIPELINE_READY` (setup's last write).
+//!
+//! The fork is `origin` of this clone (GITHUB_REPOSITORY, when set, wins);
+//! GitHub is asked with GITHUB_TOKEN, else `gh auth token` (a token of an
+//! admin of the fork); tokens are sent as headers and never printed. Every
+//! verdict is printed even when a check cannot be made (an API error becomes
+//! that line's ✘ with the reason), and each ✘ names the one command that
+//! fixes it: `cargo xtask setup`, `cargo xtask cluster up`, or the exact click.
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use serde_json::Value;
 
 use crate::parts::argocd::ArgoCd;
+use crate::parts::fork_settings::{self as settings, CI_CHECK, WrittenBy};
 use crate::parts::github::GitHub;
-use crate::parts::services;
+use crate::parts::{services, workspace};
+
+/// The command that writes what setup writes.
+const SETUP: &str = "cargo xtask setup";
+/// The command that makes the cluster, its runner and its tokens.
+const CLUSTER_UP: &str = "cargo xtask cluster up";
 
 #[derive(clap::Args)]
 pub struct DoctorArgs {
@@ -39,66 +53,21 @@ pub struct DoctorArgs {
     /// Accept Argo CD's self-signed certificate.
     #[arg(long)]
     insecure: bool,
+    /// The clone of the fork (default: this repository).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Only check that IMAGE (<registry>/<owner>/<image>:<tag>) can be pulled without
+    /// credentials, as kind pulls it: for the preview workflow right after its image push,
+    /// so a private GHCR package fails there with the click instead of an ImagePullBackOff.
+    #[arg(long, value_name = "IMAGE")]
+    anonymous_pull: Option<String>,
 }
 
-/// Repository variables the workflows read.
-const VARIABLES: [(&str, &str); 2] = [
-    (
-        "ARGOCD_SERVER",
-        "the Argo CD host the cluster runner reaches, e.g. http://127.0.0.1:8090 (terraform/)",
-    ),
-    (
-        "INGRESS_URL",
-        "the ingress controller's address the cluster runner reaches, e.g. http://127.0.0.1:8081 \
-         (terraform output ingress_url); each service's URL in each environment is derived from it",
-    ),
-];
-/// The environments limited to main, and whether each needs required reviewers.
-const ENVIRONMENTS: [(&str, bool); 4] = [
-    ("preview", false),
-    ("preprod", false),
-    ("prod", true),
-    ("image-signing", false),
-];
-/// The GitOps deploy key's secret, in each environment.
-const DEPLOY_KEY: &str = "GITOPS_DEPLOY_KEY";
 /// The app behind every workflow's GITHUB_TOKEN (its id in rulesets' bypass lists).
 const GITHUB_ACTIONS_APP_ID: i64 = 15368;
-/// Environment secrets: (environment, name, what it is).
-const SECRETS: [(&str, &str, &str); 8] = [
-    (
-        "preview",
-        "ARGOCD_PREVIEW_TOKEN",
-        "the Argo CD token of project role `preview`",
-    ),
-    ("preview", DEPLOY_KEY, "the GitOps deploy key's private key"),
-    ("preprod", DEPLOY_KEY, "the GitOps deploy key's private key"),
-    ("prod", DEPLOY_KEY, "the GitOps deploy key's private key"),
-    (
-        "preprod",
-        "ARGOCD_PREPROD_TOKEN",
-        "the Argo CD token of project role `preprod`",
-    ),
-    (
-        "preprod",
-        "GATE_SIGNING_KEY",
-        "the gate's private key (cargo xtask gate keygen)",
-    ),
-    (
-        "prod",
-        "ARGOCD_AUTH_TOKEN",
-        "the Argo CD token of the `ci` account (terraform output)",
-    ),
-    (
-        "image-signing",
-        "IMAGE_SIGNING_KEY",
-        "the image signing key (cargo xtask gate keygen; its public half is gitops/policy/cosign.pub)",
-    ),
-];
 /// The label set the workflows' cluster jobs ask for when CLUSTER_RUNNER is unset.
 const DEFAULT_RUNNER: [&str; 2] = ["self-hosted", "kind"];
-/// The git tags releases are (`v<X.Y.Z>`), as a ruleset names them.
-const RELEASE_TAGS: &str = "refs/tags/v*";
+use settings::{DEPLOY_KEY, RELEASE_TAGS};
 /// The Argo CD project every environment deploys through.
 const PROJECT: &str = "service-demo";
 
@@ -106,46 +75,62 @@ const PROJECT: &str = "service-demo";
 type Verdict = Result<String, (String, String)>;
 
 /// The steps: ask GitHub, then Argo CD; print every verdict; fail if any is missing.
+// long: one line per check, in the order the module's doc lists them.
 pub fn run(args: DoctorArgs) -> Result<()> {
-    let Some(github) = GitHub::from_env()? else {
-        bail!(
-            "doctor asks GitHub about the fork: set GITHUB_REPOSITORY=<owner>/<name> and GITHUB_TOKEN \
-             (a token of the fork's admin, e.g. GITHUB_TOKEN=$(gh auth token))"
-        );
-    };
+    if let Some(image) = &args.anonymous_pull {
+        return anonymous_pull(image);
+    }
+    let root = args.root.clone().unwrap_or_else(workspace::root);
+    let github = GitHub::for_fork(&root).map_err(|error| {
+        anyhow::anyhow!(
+            "{error:#}\ndoctor asks GitHub about the fork: it needs a token of the fork's admin \
+             (GITHUB_TOKEN, or `gh auth login`) and the fork as `origin` (or GITHUB_REPOSITORY=<owner>/<name>)"
+        )
+    })?;
     let repo = github.repository().to_owned();
-    let variables = names_and_values(
+    let mut verdicts: Vec<(String, Verdict)> = Vec::new();
+    let listed = names_and_values(
         &github,
         &format!("/repos/{repo}/actions/variables"),
         "variables",
-    )?;
-    let mut verdicts: Vec<(String, Verdict)> = Vec::new();
-    for (name, what) in VARIABLES {
-        let found = variables.iter().any(|(n, _)| n == name);
-        let fix = format!("gh variable set {name} --repo {repo} --body <{what}>");
-        verdicts.push((format!("variable {name}"), present(found, fix)));
+    );
+    let variables = listed.as_ref().cloned().unwrap_or_default();
+    for (name, what, by) in settings::VARIABLES {
+        let verdict = match &listed {
+            Ok(variables) => present(
+                variables.iter().any(|(n, _)| n == name),
+                format!("{}   ({what})", by.command()),
+            ),
+            Err(error) => unknown(error, by.command()),
+        };
+        verdicts.push((format!("variable {name}"), verdict));
     }
+    verdicts.push(("Actions".into(), check(actions(&github, &repo), SETUP)));
     let mut ready = Vec::new();
-    for (name, reviewers) in ENVIRONMENTS {
-        let verdict = environment(&github, &repo, name, reviewers)?;
+    for (name, reviewers) in settings::ENVIRONMENTS {
+        let verdict = check(environment(&github, &repo, name, reviewers), SETUP);
         if verdict.is_ok() {
             ready.push(name);
         }
         verdicts.push((format!("environment {name}"), verdict));
     }
-    verdicts.extend(secret_verdicts(&github, &repo, &ready)?);
+    verdicts.extend(secret_verdicts(&github, &repo));
     verdicts.push((
         "gate key GATE_PUBLIC_KEY in environment prod".into(),
-        gate_key(&github, &repo)?,
+        check(gate_key(&github, &repo), SETUP),
+    ));
+    verdicts.push((
+        "image key".into(),
+        check(image_key(&github, &repo, &root), SETUP),
     ));
     let runner_variable = variables.iter().find(|(n, _)| n == "CLUSTER_RUNNER");
     verdicts.push((
         "cluster runner".into(),
-        runner(&github, &repo, runner_variable)?,
+        check(runner(&github, &repo, runner_variable), CLUSTER_UP),
     ));
     verdicts.push((
         "outside contributors' pull requests".into(),
-        fork_approval(&github, &repo)?,
+        check(fork_approval(&github, &repo), SETUP),
     ));
     let server = args
         .argocd_server
@@ -157,10 +142,101 @@ pub fn run(args: DoctorArgs) -> Result<()> {
                 .map(|(_, v)| v.clone())
         });
     verdicts.push(("Argo CD".into(), argocd(server.as_deref(), args.insecure)));
-    verdicts.extend(packages(&github, &repo)?);
-    verdicts.push(("GitOps deploy key".into(), deploy_key(&github, &repo)?));
-    verdicts.extend(protection(&github, &repo, &args.branch)?);
+    match packages(&github, &repo, &root) {
+        Ok(found) => verdicts.extend(found),
+        Err(error) => verdicts.push((
+            "GHCR packages".into(),
+            unknown(&error, "gh auth refresh -s read:packages"),
+        )),
+    }
+    verdicts.push((
+        "GitOps deploy key".into(),
+        check(deploy_key(&github, &repo), SETUP),
+    ));
+    verdicts.extend(protection(&github, &repo, &args.branch));
+    verdicts.push((
+        format!("label {}", settings::PREVIEW_LABEL),
+        check(label(&github, &repo), SETUP),
+    ));
     report(&verdicts)
+}
+
+/// `image` pulled as kind pulls it: no credentials. A new GHCR package is
+/// private and GitHub's API cannot change that, so this names the click.
+fn anonymous_pull(image: &str) -> Result<()> {
+    let (repository, tag) = match image.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => bail!("--anonymous-pull {image:?} should be <registry>/<owner>/<image>:<tag>"),
+    };
+    let mut parts = repository.split('/');
+    let (registry, owner, name) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.collect::<Vec<_>>().join("/"),
+    );
+    let click = format!(
+        "open {} (an organisation's: {}) → Danger Zone → Change visibility → Public, then re-run this job; GitHub's API cannot change a package's visibility, and kind pulls without credentials",
+        settings::package_settings_url("users", owner, &name),
+        settings::package_settings_url("orgs", owner, &name),
+    );
+    let found = crate::parts::registry::Repository::open_anonymous(repository)
+        .and_then(|repo| repo.resolve(tag));
+    match found {
+        Ok(Some(resolved)) => {
+            println!(
+                "✔ {image} can be pulled without credentials ({})",
+                resolved.digest
+            );
+            Ok(())
+        }
+        Ok(None) => bail!("✘ {image}: {registry} has no such tag (was the image pushed?)"),
+        Err(error) => bail!(
+            "✘ {image} cannot be pulled without credentials ({error:#}): the cluster cannot pull it\n    fix: {click}"
+        ),
+    }
+}
+
+/// A check's verdict, or, when it could not be made, a ✘ saying why.
+fn check(verdict: Result<Verdict>, fix: &str) -> Verdict {
+    verdict.unwrap_or_else(|error| unknown(&error, fix))
+}
+
+/// The verdict of a check GitHub (or a token's scope) did not let doctor make.
+fn unknown(error: &anyhow::Error, fix: &str) -> Verdict {
+    Err((
+        format!("could not check: {error:#}"),
+        format!(
+            "{fix}   (or a token that may read it: gh auth refresh -s <the scope GitHub names>)"
+        ),
+    ))
+}
+
+/// Actions is enabled (a new fork has it off).
+fn actions(github: &GitHub, repo: &str) -> Result<Verdict> {
+    let permissions = github
+        .get_optional(&format!("/repos/{repo}/actions/permissions"))?
+        .unwrap_or_default();
+    Ok(if permissions["enabled"] == true {
+        Ok("enabled".into())
+    } else {
+        Err((
+            "disabled: no workflow runs (a new fork has Actions off)".into(),
+            format!(
+                "{SETUP}   (or https://github.com/{repo}/actions → I understand my workflows, enable them)"
+            ),
+        ))
+    })
+}
+
+/// The label that asks for a preview exists.
+fn label(github: &GitHub, repo: &str) -> Result<Verdict> {
+    let name = settings::PREVIEW_LABEL;
+    Ok(present(
+        github
+            .get_optional(&format!("/repos/{repo}/labels/{name}"))?
+            .is_some(),
+        SETUP.into(),
+    ))
 }
 
 fn present(found: bool, fix: String) -> Verdict {
@@ -187,45 +263,40 @@ fn names_and_values(github: &GitHub, path: &str, key: &str) -> Result<Vec<(Strin
         .collect())
 }
 
-fn secret_verdicts(github: &GitHub, repo: &str, ready: &[&str]) -> Result<Vec<(String, Verdict)>> {
-    let mut listed: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
+fn secret_verdicts(github: &GitHub, repo: &str) -> Vec<(String, Verdict)> {
+    let mut listed: std::collections::BTreeMap<&str, Result<Vec<(String, String)>>> =
+        Default::default();
     let mut verdicts = Vec::new();
-    for (environment, name, what) in SECRETS {
-        if !listed.contains_key(environment) {
+    for (environment, name, what, by) in settings::SECRETS {
+        let found = listed.entry(environment).or_insert_with(|| {
             let path = format!("/repos/{repo}/environments/{environment}/secrets");
-            listed.insert(environment, names_and_values(github, &path, "secrets")?);
-        }
-        let found = listed[environment].iter().any(|(n, _)| n == name);
-        let set = format!("gh secret set {name} --repo {repo} --env {environment}   ({what})");
-        // Never a bare `gh secret set --env` for an environment that is missing or open to
-        // every branch: that would make (or fill) it without its main-only rule.
-        let fix = if ready.contains(&environment) {
-            set
-        } else {
-            format!(
-                "{} && {set}",
-                create_environment(repo, environment, environment == "prod")
-            )
+            names_and_values(github, &path, "secrets")
+        });
+        let fix = match by {
+            WrittenBy::Setup => format!("{SETUP}   ({what})"),
+            WrittenBy::ClusterUp => format!("{CLUSTER_UP}   ({what})"),
+        };
+        let verdict = match found {
+            Ok(found) => present(found.iter().any(|(n, _)| n == name), fix),
+            Err(error) => unknown(error, by.command()),
         };
         verdicts.push((
             format!("secret {name} (environment {environment})"),
-            present(found, fix),
+            verdict,
         ));
     }
-    Ok(verdicts)
+    verdicts
 }
 
 /// The commands that create (or reset) an environment limited to main, with
 /// required reviewers (the caller) when asked.
-fn create_environment(repo: &str, name: &str, reviewers: bool) -> String {
+fn create_environment(_repo: &str, name: &str, reviewers: bool) -> String {
     let reviewers = if reviewers {
-        r#","reviewers":[{"type":"User","id":'"$(gh api user --jq .id)"'}]"#
+        ", the token's user its required reviewer"
     } else {
         ""
     };
-    format!(
-        r#"gh api -X PUT repos/{repo}/environments/{name} --input - <<< '{{"deployment_branch_policy":{{"protected_branches":false,"custom_branch_policies":true}}{reviewers}}}' && gh api -X POST repos/{repo}/environments/{name}/deployment-branch-policies -f name=main -f type=branch"#
-    )
+    format!("{SETUP}   (it makes {name} deployable from main only{reviewers})")
 }
 
 /// An environment exists, only main may deploy to it, and prod has reviewers.
@@ -253,7 +324,7 @@ fn environment(github: &GitHub, repo: &str, name: &str, reviewers: bool) -> Resu
         return Ok(Err((
             format!("deploys from {branches:?}, not main only"),
             format!(
-                "keep only the branch policy `main` (https://github.com/{repo}/settings/environments), or: {fix}"
+                "{SETUP}   (it keeps only the branch policy `main`; or by hand: https://github.com/{repo}/settings/environments)"
             ),
         )));
     }
@@ -309,9 +380,39 @@ fn gate_key(github: &GitHub, repo: &str) -> Result<Verdict> {
         .iter()
         .any(|(n, _)| n == "GATE_PUBLIC_KEY");
     let fix = format!(
-        "gh variable set GATE_PUBLIC_KEY --repo {repo} --env prod < gate.pub   (release then accepts only gates signed by GATE_SIGNING_KEY)"
+        "{SETUP}   (it makes the gate key pair: GATE_SIGNING_KEY in preprod, GATE_PUBLIC_KEY in prod; release then accepts only gates signed by it)"
     );
     Ok(present(found, fix))
+}
+
+/// The key the cluster admits (`cosign.pub`, which validate holds the
+/// admission policy to) is the public half of IMAGE_SIGNING_KEY, the key the
+/// pipeline signs with (setup keeps that half as IMAGE_PUBLIC_KEY).
+fn image_key(github: &GitHub, repo: &str, root: &std::path::Path) -> Result<Verdict> {
+    let (environment, name) = settings::IMAGE_PUBLIC_KEY;
+    let file = crate::parts::admission_policy::PUBLIC_KEY_FILE;
+    let path = format!("/repos/{repo}/environments/{environment}/variables/{name}");
+    let published = github.get_optional(&path)?;
+    let committed = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+    Ok(match published.as_ref().and_then(|v| v["value"].as_str()) {
+        None => Err((
+            format!(
+                "{name} (environment {environment}) is not set: nothing says which key signs the images"
+            ),
+            SETUP.into(),
+        )),
+        Some(key) if key.trim() == committed.trim() => Ok(format!(
+            "{file} is IMAGE_SIGNING_KEY's public half (the admission policy's, validate checks)"
+        )),
+        Some(_) => Err((
+            format!(
+                "{file} is not IMAGE_SIGNING_KEY's public half ({name}): the cluster would refuse every image the pipeline signs"
+            ),
+            format!(
+                "{SETUP}   (it writes the key into {file} and the admission policy, then pushes)"
+            ),
+        )),
+    })
 }
 
 /// A runner online carrying every label the cluster jobs ask for.
@@ -333,7 +434,7 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
         wanted.iter().all(|w| labels.contains(&w.as_str()))
     };
     let list = runners["runners"].as_array().cloned().unwrap_or_default();
-    let register = register_runner(repo);
+    let register = register_runner();
     if let Some(online) = list.iter().find(|r| fits(r) && r["status"] == "online") {
         let name = online["name"].as_str().unwrap_or_default();
         return Ok(match online["ephemeral"].as_bool() {
@@ -359,18 +460,18 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
     Ok(Err((missing, register)))
 }
 
-/// How the cluster runner is registered: one job per registration, as a user
-/// who can reach Argo CD's API and the ingress but not the cluster's admin.
-fn register_runner(repo: &str) -> String {
+/// How the cluster runner is registered: `cluster up`'s dispatcher, one
+/// just-in-time runner per queued job of main in a fresh container.
+fn register_runner() -> String {
     format!(
-        "on the machine that runs kind, as a dedicated user with no docker group and no kubeconfig, a fresh home and registration per job (README step 3's loop): gh api -X POST repos/{repo}/actions/runners/registration-token --jq .token | sudo -u kind-runner -H sh -c 'read -r ACTIONS_RUNNER_INPUT_TOKEN && export ACTIONS_RUNNER_INPUT_TOKEN && cd ~ && ./config.sh --url https://github.com/{repo} --labels kind --ephemeral --unattended && ./run.sh'   (--ephemeral: one job, then it deregisters)"
+        "{CLUSTER_UP}   (on the machine that runs kind: its dispatcher registers one just-in-time runner per queued job of main, in a fresh container removed after the job; `cargo xtask cluster runner` runs it in the foreground; between jobs no runner is registered)"
     )
 }
 
 /// Workflows of an outside contributor's pull request wait for approval.
 fn fork_approval(github: &GitHub, repo: &str) -> Result<Verdict> {
     let fix = format!(
-        "gh api -X PUT repos/{repo}/actions/permissions/fork-pr-contributor-approval -f approval_policy=all_external_contributors   (Settings → Actions → General → Require approval for all outside collaborators)"
+        "{SETUP}   (or https://github.com/{repo}/settings/actions → Require approval for all external contributors)"
     );
     let path = format!("/repos/{repo}/actions/permissions/fork-pr-contributor-approval");
     Ok(match github.get_optional(&path)? {
@@ -394,32 +495,42 @@ fn argocd(server: Option<&str>, insecure: bool) -> Verdict {
     let Some(server) = server else {
         return Err((
             "no Argo CD address".into(),
-            "set the repository variable ARGOCD_SERVER (or pass --argocd-server)".into(),
+            format!(
+                "{CLUSTER_UP}   (it sets the repository variable ARGOCD_SERVER; or pass --argocd-server)"
+            ),
         ));
     };
     let token = std::env::var("ARGOCD_AUTH_TOKEN").unwrap_or_default();
-    let fix = "export ARGOCD_AUTH_TOKEN=<the ci account's token> (terraform prints the command that makes it)";
+    let fix = "export ARGOCD_AUTH_TOKEN=<a token of project role service-demo/release> (cargo xtask cluster up writes it to the prod environment's secret)";
     let client =
         ArgoCd::new(server, token, insecure).map_err(|e| (format!("{e:#}"), fix.to_owned()))?;
     match client.project_applications(PROJECT) {
         Ok(0) => Err((
             format!("{server} answers, but the token sees no application of project {PROJECT}"),
-            "apply the root app (terraform apply in terraform/) and give the token's role `applications, get` on project service-demo".into(),
+            format!(
+                "{CLUSTER_UP}   (it applies the root app; the token's role needs `applications, get` on project service-demo)"
+            ),
         )),
-        Ok(n) => Ok(format!("{server} answers; the token sees {n} application(s) of project {PROJECT}")),
+        Ok(n) => Ok(format!(
+            "{server} answers; the token sees {n} application(s) of project {PROJECT}"
+        )),
         Err(error) => Err((format!("{error:#}"), fix.to_owned())),
     }
 }
 
 /// The image package is public: the kind cluster pulls it without a secret.
 /// Every service's image package, by its declared image.
-fn packages(github: &GitHub, repo: &str) -> Result<Vec<(String, Verdict)>> {
+fn packages(github: &GitHub, repo: &str, root: &std::path::Path) -> Result<Vec<(String, Verdict)>> {
     let mut verdicts = Vec::new();
-    for service in services::load_current()? {
+    let services = services::load(root).or_else(|_| services::load(&workspace::root()))?;
+    for service in services {
         let image = &service.declaration.image;
         verdicts.push((
             format!("GHCR package of {}", service.name),
-            package(github, repo, image)?,
+            check(
+                package(github, repo, image),
+                "gh auth refresh -s read:packages",
+            ),
         ));
     }
     Ok(verdicts)
@@ -438,16 +549,19 @@ fn package(github: &GitHub, repo: &str, image: &str) -> Result<Verdict> {
     } else {
         "users"
     };
-    let settings = format!(
-        "https://github.com/{owner}/{}/pkgs/container/{image}/settings",
-        name.to_lowercase()
+    let _ = name;
+    let page = settings::package_settings_url(scope, owner, image);
+    let click = format!(
+        "open {page} → Danger Zone → Change visibility → Public (GitHub's API cannot; kind pulls without credentials)"
     );
     let name = image;
     Ok(
         match github.get_optional(&format!("/{scope}/{owner}/packages/container/{name}"))? {
             None => Err((
                 format!("no package ghcr.io/{}/{name} yet", owner.to_lowercase()),
-                "merge a pull request (CD's image job creates it), then make it public".into(),
+                format!(
+                    "open your first pull request (its image job creates the package), then {click}"
+                ),
             )),
             Some(p) if p["visibility"] == "public" => {
                 Ok(format!("ghcr.io/{}/{name} is public", owner.to_lowercase()))
@@ -458,9 +572,7 @@ fn package(github: &GitHub, repo: &str, image: &str) -> Result<Verdict> {
                     owner.to_lowercase(),
                     p["visibility"]
                 ),
-                format!(
-                    "make it public ({settings} → Change visibility), or give the cluster an image pull secret"
-                ),
+                click,
             )),
         },
     )
@@ -484,28 +596,40 @@ fn deploy_key(github: &GitHub, repo: &str) -> Result<Verdict> {
     Ok(Err((
         "no writable deploy key: the workflows push GitOps commits with one".into(),
         format!(
-            "ssh-keygen -t ed25519 -N '' -C gitops -f gitops_key && gh repo deploy-key add gitops_key.pub --repo {repo} --allow-write --title gitops && for e in preview preprod prod; do gh secret set {DEPLOY_KEY} --repo {repo} --env $e < gitops_key; done && rm gitops_key"
+            "{SETUP}   (it makes the key, registers it writable and puts {DEPLOY_KEY} in every environment that pushes; {repo}'s keys: https://github.com/{repo}/settings/keys)"
         ),
     )))
 }
 
-/// The ruleset that protects the GitOps branch (the command that creates it).
-fn create_ruleset(repo: &str, branch: &str) -> String {
+/// What creates the GitOps branch's ruleset.
+fn create_ruleset(_repo: &str, _branch: &str) -> String {
     format!(
-        r#"gh api -X POST repos/{repo}/rulesets --input - <<< '{{"name":"{branch}","target":"branch","enforcement":"active","conditions":{{"ref_name":{{"include":["refs/heads/{branch}"],"exclude":[]}}}},"rules":[{{"type":"deletion"}},{{"type":"non_fast_forward"}},{{"type":"pull_request","parameters":{{"required_approving_review_count":1,"require_code_owner_review":true,"dismiss_stale_reviews_on_push":true,"require_last_push_approval":false,"required_review_thread_resolution":false}}}}],"bypass_actors":[{{"actor_type":"DeployKey","bypass_mode":"always"}}]}}'"#
+        "{SETUP}   (--profile solo: a pull request and CI required; team: one approval and code owners too)"
     )
 }
 
 /// The GitOps branch's protection: a ruleset that refuses pushes, which only
 /// the deploy key bypasses (never the github-actions app), and no classic
 /// protection (no deploy key can bypass that).
-fn protection(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<(String, Verdict)>> {
+// long: one verdict per way a ruleset can fail to protect main, each with its own words.
+fn protection(github: &GitHub, repo: &str, branch: &str) -> Vec<(String, Verdict)> {
     let mut verdicts = Vec::new();
     verdicts.push((
         format!("classic protection of {branch}"),
-        classic_protection(github, repo, branch)?,
+        check(classic_protection(github, repo, branch), SETUP),
     ));
-    let rulesets = active_rulesets(github, repo)?;
+    let rulesets = match active_rulesets(github, repo) {
+        Ok(rulesets) => rulesets,
+        Err(error) => {
+            for what in [
+                format!("{branch} protected"),
+                format!("release tags {RELEASE_TAGS}"),
+            ] {
+                verdicts.push((what, unknown(&error, SETUP)));
+            }
+            return verdicts;
+        }
+    };
     let create = create_ruleset(repo, branch);
     let names = [
         format!("refs/heads/{branch}"),
@@ -523,7 +647,7 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<(String, 
             format!(
                 "{branch} is not protected: every workflow's GITHUB_TOKEN (and every writer) can push to it"
             ),
-            create,
+            create.clone(),
         ))
     } else if bot {
         Err((
@@ -531,7 +655,7 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<(String, 
                 "the github-actions app may bypass {branch}'s ruleset: any branch's workflow with `contents: write` can push to {branch}"
             ),
             format!(
-                "remove the GitHub Actions bypass (https://github.com/{repo}/settings/rules); only the deploy key bypasses"
+                "{SETUP}   (its ruleset's only bypass is the deploy key; another ruleset's GitHub Actions bypass: remove it at https://github.com/{repo}/settings/rules)"
             ),
         ))
     } else if !key {
@@ -546,10 +670,39 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Result<Vec<(String, 
     };
     verdicts.push((format!("{branch} protected"), verdict));
     verdicts.push((
+        format!("required status check on {branch}"),
+        required_check(&restricting, &create),
+    ));
+    verdicts.push((
         format!("release tags {RELEASE_TAGS}"),
         release_tag_protection(&rulesets, repo),
     ));
-    Ok(verdicts)
+    verdicts
+}
+
+/// A ruleset requires CI's check: failing CI blocks the merge. Approvals are
+/// the profile's choice (solo: none, since an author cannot approve their own).
+fn required_check(rulesets: &[&Value], create: &str) -> Verdict {
+    let required = rulesets.iter().any(|r| {
+        r["rules"].as_array().into_iter().flatten().any(|rule| {
+            rule["type"] == "required_status_checks"
+                && rule["parameters"]["required_status_checks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["context"] == CI_CHECK)
+        })
+    });
+    if required {
+        Ok(format!("{CI_CHECK:?} must pass before a merge"))
+    } else {
+        Err((
+            format!(
+                "no ruleset requires {CI_CHECK:?} (ci.yml's checks): a pull request with failing CI can be merged"
+            ),
+            create.to_owned(),
+        ))
+    }
 }
 
 /// No classic protection: no deploy key can bypass it.
@@ -625,11 +778,9 @@ fn has_rule(ruleset: &Value, kind: &str) -> bool {
         .any(|rule| rule["type"] == kind)
 }
 
-/// The ruleset that keeps release tags to the release job (the command that creates it).
-fn create_tag_ruleset(repo: &str) -> String {
-    format!(
-        r#"gh api -X POST repos/{repo}/rulesets --input - <<< '{{"name":"release tags","target":"tag","enforcement":"active","conditions":{{"ref_name":{{"include":["{RELEASE_TAGS}"],"exclude":[]}}}},"rules":[{{"type":"creation"}},{{"type":"update"}},{{"type":"deletion"}}],"bypass_actors":[{{"actor_type":"DeployKey","bypass_mode":"always"}}]}}'"#
-    )
+/// What creates the release tags' ruleset.
+fn create_tag_ruleset(_repo: &str) -> String {
+    format!("{SETUP}   (a tag ruleset on {RELEASE_TAGS} that only the deploy key bypasses)")
 }
 
 /// Release tags: `git tag v<X.Y.Z>` says which commit a release was built
@@ -659,7 +810,7 @@ fn release_tag_protection(rulesets: &[Value], repo: &str) -> Verdict {
     } else if bot {
         Err((
             "the github-actions app may bypass the release tags' ruleset: any branch's workflow can move a release tag".into(),
-            format!("remove the GitHub Actions bypass (https://github.com/{repo}/settings/rules); only the deploy key bypasses"),
+            format!("{SETUP}   (its ruleset's only bypass is the deploy key; another ruleset's GitHub Actions bypass: remove it at https://github.com/{repo}/settings/rules)"),
         ))
     } else if !key {
         Err((

@@ -42,7 +42,7 @@ pub struct RecordArgs {
     digest: Option<String>,
     /// With GATE_SIGNING_KEY set, a preprod-tests result is also signed and stored in this
     /// image repository (<registry>/<path> or oci:<dir>) beside the image.
-    #[arg(long, env = "IMAGE_REPOSITORY")]
+    #[arg(long, env = "IMAGE_REPOSITORY", value_parser = crate::parts::services::image_location)]
     repository: Option<String>,
     #[command(flatten)]
     store: GateStoreOptions,

@@ -8,7 +8,7 @@
 //! existing bits a new name without rebuilding.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -34,7 +34,7 @@ pub enum ImageCommand {
     Inspect(InspectArgs),
     /// Sign the image a tag names with IMAGE_SIGNING_KEY (cosign's .sig), e.g. in a step of its
     /// own, so the key is never in the environment of a build.
-    Sign(InspectArgs),
+    Sign(SignArgs),
 }
 
 #[derive(Args)]
@@ -67,12 +67,27 @@ pub struct BuildArgs {
     /// The service repository to build (its HEAD names the image). Default: this workspace.
     #[arg(long, value_name = "DIR")]
     source: Option<PathBuf>,
+    /// Write the pushed digest to FILE, for a later job to sign, scan and promote exactly it
+    /// (`@FILE` as their reference), never the tag again.
+    #[arg(long, value_name = "FILE", requires = "push")]
+    digest_file: Option<PathBuf>,
+}
+
+/// `image sign`: the reference (a tag, a digest, or `@FILE`) in a service's repository.
+#[derive(Args)]
+pub struct SignArgs {
+    /// A tag, a digest (sha256:…), or @FILE holding the digest `image build --digest-file` wrote.
+    reference: String,
+    #[command(flatten)]
+    repositories: RepositoryOptions,
+    #[command(flatten)]
+    services: ServiceSelection,
 }
 
 #[derive(Args)]
 pub struct RepositoryArg {
     /// The image repository: <registry>/<path>, or oci:<dir> for an OCI layout directory.
-    #[arg(long, env = "IMAGE_REPOSITORY")]
+    #[arg(long, env = "IMAGE_REPOSITORY", value_parser = crate::parts::services::image_location)]
     repository: String,
 }
 
@@ -128,6 +143,7 @@ fn build(args: BuildArgs) -> Result<()> {
         );
     }
 
+    let build_started = Instant::now();
     let binaries = match &args.binary {
         Some(path) => vec![(Arch::Amd64, given_binary(path)?)],
         None => static_binaries_of(&sh, &service, &args.platforms, &head)?,
@@ -151,6 +167,7 @@ fn build(args: BuildArgs) -> Result<()> {
         assembly
     );
 
+    let (built, push_started) = (build_started.elapsed(), Instant::now());
     let output = args
         .output
         .clone()
@@ -159,9 +176,19 @@ fn build(args: BuildArgs) -> Result<()> {
     if let Some(repository) = &repository {
         sign_pushed(signer.as_ref(), repository, &image.root.digest, &tags)?;
     }
-    // For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`.
-    github::set_output("digest", &image.root.digest)?;
-    Ok(())
+    if let Some(file) = &args.digest_file {
+        std::fs::write(file, format!("{}\n", image.root.digest))
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    set_outputs(&image.root.digest, built, push_started.elapsed())
+}
+
+/// For the next steps of a workflow: `${{ steps.<id>.outputs.digest }}`; and
+/// where the time went (compile and assemble, then push and sign), for lead time.
+fn set_outputs(digest: &str, built: Duration, pushed: Duration) -> Result<()> {
+    github::set_output("digest", digest)?;
+    github::set_output("build-seconds", &format!("{:.3}", built.as_secs_f64()))?;
+    github::set_output("push-seconds", &format!("{:.3}", pushed.as_secs_f64()))
 }
 
 /// `--push`: the REPOSITORY given, or the service's own; None without `--push`.
@@ -300,18 +327,20 @@ fn retag(args: RetagArgs) -> Result<()> {
     )
 }
 
-fn sign(args: InspectArgs) -> Result<()> {
+fn sign(args: SignArgs) -> Result<()> {
     let signer = ImageSigner::from_env()?.with_context(|| {
         format!("image sign needs the private key in {SIGNING_KEY_VAR} (PEM text; cargo xtask gate keygen makes a pair)")
     })?;
-    if matches!(ImageTag::parse(&args.reference), Ok(ImageTag::Pr { .. })) {
+    let reference = crate::parts::tags::reference_arg(&args.reference)?;
+    if matches!(ImageTag::parse(&reference), Ok(ImageTag::Pr { .. })) {
         bail!(
-            "{} is a pull request's image: those are never signed (they run in previews only)",
-            args.reference
+            "{reference} is a pull request's image: those are never signed (they run in previews only)"
         );
     }
-    let repository = Repository::open(&args.repository.repository)?;
-    let (_, resolved) = repository.manifest(&args.reference)?;
+    let all = services::load_current()?;
+    let service = args.services.one(&all)?;
+    let repository = Repository::open(&args.repositories.require(&service, &all)?)?;
+    let (_, resolved) = repository.manifest(&reference)?;
     signer.sign(&repository, &resolved.digest)
 }
 

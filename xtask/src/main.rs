@@ -8,6 +8,7 @@ mod affected;
 mod argocd;
 mod bench;
 mod ci;
+mod cluster;
 mod demo;
 mod doctor;
 mod fork;
@@ -20,6 +21,7 @@ mod promote;
 mod release;
 mod scan;
 mod schemas;
+mod setup;
 mod smoke;
 mod status;
 mod validate;
@@ -48,10 +50,15 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Is this fork ready for the workflows? Variables, secrets, cluster runner, Argo CD, GHCR, branch protection.
     Doctor(doctor::DoctorArgs),
+    /// The GitHub side of your fork in one step: environments, keys, secrets, rulesets (--profile solo|team).
+    Setup(setup::SetupArgs),
     /// Point the Argo CD objects, image repository, chart and Terraform at your fork: --github <owner>/<name>.
     Fork(fork::ForkArgs),
     /// Lint, dependency checks (licences, bans, sources, RustSec advisories) and tests, with a summary table.
     Ci(ci::CiArgs),
+    /// The cluster side in one command: `cluster up|down|status`, and `cluster runner` (one fresh container per job).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Argo CD over its REST API: `argocd wait` (until a GitOps commit runs, healthy), `argocd sync`.
     #[command(subcommand)]
     Argocd(argocd::ArgocdCommand),
@@ -99,16 +106,46 @@ enum Command {
     Values(values::ValuesCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // The registry and GitHub clients use rustls, which needs one process-wide
     // crypto provider; ring avoids aws-lc's slow C build.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match Cli::parse().command {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", report(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error as anyhow's `Debug` lays it out (`Error: …`, then `Caused by:`), but never with a
+/// backtrace: a refusal is its message, whatever RUST_BACKTRACE says.
+fn report(error: &anyhow::Error) -> String {
+    let mut text = format!("Error: {error}");
+    let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
+    match causes.as_slice() {
+        [] => {}
+        [one] => text.push_str(&format!("\n\nCaused by:\n    {one}")),
+        many => {
+            text.push_str("\n\nCaused by:");
+            for (i, cause) in many.iter().enumerate() {
+                text.push_str(&format!("\n    {i}: {cause}"));
+            }
+        }
+    }
+    text
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Ci(args) => ci::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Fork(args) => fork::run(args),
+        Command::Setup(args) => setup::run(args),
         Command::Argocd(command) => argocd::run(command),
+        Command::Cluster(command) => cluster::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Image(command) => image::run(command),
         Command::Gate(command) => gate::run(command),
@@ -132,6 +169,23 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// What a refused command prints: anyhow's layout, causes and all, and no backtrace even
+    /// when one was captured (RUST_BACKTRACE=1 in the environment).
+    #[test]
+    fn an_error_is_reported_without_a_backtrace() {
+        let error = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(
+            super::report(&error),
+            "Error: outer\n\nCaused by:\n    inner"
+        );
+        let error = anyhow::anyhow!("a").context("b").context("c");
+        assert_eq!(
+            super::report(&error),
+            "Error: c\n\nCaused by:\n    0: b\n    1: a"
+        );
+        assert!(!super::report(&error).contains("backtrace"));
+    }
+
     /// clap's own consistency checks over every subcommand (duplicate names, bad defaults).
     #[test]
     fn the_command_line_is_consistent() {

@@ -23,6 +23,7 @@ use crate::parts::promotion::{
 };
 use crate::parts::registry::Repository;
 use crate::parts::services::{RepositoryOptions, Service, ServiceSelection};
+use crate::parts::signature::{self, ImageKeyOptions};
 use crate::parts::tags::{self, ImageTag};
 
 #[derive(clap::Args)]
@@ -52,6 +53,10 @@ pub struct PromoteArgs {
     repositories: RepositoryOptions,
     #[command(flatten)]
     public_key: PublicKeyOptions,
+    /// With the image key, every digest promoted must carry the pipeline's signature by it
+    /// (required inside GitHub Actions for preprod and prod).
+    #[command(flatten)]
+    image_key: ImageKeyOptions,
     #[command(flatten)]
     gitops: GitopsOptions,
 }
@@ -93,13 +98,26 @@ pub fn run(args: PromoteArgs) -> Result<()> {
     );
     let source = repos.service.source_commit(&tag)?;
     let key = match args.env {
-        Env::Prod => args.public_key.load()?,
+        Env::Prod => Some(args.public_key.load()?)
+            .flatten()
+            .or(refuse_unsigned_prod_in_actions()?),
         _ => None,
     };
+    let image_key = image_key_for(&args)?;
     let mut moves = Vec::new();
     for target in targets {
-        let repository = repository_for(&args, &target.service, &all, key.is_some())?;
-        let image = image_for(&args, &tag, source, repository.as_ref(), key.as_ref())?;
+        let needs_repository = key.is_some() || image_key.is_some();
+        let repository = repository_for(&args, &target.service, &all, needs_repository)?;
+        let mut image = image_for(&args, &tag, source, repository.as_ref(), key.as_ref())?;
+        if let (Some(image_key), Some(repository)) = (&image_key, &repository) {
+            if image.digest.is_empty() {
+                image.digest = repository
+                    .resolve(&image.tag)?
+                    .with_context(|| format!("{repository} has no {tag}: build and push it first"))?
+                    .digest;
+            }
+            signature::require_signed(repository, &image.digest, image_key, "promote")?;
+        }
         // A build tag names one service's build of one commit: its bits must say so.
         if let (Some(repository), ImageTag::Main { sha } | ImageTag::Pr { sha, .. }) =
             (&repository, &tag)
@@ -165,6 +183,35 @@ fn image_for(
     Ok(image)
 }
 
+/// The image key every promoted digest must be signed by: given, or, inside
+/// GitHub Actions for preprod and prod, required.
+fn image_key_for(args: &PromoteArgs) -> Result<Option<p256::ecdsa::VerifyingKey>> {
+    let key = args.image_key.load()?;
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    if key.is_none() && in_actions && matches!(args.env, Env::Preprod | Env::Prod) {
+        bail!(
+            "promote --env {} inside GitHub Actions checks the image's signature first: give the image public \
+             key (IMAGE_KEY_FILE=gitops/policy/cosign.pub, or --image-key) and the image repository",
+            args.env
+        );
+    }
+    Ok(key)
+}
+
+/// Prod without a gate key: fine by hand (the unsigned tag is the
+/// operator's call), refused inside GitHub Actions as release refuses it,
+/// where any workflow with a token could have written the gate it skips.
+fn refuse_unsigned_prod_in_actions() -> Result<Option<p256::ecdsa::VerifyingKey>> {
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        bail!(
+            "promote --env prod inside GitHub Actions needs the gate's public key (GATE_PUBLIC_KEY or \
+             --public-key) and the image repository: prod moves only to a release whose digest carries a \
+             passing signed preprod gate, as release requires"
+        );
+    }
+    Ok(None)
+}
+
 /// `service`'s image repository, opened, when promote needs one: with a gate
 /// key for prod (then it is required), or with --registry (digests resolved).
 fn repository_for(
@@ -175,8 +222,9 @@ fn repository_for(
 ) -> Result<Option<Repository>> {
     if gate_key {
         let repository = args.repositories.for_service(service, all)?.context(
-            "with a gate key, promoting prod checks the release's signed gate in the image repository: \
-             name it with --registry (IMAGE_REGISTRY) or --repository (IMAGE_REPOSITORY)",
+            "with a gate key or an image key, promote checks the release's signed gate or the image's \
+             signature in the image repository: name it with --registry (IMAGE_REGISTRY) or --repository \
+             (IMAGE_REPOSITORY)",
         )?;
         return Ok(Some(Repository::open(&repository)?));
     }
@@ -253,7 +301,11 @@ fn rollback_to(
             })?,
         None => match earlier.first() {
             Some(previous) => previous.clone(),
-            None => bail!("{env} has no earlier image to roll back to in the history of {path}"),
+            None => bail!(
+                "{env} has no earlier image to roll back to in the history of {path}: {} is the first build it \
+                 ran (before it, only the repository's placeholder); release a fixed version instead",
+                current.tag
+            ),
         },
     };
     let source = ImageTag::parse(&image.tag)
@@ -280,7 +332,8 @@ fn rollback_to(
 }
 
 /// The distinct images `env` ran before `current`, newest first, from the
-/// history of its values file.
+/// history of its values file; the placeholder a repository starts with is
+/// not one (it never ran: rolling back to it would leave nothing running).
 fn earlier_images(
     repos: &Repos,
     snapshot: &Snapshot<'_>,
@@ -295,7 +348,7 @@ fn earlier_images(
     for version in &history {
         let Some(text) = &version.text else { continue };
         let image = DeployedImage::from_values(text)?;
-        if ran.last() != Some(&image) && image.tag != current.tag {
+        if ran.last() != Some(&image) && image.tag != current.tag && !image.is_placeholder() {
             ran.push(image);
         }
     }

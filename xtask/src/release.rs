@@ -131,12 +131,16 @@ pub fn run(args: ReleaseArgs) -> Result<()> {
     // What `argocd sync --revision` syncs prod and dev to: the release's own
     // commit, not whatever the branch holds by the time the sync runs.
     github::set_output("gitops_commit", &gitops_commit.to_string())?;
-    // The released services, for the jobs that sync each one's Applications.
-    let released = release.services.iter().map(|r| {
-        let service = &r.target.service;
-        (service.name.as_str(), &service.declaration)
-    });
-    github::set_output("matrix", &services::github_matrix(released).to_string())?;
+    // The released services' Applications, which the release job then syncs: `<app>-prod,<app>-dev,…`.
+    let apps: Vec<String> = release
+        .services
+        .iter()
+        .flat_map(|r| {
+            let app = services::application_prefix(&r.target.service.declaration);
+            [format!("{app}-prod"), format!("{app}-dev")]
+        })
+        .collect();
+    github::set_output("apps", &apps.join(","))?;
     // Step 8: the git tag, the notes, the GitHub release.
     tag_and_publish(&sh, &args, &release)
 }

@@ -25,7 +25,8 @@ use crate::parts::github;
 use crate::parts::registry::{Repository, at};
 use crate::parts::sbom::{self, Binary, CYCLONEDX_PREDICATE};
 use crate::parts::services::{self, RepositoryOptions, ServiceSelection};
-use crate::parts::tags::ImageTag;
+use crate::parts::signature::{self, ImageKeyOptions};
+use crate::parts::tags::{self, ImageTag};
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
@@ -56,9 +57,12 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
     /// Sign the SBOM with GATE_SIGNING_KEY and store it beside the image as an attestation
-    /// (predicate type https://cyclonedx.org/bom). For images CD pushed: main-<sha> or a digest.
+    /// (predicate type https://cyclonedx.org/bom). For images CD pushed: main-<sha> or a digest,
+    /// which must first carry the pipeline's signature by the image key (--image-key).
     #[arg(long)]
     attest: bool,
+    #[command(flatten)]
+    image_key: ImageKeyOptions,
 }
 
 pub fn run(args: ScanArgs) -> Result<()> {
@@ -70,12 +74,24 @@ pub fn run(args: ScanArgs) -> Result<()> {
              (main-<sha>, or their digest); scan it without --attest"
         );
     }
-    // Before any work: --attest without the key is a mistake, not a skip.
+    // Before any work: --attest without the keys is a mistake, not a skip.
     let key = match args.attest {
         true => Some(attestation::signing_key_from_env()?.context(
             "--attest signs the SBOM with GATE_SIGNING_KEY (the PEM text of the CD key), which is not set",
         )?),
         false => None,
+    };
+    let image_key = match args.attest {
+        true => Some(args.image_key.load()?.context(
+            "--attest vouches only for an image the pipeline signed: give the image public key with \
+             --image-key gitops/policy/cosign.pub (IMAGE_KEY_FILE), or IMAGE_PUBLIC_KEY with the PEM text",
+        )?),
+        false => None,
+    };
+    // The signature first, on the digest the reference names now; everything after reads that digest.
+    let pinned = match &image_key {
+        Some(image_key) => Some(signed_digest(&args, image_key)?),
+        None => None,
     };
     let snapshot = match &args.fetch_advisory_db {
         Some(url) => advisories::fetch(url)?,
@@ -84,7 +100,7 @@ pub fn run(args: ScanArgs) -> Result<()> {
     let database = Database::open(&snapshot)?;
     let ignored = advisories::workspace_ignore_list()?;
 
-    let (subject, binaries) = binaries(&args)?;
+    let (subject, binaries) = binaries(&args, pinned.as_deref())?;
     println!("advisories from {}", database.described);
 
     let mut findings = Vec::new();
@@ -123,19 +139,31 @@ type Subject = (Repository, String);
 fn image_of(args: &ScanArgs) -> Result<Option<(String, String)>> {
     Ok(match args.image.as_slice() {
         [] => None,
-        [repository, reference] => Some((repository.clone(), reference.clone())),
+        [repository, reference] => Some((repository.clone(), tags::reference_arg(reference)?)),
         [reference] => {
             let all = services::load_current()?;
             let service = args.services.one(&all)?;
             let repository = args.repositories.require(&service, &all)?;
-            Some((repository, reference.clone()))
+            Some((repository, tags::reference_arg(reference)?))
         }
         _ => bail!("name an image (REPOSITORY REFERENCE, or --service NAME REFERENCE)"),
     })
 }
 
-/// The binaries to scan: the file, or every platform's binary of the image.
-fn binaries(args: &ScanArgs) -> Result<(Option<Subject>, Vec<Binary>)> {
+/// The digest the image's reference names, once it is known to carry the
+/// pipeline's signature by `image_key` (else the refusal).
+fn signed_digest(args: &ScanArgs, image_key: &p256::ecdsa::VerifyingKey) -> Result<String> {
+    let (repository, reference) =
+        image_of(args)?.context("--attest needs an image (REPOSITORY REFERENCE)")?;
+    let repository = Repository::open(&repository)?;
+    let (_, resolved) = repository.manifest(&reference)?;
+    signature::require_signed(&repository, &resolved.digest, image_key, "scan --attest")?;
+    Ok(resolved.digest)
+}
+
+/// The binaries to scan: the file, or every platform's binary of the image
+/// (at `pinned`, the digest already verified, when given).
+fn binaries(args: &ScanArgs, pinned: Option<&str>) -> Result<(Option<Subject>, Vec<Binary>)> {
     Ok(match (&args.binary, image_of(args)?) {
         (Some(path), _) => {
             let bytes =
@@ -152,6 +180,7 @@ fn binaries(args: &ScanArgs) -> Result<(Option<Subject>, Vec<Binary>)> {
         }
         (None, Some((repository, reference))) => {
             let repository = Repository::open(&repository)?;
+            let reference = pinned.map_or(reference, str::to_owned);
             let (digest, binaries) = sbom::image_binaries(&repository, &reference)?;
             println!("{repository}{} is {digest}", at(&reference));
             // For the next steps of a workflow: what was scanned is what is promoted.

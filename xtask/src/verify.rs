@@ -6,8 +6,10 @@
 //! 1. the reference is resolved to its digest;
 //! 2. the signatures stored for that digest are checked against the image key;
 //! 3. every attestation stored for that digest is verified with the gate key;
-//! 4. each finding is printed; a missing or foreign signature, no verified
-//!    attestation, or any attestation that fails is an error naming it.
+//! 4. each finding is printed; a missing or foreign signature, no passing
+//!    preprod-tests result among them (the newest signed one for this digest
+//!    a success: an SBOM or a failed run vouches for nothing), or any
+//!    attestation that fails is an error naming it.
 
 use anyhow::{Context, Result, bail};
 
@@ -69,10 +71,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             rejected.len()
         ));
     }
-    if verified.is_empty() {
-        problems
-            .push("no attestation signed by the gate key: nothing vouches for its tests".into());
-    }
+    problems.extend(preprod_problem(&registry, &digest, &gate_key)?);
     if !problems.is_empty() {
         bail!(
             "{registry}@{digest} does not verify: {}",
@@ -80,4 +79,34 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Why the preprod gate does not vouch for `digest`: no signed preprod-tests
+/// result for it, or the newest one is a failure. `None` when it passed.
+fn preprod_problem(
+    registry: &Repository,
+    digest: &str,
+    gate_key: &p256::ecdsa::VerifyingKey,
+) -> Result<Option<String>> {
+    let (newest, _) = attestation::newest_preprod(registry, digest, gate_key)?;
+    Ok(match newest {
+        None => Some(format!(
+            "no {} result signed by the gate key: nothing vouches that its preprod tests passed (an SBOM \
+             alone is not a gate)",
+            attestation::PREPROD_PREDICATE
+        )),
+        Some(newest) if newest.conclusion != crate::parts::gates::Conclusion::Success => {
+            Some(format!(
+                "the newest signed preprod-tests result ({}, commit {}) is not a success",
+                newest.time, newest.commit
+            ))
+        }
+        Some(newest) => {
+            println!(
+                "  ✔ gate: the newest signed preprod-tests result ({}) passed",
+                newest.time
+            );
+            None
+        }
+    })
 }

@@ -544,6 +544,43 @@ fn sync_posts_the_gitops_tip_then_waits_for_it() {
     }
 }
 
+/// release.yml's one job syncs every released Application (release's `apps` output,
+/// comma-separated) in order, each to the same release commit, each waited for.
+#[test]
+fn sync_of_several_apps_syncs_each_in_turn_to_the_same_revision() {
+    let revision = NEW;
+    let server = argocd(
+        Replay::ok(vec![done()]),
+        Replay::ok(vec![]),
+        Replay::ok(vec![stale_healthy()]),
+    );
+    let out = run(
+        &server,
+        &[
+            "sync",
+            "--app",
+            "service-demo-prod,service-demo-dev",
+            "--revision",
+            revision,
+            "--no-refresh",
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        targets(&server),
+        [
+            "POST /api/v1/applications/service-demo-prod/sync",
+            "GET /api/v1/applications/service-demo-prod",
+            "POST /api/v1/applications/service-demo-dev/sync",
+            "GET /api/v1/applications/service-demo-dev",
+        ]
+    );
+    for request in server.requests().iter().filter(|r| r.method == "POST") {
+        let body: Value = serde_json::from_str(&request.body).unwrap();
+        assert_eq!(body, json!({"revision": revision, "prune": true}));
+    }
+}
+
 /// The workflows run `argocd wait` and `preprod-test` without an `if:` on
 /// their variables: a fork that has not set them gets a failure naming each,
 /// not a skipped gate (issue 15, fault 5).

@@ -315,6 +315,36 @@ fn an_attestation_for_another_commit_is_refused() {
     fx.assert_release_refused(&format!("is for commit {}", fx.commits[0]));
 }
 
+/// Issue 29, item 6: verify vouches only for a digest whose newest signed
+/// preprod-tests result passed, not for any attestation the gate key signed.
+#[test]
+fn verify_says_no_to_a_signed_failure_and_yes_only_once_a_signed_pass_is_newest() {
+    let fx = Fixture::with_layout();
+    let error = assert_fails(&fx.verify(&fx.digest, &fx.public_key()));
+    assert!(
+        error
+            .contains("no https://service-demo.dev/preprod-tests/v1 result signed by the gate key"),
+        "{error}"
+    );
+    fx.sign("ci", fx.sha(), &fx.digest, "failure");
+    let out = fx.verify(&fx.digest, &fx.public_key());
+    let error = assert_fails(&out);
+    assert!(
+        stdout(&out).contains("conclusion failure") && error.contains("is not a success"),
+        "{error}"
+    );
+    // A pass signed later is the newest result: now it verifies.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fx.sign("ci", fx.sha(), &fx.digest, "success");
+    let out = fx.verify(&fx.digest, &fx.public_key());
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("✔ gate: the newest signed preprod-tests result"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 #[test]
 fn a_tampered_payload_in_an_oci_layout_is_refused() {
     let fx = Fixture::with_layout();
@@ -691,6 +721,190 @@ fn promote_prod_needs_a_release_whose_digest_carries_a_signed_gate() {
         prod.contains("tag: v2.0.0") && prod.contains(&format!("digest: \"{}\"", fx.digest)),
         "prod is pinned to the gated digest: {prod}"
     );
+}
+
+/// Issue 29, item 4: main-<sha> moved in the registry to other bits (an
+/// attacker's push; labels are theirs to choose) is neither vouched for by
+/// `scan --attest` nor promoted: both check the image key's signature on the
+/// digest first, before anything is signed or written.
+#[test]
+fn a_moved_main_tag_is_neither_attested_nor_promoted() {
+    let fx = Fixture::with_layout();
+    let main = format!("main-{}", fx.sha());
+    let image_key = fx.dir.path().join("image/gate.pub");
+    let image_key = image_key.to_str().unwrap();
+    // The tag signed by the image job: promote checks and accepts it.
+    let promote = |envs: &[(&str, &str)]| {
+        let args = [
+            "promote",
+            "--env",
+            "preprod",
+            "--tag",
+            &main,
+            "--image-key",
+            image_key,
+        ];
+        let mut all = vec![("IMAGE_REPOSITORY", fx.repository.as_str())];
+        all.extend_from_slice(envs);
+        xtask_in(&fx.work, &args, &all)
+    };
+    let out = promote(&[]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("signed by the image key"),
+        "{}",
+        stdout(&out)
+    );
+    // The attacker's push moves main-<sha> to unsigned bits.
+    // Outside xtask (which never moves a tag): the layout's index names main-<sha> at the other manifest.
+    let attackers = fx.push_build("the attacker's build");
+    move_tag(&fx.layout_dir(), &attackers, &main);
+    let moved = fx.digest_of(&main).unwrap();
+    assert_ne!(moved, fx.digest);
+    let before = fx.state();
+    let error = assert_fails(&promote(&[]));
+    assert!(
+        error.contains(&format!(
+            "promote refused {}@{moved}: unsigned",
+            fx.repository
+        )),
+        "{error}"
+    );
+    assert_eq!(fx.state(), before, "a refused promotion changed something");
+    // scan --attest refuses before it reads the advisory database or signs anything.
+    let scan = [
+        "scan",
+        &fx.repository,
+        &main,
+        "--attest",
+        "--image-key",
+        image_key,
+    ];
+    let out = xtask_in(&fx.work, &scan, &[("GATE_SIGNING_KEY", &fx.key("ci"))]);
+    let error = assert_fails(&out);
+    assert!(error.contains("scan --attest refused"), "{error}");
+    let verify = fx.verify(&moved, &fx.public_key());
+    assert!(!stdout(&verify).contains("cyclonedx"), "an SBOM was signed");
+    // Without the image key: refused outright.
+    let out = xtask_in(&fx.work, &scan[..4], &[("GATE_SIGNING_KEY", &fx.key("ci"))]);
+    assert!(assert_fails(&out).contains("--attest vouches only for an image the pipeline signed"));
+    // Inside Actions, promote to preprod without the image key is refused.
+    let args = ["promote", "--env", "preprod", "--tag", &main];
+    let out = xtask_in(
+        &fx.work,
+        &args,
+        &[
+            ("IMAGE_REPOSITORY", fx.repository.as_str()),
+            ("GITHUB_ACTIONS", "true"),
+        ],
+    );
+    assert!(assert_fails(&out).contains("checks the image's signature first"));
+    assert_eq!(fx.state(), before);
+}
+
+/// Issue 29, items 4 and 5 (cd.yml's image, sign and preprod jobs): the image job
+/// writes the digest it pushed (`--digest-file`); the sign job signs exactly that
+/// digest (`image sign @FILE`) and the preprod job scans exactly it, whatever the
+/// tag names by then.
+#[test]
+fn the_digest_the_image_job_wrote_is_what_is_signed_and_scanned_not_the_tag() {
+    let fx = Fixture::with_layout();
+    let tag = format!("main-{}", head());
+    let binary = fx.dir.path().join("bin-job");
+    std::fs::write(&binary, "the image job's build").unwrap();
+    let file = fx.dir.path().join("digest.txt");
+    let build = [
+        "image",
+        "build",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--tag",
+        &tag,
+        "--push",
+        &fx.repository,
+        "--digest-file",
+        file.to_str().unwrap(),
+    ];
+    assert_ok(&xtask(&build, &[]));
+    let pushed = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(Some(&pushed), fx.digest_of(&tag).as_ref());
+    // Between the jobs, the tag is moved to other bits.
+    let attackers = fx.push_build("the attacker's build");
+    move_tag(&fx.layout_dir(), &attackers, &tag);
+    let moved = fx.digest_of(&tag).unwrap();
+    assert_ne!(moved, pushed);
+    let at_file = format!("@{}", file.display());
+    let sign = ["image", "sign", &at_file, "--repository", &fx.repository];
+    assert_ok(&xtask(&sign, &[("IMAGE_SIGNING_KEY", &fx.key("image"))]));
+    let signed = stdout(&fx.verify(&pushed, &fx.public_key()));
+    assert!(
+        signed.contains("✔ signature: signed by the key"),
+        "{signed}"
+    );
+    let unsigned = stdout(&fx.verify(&moved, &fx.public_key()));
+    assert!(unsigned.contains("✘ signature: unsigned"), "{unsigned}");
+    // scan --attest @FILE: the signature check passes on the job's digest (it then needs the database).
+    let image_key = fx.dir.path().join("image/gate.pub");
+    let scan = [
+        "scan",
+        &fx.repository,
+        &at_file,
+        "--attest",
+        "--image-key",
+        image_key.to_str().unwrap(),
+    ];
+    let out = xtask(&scan, &[("GATE_SIGNING_KEY", &fx.key("ci"))]);
+    let error = assert_fails(&out);
+    assert!(
+        stdout(&out).contains(&format!(
+            "{}@{pushed}: signed by the image key",
+            fx.repository
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!error.contains("refused"), "{error}");
+    // A file that holds no digest is bad input, named.
+    std::fs::write(&file, "main-abc\n").unwrap();
+    let out = xtask(&sign, &[("IMAGE_SIGNING_KEY", &fx.key("image"))]);
+    assert!(assert_fails(&out).contains("malformed digest"));
+}
+
+/// Points `to` at the manifest `from` names in an OCI layout's index.json, as
+/// someone with write access to the registry can.
+fn move_tag(layout: &Path, from: &str, to: &str) {
+    let index_file = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_file).unwrap()).unwrap();
+    let name =
+        |m: &serde_json::Value| m["annotations"]["org.opencontainers.image.ref.name"].clone();
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    let source = manifests.iter().find(|m| name(m) == from).unwrap().clone();
+    let target = manifests.iter_mut().find(|m| name(m) == to).unwrap();
+    target["digest"] = source["digest"].clone();
+    target["size"] = source["size"].clone();
+    target["mediaType"] = source["mediaType"].clone();
+    std::fs::write(&index_file, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// Issue 29, item 7: inside GitHub Actions, promote --env prod without the gate's
+/// public key is refused (as release refuses it), before anything is written.
+#[test]
+fn promote_prod_inside_actions_without_a_gate_key_is_refused() {
+    let fx = Fixture::with_layout();
+    git(&fx.work, &["tag", "v2.0.0", fx.sha()]);
+    fx.retag(&format!("main-{}", fx.sha()), "v2.0.0");
+    let before = fx.state();
+    let args = ["promote", "--env", "prod", "--tag", "v2.0.0"];
+    let out = xtask_in(&fx.work, &args, &[("GITHUB_ACTIONS", "true")]);
+    let error = assert_fails(&out);
+    assert!(
+        error.contains("promote --env prod inside GitHub Actions needs the gate's public key"),
+        "{error}"
+    );
+    assert_eq!(fx.state(), before, "a refused promotion changed something");
+    // By hand (outside Actions) the operator may still move prod's tag.
+    assert_ok(&xtask_in(&fx.work, &args, &[]));
 }
 
 /// With the image key, release also requires the pipeline's signature on the

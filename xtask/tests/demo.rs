@@ -57,12 +57,13 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
         support::image_digest(&registry, "v0.2.0"),
         support::image_digest(&registry, &format!("main-{second}"))
     );
-    // The second service: built for its scaffolding (Cargo.lock changed) and for
-    // its own change; items-api not for orders-api's change; both for the
-    // shared crate's; the train released each at that build.
+    // The second service: built for its scaffolding and for its own change;
+    // items-api for neither (the scaffolding changed Cargo.lock, not items-api's
+    // dependency closure); both for the shared crate's; the train released each
+    // at that build.
     for (repository, sha, built) in [
         (&orders, scaffolded, true),
-        (&registry, scaffolded, true),
+        (&registry, scaffolded, false),
         (&orders, orders_only, true),
         (&registry, orders_only, false),
         (&orders, shared, true),
@@ -200,4 +201,28 @@ fn the_demo_runs_the_whole_pipeline_and_leaves_the_state_it_describes() {
         trust("preprod")
     );
     assert!(!text.contains("PRIVATE KEY"), "a signing key was printed");
+
+    // Lead time: every phase of both journeys timed from the demo's own steps.
+    let lead: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("lead-time.json")).unwrap())
+            .unwrap();
+    for (journey, phases) in [
+        (
+            "commit → preview answering",
+            &["checks", "build", "push", "promote", "sync-wait", "tests"][..],
+        ),
+        (
+            "merge → recorded gate",
+            &["build", "push", "promote", "sync-wait", "tests"][..],
+        ),
+    ] {
+        for phase in phases {
+            let seconds = lead["journeys"][journey][phase].as_f64();
+            assert!(
+                seconds.is_some_and(|s| s > 0.0),
+                "{journey} {phase}: {lead:#}"
+            );
+        }
+    }
+    assert!(text.contains("━━ lead time"), "{text}");
 }

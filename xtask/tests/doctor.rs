@@ -42,6 +42,8 @@ struct Fork {
     ruleset: Option<Value>,
     /// The release tags' ruleset (id 43); None: no such ruleset.
     tag_ruleset: Option<Value>,
+    /// The image-signing environment's IMAGE_PUBLIC_KEY.
+    image_public_key: String,
 }
 
 const ENVIRONMENTS: [&str; 4] = ["preview", "preprod", "prod", "image-signing"];
@@ -63,7 +65,7 @@ impl Fork {
     fn ready() -> Self {
         let deploy_key = "GITOPS_DEPLOY_KEY";
         Self {
-            variables: vec!["ARGOCD_SERVER", "INGRESS_URL"],
+            variables: vec!["ARGOCD_SERVER", "INGRESS_URL", "PIPELINE_READY"],
             preview_secrets: vec!["ARGOCD_PREVIEW_TOKEN", deploy_key],
             preprod_secrets: vec!["ARGOCD_PREPROD_TOKEN", "GATE_SIGNING_KEY", deploy_key],
             prod_secrets: vec!["ARGOCD_AUTH_TOKEN", deploy_key],
@@ -85,9 +87,15 @@ impl Fork {
             ruleset: Some(json!({
                 "id": 42, "name": "main", "target": "branch", "enforcement": "active",
                 "conditions": {"ref_name": {"include": ["~DEFAULT_BRANCH"], "exclude": []}},
-                "rules": [{"type": "deletion"}, {"type": "non_fast_forward"}, {"type": "pull_request", "parameters": {}}],
+                "rules": [{"type": "deletion"}, {"type": "non_fast_forward"}, {"type": "pull_request", "parameters": {}},
+                    {"type": "required_status_checks", "parameters": {"strict_required_status_checks_policy": false,
+                        "required_status_checks": [{"context": "Lint, SCA and tests"}]}}],
                 "bypass_actors": [{"actor_id": null, "actor_type": "DeployKey", "bypass_mode": "always"}]
             })),
+            image_public_key: std::fs::read_to_string(
+                support::workspace_root().join("gitops/policy/cosign.pub"),
+            )
+            .unwrap(),
             tag_ruleset: Some(json!({
                 "id": 43, "name": "release tags", "target": "tag", "enforcement": "active",
                 "conditions": {"ref_name": {"include": ["refs/tags/v*"], "exclude": []}},
@@ -104,7 +112,10 @@ impl Fork {
     /// Every request doctor must make of GitHub for this fork, in order.
     fn requests(&self) -> Vec<String> {
         let prefix = "GET /repos/acme/service-demo";
-        let mut asked = vec![format!("{prefix}/actions/variables?per_page=100")];
+        let mut asked = vec![
+            format!("{prefix}/actions/variables?per_page=100"),
+            format!("{prefix}/actions/permissions"),
+        ];
         for name in ENVIRONMENTS {
             asked.push(format!("{prefix}/environments/{name}"));
             let custom = self
@@ -122,6 +133,7 @@ impl Fork {
         }
         asked.extend([
             format!("{prefix}/environments/prod/variables?per_page=100"),
+            format!("{prefix}/environments/image-signing/variables/IMAGE_PUBLIC_KEY"),
             format!("{prefix}/actions/runners?per_page=100"),
             format!("{prefix}/actions/permissions/fork-pr-contributor-approval"),
             prefix.to_owned(),
@@ -135,6 +147,7 @@ impl Fork {
                 asked.push(format!("{prefix}/rulesets/{}", ruleset["id"]));
             }
         }
+        asked.push(format!("{prefix}/labels/preview"));
         asked
     }
 }
@@ -164,6 +177,13 @@ fn answer(fork: &Fork, path: Option<&str>, target: &str) -> Option<String> {
     };
     match path {
         "" => Some(json!({"owner": {"type": "User"}}).to_string()),
+        "/actions/permissions" => {
+            Some(json!({"enabled": true, "allowed_actions": "all"}).to_string())
+        }
+        "/environments/image-signing/variables/IMAGE_PUBLIC_KEY" => {
+            Some(json!({"name": "IMAGE_PUBLIC_KEY", "value": fork.image_public_key}).to_string())
+        }
+        "/labels/preview" => Some(json!({"id": 1, "name": "preview"}).to_string()),
         "/actions/variables?per_page=100" => {
             let mut listed: Value =
                 serde_json::from_str(&listing("variables", &fork.variables)).unwrap();
@@ -298,10 +318,19 @@ fn doctor(fork: Fork, argocd_token: &str) -> (std::process::Output, String) {
 /// doctor fails naming exactly one missing thing, with each of `expected`.
 #[track_caller]
 fn missing(fork: Fork, argocd_token: &str, expected: &[&str]) {
+    missing_n(fork, argocd_token, 1, expected);
+}
+
+/// doctor fails naming exactly `n` missing things, with each of `expected`.
+#[track_caller]
+fn missing_n(fork: Fork, argocd_token: &str, n: usize, expected: &[&str]) {
     let (output, text) = doctor(fork, argocd_token);
     let message = assert_fails(&output);
-    assert!(message.contains("1 thing(s) missing"), "{message}");
-    assert_eq!(text.matches('✘').count(), 1, "{text}");
+    assert!(
+        message.contains(&format!("{n} thing(s) missing")),
+        "{message}"
+    );
+    assert_eq!(text.matches('✘').count(), n, "{text}");
     for needle in expected {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
@@ -341,7 +370,7 @@ fn a_missing_variable_is_named_with_its_fix() {
         ARGOCD_TOKEN,
         &[
             "✘ variable INGRESS_URL: not set",
-            "fix: gh variable set INGRESS_URL --repo acme/service-demo",
+            "fix: cargo xtask cluster up   (the ingress controller's address",
         ],
     );
 }
@@ -355,7 +384,7 @@ fn a_missing_environment_secret_is_named_with_its_fix() {
         ARGOCD_TOKEN,
         &[
             "✘ secret ARGOCD_AUTH_TOKEN (environment prod): not set",
-            "fix: gh secret set ARGOCD_AUTH_TOKEN --repo acme/service-demo --env prod",
+            "fix: cargo xtask cluster up   (the Argo CD token of project role `release`)",
         ],
     );
 }
@@ -369,7 +398,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop has the labels [\"self-hosted\", \"kind\"] but is offline",
-            "./config.sh --url https://github.com/acme/service-demo --labels kind --ephemeral",
+            "fix: cargo xtask cluster up   (on the machine that runs kind",
         ],
     );
     let mut fork = Fork::ready();
@@ -379,7 +408,7 @@ fn an_offline_runner_and_a_runner_without_the_label_are_named() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: no self-hosted runner has the labels [\"self-hosted\", \"kind\"]",
-            "--labels kind",
+            "one just-in-time runner per queued job of main",
         ],
     );
 }
@@ -414,39 +443,62 @@ fn a_private_package_is_named_with_its_fix() {
 fn an_unprotected_main_is_refused_with_the_ruleset_that_fixes_it() {
     let mut fork = Fork::ready();
     fork.ruleset = None;
-    missing(
+    // No ruleset protecting main requires CI's check either: two ✘.
+    missing_n(
         fork.clone(),
         ARGOCD_TOKEN,
+        2,
         &[
             "✘ main protected: main is not protected: every workflow's GITHUB_TOKEN (and every writer) can push to it",
-            "fix: gh api -X POST repos/acme/service-demo/rulesets --input - <<<",
-            r#""bypass_actors":[{"actor_type":"DeployKey","bypass_mode":"always"}]"#,
+            "fix: cargo xtask setup   (--profile solo: a pull request and CI required",
+            "✘ required status check on main: no ruleset requires \"Lint, SCA and tests\"",
         ],
     );
     // A ruleset that restricts nothing, or is only evaluated, or covers another branch, protects nothing.
     let mut ruleset = Fork::ready().ruleset.unwrap();
     ruleset["rules"] = json!([{"type": "deletion"}]);
     fork.ruleset = Some(ruleset);
-    missing(
+    // No ruleset protecting main requires CI's check either: two ✘.
+    missing_n(
         fork.clone(),
         ARGOCD_TOKEN,
+        2,
         &["✘ main protected: main is not protected"],
     );
     let mut ruleset = Fork::ready().ruleset.unwrap();
     ruleset["enforcement"] = json!("evaluate");
     fork.ruleset = Some(ruleset);
-    missing(
+    // No ruleset protecting main requires CI's check either: two ✘.
+    missing_n(
         fork.clone(),
         ARGOCD_TOKEN,
+        2,
         &["✘ main protected: main is not protected"],
     );
     let mut ruleset = Fork::ready().ruleset.unwrap();
     ruleset["conditions"]["ref_name"]["include"] = json!(["refs/heads/release"]);
     fork.ruleset = Some(ruleset);
+    missing_n(
+        fork,
+        ARGOCD_TOKEN,
+        2,
+        &["✘ main protected: main is not protected"],
+    );
+}
+
+#[test]
+fn a_ruleset_without_the_ci_check_is_refused() {
+    let mut fork = Fork::ready();
+    let mut ruleset = fork.ruleset.take().unwrap();
+    ruleset["rules"].as_array_mut().unwrap().pop();
+    fork.ruleset = Some(ruleset);
     missing(
         fork,
         ARGOCD_TOKEN,
-        &["✘ main protected: main is not protected"],
+        &[
+            "✘ required status check on main: no ruleset requires \"Lint, SCA and tests\" (ci.yml's checks): a pull request with failing CI can be merged",
+            "fix: cargo xtask setup",
+        ],
     );
 }
 
@@ -504,13 +556,12 @@ fn no_writable_deploy_key_is_named_with_its_fix() {
         ARGOCD_TOKEN,
         &[
             "✘ GitOps deploy key: no writable deploy key",
-            "gh repo deploy-key add gitops_key.pub --repo acme/service-demo --allow-write",
-            "gh secret set GITOPS_DEPLOY_KEY --repo acme/service-demo --env $e < gitops_key",
+            "fix: cargo xtask setup   (it makes the key, registers it writable",
         ],
     );
 }
 
-const CREATE_PROD: &str = r#"gh api -X PUT repos/acme/service-demo/environments/prod --input - <<< '{"deployment_branch_policy":{"protected_branches":false,"custom_branch_policies":true},"reviewers":[{"type":"User","id":'"$(gh api user --jq .id)"'}]}' && gh api -X POST repos/acme/service-demo/environments/prod/deployment-branch-policies -f name=main -f type=branch"#;
+const CREATE_PROD: &str = "cargo xtask setup   (it makes prod deployable from main only, the token's user its required reviewer)";
 
 #[test]
 fn an_environment_any_branch_may_use_is_refused_with_the_rule_that_fixes_it() {
@@ -573,15 +624,11 @@ fn a_missing_environment_is_created_with_its_rule_before_its_secrets() {
         assert_fails(&output).contains("3 thing(s) missing"),
         "{text}"
     );
-    let create = r#"gh api -X PUT repos/acme/service-demo/environments/preview --input - <<< '{"deployment_branch_policy":{"protected_branches":false,"custom_branch_policies":true}}' && gh api -X POST repos/acme/service-demo/environments/preview/deployment-branch-policies -f name=main -f type=branch"#;
+    let create = "cargo xtask setup   (it makes preview deployable from main only)";
     for line in [
         format!("✘ environment preview: does not exist\n    fix: {create}\n"),
-        format!(
-            "✘ secret ARGOCD_PREVIEW_TOKEN (environment preview): not set\n    fix: {create} && gh secret set ARGOCD_PREVIEW_TOKEN --repo acme/service-demo --env preview"
-        ),
-        format!(
-            "✘ secret GITOPS_DEPLOY_KEY (environment preview): not set\n    fix: {create} && gh secret set GITOPS_DEPLOY_KEY"
-        ),
+        "✘ secret ARGOCD_PREVIEW_TOKEN (environment preview): not set\n    fix: cargo xtask cluster up".to_owned(),
+        "✘ secret GITOPS_DEPLOY_KEY (environment preview): not set\n    fix: cargo xtask setup".to_owned(),
     ] {
         assert!(text.contains(&line), "no {line:?} in:\n{text}");
     }
@@ -596,8 +643,8 @@ fn a_runner_that_is_not_ephemeral_is_refused_and_an_unknown_one_warned_about() {
         ARGOCD_TOKEN,
         &[
             "✘ cluster runner: laptop is online with [\"self-hosted\", \"kind\"] but not ephemeral",
-            "--labels kind --ephemeral --unattended",
-            "a dedicated user with no docker group and no kubeconfig",
+            "`cargo xtask cluster runner` runs it in the foreground",
+            "in a fresh container removed after the job",
         ],
     );
     let mut fork = Fork::ready();
@@ -619,7 +666,7 @@ fn outside_contributors_running_workflows_without_approval_is_refused() {
         ARGOCD_TOKEN,
         &[
             "✘ outside contributors' pull requests: approval policy \"first_time_contributors\"",
-            "-f approval_policy=all_external_contributors",
+            "fix: cargo xtask setup   (or https://github.com/acme/service-demo/settings/actions",
         ],
     );
     let mut fork = Fork::ready();
@@ -627,7 +674,7 @@ fn outside_contributors_running_workflows_without_approval_is_refused() {
     let (output, text) = doctor(fork, ARGOCD_TOKEN);
     assert_ok(&output);
     assert!(
-        text.contains("⚠ if this fork is public: gh api -X PUT"),
+        text.contains("⚠ if this fork is public: cargo xtask setup"),
         "{text}"
     );
 }
@@ -641,7 +688,7 @@ fn a_missing_gate_key_is_named_with_its_fix() {
         ARGOCD_TOKEN,
         &[
             "✘ gate key GATE_PUBLIC_KEY in environment prod: not set",
-            "gh variable set GATE_PUBLIC_KEY --repo acme/service-demo --env prod < gate.pub",
+            "fix: cargo xtask setup   (it makes the gate key pair",
         ],
     );
 }
@@ -674,8 +721,7 @@ fn release_tags_that_a_workflow_could_move_are_refused() {
         ARGOCD_TOKEN,
         &[
             "✘ release tags refs/tags/v*: no tag ruleset restricts creating, moving and deleting refs/tags/v*",
-            r#""target":"tag""#,
-            r#""rules":[{"type":"creation"},{"type":"update"},{"type":"deletion"}]"#,
+            "fix: cargo xtask setup   (a tag ruleset on refs/tags/v* that only the deploy key bypasses)",
         ],
     );
     // One that lets tags move, one that covers other tags, a branch ruleset
@@ -722,5 +768,21 @@ fn release_tags_that_a_workflow_could_move_are_refused() {
         fork,
         ARGOCD_TOKEN,
         &["✘ release tags refs/tags/v*: the release tags' ruleset refuses the deploy key"],
+    );
+}
+
+/// The key the cluster admits (cosign.pub) is not the one the pipeline signs with: every signed pod is refused.
+#[test]
+fn an_image_key_that_is_not_the_signing_keys_is_refused() {
+    let mut fork = Fork::ready();
+    fork.image_public_key =
+        "-----BEGIN PUBLIC KEY-----\nanother\n-----END PUBLIC KEY-----\n".into();
+    missing(
+        fork,
+        ARGOCD_TOKEN,
+        &[
+            "✘ image key: gitops/policy/cosign.pub is not IMAGE_SIGNING_KEY's public half",
+            "fix: cargo xtask setup",
+        ],
     );
 }

@@ -43,14 +43,15 @@ env:
 
 impl Fixture {
     fn new(commits: usize) -> Self {
+        Self::with_prod(commits, PROD_VALUES)
+    }
+
+    /// A fixture whose dev and prod values start as `prod` (e.g. the repository's placeholder).
+    fn with_prod(commits: usize, prod: &str) -> Self {
         let dir = TempDir::new("gitops");
         let (remote, work) = support::remote_and_clone(dir.path());
         git(&work, &["checkout", "--quiet", "-b", "main"]);
-        for (env, text) in [
-            ("dev", PROD_VALUES),
-            ("preprod", PREPROD_VALUES),
-            ("prod", PROD_VALUES),
-        ] {
+        for (env, text) in [("dev", prod), ("preprod", PREPROD_VALUES), ("prod", prod)] {
             let path = work.join(format!("gitops/values/{env}/service-demo.yaml"));
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(
@@ -722,6 +723,34 @@ fn preview_deploy_only_for_an_open_labelled_pull_request_of_this_repository() {
     let head = f.remote_head();
     let message = support::assert_fails(&f.xtask_env(&deploy, &[("GITHUB_ACTIONS", "true")]));
     assert!(message.contains("--label needs GITHUB_TOKEN"), "{message}");
+    assert_eq!(f.remote_head(), head);
+}
+
+/// After the first release, prod's history holds only the placeholder the repository starts with
+/// (`v0.0.0`, no digest): a rollback to it would leave prod running nothing, so it is refused and
+/// nothing is pushed.
+#[test]
+fn the_first_release_is_never_rolled_back_to_the_placeholder() {
+    let f = Fixture::with_prod(1, &PROD_VALUES.replace("tag: v0.0.1", "tag: \"v0.0.0\""));
+    git(&f.work, &["tag", "v0.1.0", &f.commits[0]]);
+    assert_ok(&f.xtask(&[
+        "promote", "--env", "prod", "--tag", "v0.1.0", "--digest", DIGEST,
+    ]));
+    let head = f.remote_head();
+    let output = f.xtask(&["rollback", "--env", "prod"]);
+    let message = support::assert_fails(&output);
+    assert!(
+        message.contains("no earlier image to roll back to")
+            && message.contains("v0.1.0 is the first build"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("v0.0.0"),
+        "the placeholder is not offered: {message}"
+    );
+    assert_eq!(f.remote_head(), head, "a refused rollback pushes nothing");
+    let output = f.xtask(&["rollback", "--env", "prod", "--to", "v0.0.0"]);
+    assert!(support::assert_fails(&output).contains("never ran v0.0.0"));
     assert_eq!(f.remote_head(), head);
 }
 

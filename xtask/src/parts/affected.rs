@@ -2,9 +2,13 @@
 //! deployed, each with the reasons, from the changed files and the build graph.
 //!
 //! The rules, in the order reasons are given:
-//! 1. A file every image is built from ([`EVERY_SERVICE`]: the lock file, the
-//!    workspace manifest, the toolchain, Cargo's config, the Dockerfile and the
-//!    parts of xtask that assemble images) affects every service.
+//! 1. A file every image is built from ([`EVERY_SERVICE`]: the toolchain,
+//!    Cargo's config, the Dockerfile and the parts of xtask that assemble
+//!    images) affects every service. The lock file and the workspace manifest
+//!    ([`RESOLVED`]) affect a service when what it is built from changed
+//!    there: its resolved dependency closure, the workspace dependencies it
+//!    inherits, or the keys every build reads ([`LockChange`]); without the
+//!    range's files to compare, every service.
 //! 2. A file in a service's directory affects that service.
 //! 3. A file in a service's chart, or its values file in any environment,
 //!    affects that service (services sharing a chart are all affected).
@@ -25,13 +29,12 @@ use gix::ObjectId;
 use serde::Serialize;
 use xshell::{Shell, cmd};
 
+use super::lock_closure::{self, LockChange};
 use super::service::ServiceRepo;
 use super::services::{self, Declaration, Package, Service, VALUES_DIR};
 
 /// Files (or folders, ending in `/`) every image is built from.
-pub const EVERY_SERVICE: [&str; 9] = [
-    "Cargo.lock",
-    "Cargo.toml",
+pub const EVERY_SERVICE: [&str; 7] = [
     "rust-toolchain.toml",
     "rust-toolchain",
     ".cargo/",
@@ -40,6 +43,9 @@ pub const EVERY_SERVICE: [&str; 9] = [
     "xtask/src/parts/oci.rs",
     "xtask/src/parts/image_build.rs",
 ];
+
+/// Files every image is built from in part: each service's part is compared.
+pub const RESOLVED: [&str; 2] = [lock_closure::LOCK_FILE, lock_closure::MANIFEST];
 
 /// Folders of the pipeline itself: a change there affects no image.
 pub const PIPELINE: [&str; 3] = ["xtask/", ".github/", ".ci/"];
@@ -106,20 +112,34 @@ fn under(file: &str, dir: &str) -> bool {
 }
 
 /// The verdicts for `changed` files (from the workspace root) over the
-/// services and packages of the head commit.
-pub fn decide(services: &[Service], packages: &[Package], changed: &[String]) -> Report {
+/// services and packages of the head commit; `lock`, the range's lock file
+/// and workspace manifest (None: a change to them affects every service).
+pub fn decide(
+    services: &[Service],
+    packages: &[Package],
+    changed: &[String],
+    lock: Option<&LockChange>,
+) -> Report {
+    let resolved: Vec<&String> = changed
+        .iter()
+        .filter(|f| RESOLVED.contains(&f.as_str()))
+        .collect();
     let global: Vec<&String> = changed
         .iter()
         .filter(|f| EVERY_SERVICE.iter().any(|r| matches_rule(f, r)))
+        .chain(resolved.iter().copied().filter(|_| lock.is_none()))
         .collect();
     let graph = Graph::new(packages, changed);
-    let mut claimed: BTreeSet<&String> = global.iter().copied().collect();
+    let mut claimed: BTreeSet<&String> = global.iter().chain(&resolved).copied().collect();
     let mut decisions = Vec::new();
     for service in services {
         let mut reasons: Vec<String> = global
             .iter()
             .map(|f| format!("{f} changed (every image is built from it)"))
             .collect();
+        if let (Some(lock), false) = (lock, resolved.is_empty()) {
+            reasons.extend(lock.reasons(service, packages));
+        }
         let own = graph.changed_in(&service.dir);
         claimed.extend(own.iter().copied());
         reasons.extend(files_reason(&own, ""));
@@ -185,7 +205,8 @@ pub fn since_deployed(
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(new) => {
                 let changed = changes_to_build(&root, base, head)?;
-                new.insert((decide(services, packages, &changed), changed))
+                let lock = LockChange::read(&root, base, head, packages)?;
+                new.insert((decide(services, packages, &changed, Some(&lock)), changed))
             }
         };
         let mut decision = report
@@ -204,7 +225,7 @@ pub fn since_deployed(
         .flat_map(|(_, c)| c.iter().cloned())
         .collect();
     let changed: Vec<String> = changed.into_iter().collect();
-    let all = decide(services, packages, &changed);
+    let all = decide(services, packages, &changed, Some(&LockChange::default()));
     let report = Report {
         base: format!("what {env} runs"),
         head: head.to_string(),
@@ -264,7 +285,8 @@ pub fn everything(services: &[Service], reason: &str) -> Report {
 /// The packages whose tests a range's changes can break, by name: the
 /// affected services, every package with a changed file, every package
 /// depending on one (transitively), and the pipeline's (xtask: CI always
-/// tests it). None when a file of [`EVERY_SERVICE`] changed: test everything.
+/// tests it). None when a file of [`EVERY_SERVICE`] or [`RESOLVED`] changed:
+/// test everything.
 pub fn packages_to_test(
     services: &[Service],
     packages: &[Package],
@@ -272,11 +294,11 @@ pub fn packages_to_test(
 ) -> Option<Vec<String>> {
     if changed
         .iter()
-        .any(|f| EVERY_SERVICE.iter().any(|r| matches_rule(f, r)))
+        .any(|f| RESOLVED.contains(&f.as_str()) || EVERY_SERVICE.iter().any(|r| matches_rule(f, r)))
     {
         return None;
     }
-    let affected = decide(services, packages, changed).affected;
+    let affected = decide(services, packages, changed, None).affected;
     let graph = Graph::new(packages, changed);
     let mut names: Vec<String> = packages
         .iter()

@@ -408,17 +408,24 @@ pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         }
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (pem, public_pem) = key_pair()?;
+    write_private(&private, pem.as_bytes())?;
+    std::fs::write(&public, public_pem).with_context(|| format!("writing {}", public.display()))?;
+    Ok((private, public))
+}
+
+/// A new P-256 key pair in memory, as PEM: (PKCS#8 private key, public key).
+/// `setup` sends the private half straight to a GitHub secret.
+pub fn key_pair() -> Result<(String, String)> {
     let key = SigningKey::random(&mut rand_core::OsRng);
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("encoding the private key: {e}"))?;
-    write_private(&private, pem.as_bytes())?;
     let public_pem = key
         .verifying_key()
         .to_public_key_pem(LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("encoding the public key: {e}"))?;
-    std::fs::write(&public, public_pem).with_context(|| format!("writing {}", public.display()))?;
-    Ok((private, public))
+    Ok((pem.to_string(), public_pem))
 }
 
 /// Created with mode 0600 from the start: never readable by others, even briefly.

@@ -81,7 +81,9 @@ fn pushed_repository(root: &Path) -> Result<String, String> {
     let url = project["spec"]["sourceRepos"][0]
         .as_str()
         .unwrap_or_default();
+    // A private fork's Argo CD objects name it over SSH (cluster up's read-only deploy key).
     url.strip_prefix("https://github.com/")
+        .or_else(|| url.strip_prefix("git@github.com:"))
         .map(|name| format!("ghcr.io/{}", name.trim_end_matches(".git").to_lowercase()))
         .ok_or_else(|| format!("{file}: sourceRepos[0] = {url:?} is not a GitHub repository URL"))
 }

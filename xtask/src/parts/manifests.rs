@@ -199,7 +199,88 @@ pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
         check_container_runtime(container, &expected.image, &mut problem);
         check_container_env(container, &mut problem);
     }
+    problems.extend(metadata_problems(docs, env));
     problems
+}
+
+/// The Ingress annotations a values file may set (`ingress.annotations`):
+/// limits on its own requests. ingress-nginx's others route traffic (canary,
+/// `mirror-target`, `permanent-redirect`, `server-snippet`…): a reviewed
+/// change to this list, never a values file, adds one.
+pub const INGRESS_ANNOTATIONS: [&str; 7] = [
+    "nginx.ingress.kubernetes.io/proxy-body-size",
+    "nginx.ingress.kubernetes.io/proxy-connect-timeout",
+    "nginx.ingress.kubernetes.io/proxy-read-timeout",
+    "nginx.ingress.kubernetes.io/proxy-send-timeout",
+    "nginx.ingress.kubernetes.io/limit-connections",
+    "nginx.ingress.kubernetes.io/limit-rps",
+    "nginx.ingress.kubernetes.io/limit-rpm",
+];
+/// The pod annotations a values file may set (`podAnnotations`): none that
+/// loosens the pod (AppArmor `unconfined`) or asks another controller for
+/// something (a sidecar, a mesh).
+pub const POD_ANNOTATIONS: [&str; 4] = [
+    "prometheus.io/scrape",
+    "prometheus.io/port",
+    "prometheus.io/path",
+    "kubectl.kubernetes.io/default-container",
+];
+/// The pod labels a values file may add (`podLabels`) to the chart's own:
+/// labels select pods (a Service's `cnpg.io/cluster` + `cnpg.io/instanceRole:
+/// primary` would send the database's clients to this pod, a NetworkPolicy's
+/// would open it), so only these inert ones.
+pub const POD_LABELS: [&str; 2] = ["team", "tier"];
+
+/// Annotations and labels outside the allow-lists: the Ingress's, and the
+/// pod templates' (each chart label as its object has it, plus [`POD_LABELS`]).
+pub fn metadata_problems(docs: &[Value], env: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let keys = |value: &Value| -> Vec<(String, Value)> {
+        let map = value.as_object().cloned().unwrap_or_default();
+        map.into_iter().collect()
+    };
+    for doc in docs {
+        let what = format!(
+            "{env}: {} {}",
+            doc["kind"].as_str().unwrap_or_default(),
+            doc["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        if doc["kind"] == "Ingress" {
+            for (key, _) in keys(&doc["metadata"]["annotations"]) {
+                if !INGRESS_ANNOTATIONS.contains(&key.as_str()) {
+                    found.push(format!(
+                        "{what}: annotation {key} is not one ingress.annotations may set ({}): ingress-nginx's \
+                         canary, mirror, redirect and snippet annotations send requests elsewhere; remove it",
+                        INGRESS_ANNOTATIONS.join(", ")
+                    ));
+                }
+            }
+        }
+        if !matches!(doc["kind"].as_str(), Some("Deployment" | "Job")) {
+            continue;
+        }
+        let template = &doc["spec"]["template"]["metadata"];
+        for (key, _) in keys(&template["annotations"]) {
+            if !POD_ANNOTATIONS.contains(&key.as_str()) {
+                found.push(format!(
+                    "{what}: pod annotation {key} is not one podAnnotations may set ({}); remove it",
+                    POD_ANNOTATIONS.join(", ")
+                ));
+            }
+        }
+        let own = &doc["metadata"]["labels"];
+        for (key, value) in keys(&template["labels"]) {
+            let chart_label = own.get(&key) == Some(&value);
+            if !(chart_label || POD_LABELS.contains(&key.as_str())) {
+                found.push(format!(
+                    "{what}: pod label {key}={value} is not the chart's nor one podLabels may add ({}): \
+                     labels select pods for Services and NetworkPolicies; remove it",
+                    POD_LABELS.join(", ")
+                ));
+            }
+        }
+    }
+    found
 }
 
 /// The one Deployment among `docs`, parsed strictly; else the problem.
@@ -950,7 +1031,8 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
                     if !(line.starts_with("cargo xtask ")
                         || line == "bash .ci/run"
                         || setup
-                        || pinned_install)
+                        || pinned_install
+                        || is_summary_line(line))
                     {
                         problem(format!(
                             "job {job_name}: `{line}` is pipeline logic in YAML; make it a `cargo xtask` command"
@@ -961,6 +1043,14 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A fixed sentence for the run's summary (the setup guard's "nothing ran"): `echo "<text>" >>
+/// "$GITHUB_STEP_SUMMARY"`, the text free of anything the shell would expand or run.
+fn is_summary_line(line: &str) -> bool {
+    line.strip_prefix("echo \"")
+        .and_then(|rest| rest.strip_suffix("\" >> \"$GITHUB_STEP_SUMMARY\""))
+        .is_some_and(|text| !text.contains(['$', '`', '"', '\\', '!']))
 }
 
 /// A `cargo install` line must install one tool at exactly its pin in
@@ -992,6 +1082,27 @@ fn unpinned_cargo_install(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The setup guard's summary is a fixed sentence; anything the shell would expand or run in it is
+    /// pipeline logic again.
+    #[test]
+    fn only_a_fixed_sentence_may_go_to_the_summary() {
+        let line = |text: &str| format!("echo \"{text}\" >> \"$GITHUB_STEP_SUMMARY\"");
+        assert!(is_summary_line(&line(
+            "Not set up yet: run cargo xtask setup."
+        )));
+        for bad in [
+            "$(curl x)",
+            "`id`",
+            "${{ github.head_ref }}",
+            "a\" ; rm -rf / ; echo \"b",
+            "\\x",
+        ] {
+            assert!(!is_summary_line(&line(bad)), "{bad}");
+        }
+        assert!(!is_summary_line("echo \"hi\" >> \"$GITHUB_ENV\""));
+        assert!(!is_summary_line("echo \"hi\""));
+    }
 
     #[test]
     fn globs_match_like_argo_cd_destinations() {

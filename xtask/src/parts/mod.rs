@@ -18,7 +18,12 @@
 //! - `tags`: `main-<sha>`, `pr-<N>-<sha>`, `v<X.Y.Z>` and digests, parsed.
 //! - `service`: the service repository: commits of tags, ancestry.
 //! - `gates`: test results bound to a commit and a digest (git notes or
-//!   GitHub check runs); `github`: the GitHub REST calls.
+//!   GitHub check runs); `github`: the GitHub REST calls (writes through one
+//!   function, dry-run, sealed secrets, variables).
+//! - `fork_settings`: a fork's GitHub settings (environments, secrets,
+//!   variables, rulesets per profile) that `setup` writes and `doctor` checks;
+//!   `fork_files`: the files that name the fork (`fork`, `setup`);
+//!   `deploy_key`: the GitOps deploy key, made by ssh-keygen, nothing left on disk.
 //! - `attestation`: signed gates: in-toto statements about a digest in DSSE
 //!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),
 //!   stored as cosign's `.att` tag, verified by release.
@@ -46,6 +51,11 @@
 //!   on one CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`,
 //!   `local_registry` (a docker-registry on loopback; the tests include it
 //!   too), `counting_proxy` (bytes sent to a registry).
+//! - `test_times`: each test binary's time in a `cargo test` run (cargo's
+//!   and libtest's own lines), for the slowest list `ci` ends with.
+//! - `lead_time`: the phases (checks, build, push, promote, sync-wait,
+//!   tests) of a commit's way to a preview and a merge's to a gate, which
+//!   the demo records and `bench pipeline` prints cold and warm.
 //! - `sbom`: the dependency list `cargo auditable` embeds in the image's
 //!   binary, read back (a file or an image) and written as CycloneDX;
 //!   `advisories`: RustSec offline (a snapshot, deny.toml's ignore list), for `scan`.
@@ -53,6 +63,14 @@
 //!   (Ingress hosts per environment, the database Secret the chart reads is one
 //!   a database produces, kind's host ports, the Argo CD `ci` account, the
 //!   Services the README names); `cnpg_types`: the Secret CloudNativePG makes.
+//! - `cluster_up`: `cluster up|down|status`: the plan read from the
+//!   repository (Terraform's variables, the fork's admission policy and its
+//!   key's digest), Terraform, the policy through kubectl's stdin, a private
+//!   fork's deploy key, Argo CD's project-role tokens into the fork's
+//!   secrets, and `validate`'s rule that no `.tf` file carries a key inline;
+//!   `cluster_runner`: the
+//!   dispatcher, one just-in-time runner per queued job of main in a fresh
+//!   container.
 //! - `json_schema`: one JSON Schema validator for the upstream contracts
 //!   (GitHub's OpenAPI 3.0, Argo CD's Swagger 2.0, CRDs' structural schemas),
 //!   strict on undeclared fields; the tests' fakes are checked with it.
@@ -60,11 +78,15 @@
 //!   CD's REST description, the CRDs, upstream examples) at the releases
 //!   Terraform's charts install: installed and sha256-checked in a cache,
 //!   Terraform pins compared, objects checked against their CRD.
-//! - `workspace`: where things are in this Cargo workspace (root, target dir).
+//! - `workspace`: the checkout xtask acts on (found from the working
+//!   directory or `XTASK_WORKSPACE`, never the path it was built in) and its
+//!   target dir.
 //! - `services`: the services, discovered (`services/<name>/service.toml`,
 //!   strict), and the packages and path dependencies of `cargo metadata`;
 //!   `affected`: which services a commit range affects, with reasons, for
-//!   `affected`; `scaffold`: the files, values and workspace member of `new-service`.
+//!   `affected`; `lock_closure`: what a change to Cargo.lock or the workspace
+//!   Cargo.toml does to one service (its resolved dependency closure, the
+//!   workspace dependencies it inherits), for `affected`; `scaffold`: the files, values and workspace member of `new-service`.
 //! - `service_url`: where a deployed service answers for `smoke` and
 //!   `preprod-test`: `--url`, or its Ingress host (values file over the chart's
 //!   defaults) through the ingress controller (`INGRESS_URL`).
@@ -89,14 +111,21 @@ pub mod argocd;
 pub mod argocd_types;
 pub mod attestation;
 pub mod cluster_checks;
+pub mod cluster_runner;
+pub mod cluster_up;
 pub mod cnpg_types;
 pub mod counting_proxy;
+pub mod deploy_key;
+pub mod fork_files;
+pub mod fork_settings;
 pub mod gates;
 pub mod github;
 pub mod gitops;
 pub mod image_build;
 pub mod json_schema;
+pub mod lead_time;
 pub mod local_registry;
+pub mod lock_closure;
 pub mod manifests;
 pub mod oci;
 pub mod pgbench;
@@ -114,6 +143,7 @@ pub mod service_url;
 pub mod services;
 pub mod signature;
 pub mod tags;
+pub mod test_times;
 pub mod tools;
 pub mod trust_policy;
 pub mod values;

@@ -140,6 +140,16 @@ pub struct DeployedImage {
 }
 
 impl DeployedImage {
+    /// The tags a new repository's values files start with (`new-service` writes them too), before any
+    /// pipeline has deployed a build: prod and dev `v0.0.0`, preprod `main-0000000`.
+    pub const PLACEHOLDER_TAGS: [&str; 2] = ["v0.0.0", "main-0000000"];
+
+    /// A starting placeholder, never a build the pipeline deployed: one of [`Self::PLACEHOLDER_TAGS`]
+    /// with no digest. Nothing rolls back to one.
+    pub fn is_placeholder(&self) -> bool {
+        self.digest.is_empty() && Self::PLACEHOLDER_TAGS.contains(&self.tag.as_str())
+    }
+
     pub fn from_values(text: &str) -> Result<Self> {
         let doc = values::parse(text)?;
         let field = |name: &str| match &doc["image"][name] {

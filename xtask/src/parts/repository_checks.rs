@@ -86,11 +86,8 @@ impl Checks {
         let mut kinds = BTreeSet::new();
         let mut rendered = Vec::new();
         let targets = self.chart_targets()?;
-        for (env, values_file) in &targets {
-            let what = format!(
-                "chart renders for {env} ({})",
-                relative(&self.root, values_file)
-            );
+        for (env, values_file, shown) in &targets {
+            let what = format!("chart renders for {env} ({shown})");
             let found = match self.check_environment(&chart, env, values_file, &mut kinds) {
                 Ok((found, docs)) => {
                     rendered.push((env.clone(), docs));
@@ -105,22 +102,25 @@ impl Checks {
         Ok((kinds, rendered))
     }
 
-    /// `(environment, values file)` for every environment and the sample preview.
-    fn chart_targets(&self) -> Result<Vec<(String, PathBuf)>> {
-        let mut targets: Vec<(String, PathBuf)> = Env::LONG_LIVED
+    /// `(environment, values file, what the report calls it)` for every
+    /// environment, the sample preview and every committed preview.
+    fn chart_targets(&self) -> Result<Vec<(String, PathBuf, String)>> {
+        let mut targets: Vec<(String, PathBuf, String)> = Env::LONG_LIVED
             .iter()
             .map(|env| {
-                (
-                    env.to_string(),
-                    self.root
-                        .join("gitops")
-                        .join(env.values_path(UNDECLARED_VALUES_FILE)),
-                )
+                let shown = format!("gitops/{}", env.values_path(UNDECLARED_VALUES_FILE));
+                (env.to_string(), self.root.join(&shown), shown)
             })
             .collect();
         let preview = self.scratch.path().join("preview.yaml");
         std::fs::write(&preview, sample_preview_values()?)?;
-        targets.push((format!("pr-{SAMPLE_PR}"), preview));
+        let shown = relative(&self.root, &preview);
+        targets.push((format!("pr-{SAMPLE_PR}"), preview, shown));
+        for (pr, shown) in committed_previews(&self.root, UNDECLARED_VALUES_FILE) {
+            let values = self.scratch.path().join(format!("values-pr-{pr}.yaml"));
+            std::fs::write(&values, as_argocd_renders_preview(&self.root.join(&shown))?)?;
+            targets.push((format!("pr-{pr}"), values, shown));
+        }
         Ok(targets)
     }
 
@@ -233,6 +233,11 @@ impl Checks {
                 relative(&self.root, &dev)
             );
             targets.push(target(Env::Preview(SAMPLE_PR), preview, shown));
+            for (pr, shown) in committed_previews(&self.root, &declared.values_file) {
+                let values = self.scratch.path().join(format!("{stem}-pr-{pr}.yaml"));
+                std::fs::write(&values, as_argocd_renders_preview(&self.root.join(&shown))?)?;
+                targets.push(target(Env::Preview(pr), values, shown));
+            }
         }
         Ok(targets)
     }
@@ -322,16 +327,21 @@ impl Checks {
     fn hosts(&mut self, rendered: &[Rendered], others: &[Named]) {
         let items_api = rendered.iter().map(|(env, docs)| {
             let shown = match env.parse::<Env>() {
-                Ok(env @ Env::Preview(_)) => format!("the sample preview {env}"),
+                Ok(env @ Env::Preview(SAMPLE_PR)) => format!("the sample preview {env}"),
+                Ok(env @ Env::Preview(_)) => {
+                    format!("gitops/{}", env.values_path(UNDECLARED_VALUES_FILE))
+                }
                 Ok(env) => format!("gitops/{}", env.values_path(UNDECLARED_VALUES_FILE)),
                 Err(_) => env.clone(),
             };
             (env.clone(), shown, docs.clone())
         });
         let all: Vec<Named> = items_api.chain(others.iter().cloned()).collect();
+        let mut found = shared_hosts(&all);
+        found.extend(preview_hosts(&all));
         self.report(
-            "every service has its own Ingress host in each environment and preview",
-            shared_hosts(&all),
+            "every service has its own Ingress host in each environment and preview, a preview only under its own pr-<N>",
+            found,
         );
     }
 
@@ -349,6 +359,11 @@ impl Checks {
     fn terraform(&mut self) {
         let found = as_problems(terraform_fmt(&self.sh, &self.root.join("terraform")));
         self.report("terraform fmt", found);
+        let keys = super::cluster_up::inline_key_problems(&self.root);
+        self.report(
+            "terraform carries no key inline (cluster up applies gitops/policy/ from the repository)",
+            keys,
+        );
     }
 
     /// 4. The workflows.
@@ -428,6 +443,47 @@ fn shared_hosts(renders: &[Named]) -> Vec<String> {
     found
 }
 
+/// Every Ingress host a preview routes outside its own `pr-<N>`: a preview's
+/// host is `pr-<N>.<domain>` or `<name>.pr-<N>.<domain>`, the domain the
+/// long-lived environments' hosts end in, so a pull request's values cannot
+/// claim prod's (or another preview's) host and take its requests.
+fn preview_hosts(renders: &[Named]) -> Vec<String> {
+    let hosts = |docs: &[Value]| -> Vec<String> {
+        let rules = docs.iter().filter(|doc| doc["kind"] == "Ingress");
+        rules
+            .flat_map(|doc| doc["spec"]["rules"].as_array().cloned().unwrap_or_default())
+            .filter_map(|rule| rule["host"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let domains: BTreeSet<String> = renders
+        .iter()
+        .filter(|(env, _, _)| Env::LONG_LIVED.iter().any(|e| e.to_string() == *env))
+        .flat_map(|(env, _, docs)| {
+            let prefix = format!("{env}.");
+            hosts(docs)
+                .into_iter()
+                .filter_map(move |host| Some(host.split_once(&prefix)?.1.to_owned()))
+        })
+        .collect();
+    let mut found = Vec::new();
+    for (env, shown, docs) in renders.iter().filter(|(env, _, _)| env.starts_with("pr-")) {
+        for host in hosts(docs) {
+            let own = domains.iter().any(|domain| {
+                let at = format!("{env}.{domain}");
+                host == at || host.ends_with(&format!(".{at}"))
+            });
+            if !own {
+                found.push(format!(
+                    "{env}: {shown} routes Ingress host {host}, outside the preview's own: a preview answers at \
+                     {env}.<domain> or <service>.{env}.<domain> only (remove ingress.host and ingress.domain from \
+                     the preview's values; `cargo xtask preview deploy` writes them)"
+                ));
+            }
+        }
+    }
+    found
+}
+
 /// One render of another service's chart: the environment (its namespace),
 /// the values file (and how the report names it), the Application's name.
 struct ServiceRender {
@@ -437,6 +493,44 @@ struct ServiceRender {
     values: PathBuf,
     shown: String,
     release: String,
+}
+
+/// Every committed preview of the service whose values file is `values_file`:
+/// `(pull request, gitops/values/pr/pr-<N>/<values_file>)`, sorted. Argo CD
+/// syncs each, so each is rendered and checked as an environment's is.
+fn committed_previews(root: &Path, values_file: &str) -> Vec<(u64, String)> {
+    let mut found: Vec<(u64, String)> = std::fs::read_dir(root.join("gitops/values/pr"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(
+            |entry| match Env::from_preview_dir(&entry.file_name().to_string_lossy()) {
+                Some(env @ Env::Preview(pr)) => {
+                    Some((pr, format!("gitops/{}", env.values_path(values_file))))
+                }
+                _ => None,
+            },
+        )
+        .filter(|(_, shown)| root.join(shown).is_file())
+        .collect();
+    found.sort();
+    found
+}
+
+/// A committed preview's values as Argo CD renders them: the previews'
+/// ApplicationSet adds `namespace.manage: true` (its `valuesObject`).
+fn as_argocd_renders_preview(file: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut values = values::parse(&text).with_context(|| format!("{}", file.display()))?;
+    if !values.is_object() {
+        values = json!({});
+    }
+    if !values["namespace"].is_object() {
+        values["namespace"] = json!({});
+    }
+    values["namespace"]["manage"] = Value::from(true);
+    Ok(yaml_serde::to_string(&values)?)
 }
 
 /// The values `preview deploy` writes for a service whose dev values are

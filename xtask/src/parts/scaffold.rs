@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
-use super::promotion::Env;
+use super::promotion::{DeployedImage, Env};
 use super::services::{self, DECLARATION_FILE, Declaration, SERVICES_DIR, Service, VALUES_DIR};
 
 /// The chart a new service is declared with: the workspace's one chart.
@@ -78,13 +78,7 @@ pub fn plan(root: &Path, name: &str, port: u16) -> Result<Scaffold> {
         files.push((format!("{dir}/{file}"), rustfmt(root, &fill(template))?));
     }
     for env in Env::LONG_LIVED {
-        let (tag, written_by) = match env {
-            Env::Preprod => (
-                "main-0000000",
-                "the CD pipeline (`cargo xtask promote --env preprod`)",
-            ),
-            _ => ("v0.0.0", "the release pipeline (`cargo xtask release`)"),
-        };
+        let (tag, written_by) = placeholder(env);
         let text = fill(VALUES_YAML)
             .replace("{{env}}", &env.to_string())
             .replace("{{tag}}", tag)
@@ -100,6 +94,20 @@ pub fn plan(root: &Path, name: &str, port: u16) -> Result<Scaffold> {
         files,
         edits: vec![("Cargo.toml".to_owned(), before, after)],
     })
+}
+
+/// The tag an environment's values file starts with, and what writes it later.
+fn placeholder(env: Env) -> (&'static str, &'static str) {
+    match env {
+        Env::Preprod => (
+            DeployedImage::PLACEHOLDER_TAGS[1],
+            "the CD pipeline (`cargo xtask promote --env preprod`)",
+        ),
+        _ => (
+            DeployedImage::PLACEHOLDER_TAGS[0],
+            "the release pipeline (`cargo xtask release`)",
+        ),
+    }
 }
 
 /// `text` as rustfmt lays it out (a name longer or shorter than the

@@ -147,8 +147,9 @@ pub fn workspace_around(dir: &Path) -> Result<std::path::PathBuf> {
 }
 
 /// The services of the workspace around the current directory (where a
-/// command runs: a fork's checkout, the demo's clone), else xtask's own
-/// (a command run from a directory outside any workspace).
+/// command runs: a fork's checkout, the demo's clone), else those of
+/// [`super::workspace::root`] (`XTASK_WORKSPACE` for a command run outside
+/// any workspace; never the checkout xtask was compiled in).
 pub fn load_current() -> Result<Vec<Service>> {
     match workspace_around(Path::new(".")) {
         Ok(root) => load(&root),
@@ -227,10 +228,10 @@ fn names_of(services: &[Service]) -> String {
 pub struct RepositoryOptions {
     /// The registry holding every service's image repository, each at <registry>/<image>:
     /// <host>/<path> (ghcr.io/<owner>) or oci:<dir>. Takes precedence over --repository.
-    #[arg(long, env = "IMAGE_REGISTRY", value_name = "REGISTRY")]
+    #[arg(long, env = "IMAGE_REGISTRY", value_name = "REGISTRY", value_parser = image_location)]
     pub registry: Option<String>,
     /// One image repository (<registry>/<path> or oci:<dir>), for a workspace of one service.
-    #[arg(long, env = "IMAGE_REPOSITORY", value_name = "REPOSITORY")]
+    #[arg(long, env = "IMAGE_REPOSITORY", value_name = "REPOSITORY", value_parser = image_location)]
     pub repository: Option<String>,
 }
 
@@ -264,6 +265,17 @@ impl RepositoryOptions {
     }
 }
 
+/// An image registry or repository as given on the command line or in the environment: `oci:<dir>`
+/// as it is (a path), `<host>/<path>` in lower case. Image names are lower case, and GitHub owners
+/// need not be: the workflows' `ghcr.io/${{ github.repository_owner }}` is `ghcr.io/Acme` for Acme.
+pub fn image_location(text: &str) -> Result<String> {
+    Ok(if text.starts_with("oci:") {
+        text.to_owned()
+    } else {
+        text.to_ascii_lowercase()
+    })
+}
+
 /// `<registry>/<image>`: the image repository of `service` in `registry`.
 pub fn image_repository(registry: &str, service: &Service) -> Result<String> {
     let registry = registry.trim_end_matches('/');
@@ -271,7 +283,11 @@ pub fn image_repository(registry: &str, service: &Service) -> Result<String> {
         !registry.is_empty() && registry != "oci:",
         "the image registry is empty: give <host>/<path> (e.g. ghcr.io/<owner>) or oci:<dir>"
     );
-    Ok(format!("{registry}/{}", service.declaration.image))
+    Ok(format!(
+        "{}/{}",
+        image_location(registry)?,
+        service.declaration.image
+    ))
 }
 
 /// A GitHub Actions job matrix over services, `{"include": [{"service":
@@ -284,14 +300,20 @@ pub fn github_matrix<'a>(
     let include: Vec<serde_json::Value> = services
         .into_iter()
         .map(|(name, declaration)| {
-            let values = &declaration.values_file;
             serde_json::json!({
                 "service": name,
-                "app": values.strip_suffix(".yaml").unwrap_or(values),
+                "app": application_prefix(declaration),
             })
         })
         .collect();
     serde_json::json!({ "include": include })
+}
+
+/// What a service's Argo CD Applications are named after: its values file's stem
+/// (`service-demo.yaml` → `service-demo-prod`, `service-demo-pr-7`).
+pub fn application_prefix(declaration: &Declaration) -> &str {
+    let values = &declaration.values_file;
+    values.strip_suffix(".yaml").unwrap_or(values)
 }
 
 /// The cargo `cargo xtask` runs under (`$CARGO`), else the one on the PATH.
@@ -533,6 +555,33 @@ mod tests {
                 values_file: format!("{image}.yaml"),
             },
         }
+    }
+
+    /// A GitHub owner with capitals (`ghcr.io/${{ github.repository_owner }}` in the workflows) still
+    /// names valid, lower-case images; an OCI layout's directory keeps its case.
+    #[test]
+    fn a_registry_with_capitals_names_lower_case_images() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            repositories: RepositoryOptions,
+        }
+        let all = [service("items-api", "service-demo")];
+        let parsed = Cli::try_parse_from(["x", "--registry", "ghcr.io/Acme-Labs"]).unwrap();
+        let repository = parsed.repositories.require(&all[0], &all).unwrap();
+        assert_eq!(repository, "ghcr.io/acme-labs/service-demo");
+        let parsed =
+            Cli::try_parse_from(["x", "--repository", "GHCR.io/Acme/Service-Demo"]).unwrap();
+        assert_eq!(
+            parsed.repositories.require(&all[0], &all).unwrap(),
+            "ghcr.io/acme/service-demo"
+        );
+        let parsed = Cli::try_parse_from(["x", "--registry", "oci:/tmp/My Images"]).unwrap();
+        assert_eq!(
+            parsed.repositories.require(&all[0], &all).unwrap(),
+            "oci:/tmp/My Images/service-demo"
+        );
     }
 
     #[test]

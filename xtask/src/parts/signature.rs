@@ -144,6 +144,26 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// `digest` carries the pipeline's signature by `key`, or the error says
+/// what `what` (the step about to trust it) refused, and why.
+pub fn require_signed(
+    registry: &Repository,
+    digest: &str,
+    key: &VerifyingKey,
+    what: &str,
+) -> Result<()> {
+    match check(registry, digest, key)? {
+        Verdict::Signed => {
+            println!("{registry}@{digest}: signed by the image key");
+            Ok(())
+        }
+        verdict => anyhow::bail!(
+            "{what} refused {registry}@{digest}: {verdict}. Only what CD's image job built on main and signed \
+             is vouched for or promoted (a tag moved in the registry names other bits)"
+        ),
+    }
+}
+
 /// Checks the signatures stored for `digest` against `key`.
 pub fn check(registry: &Repository, digest: &str, key: &VerifyingKey) -> Result<Verdict> {
     let signatures = registry.signatures(digest)?;
@@ -180,6 +200,28 @@ pub fn check(registry: &Repository, digest: &str, key: &VerifyingKey) -> Result<
 
 #[cfg(test)]
 mod tests {
+    /// Issue 29, item 9: every `cosign verify …` / `cosign verify-attestation …` the
+    /// documentation tells people to run passes `--insecure-ignore-tlog`, which cosign 2.x
+    /// needs for a key-signed image or attestation that is in no transparency log.
+    #[test]
+    fn every_documented_cosign_verify_skips_the_transparency_log() {
+        let root = crate::parts::workspace::root();
+        for file in ["README.md", "gitops/policy/README.md"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let mut seen = 0;
+            for (at, _) in text.match_indices("`cosign verify") {
+                let command = &text[at + 1..];
+                let command = &command[..command.find('`').unwrap()];
+                seen += 1;
+                assert!(
+                    command.contains("--insecure-ignore-tlog"),
+                    "{file}: `{command}` lacks --insecure-ignore-tlog"
+                );
+            }
+            assert!(seen > 0, "{file} names no cosign verify command");
+        }
+    }
+
     use super::*;
 
     /// The payload is cosign's, byte for byte in shape: keys in its order, `optional: null`.

@@ -64,6 +64,20 @@ pub fn is_sha(s: &str) -> bool {
 }
 
 /// An OCI digest: `sha256:` and 64 lowercase hex digits.
+/// An image reference as given: a tag or digest, or `@FILE`, the digest an
+/// earlier job wrote there (`image build --digest-file`; a workflow artifact),
+/// so a later job reads exactly the bits that job pushed, never a tag again.
+pub fn reference_arg(arg: &str) -> Result<String> {
+    let Some(file) = arg.strip_prefix('@') else {
+        return Ok(arg.to_owned());
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("reading the digest from {file}: {e}"))?;
+    let digest = text.trim().to_owned();
+    validate_digest(&digest).map_err(|e| anyhow::anyhow!("{file}: {e:#}"))?;
+    Ok(digest)
+}
+
 pub fn validate_digest(digest: &str) -> Result<()> {
     match digest.strip_prefix("sha256:") {
         Some(hex)

@@ -25,7 +25,9 @@
 //!   downloaded artifact, no reusable workflow an expression chooses.
 //! - The workflows' wiring (cluster runner, previews, gates, toolchain) is
 //!   `workflow_wiring`'s, run from here.
-//! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`.
+//! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`, and every path
+//!   that changes what is built or deployed (`OWNED_PATHS`: `xtask/`, `services/`, `crates/`,
+//!   `.cargo/`, `.ci/`, `gitops/database/`, Cargo.toml, Cargo.lock, rust-toolchain.toml, …).
 //!
 //! Each problem names the file, the job and step where there is one, and the fix.
 
@@ -94,13 +96,30 @@ const UNTRUSTED: [&str; 7] = [
     "matrix.",
     "needs.",
 ];
-/// The paths CODEOWNERS must give owners.
-const OWNED_PATHS: [&str; 5] = [
+/// The paths CODEOWNERS must give owners: what changes the cluster, and
+/// every path that changes what is built (the code, its dependencies, the
+/// toolchain, the build scripts the pipeline runs with its secrets near) or
+/// deployed. A directory ends in `/`; the others are files at the root.
+const OWNED_PATHS: [&str; 19] = [
     "gitops/argocd/",
     "gitops/policy/",
+    "gitops/database/",
+    "gitops/values/",
+    "gitops/secrets/",
     ".github/",
     "charts/",
     "terraform/",
+    "xtask/",
+    "services/",
+    "crates/",
+    ".cargo/",
+    ".ci/",
+    "Cargo.toml",
+    "Cargo.lock",
+    "rust-toolchain.toml",
+    "deny.toml",
+    "Dockerfile",
+    ".dockerignore",
 ];
 
 /// Every way the files under `root` break the trust policy; empty when none.
@@ -361,7 +380,9 @@ fn workflow_problems(root: &Path) -> Vec<String> {
             found.extend(job_secret_problems(&at, job, &triggers));
             found.extend(job_step_problems(&at, job, &tainted));
             found.extend(job_push_problems(&at, job));
+            found.extend(signing_job_problems(&at, job));
             found.extend(pull_request_job_problems(&at, job, &triggers));
+            found.extend(cluster_runner_job_problems(&at, job));
             if let Some(event) = triggers.privileged {
                 found.extend(privileged_checkout_problems(&at, event, job));
                 found.extend(privileged_code_problems(
@@ -374,6 +395,47 @@ fn workflow_problems(root: &Path) -> Vec<String> {
         }
     }
     found
+}
+
+/// The keys whose holder vouches for what the cluster runs.
+const SIGNING_KEYS: [&str; 2] = ["IMAGE_SIGNING_KEY", "GATE_SIGNING_KEY"];
+/// Steps that run a service's (or the whole workspace's) build scripts.
+const BUILDING_COMMANDS: [&str; 6] = [
+    "cargo xtask image build",
+    "cargo xtask ci",
+    "bash .ci/run",
+    "cargo build",
+    "cargo test",
+    "cargo install",
+];
+
+/// A job that holds a signing key builds nothing but xtask: a build script
+/// (items-api's build.rs, any dependency's) run in the same job can leave a
+/// process behind that reads a later step's environment (`/proc/<pid>/environ`,
+/// same user), so scrubbing the build's own environment is not enough.
+fn signing_job_problems(at: &str, job: &Value) -> Vec<String> {
+    let text = job.to_string();
+    let Some(key) = SIGNING_KEYS
+        .iter()
+        .find(|key| text.contains(&format!("secrets.{key}")))
+    else {
+        return Vec::new();
+    };
+    let steps = job["steps"].as_array().cloned().unwrap_or_default();
+    steps
+        .iter()
+        .filter_map(|step| step["run"].as_str())
+        .flat_map(str::lines)
+        .map(str::trim)
+        .filter(|line| BUILDING_COMMANDS.iter().any(|c| line.starts_with(c)))
+        .map(|line| {
+            format!(
+                "{at}: holds {key} and runs `{line}`: a build script of this job can leave a process that \
+                 reads the key from a later step's environment; build in another job and sign there the digest \
+                 it wrote (cd.yml's image and sign jobs)"
+            )
+        })
+        .collect()
 }
 
 /// A `pull_request` job runs the pull request's own code: no push, no cluster runner.
@@ -397,6 +459,33 @@ fn pull_request_job_problems(at: &str, job: &Value, triggers: &Triggers) -> Vec<
         ));
     }
     found
+}
+
+/// The environments a job on the cluster runner must name: GitHub limits
+/// them to main (doctor checks their branch policies), so a workflow on a
+/// branch or a pull request's cannot get a job onto the runner. Not
+/// `image-signing`: that build runs on a hosted runner.
+const CLUSTER_RUNNER_ENVIRONMENTS: [&str; 3] = ["preview", "preprod", "prod"];
+
+/// A job on the cluster (self-hosted) runner only in a main-only environment.
+/// GitHub's own answer, a runner group limited to selected workflows on main,
+/// needs an organization, and a fork is usually a user's; this, the
+/// dispatcher's check of the run and the runner image's job-started hook
+/// (terraform/runner/job-started.sh) stand in for it.
+fn cluster_runner_job_problems(at: &str, job: &Value) -> Vec<String> {
+    let runs_on = job["runs-on"].to_string();
+    let on_cluster_runner = ["self-hosted", "vars.", "fromJSON"]
+        .iter()
+        .any(|s| runs_on.contains(s));
+    let environment = job_environment(job);
+    if !on_cluster_runner || CLUSTER_RUNNER_ENVIRONMENTS.contains(&environment) {
+        return Vec::new();
+    }
+    vec![format!(
+        "{at}: runs on {runs_on} (the cluster runner) outside the main-only environments {CLUSTER_RUNNER_ENVIRONMENTS:?} \
+         (environment {environment:?}): any branch's workflow could run there and read the next job's secrets; \
+         add `environment: preview|preprod|prod` (GitHub then refuses it to every branch but main) or use `runs-on: ubuntu-24.04`"
+    )]
 }
 
 /// A job that pushes to the GitOps branch does it with the deploy key, in a
@@ -746,10 +835,14 @@ fn codeowners_problems(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Whether a CODEOWNERS pattern covers the directory `path` (`gitops/argocd/`).
+/// Whether a CODEOWNERS pattern covers `path`: a directory (`gitops/argocd/`,
+/// everything under it) or a file at the root (`Cargo.lock`).
 fn covers(pattern: &str, path: &str) -> bool {
     let pattern = pattern.trim_start_matches('/');
     if pattern == "*" || pattern == "**" {
+        return true;
+    }
+    if !path.ends_with('/') && pattern == path {
         return true;
     }
     let directory = pattern.trim_end_matches("/**").trim_end_matches('/');
@@ -924,10 +1017,10 @@ pub(crate) mod tests {
         Copy::new("release-env")
             .edit(
                 ".github/workflows/release.yml",
-                "    environment: prod\n    permissions:\n      contents: read\n",
-                "    permissions:\n      contents: read\n",
+                "    environment: prod\n",
+                "",
             )
-            .refused(&["release.yml: job sync: reads secrets.ARGOCD_AUTH_TOKEN in a job without a main-only environment"]);
+            .refused(&["release.yml: job release: reads secrets.ARGOCD_AUTH_TOKEN in a job without a main-only environment"]);
     }
 
     #[test]
@@ -969,6 +1062,56 @@ pub(crate) mod tests {
                 "run: cargo xtask smoke --service \"$SERVICE\" --pr \"$PR\" --url \"http://${{ github.event.pull_request.title }}\"",
             )
             .refused(&["job verify, step \"Smoke tests\": `${{ github.event.pull_request.title }}` inside `run:`"]);
+    }
+
+    /// Issue 29, item 5: the image signing key back in the job that builds the image is refused.
+    #[test]
+    fn a_signing_key_in_the_job_that_builds_the_image_is_refused() {
+        Copy::new("signing-build")
+            .edit(
+                ".github/workflows/cd.yml",
+                "          REGISTRY_PASSWORD: ${{ secrets.GITHUB_TOKEN }}\n        run: cargo xtask image build",
+                "          REGISTRY_PASSWORD: ${{ secrets.GITHUB_TOKEN }}\n          IMAGE_SIGNING_KEY: ${{ secrets.IMAGE_SIGNING_KEY }}\n        run: cargo xtask image build",
+            )
+            .refused(&["job image: holds IMAGE_SIGNING_KEY and runs `cargo xtask image build"]);
+    }
+
+    /// Issue 29, item 5: what changes the build (a build script, a dependency, the
+    /// toolchain) or the databases reaches main only through its owners' review.
+    #[test]
+    fn codeowners_without_the_paths_that_change_the_build_is_refused() {
+        let copy = Copy::new("codeowners-build");
+        for (line, named) in [
+            ("/xtask/ @example\n", "no owner for /xtask/"),
+            ("/services/ @example\n", "no owner for /services/"),
+            ("/Cargo.lock @example\n", "no owner for /Cargo.lock"),
+            (
+                "/rust-toolchain.toml @example\n",
+                "no owner for /rust-toolchain.toml",
+            ),
+            (
+                "/gitops/database/ @example\n",
+                "no owner for /gitops/database/",
+            ),
+            ("/.ci/ @example\n", "no owner for /.ci/"),
+        ] {
+            copy.edit(".github/CODEOWNERS", line, "").refused(&[named]);
+            copy.edit(
+                ".github/CODEOWNERS",
+                "/charts/ @example\n",
+                &format!("/charts/ @example\n{line}"),
+            );
+        }
+        // A catch-all owner covers them all.
+        let text = std::fs::read_to_string(copy.0.path().join(".github/CODEOWNERS")).unwrap();
+        std::fs::write(copy.0.path().join(".github/CODEOWNERS"), "* @example\n").unwrap();
+        assert!(
+            !super::problems(copy.0.path())
+                .iter()
+                .any(|p| p.contains("CODEOWNERS")),
+            "* @example owns everything"
+        );
+        std::fs::write(copy.0.path().join(".github/CODEOWNERS"), text).unwrap();
     }
 
     #[test]
@@ -1057,16 +1200,46 @@ pub(crate) mod tests {
 
     #[test]
     fn a_pull_request_job_on_the_cluster_runner_is_refused() {
+        let checks = "    if: vars.PIPELINE_READY == 'true'\n    runs-on: ubuntu-24.04\n    timeout-minutes: 60";
         Copy::new("pr-cluster-runner")
             .edit(
                 ".github/workflows/ci.yml",
-                "    runs-on: ubuntu-24.04",
-                "    runs-on: ${{ fromJSON(vars.CLUSTER_RUNNER || '[\"self-hosted\",\"kind\"]') }}",
+                checks,
+                "    if: vars.PIPELINE_READY == 'true'\n    runs-on: ${{ fromJSON(vars.CLUSTER_RUNNER || '[\"self-hosted\",\"kind\"]') }}\n    timeout-minutes: 60",
             )
             .refused(&["ci.yml: job checks: runs on \"${{ fromJSON(vars.CLUSTER_RUNNER"]);
         Copy::new("pr-self-hosted")
-            .edit(".github/workflows/ci.yml", "    runs-on: ubuntu-24.04", "    runs-on: [self-hosted, kind]")
+            .edit(
+                ".github/workflows/ci.yml",
+                checks,
+                "    if: vars.PIPELINE_READY == 'true'\n    runs-on: [self-hosted, kind]\n    timeout-minutes: 60",
+            )
             .refused(&["ci.yml: job checks: runs on [\"self-hosted\",\"kind\"] in a workflow `pull_request` triggers"]);
+    }
+
+    #[test]
+    fn a_workflow_on_a_branch_or_a_job_outside_the_main_only_environments_on_the_cluster_runner_is_refused()
+     {
+        Copy::new("branch-cluster-runner")
+            .write(
+                ".github/workflows/mine.yml",
+                "name: Mine\non:\n  push:\n    branches: [feature]\npermissions: {}\njobs:\n  steal:\n    runs-on: [self-hosted, kind]\n    steps:\n      - run: sleep 100000 &\n",
+            )
+            .refused(&["mine.yml: job steal: runs on [\"self-hosted\",\"kind\"] (the cluster runner) outside the main-only environments"]);
+        Copy::new("signing-env-cluster-runner")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    runs-on: ubuntu-24.04\n    timeout-minutes: 15\n    # Limited to main: the only place IMAGE_SIGNING_KEY",
+                "    runs-on: [self-hosted, kind]\n    timeout-minutes: 15\n    # Limited to main: the only place IMAGE_SIGNING_KEY",
+            )
+            .refused(&["(the cluster runner) outside the main-only environments [\"preview\", \"preprod\", \"prod\"] (environment \"image-signing\")"]);
+        Copy::new("cluster-runner-no-env")
+            .edit(
+                ".github/workflows/release.yml",
+                "    timeout-minutes: 30\n    environment: prod\n",
+                "    timeout-minutes: 30\n",
+            )
+            .refused(&["(the cluster runner) outside the main-only environments [\"preview\", \"preprod\", \"prod\"] (environment \"\")"]);
     }
 
     /// ci.yml's matrix is what the pull request's own `cargo xtask affected`

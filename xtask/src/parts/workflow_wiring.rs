@@ -47,6 +47,11 @@ pub const PER_SERVICE_COMMANDS: [&str; 6] = [
     "cargo xtask preview deploy",
 ];
 const AFFECTED: &str = "cargo xtask affected";
+/// The one condition on a variable a job may carry: nothing runs before `cargo xtask setup` has set
+/// `PIPELINE_READY` (its last write), and a job of the same workflow says so in the run's summary.
+pub const SETUP_GUARD: &str = "vars.PIPELINE_READY == 'true'";
+/// The condition of that job.
+const SETUP_PENDING: &str = "vars.PIPELINE_READY != 'true'";
 /// How a step names its service: the matrix's value, through `env:`.
 const SERVICE_FLAG: &str = r#"--service "$SERVICE""#;
 const SERVICE_ENV: &str = "${{ matrix.service }}";
@@ -57,6 +62,7 @@ pub fn problems(root: &Path) -> Vec<String> {
     let mut preview_groups = BTreeMap::new();
     for (file, doc) in yaml_in(root, ".github/workflows", &mut found) {
         let jobs = doc["jobs"].as_object().cloned().unwrap_or_default();
+        found.extend(setup_guard_problems(&file, &jobs));
         for (name, job) in &jobs {
             let at = format!("{file}: job {name}");
             found.extend(per_service_problems(&at, job, &jobs));
@@ -192,9 +198,33 @@ fn runner_problems(at: &str, job: &Value) -> Vec<String> {
     )]
 }
 
+/// A workflow whose jobs wait for setup has a job that says so; one that does not wait need not.
+fn setup_guard_problems(file: &str, jobs: &serde_json::Map<String, Value>) -> Vec<String> {
+    let condition = |job: &Value| job["if"].as_str().unwrap_or_default().to_owned();
+    let guarded = jobs
+        .values()
+        .any(|job| condition(job).contains(SETUP_GUARD));
+    let announced = jobs.values().any(|job| {
+        without_spaces(&condition(job)) == without_spaces(SETUP_PENDING)
+            && job.to_string().contains("GITHUB_STEP_SUMMARY")
+    });
+    if guarded && !announced {
+        return vec![format!(
+            "{file}: jobs wait for `{SETUP_GUARD}` but no job says so: add a job with `if: {SETUP_PENDING}` that \
+             writes to $GITHUB_STEP_SUMMARY that `cargo xtask setup` has not run"
+        )];
+    }
+    Vec::new()
+}
+
 fn silent_skip_problems(at: &str, job: &Value) -> Vec<String> {
     let mut found = Vec::new();
-    let on_variable = |condition: &Value| condition.as_str().is_some_and(|c| c.contains("vars."));
+    // The setup guard skips loudly (a job says so); any other variable would skip the gate silently.
+    let on_variable = |condition: &Value| {
+        condition
+            .as_str()
+            .is_some_and(|c| c.replace(SETUP_GUARD, "").contains("vars."))
+    };
     let gate_job = ["cargo xtask preprod-test", "cargo xtask argocd"]
         .iter()
         .any(|c| runs(job, c));
@@ -434,7 +464,27 @@ mod tests {
                 super::CLUSTER_RUNNER,
                 "[self-hosted, linux]",
             )
-            .refused("release.yml: job sync: talks to Argo CD");
+            .refused("release.yml: job release: talks to Argo CD");
+    }
+
+    /// Before `cargo xtask setup` a workflow skips its jobs, and says so: a guard without the job that
+    /// announces it is refused, and a guard that would skip the gate on any other variable still is.
+    #[test]
+    fn the_setup_guard_is_announced_and_the_only_variable_a_gate_waits_for() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    if: vars.PIPELINE_READY != 'true'\n",
+                "",
+            )
+            .refused("cd.yml: jobs wait for `vars.PIPELINE_READY == 'true'` but no job says so");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/release.yml",
+                "vars.PIPELINE_READY == 'true'",
+                "vars.PIPELINE_READY == 'true' && vars.ARGOCD_SERVER != ''",
+            )
+            .refused("release.yml: job release: skipped by `if:");
     }
 
     /// Fault 4: previews for every pull request, forks included.

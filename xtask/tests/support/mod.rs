@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod contract;
+pub mod fake_github;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -163,9 +164,16 @@ pub fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
     xtask_in(&workspace_root(), args, envs)
 }
 
+/// The xtask binary run in `dir`. A directory outside any checkout (a bare
+/// service repository's clone) acts on this workspace, named by
+/// `XTASK_WORKSPACE` as a user outside their checkout would.
 pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
     command.args(args).current_dir(dir);
+    command.env_remove("XTASK_WORKSPACE");
+    if !dir.ancestors().any(is_checkout) {
+        command.env("XTASK_WORKSPACE", workspace_root());
+    }
     for var in [
         "REGISTRY_USERNAME",
         "REGISTRY_PASSWORD",
@@ -208,6 +216,13 @@ pub const TEST_RELEASE_PROFILE: [(&str, &str); 3] = [
     ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
     ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0"),
 ];
+
+/// A checkout of this project: a workspace manifest beside xtask/Cargo.toml.
+pub fn is_checkout(dir: &Path) -> bool {
+    dir.join("xtask/Cargo.toml").is_file()
+        && std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|text| text.lines().any(|line| line.trim() == "[workspace]"))
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,5 +1,6 @@
 //! `/api/v1/items`: the CRUD resource.
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -7,7 +8,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::domain::{Item, ItemInput, StoredItem};
+use crate::domain::{Item, ItemInput};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::store::Cursor;
@@ -64,11 +65,8 @@ fn json_body(json: Bytes) -> impl IntoResponse {
 }
 
 /// One item's JSON with its `ETag`: the version, which `If-Match` sends back.
-fn item_response(item: &StoredItem) -> impl IntoResponse + use<> {
-    (
-        [(header::ETAG, etag(item.version))],
-        json_body(item.json().clone()),
-    )
+fn item_response(item: Item) -> impl IntoResponse {
+    ([(header::ETAG, etag(item.version))], Json(item))
 }
 
 fn etag(version: u64) -> HeaderValue {
@@ -152,7 +150,7 @@ pub async fn create_item(
             header::LOCATION,
             HeaderValue::from_str(&location).expect("ASCII path"),
         )],
-        item_response(&item),
+        item_response(item),
     )
         .into_response())
 }
@@ -169,7 +167,7 @@ pub async fn get_item(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(item_response(&state.store.get(parse_id(&id)?).await?))
+    Ok(item_response(state.store.get(parse_id(&id)?).await?))
 }
 
 /// Replaces an item's name and description; with `If-Match`, only if nobody
@@ -197,7 +195,7 @@ pub async fn update_item(
     let id = parse_id(&id)?;
     let expected = if_match(&headers)?;
     let new = input.validate().map_err(ApiError::Validation)?;
-    Ok(item_response(&state.store.update(id, new, expected).await?))
+    Ok(item_response(state.store.update(id, new, expected).await?))
 }
 
 /// Deletes an item; with `If-Match`, only if nobody changed it since.

@@ -5,12 +5,11 @@
 //! service's CPU, is what bounded POST on PostgreSQL: one statement, one round
 //! trip and one commit per item. Here creates queue up, and a few writers each
 //! take everything queued so far and insert it with one statement (`unnest`
-//! of three arrays): N items, one round trip, one commit. A create is still
+//! of an array per column, `postgres::insert_many`): N items, one round trip, one commit. A create is still
 //! answered only after its item is committed, so nothing acknowledged can be
 //! lost. Alone, a create is a batch of one (it never waits for company); under
 //! load a batch is what arrived while the previous ones were committing.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,14 +18,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::postgres::{item, unavailable};
-use crate::domain::StoredItem;
-
-/// Many rows in one statement; the columns in `item`'s order.
-const INSERT_MANY: &str = "INSERT INTO items (id, name, description, version, created_at, updated_at) \
-     SELECT id, name, description, 1, now(), now() \
-     FROM unnest($1::uuid[], $2::text[], $3::text[]) AS new (id, name, description) \
-     RETURNING id, name, description, version, created_at, updated_at";
+use super::postgres::{insert_many, unavailable};
+use crate::domain::{Item, NewItem};
 
 /// The most items one statement inserts (a batch of 256 names of 200
 /// characters and descriptions of 2000 is about 2 MB).
@@ -39,13 +32,12 @@ const QUEUE_WAIT: Duration = Duration::from_secs(3);
 /// An item to insert, its id already chosen.
 pub struct NewRow {
     pub id: Uuid,
-    pub name: String,
-    pub description: Option<String>,
+    pub new: NewItem,
 }
 
 struct Queued {
     row: NewRow,
-    reply: oneshot::Sender<Result<StoredItem, StoreError>>,
+    reply: oneshot::Sender<Result<Item, StoreError>>,
 }
 
 pub struct BatchedInsert {
@@ -66,7 +58,7 @@ impl BatchedInsert {
     }
 
     /// Inserts `row` with whatever other creates are queued; returns it once committed.
-    pub async fn insert(&self, row: NewRow) -> Result<StoredItem, StoreError> {
+    pub async fn insert(&self, row: NewRow) -> Result<Item, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue()
             .send_timeout(Queued { row, reply }, QUEUE_WAIT)
@@ -102,12 +94,11 @@ async fn write_batches(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Queued>>>) {
             return;
         }
         let rows: Vec<&NewRow> = batch.iter().map(|queued| &queued.row).collect();
-        let inserted = insert(&pool, &rows).await;
+        let mut inserted = insert_many(&pool, &rows).await;
         for Queued { row, reply } in batch.drain(..) {
-            let answer = match &inserted {
+            let answer = match &mut inserted {
                 Ok(items) => items
-                    .get(&row.id)
-                    .cloned()
+                    .remove(&row.id)
                     .ok_or_else(|| unavailable("the insert did not return the item")),
                 Err(error) => Err(error.clone()),
             };
@@ -115,28 +106,4 @@ async fn write_batches(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Queued>>>) {
             let _ = reply.send(answer);
         }
     }
-}
-
-/// One statement for all of `rows`; the stored items by id.
-async fn insert(pool: &Pool, rows: &[&NewRow]) -> Result<HashMap<Uuid, StoredItem>, StoreError> {
-    let client = pool.get().await.map_err(unavailable)?;
-    let statement = client
-        .prepare_cached(INSERT_MANY)
-        .await
-        .map_err(unavailable)?;
-    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
-    let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
-    let descriptions: Vec<Option<&str>> =
-        rows.iter().map(|row| row.description.as_deref()).collect();
-    let inserted = client
-        .query(&statement, &[&ids, &names, &descriptions])
-        .await
-        .map_err(unavailable)?;
-    Ok(inserted
-        .iter()
-        .map(|row| {
-            let item = item(row);
-            (item.id, item)
-        })
-        .collect())
 }

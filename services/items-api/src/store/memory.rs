@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Cursor, ItemStore, Page, PageWriter, StoreError};
-use crate::domain::{Item, NewItem, StoredItem};
+use crate::domain::{Item, NewItem};
 
 /// How much the in-memory store holds at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,32 +36,51 @@ impl Default for Capacity {
     }
 }
 
-/// What one stored item costs beyond its text: the `Item` and its `Arc`, the
-/// map's share of a B-tree node, the allocator's headers (measured: about
-/// 250 bytes for an item with a short name).
+/// What one stored item costs beyond its text: the `Item`, the map's share
+/// of a B-tree node, the allocator's headers (measured: about 250 bytes for
+/// an item with a short name).
 const ITEM_OVERHEAD_BYTES: usize = 256;
 
-/// The memory an item takes, as counted against [`Capacity::bytes`].
-fn footprint(item: &StoredItem) -> usize {
-    ITEM_OVERHEAD_BYTES
-        + item.name.len()
-        + item.description.as_ref().map_or(0, String::len)
-        + item.json().len()
+/// An item and its JSON, which serde writes once when the item is written:
+/// a list copies each item's JSON into the page. Reads far outnumber writes,
+/// and serializing a page's items on every list costs 36× the instructions
+/// of the copy (README, Benchmarks).
+#[derive(Debug)]
+struct Stored {
+    item: Item,
+    json: bytes::Bytes,
+}
+
+impl Stored {
+    fn new(item: Item) -> Self {
+        let json = serde_json::to_vec(&item).expect("an Item serializes");
+        Self {
+            item,
+            json: json.into(),
+        }
+    }
+}
+
+/// The memory an item takes, as counted against [`Capacity::bytes`]: its
+/// text (about as long as its JSON) and its JSON.
+fn footprint(stored: &Stored) -> usize {
+    ITEM_OVERHEAD_BYTES + 2 * stored.json.len()
 }
 
 #[derive(Debug, Default)]
 struct Items {
     // A BTreeMap keyed by UUIDv7 keeps items in creation order, which makes
     // cursor pagination a range query.
-    map: BTreeMap<Uuid, StoredItem>,
+    map: BTreeMap<Uuid, Stored>,
     /// The sum of the items' [`footprint`]s.
     bytes: usize,
 }
 
 impl Items {
     /// Inserts or replaces `item` if the store stays within `capacity`.
-    fn put(&mut self, item: StoredItem, capacity: Capacity) -> Result<(), StoreError> {
-        let replaced = self.map.get(&item.id).map_or(0, footprint);
+    fn put(&mut self, item: Item, capacity: Capacity) -> Result<(), StoreError> {
+        let item = Stored::new(item);
+        let replaced = self.map.get(&item.item.id).map_or(0, footprint);
         let count = self.map.len() + usize::from(replaced == 0);
         let bytes = self.bytes - replaced + footprint(&item);
         if count > capacity.items {
@@ -77,7 +96,7 @@ impl Items {
             )));
         }
         self.bytes = bytes;
-        self.map.insert(item.id, item);
+        self.map.insert(item.item.id, item);
         Ok(())
     }
 
@@ -125,27 +144,16 @@ impl MemoryStore {
 
 #[async_trait]
 impl ItemStore for MemoryStore {
-    async fn create(&self, new: NewItem) -> Result<StoredItem, StoreError> {
-        let now = OffsetDateTime::now_utc();
-        let item = Item {
-            id: Uuid::now_v7(),
-            name: new.name.into_inner(),
-            description: new.description.map(|d| d.into_inner()),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
-        let item = StoredItem::new(item);
+    async fn create(&self, new: NewItem) -> Result<Item, StoreError> {
+        let item = Item::created(Uuid::now_v7(), new, OffsetDateTime::now_utc());
         self.write().put(item.clone(), self.capacity)?;
         Ok(item)
     }
 
-    async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError> {
-        self.read()
-            .map
-            .get(&id)
-            .cloned()
-            .ok_or(StoreError::NotFound(id))
+    async fn get(&self, id: Uuid) -> Result<Item, StoreError> {
+        let items = self.read();
+        let stored = items.map.get(&id).ok_or(StoreError::NotFound(id))?;
+        Ok(stored.item.clone())
     }
 
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
@@ -154,10 +162,10 @@ impl ItemStore for MemoryStore {
         let page = || items.map.range((start, Bound::Unbounded)).take(limit + 1);
         // Two passes under the read lock: the sizes, then one copy per item
         // into a buffer of exactly the page's size.
-        let bytes = page().map(|(_, item)| item.json().len()).sum();
+        let bytes = page().map(|(_, stored)| stored.json.len()).sum();
         let mut writer = PageWriter::new(limit, bytes);
-        for (id, item) in page() {
-            writer.push(*id, |json| json.extend_from_slice(item.json()));
+        for (id, stored) in page() {
+            writer.push(*id, |json| json.extend_from_slice(&stored.json));
         }
         Ok(writer.finish())
     }
@@ -167,25 +175,18 @@ impl ItemStore for MemoryStore {
         id: Uuid,
         new: NewItem,
         expected: Option<u64>,
-    ) -> Result<StoredItem, StoreError> {
+    ) -> Result<Item, StoreError> {
         let mut items = self.write();
-        let current = items.map.get(&id).ok_or(StoreError::NotFound(id))?;
+        let current = &items.map.get(&id).ok_or(StoreError::NotFound(id))?.item;
         check_version(current, expected)?;
-        // Stored items are immutable (their JSON is rendered): replace it.
-        let item = StoredItem::new(Item {
-            name: new.name.into_inner(),
-            description: new.description.map(|d| d.into_inner()),
-            version: current.version + 1,
-            updated_at: OffsetDateTime::now_utc(),
-            ..(**current).clone()
-        });
+        let item = current.clone().updated(new, OffsetDateTime::now_utc());
         items.put(item.clone(), self.capacity)?;
         Ok(item)
     }
 
     async fn delete(&self, id: Uuid, expected: Option<u64>) -> Result<(), StoreError> {
         let mut items = self.write();
-        let current = items.map.get(&id).ok_or(StoreError::NotFound(id))?;
+        let current = &items.map.get(&id).ok_or(StoreError::NotFound(id))?.item;
         check_version(current, expected)?;
         items.remove(&id);
         Ok(())
@@ -197,7 +198,7 @@ impl ItemStore for MemoryStore {
 }
 
 /// The write's `If-Match` version, if any, against the item's.
-fn check_version(current: &StoredItem, expected: Option<u64>) -> Result<(), StoreError> {
+fn check_version(current: &Item, expected: Option<u64>) -> Result<(), StoreError> {
     match expected {
         Some(version) if version != current.version => Err(StoreError::VersionMismatch {
             id: current.id,
@@ -210,13 +211,9 @@ fn check_version(current: &StoredItem, expected: Option<u64>) -> Result<(), Stor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ItemName;
 
     fn new_item(name: &str) -> NewItem {
-        NewItem {
-            name: ItemName::parse(name).unwrap(),
-            description: None,
-        }
+        NewItem::named(name).unwrap()
     }
 
     #[tokio::test]
@@ -281,14 +278,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_store_refuses_writes_and_takes_them_again_after_a_delete() {
-        let one = footprint(&StoredItem::new(Item {
-            id: Uuid::nil(),
-            name: "x".into(),
-            description: None,
-            version: 1,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-        }));
+        let one = footprint(&Stored::new(Item::created(
+            Uuid::nil(),
+            new_item("x"),
+            OffsetDateTime::UNIX_EPOCH,
+        )));
         // Room for three items by count, and for two and a half by bytes.
         let store = MemoryStore::with_capacity(Capacity {
             items: 3,

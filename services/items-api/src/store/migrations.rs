@@ -6,11 +6,9 @@ use tokio_postgres::NoTls;
 use super::StoreError;
 use crate::config::DatabaseConfig;
 
-/// The migrations, in order, embedded in the binary.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_create_items",
-    include_str!("../../migrations/0001_create_items.sql"),
-)];
+/// The migrations, in order, embedded in the binary: every
+/// `migrations/*.sql`, by file name (build.rs lists them).
+pub const MIGRATIONS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Serializes concurrent `migrate` runs (two Jobs, a retried hook).
 const MIGRATION_LOCK: i64 = 0x6974_656d_7361_7069; // "itemsapi"

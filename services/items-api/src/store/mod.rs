@@ -4,6 +4,7 @@ mod batched_insert;
 mod memory;
 mod migrations;
 mod postgres;
+mod row_json;
 
 pub use memory::{Capacity, MemoryStore};
 pub use migrations::{MIGRATIONS, migrate};
@@ -12,7 +13,7 @@ pub use postgres::PostgresStore;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::{NewItem, StoredItem};
+use crate::domain::{Item, NewItem};
 
 /// Where a listing starts: strictly after the item with this id.
 ///
@@ -116,8 +117,8 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait ItemStore: Send + Sync + 'static {
-    async fn create(&self, item: NewItem) -> Result<StoredItem, StoreError>;
-    async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError>;
+    async fn create(&self, item: NewItem) -> Result<Item, StoreError>;
+    async fn get(&self, id: Uuid) -> Result<Item, StoreError>;
     /// Up to `limit` items with ids after `after`, in id order.
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError>;
     /// Replaces name and description, bumping `version` and `updated_at`. With
@@ -128,7 +129,7 @@ pub trait ItemStore: Send + Sync + 'static {
         id: Uuid,
         item: NewItem,
         expected: Option<u64>,
-    ) -> Result<StoredItem, StoreError>;
+    ) -> Result<Item, StoreError>;
     /// Deletes the item; with `expected`, only if it is still at that version.
     async fn delete(&self, id: Uuid, expected: Option<u64>) -> Result<(), StoreError>;
     /// Whether the store can serve requests now (used by `/readyz`).

@@ -7,6 +7,7 @@
 //! requests piling up. Every statement is bounded by `statement_timeout`, set
 //! on each connection.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,36 +15,65 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt as _;
-use time::OffsetDateTime;
-use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row, Statement};
 use uuid::Uuid;
 
 use super::batched_insert::{BatchedInsert, NewRow};
+use super::row_json::RowJson;
 use super::{Cursor, ItemStore, Page, PageWriter, StoreError};
 use crate::config::DatabaseConfig;
-use crate::domain::{ITEM_JSON_OVERHEAD, Item, ItemView, NewItem, StoredItem, Timestamp};
+use crate::domain::{Item, NewItem};
+
+/// Bytes of a listed item's JSON, about, to size a page's buffer once.
+const ITEM_JSON_BYTES: usize = 200;
 
 /// The longest `/readyz` waits for a connection (requests wait 3 s).
 const READY_WAIT: Duration = Duration::from_secs(1);
 
 // Every statement is a constant, prepared once per connection and then cached
 // by deadpool (`prepare_cached`): a request is one round trip (Bind/Execute),
-// not two (Parse/Describe first), and PostgreSQL plans it once. Columns are
-// read by position in this order (see `item`).
-const GET: &str =
-    "SELECT id, name, description, version, created_at, updated_at FROM items WHERE id = $1";
+// not two (Parse/Describe first), and PostgreSQL plans it once.
+
+/// The columns an item is read from, in `Item`'s field order: read by name in
+/// `Item::try_from`, written under their names into a list's page by
+/// `RowJson`. Named, not `*`: a running replica's cached statements keep
+/// working while a migration adds a column for the next release.
+macro_rules! item_columns {
+    () => {
+        "id, name, description, version, created_at, updated_at"
+    };
+}
+
+const GET: &str = concat!("SELECT ", item_columns!(), " FROM items WHERE id = $1");
 // The first page and the pages after a cursor are two statements: one
 // `$1 IS NULL OR id > $1` statement gets one generic plan, which cannot start
 // its index scan at the cursor.
-const LIST_FIRST: &str =
-    "SELECT id, name, description, version, created_at, updated_at FROM items ORDER BY id LIMIT $1";
-const LIST_AFTER: &str = "SELECT id, name, description, version, created_at, updated_at FROM items \
-     WHERE id > $1 ORDER BY id LIMIT $2";
+const LIST_FIRST: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items ORDER BY id LIMIT $1"
+);
+const LIST_AFTER: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM items WHERE id > $1 ORDER BY id LIMIT $2"
+);
+/// Many new items in one statement (see `BatchedInsert`): one array per column.
+const INSERT_MANY: &str = concat!(
+    "INSERT INTO items (id, name, description, version, created_at, updated_at) \
+     SELECT id, name, description, 1, now(), now() \
+     FROM unnest($1::uuid[], $2::text[], $3::text[]) AS new (id, name, description) \
+     RETURNING ",
+    item_columns!()
+);
 // The version check and the write are one statement: no lost update.
-const UPDATE: &str = "UPDATE items SET name = $2, description = $3, version = version + 1, updated_at = now() \
+const UPDATE: &str = concat!(
+    "UPDATE items SET name = $2, description = $3, version = version + 1, updated_at = now() \
      WHERE id = $1 AND ($4::bigint IS NULL OR version = $4) \
-     RETURNING id, name, description, version, created_at, updated_at";
+     RETURNING ",
+    item_columns!()
+);
 const DELETE: &str = "DELETE FROM items WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)";
 const VERSION: &str = "SELECT version FROM items WHERE id = $1";
 
@@ -159,51 +189,56 @@ async fn conflict(client: &Object, id: Uuid) -> Result<StoreError, StoreError> {
 
 #[async_trait]
 impl ItemStore for PostgresStore {
-    async fn create(&self, new: NewItem) -> Result<StoredItem, StoreError> {
-        let row = NewRow {
-            id: Uuid::now_v7(),
-            name: new.name.into_inner(),
-            description: new.description.map(|d| d.into_inner()),
-        };
-        self.creates.insert(row).await
+    async fn create(&self, new: NewItem) -> Result<Item, StoreError> {
+        self.creates
+            .insert(NewRow {
+                id: Uuid::now_v7(),
+                new,
+            })
+            .await
     }
 
-    async fn get(&self, id: Uuid) -> Result<StoredItem, StoreError> {
+    async fn get(&self, id: Uuid) -> Result<Item, StoreError> {
         let client = self.shared_client().await?;
         let row = client
             .query_opt(&prepared(&client, GET).await?, &[&id])
             .await
             .map_err(unavailable)?;
-        row.map(|row| item(&row)).ok_or(StoreError::NotFound(id))
+        item(&row.ok_or(StoreError::NotFound(id))?)
     }
 
     async fn list(&self, after: Option<Cursor>, limit: usize) -> Result<Page, StoreError> {
         let client = self.client().await?;
         // One more than asked (see PageWriter).
         let overfetch = limit as i64 + 1;
-        let rows = match &after {
+        let (statement, rows) = match &after {
             None => {
                 let statement = prepared(&client, LIST_FIRST).await?;
-                client.query_raw(&statement, params(&[&overfetch])).await
+                let rows = client.query_raw(&statement, params(&[&overfetch])).await;
+                (statement, rows)
             }
             Some(Cursor(id)) => {
                 let statement = prepared(&client, LIST_AFTER).await?;
-                client
+                let rows = client
                     .query_raw(&statement, params(&[id, &overfetch]))
-                    .await
+                    .await;
+                (statement, rows)
             }
-        }
-        .map_err(unavailable)?;
+        };
         // Each row's JSON straight into the page as it arrives, its text
         // borrowed from the row: no Vec of 1001 rows, no Item per row.
         // Sized for a full page: regrowing 200 KB a few times costs more
         // than the room a short page leaves unused until it is sent.
-        let mut page = PageWriter::new(limit, (limit + 1) * ITEM_JSON_OVERHEAD);
-        let mut rows = std::pin::pin!(rows);
+        let writer = RowJson::new(statement.columns())?;
+        let mut page = PageWriter::new(limit, (limit + 1) * ITEM_JSON_BYTES);
+        let mut rows = std::pin::pin!(rows.map_err(unavailable)?);
         while let Some(row) = rows.next().await {
             let row = row.map_err(unavailable)?;
-            let view = item_view(&row);
-            page.push(view.id, |json| view.write_json(json));
+            let mut written = Ok(());
+            page.push(writer.id(&row).map_err(unavailable)?, |json| {
+                written = writer.write(&row, json);
+            });
+            written.map_err(unavailable)?;
         }
         Ok(page.finish())
     }
@@ -213,11 +248,11 @@ impl ItemStore for PostgresStore {
         id: Uuid,
         new: NewItem,
         expected: Option<u64>,
-    ) -> Result<StoredItem, StoreError> {
+    ) -> Result<Item, StoreError> {
         let client = self.client().await?;
         let (name, description) = (
-            new.name.into_inner(),
-            new.description.map(|d| d.into_inner()),
+            new.name.as_str(),
+            new.description.as_ref().map(|d| d.as_str()),
         );
         let expected = expected.map(|v| v as i64);
         let row = client
@@ -228,7 +263,7 @@ impl ItemStore for PostgresStore {
             .await
             .map_err(unavailable)?;
         match row {
-            Some(row) => Ok(item(&row)),
+            Some(row) => item(&row),
             None => Err(conflict(&client, id).await?),
         }
     }
@@ -271,44 +306,50 @@ impl ItemStore for PostgresStore {
     }
 }
 
-/// An item from a row of `id, name, description, version, created_at,
-/// updated_at`, read by position (a lookup by name compares every column's name).
-pub(super) fn item(row: &Row) -> StoredItem {
-    StoredItem::new(Item {
-        id: row.get(0),
-        name: row.get(1),
-        description: row.get(2),
-        version: row.get::<_, i64>(3) as u64,
-        created_at: row.get::<_, OffsetDateTime>(4),
-        updated_at: row.get::<_, OffsetDateTime>(5),
-    })
-}
+/// An item from a row of the `items` table, its columns read by name.
+impl TryFrom<&Row> for Item {
+    type Error = tokio_postgres::Error;
 
-/// The same row's fields borrowed, for rendering without an `Item`; the
-/// timestamps as sent, rendered from their microseconds.
-fn item_view(row: &Row) -> ItemView<'_> {
-    ItemView {
-        id: row.get(0),
-        name: row.get(1),
-        description: row.get(2),
-        version: row.get::<_, i64>(3) as u64,
-        created_at: Timestamp::PostgresMicros(row.get::<_, PostgresMicros>(4).0),
-        updated_at: Timestamp::PostgresMicros(row.get::<_, PostgresMicros>(5).0),
+    fn try_from(row: &Row) -> Result<Self, Self::Error> {
+        Ok(Item {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            version: row.try_get::<_, i64>("version")? as u64,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
     }
 }
 
-/// A `timestamptz` in PostgreSQL's binary format: microseconds since
-/// 2000-01-01 00:00 UTC, big-endian.
-struct PostgresMicros(i64);
+fn item(row: &Row) -> Result<Item, StoreError> {
+    Item::try_from(row).map_err(unavailable)
+}
 
-impl<'a> FromSql<'a> for PostgresMicros {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Self(i64::from_be_bytes(raw.try_into()?)))
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::TIMESTAMPTZ
-    }
+/// Inserts `rows` with one statement (`BatchedInsert` batches them); the
+/// stored items by id.
+pub(super) async fn insert_many(
+    pool: &Pool,
+    rows: &[&NewRow],
+) -> Result<HashMap<Uuid, Item>, StoreError> {
+    let client = pool.get().await.map_err(unavailable)?;
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let names: Vec<&str> = rows.iter().map(|row| row.new.name.as_str()).collect();
+    let descriptions: Vec<Option<&str>> = rows
+        .iter()
+        .map(|row| row.new.description.as_ref().map(|d| d.as_str()))
+        .collect();
+    let inserted = client
+        .query(
+            &prepared(&client, INSERT_MANY).await?,
+            &[&ids, &names, &descriptions],
+        )
+        .await
+        .map_err(unavailable)?;
+    inserted
+        .iter()
+        .map(|row| item(row).map(|item| (item.id, item)))
+        .collect()
 }
 
 /// Statement parameters as `query_raw` takes them.
