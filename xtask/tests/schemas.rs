@@ -178,8 +178,8 @@ fn corpus() -> Vec<Case> {
         // Kyverno ClusterPolicy.
         (
             "gitops/policy/image-signatures.yaml",
-            Unknown("/spec/rules/0/verifyImages/0/imageReference"),
-            ".spec.rules[0].verifyImages[0].imageReference: unknown field",
+            Unknown("/spec/rules/2/verifyImages/0/imageReference"),
+            ".spec.rules[2].verifyImages[0].imageReference: unknown field",
         ),
         (
             "gitops/policy/image-signatures.yaml",
