@@ -33,9 +33,10 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 
 use crate::parts::argocd::ArgoCd;
+use crate::parts::cluster_up;
 use crate::parts::fork_settings::{self as settings, CI_CHECK, WrittenBy};
 use crate::parts::github::GitHub;
-use crate::parts::{services, workspace};
+use crate::parts::{deploy_key, services, workspace};
 
 /// The command that writes what setup writes.
 const SETUP: &str = "cargo xtask setup";
@@ -95,6 +96,12 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         "variables",
     );
     let variables = listed.as_ref().cloned().unwrap_or_default();
+    let variable = |name: &str| {
+        variables
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
     for (name, what, by) in settings::VARIABLES {
         let verdict = match &listed {
             Ok(variables) => present(
@@ -151,7 +158,10 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     }
     verdicts.push((
         "GitOps deploy key".into(),
-        check(deploy_key(&github, &repo), SETUP),
+        check(
+            deploy_key(&github, &repo, variable(settings::DEPLOY_PUBLIC_KEY)),
+            SETUP,
+        ),
     ));
     verdicts.extend(protection(&github, &repo, &args.branch));
     verdicts.push((
@@ -450,6 +460,13 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
             )),
         });
     }
+    // Just-in-time runners exist only while a job runs: between jobs, the dispatcher is the runner.
+    if let Some(pid) = cluster_up::dispatcher_running()? {
+        return Ok(Ok(format!(
+            "no runner is registered between jobs; the dispatcher on this machine (pid {pid}) registers \
+             one just-in-time runner with {wanted:?} per queued job of main"
+        )));
+    }
     let missing = match list.iter().find(|r| fits(r)) {
         Some(offline) => format!(
             "{} has the labels {wanted:?} but is offline",
@@ -578,27 +595,46 @@ fn package(github: &GitHub, repo: &str, image: &str) -> Result<Verdict> {
     )
 }
 
-/// A writable deploy key: the GitOps commits' credential.
-fn deploy_key(github: &GitHub, repo: &str) -> Result<Verdict> {
+/// A writable deploy key: the GitOps commits' credential. When setup made it
+/// (`public`: the variable GITOPS_DEPLOY_PUBLIC_KEY), the one registered must
+/// be that key, the public half of what the environments' secret holds.
+fn deploy_key(github: &GitHub, repo: &str, public: Option<&str>) -> Result<Verdict> {
     let keys = github
         .get_optional(&format!("/repos/{repo}/keys?per_page=100"))?
         .unwrap_or_default();
-    let writable: Vec<&str> = keys
+    let writable: Vec<&Value> = keys
         .as_array()
         .into_iter()
         .flatten()
         .filter(|k| k["read_only"] == false)
-        .filter_map(|k| k["title"].as_str())
         .collect();
-    if let Some(title) = writable.first() {
-        return Ok(Ok(format!("writable deploy key {title:?}")));
+    let fix = format!(
+        "{SETUP}   (it makes the key, registers it writable and puts {DEPLOY_KEY} in every environment that pushes; {repo}'s keys: https://github.com/{repo}/settings/keys)"
+    );
+    let title = |k: &Value| k["title"].as_str().unwrap_or_default().to_owned();
+    match (writable.first(), public) {
+        (None, _) => Ok(Err((
+            "no writable deploy key: the workflows push GitOps commits with one".into(),
+            fix,
+        ))),
+        (Some(found), None) => Ok(Ok(format!("writable deploy key {:?}", title(found)))),
+        (Some(_), Some(public)) => {
+            let wanted = deploy_key::key_only(public);
+            Ok(match writable.iter().find(|k| k["key"] == wanted) {
+                Some(found) => Ok(format!(
+                    "writable deploy key {:?}, the public half of {DEPLOY_KEY}",
+                    title(found)
+                )),
+                None => Err((
+                    format!(
+                        "no writable deploy key is the public half of {DEPLOY_KEY} ({}): the GitOps pushes would be refused",
+                        settings::DEPLOY_PUBLIC_KEY
+                    ),
+                    fix,
+                )),
+            })
+        }
     }
-    Ok(Err((
-        "no writable deploy key: the workflows push GitOps commits with one".into(),
-        format!(
-            "{SETUP}   (it makes the key, registers it writable and puts {DEPLOY_KEY} in every environment that pushes; {repo}'s keys: https://github.com/{repo}/settings/keys)"
-        ),
-    )))
 }
 
 /// What creates the GitOps branch's ruleset.
@@ -666,7 +702,10 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Vec<(String, Verdict
             ),
         ))
     } else {
-        Ok("a ruleset refuses direct pushes; only the deploy key bypasses it".into())
+        Ok(format!(
+            "a ruleset refuses direct pushes; only the deploy key bypasses it; {}",
+            reviews(&restricting)
+        ))
     };
     verdicts.push((format!("{branch} protected"), verdict));
     verdicts.push((
@@ -678,6 +717,29 @@ fn protection(github: &GitHub, repo: &str, branch: &str) -> Vec<(String, Verdict
         release_tag_protection(&rulesets, repo),
     ));
     verdicts
+}
+
+/// What main's pull requests need before a merge: setup's profiles.
+fn reviews(rulesets: &[&Value]) -> String {
+    let rule = rulesets
+        .iter()
+        .flat_map(|r| r["rules"].as_array().into_iter().flatten())
+        .find(|rule| rule["type"] == "pull_request");
+    let Some(parameters) = rule.map(|r| &r["parameters"]) else {
+        return "no pull request rule".into();
+    };
+    let approvals = parameters["required_approving_review_count"]
+        .as_u64()
+        .unwrap_or(0);
+    match (approvals, parameters["require_code_owner_review"] == true) {
+        (0, false) => {
+            "a pull request without approval (the solo profile: you alone can merge)".into()
+        }
+        (n, owners) => format!(
+            "{n} approval(s){} (the team profile: an author cannot approve their own pull request)",
+            if owners { " and code-owner review" } else { "" }
+        ),
+    }
 }
 
 /// A ruleset requires CI's check: failing CI blocks the merge. Approvals are

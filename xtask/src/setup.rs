@@ -10,6 +10,7 @@
 //!    its secret or public half is missing; private halves go only to GitHub
 //!    secrets (sealed to the scope's public key), public halves to variables
 //!    (so a second run can check them) and the deploy key to the repository;
+//!    nothing secret is ever written to disk (every key is made in memory);
 //! 5. the `preview` label;
 //! 6. the files: the repository pointed at the fork (owner lower-cased in
 //!    image names), CODEOWNERS' owner, the image key in `cosign.pub` and the
@@ -71,11 +72,16 @@ pub fn run(args: SetupArgs) -> Result<()> {
     let outcome = steps(&github, &root, &owner, &name, args.profile);
     let writes = github.writes();
     if let Err(error) = outcome {
+        if writes.is_empty() {
+            bail!(
+                "{error:#}\n\nsetup changed nothing on GitHub: fix the cause above and run it again."
+            );
+        }
         let sent: Vec<String> = writes.iter().map(|w| format!("  {w}")).collect();
         bail!(
-            "{error:#}\n\nsetup stopped before finishing. {} request(s) were sent before it stopped \
-             (the last one is the one that failed):\n{}\nEvery step reads before it writes: fix the \
-             cause above and run `cargo xtask setup` again; it finishes what is missing.",
+            "{error:#}\n\nsetup stopped before finishing. GitHub had accepted {} change(s) before it \
+             stopped:\n{}\nEvery step reads before it writes: fix the cause above and run \
+             `cargo xtask setup` again; it finishes what is missing.",
             sent.len(),
             sent.join("\n")
         );
@@ -88,8 +94,8 @@ pub fn run(args: SetupArgs) -> Result<()> {
         println!("nothing was changed (no request sent, no file written, no commit)");
     } else if writes.is_empty() {
         println!(
-            "\nnothing to change: github.com/{owner}/{name} already matches setup's {:?} profile (no write sent)",
-            args.profile
+            "\nnothing to change: github.com/{owner}/{name} already matches setup's {} profile (no write sent)",
+            format!("{:?}", args.profile).to_lowercase()
         );
     } else {
         println!("\nsetup sent {} write(s) to GitHub", writes.len());
@@ -104,9 +110,14 @@ pub fn run(args: SetupArgs) -> Result<()> {
 fn steps(github: &GitHub, root: &Path, owner: &str, name: &str, profile: Profile) -> Result<()> {
     let fork = who(github, root, owner, name)?;
     println!(
-        "fork github.com/{owner}/{name}, as {} ({:?} profile)",
-        fork.user.0, profile
+        "fork github.com/{owner}/{name}, as {} ({} profile)",
+        fork.user.0,
+        format!("{profile:?}").to_lowercase()
     );
+    if !github.is_dry_run() {
+        // The git side is checked before any write, so a refusal here changes nothing.
+        git_ready(root)?;
+    }
     actions(&fork)?;
     for (environment, reviewers) in settings::ENVIRONMENTS {
         let state = self::environment(&fork, environment, reviewers)?;
@@ -417,12 +428,7 @@ fn files(fork: &Fork, image_pem: &str) -> Result<String> {
         return push_pending(fork.root);
     }
     let git = |args: &[&str]| run_git(fork.root, args);
-    if git(&["rev-parse", "--abbrev-ref", "HEAD"])? != "main" {
-        bail!(
-            "setup commits to main: `git switch main` in {} first",
-            fork.root.display()
-        );
-    }
+    git_ready(fork.root)?;
     let mut dirty = vec!["status", "--porcelain", "--"];
     dirty.extend(changed.iter().map(String::as_str));
     if !git(&dirty)?.is_empty() {
@@ -435,7 +441,7 @@ fn files(fork: &Fork, image_pem: &str) -> Result<String> {
     add.extend(changed.iter().map(String::as_str));
     git(&add)?;
     let message = format!(
-        "setup: point the repository at {}/{}, its image key and code owners [skip ci]",
+        "{COMMIT_SUBJECT} {}/{}, its image key and code owners [skip ci]",
         fork.owner, fork.name
     );
     git(&["commit", "--quiet", "-m", &message])?;
@@ -446,24 +452,61 @@ fn files(fork: &Fork, image_pem: &str) -> Result<String> {
     ))
 }
 
-/// Push main when origin's main is behind it (a commit a stopped run made).
-fn push_pending(root: &Path) -> Result<String> {
-    let local = run_git(root, &["rev-parse", "HEAD"])?;
+/// The clone is on main, and origin's main lacks nothing of it but setup's own commits.
+fn git_ready(root: &Path) -> Result<()> {
+    if run_git(root, &["rev-parse", "--abbrev-ref", "HEAD"])? != "main" {
+        bail!(
+            "setup commits to main: `git switch main` in {} first",
+            root.display()
+        );
+    }
+    unpushed_setup_commits(root).map(|_| ())
+}
+
+/// The subject prefix of setup's commits.
+const COMMIT_SUBJECT: &str = "setup: point the repository at";
+
+/// How many of setup's own commits main has that origin's main lacks;
+/// refused when origin's main has moved on (a push would not fast-forward)
+/// or when unpushed commits are someone's own work (setup pushes only its own).
+fn unpushed_setup_commits(root: &Path) -> Result<usize> {
     let remote = run_git(root, &["ls-remote", "origin", "refs/heads/main"])?;
-    let remote = remote.split_whitespace().next().unwrap_or_default();
-    if remote == local {
+    let range = match remote.split_whitespace().next() {
+        Some(remote) => {
+            let ancestor = Command::new("git")
+                .args(["merge-base", "--is-ancestor", remote, "HEAD"])
+                .current_dir(root)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ancestor {
+                bail!(
+                    "origin's main has commits this clone lacks: `git pull --rebase origin main`, then run setup again"
+                );
+            }
+            format!("{remote}..HEAD")
+        }
+        None => "HEAD".to_owned(),
+    };
+    let subjects = run_git(root, &["log", "--format=%s", &range])?;
+    let subjects: Vec<&str> = subjects.lines().filter(|l| !l.is_empty()).collect();
+    if let Some(own) = subjects.iter().find(|s| !s.starts_with(COMMIT_SUBJECT)) {
+        bail!(
+            "main has commits origin lacks that are not setup's ({own:?}…): push them yourself or move them \
+             to a branch (git switch -c <name> && git branch -f main origin/main && git switch main), then run setup again"
+        );
+    }
+    Ok(subjects.len())
+}
+
+/// Push setup's commit when origin's main lacks it (a run that stopped before its push).
+fn push_pending(root: &Path) -> Result<String> {
+    if unpushed_setup_commits(root)? == 0 {
         return Ok("already point at the fork".into());
     }
-    let ancestor = Command::new("git")
-        .args(["merge-base", "--is-ancestor", remote, &local])
-        .current_dir(root)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !remote.is_empty() && !ancestor {
-        return Ok("already point at the fork (origin's main has moved on; nothing of setup's is unpushed)".into());
-    }
     run_git(root, &["push", "--quiet", "origin", "HEAD:refs/heads/main"]).context(
-        "pushing setup's commit to main: it is committed locally; once the cause is fixed, run setup again to push it",
+        "pushing setup's commit to main: it is committed locally; once the cause is fixed, run setup again to \
+         push it (when main's ruleset is what refuses it, i.e. setup ran before: open it as a pull request, \
+         `git push origin HEAD:refs/heads/setup-files && gh pr create --head setup-files --fill`)",
     )?;
     Ok("committed and pushed to main".into())
 }

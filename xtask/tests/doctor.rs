@@ -283,6 +283,16 @@ fn argocd() -> FakeHttp {
 
 /// doctor against the fakes; checks the exact requests; returns the output.
 fn doctor(fork: Fork, argocd_token: &str) -> (std::process::Output, String) {
+    // A home of its own: no runner dispatcher of this machine's is seen.
+    let home = support::TempDir::new("doctor-home");
+    doctor_at_home(fork, argocd_token, home.path())
+}
+
+fn doctor_at_home(
+    fork: Fork,
+    argocd_token: &str,
+    home: &std::path::Path,
+) -> (std::process::Output, String) {
     let expected = fork.requests();
     let (github, argocd) = (github(fork), argocd());
     let output = xtask(
@@ -293,6 +303,7 @@ fn doctor(fork: Fork, argocd_token: &str) -> (std::process::Output, String) {
             ("GITHUB_API_URL", &github.url()),
             ("ARGOCD_SERVER", &argocd.url()),
             ("ARGOCD_AUTH_TOKEN", argocd_token),
+            ("HOME", home.to_str().unwrap()),
         ],
     );
     let asked: Vec<String> = github
@@ -334,6 +345,39 @@ fn missing_n(fork: Fork, argocd_token: &str, n: usize, expected: &[&str]) {
     for needle in expected {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
+}
+
+/// Just-in-time runners are registered only while a job runs: with none registered, the
+/// dispatcher `cluster up` started on this machine is the runner (its pid file names a live
+/// process); without it, the runner is missing.
+#[test]
+fn between_jobs_the_running_dispatcher_is_the_runner() {
+    let mut fork = Fork::ready();
+    fork.runner.1 = vec!["self-hosted", "Linux"];
+    let home = support::TempDir::new("doctor-dispatcher");
+    let cache = home.path().join(".cache/service-demo");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(
+        cache.join("cluster-runner.pid"),
+        std::process::id().to_string(),
+    )
+    .unwrap();
+    let (output, text) = doctor_at_home(fork.clone(), ARGOCD_TOKEN, home.path());
+    assert_ok(&output);
+    assert!(
+        text.contains(
+            "✔ cluster runner: no runner is registered between jobs; the dispatcher on this machine"
+        ),
+        "{text}"
+    );
+    // A dispatcher that is gone (a pid no process has) is no runner.
+    std::fs::write(cache.join("cluster-runner.pid"), "999999999").unwrap();
+    let (output, text) = doctor_at_home(fork, ARGOCD_TOKEN, home.path());
+    assert_fails(&output);
+    assert!(
+        text.contains("✘ cluster runner: no self-hosted runner has the labels"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -273,7 +273,11 @@ fn setup_then_doctor(profile: &str) {
         "✔ Actions: enabled",
         "✔ environment prod: main only, with required reviewers",
         "✔ secret GITOPS_DEPLOY_KEY (environment preview): set",
-        "✔ main protected:",
+        if profile == "solo" {
+            "(the solo profile: you alone can merge)"
+        } else {
+            "1 approval(s) and code-owner review (the team profile"
+        },
         "✔ required status check on main: \"Lint, SCA and tests\" must pass before a merge",
         "✔ release tags refs/tags/v*:",
         "✔ label preview: set",
@@ -517,4 +521,53 @@ fn anonymous_pull_names_the_click_when_a_package_is_private() {
         "{message}"
     );
     assert!(!message.contains("Stack backtrace"), "{message}");
+}
+
+/// A commit of the learner's own on main is never pushed by setup, and the
+/// refusal comes before any write to GitHub.
+#[test]
+fn a_local_commit_of_yours_is_never_pushed_and_nothing_is_written() {
+    let dir = TempDir::new("setup-own-commit");
+    let work = clone_of_fork(dir.path(), "acme");
+    std::fs::write(work.join("mine.txt"), "work in progress\n").unwrap();
+    git(&work, &["add", "mine.txt"]);
+    git(&work, &["commit", "--quiet", "-m", "wip"]);
+    let remote = git(&work, &["ls-remote", "origin", "refs/heads/main"]);
+    let github = FakeGitHub::start("acme", "service-demo", TOKEN);
+    let message = assert_fails(&setup(&work, &github, &[]));
+    assert!(message.contains("not setup's (\"wip\""), "{message}");
+    assert!(github.writes().is_empty(), "{:#?}", github.writes());
+    assert_eq!(
+        git(&work, &["ls-remote", "origin", "refs/heads/main"]),
+        remote
+    );
+}
+
+/// The deploy key registered must be the public half of the secret the
+/// environments hold: another writable key (a stale one, or someone's) is named.
+#[test]
+fn doctor_names_a_deploy_key_that_is_not_the_secrets() {
+    let dir = TempDir::new("doctor-deploy-key");
+    let work = clone_of_fork(dir.path(), "acme");
+    let github = FakeGitHub::start("acme", "service-demo", TOKEN);
+    assert_ok(&setup(&work, &github, &[]));
+    let argocd = argocd();
+    github.cluster_up(&argocd.url());
+    let text = stdout(&doctor(&work, &github, &argocd));
+    assert!(text.contains("✔ GitOps deploy key: writable deploy key \"gitops\", the public half of GITOPS_DEPLOY_KEY"), "{text}");
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOtherKeyOtherKeyOtherKeyOtherKey";
+    github.state.lock().unwrap().keys[0]["key"] = serde_json::json!(other);
+    let output = doctor(&work, &github, &argocd);
+    let text = stdout(&output);
+    assert_fails(&output);
+    assert!(
+        text.contains(
+            "✘ GitOps deploy key: no writable deploy key is the public half of GITOPS_DEPLOY_KEY"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches('✘').count(), 1, "{text}");
+    // setup puts it right: a new pair, registered, in every environment.
+    assert_ok(&setup(&work, &github, &[]));
+    assert_ok(&doctor(&work, &github, &argocd));
 }

@@ -141,6 +141,10 @@ fn clone_of_fork(dir: &std::path::Path, owner: &str) -> std::path::PathBuf {
             remote.to_str().unwrap(),
         ],
     );
+    // The fork's main is the commit under test, whichever branch (or detached HEAD, as in CI) it is on here.
+    let head = support::head();
+    support::git(&remote, &["update-ref", "refs/heads/main", &head]);
+    support::git(&remote, &["symbolic-ref", "HEAD", "refs/heads/main"]);
     let url = format!("https://github.com/{owner}/service-demo.git");
     let rewrite = format!("url.{}.insteadOf={url}", remote.display());
     let work = dir.join("service-demo");

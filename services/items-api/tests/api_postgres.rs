@@ -260,11 +260,12 @@ async fn concurrent_creates_share_statements_and_each_gets_its_own_item() {
 /// item with a description and one without, one updated (two timestamps).
 #[tokio::test]
 async fn a_page_is_byte_for_byte_the_items_own_json() {
-    let Some(server) = PgServer::start("api_postgres::a_page_is_byte_for_byte_the_items_own_json")
+    let Some(db) =
+        SharedDatabase::create("api_postgres::a_page_is_byte_for_byte_the_items_own_json")
     else {
         return;
     };
-    let config = database(&server);
+    let config = database(&db.url);
     migrate(&config).await.unwrap();
     let store = PostgresStore::new(&config).unwrap();
     let new = |name: &str, description: Option<&str>| NewItem {

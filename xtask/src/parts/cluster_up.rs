@@ -631,7 +631,8 @@ fn dispatcher_files() -> Result<(PathBuf, PathBuf)> {
     ))
 }
 
-fn dispatcher_running() -> Result<Option<u32>> {
+/// The pid of the runner dispatcher `cluster up` started on this machine, if it still runs.
+pub fn dispatcher_running() -> Result<Option<u32>> {
     let (pid_file, _) = dispatcher_files()?;
     let Ok(text) = std::fs::read_to_string(&pid_file) else {
         return Ok(None);

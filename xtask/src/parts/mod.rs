@@ -23,7 +23,7 @@
 //! - `fork_settings`: a fork's GitHub settings (environments, secrets,
 //!   variables, rulesets per profile) that `setup` writes and `doctor` checks;
 //!   `fork_files`: the files that name the fork (`fork`, `setup`);
-//!   `deploy_key`: the GitOps deploy key, made by ssh-keygen, nothing left on disk.
+//!   `deploy_key`: the GitOps deploy key (ed25519, OpenSSH's format), made in memory.
 //! - `attestation`: signed gates: in-toto statements about a digest in DSSE
 //!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),
 //!   stored as cosign's `.att` tag, verified by release.
