@@ -7,7 +7,7 @@
 //! `x-kubernetes-*` markers (preserve-unknown-fields, int-or-string,
 //! embedded-resource).
 //!
-//! Strict (the default): a property the schema does not declare is refused,
+//! Strict: a property the schema does not declare is refused,
 //! as the API server's strict field validation refuses it and as a typo in a
 //! request shows. Not checked: `x-kubernetes-validations` (CEL), counted by
 //! [`cel_rules`] so a caller can say so.
@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     /// OpenAPI 3.0 (GitHub): `nullable`, `$ref`s into `#/components/…`.
+    #[allow(dead_code)] // only the tests' GitHub contract (tests/support/contract.rs) reads it
     OpenApi3,
     /// Swagger 2.0 (Argo CD): `x-nullable`, `$ref`s into `#/definitions/…`.
     Swagger2,
@@ -80,7 +81,6 @@ impl Evaluated {
 pub struct Validator<'a> {
     root: &'a Value,
     dialect: Dialect,
-    strict: bool,
     patterns: RefCell<HashMap<String, Option<regex::Regex>>>,
 }
 
@@ -90,15 +90,8 @@ impl<'a> Validator<'a> {
         Self {
             root,
             dialect,
-            strict: true,
             patterns: RefCell::default(),
         }
-    }
-
-    /// Undeclared properties are accepted (JSON Schema's own default).
-    pub fn lenient(mut self) -> Self {
-        self.strict = false;
-        self
     }
 
     /// Every violation of `schema` by `value`, each with its path under `at`.
@@ -132,14 +125,11 @@ impl<'a> Validator<'a> {
     /// The whole check at one place: the schema, then the properties it left.
     fn check(&self, schema: &Value, value: &Value, at: &str, out: &mut Vec<Violation>) {
         let evaluated = self.evaluate(schema, value, at, out);
-        if let (true, Some(object)) = (self.strict, value.as_object()) {
+        if let Some(object) = value.as_object() {
             for name in object.keys().filter(|name| !evaluated.covers(name)) {
                 out.push(violation(
                     &child(at, name),
-                    format!(
-                        "unknown field `{name}` (the schema declares {})",
-                        declared(self, schema)
-                    ),
+                    format!("unknown field `{name}` ({})", declared(self, schema, name)),
                 ));
             }
         }
@@ -175,15 +165,18 @@ impl<'a> Validator<'a> {
             return Evaluated::All;
         }
         self.scalar_keywords(keywords, value, at, out);
-        let mut evaluated = match (value, self.kubernetes_preserves(keywords)) {
-            (_, true) => Evaluated::All,
-            (Value::Object(object), false) => self.object_keywords(keywords, object, at, out),
-            (Value::Array(items), _) => {
+        let mut evaluated = match value {
+            Value::Object(object) => self.object_keywords(keywords, object, at, out),
+            Value::Array(items) => {
                 self.array_keywords(keywords, items, at, out);
                 Evaluated::none()
             }
             _ => Evaluated::none(),
         };
+        if self.kubernetes_preserves(keywords) {
+            // The declared fields are still checked; any other is kept.
+            evaluated = Evaluated::All;
+        }
         if self.kubernetes_embedded(keywords) && value.is_object() {
             // apiVersion, kind and metadata belong to every embedded object.
             evaluated.add(Evaluated::Names(
@@ -221,8 +214,6 @@ impl<'a> Validator<'a> {
     fn kubernetes_preserves(&self, keywords: &Map<String, Value>) -> bool {
         self.dialect == Dialect::Kubernetes
             && keywords.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
-            && !keywords.contains_key("properties")
-            && !keywords.contains_key("additionalProperties")
     }
 
     fn kubernetes_embedded(&self, keywords: &Map<String, Value>) -> bool {
@@ -435,7 +426,7 @@ impl<'a> Validator<'a> {
     ) -> Result<Evaluated, Vec<Violation>> {
         let mut errors = Vec::new();
         let mut evaluated = self.evaluate(branch, value, at, &mut errors);
-        if let (true, Some(object)) = (self.strict, value.as_object()) {
+        if let Some(object) = value.as_object() {
             evaluated.add(own_properties(parent));
             for name in object
                 .keys()
@@ -519,19 +510,31 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// The `x-kubernetes-validations` (CEL) rules in a schema: not checked here.
-pub fn cel_rules(schema: &Value) -> usize {
-    match schema {
-        Value::Object(object) => object
-            .iter()
-            .map(|(key, value)| match (key.as_str(), value) {
-                ("x-kubernetes-validations", Value::Array(rules)) => rules.len(),
-                _ => cel_rules(value),
-            })
-            .sum(),
-        Value::Array(items) => items.iter().map(cel_rules).sum(),
-        _ => 0,
+/// The `x-kubernetes-validations` (CEL) rules of a structural schema, none
+/// of which is evaluated here: (the path of the field each is on, e.g.
+/// `.spec.bootstrap.initdb`, `[]` for items; the rule's message or rule).
+pub fn cel_rules(schema: &Value, at: &str) -> Vec<(String, String)> {
+    let mut rules = Vec::new();
+    for rule in schema["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let said = rule["message"]
+            .as_str()
+            .or(rule["rule"].as_str())
+            .unwrap_or("");
+        rules.push((at.to_owned(), said.to_owned()));
     }
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        rules.extend(cel_rules(property, &child(at, name)));
+    }
+    for (key, suffix) in [("items", "[]"), ("additionalProperties", ".*")] {
+        if schema[key].is_object() {
+            rules.extend(cel_rules(&schema[key], &format!("{at}{suffix}")));
+        }
+    }
+    rules
 }
 
 fn violation(at: &str, message: String) -> Violation {
@@ -580,7 +583,7 @@ fn covered_by_all_of(validator: &Validator, keywords: &Map<String, Value>, name:
 }
 
 /// The property names a schema declares, for an unknown-field message.
-fn declared(validator: &Validator, schema: &Value) -> String {
+fn declared(validator: &Validator, schema: &Value, unknown: &str) -> String {
     let mut names = BTreeSet::new();
     let mut stack = vec![validator.resolve(schema)];
     while let Some(schema) = stack.pop() {
@@ -598,11 +601,43 @@ fn declared(validator: &Validator, schema: &Value) -> String {
             }
         }
     }
-    match names.len() {
-        0 => "no fields".to_owned(),
-        n if n > 12 => format!("{n} fields"),
-        _ => names.into_iter().collect::<Vec<_>>().join(", "),
+    let near = names
+        .iter()
+        .map(|known| {
+            (
+                distance(&known.to_lowercase(), &unknown.to_lowercase()),
+                known,
+            )
+        })
+        .filter(|(d, _)| *d <= 2 && d * 3 <= unknown.len())
+        .min();
+    if let Some((_, known)) = near {
+        return format!("did you mean `{known}`?");
     }
+    match names.len() {
+        0 => "the schema declares no fields".to_owned(),
+        n if n > 12 => format!("the schema declares {n} other fields"),
+        _ => format!(
+            "the schema declares {}",
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The edit distance of two names (Levenshtein), for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitute.min(previous + 1).min(row[j] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn is_type(value: &Value, name: &str) -> bool {

@@ -13,11 +13,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use serde_json::Value;
 
-use super::admission_policy::ClusterPolicy;
 use super::application_sets::{self, Generated, ServiceElement};
 use super::argocd;
-use super::argocd_types::{AppProject, Application, ApplicationSet};
-use super::cnpg_types::Cluster as CnpgCluster;
 use super::promotion::{Env, UNDECLARED_VALUES_FILE};
 use super::services::Service;
 
@@ -41,9 +38,19 @@ const fn known<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Every kind this project writes, Kubernetes objects as k8s-openapi types,
-/// Argo CD objects as the CRD types of `argocd_types`, CloudNativePG's
-/// `Cluster` as `cnpg_types`, Kyverno's `ClusterPolicy` as `admission_policy`.
+/// A custom resource checked against its upstream CRD
+/// (`schemas::check_custom_resource`), not here.
+const fn upstream(api_version: &'static str, kind: &'static str) -> KnownKind {
+    KnownKind {
+        api_version,
+        kind,
+        check: None,
+    }
+}
+
+/// Every kind this project writes, Kubernetes objects as k8s-openapi types;
+/// the custom resources (Argo CD's, CloudNativePG's `Cluster`, Kyverno's
+/// `ClusterPolicy`) against their upstream CRDs instead, by `schemas`.
 const KNOWN_KINDS: [KnownKind; 17] = {
     use k8s_openapi::api::{autoscaling, batch, core, networking, policy};
     [
@@ -60,11 +67,11 @@ const KNOWN_KINDS: [KnownKind; 17] = {
             "autoscaling/v2",
             "HorizontalPodAutoscaler",
         ),
-        known::<Application>("argoproj.io/v1alpha1", "Application"),
-        known::<ApplicationSet>("argoproj.io/v1alpha1", "ApplicationSet"),
-        known::<AppProject>("argoproj.io/v1alpha1", "AppProject"),
-        known::<CnpgCluster>("postgresql.cnpg.io/v1", "Cluster"),
-        known::<ClusterPolicy>("kyverno.io/v1", "ClusterPolicy"),
+        upstream("argoproj.io/v1alpha1", "Application"),
+        upstream("argoproj.io/v1alpha1", "ApplicationSet"),
+        upstream("argoproj.io/v1alpha1", "AppProject"),
+        upstream("postgresql.cnpg.io/v1", "Cluster"),
+        upstream("kyverno.io/v1", "ClusterPolicy"),
         // Custom resources of other operators: their schemas are not here.
         KnownKind {
             api_version: "monitoring.coreos.com/v1",

@@ -27,8 +27,8 @@
 //! - `attestation`: signed gates: in-toto statements about a digest in DSSE
 //!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),
 //!   stored as cosign's `.att` tag, verified by release.
-//! - `argocd`: Argo CD's REST API (wait, sync); `argocd_types`: its objects,
-//!   typed for `validate`; `manifests`: the policy checks `validate` runs.
+//! - `argocd`: Argo CD's REST API (wait, sync); `argocd_types`: `metadata`,
+//!   typed for `admission_policy`; `manifests`: the policy checks `validate` runs.
 //! - `signature`: image signatures as cosign writes them (simple-signing
 //!   payload, ECDSA P-256, cosign's `.sig` tag), made on push, checked by
 //!   `verify` and `status`.
@@ -62,7 +62,7 @@
 //! - `cluster_checks`: what the fork-and-follow path relies on across files
 //!   (Ingress hosts per environment, the database Secret the chart reads is one
 //!   a database produces, kind's host ports, the Argo CD `ci` account, the
-//!   Services the README names); `cnpg_types`: CloudNativePG's `Cluster`, typed.
+//!   Services the README names); `cnpg_types`: the Secret CloudNativePG makes.
 //! - `cluster_up`: `cluster up|down|status`: the plan read from the
 //!   repository (Terraform's variables, the fork's admission policy and its
 //!   key's digest), Terraform, the policy through kubectl's stdin, a private
@@ -122,8 +122,6 @@ pub mod gates;
 pub mod github;
 pub mod gitops;
 pub mod image_build;
-// The tests' contract checks include it (tests/support/contract.rs); `validate`'s CRD check is next.
-#[allow(dead_code)]
 pub mod json_schema;
 pub mod lead_time;
 pub mod local_registry;

@@ -250,10 +250,10 @@ pub fn check_object(crd: &Crd, object: &Value) -> Vec<Violation> {
 /// Terraform pins the schemas do not follow, and every custom resource under
 /// `gitops/` (and each Application its ApplicationSets make) against its CRD.
 /// `kinds` counts what was checked, per `apiVersion Kind`.
-pub fn repository_problems(root: &std::path::Path) -> (Vec<String>, BTreeMap<String, usize>) {
+pub fn repository_problems(root: &std::path::Path) -> (Vec<String>, Tally) {
     let pinned = |variable: &str| terraform_default(root, variable).ok().flatten();
     let mut problems = pin_problems(pinned);
-    let mut checked = BTreeMap::new();
+    let mut checked = Tally::default();
     let files = match super::yaml_files(&root.join("gitops")) {
         Ok(files) => files,
         Err(error) => return (vec![format!("{error:#}")], checked),
@@ -301,11 +301,7 @@ fn loaded() -> &'static Result<Vec<Crd>, String> {
 /// `object` checked against the CRD of its `apiVersion` and `kind` when its
 /// API group is one the sources cover (an unknown kind of such a group is a
 /// problem: its schema belongs in sources.toml); `checked` counts it.
-pub fn check_custom_resource(
-    place: &str,
-    object: &Value,
-    checked: &mut BTreeMap<String, usize>,
-) -> Vec<String> {
+pub fn check_custom_resource(place: &str, object: &Value, checked: &mut Tally) -> Vec<String> {
     let (api_version, kind) = (
         object["apiVersion"].as_str().unwrap_or(""),
         object["kind"].as_str().unwrap_or(""),
@@ -322,17 +318,37 @@ pub fn check_custom_resource(
         Ok(crds) => crds,
         Err(error) => return vec![format!("{place}: {kind}: {error}")],
     };
-    let Some(crd) = crds
+    // A version no CRD serves is named by `manifests` (the apiVersion rule);
+    // the rest is still checked against the kind's own schema, in one pass.
+    let exact = crds
         .iter()
-        .find(|c| c.api_version == api_version && c.kind == kind)
-    else {
+        .find(|c| c.api_version == api_version && c.kind == kind);
+    let same_kind = || {
+        crds.iter()
+            .find(|c| c.kind == kind && c.api_version.split('/').next() == Some(group))
+    };
+    let Some(crd) = exact.or_else(same_kind) else {
         return vec![format!(
             "{place}: {api_version} {kind} is not served by the CRDs of xtask/schemas/sources.toml: \
              a kind this repository writes needs its upstream CRD there"
         )];
     };
-    *checked.entry(format!("{api_version} {kind}")).or_default() += 1;
+    let mut object = object.clone();
+    object["apiVersion"] = Value::from(crd.api_version.as_str());
+    let object = &object;
+    *checked
+        .kinds
+        .entry(format!("{api_version} {kind}"))
+        .or_default() += 1;
     let name = object["metadata"]["name"].as_str().unwrap_or("(no name)");
+    for (path, rule) in super::json_schema::cel_rules(&crd.schema, "") {
+        let pointer = path.replace('.', "/");
+        if !path.contains(['[', '*']) && object.pointer(&pointer).is_some() {
+            checked
+                .cel_not_checked
+                .push(format!("{place}: {kind} {name}: {path}: {rule}"));
+        }
+    }
     check_object(crd, object)
         .into_iter()
         .map(|v| {
@@ -344,13 +360,73 @@ pub fn check_custom_resource(
         .collect()
 }
 
-/// How many CEL rules (`x-kubernetes-validations`) the CRDs hold, none of
-/// which is checked here (no CEL evaluator); None when they are not installed.
-pub fn unchecked_cel_rules() -> Option<usize> {
-    let crds = loaded().as_ref().ok()?;
-    Some(
-        crds.iter()
-            .map(|c| super::json_schema::cel_rules(&c.schema))
-            .sum(),
-    )
+/// What the checks covered: objects per `apiVersion Kind`, and each CEL rule
+/// (`x-kubernetes-validations`) on a field an object has, which no evaluator
+/// here checks.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub kinds: BTreeMap<String, usize>,
+    pub cel_not_checked: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_parse_and_follow_terraforms_chart_pins() {
+        let sources = sources();
+        assert!(sources.len() >= 6, "{sources:?}");
+        for source in &sources {
+            assert_eq!(source.sha256.len(), 64, "{source:?}");
+            assert!(
+                matches!(source.role.as_str(), "swagger" | "crd" | "example"),
+                "{source:?}"
+            );
+            assert_eq!(
+                source.role != "swagger",
+                source.resource.is_some(),
+                "{source:?}"
+            );
+        }
+        let root = super::super::workspace::root();
+        let problems = pin_problems(|v| terraform_default(&root, v).ok().flatten());
+        assert!(problems.is_empty(), "{problems:?}");
+        // A bump is named with the command that follows it.
+        let bumped = pin_problems(|v| {
+            Some(if v == "kyverno_chart_version" {
+                "9.9.9".into()
+            } else {
+                terraform_default(&root, v)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            })
+        });
+        assert_eq!(bumped.len(), 1, "{bumped:?}");
+        assert!(
+            bumped[0].contains("kyverno_chart_version = 9.9.9"),
+            "{bumped:?}"
+        );
+        assert!(
+            bumped[0].contains("cargo xtask schemas refresh --update"),
+            "{bumped:?}"
+        );
+    }
+
+    #[test]
+    fn raw_urls_name_the_tag_and_the_charts_tag() {
+        let argo = sources()
+            .into_iter()
+            .find(|s| s.file == "argocd-swagger.json")
+            .unwrap();
+        assert_eq!(
+            argo.url(),
+            "https://raw.githubusercontent.com/argoproj/argo-cd/v2.13.2/assets/swagger.json"
+        );
+        assert_eq!(
+            argo.chart_url("7.7.11"),
+            "https://raw.githubusercontent.com/argoproj/argo-helm/argo-cd-7.7.11/charts/argo-cd/Chart.yaml"
+        );
+    }
 }
