@@ -69,12 +69,15 @@ fn setup(work: &Path, github: &FakeGitHub, args: &[&str]) -> std::process::Outpu
 
 /// A fake Argo CD that lists two Applications of project service-demo.
 fn argocd() -> FakeHttp {
-    FakeHttp::start(|request, _| {
+    FakeHttp::start_argocd(|request, _| {
         if request.target == "/api/v1/applications?projects=service-demo" {
             let items = serde_json::json!({"items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]});
-            return (200, vec![], items.to_string());
+            let answer = support::contract::argocd_answer("GET", &request.target, 200, items);
+            return (200, vec![], answer);
         }
-        (404, vec![], "{}".into())
+        let message = format!("the fake serves no {}", request.target);
+        let error = serde_json::json!({"error": message, "code": 5, "message": message});
+        (404, vec![], error.to_string())
     })
 }
 

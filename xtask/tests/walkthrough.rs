@@ -247,16 +247,16 @@ fn the_walkthrough_runs_against_the_stand_ins() {
         &["show", "origin/main:gitops/values/prod/service-demo.yaml"],
     );
     assert!(values.contains("ghcr.io/learner/service-demo"), "{values}");
-    // Every check doctor makes passes (Argo CD is the one part no fake here answers for: skipped by flag).
-    let argocd = support::FakeHttp::start(|request, _| {
+    // Every check doctor makes passes (Argo CD: a fake checked against its REST description).
+    let argocd = support::FakeHttp::start_argocd(|request, _| {
         if request.target == "/api/v1/applications?projects=service-demo" {
-            return (
-                200,
-                vec![],
-                r#"{"items": [{"metadata": {"name": "service-demo-dev"}}]}"#.into(),
-            );
+            let items = serde_json::json!({"items": [{"metadata": {"name": "service-demo-dev"}}]});
+            let answer = support::contract::argocd_answer("GET", &request.target, 200, items);
+            return (200, vec![], answer);
         }
-        (404, vec![], "{}".into())
+        let message = format!("the fake serves no {}", request.target);
+        let error = serde_json::json!({"error": message, "code": 5, "message": message});
+        (404, vec![], error.to_string())
     });
     let doctor = support::xtask_in(
         &work,
