@@ -223,9 +223,19 @@ fn push_retag_and_inspect_against_a_real_registry_upload_no_blob_on_retag() {
         .split_whitespace()
         .find(|w| w.starts_with("sha256:"))
         .unwrap();
+    // Appended after what was there: the digest, then where the time went (lead time's split).
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
     assert_eq!(
-        std::fs::read_to_string(&outputs).unwrap(),
-        format!("earlier=1\ndigest={digest}\n")
+        lines[..2],
+        ["earlier=1", &format!("digest={digest}")],
+        "{written}"
+    );
+    assert!(
+        lines[2].starts_with("build-seconds=")
+            && lines[3].starts_with("push-seconds=")
+            && lines.len() == 4,
+        "{written}"
     );
     // Pushing the same bits again uploads nothing.
     let again = xtask(
