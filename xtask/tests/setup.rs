@@ -22,17 +22,8 @@ const CI_CHECK: &str = "Lint, SCA and tests";
 /// A clone of a fork of this repository: origin `https://github.com/<owner>/service-demo.git`,
 /// pushed (through `insteadOf`) to a bare repository in `dir`.
 fn clone_of_fork(dir: &Path, owner: &str) -> PathBuf {
-    let (remote, work) = (dir.join("remote.git"), dir.join("work"));
-    git(
-        dir,
-        &[
-            "init",
-            "--quiet",
-            "--bare",
-            "--initial-branch=main",
-            remote.to_str().unwrap(),
-        ],
-    );
+    let (remote, work) = support::remote_and_clone(dir);
+    git(&work, &["checkout", "--quiet", "-b", "main"]);
     for part in ["charts", "gitops", "terraform", ".github"] {
         copy_dir(&workspace_root().join(part), &work.join(part));
     }
@@ -40,12 +31,10 @@ fn clone_of_fork(dir: &Path, owner: &str) -> PathBuf {
         std::fs::copy(workspace_root().join(file), work.join(file)).unwrap();
     }
     let url = format!("https://github.com/{owner}/service-demo.git");
-    git(&work, &["init", "--quiet", "--initial-branch=main"]);
     for (key, value) in [
         ("user.name", "dev"),
         ("user.email", "dev@example.com"),
         ("remote.origin.url", url.as_str()),
-        ("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"),
     ] {
         git(&work, &["config", key, value]);
     }
