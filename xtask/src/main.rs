@@ -1,34 +1,11 @@
 //! `cargo xtask`: every pipeline action of the service-demo project.
 //!
-//! This file only parses flags and dispatches; each command is a module with a
-//! `run` on its own flags struct (the rust-analyzer xtask pattern), and the
-//! mechanics they share live in `parts/`.
-
-mod affected;
-mod argocd;
-mod bench;
-mod ci;
-mod cluster;
-mod demo;
-mod doctor;
-mod fork;
-mod gate;
-mod image;
-mod new_service;
-mod parts;
-mod preview;
-mod promote;
-mod release;
-mod scan;
-mod schemas;
-mod setup;
-mod smoke;
-mod status;
-mod validate;
-mod values;
-mod verify;
+//! This file only parses flags and dispatches; each command is a module of
+//! `xtask::commands` with a `run` on its own flags struct (the rust-analyzer
+//! xtask pattern), written over the library's layers (see `lib.rs`).
 
 use clap::{Parser, Subcommand};
+use xtask::commands::*;
 
 #[derive(Parser)]
 #[command(

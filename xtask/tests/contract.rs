@@ -1,5 +1,5 @@
 //! The contract checker itself (tests/support/contract.rs over
-//! parts/json_schema.rs): what it refuses, with a message naming it, and what
+//! plumbing/json_schema.rs): what it refuses, with a message naming it, and what
 //! it lets through.
 
 mod support;

@@ -1,4 +1,4 @@
-//! The rules of `parts/registry.rs` against a real registry (Debian's
+//! The rules of `domain/registry.rs` against a real registry (Debian's
 //! `docker-registry`) on loopback: plain HTTP only to loopback, a bearer token
 //! sent as one and never in clear off loopback or in output; and `image build
 //! --output`, which replaces only what is an OCI layout.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use support::{TempDir, assert_fails, assert_ok, stdout, workspace_root, xtask};
 
-/// The folder `schemas refresh` installs into (as parts/schemas.rs finds it).
+/// The folder `schemas refresh` installs into (as domain/upstream_schemas.rs finds it).
 fn schema_dir() -> PathBuf {
     match std::env::var_os("SERVICE_DEMO_SCHEMAS") {
         Some(dir) => PathBuf::from(dir),

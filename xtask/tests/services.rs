@@ -463,7 +463,7 @@ fn the_pipeline_and_docs_affect_no_service_and_are_listed() {
     let report = affected_after(
         dir.path(),
         &base,
-        &[("xtask/src/parts/oci.rs", "// layers\n")],
+        &[("xtask/src/domain/oci.rs", "// layers\n")],
     );
     assert_eq!(report["affected"], serde_json::json!(["alpha", "beta"]));
 }

@@ -1,4 +1,5 @@
-//! Tidy tests: the code map's invariants (xtask/src/parts/mod.rs), held by
+//! Tidy tests: the layers' invariants (xtask/src/lib.rs, each layer's mod.rs,
+//! ARCHITECTURE.md), held by
 //! reading the source, as rust-analyzer's tidy tests hold theirs.
 
 use std::path::{Path, PathBuf};
@@ -10,17 +11,17 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// Every `.rs` file under `dir`, relative to `src/`, sorted.
-fn rust_files(dir: &Path) -> Vec<(String, String)> {
+/// Every `.rs` file under `root`, relative to it, sorted.
+fn rust_files(root: &Path) -> Vec<(String, String)> {
     let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                let name = path.strip_prefix(src()).unwrap().display().to_string();
+                let name = path.strip_prefix(root).unwrap().display().to_string();
                 files.push((name, std::fs::read_to_string(&path).unwrap()));
             }
         }
@@ -29,14 +30,14 @@ fn rust_files(dir: &Path) -> Vec<(String, String)> {
     files
 }
 
-/// The command modules: `mod x;` in main.rs, except `parts`.
-fn commands() -> Vec<String> {
-    let main = std::fs::read_to_string(src().join("main.rs")).unwrap();
-    main.lines()
-        .filter_map(|l| l.strip_prefix("mod ")?.strip_suffix(';'))
-        .filter(|m| *m != "parts")
-        .map(str::to_owned)
-        .collect()
+/// The layers, lowest first: a module imports only from its own layer or lower ones.
+const LAYERS: [&str; 4] = ["plumbing", "domain", "checks", "commands"];
+
+/// The layer a file (`domain/gitops.rs`) belongs to, as its index in `LAYERS`.
+fn layer_of(file: &str) -> Option<usize> {
+    LAYERS
+        .iter()
+        .position(|layer| file.starts_with(&format!("{layer}/")))
 }
 
 /// The part of a file before its `#[cfg(test)]` module.
@@ -44,34 +45,166 @@ fn non_test(text: &str) -> &str {
     text.split("#[cfg(test)]").next().unwrap()
 }
 
-#[test]
-fn commands_never_import_commands() {
-    let commands = commands();
-    assert!(
-        commands.len() > 10,
-        "main.rs lists its commands as `mod x;`: {commands:?}"
-    );
+/// Every `crate::<layer>::<module>` (or `crate::<layer>::{…}`) a text names:
+/// `(layer index, module)`, the module empty for an item of the layer's `mod.rs`.
+fn uses(text: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
-    for (file, text) in rust_files(&src()) {
-        let this = file.trim_end_matches(".rs");
-        for command in commands.iter().filter(|c| *c != this) {
-            for pattern in [
-                format!("crate::{command}::"),
-                format!("crate::{command};"),
-                format!("crate::{{{command}"),
-            ] {
-                if text.contains(&pattern) {
-                    found.push(format!(
-                        "{file} uses {pattern} (move what it needs to parts/)"
-                    ));
-                }
+    for (index, layer) in LAYERS.iter().enumerate() {
+        let prefix = format!("crate::{layer}::");
+        for (at, _) in text.match_indices(&prefix) {
+            let rest = &text[at + prefix.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let is_module = name.chars().next().is_some_and(|c| c.is_lowercase())
+                && rest[name.len()..].starts_with("::")
+                || rest[name.len()..].starts_with(';') && name.chars().all(|c| !c.is_uppercase());
+            found.push((index, if is_module { name } else { String::new() }));
+        }
+    }
+    found
+}
+
+#[test]
+fn imports_only_go_down_the_layers() {
+    let files = rust_files(&src());
+    assert!(files.iter().filter(|(f, _)| layer_of(f) == Some(3)).count() > 10);
+    let mut found = Vec::new();
+    for (file, text) in &files {
+        let Some(own) = layer_of(file) else { continue };
+        for (layer, module) in uses(text) {
+            if layer > own {
+                found.push(format!("{file} uses crate::{}::{module}", LAYERS[layer]));
             }
         }
     }
     assert!(
         found.is_empty(),
-        "commands share parts, never each other:\n{}",
+        "plumbing < domain < checks < commands: a module uses only its own layer and those below \
+         (move what both need down a layer):\n{}",
         found.join("\n")
+    );
+}
+
+#[test]
+fn commands_never_import_commands() {
+    let mut found = Vec::new();
+    for (file, text) in rust_files(&src()) {
+        if layer_of(&file) != Some(3) {
+            continue;
+        }
+        let sibling = non_test(&text)
+            .lines()
+            .any(|l| l.contains("super::") && !l.contains("super::*"));
+        if text.contains("crate::commands::") || sibling {
+            found.push(format!(
+                "{file} uses another command (move what it needs down a layer)"
+            ));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "commands share the layers below, never each other:\n{}",
+        found.join("\n")
+    );
+}
+
+/// `module -> modules it uses` within one layer (`domain/gitops.rs` is `gitops`).
+fn graph(layer: usize) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut graph = std::collections::BTreeMap::new();
+    for (file, text) in rust_files(&src()) {
+        if layer_of(&file) != Some(layer) || file.ends_with("mod.rs") {
+            continue;
+        }
+        let name = file
+            .split('/')
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_owned();
+        let mut used: Vec<String> = uses(non_test(&text))
+            .into_iter()
+            .filter(|(l, m)| *l == layer && !m.is_empty() && *m != name)
+            .map(|(_, m)| m)
+            .collect();
+        used.sort();
+        used.dedup();
+        graph.insert(name, used);
+    }
+    graph
+}
+
+/// A cycle in `graph`, as the modules on it, if there is one.
+fn cycle(graph: &std::collections::BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            return Some(path[at..].to_vec());
+        }
+        if !done.insert(node.to_owned()) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_module_cycles_within_a_layer() {
+    for (index, layer) in LAYERS.iter().enumerate() {
+        let graph = graph(index);
+        assert!(!graph.is_empty(), "{layer} has modules");
+        if let Some(cycle) = cycle(&graph) {
+            panic!(
+                "{layer}: {} import each other in a cycle; move what they share into one of them or down a layer",
+                cycle.join(" → ")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_cycle_rule_sees_a_cycle() {
+    let graph = |edges: &[(&str, &str)]| {
+        let mut g = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for (a, b) in edges {
+            g.entry(a.to_string()).or_default().push(b.to_string());
+            g.entry(b.to_string()).or_default();
+        }
+        g
+    };
+    assert!(cycle(&graph(&[("a", "b"), ("b", "c"), ("c", "a")])).is_some());
+    assert!(cycle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])).is_none());
+    let text = "use crate::domain::gitops::Snapshot;\nuse crate::plumbing::{yaml, text};";
+    assert_eq!(uses(text), [(0, String::new()), (1, "gitops".to_owned())]);
+}
+
+#[test]
+fn tests_use_the_library_not_copies_of_its_files() {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let found: Vec<String> = rust_files(&tests)
+        .into_iter()
+        .filter(|(_, text)| text.contains("#[path = \"../../src"))
+        .map(|(file, _)| file)
+        .collect();
+    assert!(
+        found.is_empty(),
+        "use xtask::… instead of #[path] into src/: {found:?}"
     );
 }
 
@@ -86,24 +219,24 @@ fn only_in(needle: &str, allowed: &[&str]) -> Vec<String> {
 
 #[test]
 fn only_promotion_writes_an_image_into_values_or_a_promotion_record() {
-    let mut found = only_in("values::set(", &["parts/promotion.rs"]);
-    found.extend(only_in("Image-Tag", &["parts/promotion.rs"]));
-    found.extend(only_in("Source-Commit", &["parts/promotion.rs"]));
+    let mut found = only_in("yaml::set(", &["domain/promotion.rs"]);
+    found.extend(only_in("Image-Tag", &["domain/promotion.rs"]));
+    found.extend(only_in("Source-Commit", &["domain/promotion.rs"]));
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn only_the_registry_part_speaks_oci() {
-    let found = only_in("oci_client", &["parts/registry.rs", "parts/oci.rs"]);
+    let found = only_in("oci_client", &["domain/registry.rs", "domain/oci.rs"]);
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn only_gitops_commits_to_the_gitops_branch() {
     // The branch is written by building commits from objects and pushing them;
-    // both live in parts/gitops.rs (commands describe changes as `Decision`s).
-    let mut found = only_in("write_object(", &["parts/gitops.rs"]);
-    found.extend(only_in("write_blob(", &["parts/gitops.rs"]));
+    // both live in domain/gitops.rs (commands describe changes as `Decision`s).
+    let mut found = only_in("write_object(", &["domain/gitops.rs"]);
+    found.extend(only_in("write_blob(", &["domain/gitops.rs"]));
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
@@ -166,21 +299,48 @@ fn the_length_rule_sees_a_long_function_and_its_reason() {
 }
 
 #[test]
-fn the_code_map_names_every_part() {
-    let map = std::fs::read_to_string(src().join("parts/mod.rs")).unwrap();
-    let doc: String = map
-        .lines()
-        .filter(|l| l.starts_with("//!"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let missing: Vec<&str> = map
-        .lines()
-        .filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';'))
-        .filter(|part| !doc.contains(&format!("`{part}`")))
-        .collect();
+fn each_layers_code_map_names_every_module() {
+    for layer in ["plumbing", "domain", "checks"] {
+        let map = std::fs::read_to_string(src().join(layer).join("mod.rs")).unwrap();
+        let doc: String = map
+            .lines()
+            .filter(|l| l.starts_with("//!"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let missing: Vec<&str> = map
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';'))
+            .filter(|module| !doc.contains(&format!("`{module}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{layer}/mod.rs's code map does not describe {missing:?}"
+        );
+    }
+}
+
+/// ARCHITECTURE.md names every module of every layer, so a reader finds a
+/// feature's file from it, and it cannot fall behind the tree.
+#[test]
+fn the_architecture_document_names_every_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let mut missing = Vec::new();
+    for (file, _) in rust_files(&src()) {
+        let Some(layer) = layer_of(&file) else {
+            continue;
+        };
+        if file.ends_with("mod.rs") || file.matches('/').count() > 1 {
+            continue;
+        }
+        let module = file.split('/').nth(1).unwrap().trim_end_matches(".rs");
+        if !doc.contains(&format!("`{module}`")) {
+            missing.push(format!("{}/{module}", LAYERS[layer]));
+        }
+    }
     assert!(
         missing.is_empty(),
-        "parts/mod.rs's code map does not describe {missing:?}"
+        "ARCHITECTURE.md does not name {missing:?}"
     );
 }
 

@@ -9,16 +9,13 @@
 //! checks an answer against the schema of its status. `FakeHttp::start_checked`
 //! runs both on every exchange and fails the test on any violation.
 
-#[path = "../../src/parts/json_schema.rs"]
-mod json_schema;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-pub use json_schema::{Dialect, Validator, Violation};
 use serde_json::{Map, Value};
 use sha2::Digest as _;
+pub use xtask::plumbing::json_schema::{Dialect, Validator, Violation};
 
 /// One upstream API description, loaded once per test process.
 #[derive(Clone)]

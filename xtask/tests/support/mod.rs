@@ -86,9 +86,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-// The one launcher of a local registry: `cargo xtask bench` uses the same file.
-#[path = "../../src/parts/local_registry.rs"]
-mod local_registry;
+// The one launcher of a local registry, the library's, which `cargo xtask bench` uses too.
+use xtask::plumbing::local_registry;
 
 /// A real distribution v2 registry with its own config and storage.
 pub struct Registry {

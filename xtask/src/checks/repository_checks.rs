@@ -1,0 +1,800 @@
+//! Every offline check on the deployment assets of a repository: what
+//! `cargo xtask validate` runs and `cargo xtask ci`'s assets step runs in process.
+//!
+//! 1. the chart renders for dev, preprod, prod and a preview with Helm's Go SDK
+//!    (`xtask/offline_checkers.py`), and every rendered object passes
+//!    Kubernetes' own schema strictly (kubernetes-validate) and the chart's
+//!    promises (`manifests::check_rendered`); `helm lint --strict` passes;
+//! 2. the Argo CD objects agree with the project, the chart and the pipeline;
+//! 3. Terraform is `terraform fmt`-clean;
+//! 4. workflows pass actionlint and zizmor's medium- and high-severity audits, and are thin;
+//! 5. the trust policy (`trust_policy`); 6. the admission policy for signed
+//!    images (`admission_policy`).
+//!
+//! Helm and Terraform run through their Python bindings only, even where a
+//! binary is installed: the library versions are pinned in `xtask/tools.txt`,
+//! a binary on PATH is whatever the machine has.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use xshell::{Shell, TempDir, cmd};
+
+use crate::checks::cluster_checks::{self, Rendered};
+use crate::checks::manifests;
+use crate::domain::promotion::{self, DeployedImage, Env, UNDECLARED_VALUES_FILE};
+use crate::domain::services::Service;
+use crate::plumbing::fs::yaml_files;
+use crate::plumbing::process::which;
+use crate::plumbing::yaml::split_documents;
+use crate::plumbing::{tools, workspace, yaml};
+
+/// Kubernetes version the manifests are checked against (terraform/ runs kind 1.32).
+const KUBE_VERSION: &str = "1.32.0";
+
+/// A sample pull request the chart is rendered for, as a preview.
+const SAMPLE_PR: u64 = 7;
+
+/// Every check on the repository at `root`; fails listing every problem.
+pub fn check_repository(root: &Path) -> Result<()> {
+    let mut checks = Checks::new(root)?;
+    let (mut chart_kinds, rendered) = checks.chart()?;
+    let others = checks.other_services(&mut chart_kinds)?;
+    checks.argocd(&chart_kinds)?;
+    checks.upstream_schemas();
+    checks.cluster(&rendered);
+    checks.hosts(&rendered, &others);
+    checks.terraform();
+    checks.workflows()?;
+    checks.trust();
+    checks.admission();
+    checks.finish()
+}
+
+/// The `(group, kind)`s the chart renders, and its objects per environment.
+type ChartRender = (BTreeSet<(String, String)>, Vec<Rendered>);
+
+/// A run of the checks: where, and the problems found so far.
+struct Checks {
+    root: PathBuf,
+    sh: Shell,
+    /// Rendered manifests and the preview's values; removed when dropped.
+    scratch: TempDir,
+    problems: Vec<String>,
+}
+
+impl Checks {
+    fn new(root: &Path) -> Result<Self> {
+        let sh = Shell::new()?;
+        sh.change_dir(root);
+        let scratch = sh.create_temp_dir()?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            sh,
+            scratch,
+            problems: Vec::new(),
+        })
+    }
+
+    fn report(&mut self, what: &str, found: Vec<String>) {
+        print_report(what, &found);
+        self.problems.extend(found);
+    }
+
+    /// 1. The chart, per environment and for a preview: the kinds it renders,
+    ///    and what it rendered per environment.
+    fn chart(&mut self) -> Result<ChartRender> {
+        let chart = self.root.join("charts/service-demo");
+        let mut kinds = BTreeSet::new();
+        let mut rendered = Vec::new();
+        let targets = self.chart_targets()?;
+        for (env, values_file, shown) in &targets {
+            let what = format!("chart renders for {env} ({shown})");
+            let found = match self.check_environment(&chart, env, values_file, &mut kinds) {
+                Ok((found, docs)) => {
+                    rendered.push((env.clone(), docs));
+                    found
+                }
+                Err(error) => vec![format!("{error:#}")],
+            };
+            self.report(&what, found);
+        }
+        let lint = helm_lint(&self.sh, &chart, &targets[1].1);
+        self.report("helm lint --strict", as_problems(lint));
+        Ok((kinds, rendered))
+    }
+
+    /// `(environment, values file, what the report calls it)` for every
+    /// environment, the sample preview and every committed preview.
+    fn chart_targets(&self) -> Result<Vec<(String, PathBuf, String)>> {
+        let mut targets: Vec<(String, PathBuf, String)> = Env::LONG_LIVED
+            .iter()
+            .map(|env| {
+                let shown = format!("gitops/{}", env.values_path(UNDECLARED_VALUES_FILE));
+                (env.to_string(), self.root.join(&shown), shown)
+            })
+            .collect();
+        let preview = self.scratch.path().join("preview.yaml");
+        std::fs::write(&preview, sample_preview_values()?)?;
+        let shown = relative(&self.root, &preview);
+        targets.push((format!("pr-{SAMPLE_PR}"), preview, shown));
+        for (pr, shown) in committed_previews(&self.root, UNDECLARED_VALUES_FILE) {
+            let values = self.scratch.path().join(format!("values-pr-{pr}.yaml"));
+            std::fs::write(&values, as_argocd_renders_preview(&self.root.join(&shown))?)?;
+            targets.push((format!("pr-{pr}"), values, shown));
+        }
+        Ok(targets)
+    }
+
+    /// Renders the chart for `env` and checks every object; adds the kinds it
+    /// rendered; returns the problems and the objects.
+    fn check_environment(
+        &self,
+        chart: &Path,
+        env: &str,
+        values_file: &Path,
+        kinds: &mut BTreeSet<(String, String)>,
+    ) -> Result<(Vec<String>, Vec<Value>)> {
+        let rendered = helm_template(&self.sh, chart, values_file, env)?;
+        let docs = split_documents(&rendered)?;
+        kinds.extend(manifests::kinds(&docs));
+        let rendered_file = self.scratch.path().join(format!("{env}.yaml"));
+        std::fs::write(&rendered_file, &rendered)?;
+        let mut found = kubernetes_validate(&self.sh, &[rendered_file])?;
+        let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
+        found.extend(manifests::check_rendered(&docs, &expected));
+        Ok((found, docs))
+    }
+
+    /// 1b. Every other service's values file in each environment, and its
+    ///     sample preview, rendered with its own chart (one Helm process) and
+    ///     checked as items-api's: kubernetes-validate (one run), the chart's
+    ///     promises, and the cluster checks that hold per render (its database
+    ///     Secret produced, egress bounded, nothing opened or placed). A
+    ///     missing values file is the Argo CD step's to name.
+    ///     Returns each render that worked, named as the report names it.
+    fn other_services(&mut self, kinds: &mut BTreeSet<(String, String)>) -> Result<Vec<Named>> {
+        let Ok(services) = crate::domain::services::load(&self.root) else {
+            return Ok(Vec::new()); // the Argo CD step names the error
+        };
+        let targets = self.other_service_targets(&services)?;
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.scratch.path().join("services");
+        std::fs::create_dir_all(&out)?;
+        helm_render_each(&self.sh, &out, &targets)?;
+        let files: Vec<PathBuf> = targets
+            .iter()
+            .map(|t| out.join(format!("{}.yaml", t.release)))
+            .filter(|file| file.is_file())
+            .collect();
+        let validated = match files.is_empty() {
+            true => Vec::new(),
+            false => kubernetes_validate(&self.sh, &files)?,
+        };
+        let mut renders = Vec::new();
+        for target in &targets {
+            let found = match self.check_service_render(target, &out, &validated, kinds) {
+                Ok((mut found, docs)) => {
+                    let rendered = [(target.env.clone(), docs)];
+                    found.extend(cluster_checks::service_problems(&self.root, &rendered));
+                    let [(env, docs)] = rendered;
+                    renders.push((env, target.shown.clone(), docs));
+                    found
+                }
+                Err(error) => vec![format!("{error:#}")],
+            };
+            let what = format!(
+                "{} renders for {} ({})",
+                target.service, target.env, target.shown
+            );
+            let named = found.into_iter().map(|p| format!("{}: {p}", target.shown));
+            self.report(&what, named.collect());
+        }
+        Ok(renders)
+    }
+
+    /// Each service but items-api (whose values file is
+    /// [`UNDECLARED_VALUES_FILE`], rendered above) in each environment whose
+    /// values file exists, and a sample preview from its dev values.
+    fn other_service_targets(&self, services: &[Service]) -> Result<Vec<ServiceRender>> {
+        let mut targets = Vec::new();
+        for service in services {
+            let declared = &service.declaration;
+            if declared.values_file == UNDECLARED_VALUES_FILE {
+                continue;
+            }
+            let stem = declared.values_file.trim_end_matches(".yaml");
+            let target = |env: Env, values: PathBuf, shown: String| ServiceRender {
+                service: service.name.clone(),
+                chart: self.root.join(&declared.chart),
+                env: env.to_string(),
+                release: format!("{stem}-{env}"),
+                values,
+                shown,
+            };
+            for env in Env::LONG_LIVED {
+                let shown = format!("gitops/{}", env.values_path(&declared.values_file));
+                let values = self.root.join(&shown);
+                if values.is_file() {
+                    targets.push(target(env, values, shown));
+                }
+            }
+            let dev = self
+                .root
+                .join("gitops")
+                .join(Env::Dev.values_path(&declared.values_file));
+            let preview = self.scratch.path().join(format!("{stem}-preview.yaml"));
+            let dev_values = std::fs::read_to_string(&dev).unwrap_or_default();
+            let sample = sample_preview_values_from(&dev_values)
+                .with_context(|| format!("{}'s sample preview", service.name))?;
+            std::fs::write(&preview, sample)?;
+            let shown = format!(
+                "a sample preview pr-{SAMPLE_PR} from {}",
+                relative(&self.root, &dev)
+            );
+            targets.push(target(Env::Preview(SAMPLE_PR), preview, shown));
+            for (pr, shown) in committed_previews(&self.root, &declared.values_file) {
+                let values = self.scratch.path().join(format!("{stem}-pr-{pr}.yaml"));
+                std::fs::write(&values, as_argocd_renders_preview(&self.root.join(&shown))?)?;
+                targets.push(target(Env::Preview(pr), values, shown));
+            }
+        }
+        Ok(targets)
+    }
+
+    /// One of [`Self::other_services`]' renders checked: its objects and problems.
+    fn check_service_render(
+        &self,
+        target: &ServiceRender,
+        out: &Path,
+        validated: &[String],
+        kinds: &mut BTreeSet<(String, String)>,
+    ) -> Result<(Vec<String>, Vec<Value>)> {
+        let file = out.join(format!("{}.yaml", target.release));
+        let Ok(rendered) = std::fs::read_to_string(&file) else {
+            let error = std::fs::read_to_string(out.join(format!("{}.error", target.release)));
+            bail!("helm template failed: {}", error.unwrap_or_default());
+        };
+        let docs = split_documents(&rendered)?;
+        kinds.extend(manifests::kinds(&docs));
+        let shown = file.display().to_string();
+        let mut found: Vec<String> = validated
+            .iter()
+            .filter(|problem| problem.contains(&shown))
+            .cloned()
+            .collect();
+        let values = std::fs::read_to_string(&target.values)?;
+        let expected = expected_render(&target.chart, &target.env, &values)?;
+        found.extend(manifests::check_rendered(&docs, &expected));
+        Ok((found, docs))
+    }
+
+    /// 2. The Argo CD objects under gitops/argocd.
+    fn argocd(&mut self, chart_kinds: &BTreeSet<(String, String)>) -> Result<()> {
+        let mut docs = Vec::new();
+        for file in yaml_files(&self.root.join("gitops/argocd"))? {
+            let text = std::fs::read_to_string(&file)?;
+            for doc in split_documents(&text)? {
+                docs.push((relative(&self.root, &file), doc));
+            }
+        }
+        let (services, mut found) = match crate::domain::services::load(&self.root) {
+            Ok(services) => (services, Vec::new()),
+            Err(error) => (
+                Vec::new(),
+                vec![format!("the workspace's services: {error:#}")],
+            ),
+        };
+        let (problems, generated) =
+            manifests::check_argocd(&self.root, &docs, chart_kinds, &services);
+        found.extend(problems);
+        println!(
+            "Applications the ApplicationSets make ({}): {}",
+            generated.len(),
+            generated.join(", ")
+        );
+        self.report(
+            "Argo CD project, applications and every Application the ApplicationSets make (services × \
+             environments, services × pull requests) agree with the services, the chart and the pipeline",
+            found,
+        );
+        Ok(())
+    }
+
+    /// 2a. Every custom resource under gitops/ (and every generated
+    ///     Application) against its upstream CRD, at the version Terraform pins.
+    fn upstream_schemas(&mut self) {
+        let (found, tally) = crate::domain::upstream_schemas::repository_problems(&self.root);
+        let counted: Vec<String> = tally
+            .kinds
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        self.report(
+            &format!(
+                "custom resources against the upstream CRDs of Terraform's pinned charts, strictly ({})",
+                counted.join(", ")
+            ),
+            found,
+        );
+        for rule in &tally.cel_not_checked {
+            println!("    not checked (a CEL rule; no CEL evaluator here): {rule}");
+        }
+    }
+
+    /// 2c. No two services answer at one host of an environment: items-api's
+    ///     renders (`rendered`) and the other services' (`others`).
+    fn hosts(&mut self, rendered: &[Rendered], others: &[Named]) {
+        let items_api = rendered.iter().map(|(env, docs)| {
+            let shown = match env.parse::<Env>() {
+                Ok(env @ Env::Preview(SAMPLE_PR)) => format!("the sample preview {env}"),
+                Ok(env @ Env::Preview(_)) => {
+                    format!("gitops/{}", env.values_path(UNDECLARED_VALUES_FILE))
+                }
+                Ok(env) => format!("gitops/{}", env.values_path(UNDECLARED_VALUES_FILE)),
+                Err(_) => env.clone(),
+            };
+            (env.clone(), shown, docs.clone())
+        });
+        let all: Vec<Named> = items_api.chain(others.iter().cloned()).collect();
+        let mut found = shared_hosts(&all);
+        found.extend(preview_hosts(&all));
+        self.report(
+            "every service has its own Ingress host in each environment and preview, a preview only under its own pr-<N>",
+            found,
+        );
+    }
+
+    /// 2b. What the fork-and-follow path relies on across files (`cluster_checks`).
+    fn cluster(&mut self, rendered: &[Rendered]) {
+        let found = cluster_checks::problems(&self.root, rendered);
+        self.report(
+            "cluster: an Ingress per environment, the database Secret each reads is produced, kind's ports, \
+             pinned charts, Argo CD's ci account, the Services the README names",
+            found,
+        );
+    }
+
+    /// 3. Terraform.
+    fn terraform(&mut self) {
+        let found = as_problems(terraform_fmt(&self.sh, &self.root.join("terraform")));
+        self.report("terraform fmt", found);
+        let keys = crate::domain::cluster_up::inline_key_problems(&self.root);
+        self.report(
+            "terraform carries no key inline (cluster up applies gitops/policy/ from the repository)",
+            keys,
+        );
+    }
+
+    /// 4. The workflows.
+    fn workflows(&mut self) -> Result<()> {
+        let workflows = yaml_files(&self.root.join(".github/workflows"))?;
+        let mut found = as_problems(actionlint(&self.sh, &workflows));
+        found.extend(as_problems(zizmor(&self.sh, &workflows)));
+        for file in &workflows {
+            let doc: Value = yaml_serde::from_str(&std::fs::read_to_string(file)?)
+                .with_context(|| format!("{} is not YAML", file.display()))?;
+            found.extend(manifests::check_workflow(&relative(&self.root, file), &doc));
+        }
+        self.report(
+            "workflows: actionlint, zizmor (medium+), thin (cargo xtask only), pinned, least privilege",
+            found,
+        );
+        Ok(())
+    }
+
+    /// 5. Who can change the cluster and prod: projects, tokens, workflows, owners.
+    fn trust(&mut self) {
+        let found = crate::checks::trust_policy::problems(&self.root);
+        self.report(
+            "trust: root app and projects bounded, prod credentials only where reviewed code runs, CODEOWNERS",
+            found,
+        );
+    }
+
+    /// 6. The admission policy for signed images, and its key.
+    fn admission(&mut self) {
+        let found = crate::checks::admission_policy::problems(&self.root);
+        self.report(
+            "admission: dev, preprod and prod admit only images signed by gitops/policy/cosign.pub, enforced",
+            found,
+        );
+    }
+
+    fn finish(self) -> Result<()> {
+        if !self.problems.is_empty() {
+            bail!(
+                "{} problem(s) in the deployment assets (listed above)",
+                self.problems.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A render: its environment, what the report calls it (its values file),
+/// and its objects.
+type Named = (String, String, Vec<Value>);
+
+/// Every Ingress host two renders of one environment both route: the second
+/// service's requests would reach the first (or ingress-nginx refuses one).
+fn shared_hosts(renders: &[Named]) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<(&str, &str), &str> = Default::default();
+    let mut found = Vec::new();
+    for (env, shown, docs) in renders {
+        let hosts = docs
+            .iter()
+            .filter(|doc| doc["kind"] == "Ingress")
+            .flat_map(|doc| doc["spec"]["rules"].as_array().into_iter().flatten())
+            .filter_map(|rule| rule["host"].as_str());
+        for host in hosts {
+            match seen.get(&(env.as_str(), host)) {
+                Some(first) if first != shown => found.push(format!(
+                    "{env}: Ingress host {host} is both {first}'s and {shown}'s: give one its own \
+                     ingress.host (new-service names them <service>.<env>.<domain>)"
+                )),
+                Some(_) => {}
+                None => {
+                    seen.insert((env.as_str(), host), shown.as_str());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every Ingress host a preview routes outside its own `pr-<N>`: a preview's
+/// host is `pr-<N>.<domain>` or `<name>.pr-<N>.<domain>`, the domain the
+/// long-lived environments' hosts end in, so a pull request's values cannot
+/// claim prod's (or another preview's) host and take its requests.
+fn preview_hosts(renders: &[Named]) -> Vec<String> {
+    let hosts = |docs: &[Value]| -> Vec<String> {
+        let rules = docs.iter().filter(|doc| doc["kind"] == "Ingress");
+        rules
+            .flat_map(|doc| doc["spec"]["rules"].as_array().cloned().unwrap_or_default())
+            .filter_map(|rule| rule["host"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let domains: BTreeSet<String> = renders
+        .iter()
+        .filter(|(env, _, _)| Env::LONG_LIVED.iter().any(|e| e.to_string() == *env))
+        .flat_map(|(env, _, docs)| {
+            let prefix = format!("{env}.");
+            hosts(docs)
+                .into_iter()
+                .filter_map(move |host| Some(host.split_once(&prefix)?.1.to_owned()))
+        })
+        .collect();
+    let mut found = Vec::new();
+    for (env, shown, docs) in renders.iter().filter(|(env, _, _)| env.starts_with("pr-")) {
+        for host in hosts(docs) {
+            let own = domains.iter().any(|domain| {
+                let at = format!("{env}.{domain}");
+                host == at || host.ends_with(&format!(".{at}"))
+            });
+            if !own {
+                found.push(format!(
+                    "{env}: {shown} routes Ingress host {host}, outside the preview's own: a preview answers at \
+                     {env}.<domain> or <service>.{env}.<domain> only (remove ingress.host and ingress.domain from \
+                     the preview's values; `cargo xtask preview deploy` writes them)"
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// One render of another service's chart: the environment (its namespace),
+/// the values file (and how the report names it), the Application's name.
+struct ServiceRender {
+    service: String,
+    chart: PathBuf,
+    env: String,
+    values: PathBuf,
+    shown: String,
+    release: String,
+}
+
+/// Every committed preview of the service whose values file is `values_file`:
+/// `(pull request, gitops/values/pr/pr-<N>/<values_file>)`, sorted. Argo CD
+/// syncs each, so each is rendered and checked as an environment's is.
+fn committed_previews(root: &Path, values_file: &str) -> Vec<(u64, String)> {
+    let mut found: Vec<(u64, String)> = std::fs::read_dir(root.join("gitops/values/pr"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(
+            |entry| match Env::from_preview_dir(&entry.file_name().to_string_lossy()) {
+                Some(env @ Env::Preview(pr)) => {
+                    Some((pr, format!("gitops/{}", env.values_path(values_file))))
+                }
+                _ => None,
+            },
+        )
+        .filter(|(_, shown)| root.join(shown).is_file())
+        .collect();
+    found.sort();
+    found
+}
+
+/// A committed preview's values as Argo CD renders them: the previews'
+/// ApplicationSet adds `namespace.manage: true` (its `valuesObject`).
+fn as_argocd_renders_preview(file: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut values = yaml::parse(&text).with_context(|| format!("{}", file.display()))?;
+    if !values.is_object() {
+        values = json!({});
+    }
+    if !values["namespace"].is_object() {
+        values["namespace"] = json!({});
+    }
+    values["namespace"]["manage"] = Value::from(true);
+    Ok(yaml_serde::to_string(&values)?)
+}
+
+/// The values `preview deploy` writes for a service whose dev values are
+/// `dev` (its image repository, port and Ingress), for the sample pull
+/// request, with its tag and the namespace the previews' Application owns.
+fn sample_preview_values_from(dev: &str) -> Result<String> {
+    let dev = Some(dev).filter(|text| !text.trim().is_empty());
+    let mut sample = yaml::parse(&promotion::preview_values(SAMPLE_PR, dev)?)?;
+    let defaults = yaml::parse(&sample_preview_values()?)?;
+    sample["image"]["tag"] = defaults["image"]["tag"].clone();
+    sample["namespace"] = defaults["namespace"].clone();
+    Ok(yaml_serde::to_string(&sample)?)
+}
+
+/// The values `preview deploy` writes, for the sample pull request.
+fn sample_preview_values() -> Result<String> {
+    let values = json!({
+        "image": {
+            "tag": format!("pr-{SAMPLE_PR}-0123456789abcdef0123456789abcdef01234567"),
+            "digest": "",
+        },
+        "env": {"ENV_NAME": format!("pr-{SAMPLE_PR}"), "SERVICES_NAMESPACE": "dev"},
+        "namespace": {"manage": true},
+    });
+    Ok(yaml_serde::to_string(&values)?)
+}
+
+/// What the chart must render for `env` with these values.
+fn expected_render<'a>(
+    chart: &Path,
+    env: &'a str,
+    values_text: &str,
+) -> Result<manifests::Expected<'a>> {
+    let merged = values_with_defaults(chart, values_text)?;
+    let image = DeployedImage::from_values(values_text)?;
+    let repository = merged["image"]["repository"].as_str().unwrap_or_default();
+    Ok(manifests::Expected {
+        env,
+        image: if image.digest.is_empty() {
+            format!("{repository}:{}", image.tag)
+        } else {
+            format!("{repository}@{}", image.digest)
+        },
+        replicas: merged["replicaCount"].as_i64().unwrap_or(1) as i32,
+    })
+}
+
+/// `helm template` through Helm's SDK.
+fn helm_template(sh: &Shell, chart: &Path, values: &Path, env: &str) -> Result<String> {
+    let name = format!("service-demo-{env}");
+    offline_checker(
+        sh,
+        "helm template",
+        &[
+            "helm-render".as_ref(),
+            chart.as_os_str(),
+            values.as_os_str(),
+            name.as_ref(),
+            env.as_ref(),
+        ],
+    )
+}
+
+/// Each target rendered in one Helm process: `out/<release>.yaml`, or the
+/// chart's error in `out/<release>.error`.
+fn helm_render_each(sh: &Shell, out: &Path, targets: &[ServiceRender]) -> Result<()> {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["helm-render-each".as_ref(), out.as_os_str()];
+    for target in targets {
+        args.extend([
+            target.chart.as_os_str(),
+            target.values.as_os_str(),
+            target.release.as_ref(),
+            target.env.as_ref(),
+        ]);
+    }
+    offline_checker(sh, "helm template", &args).map(drop)
+}
+
+/// `helm lint --strict` through Helm's SDK.
+fn helm_lint(sh: &Shell, chart: &Path, values: &Path) -> Result<()> {
+    let args = [
+        "helm-lint".as_ref(),
+        chart.as_os_str(),
+        values.as_os_str(),
+        KUBE_VERSION.as_ref(),
+    ];
+    offline_checker(sh, "helm lint", &args).map(drop)
+}
+
+/// `terraform fmt -check -recursive` through Terraform as a library.
+fn terraform_fmt(sh: &Shell, dir: &Path) -> Result<()> {
+    offline_checker(
+        sh,
+        "terraform fmt",
+        &["terraform-fmt".as_ref(), dir.as_os_str()],
+    )
+    .map(drop)
+}
+
+/// `xtask/offline_checkers.py` with `args`; stdout, or the tool's message as the error.
+fn offline_checker(sh: &Shell, tool: &str, args: &[&std::ffi::OsStr]) -> Result<String> {
+    require("python3")?;
+    let script = workspace::root().join("xtask/offline_checkers.py");
+    let out = cmd!(sh, "python3 {script} {args...}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    tool_output(out, tool)
+}
+
+/// kubernetes-validate on `files` in one run; each problem names its file.
+fn kubernetes_validate(sh: &Shell, files: &[PathBuf]) -> Result<Vec<String>> {
+    require("kubernetes-validate")?;
+    let version = KUBE_VERSION;
+    let out = cmd!(
+        sh,
+        "kubernetes-validate --strict --quiet --kubernetes-version {version} {files...}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()?;
+    if out.status.success() {
+        return Ok(Vec::new());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .filter(|l| l.starts_with("ERROR"))
+        .map(|l| format!("kubernetes-validate: {l}"))
+        .collect())
+}
+
+/// actionlint on workflow files.
+pub fn actionlint(sh: &Shell, files: &[PathBuf]) -> Result<()> {
+    require("actionlint")?;
+    let out = cmd!(sh, "actionlint -no-color {files...}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    tool_output(out, "actionlint").map(drop)
+}
+
+/// zizmor's security audits, offline; a medium or high finding fails (the
+/// low ones are listed by `zizmor --offline .github/workflows`). An accepted
+/// finding carries a `# zizmor: ignore[<audit>]` and its reason on its line.
+pub fn zizmor(sh: &Shell, files: &[PathBuf]) -> Result<()> {
+    require("zizmor")?;
+    let out = cmd!(
+        sh,
+        "zizmor --offline --quiet --min-severity medium --color never {files...}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()?;
+    tool_output(out, "zizmor").map(drop)
+}
+
+/// stdout of a successful run; otherwise its messages as the error.
+fn tool_output(out: std::process::Output, tool: &str) -> Result<String> {
+    if out.status.code() == Some(127) {
+        bail!(
+            "{tool}: {} — {}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            tools::pip_install_hint()
+        );
+    }
+    if !out.status.success() {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        bail!("{tool} failed:\n{}", text.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn require(name: &str) -> Result<()> {
+    if which(name).is_some() {
+        Ok(())
+    } else {
+        bail!("`{name}` is not installed: {}", tools::pip_install_hint())
+    }
+}
+
+/// The chart's values.yaml under an environment's file (a shallow merge is
+/// enough for the top-level keys read here).
+fn values_with_defaults(chart: &Path, env_values: &str) -> Result<Value> {
+    let mut merged = yaml::parse(&std::fs::read_to_string(chart.join("values.yaml"))?)?;
+    let env = yaml::parse(env_values)?;
+    for (key, value) in env.as_object().into_iter().flatten() {
+        match (merged.get_mut(key), value) {
+            (Some(Value::Object(base)), Value::Object(over)) => base.extend(over.clone()),
+            _ => {
+                merged[key] = value.clone();
+            }
+        }
+    }
+    Ok(merged)
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// `✔ what`, or `✘ what` and each problem under it.
+pub fn print_report(what: &str, problems: &[String]) {
+    if problems.is_empty() {
+        println!("✔ {what}");
+    } else {
+        println!("✘ {what}");
+        for p in problems {
+            println!("    {p}");
+        }
+    }
+}
+
+/// A check that fails with one message, as a list of problems.
+pub fn as_problems(result: Result<()>) -> Vec<String> {
+    result
+        .err()
+        .map(|e| vec![format!("{e:#}")])
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_two_services_route_in_one_environment_is_named() {
+        let ingress = |host: &str| json!({"kind": "Ingress", "spec": {"rules": [{"host": host}]}});
+        let render = |env: &str, shown: &str, host: &str| {
+            (
+                env.to_owned(),
+                shown.to_owned(),
+                vec![ingress(host), json!({"kind": "Service"})],
+            )
+        };
+        let renders = [
+            render("preprod", "a.yaml", "preprod.localhost"),
+            render("preprod", "b.yaml", "preprod.localhost"),
+            // Another environment, another service's own host, one render's two Ingresses: fine.
+            render("prod", "b.yaml", "preprod.localhost"),
+            render("preprod", "c.yaml", "c.preprod.localhost"),
+            (
+                "dev".to_owned(),
+                "a.yaml".to_owned(),
+                vec![ingress("dev.localhost"), ingress("dev.localhost")],
+            ),
+        ];
+        assert_eq!(
+            shared_hosts(&renders),
+            [
+                "preprod: Ingress host preprod.localhost is both a.yaml's and b.yaml's: give one its own \
+              ingress.host (new-service names them <service>.<env>.<domain>)"
+            ]
+        );
+    }
+}

@@ -1,0 +1,554 @@
+//! The workflows' wiring that a fork following the README relies on (issue
+//! 15's faults, each refused by a test below), checked on the files:
+//!
+//! - a job that talks to Argo CD or a deployed URL (`ARGOCD_*`, `smoke`,
+//!   `preprod-test`, `argocd`) runs on the cluster's runner, [`CLUSTER_RUNNER`];
+//! - such a step is never skipped by an `if:` on a variable: without
+//!   `INGRESS_URL` no gate would be recorded and every release refused;
+//! - `preview deploy` runs only for pull requests of this repository (the
+//!   job's `if:`) that carry a label (`--label`, checked with `GITHUB_TOKEN`);
+//! - the preview deploy and cleanup share one concurrency group per pull
+//!   request, `preview-<N>`;
+//! - `rust-toolchain.toml` pins the toolchain, clippy, rustfmt and both musl
+//!   targets, and every job that builds images installs them and musl-gcc;
+//! - affected-only pipelines: a step that acts on one service
+//!   ([`PER_SERVICE_COMMANDS`]) passes `--service "$SERVICE"`, its job's
+//!   `SERVICE` is `${{ matrix.service }}` and its matrix is the `matrix` output
+//!   of a job it needs that runs `cargo xtask affected`; that job holds no
+//!   secret, no environment and no write permission.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::plumbing::fs::yaml_in;
+
+/// Where cluster-facing jobs run: the tutorial's `[self-hosted, kind]`, or the
+/// labels in the repository variable `CLUSTER_RUNNER` (a JSON array).
+pub const CLUSTER_RUNNER: &str =
+    r#"${{ fromJSON(vars.CLUSTER_RUNNER || '["self-hosted","kind"]') }}"#;
+/// Commands that reach Argo CD or a deployed service.
+const CLUSTER_COMMANDS: [&str; 3] = [
+    "cargo xtask smoke",
+    "cargo xtask preprod-test",
+    "cargo xtask argocd",
+];
+/// The Rust targets of the images the README describes.
+pub const IMAGE_TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
+const TOOLCHAIN_FILE: &str = "rust-toolchain.toml";
+/// Commands that act on one service, once per affected service.
+pub const PER_SERVICE_COMMANDS: [&str; 6] = [
+    "cargo xtask image build",
+    "cargo xtask scan",
+    "cargo xtask smoke",
+    "cargo xtask preprod-test",
+    "cargo xtask promote",
+    "cargo xtask preview deploy",
+];
+const AFFECTED: &str = "cargo xtask affected";
+/// The one condition on a variable a job may carry: nothing runs before `cargo xtask setup` has set
+/// `PIPELINE_READY` (its last write), and a job of the same workflow says so in the run's summary.
+pub const SETUP_GUARD: &str = "vars.PIPELINE_READY == 'true'";
+/// The condition of that job.
+const SETUP_PENDING: &str = "vars.PIPELINE_READY != 'true'";
+/// How a step names its service: the matrix's value, through `env:`.
+const SERVICE_FLAG: &str = r#"--service "$SERVICE""#;
+const SERVICE_ENV: &str = "${{ matrix.service }}";
+
+/// Every wiring problem of the workflows and toolchain file under `root`.
+pub fn problems(root: &Path) -> Vec<String> {
+    let mut found = toolchain_problems(root);
+    let mut preview_groups = BTreeMap::new();
+    for (file, doc) in yaml_in(root, ".github/workflows", &mut found) {
+        let jobs = doc["jobs"].as_object().cloned().unwrap_or_default();
+        found.extend(setup_guard_problems(&file, &jobs));
+        for (name, job) in &jobs {
+            let at = format!("{file}: job {name}");
+            found.extend(per_service_problems(&at, job, &jobs));
+            found.extend(affected_job_problems(&at, job));
+            found.extend(runner_problems(&at, job));
+            found.extend(silent_skip_problems(&at, job));
+            found.extend(image_toolchain_problems(&at, job));
+            found.extend(preview_filter_problems(&at, job));
+            if runs(job, "cargo xtask preview ") {
+                let group = job["concurrency"]["group"]
+                    .as_str()
+                    .or_else(|| doc["concurrency"]["group"].as_str())
+                    .unwrap_or_default();
+                preview_groups.insert(at, group.to_owned());
+            }
+        }
+    }
+    found.extend(concurrency_problems(&preview_groups));
+    found
+}
+
+fn steps(job: &Value) -> Vec<Value> {
+    job["steps"].as_array().cloned().unwrap_or_default()
+}
+
+fn run_of(step: &Value) -> &str {
+    step["run"].as_str().unwrap_or_default()
+}
+
+/// Whether a step of `job` runs `command`.
+fn runs(job: &Value, command: &str) -> bool {
+    steps(job).iter().any(|s| run_of(s).contains(command))
+}
+
+/// A step acting on one service names it, and its job runs once per service
+/// `cargo xtask affected` chose.
+fn per_service_problems(
+    at: &str,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut acts_on_services = false;
+    for step in steps(job) {
+        let run = run_of(&step);
+        let Some(command) = PER_SERVICE_COMMANDS.iter().find(|c| run.contains(*c)) else {
+            continue;
+        };
+        acts_on_services = true;
+        if !run.contains(SERVICE_FLAG) {
+            found.push(format!(
+                "{at}, step {:?}: `{command}` without `{SERVICE_FLAG}`: with several services it fails (or acts on the wrong one); pass the matrix's service",
+                step["name"].as_str().unwrap_or_default()
+            ));
+        }
+        let env = |v: &Value| v["SERVICE"].as_str().map(without_spaces);
+        if env(&step["env"]).or_else(|| env(&job["env"])) != Some(without_spaces(SERVICE_ENV)) {
+            found.push(format!(
+                "{at}, step {:?}: SERVICE is not `{SERVICE_ENV}`; set it in the job's `env:`",
+                step["name"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if !acts_on_services {
+        return found;
+    }
+    let matrix = without_spaces(job["strategy"]["matrix"].as_str().unwrap_or_default());
+    let fed = needed_jobs(job).iter().any(|needed| {
+        jobs.get(needed).is_some_and(|j| runs(j, AFFECTED))
+            && matrix == format!("${{{{fromJSON(needs.{needed}.outputs.matrix)}}}}")
+    });
+    if !fed {
+        found.push(format!(
+            "{at}: acts on services without the matrix of `{AFFECTED}`; set `strategy.matrix: ${{{{ fromJSON(needs.<job>.outputs.matrix) }}}}` of a job it needs that runs `{AFFECTED}`, so only the affected services are built and deployed"
+        ));
+    }
+    found
+}
+
+/// The jobs `job` needs (`needs:` is a name or a list).
+fn needed_jobs(job: &Value) -> Vec<String> {
+    match &job["needs"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The job deciding what is built reads the build graph and the diff, and
+/// nothing more: in ci.yml it runs the pull request's own code.
+fn affected_job_problems(at: &str, job: &Value) -> Vec<String> {
+    if !runs(job, AFFECTED) {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    if job.to_string().contains("secrets.") || !job["environment"].is_null() {
+        found.push(format!(
+            "{at}: runs `{AFFECTED}` with a secret or an environment; it needs neither: move them to the jobs that build or deploy"
+        ));
+    }
+    let permissions = &job["permissions"];
+    let writes = permissions == "write-all"
+        || permissions
+            .as_object()
+            .is_some_and(|p| p.values().any(|v| v == "write"));
+    if writes || permissions.is_null() {
+        found.push(format!(
+            "{at}: runs `{AFFECTED}` without `permissions: {{contents: read}}` of its own; it writes nothing"
+        ));
+    }
+    found
+}
+
+fn without_spaces(text: &str) -> String {
+    text.split_whitespace().collect()
+}
+
+fn runner_problems(at: &str, job: &Value) -> Vec<String> {
+    let cluster =
+        job.to_string().contains("ARGOCD_") || CLUSTER_COMMANDS.iter().any(|c| runs(job, c));
+    let runs_on = match &job["runs-on"] {
+        Value::String(label) => label.clone(),
+        other => other.to_string(),
+    };
+    if !cluster || without_spaces(&runs_on) == without_spaces(CLUSTER_RUNNER) {
+        return Vec::new();
+    }
+    vec![format!(
+        "{at}: talks to Argo CD or a deployed URL but runs on {runs_on}, which cannot reach the kind cluster; set `runs-on: {CLUSTER_RUNNER}`"
+    )]
+}
+
+/// A workflow whose jobs wait for setup has a job that says so; one that does not wait need not.
+fn setup_guard_problems(file: &str, jobs: &serde_json::Map<String, Value>) -> Vec<String> {
+    let condition = |job: &Value| job["if"].as_str().unwrap_or_default().to_owned();
+    let guarded = jobs
+        .values()
+        .any(|job| condition(job).contains(SETUP_GUARD));
+    let announced = jobs.values().any(|job| {
+        without_spaces(&condition(job)) == without_spaces(SETUP_PENDING)
+            && job.to_string().contains("GITHUB_STEP_SUMMARY")
+    });
+    if guarded && !announced {
+        return vec![format!(
+            "{file}: jobs wait for `{SETUP_GUARD}` but no job says so: add a job with `if: {SETUP_PENDING}` that \
+             writes to $GITHUB_STEP_SUMMARY that `cargo xtask setup` has not run"
+        )];
+    }
+    Vec::new()
+}
+
+fn silent_skip_problems(at: &str, job: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    // The setup guard skips loudly (a job says so); any other variable would skip the gate silently.
+    let on_variable = |condition: &Value| {
+        condition
+            .as_str()
+            .is_some_and(|c| c.replace(SETUP_GUARD, "").contains("vars."))
+    };
+    let gate_job = ["cargo xtask preprod-test", "cargo xtask argocd"]
+        .iter()
+        .any(|c| runs(job, c));
+    if gate_job && on_variable(&job["if"]) {
+        found.push(format!(
+            "{at}: skipped by `if: {}`: an unset variable then skips the preprod gate silently and every release is refused; remove it (the command names what is missing; `cargo xtask doctor` lists it)",
+            job["if"].as_str().unwrap_or_default()
+        ));
+    }
+    for step in steps(job) {
+        let gate_step = ["cargo xtask preprod-test", "cargo xtask argocd"]
+            .iter()
+            .any(|c| run_of(&step).contains(c));
+        if gate_step && on_variable(&step["if"]) {
+            found.push(format!(
+                "{at}, step {:?}: skipped by `if: {}`: without the variable no gate is recorded and every release is refused; remove the `if:` (the command names what is missing; `cargo xtask doctor` lists it)",
+                step["name"].as_str().unwrap_or_default(),
+                step["if"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    found
+}
+
+fn image_toolchain_problems(at: &str, job: &Value) -> Vec<String> {
+    let steps = steps(job);
+    let Some(build) = steps
+        .iter()
+        .position(|s| run_of(s).contains("cargo xtask image build"))
+    else {
+        return Vec::new();
+    };
+    let installs = steps[..build].iter().any(|s| {
+        let run = run_of(s);
+        run.contains("musl-tools")
+            && run.contains("rustup target add")
+            && IMAGE_TARGETS.iter().all(|t| run.contains(t))
+    });
+    if installs {
+        return Vec::new();
+    }
+    vec![format!(
+        "{at}: builds the image without installing musl-tools and the targets {} first, so Actions would ship static-glibc amd64 only; add a step `sudo apt-get install -y musl-tools gcc-aarch64-linux-gnu` and `rustup target add {}` before the build",
+        IMAGE_TARGETS.join(", "),
+        IMAGE_TARGETS.join(" ")
+    )]
+}
+
+fn preview_filter_problems(at: &str, job: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    for step in steps(job) {
+        if !run_of(&step).contains("cargo xtask preview deploy") {
+            continue;
+        }
+        if !run_of(&step).contains("--label") || step["env"]["GITHUB_TOKEN"].is_null() {
+            found.push(format!(
+                "{at}: `preview deploy` without `--label preview` and GITHUB_TOKEN in its env: every pull request would get a preview; pass both (deploy then asks GitHub for the label, the state and the head)"
+            ));
+        }
+    }
+    let from_here = job["if"]
+        .as_str()
+        .is_some_and(|c| without_spaces(c).contains("full_name==github.repository"));
+    if runs(job, "cargo xtask preview deploy") && !from_here {
+        found.push(format!(
+            "{at}: deploys previews for forks' pull requests too; its `if:` must require the head repository's full_name == github.repository"
+        ));
+    }
+    found
+}
+
+/// The preview deploy, cleanup and gc jobs share one group per pull request.
+fn concurrency_problems(groups: &BTreeMap<String, String>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, group) in groups {
+        if !group.starts_with("preview-") || !group.contains("pull_request.number") {
+            found.push(format!(
+                "{at}: concurrency group {group:?}; a preview's deploy and cleanup must share `preview-${{{{ github.event.pull_request.number || … }}}}`, or a deploy finishing after the close re-creates the values file"
+            ));
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = groups.values().collect();
+    if distinct.len() > 1 {
+        found.push(format!(
+            ".github/workflows: the preview jobs are in different concurrency groups ({groups:?}); give them one, `preview-<N>`"
+        ));
+    }
+    found
+}
+
+fn toolchain_problems(root: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(root.join(TOOLCHAIN_FILE)) else {
+        return vec![format!(
+            "{TOOLCHAIN_FILE}: missing; pin `channel`, components clippy and rustfmt, and targets {}",
+            IMAGE_TARGETS.join(", ")
+        )];
+    };
+    let mut wanted = vec!["channel", "clippy", "rustfmt"];
+    wanted.extend(IMAGE_TARGETS);
+    wanted
+        .into_iter()
+        .filter(|w| !text.contains(w))
+        .map(|w| format!("{TOOLCHAIN_FILE}: no {w}; the images and CI need it pinned"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// A copy of the workflows and rust-toolchain.toml (trust_policy's); each
+    /// test reintroduces one fault.
+    use crate::checks::trust_policy::tests::Copy;
+
+    trait Refused {
+        fn refused(&self, expected: &str);
+    }
+
+    impl Refused for Copy {
+        fn refused(&self, expected: &str) {
+            let problems = super::problems(self.0.path());
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "no problem mentions {expected:?}: {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn this_repositorys_workflows_are_wired() {
+        assert_eq!(
+            super::problems(Copy::new("wiring").0.path()),
+            Vec::<String>::new()
+        );
+    }
+
+    /// ci.yml and cd.yml build only what `affected` chose: its job computes the
+    /// range from the pull request's base (the previous head of main for a
+    /// push) and feeds the image jobs' matrix; every image step names its service.
+    #[test]
+    fn ci_and_cd_build_each_affected_service_and_only_those() {
+        let root = crate::plumbing::workspace::root();
+        for (file, base) in [
+            ("ci.yml", "--base \"$BASE\""),
+            ("cd.yml", "--since-deployed preprod"),
+        ] {
+            let text = std::fs::read_to_string(root.join(".github/workflows").join(file)).unwrap();
+            let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+            let jobs = &doc["jobs"];
+            let affected = super::steps(&jobs["affected"])
+                .iter()
+                .map(|s| super::run_of(s).to_owned())
+                .find(|r| r.contains("cargo xtask affected"))
+                .unwrap_or_else(|| panic!("{file}: no affected job"));
+            assert!(affected.contains(base), "{file}: {affected}");
+            assert_eq!(
+                jobs["image"]["strategy"]["matrix"],
+                "${{ fromJSON(needs.affected.outputs.matrix) }}",
+                "{file}"
+            );
+            assert!(
+                jobs["image"]["if"]
+                    .as_str()
+                    .unwrap()
+                    .contains("needs.affected.outputs.services != '[]'"),
+                "{file}: nothing affected, nothing built"
+            );
+            let image_steps: Vec<String> = super::steps(&jobs["image"])
+                .iter()
+                .map(|s| super::run_of(s).to_owned())
+                .filter(|r| r.contains("cargo xtask image") || r.contains("cargo xtask scan"))
+                .collect();
+            assert_eq!(image_steps.len(), 2, "{file}: build and scan");
+            for run in image_steps {
+                assert!(run.contains("--service \"$SERVICE\""), "{file}: {run}");
+            }
+            assert_eq!(jobs["image"]["env"]["SERVICE"], "${{ matrix.service }}");
+        }
+    }
+
+    #[test]
+    fn a_step_acting_on_one_service_without_the_affected_matrix_is_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/ci.yml",
+                "image build --service \"$SERVICE\" --tag",
+                "image build --tag",
+            )
+            .refused("ci.yml: job image, step \"Build and push the image\": `cargo xtask image build` without `--service \"$SERVICE\"`");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    needs: affected\n    if: needs.affected.outputs.services != '[]'\n    strategy:\n      fail-fast: false\n      matrix: ${{ fromJSON(needs.affected.outputs.matrix) }}\n",
+                "    strategy:\n      matrix:\n        service: [items-api]\n",
+            )
+            .refused("cd.yml: job image: acts on services without the matrix of `cargo xtask affected`");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/preview.yml",
+                "    env:\n      SERVICE: ${{ matrix.service }}\n    permissions:\n      contents: read\n      # Resolve",
+                "    env:\n      SERVICE: items-api\n    permissions:\n      contents: read\n      # Resolve",
+            )
+            .refused("preview.yml: job deploy, step \"Write gitops/values/pr/pr-<N>/<values-file>\": SERVICE is not `${{ matrix.service }}`");
+    }
+
+    #[test]
+    fn the_affected_job_with_a_secret_or_write_permission_is_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/ci.yml",
+                "          BASE: ${{ github.event.pull_request.base.sha }}\n",
+                "          BASE: ${{ github.event.pull_request.base.sha }}\n          GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}\n",
+            )
+            .refused("ci.yml: job affected: runs `cargo xtask affected` with a secret");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    # Reads the build graph and the diff: no secret, no write.\n    permissions:\n      contents: read\n",
+                "    permissions:\n      contents: write\n",
+            )
+            .refused("cd.yml: job affected: runs `cargo xtask affected` without `permissions: {contents: read}`");
+    }
+
+    /// Fault 1: the cluster jobs on a hosted runner that cannot reach kind.
+    #[test]
+    fn a_cluster_job_back_on_a_hosted_runner_is_named() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                super::CLUSTER_RUNNER,
+                "ubuntu-24.04",
+            )
+            .refused(
+                "cd.yml: job preprod: talks to Argo CD or a deployed URL but runs on ubuntu-24.04",
+            );
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/release.yml",
+                super::CLUSTER_RUNNER,
+                "[self-hosted, linux]",
+            )
+            .refused("release.yml: job release: talks to Argo CD");
+    }
+
+    /// Before `cargo xtask setup` a workflow skips its jobs, and says so: a guard without the job that
+    /// announces it is refused, and a guard that would skip the gate on any other variable still is.
+    #[test]
+    fn the_setup_guard_is_announced_and_the_only_variable_a_gate_waits_for() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    if: vars.PIPELINE_READY != 'true'\n",
+                "",
+            )
+            .refused("cd.yml: jobs wait for `vars.PIPELINE_READY == 'true'` but no job says so");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/release.yml",
+                "vars.PIPELINE_READY == 'true'",
+                "vars.PIPELINE_READY == 'true' && vars.ARGOCD_SERVER != ''",
+            )
+            .refused("release.yml: job release: skipped by `if:");
+    }
+
+    /// Fault 4: previews for every pull request, forks included.
+    #[test]
+    fn previews_for_unlabelled_or_forked_pull_requests_are_refused() {
+        Copy::new("wiring")
+            .edit(".github/workflows/preview.yml", " --label preview", "")
+            .refused("preview.yml: job deploy: `preview deploy` without `--label preview`");
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/preview.yml",
+                "\n      && (github.event.workflow_run.head_repository.full_name == github.repository\n        || github.event.pull_request.head.repo.full_name == github.repository)",
+                "",
+            )
+            .refused("preview.yml: job deploy: deploys previews for forks' pull requests too");
+    }
+
+    /// Fault 4: deploy and cleanup in different concurrency groups.
+    #[test]
+    fn preview_jobs_outside_one_group_per_pull_request_are_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/preview.yml",
+                "group: preview-",
+                "group: ci-pr-",
+            )
+            .refused("preview.yml: job cleanup: concurrency group \"ci-pr-");
+        let copy = Copy::new("wiring");
+        let preview = copy.0.path().join(".github/workflows/preview.yml");
+        let text = std::fs::read_to_string(&preview).unwrap();
+        let cleanup = text.replace("group: preview-", "group: cleanup-");
+        std::fs::write(copy.0.path().join(".github/workflows/cleanup.yml"), cleanup).unwrap();
+        copy.refused("the preview jobs are in different concurrency groups");
+    }
+
+    /// Fault 5: no INGRESS_URL, no gate, no release.
+    #[test]
+    fn a_gate_skipped_when_a_variable_is_unset_is_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "      - name: Preprod tests (records the preprod-tests gate for this commit and digest)\n",
+                "      - name: Preprod tests (records the preprod-tests gate for this commit and digest)\n        if: vars.INGRESS_URL != ''\n",
+            )
+            .refused("cd.yml: job preprod, step \"Preprod tests (records the preprod-tests gate for this commit and digest)\": skipped by `if: vars.INGRESS_URL != ''`");
+    }
+
+    /// Fault 6: Actions ships other images than the README describes.
+    #[test]
+    fn images_without_the_musl_targets_are_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/ci.yml",
+                " aarch64-unknown-linux-musl\n",
+                "\n",
+            )
+            .refused(
+                "ci.yml: job image: builds the image without installing musl-tools and the targets",
+            );
+        let copy = Copy::new("wiring");
+        std::fs::remove_file(copy.0.path().join(super::TOOLCHAIN_FILE)).unwrap();
+        copy.refused("rust-toolchain.toml: missing");
+        Copy::new("wiring")
+            .edit(super::TOOLCHAIN_FILE, "\"aarch64-unknown-linux-musl\"", "")
+            .refused("rust-toolchain.toml: no aarch64-unknown-linux-musl");
+    }
+}

@@ -1,0 +1,277 @@
+//! The files that name the fork, edited in memory: `fork` and `setup` point
+//! a repository at a fork with [`Edits::point_at`]; `setup` also gives
+//! CODEOWNERS its owner and writes the image key into `cosign.pub` and the
+//! admission policy. Nothing is written until [`Edits::write`], so a
+//! refusal or a `--dry-run` changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
+use crate::plumbing::fs::yaml_files;
+use crate::plumbing::text::unified_diff;
+use crate::plumbing::yaml;
+
+/// Where the repository is named, besides the YAML under gitops/argocd, gitops/values and gitops/policy.
+const FILES: [&str; 5] = [
+    "Cargo.toml",
+    "Dockerfile",
+    "charts/service-demo/Chart.yaml",
+    "charts/service-demo/values.yaml",
+    "terraform/variables.tf",
+];
+/// The directories whose YAML names the repository or its images.
+const YAML_DIRS: [&str; 5] = [
+    "gitops/argocd",
+    "gitops/values/dev",
+    "gitops/values/preprod",
+    "gitops/values/prod",
+    // The admission policy names the image repository.
+    "gitops/policy",
+];
+pub const CODEOWNERS: &str = ".github/CODEOWNERS";
+/// The owner CODEOWNERS names until a fork's setup replaces it.
+const PLACEHOLDER_OWNER: &str = "@example";
+
+/// A GitHub repository: (owner, name), the owner as GitHub spells it.
+pub type RepoName = (String, String);
+
+/// Every edited file's text before and after, by path relative to the root.
+pub struct Edits {
+    root: PathBuf,
+    files: BTreeMap<String, (String, String)>,
+}
+
+impl Edits {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Apply `change` to the current (possibly already edited) text of `path`.
+    fn edit(&mut self, path: &str, change: impl FnOnce(&str) -> Result<String>) -> Result<()> {
+        if !self.files.contains_key(path) {
+            let text = std::fs::read_to_string(self.root.join(path))
+                .with_context(|| format!("reading {path}"))?;
+            self.files.insert(path.to_owned(), (text.clone(), text));
+        }
+        let entry = self.files.get_mut(path).expect("inserted above");
+        entry.1 = change(&entry.1).with_context(|| format!("editing {path}"))?;
+        Ok(())
+    }
+
+    /// Point the repository at `new`: its GitHub URL everywhere, and each
+    /// service's images at `ghcr.io/<owner, lower-cased>/` (an image name has
+    /// no capitals).
+    pub fn point_at(&mut self, new: &RepoName) -> Result<()> {
+        let old = current_name(&self.root)?;
+        let replacements = [
+            (
+                format!("github.com/{}/{}", old.0, old.1),
+                format!("github.com/{}/{}", new.0, new.1),
+            ),
+            // Each service's images are ghcr.io/<owner>/<image> (its declared
+            // image name), whatever the repository is called: the owner moves.
+            (
+                format!("ghcr.io/{}/", old.0).to_lowercase(),
+                format!("ghcr.io/{}/", new.0).to_lowercase(),
+            ),
+        ];
+        let mut files: Vec<PathBuf> = FILES.iter().map(|f| self.root.join(f)).collect();
+        for dir in YAML_DIRS {
+            files.extend(yaml_files(&self.root.join(dir))?);
+        }
+        for file in files.into_iter().filter(|f| f.is_file()) {
+            let path = file
+                .strip_prefix(&self.root)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .into_owned();
+            self.edit(&path, |text| {
+                Ok(replacements
+                    .iter()
+                    .fold(text.to_owned(), |t, (from, to)| t.replace(from, to)))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// CODEOWNERS' placeholder owner `@example` becomes `@<owner>` (its comments stay).
+    pub fn codeowners(&mut self, owner: &str) -> Result<()> {
+        if !self.root.join(CODEOWNERS).is_file() {
+            return Ok(());
+        }
+        let owner = format!("@{owner}");
+        self.edit(CODEOWNERS, |text| {
+            Ok(map_lines(text, |line| {
+                if line.trim_start().starts_with('#') {
+                    line.to_owned()
+                } else {
+                    line.split(' ')
+                        .map(|word| {
+                            if word == PLACEHOLDER_OWNER {
+                                &owner
+                            } else {
+                                word
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }
+            }))
+        })
+    }
+
+    /// The image signing key's public half (PEM) into `cosign.pub` and into
+    /// the admission policy's inline `publicKeys`, which must agree.
+    pub fn image_key(&mut self, public_pem: &str) -> Result<()> {
+        let pem = format!("{}\n", public_pem.trim_end());
+        self.edit(POLICY_PUBLIC_KEY_FILE, |_| Ok(pem.clone()))?;
+        self.edit(POLICY_FILE, |text| replace_public_keys(text, &pem))
+    }
+
+    /// The files whose text changes: (path, before, after).
+    pub fn changed(&self) -> Vec<(&str, &str, &str)> {
+        self.files
+            .iter()
+            .filter(|(_, (old, new))| old != new)
+            .map(|(path, (old, new))| (path.as_str(), old.as_str(), new.as_str()))
+            .collect()
+    }
+
+    /// The unified diff of every changed file.
+    pub fn diff(&self) -> String {
+        self.changed()
+            .into_iter()
+            .map(|(path, old, new)| unified_diff(path, old, new))
+            .collect()
+    }
+
+    /// Write every changed file; returns their paths.
+    pub fn write(&self) -> Result<Vec<String>> {
+        let mut written = Vec::new();
+        for (path, _, new) in self.changed() {
+            std::fs::write(self.root.join(path), new).with_context(|| format!("writing {path}"))?;
+            written.push(path.to_owned());
+        }
+        Ok(written)
+    }
+}
+
+/// `text` with each line mapped, keeping its line endings.
+fn map_lines(text: &str, mut map: impl FnMut(&str) -> String) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let (body, end) = match line.strip_suffix('\n') {
+                Some(body) => (body, "\n"),
+                None => (line, ""),
+            };
+            format!("{}{end}", map(body))
+        })
+        .collect()
+}
+
+/// The policy with every `publicKeys: |-` block's lines replaced by `pem`, at the block's indentation.
+fn replace_public_keys(text: &str, pem: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut lines = text.split_inclusive('\n').peekable();
+    let mut blocks = 0;
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        if line.trim() != "publicKeys: |-" {
+            continue;
+        }
+        blocks += 1;
+        let key_indent = line.len() - line.trim_start().len();
+        let mut indent = None;
+        while let Some(next) = lines.peek() {
+            let own = next.len() - next.trim_start().len();
+            if next.trim().is_empty() || own <= key_indent {
+                break;
+            }
+            indent.get_or_insert(own);
+            lines.next();
+        }
+        let pad = " ".repeat(indent.unwrap_or(key_indent + 2));
+        for pem_line in pem.lines() {
+            out.push_str(&format!("{pad}{pem_line}\n"));
+        }
+    }
+    if blocks == 0 {
+        bail!("no `publicKeys: |-` block to hold the image key");
+    }
+    Ok(out)
+}
+
+/// `<owner>/<name>` checked: GitHub's characters only.
+pub fn parse_name(name: &str) -> Result<RepoName> {
+    let valid = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    match name.trim_end_matches(".git").split_once('/') {
+        Some((owner, repo)) if valid(owner) && valid(repo) => {
+            Ok((owner.to_owned(), repo.to_owned()))
+        }
+        _ => {
+            bail!("--github {name:?} should be <owner>/<name>, e.g. --github octocat/service-demo")
+        }
+    }
+}
+
+/// The repository the AppProject trusts now.
+pub fn current_name(root: &Path) -> Result<RepoName> {
+    let path = root.join("gitops/argocd/project.yaml");
+    let project = yaml::parse(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let url = project["spec"]["sourceRepos"][0]
+        .as_str()
+        .unwrap_or_default();
+    url.strip_prefix("https://github.com/")
+        .and_then(|rest| parse_name(rest).ok())
+        .with_context(|| {
+            format!(
+                "{}: sourceRepos[0] = {url:?} is not a GitHub repository URL",
+                path.display()
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_key_block_is_replaced_at_its_indentation() {
+        let policy = "a:\n  publicKeys: |-\n    -----BEGIN PUBLIC KEY-----\n    old\n    -----END PUBLIC KEY-----\n  rekor:\n    x: 1\n";
+        let pem = "-----BEGIN PUBLIC KEY-----\nnew1\nnew2\n-----END PUBLIC KEY-----\n";
+        assert_eq!(
+            replace_public_keys(policy, pem).unwrap(),
+            "a:\n  publicKeys: |-\n    -----BEGIN PUBLIC KEY-----\n    new1\n    new2\n    -----END PUBLIC KEY-----\n  rekor:\n    x: 1\n"
+        );
+        assert!(replace_public_keys("a: 1\n", pem).is_err());
+    }
+
+    #[test]
+    fn codeowners_comment_lines_keep_the_placeholder() {
+        let text = "# @example is the placeholder\n/gitops/ @example @other\n";
+        let mapped = map_lines(text, |line| {
+            if line.starts_with('#') {
+                line.to_owned()
+            } else {
+                line.replace("@example", "@Acme")
+            }
+        });
+        assert_eq!(
+            mapped,
+            "# @example is the placeholder\n/gitops/ @Acme @other\n"
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! Plumbing: what any tool needs and that knows nothing of the pipeline.
+//! Nothing here imports `domain`, `checks` or `commands` (held by `tests/tidy.rs`).
+//!
+//! # Code map
+//!
+//! - `yaml`: YAML read and edited in one place: documents of a stream,
+//!   strict parsing against a type, format-preserving edits (`(path, value)`
+//!   pairs for the pipeline, jq for people).
+//! - `json_schema`: one JSON Schema validator (OpenAPI 3.0, Swagger 2.0,
+//!   CRDs' structural schemas), strict on undeclared fields.
+//! - `fs`: the YAML files of a folder.
+//! - `process`: whether a program is installed; arguments no program may
+//!   read as options.
+//! - `text`: unified diffs, RFC 3339 times, globs, URLs without credentials.
+//! - `workspace`: the checkout xtask acts on (found from the working
+//!   directory or `XTASK_WORKSPACE`, never the path it was built in), its
+//!   target dir, and the environment variables that hold secrets.
+//! - `tools`: the tool pins of `xtask/tools.txt`, for hints that name an install.
+//! - `test_times`: each test binary's time in a `cargo test` run, for the
+//!   slowest list `ci` ends with.
+//! - Measuring: `wrk` (runs and parses it), `pinned_server` (a server on one
+//!   CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`, `local_registry`
+//!   (a docker-registry on loopback, for the benchmarks, the demo and the
+//!   tests), `counting_proxy` (bytes sent to a registry).
+
+pub mod counting_proxy;
+pub mod fs;
+pub mod json_schema;
+pub mod local_registry;
+pub mod pgbench;
+pub mod pinned_server;
+pub mod proc_stats;
+pub mod process;
+pub mod test_times;
+pub mod text;
+pub mod tools;
+pub mod workspace;
+pub mod wrk;
+pub mod yaml;
