@@ -1052,3 +1052,286 @@ fn cluster_down_dry_run_changes_nothing_and_down_destroys_and_status_says_what_i
             .contains("terraform output -raw kubeconfig_path")
     );
 }
+
+/// iptables as the firewall test runs it: directly as root, else through
+/// passwordless sudo (wrappers in `dir`, named by XTASK_IPTABLES); Docker's
+/// DOCKER-USER chain must be there (Docker's iptables integration on).
+fn iptables_for_test(dir: &Path) -> Option<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if root && works("iptables", &["-S", "DOCKER-USER"]) {
+        return Some("iptables".into());
+    }
+    let sudo = works("sudo", &["-n", "iptables", "-S", "DOCKER-USER"]);
+    support::require(
+        sudo,
+        "iptables as root or through passwordless sudo, with Docker's DOCKER-USER chain (the runner firewall test)",
+    )?;
+    for tool in ["iptables", "iptables-restore"] {
+        let path = dir.join(tool);
+        std::fs::write(&path, format!("#!/bin/sh\nexec sudo -n {tool} \"$@\"\n")).unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+    Some(dir.join("iptables").to_string_lossy().into_owned())
+}
+
+/// What the firewall test makes, removed however it ends.
+struct FirewallFixture {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    node: String,
+    kind: String,
+    image: String,
+}
+
+impl FirewallFixture {
+    fn xtask(&self, extra: &[&str]) -> std::process::Output {
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        xtask(&args, &env)
+    }
+}
+
+impl Drop for FirewallFixture {
+    fn drop(&mut self) {
+        let _ = self.xtask(&["--remove"]);
+        let docker = |args: &[&str]| Command::new("docker").args(args).output();
+        let _ = docker(&["rm", "--force", &self.node]);
+        let _ = docker(&["network", "rm", &self.kind]);
+        remove_image(&self.image);
+    }
+}
+
+fn docker_text(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(output.status.success(), "docker {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The job the dispatcher runs on the runner network: it tries each
+/// `address port`, then fetches a page from kind's stand-in node.
+fn probe_job(targets: &[(String, u16)], node: &str) -> String {
+    let mut script = String::from(
+        "probe() { if nc -w 2 \"$1\" \"$2\" </dev/null >/dev/null 2>&1; then echo \"probe $1:$2 open\"; else echo \"probe $1:$2 closed\"; fi; }\n\
+         gateway=$(ip route | awk '/default/ {print $3}')\n\
+         echo \"gateway $gateway\"\n",
+    );
+    for (address, port) in targets {
+        script += &format!("probe {address} {port}\n");
+    }
+    script += &format!("echo \"hosts: $(grep -c '{node}' /etc/hosts)\"\n");
+    script += &format!(
+        "echo \"page: $(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {node} 6443 | tail -n 1)\"\n"
+    );
+    job(&main_push_env(), &script)
+}
+
+#[test]
+fn the_runner_network_reaches_kinds_allowed_ports_and_nothing_of_the_host() {
+    let dir = TempDir::new("runner-firewall");
+    let Some(iptables) = iptables_for_test(dir.path()) else {
+        return;
+    };
+    let Some(image) = build_stand_in_image("firewall") else {
+        return;
+    };
+    let id = std::process::id();
+    let (network, bridge, chain) = (
+        format!("sdt-run-{id}"),
+        format!("sdt{id}"),
+        format!("SDT-RUNNER-{id}"),
+    );
+    let node = format!("sdt-node-{id}");
+    let fixture = FirewallFixture {
+        args: [
+            "cluster",
+            "firewall",
+            "--network",
+            &network,
+            "--bridge",
+            &bridge,
+            "--firewall-chain",
+            &chain,
+            "--kind-network",
+            &format!("sdt-kind-{id}"),
+            "--reach",
+            &format!("{node}:6443"),
+            "--forward",
+            "",
+            "--image",
+            &image,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        env: vec![("XTASK_IPTABLES".into(), iptables.clone())],
+        node: node.clone(),
+        kind: format!("sdt-kind-{id}"),
+        image: image.clone(),
+    };
+    // kind's stand-in node: a web server on the API server's port and on one the runner may not open.
+    docker_text(&["network", "create", &fixture.kind]);
+    docker_text(&[
+        "run",
+        "--detach",
+        "--name",
+        &node,
+        "--network",
+        &fixture.kind,
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        "echo kind-node-page > /tmp/index.html; httpd -p 6443 -h /tmp; httpd -p 8080 -h /tmp; sleep 600",
+    ]);
+    let inspect = |what: &str, format: &str| docker_text(&["inspect", "--format", format, what]);
+    let node_address = inspect(
+        &node,
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            fixture.kind
+        ),
+    );
+    let gateway = |network: &str| inspect(network, "{{(index .IPAM.Config 0).Gateway}}");
+    // A listener on every address of this host.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            drop(stream);
+        }
+    });
+    // Without the firewall, a container reaches it: the probe can see a listener.
+    let docker0 = gateway("bridge");
+    let control = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "bridge",
+            "--entrypoint",
+            "nc",
+            &image,
+        ])
+        .args(["-w", "3", &docker0, &port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(control.status.success(), "the control probe: {control:?}");
+
+    let first = fixture.xtask(&[]);
+    assert_ok(&first);
+    let first = stdout(&first);
+    for line in [
+        format!("network {network} (bridge {bridge}): created"),
+        format!("chain {chain} (11 rules): written"),
+        format!("DOCKER-USER -i {bridge} -j {chain}: added"),
+        format!("DOCKER-USER -o {bridge} -j {chain}: added"),
+        format!("INPUT -i {bridge} -j DROP: added"),
+    ] {
+        assert!(first.contains(&line), "{line:?} missing:\n{first}");
+    }
+    let again = fixture.xtask(&[]);
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains(&format!("firewall of {network}: in place")),
+        "{}",
+        stdout(&again)
+    );
+    assert_ok(&fixture.xtask(&["--check"]));
+
+    // The dispatcher's real code runs the job on the runner network.
+    let host_addresses = [gateway(&network), docker0, gateway(&fixture.kind)];
+    let mut targets: Vec<(String, u16)> =
+        host_addresses.iter().map(|a| (a.clone(), port)).collect();
+    targets.push((node_address.clone(), 6443));
+    targets.push((node_address.clone(), 8080));
+    let github = fake_github(vec![probe_job(&targets, &node)]);
+    let mut args: Vec<&str> = vec![
+        "cluster",
+        "runner",
+        "--once",
+        "--image",
+        &image,
+        "--home-size",
+        "16m",
+    ];
+    args.extend(
+        fixture.args[2..fixture.args.len() - 2]
+            .iter()
+            .map(String::as_str),
+    );
+    let ran = xtask(
+        &args,
+        &[
+            ("GITHUB_API_URL", &github.url()),
+            ("GITHUB_REPOSITORY", OWNER_REPO),
+            ("GITHUB_TOKEN", "test-token-not-printed"),
+            ("XTASK_IPTABLES", &iptables),
+        ],
+    );
+    assert_ok(&ran);
+    let out = stdout(&ran);
+    assert!(
+        out.contains(&format!("gateway {}", host_addresses[0])),
+        "{out}"
+    );
+    for address in &host_addresses {
+        assert!(
+            out.contains(&format!("probe {address}:{port} closed")),
+            "the host at {address}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!("probe {node_address}:6443 open")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("probe {node_address}:8080 closed")),
+        "{out}"
+    );
+    assert!(out.contains("page: kind-node-page"), "{out}");
+    assert!(out.contains("hosts: 1"), "the node by name: {out}");
+
+    // Removed: no rule names the bridge or the chain, the network is gone, and --check says so.
+    let removed = fixture.xtask(&["--remove"]);
+    assert_ok(&removed);
+    assert!(
+        stdout(&removed).contains(&format!("chain {chain}: removed")),
+        "{}",
+        stdout(&removed)
+    );
+    let mut list = Command::new(&iptables);
+    let rules = list.arg("-S").output().unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        !rules.contains(&bridge) && !rules.contains(&chain),
+        "{rules}"
+    );
+    let gone = Command::new("docker")
+        .args(["network", "inspect", &network])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
+    let check = assert_fails(&fixture.xtask(&["--check"]));
+    assert!(
+        check.contains(&format!("no iptables chain {chain}")),
+        "{check}"
+    );
+}

@@ -44,6 +44,15 @@ pub const TOKENS: [(&str, &str, &str); 3] = [
     ("prod", "ARGOCD_AUTH_TOKEN", "release"),
 ];
 
+/// What the runner may open on kind's control-plane node: the API server,
+/// the ingress controller (80, 443) and Argo CD's NodePort.
+pub fn reach(cluster_name: &str) -> Vec<String> {
+    [6443, 80, 443, ARGOCD_NODE_PORT]
+        .iter()
+        .map(|port| format!("{cluster_name}-control-plane:{port}"))
+        .collect()
+}
+
 /// The fork `up` works for.
 #[derive(Debug, Clone)]
 pub struct Fork {
