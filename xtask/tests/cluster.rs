@@ -464,6 +464,17 @@ fn the_dry_run_plan_names_the_forks_policy_key_and_its_digest() {
         "{out}"
     );
     assert!(out.contains("ARGOCD_AUTH_TOKEN of environment prod: a token of Argo CD project role service-demo/release"), "{out}");
+    // The runner's firewall, rule by rule: kind's node on its four ports, nothing of the host.
+    for line in [
+        "docker network create --driver bridge --opt com.docker.network.bridge.name=sd-runner0",
+        "iptables -A SERVICE-DEMO-RUNNER -d <service-demo-control-plane>/32 -i sd-runner0 -p tcp -m tcp --dport 6443 -j ACCEPT",
+        "iptables -A SERVICE-DEMO-RUNNER -d <service-demo-control-plane>/32 -i sd-runner0 -p tcp -m tcp --dport 30080 -j ACCEPT",
+        "iptables -A SERVICE-DEMO-RUNNER -d 192.168.0.0/16 -i sd-runner0 -j DROP",
+        "iptables -I DOCKER-USER 1 -i sd-runner0 -j SERVICE-DEMO-RUNNER",
+        "iptables -I INPUT 1 -i sd-runner0 -j DROP",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
     assert!(out.contains("--dry-run: nothing changed"), "{out}");
 }
 
@@ -561,7 +572,38 @@ case "$*" in
   *"get secret argocd-initial-admin-secret"*) printf %s "$(printf %s the-admin-password | base64)" ;;
 esac"#,
         ),
-        ("docker", r#"echo "docker $*" >> "$STAND_IN_LOG""#),
+        (
+            "docker",
+            r#"echo "docker $*" >> "$STAND_IN_LOG"
+case "$*" in
+  "container inspect --format"*) echo 172.18.0.2 ;;
+  "network inspect --format"*) [ -f "$STAND_IN_DIR/network" ] && echo sd-runner0 || exit 1 ;;
+  "network create"*) touch "$STAND_IN_DIR/network" ;;
+  "network rm"*) rm "$STAND_IN_DIR/network" ;;
+esac"#,
+        ),
+        // iptables as a list of `-N`/`-A` lines in a file (XTASK_IPTABLES names it).
+        (
+            "iptables",
+            r#"echo "iptables $*" >> "$STAND_IN_LOG"
+state="$STAND_IN_DIR/iptables"; touch "$state"
+case "$1" in
+  -S) grep -qx -- "-N $2" "$state" || exit 1; grep -e "^-N $2\$" -e "^-A $2 " "$state" ;;
+  -C) shift; grep -qxF -- "-A $*" "$state" ;;
+  -I) chain=$2; shift 3; echo "-A $chain $*" >> "$state" ;;
+  -D) shift; grep -vxF -- "-A $*" "$state" > "$state.new"; mv "$state.new" "$state" ;;
+  -F) grep -v "^-A $2 " "$state" > "$state.new"; mv "$state.new" "$state" ;;
+  -X) grep -vx -- "-N $2" "$state" > "$state.new"; mv "$state.new" "$state" ;;
+esac"#,
+        ),
+        (
+            "iptables-restore",
+            r#"echo "iptables-restore $*" >> "$STAND_IN_LOG"
+state="$STAND_IN_DIR/iptables"; touch "$state"
+input=$(cat); chain=$(echo "$input" | sed -n 's/^:\([^ ]*\) .*/\1/p')
+grep -v -e "^-N $chain\$" -e "^-A $chain " "$state" > "$state.new"
+echo "-N $chain" >> "$state.new"; echo "$input" | grep '^-A ' >> "$state.new"; mv "$state.new" "$state""#,
+        ),
     ];
     for (name, body) in scripts {
         let path = bin.join(name);
@@ -685,6 +727,7 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
     let argocd = fake_argocd();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let home = dir.path().join("home");
+    let iptables = bin.join("iptables");
     let env = [
         ("PATH", path.as_str()),
         ("HOME", home.to_str().unwrap()),
@@ -693,6 +736,7 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
         ("STAND_IN_LOG", log.to_str().unwrap()),
         ("STAND_IN_DIR", dir.path().to_str().unwrap()),
         ("STAND_IN_ARGOCD", &argocd.url()),
+        ("XTASK_IPTABLES", iptables.to_str().unwrap()),
     ];
     let args = [
         "cluster",
@@ -716,8 +760,10 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(
-        said.contains("dispatcher for someone/service-demo: labels [\"self-hosted\", \"kind\"], image service-demo-runner:local, network kind"),
-        "{said}"
+        said.contains("dispatcher for someone/service-demo: labels [\"self-hosted\", \"kind\"], image service-demo-runner:local, network service-demo-runner"),
+        "{said}\n{}{}",
+        stdout(&first),
+        support::stderr(&first)
     );
     let pid_file = home.join(".cache/service-demo/cluster-runner.pid");
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
@@ -803,6 +849,55 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
         ),
         "{calls}"
     );
+    // The runner's network and firewall: made once, for kind's node as Docker names it now.
+    for (made, kept) in [
+        (
+            "network service-demo-runner (bridge sd-runner0): created",
+            "network service-demo-runner (bridge sd-runner0): unchanged",
+        ),
+        (
+            "chain SERVICE-DEMO-RUNNER (14 rules): written",
+            "chain SERVICE-DEMO-RUNNER (14 rules): unchanged",
+        ),
+        (
+            "DOCKER-USER -i sd-runner0 -j SERVICE-DEMO-RUNNER: added",
+            "DOCKER-USER -i sd-runner0 -j SERVICE-DEMO-RUNNER: present",
+        ),
+        (
+            "DOCKER-USER -o sd-runner0 -j SERVICE-DEMO-RUNNER: added",
+            "DOCKER-USER -o sd-runner0 -j SERVICE-DEMO-RUNNER: present",
+        ),
+        (
+            "INPUT -i sd-runner0 -j DROP: added",
+            "INPUT -i sd-runner0 -j DROP: present",
+        ),
+    ] {
+        assert!(
+            first.contains(&format!("7. runner firewall: {made}")),
+            "{made:?}:\n{first}"
+        );
+        assert!(
+            second.contains(&format!("7. runner firewall: {kept}")),
+            "{kept:?}:\n{second}"
+        );
+    }
+    let rules = std::fs::read_to_string(dir.path().join("iptables")).unwrap();
+    for rule in [
+        "-A SERVICE-DEMO-RUNNER -d 172.18.0.2/32 -i sd-runner0 -p tcp -m tcp --dport 6443 -j ACCEPT",
+        "-A SERVICE-DEMO-RUNNER -d 172.18.0.2/32 -i sd-runner0 -p tcp -m tcp --dport 30080 -j ACCEPT",
+        "-A SERVICE-DEMO-RUNNER -d 172.16.0.0/12 -i sd-runner0 -j DROP",
+        "-A INPUT -i sd-runner0 -j DROP",
+    ] {
+        assert_eq!(
+            rules.lines().filter(|l| *l == rule).count(),
+            1,
+            "{rule}:\n{rules}"
+        );
+    }
+    assert!(
+        calls.contains("docker container inspect --format {{with index .NetworkSettings.Networks \"kind\"}}{{.IPAddress}}{{end}} service-demo-control-plane"),
+        "{calls}"
+    );
     // A second run writes nothing to GitHub and asks Argo CD for nothing more.
     let writes = github
         .requests()
@@ -874,6 +969,7 @@ fn up_private(repo_url_in_objects: &str) -> (std::process::Output, TempDir, Fake
             ("STAND_IN_LOG", log.to_str().unwrap()),
             ("STAND_IN_DIR", dir.path().to_str().unwrap()),
             ("STAND_IN_ARGOCD", &argocd.url()),
+            ("XTASK_IPTABLES", bin.join("iptables").to_str().unwrap()),
         ],
     );
     if let Ok(pid) = std::fs::read_to_string(home.join(".cache/service-demo/cluster-runner.pid")) {
@@ -1011,12 +1107,14 @@ fn cluster_down_dry_run_changes_nothing_and_down_destroys_and_status_says_what_i
     std::fs::write(&log, "").unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let home = dir.path().join("home");
+    let iptables = bin.join("iptables");
     let env = [
         ("PATH", path.as_str()),
         ("HOME", home.to_str().unwrap()),
         ("STAND_IN_LOG", log.to_str().unwrap()),
         ("STAND_IN_DIR", dir.path().to_str().unwrap()),
         ("STAND_IN_ARGOCD", "http://127.0.0.1:9"),
+        ("XTASK_IPTABLES", iptables.to_str().unwrap()),
     ];
     let root = repo.to_str().unwrap();
     let dry = xtask(&["cluster", "down", "--dry-run", "--root", root], &env);
@@ -1039,6 +1137,15 @@ fn cluster_down_dry_run_changes_nothing_and_down_destroys_and_status_says_what_i
     let out = stdout(&status);
     let key = std::fs::read_to_string(repo.join("gitops/policy/cosign.pub")).unwrap();
     assert!(out.contains("dispatcher: not running"), "{out}");
+    assert!(
+        out.contains("runner firewall: NOT in place: no iptables chain SERVICE-DEMO-RUNNER"),
+        "{out}"
+    );
+    assert!(
+        stdout(&down).contains("runner firewall: nothing to remove"),
+        "{}",
+        stdout(&down)
+    );
     assert!(
         out.contains(&format!(
             "policy key: gitops/policy/cosign.pub sha256 {}",

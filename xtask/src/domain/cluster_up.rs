@@ -26,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::domain::cluster_runner::{self, Iptables, RunnerSettings};
 use crate::domain::github::{Change, GitHub, Scope};
 
 /// The runner image `up` builds from `terraform/runner/`.
@@ -135,6 +136,8 @@ pub struct Plan {
     /// `port=host:port`: the runner's loopback forwards to kind's control-plane
     /// node (Argo CD's NodePort, the ingress controller's port 80).
     pub forwards: Vec<String>,
+    /// `host:port` the runner may open on kind's network ([`reach`]).
+    pub reach: Vec<String>,
 }
 
 impl Plan {
@@ -165,6 +168,7 @@ impl Plan {
                 format!("http://127.0.0.1:{}", default("ingress_http_port")?),
             ),
         ];
+        let reach = reach(&cluster_name);
         Ok(Self {
             fork: fork.clone(),
             terraform_vars: vec![("gitops_repo_url".into(), fork.clone_url())],
@@ -174,6 +178,7 @@ impl Plan {
             cluster_name,
             variables,
             forwards,
+            reach,
             runner_dockerfile: "terraform/runner/Dockerfile".into(),
             rust_version: rust_version(root)?,
         })
@@ -211,10 +216,55 @@ impl Plan {
             );
         }
         out += &format!(
-            "6. runner image {RUNNER_IMAGE} from {} (Rust {}), then the dispatcher `cargo xtask cluster runner` in the background\n",
+            "6. runner image {RUNNER_IMAGE} from {} (Rust {})\n",
             self.runner_dockerfile, self.rust_version
         );
+        out += &format!(
+            "7. the runner's network and host firewall: it reaches {} on Docker network kind and the internet, nothing of this host and no private range (<host>: that node's address on kind, read when the rules go in):\n",
+            self.reach.join(", ")
+        );
+        for line in self.planned_firewall().render() {
+            out += &format!("   {line}\n");
+        }
+        out += "8. the dispatcher `cargo xtask cluster runner` in the background\n";
         out
+    }
+
+    /// The runner's settings as `up` starts the dispatcher with them.
+    pub fn runner_settings(&self) -> RunnerSettings {
+        runner_settings(&self.cluster_name, self.forwards.clone())
+    }
+
+    /// The runner's firewall as planned: `<host>` for each node's address,
+    /// which is looked up when the rules go in.
+    fn planned_firewall(&self) -> cluster_runner::Firewall {
+        let allowed = self
+            .reach
+            .iter()
+            .filter_map(|target| {
+                let (host, port) = target.rsplit_once(':')?;
+                Some((format!("<{host}>"), port.parse().ok()?))
+            })
+            .collect();
+        cluster_runner::firewall_of(&self.runner_settings(), allowed)
+    }
+}
+
+/// The dispatcher's defaults for cluster `name`: the runner's own network,
+/// kind's node reachable at [`reach`], `forwards` inside.
+pub fn runner_settings(name: &str, forwards: Vec<String>) -> RunnerSettings {
+    RunnerSettings {
+        labels: cluster_runner::DEFAULT_LABELS.map(str::to_owned).to_vec(),
+        image: RUNNER_IMAGE.into(),
+        network: cluster_runner::RUNNER_NETWORK.into(),
+        bridge: cluster_runner::RUNNER_BRIDGE.into(),
+        chain: cluster_runner::FIREWALL_CHAIN.into(),
+        kind_network: "kind".into(),
+        reach: reach(name),
+        runner_group_id: 1,
+        home_size: "8g".into(),
+        forwards,
+        job_timeout: std::time::Duration::from_secs(3600),
     }
 }
 
@@ -371,6 +421,13 @@ pub fn apply(root: &Path, plan: &Plan, github: &GitHub) -> Result<()> {
     write_tokens(github, &kubeconfig, &argocd_url)?;
     write_variables(github, &plan.variables)?;
     build_runner_image(root, plan)?;
+    let settings = plan.runner_settings();
+    let iptables = Iptables::detect(&settings.image)?;
+    let (_, allowed) = cluster_runner::resolve_targets(&settings)?;
+    let firewall = cluster_runner::firewall_of(&settings, allowed);
+    for change in cluster_runner::install_firewall(&firewall, &iptables)? {
+        println!("7. runner firewall: {change}");
+    }
     let labels = runner_labels(github)?;
     start_dispatcher(plan, &labels)
 }
@@ -669,14 +726,22 @@ fn runner_labels(github: &GitHub) -> Result<Vec<String>> {
 
 fn start_dispatcher(plan: &Plan, labels: &[String]) -> Result<()> {
     if let Some(pid) = dispatcher_running()? {
-        println!("7. dispatcher: unchanged (running, pid {pid})");
+        println!("8. dispatcher: unchanged (running, pid {pid})");
         return Ok(());
     }
     let (pid_file, log_file) = dispatcher_files()?;
     let log = std::fs::File::create(&log_file)?;
     let child = Command::new(std::env::current_exe()?)
-        .args(["cluster", "runner", "--network", "kind", "--forward"])
+        .args([
+            "cluster",
+            "runner",
+            "--network",
+            &plan.runner_settings().network,
+        ])
+        .arg("--forward")
         .arg(plan.forwards.join(","))
+        .arg("--reach")
+        .arg(plan.reach.join(","))
         .arg("--labels")
         .arg(labels.join(","))
         .env("GITHUB_REPOSITORY", &plan.fork.repository)
@@ -687,7 +752,7 @@ fn start_dispatcher(plan: &Plan, labels: &[String]) -> Result<()> {
         .context("starting the dispatcher")?;
     std::fs::write(&pid_file, child.id().to_string())?;
     println!(
-        "7. dispatcher: started (pid {}, log {})",
+        "8. dispatcher: started (pid {}, log {})",
         child.id(),
         log_file.display()
     );
@@ -699,13 +764,27 @@ pub fn down(root: &Path, dry_run: bool) -> Result<()> {
     let dir = root.join("terraform");
     if dry_run {
         println!(
-            "cluster down would: stop the dispatcher if it runs, terraform destroy -auto-approve in terraform/ (the kind cluster and all it holds)"
+            "cluster down would: stop the dispatcher if it runs, remove the runner's firewall rules (chain {}, its jumps from DOCKER-USER and INPUT) and network {}, terraform destroy -auto-approve in terraform/ (the kind cluster and all it holds)",
+            cluster_runner::FIREWALL_CHAIN,
+            cluster_runner::RUNNER_NETWORK
         );
         return Ok(());
     }
     if let Some(pid) = dispatcher_running()? {
         let _ = Command::new("kill").arg(pid.to_string()).status();
         println!("dispatcher (pid {pid}): stopped");
+    }
+    let settings = runner_settings(&terraform_default(&dir, "cluster_name")?, Vec::new());
+    let firewall = cluster_runner::firewall_of(&settings, Vec::new());
+    let removed = Iptables::detect(&settings.image)
+        .and_then(|iptables| cluster_runner::remove_firewall(&firewall, &iptables));
+    match removed {
+        Ok(lines) if lines.is_empty() => println!("runner firewall: nothing to remove"),
+        Ok(lines) => lines.iter().for_each(|l| println!("runner firewall: {l}")),
+        // The cluster still goes: the rules only confine a runner, and none runs now.
+        Err(error) => println!(
+            "runner firewall: not removed ({error:#}); `cargo xtask cluster firewall --remove` removes it"
+        ),
     }
     terraform(&dir, &["destroy", "-auto-approve", "-input=false"])?;
     println!(
@@ -751,12 +830,28 @@ pub fn status(root: &Path) -> Result<()> {
         }
         _ => println!("runner containers: Docker does not answer"),
     }
+    println!("runner firewall: {}", firewall_status(&dir));
     let key = Digested::read(root, POLICY_PUBLIC_KEY_FILE)?;
     println!(
         "policy key: {} sha256 {} (what the next `up` applies)",
         key.path, key.sha256
     );
     Ok(())
+}
+
+/// Whether the runner's firewall is in place for kind's nodes as they are now, in words.
+pub fn firewall_status(terraform_dir: &Path) -> String {
+    let checked = terraform_default(terraform_dir, "cluster_name").and_then(|name| {
+        let settings = runner_settings(&name, Vec::new());
+        let iptables = Iptables::detect(&settings.image)?;
+        let firewall = cluster_runner::firewall_in_place(&settings)?;
+        cluster_runner::firewall_problems(&firewall, &iptables)
+    });
+    match checked {
+        Ok(problems) if problems.is_empty() => "in place".into(),
+        Ok(problems) => format!("NOT in place: {}", problems.join("; ")),
+        Err(error) => format!("cannot be checked: {error:#}"),
+    }
 }
 
 /// What a key looks like in text: PEM armour, OpenSSH public keys, and the
