@@ -839,15 +839,18 @@ pub fn status(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether the runner's firewall is in place for kind's nodes as they are now, in words.
-pub fn firewall_status(terraform_dir: &Path) -> String {
-    let checked = terraform_default(terraform_dir, "cluster_name").and_then(|name| {
-        let settings = runner_settings(&name, Vec::new());
-        let iptables = Iptables::detect(&settings.image)?;
-        let firewall = cluster_runner::firewall_in_place(&settings)?;
-        cluster_runner::firewall_problems(&firewall, &iptables)
-    });
-    match checked {
+/// What is missing of the runner's firewall for kind's nodes as they are now.
+pub fn firewall_problems_now(terraform_dir: &Path) -> Result<Vec<String>> {
+    let name = terraform_default(terraform_dir, "cluster_name")?;
+    let settings = runner_settings(&name, Vec::new());
+    let iptables = Iptables::detect(&settings.image)?;
+    let firewall = cluster_runner::firewall_in_place(&settings)?;
+    cluster_runner::firewall_problems(&firewall, &iptables)
+}
+
+/// Whether the runner's firewall is in place, in words (`cluster status`).
+fn firewall_status(terraform_dir: &Path) -> String {
+    match firewall_problems_now(terraform_dir) {
         Ok(problems) if problems.is_empty() => "in place".into(),
         Ok(problems) => format!("NOT in place: {}", problems.join("; ")),
         Err(error) => format!("cannot be checked: {error:#}"),
