@@ -8,9 +8,12 @@
 //! credentials when the fork is private (a read-only deploy key); 4. the
 //! Argo CD project-role tokens the workflows need, written straight to the
 //! fork's environment secrets; 5. ARGOCD_SERVER and INGRESS_URL as the
-//! runner sees them; 6. the runner image, built locally. `--dry-run` prints
-//! the plan and changes nothing. `runner` is the dispatcher
-//! (`domain/cluster_runner.rs`): one fresh container per job.
+//! runner sees them; 6. the runner image, built locally; 7. the runner's
+//! network and the host firewall that confines it; 8. the dispatcher.
+//! `--dry-run` prints the plan (every firewall rule included) and changes
+//! nothing. `runner` is the dispatcher (`domain/cluster_runner.rs`): one
+//! fresh container per job; `firewall` puts the rules in place, checks or
+//! removes them on their own.
 
 use std::path::PathBuf;
 

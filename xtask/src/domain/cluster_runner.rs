@@ -12,9 +12,14 @@
 //! What the container gets: no Docker socket, nothing of the host mounted
 //! (only two fresh tmpfs: /tmp and the runner's home), a uid of the image's
 //! own (no host account, no sudo: `no-new-privileges`, every capability
-//! dropped), a read-only root, and kind's Docker network, where kind's API
-//! server, Argo CD's NodePort and the ingress controller answer. After the
-//! job the container is checked to be gone and removed if it is not.
+//! dropped), a read-only root, and a Docker network of its own
+//! (`service-demo-runner`, bridge `sd-runner0`) that the host's firewall
+//! confines ([`Firewall`]): kind's API server, the ingress controller and
+//! Argo CD's NodePort on kind's node (looked up before each job and named
+//! with `--add-host`), and the internet; nothing of the host (INPUT drops
+//! the bridge), no private range, no other container. Before each job the
+//! rules are put in place (idempotent), or no runner starts. After the job
+//! the container is checked to be gone and removed if it is not.
 //!
 //! Only main's reviewed code runs on it. GitHub's runner groups restricted to
 //! selected workflows would say so at GitHub's side, but they need an
