@@ -676,8 +676,29 @@ fn fake_fork_github(key: crypto_box::PublicKey, private: bool) -> FakeHttp {
                 200,
                 serde_json::json!({"private": private, "full_name": "someone/service-demo"}),
             ),
+            // Deploy keys: `key <id> <title>` entries, listed, added and deleted.
             "POST" if path == format!("{repo}/keys") => {
-                (201, serde_json::json!({"read_only": true}))
+                let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+                let id = 500 + known.iter().filter(|k| k.starts_with("key ")).count();
+                known.insert(format!("key {id} {}", body["title"].as_str().unwrap()));
+                (
+                    201,
+                    serde_json::json!({"id": id, "read_only": true, "title": body["title"]}),
+                )
+            }
+            "GET" if path == format!("{repo}/keys") => {
+                let keys: Vec<serde_json::Value> = known
+                    .iter()
+                    .filter_map(|k| k.strip_prefix("key "))
+                    .filter_map(|k| k.split_once(' '))
+                    .filter(|(id, _)| !known.contains(&format!("deleted {id}")))
+                    .map(|(id, title)| serde_json::json!({"id": id.parse::<u64>().unwrap(), "title": title, "read_only": true}))
+                    .collect();
+                (200, serde_json::json!(keys))
+            }
+            "DELETE" if path.starts_with(&format!("{repo}/keys/")) => {
+                known.insert(format!("deleted {}", path.rsplit('/').next().unwrap()));
+                return (204, vec![], String::new());
             }
             "GET" if path.ends_with("/secrets/public-key") => {
                 (200, serde_json::json!({"key_id": "k1", "key": public}))
@@ -923,6 +944,17 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
 
 /// `cluster up` for a private fork, against the same stand-ins.
 fn up_private(repo_url_in_objects: &str) -> (std::process::Output, TempDir, FakeHttp, String) {
+    let (mut outputs, dir, github, calls) = up_runs(repo_url_in_objects, true, 1);
+    (outputs.remove(0), dir, github, calls)
+}
+
+/// `cluster up` `runs` times for a fork whose Argo CD objects name `repo_url_in_objects`;
+/// kubectl finds no repository Secret each time (a cluster made anew).
+fn up_runs(
+    repo_url_in_objects: &str,
+    private: bool,
+    runs: usize,
+) -> (Vec<std::process::Output>, TempDir, FakeHttp, String) {
     let dir = TempDir::new("cluster-up-private");
     let repo = dir.path().join("repo");
     support::copy_workspace_assets(&repo);
@@ -947,11 +979,95 @@ fn up_private(repo_url_in_objects: &str) -> (std::process::Output, TempDir, Fake
     std::fs::write(&log, "").unwrap();
     let github = fake_fork_github(
         crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng).public_key(),
-        true,
+        private,
     );
     let argocd = fake_argocd();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let home = dir.path().join("home");
+    let mut outputs = Vec::new();
+    for _ in 0..runs {
+        outputs.push(xtask(
+            &[
+                "cluster",
+                "up",
+                "--github",
+                "someone/service-demo",
+                "--root",
+                repo.to_str().unwrap(),
+            ],
+            &[
+                ("PATH", path.as_str()),
+                ("HOME", home.to_str().unwrap()),
+                ("GITHUB_API_URL", &github.url()),
+                ("GITHUB_TOKEN", "test-token"),
+                ("STAND_IN_LOG", log.to_str().unwrap()),
+                ("STAND_IN_DIR", dir.path().to_str().unwrap()),
+                ("STAND_IN_ARGOCD", &argocd.url()),
+                ("XTASK_IPTABLES", bin.join("iptables").to_str().unwrap()),
+            ],
+        ));
+    }
+    if let Ok(pid) = std::fs::read_to_string(home.join(".cache/service-demo/cluster-runner.pid")) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    (outputs, dir, github, calls)
+}
+
+/// A fork made public after `setup` wrote its SSH URL still needs a key (GitHub's SSH asks for one);
+/// a cluster made anew gets a new key, and the earlier cluster's key is deleted.
+#[test]
+fn objects_naming_the_ssh_url_get_a_key_and_a_new_cluster_replaces_the_earlier_ones() {
+    let ssh = "git@github.com:someone/service-demo.git";
+    let (outputs, _dir, github, calls) = up_runs(ssh, false, 2);
+    for output in &outputs {
+        assert_ok(output);
+    }
+    assert!(
+        calls.contains(&format!("-var=gitops_repo_url={ssh}")),
+        "{calls}"
+    );
+    let writes: Vec<String> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.contains("/keys"))
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            "POST /repos/someone/service-demo/keys",
+            "GET /repos/someone/service-demo/keys?per_page=100",
+            "POST /repos/someone/service-demo/keys",
+            "GET /repos/someone/service-demo/keys?per_page=100",
+            "DELETE /repos/someone/service-demo/keys/500",
+        ]
+    );
+    let second = stdout(&outputs[1]);
+    assert!(
+        second.contains(
+            "3. deploy key 500 of an earlier cluster (argocd (cargo xtask cluster up)): deleted"
+        ),
+        "{second}"
+    );
+}
+
+/// Objects naming both URLs are refused: Argo CD reads one.
+#[test]
+fn objects_naming_both_urls_are_refused_before_any_change() {
+    let (outputs, dir, github, calls) =
+        up_runs("https://github.com/someone/service-demo.git", false, 0);
+    drop(outputs);
+    let root = dir.path().join("repo/gitops/argocd/root.yaml");
+    let text = std::fs::read_to_string(&root).unwrap();
+    std::fs::write(
+        &root,
+        text.replace(
+            "https://github.com/someone/service-demo.git",
+            "git@github.com:someone/service-demo.git",
+        ),
+    )
+    .unwrap();
     let output = xtask(
         &[
             "cluster",
@@ -959,24 +1075,25 @@ fn up_private(repo_url_in_objects: &str) -> (std::process::Output, TempDir, Fake
             "--github",
             "someone/service-demo",
             "--root",
-            repo.to_str().unwrap(),
+            dir.path().join("repo").to_str().unwrap(),
         ],
         &[
-            ("PATH", path.as_str()),
-            ("HOME", home.to_str().unwrap()),
             ("GITHUB_API_URL", &github.url()),
             ("GITHUB_TOKEN", "test-token"),
-            ("STAND_IN_LOG", log.to_str().unwrap()),
-            ("STAND_IN_DIR", dir.path().to_str().unwrap()),
-            ("STAND_IN_ARGOCD", &argocd.url()),
-            ("XTASK_IPTABLES", bin.join("iptables").to_str().unwrap()),
+            ("PATH", "/nonexistent"),
         ],
     );
-    if let Ok(pid) = std::fs::read_to_string(home.join(".cache/service-demo/cluster-runner.pid")) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
-    }
-    let calls = std::fs::read_to_string(&log).unwrap();
-    (output, dir, github, calls)
+    let err = assert_fails(&output);
+    assert!(
+        err.contains("both as https://github.com/someone/service-demo.git"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gitops/argocd/root.yaml") && err.contains("cargo xtask setup"),
+        "{err}"
+    );
+    assert!(calls.is_empty(), "{calls}");
+    assert!(github.requests().is_empty());
 }
 
 fn support_yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -1047,6 +1164,7 @@ fn a_private_fork_read_over_https_is_refused_before_any_change() {
         err.contains("must name git@github.com:someone/service-demo.git"),
         "{err}"
     );
+    assert!(err.contains("run `cargo xtask setup`"), "{err}");
     assert!(err.contains("gitops/argocd/root.yaml"), "{err}");
     assert!(calls.is_empty(), "{calls}");
     assert!(github.requests().iter().all(|r| r.method == "GET"));

@@ -193,7 +193,7 @@ impl Plan {
             .collect();
         let mut out = format!("cluster up for {}:\n", self.fork.repository);
         out += &format!(
-            "1. terraform init, apply -auto-approve {} (a private fork: its SSH URL) in terraform/ (kind {}, Argo CD, ingress-nginx, CloudNativePG, Kyverno, the AppProjects, the root app)\n",
+            "1. terraform init, apply -auto-approve {} (or the SSH URL, when gitops/argocd names it) in terraform/ (kind {}, Argo CD, ingress-nginx, CloudNativePG, Kyverno, the AppProjects, the root app)\n",
             vars.join(" "),
             self.cluster_name
         );
@@ -202,7 +202,7 @@ impl Plan {
             self.policy.path, self.policy.sha256, self.policy_key.path, self.policy_key.sha256
         );
         out += &format!(
-            "3. Argo CD repository credentials, only if the fork is private: it is read at {} with a read-only deploy key (registered through GitHub's API; its private half only in Argo CD's Secret {REPO_SECRET})\n",
+            "3. Argo CD repository credentials, only when gitops/argocd names the SSH URL (`setup` writes it for a private fork; a private fork named over HTTPS is refused): it is read at {} with a read-only deploy key (registered through GitHub's API, earlier clusters' keys deleted; its private half only in Argo CD's Secret {REPO_SECRET})\n",
             self.fork.ssh_url()
         );
         for (env, secret, role) in TOKENS {
@@ -432,36 +432,52 @@ pub fn apply(root: &Path, plan: &Plan, github: &GitHub) -> Result<()> {
     start_dispatcher(plan, &labels)
 }
 
-/// The URL Argo CD reads the fork at: https for a public fork; for a private
-/// one, SSH (a deploy key), which every Argo CD object under gitops/argocd
-/// must name already (refused before any change otherwise).
+/// The URL Argo CD reads the fork at, as its objects under gitops/argocd
+/// name it (Terraform's root app must name the same), and whether Argo CD
+/// needs credentials: the SSH URL (`setup` writes it for a private fork)
+/// always does, public or not; a private fork named over HTTPS is refused
+/// before any change (an SSH key matches no HTTPS URL).
 fn argocd_url(root: &Path, github: &GitHub, fork: &Fork) -> Result<(String, bool)> {
-    let private = github.get("")?["private"].as_bool().unwrap_or(false);
-    if !private {
-        return Ok((fork.clone_url(), false));
-    }
-    let https = fork.clone_url();
-    let mut named = Vec::new();
-    for file in crate::plumbing::fs::yaml_files(&root.join("gitops/argocd"))? {
-        if std::fs::read_to_string(&file)?.contains(&https) {
-            named.push(
-                file.strip_prefix(root)
-                    .unwrap_or(&file)
-                    .display()
-                    .to_string(),
-            );
+    let (https, ssh) = (fork.clone_url(), fork.ssh_url());
+    let naming = |url: &str| -> Result<Vec<String>> {
+        let mut named = Vec::new();
+        for file in crate::plumbing::fs::yaml_files(&root.join("gitops/argocd"))? {
+            if std::fs::read_to_string(&file)?.contains(url) {
+                named.push(
+                    file.strip_prefix(root)
+                        .unwrap_or(&file)
+                        .display()
+                        .to_string(),
+                );
+            }
         }
-    }
-    if !named.is_empty() {
+        Ok(named)
+    };
+    let (over_https, over_ssh) = (naming(&https)?, naming(&ssh)?);
+    if !over_https.is_empty() && !over_ssh.is_empty() {
         bail!(
-            "{} is private: Argo CD reads it over SSH with a read-only deploy key, so its objects must name {} instead of {https} ({}); \
-             replace it there (a reviewed commit), or make the fork public; nothing was changed",
+            "gitops/argocd names {} both as {https} ({}) and as {ssh} ({}): Argo CD reads one URL; run `cargo xtask setup` (it writes the one the fork's visibility needs); nothing was changed",
             fork.repository,
-            fork.ssh_url(),
-            named.join(", ")
+            over_https.join(", "),
+            over_ssh.join(", ")
         );
     }
-    Ok((fork.ssh_url(), true))
+    if !over_ssh.is_empty() {
+        return Ok((ssh, true));
+    }
+    if github.get("")?["private"].as_bool().unwrap_or(false) {
+        bail!(
+            "{} is private: Argo CD reads it over SSH with a read-only deploy key, so its objects must name {ssh} instead of {https} ({}); \
+             run `cargo xtask setup` (it writes the SSH URL for a private fork and pushes it), or make the fork public; nothing was changed",
+            fork.repository,
+            if over_https.is_empty() {
+                "gitops/argocd names neither".to_owned()
+            } else {
+                over_https.join(", ")
+            }
+        );
+    }
+    Ok((https, false))
 }
 
 /// The Argo CD repository Secret of a private fork.
@@ -493,9 +509,8 @@ fn repository_credentials(github: &GitHub, kubeconfig: &str, url: &str) -> Resul
         return Ok(());
     }
     let (private_pem, public_ssh) = deploy_key_pair()?;
-    let body =
-        json!({"title": "argocd (cargo xtask cluster up)", "key": public_ssh, "read_only": true});
-    github.post_to(&github.repo_path("/keys"), &body)?;
+    let body = json!({"title": ARGOCD_KEY_TITLE, "key": public_ssh, "read_only": true});
+    let registered = github.post_to(&github.repo_path("/keys"), &body)?;
     let secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -514,8 +529,21 @@ fn repository_credentials(github: &GitHub, kubeconfig: &str, url: &str) -> Resul
     println!(
         "3. Argo CD repository credentials for {url}: a read-only deploy key registered, {applied}"
     );
+    // The keys of earlier clusters (their Secrets went with them) open nothing any more: deleted.
+    let keys = github.get("/keys?per_page=100")?;
+    let earlier = keys.as_array().into_iter().flatten().filter(|key| {
+        key["title"] == ARGOCD_KEY_TITLE && key["id"] != registered["id"] && key["id"].is_u64()
+    });
+    for key in earlier {
+        let id = &key["id"];
+        github.delete(&github.repo_path(&format!("/keys/{id}")))?;
+        println!("3. deploy key {id} of an earlier cluster ({ARGOCD_KEY_TITLE}): deleted");
+    }
     Ok(())
 }
+
+/// The title of the read-only deploy key `up` registers for Argo CD.
+const ARGOCD_KEY_TITLE: &str = "argocd (cargo xtask cluster up)";
 
 /// An ECDSA P-256 key pair: the private key as PKCS#8 PEM (what Argo CD's
 /// `sshPrivateKey` takes), the public key in OpenSSH's format (what GitHub's
