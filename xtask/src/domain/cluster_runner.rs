@@ -587,6 +587,9 @@ impl Iptables {
                     "--cap-add",
                     "NET_RAW",
                     "--read-only",
+                    // iptables-legacy's lock file (/run/xtables.lock).
+                    "--tmpfs",
+                    "/run",
                     "--entrypoint",
                 ]);
                 docker.arg(format!("{binary}{suffix}")).arg(image);
