@@ -1560,3 +1560,168 @@ fn the_runner_network_reaches_kinds_allowed_ports_and_nothing_of_the_host() {
         "{check}"
     );
 }
+
+/// An image as the runner image is to the firewall: iptables (this host's, nft and legacy, with their
+/// libraries and extensions) and a busybox, FROM scratch.
+fn build_iptables_image(test: &str) -> String {
+    let dir = TempDir::new("iptables-image");
+    let ctx = dir.path();
+    let mut files: Vec<std::path::PathBuf> = vec!["/bin/busybox".into()];
+    for multi in ["xtables-nft-multi", "xtables-legacy-multi"] {
+        let binary = Path::new("/usr/sbin").join(multi);
+        let ldd = Command::new("ldd").arg(&binary).output().unwrap();
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let path = line.split_whitespace().find(|w| w.starts_with('/'));
+            files.extend(path.map(std::path::PathBuf::from));
+        }
+        files.push(binary);
+    }
+    let libxtables = files
+        .iter()
+        .find(|f| f.to_string_lossy().contains("libxtables"))
+        .expect("iptables links libxtables")
+        .clone();
+    let extensions = std::fs::canonicalize(&libxtables)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("xtables");
+    let mut dockerfile = String::from("FROM scratch\n");
+    for (n, file) in files.iter().enumerate() {
+        std::fs::copy(file, ctx.join(format!("f{n}"))).unwrap();
+        dockerfile += &format!("COPY f{n} {}\n", file.display());
+    }
+    support::copy_dir(&extensions, &ctx.join("xtables"));
+    dockerfile += &format!("COPY xtables {}/\n", extensions.display());
+    for (name, multi) in [
+        ("iptables-nft", "xtables-nft-multi"),
+        ("iptables-nft-restore", "xtables-nft-multi"),
+        ("iptables-legacy", "xtables-legacy-multi"),
+        ("iptables-legacy-restore", "xtables-legacy-multi"),
+    ] {
+        dockerfile += &format!(
+            "COPY f{} /usr/sbin/{name}\n",
+            files.iter().position(|f| f.ends_with(multi)).unwrap()
+        );
+    }
+    dockerfile +=
+        "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/usr/sbin:/bin\n";
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let tag = format!(
+        "service-demo-iptables-stand-in:{test}-{}",
+        std::process::id()
+    );
+    let built = Command::new("docker")
+        .args(["build", "--quiet", "--tag", &tag])
+        .arg(ctx)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    tag
+}
+
+/// Not root (a user who may run Docker): the firewall goes in, is checked and comes out through a
+/// throwaway container of the runner image on the host's network (forced here with XTASK_IPTABLES=container),
+/// in the backend Docker's DOCKER-USER is in; the host's own iptables sees the rules.
+#[test]
+fn without_root_the_firewall_goes_in_through_a_container_of_the_image() {
+    let dir = TempDir::new("firewall-container");
+    let Some(iptables) = iptables_for_test(dir.path()) else {
+        return;
+    };
+    support::docker().unwrap();
+    let image = build_iptables_image("firewall");
+    let id = std::process::id();
+    let (network, bridge, chain) = (
+        format!("sdc-run-{id}"),
+        format!("sdc{id}"),
+        format!("SDC-RUNNER-{id}"),
+    );
+    let node = format!("sdc-node-{id}");
+    let fixture = FirewallFixture {
+        args: [
+            "cluster",
+            "firewall",
+            "--network",
+            &network,
+            "--bridge",
+            &bridge,
+            "--firewall-chain",
+            &chain,
+            "--kind-network",
+            &format!("sdc-kind-{id}"),
+            "--reach",
+            &format!("{node}:6443"),
+            "--forward",
+            "",
+            "--image",
+            &image,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        env: vec![("XTASK_IPTABLES".into(), "container".into())],
+        node: node.clone(),
+        kind: format!("sdc-kind-{id}"),
+        image: image.clone(),
+    };
+    docker_text(&["network", "create", &fixture.kind]);
+    docker_text(&[
+        "run",
+        "--detach",
+        "--name",
+        &node,
+        "--network",
+        &fixture.kind,
+        &image,
+        "sleep",
+        "600",
+    ]);
+    let node_address = docker_text(&[
+        "inspect",
+        "--format",
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            fixture.kind
+        ),
+        &node,
+    ]);
+    let installed = fixture.xtask(&[]);
+    assert_ok(&installed);
+    let out = stdout(&installed);
+    assert!(
+        out.contains(&format!("chain {chain} (11 rules): written")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("INPUT -i {bridge} -j DROP: added")),
+        "{out}"
+    );
+    let host = |args: &[&str]| {
+        let output = Command::new(&iptables).args(args).output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (_, listed) = host(&["-S", &chain]);
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("-A ")).count(),
+        11,
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!(
+            "-A {chain} -d {node_address}/32 -i {bridge} -p tcp -m tcp --dport 6443 -j ACCEPT"
+        )),
+        "{listed}"
+    );
+    assert!(host(&["-C", "INPUT", "-i", &bridge, "-j", "DROP"]).0);
+    assert_ok(&fixture.xtask(&["--check"]));
+    assert_ok(&fixture.xtask(&["--remove"]));
+    let (_, all) = host(&["-S"]);
+    assert!(!all.contains(&bridge) && !all.contains(&chain), "{all}");
+}

@@ -534,15 +534,18 @@ pub enum Iptables {
 }
 
 impl Iptables {
+    /// `XTASK_IPTABLES`: a binary to run directly, or `container` for the
+    /// container even as root (tests of both paths).
     pub fn detect(image: &str) -> Result<Self> {
-        if let Some(binary) = std::env::var_os("XTASK_IPTABLES").filter(|b| !b.is_empty()) {
-            return Ok(Self::Host(binary.to_string_lossy().into_owned()));
+        let given = std::env::var("XTASK_IPTABLES").unwrap_or_default();
+        if !given.is_empty() && given != "container" {
+            return Ok(Self::Host(given));
         }
         let root = Command::new("id")
             .arg("-u")
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if cfg!(target_os = "linux") && root {
+        if cfg!(target_os = "linux") && root && given.is_empty() {
             return Ok(Self::Host("iptables".into()));
         }
         // Docker's rules are in one of the two backends: the one with DOCKER-USER.
