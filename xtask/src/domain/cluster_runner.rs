@@ -509,7 +509,7 @@ impl Firewall {
     /// The plan's lines: the network, then every rule as iptables commands.
     pub fn render(&self) -> Vec<String> {
         let mut lines = vec![format!(
-            "docker network create --driver bridge --opt com.docker.network.bridge.name={} --opt com.docker.network.bridge.enable_icc=false {} (IPv4 only)",
+            "docker network create --driver bridge --opt com.docker.network.bridge.name={} --opt com.docker.network.bridge.enable_icc=false --ipv6=false {}",
             self.bridge, self.network
         )];
         lines.extend(self.chain_rules().iter().map(|r| format!("iptables {r}")));
@@ -666,7 +666,11 @@ fn ensure_network(firewall: &Firewall) -> Result<&'static str> {
             "com.docker.network.bridge.name={}",
             firewall.bridge
         ))
-        .args(["--opt", "com.docker.network.bridge.enable_icc=false"])
+        .args([
+            "--opt",
+            "com.docker.network.bridge.enable_icc=false",
+            "--ipv6=false",
+        ])
         .arg(&firewall.network)
         .output()
         .context("running docker network create")?;
