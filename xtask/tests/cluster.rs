@@ -464,6 +464,17 @@ fn the_dry_run_plan_names_the_forks_policy_key_and_its_digest() {
         "{out}"
     );
     assert!(out.contains("ARGOCD_AUTH_TOKEN of environment prod: a token of Argo CD project role service-demo/release"), "{out}");
+    // The runner's firewall, rule by rule: kind's node on its four ports, nothing of the host.
+    for line in [
+        "docker network create --driver bridge --opt com.docker.network.bridge.name=sd-runner0",
+        "iptables -A SERVICE-DEMO-RUNNER -d <service-demo-control-plane>/32 -i sd-runner0 -p tcp -m tcp --dport 6443 -j ACCEPT",
+        "iptables -A SERVICE-DEMO-RUNNER -d <service-demo-control-plane>/32 -i sd-runner0 -p tcp -m tcp --dport 30080 -j ACCEPT",
+        "iptables -A SERVICE-DEMO-RUNNER -d 192.168.0.0/16 -i sd-runner0 -j DROP",
+        "iptables -I DOCKER-USER 1 -i sd-runner0 -j SERVICE-DEMO-RUNNER",
+        "iptables -I INPUT 1 -i sd-runner0 -j DROP",
+    ] {
+        assert!(out.contains(line), "{line:?} missing:\n{out}");
+    }
     assert!(out.contains("--dry-run: nothing changed"), "{out}");
 }
 
@@ -561,7 +572,38 @@ case "$*" in
   *"get secret argocd-initial-admin-secret"*) printf %s "$(printf %s the-admin-password | base64)" ;;
 esac"#,
         ),
-        ("docker", r#"echo "docker $*" >> "$STAND_IN_LOG""#),
+        (
+            "docker",
+            r#"echo "docker $*" >> "$STAND_IN_LOG"
+case "$*" in
+  "container inspect --format"*) echo 172.18.0.2 ;;
+  "network inspect --format"*) [ -f "$STAND_IN_DIR/network" ] && echo sd-runner0 || exit 1 ;;
+  "network create"*) touch "$STAND_IN_DIR/network" ;;
+  "network rm"*) rm "$STAND_IN_DIR/network" ;;
+esac"#,
+        ),
+        // iptables as a list of `-N`/`-A` lines in a file (XTASK_IPTABLES names it).
+        (
+            "iptables",
+            r#"echo "iptables $*" >> "$STAND_IN_LOG"
+state="$STAND_IN_DIR/iptables"; touch "$state"
+case "$1" in
+  -S) grep -qx -- "-N $2" "$state" || exit 1; grep -e "^-N $2\$" -e "^-A $2 " "$state" ;;
+  -C) shift; grep -qxF -- "-A $*" "$state" ;;
+  -I) chain=$2; shift 3; echo "-A $chain $*" >> "$state" ;;
+  -D) shift; grep -vxF -- "-A $*" "$state" > "$state.new"; mv "$state.new" "$state" ;;
+  -F) grep -v "^-A $2 " "$state" > "$state.new"; mv "$state.new" "$state" ;;
+  -X) grep -vx -- "-N $2" "$state" > "$state.new"; mv "$state.new" "$state" ;;
+esac"#,
+        ),
+        (
+            "iptables-restore",
+            r#"echo "iptables-restore $*" >> "$STAND_IN_LOG"
+state="$STAND_IN_DIR/iptables"; touch "$state"
+input=$(cat); chain=$(echo "$input" | sed -n 's/^:\([^ ]*\) .*/\1/p')
+grep -v -e "^-N $chain\$" -e "^-A $chain " "$state" > "$state.new"
+echo "-N $chain" >> "$state.new"; echo "$input" | grep '^-A ' >> "$state.new"; mv "$state.new" "$state""#,
+        ),
     ];
     for (name, body) in scripts {
         let path = bin.join(name);
@@ -634,8 +676,29 @@ fn fake_fork_github(key: crypto_box::PublicKey, private: bool) -> FakeHttp {
                 200,
                 serde_json::json!({"private": private, "full_name": "someone/service-demo"}),
             ),
+            // Deploy keys: `key <id> <title>` entries, listed, added and deleted.
             "POST" if path == format!("{repo}/keys") => {
-                (201, serde_json::json!({"read_only": true}))
+                let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+                let id = 500 + known.iter().filter(|k| k.starts_with("key ")).count();
+                known.insert(format!("key {id} {}", body["title"].as_str().unwrap()));
+                (
+                    201,
+                    serde_json::json!({"id": id, "read_only": true, "title": body["title"]}),
+                )
+            }
+            "GET" if path == format!("{repo}/keys") => {
+                let keys: Vec<serde_json::Value> = known
+                    .iter()
+                    .filter_map(|k| k.strip_prefix("key "))
+                    .filter_map(|k| k.split_once(' '))
+                    .filter(|(id, _)| !known.contains(&format!("deleted {id}")))
+                    .map(|(id, title)| serde_json::json!({"id": id.parse::<u64>().unwrap(), "title": title, "read_only": true}))
+                    .collect();
+                (200, serde_json::json!(keys))
+            }
+            "DELETE" if path.starts_with(&format!("{repo}/keys/")) => {
+                known.insert(format!("deleted {}", path.rsplit('/').next().unwrap()));
+                return (204, vec![], String::new());
             }
             "GET" if path.ends_with("/secrets/public-key") => {
                 (200, serde_json::json!({"key_id": "k1", "key": public}))
@@ -685,6 +748,7 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
     let argocd = fake_argocd();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let home = dir.path().join("home");
+    let iptables = bin.join("iptables");
     let env = [
         ("PATH", path.as_str()),
         ("HOME", home.to_str().unwrap()),
@@ -693,6 +757,7 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
         ("STAND_IN_LOG", log.to_str().unwrap()),
         ("STAND_IN_DIR", dir.path().to_str().unwrap()),
         ("STAND_IN_ARGOCD", &argocd.url()),
+        ("XTASK_IPTABLES", iptables.to_str().unwrap()),
     ];
     let args = [
         "cluster",
@@ -716,8 +781,10 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(
-        said.contains("dispatcher for someone/service-demo: labels [\"self-hosted\", \"kind\"], image service-demo-runner:local, network kind"),
-        "{said}"
+        said.contains("dispatcher for someone/service-demo: labels [\"self-hosted\", \"kind\"], image service-demo-runner:local, network service-demo-runner"),
+        "{said}\n{}{}",
+        stdout(&first),
+        support::stderr(&first)
     );
     let pid_file = home.join(".cache/service-demo/cluster-runner.pid");
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
@@ -803,6 +870,55 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
         ),
         "{calls}"
     );
+    // The runner's network and firewall: made once, for kind's node as Docker names it now.
+    for (made, kept) in [
+        (
+            "network service-demo-runner (bridge sd-runner0): created",
+            "network service-demo-runner (bridge sd-runner0): unchanged",
+        ),
+        (
+            "chain SERVICE-DEMO-RUNNER (14 rules): written",
+            "chain SERVICE-DEMO-RUNNER (14 rules): unchanged",
+        ),
+        (
+            "DOCKER-USER -i sd-runner0 -j SERVICE-DEMO-RUNNER: added",
+            "DOCKER-USER -i sd-runner0 -j SERVICE-DEMO-RUNNER: present",
+        ),
+        (
+            "DOCKER-USER -o sd-runner0 -j SERVICE-DEMO-RUNNER: added",
+            "DOCKER-USER -o sd-runner0 -j SERVICE-DEMO-RUNNER: present",
+        ),
+        (
+            "INPUT -i sd-runner0 -j DROP: added",
+            "INPUT -i sd-runner0 -j DROP: present",
+        ),
+    ] {
+        assert!(
+            first.contains(&format!("7. runner firewall: {made}")),
+            "{made:?}:\n{first}"
+        );
+        assert!(
+            second.contains(&format!("7. runner firewall: {kept}")),
+            "{kept:?}:\n{second}"
+        );
+    }
+    let rules = std::fs::read_to_string(dir.path().join("iptables")).unwrap();
+    for rule in [
+        "-A SERVICE-DEMO-RUNNER -d 172.18.0.2/32 -i sd-runner0 -p tcp -m tcp --dport 6443 -j ACCEPT",
+        "-A SERVICE-DEMO-RUNNER -d 172.18.0.2/32 -i sd-runner0 -p tcp -m tcp --dport 30080 -j ACCEPT",
+        "-A SERVICE-DEMO-RUNNER -d 172.16.0.0/12 -i sd-runner0 -j DROP",
+        "-A INPUT -i sd-runner0 -j DROP",
+    ] {
+        assert_eq!(
+            rules.lines().filter(|l| *l == rule).count(),
+            1,
+            "{rule}:\n{rules}"
+        );
+    }
+    assert!(
+        calls.contains("docker container inspect --format {{with index .NetworkSettings.Networks \"kind\"}}{{.IPAddress}}{{end}} service-demo-control-plane"),
+        "{calls}"
+    );
     // A second run writes nothing to GitHub and asks Argo CD for nothing more.
     let writes = github
         .requests()
@@ -828,6 +944,17 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
 
 /// `cluster up` for a private fork, against the same stand-ins.
 fn up_private(repo_url_in_objects: &str) -> (std::process::Output, TempDir, FakeHttp, String) {
+    let (mut outputs, dir, github, calls) = up_runs(repo_url_in_objects, true, 1);
+    (outputs.remove(0), dir, github, calls)
+}
+
+/// `cluster up` `runs` times for a fork whose Argo CD objects name `repo_url_in_objects`;
+/// kubectl finds no repository Secret each time (a cluster made anew).
+fn up_runs(
+    repo_url_in_objects: &str,
+    private: bool,
+    runs: usize,
+) -> (Vec<std::process::Output>, TempDir, FakeHttp, String) {
     let dir = TempDir::new("cluster-up-private");
     let repo = dir.path().join("repo");
     support::copy_workspace_assets(&repo);
@@ -852,11 +979,95 @@ fn up_private(repo_url_in_objects: &str) -> (std::process::Output, TempDir, Fake
     std::fs::write(&log, "").unwrap();
     let github = fake_fork_github(
         crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng).public_key(),
-        true,
+        private,
     );
     let argocd = fake_argocd();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let home = dir.path().join("home");
+    let mut outputs = Vec::new();
+    for _ in 0..runs {
+        outputs.push(xtask(
+            &[
+                "cluster",
+                "up",
+                "--github",
+                "someone/service-demo",
+                "--root",
+                repo.to_str().unwrap(),
+            ],
+            &[
+                ("PATH", path.as_str()),
+                ("HOME", home.to_str().unwrap()),
+                ("GITHUB_API_URL", &github.url()),
+                ("GITHUB_TOKEN", "test-token"),
+                ("STAND_IN_LOG", log.to_str().unwrap()),
+                ("STAND_IN_DIR", dir.path().to_str().unwrap()),
+                ("STAND_IN_ARGOCD", &argocd.url()),
+                ("XTASK_IPTABLES", bin.join("iptables").to_str().unwrap()),
+            ],
+        ));
+    }
+    if let Ok(pid) = std::fs::read_to_string(home.join(".cache/service-demo/cluster-runner.pid")) {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    (outputs, dir, github, calls)
+}
+
+/// A fork made public after `setup` wrote its SSH URL still needs a key (GitHub's SSH asks for one);
+/// a cluster made anew gets a new key, and the earlier cluster's key is deleted.
+#[test]
+fn objects_naming_the_ssh_url_get_a_key_and_a_new_cluster_replaces_the_earlier_ones() {
+    let ssh = "git@github.com:someone/service-demo.git";
+    let (outputs, _dir, github, calls) = up_runs(ssh, false, 2);
+    for output in &outputs {
+        assert_ok(output);
+    }
+    assert!(
+        calls.contains(&format!("-var=gitops_repo_url={ssh}")),
+        "{calls}"
+    );
+    let writes: Vec<String> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.contains("/keys"))
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            "POST /repos/someone/service-demo/keys",
+            "GET /repos/someone/service-demo/keys?per_page=100",
+            "POST /repos/someone/service-demo/keys",
+            "GET /repos/someone/service-demo/keys?per_page=100",
+            "DELETE /repos/someone/service-demo/keys/500",
+        ]
+    );
+    let second = stdout(&outputs[1]);
+    assert!(
+        second.contains(
+            "3. deploy key 500 of an earlier cluster (argocd (cargo xtask cluster up)): deleted"
+        ),
+        "{second}"
+    );
+}
+
+/// Objects naming both URLs are refused: Argo CD reads one.
+#[test]
+fn objects_naming_both_urls_are_refused_before_any_change() {
+    let (outputs, dir, github, calls) =
+        up_runs("https://github.com/someone/service-demo.git", false, 0);
+    drop(outputs);
+    let root = dir.path().join("repo/gitops/argocd/root.yaml");
+    let text = std::fs::read_to_string(&root).unwrap();
+    std::fs::write(
+        &root,
+        text.replace(
+            "https://github.com/someone/service-demo.git",
+            "git@github.com:someone/service-demo.git",
+        ),
+    )
+    .unwrap();
     let output = xtask(
         &[
             "cluster",
@@ -864,23 +1075,25 @@ fn up_private(repo_url_in_objects: &str) -> (std::process::Output, TempDir, Fake
             "--github",
             "someone/service-demo",
             "--root",
-            repo.to_str().unwrap(),
+            dir.path().join("repo").to_str().unwrap(),
         ],
         &[
-            ("PATH", path.as_str()),
-            ("HOME", home.to_str().unwrap()),
             ("GITHUB_API_URL", &github.url()),
             ("GITHUB_TOKEN", "test-token"),
-            ("STAND_IN_LOG", log.to_str().unwrap()),
-            ("STAND_IN_DIR", dir.path().to_str().unwrap()),
-            ("STAND_IN_ARGOCD", &argocd.url()),
+            ("PATH", "/nonexistent"),
         ],
     );
-    if let Ok(pid) = std::fs::read_to_string(home.join(".cache/service-demo/cluster-runner.pid")) {
-        let _ = Command::new("kill").arg(pid.trim()).status();
-    }
-    let calls = std::fs::read_to_string(&log).unwrap();
-    (output, dir, github, calls)
+    let err = assert_fails(&output);
+    assert!(
+        err.contains("both as https://github.com/someone/service-demo.git"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gitops/argocd/root.yaml") && err.contains("cargo xtask setup"),
+        "{err}"
+    );
+    assert!(calls.is_empty(), "{calls}");
+    assert!(github.requests().is_empty());
 }
 
 fn support_yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -951,6 +1164,7 @@ fn a_private_fork_read_over_https_is_refused_before_any_change() {
         err.contains("must name git@github.com:someone/service-demo.git"),
         "{err}"
     );
+    assert!(err.contains("run `cargo xtask setup`"), "{err}");
     assert!(err.contains("gitops/argocd/root.yaml"), "{err}");
     assert!(calls.is_empty(), "{calls}");
     assert!(github.requests().iter().all(|r| r.method == "GET"));
@@ -1011,12 +1225,14 @@ fn cluster_down_dry_run_changes_nothing_and_down_destroys_and_status_says_what_i
     std::fs::write(&log, "").unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let home = dir.path().join("home");
+    let iptables = bin.join("iptables");
     let env = [
         ("PATH", path.as_str()),
         ("HOME", home.to_str().unwrap()),
         ("STAND_IN_LOG", log.to_str().unwrap()),
         ("STAND_IN_DIR", dir.path().to_str().unwrap()),
         ("STAND_IN_ARGOCD", "http://127.0.0.1:9"),
+        ("XTASK_IPTABLES", iptables.to_str().unwrap()),
     ];
     let root = repo.to_str().unwrap();
     let dry = xtask(&["cluster", "down", "--dry-run", "--root", root], &env);
@@ -1040,6 +1256,15 @@ fn cluster_down_dry_run_changes_nothing_and_down_destroys_and_status_says_what_i
     let key = std::fs::read_to_string(repo.join("gitops/policy/cosign.pub")).unwrap();
     assert!(out.contains("dispatcher: not running"), "{out}");
     assert!(
+        out.contains("runner firewall: NOT in place: no iptables chain SERVICE-DEMO-RUNNER"),
+        "{out}"
+    );
+    assert!(
+        stdout(&down).contains("runner firewall: nothing to remove"),
+        "{}",
+        stdout(&down)
+    );
+    assert!(
         out.contains(&format!(
             "policy key: gitops/policy/cosign.pub sha256 {}",
             sha256_hex(&key)
@@ -1051,4 +1276,452 @@ fn cluster_down_dry_run_changes_nothing_and_down_destroys_and_status_says_what_i
             .unwrap()
             .contains("terraform output -raw kubeconfig_path")
     );
+}
+
+/// iptables as the firewall test runs it: directly as root, else through
+/// passwordless sudo (wrappers in `dir`, named by XTASK_IPTABLES); Docker's
+/// DOCKER-USER chain must be there (Docker's iptables integration on).
+fn iptables_for_test(dir: &Path) -> Option<String> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if root && works("iptables", &["-S", "DOCKER-USER"]) {
+        return Some("iptables".into());
+    }
+    let sudo = works("sudo", &["-n", "iptables", "-S", "DOCKER-USER"]);
+    support::require(
+        sudo,
+        "iptables as root or through passwordless sudo, with Docker's DOCKER-USER chain (the runner firewall test)",
+    )?;
+    for tool in ["iptables", "iptables-restore"] {
+        let path = dir.join(tool);
+        std::fs::write(&path, format!("#!/bin/sh\nexec sudo -n {tool} \"$@\"\n")).unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+    Some(dir.join("iptables").to_string_lossy().into_owned())
+}
+
+/// What the firewall test makes, removed however it ends.
+struct FirewallFixture {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    node: String,
+    kind: String,
+    image: String,
+}
+
+impl FirewallFixture {
+    fn xtask(&self, extra: &[&str]) -> std::process::Output {
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        xtask(&args, &env)
+    }
+}
+
+impl Drop for FirewallFixture {
+    fn drop(&mut self) {
+        let _ = self.xtask(&["--remove"]);
+        let docker = |args: &[&str]| Command::new("docker").args(args).output();
+        let _ = docker(&["rm", "--force", &self.node]);
+        let _ = docker(&["network", "rm", &self.kind]);
+        remove_image(&self.image);
+    }
+}
+
+fn docker_text(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(output.status.success(), "docker {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The job the dispatcher runs on the runner network: it tries each
+/// `address port`, then fetches a page from kind's stand-in node.
+fn probe_job(targets: &[(String, u16)], node: &str) -> String {
+    let mut script = String::from(
+        "probe() { if nc -w 2 \"$1\" \"$2\" </dev/null >/dev/null 2>&1; then echo \"probe $1:$2 open\"; else echo \"probe $1:$2 closed\"; fi; }\n\
+         gateway=$(ip route | awk '/default/ {print $3}')\n\
+         echo \"gateway $gateway\"\n",
+    );
+    for (address, port) in targets {
+        script += &format!("probe {address} {port}\n");
+    }
+    script += &format!("echo \"hosts: $(grep -c '{node}' /etc/hosts)\"\n");
+    script += &format!(
+        "echo \"page: $(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {node} 6443 | tail -n 1)\"\n"
+    );
+    job(&main_push_env(), &script)
+}
+
+#[test]
+fn the_runner_network_reaches_kinds_allowed_ports_and_nothing_of_the_host() {
+    let dir = TempDir::new("runner-firewall");
+    let Some(iptables) = iptables_for_test(dir.path()) else {
+        return;
+    };
+    let Some(image) = build_stand_in_image("firewall") else {
+        return;
+    };
+    let id = std::process::id();
+    let (network, bridge, chain) = (
+        format!("sdt-run-{id}"),
+        format!("sdt{id}"),
+        format!("SDT-RUNNER-{id}"),
+    );
+    let node = format!("sdt-node-{id}");
+    let fixture = FirewallFixture {
+        args: [
+            "cluster",
+            "firewall",
+            "--network",
+            &network,
+            "--bridge",
+            &bridge,
+            "--firewall-chain",
+            &chain,
+            "--kind-network",
+            &format!("sdt-kind-{id}"),
+            "--reach",
+            &format!("{node}:6443"),
+            "--forward",
+            "",
+            "--image",
+            &image,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        env: vec![("XTASK_IPTABLES".into(), iptables.clone())],
+        node: node.clone(),
+        kind: format!("sdt-kind-{id}"),
+        image: image.clone(),
+    };
+    // kind's stand-in node: a web server on the API server's port and on one the runner may not open.
+    docker_text(&["network", "create", &fixture.kind]);
+    docker_text(&[
+        "run",
+        "--detach",
+        "--name",
+        &node,
+        "--network",
+        &fixture.kind,
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        "echo kind-node-page > /tmp/index.html; httpd -p 6443 -h /tmp; httpd -p 8080 -h /tmp; sleep 600",
+    ]);
+    let inspect = |what: &str, format: &str| docker_text(&["inspect", "--format", format, what]);
+    let node_address = inspect(
+        &node,
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            fixture.kind
+        ),
+    );
+    let gateway = |network: &str| inspect(network, "{{(index .IPAM.Config 0).Gateway}}");
+    // A listener on every address of this host.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            drop(stream);
+        }
+    });
+    // Without the firewall, a container reaches it: the probe can see a listener.
+    let docker0 = gateway("bridge");
+    let control = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "bridge",
+            "--entrypoint",
+            "nc",
+            &image,
+        ])
+        .args(["-w", "3", &docker0, &port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(control.status.success(), "the control probe: {control:?}");
+
+    let first = fixture.xtask(&[]);
+    assert_ok(&first);
+    let first = stdout(&first);
+    for line in [
+        format!("network {network} (bridge {bridge}): created"),
+        format!("chain {chain} (11 rules): written"),
+        format!("DOCKER-USER -i {bridge} -j {chain}: added"),
+        format!("DOCKER-USER -o {bridge} -j {chain}: added"),
+        format!("INPUT -i {bridge} -j DROP: added"),
+    ] {
+        assert!(first.contains(&line), "{line:?} missing:\n{first}");
+    }
+    let again = fixture.xtask(&[]);
+    assert_ok(&again);
+    assert!(
+        stdout(&again).contains(&format!("firewall of {network}: in place")),
+        "{}",
+        stdout(&again)
+    );
+    assert_ok(&fixture.xtask(&["--check"]));
+
+    // The dispatcher's real code runs the job on the runner network.
+    let host_addresses = [gateway(&network), docker0, gateway(&fixture.kind)];
+    let mut targets: Vec<(String, u16)> =
+        host_addresses.iter().map(|a| (a.clone(), port)).collect();
+    targets.push((node_address.clone(), 6443));
+    targets.push((node_address.clone(), 8080));
+    let github = fake_github(vec![probe_job(&targets, &node)]);
+    let mut args: Vec<&str> = vec![
+        "cluster",
+        "runner",
+        "--once",
+        "--image",
+        &image,
+        "--home-size",
+        "16m",
+    ];
+    args.extend(
+        fixture.args[2..fixture.args.len() - 2]
+            .iter()
+            .map(String::as_str),
+    );
+    let ran = xtask(
+        &args,
+        &[
+            ("GITHUB_API_URL", &github.url()),
+            ("GITHUB_REPOSITORY", OWNER_REPO),
+            ("GITHUB_TOKEN", "test-token-not-printed"),
+            ("XTASK_IPTABLES", &iptables),
+        ],
+    );
+    assert_ok(&ran);
+    let out = stdout(&ran);
+    assert!(
+        out.contains(&format!("gateway {}", host_addresses[0])),
+        "{out}"
+    );
+    for address in &host_addresses {
+        assert!(
+            out.contains(&format!("probe {address}:{port} closed")),
+            "the host at {address}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!("probe {node_address}:6443 open")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("probe {node_address}:8080 closed")),
+        "{out}"
+    );
+    assert!(out.contains("page: kind-node-page"), "{out}");
+    assert!(out.contains("hosts: 1"), "the node by name: {out}");
+
+    // Removed: no rule names the bridge or the chain, the network is gone, and --check says so.
+    let removed = fixture.xtask(&["--remove"]);
+    assert_ok(&removed);
+    assert!(
+        stdout(&removed).contains(&format!("chain {chain}: removed")),
+        "{}",
+        stdout(&removed)
+    );
+    let mut list = Command::new(&iptables);
+    let rules = list.arg("-S").output().unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        !rules.contains(&bridge) && !rules.contains(&chain),
+        "{rules}"
+    );
+    let gone = Command::new("docker")
+        .args(["network", "inspect", &network])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
+    let check = assert_fails(&fixture.xtask(&["--check"]));
+    assert!(
+        check.contains(&format!("no iptables chain {chain}")),
+        "{check}"
+    );
+}
+
+/// An image as the runner image is to the firewall: iptables (this host's, nft and legacy, with their
+/// libraries and extensions) and a busybox, FROM scratch.
+fn build_iptables_image(test: &str) -> String {
+    let dir = TempDir::new("iptables-image");
+    let ctx = dir.path();
+    let mut files: Vec<std::path::PathBuf> = vec!["/bin/busybox".into()];
+    for multi in ["xtables-nft-multi", "xtables-legacy-multi"] {
+        let binary = Path::new("/usr/sbin").join(multi);
+        let ldd = Command::new("ldd").arg(&binary).output().unwrap();
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let path = line.split_whitespace().find(|w| w.starts_with('/'));
+            files.extend(path.map(std::path::PathBuf::from));
+        }
+        files.push(binary);
+    }
+    let libxtables = files
+        .iter()
+        .find(|f| f.to_string_lossy().contains("libxtables"))
+        .expect("iptables links libxtables")
+        .clone();
+    let extensions = std::fs::canonicalize(&libxtables)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("xtables");
+    let mut dockerfile = String::from("FROM scratch\n");
+    for (n, file) in files.iter().enumerate() {
+        std::fs::copy(file, ctx.join(format!("f{n}"))).unwrap();
+        dockerfile += &format!("COPY f{n} {}\n", file.display());
+    }
+    support::copy_dir(&extensions, &ctx.join("xtables"));
+    dockerfile += &format!("COPY xtables {}/\n", extensions.display());
+    for (name, multi) in [
+        ("iptables-nft", "xtables-nft-multi"),
+        ("iptables-nft-restore", "xtables-nft-multi"),
+        ("iptables-legacy", "xtables-legacy-multi"),
+        ("iptables-legacy-restore", "xtables-legacy-multi"),
+    ] {
+        dockerfile += &format!(
+            "COPY f{} /usr/sbin/{name}\n",
+            files.iter().position(|f| f.ends_with(multi)).unwrap()
+        );
+    }
+    dockerfile +=
+        "RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/usr/sbin:/bin\n";
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let tag = format!(
+        "service-demo-iptables-stand-in:{test}-{}",
+        std::process::id()
+    );
+    let built = Command::new("docker")
+        .args(["build", "--quiet", "--tag", &tag])
+        .arg(ctx)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    tag
+}
+
+/// Not root (a user who may run Docker): the firewall goes in, is checked and comes out through a
+/// throwaway container of the runner image on the host's network (forced here with XTASK_IPTABLES=container),
+/// in the backend Docker's DOCKER-USER is in; the host's own iptables sees the rules.
+#[test]
+fn without_root_the_firewall_goes_in_through_a_container_of_the_image() {
+    let dir = TempDir::new("firewall-container");
+    let Some(iptables) = iptables_for_test(dir.path()) else {
+        return;
+    };
+    support::docker().unwrap();
+    let image = build_iptables_image("firewall");
+    let id = std::process::id();
+    let (network, bridge, chain) = (
+        format!("sdc-run-{id}"),
+        format!("sdc{id}"),
+        format!("SDC-RUNNER-{id}"),
+    );
+    let node = format!("sdc-node-{id}");
+    let fixture = FirewallFixture {
+        args: [
+            "cluster",
+            "firewall",
+            "--network",
+            &network,
+            "--bridge",
+            &bridge,
+            "--firewall-chain",
+            &chain,
+            "--kind-network",
+            &format!("sdc-kind-{id}"),
+            "--reach",
+            &format!("{node}:6443"),
+            "--forward",
+            "",
+            "--image",
+            &image,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        env: vec![("XTASK_IPTABLES".into(), "container".into())],
+        node: node.clone(),
+        kind: format!("sdc-kind-{id}"),
+        image: image.clone(),
+    };
+    docker_text(&["network", "create", &fixture.kind]);
+    docker_text(&[
+        "run",
+        "--detach",
+        "--name",
+        &node,
+        "--network",
+        &fixture.kind,
+        &image,
+        "sleep",
+        "600",
+    ]);
+    let node_address = docker_text(&[
+        "inspect",
+        "--format",
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            fixture.kind
+        ),
+        &node,
+    ]);
+    let installed = fixture.xtask(&[]);
+    assert_ok(&installed);
+    let out = stdout(&installed);
+    assert!(
+        out.contains(&format!("chain {chain} (11 rules): written")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("INPUT -i {bridge} -j DROP: added")),
+        "{out}"
+    );
+    let host = |args: &[&str]| {
+        let output = Command::new(&iptables).args(args).output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (_, listed) = host(&["-S", &chain]);
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("-A ")).count(),
+        11,
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&format!(
+            "-A {chain} -d {node_address}/32 -i {bridge} -p tcp -m tcp --dport 6443 -j ACCEPT"
+        )),
+        "{listed}"
+    );
+    assert!(host(&["-C", "INPUT", "-i", &bridge, "-j", "DROP"]).0);
+    assert_ok(&fixture.xtask(&["--check"]));
+    assert_ok(&fixture.xtask(&["--remove"]));
+    let (_, all) = host(&["-S"]);
+    assert!(!all.contains(&bridge) && !all.contains(&chain), "{all}");
 }

@@ -293,19 +293,28 @@ fn doctor_at_home(
     argocd_token: &str,
     home: &std::path::Path,
 ) -> (std::process::Output, String) {
+    doctor_with(fork, argocd_token, home, &[])
+}
+
+fn doctor_with(
+    fork: Fork,
+    argocd_token: &str,
+    home: &std::path::Path,
+    more_env: &[(&str, &str)],
+) -> (std::process::Output, String) {
     let expected = fork.requests();
     let (github, argocd) = (github(fork), argocd());
-    let output = xtask(
-        &["doctor"],
-        &[
-            ("GITHUB_TOKEN", GITHUB_TOKEN),
-            ("GITHUB_REPOSITORY", REPO),
-            ("GITHUB_API_URL", &github.url()),
-            ("ARGOCD_SERVER", &argocd.url()),
-            ("ARGOCD_AUTH_TOKEN", argocd_token),
-            ("HOME", home.to_str().unwrap()),
-        ],
-    );
+    let mut env = vec![
+        ("GITHUB_TOKEN", GITHUB_TOKEN),
+        ("GITHUB_REPOSITORY", REPO),
+        ("ARGOCD_AUTH_TOKEN", argocd_token),
+        ("HOME", home.to_str().unwrap()),
+    ];
+    env.extend(more_env);
+    let (github_url, argocd_url) = (github.url(), argocd.url());
+    env.push(("GITHUB_API_URL", &github_url));
+    env.push(("ARGOCD_SERVER", &argocd_url));
+    let output = xtask(&["doctor"], &env);
     let asked: Vec<String> = github
         .requests()
         .iter()
@@ -362,12 +371,86 @@ fn between_jobs_the_running_dispatcher_is_the_runner() {
         std::process::id().to_string(),
     )
     .unwrap();
-    let (output, text) = doctor_at_home(fork.clone(), ARGOCD_TOKEN, home.path());
+    // The runner firewall's rules as `iptables -S` lists them (the stand-in's file), kind's node at 172.18.0.2.
+    let tools = support::TempDir::new("doctor-firewall");
+    let rules = tools.path().join("rules");
+    for (name, body) in [
+        ("docker", "echo 172.18.0.2"),
+        (
+            "iptables",
+            "case \"$1\" in -S) [ -s \"$RULES\" ] && cat \"$RULES\" ;; -C) [ -s \"$RULES\" ] ;; *) exit 1 ;; esac",
+        ),
+    ] {
+        let path = tools.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::process::Command::new("chmod")
+            .arg("755")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+    let chain = "SERVICE-DEMO-RUNNER";
+    let mut listed = vec![
+        format!("-N {chain}"),
+        format!("-A {chain} -o sd-runner0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        format!("-A {chain} -o sd-runner0 -j DROP"),
+    ];
+    for port in [6443, 80, 443, 30080] {
+        listed.push(format!(
+            "-A {chain} -d 172.18.0.2/32 -i sd-runner0 -p tcp -m tcp --dport {port} -j ACCEPT"
+        ));
+    }
+    for range in [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+        "0.0.0.0/8",
+        "224.0.0.0/4",
+    ] {
+        listed.push(format!("-A {chain} -d {range} -i sd-runner0 -j DROP"));
+    }
+    std::fs::write(&rules, listed.join("\n") + "\n").unwrap();
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let iptables = tools.path().join("iptables");
+    let env = [
+        ("PATH", path.as_str()),
+        ("XTASK_IPTABLES", iptables.to_str().unwrap()),
+        ("RULES", rules.to_str().unwrap()),
+    ];
+    let (output, text) = doctor_with(fork.clone(), ARGOCD_TOKEN, home.path(), &env);
     assert_ok(&output);
     assert!(
         text.contains(
             "✔ cluster runner: no runner is registered between jobs; the dispatcher on this machine"
         ),
+        "{text}"
+    );
+    assert!(
+        text.contains("✔ cluster runner's firewall: in place"),
+        "{text}"
+    );
+    // A running dispatcher whose runners are not confined is named, with the command that confines them.
+    std::fs::write(&rules, "").unwrap();
+    let (output, text) = doctor_with(fork.clone(), ARGOCD_TOKEN, home.path(), &env);
+    assert_fails(&output);
+    assert!(
+        text.contains("✘ cluster runner's firewall: the runners are not confined: no iptables chain SERVICE-DEMO-RUNNER"),
+        "{text}"
+    );
+    assert!(text.contains("cargo xtask cluster up"), "{text}");
+    // One rule of the chain missing is named too.
+    listed.pop();
+    std::fs::write(&rules, listed.join("\n") + "\n").unwrap();
+    let (_, text) = doctor_with(fork.clone(), ARGOCD_TOKEN, home.path(), &env);
+    assert!(
+        text.contains("holds 13 rules that are not the 14 wanted"),
         "{text}"
     );
     // A dispatcher that is gone (a pid no process has) is no runner.

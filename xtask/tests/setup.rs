@@ -313,6 +313,57 @@ fn a_second_setup_sends_no_write_and_says_so() {
     );
 }
 
+/// A private fork: Argo CD reads it over SSH with the read-only deploy key `cluster up` gives it,
+/// so its Argo CD objects name `git@github.com:<owner>/<name>.git`; links elsewhere stay HTTPS.
+/// A second run changes nothing; made public, the objects name HTTPS again.
+#[test]
+fn a_private_forks_argocd_objects_name_its_ssh_url() {
+    let dir = TempDir::new("setup-private");
+    let work = clone_of_fork(dir.path(), "acme");
+    let github = FakeGitHub::start("acme", "service-demo", TOKEN);
+    github.state.lock().unwrap().private = true;
+    let output = setup(&work, &github, &[]);
+    assert_ok(&output);
+    let (https, ssh) = (
+        "https://github.com/acme/service-demo.git",
+        "git@github.com:acme/service-demo.git",
+    );
+    for file in [
+        "project.yaml",
+        "bootstrap-project.yaml",
+        "root.yaml",
+        "apps/services.yaml",
+        "apps/previews.yaml",
+    ] {
+        let text = read(&work, &format!("gitops/argocd/{file}"));
+        assert!(
+            text.contains(ssh) && !text.contains(https),
+            "{file}:\n{text}"
+        );
+    }
+    for file in [
+        "Cargo.toml",
+        "charts/service-demo/Chart.yaml",
+        "terraform/variables.tf",
+    ] {
+        let text = read(&work, file);
+        assert!(
+            text.contains("https://github.com/acme/service-demo") && !text.contains(ssh),
+            "{file}"
+        );
+    }
+    let pushed = git(&work, &["show", "origin/main:gitops/argocd/root.yaml"]);
+    assert!(pushed.contains(ssh), "{pushed}");
+    let (writes, head) = (github.writes().len(), git(&work, &["rev-parse", "HEAD"]));
+    assert_ok(&setup(&work, &github, &[]));
+    assert_eq!(github.writes().len(), writes);
+    assert_eq!(git(&work, &["rev-parse", "HEAD"]), head);
+    github.state.lock().unwrap().private = false;
+    assert_ok(&setup(&work, &github, &[]));
+    let root = read(&work, "gitops/argocd/root.yaml");
+    assert!(root.contains(https) && !root.contains(ssh), "{root}");
+}
+
 #[test]
 fn dry_run_sends_no_write_changes_nothing_and_masks_secrets() {
     let dir = TempDir::new("setup-dry");

@@ -8,15 +8,18 @@
 //! credentials when the fork is private (a read-only deploy key); 4. the
 //! Argo CD project-role tokens the workflows need, written straight to the
 //! fork's environment secrets; 5. ARGOCD_SERVER and INGRESS_URL as the
-//! runner sees them; 6. the runner image, built locally. `--dry-run` prints
-//! the plan and changes nothing. `runner` is the dispatcher
-//! (`domain/cluster_runner.rs`): one fresh container per job.
+//! runner sees them; 6. the runner image, built locally; 7. the runner's
+//! network and the host firewall that confines it; 8. the dispatcher.
+//! `--dry-run` prints the plan (every firewall rule included) and changes
+//! nothing. `runner` is the dispatcher (`domain/cluster_runner.rs`): one
+//! fresh container per job; `firewall` puts the rules in place, checks or
+//! removes them on their own.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::domain::cluster_runner::{self, DEFAULT_LABELS, RunnerSettings};
+use crate::domain::cluster_runner::{self, DEFAULT_LABELS, Iptables, RunnerSettings};
 use crate::domain::cluster_up::{self, Fork, Plan};
 use crate::domain::github::GitHub;
 use crate::plumbing::workspace;
@@ -31,6 +34,8 @@ pub enum ClusterCommand {
     Status(StatusArgs),
     /// The dispatcher: a fresh runner container per queued job of main (foreground; --once for one poll).
     Runner(RunnerArgs),
+    /// The runner network and the host firewall that confines it: put in place (idempotent), --check, or --remove.
+    Firewall(FirewallArgs),
 }
 
 #[derive(clap::Args)]
@@ -61,6 +66,47 @@ pub struct StatusArgs {
     root: Option<PathBuf>,
 }
 
+/// Where the runner runs and what it may reach (the dispatcher's and the firewall's).
+#[derive(clap::Args, Clone)]
+pub struct NetworkArgs {
+    /// The runner's own Docker network (`none`: no network and no firewall).
+    #[arg(long, default_value = cluster_runner::RUNNER_NETWORK)]
+    network: String,
+    /// The runner network's Linux bridge, which the firewall names (at most 15 characters).
+    #[arg(long, default_value = cluster_runner::RUNNER_BRIDGE)]
+    bridge: String,
+    /// The iptables chain of the runner network's rules.
+    #[arg(long, default_value = cluster_runner::FIREWALL_CHAIN)]
+    firewall_chain: String,
+    /// The Docker network kind's nodes are on.
+    #[arg(long, default_value = "kind")]
+    kind_network: String,
+    /// host:port on kind's network the runner may open: kind's API server, the ingress (80, 443), Argo CD's NodePort.
+    #[arg(long, value_delimiter = ',', default_values_t = cluster_up::reach("service-demo"))]
+    reach: Vec<String>,
+    /// Loopback ports the runner forwards to kind's node (port=host:port): Argo CD's NodePort and the ingress.
+    #[arg(long, value_delimiter = ',', default_values_t = [
+        "8090=service-demo-control-plane:30080".to_owned(),
+        "8081=service-demo-control-plane:80".to_owned(),
+    ])]
+    forward: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct FirewallArgs {
+    #[command(flatten)]
+    network: NetworkArgs,
+    /// The runner image (the firewall's iptables runs in it when this is not root).
+    #[arg(long, default_value = cluster_up::RUNNER_IMAGE)]
+    image: String,
+    /// Say what is missing and fail if anything is; change nothing.
+    #[arg(long, conflicts_with = "remove")]
+    check: bool,
+    /// Remove the rules and the runner network.
+    #[arg(long)]
+    remove: bool,
+}
+
 #[derive(clap::Args)]
 pub struct RunnerArgs {
     /// The labels the runner registers with (the workflows' CLUSTER_RUNNER, else self-hosted,kind).
@@ -69,18 +115,11 @@ pub struct RunnerArgs {
     /// The runner image (`cluster up` builds it from terraform/runner/Dockerfile).
     #[arg(long, default_value = cluster_up::RUNNER_IMAGE)]
     image: String,
-    /// The Docker network the runner joins: kind's, where the API server, Argo CD and the ingress answer.
-    #[arg(long, default_value = "kind")]
-    network: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Size of the runner home's tmpfs (checkouts, cargo's target dir; memory-backed).
     #[arg(long, default_value = "8g")]
     home_size: String,
-    /// Loopback ports the runner forwards to kind's node (port=host:port): Argo CD's NodePort and the ingress.
-    #[arg(long, value_delimiter = ',', default_values_t = [
-        "8090=service-demo-control-plane:30080".to_owned(),
-        "8081=service-demo-control-plane:80".to_owned(),
-    ])]
-    forward: Vec<String>,
     /// Seconds a runner container may run; past them it is killed and its runner deregistered.
     #[arg(long, default_value_t = 3600)]
     job_timeout: u64,
@@ -100,6 +139,7 @@ pub fn run(command: ClusterCommand) -> Result<()> {
             cluster_up::status(&args.root.unwrap_or_else(workspace::root))
         }
         ClusterCommand::Runner(args) => runner(args),
+        ClusterCommand::Firewall(args) => firewall(args),
     }
 }
 
@@ -129,14 +169,10 @@ fn runner(args: RunnerArgs) -> Result<()> {
              and GITHUB_TOKEN (a token with the repository's Administration: write and Actions: read, e.g. GITHUB_TOKEN=$(gh auth token))"
         );
     };
+    let settings = settings(args.labels, args.image, args.network, &args.home_size);
     let settings = RunnerSettings {
-        labels: args.labels,
-        image: args.image,
-        network: args.network,
-        runner_group_id: 1,
-        home_size: args.home_size,
-        forwards: args.forward,
         job_timeout: std::time::Duration::from_secs(args.job_timeout),
+        ..settings
     };
     println!(
         "dispatcher for {}: labels {:?}, image {}, network {}",
@@ -173,4 +209,50 @@ fn github_for(fork: &Fork) -> Result<GitHub> {
     })?;
     let api = std::env::var("GITHUB_API_URL").unwrap_or_else(|_| "https://api.github.com".into());
     GitHub::new(&api, &fork.repository, token)
+}
+
+fn settings(labels: Vec<String>, image: String, net: NetworkArgs, home: &str) -> RunnerSettings {
+    RunnerSettings {
+        labels,
+        image,
+        network: net.network,
+        bridge: net.bridge,
+        chain: net.firewall_chain,
+        kind_network: net.kind_network,
+        reach: net.reach,
+        runner_group_id: 1,
+        home_size: home.to_owned(),
+        forwards: net.forward,
+        job_timeout: std::time::Duration::from_secs(3600),
+    }
+}
+
+/// `cluster firewall`: the runner network's rules put in place (kind's nodes
+/// looked up now), checked, or removed; each line says what it did.
+fn firewall(args: FirewallArgs) -> Result<()> {
+    let settings = settings(Vec::new(), args.image, args.network, "0");
+    let iptables = Iptables::detect(&settings.image)?;
+    if args.remove {
+        let firewall = cluster_runner::firewall_of(&settings, Vec::new());
+        let removed = cluster_runner::remove_firewall(&firewall, &iptables)?;
+        if removed.is_empty() {
+            println!("runner firewall: nothing to remove");
+        }
+        removed.iter().for_each(|line| println!("{line}"));
+        return Ok(());
+    }
+    if args.check {
+        let firewall = cluster_runner::firewall_in_place(&settings)?;
+        let problems = cluster_runner::firewall_problems(&firewall, &iptables)?;
+        if !problems.is_empty() {
+            bail!(
+                "the runner's firewall is not in place: {}; fix: cargo xtask cluster up (or cargo xtask cluster firewall)",
+                problems.join("; ")
+            );
+        }
+        println!("runner firewall of {}: in place", settings.network);
+        return Ok(());
+    }
+    cluster_runner::prepare_network(&settings)?;
+    Ok(())
 }

@@ -7,8 +7,9 @@
 //!    secrets each holds (names only; every secret but GITHUB_TOKEN lives in
 //!    one of them), and the gate's public key GATE_PUBLIC_KEY in `prod`;
 //! 3. a self-hosted runner online with the cluster runner's labels,
-//!    registered `--ephemeral`, and approval required before any outside
-//!    contributor's pull request runs a workflow;
+//!    registered `--ephemeral` (or `cluster up`'s dispatcher on this machine,
+//!    and then the runner network's host firewall in place), and approval
+//!    required before any outside contributor's pull request runs a workflow;
 //! 4. Argo CD reachable with ARGOCD_AUTH_TOKEN, seeing project service-demo;
 //! 5. each service's GHCR package (`ghcr.io/<owner>/<image>`) public (readable
 //!    by the cluster without a pull secret);
@@ -137,6 +138,10 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         "cluster runner".into(),
         check(runner(&github, &repo, runner_variable), CLUSTER_UP),
     ));
+    // The dispatcher on this machine starts runners: their firewall must be in place.
+    if cluster_up::dispatcher_running().ok().flatten().is_some() {
+        verdicts.push(("cluster runner's firewall".into(), runner_firewall(&root)));
+    }
     verdicts.push((
         "outside contributors' pull requests".into(),
         check(fork_approval(&github, &repo), SETUP),
@@ -477,6 +482,21 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
         None => format!("no self-hosted runner has the labels {wanted:?}"),
     };
     Ok(Err((missing, register)))
+}
+
+/// The runner network's host firewall, for kind's nodes as they are now.
+fn runner_firewall(root: &std::path::Path) -> Verdict {
+    let fix = "cargo xtask cluster up   (or cargo xtask cluster firewall: the rules alone)";
+    match cluster_up::firewall_problems_now(&root.join("terraform")) {
+        Ok(problems) if problems.is_empty() => Ok(
+            "in place: runners reach kind's API server, the ingress and Argo CD, and nothing of this host".into(),
+        ),
+        Ok(problems) => Err((
+            format!("the runners are not confined: {}", problems.join("; ")),
+            fix.into(),
+        )),
+        Err(error) => unknown(&error, fix),
+    }
 }
 
 /// How the cluster runner is registered: `cluster up`'s dispatcher, one

@@ -13,7 +13,9 @@
 //!    nothing secret is ever written to disk (every key is made in memory);
 //! 5. the `preview` label;
 //! 6. the files: the repository pointed at the fork (owner lower-cased in
-//!    image names), CODEOWNERS' owner, the image key in `cosign.pub` and the
+//!    image names; a private fork's Argo CD objects name its SSH URL, which
+//!    `cluster up` gives Argo CD a read-only deploy key for), CODEOWNERS'
+//!    owner, the image key in `cosign.pub` and the
 //!    admission policy; committed with `[skip ci]` and pushed to main, after
 //!    the secrets exist and before the rulesets refuse direct pushes;
 //! 7. the rulesets of main (per profile) and of release tags;
@@ -64,6 +66,8 @@ struct Fork<'a> {
     /// The token's user: prod's reviewer, and CODEOWNERS' owner when the fork is an organisation's.
     user: (String, i64),
     organisation: bool,
+    /// A private fork's Argo CD objects name its SSH URL (`cluster up` gives Argo CD a read-only key).
+    private: bool,
 }
 
 pub fn run(args: SetupArgs) -> Result<()> {
@@ -184,6 +188,7 @@ fn who<'a>(github: &'a GitHub, root: &'a Path, owner: &str, name: &str) -> Resul
             user["id"].as_i64().unwrap_or_default(),
         ),
         organisation: repo["owner"]["type"] == "Organization",
+        private: repo["private"] == true,
     })
 }
 
@@ -407,6 +412,8 @@ fn ruleset(fork: &Fork, wanted: &Value) -> Result<&'static str> {
 fn files(fork: &Fork, image_pem: &str) -> Result<String> {
     let mut edits = Edits::new(fork.root);
     edits.point_at(&(fork.owner.clone(), fork.name.clone()))?;
+    // A private fork: Argo CD reads it over SSH with the deploy key `cluster up` gives it.
+    edits.argocd_transport(&(fork.owner.clone(), fork.name.clone()), fork.private)?;
     // CODEOWNERS names users or teams: an organisation's fork names the token's user.
     let owner = if fork.organisation {
         &fork.user.0

@@ -12,9 +12,14 @@
 //! What the container gets: no Docker socket, nothing of the host mounted
 //! (only two fresh tmpfs: /tmp and the runner's home), a uid of the image's
 //! own (no host account, no sudo: `no-new-privileges`, every capability
-//! dropped), a read-only root, and kind's Docker network, where kind's API
-//! server, Argo CD's NodePort and the ingress controller answer. After the
-//! job the container is checked to be gone and removed if it is not.
+//! dropped), a read-only root, and a Docker network of its own
+//! (`service-demo-runner`, bridge `sd-runner0`) that the host's firewall
+//! confines ([`Firewall`]): kind's API server, the ingress controller and
+//! Argo CD's NodePort on kind's node (looked up before each job and named
+//! with `--add-host`), and the internet; nothing of the host (INPUT drops
+//! the bridge), no private range, no other container. Before each job the
+//! rules are put in place (idempotent), or no runner starts. After the job
+//! the container is checked to be gone and removed if it is not.
 //!
 //! Only main's reviewed code runs on it. GitHub's runner groups restricted to
 //! selected workflows would say so at GitHub's side, but they need an
@@ -58,8 +63,17 @@ pub struct RunnerSettings {
     pub labels: Vec<String>,
     /// The runner image (`cluster up` builds `service-demo-runner:local`).
     pub image: String,
-    /// The Docker network the container joins (`kind`, where the cluster is).
+    /// The Docker network the container joins: the runner's own
+    /// ([`RUNNER_NETWORK`]), confined by the host firewall; `none` for no network.
     pub network: String,
+    /// The runner network's bridge and firewall chain ([`RUNNER_BRIDGE`], [`FIREWALL_CHAIN`]).
+    pub bridge: String,
+    pub chain: String,
+    /// The Docker network kind's nodes are on (`kind`).
+    pub kind_network: String,
+    /// `host:port` on kind's network the runner may open (kind's API server,
+    /// the ingress, Argo CD's NodePort); everything else private is dropped.
+    pub reach: Vec<String>,
     /// The runner group id (1: the repository's default group).
     pub runner_group_id: u64,
     /// Size of the runner's home tmpfs (its work folder: checkouts, cargo's target).
@@ -172,7 +186,12 @@ pub fn jit_config(github: &GitHub, name: &str, settings: &RunnerSettings) -> Res
 }
 
 /// The `docker run` arguments of one runner container: no secret in them.
-pub fn docker_run_args(name: &str, settings: &RunnerSettings) -> Vec<String> {
+/// `hosts` (name, address) are kind's nodes as the runner names them.
+pub fn docker_run_args(
+    name: &str,
+    settings: &RunnerSettings,
+    hosts: &[(String, String)],
+) -> Vec<String> {
     let home = format!(
         "/home/runner:rw,exec,nosuid,nodev,size={},uid=1001,gid=1001,mode=0700",
         settings.home_size
@@ -206,9 +225,88 @@ pub fn docker_run_args(name: &str, settings: &RunnerSettings) -> Vec<String> {
         "-e",
         // The name only: docker reads the value from its own environment.
         JIT_ENV,
-        &settings.image,
     ];
-    args.iter().map(|s| s.to_string()).collect()
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    for (host, address) in hosts {
+        args.push(format!("--add-host={host}:{address}"));
+    }
+    args.push(settings.image.clone());
+    args
+}
+
+/// The firewall of `settings`' runner network, kind's nodes at `allowed`.
+pub fn firewall_of(settings: &RunnerSettings, allowed: Vec<(String, u16)>) -> Firewall {
+    Firewall {
+        network: settings.network.clone(),
+        bridge: settings.bridge.clone(),
+        chain: settings.chain.clone(),
+        allowed,
+    }
+}
+
+/// `host:port` split, the port checked.
+fn host_port(target: &str) -> Result<(String, u16)> {
+    target
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+        .filter(|(host, _)| !host.is_empty())
+        .with_context(|| format!("{target:?} is not host:port"))
+}
+
+/// kind's nodes looked up now (a new cluster may have new addresses): the
+/// (host, address) of every reach and forward target, and the reach targets
+/// as (address, port) the firewall allows.
+pub fn resolve_targets(settings: &RunnerSettings) -> Result<Hosts> {
+    let forwards = settings.forwards.iter().filter(|f| !f.is_empty());
+    let targets = forwards.map(|f| f.split_once('=').map_or(f.as_str(), |(_, t)| t));
+    let mut hosts: Vec<(String, String)> = Vec::new();
+    let mut allowed = Vec::new();
+    let reach = settings.reach.iter().map(String::as_str);
+    for (n, target) in reach.chain(targets).enumerate() {
+        let (host, port) = host_port(target)?;
+        let address = match hosts.iter().find(|(h, _)| *h == host) {
+            Some((_, address)) => address.clone(),
+            None => address_on(&settings.kind_network, &host)?,
+        };
+        if n < settings.reach.len() {
+            allowed.push((address.clone(), port));
+        }
+        if !hosts.iter().any(|(h, _)| *h == host) {
+            hosts.push((host, address));
+        }
+    }
+    Ok((hosts, allowed))
+}
+
+/// (host, address) pairs for `--add-host`, and (address, port) pairs the firewall allows.
+pub type Hosts = (Vec<(String, String)>, Vec<(String, u16)>);
+
+/// The firewall as it should be now, kind's nodes looked up.
+pub fn firewall_in_place(settings: &RunnerSettings) -> Result<Firewall> {
+    Ok(firewall_of(settings, resolve_targets(settings)?.1))
+}
+
+/// Before each job: the runner network's firewall put in place for kind's
+/// nodes as they are now, or no runner. Returns the `--add-host` entries.
+pub fn prepare_network(settings: &RunnerSettings) -> Result<Vec<(String, String)>> {
+    if settings.network == "none" {
+        return Ok(Vec::new());
+    }
+    let (hosts, allowed) = resolve_targets(settings)?;
+    let firewall = firewall_of(settings, allowed);
+    let changes = install_firewall(&firewall, &Iptables::detect(&settings.image)?)
+        .context("the runner's firewall is not in place, so no runner was started")?;
+    let changed: Vec<&String> = changes
+        .iter()
+        .filter(|c| !c.ends_with(": unchanged") && !c.ends_with(": present"))
+        .collect();
+    if changed.is_empty() {
+        println!("firewall of {}: in place", settings.network);
+    }
+    for change in changed {
+        println!("firewall of {}: {change}", settings.network);
+    }
+    Ok(hosts)
 }
 
 /// What became of one runner container.
@@ -225,9 +323,14 @@ pub struct Outcome {
 /// Runs one runner container to its end (its output goes to ours), killing
 /// it past `settings.job_timeout` (a runner whose job was cancelled waits for
 /// one forever), then makes sure it is gone.
-pub fn run_container(name: &str, jit: &JitConfig, settings: &RunnerSettings) -> Result<Outcome> {
+pub fn run_container(
+    name: &str,
+    jit: &JitConfig,
+    settings: &RunnerSettings,
+    hosts: &[(String, String)],
+) -> Result<Outcome> {
     let mut child = Command::new("docker")
-        .args(docker_run_args(name, settings))
+        .args(docker_run_args(name, settings, hosts))
         .env(JIT_ENV, &jit.config)
         .stdin(Stdio::null())
         .spawn()
@@ -288,8 +391,9 @@ pub fn dispatch_once(github: &GitHub, settings: &RunnerSettings) -> Result<Vec<O
             "job {} ({} in {}, run {}): runner {name}",
             job.id, job.name, job.workflow, job.run_id
         );
+        let hosts = prepare_network(settings)?;
         let jit = jit_config(github, &name, settings)?;
-        let outcome = run_container(&name, &jit, settings)?;
+        let outcome = run_container(&name, &jit, settings, &hosts)?;
         let ended = match (outcome.timed_out, outcome.exit_code) {
             (true, _) => format!("killed after {}s", settings.job_timeout.as_secs()),
             (false, Some(code)) => format!("exit {code}"),
@@ -312,6 +416,380 @@ pub fn dispatch_once(github: &GitHub, settings: &RunnerSettings) -> Result<Vec<O
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// The runner's own Docker network (its containers join nothing else).
+pub const RUNNER_NETWORK: &str = "service-demo-runner";
+/// Its Linux bridge, named so the host's firewall rules can name it.
+pub const RUNNER_BRIDGE: &str = "sd-runner0";
+/// The iptables chain that holds the runner network's forwarding rules.
+pub const FIREWALL_CHAIN: &str = "SERVICE-DEMO-RUNNER";
+/// What the runner may not open besides kind's allowed ports: the private,
+/// shared, link-local, loopback and multicast ranges (the host's LAN, other
+/// Docker networks, cloud metadata). The internet stays open (GitHub, GHCR,
+/// crates.io: what the jobs need).
+pub const BLOCKED_RANGES: [&str; 8] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "127.0.0.0/8",
+    "0.0.0.0/8",
+    "224.0.0.0/4",
+];
+
+/// The host firewall around the runner network, as data: Docker forwards
+/// the runner's traffic through `DOCKER-USER` (first in FORWARD), where a
+/// jump sends the runner bridge's packets to [`FIREWALL_CHAIN`]: replies to
+/// the runner's own connections pass, nothing opens one to it, kind's nodes
+/// are reachable on the allowed ports only (an ACCEPT there also passes
+/// Docker's isolation between networks), the blocked ranges are dropped, and
+/// the rest (the internet) goes on to Docker's rules. Traffic to the host's
+/// own addresses (any of them: the bridge's gateway, docker0, the LAN) is
+/// INPUT, not FORWARD: a rule there drops everything the runner bridge sends
+/// to the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Firewall {
+    pub network: String,
+    pub bridge: String,
+    pub chain: String,
+    /// (IPv4 address, TCP port) the runner may open on kind's network.
+    pub allowed: Vec<(String, u16)>,
+}
+
+impl Firewall {
+    /// The chain's rules, as `iptables-restore` reads them and `iptables -S`
+    /// lists them (its order of options), so what is in place compares exactly.
+    pub fn chain_rules(&self) -> Vec<String> {
+        let (bridge, chain) = (&self.bridge, &self.chain);
+        let mut rules = vec![
+            format!("-A {chain} -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+            format!("-A {chain} -o {bridge} -j DROP"),
+        ];
+        for (address, port) in &self.allowed {
+            rules.push(format!(
+                "-A {chain} -d {address}/32 -i {bridge} -p tcp -m tcp --dport {port} -j ACCEPT"
+            ));
+        }
+        for range in BLOCKED_RANGES {
+            rules.push(format!("-A {chain} -d {range} -i {bridge} -j DROP"));
+        }
+        rules
+    }
+
+    /// The rules in the built-in chains, each (chain, rule): the jumps into
+    /// [`FIREWALL_CHAIN`] and the drop of everything sent to the host itself.
+    pub fn hooks(&self) -> Vec<(&'static str, Vec<String>)> {
+        let rule = |words: &[&str]| words.iter().map(|w| w.to_string()).collect();
+        vec![
+            (
+                "DOCKER-USER",
+                rule(&["-i", &self.bridge, "-j", &self.chain]),
+            ),
+            (
+                "DOCKER-USER",
+                rule(&["-o", &self.bridge, "-j", &self.chain]),
+            ),
+            ("INPUT", rule(&["-i", &self.bridge, "-j", "DROP"])),
+        ]
+    }
+
+    /// `iptables-restore --noflush` input: the chain declared (which empties
+    /// it) and filled in one transaction, so it is never half-written.
+    pub fn restore_input(&self) -> String {
+        let mut text = format!("*filter\n:{} - [0:0]\n", self.chain);
+        for rule in self.chain_rules() {
+            text += &rule;
+            text.push('\n');
+        }
+        text + "COMMIT\n"
+    }
+
+    /// The plan's lines: the network, then every rule as iptables commands.
+    pub fn render(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "docker network create --driver bridge --opt com.docker.network.bridge.name={} --opt com.docker.network.bridge.enable_icc=false --ipv6=false {}",
+            self.bridge, self.network
+        )];
+        lines.extend(self.chain_rules().iter().map(|r| format!("iptables {r}")));
+        for (chain, rule) in self.hooks() {
+            lines.push(format!("iptables -I {chain} 1 {}", rule.join(" ")));
+        }
+        lines
+    }
+}
+
+/// How iptables is run: directly when this process is root on Linux (or
+/// `XTASK_IPTABLES` names the binary), else in a container of the runner
+/// image on the host's network with only NET_ADMIN and NET_RAW (a user who
+/// may run Docker may do this; no sudo, no password prompt). On macOS that
+/// container reaches Docker Desktop's Linux VM, where the containers are.
+#[derive(Clone, Debug)]
+pub enum Iptables {
+    /// The binary, and its `-restore` beside it.
+    Host(String),
+    /// The runner image and the backend (`iptables-nft` or `iptables-legacy`) Docker's rules are in.
+    Container { image: String, binary: String },
+}
+
+impl Iptables {
+    /// `XTASK_IPTABLES`: a binary to run directly, or `container` for the
+    /// container even as root (tests of both paths).
+    pub fn detect(image: &str) -> Result<Self> {
+        let given = std::env::var("XTASK_IPTABLES").unwrap_or_default();
+        if !given.is_empty() && given != "container" {
+            return Ok(Self::Host(given));
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if cfg!(target_os = "linux") && root && given.is_empty() {
+            return Ok(Self::Host("iptables".into()));
+        }
+        // Docker's rules are in one of the two backends: the one with DOCKER-USER.
+        for binary in ["iptables-nft", "iptables-legacy"] {
+            let candidate = Self::Container {
+                image: image.to_owned(),
+                binary: binary.to_owned(),
+            };
+            if candidate
+                .run(false, &["-S", "DOCKER-USER"], b"")?
+                .status
+                .success()
+            {
+                return Ok(candidate);
+            }
+        }
+        bail!(
+            "neither iptables-nft nor iptables-legacy in {image} sees Docker's DOCKER-USER chain: \
+             is Docker's iptables integration on (dockerd --iptables)? Build the image first (cargo xtask cluster up)"
+        )
+    }
+
+    /// `iptables <args>` (or `iptables-restore` when `restore`), `stdin` fed.
+    fn run(&self, restore: bool, args: &[&str], stdin: &[u8]) -> Result<std::process::Output> {
+        let suffix = if restore { "-restore" } else { "" };
+        let mut command = match self {
+            Self::Host(binary) => Command::new(format!("{binary}{suffix}")),
+            Self::Container { image, binary } => {
+                let mut docker = Command::new("docker");
+                docker.args([
+                    "run",
+                    "--rm",
+                    "-i",
+                    "--network",
+                    "host",
+                    "--user",
+                    "0:0",
+                    "--cap-drop",
+                    "ALL",
+                    "--cap-add",
+                    "NET_ADMIN",
+                    "--cap-add",
+                    "NET_RAW",
+                    "--read-only",
+                    // iptables-legacy's lock file (/run/xtables.lock).
+                    "--tmpfs",
+                    "/run",
+                    "--entrypoint",
+                ]);
+                docker.arg(format!("{binary}{suffix}")).arg(image);
+                docker
+            }
+        };
+        let mut child = command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {self:?} (iptables: the runner's firewall)"))?;
+        std::io::Write::write_all(&mut child.stdin.take().context("iptables' stdin")?, stdin)?;
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Like `run`, failing with iptables' own words.
+    fn must(&self, restore: bool, args: &[&str], stdin: &[u8]) -> Result<String> {
+        let output = self.run(restore, args, stdin)?;
+        if !output.status.success() {
+            bail!(
+                "iptables {} failed: {} (the runner's firewall needs root, or Docker to run the runner image with NET_ADMIN)",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Whether `rule` is in `chain` (`iptables -C`).
+    fn has(&self, chain: &str, rule: &[String]) -> Result<bool> {
+        let mut args = vec!["-C", chain];
+        args.extend(rule.iter().map(String::as_str));
+        Ok(self.run(false, &args, b"")?.status.success())
+    }
+}
+
+/// The runner network: created if missing (its bridge named for the
+/// rules); one of that name on another bridge is refused.
+fn ensure_network(firewall: &Firewall) -> Result<&'static str> {
+    let inspect = Command::new("docker")
+        .args(["network", "inspect", "--format"])
+        .arg("{{index .Options \"com.docker.network.bridge.name\"}}")
+        .arg(&firewall.network)
+        .output()
+        .context("running docker network inspect")?;
+    if inspect.status.success() {
+        let bridge = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
+        if bridge != firewall.bridge {
+            bail!(
+                "Docker network {} exists on bridge {bridge:?}, not {}: the firewall names the bridge; remove it (docker network rm {}) and run again",
+                firewall.network,
+                firewall.bridge,
+                firewall.network
+            );
+        }
+        return Ok("unchanged");
+    }
+    let created = Command::new("docker")
+        .args([
+            "network",
+            "create",
+            "--driver",
+            "bridge",
+            "--label",
+            "service-demo.runner=1",
+        ])
+        .arg("--opt")
+        .arg(format!(
+            "com.docker.network.bridge.name={}",
+            firewall.bridge
+        ))
+        .args([
+            "--opt",
+            "com.docker.network.bridge.enable_icc=false",
+            "--ipv6=false",
+        ])
+        .arg(&firewall.network)
+        .output()
+        .context("running docker network create")?;
+    if !created.status.success() {
+        bail!(
+            "docker network create {}: {}",
+            firewall.network,
+            String::from_utf8_lossy(&created.stderr).trim()
+        );
+    }
+    Ok("created")
+}
+
+/// The network and the rules in place, idempotently; what changed, one line each.
+pub fn install_firewall(firewall: &Firewall, iptables: &Iptables) -> Result<Vec<String>> {
+    let mut changed = vec![format!(
+        "network {} (bridge {}): {}",
+        firewall.network,
+        firewall.bridge,
+        ensure_network(firewall)?
+    )];
+    let before = iptables.run(false, &["-S", &firewall.chain], b"")?;
+    iptables.must(true, &["--noflush"], firewall.restore_input().as_bytes())?;
+    let after = iptables.must(false, &["-S", &firewall.chain], b"")?;
+    let same = before.status.success() && String::from_utf8_lossy(&before.stdout) == after;
+    changed.push(format!(
+        "chain {} ({} rules): {}",
+        firewall.chain,
+        firewall.chain_rules().len(),
+        if same { "unchanged" } else { "written" }
+    ));
+    for (chain, rule) in firewall.hooks() {
+        let state = if iptables.has(chain, &rule)? {
+            "present"
+        } else {
+            let mut args = vec!["-I", chain, "1"];
+            args.extend(rule.iter().map(String::as_str));
+            iptables.must(false, &args, b"")?;
+            "added"
+        };
+        changed.push(format!("{chain} {}: {state}", rule.join(" ")));
+    }
+    Ok(changed)
+}
+
+/// What is missing of the firewall (empty: all in place), for doctor and the dispatcher.
+pub fn firewall_problems(firewall: &Firewall, iptables: &Iptables) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let listed = iptables.run(false, &["-S", &firewall.chain], b"")?;
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let rules: Vec<&str> = listed.lines().filter(|l| l.starts_with("-A ")).collect();
+    let wanted = firewall.chain_rules();
+    if !listed
+        .lines()
+        .any(|l| l == format!("-N {}", firewall.chain))
+    {
+        problems.push(format!("no iptables chain {}", firewall.chain));
+    } else if rules != wanted {
+        problems.push(format!(
+            "chain {} holds {} rules that are not the {} wanted: {rules:?}",
+            firewall.chain,
+            rules.len(),
+            wanted.len()
+        ));
+    }
+    for (chain, rule) in firewall.hooks() {
+        if !iptables.has(chain, &rule)? {
+            problems.push(format!("no rule `{chain} {}`", rule.join(" ")));
+        }
+    }
+    Ok(problems)
+}
+
+/// The rules and the network gone (each said); nothing there is not an error.
+pub fn remove_firewall(firewall: &Firewall, iptables: &Iptables) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (chain, rule) in firewall.hooks() {
+        while iptables.has(chain, &rule)? {
+            let mut args = vec!["-D", chain];
+            args.extend(rule.iter().map(String::as_str));
+            iptables.must(false, &args, b"")?;
+            removed.push(format!("{chain} {}: removed", rule.join(" ")));
+        }
+    }
+    if iptables
+        .run(false, &["-S", &firewall.chain], b"")?
+        .status
+        .success()
+    {
+        iptables.must(false, &["-F", &firewall.chain], b"")?;
+        iptables.must(false, &["-X", &firewall.chain], b"")?;
+        removed.push(format!("chain {}: removed", firewall.chain));
+    }
+    let network = Command::new("docker")
+        .args(["network", "rm", &firewall.network])
+        .output()
+        .context("running docker network rm")?;
+    if network.status.success() {
+        removed.push(format!("network {}: removed", firewall.network));
+    }
+    Ok(removed)
+}
+
+/// The IPv4 address of container `host` on Docker network `network`.
+pub fn address_on(network: &str, host: &str) -> Result<String> {
+    let format = format!(
+        "{{{{with index .NetworkSettings.Networks {network:?}}}}}{{{{.IPAddress}}}}{{{{end}}}}"
+    );
+    let output = Command::new("docker")
+        .args(["container", "inspect", "--format", &format, host])
+        .output()
+        .context("running docker container inspect")?;
+    let address = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || address.parse::<std::net::Ipv4Addr>().is_err() {
+        bail!(
+            "{host} has no address on Docker network {network}: is the cluster up? (cargo xtask cluster up; cargo xtask cluster status)"
+        );
+    }
+    Ok(address)
 }
 
 #[cfg(test)]
@@ -360,24 +838,31 @@ mod tests {
         let settings = RunnerSettings {
             labels: labels(&DEFAULT_LABELS),
             image: "service-demo-runner:local".into(),
-            network: "kind".into(),
+            network: RUNNER_NETWORK.into(),
+            bridge: RUNNER_BRIDGE.into(),
+            chain: FIREWALL_CHAIN.into(),
+            kind_network: "kind".into(),
+            reach: vec![],
             runner_group_id: 1,
             home_size: "8g".into(),
             forwards: vec![],
             job_timeout: std::time::Duration::from_secs(60),
         };
-        let args = docker_run_args("r-1", &settings).join(" ");
+        let hosts = [("kind-node".to_owned(), "172.18.0.2".to_owned())];
+        let args = docker_run_args("r-1", &settings, &hosts).join(" ");
         for wanted in [
             "--rm",
             "--read-only",
             "--cap-drop ALL",
             "no-new-privileges",
-            "--network kind",
+            "--network service-demo-runner",
             "--user 1001:1001",
+            "--add-host=kind-node:172.18.0.2",
         ] {
             assert!(args.contains(wanted), "{wanted} missing from {args}");
         }
-        assert!(args.contains(&format!("-e {JIT_ENV} service-demo-runner:local")));
+        assert!(args.contains(&format!("-e {JIT_ENV} --add-host")));
+        assert!(args.ends_with(" service-demo-runner:local"));
         for forbidden in [
             "-v",
             "--volume",
@@ -392,5 +877,65 @@ mod tests {
             );
         }
         assert!(!args.contains("docker.sock") && !args.contains(&format!("{JIT_ENV}=")));
+    }
+
+    /// The rules as data: what the plan prints and `install_firewall` puts in place.
+    #[test]
+    fn the_firewall_lets_the_runner_reach_kinds_ports_and_the_internet_and_drops_the_host() {
+        let firewall = Firewall {
+            network: RUNNER_NETWORK.into(),
+            bridge: RUNNER_BRIDGE.into(),
+            chain: FIREWALL_CHAIN.into(),
+            allowed: vec![("172.18.0.2".into(), 6443), ("172.18.0.2".into(), 30080)],
+        };
+        assert_eq!(
+            firewall.chain_rules(),
+            [
+                "-A SERVICE-DEMO-RUNNER -o sd-runner0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                "-A SERVICE-DEMO-RUNNER -o sd-runner0 -j DROP",
+                "-A SERVICE-DEMO-RUNNER -d 172.18.0.2/32 -i sd-runner0 -p tcp -m tcp --dport 6443 -j ACCEPT",
+                "-A SERVICE-DEMO-RUNNER -d 172.18.0.2/32 -i sd-runner0 -p tcp -m tcp --dport 30080 -j ACCEPT",
+                "-A SERVICE-DEMO-RUNNER -d 10.0.0.0/8 -i sd-runner0 -j DROP",
+                "-A SERVICE-DEMO-RUNNER -d 172.16.0.0/12 -i sd-runner0 -j DROP",
+                "-A SERVICE-DEMO-RUNNER -d 192.168.0.0/16 -i sd-runner0 -j DROP",
+                "-A SERVICE-DEMO-RUNNER -d 100.64.0.0/10 -i sd-runner0 -j DROP",
+                "-A SERVICE-DEMO-RUNNER -d 169.254.0.0/16 -i sd-runner0 -j DROP",
+                "-A SERVICE-DEMO-RUNNER -d 127.0.0.0/8 -i sd-runner0 -j DROP",
+                "-A SERVICE-DEMO-RUNNER -d 0.0.0.0/8 -i sd-runner0 -j DROP",
+                "-A SERVICE-DEMO-RUNNER -d 224.0.0.0/4 -i sd-runner0 -j DROP",
+            ]
+        );
+        let render = firewall.render().join("\n");
+        for line in [
+            "iptables -I DOCKER-USER 1 -i sd-runner0 -j SERVICE-DEMO-RUNNER",
+            "iptables -I DOCKER-USER 1 -o sd-runner0 -j SERVICE-DEMO-RUNNER",
+            "iptables -I INPUT 1 -i sd-runner0 -j DROP",
+            "com.docker.network.bridge.name=sd-runner0",
+        ] {
+            assert!(render.contains(line), "{line} missing:\n{render}");
+        }
+        let restore = firewall.restore_input();
+        assert!(restore.starts_with("*filter\n:SERVICE-DEMO-RUNNER - [0:0]\n"));
+        assert!(restore.ends_with("-j DROP\nCOMMIT\n"));
+    }
+
+    #[test]
+    fn the_network_is_prepared_only_for_a_network() {
+        let settings = RunnerSettings {
+            labels: labels(&DEFAULT_LABELS),
+            image: "i".into(),
+            network: "none".into(),
+            bridge: RUNNER_BRIDGE.into(),
+            chain: FIREWALL_CHAIN.into(),
+            kind_network: "kind".into(),
+            reach: vec!["not a target".into()],
+            runner_group_id: 1,
+            home_size: "8g".into(),
+            forwards: vec![],
+            job_timeout: std::time::Duration::from_secs(60),
+        };
+        assert_eq!(prepare_network(&settings).unwrap(), Vec::new());
+        assert!(host_port("node:6443").is_ok());
+        assert!(host_port("node").is_err() && host_port(":80").is_err());
     }
 }

@@ -26,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::domain::cluster_runner::{self, Iptables, RunnerSettings};
 use crate::domain::github::{Change, GitHub, Scope};
 
 /// The runner image `up` builds from `terraform/runner/`.
@@ -43,6 +44,15 @@ pub const TOKENS: [(&str, &str, &str); 3] = [
     ("preprod", "ARGOCD_PREPROD_TOKEN", "preprod"),
     ("prod", "ARGOCD_AUTH_TOKEN", "release"),
 ];
+
+/// What the runner may open on kind's control-plane node: the API server,
+/// the ingress controller (80, 443) and Argo CD's NodePort.
+pub fn reach(cluster_name: &str) -> Vec<String> {
+    [6443, 80, 443, ARGOCD_NODE_PORT]
+        .iter()
+        .map(|port| format!("{cluster_name}-control-plane:{port}"))
+        .collect()
+}
 
 /// The fork `up` works for.
 #[derive(Debug, Clone)]
@@ -126,6 +136,8 @@ pub struct Plan {
     /// `port=host:port`: the runner's loopback forwards to kind's control-plane
     /// node (Argo CD's NodePort, the ingress controller's port 80).
     pub forwards: Vec<String>,
+    /// `host:port` the runner may open on kind's network ([`reach`]).
+    pub reach: Vec<String>,
 }
 
 impl Plan {
@@ -156,6 +168,7 @@ impl Plan {
                 format!("http://127.0.0.1:{}", default("ingress_http_port")?),
             ),
         ];
+        let reach = reach(&cluster_name);
         Ok(Self {
             fork: fork.clone(),
             terraform_vars: vec![("gitops_repo_url".into(), fork.clone_url())],
@@ -165,6 +178,7 @@ impl Plan {
             cluster_name,
             variables,
             forwards,
+            reach,
             runner_dockerfile: "terraform/runner/Dockerfile".into(),
             rust_version: rust_version(root)?,
         })
@@ -179,7 +193,7 @@ impl Plan {
             .collect();
         let mut out = format!("cluster up for {}:\n", self.fork.repository);
         out += &format!(
-            "1. terraform init, apply -auto-approve {} (a private fork: its SSH URL) in terraform/ (kind {}, Argo CD, ingress-nginx, CloudNativePG, Kyverno, the AppProjects, the root app)\n",
+            "1. terraform init, apply -auto-approve {} (or the SSH URL, when gitops/argocd names it) in terraform/ (kind {}, Argo CD, ingress-nginx, CloudNativePG, Kyverno, the AppProjects, the root app)\n",
             vars.join(" "),
             self.cluster_name
         );
@@ -188,7 +202,7 @@ impl Plan {
             self.policy.path, self.policy.sha256, self.policy_key.path, self.policy_key.sha256
         );
         out += &format!(
-            "3. Argo CD repository credentials, only if the fork is private: it is read at {} with a read-only deploy key (registered through GitHub's API; its private half only in Argo CD's Secret {REPO_SECRET})\n",
+            "3. Argo CD repository credentials, only when gitops/argocd names the SSH URL (`setup` writes it for a private fork; a private fork named over HTTPS is refused): it is read at {} with a read-only deploy key (registered through GitHub's API, earlier clusters' keys deleted; its private half only in Argo CD's Secret {REPO_SECRET})\n",
             self.fork.ssh_url()
         );
         for (env, secret, role) in TOKENS {
@@ -202,10 +216,55 @@ impl Plan {
             );
         }
         out += &format!(
-            "6. runner image {RUNNER_IMAGE} from {} (Rust {}), then the dispatcher `cargo xtask cluster runner` in the background\n",
+            "6. runner image {RUNNER_IMAGE} from {} (Rust {})\n",
             self.runner_dockerfile, self.rust_version
         );
+        out += &format!(
+            "7. the runner's network and host firewall: it reaches {} on Docker network kind and the internet, nothing of this host and no private range (<host>: that node's address on kind, read when the rules go in):\n",
+            self.reach.join(", ")
+        );
+        for line in self.planned_firewall().render() {
+            out += &format!("   {line}\n");
+        }
+        out += "8. the dispatcher `cargo xtask cluster runner` in the background\n";
         out
+    }
+
+    /// The runner's settings as `up` starts the dispatcher with them.
+    pub fn runner_settings(&self) -> RunnerSettings {
+        runner_settings(&self.cluster_name, self.forwards.clone())
+    }
+
+    /// The runner's firewall as planned: `<host>` for each node's address,
+    /// which is looked up when the rules go in.
+    fn planned_firewall(&self) -> cluster_runner::Firewall {
+        let allowed = self
+            .reach
+            .iter()
+            .filter_map(|target| {
+                let (host, port) = target.rsplit_once(':')?;
+                Some((format!("<{host}>"), port.parse().ok()?))
+            })
+            .collect();
+        cluster_runner::firewall_of(&self.runner_settings(), allowed)
+    }
+}
+
+/// The dispatcher's defaults for cluster `name`: the runner's own network,
+/// kind's node reachable at [`reach`], `forwards` inside.
+pub fn runner_settings(name: &str, forwards: Vec<String>) -> RunnerSettings {
+    RunnerSettings {
+        labels: cluster_runner::DEFAULT_LABELS.map(str::to_owned).to_vec(),
+        image: RUNNER_IMAGE.into(),
+        network: cluster_runner::RUNNER_NETWORK.into(),
+        bridge: cluster_runner::RUNNER_BRIDGE.into(),
+        chain: cluster_runner::FIREWALL_CHAIN.into(),
+        kind_network: "kind".into(),
+        reach: reach(name),
+        runner_group_id: 1,
+        home_size: "8g".into(),
+        forwards,
+        job_timeout: std::time::Duration::from_secs(3600),
     }
 }
 
@@ -362,40 +421,63 @@ pub fn apply(root: &Path, plan: &Plan, github: &GitHub) -> Result<()> {
     write_tokens(github, &kubeconfig, &argocd_url)?;
     write_variables(github, &plan.variables)?;
     build_runner_image(root, plan)?;
+    let settings = plan.runner_settings();
+    let iptables = Iptables::detect(&settings.image)?;
+    let (_, allowed) = cluster_runner::resolve_targets(&settings)?;
+    let firewall = cluster_runner::firewall_of(&settings, allowed);
+    for change in cluster_runner::install_firewall(&firewall, &iptables)? {
+        println!("7. runner firewall: {change}");
+    }
     let labels = runner_labels(github)?;
     start_dispatcher(plan, &labels)
 }
 
-/// The URL Argo CD reads the fork at: https for a public fork; for a private
-/// one, SSH (a deploy key), which every Argo CD object under gitops/argocd
-/// must name already (refused before any change otherwise).
+/// The URL Argo CD reads the fork at, as its objects under gitops/argocd
+/// name it (Terraform's root app must name the same), and whether Argo CD
+/// needs credentials: the SSH URL (`setup` writes it for a private fork)
+/// always does, public or not; a private fork named over HTTPS is refused
+/// before any change (an SSH key matches no HTTPS URL).
 fn argocd_url(root: &Path, github: &GitHub, fork: &Fork) -> Result<(String, bool)> {
-    let private = github.get("")?["private"].as_bool().unwrap_or(false);
-    if !private {
-        return Ok((fork.clone_url(), false));
-    }
-    let https = fork.clone_url();
-    let mut named = Vec::new();
-    for file in crate::plumbing::fs::yaml_files(&root.join("gitops/argocd"))? {
-        if std::fs::read_to_string(&file)?.contains(&https) {
-            named.push(
-                file.strip_prefix(root)
-                    .unwrap_or(&file)
-                    .display()
-                    .to_string(),
-            );
+    let (https, ssh) = (fork.clone_url(), fork.ssh_url());
+    let naming = |url: &str| -> Result<Vec<String>> {
+        let mut named = Vec::new();
+        for file in crate::plumbing::fs::yaml_files(&root.join("gitops/argocd"))? {
+            if std::fs::read_to_string(&file)?.contains(url) {
+                named.push(
+                    file.strip_prefix(root)
+                        .unwrap_or(&file)
+                        .display()
+                        .to_string(),
+                );
+            }
         }
-    }
-    if !named.is_empty() {
+        Ok(named)
+    };
+    let (over_https, over_ssh) = (naming(&https)?, naming(&ssh)?);
+    if !over_https.is_empty() && !over_ssh.is_empty() {
         bail!(
-            "{} is private: Argo CD reads it over SSH with a read-only deploy key, so its objects must name {} instead of {https} ({}); \
-             replace it there (a reviewed commit), or make the fork public; nothing was changed",
+            "gitops/argocd names {} both as {https} ({}) and as {ssh} ({}): Argo CD reads one URL; run `cargo xtask setup` (it writes the one the fork's visibility needs); nothing was changed",
             fork.repository,
-            fork.ssh_url(),
-            named.join(", ")
+            over_https.join(", "),
+            over_ssh.join(", ")
         );
     }
-    Ok((fork.ssh_url(), true))
+    if !over_ssh.is_empty() {
+        return Ok((ssh, true));
+    }
+    if github.get("")?["private"].as_bool().unwrap_or(false) {
+        bail!(
+            "{} is private: Argo CD reads it over SSH with a read-only deploy key, so its objects must name {ssh} instead of {https} ({}); \
+             run `cargo xtask setup` (it writes the SSH URL for a private fork and pushes it), or make the fork public; nothing was changed",
+            fork.repository,
+            if over_https.is_empty() {
+                "gitops/argocd names neither".to_owned()
+            } else {
+                over_https.join(", ")
+            }
+        );
+    }
+    Ok((https, false))
 }
 
 /// The Argo CD repository Secret of a private fork.
@@ -427,9 +509,8 @@ fn repository_credentials(github: &GitHub, kubeconfig: &str, url: &str) -> Resul
         return Ok(());
     }
     let (private_pem, public_ssh) = deploy_key_pair()?;
-    let body =
-        json!({"title": "argocd (cargo xtask cluster up)", "key": public_ssh, "read_only": true});
-    github.post_to(&github.repo_path("/keys"), &body)?;
+    let body = json!({"title": ARGOCD_KEY_TITLE, "key": public_ssh, "read_only": true});
+    let registered = github.post_to(&github.repo_path("/keys"), &body)?;
     let secret = json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -448,8 +529,21 @@ fn repository_credentials(github: &GitHub, kubeconfig: &str, url: &str) -> Resul
     println!(
         "3. Argo CD repository credentials for {url}: a read-only deploy key registered, {applied}"
     );
+    // The keys of earlier clusters (their Secrets went with them) open nothing any more: deleted.
+    let keys = github.get("/keys?per_page=100")?;
+    let earlier = keys.as_array().into_iter().flatten().filter(|key| {
+        key["title"] == ARGOCD_KEY_TITLE && key["id"] != registered["id"] && key["id"].is_u64()
+    });
+    for key in earlier {
+        let id = &key["id"];
+        github.delete(&github.repo_path(&format!("/keys/{id}")))?;
+        println!("3. deploy key {id} of an earlier cluster ({ARGOCD_KEY_TITLE}): deleted");
+    }
     Ok(())
 }
+
+/// The title of the read-only deploy key `up` registers for Argo CD.
+const ARGOCD_KEY_TITLE: &str = "argocd (cargo xtask cluster up)";
 
 /// An ECDSA P-256 key pair: the private key as PKCS#8 PEM (what Argo CD's
 /// `sshPrivateKey` takes), the public key in OpenSSH's format (what GitHub's
@@ -660,14 +754,22 @@ fn runner_labels(github: &GitHub) -> Result<Vec<String>> {
 
 fn start_dispatcher(plan: &Plan, labels: &[String]) -> Result<()> {
     if let Some(pid) = dispatcher_running()? {
-        println!("7. dispatcher: unchanged (running, pid {pid})");
+        println!("8. dispatcher: unchanged (running, pid {pid})");
         return Ok(());
     }
     let (pid_file, log_file) = dispatcher_files()?;
     let log = std::fs::File::create(&log_file)?;
     let child = Command::new(std::env::current_exe()?)
-        .args(["cluster", "runner", "--network", "kind", "--forward"])
+        .args([
+            "cluster",
+            "runner",
+            "--network",
+            &plan.runner_settings().network,
+        ])
+        .arg("--forward")
         .arg(plan.forwards.join(","))
+        .arg("--reach")
+        .arg(plan.reach.join(","))
         .arg("--labels")
         .arg(labels.join(","))
         .env("GITHUB_REPOSITORY", &plan.fork.repository)
@@ -678,7 +780,7 @@ fn start_dispatcher(plan: &Plan, labels: &[String]) -> Result<()> {
         .context("starting the dispatcher")?;
     std::fs::write(&pid_file, child.id().to_string())?;
     println!(
-        "7. dispatcher: started (pid {}, log {})",
+        "8. dispatcher: started (pid {}, log {})",
         child.id(),
         log_file.display()
     );
@@ -690,13 +792,27 @@ pub fn down(root: &Path, dry_run: bool) -> Result<()> {
     let dir = root.join("terraform");
     if dry_run {
         println!(
-            "cluster down would: stop the dispatcher if it runs, terraform destroy -auto-approve in terraform/ (the kind cluster and all it holds)"
+            "cluster down would: stop the dispatcher if it runs, remove the runner's firewall rules (chain {}, its jumps from DOCKER-USER and INPUT) and network {}, terraform destroy -auto-approve in terraform/ (the kind cluster and all it holds)",
+            cluster_runner::FIREWALL_CHAIN,
+            cluster_runner::RUNNER_NETWORK
         );
         return Ok(());
     }
     if let Some(pid) = dispatcher_running()? {
         let _ = Command::new("kill").arg(pid.to_string()).status();
         println!("dispatcher (pid {pid}): stopped");
+    }
+    let settings = runner_settings(&terraform_default(&dir, "cluster_name")?, Vec::new());
+    let firewall = cluster_runner::firewall_of(&settings, Vec::new());
+    let removed = Iptables::detect(&settings.image)
+        .and_then(|iptables| cluster_runner::remove_firewall(&firewall, &iptables));
+    match removed {
+        Ok(lines) if lines.is_empty() => println!("runner firewall: nothing to remove"),
+        Ok(lines) => lines.iter().for_each(|l| println!("runner firewall: {l}")),
+        // The cluster still goes: the rules only confine a runner, and none runs now.
+        Err(error) => println!(
+            "runner firewall: not removed ({error:#}); `cargo xtask cluster firewall --remove` removes it"
+        ),
     }
     terraform(&dir, &["destroy", "-auto-approve", "-input=false"])?;
     println!(
@@ -742,12 +858,31 @@ pub fn status(root: &Path) -> Result<()> {
         }
         _ => println!("runner containers: Docker does not answer"),
     }
+    println!("runner firewall: {}", firewall_status(&dir));
     let key = Digested::read(root, POLICY_PUBLIC_KEY_FILE)?;
     println!(
         "policy key: {} sha256 {} (what the next `up` applies)",
         key.path, key.sha256
     );
     Ok(())
+}
+
+/// What is missing of the runner's firewall for kind's nodes as they are now.
+pub fn firewall_problems_now(terraform_dir: &Path) -> Result<Vec<String>> {
+    let name = terraform_default(terraform_dir, "cluster_name")?;
+    let settings = runner_settings(&name, Vec::new());
+    let iptables = Iptables::detect(&settings.image)?;
+    let firewall = cluster_runner::firewall_in_place(&settings)?;
+    cluster_runner::firewall_problems(&firewall, &iptables)
+}
+
+/// Whether the runner's firewall is in place, in words (`cluster status`).
+fn firewall_status(terraform_dir: &Path) -> String {
+    match firewall_problems_now(terraform_dir) {
+        Ok(problems) if problems.is_empty() => "in place".into(),
+        Ok(problems) => format!("NOT in place: {}", problems.join("; ")),
+        Err(error) => format!("cannot be checked: {error:#}"),
+    }
 }
 
 /// What a key looks like in text: PEM armour, OpenSSH public keys, and the

@@ -74,6 +74,11 @@ impl Edits {
                 format!("github.com/{}/{}", old.0, old.1),
                 format!("github.com/{}/{}", new.0, new.1),
             ),
+            // A private fork's Argo CD objects name its SSH URL (git@github.com:<owner>/<name>.git).
+            (
+                format!("github.com:{}/{}", old.0, old.1),
+                format!("github.com:{}/{}", new.0, new.1),
+            ),
             // Each service's images are ghcr.io/<owner>/<image> (its declared
             // image name), whatever the repository is called: the owner moves.
             (
@@ -96,6 +101,28 @@ impl Edits {
                     .iter()
                     .fold(text.to_owned(), |t, (from, to)| t.replace(from, to)))
             })?;
+        }
+        Ok(())
+    }
+
+    /// How Argo CD reads the fork `repo`, in every object under gitops/argocd
+    /// (the Applications' `repoURL`, the AppProjects' `sourceRepos`): a
+    /// private fork over SSH, `git@github.com:<owner>/<name>.git`, with the
+    /// read-only deploy key `cluster up` gives Argo CD (a key made for SSH
+    /// matches no HTTPS URL); a public one over HTTPS, without credentials.
+    /// Everything else (Cargo.toml, the chart, Terraform's default) keeps the
+    /// HTTPS URL: it is a link, not what Argo CD fetches.
+    pub fn argocd_transport(&mut self, repo: &RepoName, private: bool) -> Result<()> {
+        let https = format!("https://github.com/{}/{}.git", repo.0, repo.1);
+        let ssh = format!("git@github.com:{}/{}.git", repo.0, repo.1);
+        let (from, to) = if private { (https, ssh) } else { (ssh, https) };
+        for file in yaml_files(&self.root.join("gitops/argocd"))? {
+            let path = file
+                .strip_prefix(&self.root)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .into_owned();
+            self.edit(&path, |text| Ok(text.replace(&from, &to)))?;
         }
         Ok(())
     }
@@ -235,6 +262,7 @@ pub fn current_name(root: &Path) -> Result<RepoName> {
         .as_str()
         .unwrap_or_default();
     url.strip_prefix("https://github.com/")
+        .or_else(|| url.strip_prefix("git@github.com:"))
         .and_then(|rest| parse_name(rest).ok())
         .with_context(|| {
             format!(
@@ -257,6 +285,74 @@ mod tests {
             "a:\n  publicKeys: |-\n    -----BEGIN PUBLIC KEY-----\n    new1\n    new2\n    -----END PUBLIC KEY-----\n  rekor:\n    x: 1\n"
         );
         assert!(replace_public_keys("a: 1\n", pem).is_err());
+    }
+
+    /// A repository whose gitops/argocd objects and Cargo.toml name `url`.
+    fn repository_naming(url: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let argocd = dir.path().join("gitops/argocd");
+        std::fs::create_dir_all(argocd.join("apps")).unwrap();
+        for dir_name in YAML_DIRS {
+            std::fs::create_dir_all(dir.path().join(dir_name)).unwrap();
+        }
+        let project = format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: AppProject\nmetadata:\n  name: p\nspec:\n  sourceRepos:\n    - {url}\n"
+        );
+        std::fs::write(argocd.join("project.yaml"), project).unwrap();
+        let app = format!("spec:\n  source:\n    repoURL: {url}\n");
+        std::fs::write(argocd.join("apps/app.yaml"), app).unwrap();
+        let link = url.replace("git@github.com:", "https://github.com/");
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            format!("repository = \"{link}\"\n"),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_private_forks_argocd_objects_name_its_ssh_url_and_a_public_ones_https() {
+        let https = "https://github.com/acme/service-demo.git";
+        let ssh = "git@github.com:acme/service-demo.git";
+        let repo = ("acme".to_owned(), "service-demo".to_owned());
+        let dir = repository_naming(https);
+        let mut edits = Edits::new(dir.path());
+        edits.argocd_transport(&repo, true).unwrap();
+        let changed: Vec<&str> = edits.changed().iter().map(|(p, _, _)| *p).collect();
+        assert_eq!(
+            changed,
+            ["gitops/argocd/apps/app.yaml", "gitops/argocd/project.yaml"]
+        );
+        edits.write().unwrap();
+        let project =
+            std::fs::read_to_string(dir.path().join("gitops/argocd/project.yaml")).unwrap();
+        assert!(
+            project.contains(ssh) && !project.contains(https),
+            "{project}"
+        );
+        // The SSH URL is still this fork's name, and pointing it at another moves that URL too.
+        assert_eq!(current_name(dir.path()).unwrap(), repo);
+        let mut moved = Edits::new(dir.path());
+        moved
+            .point_at(&("Other".to_owned(), "demo".to_owned()))
+            .unwrap();
+        moved.write().unwrap();
+        let app = std::fs::read_to_string(dir.path().join("gitops/argocd/apps/app.yaml")).unwrap();
+        assert!(app.contains("git@github.com:Other/demo.git"), "{app}");
+        // Made public again: HTTPS again.
+        let mut public = Edits::new(dir.path());
+        public
+            .argocd_transport(&("Other".to_owned(), "demo".to_owned()), false)
+            .unwrap();
+        public.write().unwrap();
+        let app = std::fs::read_to_string(dir.path().join("gitops/argocd/apps/app.yaml")).unwrap();
+        assert!(app.contains("https://github.com/Other/demo.git"), "{app}");
+        // Nothing to change says so.
+        let mut again = Edits::new(dir.path());
+        again
+            .argocd_transport(&("Other".to_owned(), "demo".to_owned()), false)
+            .unwrap();
+        assert!(again.changed().is_empty());
     }
 
     #[test]

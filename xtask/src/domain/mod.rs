@@ -40,7 +40,8 @@
 //!   fork's deploy key, Argo CD's project-role tokens into the fork's
 //!   secrets, and the rule that no `.tf` file carries a key inline;
 //!   `cluster_runner`: the dispatcher, one just-in-time runner per queued job
-//!   of main in a fresh container.
+//!   of main in a fresh container, on a network of its own that the host's
+//!   firewall confines to kind's ports and the internet.
 //! - `upstream_schemas`: the upstream contracts of `xtask/schemas/sources.toml`
 //!   (Argo CD's REST description, the CRDs, upstream examples) at the releases
 //!   Terraform's charts install: installed and sha256-checked in a cache,

@@ -41,6 +41,8 @@ pub struct State {
     pub owner: String,
     pub name: String,
     pub owner_type: String,
+    /// The repository's visibility (a new fork of a public repository is public).
+    pub private: bool,
     pub user: (String, i64),
     pub token: String,
     pub actions_enabled: bool,
@@ -78,6 +80,7 @@ impl FakeGitHub {
             owner: owner.into(),
             name: name.into(),
             owner_type: "User".into(),
+            private: false,
             user: (owner.into(), 1001),
             token: token.into(),
             actions_enabled: false,
@@ -393,7 +396,7 @@ fn answer(state: &mut State, key: &crypto_box::SecretKey, request: &Request) -> 
             200,
             json!({
                 "id": 1, "name": state.name, "full_name": format!("{}/{}", state.owner, state.name),
-                "private": false, "owner": {"login": state.owner, "type": state.owner_type},
+                "private": state.private, "owner": {"login": state.owner, "type": state.owner_type},
                 "permissions": {"admin": true, "push": true, "pull": true}
             }),
         ),
