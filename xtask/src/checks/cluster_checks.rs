@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::checks::cnpg_types;
 use crate::checks::manifests;
+use crate::checks::{Finding, Rule, rule, tag};
 use crate::domain::application_sets;
 use crate::domain::promotion::Env;
 use crate::plumbing::yaml;
@@ -46,26 +47,101 @@ type SecretsByNamespace = BTreeMap<String, BTreeSet<(String, String)>>;
 
 /// Every cross-file problem of the repository at `root`, given the chart
 /// rendered per environment.
-pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
-    let mut found = ingress_problems(rendered);
-    found.extend(database_problems(root, rendered));
+pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
+    let mut found = tag("chart.ingress-per-environment", ingress_problems(rendered));
     found.extend(terraform_problems(root, rendered));
-    found.extend(readme_problems(root, rendered));
-    found.extend(preview_file_problems(root));
-    found.extend(rendered.iter().flat_map(egress_problems));
-    found.extend(image_repository_problems(root));
-    found.extend(rendered.iter().flat_map(placement_problems));
+    found.extend(tag(
+        "readme.services-exist",
+        readme_problems(root, rendered),
+    ));
+    found.extend(tag("chart.preview-folder", preview_file_problems(root)));
+    found.extend(tag(
+        "chart.image-repository",
+        image_repository_problems(root),
+    ));
+    found.extend(service_problems(root, rendered));
     found
 }
+
+/// The rules of this module.
+pub const RULES: &[Rule] = &[
+    rule(
+        "chart.ingress-per-environment",
+        "chart",
+        "every environment answers at <env>.<domain>, one domain for all, through an Ingress the NetworkPolicy lets the controller reach: the README's URLs work",
+    ),
+    rule(
+        "chart.database-secret-produced",
+        "chart",
+        "the Secret and key the chart reads DATABASE_URL from is produced in that namespace (CloudNativePG's <cluster>-app, an ExternalSecret, a Secret): otherwise pods never start",
+    ),
+    rule(
+        "chart.egress-bounded",
+        "chart",
+        "every pod is under an egress policy: DNS, and outside previews the environment's database only; a preview runs a pull request's code",
+    ),
+    rule(
+        "chart.placement",
+        "chart",
+        "no values file opens (NodePort, no NetworkPolicy) or places (tolerations, nodeSelector) an environment, nor makes dev/preprod/prod own its namespace",
+    ),
+    rule(
+        "chart.preview-folder",
+        "chart",
+        "gitops/values/pr/ holds only pr-<N>/ directories of listed values files: any other file could become an Application (pr-x/prod.yaml once named service-demo-prod)",
+    ),
+    rule(
+        "chart.image-repository",
+        "chart",
+        "every values file runs images of the pipeline's repository only: a values file changes the tag through the pipeline, never where the image comes from",
+    ),
+    rule(
+        "terraform.parses",
+        "terraform",
+        "terraform/*.tf parse as HCL: the other Terraform rules read them",
+    ),
+    rule(
+        "terraform.host-ports",
+        "terraform",
+        "kind's host ports are not items-api's 8080 nor each other's, and the ingress node maps port 80: `cluster up` would fail to bind",
+    ),
+    rule(
+        "terraform.ingress-domain",
+        "terraform",
+        "var.ingress_domain is the domain the chart's Ingress hosts end in: the outputs would print URLs nothing answers",
+    ),
+    rule(
+        "terraform.chart-pins",
+        "terraform",
+        "Argo CD, ingress-nginx, CloudNativePG and Kyverno come from charts at a pinned version: the schemas validate checks against are that version's",
+    ),
+    rule(
+        "terraform.argocd-ci-account",
+        "terraform",
+        "Argo CD's ci account gets and syncs the service-demo project's applications only, ci-preview the previews only: a leaked token stays small",
+    ),
+    rule(
+        "terraform.path-aware-globbing",
+        "terraform",
+        "Argo CD globs git files path by path: otherwise gitops/values/pr/pr-*/x.yaml also matches pr-7/y/x.yaml",
+    ),
+    rule(
+        "readme.services-exist",
+        "readme",
+        "every `svc/<name>` the README names is a Service the chart renders: the tutorial's commands work",
+    ),
+];
 
 /// The checks that hold for each render of a service other than items-api
 /// (whose Ingress has its own host, and which the README does not name): the
 /// database Secret it reads is produced in its namespace, its pods' egress is
 /// bounded, and nothing opens or places the environment.
-pub fn service_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+pub fn service_problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
     let mut found = database_problems(root, rendered);
-    found.extend(rendered.iter().flat_map(egress_problems));
-    found.extend(rendered.iter().flat_map(placement_problems));
+    let egress = rendered.iter().flat_map(egress_problems).collect();
+    found.extend(tag("chart.egress-bounded", egress));
+    let placement = rendered.iter().flat_map(placement_problems).collect();
+    found.extend(tag("chart.placement", placement));
     found
 }
 
@@ -500,7 +576,7 @@ fn database_secrets(docs: &[Value]) -> BTreeSet<(String, String)> {
 }
 
 /// The database Secret each environment reads is produced in its namespace.
-fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
     let mut found = Vec::new();
     let produced = match produced_secrets(root) {
         Ok(produced) => produced,
@@ -513,11 +589,11 @@ fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
                 continue;
             }
             let offered: Vec<String> = here.iter().map(|(s, k)| format!("{s}/{k}")).collect();
-            found.push(format!(
+            found.push(Finding::new("chart.database-secret-produced", format!(
                 "{env}: the chart reads DATABASE_URL from Secret {secret} key {key}, which nothing deployed to {env} \
                  produces (produced there: {offered:?}); set database.existingSecret and database.secretKey in \
                  gitops/values/{env}/service-demo.yaml to what gitops/database/{env}/ makes"
-            ));
+            )));
         }
     }
     found
@@ -527,11 +603,12 @@ fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
 /// `gitops/argocd/apps` deploy from plain directories of this repository;
 /// or the problems of those documents (strict parse, kinds their project
 /// does not whitelist).
-fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<String>> {
+fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<Finding>> {
     let mut produced = SecretsByNamespace::new();
     let mut problems = Vec::new();
-    let projects = read_yaml_dir(root, "gitops/argocd").map_err(|p| vec![p])?;
-    for (_, app) in read_yaml_dir(root, "gitops/argocd/apps").map_err(|p| vec![p])? {
+    let unreadable = |p| vec![Finding::new("repository.yaml", p)];
+    let projects = read_yaml_dir(root, "gitops/argocd").map_err(unreadable)?;
+    for (_, app) in read_yaml_dir(root, "gitops/argocd/apps").map_err(unreadable)? {
         let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
         let namespace = app["spec"]["destination"]["namespace"]
             .as_str()
@@ -546,13 +623,13 @@ fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<String>> {
             .find(|(_, p)| p["kind"] == "AppProject" && p["metadata"]["name"] == project)
             .map(|(_, p)| manifests::whitelisted_kinds(p))
             .unwrap_or_default();
-        for (file, doc) in read_yaml_dir(root, path).map_err(|p| vec![p])? {
+        for (file, doc) in read_yaml_dir(root, path).map_err(unreadable)? {
             problems.extend(manifests::check_document(&file, &doc));
             for (group, kind) in manifests::kinds(std::slice::from_ref(&doc)).difference(&allowed) {
-                problems.push(format!(
+                problems.push(Finding::new("argocd.project-allows", format!(
                     "{file}: {kind} (group {group:?}) is not whitelisted by project {project}: Argo CD would refuse \
                      to sync {app_name}"
-                ));
+                )));
             }
             let into = produced.entry(namespace.to_owned()).or_default();
             into.extend(secrets_made_by(&doc));
@@ -680,12 +757,12 @@ fn resolve(body: &Body, expr: &Expression) -> Option<String> {
     }
 }
 
-fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
     let body = match terraform_body(root) {
         Ok(body) => body,
-        Err(problem) => return vec![problem],
+        Err(problem) => return vec![Finding::new("terraform.parses", problem)],
     };
-    let mut found = port_problems(&body);
+    let mut found = tag("terraform.host-ports", port_problems(&body));
     let domain_var = Expression::from(
         hcl::Traversal::builder(hcl::Variable::unchecked("var"))
             .attr("ingress_domain")
@@ -695,14 +772,20 @@ fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
     if let Some(chart_domain) = rendered_domain(rendered)
         && terraform_domain.as_deref() != Some(chart_domain.as_str())
     {
-        found.push(format!(
+        found.push(Finding::new("terraform.ingress-domain", format!(
             "terraform: var.ingress_domain is {terraform_domain:?} but the chart's Ingress hosts end in {chart_domain:?} \
              (ingress.domain): the outputs would print URLs nothing answers"
-        ));
+        )));
     }
-    found.extend(chart_pin_problems(&body));
-    found.extend(ci_account_problems(&body));
-    found.extend(globbing_problems(&body));
+    found.extend(tag("terraform.chart-pins", chart_pin_problems(&body)));
+    found.extend(tag(
+        "terraform.argocd-ci-account",
+        ci_account_problems(&body),
+    ));
+    found.extend(tag(
+        "terraform.path-aware-globbing",
+        globbing_problems(&body),
+    ));
     found
 }
 

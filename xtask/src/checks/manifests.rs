@@ -13,12 +13,137 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use serde_json::Value;
 
+use crate::checks::{Finding, Rule, rule, tag};
 use crate::domain::application_sets::{self, Generated, ServiceElement};
 use crate::domain::argocd_api;
 use crate::domain::promotion::{Env, UNDECLARED_VALUES_FILE};
 use crate::domain::services::Service;
 use crate::plumbing::text::glob_match;
 use crate::plumbing::yaml::parse_strict;
+
+/// The rules of this module.
+pub const RULES: &[Rule] = &[
+    rule(
+        "objects.known-kind",
+        "objects",
+        "every document is a kind this project writes, at its one apiVersion: anything else is a typo or an object nothing here checks",
+    ),
+    rule(
+        "objects.strict",
+        "objects",
+        "every Kubernetes object parses strictly as its k8s-openapi type, unknown fields named with their paths: the API server drops or refuses them",
+    ),
+    rule(
+        "chart.one-deployment",
+        "chart",
+        "the chart renders exactly one Deployment per environment: the other chart rules read it",
+    ),
+    rule(
+        "chart.values-honoured",
+        "chart",
+        "the rendered replicas and image are what the values ask for: a promotion must deploy the image it wrote",
+    ),
+    rule(
+        "chart.pod-security",
+        "chart",
+        "pods keep Kubernetes' restricted Pod Security Standard, a read-only root, no API token and spread over nodes",
+    ),
+    rule(
+        "chart.shutdown-timing",
+        "chart",
+        "the grace period exceeds the drain plus the longest request, the readiness timeout exceeds /readyz's bound: no request is cut, no busy pool turns every replica unready",
+    ),
+    rule(
+        "chart.probes-and-resources",
+        "chart",
+        "containers have requests and a memory limit and probe /healthz and /readyz, the endpoints the service answers",
+    ),
+    rule(
+        "chart.container-env",
+        "chart",
+        "DATABASE_URL comes from a Secret, never a value in git, and ENV_NAME, SERVICES_NAMESPACE and APP_VERSION are set",
+    ),
+    rule(
+        "chart.metadata-allow-lists",
+        "chart",
+        "values files set only inert pod labels and annotations and limiting Ingress annotations: others route traffic elsewhere or select the pods",
+    ),
+    rule(
+        "argocd.namespace",
+        "argocd",
+        "Argo CD objects are Applications, ApplicationSets or AppProjects in namespace argocd, where Argo CD looks for them",
+    ),
+    rule(
+        "argocd.application-shape",
+        "argocd",
+        "an Application has one `source` and no custom health checks: the checks (and `argocd sync`) read one source; health belongs in argocd-cm",
+    ),
+    rule(
+        "argocd.project-allows",
+        "argocd",
+        "an Application's project exists and allows its repository, namespace and every kind the chart renders: Argo CD would refuse to sync",
+    ),
+    rule(
+        "argocd.source-files",
+        "argocd",
+        "an Application reads the chart and the values file the pipeline writes for its environment: otherwise a promotion changes nothing",
+    ),
+    rule(
+        "argocd.sync-policy",
+        "argocd",
+        "preprod and previews sync automatically with prune and selfHeal, dev and prod by hand, every app creates its namespace",
+    ),
+    rule(
+        "argocd.set-generators",
+        "argocd",
+        "previews come from the services list × one git files generator over gitops/values/pr/pr-*, using only listed template expressions: no file name can make an Application such as service-demo-prod",
+    ),
+    rule(
+        "argocd.set-expansion",
+        "argocd",
+        "each ApplicationSet expands as Argo CD's controller would (the generators and template forms validate understands): what it makes is then checked as an Application file",
+    ),
+    rule(
+        "argocd.generated-name",
+        "argocd",
+        "a generated Application is <values-file stem>-<env> in namespace <env>, a preview labelled with its number: the names `argocd sync --app`, `argocd wait --pr` and the workflows use",
+    ),
+    rule(
+        "argocd.services-listed",
+        "argocd",
+        "every service of the workspace has its Application in every environment and preview, each list element is a declared service with its chart and values file",
+    ),
+    rule(
+        "argocd.preview-token-reach",
+        "argocd",
+        "no long-lived Application's name matches the previews' token glob `*-pr-*`: a pull request's token could sync it",
+    ),
+    rule(
+        "argocd.unique-names",
+        "argocd",
+        "no two Applications share a name, and no ApplicationSet makes an Application a file defines: Argo CD refuses duplicates and a set takes over what it does not own",
+    ),
+    rule(
+        "workflows.bounded",
+        "workflows",
+        "every workflow sets top-level permissions and a concurrency group, every job a timeout: the default token may write everything, and a hung job holds a runner",
+    ),
+    rule(
+        "workflows.pinned-actions",
+        "workflows",
+        "every `uses:` is pinned to a full commit sha: a moved tag would run someone else's code with the job's token",
+    ),
+    rule(
+        "workflows.pinned-installs",
+        "workflows",
+        "a `cargo install` is `--locked NAME@VERSION` at the pin of xtask/tools.txt: the version is written once and its dependencies do not float",
+    ),
+    rule(
+        "workflows.thin",
+        "workflows",
+        "every `run:` line is `cargo xtask …` (or set-up): the pipeline's logic lives in tested Rust, not YAML",
+    ),
+];
 
 /// A kind this project writes: its one apiVersion and its strict parser.
 struct KnownKind {
@@ -91,23 +216,29 @@ const KNOWN_KINDS: [KnownKind; 17] = {
 /// One document of any kind this project writes, parsed strictly by its type.
 /// Every mistake is named in one pass: a wrong apiVersion, the fields the
 /// schema does not have, and what does not parse. `where_` names the file and document.
-pub fn check_document(where_: &str, doc: &Value) -> Vec<String> {
+pub fn check_document(where_: &str, doc: &Value) -> Vec<Finding> {
     let api_version = doc["apiVersion"].as_str().unwrap_or_default();
     let kind = doc["kind"].as_str().unwrap_or_default();
     let name = doc["metadata"]["name"].as_str().unwrap_or_default();
     let what = format!("{where_}: {kind} {name} ({api_version})");
     let Some(known) = KNOWN_KINDS.iter().find(|k| k.kind == kind) else {
         let kinds: Vec<&str> = KNOWN_KINDS.iter().map(|k| k.kind).collect();
-        return vec![format!(
-            "{what}: not a kind this project writes ({})",
-            kinds.join(", ")
+        return vec![Finding::new(
+            "objects.known-kind",
+            format!(
+                "{what}: not a kind this project writes ({})",
+                kinds.join(", ")
+            ),
         )];
     };
     let mut problems = Vec::new();
     if api_version != known.api_version {
-        problems.push(format!(
-            "{what}: apiVersion must be {} for {kind}",
-            known.api_version
+        problems.push(Finding::new(
+            "objects.known-kind",
+            format!(
+                "{what}: apiVersion must be {} for {kind}",
+                known.api_version
+            ),
         ));
     }
     if let Some(check) = known.check {
@@ -115,7 +246,7 @@ pub fn check_document(where_: &str, doc: &Value) -> Vec<String> {
         // (k8s-openapi's types would stop at the apiVersion).
         let mut corrected = doc.clone();
         corrected["apiVersion"] = Value::from(known.api_version);
-        problems.extend(check(&corrected, &what));
+        problems.extend(tag("objects.strict", check(&corrected, &what)));
     }
     problems
 }
@@ -151,9 +282,9 @@ pub struct Expected<'a> {
 
 /// The rendered chart of one environment: every object parses strictly, and
 /// its one Deployment keeps the restricted Pod Security Standard and the chart's promises.
-pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
+pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<Finding> {
     let env = expected.env;
-    let typed: Vec<String> = docs
+    let typed: Vec<Finding> = docs
         .iter()
         .enumerate()
         .flat_map(|(n, doc)| check_document(&format!("{env} document {}", n + 1), doc))
@@ -163,28 +294,52 @@ pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<String> {
     }
     let deployment = match the_deployment(docs, env) {
         Ok(deployment) => deployment,
-        Err(problem) => return vec![problem],
+        Err(problem) => return vec![Finding::new("chart.one-deployment", problem)],
     };
-    let mut problems = Vec::new();
-    let mut problem = |p: String| problems.push(format!("{env}: {p}"));
     let spec = deployment.spec.unwrap_or_default();
+    let mut values = Vec::new();
     if spec.replicas != Some(expected.replicas) {
-        problem(format!(
+        values.push(format!(
             "replicas {:?}, the values ask for {}",
             spec.replicas, expected.replicas
         ));
     }
     let pod = spec.template.spec.unwrap_or_default();
-    check_pod_security(&pod, &mut problem);
-    check_pod_shutdown(&pod, &mut problem);
+    let [mut security, mut shutdown, mut runtime, mut variables]: [Vec<String>; 4] =
+        Default::default();
+    check_pod_security(&pod, &mut |p| security.push(p));
+    check_pod_shutdown(&pod, &mut |p| shutdown.push(p));
     for container in &pod.containers {
-        let mut problem = |p: String| problem(format!("container {}: {p}", container.name));
-        check_container_security(container, &mut problem);
-        check_container_runtime(container, &expected.image, &mut problem);
-        check_container_env(container, &mut problem);
+        let named = |p: String| format!("container {}: {p}", container.name);
+        if container.image.as_deref() != Some(expected.image.as_str()) {
+            let image = &container.image;
+            values.push(named(format!(
+                "image {image:?}, the values ask for {}",
+                expected.image
+            )));
+        }
+        check_container_security(container, &mut |p| security.push(named(p)));
+        check_container_runtime(container, &mut |p| runtime.push(named(p)));
+        check_container_env(container, &mut |p| variables.push(named(p)));
     }
-    problems.extend(metadata_problems(docs, env));
-    problems
+    let by_rule: [(&'static str, Vec<String>); 5] = [
+        ("chart.values-honoured", values),
+        ("chart.pod-security", security),
+        ("chart.shutdown-timing", shutdown),
+        ("chart.probes-and-resources", runtime),
+        ("chart.container-env", variables),
+    ];
+    let in_env = |(rule, found): (&'static str, Vec<String>)| {
+        found
+            .into_iter()
+            .map(move |p| Finding::new(rule, format!("{env}: {p}")))
+    };
+    let mut found: Vec<Finding> = by_rule.into_iter().flat_map(in_env).collect();
+    found.extend(tag(
+        "chart.metadata-allow-lists",
+        metadata_problems(docs, env),
+    ));
+    found
 }
 
 /// The Ingress annotations a values file may set (`ingress.annotations`):
@@ -369,14 +524,8 @@ fn check_container_security(container: &Container, problem: &mut impl FnMut(Stri
     }
 }
 
-/// The image the values ask for, bounded resources, and the probes the service answers.
-fn check_container_runtime(container: &Container, image: &str, problem: &mut impl FnMut(String)) {
-    if container.image.as_deref() != Some(image) {
-        problem(format!(
-            "image {:?}, the values ask for {image}",
-            container.image
-        ));
-    }
+/// Bounded resources, and the probes the service answers.
+fn check_container_runtime(container: &Container, problem: &mut impl FnMut(String)) {
     let resources = container.resources.clone().unwrap_or_default();
     if resources.requests.is_none()
         || resources
@@ -449,7 +598,7 @@ pub fn check_argocd(
     docs: &[(String, Value)],
     chart_kinds: &BTreeSet<(String, String)>,
     services: &[Service],
-) -> (Vec<String>, Vec<String>) {
+) -> (Vec<Finding>, Vec<String>) {
     let context = ArgoContext {
         root,
         projects: docs
@@ -466,12 +615,13 @@ pub fn check_argocd(
     }
     problems.extend(missing_argocd_objects(docs, &generated, services));
     problems.extend(crate::checks::project_roles::problems(docs, &generated));
+    let mut unique = Vec::new();
     let mut names: Vec<String> = generated.iter().map(|g| g.name().to_owned()).collect();
     names.sort();
     let mut seen = BTreeSet::new();
     for name in &names {
         if !seen.insert(name) {
-            problems.push(format!(
+            unique.push(format!(
                 "gitops/argocd: the ApplicationSets make Application {name} more than once: Argo CD refuses \
                  duplicate names (two directories with the same pull-request digits, or a name without the environment)"
             ));
@@ -484,12 +634,13 @@ pub fn check_argocd(
     for (file, doc) in docs.iter().filter(|(_, d)| d["kind"] == "Application") {
         let name = doc["metadata"]["name"].as_str().unwrap_or_default();
         if names.iter().any(|n| n == name) {
-            problems.push(format!(
+            unique.push(format!(
                 "{file}: Application {name} is also made by an ApplicationSet, which would take it over: \
                  rename the service (its values file) or this Application"
             ));
         }
     }
+    problems.extend(tag("argocd.unique-names", unique));
     (problems, names)
 }
 
@@ -516,13 +667,21 @@ impl ArgoContext<'_> {
     /// One object of `file`: parsed strictly, in Argo CD's namespace, and, for
     /// an Application (or each one an ApplicationSet makes, added to
     /// `generated`), consistent with the rest.
-    fn check_object(&self, file: &str, doc: &Value, generated: &mut Vec<Generated>) -> Vec<String> {
+    fn check_object(
+        &self,
+        file: &str,
+        doc: &Value,
+        generated: &mut Vec<Generated>,
+    ) -> Vec<Finding> {
         // The typed parse names the apiVersion and every unknown field; the
         // checks below read the JSON, so they run too: every mistake in one pass.
         let mut problems = check_document(file, doc);
-        let mut problem = |p: String| problems.push(format!("{file}: {p}"));
+        let mut problem = |rule: &'static str, p: String| {
+            problems.push(Finding::new(rule, format!("{file}: {p}")))
+        };
         if doc["metadata"]["namespace"] != "argocd" {
             problem(
+                "argocd.namespace",
                 "metadata.namespace must be argocd, where Argo CD looks for its objects".into(),
             );
         }
@@ -533,48 +692,69 @@ impl ArgoContext<'_> {
                 self.check_application(doc, &file_role(name), &mut problem);
             }
             "ApplicationSet" => generated.extend(self.check_set(doc, &mut problem)),
-            other => problem(format!("unexpected kind {other}")),
+            other => problem("argocd.namespace", format!("unexpected kind {other}")),
         }
         problems
     }
 
     /// An ApplicationSet: what it is allowed to be, then every Application it
     /// makes, typed and checked as an Application file is.
-    fn check_set(&self, set: &Value, problem: &mut impl FnMut(String)) -> Vec<Generated> {
-        check_set_generators(set, problem);
+    fn check_set(
+        &self,
+        set: &Value,
+        problem: &mut impl FnMut(&'static str, String),
+    ) -> Vec<Generated> {
+        check_set_generators(set, &mut |p| problem("argocd.set-generators", p));
         let (generated, found) = application_sets::expand(self.root, set);
-        found.into_iter().for_each(&mut *problem);
+        found
+            .into_iter()
+            .for_each(|p| problem("argocd.set-expansion", p));
         for app in &generated {
             let name = app.name();
             for found in check_document(&format!("generated Application {name}"), &app.application)
             {
-                problem(found);
+                problem(found.rule, found.message);
             }
             let role = generated_role(app);
-            let mut problem = |p: String| problem(format!("generated Application {name}: {p}"));
+            let mut problem = |rule: &'static str, p: String| {
+                problem(rule, format!("generated Application {name}: {p}"))
+            };
             self.check_application(&app.application, &role, &mut problem);
-            check_generated_name(app, &mut problem);
+            check_generated_name(app, &mut |p| problem("argocd.generated-name", p));
         }
         generated
     }
 
     /// An Application: one source, in a project that allows it, reading the
     /// files the pipeline writes, synced as the tutorial has it.
-    fn check_application(&self, app: &Value, role: &Role, problem: &mut impl FnMut(String)) {
+    fn check_application(
+        &self,
+        app: &Value,
+        role: &Role,
+        problem: &mut impl FnMut(&'static str, String),
+    ) {
         let spec = &app["spec"];
+        let shape = "argocd.application-shape";
         if spec.get("sources").is_some() {
-            problem("multi-source apps are not used here: keep `source`".into());
+            problem(
+                shape,
+                "multi-source apps are not used here: keep `source`".into(),
+            );
         }
         for key in ["health", "ignoreDifferences"] {
             if spec.get(key).is_some() {
-                problem(format!(
-                    "spec.{key}: custom health checks belong in argocd-cm (terraform/main.tf), not the Application"
-                ));
+                problem(
+                    shape,
+                    format!(
+                        "spec.{key}: custom health checks belong in argocd-cm (terraform/main.tf), not the Application"
+                    ),
+                );
             }
         }
-        self.check_project(spec, problem);
-        self.check_source(&spec["source"], role, problem);
-        check_sync_policy(spec, role, problem);
+        self.check_project(spec, &mut |p| problem("argocd.project-allows", p));
+        let source = &spec["source"];
+        self.check_source(source, role, &mut |p| problem("argocd.source-files", p));
+        check_sync_policy(spec, role, &mut |p| problem("argocd.sync-policy", p));
     }
 
     /// The Application's project exists and allows its repository, namespace
@@ -876,7 +1056,7 @@ fn missing_argocd_objects(
     docs: &[(String, Value)],
     generated: &[Generated],
     services: &[Service],
-) -> Vec<String> {
+) -> Vec<Finding> {
     let mut problems = Vec::new();
     let names: BTreeSet<&str> = docs
         .iter()
@@ -890,15 +1070,15 @@ fn missing_argocd_objects(
         for env in Env::LONG_LIVED.into_iter().chain([sample]) {
             let name = format!("{}-{env}", element.stem());
             if !matches!(env, Env::Preview(_)) && glob_match(PREVIEWS_RBAC, &name) {
-                problems.push(format!(
+                problems.push(Finding::new("argocd.preview-token-reach", format!(
                     "services/{}/service.toml: values-file {} makes Application {name}, which the previews' \
                      token (`{PREVIEWS_RBAC}` in gitops/argocd/project.yaml and terraform/main.tf) could sync; \
                      choose a values-file whose stem neither contains nor ends in `-pr`",
                     service.name, element.values_file
-                ));
+                )));
             }
             if !names.contains(name.as_str()) {
-                problems.push(format!(
+                problems.push(Finding::new("argocd.services-listed", format!(
                     "gitops/argocd: no Application {name} for service {} in {env}: add its element \
                      (service: {}, chart: {}, valuesFile: {}) to the services lists of {} and {} \
                      (`cargo xtask new-service` writes it), and keep {env} in the environments list",
@@ -908,11 +1088,14 @@ fn missing_argocd_objects(
                     element.values_file,
                     application_sets::SERVICES_SET,
                     application_sets::PREVIEWS_SET,
-                ));
+                )));
             }
         }
     }
-    problems.extend(element_problems(generated, services));
+    problems.extend(tag(
+        "argocd.services-listed",
+        element_problems(generated, services),
+    ));
     problems
 }
 
@@ -962,18 +1145,25 @@ fn normalize(path: &Path) -> std::path::PathBuf {
 
 /// A workflow: thin (every command is `cargo xtask …` or `.ci/run`), pinned
 /// actions, least privilege, bounded jobs.
-pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
+pub fn check_workflow(file: &str, doc: &Value) -> Vec<Finding> {
     let mut problems = Vec::new();
-    let mut problem = |p: String| problems.push(format!("{file}: {p}"));
+    let mut problem =
+        |rule: &'static str, p: String| problems.push(Finding::new(rule, format!("{file}: {p}")));
     if doc.get("permissions").is_none() {
-        problem("no top-level `permissions`: the default token may write everything".into());
+        problem(
+            "workflows.bounded",
+            "no top-level `permissions`: the default token may write everything".into(),
+        );
     }
     if doc.get("concurrency").is_none() {
-        problem("no `concurrency` group".into());
+        problem("workflows.bounded", "no `concurrency` group".into());
     }
     for (job_name, job) in doc["jobs"].as_object().into_iter().flatten() {
         if job.get("timeout-minutes").is_none() {
-            problem(format!("job {job_name} has no timeout-minutes"));
+            problem(
+                "workflows.bounded",
+                format!("job {job_name} has no timeout-minutes"),
+            );
         }
         for step in job["steps"].as_array().into_iter().flatten() {
             if let Some(uses) = step["uses"].as_str() {
@@ -981,41 +1171,50 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<String> {
                     r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit())
                 });
                 if !pinned {
-                    problem(format!(
-                        "job {job_name}: `uses: {uses}` must be pinned to a full commit sha"
-                    ));
+                    problem(
+                        "workflows.pinned-actions",
+                        format!(
+                            "job {job_name}: `uses: {uses}` must be pinned to a full commit sha"
+                        ),
+                    );
                 }
             }
-            if let Some(run) = step["run"].as_str() {
-                for line in run
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                {
-                    // Installing the build's toolchain and C compilers is set-up, not pipeline logic.
-                    let setup = ["sudo apt-get ", "rustup "]
-                        .iter()
-                        .any(|p| line.starts_with(p));
-                    if let Some(wrong) = unpinned_cargo_install(line) {
-                        problem(format!("job {job_name}: {wrong}"));
-                        continue;
-                    }
-                    let pinned_install = line.starts_with("cargo install --locked ");
-                    if !(line.starts_with("cargo xtask ")
-                        || line == "bash .ci/run"
-                        || setup
-                        || pinned_install
-                        || is_summary_line(line))
-                    {
-                        problem(format!(
-                            "job {job_name}: `{line}` is pipeline logic in YAML; make it a `cargo xtask` command"
-                        ));
-                    }
-                }
+            for (rule, p) in run_line_problems(step["run"].as_str().unwrap_or_default()) {
+                problem(rule, format!("job {job_name}: {p}"));
             }
         }
     }
     problems
+}
+
+/// Each line of a `run:` script that is not `cargo xtask …` or set-up
+/// (pipeline logic in YAML), or installs a tool off its pin.
+fn run_line_problems(run: &str) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    let lines = run.lines().map(str::trim);
+    for line in lines.filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        // Installing the build's toolchain and C compilers is set-up, not pipeline logic.
+        let setup = ["sudo apt-get ", "rustup "]
+            .iter()
+            .any(|p| line.starts_with(p));
+        if let Some(wrong) = unpinned_cargo_install(line) {
+            found.push(("workflows.pinned-installs", wrong));
+            continue;
+        }
+        let pinned_install = line.starts_with("cargo install --locked ");
+        if !(line.starts_with("cargo xtask ")
+            || line == "bash .ci/run"
+            || setup
+            || pinned_install
+            || is_summary_line(line))
+        {
+            found.push((
+                "workflows.thin",
+                format!("`{line}` is pipeline logic in YAML; make it a `cargo xtask` command"),
+            ));
+        }
+    }
+    found
 }
 
 /// A fixed sentence for the run's summary (the setup guard's "nothing ran"): `echo "<text>" >>

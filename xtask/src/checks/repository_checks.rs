@@ -24,6 +24,7 @@ use xshell::{Shell, TempDir, cmd};
 
 use crate::checks::cluster_checks::{self, Rendered};
 use crate::checks::manifests;
+use crate::checks::{Finding, Rule, rule, tag};
 use crate::domain::promotion::{self, DeployedImage, Env, UNDECLARED_VALUES_FILE};
 use crate::domain::services::Service;
 use crate::plumbing::fs::yaml_files;
@@ -56,13 +57,77 @@ pub fn check_repository(root: &Path) -> Result<()> {
 /// The `(group, kind)`s the chart renders, and its objects per environment.
 type ChartRender = (BTreeSet<(String, String)>, Vec<Rendered>);
 
+/// The rules of this module: the tools it runs, and the checks across renders.
+pub const RULES: &[Rule] = &[
+    rule(
+        "repository.yaml",
+        "repository",
+        "every YAML file validate reads parses: the rules read what it holds",
+    ),
+    rule(
+        "chart.renders",
+        "chart",
+        "the chart renders with Helm's SDK for dev, preprod, prod, a sample preview and every committed preview: Argo CD renders it so",
+    ),
+    rule(
+        "chart.helm-lint",
+        "chart",
+        "`helm lint --strict` passes, values.schema.json included: a typo in a values file is refused before Argo CD sees it",
+    ),
+    rule(
+        "objects.kubernetes-validate",
+        "objects",
+        "every rendered object passes Kubernetes' own schema for the cluster's version, strictly (kubernetes-validate)",
+    ),
+    rule(
+        "objects.upstream-crd",
+        "objects",
+        "every custom resource passes its upstream CRD at the version Terraform pins, strictly: Argo CD, Kyverno and CloudNativePG read it so",
+    ),
+    rule(
+        "chart.hosts-unique",
+        "chart",
+        "no two services answer at one host of an environment: the second service's requests would reach the first",
+    ),
+    rule(
+        "chart.preview-hosts",
+        "chart",
+        "a preview answers only under its own pr-<N>.<domain>: a pull request's values cannot take prod's (or another preview's) traffic",
+    ),
+    rule(
+        "argocd.services-readable",
+        "argocd",
+        "the workspace's services (services/*/service.toml) load: the Argo CD rules compare the ApplicationSets with them",
+    ),
+    rule(
+        "terraform.fmt",
+        "terraform",
+        "terraform/ is `terraform fmt`-clean (Terraform as a library, the pinned version)",
+    ),
+    rule(
+        "terraform.no-inline-key",
+        "terraform",
+        "no .tf file carries a key inline: `cluster up` applies the fork's key from gitops/policy/, so a fork needs no Terraform edit",
+    ),
+    rule(
+        "workflows.actionlint",
+        "workflows",
+        "the workflows pass actionlint: GitHub would refuse or misread them",
+    ),
+    rule(
+        "workflows.zizmor",
+        "workflows",
+        "the workflows pass zizmor's medium- and high-severity audits, offline: known Actions pitfalls",
+    ),
+];
+
 /// A run of the checks: where, and the problems found so far.
 struct Checks {
     root: PathBuf,
     sh: Shell,
     /// Rendered manifests and the preview's values; removed when dropped.
     scratch: TempDir,
-    problems: Vec<String>,
+    problems: Vec<Finding>,
 }
 
 impl Checks {
@@ -78,7 +143,7 @@ impl Checks {
         })
     }
 
-    fn report(&mut self, what: &str, found: Vec<String>) {
+    fn report(&mut self, what: &str, found: Vec<Finding>) {
         print_report(what, &found);
         self.problems.extend(found);
     }
@@ -97,12 +162,12 @@ impl Checks {
                     rendered.push((env.clone(), docs));
                     found
                 }
-                Err(error) => vec![format!("{error:#}")],
+                Err(error) => vec![Finding::new("chart.renders", format!("{error:#}"))],
             };
             self.report(&what, found);
         }
         let lint = helm_lint(&self.sh, &chart, &targets[1].1);
-        self.report("helm lint --strict", as_problems(lint));
+        self.report("helm lint --strict", as_problems("chart.helm-lint", lint));
         Ok((kinds, rendered))
     }
 
@@ -136,13 +201,16 @@ impl Checks {
         env: &str,
         values_file: &Path,
         kinds: &mut BTreeSet<(String, String)>,
-    ) -> Result<(Vec<String>, Vec<Value>)> {
+    ) -> Result<(Vec<Finding>, Vec<Value>)> {
         let rendered = helm_template(&self.sh, chart, values_file, env)?;
         let docs = split_documents(&rendered)?;
         kinds.extend(manifests::kinds(&docs));
         let rendered_file = self.scratch.path().join(format!("{env}.yaml"));
         std::fs::write(&rendered_file, &rendered)?;
-        let mut found = kubernetes_validate(&self.sh, &[rendered_file])?;
+        let mut found = tag(
+            "objects.kubernetes-validate",
+            kubernetes_validate(&self.sh, &[rendered_file])?,
+        );
         let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
         found.extend(manifests::check_rendered(&docs, &expected));
         Ok((found, docs))
@@ -185,13 +253,17 @@ impl Checks {
                     renders.push((env, target.shown.clone(), docs));
                     found
                 }
-                Err(error) => vec![format!("{error:#}")],
+                Err(error) => vec![Finding::new("chart.renders", format!("{error:#}"))],
             };
             let what = format!(
                 "{} renders for {} ({})",
                 target.service, target.env, target.shown
             );
-            let named = found.into_iter().map(|p| format!("{}: {p}", target.shown));
+            let named = found.into_iter().map(|f| Finding {
+                file: target.shown.clone(),
+                message: format!("{}: {}", target.shown, f.message),
+                ..f
+            });
             self.report(&what, named.collect());
         }
         Ok(renders)
@@ -253,7 +325,7 @@ impl Checks {
         out: &Path,
         validated: &[String],
         kinds: &mut BTreeSet<(String, String)>,
-    ) -> Result<(Vec<String>, Vec<Value>)> {
+    ) -> Result<(Vec<Finding>, Vec<Value>)> {
         let file = out.join(format!("{}.yaml", target.release));
         let Ok(rendered) = std::fs::read_to_string(&file) else {
             let error = std::fs::read_to_string(out.join(format!("{}.error", target.release)));
@@ -262,11 +334,14 @@ impl Checks {
         let docs = split_documents(&rendered)?;
         kinds.extend(manifests::kinds(&docs));
         let shown = file.display().to_string();
-        let mut found: Vec<String> = validated
-            .iter()
-            .filter(|problem| problem.contains(&shown))
-            .cloned()
-            .collect();
+        let mut found = tag(
+            "objects.kubernetes-validate",
+            validated
+                .iter()
+                .filter(|problem| problem.contains(&shown))
+                .cloned()
+                .collect(),
+        );
         let values = std::fs::read_to_string(&target.values)?;
         let expected = expected_render(&target.chart, &target.env, &values)?;
         found.extend(manifests::check_rendered(&docs, &expected));
@@ -286,7 +361,10 @@ impl Checks {
             Ok(services) => (services, Vec::new()),
             Err(error) => (
                 Vec::new(),
-                vec![format!("the workspace's services: {error:#}")],
+                vec![Finding::new(
+                    "argocd.services-readable",
+                    format!("the workspace's services: {error:#}"),
+                )],
             ),
         };
         let (problems, generated) =
@@ -319,7 +397,7 @@ impl Checks {
                 "custom resources against the upstream CRDs of Terraform's pinned charts, strictly ({})",
                 counted.join(", ")
             ),
-            found,
+            tag("objects.upstream-crd", found),
         );
         for rule in &tally.cel_not_checked {
             println!("    not checked (a CEL rule; no CEL evaluator here): {rule}");
@@ -341,8 +419,8 @@ impl Checks {
             (env.clone(), shown, docs.clone())
         });
         let all: Vec<Named> = items_api.chain(others.iter().cloned()).collect();
-        let mut found = shared_hosts(&all);
-        found.extend(preview_hosts(&all));
+        let mut found = tag("chart.hosts-unique", shared_hosts(&all));
+        found.extend(tag("chart.preview-hosts", preview_hosts(&all)));
         self.report(
             "every service has its own Ingress host in each environment and preview, a preview only under its own pr-<N>",
             found,
@@ -361,9 +439,12 @@ impl Checks {
 
     /// 3. Terraform.
     fn terraform(&mut self) {
-        let found = as_problems(terraform_fmt(&self.sh, &self.root.join("terraform")));
-        self.report("terraform fmt", found);
-        let keys = crate::domain::cluster_up::inline_key_problems(&self.root);
+        let fmt = terraform_fmt(&self.sh, &self.root.join("terraform"));
+        self.report("terraform fmt", as_problems("terraform.fmt", fmt));
+        let keys = tag(
+            "terraform.no-inline-key",
+            crate::domain::cluster_up::inline_key_problems(&self.root),
+        );
         self.report(
             "terraform carries no key inline (cluster up applies gitops/policy/ from the repository)",
             keys,
@@ -373,8 +454,11 @@ impl Checks {
     /// 4. The workflows.
     fn workflows(&mut self) -> Result<()> {
         let workflows = yaml_files(&self.root.join(".github/workflows"))?;
-        let mut found = as_problems(actionlint(&self.sh, &workflows));
-        found.extend(as_problems(zizmor(&self.sh, &workflows)));
+        let mut found = as_problems("workflows.actionlint", actionlint(&self.sh, &workflows));
+        found.extend(as_problems(
+            "workflows.zizmor",
+            zizmor(&self.sh, &workflows),
+        ));
         for file in &workflows {
             let doc: Value = yaml_serde::from_str(&std::fs::read_to_string(file)?)
                 .with_context(|| format!("{} is not YAML", file.display()))?;
@@ -744,7 +828,7 @@ fn relative(root: &Path, path: &Path) -> String {
 }
 
 /// `✔ what`, or `✘ what` and each problem under it.
-pub fn print_report(what: &str, problems: &[String]) {
+pub fn print_report(what: &str, problems: &[Finding]) {
     if problems.is_empty() {
         println!("✔ {what}");
     } else {
@@ -755,11 +839,11 @@ pub fn print_report(what: &str, problems: &[String]) {
     }
 }
 
-/// A check that fails with one message, as a list of problems.
-pub fn as_problems(result: Result<()>) -> Vec<String> {
+/// A check that fails with one message, as a finding of `rule`.
+pub fn as_problems(rule: &'static str, result: Result<()>) -> Vec<Finding> {
     result
         .err()
-        .map(|e| vec![format!("{e:#}")])
+        .map(|e| vec![Finding::new(rule, format!("{e:#}"))])
         .unwrap_or_default()
 }
 

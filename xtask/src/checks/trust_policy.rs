@@ -36,6 +36,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::checks::{Finding, Rule, rule, tag};
 use crate::plumbing::fs::yaml_in;
 
 /// The project of the root app, which the AppProjects under `gitops/argocd` define.
@@ -124,43 +125,153 @@ const OWNED_PATHS: [&str; 19] = [
     ".dockerignore",
 ];
 
+/// The rules of this module.
+pub const RULES: &[Rule] = &[
+    rule(
+        "argocd.root-app",
+        "argocd",
+        "the root app is in its own project, reads gitops/argocd/apps alone and deploys to argocd: a commit under gitops/ can then create Applications, never AppProjects or RBAC",
+    ),
+    rule(
+        "argocd.projects-defined",
+        "argocd",
+        "the bootstrap, default and service-demo AppProjects are defined beside root.yaml: Terraform applies them, the root app never does",
+    ),
+    rule(
+        "argocd.bootstrap-project",
+        "argocd",
+        "the root app's project may create Applications and ApplicationSets in argocd and nothing else: any other kind would let a commit change the cluster's trust",
+    ),
+    rule(
+        "argocd.default-project-empty",
+        "argocd",
+        "the built-in default project allows nothing: an Application pushed with `project: default` would get every kind",
+    ),
+    rule(
+        "argocd.project-power-kinds",
+        "argocd",
+        "no other project whitelists an Argo CD, RBAC or admission kind or a wildcard: a commit could change who may do what",
+    ),
+    rule(
+        "argocd.apps-in-service-project",
+        "argocd",
+        "every Application and ApplicationSet under gitops/argocd/apps deploys through the service-demo project, whose whitelists bound it",
+    ),
+    rule(
+        "workflows.env-secret",
+        "workflows",
+        "no secret in a workflow's or job's `env:` and no `contents: write` at the top: every step (and every build script) would see or get it",
+    ),
+    rule(
+        "workflows.secret-scope",
+        "workflows",
+        "a secret only in a job of the main-only environment it belongs to, none in a pull_request workflow: otherwise a branch or a pull request's code reads it",
+    ),
+    rule(
+        "workflows.checkout-credentials",
+        "workflows",
+        "a checkout keeps no GITHUB_TOKEN credentials, only the GitOps deploy key: a later step's code could push with them",
+    ),
+    rule(
+        "workflows.xtask-built-first",
+        "workflows",
+        "xtask is built (`--locked`) in a step with no secret before any secret or push credential is present: build scripts run while building",
+    ),
+    rule(
+        "workflows.injection",
+        "workflows",
+        "no `${{ }}` of an untrusted input inside `run:` or github-script's `script:`, directly or through `env:` (GitHub's script-injection hardening guide): it runs as code",
+    ),
+    rule(
+        "workflows.push-with-deploy-key",
+        "workflows",
+        "a job pushing to the GitOps branch uses the deploy key in a main-only environment; `contents: write` only there",
+    ),
+    rule(
+        "workflows.signing-job-builds-nothing",
+        "workflows",
+        "a job holding a signing key builds nothing but xtask: a build script could leave a process that reads the key later",
+    ),
+    rule(
+        "workflows.pull-request-job",
+        "workflows",
+        "a pull_request job neither writes contents nor runs on the cluster's runner: it runs the pull request's own code",
+    ),
+    rule(
+        "workflows.cluster-runner-environment",
+        "workflows",
+        "a job on the cluster runner names a main-only environment: any branch's workflow could otherwise run there",
+    ),
+    rule(
+        "workflows.privileged-checkout",
+        "workflows",
+        "a pull_request_target or workflow_run job checks out main only: it holds this repository's tokens",
+    ),
+    rule(
+        "workflows.privileged-code",
+        "workflows",
+        "a pull_request_target or workflow_run job runs nothing the pull request chose (gh pr checkout, artifacts, chosen reusable workflows)",
+    ),
+    rule(
+        "workflows.codeowners",
+        "workflows",
+        "CODEOWNERS covers every path that changes what is built or deployed: review is required where power is",
+    ),
+];
+
 /// Every way the files under `root` break the trust policy; empty when none.
-pub fn problems(root: &Path) -> Vec<String> {
+pub fn problems(root: &Path) -> Vec<Finding> {
     let mut found = argocd_problems(root);
     found.extend(workflow_problems(root));
-    found.extend(codeowners_problems(root));
+    found.extend(tag("workflows.codeowners", codeowners_problems(root)));
     found.extend(crate::checks::workflow_wiring::problems(root));
     found
 }
 
-fn argocd_problems(root: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let top = yaml_in(root, "gitops/argocd", &mut found);
-    let apps = yaml_in(root, APPS_DIR, &mut found);
+fn argocd_problems(root: &Path) -> Vec<Finding> {
+    let mut unreadable = Vec::new();
+    let top = yaml_in(root, "gitops/argocd", &mut unreadable);
+    let apps = yaml_in(root, APPS_DIR, &mut unreadable);
+    let mut found = tag("repository.yaml", unreadable);
     let projects: Vec<&(String, Value)> = top
         .iter()
         .filter(|(_, d)| d["kind"] == "AppProject")
         .collect();
-    match top.iter().find(|(_, d)| d["kind"] == "Application") {
-        Some((file, app)) => found.extend(root_app_problems(file, app)),
-        None => found.push("gitops/argocd: no root Application".into()),
-    }
+    found.extend(tag(
+        "argocd.root-app",
+        match top.iter().find(|(_, d)| d["kind"] == "Application") {
+            Some((file, app)) => root_app_problems(file, app),
+            None => vec!["gitops/argocd: no root Application".into()],
+        },
+    ));
     for (file, project) in &projects {
         found.extend(match project["metadata"]["name"].as_str() {
-            Some(BOOTSTRAP_PROJECT) => bootstrap_project_problems(file, project),
-            Some("default") => default_project_problems(file, project),
-            _ => project_kind_problems(file, project),
+            Some(BOOTSTRAP_PROJECT) => tag(
+                "argocd.bootstrap-project",
+                bootstrap_project_problems(file, project),
+            ),
+            Some("default") => tag(
+                "argocd.default-project-empty",
+                default_project_problems(file, project),
+            ),
+            _ => tag(
+                "argocd.project-power-kinds",
+                project_kind_problems(file, project),
+            ),
         });
     }
     for name in [BOOTSTRAP_PROJECT, "default", APP_PROJECT] {
         if !projects.iter().any(|(_, p)| p["metadata"]["name"] == name) {
-            found.push(format!(
+            found.push(Finding::new("argocd.projects-defined", format!(
                 "gitops/argocd: no AppProject {name}; define it beside root.yaml (terraform applies it, the root app never does)"
-            ));
+            )));
         }
     }
     for (file, doc) in &apps {
-        found.extend(child_app_problems(file, doc));
+        found.extend(tag(
+            "argocd.apps-in-service-project",
+            child_app_problems(file, doc),
+        ));
     }
     found
 }
@@ -334,40 +445,64 @@ impl Triggers {
     }
 }
 
-fn workflow_problems(root: &Path) -> Vec<String> {
+fn workflow_problems(root: &Path) -> Vec<Finding> {
+    let mut unreadable = Vec::new();
     let mut found = Vec::new();
-    for (file, doc) in yaml_in(root, ".github/workflows", &mut found) {
+    for (file, doc) in yaml_in(root, ".github/workflows", &mut unreadable) {
         let triggers = Triggers::of(&doc);
+        let mut top = Vec::new();
         if secret_names(&doc["env"].to_string()).next().is_some() {
-            found.push(format!(
+            top.push(format!(
                 "{file}: the workflow's `env:` holds a secret, which every step (and every build script) sees; move it to the step that needs it"
             ));
         }
         if writes_contents(&doc["permissions"]) {
-            found.push(format!(
+            top.push(format!(
                 "{file}: `contents: write` at the top of the workflow gives it to every job; grant it in the one job of a main-only environment that needs it (release.yml's GitHub release)"
             ));
         }
+        found.extend(tag("workflows.env-secret", top));
         let tainted = tainted_env(&doc["env"], &[]);
         for (name, job) in doc["jobs"].as_object().into_iter().flatten() {
             let at = format!("{file}: job {name}");
-            found.extend(job_secret_problems(&at, job, &triggers));
             found.extend(job_step_problems(&at, job, &tainted));
-            found.extend(job_push_problems(&at, job));
-            found.extend(signing_job_problems(&at, job));
-            found.extend(pull_request_job_problems(&at, job, &triggers));
-            found.extend(cluster_runner_job_problems(&at, job));
+            let mut checks: Vec<(&'static str, Vec<String>)> = vec![
+                (
+                    "workflows.secret-scope",
+                    job_secret_problems(&at, job, &triggers),
+                ),
+                (
+                    "workflows.push-with-deploy-key",
+                    job_push_problems(&at, job),
+                ),
+                (
+                    "workflows.signing-job-builds-nothing",
+                    signing_job_problems(&at, job),
+                ),
+                (
+                    "workflows.pull-request-job",
+                    pull_request_job_problems(&at, job, &triggers),
+                ),
+                (
+                    "workflows.cluster-runner-environment",
+                    cluster_runner_job_problems(&at, job),
+                ),
+            ];
             if let Some(event) = triggers.privileged {
-                found.extend(privileged_checkout_problems(&at, event, job));
-                found.extend(privileged_code_problems(
-                    &at,
-                    event,
-                    job,
-                    triggers.workflow_run,
+                let run = triggers.workflow_run;
+                checks.push((
+                    "workflows.privileged-checkout",
+                    privileged_checkout_problems(&at, event, job),
+                ));
+                checks.push((
+                    "workflows.privileged-code",
+                    privileged_code_problems(&at, event, job, run),
                 ));
             }
+            found.extend(checks.into_iter().flat_map(|(rule, f)| tag(rule, f)));
         }
     }
+    found.extend(tag("repository.yaml", unreadable));
     found
 }
 
@@ -684,7 +819,7 @@ fn persists(step: &Value) -> bool {
     step["with"]["persist-credentials"] != false
 }
 
-fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)]) -> Vec<String> {
+fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)]) -> Vec<Finding> {
     let mut found = Vec::new();
     let steps = job["steps"].as_array().cloned().unwrap_or_default();
     let mut tainted = workflow_tainted.to_vec();
@@ -695,14 +830,14 @@ fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)
             .as_str()
             .map_or_else(|| format!("step {}", index + 1), |n| format!("step {n:?}"));
         if is_checkout(step) && persists(step) && !deploy_keyed(step) {
-            found.push(format!(
+            found.push(Finding::new("workflows.checkout-credentials", format!(
                 "{at}, {label}: the checkout keeps the token in .git/config (GITHUB_TOKEN's push credentials); add `persist-credentials: false`, and push with `ssh-key: ${{{{ secrets.{DEPLOY_KEY} }}}}`"
-            ));
+            )));
         }
         if !built && step_has_power(step) && job_runs_xtask(&steps) {
-            found.push(format!(
+            found.push(Finding::new("workflows.xtask-built-first", format!(
                 "{at}, {label}: a secret or push credential before xtask is built; first a step with no secrets runs `cargo xtask --help` (the build, --locked)"
-            ));
+            )));
             built = true;
         }
         let run = step["run"].as_str().unwrap_or_default();
@@ -710,15 +845,21 @@ fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)
         let mut step_tainted = tainted.clone();
         step_tainted.extend(tainted_env(&step["env"], &tainted));
         let at = format!("{at}, {label}");
-        found.extend(run_problems(&at, "run", run, &step_tainted));
+        found.extend(tag(
+            "workflows.injection",
+            run_problems(&at, "run", run, &step_tainted),
+        ));
         let uses = step["uses"].as_str().unwrap_or_default();
         if uses.starts_with("actions/github-script@") {
             let script = step["with"]["script"].as_str().unwrap_or_default();
-            found.extend(run_problems(&at, "script", script, &step_tainted));
+            found.extend(tag(
+                "workflows.injection",
+                run_problems(&at, "script", script, &step_tainted),
+            ));
         }
     }
     if secret_names(&job["env"].to_string()).next().is_some() {
-        found.push(format!("{at}: the job's `env:` holds a secret every step sees; move it to the steps that need it"));
+        found.push(Finding::new("workflows.env-secret", format!("{at}: the job's `env:` holds a secret every step sees; move it to the steps that need it")));
     }
     found
 }
@@ -750,6 +891,9 @@ fn job_runs_xtask(steps: &[Value]) -> bool {
 
 /// `${{ }}` of untrusted input inside a `run:` script or a github-script
 /// `script:` (an injection), directly or through an `env:` entry holding it.
+/// Upstream: GitHub Actions on github.com (unversioned; docs "Security
+/// hardening for GitHub Actions", script injections, free-pro-team@latest),
+/// held to its examples by `githubs_documented_script_injection_is_refused_and_its_fix_passes`.
 fn run_problems(at: &str, key: &str, run: &str, tainted: &[(String, String)]) -> Vec<String> {
     run.match_indices("${{")
         .filter_map(|(start, _)| {
@@ -872,19 +1016,50 @@ pub(crate) mod tests {
             let problems = super::problems(self.0.path());
             for needle in expected {
                 assert!(
-                    problems.iter().any(|p| p.contains(needle)),
+                    problems.iter().any(|p| p.message.contains(needle)),
                     "no problem mentions {needle:?}: {problems:#?}"
                 );
             }
         }
     }
 
+    /// GitHub's docs ("Security hardening for GitHub Actions"): the script
+    /// injection example is refused, its "intermediate environment variable"
+    /// fix passes, and the same variable pasted back as `${{ env.TITLE }}` is refused.
+    #[test]
+    fn githubs_documented_script_injection_is_refused_and_its_fix_passes() {
+        let job = |step: &str| -> serde_json::Value {
+            let steps = format!("steps:\n  - name: Check PR title\n{step}");
+            yaml_serde::from_str(&steps).unwrap()
+        };
+        let check = "            echo \"PR title starts with 'octocat'\"\n            exit 0\n";
+        let injected = job(&format!(
+            "    run: |\n      title=\"${{{{ github.event.pull_request.title }}}}\"\n      if [[ $title =~ ^octocat ]]; then\n{check}      fi\n"
+        ));
+        let fixed = job(&format!(
+            "    env:\n      TITLE: ${{{{ github.event.pull_request.title }}}}\n    run: |\n      if [[ \"$TITLE\" =~ ^octocat ]]; then\n{check}      fi\n"
+        ));
+        let pasted_back = job(&format!(
+            "    env:\n      TITLE: ${{{{ github.event.pull_request.title }}}}\n    run: |\n      if [[ \"${{{{ env.TITLE }}}}\" =~ ^octocat ]]; then\n{check}      fi\n"
+        ));
+        let rules = |job: &serde_json::Value| -> Vec<&'static str> {
+            let found = super::job_step_problems("w.yml: job j", job, &[]);
+            found.iter().map(|f| f.rule).collect()
+        };
+        assert_eq!(rules(&injected), ["workflows.injection"]);
+        assert_eq!(rules(&fixed), Vec::<&str>::new());
+        assert_eq!(rules(&pasted_back), ["workflows.injection"]);
+    }
+
     #[test]
     fn this_repositorys_files_pass() {
         let copy = Copy::new("real");
-        assert_eq!(super::problems(copy.0.path()), Vec::<String>::new());
+        assert_eq!(
+            super::problems(copy.0.path()),
+            Vec::<crate::checks::Finding>::new()
+        );
         let real = super::problems(&crate::plumbing::workspace::root());
-        assert_eq!(real, Vec::<String>::new());
+        assert_eq!(real, Vec::<crate::checks::Finding>::new());
     }
 
     #[test]
@@ -1082,7 +1257,7 @@ pub(crate) mod tests {
         assert!(
             !super::problems(copy.0.path())
                 .iter()
-                .any(|p| p.contains("CODEOWNERS")),
+                .any(|p| p.message.contains("CODEOWNERS")),
             "* @example owns everything"
         );
         std::fs::write(copy.0.path().join(".github/CODEOWNERS"), text).unwrap();

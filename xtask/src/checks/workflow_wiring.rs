@@ -22,6 +22,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::checks::{Finding, Rule, rule, tag};
 use crate::plumbing::fs::yaml_in;
 
 /// Where cluster-facing jobs run: the tutorial's `[self-hosted, kind]`, or the
@@ -56,21 +57,86 @@ const SETUP_PENDING: &str = "vars.PIPELINE_READY != 'true'";
 const SERVICE_FLAG: &str = r#"--service "$SERVICE""#;
 const SERVICE_ENV: &str = "${{ matrix.service }}";
 
+/// The rules of this module.
+pub const RULES: &[Rule] = &[
+    rule(
+        "workflows.toolchain-pinned",
+        "workflows",
+        "rust-toolchain.toml pins the toolchain, clippy, rustfmt and both musl targets: CI and the images build with the reviewed toolchain",
+    ),
+    rule(
+        "workflows.setup-guard",
+        "workflows",
+        "jobs waiting for `cargo xtask setup` have a job saying so: otherwise a fork's first run is silently green and does nothing",
+    ),
+    rule(
+        "workflows.per-service",
+        "workflows",
+        "a step acting on one service passes `--service \"$SERVICE\"` from the `affected` matrix: with several services it would act on the wrong one, or all",
+    ),
+    rule(
+        "workflows.affected-job",
+        "workflows",
+        "the job running `cargo xtask affected` holds no secret, environment or write permission: in ci.yml it runs the pull request's own code",
+    ),
+    rule(
+        "workflows.cluster-runner",
+        "workflows",
+        "a job talking to Argo CD or a deployed URL runs on the cluster's runner: a hosted runner cannot reach the kind cluster",
+    ),
+    rule(
+        "workflows.gate-not-skipped",
+        "workflows",
+        "no gate step is skipped by an `if:` on a variable: without it no gate is recorded and every release is refused",
+    ),
+    rule(
+        "workflows.image-toolchain",
+        "workflows",
+        "a job building images installs musl-tools and both musl targets first: otherwise Actions ships a static-glibc amd64 image only",
+    ),
+    rule(
+        "workflows.preview-filter",
+        "workflows",
+        "`preview deploy` runs for labelled pull requests of this repository only: a fork's pull request would otherwise run in the cluster",
+    ),
+    rule(
+        "workflows.preview-concurrency",
+        "workflows",
+        "a preview's deploy and cleanup share one concurrency group per pull request: a deploy finishing after the close re-creates the values file",
+    ),
+];
+
 /// Every wiring problem of the workflows and toolchain file under `root`.
-pub fn problems(root: &Path) -> Vec<String> {
-    let mut found = toolchain_problems(root);
+pub fn problems(root: &Path) -> Vec<Finding> {
+    let mut found = tag("workflows.toolchain-pinned", toolchain_problems(root));
     let mut preview_groups = BTreeMap::new();
-    for (file, doc) in yaml_in(root, ".github/workflows", &mut found) {
+    let mut unreadable = Vec::new();
+    for (file, doc) in yaml_in(root, ".github/workflows", &mut unreadable) {
         let jobs = doc["jobs"].as_object().cloned().unwrap_or_default();
-        found.extend(setup_guard_problems(&file, &jobs));
+        found.extend(tag(
+            "workflows.setup-guard",
+            setup_guard_problems(&file, &jobs),
+        ));
         for (name, job) in &jobs {
             let at = format!("{file}: job {name}");
-            found.extend(per_service_problems(&at, job, &jobs));
-            found.extend(affected_job_problems(&at, job));
-            found.extend(runner_problems(&at, job));
-            found.extend(silent_skip_problems(&at, job));
-            found.extend(image_toolchain_problems(&at, job));
-            found.extend(preview_filter_problems(&at, job));
+            let checks: [(&'static str, Vec<String>); 6] = [
+                (
+                    "workflows.per-service",
+                    per_service_problems(&at, job, &jobs),
+                ),
+                ("workflows.affected-job", affected_job_problems(&at, job)),
+                ("workflows.cluster-runner", runner_problems(&at, job)),
+                ("workflows.gate-not-skipped", silent_skip_problems(&at, job)),
+                (
+                    "workflows.image-toolchain",
+                    image_toolchain_problems(&at, job),
+                ),
+                (
+                    "workflows.preview-filter",
+                    preview_filter_problems(&at, job),
+                ),
+            ];
+            found.extend(checks.into_iter().flat_map(|(rule, f)| tag(rule, f)));
             if runs(job, "cargo xtask preview ") {
                 let group = job["concurrency"]["group"]
                     .as_str()
@@ -80,7 +146,11 @@ pub fn problems(root: &Path) -> Vec<String> {
             }
         }
     }
-    found.extend(concurrency_problems(&preview_groups));
+    found.extend(tag("repository.yaml", unreadable));
+    found.extend(tag(
+        "workflows.preview-concurrency",
+        concurrency_problems(&preview_groups),
+    ));
     found
 }
 
@@ -345,7 +415,7 @@ mod tests {
         fn refused(&self, expected: &str) {
             let problems = super::problems(self.0.path());
             assert!(
-                problems.iter().any(|p| p.contains(expected)),
+                problems.iter().any(|p| p.message.contains(expected)),
                 "no problem mentions {expected:?}: {problems:#?}"
             );
         }
@@ -355,7 +425,7 @@ mod tests {
     fn this_repositorys_workflows_are_wired() {
         assert_eq!(
             super::problems(Copy::new("wiring").0.path()),
-            Vec::<String>::new()
+            Vec::<crate::checks::Finding>::new()
         );
     }
 
