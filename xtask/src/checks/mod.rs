@@ -5,45 +5,49 @@
 //!
 //! # Code map
 //!
-//! - `repository_checks`: every check `validate` and `ci` run on the
-//!   repository (chart, Argo CD, Terraform, workflows, trust), and the report.
-//! - `manifests`: rendered charts (restricted Pod Security, the chart's
-//!   promises), Argo CD objects, workflows (thin, pinned, least privilege).
-//! - `admission_policy`: the Kyverno policy in `gitops/policy/` that admits
-//!   only signed images in dev, preprod and prod; `argocd_types`: `metadata`, typed for it.
-//! - `project_roles`: which Applications each AppProject role's token
-//!   reaches (Argo CD's globs, a deny winning).
-//! - `trust_policy`: who can change the cluster and with which credentials:
-//!   the root app's project, the AppProjects' kinds, the workflows' secrets,
-//!   environments, checkouts and `run:` scripts, CODEOWNERS.
-//! - `workflow_wiring`: what a fork's workflows rely on: cluster jobs on the
-//!   cluster runner, gates never skipped, previews filtered and grouped per
-//!   pull request, the pinned toolchain and musl targets; run by `trust_policy`.
-//! - `cluster_checks`: what the fork-and-follow path relies on across files
-//!   (Ingress hosts per environment, the database Secret the chart reads is one
-//!   a database produces, kind's host ports, the Argo CD `ci` account, the
-//!   Services the README names); `cnpg_types`: the Secret CloudNativePG makes.
+//! One module per target, each with its rule table; `repository` loads the
+//! repository once (the chart rendered per environment, every service's
+//! renders, Argo CD's objects) and runs them all.
+//!
+//! - `repository`: the run: loads and renders once, runs every target and the
+//!   external checkers (Helm, kubernetes-validate, actionlint, zizmor,
+//!   Terraform's formatter), prints the report.
+//! - `objects`: any Kubernetes object this project writes, strictly by its
+//!   kind (and custom resources against their upstream CRDs).
+//! - `chart`: the chart and values files, per render and across renders.
+//! - `argocd`: Argo CD's objects, the ApplicationSets' Applications, and who
+//!   can change the cluster through them; `project_roles`: which Applications
+//!   each AppProject role's token reaches (Argo CD's globs, a deny winning).
+//! - `workflows`: the workflows and CODEOWNERS (thin, pinned, least power,
+//!   wired as a fork relies on); `taint`: which expressions carry untrusted
+//!   text into a script.
+//! - `terraform`: Terraform, formatted and read as HCL, no key inline.
+//! - `admission`: the Kyverno policy for signed images, and gitops/database/.
+//! - `readme`: the Services the README's commands name.
 
-pub mod admission_policy;
-pub mod argocd_types;
-pub mod cluster_checks;
-pub mod cnpg_types;
-pub mod manifests;
+pub mod admission;
+pub mod argocd;
+pub mod chart;
+pub mod objects;
 pub mod project_roles;
-pub mod repository_checks;
-pub mod trust_policy;
-pub mod workflow_wiring;
+pub mod readme;
+pub mod repository;
+pub mod taint;
+pub mod terraform;
+pub mod workflows;
 
 /// Every rule of every check, as `validate --list` prints them.
 pub fn rules() -> impl Iterator<Item = &'static Rule> {
     [
-        repository_checks::RULES,
-        manifests::RULES,
+        repository::RULES,
+        objects::RULES,
+        chart::RULES,
+        argocd::RULES,
         project_roles::RULES,
-        cluster_checks::RULES,
-        trust_policy::RULES,
-        workflow_wiring::RULES,
-        admission_policy::RULES,
+        workflows::RULES,
+        terraform::RULES,
+        admission::RULES,
+        readme::RULES,
     ]
     .into_iter()
     .flatten()

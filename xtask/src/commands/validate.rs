@@ -1,7 +1,7 @@
 //! `cargo xtask validate`: prove offline that what Argo CD, Kubernetes, Terraform
 //! and GitHub Actions will read is valid, since none of them runs here.
 //!
-//! 1. Without paths: every check of `checks/repository_checks.rs` on the
+//! 1. Without paths: every check of `checks/` (`checks/repository.rs` runs them) on the
 //!    repository (the chart rendered per environment and for a preview, the
 //!    Argo CD objects, Terraform, the workflows).
 //! 2. With paths: every document of every file, parsed strictly by its kind;
@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
-use crate::checks::repository_checks::{actionlint, as_problems, check_repository, print_report};
-use crate::checks::{self, Finding, manifests, tag};
+use crate::checks::repository::{actionlint, as_problems, check_repository, print_report};
+use crate::checks::{self, Finding, objects, tag, workflows};
 use crate::domain::upstream_schemas;
 use crate::plumbing::fs::yaml_files;
 use crate::plumbing::workspace;
@@ -102,10 +102,10 @@ fn check_file_documents(
         if doc.get("jobs").is_some() && doc.get("on").is_some() {
             let lint = actionlint(sh, std::slice::from_ref(file));
             found.extend(as_problems("workflows.actionlint", lint));
-            found.extend(manifests::check_workflow(name, doc));
+            found.extend(workflows::check_workflow(name, doc));
         } else {
             let place = format!("{name} document {}", n + 1);
-            found.extend(manifests::check_document(&place, doc));
+            found.extend(objects::check_document(&place, doc));
             // A custom resource, also against its upstream CRD (xtask/schemas/).
             let mut tally = upstream_schemas::Tally::default();
             let upstream = upstream_schemas::check_custom_resource(&place, doc, &mut tally);

@@ -1,15 +1,15 @@
-//! Every offline check on the deployment assets of a repository: what
-//! `cargo xtask validate` runs and `cargo xtask ci`'s assets step runs in process.
+//! The repository, loaded once and checked by every target: what `cargo xtask
+//! validate` runs and `cargo xtask ci`'s assets step runs in process.
 //!
 //! 1. the chart renders for dev, preprod, prod and a preview with Helm's Go SDK
 //!    (`xtask/offline_checkers.py`), and every rendered object passes
 //!    Kubernetes' own schema strictly (kubernetes-validate) and the chart's
-//!    promises (`manifests::check_rendered`); `helm lint --strict` passes;
-//! 2. the Argo CD objects agree with the project, the chart and the pipeline;
-//! 3. Terraform is `terraform fmt`-clean;
-//! 4. workflows pass actionlint and zizmor's medium- and high-severity audits, and are thin;
-//! 5. the trust policy (`trust_policy`); 6. the admission policy for signed
-//!    images (`admission_policy`).
+//!    promises (`chart`); `helm lint --strict` passes;
+//! 2. Argo CD's objects (`argocd`, `project_roles`) and the custom resources
+//!    against their upstream CRDs;
+//! 3. Terraform (`terraform`), the README (`readme`);
+//! 4. workflows: actionlint, zizmor's medium- and high-severity audits, and
+//!    `workflows`; 5. the admission policy for signed images (`admission`).
 //!
 //! Helm and Terraform run through their Python bindings only, even where a
 //! binary is installed: the library versions are pinned in `xtask/tools.txt`,
@@ -22,15 +22,21 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use xshell::{Shell, TempDir, cmd};
 
-use crate::checks::cluster_checks::{self, Rendered};
-use crate::checks::manifests;
-use crate::checks::{Finding, Rule, rule, tag};
+use crate::checks::chart::{self, Named, Rendered};
+use crate::checks::{Finding, Rule, argocd, objects, rule, tag};
 use crate::domain::promotion::{self, DeployedImage, Env, UNDECLARED_VALUES_FILE};
 use crate::domain::services::Service;
 use crate::plumbing::fs::yaml_files;
 use crate::plumbing::process::which;
 use crate::plumbing::yaml::split_documents;
 use crate::plumbing::{tools, workspace, yaml};
+
+/// This target's rules (`validate --list`).
+pub const RULES: &[Rule] = &[rule(
+    "repository.yaml",
+    "repository",
+    "every YAML file validate reads parses: the rules read what it holds",
+)];
 
 /// Kubernetes version the manifests are checked against (terraform/ runs kind 1.32).
 const KUBE_VERSION: &str = "1.32.0";
@@ -56,70 +62,6 @@ pub fn check_repository(root: &Path) -> Result<()> {
 
 /// The `(group, kind)`s the chart renders, and its objects per environment.
 type ChartRender = (BTreeSet<(String, String)>, Vec<Rendered>);
-
-/// The rules of this module: the tools it runs, and the checks across renders.
-pub const RULES: &[Rule] = &[
-    rule(
-        "repository.yaml",
-        "repository",
-        "every YAML file validate reads parses: the rules read what it holds",
-    ),
-    rule(
-        "chart.renders",
-        "chart",
-        "the chart renders with Helm's SDK for dev, preprod, prod, a sample preview and every committed preview: Argo CD renders it so",
-    ),
-    rule(
-        "chart.helm-lint",
-        "chart",
-        "`helm lint --strict` passes, values.schema.json included: a typo in a values file is refused before Argo CD sees it",
-    ),
-    rule(
-        "objects.kubernetes-validate",
-        "objects",
-        "every rendered object passes Kubernetes' own schema for the cluster's version, strictly (kubernetes-validate)",
-    ),
-    rule(
-        "objects.upstream-crd",
-        "objects",
-        "every custom resource passes its upstream CRD at the version Terraform pins, strictly: Argo CD, Kyverno and CloudNativePG read it so",
-    ),
-    rule(
-        "chart.hosts-unique",
-        "chart",
-        "no two services answer at one host of an environment: the second service's requests would reach the first",
-    ),
-    rule(
-        "chart.preview-hosts",
-        "chart",
-        "a preview answers only under its own pr-<N>.<domain>: a pull request's values cannot take prod's (or another preview's) traffic",
-    ),
-    rule(
-        "argocd.services-readable",
-        "argocd",
-        "the workspace's services (services/*/service.toml) load: the Argo CD rules compare the ApplicationSets with them",
-    ),
-    rule(
-        "terraform.fmt",
-        "terraform",
-        "terraform/ is `terraform fmt`-clean (Terraform as a library, the pinned version)",
-    ),
-    rule(
-        "terraform.no-inline-key",
-        "terraform",
-        "no .tf file carries a key inline: `cluster up` applies the fork's key from gitops/policy/, so a fork needs no Terraform edit",
-    ),
-    rule(
-        "workflows.actionlint",
-        "workflows",
-        "the workflows pass actionlint: GitHub would refuse or misread them",
-    ),
-    rule(
-        "workflows.zizmor",
-        "workflows",
-        "the workflows pass zizmor's medium- and high-severity audits, offline: known Actions pitfalls",
-    ),
-];
 
 /// A run of the checks: where, and the problems found so far.
 struct Checks {
@@ -204,7 +146,7 @@ impl Checks {
     ) -> Result<(Vec<Finding>, Vec<Value>)> {
         let rendered = helm_template(&self.sh, chart, values_file, env)?;
         let docs = split_documents(&rendered)?;
-        kinds.extend(manifests::kinds(&docs));
+        kinds.extend(objects::kinds(&docs));
         let rendered_file = self.scratch.path().join(format!("{env}.yaml"));
         std::fs::write(&rendered_file, &rendered)?;
         let mut found = tag(
@@ -212,7 +154,7 @@ impl Checks {
             kubernetes_validate(&self.sh, &[rendered_file])?,
         );
         let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
-        found.extend(manifests::check_rendered(&docs, &expected));
+        found.extend(chart::check_rendered(&docs, &expected));
         Ok((found, docs))
     }
 
@@ -248,7 +190,7 @@ impl Checks {
             let found = match self.check_service_render(target, &out, &validated, kinds) {
                 Ok((mut found, docs)) => {
                     let rendered = [(target.env.clone(), docs)];
-                    found.extend(cluster_checks::service_problems(&self.root, &rendered));
+                    found.extend(chart::service_problems(&self.root, &rendered));
                     let [(env, docs)] = rendered;
                     renders.push((env, target.shown.clone(), docs));
                     found
@@ -332,7 +274,7 @@ impl Checks {
             bail!("helm template failed: {}", error.unwrap_or_default());
         };
         let docs = split_documents(&rendered)?;
-        kinds.extend(manifests::kinds(&docs));
+        kinds.extend(objects::kinds(&docs));
         let shown = file.display().to_string();
         let mut found = tag(
             "objects.kubernetes-validate",
@@ -344,7 +286,7 @@ impl Checks {
         );
         let values = std::fs::read_to_string(&target.values)?;
         let expected = expected_render(&target.chart, &target.env, &values)?;
-        found.extend(manifests::check_rendered(&docs, &expected));
+        found.extend(chart::check_rendered(&docs, &expected));
         Ok((found, docs))
     }
 
@@ -367,8 +309,7 @@ impl Checks {
                 )],
             ),
         };
-        let (problems, generated) =
-            manifests::check_argocd(&self.root, &docs, chart_kinds, &services);
+        let (problems, generated) = argocd::check_argocd(&self.root, &docs, chart_kinds, &services);
         found.extend(problems);
         println!(
             "Applications the ApplicationSets make ({}): {}",
@@ -419,17 +360,20 @@ impl Checks {
             (env.clone(), shown, docs.clone())
         });
         let all: Vec<Named> = items_api.chain(others.iter().cloned()).collect();
-        let mut found = tag("chart.hosts-unique", shared_hosts(&all));
-        found.extend(tag("chart.preview-hosts", preview_hosts(&all)));
+        let mut found = tag("chart.hosts-unique", chart::shared_hosts(&all));
+        found.extend(tag("chart.preview-hosts", chart::preview_hosts(&all)));
         self.report(
             "every service has its own Ingress host in each environment and preview, a preview only under its own pr-<N>",
             found,
         );
     }
 
-    /// 2b. What the fork-and-follow path relies on across files (`cluster_checks`).
+    /// 2b. What the fork-and-follow path relies on across files: the chart's
+    ///     renders together, Terraform read as HCL, the README.
     fn cluster(&mut self, rendered: &[Rendered]) {
-        let found = cluster_checks::problems(&self.root, rendered);
+        let mut found = chart::problems(&self.root, rendered);
+        found.extend(crate::checks::terraform::problems(&self.root, rendered));
+        found.extend(crate::checks::readme::problems(&self.root, rendered));
         self.report(
             "cluster: an Ingress per environment, the database Secret each reads is produced, kind's ports, \
              pinned charts, Argo CD's ci account, the Services the README names",
@@ -443,7 +387,7 @@ impl Checks {
         self.report("terraform fmt", as_problems("terraform.fmt", fmt));
         let keys = tag(
             "terraform.no-inline-key",
-            crate::domain::cluster_up::inline_key_problems(&self.root),
+            crate::checks::terraform::inline_key_problems(&self.root),
         );
         self.report(
             "terraform carries no key inline (cluster up applies gitops/policy/ from the repository)",
@@ -462,7 +406,10 @@ impl Checks {
         for file in &workflows {
             let doc: Value = yaml_serde::from_str(&std::fs::read_to_string(file)?)
                 .with_context(|| format!("{} is not YAML", file.display()))?;
-            found.extend(manifests::check_workflow(&relative(&self.root, file), &doc));
+            found.extend(crate::checks::workflows::check_workflow(
+                &relative(&self.root, file),
+                &doc,
+            ));
         }
         self.report(
             "workflows: actionlint, zizmor (medium+), thin (cargo xtask only), pinned, least privilege",
@@ -473,7 +420,8 @@ impl Checks {
 
     /// 5. Who can change the cluster and prod: projects, tokens, workflows, owners.
     fn trust(&mut self) {
-        let found = crate::checks::trust_policy::problems(&self.root);
+        let mut found = argocd::trust_problems(&self.root);
+        found.extend(crate::checks::workflows::problems(&self.root));
         self.report(
             "trust: root app and projects bounded, prod credentials only where reviewed code runs, CODEOWNERS",
             found,
@@ -482,7 +430,7 @@ impl Checks {
 
     /// 6. The admission policy for signed images, and its key.
     fn admission(&mut self) {
-        let found = crate::checks::admission_policy::problems(&self.root);
+        let found = crate::checks::admission::problems(&self.root);
         self.report(
             "admission: dev, preprod and prod admit only images signed by gitops/policy/cosign.pub, enforced",
             found,
@@ -498,78 +446,6 @@ impl Checks {
         }
         Ok(())
     }
-}
-
-/// A render: its environment, what the report calls it (its values file),
-/// and its objects.
-type Named = (String, String, Vec<Value>);
-
-/// Every Ingress host two renders of one environment both route: the second
-/// service's requests would reach the first (or ingress-nginx refuses one).
-fn shared_hosts(renders: &[Named]) -> Vec<String> {
-    let mut seen: std::collections::BTreeMap<(&str, &str), &str> = Default::default();
-    let mut found = Vec::new();
-    for (env, shown, docs) in renders {
-        let hosts = docs
-            .iter()
-            .filter(|doc| doc["kind"] == "Ingress")
-            .flat_map(|doc| doc["spec"]["rules"].as_array().into_iter().flatten())
-            .filter_map(|rule| rule["host"].as_str());
-        for host in hosts {
-            match seen.get(&(env.as_str(), host)) {
-                Some(first) if first != shown => found.push(format!(
-                    "{env}: Ingress host {host} is both {first}'s and {shown}'s: give one its own \
-                     ingress.host (new-service names them <service>.<env>.<domain>)"
-                )),
-                Some(_) => {}
-                None => {
-                    seen.insert((env.as_str(), host), shown.as_str());
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Every Ingress host a preview routes outside its own `pr-<N>`: a preview's
-/// host is `pr-<N>.<domain>` or `<name>.pr-<N>.<domain>`, the domain the
-/// long-lived environments' hosts end in, so a pull request's values cannot
-/// claim prod's (or another preview's) host and take its requests.
-fn preview_hosts(renders: &[Named]) -> Vec<String> {
-    let hosts = |docs: &[Value]| -> Vec<String> {
-        let rules = docs.iter().filter(|doc| doc["kind"] == "Ingress");
-        rules
-            .flat_map(|doc| doc["spec"]["rules"].as_array().cloned().unwrap_or_default())
-            .filter_map(|rule| rule["host"].as_str().map(str::to_owned))
-            .collect()
-    };
-    let domains: BTreeSet<String> = renders
-        .iter()
-        .filter(|(env, _, _)| Env::LONG_LIVED.iter().any(|e| e.to_string() == *env))
-        .flat_map(|(env, _, docs)| {
-            let prefix = format!("{env}.");
-            hosts(docs)
-                .into_iter()
-                .filter_map(move |host| Some(host.split_once(&prefix)?.1.to_owned()))
-        })
-        .collect();
-    let mut found = Vec::new();
-    for (env, shown, docs) in renders.iter().filter(|(env, _, _)| env.starts_with("pr-")) {
-        for host in hosts(docs) {
-            let own = domains.iter().any(|domain| {
-                let at = format!("{env}.{domain}");
-                host == at || host.ends_with(&format!(".{at}"))
-            });
-            if !own {
-                found.push(format!(
-                    "{env}: {shown} routes Ingress host {host}, outside the preview's own: a preview answers at \
-                     {env}.<domain> or <service>.{env}.<domain> only (remove ingress.host and ingress.domain from \
-                     the preview's values; `cargo xtask preview deploy` writes them)"
-                ));
-            }
-        }
-    }
-    found
 }
 
 /// One render of another service's chart: the environment (its namespace),
@@ -651,11 +527,11 @@ fn expected_render<'a>(
     chart: &Path,
     env: &'a str,
     values_text: &str,
-) -> Result<manifests::Expected<'a>> {
+) -> Result<chart::Expected<'a>> {
     let merged = values_with_defaults(chart, values_text)?;
     let image = DeployedImage::from_values(values_text)?;
     let repository = merged["image"]["repository"].as_str().unwrap_or_default();
-    Ok(manifests::Expected {
+    Ok(chart::Expected {
         env,
         image: if image.digest.is_empty() {
             format!("{repository}:{}", image.tag)
@@ -845,40 +721,4 @@ pub fn as_problems(rule: &'static str, result: Result<()>) -> Vec<Finding> {
         .err()
         .map(|e| vec![Finding::new(rule, format!("{e:#}"))])
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_host_two_services_route_in_one_environment_is_named() {
-        let ingress = |host: &str| json!({"kind": "Ingress", "spec": {"rules": [{"host": host}]}});
-        let render = |env: &str, shown: &str, host: &str| {
-            (
-                env.to_owned(),
-                shown.to_owned(),
-                vec![ingress(host), json!({"kind": "Service"})],
-            )
-        };
-        let renders = [
-            render("preprod", "a.yaml", "preprod.localhost"),
-            render("preprod", "b.yaml", "preprod.localhost"),
-            // Another environment, another service's own host, one render's two Ingresses: fine.
-            render("prod", "b.yaml", "preprod.localhost"),
-            render("preprod", "c.yaml", "c.preprod.localhost"),
-            (
-                "dev".to_owned(),
-                "a.yaml".to_owned(),
-                vec![ingress("dev.localhost"), ingress("dev.localhost")],
-            ),
-        ];
-        assert_eq!(
-            shared_hosts(&renders),
-            [
-                "preprod: Ingress host preprod.localhost is both a.yaml's and b.yaml's: give one its own \
-              ingress.host (new-service names them <service>.<env>.<domain>)"
-            ]
-        );
-    }
 }

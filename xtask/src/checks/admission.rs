@@ -1,35 +1,78 @@
 //! The cluster's admission policy for signed images: a Kyverno `ClusterPolicy`
 //! (`kyverno.io/v1`, `verifyImages`) in `gitops/policy/`, typed here after
-//! Kyverno's CRD (`api/kyverno/v1`: `ClusterPolicy`, `Rule`, `ImageVerification`,
-//! `AttestorSet`, `StaticKeyAttestor`) for the fields this project writes, and
-//! parsed strictly (`manifests::parse_strict`): a field outside them is an error
-//! with its path. Then the promises `validate` holds it to:
-//!
-//! - its key is `gitops/policy/cosign.pub`, the key `verify --image-key` uses;
-//! - it matches Pods in dev, preprod and prod (never every namespace: previews
-//!   run unsigned `pr-*` images);
-//! - its image references cover each environment's `image.repository`;
-//! - it is enforced (`Enforce`), `required`, pins digests (`mutateDigest`,
-//!   `verifyDigest`), has a webhook timeout, and skips the public Rekor log a
-//!   key-signed image is not in.
-#![allow(
-    dead_code,
-    reason = "the fields are the schema: serde reads them to validate, the checks read some"
-)]
+//! Kyverno's CRD for the fields this project writes and parsed strictly (a
+//! field outside them is an error with its path). Its key is
+//! `gitops/policy/cosign.pub` (the key `verify --image-key` uses); it matches
+//! Pods in dev, preprod and prod (never every namespace: previews run unsigned
+//! `pr-*` images); its image references cover each environment's
+//! `image.repository`; it is enforced, `required`, pins digests, has a webhook
+//! timeout, and skips the public Rekor log; every image validate knows of is
+//! in its allowed registries; and `gitops/database/` holds a database only.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::checks::argocd_types::ObjectMeta;
-use crate::checks::{Finding, tag};
+use crate::checks::{Finding, rule, tag};
 use crate::domain::attestation::parse_public_key;
 use crate::domain::promotion::Env;
+use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
 use crate::plumbing::yaml;
 use crate::plumbing::yaml::parse_strict;
 
-use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
+/// This target's rules (`validate --list`).
+pub const RULES: &[crate::checks::Rule] = &[
+    rule(
+        "admission.inputs",
+        "admission",
+        "the policy, its key and every environment's values file are there and parse: the other admission rules read them",
+    ),
+    rule(
+        "admission.policy-parses",
+        "admission",
+        "gitops/policy/ holds a strict kyverno.io/v1 ClusterPolicy and a P-256 public key: Kyverno would refuse or misread anything else",
+    ),
+    rule(
+        "admission.enforced",
+        "admission",
+        "the policy is Enforce with a 1-30 s webhook timeout: Audit only reports an unsigned image, and runs it",
+    ),
+    rule(
+        "admission.namespaces",
+        "admission",
+        "verifyImages matches Pods (and kubectl debug's ephemeral containers) in dev, preprod and prod, never every namespace: previews run unsigned pr-* images",
+    ),
+    rule(
+        "admission.signature-verified",
+        "admission",
+        "verifyImages is required, pins digests, covers each environment's image.repository and checks gitops/policy/cosign.pub offline (no public Rekor): the cluster runs only what the pipeline signed",
+    ),
+    rule(
+        "admission.registries",
+        "admission",
+        "every container, init and ephemeral container's image comes from the allowed registries, and every image validate knows of is in them",
+    ),
+    rule(
+        "admission.database-directory",
+        "admission",
+        "gitops/database/ holds a CloudNativePG Cluster and its ExternalSecret only, with no bootstrap SQL: anything else runs at merge outside the chart's policies",
+    ),
+];
+
+/// `metadata` of any object.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: String,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub finalizers: Vec<String>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -126,48 +169,6 @@ pub struct CtLog {
     #[serde(rename = "ignoreSCT")]
     pub ignore_sct: Option<bool>,
 }
-
-/// The rules of this module.
-pub const RULES: &[crate::checks::Rule] = {
-    use crate::checks::rule;
-    &[
-        rule(
-            "admission.inputs",
-            "admission",
-            "the policy, its key and every environment's values file are there and parse: the other admission rules read them",
-        ),
-        rule(
-            "admission.policy-parses",
-            "admission",
-            "gitops/policy/ holds a strict kyverno.io/v1 ClusterPolicy and a P-256 public key: Kyverno would refuse or misread anything else",
-        ),
-        rule(
-            "admission.enforced",
-            "admission",
-            "the policy is Enforce with a 1-30 s webhook timeout: Audit only reports an unsigned image, and runs it",
-        ),
-        rule(
-            "admission.namespaces",
-            "admission",
-            "verifyImages matches Pods (and kubectl debug's ephemeral containers) in dev, preprod and prod, never every namespace: previews run unsigned pr-* images",
-        ),
-        rule(
-            "admission.signature-verified",
-            "admission",
-            "verifyImages is required, pins digests, covers each environment's image.repository and checks gitops/policy/cosign.pub offline (no public Rekor): the cluster runs only what the pipeline signed",
-        ),
-        rule(
-            "admission.registries",
-            "admission",
-            "every container, init and ephemeral container's image comes from the allowed registries, and every image validate knows of is in them",
-        ),
-        rule(
-            "admission.database-directory",
-            "admission",
-            "gitops/database/ holds a CloudNativePG Cluster and its ExternalSecret only, with no bootstrap SQL: anything else runs at merge outside the chart's policies",
-        ),
-    ]
-};
 
 /// Every way the admission policy under `root` breaks its promises.
 pub fn problems(root: &Path) -> Vec<Finding> {

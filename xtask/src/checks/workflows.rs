@@ -1,66 +1,270 @@
-//! The trust policy: the cluster changes only through reviewed paths, and each
-//! workflow holds the least power its job needs. Checked on the files:
-//!
-//! - **Argo CD**: the root app is in its own project (never `default`), reads
-//!   `gitops/argocd/apps` alone (not recursively), and that project may create
-//!   Applications and ApplicationSets in `argocd` and nothing else; every other
-//!   project whitelists no Argo CD, RBAC or admission kind and no wildcard; the
-//!   built-in `default` project is emptied; every Application under `apps/`
-//!   names the `service-demo` project.
-//! - **Workflows**: a secret other than GITHUB_TOKEN only in a job of a
-//!   main-only environment (`preview`, `preprod`, `prod`; doctor checks their
-//!   deployment-branch rule), an environment-scoped one only in its own, none
-//!   in a `pull_request` workflow and no prod/preprod one in any workflow pull
-//!   requests trigger; GATE_SIGNING_KEY only where the sole trigger is a push
-//!   to main; a `prod` job only on `main`; xtask built (`--locked`) before any
-//!   secret or push credential is present; a checkout keeps credentials only
-//!   with the GitOps deploy key (`ssh-key: secrets.GITOPS_DEPLOY_KEY`), never
-//!   GITHUB_TOKEN's, and a job that pushes has one; `contents: write` only in
-//!   a job of a main-only environment; no `${{ }}` of an untrusted input
-//!   (a matrix value or a job's output included) inside `run:` or
-//!   github-script's `script:`, directly or through an `env:` entry; a `pull_request` job neither writes contents nor runs on the
-//!   cluster's (self-hosted) runner; in a `pull_request_target` or
-//!   `workflow_run` workflow (they hold this repository's tokens) no checkout
-//!   of anything but main, no `gh pr checkout` / `git fetch … pull/…`, no
-//!   downloaded artifact, no reusable workflow an expression chooses.
-//! - The workflows' wiring (cluster runner, previews, gates, toolchain) is
-//!   `workflow_wiring`'s, run from here.
-//! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`, and every path
-//!   that changes what is built or deployed (`OWNED_PATHS`: `xtask/`, `services/`, `crates/`,
-//!   `.cargo/`, `.ci/`, `gitops/database/`, Cargo.toml, Cargo.lock, rust-toolchain.toml, …).
-//!
-//! Each problem names the file, the job and step where there is one, and the fix.
+//! The workflows (`.github/workflows/`) and CODEOWNERS: thin (every `run:`
+//! line `cargo xtask …`), pinned, bounded; least power (secrets only in the
+//! main-only environments that own them, no injection of untrusted text (see
+//! `taint`), checkouts without the token, xtask built before any secret,
+//! nothing of a pull request's run where this repository's tokens are); and
+//! wired as a fork relies on (cluster jobs on the cluster runner, gates never
+//! skipped, previews filtered and grouped per pull request, the pinned
+//! toolchain and musl targets, affected-only matrices). Each problem names the
+//! file, the job and step where there is one, and the fix.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::Value;
 
+use crate::checks::taint::{self, tainted_env};
 use crate::checks::{Finding, Rule, rule, tag};
 use crate::plumbing::fs::yaml_in;
 
-/// The project of the root app, which the AppProjects under `gitops/argocd` define.
-const BOOTSTRAP_PROJECT: &str = "service-demo-bootstrap";
-/// The only directory the root app reads.
-const APPS_DIR: &str = "gitops/argocd/apps";
-/// The project every environment and preview deploys through.
-const APP_PROJECT: &str = "service-demo";
-/// What the bootstrap project may create.
-const BOOTSTRAP_KINDS: [(&str, &str); 2] = [
-    ("argoproj.io", "Application"),
-    ("argoproj.io", "ApplicationSet"),
+/// This target's rules (`validate --list`).
+pub const RULES: &[Rule] = &[
+    rule(
+        "workflows.actionlint",
+        "workflows",
+        "the workflows pass actionlint: GitHub would refuse or misread them",
+    ),
+    rule(
+        "workflows.affected-job",
+        "workflows",
+        "the job running `cargo xtask affected` holds no secret, environment or write permission: in ci.yml it runs the pull request's own code",
+    ),
+    rule(
+        "workflows.bounded",
+        "workflows",
+        "every workflow sets top-level permissions and a concurrency group, every job a timeout: the default token may write everything, and a hung job holds a runner",
+    ),
+    rule(
+        "workflows.checkout-credentials",
+        "workflows",
+        "a checkout keeps no GITHUB_TOKEN credentials, only the GitOps deploy key: a later step's code could push with them",
+    ),
+    rule(
+        "workflows.cluster-runner",
+        "workflows",
+        "a job talking to Argo CD or a deployed URL runs on the cluster's runner: a hosted runner cannot reach the kind cluster",
+    ),
+    rule(
+        "workflows.cluster-runner-environment",
+        "workflows",
+        "a job on the cluster runner names a main-only environment: any branch's workflow could otherwise run there",
+    ),
+    rule(
+        "workflows.codeowners",
+        "workflows",
+        "CODEOWNERS covers every path that changes what is built or deployed: review is required where power is",
+    ),
+    rule(
+        "workflows.env-secret",
+        "workflows",
+        "no secret in a workflow's or job's `env:` and no `contents: write` at the top: every step (and every build script) would see or get it",
+    ),
+    rule(
+        "workflows.gate-not-skipped",
+        "workflows",
+        "no gate step is skipped by an `if:` on a variable: without it no gate is recorded and every release is refused",
+    ),
+    rule(
+        "workflows.image-toolchain",
+        "workflows",
+        "a job building images installs musl-tools and both musl targets first: otherwise Actions ships a static-glibc amd64 image only",
+    ),
+    rule(
+        "workflows.injection",
+        "workflows",
+        "no `${{ }}` of an untrusted input inside `run:` or github-script's `script:`, directly or through `env:` (GitHub's script-injection hardening guide): it runs as code",
+    ),
+    rule(
+        "workflows.per-service",
+        "workflows",
+        "a step acting on one service passes `--service \"$SERVICE\"` from the `affected` matrix: with several services it would act on the wrong one, or all",
+    ),
+    rule(
+        "workflows.pinned-actions",
+        "workflows",
+        "every `uses:` is pinned to a full commit sha: a moved tag would run someone else's code with the job's token",
+    ),
+    rule(
+        "workflows.pinned-installs",
+        "workflows",
+        "a `cargo install` is `--locked NAME@VERSION` at the pin of xtask/tools.txt: the version is written once and its dependencies do not float",
+    ),
+    rule(
+        "workflows.preview-concurrency",
+        "workflows",
+        "a preview's deploy and cleanup share one concurrency group per pull request: a deploy finishing after the close re-creates the values file",
+    ),
+    rule(
+        "workflows.preview-filter",
+        "workflows",
+        "`preview deploy` runs for labelled pull requests of this repository only: a fork's pull request would otherwise run in the cluster",
+    ),
+    rule(
+        "workflows.privileged-checkout",
+        "workflows",
+        "a pull_request_target or workflow_run job checks out main only: it holds this repository's tokens",
+    ),
+    rule(
+        "workflows.privileged-code",
+        "workflows",
+        "a pull_request_target or workflow_run job runs nothing the pull request chose (gh pr checkout, artifacts, chosen reusable workflows)",
+    ),
+    rule(
+        "workflows.pull-request-job",
+        "workflows",
+        "a pull_request job neither writes contents nor runs on the cluster's runner: it runs the pull request's own code",
+    ),
+    rule(
+        "workflows.push-with-deploy-key",
+        "workflows",
+        "a job pushing to the GitOps branch uses the deploy key in a main-only environment; `contents: write` only there",
+    ),
+    rule(
+        "workflows.secret-scope",
+        "workflows",
+        "a secret only in a job of the main-only environment it belongs to, none in a pull_request workflow: otherwise a branch or a pull request's code reads it",
+    ),
+    rule(
+        "workflows.setup-guard",
+        "workflows",
+        "jobs waiting for `cargo xtask setup` have a job saying so: otherwise a fork's first run is silently green and does nothing",
+    ),
+    rule(
+        "workflows.signing-job-builds-nothing",
+        "workflows",
+        "a job holding a signing key builds nothing but xtask: a build script could leave a process that reads the key later",
+    ),
+    rule(
+        "workflows.thin",
+        "workflows",
+        "every `run:` line is `cargo xtask …` (or set-up): the pipeline's logic lives in tested Rust, not YAML",
+    ),
+    rule(
+        "workflows.toolchain-pinned",
+        "workflows",
+        "rust-toolchain.toml pins the toolchain, clippy, rustfmt and both musl targets: CI and the images build with the reviewed toolchain",
+    ),
+    rule(
+        "workflows.xtask-built-first",
+        "workflows",
+        "xtask is built (`--locked`) in a step with no secret before any secret or push credential is present: build scripts run while building",
+    ),
+    rule(
+        "workflows.zizmor",
+        "workflows",
+        "the workflows pass zizmor's medium- and high-severity audits, offline: known Actions pitfalls",
+    ),
 ];
-/// API groups whose kinds change who may do what in the cluster.
-const POWER_GROUPS: [&str; 6] = [
-    "argoproj.io",
-    "rbac.authorization.k8s.io",
-    "admissionregistration.k8s.io",
-    "apiextensions.k8s.io",
-    "certificates.k8s.io",
-    // Kyverno's policies: admission (gitops/policy/, applied by terraform/), and generate/mutate rules act
-    // with Kyverno's own rights.
-    "kyverno.io",
-];
+
+/// A workflow: thin (every command is `cargo xtask …` or `.ci/run`), pinned
+/// actions, least privilege, bounded jobs.
+pub fn check_workflow(file: &str, doc: &Value) -> Vec<Finding> {
+    let mut problems = Vec::new();
+    let mut problem =
+        |rule: &'static str, p: String| problems.push(Finding::new(rule, format!("{file}: {p}")));
+    if doc.get("permissions").is_none() {
+        problem(
+            "workflows.bounded",
+            "no top-level `permissions`: the default token may write everything".into(),
+        );
+    }
+    if doc.get("concurrency").is_none() {
+        problem("workflows.bounded", "no `concurrency` group".into());
+    }
+    for (job_name, job) in doc["jobs"].as_object().into_iter().flatten() {
+        if job.get("timeout-minutes").is_none() {
+            problem(
+                "workflows.bounded",
+                format!("job {job_name} has no timeout-minutes"),
+            );
+        }
+        for step in job["steps"].as_array().into_iter().flatten() {
+            if let Some(uses) = step["uses"].as_str() {
+                let pinned = uses.rsplit_once('@').is_some_and(|(_, r)| {
+                    r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if !pinned {
+                    problem(
+                        "workflows.pinned-actions",
+                        format!(
+                            "job {job_name}: `uses: {uses}` must be pinned to a full commit sha"
+                        ),
+                    );
+                }
+            }
+            for (rule, p) in run_line_problems(step["run"].as_str().unwrap_or_default()) {
+                problem(rule, format!("job {job_name}: {p}"));
+            }
+        }
+    }
+    problems
+}
+
+/// Each line of a `run:` script that is not `cargo xtask …` or set-up
+/// (pipeline logic in YAML), or installs a tool off its pin.
+fn run_line_problems(run: &str) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    let lines = run.lines().map(str::trim);
+    for line in lines.filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        // Installing the build's toolchain and C compilers is set-up, not pipeline logic.
+        let setup = ["sudo apt-get ", "rustup "]
+            .iter()
+            .any(|p| line.starts_with(p));
+        if let Some(wrong) = unpinned_cargo_install(line) {
+            found.push(("workflows.pinned-installs", wrong));
+            continue;
+        }
+        let pinned_install = line.starts_with("cargo install --locked ");
+        if !(line.starts_with("cargo xtask ")
+            || line == "bash .ci/run"
+            || setup
+            || pinned_install
+            || is_summary_line(line))
+        {
+            found.push((
+                "workflows.thin",
+                format!("`{line}` is pipeline logic in YAML; make it a `cargo xtask` command"),
+            ));
+        }
+    }
+    found
+}
+
+/// A fixed sentence for the run's summary (the setup guard's "nothing ran"): `echo "<text>" >>
+/// "$GITHUB_STEP_SUMMARY"`, the text free of anything the shell would expand or run.
+fn is_summary_line(line: &str) -> bool {
+    line.strip_prefix("echo \"")
+        .and_then(|rest| rest.strip_suffix("\" >> \"$GITHUB_STEP_SUMMARY\""))
+        .is_some_and(|text| !text.contains(['$', '`', '"', '\\', '!']))
+}
+
+/// A `cargo install` line must install one tool at exactly its pin in
+/// `xtask/tools.txt` (`cargo install --locked NAME@VERSION`), so the version
+/// is written once; None when `line` is no `cargo install` or is right.
+fn unpinned_cargo_install(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("cargo install")?;
+    let fix = |why: &str| {
+        Some(format!(
+            "`{line}`: {why}; write `cargo install --locked NAME@VERSION` with the pin of xtask/tools.txt"
+        ))
+    };
+    let Some(spec) = rest.trim().strip_prefix("--locked ") else {
+        return fix("without --locked the tool's dependencies float");
+    };
+    let Some((name, version)) = spec.trim().split_once('@') else {
+        return fix("no version");
+    };
+    match crate::plumbing::tools::pins().find(|pin| pin.installer == "cargo" && pin.package == name)
+    {
+        Some(pin) if pin.version == version => None,
+        Some(pin) => fix(&format!(
+            "{name} is pinned at {} in xtask/tools.txt",
+            pin.version
+        )),
+        None => fix(&format!("{name} is not pinned in xtask/tools.txt")),
+    }
+}
+
 /// Secrets that only a job of one GitHub environment may read; `PROD_*` are prod's too.
 const SCOPED_SECRETS: [(&str, &str); 6] = [
     ("ARGOCD_AUTH_TOKEN", "prod"),
@@ -72,11 +276,14 @@ const SCOPED_SECRETS: [(&str, &str); 6] = [
     // Signs main's images, what the cluster admits: only the main build's step.
     ("IMAGE_SIGNING_KEY", "image-signing"),
 ];
+
 /// The environments `cargo xtask doctor` checks are limited to main: the only
 /// places a secret other than GITHUB_TOKEN may be read.
 const MAIN_ENVIRONMENTS: [&str; 4] = ["preview", "preprod", "prod", "image-signing"];
+
 /// The GitOps deploy key: the one actor main's ruleset lets push.
 const DEPLOY_KEY: &str = "GITOPS_DEPLOY_KEY";
+
 /// What pushes to the GitOps branch (or tags it).
 const PUSHING_COMMANDS: [&str; 7] = [
     "cargo xtask promote",
@@ -87,18 +294,7 @@ const PUSHING_COMMANDS: [&str; 7] = [
     "cargo xtask preview gc",
     "git push",
 ];
-/// Expressions that carry text someone outside the repository's owners chose
-/// (a matrix or a job's outputs may be computed by a pull request's own code:
-/// ci.yml's matrix is its `cargo xtask affected`).
-const UNTRUSTED: [&str; 7] = [
-    "github.event.",
-    "inputs.",
-    "github.head_ref",
-    "github.ref_name",
-    "vars.",
-    "matrix.",
-    "needs.",
-];
+
 /// The paths CODEOWNERS must give owners: what changes the cluster, and
 /// every path that changes what is built (the code, its dependencies, the
 /// toolchain, the build scripts the pipeline runs with its secrets near) or
@@ -125,283 +321,12 @@ const OWNED_PATHS: [&str; 19] = [
     ".dockerignore",
 ];
 
-/// The rules of this module.
-pub const RULES: &[Rule] = &[
-    rule(
-        "argocd.root-app",
-        "argocd",
-        "the root app is in its own project, reads gitops/argocd/apps alone and deploys to argocd: a commit under gitops/ can then create Applications, never AppProjects or RBAC",
-    ),
-    rule(
-        "argocd.projects-defined",
-        "argocd",
-        "the bootstrap, default and service-demo AppProjects are defined beside root.yaml: Terraform applies them, the root app never does",
-    ),
-    rule(
-        "argocd.bootstrap-project",
-        "argocd",
-        "the root app's project may create Applications and ApplicationSets in argocd and nothing else: any other kind would let a commit change the cluster's trust",
-    ),
-    rule(
-        "argocd.default-project-empty",
-        "argocd",
-        "the built-in default project allows nothing: an Application pushed with `project: default` would get every kind",
-    ),
-    rule(
-        "argocd.project-power-kinds",
-        "argocd",
-        "no other project whitelists an Argo CD, RBAC or admission kind or a wildcard: a commit could change who may do what",
-    ),
-    rule(
-        "argocd.apps-in-service-project",
-        "argocd",
-        "every Application and ApplicationSet under gitops/argocd/apps deploys through the service-demo project, whose whitelists bound it",
-    ),
-    rule(
-        "workflows.env-secret",
-        "workflows",
-        "no secret in a workflow's or job's `env:` and no `contents: write` at the top: every step (and every build script) would see or get it",
-    ),
-    rule(
-        "workflows.secret-scope",
-        "workflows",
-        "a secret only in a job of the main-only environment it belongs to, none in a pull_request workflow: otherwise a branch or a pull request's code reads it",
-    ),
-    rule(
-        "workflows.checkout-credentials",
-        "workflows",
-        "a checkout keeps no GITHUB_TOKEN credentials, only the GitOps deploy key: a later step's code could push with them",
-    ),
-    rule(
-        "workflows.xtask-built-first",
-        "workflows",
-        "xtask is built (`--locked`) in a step with no secret before any secret or push credential is present: build scripts run while building",
-    ),
-    rule(
-        "workflows.injection",
-        "workflows",
-        "no `${{ }}` of an untrusted input inside `run:` or github-script's `script:`, directly or through `env:` (GitHub's script-injection hardening guide): it runs as code",
-    ),
-    rule(
-        "workflows.push-with-deploy-key",
-        "workflows",
-        "a job pushing to the GitOps branch uses the deploy key in a main-only environment; `contents: write` only there",
-    ),
-    rule(
-        "workflows.signing-job-builds-nothing",
-        "workflows",
-        "a job holding a signing key builds nothing but xtask: a build script could leave a process that reads the key later",
-    ),
-    rule(
-        "workflows.pull-request-job",
-        "workflows",
-        "a pull_request job neither writes contents nor runs on the cluster's runner: it runs the pull request's own code",
-    ),
-    rule(
-        "workflows.cluster-runner-environment",
-        "workflows",
-        "a job on the cluster runner names a main-only environment: any branch's workflow could otherwise run there",
-    ),
-    rule(
-        "workflows.privileged-checkout",
-        "workflows",
-        "a pull_request_target or workflow_run job checks out main only: it holds this repository's tokens",
-    ),
-    rule(
-        "workflows.privileged-code",
-        "workflows",
-        "a pull_request_target or workflow_run job runs nothing the pull request chose (gh pr checkout, artifacts, chosen reusable workflows)",
-    ),
-    rule(
-        "workflows.codeowners",
-        "workflows",
-        "CODEOWNERS covers every path that changes what is built or deployed: review is required where power is",
-    ),
-];
-
 /// Every way the files under `root` break the trust policy; empty when none.
 pub fn problems(root: &Path) -> Vec<Finding> {
-    let mut found = argocd_problems(root);
-    found.extend(workflow_problems(root));
+    let mut found = workflow_problems(root);
     found.extend(tag("workflows.codeowners", codeowners_problems(root)));
-    found.extend(crate::checks::workflow_wiring::problems(root));
+    found.extend(wiring_problems(root));
     found
-}
-
-fn argocd_problems(root: &Path) -> Vec<Finding> {
-    let mut unreadable = Vec::new();
-    let top = yaml_in(root, "gitops/argocd", &mut unreadable);
-    let apps = yaml_in(root, APPS_DIR, &mut unreadable);
-    let mut found = tag("repository.yaml", unreadable);
-    let projects: Vec<&(String, Value)> = top
-        .iter()
-        .filter(|(_, d)| d["kind"] == "AppProject")
-        .collect();
-    found.extend(tag(
-        "argocd.root-app",
-        match top.iter().find(|(_, d)| d["kind"] == "Application") {
-            Some((file, app)) => root_app_problems(file, app),
-            None => vec!["gitops/argocd: no root Application".into()],
-        },
-    ));
-    for (file, project) in &projects {
-        found.extend(match project["metadata"]["name"].as_str() {
-            Some(BOOTSTRAP_PROJECT) => tag(
-                "argocd.bootstrap-project",
-                bootstrap_project_problems(file, project),
-            ),
-            Some("default") => tag(
-                "argocd.default-project-empty",
-                default_project_problems(file, project),
-            ),
-            _ => tag(
-                "argocd.project-power-kinds",
-                project_kind_problems(file, project),
-            ),
-        });
-    }
-    for name in [BOOTSTRAP_PROJECT, "default", APP_PROJECT] {
-        if !projects.iter().any(|(_, p)| p["metadata"]["name"] == name) {
-            found.push(Finding::new("argocd.projects-defined", format!(
-                "gitops/argocd: no AppProject {name}; define it beside root.yaml (terraform applies it, the root app never does)"
-            )));
-        }
-    }
-    for (file, doc) in &apps {
-        found.extend(tag(
-            "argocd.apps-in-service-project",
-            child_app_problems(file, doc),
-        ));
-    }
-    found
-}
-
-fn root_app_problems(file: &str, app: &Value) -> Vec<String> {
-    let mut found = Vec::new();
-    let spec = &app["spec"];
-    if spec["project"] != BOOTSTRAP_PROJECT {
-        found.push(format!(
-            "{file}: the root app is in project {}; set `spec.project: {BOOTSTRAP_PROJECT}` (the `default` project may create anything, RBAC included)",
-            spec["project"]
-        ));
-    }
-    if spec["source"]["path"] != APPS_DIR {
-        found.push(format!(
-            "{file}: the root app reads {}; set `spec.source.path: {APPS_DIR}`, so the AppProjects beside it are not synced from git",
-            spec["source"]["path"]
-        ));
-    }
-    if spec["source"]["directory"]["recurse"] == true {
-        found.push(format!(
-            "{file}: the root app reads {APPS_DIR} recursively; set `directory.recurse: false`"
-        ));
-    }
-    if spec["destination"]["namespace"] != "argocd" {
-        found.push(format!(
-            "{file}: the root app deploys to {}; set `spec.destination.namespace: argocd`",
-            spec["destination"]["namespace"]
-        ));
-    }
-    found
-}
-
-/// `(group, kind)` of a project's whitelist (`clusterResourceWhitelist`, …).
-fn kinds(project: &Value, list: &str) -> Vec<(String, String)> {
-    project["spec"][list]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|k| {
-            let field = |f: &str| k[f].as_str().unwrap_or_default().to_owned();
-            (field("group"), field("kind"))
-        })
-        .collect()
-}
-
-fn bootstrap_project_problems(file: &str, project: &Value) -> Vec<String> {
-    let mut found = Vec::new();
-    for (group, kind) in kinds(project, "clusterResourceWhitelist") {
-        found.push(format!(
-            "{file}: {BOOTSTRAP_PROJECT} whitelists the cluster-scoped {kind} ({group:?}); remove it: the root app creates Argo CD objects in argocd only"
-        ));
-    }
-    let namespaced = kinds(project, "namespaceResourceWhitelist");
-    if namespaced.is_empty() {
-        found.push(format!(
-            "{file}: {BOOTSTRAP_PROJECT} has no namespaceResourceWhitelist, which Argo CD reads as every kind; list argoproj.io Application and ApplicationSet"
-        ));
-    }
-    for (group, kind) in namespaced {
-        if !BOOTSTRAP_KINDS.contains(&(group.as_str(), kind.as_str())) {
-            found.push(format!(
-                "{file}: {BOOTSTRAP_PROJECT} whitelists {kind} ({group:?}); it may create argoproj.io Application and ApplicationSet only"
-            ));
-        }
-    }
-    for destination in project["spec"]["destinations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if destination["namespace"] != "argocd" {
-            found.push(format!(
-                "{file}: {BOOTSTRAP_PROJECT} may deploy to namespace {}; its only destination is argocd",
-                destination["namespace"]
-            ));
-        }
-    }
-    found
-}
-
-fn default_project_problems(file: &str, project: &Value) -> Vec<String> {
-    ["sourceRepos", "destinations"]
-        .into_iter()
-        .filter(|list| project["spec"][*list].as_array().is_none_or(|l| !l.is_empty()))
-        .map(|list| {
-            format!(
-                "{file}: the default project must allow nothing; set `spec.{list}: []` (an Application pushed with `project: default` would get it)"
-            )
-        })
-        .collect()
-}
-
-fn project_kind_problems(file: &str, project: &Value) -> Vec<String> {
-    let name = project["metadata"]["name"].as_str().unwrap_or_default();
-    let mut found = Vec::new();
-    if kinds(project, "namespaceResourceWhitelist").is_empty() {
-        found.push(format!(
-            "{file}: project {name} has no namespaceResourceWhitelist, which Argo CD reads as every kind; list the kinds the chart renders"
-        ));
-    }
-    for list in ["clusterResourceWhitelist", "namespaceResourceWhitelist"] {
-        for (group, kind) in kinds(project, list) {
-            let power = POWER_GROUPS.contains(&group.as_str()) || group == "*" || kind == "*";
-            if power {
-                found.push(format!(
-                    "{file}: project {name} {list} has {kind} (group {group:?}), which lets a commit change who may do what (Argo CD projects, RBAC, admission); remove it"
-                ));
-            }
-        }
-    }
-    found
-}
-
-fn child_app_problems(file: &str, doc: &Value) -> Vec<String> {
-    let project = match doc["kind"].as_str() {
-        Some("Application") => &doc["spec"]["project"],
-        Some("ApplicationSet") => &doc["spec"]["template"]["spec"]["project"],
-        other => {
-            return vec![format!(
-                "{file}: kind {other:?} under {APPS_DIR}; only Applications and ApplicationSets belong there"
-            )];
-        }
-    };
-    if project == APP_PROJECT {
-        return Vec::new();
-    }
-    vec![format!(
-        "{file}: deploys through project {project}; set `project: {APP_PROJECT}`"
-    )]
 }
 
 /// What starts a workflow, as far as the policy cares.
@@ -508,6 +433,7 @@ fn workflow_problems(root: &Path) -> Vec<Finding> {
 
 /// The keys whose holder vouches for what the cluster runs.
 const SIGNING_KEYS: [&str; 2] = ["IMAGE_SIGNING_KEY", "GATE_SIGNING_KEY"];
+
 /// Steps that run a service's (or the whole workspace's) build scripts.
 const BUILDING_COMMANDS: [&str; 6] = [
     "cargo xtask image build",
@@ -847,14 +773,14 @@ fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)
         let at = format!("{at}, {label}");
         found.extend(tag(
             "workflows.injection",
-            run_problems(&at, "run", run, &step_tainted),
+            taint::run_problems(&at, "run", run, &step_tainted),
         ));
         let uses = step["uses"].as_str().unwrap_or_default();
         if uses.starts_with("actions/github-script@") {
             let script = step["with"]["script"].as_str().unwrap_or_default();
             found.extend(tag(
                 "workflows.injection",
-                run_problems(&at, "script", script, &step_tainted),
+                taint::run_problems(&at, "script", script, &step_tainted),
             ));
         }
     }
@@ -864,65 +790,10 @@ fn job_step_problems(at: &str, job: &Value, workflow_tainted: &[(String, String)
     found
 }
 
-/// `(name, value)` of the `env:` entries whose value holds an untrusted
-/// expression, or an `env.X` of an entry in `outer` (or earlier here) that does.
-fn tainted_env(env: &Value, outer: &[(String, String)]) -> Vec<(String, String)> {
-    let mut tainted: Vec<(String, String)> = Vec::new();
-    for (name, value) in env.as_object().into_iter().flatten() {
-        let Some(value) = value.as_str() else {
-            continue;
-        };
-        let through = outer
-            .iter()
-            .chain(&tainted)
-            .any(|(n, _)| names_env(value, n));
-        if through || UNTRUSTED.iter().any(|u| value.contains(u)) {
-            tainted.push((name.clone(), value.to_owned()));
-        }
-    }
-    tainted
-}
-
 fn job_runs_xtask(steps: &[Value]) -> bool {
     steps
         .iter()
         .any(|s| s["run"].as_str().is_some_and(|r| r.contains("cargo xtask")))
-}
-
-/// `${{ }}` of untrusted input inside a `run:` script or a github-script
-/// `script:` (an injection), directly or through an `env:` entry holding it.
-/// Upstream: GitHub Actions on github.com (unversioned; docs "Security
-/// hardening for GitHub Actions", script injections, free-pro-team@latest),
-/// held to its examples by `githubs_documented_script_injection_is_refused_and_its_fix_passes`.
-fn run_problems(at: &str, key: &str, run: &str, tainted: &[(String, String)]) -> Vec<String> {
-    run.match_indices("${{")
-        .filter_map(|(start, _)| {
-            let rest = &run[start..];
-            let expression = &rest[..rest.find("}}").map_or(rest.len(), |end| end + 2)];
-            let through = tainted
-                .iter()
-                .find(|(name, _)| names_env(expression, name))
-                .map(|(name, value)| format!(" (env.{name} is `{value}`)"));
-            let direct = UNTRUSTED.iter().any(|u| expression.contains(u));
-            (direct || through.is_some()).then(|| {
-                format!(
-                    "{at}: `{expression}`{} inside `{key}:` is pasted into the script before it runs; pass it through the step's `env:` and use \"$NAME\" (process.env.NAME in a script)",
-                    through.unwrap_or_default()
-                )
-            })
-        })
-        .collect()
-}
-
-/// Whether `expression` reads `env.<name>` (the whole name).
-fn names_env(expression: &str, name: &str) -> bool {
-    let needle = format!("env.{name}");
-    expression.match_indices(&needle).any(|(at, _)| {
-        let after = expression[at + needle.len()..].chars().next();
-        let before = expression[..at].chars().next_back();
-        !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-    })
 }
 
 fn codeowners_problems(root: &Path) -> Vec<String> {
@@ -967,11 +838,400 @@ fn covers(pattern: &str, path: &str) -> bool {
     !directory.is_empty() && path.starts_with(&format!("{directory}/"))
 }
 
+/// Where cluster-facing jobs run: the tutorial's `[self-hosted, kind]`, or the
+/// labels in the repository variable `CLUSTER_RUNNER` (a JSON array).
+pub const CLUSTER_RUNNER: &str =
+    r#"${{ fromJSON(vars.CLUSTER_RUNNER || '["self-hosted","kind"]') }}"#;
+/// Commands that reach Argo CD or a deployed service.
+const CLUSTER_COMMANDS: [&str; 3] = [
+    "cargo xtask smoke",
+    "cargo xtask preprod-test",
+    "cargo xtask argocd",
+];
+
+/// The Rust targets of the images the README describes.
+pub const IMAGE_TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
+
+const TOOLCHAIN_FILE: &str = "rust-toolchain.toml";
+
+/// Commands that act on one service, once per affected service.
+pub const PER_SERVICE_COMMANDS: [&str; 6] = [
+    "cargo xtask image build",
+    "cargo xtask scan",
+    "cargo xtask smoke",
+    "cargo xtask preprod-test",
+    "cargo xtask promote",
+    "cargo xtask preview deploy",
+];
+
+const AFFECTED: &str = "cargo xtask affected";
+
+/// The one condition on a variable a job may carry: nothing runs before `cargo xtask setup` has set
+/// `PIPELINE_READY` (its last write), and a job of the same workflow says so in the run's summary.
+pub const SETUP_GUARD: &str = "vars.PIPELINE_READY == 'true'";
+
+/// The condition of that job.
+const SETUP_PENDING: &str = "vars.PIPELINE_READY != 'true'";
+
+/// How a step names its service: the matrix's value, through `env:`.
+const SERVICE_FLAG: &str = r#"--service "$SERVICE""#;
+
+const SERVICE_ENV: &str = "${{ matrix.service }}";
+
+/// Every wiring problem of the workflows and toolchain file under `root`.
+pub fn wiring_problems(root: &Path) -> Vec<Finding> {
+    let mut found = tag("workflows.toolchain-pinned", toolchain_problems(root));
+    let mut preview_groups = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    for (file, doc) in yaml_in(root, ".github/workflows", &mut unreadable) {
+        let jobs = doc["jobs"].as_object().cloned().unwrap_or_default();
+        found.extend(tag(
+            "workflows.setup-guard",
+            setup_guard_problems(&file, &jobs),
+        ));
+        for (name, job) in &jobs {
+            let at = format!("{file}: job {name}");
+            let checks: [(&'static str, Vec<String>); 6] = [
+                (
+                    "workflows.per-service",
+                    per_service_problems(&at, job, &jobs),
+                ),
+                ("workflows.affected-job", affected_job_problems(&at, job)),
+                ("workflows.cluster-runner", runner_problems(&at, job)),
+                ("workflows.gate-not-skipped", silent_skip_problems(&at, job)),
+                (
+                    "workflows.image-toolchain",
+                    image_toolchain_problems(&at, job),
+                ),
+                (
+                    "workflows.preview-filter",
+                    preview_filter_problems(&at, job),
+                ),
+            ];
+            found.extend(checks.into_iter().flat_map(|(rule, f)| tag(rule, f)));
+            if runs(job, "cargo xtask preview ") {
+                let group = job["concurrency"]["group"]
+                    .as_str()
+                    .or_else(|| doc["concurrency"]["group"].as_str())
+                    .unwrap_or_default();
+                preview_groups.insert(at, group.to_owned());
+            }
+        }
+    }
+    found.extend(tag("repository.yaml", unreadable));
+    found.extend(tag(
+        "workflows.preview-concurrency",
+        concurrency_problems(&preview_groups),
+    ));
+    found
+}
+
+fn steps(job: &Value) -> Vec<Value> {
+    job["steps"].as_array().cloned().unwrap_or_default()
+}
+
+fn run_of(step: &Value) -> &str {
+    step["run"].as_str().unwrap_or_default()
+}
+
+/// Whether a step of `job` runs `command`.
+fn runs(job: &Value, command: &str) -> bool {
+    steps(job).iter().any(|s| run_of(s).contains(command))
+}
+
+/// A step acting on one service names it, and its job runs once per service
+/// `cargo xtask affected` chose.
+fn per_service_problems(
+    at: &str,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut acts_on_services = false;
+    for step in steps(job) {
+        let run = run_of(&step);
+        let Some(command) = PER_SERVICE_COMMANDS.iter().find(|c| run.contains(*c)) else {
+            continue;
+        };
+        acts_on_services = true;
+        if !run.contains(SERVICE_FLAG) {
+            found.push(format!(
+                "{at}, step {:?}: `{command}` without `{SERVICE_FLAG}`: with several services it fails (or acts on the wrong one); pass the matrix's service",
+                step["name"].as_str().unwrap_or_default()
+            ));
+        }
+        let env = |v: &Value| v["SERVICE"].as_str().map(without_spaces);
+        if env(&step["env"]).or_else(|| env(&job["env"])) != Some(without_spaces(SERVICE_ENV)) {
+            found.push(format!(
+                "{at}, step {:?}: SERVICE is not `{SERVICE_ENV}`; set it in the job's `env:`",
+                step["name"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if !acts_on_services {
+        return found;
+    }
+    let matrix = without_spaces(job["strategy"]["matrix"].as_str().unwrap_or_default());
+    let fed = needed_jobs(job).iter().any(|needed| {
+        jobs.get(needed).is_some_and(|j| runs(j, AFFECTED))
+            && matrix == format!("${{{{fromJSON(needs.{needed}.outputs.matrix)}}}}")
+    });
+    if !fed {
+        found.push(format!(
+            "{at}: acts on services without the matrix of `{AFFECTED}`; set `strategy.matrix: ${{{{ fromJSON(needs.<job>.outputs.matrix) }}}}` of a job it needs that runs `{AFFECTED}`, so only the affected services are built and deployed"
+        ));
+    }
+    found
+}
+
+/// The jobs `job` needs (`needs:` is a name or a list).
+fn needed_jobs(job: &Value) -> Vec<String> {
+    match &job["needs"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The job deciding what is built reads the build graph and the diff, and
+/// nothing more: in ci.yml it runs the pull request's own code.
+fn affected_job_problems(at: &str, job: &Value) -> Vec<String> {
+    if !runs(job, AFFECTED) {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    if job.to_string().contains("secrets.") || !job["environment"].is_null() {
+        found.push(format!(
+            "{at}: runs `{AFFECTED}` with a secret or an environment; it needs neither: move them to the jobs that build or deploy"
+        ));
+    }
+    let permissions = &job["permissions"];
+    let writes = permissions == "write-all"
+        || permissions
+            .as_object()
+            .is_some_and(|p| p.values().any(|v| v == "write"));
+    if writes || permissions.is_null() {
+        found.push(format!(
+            "{at}: runs `{AFFECTED}` without `permissions: {{contents: read}}` of its own; it writes nothing"
+        ));
+    }
+    found
+}
+
+fn without_spaces(text: &str) -> String {
+    text.split_whitespace().collect()
+}
+
+fn runner_problems(at: &str, job: &Value) -> Vec<String> {
+    let cluster =
+        job.to_string().contains("ARGOCD_") || CLUSTER_COMMANDS.iter().any(|c| runs(job, c));
+    let runs_on = match &job["runs-on"] {
+        Value::String(label) => label.clone(),
+        other => other.to_string(),
+    };
+    if !cluster || without_spaces(&runs_on) == without_spaces(CLUSTER_RUNNER) {
+        return Vec::new();
+    }
+    vec![format!(
+        "{at}: talks to Argo CD or a deployed URL but runs on {runs_on}, which cannot reach the kind cluster; set `runs-on: {CLUSTER_RUNNER}`"
+    )]
+}
+
+/// A workflow whose jobs wait for setup has a job that says so; one that does not wait need not.
+fn setup_guard_problems(file: &str, jobs: &serde_json::Map<String, Value>) -> Vec<String> {
+    let condition = |job: &Value| job["if"].as_str().unwrap_or_default().to_owned();
+    let guarded = jobs
+        .values()
+        .any(|job| condition(job).contains(SETUP_GUARD));
+    let announced = jobs.values().any(|job| {
+        without_spaces(&condition(job)) == without_spaces(SETUP_PENDING)
+            && job.to_string().contains("GITHUB_STEP_SUMMARY")
+    });
+    if guarded && !announced {
+        return vec![format!(
+            "{file}: jobs wait for `{SETUP_GUARD}` but no job says so: add a job with `if: {SETUP_PENDING}` that \
+             writes to $GITHUB_STEP_SUMMARY that `cargo xtask setup` has not run"
+        )];
+    }
+    Vec::new()
+}
+
+fn silent_skip_problems(at: &str, job: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    // The setup guard skips loudly (a job says so); any other variable would skip the gate silently.
+    let on_variable = |condition: &Value| {
+        condition
+            .as_str()
+            .is_some_and(|c| c.replace(SETUP_GUARD, "").contains("vars."))
+    };
+    let gate_job = ["cargo xtask preprod-test", "cargo xtask argocd"]
+        .iter()
+        .any(|c| runs(job, c));
+    if gate_job && on_variable(&job["if"]) {
+        found.push(format!(
+            "{at}: skipped by `if: {}`: an unset variable then skips the preprod gate silently and every release is refused; remove it (the command names what is missing; `cargo xtask doctor` lists it)",
+            job["if"].as_str().unwrap_or_default()
+        ));
+    }
+    for step in steps(job) {
+        let gate_step = ["cargo xtask preprod-test", "cargo xtask argocd"]
+            .iter()
+            .any(|c| run_of(&step).contains(c));
+        if gate_step && on_variable(&step["if"]) {
+            found.push(format!(
+                "{at}, step {:?}: skipped by `if: {}`: without the variable no gate is recorded and every release is refused; remove the `if:` (the command names what is missing; `cargo xtask doctor` lists it)",
+                step["name"].as_str().unwrap_or_default(),
+                step["if"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    found
+}
+
+fn image_toolchain_problems(at: &str, job: &Value) -> Vec<String> {
+    let steps = steps(job);
+    let Some(build) = steps
+        .iter()
+        .position(|s| run_of(s).contains("cargo xtask image build"))
+    else {
+        return Vec::new();
+    };
+    let installs = steps[..build].iter().any(|s| {
+        let run = run_of(s);
+        run.contains("musl-tools")
+            && run.contains("rustup target add")
+            && IMAGE_TARGETS.iter().all(|t| run.contains(t))
+    });
+    if installs {
+        return Vec::new();
+    }
+    vec![format!(
+        "{at}: builds the image without installing musl-tools and the targets {} first, so Actions would ship static-glibc amd64 only; add a step `sudo apt-get install -y musl-tools gcc-aarch64-linux-gnu` and `rustup target add {}` before the build",
+        IMAGE_TARGETS.join(", "),
+        IMAGE_TARGETS.join(" ")
+    )]
+}
+
+fn preview_filter_problems(at: &str, job: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    for step in steps(job) {
+        if !run_of(&step).contains("cargo xtask preview deploy") {
+            continue;
+        }
+        if !run_of(&step).contains("--label") || step["env"]["GITHUB_TOKEN"].is_null() {
+            found.push(format!(
+                "{at}: `preview deploy` without `--label preview` and GITHUB_TOKEN in its env: every pull request would get a preview; pass both (deploy then asks GitHub for the label, the state and the head)"
+            ));
+        }
+    }
+    let from_here = job["if"]
+        .as_str()
+        .is_some_and(|c| without_spaces(c).contains("full_name==github.repository"));
+    if runs(job, "cargo xtask preview deploy") && !from_here {
+        found.push(format!(
+            "{at}: deploys previews for forks' pull requests too; its `if:` must require the head repository's full_name == github.repository"
+        ));
+    }
+    found
+}
+
+/// The preview deploy, cleanup and gc jobs share one group per pull request.
+fn concurrency_problems(groups: &BTreeMap<String, String>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, group) in groups {
+        if !group.starts_with("preview-") || !group.contains("pull_request.number") {
+            found.push(format!(
+                "{at}: concurrency group {group:?}; a preview's deploy and cleanup must share `preview-${{{{ github.event.pull_request.number || … }}}}`, or a deploy finishing after the close re-creates the values file"
+            ));
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = groups.values().collect();
+    if distinct.len() > 1 {
+        found.push(format!(
+            ".github/workflows: the preview jobs are in different concurrency groups ({groups:?}); give them one, `preview-<N>`"
+        ));
+    }
+    found
+}
+
+fn toolchain_problems(root: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(root.join(TOOLCHAIN_FILE)) else {
+        return vec![format!(
+            "{TOOLCHAIN_FILE}: missing; pin `channel`, components clippy and rustfmt, and targets {}",
+            IMAGE_TARGETS.join(", ")
+        )];
+    };
+    let mut wanted = vec!["channel", "clippy", "rustfmt"];
+    wanted.extend(IMAGE_TARGETS);
+    wanted
+        .into_iter()
+        .filter(|w| !text.contains(w))
+        .map(|w| format!("{TOOLCHAIN_FILE}: no {w}; the images and CI need it pinned"))
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::*;
+
+    /// The setup guard's summary is a fixed sentence; anything the shell would expand or run in it is
+    /// pipeline logic again.
+    #[test]
+    fn only_a_fixed_sentence_may_go_to_the_summary() {
+        let line = |text: &str| format!("echo \"{text}\" >> \"$GITHUB_STEP_SUMMARY\"");
+        assert!(is_summary_line(&line(
+            "Not set up yet: run cargo xtask setup."
+        )));
+        for bad in [
+            "$(curl x)",
+            "`id`",
+            "${{ github.head_ref }}",
+            "a\" ; rm -rf / ; echo \"b",
+            "\\x",
+        ] {
+            assert!(!is_summary_line(&line(bad)), "{bad}");
+        }
+        assert!(!is_summary_line("echo \"hi\" >> \"$GITHUB_ENV\""));
+        assert!(!is_summary_line("echo \"hi\""));
+    }
+
+    #[test]
+    fn workflows_must_be_thin_and_pinned() {
+        let doc: Value = yaml_serde::from_str(
+            "permissions: {contents: read}\nconcurrency: x\njobs:\n  a:\n    timeout-minutes: 5\n    steps:\n      - uses: actions/checkout@v4\n      - run: |\n          cargo xtask ci\n          yq -i '.image.tag = \"x\"' values.yaml\n",
+        )
+        .unwrap();
+        let problems = check_workflow("w.yml", &doc);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("must be pinned"));
+        assert!(problems[1].contains("`yq -i"));
+    }
+
+    #[test]
+    fn a_cargo_install_in_a_workflow_is_the_pin_of_tools_txt() {
+        let pin = crate::plumbing::tools::version("cargo-auditable");
+        assert_eq!(
+            unpinned_cargo_install(&format!("cargo install --locked cargo-auditable@{pin}")),
+            None
+        );
+        for (line, why) in [
+            ("cargo install --locked cargo-auditable@0.0.1", "pinned at"),
+            ("cargo install cargo-auditable", "--locked"),
+            ("cargo install --locked cargo-auditable", "no version"),
+            ("cargo install --locked cargo-nextest@0.9.0", "not pinned"),
+        ] {
+            let problem = unpinned_cargo_install(line).expect(line);
+            assert!(problem.contains(why), "{line}: {problem}");
+        }
+        assert_eq!(unpinned_cargo_install("cargo xtask ci"), None);
+    }
+
     /// A copy of this repository's policy files (gitops/argocd, .github) in a fresh
     /// temporary directory; each test makes one attacker's edit to it (also
-    /// `workflow_wiring`'s tests).
+    /// the wiring tests and `argocd`'s).
     pub(crate) struct Copy(pub(crate) tempfile::TempDir);
 
     impl Copy {
@@ -990,7 +1250,7 @@ pub(crate) mod tests {
                     .run()
                     .unwrap();
             }
-            // The toolchain file `workflow_wiring` checks beside the workflows.
+            // The toolchain file the wiring rules check beside the workflows.
             let toolchain = "rust-toolchain.toml";
             std::fs::copy(real.join(toolchain), dir.path().join(toolchain)).unwrap();
             Self(dir)
@@ -1012,8 +1272,9 @@ pub(crate) mod tests {
         }
 
         /// The problems, which must include one containing each of `expected`.
-        fn refused(&self, expected: &[&str]) {
-            let problems = super::problems(self.0.path());
+        pub(crate) fn refused(&self, expected: &[&str]) {
+            let mut problems = super::problems(self.0.path());
+            problems.extend(crate::checks::argocd::trust_problems(self.0.path()));
             for needle in expected {
                 assert!(
                     problems.iter().any(|p| p.message.contains(needle)),
@@ -1058,84 +1319,10 @@ pub(crate) mod tests {
             super::problems(copy.0.path()),
             Vec::<crate::checks::Finding>::new()
         );
+        let argocd = crate::checks::argocd::trust_problems(copy.0.path());
+        assert_eq!(argocd, Vec::<crate::checks::Finding>::new());
         let real = super::problems(&crate::plumbing::workspace::root());
         assert_eq!(real, Vec::<crate::checks::Finding>::new());
-    }
-
-    #[test]
-    fn root_app_back_in_default_is_refused() {
-        Copy::new("root-default")
-            .edit(
-                "gitops/argocd/root.yaml",
-                "project: service-demo-bootstrap",
-                "project: default",
-            )
-            .refused(&["gitops/argocd/root.yaml: the root app is in project \"default\""]);
-    }
-
-    #[test]
-    fn root_app_reading_the_projects_is_refused() {
-        Copy::new("root-recursive")
-            .edit(
-                "gitops/argocd/root.yaml",
-                "path: gitops/argocd/apps",
-                "path: gitops/argocd",
-            )
-            .edit("gitops/argocd/root.yaml", "recurse: false", "recurse: true")
-            .refused(&["set `spec.source.path: gitops/argocd/apps`", "recursively"]);
-    }
-
-    #[test]
-    fn cluster_role_binding_whitelisted_in_a_project_is_refused() {
-        let binding = "- group: rbac.authorization.k8s.io\n      kind: ClusterRoleBinding\n    - group: \"\"\n      kind: Namespace";
-        let copy = Copy::new("crb");
-        copy.edit(
-            "gitops/argocd/project.yaml",
-            "- group: \"\"\n      kind: Namespace",
-            binding,
-        )
-        .refused(&["project service-demo clusterResourceWhitelist has ClusterRoleBinding"]);
-        copy.edit("gitops/argocd/bootstrap-project.yaml", "clusterResourceWhitelist: []", "clusterResourceWhitelist:\n    - group: rbac.authorization.k8s.io\n      kind: ClusterRoleBinding")
-            .refused(&["service-demo-bootstrap whitelists the cluster-scoped ClusterRoleBinding"]);
-    }
-
-    #[test]
-    fn app_project_whitelisted_in_service_demo_is_refused() {
-        Copy::new("appproject")
-            .edit(
-                "gitops/argocd/project.yaml",
-                "    - group: apps\n      kind: Deployment",
-                "    - group: argoproj.io\n      kind: AppProject\n    - group: apps\n      kind: Deployment",
-            )
-            .refused(&["project service-demo namespaceResourceWhitelist has AppProject (group \"argoproj.io\")"]);
-    }
-
-    #[test]
-    fn cluster_policy_whitelisted_in_service_demo_is_refused() {
-        Copy::new("clusterpolicy")
-            .edit(
-                "gitops/argocd/project.yaml",
-                "- group: \"\"\n      kind: Namespace",
-                "- group: kyverno.io\n      kind: ClusterPolicy\n    - group: \"\"\n      kind: Namespace",
-            )
-            .refused(&["project service-demo clusterResourceWhitelist has ClusterPolicy (group \"kyverno.io\")"]);
-    }
-
-    #[test]
-    fn an_application_pushed_into_the_default_project_is_refused() {
-        let copy = Copy::new("default-open");
-        copy.edit(
-            "gitops/argocd/apps/services.yaml",
-            "project: service-demo",
-            "project: default",
-        )
-        .refused(&["apps/services.yaml: deploys through project \"default\""]);
-        copy.edit(
-            "gitops/argocd/default-project.yaml",
-            "sourceRepos: []",
-            "sourceRepos: [\"*\"]",
-        )
-        .refused(&["the default project must allow nothing; set `spec.sourceRepos: []`"]);
     }
 
     #[test]
@@ -1496,5 +1683,206 @@ pub(crate) mod tests {
         Copy::new("sign-dispatch")
             .edit(".github/workflows/cd.yml", "on:\n  push:\n", "on:\n  workflow_dispatch: {}\n  push:\n")
             .refused(&["cd.yml: job preprod: reads secrets.GATE_SIGNING_KEY in a workflow not triggered only by a push to main"]);
+    }
+
+    #[test]
+    fn this_repositorys_workflows_are_wired() {
+        assert_eq!(
+            super::wiring_problems(Copy::new("wiring").0.path()),
+            Vec::<crate::checks::Finding>::new()
+        );
+    }
+
+    /// ci.yml and cd.yml build only what `affected` chose: its job computes the
+    /// range from the pull request's base (the previous head of main for a
+    /// push) and feeds the image jobs' matrix; every image step names its service.
+    #[test]
+    fn ci_and_cd_build_each_affected_service_and_only_those() {
+        let root = crate::plumbing::workspace::root();
+        for (file, base) in [
+            ("ci.yml", "--base \"$BASE\""),
+            ("cd.yml", "--since-deployed preprod"),
+        ] {
+            let text = std::fs::read_to_string(root.join(".github/workflows").join(file)).unwrap();
+            let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+            let jobs = &doc["jobs"];
+            let affected = super::steps(&jobs["affected"])
+                .iter()
+                .map(|s| super::run_of(s).to_owned())
+                .find(|r| r.contains("cargo xtask affected"))
+                .unwrap_or_else(|| panic!("{file}: no affected job"));
+            assert!(affected.contains(base), "{file}: {affected}");
+            assert_eq!(
+                jobs["image"]["strategy"]["matrix"],
+                "${{ fromJSON(needs.affected.outputs.matrix) }}",
+                "{file}"
+            );
+            assert!(
+                jobs["image"]["if"]
+                    .as_str()
+                    .unwrap()
+                    .contains("needs.affected.outputs.services != '[]'"),
+                "{file}: nothing affected, nothing built"
+            );
+            let image_steps: Vec<String> = super::steps(&jobs["image"])
+                .iter()
+                .map(|s| super::run_of(s).to_owned())
+                .filter(|r| r.contains("cargo xtask image") || r.contains("cargo xtask scan"))
+                .collect();
+            assert_eq!(image_steps.len(), 2, "{file}: build and scan");
+            for run in image_steps {
+                assert!(run.contains("--service \"$SERVICE\""), "{file}: {run}");
+            }
+            assert_eq!(jobs["image"]["env"]["SERVICE"], "${{ matrix.service }}");
+        }
+    }
+
+    #[test]
+    fn a_step_acting_on_one_service_without_the_affected_matrix_is_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/ci.yml",
+                "image build --service \"$SERVICE\" --tag",
+                "image build --tag",
+            )
+            .refused(&["ci.yml: job image, step \"Build and push the image\": `cargo xtask image build` without `--service \"$SERVICE\"`"]);
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    needs: affected\n    if: needs.affected.outputs.services != '[]'\n    strategy:\n      fail-fast: false\n      matrix: ${{ fromJSON(needs.affected.outputs.matrix) }}\n",
+                "    strategy:\n      matrix:\n        service: [items-api]\n",
+            )
+            .refused(&["cd.yml: job image: acts on services without the matrix of `cargo xtask affected`"]);
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/preview.yml",
+                "    env:\n      SERVICE: ${{ matrix.service }}\n    permissions:\n      contents: read\n      # Resolve",
+                "    env:\n      SERVICE: items-api\n    permissions:\n      contents: read\n      # Resolve",
+            )
+            .refused(&["preview.yml: job deploy, step \"Write gitops/values/pr/pr-<N>/<values-file>\": SERVICE is not `${{ matrix.service }}`"]);
+    }
+
+    #[test]
+    fn the_affected_job_with_a_secret_or_write_permission_is_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/ci.yml",
+                "          BASE: ${{ github.event.pull_request.base.sha }}\n",
+                "          BASE: ${{ github.event.pull_request.base.sha }}\n          GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}\n",
+            )
+            .refused(&["ci.yml: job affected: runs `cargo xtask affected` with a secret"]);
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    # Reads the build graph and the diff: no secret, no write.\n    permissions:\n      contents: read\n",
+                "    permissions:\n      contents: write\n",
+            )
+            .refused(&["cd.yml: job affected: runs `cargo xtask affected` without `permissions: {contents: read}`"]);
+    }
+
+    /// Fault 1: the cluster jobs on a hosted runner that cannot reach kind.
+    #[test]
+    fn a_cluster_job_back_on_a_hosted_runner_is_named() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                super::CLUSTER_RUNNER,
+                "ubuntu-24.04",
+            )
+            .refused(&[
+                "cd.yml: job preprod: talks to Argo CD or a deployed URL but runs on ubuntu-24.04",
+            ]);
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/release.yml",
+                super::CLUSTER_RUNNER,
+                "[self-hosted, linux]",
+            )
+            .refused(&["release.yml: job release: talks to Argo CD"]);
+    }
+
+    /// Before `cargo xtask setup` a workflow skips its jobs, and says so: a guard without the job that
+    /// announces it is refused, and a guard that would skip the gate on any other variable still is.
+    #[test]
+    fn the_setup_guard_is_announced_and_the_only_variable_a_gate_waits_for() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "    if: vars.PIPELINE_READY != 'true'\n",
+                "",
+            )
+            .refused(&["cd.yml: jobs wait for `vars.PIPELINE_READY == 'true'` but no job says so"]);
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/release.yml",
+                "vars.PIPELINE_READY == 'true'",
+                "vars.PIPELINE_READY == 'true' && vars.ARGOCD_SERVER != ''",
+            )
+            .refused(&["release.yml: job release: skipped by `if:"]);
+    }
+
+    /// Fault 4: previews for every pull request, forks included.
+    #[test]
+    fn previews_for_unlabelled_or_forked_pull_requests_are_refused() {
+        Copy::new("wiring")
+            .edit(".github/workflows/preview.yml", " --label preview", "")
+            .refused(&["preview.yml: job deploy: `preview deploy` without `--label preview`"]);
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/preview.yml",
+                "\n      && (github.event.workflow_run.head_repository.full_name == github.repository\n        || github.event.pull_request.head.repo.full_name == github.repository)",
+                "",
+            )
+            .refused(&["preview.yml: job deploy: deploys previews for forks' pull requests too"]);
+    }
+
+    /// Fault 4: deploy and cleanup in different concurrency groups.
+    #[test]
+    fn preview_jobs_outside_one_group_per_pull_request_are_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/preview.yml",
+                "group: preview-",
+                "group: ci-pr-",
+            )
+            .refused(&["preview.yml: job cleanup: concurrency group \"ci-pr-"]);
+        let copy = Copy::new("wiring");
+        let preview = copy.0.path().join(".github/workflows/preview.yml");
+        let text = std::fs::read_to_string(&preview).unwrap();
+        let cleanup = text.replace("group: preview-", "group: cleanup-");
+        std::fs::write(copy.0.path().join(".github/workflows/cleanup.yml"), cleanup).unwrap();
+        copy.refused(&["the preview jobs are in different concurrency groups"]);
+    }
+
+    /// Fault 5: no INGRESS_URL, no gate, no release.
+    #[test]
+    fn a_gate_skipped_when_a_variable_is_unset_is_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/cd.yml",
+                "      - name: Preprod tests (records the preprod-tests gate for this commit and digest)\n",
+                "      - name: Preprod tests (records the preprod-tests gate for this commit and digest)\n        if: vars.INGRESS_URL != ''\n",
+            )
+            .refused(&["cd.yml: job preprod, step \"Preprod tests (records the preprod-tests gate for this commit and digest)\": skipped by `if: vars.INGRESS_URL != ''`"]);
+    }
+
+    /// Fault 6: Actions ships other images than the README describes.
+    #[test]
+    fn images_without_the_musl_targets_are_refused() {
+        Copy::new("wiring")
+            .edit(
+                ".github/workflows/ci.yml",
+                " aarch64-unknown-linux-musl\n",
+                "\n",
+            )
+            .refused(&[
+                "ci.yml: job image: builds the image without installing musl-tools and the targets",
+            ]);
+        let copy = Copy::new("wiring");
+        std::fs::remove_file(copy.0.path().join(super::TOOLCHAIN_FILE)).unwrap();
+        copy.refused(&["rust-toolchain.toml: missing"]);
+        Copy::new("wiring")
+            .edit(super::TOOLCHAIN_FILE, "\"aarch64-unknown-linux-musl\"", "")
+            .refused(&["rust-toolchain.toml: no aarch64-unknown-linux-musl"]);
     }
 }
