@@ -8,6 +8,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use anyhow::{Context, Result};
+
 use serde_json::Value;
 
 use crate::checks::{Finding, Rule, objects, rule, tag};
@@ -15,8 +17,9 @@ use crate::domain::application_sets::{self, Generated, ServiceElement};
 use crate::domain::argocd_api;
 use crate::domain::promotion::{Env, UNDECLARED_VALUES_FILE};
 use crate::domain::services::Service;
-use crate::plumbing::fs::yaml_in;
+use crate::plumbing::fs::yaml_files;
 use crate::plumbing::text::glob_match;
+use crate::plumbing::yaml::split_documents;
 
 /// This target's rules (`validate --list`).
 pub const RULES: &[Rule] = &[
@@ -694,13 +697,39 @@ const POWER_GROUPS: [&str; 6] = [
     "kyverno.io",
 ];
 
-/// Who can change the cluster through Argo CD's objects: the root app, the
-/// AppProjects, the project every app under `gitops/argocd/apps` names.
-pub fn trust_problems(root: &Path) -> Vec<Finding> {
-    let mut unreadable = Vec::new();
-    let top = yaml_in(root, "gitops/argocd", &mut unreadable);
-    let apps = yaml_in(root, APPS_DIR, &mut unreadable);
-    let mut found = tag("repository.yaml", unreadable);
+/// Argo CD's objects, read once: every document of every YAML file under
+/// `gitops/argocd`, `(path from the repository root, document)`.
+pub fn load(root: &Path) -> Result<Vec<(String, Value)>> {
+    let mut docs = Vec::new();
+    for file in yaml_files(&root.join("gitops/argocd"))? {
+        let name = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {name}"))?;
+        for doc in split_documents(&text).with_context(|| format!("{name} is not YAML"))? {
+            docs.push((name.clone(), doc));
+        }
+    }
+    Ok(docs)
+}
+
+/// The documents of `docs` in the files directly in `dir`.
+pub fn in_dir(docs: &[(String, Value)], dir: &str) -> Vec<(String, Value)> {
+    let dir = Path::new(dir);
+    let direct = docs
+        .iter()
+        .filter(|(file, _)| Path::new(file).parent() == Some(dir));
+    direct.cloned().collect()
+}
+
+/// Who can change the cluster through Argo CD's objects (`docs`, from
+/// [`load`]): the root app, the AppProjects, the project every app under
+/// `gitops/argocd/apps` names.
+pub fn trust_problems(docs: &[(String, Value)]) -> Vec<Finding> {
+    let (top, apps) = (in_dir(docs, "gitops/argocd"), in_dir(docs, APPS_DIR));
+    let mut found = Vec::new();
     let projects: Vec<&(String, Value)> = top
         .iter()
         .filter(|(_, d)| d["kind"] == "AppProject")

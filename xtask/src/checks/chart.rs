@@ -122,14 +122,18 @@ type SecretsByNamespace = BTreeMap<String, BTreeSet<(String, String)>>;
 
 /// Every cross-file problem of the repository at `root`, given the chart
 /// rendered per environment.
-pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
+pub fn problems(
+    root: &Path,
+    rendered: &[Rendered],
+    argocd_docs: &[(String, Value)],
+) -> Vec<Finding> {
     let mut found = tag("chart.ingress-per-environment", ingress_problems(rendered));
     found.extend(tag("chart.preview-folder", preview_file_problems(root)));
     found.extend(tag(
         "chart.image-repository",
         image_repository_problems(root),
     ));
-    found.extend(service_problems(root, rendered));
+    found.extend(service_problems(root, rendered, argocd_docs));
     found
 }
 
@@ -137,8 +141,12 @@ pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
 /// (whose Ingress has its own host, and which the README does not name): the
 /// database Secret it reads is produced in its namespace, its pods' egress is
 /// bounded, and nothing opens or places the environment.
-pub fn service_problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
-    let mut found = database_problems(root, rendered);
+pub fn service_problems(
+    root: &Path,
+    rendered: &[Rendered],
+    argocd_docs: &[(String, Value)],
+) -> Vec<Finding> {
+    let mut found = database_problems(root, rendered, argocd_docs);
     let egress = rendered.iter().flat_map(egress_problems).collect();
     found.extend(tag("chart.egress-bounded", egress));
     let placement = rendered.iter().flat_map(placement_problems).collect();
@@ -578,9 +586,13 @@ fn database_secrets(docs: &[Value]) -> BTreeSet<(String, String)> {
 }
 
 /// The database Secret each environment reads is produced in its namespace.
-fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
+fn database_problems(
+    root: &Path,
+    rendered: &[Rendered],
+    argocd_docs: &[(String, Value)],
+) -> Vec<Finding> {
     let mut found = Vec::new();
-    let produced = match produced_secrets(root) {
+    let produced = match produced_secrets(root, argocd_docs) {
         Ok(produced) => produced,
         Err(problems) => return problems,
     };
@@ -605,12 +617,15 @@ fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<Finding> {
 /// `gitops/argocd/apps` deploy from plain directories of this repository;
 /// or the problems of those documents (strict parse, kinds their project
 /// does not whitelist).
-fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<Finding>> {
+fn produced_secrets(
+    root: &Path,
+    argocd_docs: &[(String, Value)],
+) -> Result<SecretsByNamespace, Vec<Finding>> {
     let mut produced = SecretsByNamespace::new();
     let mut problems = Vec::new();
     let unreadable = |p| vec![Finding::new("repository.yaml", p)];
-    let projects = read_yaml_dir(root, "gitops/argocd").map_err(unreadable)?;
-    for (_, app) in read_yaml_dir(root, "gitops/argocd/apps").map_err(unreadable)? {
+    let projects = argocd::in_dir(argocd_docs, "gitops/argocd");
+    for (_, app) in argocd::in_dir(argocd_docs, "gitops/argocd/apps") {
         let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
         let namespace = app["spec"]["destination"]["namespace"]
             .as_str()

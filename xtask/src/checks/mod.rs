@@ -6,8 +6,8 @@
 //! # Code map
 //!
 //! One module per target, each with its rule table; `repository` loads the
-//! repository once (the chart rendered per environment, every service's
-//! renders, Argo CD's objects) and runs them all.
+//! repository once (Argo CD's objects, the workflows, the chart rendered per
+//! environment and every service's renders) and runs them all on what it loaded.
 //!
 //! - `repository`: the run: loads and renders once, runs every target and the
 //!   external checkers (Helm, kubernetes-validate, actionlint, zizmor,

@@ -23,10 +23,9 @@ use serde_json::{Value, json};
 use xshell::{Shell, TempDir, cmd};
 
 use crate::checks::chart::{self, Named, Rendered};
-use crate::checks::{Finding, Rule, argocd, objects, rule, tag};
+use crate::checks::{Finding, Rule, argocd, objects, rule, tag, workflows};
 use crate::domain::promotion::{self, DeployedImage, Env, UNDECLARED_VALUES_FILE};
 use crate::domain::services::Service;
-use crate::plumbing::fs::yaml_files;
 use crate::plumbing::process::which;
 use crate::plumbing::yaml::split_documents;
 use crate::plumbing::{tools, workspace, yaml};
@@ -69,6 +68,10 @@ struct Checks {
     sh: Shell,
     /// Rendered manifests and the preview's values; removed when dropped.
     scratch: TempDir,
+    /// The workflows, read once (every workflow rule reads these).
+    workflows: Vec<(String, Value)>,
+    /// Argo CD's objects under gitops/argocd, read once.
+    argocd: Vec<(String, Value)>,
     problems: Vec<Finding>,
 }
 
@@ -77,11 +80,14 @@ impl Checks {
         let sh = Shell::new()?;
         sh.change_dir(root);
         let scratch = sh.create_temp_dir()?;
+        let (workflows, unreadable) = workflows::load(root);
         Ok(Self {
             root: root.to_path_buf(),
             sh,
             scratch,
-            problems: Vec::new(),
+            workflows,
+            argocd: argocd::load(root)?,
+            problems: unreadable,
         })
     }
 
@@ -190,7 +196,7 @@ impl Checks {
             let found = match self.check_service_render(target, &out, &validated, kinds) {
                 Ok((mut found, docs)) => {
                     let rendered = [(target.env.clone(), docs)];
-                    found.extend(chart::service_problems(&self.root, &rendered));
+                    found.extend(chart::service_problems(&self.root, &rendered, &self.argocd));
                     let [(env, docs)] = rendered;
                     renders.push((env, target.shown.clone(), docs));
                     found
@@ -292,13 +298,7 @@ impl Checks {
 
     /// 2. The Argo CD objects under gitops/argocd.
     fn argocd(&mut self, chart_kinds: &BTreeSet<(String, String)>) -> Result<()> {
-        let mut docs = Vec::new();
-        for file in yaml_files(&self.root.join("gitops/argocd"))? {
-            let text = std::fs::read_to_string(&file)?;
-            for doc in split_documents(&text)? {
-                docs.push((relative(&self.root, &file), doc));
-            }
-        }
+        let docs = &self.argocd;
         let (services, mut found) = match crate::domain::services::load(&self.root) {
             Ok(services) => (services, Vec::new()),
             Err(error) => (
@@ -309,7 +309,7 @@ impl Checks {
                 )],
             ),
         };
-        let (problems, generated) = argocd::check_argocd(&self.root, &docs, chart_kinds, &services);
+        let (problems, generated) = argocd::check_argocd(&self.root, docs, chart_kinds, &services);
         found.extend(problems);
         println!(
             "Applications the ApplicationSets make ({}): {}",
@@ -371,7 +371,7 @@ impl Checks {
     /// 2b. What the fork-and-follow path relies on across files: the chart's
     ///     renders together, Terraform read as HCL, the README.
     fn cluster(&mut self, rendered: &[Rendered]) {
-        let mut found = chart::problems(&self.root, rendered);
+        let mut found = chart::problems(&self.root, rendered, &self.argocd);
         found.extend(crate::checks::terraform::problems(&self.root, rendered));
         found.extend(crate::checks::readme::problems(&self.root, rendered));
         self.report(
@@ -397,19 +397,15 @@ impl Checks {
 
     /// 4. The workflows.
     fn workflows(&mut self) -> Result<()> {
-        let workflows = yaml_files(&self.root.join(".github/workflows"))?;
-        let mut found = as_problems("workflows.actionlint", actionlint(&self.sh, &workflows));
-        found.extend(as_problems(
-            "workflows.zizmor",
-            zizmor(&self.sh, &workflows),
-        ));
-        for file in &workflows {
-            let doc: Value = yaml_serde::from_str(&std::fs::read_to_string(file)?)
-                .with_context(|| format!("{} is not YAML", file.display()))?;
-            found.extend(crate::checks::workflows::check_workflow(
-                &relative(&self.root, file),
-                &doc,
-            ));
+        let files: Vec<PathBuf> = self
+            .workflows
+            .iter()
+            .map(|(file, _)| self.root.join(file))
+            .collect();
+        let mut found = as_problems("workflows.actionlint", actionlint(&self.sh, &files));
+        found.extend(as_problems("workflows.zizmor", zizmor(&self.sh, &files)));
+        for (file, doc) in &self.workflows {
+            found.extend(workflows::check_workflow(file, doc));
         }
         self.report(
             "workflows: actionlint, zizmor (medium+), thin (cargo xtask only), pinned, least privilege",
@@ -420,8 +416,8 @@ impl Checks {
 
     /// 5. Who can change the cluster and prod: projects, tokens, workflows, owners.
     fn trust(&mut self) {
-        let mut found = argocd::trust_problems(&self.root);
-        found.extend(crate::checks::workflows::problems(&self.root));
+        let mut found = argocd::trust_problems(&self.argocd);
+        found.extend(workflows::problems(&self.root, &self.workflows));
         self.report(
             "trust: root app and projects bounded, prod credentials only where reviewed code runs, CODEOWNERS",
             found,

@@ -321,11 +321,23 @@ const OWNED_PATHS: [&str; 19] = [
     ".dockerignore",
 ];
 
-/// Every way the files under `root` break the trust policy; empty when none.
-pub fn problems(root: &Path) -> Vec<Finding> {
-    let mut found = workflow_problems(root);
+/// The workflows, each read once: `(path from the repository root, document)`.
+pub type Workflows = [(String, Value)];
+
+/// The workflows under `root` (`.github/workflows`), and a finding for each
+/// file that is not YAML.
+pub fn load(root: &Path) -> (Vec<(String, Value)>, Vec<Finding>) {
+    let mut unreadable = Vec::new();
+    let workflows = yaml_in(root, ".github/workflows", &mut unreadable);
+    (workflows, tag("repository.yaml", unreadable))
+}
+
+/// Every way the workflows and CODEOWNERS break the trust policy or the
+/// wiring; empty when none. `check_workflow` runs per file besides.
+pub fn problems(root: &Path, workflows: &Workflows) -> Vec<Finding> {
+    let mut found = workflow_problems(workflows);
     found.extend(tag("workflows.codeowners", codeowners_problems(root)));
-    found.extend(wiring_problems(root));
+    found.extend(wiring_problems(root, workflows));
     found
 }
 
@@ -370,11 +382,10 @@ impl Triggers {
     }
 }
 
-fn workflow_problems(root: &Path) -> Vec<Finding> {
-    let mut unreadable = Vec::new();
+fn workflow_problems(workflows: &Workflows) -> Vec<Finding> {
     let mut found = Vec::new();
-    for (file, doc) in yaml_in(root, ".github/workflows", &mut unreadable) {
-        let triggers = Triggers::of(&doc);
+    for (file, doc) in workflows {
+        let triggers = Triggers::of(doc);
         let mut top = Vec::new();
         if secret_names(&doc["env"].to_string()).next().is_some() {
             top.push(format!(
@@ -427,7 +438,6 @@ fn workflow_problems(root: &Path) -> Vec<Finding> {
             found.extend(checks.into_iter().flat_map(|(rule, f)| tag(rule, f)));
         }
     }
-    found.extend(tag("repository.yaml", unreadable));
     found
 }
 
@@ -879,15 +889,14 @@ const SERVICE_FLAG: &str = r#"--service "$SERVICE""#;
 const SERVICE_ENV: &str = "${{ matrix.service }}";
 
 /// Every wiring problem of the workflows and toolchain file under `root`.
-pub fn wiring_problems(root: &Path) -> Vec<Finding> {
+fn wiring_problems(root: &Path, workflows: &Workflows) -> Vec<Finding> {
     let mut found = tag("workflows.toolchain-pinned", toolchain_problems(root));
     let mut preview_groups = BTreeMap::new();
-    let mut unreadable = Vec::new();
-    for (file, doc) in yaml_in(root, ".github/workflows", &mut unreadable) {
+    for (file, doc) in workflows {
         let jobs = doc["jobs"].as_object().cloned().unwrap_or_default();
         found.extend(tag(
             "workflows.setup-guard",
-            setup_guard_problems(&file, &jobs),
+            setup_guard_problems(file, &jobs),
         ));
         for (name, job) in &jobs {
             let at = format!("{file}: job {name}");
@@ -918,7 +927,6 @@ pub fn wiring_problems(root: &Path) -> Vec<Finding> {
             }
         }
     }
-    found.extend(tag("repository.yaml", unreadable));
     found.extend(tag(
         "workflows.preview-concurrency",
         concurrency_problems(&preview_groups),
@@ -1229,6 +1237,18 @@ pub(crate) mod tests {
         assert_eq!(unpinned_cargo_install("cargo xtask ci"), None);
     }
 
+    /// The workflows under `root` loaded and checked, as `validate` does.
+    fn problems_at(root: &std::path::Path) -> Vec<crate::checks::Finding> {
+        let (workflows, mut found) = super::load(root);
+        found.extend(super::problems(root, &workflows));
+        found
+    }
+
+    /// Argo CD's objects under `root` loaded and checked for trust, as `validate` does.
+    fn argocd_trust_at(root: &std::path::Path) -> Vec<crate::checks::Finding> {
+        crate::checks::argocd::trust_problems(&crate::checks::argocd::load(root).unwrap())
+    }
+
     /// A copy of this repository's policy files (gitops/argocd, .github) in a fresh
     /// temporary directory; each test makes one attacker's edit to it (also
     /// the wiring tests and `argocd`'s).
@@ -1273,8 +1293,8 @@ pub(crate) mod tests {
 
         /// The problems, which must include one containing each of `expected`.
         pub(crate) fn refused(&self, expected: &[&str]) {
-            let mut problems = super::problems(self.0.path());
-            problems.extend(crate::checks::argocd::trust_problems(self.0.path()));
+            let mut problems = problems_at(self.0.path());
+            problems.extend(argocd_trust_at(self.0.path()));
             for needle in expected {
                 assert!(
                     problems.iter().any(|p| p.message.contains(needle)),
@@ -1316,12 +1336,12 @@ pub(crate) mod tests {
     fn this_repositorys_files_pass() {
         let copy = Copy::new("real");
         assert_eq!(
-            super::problems(copy.0.path()),
+            problems_at(copy.0.path()),
             Vec::<crate::checks::Finding>::new()
         );
-        let argocd = crate::checks::argocd::trust_problems(copy.0.path());
+        let argocd = argocd_trust_at(copy.0.path());
         assert_eq!(argocd, Vec::<crate::checks::Finding>::new());
-        let real = super::problems(&crate::plumbing::workspace::root());
+        let real = problems_at(&crate::plumbing::workspace::root());
         assert_eq!(real, Vec::<crate::checks::Finding>::new());
     }
 
@@ -1442,7 +1462,7 @@ pub(crate) mod tests {
         let text = std::fs::read_to_string(copy.0.path().join(".github/CODEOWNERS")).unwrap();
         std::fs::write(copy.0.path().join(".github/CODEOWNERS"), "* @example\n").unwrap();
         assert!(
-            !super::problems(copy.0.path())
+            !problems_at(copy.0.path())
                 .iter()
                 .any(|p| p.message.contains("CODEOWNERS")),
             "* @example owns everything"
@@ -1688,7 +1708,11 @@ pub(crate) mod tests {
     #[test]
     fn this_repositorys_workflows_are_wired() {
         assert_eq!(
-            super::wiring_problems(Copy::new("wiring").0.path()),
+            {
+                let copy = Copy::new("wiring");
+                let (workflows, _) = super::load(copy.0.path());
+                super::wiring_problems(copy.0.path(), &workflows)
+            },
             Vec::<crate::checks::Finding>::new()
         );
     }
