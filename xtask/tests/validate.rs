@@ -1228,3 +1228,37 @@ fn a_second_services_committed_preview_is_rendered_and_refused_at_prods_host() {
         assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
     }
 }
+
+/// `validate --list` prints every rule once: its id, its target and why it
+/// exists, one a line, and checks nothing.
+#[test]
+fn validate_list_prints_each_rule_with_its_target_and_why() {
+    let out = xtask(&["validate", "--list"], &[]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "an id twice:\n{text}");
+    for (id, target) in [
+        ("workflows.injection", "workflows"),
+        ("argocd.project-roles", "argocd"),
+        ("argocd.set-expansion", "argocd"),
+        ("chart.pod-security", "chart"),
+        ("terraform.no-inline-key", "terraform"),
+        ("admission.signature-verified", "admission"),
+        ("readme.services-exist", "readme"),
+        ("objects.upstream-crd", "objects"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("no {id} in:\n{text}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[1], target, "{line}");
+        assert!(fields.len() > 4, "{id} says not why: {line}");
+    }
+    assert!(!text.contains('✔'), "--list checks nothing:\n{text}");
+}

@@ -6,11 +6,24 @@
 //! `release` dev and prod; no role reaches an Application file (the
 //! databases' `service-demo-database-<env>`, whose names end as the services'
 //! do, so `*-prod` alone would reach them).
+//!
+//! Upstream: Argo CD v2.13.2's RBAC for project roles (casbin with its glob
+//! match: `*` any text, `/` included; a deny wins), held to the roles of its
+//! declarative-setup docs by `the_project_roles_of_argo_cds_docs_reach_what_they_say`.
 
 use serde_json::Value;
 
+use crate::checks::{Finding, Rule, rule};
 use crate::domain::application_sets::Generated;
 use crate::domain::promotion::Env;
+
+/// The rules of this module.
+pub const RULES: &[Rule] = &[rule(
+    "argocd.project-roles",
+    "argocd",
+    "each AppProject role's token reaches its environments' Applications only (preview the previews, preprod preprod, \
+     release dev and prod) and never an Application file such as a database: a leaked pipeline token stays in its lane",
+)];
 
 /// Each pipeline role: the environments whose Applications it may reach, and
 /// what its job does on every one of them. A role not listed may reach the
@@ -24,7 +37,7 @@ const ROLE_ENVIRONMENTS: [(&str, &[&str], &[&str]); 3] = [
 /// Every Application (made by an ApplicationSet, or an Application file of
 /// `docs`) a role of an AppProject of `docs` reaches beyond its remit, or
 /// does not reach within it.
-pub fn problems(docs: &[(String, Value)], generated: &[Generated]) -> Vec<String> {
+pub fn problems(docs: &[(String, Value)], generated: &[Generated]) -> Vec<Finding> {
     let files: Vec<(&str, &str)> = docs
         .iter()
         .filter(|(_, d)| d["kind"] == "Application")
@@ -43,7 +56,8 @@ pub fn problems(docs: &[(String, Value)], generated: &[Generated]) -> Vec<String
             .collect();
         for role in project["spec"]["roles"].as_array().into_iter().flatten() {
             let problems = role_problems(project_name, role, &own_files, generated);
-            found.extend(problems.into_iter().map(|p| format!("{file}: {p}")));
+            let at_file = problems.into_iter().map(|p| format!("{file}: {p}"));
+            found.extend(at_file.map(|p| Finding::new("argocd.project-roles", p)));
         }
     }
     found
@@ -208,6 +222,34 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Argo CD v2.13.2's docs, operator-manual/declarative-setup.md (Projects):
+    /// `read-only` gets every Application of my-project, `ci-role` syncs
+    /// guestbook-dev only.
+    #[test]
+    fn the_project_roles_of_argo_cds_docs_reach_what_they_say() {
+        let read_only = Policy::parse(
+            "p, proj:my-project:read-only, applications, get, my-project/*, allow",
+            "my-project",
+            "read-only",
+        )
+        .unwrap();
+        let ci = Policy::parse(
+            "p, proj:my-project:ci-role, applications, sync, my-project/guestbook-dev, allow",
+            "my-project",
+            "ci-role",
+        )
+        .unwrap();
+        let (read_only, ci) = ([read_only], [ci]);
+        for app in ["guestbook-dev", "guestbook-prod"] {
+            assert!(reaches(&read_only, "my-project", app, "get"), "{app}");
+            assert!(!reaches(&read_only, "my-project", app, "sync"), "{app}");
+            assert!(!reaches(&read_only, "other-project", app, "get"), "{app}");
+        }
+        assert!(reaches(&ci, "my-project", "guestbook-dev", "sync"));
+        assert!(!reaches(&ci, "my-project", "guestbook-prod", "sync"));
+        assert!(!reaches(&ci, "my-project", "guestbook-dev", "get"));
+    }
 
     #[test]
     fn globs_match_whole_names_as_argo_cd_does() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
-use crate::checks::repository_checks;
+use crate::checks::repository;
 use crate::domain::affected_services;
 use crate::domain::service_repo::ServiceRepo;
 use crate::domain::services;
@@ -122,7 +122,7 @@ pub fn run(args: CiArgs) -> Result<()> {
             Step::Deny => deny(&sh, args.advisory_db.as_deref()),
             // In process: the same checks as `cargo xtask validate`.
             Step::Assets => {
-                repository_checks::check_repository(&workspace::root()).map(|()| String::new())
+                repository::check_repository(&workspace::root()).map(|()| String::new())
             }
             Step::Test => test_selection(&args)
                 .and_then(|packages| test(&sh, args.allow_skip, packages.as_deref(), &mut times)),

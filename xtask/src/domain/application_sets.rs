@@ -1,6 +1,11 @@
 //! The ApplicationSets under `gitops/argocd/apps`, expanded as Argo CD's
 //! ApplicationSet controller expands them, so `validate` checks every
-//! Application they make as it checks an Application file:
+//! Application they make as it checks an Application file.
+//!
+//! Upstream: Argo CD v2.13.2's ApplicationSet controller (the version
+//! terraform/ pins), goTemplate mode; held to its documented List generator
+//! example by `the_list_generator_example_of_argo_cds_docs_expands_as_documented`.
+//!
 //!
 //! - generators: `list` (exactly), `matrix` of two children (the second may
 //!   use the first one's parameters, as Argo CD allows with goTemplate), and
@@ -636,6 +641,62 @@ mod tests {
             include_str!("../../tests/fixtures/argocd/before-applicationset/prod.yaml"),
         ),
     ];
+
+    /// Argo CD v2.13.2's docs, operator-manual/applicationset/Generators-List.md:
+    /// the example, and the Application the page says the controller makes from it.
+    #[test]
+    fn the_list_generator_example_of_argo_cds_docs_expands_as_documented() {
+        let set: Value = yaml_serde::from_str(
+            r#"
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: guestbook
+  namespace: argocd
+spec:
+  goTemplate: true
+  goTemplateOptions: ["missingkey=error"]
+  generators:
+  - list:
+      elements:
+      - cluster: engineering-dev
+        url: https://kubernetes.default.svc
+      # - cluster: engineering-prod
+      #   url: https://kubernetes.default.svc
+  template:
+    metadata:
+      name: '{{.cluster}}-guestbook'
+    spec:
+      project: "my-project"
+      source:
+        repoURL: https://github.com/argoproj/argo-cd.git
+        targetRevision: HEAD
+        path: applicationset/examples/list-generator/guestbook/{{.cluster}}
+      destination:
+        server: '{{.url}}'
+        namespace: guestbook
+"#,
+        )
+        .unwrap();
+        let (generated, problems) = expand(Path::new("/nonexistent"), &set);
+        assert_eq!(problems, Vec::<String>::new());
+        let [app] = generated.as_slice() else {
+            panic!("one Application, one per element: {generated:#?}")
+        };
+        assert_eq!(app.name(), "engineering-dev-guestbook");
+        let spec = &app.application["spec"];
+        assert_eq!(
+            spec["source"]["path"],
+            "applicationset/examples/list-generator/guestbook/engineering-dev"
+        );
+        assert_eq!(
+            spec["destination"]["server"],
+            "https://kubernetes.default.svc"
+        );
+        assert_eq!(spec["project"], "my-project");
+        assert_eq!(app.application["kind"], "Application");
+        assert_eq!(app.application["metadata"]["namespace"], "argocd");
+    }
 
     #[test]
     fn the_services_set_makes_the_three_applications_it_replaced_exactly() {

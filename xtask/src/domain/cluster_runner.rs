@@ -25,7 +25,7 @@
 //! selected workflows would say so at GitHub's side, but they need an
 //! organization and a fork is usually a user's. So: (1) `validate` refuses a
 //! workflow job on the cluster runner outside the main-only environments
-//! (`trust_policy`); (2) this dispatcher starts runners only for queued jobs
+//! (`checks::workflows`); (2) this dispatcher starts runners only for queued jobs
 //! of runs on main from the events CD, release and preview use; (3) GitHub
 //! gives a just-in-time runner any queued job its labels match, so the
 //! runner image's job-started hook (`terraform/runner/job-started.sh`,

@@ -1,60 +1,139 @@
-//! What the fork-and-follow path relies on across files, which no single
-//! tool's schema sees (issue 15's faults): every environment has an Ingress
-//! at `<env>.<domain>` that the NetworkPolicy lets the controller reach; the
-//! database Secret the chart reads is one that something deployed to that
-//! namespace produces (CloudNativePG's `<cluster>-app`, an ExternalSecret, a
-//! Secret); kind's host ports collide neither with each other nor with
-//! items-api's 8080; Terraform pins the ingress controller and the operator
-//! and gives Argo CD a `ci` account limited to the service-demo project; the
-//! Services the README curls are the ones the chart renders. And what the
-//! attacker review found (findings 5-7): nothing but `pr-<N>/<values-file>` under
-//! gitops/values/pr/ and Argo CD's path-aware globbing; every pod under an
-//! egress policy (previews: DNS only); images from the pipeline's repository
-//! only; no values file opening (NodePort, no NetworkPolicy) or placing
-//! (tolerations…) an environment, or making dev/preprod/prod own its namespace.
+//! The chart and the values files: each environment's render (and each
+//! service's, each preview's) keeps the restricted Pod Security Standard and
+//! the chart's promises (the image and replicas asked for, probes, shutdown
+//! timing, allow-listed metadata), an Ingress per environment on a host of its
+//! own, a database Secret something produces, bounded egress, nothing opened or
+//! placed; values files run the pipeline's images; `gitops/values/pr/` holds
+//! previews only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use hcl::{Block, Body, Expression, ObjectKey, TemplateExpr, TraversalOperator};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use serde_json::Value;
 
-use crate::checks::cnpg_types;
-use crate::checks::manifests;
+use crate::checks::{Finding, Rule, argocd, objects, rule, tag};
 use crate::domain::application_sets;
 use crate::domain::promotion::Env;
 use crate::plumbing::yaml;
+use crate::plumbing::yaml::parse_strict;
 
-/// items-api's default `PORT` (`cargo run -p items-api`, the demo, the image).
-const SERVICE_PORT: u64 = 8080;
+/// This target's rules (`validate --list`).
+pub const RULES: &[Rule] = &[
+    rule(
+        "chart.container-env",
+        "chart",
+        "DATABASE_URL comes from a Secret, never a value in git, and ENV_NAME, SERVICES_NAMESPACE and APP_VERSION are set",
+    ),
+    rule(
+        "chart.database-secret-produced",
+        "chart",
+        "the Secret and key the chart reads DATABASE_URL from is produced in that namespace (CloudNativePG's <cluster>-app, an ExternalSecret, a Secret): otherwise pods never start",
+    ),
+    rule(
+        "chart.egress-bounded",
+        "chart",
+        "every pod is under an egress policy: DNS, and outside previews the environment's database only; a preview runs a pull request's code",
+    ),
+    rule(
+        "chart.helm-lint",
+        "chart",
+        "`helm lint --strict` passes, values.schema.json included: a typo in a values file is refused before Argo CD sees it",
+    ),
+    rule(
+        "chart.hosts-unique",
+        "chart",
+        "no two services answer at one host of an environment: the second service's requests would reach the first",
+    ),
+    rule(
+        "chart.image-repository",
+        "chart",
+        "every values file runs images of the pipeline's repository only: a values file changes the tag through the pipeline, never where the image comes from",
+    ),
+    rule(
+        "chart.ingress-per-environment",
+        "chart",
+        "every environment answers at <env>.<domain>, one domain for all, through an Ingress the NetworkPolicy lets the controller reach: the README's URLs work",
+    ),
+    rule(
+        "chart.metadata-allow-lists",
+        "chart",
+        "values files set only inert pod labels and annotations and limiting Ingress annotations: others route traffic elsewhere or select the pods",
+    ),
+    rule(
+        "chart.one-deployment",
+        "chart",
+        "the chart renders exactly one Deployment per environment: the other chart rules read it",
+    ),
+    rule(
+        "chart.placement",
+        "chart",
+        "no values file opens (NodePort, no NetworkPolicy) or places (tolerations, nodeSelector) an environment, nor makes dev/preprod/prod own its namespace",
+    ),
+    rule(
+        "chart.pod-security",
+        "chart",
+        "pods keep Kubernetes' restricted Pod Security Standard, a read-only root, no API token and spread over nodes",
+    ),
+    rule(
+        "chart.preview-folder",
+        "chart",
+        "gitops/values/pr/ holds only pr-<N>/ directories of listed values files: any other file could become an Application (pr-x/prod.yaml once named service-demo-prod)",
+    ),
+    rule(
+        "chart.preview-hosts",
+        "chart",
+        "a preview answers only under its own pr-<N>.<domain>: a pull request's values cannot take prod's (or another preview's) traffic",
+    ),
+    rule(
+        "chart.probes-and-resources",
+        "chart",
+        "containers have requests and a memory limit and probe /healthz and /readyz, the endpoints the service answers",
+    ),
+    rule(
+        "chart.renders",
+        "chart",
+        "the chart renders with Helm's SDK for dev, preprod, prod, a sample preview and every committed preview: Argo CD renders it so",
+    ),
+    rule(
+        "chart.shutdown-timing",
+        "chart",
+        "the grace period exceeds the drain plus the longest request, the readiness timeout exceeds /readyz's bound: no request is cut, no busy pool turns every replica unready",
+    ),
+    rule(
+        "chart.values-honoured",
+        "chart",
+        "the rendered replicas and image are what the values ask for: a promotion must deploy the image it wrote",
+    ),
+];
+
 /// The IngressClass terraform/ installs (`ingressClassResource.name`).
 const INGRESS_CLASS: &str = "nginx";
+
 /// Where terraform/ installs the ingress controller.
 const INGRESS_NAMESPACE: &str = "ingress-nginx";
-/// The Helm charts Terraform must install at a pinned version: (chart, what it is for).
-const PINNED_CHARTS: [(&str, &str); 4] = [
-    ("argo-cd", "Argo CD"),
-    ("ingress-nginx", "the ingress controller"),
-    ("cloudnative-pg", "the PostgreSQL operator"),
-    ("kyverno", "the admission controller for image signatures"),
-];
 
 /// One environment's rendered chart: `(namespace, objects)`.
 pub type Rendered = (String, Vec<Value>);
+
 /// `(Secret, key)`s per namespace.
 type SecretsByNamespace = BTreeMap<String, BTreeSet<(String, String)>>;
 
 /// Every cross-file problem of the repository at `root`, given the chart
 /// rendered per environment.
-pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
-    let mut found = ingress_problems(rendered);
-    found.extend(database_problems(root, rendered));
-    found.extend(terraform_problems(root, rendered));
-    found.extend(readme_problems(root, rendered));
-    found.extend(preview_file_problems(root));
-    found.extend(rendered.iter().flat_map(egress_problems));
-    found.extend(image_repository_problems(root));
-    found.extend(rendered.iter().flat_map(placement_problems));
+pub fn problems(
+    root: &Path,
+    rendered: &[Rendered],
+    argocd_docs: &[(String, Value)],
+) -> Vec<Finding> {
+    let mut found = tag("chart.ingress-per-environment", ingress_problems(rendered));
+    found.extend(tag("chart.preview-folder", preview_file_problems(root)));
+    found.extend(tag(
+        "chart.image-repository",
+        image_repository_problems(root),
+    ));
+    found.extend(service_problems(root, rendered, argocd_docs));
     found
 }
 
@@ -62,10 +141,16 @@ pub fn problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
 /// (whose Ingress has its own host, and which the README does not name): the
 /// database Secret it reads is produced in its namespace, its pods' egress is
 /// bounded, and nothing opens or places the environment.
-pub fn service_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
-    let mut found = database_problems(root, rendered);
-    found.extend(rendered.iter().flat_map(egress_problems));
-    found.extend(rendered.iter().flat_map(placement_problems));
+pub fn service_problems(
+    root: &Path,
+    rendered: &[Rendered],
+    argocd_docs: &[(String, Value)],
+) -> Vec<Finding> {
+    let mut found = database_problems(root, rendered, argocd_docs);
+    let egress = rendered.iter().flat_map(egress_problems).collect();
+    found.extend(tag("chart.egress-bounded", egress));
+    let placement = rendered.iter().flat_map(placement_problems).collect();
+    found.extend(tag("chart.placement", placement));
     found
 }
 
@@ -213,6 +298,7 @@ fn placement_problems((env, docs): &Rendered) -> Vec<String> {
 
 /// Where the cluster's DNS runs, and its pods' label (CoreDNS, on kind too).
 const DNS_NAMESPACE: &str = "kube-system";
+
 const DNS_POD_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 
 /// Every pod the chart makes is under an egress policy, and every egress rule
@@ -386,7 +472,7 @@ fn preview_directory_problems(
 }
 
 /// The domain the rendered Ingresses' hosts end in (`<env>.<domain>`).
-fn rendered_domain(rendered: &[Rendered]) -> Option<String> {
+pub fn rendered_domain(rendered: &[Rendered]) -> Option<String> {
     rendered.iter().find_map(|(env, docs)| {
         let ingress = of_kind(docs, "Ingress").next()?;
         let host = ingress["spec"]["rules"][0]["host"].as_str()?;
@@ -394,7 +480,7 @@ fn rendered_domain(rendered: &[Rendered]) -> Option<String> {
     })
 }
 
-fn of_kind<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+pub fn of_kind<'a>(docs: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
     docs.iter().filter(move |d| d["kind"] == kind)
 }
 
@@ -500,9 +586,13 @@ fn database_secrets(docs: &[Value]) -> BTreeSet<(String, String)> {
 }
 
 /// The database Secret each environment reads is produced in its namespace.
-fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
+fn database_problems(
+    root: &Path,
+    rendered: &[Rendered],
+    argocd_docs: &[(String, Value)],
+) -> Vec<Finding> {
     let mut found = Vec::new();
-    let produced = match produced_secrets(root) {
+    let produced = match produced_secrets(root, argocd_docs) {
         Ok(produced) => produced,
         Err(problems) => return problems,
     };
@@ -513,11 +603,11 @@ fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
                 continue;
             }
             let offered: Vec<String> = here.iter().map(|(s, k)| format!("{s}/{k}")).collect();
-            found.push(format!(
+            found.push(Finding::new("chart.database-secret-produced", format!(
                 "{env}: the chart reads DATABASE_URL from Secret {secret} key {key}, which nothing deployed to {env} \
                  produces (produced there: {offered:?}); set database.existingSecret and database.secretKey in \
                  gitops/values/{env}/service-demo.yaml to what gitops/database/{env}/ makes"
-            ));
+            )));
         }
     }
     found
@@ -527,11 +617,15 @@ fn database_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
 /// `gitops/argocd/apps` deploy from plain directories of this repository;
 /// or the problems of those documents (strict parse, kinds their project
 /// does not whitelist).
-fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<String>> {
+fn produced_secrets(
+    root: &Path,
+    argocd_docs: &[(String, Value)],
+) -> Result<SecretsByNamespace, Vec<Finding>> {
     let mut produced = SecretsByNamespace::new();
     let mut problems = Vec::new();
-    let projects = read_yaml_dir(root, "gitops/argocd").map_err(|p| vec![p])?;
-    for (_, app) in read_yaml_dir(root, "gitops/argocd/apps").map_err(|p| vec![p])? {
+    let unreadable = |p| vec![Finding::new("repository.yaml", p)];
+    let projects = argocd::in_dir(argocd_docs, "gitops/argocd");
+    for (_, app) in argocd::in_dir(argocd_docs, "gitops/argocd/apps") {
         let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
         let namespace = app["spec"]["destination"]["namespace"]
             .as_str()
@@ -544,15 +638,15 @@ fn produced_secrets(root: &Path) -> Result<SecretsByNamespace, Vec<String>> {
         let allowed = projects
             .iter()
             .find(|(_, p)| p["kind"] == "AppProject" && p["metadata"]["name"] == project)
-            .map(|(_, p)| manifests::whitelisted_kinds(p))
+            .map(|(_, p)| argocd::whitelisted_kinds(p))
             .unwrap_or_default();
-        for (file, doc) in read_yaml_dir(root, path).map_err(|p| vec![p])? {
-            problems.extend(manifests::check_document(&file, &doc));
-            for (group, kind) in manifests::kinds(std::slice::from_ref(&doc)).difference(&allowed) {
-                problems.push(format!(
+        for (file, doc) in read_yaml_dir(root, path).map_err(unreadable)? {
+            problems.extend(objects::check_document(&file, &doc));
+            for (group, kind) in objects::kinds(std::slice::from_ref(&doc)).difference(&allowed) {
+                problems.push(Finding::new("argocd.project-allows", format!(
                     "{file}: {kind} (group {group:?}) is not whitelisted by project {project}: Argo CD would refuse \
                      to sync {app_name}"
-                ));
+                )));
             }
             let into = produced.entry(namespace.to_owned()).or_default();
             into.extend(secrets_made_by(&doc));
@@ -580,8 +674,8 @@ fn secrets_made_by(doc: &Value) -> Vec<(String, String)> {
     };
     match doc["kind"].as_str().unwrap_or_default() {
         "Cluster" => keys_of(
-            &format!("{name}{}", cnpg_types::APP_SECRET_SUFFIX),
-            cnpg_types::APP_SECRET_KEYS.map(str::to_owned).to_vec(),
+            &format!("{name}{}", APP_SECRET_SUFFIX),
+            APP_SECRET_KEYS.map(str::to_owned).to_vec(),
         ),
         "ExternalSecret" => keys_of(
             doc["spec"]["target"]["name"].as_str().unwrap_or(name),
@@ -619,322 +713,377 @@ fn read_yaml_dir(root: &Path, dir: &str) -> Result<Vec<(String, Value)>, String>
     Ok(docs)
 }
 
-/// Terraform's `.tf` files as one HCL body, or the problem.
-fn terraform_body(root: &Path) -> Result<Body, String> {
-    let mut structures = Vec::new();
-    let dir = root.join("terraform");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("terraform/: {e}"))?
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
+/// What the chart must render for an environment.
+pub struct Expected<'a> {
+    pub env: &'a str,
+    /// `repository@digest` or `repository:tag`, as the values ask.
+    pub image: String,
+    pub replicas: i32,
+}
+
+/// The rendered chart of one environment: every object parses strictly, and
+/// its one Deployment keeps the restricted Pod Security Standard and the chart's promises.
+pub fn check_rendered(docs: &[Value], expected: &Expected) -> Vec<Finding> {
+    let env = expected.env;
+    let typed: Vec<Finding> = docs
+        .iter()
+        .enumerate()
+        .flat_map(|(n, doc)| objects::check_document(&format!("{env} document {}", n + 1), doc))
         .collect();
-    files.sort();
-    for file in files {
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let body = hcl::parse(&text).map_err(|e| {
-            format!(
-                "terraform/{}: not HCL: {e}",
-                file.file_name().unwrap_or_default().display()
-            )
-        })?;
-        structures.extend(body.into_inner());
+    if !typed.is_empty() {
+        return typed;
     }
-    Ok(Body(structures))
-}
-
-fn label(block: &Block, n: usize) -> &str {
-    block.labels().get(n).map_or("", |l| l.as_str())
-}
-
-fn attribute<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
-    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
-}
-
-/// A number or string literal, `var.x` (its default) or `local.x`, as text.
-fn resolve(body: &Body, expr: &Expression) -> Option<String> {
-    match expr {
-        Expression::Number(n) => Some(n.to_string()),
-        Expression::String(s) => Some(s.clone()),
-        Expression::Traversal(t) => {
-            let Expression::Variable(scope) = &t.expr else {
-                return None;
-            };
-            let [TraversalOperator::GetAttr(name)] = t.operators.as_slice() else {
-                return None;
-            };
-            let value = match scope.as_str() {
-                "var" => body
-                    .blocks()
-                    .filter(|b| b.identifier() == "variable" && label(b, 0) == name.as_str())
-                    .find_map(|b| attribute(b.body(), "default"))?,
-                "local" => body
-                    .blocks()
-                    .filter(|b| b.identifier() == "locals")
-                    .find_map(|b| attribute(b.body(), name.as_str()))?,
-                _ => return None,
-            };
-            resolve(body, value)
-        }
-        _ => None,
-    }
-}
-
-fn terraform_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
-    let body = match terraform_body(root) {
-        Ok(body) => body,
-        Err(problem) => return vec![problem],
+    let deployment = match the_deployment(docs, env) {
+        Ok(deployment) => deployment,
+        Err(problem) => return vec![Finding::new("chart.one-deployment", problem)],
     };
-    let mut found = port_problems(&body);
-    let domain_var = Expression::from(
-        hcl::Traversal::builder(hcl::Variable::unchecked("var"))
-            .attr("ingress_domain")
-            .build(),
-    );
-    let terraform_domain = resolve(&body, &domain_var);
-    if let Some(chart_domain) = rendered_domain(rendered)
-        && terraform_domain.as_deref() != Some(chart_domain.as_str())
-    {
-        found.push(format!(
-            "terraform: var.ingress_domain is {terraform_domain:?} but the chart's Ingress hosts end in {chart_domain:?} \
-             (ingress.domain): the outputs would print URLs nothing answers"
+    let spec = deployment.spec.unwrap_or_default();
+    let mut values = Vec::new();
+    if spec.replicas != Some(expected.replicas) {
+        values.push(format!(
+            "replicas {:?}, the values ask for {}",
+            spec.replicas, expected.replicas
         ));
     }
-    found.extend(chart_pin_problems(&body));
-    found.extend(ci_account_problems(&body));
-    found.extend(globbing_problems(&body));
+    let pod = spec.template.spec.unwrap_or_default();
+    let [mut security, mut shutdown, mut runtime, mut variables]: [Vec<String>; 4] =
+        Default::default();
+    check_pod_security(&pod, &mut |p| security.push(p));
+    check_pod_shutdown(&pod, &mut |p| shutdown.push(p));
+    for container in &pod.containers {
+        let named = |p: String| format!("container {}: {p}", container.name);
+        if container.image.as_deref() != Some(expected.image.as_str()) {
+            let image = &container.image;
+            values.push(named(format!(
+                "image {image:?}, the values ask for {}",
+                expected.image
+            )));
+        }
+        check_container_security(container, &mut |p| security.push(named(p)));
+        check_container_runtime(container, &mut |p| runtime.push(named(p)));
+        check_container_env(container, &mut |p| variables.push(named(p)));
+    }
+    let by_rule: [(&'static str, Vec<String>); 5] = [
+        ("chart.values-honoured", values),
+        ("chart.pod-security", security),
+        ("chart.shutdown-timing", shutdown),
+        ("chart.probes-and-resources", runtime),
+        ("chart.container-env", variables),
+    ];
+    let in_env = |(rule, found): (&'static str, Vec<String>)| {
+        found
+            .into_iter()
+            .map(move |p| Finding::new(rule, format!("{env}: {p}")))
+    };
+    let mut found: Vec<Finding> = by_rule.into_iter().flat_map(in_env).collect();
+    found.extend(tag(
+        "chart.metadata-allow-lists",
+        metadata_problems(docs, env),
+    ));
     found
 }
 
-/// The ApplicationSet controller's parameter that makes `*` in a git files
-/// generator stop at `/` (its default glob crosses folders).
-const PATH_AWARE_GLOBBING: &str = "applicationsetcontroller.enable.new.git.file.globbing";
+/// The Ingress annotations a values file may set (`ingress.annotations`):
+/// limits on its own requests. ingress-nginx's others route traffic (canary,
+/// `mirror-target`, `permanent-redirect`, `server-snippet`…): a reviewed
+/// change to this list, never a values file, adds one.
+pub const INGRESS_ANNOTATIONS: [&str; 7] = [
+    "nginx.ingress.kubernetes.io/proxy-body-size",
+    "nginx.ingress.kubernetes.io/proxy-connect-timeout",
+    "nginx.ingress.kubernetes.io/proxy-read-timeout",
+    "nginx.ingress.kubernetes.io/proxy-send-timeout",
+    "nginx.ingress.kubernetes.io/limit-connections",
+    "nginx.ingress.kubernetes.io/limit-rps",
+    "nginx.ingress.kubernetes.io/limit-rpm",
+];
 
-/// Argo CD matches the previews' pattern path by path: without it,
-/// gitops/values/pr/pr-*/service-demo.yaml matches gitops/values/pr/pr-7/x/service-demo.yaml too.
-fn globbing_problems(body: &Body) -> Vec<String> {
-    let Some(argocd) = helm_release(body, "argo-cd") else {
-        return Vec::new();
-    };
-    let set = attribute(argocd.body(), "values")
-        .map(object_entries)
-        .unwrap_or_default()
-        .into_iter()
-        .any(|(key, value)| {
-            key == PATH_AWARE_GLOBBING
-                && (matches!(value, Expression::Bool(true)) || strings_in(value).concat() == "true")
-        });
-    if set {
-        return Vec::new();
-    }
-    vec![format!(
-        "terraform: Argo CD's configs.params lacks \"{PATH_AWARE_GLOBBING}\" = \"true\": its default glob lets `*` \
-         cross `/`, so the previews' gitops/values/pr/pr-*/<values-file> would match pr-7/x/<values-file> too"
-    )]
-}
+/// The pod annotations a values file may set (`podAnnotations`): none that
+/// loosens the pod (AppArmor `unconfined`) or asks another controller for
+/// something (a sidecar, a mesh).
+pub const POD_ANNOTATIONS: [&str; 4] = [
+    "prometheus.io/scrape",
+    "prometheus.io/port",
+    "prometheus.io/path",
+    "kubectl.kubernetes.io/default-container",
+];
 
-/// kind's host ports: none is items-api's 8080, no two the same, and the
-/// ingress controller's node (`ingress-ready=true`) maps its port 80.
-fn port_problems(body: &Body) -> Vec<String> {
+/// The pod labels a values file may add (`podLabels`) to the chart's own:
+/// labels select pods (a Service's `cnpg.io/cluster` + `cnpg.io/instanceRole:
+/// primary` would send the database's clients to this pod, a NetworkPolicy's
+/// would open it), so only these inert ones.
+pub const POD_LABELS: [&str; 2] = ["team", "tier"];
+
+/// Annotations and labels outside the allow-lists: the Ingress's, and the
+/// pod templates' (each chart label as its object has it, plus [`POD_LABELS`]).
+pub fn metadata_problems(docs: &[Value], env: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let nodes: Vec<&Block> = body
-        .blocks()
-        .filter(|b| b.identifier() == "resource" && label(b, 0) == "kind_cluster")
-        .flat_map(|b| {
-            b.body()
-                .blocks()
-                .filter(|c| c.identifier() == "kind_config")
-        })
-        .flat_map(|c| c.body().blocks().filter(|n| n.identifier() == "node"))
-        .collect();
-    let mut seen = BTreeSet::new();
-    let mut ingress_mapped = false;
-    for node in nodes {
-        let ingress_ready = attribute(node.body(), "kubeadm_config_patches").is_some_and(|p| {
-            strings_in(p)
-                .iter()
-                .any(|s| s.contains("ingress-ready=true"))
-        });
-        for mapping in node
-            .body()
-            .blocks()
-            .filter(|m| m.identifier() == "extra_port_mappings")
-        {
-            let port = |key: &str| attribute(mapping.body(), key).and_then(|e| resolve(body, e));
-            let (Some(host), container) = (port("host_port"), port("container_port")) else {
-                found.push(
-                    "terraform: an extra_port_mappings without a host_port this check can read"
-                        .into(),
-                );
-                continue;
-            };
-            if host == SERVICE_PORT.to_string() {
+    let keys = |value: &Value| -> Vec<(String, Value)> {
+        let map = value.as_object().cloned().unwrap_or_default();
+        map.into_iter().collect()
+    };
+    for doc in docs {
+        let what = format!(
+            "{env}: {} {}",
+            doc["kind"].as_str().unwrap_or_default(),
+            doc["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        if doc["kind"] == "Ingress" {
+            for (key, _) in keys(&doc["metadata"]["annotations"]) {
+                if !INGRESS_ANNOTATIONS.contains(&key.as_str()) {
+                    found.push(format!(
+                        "{what}: annotation {key} is not one ingress.annotations may set ({}): ingress-nginx's \
+                         canary, mirror, redirect and snippet annotations send requests elsewhere; remove it",
+                        INGRESS_ANNOTATIONS.join(", ")
+                    ));
+                }
+            }
+        }
+        if !matches!(doc["kind"].as_str(), Some("Deployment" | "Job")) {
+            continue;
+        }
+        let template = &doc["spec"]["template"]["metadata"];
+        for (key, _) in keys(&template["annotations"]) {
+            if !POD_ANNOTATIONS.contains(&key.as_str()) {
                 found.push(format!(
-                    "terraform: kind maps host port {host} (container port {}), items-api's own port \
-                     (`cargo run -p items-api`, the demo): pick another (argocd_http_port 8090, ingress_http_port 8081)",
-                    container.as_deref().unwrap_or_default()
+                    "{what}: pod annotation {key} is not one podAnnotations may set ({}); remove it",
+                    POD_ANNOTATIONS.join(", ")
                 ));
             }
-            if !seen.insert(host.clone()) {
-                found.push(format!("terraform: host port {host} is mapped twice"));
+        }
+        let own = &doc["metadata"]["labels"];
+        for (key, value) in keys(&template["labels"]) {
+            let chart_label = own.get(&key) == Some(&value);
+            if !(chart_label || POD_LABELS.contains(&key.as_str())) {
+                found.push(format!(
+                    "{what}: pod label {key}={value} is not the chart's nor one podLabels may add ({}): \
+                     labels select pods for Services and NetworkPolicies; remove it",
+                    POD_LABELS.join(", ")
+                ));
             }
-            ingress_mapped |= ingress_ready && container.as_deref() == Some("80");
         }
     }
-    if !ingress_mapped {
-        found.push(
-            "terraform: no node labelled ingress-ready=true maps container port 80 to this machine: \
-             the ingress controller (and every environment) would be unreachable"
-                .into(),
+    found
+}
+
+/// The one Deployment among `docs`, parsed strictly; else the problem.
+fn the_deployment(docs: &[Value], env: &str) -> Result<Deployment, String> {
+    let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+    let [deployment] = deployments.as_slice() else {
+        return Err(format!(
+            "{env}: expected one Deployment, the chart rendered {}",
+            deployments.len()
+        ));
+    };
+    parse_strict(deployment, &format!("{env}: the Deployment")).map_err(|e| format!("{e:#}"))
+}
+
+/// The pod-level rules of the restricted Pod Security Standard
+/// (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted)
+/// and the chart's own: no API token, replicas spread over nodes.
+fn check_pod_security(pod: &PodSpec, problem: &mut impl FnMut(String)) {
+    let pod_security = pod.security_context.clone().unwrap_or_default();
+    if pod_security.run_as_non_root != Some(true) {
+        problem("pod securityContext.runAsNonRoot must be true (restricted PSS)".into());
+    }
+    if pod_security.run_as_user != Some(65532) {
+        problem("pod securityContext.runAsUser must be 65532, the image's nonroot user".into());
+    }
+    if pod_security
+        .seccomp_profile
+        .as_ref()
+        .map(|s| s.type_.as_str())
+        != Some("RuntimeDefault")
+    {
+        problem("pod seccompProfile must be RuntimeDefault (restricted PSS)".into());
+    }
+    if pod.automount_service_account_token != Some(false) {
+        problem(
+            "automountServiceAccountToken must be false: the service never calls the API".into(),
         );
     }
-    found
-}
-
-/// Every string literal or template inside `expr`.
-fn strings_in(expr: &Expression) -> Vec<String> {
-    match expr {
-        Expression::String(s) => vec![s.clone()],
-        Expression::TemplateExpr(t) => vec![match t.as_ref() {
-            TemplateExpr::QuotedString(s) => s.clone(),
-            TemplateExpr::Heredoc(h) => h.template.clone(),
-        }],
-        Expression::Array(items) => items.iter().flat_map(strings_in).collect(),
-        Expression::Object(object) => object.values().flat_map(strings_in).collect(),
-        Expression::FuncCall(call) => call.args.iter().flat_map(strings_in).collect(),
-        _ => Vec::new(),
+    if pod
+        .topology_spread_constraints
+        .as_ref()
+        .is_none_or(Vec::is_empty)
+    {
+        problem("no topologySpreadConstraints: replicas could all land on one node".into());
     }
 }
 
-/// Every `key = value` of the objects inside `expr` (yamlencode's argument included).
-fn object_entries(expr: &Expression) -> Vec<(String, &Expression)> {
-    let mut entries = Vec::new();
-    let mut stack = vec![expr];
-    while let Some(expr) = stack.pop() {
-        match expr {
-            Expression::Object(object) => {
-                for (key, value) in object {
-                    let key = match key {
-                        ObjectKey::Identifier(id) => id.to_string(),
-                        ObjectKey::Expression(e) => strings_in(e).concat(),
-                        _ => continue,
-                    };
-                    entries.push((key, value));
-                    stack.push(value);
+/// The service's own bound on `/readyz` (at most 1 s waiting for a pool
+/// connection, `items-api`'s `READY_WAIT`): a probe must wait longer.
+const READY_BOUND_SECONDS: i32 = 1;
+
+/// items-api's default `REQUEST_TIMEOUT_SECONDS`, when the env does not set it.
+const DEFAULT_REQUEST_TIMEOUT_SECONDS: i64 = 20;
+
+/// The timings that must agree with the service's: Kubernetes waits longer
+/// than the drain plus the longest request before it kills the pod, and the
+/// readiness probe waits longer than `/readyz` can take.
+fn check_pod_shutdown(pod: &PodSpec, problem: &mut impl FnMut(String)) {
+    let container = pod.containers.first();
+    let env_seconds = |name: &str| {
+        container
+            .and_then(|c| c.env.as_ref())
+            .and_then(|env| env.iter().find(|e| e.name == name))
+            .and_then(|e| e.value.as_deref()?.parse::<i64>().ok())
+    };
+    let drain = env_seconds("SHUTDOWN_DRAIN_SECONDS");
+    let request = env_seconds("REQUEST_TIMEOUT_SECONDS").unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECONDS);
+    match (pod.termination_grace_period_seconds, drain) {
+        (Some(grace), Some(drain)) if grace > drain + request => {}
+        (grace, drain) => problem(format!(
+            "terminationGracePeriodSeconds {grace:?} must exceed SHUTDOWN_DRAIN_SECONDS {drain:?} + \
+             REQUEST_TIMEOUT_SECONDS {request}: a request accepted at the end of the drain may run that long"
+        )),
+    }
+    let readiness_timeout = container
+        .and_then(|c| c.readiness_probe.as_ref())
+        .map(|p| p.timeout_seconds.unwrap_or(1));
+    if let Some(timeout) = readiness_timeout
+        && timeout <= READY_BOUND_SECONDS
+    {
+        problem(format!(
+            "readinessProbe timeoutSeconds {timeout} must exceed {READY_BOUND_SECONDS} s, the longest /readyz \
+             waits for a database connection: a busy pool would turn every replica unready at once"
+        ));
+    }
+}
+
+/// The container-level rules of the restricted Pod Security Standard, and a read-only root.
+fn check_container_security(container: &Container, problem: &mut impl FnMut(String)) {
+    let security = container.security_context.clone().unwrap_or_default();
+    if security.allow_privilege_escalation != Some(false) {
+        problem("allowPrivilegeEscalation must be false (restricted PSS)".into());
+    }
+    if security.read_only_root_filesystem != Some(true) {
+        problem("readOnlyRootFilesystem must be true".into());
+    }
+    let dropped = security
+        .capabilities
+        .and_then(|c| c.drop)
+        .unwrap_or_default();
+    if !dropped.iter().any(|c| c == "ALL") {
+        problem("capabilities must drop ALL (restricted PSS)".into());
+    }
+}
+
+/// Bounded resources, and the probes the service answers.
+fn check_container_runtime(container: &Container, problem: &mut impl FnMut(String)) {
+    let resources = container.resources.clone().unwrap_or_default();
+    if resources.requests.is_none()
+        || resources
+            .limits
+            .as_ref()
+            .is_none_or(|l| !l.contains_key("memory"))
+    {
+        problem("resources need requests and a memory limit".into());
+    }
+    let probe_path = |probe: &Option<Probe>| {
+        probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    if probe_path(&container.liveness_probe).as_deref() != Some("/healthz") {
+        problem("livenessProbe must GET /healthz (it does not depend on the store)".into());
+    }
+    if probe_path(&container.readiness_probe).as_deref() != Some("/readyz") {
+        problem("readinessProbe must GET /readyz (it turns 503 on shutdown)".into());
+    }
+}
+
+/// The environment the service reads: no secret in git, the names it reports set.
+fn check_container_env(container: &Container, problem: &mut impl FnMut(String)) {
+    let env = container.env.as_deref().unwrap_or_default();
+    let literal_url = env
+        .iter()
+        .find(|e| e.name == "DATABASE_URL")
+        .is_some_and(|e| {
+            e.value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .is_none()
+        });
+    if literal_url {
+        problem("DATABASE_URL must come from a Secret (secretKeyRef), never a value in git".into());
+    }
+    for var in ["ENV_NAME", "SERVICES_NAMESPACE", "APP_VERSION"] {
+        let value = env
+            .iter()
+            .find(|e| e.name == var)
+            .and_then(|e| e.value.as_deref());
+        if value.is_none_or(str::is_empty) {
+            problem(format!("{var} is not set"));
+        }
+    }
+}
+
+/// A render: its environment, what the report calls it (its values file),
+/// and its objects.
+pub type Named = (String, String, Vec<Value>);
+
+/// Every Ingress host two renders of one environment both route: the second
+/// service's requests would reach the first (or ingress-nginx refuses one).
+pub fn shared_hosts(renders: &[Named]) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<(&str, &str), &str> = Default::default();
+    let mut found = Vec::new();
+    for (env, shown, docs) in renders {
+        let hosts = docs
+            .iter()
+            .filter(|doc| doc["kind"] == "Ingress")
+            .flat_map(|doc| doc["spec"]["rules"].as_array().into_iter().flatten())
+            .filter_map(|rule| rule["host"].as_str());
+        for host in hosts {
+            match seen.get(&(env.as_str(), host)) {
+                Some(first) if first != shown => found.push(format!(
+                    "{env}: Ingress host {host} is both {first}'s and {shown}'s: give one its own \
+                     ingress.host (new-service names them <service>.<env>.<domain>)"
+                )),
+                Some(_) => {}
+                None => {
+                    seen.insert((env.as_str(), host), shown.as_str());
                 }
             }
-            Expression::Array(items) => stack.extend(items),
-            Expression::FuncCall(call) => stack.extend(&call.args),
-            _ => {}
-        }
-    }
-    entries
-}
-
-fn helm_release<'a>(body: &'a Body, chart: &str) -> Option<&'a Block> {
-    body.blocks().find(|b| {
-        b.identifier() == "resource"
-            && label(b, 0) == "helm_release"
-            && attribute(b.body(), "chart")
-                .and_then(|e| resolve(body, e))
-                .as_deref()
-                == Some(chart)
-    })
-}
-
-/// Argo CD, the ingress controller and the operator from charts at a pinned version.
-fn chart_pin_problems(body: &Body) -> Vec<String> {
-    let mut found = Vec::new();
-    for (chart, what) in PINNED_CHARTS {
-        let Some(release) = helm_release(body, chart) else {
-            found.push(format!(
-                "terraform: no helm_release installs {what} (chart {chart})"
-            ));
-            continue;
-        };
-        let version = attribute(release.body(), "version").and_then(|e| resolve(body, e));
-        let pinned = version
-            .as_deref()
-            .is_some_and(|v| semver::Version::parse(v).is_ok());
-        if !pinned {
-            found.push(format!(
-                "terraform: helm_release {} installs {chart} at version {version:?}; pin an exact version",
-                label(release, 1)
-            ));
         }
     }
     found
 }
 
-/// Argo CD's `ci` account: an API key, get and sync on the service-demo
-/// project's applications only, and `ci-preview` on the previews only.
-fn ci_account_problems(body: &Body) -> Vec<String> {
-    let Some(argocd) = helm_release(body, "argo-cd") else {
-        return Vec::new();
+/// Every Ingress host a preview routes outside its own `pr-<N>`: a preview's
+/// host is `pr-<N>.<domain>` or `<name>.pr-<N>.<domain>`, the domain the
+/// long-lived environments' hosts end in, so a pull request's values cannot
+/// claim prod's (or another preview's) host and take its requests.
+pub fn preview_hosts(renders: &[Named]) -> Vec<String> {
+    let hosts = |docs: &[Value]| -> Vec<String> {
+        let rules = docs.iter().filter(|doc| doc["kind"] == "Ingress");
+        rules
+            .flat_map(|doc| doc["spec"]["rules"].as_array().cloned().unwrap_or_default())
+            .filter_map(|rule| rule["host"].as_str().map(str::to_owned))
+            .collect()
     };
-    let entries: Vec<(String, &Expression)> = attribute(argocd.body(), "values")
-        .map(object_entries)
-        .unwrap_or_default();
-    let value_of = |key: &str| -> String {
-        entries
-            .iter()
-            .filter(|(k, _)| k == key)
-            .flat_map(|(_, v)| strings_in(v))
-            .collect::<Vec<_>>()
-            .concat()
-    };
-    let mut found = Vec::new();
-    for account in ["ci", "ci-preview"] {
-        if value_of(&format!("accounts.{account}")) != "apiKey" {
-            found.push(format!(
-                "terraform: Argo CD has no API-key account {account}; set configs.cm.\"accounts.{account}\" = \"apiKey\" \
-                 (the workflows' tokens: argocd account generate-token --account {account})"
-            ));
-        }
-    }
-    found.extend(policy_problems(&value_of("policy.csv")));
-    found
-}
-
-/// The RBAC lines of `ci` and `ci-preview`: applications, get/sync, within their scope.
-fn policy_problems(policy: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let lines: Vec<Vec<&str>> = policy
-        .lines()
-        .map(|l| l.split(',').map(str::trim).collect())
-        .filter(|f: &Vec<&str>| f.len() > 1)
+    let domains: BTreeSet<String> = renders
+        .iter()
+        .filter(|(env, _, _)| Env::LONG_LIVED.iter().any(|e| e.to_string() == *env))
+        .flat_map(|(env, _, docs)| {
+            let prefix = format!("{env}.");
+            hosts(docs)
+                .into_iter()
+                .filter_map(move |host| Some(host.split_once(&prefix)?.1.to_owned()))
+        })
         .collect();
-    // ci-preview: `service-demo/<stem>-pr-*` or every service's previews, `service-demo/*-pr-*`.
-    for (role, scope) in [
-        ("role:ci", "service-demo/"),
-        ("role:ci-preview", "service-demo/*-pr-"),
-    ] {
-        let account = role.trim_start_matches("role:");
-        if !lines.iter().any(|f| f.as_slice() == ["g", account, role]) {
-            found.push(format!("terraform: policy.csv does not give account {account} {role} (`g, {account}, {role}`)"));
-        }
-        for fields in lines
-            .iter()
-            .filter(|f| f[0] == "p" && f.get(1) == Some(&role))
-        {
-            let [_, _, resource, action, object, effect] = fields.as_slice() else {
-                found.push(format!("terraform: policy.csv line {:?} is not `p, role, resource, action, object, effect`", fields.join(", ")));
-                continue;
-            };
-            let narrow = *resource == "applications"
-                && matches!(*action, "get" | "sync")
-                && match scope.split_once('*') {
-                    None => object.starts_with(scope),
-                    Some((project, suffix)) => object.strip_prefix(project).is_some_and(|app| {
-                        (app.ends_with(&format!("{suffix}*"))
-                            && !app[..app.len() - suffix.len() - 1].contains('*'))
-                            || app == format!("*{suffix}*")
-                    }),
-                }
-                && *effect == "allow";
-            if !narrow {
+    let mut found = Vec::new();
+    for (env, shown, docs) in renders.iter().filter(|(env, _, _)| env.starts_with("pr-")) {
+        for host in hosts(docs) {
+            let own = domains.iter().any(|domain| {
+                let at = format!("{env}.{domain}");
+                host == at || host.ends_with(&format!(".{at}"))
+            });
+            if !own {
                 found.push(format!(
-                    "terraform: {role} may {action} {resource} {object}; CI needs get and sync on {scope}* applications only"
+                    "{env}: {shown} routes Ingress host {host}, outside the preview's own: a preview answers at \
+                     {env}.<domain> or <service>.{env}.<domain> only (remove ingress.host and ingress.domain from \
+                     the preview's values; `cargo xtask preview deploy` writes them)"
                 ));
             }
         }
@@ -942,37 +1091,13 @@ fn policy_problems(policy: &str) -> Vec<String> {
     found
 }
 
-/// Every `svc/<name>` the README names is a Service the chart renders
-/// (`<N>` standing for the sample pull request).
-fn readme_problems(root: &Path, rendered: &[Rendered]) -> Vec<String> {
-    let Ok(readme) = std::fs::read_to_string(root.join("README.md")) else {
-        return vec!["README.md: missing (its commands are checked against the chart)".into()];
-    };
-    let services: BTreeSet<String> = rendered
-        .iter()
-        .flat_map(|(_, docs)| of_kind(docs, "Service"))
-        .filter_map(|s| Some(s["metadata"]["name"].as_str()?.to_owned()))
-        .collect();
-    let sample = rendered
-        .iter()
-        .find_map(|(env, _)| env.strip_prefix("pr-"))
-        .unwrap_or("7");
-    let mut found = Vec::new();
-    for (at, _) in readme.match_indices("svc/") {
-        let name: String = readme[at + 4..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || "-<>".contains(*c))
-            .collect();
-        let name = name.replace("<N>", sample);
-        if !name.is_empty() && !services.contains(&name) {
-            found.push(format!(
-                "README.md: `svc/{name}` is not a Service the chart renders ({services:?}): the Service is named after \
-                 the Application, service-demo-<env>"
-            ));
-        }
-    }
-    found
-}
+/// The Secret CloudNativePG makes for the application's owner: `<cluster>-app`.
+pub const APP_SECRET_SUFFIX: &str = "-app";
+
+/// The keys of that Secret (`uri` is the whole connection URL).
+pub const APP_SECRET_KEYS: [&str; 8] = [
+    "uri", "jdbc-uri", "host", "port", "dbname", "user", "username", "password",
+];
 
 #[cfg(test)]
 mod tests {
@@ -1027,77 +1152,6 @@ mod tests {
     }
 
     #[test]
-    fn argocd_must_glob_path_by_path() {
-        let argocd = |params: &str| {
-            hcl::parse(&format!(
-                "resource \"helm_release\" \"argocd\" {{\n  chart = \"argo-cd\"\n  \
-                 values = [yamlencode({{ configs = {{ params = {{ {params} }} }} }})]\n}}\n"
-            ))
-            .unwrap()
-        };
-        let set = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = \"true\"");
-        assert!(globbing_problems(&set).is_empty());
-        let as_bool = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = true");
-        assert!(globbing_problems(&as_bool).is_empty());
-        let off = argocd("\"applicationsetcontroller.enable.new.git.file.globbing\" = \"false\"");
-        assert!(globbing_problems(&off)[0].contains("lacks"));
-        assert!(globbing_problems(&argocd("\"server.insecure\" = true"))[0].contains("lacks"));
-    }
-
-    const NARROW: &str = "p, role:ci, applications, get, service-demo/*, allow\n\
-        p, role:ci, applications, sync, service-demo/*, allow\ng, ci, role:ci\n\
-        p, role:ci-preview, applications, get, service-demo/service-demo-pr-*, allow\ng, ci-preview, role:ci-preview\n";
-
-    #[test]
-    fn ci_policies_stay_within_their_applications() {
-        assert_eq!(policy_problems(NARROW), Vec::<String>::new());
-        let every_service = NARROW.replace("service-demo/service-demo-pr-*", "service-demo/*-pr-*");
-        assert_eq!(policy_problems(&every_service), Vec::<String>::new());
-        for wide in [
-            "service-demo/*",
-            "service-demo/*-pr*",
-            "service-demo/*-prod*-pr-*",
-        ] {
-            let problems = policy_problems(&NARROW.replace("service-demo/service-demo-pr-*", wide));
-            assert!(
-                problems[0].contains(&format!("role:ci-preview may get applications {wide}")),
-                "{problems:?}"
-            );
-        }
-        let unbound = NARROW.replace("g, ci, role:ci\n", "");
-        assert!(policy_problems(&unbound)[0].contains("does not give account ci role:ci"));
-    }
-
-    fn kind_cluster(node: &str) -> Body {
-        let text = format!(
-            "variable \"port\" {{\n  default = 8080\n}}\nlocals {{\n  node_port = 30080\n}}\n\
-             resource \"kind_cluster\" \"this\" {{\n  kind_config {{\n    node {{\n{node}\n    }}\n  }}\n}}\n"
-        );
-        hcl::parse(&text).unwrap()
-    }
-
-    #[test]
-    fn host_ports_resolve_through_variables_and_locals() {
-        let colliding = kind_cluster(
-            "      extra_port_mappings {\n        container_port = local.node_port\n        host_port = var.port\n      }",
-        );
-        let problems = port_problems(&colliding);
-        assert!(
-            problems[0].contains("host port 8080 (container port 30080)"),
-            "{problems:?}"
-        );
-        assert!(
-            problems[1].contains("no node labelled ingress-ready=true"),
-            "{problems:?}"
-        );
-        let fine = kind_cluster(
-            "      kubeadm_config_patches = [\"node-labels: \\\"ingress-ready=true\\\"\"]\n      \
-             extra_port_mappings {\n        container_port = 80\n        host_port = 8081\n      }",
-        );
-        assert_eq!(port_problems(&fine), Vec::<String>::new());
-    }
-
-    #[test]
     fn a_cloudnative_pg_cluster_makes_its_app_secret() {
         let cluster = serde_json::json!({"kind": "Cluster", "metadata": {"name": "db"}});
         let made = secrets_made_by(&cluster);
@@ -1113,6 +1167,37 @@ mod tests {
                 "service-demo-database".to_owned(),
                 "DATABASE_URL".to_owned()
             )]
+        );
+    }
+
+    #[test]
+    fn a_host_two_services_route_in_one_environment_is_named() {
+        let ingress = |host: &str| json!({"kind": "Ingress", "spec": {"rules": [{"host": host}]}});
+        let render = |env: &str, shown: &str, host: &str| {
+            (
+                env.to_owned(),
+                shown.to_owned(),
+                vec![ingress(host), json!({"kind": "Service"})],
+            )
+        };
+        let renders = [
+            render("preprod", "a.yaml", "preprod.localhost"),
+            render("preprod", "b.yaml", "preprod.localhost"),
+            // Another environment, another service's own host, one render's two Ingresses: fine.
+            render("prod", "b.yaml", "preprod.localhost"),
+            render("preprod", "c.yaml", "c.preprod.localhost"),
+            (
+                "dev".to_owned(),
+                "a.yaml".to_owned(),
+                vec![ingress("dev.localhost"), ingress("dev.localhost")],
+            ),
+        ];
+        assert_eq!(
+            shared_hosts(&renders),
+            [
+                "preprod: Ingress host preprod.localhost is both a.yaml's and b.yaml's: give one its own \
+              ingress.host (new-service names them <service>.<env>.<domain>)"
+            ]
         );
     }
 }

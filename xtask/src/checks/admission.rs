@@ -1,34 +1,78 @@
 //! The cluster's admission policy for signed images: a Kyverno `ClusterPolicy`
 //! (`kyverno.io/v1`, `verifyImages`) in `gitops/policy/`, typed here after
-//! Kyverno's CRD (`api/kyverno/v1`: `ClusterPolicy`, `Rule`, `ImageVerification`,
-//! `AttestorSet`, `StaticKeyAttestor`) for the fields this project writes, and
-//! parsed strictly (`manifests::parse_strict`): a field outside them is an error
-//! with its path. Then the promises `validate` holds it to:
-//!
-//! - its key is `gitops/policy/cosign.pub`, the key `verify --image-key` uses;
-//! - it matches Pods in dev, preprod and prod (never every namespace: previews
-//!   run unsigned `pr-*` images);
-//! - its image references cover each environment's `image.repository`;
-//! - it is enforced (`Enforce`), `required`, pins digests (`mutateDigest`,
-//!   `verifyDigest`), has a webhook timeout, and skips the public Rekor log a
-//!   key-signed image is not in.
-#![allow(
-    dead_code,
-    reason = "the fields are the schema: serde reads them to validate, the checks read some"
-)]
+//! Kyverno's CRD for the fields this project writes and parsed strictly (a
+//! field outside them is an error with its path). Its key is
+//! `gitops/policy/cosign.pub` (the key `verify --image-key` uses); it matches
+//! Pods in dev, preprod and prod (never every namespace: previews run unsigned
+//! `pr-*` images); its image references cover each environment's
+//! `image.repository`; it is enforced, `required`, pins digests, has a webhook
+//! timeout, and skips the public Rekor log; every image validate knows of is
+//! in its allowed registries; and `gitops/database/` holds a database only.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::checks::argocd_types::ObjectMeta;
+use crate::checks::{Finding, rule, tag};
 use crate::domain::attestation::parse_public_key;
 use crate::domain::promotion::Env;
+use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
 use crate::plumbing::yaml;
 use crate::plumbing::yaml::parse_strict;
 
-use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
+/// This target's rules (`validate --list`).
+pub const RULES: &[crate::checks::Rule] = &[
+    rule(
+        "admission.inputs",
+        "admission",
+        "the policy, its key and every environment's values file are there and parse: the other admission rules read them",
+    ),
+    rule(
+        "admission.policy-parses",
+        "admission",
+        "gitops/policy/ holds a strict kyverno.io/v1 ClusterPolicy and a P-256 public key: Kyverno would refuse or misread anything else",
+    ),
+    rule(
+        "admission.enforced",
+        "admission",
+        "the policy is Enforce with a 1-30 s webhook timeout: Audit only reports an unsigned image, and runs it",
+    ),
+    rule(
+        "admission.namespaces",
+        "admission",
+        "verifyImages matches Pods (and kubectl debug's ephemeral containers) in dev, preprod and prod, never every namespace: previews run unsigned pr-* images",
+    ),
+    rule(
+        "admission.signature-verified",
+        "admission",
+        "verifyImages is required, pins digests, covers each environment's image.repository and checks gitops/policy/cosign.pub offline (no public Rekor): the cluster runs only what the pipeline signed",
+    ),
+    rule(
+        "admission.registries",
+        "admission",
+        "every container, init and ephemeral container's image comes from the allowed registries, and every image validate knows of is in them",
+    ),
+    rule(
+        "admission.database-directory",
+        "admission",
+        "gitops/database/ holds a CloudNativePG Cluster and its ExternalSecret only, with no bootstrap SQL: anything else runs at merge outside the chart's policies",
+    ),
+];
+
+/// `metadata` of any object.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: String,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub finalizers: Vec<String>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -127,14 +171,30 @@ pub struct CtLog {
 }
 
 /// Every way the admission policy under `root` breaks its promises.
-pub fn problems(root: &Path) -> Vec<String> {
+pub fn problems(root: &Path) -> Vec<Finding> {
+    match policy_inputs(root) {
+        Ok((policy, key, repositories)) => {
+            let (images, found) = images_outside_environments(root);
+            let mut found = tag("admission.database-directory", found);
+            found.extend(check_with(&policy, &key, &repositories, &images));
+            found
+        }
+        Err(problems) => tag("admission.inputs", problems),
+    }
+}
+
+/// The policy's text, its key's, and each environment's `(name, image repository)`.
+type PolicyInputs = (String, String, Vec<(String, String)>);
+
+/// [`PolicyInputs`] of the repository at `root`, or why they cannot be read.
+fn policy_inputs(root: &Path) -> Result<PolicyInputs, Vec<String>> {
     let read = |file: &str| {
         std::fs::read_to_string(root.join(file))
             .map_err(|e| format!("{file}: {e}: the signed-images admission policy needs it"))
     };
     let (policy, key) = match (read(POLICY_FILE), read(POLICY_PUBLIC_KEY_FILE)) {
         (Ok(policy), Ok(key)) => (policy, key),
-        (policy, key) => return [policy.err(), key.err()].into_iter().flatten().collect(),
+        (policy, key) => return Err([policy.err(), key.err()].into_iter().flatten().collect()),
     };
     // Every service's values file in every long-lived environment.
     let mut repositories = Vec::new();
@@ -143,11 +203,11 @@ pub fn problems(root: &Path) -> Vec<String> {
         let files = match crate::plumbing::fs::yaml_files(&root.join(&dir)) {
             Ok(files) if !files.is_empty() => files,
             Ok(_) => {
-                return vec![format!(
+                return Err(vec![format!(
                     "{dir}: no values files: the environment runs nothing"
-                )];
+                )]);
             }
-            Err(error) => return vec![format!("{dir}: {error:#}")],
+            Err(error) => return Err(vec![format!("{dir}: {error:#}")]),
         };
         for path in files {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -162,13 +222,11 @@ pub fn problems(root: &Path) -> Vec<String> {
                 });
             match repository {
                 Ok(repository) => repositories.push((env.to_string(), repository)),
-                Err(problem) => return vec![problem],
+                Err(problem) => return Err(vec![problem]),
             }
         }
     }
-    let (images, mut found) = images_outside_environments(root);
-    found.extend(check_with(&policy, &key, &repositories, &images));
-    found
+    Ok((policy, key, repositories))
 }
 
 /// The images validate knows of beyond the environments' values files: each
@@ -367,7 +425,7 @@ fn matched_kinds_and_namespaces(rule: &Rule) -> Vec<(String, String)> {
 
 /// The checks on the policy's text, the public key's text and the
 /// environments' `(name, image repository)`.
-pub fn check(policy: &str, public_key: &str, repositories: &[(String, String)]) -> Vec<String> {
+pub fn check(policy: &str, public_key: &str, repositories: &[(String, String)]) -> Vec<Finding> {
     check_with(policy, public_key, repositories, &[])
 }
 
@@ -378,20 +436,21 @@ fn check_with(
     public_key: &str,
     repositories: &[(String, String)],
     others: &[(String, String)],
-) -> Vec<String> {
-    let doc: serde_json::Value = match yaml::parse(policy) {
-        Ok(doc) => doc,
-        Err(error) => return vec![format!("{POLICY_FILE}: not YAML: {error:#}")],
+) -> Vec<Finding> {
+    let parsed = yaml::parse(policy)
+        .map_err(|error| format!("{POLICY_FILE}: not YAML: {error:#}"))
+        .and_then(|doc| {
+            parse_strict::<ClusterPolicy>(&doc, POLICY_FILE).map_err(|e| format!("{e:#}"))
+        })
+        .and_then(|policy| {
+            let key = parse_public_key(public_key, POLICY_PUBLIC_KEY_FILE);
+            Ok((policy, key.map_err(|e| format!("{e:#}"))?))
+        });
+    let (policy, key) = match parsed {
+        Ok(parsed) => parsed,
+        Err(problem) => return vec![Finding::new("admission.policy-parses", problem)],
     };
-    let policy: ClusterPolicy = match parse_strict(&doc, POLICY_FILE) {
-        Ok(policy) => policy,
-        Err(error) => return vec![format!("{error:#}")],
-    };
-    let key = match parse_public_key(public_key, POLICY_PUBLIC_KEY_FILE) {
-        Ok(key) => key,
-        Err(error) => return vec![format!("{error:#}")],
-    };
-    let mut found = policy_problems(&policy);
+    let mut found = tag("admission.enforced", policy_problems(&policy));
     let verifications: Vec<&ImageVerification> = policy
         .spec
         .rules
@@ -399,20 +458,28 @@ fn check_with(
         .flat_map(|r| &r.verify_images)
         .collect();
     if verifications.is_empty() {
-        found.push(format!(
-            "{POLICY_FILE}: no rule has verifyImages: nothing checks a signature"
+        found.push(Finding::new(
+            "admission.signature-verified",
+            format!("{POLICY_FILE}: no rule has verifyImages: nothing checks a signature"),
         ));
     }
-    found.extend(namespace_problems(&policy.spec.rules));
+    found.extend(tag(
+        "admission.namespaces",
+        namespace_problems(&policy.spec.rules),
+    ));
     for verification in verifications {
-        found.extend(verification_problems(verification, &key, repositories));
+        let problems = verification_problems(verification, &key, repositories);
+        found.extend(tag("admission.signature-verified", problems));
     }
     let images: Vec<(String, String)> = repositories
         .iter()
         .map(|(env, repository)| (format!("the image {env} runs"), repository.clone()))
         .chain(others.iter().cloned())
         .collect();
-    found.extend(registry_problems(&policy, &images));
+    found.extend(tag(
+        "admission.registries",
+        registry_problems(&policy, &images),
+    ));
     found
 }
 
@@ -659,7 +726,7 @@ mod tests {
 
     #[test]
     fn the_committed_policy_and_key_pass() {
-        assert_eq!(problems(&root()), Vec::<String>::new());
+        assert_eq!(problems(&root()), Vec::<Finding>::new());
     }
 
     #[test]
@@ -679,7 +746,7 @@ mod tests {
             write(env, "service-demo.yaml", "ghcr.io/example/service-demo");
             write(env, "orders-api.yaml", "ghcr.io/example/orders-api");
         }
-        assert_eq!(problems(dir.path()), Vec::<String>::new());
+        assert_eq!(problems(dir.path()), Vec::<Finding>::new());
         // A second service whose prod image comes from elsewhere would run unchecked.
         write("prod", "orders-api.yaml", "ghcr.io/someone/orders-api");
         let found = problems(dir.path());
@@ -932,7 +999,7 @@ mod tests {
     #[test]
     fn a_deployment_under_the_database_directory_is_refused() {
         let dir = repository_copy();
-        assert_eq!(problems(dir.path()), Vec::<String>::new());
+        assert_eq!(problems(dir.path()), Vec::<Finding>::new());
         write(
             dir.path(),
             "gitops/database/prod/exfiltrate.yaml",
@@ -953,7 +1020,7 @@ mod tests {
         let cluster =
             std::fs::read_to_string(root().join("gitops/database/prod/cluster.yaml")).unwrap();
         write(dir.path(), "gitops/database/prod/cluster.yaml", &cluster);
-        assert_eq!(problems(dir.path()), Vec::<String>::new());
+        assert_eq!(problems(dir.path()), Vec::<Finding>::new());
         let attacked = cluster
             .replacen("  instances: 1\n", "  instances: 1\n  imageName: docker.io/attacker/postgres:16\n", 1)
             .replacen(

@@ -1,15 +1,15 @@
-//! Every offline check on the deployment assets of a repository: what
-//! `cargo xtask validate` runs and `cargo xtask ci`'s assets step runs in process.
+//! The repository, loaded once and checked by every target: what `cargo xtask
+//! validate` runs and `cargo xtask ci`'s assets step runs in process.
 //!
 //! 1. the chart renders for dev, preprod, prod and a preview with Helm's Go SDK
 //!    (`xtask/offline_checkers.py`), and every rendered object passes
 //!    Kubernetes' own schema strictly (kubernetes-validate) and the chart's
-//!    promises (`manifests::check_rendered`); `helm lint --strict` passes;
-//! 2. the Argo CD objects agree with the project, the chart and the pipeline;
-//! 3. Terraform is `terraform fmt`-clean;
-//! 4. workflows pass actionlint and zizmor's medium- and high-severity audits, and are thin;
-//! 5. the trust policy (`trust_policy`); 6. the admission policy for signed
-//!    images (`admission_policy`).
+//!    promises (`chart`); `helm lint --strict` passes;
+//! 2. Argo CD's objects (`argocd`, `project_roles`) and the custom resources
+//!    against their upstream CRDs;
+//! 3. Terraform (`terraform`), the README (`readme`);
+//! 4. workflows: actionlint, zizmor's medium- and high-severity audits, and
+//!    `workflows`; 5. the admission policy for signed images (`admission`).
 //!
 //! Helm and Terraform run through their Python bindings only, even where a
 //! binary is installed: the library versions are pinned in `xtask/tools.txt`,
@@ -22,14 +22,20 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use xshell::{Shell, TempDir, cmd};
 
-use crate::checks::cluster_checks::{self, Rendered};
-use crate::checks::manifests;
+use crate::checks::chart::{self, Named, Rendered};
+use crate::checks::{Finding, Rule, argocd, objects, rule, tag, workflows};
 use crate::domain::promotion::{self, DeployedImage, Env, UNDECLARED_VALUES_FILE};
 use crate::domain::services::Service;
-use crate::plumbing::fs::yaml_files;
 use crate::plumbing::process::which;
 use crate::plumbing::yaml::split_documents;
 use crate::plumbing::{tools, workspace, yaml};
+
+/// This target's rules (`validate --list`).
+pub const RULES: &[Rule] = &[rule(
+    "repository.yaml",
+    "repository",
+    "every YAML file validate reads parses: the rules read what it holds",
+)];
 
 /// Kubernetes version the manifests are checked against (terraform/ runs kind 1.32).
 const KUBE_VERSION: &str = "1.32.0";
@@ -62,7 +68,11 @@ struct Checks {
     sh: Shell,
     /// Rendered manifests and the preview's values; removed when dropped.
     scratch: TempDir,
-    problems: Vec<String>,
+    /// The workflows, read once (every workflow rule reads these).
+    workflows: Vec<(String, Value)>,
+    /// Argo CD's objects under gitops/argocd, read once.
+    argocd: Vec<(String, Value)>,
+    problems: Vec<Finding>,
 }
 
 impl Checks {
@@ -70,15 +80,18 @@ impl Checks {
         let sh = Shell::new()?;
         sh.change_dir(root);
         let scratch = sh.create_temp_dir()?;
+        let (workflows, unreadable) = workflows::load(root);
         Ok(Self {
             root: root.to_path_buf(),
             sh,
             scratch,
-            problems: Vec::new(),
+            workflows,
+            argocd: argocd::load(root)?,
+            problems: unreadable,
         })
     }
 
-    fn report(&mut self, what: &str, found: Vec<String>) {
+    fn report(&mut self, what: &str, found: Vec<Finding>) {
         print_report(what, &found);
         self.problems.extend(found);
     }
@@ -97,12 +110,12 @@ impl Checks {
                     rendered.push((env.clone(), docs));
                     found
                 }
-                Err(error) => vec![format!("{error:#}")],
+                Err(error) => vec![Finding::new("chart.renders", format!("{error:#}"))],
             };
             self.report(&what, found);
         }
         let lint = helm_lint(&self.sh, &chart, &targets[1].1);
-        self.report("helm lint --strict", as_problems(lint));
+        self.report("helm lint --strict", as_problems("chart.helm-lint", lint));
         Ok((kinds, rendered))
     }
 
@@ -136,15 +149,18 @@ impl Checks {
         env: &str,
         values_file: &Path,
         kinds: &mut BTreeSet<(String, String)>,
-    ) -> Result<(Vec<String>, Vec<Value>)> {
+    ) -> Result<(Vec<Finding>, Vec<Value>)> {
         let rendered = helm_template(&self.sh, chart, values_file, env)?;
         let docs = split_documents(&rendered)?;
-        kinds.extend(manifests::kinds(&docs));
+        kinds.extend(objects::kinds(&docs));
         let rendered_file = self.scratch.path().join(format!("{env}.yaml"));
         std::fs::write(&rendered_file, &rendered)?;
-        let mut found = kubernetes_validate(&self.sh, &[rendered_file])?;
+        let mut found = tag(
+            "objects.kubernetes-validate",
+            kubernetes_validate(&self.sh, &[rendered_file])?,
+        );
         let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
-        found.extend(manifests::check_rendered(&docs, &expected));
+        found.extend(chart::check_rendered(&docs, &expected));
         Ok((found, docs))
     }
 
@@ -180,18 +196,22 @@ impl Checks {
             let found = match self.check_service_render(target, &out, &validated, kinds) {
                 Ok((mut found, docs)) => {
                     let rendered = [(target.env.clone(), docs)];
-                    found.extend(cluster_checks::service_problems(&self.root, &rendered));
+                    found.extend(chart::service_problems(&self.root, &rendered, &self.argocd));
                     let [(env, docs)] = rendered;
                     renders.push((env, target.shown.clone(), docs));
                     found
                 }
-                Err(error) => vec![format!("{error:#}")],
+                Err(error) => vec![Finding::new("chart.renders", format!("{error:#}"))],
             };
             let what = format!(
                 "{} renders for {} ({})",
                 target.service, target.env, target.shown
             );
-            let named = found.into_iter().map(|p| format!("{}: {p}", target.shown));
+            let named = found.into_iter().map(|f| Finding {
+                file: target.shown.clone(),
+                message: format!("{}: {}", target.shown, f.message),
+                ..f
+            });
             self.report(&what, named.collect());
         }
         Ok(renders)
@@ -253,44 +273,43 @@ impl Checks {
         out: &Path,
         validated: &[String],
         kinds: &mut BTreeSet<(String, String)>,
-    ) -> Result<(Vec<String>, Vec<Value>)> {
+    ) -> Result<(Vec<Finding>, Vec<Value>)> {
         let file = out.join(format!("{}.yaml", target.release));
         let Ok(rendered) = std::fs::read_to_string(&file) else {
             let error = std::fs::read_to_string(out.join(format!("{}.error", target.release)));
             bail!("helm template failed: {}", error.unwrap_or_default());
         };
         let docs = split_documents(&rendered)?;
-        kinds.extend(manifests::kinds(&docs));
+        kinds.extend(objects::kinds(&docs));
         let shown = file.display().to_string();
-        let mut found: Vec<String> = validated
-            .iter()
-            .filter(|problem| problem.contains(&shown))
-            .cloned()
-            .collect();
+        let mut found = tag(
+            "objects.kubernetes-validate",
+            validated
+                .iter()
+                .filter(|problem| problem.contains(&shown))
+                .cloned()
+                .collect(),
+        );
         let values = std::fs::read_to_string(&target.values)?;
         let expected = expected_render(&target.chart, &target.env, &values)?;
-        found.extend(manifests::check_rendered(&docs, &expected));
+        found.extend(chart::check_rendered(&docs, &expected));
         Ok((found, docs))
     }
 
     /// 2. The Argo CD objects under gitops/argocd.
     fn argocd(&mut self, chart_kinds: &BTreeSet<(String, String)>) -> Result<()> {
-        let mut docs = Vec::new();
-        for file in yaml_files(&self.root.join("gitops/argocd"))? {
-            let text = std::fs::read_to_string(&file)?;
-            for doc in split_documents(&text)? {
-                docs.push((relative(&self.root, &file), doc));
-            }
-        }
+        let docs = &self.argocd;
         let (services, mut found) = match crate::domain::services::load(&self.root) {
             Ok(services) => (services, Vec::new()),
             Err(error) => (
                 Vec::new(),
-                vec![format!("the workspace's services: {error:#}")],
+                vec![Finding::new(
+                    "argocd.services-readable",
+                    format!("the workspace's services: {error:#}"),
+                )],
             ),
         };
-        let (problems, generated) =
-            manifests::check_argocd(&self.root, &docs, chart_kinds, &services);
+        let (problems, generated) = argocd::check_argocd(&self.root, docs, chart_kinds, &services);
         found.extend(problems);
         println!(
             "Applications the ApplicationSets make ({}): {}",
@@ -319,7 +338,7 @@ impl Checks {
                 "custom resources against the upstream CRDs of Terraform's pinned charts, strictly ({})",
                 counted.join(", ")
             ),
-            found,
+            tag("objects.upstream-crd", found),
         );
         for rule in &tally.cel_not_checked {
             println!("    not checked (a CEL rule; no CEL evaluator here): {rule}");
@@ -341,17 +360,20 @@ impl Checks {
             (env.clone(), shown, docs.clone())
         });
         let all: Vec<Named> = items_api.chain(others.iter().cloned()).collect();
-        let mut found = shared_hosts(&all);
-        found.extend(preview_hosts(&all));
+        let mut found = tag("chart.hosts-unique", chart::shared_hosts(&all));
+        found.extend(tag("chart.preview-hosts", chart::preview_hosts(&all)));
         self.report(
             "every service has its own Ingress host in each environment and preview, a preview only under its own pr-<N>",
             found,
         );
     }
 
-    /// 2b. What the fork-and-follow path relies on across files (`cluster_checks`).
+    /// 2b. What the fork-and-follow path relies on across files: the chart's
+    ///     renders together, Terraform read as HCL, the README.
     fn cluster(&mut self, rendered: &[Rendered]) {
-        let found = cluster_checks::problems(&self.root, rendered);
+        let mut found = chart::problems(&self.root, rendered, &self.argocd);
+        found.extend(crate::checks::terraform::problems(&self.root, rendered));
+        found.extend(crate::checks::readme::problems(&self.root, rendered));
         self.report(
             "cluster: an Ingress per environment, the database Secret each reads is produced, kind's ports, \
              pinned charts, Argo CD's ci account, the Services the README names",
@@ -361,9 +383,12 @@ impl Checks {
 
     /// 3. Terraform.
     fn terraform(&mut self) {
-        let found = as_problems(terraform_fmt(&self.sh, &self.root.join("terraform")));
-        self.report("terraform fmt", found);
-        let keys = crate::domain::cluster_up::inline_key_problems(&self.root);
+        let fmt = terraform_fmt(&self.sh, &self.root.join("terraform"));
+        self.report("terraform fmt", as_problems("terraform.fmt", fmt));
+        let keys = tag(
+            "terraform.no-inline-key",
+            crate::checks::terraform::inline_key_problems(&self.root),
+        );
         self.report(
             "terraform carries no key inline (cluster up applies gitops/policy/ from the repository)",
             keys,
@@ -372,13 +397,15 @@ impl Checks {
 
     /// 4. The workflows.
     fn workflows(&mut self) -> Result<()> {
-        let workflows = yaml_files(&self.root.join(".github/workflows"))?;
-        let mut found = as_problems(actionlint(&self.sh, &workflows));
-        found.extend(as_problems(zizmor(&self.sh, &workflows)));
-        for file in &workflows {
-            let doc: Value = yaml_serde::from_str(&std::fs::read_to_string(file)?)
-                .with_context(|| format!("{} is not YAML", file.display()))?;
-            found.extend(manifests::check_workflow(&relative(&self.root, file), &doc));
+        let files: Vec<PathBuf> = self
+            .workflows
+            .iter()
+            .map(|(file, _)| self.root.join(file))
+            .collect();
+        let mut found = as_problems("workflows.actionlint", actionlint(&self.sh, &files));
+        found.extend(as_problems("workflows.zizmor", zizmor(&self.sh, &files)));
+        for (file, doc) in &self.workflows {
+            found.extend(workflows::check_workflow(file, doc));
         }
         self.report(
             "workflows: actionlint, zizmor (medium+), thin (cargo xtask only), pinned, least privilege",
@@ -389,7 +416,8 @@ impl Checks {
 
     /// 5. Who can change the cluster and prod: projects, tokens, workflows, owners.
     fn trust(&mut self) {
-        let found = crate::checks::trust_policy::problems(&self.root);
+        let mut found = argocd::trust_problems(&self.argocd);
+        found.extend(workflows::problems(&self.root, &self.workflows));
         self.report(
             "trust: root app and projects bounded, prod credentials only where reviewed code runs, CODEOWNERS",
             found,
@@ -398,7 +426,7 @@ impl Checks {
 
     /// 6. The admission policy for signed images, and its key.
     fn admission(&mut self) {
-        let found = crate::checks::admission_policy::problems(&self.root);
+        let found = crate::checks::admission::problems(&self.root);
         self.report(
             "admission: dev, preprod and prod admit only images signed by gitops/policy/cosign.pub, enforced",
             found,
@@ -414,78 +442,6 @@ impl Checks {
         }
         Ok(())
     }
-}
-
-/// A render: its environment, what the report calls it (its values file),
-/// and its objects.
-type Named = (String, String, Vec<Value>);
-
-/// Every Ingress host two renders of one environment both route: the second
-/// service's requests would reach the first (or ingress-nginx refuses one).
-fn shared_hosts(renders: &[Named]) -> Vec<String> {
-    let mut seen: std::collections::BTreeMap<(&str, &str), &str> = Default::default();
-    let mut found = Vec::new();
-    for (env, shown, docs) in renders {
-        let hosts = docs
-            .iter()
-            .filter(|doc| doc["kind"] == "Ingress")
-            .flat_map(|doc| doc["spec"]["rules"].as_array().into_iter().flatten())
-            .filter_map(|rule| rule["host"].as_str());
-        for host in hosts {
-            match seen.get(&(env.as_str(), host)) {
-                Some(first) if first != shown => found.push(format!(
-                    "{env}: Ingress host {host} is both {first}'s and {shown}'s: give one its own \
-                     ingress.host (new-service names them <service>.<env>.<domain>)"
-                )),
-                Some(_) => {}
-                None => {
-                    seen.insert((env.as_str(), host), shown.as_str());
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Every Ingress host a preview routes outside its own `pr-<N>`: a preview's
-/// host is `pr-<N>.<domain>` or `<name>.pr-<N>.<domain>`, the domain the
-/// long-lived environments' hosts end in, so a pull request's values cannot
-/// claim prod's (or another preview's) host and take its requests.
-fn preview_hosts(renders: &[Named]) -> Vec<String> {
-    let hosts = |docs: &[Value]| -> Vec<String> {
-        let rules = docs.iter().filter(|doc| doc["kind"] == "Ingress");
-        rules
-            .flat_map(|doc| doc["spec"]["rules"].as_array().cloned().unwrap_or_default())
-            .filter_map(|rule| rule["host"].as_str().map(str::to_owned))
-            .collect()
-    };
-    let domains: BTreeSet<String> = renders
-        .iter()
-        .filter(|(env, _, _)| Env::LONG_LIVED.iter().any(|e| e.to_string() == *env))
-        .flat_map(|(env, _, docs)| {
-            let prefix = format!("{env}.");
-            hosts(docs)
-                .into_iter()
-                .filter_map(move |host| Some(host.split_once(&prefix)?.1.to_owned()))
-        })
-        .collect();
-    let mut found = Vec::new();
-    for (env, shown, docs) in renders.iter().filter(|(env, _, _)| env.starts_with("pr-")) {
-        for host in hosts(docs) {
-            let own = domains.iter().any(|domain| {
-                let at = format!("{env}.{domain}");
-                host == at || host.ends_with(&format!(".{at}"))
-            });
-            if !own {
-                found.push(format!(
-                    "{env}: {shown} routes Ingress host {host}, outside the preview's own: a preview answers at \
-                     {env}.<domain> or <service>.{env}.<domain> only (remove ingress.host and ingress.domain from \
-                     the preview's values; `cargo xtask preview deploy` writes them)"
-                ));
-            }
-        }
-    }
-    found
 }
 
 /// One render of another service's chart: the environment (its namespace),
@@ -567,11 +523,11 @@ fn expected_render<'a>(
     chart: &Path,
     env: &'a str,
     values_text: &str,
-) -> Result<manifests::Expected<'a>> {
+) -> Result<chart::Expected<'a>> {
     let merged = values_with_defaults(chart, values_text)?;
     let image = DeployedImage::from_values(values_text)?;
     let repository = merged["image"]["repository"].as_str().unwrap_or_default();
-    Ok(manifests::Expected {
+    Ok(chart::Expected {
         env,
         image: if image.digest.is_empty() {
             format!("{repository}:{}", image.tag)
@@ -744,7 +700,7 @@ fn relative(root: &Path, path: &Path) -> String {
 }
 
 /// `✔ what`, or `✘ what` and each problem under it.
-pub fn print_report(what: &str, problems: &[String]) {
+pub fn print_report(what: &str, problems: &[Finding]) {
     if problems.is_empty() {
         println!("✔ {what}");
     } else {
@@ -755,46 +711,10 @@ pub fn print_report(what: &str, problems: &[String]) {
     }
 }
 
-/// A check that fails with one message, as a list of problems.
-pub fn as_problems(result: Result<()>) -> Vec<String> {
+/// A check that fails with one message, as a finding of `rule`.
+pub fn as_problems(rule: &'static str, result: Result<()>) -> Vec<Finding> {
     result
         .err()
-        .map(|e| vec![format!("{e:#}")])
+        .map(|e| vec![Finding::new(rule, format!("{e:#}"))])
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_host_two_services_route_in_one_environment_is_named() {
-        let ingress = |host: &str| json!({"kind": "Ingress", "spec": {"rules": [{"host": host}]}});
-        let render = |env: &str, shown: &str, host: &str| {
-            (
-                env.to_owned(),
-                shown.to_owned(),
-                vec![ingress(host), json!({"kind": "Service"})],
-            )
-        };
-        let renders = [
-            render("preprod", "a.yaml", "preprod.localhost"),
-            render("preprod", "b.yaml", "preprod.localhost"),
-            // Another environment, another service's own host, one render's two Ingresses: fine.
-            render("prod", "b.yaml", "preprod.localhost"),
-            render("preprod", "c.yaml", "c.preprod.localhost"),
-            (
-                "dev".to_owned(),
-                "a.yaml".to_owned(),
-                vec![ingress("dev.localhost"), ingress("dev.localhost")],
-            ),
-        ];
-        assert_eq!(
-            shared_hosts(&renders),
-            [
-                "preprod: Ingress host preprod.localhost is both a.yaml's and b.yaml's: give one its own \
-              ingress.host (new-service names them <service>.<env>.<domain>)"
-            ]
-        );
-    }
 }
