@@ -22,7 +22,7 @@
 //!   cluster's (self-hosted) runner; in a `pull_request_target` or
 //!   `workflow_run` workflow (they hold this repository's tokens) no checkout
 //!   of anything but main, no `gh pr checkout` / `git fetch … pull/…`, no
-//!   downloaded artifact, no reusable workflow an expression chooses.
+//!   artifact of another run, no reusable workflow an expression chooses.
 //! - The workflows' wiring (cluster runner, previews, gates, toolchain) is
 //!   `workflow_wiring`'s, run from here.
 //! - **CODEOWNERS** covers `gitops/argocd/`, `.github/`, `charts/`, `terraform/`, and every path
@@ -498,7 +498,8 @@ fn deploy_keyed(step: &Value) -> bool {
 
 /// In a `pull_request_target` or `workflow_run` job, nothing the pull request
 /// chose runs: no `gh pr checkout` / `git fetch … pull/…`, no artifact of the
-/// triggering run, no reusable workflow chosen by an expression.
+/// triggering run (an artifact of this run is main's code's), no reusable
+/// workflow chosen by an expression.
 fn privileged_code_problems(at: &str, event: &str, job: &Value, workflow_run: bool) -> Vec<String> {
     let mut found = Vec::new();
     let steps = job["steps"].as_array().cloned().unwrap_or_default();
@@ -513,9 +514,14 @@ fn privileged_code_problems(at: &str, event: &str, job: &Value, workflow_run: bo
             ));
         }
         let uses = step["uses"].as_str().unwrap_or_default();
-        if workflow_run && uses.starts_with("actions/download-artifact@") {
+        // Without `run-id` (and a token to read another run), an artifact is this run's own, which main's
+        // code made (the prebuilt xtask); with them, it can be the triggering run's.
+        let other_run = ["run-id", "github-token", "repository"]
+            .iter()
+            .any(|k| !step["with"][*k].is_null());
+        if workflow_run && uses.starts_with("actions/download-artifact@") && other_run {
             found.push(format!(
-                "{at}: downloads an artifact in a `workflow_run` workflow: the triggering run (a pull request's code) made it; read the registry by digest instead"
+                "{at}: downloads an artifact in a `workflow_run` workflow from another run: the triggering run (a pull request's code) made it; read the registry by digest instead"
             ));
         }
     }

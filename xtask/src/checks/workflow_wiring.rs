@@ -15,7 +15,12 @@
 //!   ([`PER_SERVICE_COMMANDS`]) passes `--service "$SERVICE"`, its job's
 //!   `SERVICE` is `${{ matrix.service }}` and its matrix is the `matrix` output
 //!   of a job it needs that runs `cargo xtask affected`; that job holds no
-//!   secret, no environment and no write permission.
+//!   secret, no environment and no write permission;
+//! - a job runs xtask built in the job itself (the workflow's `cargo run`
+//!   alias) or the prebuilt binary of the same run (`plumbing::prebuilt`):
+//!   downloaded from this run only, its sha256 checked against the output of
+//!   the job it needs that built it (hosted, main's commit, no secret, no
+//!   environment) before anything runs it; the cluster runner runs no other.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +28,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::plumbing::fs::yaml_in;
+use crate::plumbing::prebuilt;
 
 /// Where cluster-facing jobs run: the tutorial's `[self-hosted, kind]`, or the
 /// labels in the repository variable `CLUSTER_RUNNER` (a JSON array).
@@ -68,6 +74,7 @@ pub fn problems(root: &Path) -> Vec<String> {
             found.extend(per_service_problems(&at, job, &jobs));
             found.extend(affected_job_problems(&at, job));
             found.extend(runner_problems(&at, job));
+            found.extend(prebuilt_problems(&at, job, &jobs, &doc["env"]));
             found.extend(silent_skip_problems(&at, job));
             found.extend(image_toolchain_problems(&at, job));
             found.extend(preview_filter_problems(&at, job));
@@ -196,6 +203,172 @@ fn runner_problems(at: &str, job: &Value) -> Vec<String> {
     vec![format!(
         "{at}: talks to Argo CD or a deployed URL but runs on {runs_on}, which cannot reach the kind cluster; set `runs-on: {CLUSTER_RUNNER}`"
     )]
+}
+
+const ALIAS: &str = "CARGO_ALIAS_XTASK";
+
+fn on_cluster_runner(job: &Value) -> bool {
+    let runs_on = job["runs-on"].to_string();
+    ["self-hosted", "vars.", "fromJSON"]
+        .iter()
+        .any(|s| runs_on.contains(s))
+}
+
+/// Whether an alias builds xtask from the checkout (`cargo run … --package xtask`).
+fn builds_xtask(alias: &str) -> bool {
+    alias.starts_with("run ") && alias.contains("--locked") && alias.contains("--package xtask")
+}
+
+/// Which xtask a job runs: one it builds itself (the `cargo run` alias), or the prebuilt one of this run,
+/// checked first; on the cluster runner nothing else.
+fn prebuilt_problems(
+    at: &str,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+    workflow_env: &Value,
+) -> Vec<String> {
+    let mut found: Vec<String> = steps(job)
+        .iter()
+        .filter(|step| !step["env"][ALIAS].is_null())
+        .map(|step| {
+            format!(
+                "{at}, step {:?}: sets {ALIAS} on a step; set it on the job, where the prebuilt xtask's rule sees it",
+                step["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let alias = job["env"][ALIAS]
+        .as_str()
+        .or_else(|| workflow_env[ALIAS].as_str());
+    match alias {
+        Some(prebuilt::SUBCOMMAND) => found.extend(prebuilt_use_problems(at, job, jobs)),
+        Some(other) if on_cluster_runner(job) && !builds_xtask(other) => found.push(format!(
+            "{at}: runs xtask on the cluster runner through `{ALIAS}: {other}`, neither built here nor this run's \
+             checked binary; set `{ALIAS}: {}` with the download and check steps (cd.yml's preprod job), or \
+             remove it to build xtask in the job",
+            prebuilt::SUBCOMMAND
+        )),
+        _ => {}
+    }
+    found
+}
+
+/// The prebuilt xtask: this run's artifact, checked against the sha256 output of the job that built it
+/// before any `cargo xtask` runs.
+fn prebuilt_use_problems(
+    at: &str,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let steps = steps(job);
+    let uses = |s: &Value, action: &str| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&format!("actions/{action}@")))
+    };
+    let download = steps
+        .iter()
+        .position(|s| uses(s, "download-artifact") && s["with"]["name"] == prebuilt::ARTIFACT);
+    let install = steps
+        .iter()
+        .position(|s| prebuilt::is_install_script(run_of(s)));
+    let first_run = steps.iter().position(|s| run_of(s).contains("cargo xtask"));
+    let (Some(download), Some(install)) = (download, install) else {
+        return vec![format!(
+            "{at}: runs the prebuilt xtask ({ALIAS}: {}) without downloading the artifact `{}` to {} and then a step \
+             whose script is the check-and-install of plumbing::prebuilt (cd.yml's preprod job)",
+            prebuilt::SUBCOMMAND,
+            prebuilt::ARTIFACT,
+            prebuilt::DOWNLOAD_PATH
+        )];
+    };
+    let mut found = Vec::new();
+    let with = &steps[download]["with"];
+    if ["run-id", "github-token", "repository"]
+        .iter()
+        .any(|k| !with[*k].is_null())
+        || with["path"] != prebuilt::DOWNLOAD_PATH
+    {
+        found.push(format!(
+            "{at}: downloads the prebuilt xtask from another run or to another place than {}: only this run's \
+             artifact, which no branch or pull request can write; remove `run-id`, `github-token` and `repository`",
+            prebuilt::DOWNLOAD_PATH
+        ));
+    }
+    if download > install || first_run != Some(install) {
+        found.push(format!(
+            "{at}: runs `cargo xtask` before the prebuilt binary is downloaded and its sha256 checked; download, \
+             then check and install, then the rest"
+        ));
+    }
+    found.extend(builder_problems(at, &steps[install], job, jobs));
+    found
+}
+
+/// The sha256 the check compares with is the output of a job this one needs that builds xtask on a hosted
+/// runner from the run's own commit, with no secret and no environment, and uploads that binary.
+fn builder_problems(
+    at: &str,
+    install: &Value,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let expected = without_spaces(
+        install["env"][prebuilt::SHA256_VAR]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    let builder = needed_jobs(job)
+        .into_iter()
+        .find(|needed| expected == format!("${{{{needs.{needed}.outputs.sha256}}}}"));
+    let Some((name, builder)) = builder.and_then(|n| jobs.get(&n).map(|j| (n, j))) else {
+        return vec![format!(
+            "{at}: checks the prebuilt xtask against `{expected}`, not the sha256 output of a job it needs; set \
+             `{}: ${{{{ needs.<job>.outputs.sha256 }}}}` of the job that built it",
+            prebuilt::SHA256_VAR
+        )];
+    };
+    let built_by = steps(builder)
+        .iter()
+        .find(|s| run_of(s).contains("cargo xtask prebuilt"))
+        .and_then(|s| s["id"].as_str().map(str::to_owned));
+    let outputs_it = built_by.is_some_and(|id| {
+        without_spaces(builder["outputs"]["sha256"].as_str().unwrap_or_default())
+            == format!("${{{{steps.{id}.outputs.sha256}}}}")
+    });
+    let uploads = steps(builder).iter().any(|s| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+            && s["with"]["name"] == prebuilt::ARTIFACT
+    });
+    let other_commit = steps(builder).iter().any(|s| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/checkout@"))
+            && (!s["with"]["ref"].is_null() || !s["with"]["repository"].is_null())
+    });
+    let trusted = !on_cluster_runner(builder)
+        && builder["environment"].is_null()
+        && !builder.to_string().contains("secrets.")
+        && !other_commit
+        && builder["env"][ALIAS].as_str().is_some_and(builds_xtask);
+    let mut found = Vec::new();
+    if !outputs_it || !uploads {
+        found.push(format!(
+            "{at}: its prebuilt xtask's job {name} does not output the sha256 of `cargo xtask prebuilt` (`outputs.sha256: \
+             ${{{{ steps.<id>.outputs.sha256 }}}}`) and upload the artifact `{}`",
+            prebuilt::ARTIFACT
+        ));
+    }
+    if !trusted {
+        found.push(format!(
+            "{at}: its prebuilt xtask's job {name} must build it (`{ALIAS}: run --quiet --locked … --package xtask --`) \
+             on a hosted runner from the run's commit (a checkout without `ref:` or `repository:`), with no secret and \
+             no environment: whatever else it builds runs with this job's secrets"
+        ));
+    }
+    found
 }
 
 /// A workflow whose jobs wait for setup has a job that says so; one that does not wait need not.
@@ -444,6 +617,91 @@ mod tests {
                 "    permissions:\n      contents: write\n",
             )
             .refused("cd.yml: job affected: runs `cargo xtask affected` without `permissions: {contents: read}`");
+    }
+
+    /// Every job on the cluster runner that runs xtask runs this run's prebuilt binary, not a compile.
+    #[test]
+    fn the_cluster_jobs_run_the_prebuilt_xtask() {
+        let root = crate::plumbing::workspace::root();
+        let mut seen = Vec::new();
+        for file in ["cd.yml", "preview.yml", "release.yml"] {
+            let text = std::fs::read_to_string(root.join(".github/workflows").join(file)).unwrap();
+            let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+            for (name, job) in doc["jobs"].as_object().unwrap() {
+                if super::on_cluster_runner(job) && super::runs(job, "cargo xtask") {
+                    assert_eq!(job["env"][super::ALIAS], "xtask-prebuilt", "{file}: {name}");
+                    seen.push(format!("{file}: {name}"));
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "cd.yml: preprod",
+                "preview.yml: verify",
+                "release.yml: release"
+            ]
+        );
+    }
+
+    const BUILDER_CHECKOUT: &str = "--package xtask --\n    outputs:\n      sha256: ${{ steps.build.outputs.sha256 }}\n    steps:\n      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2\n        with:\n";
+
+    /// The attacker's ways to a binary of their own on the cluster runner: another run's artifact, a sha256
+    /// from elsewhere or none, a builder that checks out a pull request's commit or holds a secret, an alias
+    /// to some other subcommand.
+    #[test]
+    fn a_cluster_job_running_an_unchecked_or_foreign_xtask_is_refused() {
+        Copy::new("prebuilt-run-id")
+            .edit(
+                ".github/workflows/preview.yml",
+                "          name: xtask\n          path: ${{ runner.temp }}/xtask\n",
+                "          name: xtask\n          path: ${{ runner.temp }}/xtask\n          run-id: ${{ github.event.workflow_run.id }}\n          github-token: ${{ github.token }}\n",
+            )
+            .refused("preview.yml: job verify: downloads the prebuilt xtask from another run");
+        Copy::new("prebuilt-sha")
+            .edit(
+                ".github/workflows/cd.yml",
+                "XTASK_SHA256: ${{ needs.xtask.outputs.sha256 }}",
+                "XTASK_SHA256: ${{ needs.affected.outputs.sha256 }}",
+            )
+            .refused(
+                "cd.yml: job preprod: its prebuilt xtask's job affected does not output the sha256",
+            );
+        Copy::new("prebuilt-literal")
+            .edit(
+                ".github/workflows/cd.yml",
+                "XTASK_SHA256: ${{ needs.xtask.outputs.sha256 }}",
+                "XTASK_SHA256: 0000",
+            )
+            .refused("cd.yml: job preprod: checks the prebuilt xtask against `0000`");
+        Copy::new("prebuilt-unchecked")
+            .edit(
+                ".github/workflows/release.yml",
+                "          echo \"$XTASK_SHA256  $RUNNER_TEMP/xtask/xtask\" | sha256sum --check --strict\n",
+                "",
+            )
+            .refused("release.yml: job release: runs the prebuilt xtask (CARGO_ALIAS_XTASK: xtask-prebuilt) without");
+        Copy::new("prebuilt-head")
+            .edit(
+                ".github/workflows/cd.yml",
+                BUILDER_CHECKOUT,
+                &format!("{BUILDER_CHECKOUT}          ref: refs/heads/topic\n"),
+            )
+            .refused("cd.yml: job preprod: its prebuilt xtask's job xtask must build it");
+        Copy::new("prebuilt-secret")
+            .edit(
+                ".github/workflows/release.yml",
+                "    name: Build xtask for the cluster jobs\n",
+                "    name: Build xtask for the cluster jobs\n    environment: prod\n",
+            )
+            .refused("release.yml: job release: its prebuilt xtask's job xtask must build it");
+        Copy::new("prebuilt-alias")
+            .edit(
+                ".github/workflows/cd.yml",
+                "CARGO_ALIAS_XTASK: xtask-prebuilt",
+                "CARGO_ALIAS_XTASK: xtask-mine",
+            )
+            .refused("cd.yml: job preprod: runs xtask on the cluster runner through `CARGO_ALIAS_XTASK: xtask-mine`");
     }
 
     /// Fault 1: the cluster jobs on a hosted runner that cannot reach kind.
