@@ -20,7 +20,7 @@
 //!   alias) or the prebuilt binary of the same run (`plumbing::prebuilt`):
 //!   downloaded from this run only, its sha256 checked against the output of
 //!   the job it needs that built it (hosted, main's commit, no secret, no
-//!   environment) before anything runs it; the cluster runner runs no other.
+//!   environment) before anything runs it; no job runs any other.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -220,7 +220,7 @@ fn builds_xtask(alias: &str) -> bool {
 }
 
 /// Which xtask a job runs: one it builds itself (the `cargo run` alias), or the prebuilt one of this run,
-/// checked first; on the cluster runner nothing else.
+/// checked first; nothing else.
 fn prebuilt_problems(
     at: &str,
     job: &Value,
@@ -242,10 +242,10 @@ fn prebuilt_problems(
         .or_else(|| workflow_env[ALIAS].as_str());
     match alias {
         Some(prebuilt::SUBCOMMAND) => found.extend(prebuilt_use_problems(at, job, jobs)),
-        Some(other) if on_cluster_runner(job) && !builds_xtask(other) => found.push(format!(
-            "{at}: runs xtask on the cluster runner through `{ALIAS}: {other}`, neither built here nor this run's \
-             checked binary; set `{ALIAS}: {}` with the download and check steps (cd.yml's preprod job), or \
-             remove it to build xtask in the job",
+        Some(other) if !builds_xtask(other) => found.push(format!(
+            "{at}: runs xtask through `{ALIAS}: {other}`, neither built in the job nor this run's checked binary; \
+             set `{ALIAS}: {}` with the download and check steps (cd.yml's preprod job), or remove it to build \
+             xtask in the job",
             prebuilt::SUBCOMMAND
         )),
         _ => {}
@@ -595,8 +595,8 @@ mod tests {
         Copy::new("wiring")
             .edit(
                 ".github/workflows/preview.yml",
-                "    env:\n      SERVICE: ${{ matrix.service }}\n    permissions:\n      contents: read\n      # Resolve",
-                "    env:\n      SERVICE: items-api\n    permissions:\n      contents: read\n      # Resolve",
+                "    environment: preview\n    env:\n      SERVICE: ${{ matrix.service }}\n",
+                "    environment: preview\n    env:\n      SERVICE: items-api\n",
             )
             .refused("preview.yml: job deploy, step \"Write gitops/values/pr/pr-<N>/<values-file>\": SERVICE is not `${{ matrix.service }}`");
     }
@@ -619,25 +619,34 @@ mod tests {
             .refused("cd.yml: job affected: runs `cargo xtask affected` without `permissions: {contents: read}`");
     }
 
-    /// Every job on the cluster runner that runs xtask runs this run's prebuilt binary, not a compile.
+    /// Every job on the cluster runner that runs xtask, the image signing job and the preview's deploy run
+    /// this run's prebuilt binary, not a compile.
     #[test]
-    fn the_cluster_jobs_run_the_prebuilt_xtask() {
+    fn the_cluster_jobs_and_the_signing_job_run_the_prebuilt_xtask() {
         let root = crate::plumbing::workspace::root();
-        let mut seen = Vec::new();
-        for file in ["cd.yml", "preview.yml", "release.yml"] {
+        let mut prebuilt = Vec::new();
+        for file in ["ci.yml", "cd.yml", "preview.yml", "release.yml"] {
             let text = std::fs::read_to_string(root.join(".github/workflows").join(file)).unwrap();
             let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
             for (name, job) in doc["jobs"].as_object().unwrap() {
+                let runs_it = job["env"][super::ALIAS] == "xtask-prebuilt";
                 if super::on_cluster_runner(job) && super::runs(job, "cargo xtask") {
-                    assert_eq!(job["env"][super::ALIAS], "xtask-prebuilt", "{file}: {name}");
-                    seen.push(format!("{file}: {name}"));
+                    assert!(
+                        runs_it,
+                        "{file}: {name} compiles xtask on the cluster runner"
+                    );
+                }
+                if runs_it {
+                    prebuilt.push(format!("{file}: {name}"));
                 }
             }
         }
         assert_eq!(
-            seen,
+            prebuilt,
             [
                 "cd.yml: preprod",
+                "cd.yml: sign",
+                "preview.yml: deploy",
                 "preview.yml: verify",
                 "release.yml: release"
             ]
@@ -657,7 +666,7 @@ mod tests {
                 "          name: xtask\n          path: ${{ runner.temp }}/xtask\n",
                 "          name: xtask\n          path: ${{ runner.temp }}/xtask\n          run-id: ${{ github.event.workflow_run.id }}\n          github-token: ${{ github.token }}\n",
             )
-            .refused("preview.yml: job verify: downloads the prebuilt xtask from another run");
+            .refused("preview.yml: job deploy: downloads the prebuilt xtask from another run");
         Copy::new("prebuilt-sha")
             .edit(
                 ".github/workflows/cd.yml",
@@ -665,7 +674,7 @@ mod tests {
                 "XTASK_SHA256: ${{ needs.affected.outputs.sha256 }}",
             )
             .refused(
-                "cd.yml: job preprod: its prebuilt xtask's job affected does not output the sha256",
+                "cd.yml: job sign: its prebuilt xtask's job affected does not output the sha256",
             );
         Copy::new("prebuilt-literal")
             .edit(
@@ -673,7 +682,7 @@ mod tests {
                 "XTASK_SHA256: ${{ needs.xtask.outputs.sha256 }}",
                 "XTASK_SHA256: 0000",
             )
-            .refused("cd.yml: job preprod: checks the prebuilt xtask against `0000`");
+            .refused("cd.yml: job sign: checks the prebuilt xtask against `0000`");
         Copy::new("prebuilt-unchecked")
             .edit(
                 ".github/workflows/release.yml",
@@ -691,8 +700,8 @@ mod tests {
         Copy::new("prebuilt-secret")
             .edit(
                 ".github/workflows/release.yml",
-                "    name: Build xtask for the cluster jobs\n",
-                "    name: Build xtask for the cluster jobs\n    environment: prod\n",
+                "    name: Build xtask once for this run\n",
+                "    name: Build xtask once for this run\n    environment: prod\n",
             )
             .refused("release.yml: job release: its prebuilt xtask's job xtask must build it");
         Copy::new("prebuilt-alias")
@@ -701,7 +710,7 @@ mod tests {
                 "CARGO_ALIAS_XTASK: xtask-prebuilt",
                 "CARGO_ALIAS_XTASK: xtask-mine",
             )
-            .refused("cd.yml: job preprod: runs xtask on the cluster runner through `CARGO_ALIAS_XTASK: xtask-mine`");
+            .refused("cd.yml: job sign: runs xtask through `CARGO_ALIAS_XTASK: xtask-mine`");
     }
 
     /// Fault 1: the cluster jobs on a hosted runner that cannot reach kind.
