@@ -377,7 +377,9 @@ pub async fn body_over_64_kib_is_413<B: Backend>() {
         .client
         .post(app.url("/api/v1/items"))
         .header(CONTENT_TYPE, "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
