@@ -328,33 +328,9 @@ fn builder_problems(
             prebuilt::SHA256_VAR
         )];
     };
-    let built_by = steps(builder)
-        .iter()
-        .find(|s| run_of(s).contains("cargo xtask prebuilt"))
-        .and_then(|s| s["id"].as_str().map(str::to_owned));
-    let outputs_it = built_by.is_some_and(|id| {
-        without_spaces(builder["outputs"]["sha256"].as_str().unwrap_or_default())
-            == format!("${{{{steps.{id}.outputs.sha256}}}}")
-    });
-    let uploads = steps(builder).iter().any(|s| {
-        s["uses"]
-            .as_str()
-            .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
-            && s["with"]["name"] == prebuilt::ARTIFACT
-    });
-    let other_commit = steps(builder).iter().any(|s| {
-        s["uses"]
-            .as_str()
-            .is_some_and(|u| u.starts_with("actions/checkout@"))
-            && (!s["with"]["ref"].is_null() || !s["with"]["repository"].is_null())
-    });
-    let trusted = !on_cluster_runner(builder)
-        && builder["environment"].is_null()
-        && !builder.to_string().contains("secrets.")
-        && !other_commit
-        && builder["env"][ALIAS].as_str().is_some_and(builds_xtask);
+    let (outputs_it, trusted) = (outputs_and_uploads(builder), builds_trusted(builder));
     let mut found = Vec::new();
-    if !outputs_it || !uploads {
+    if !outputs_it {
         found.push(format!(
             "{at}: its prebuilt xtask's job {name} does not output the sha256 of `cargo xtask prebuilt` (`outputs.sha256: \
              ${{{{ steps.<id>.outputs.sha256 }}}}`) and upload the artifact `{}`",
@@ -369,6 +345,41 @@ fn builder_problems(
         ));
     }
     found
+}
+
+/// Whether a job outputs the sha256 `cargo xtask prebuilt` printed and uploads the artifact.
+fn outputs_and_uploads(builder: &Value) -> bool {
+    let built_by = steps(builder)
+        .iter()
+        .find(|s| run_of(s).contains("cargo xtask prebuilt"))
+        .and_then(|s| s["id"].as_str().map(str::to_owned));
+    let outputs_it = built_by.is_some_and(|id| {
+        without_spaces(builder["outputs"]["sha256"].as_str().unwrap_or_default())
+            == format!("${{{{steps.{id}.outputs.sha256}}}}")
+    });
+    let uploads = steps(builder).iter().any(|s| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+            && s["with"]["name"] == prebuilt::ARTIFACT
+    });
+    outputs_it && uploads
+}
+
+/// Whether a job builds xtask (its alias) on a hosted runner from the run's commit, with no secret and no
+/// environment.
+fn builds_trusted(builder: &Value) -> bool {
+    let other_commit = steps(builder).iter().any(|s| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/checkout@"))
+            && (!s["with"]["ref"].is_null() || !s["with"]["repository"].is_null())
+    });
+    !on_cluster_runner(builder)
+        && builder["environment"].is_null()
+        && !builder.to_string().contains("secrets.")
+        && !other_commit
+        && builder["env"][ALIAS].as_str().is_some_and(builds_xtask)
 }
 
 /// A workflow whose jobs wait for setup has a job that says so; one that does not wait need not.
