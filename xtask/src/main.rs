@@ -78,6 +78,8 @@ enum Command {
     Affected(affected::AffectedArgs),
     /// Scaffold services/NAME (crate, service.toml) and add it to the workspace; --dry-run shows the files.
     NewService(new_service::NewServiceArgs),
+    /// Copy this binary to --out DIR with its sha256: the xtask a workflow's cluster jobs run (built once per run).
+    Prebuilt(prebuilt::PrebuiltArgs),
     /// Format-preserving YAML edits.
     #[command(subcommand)]
     Values(values::ValuesCommand),
@@ -87,7 +89,9 @@ fn main() -> std::process::ExitCode {
     // The registry and GitHub clients use rustls, which needs one process-wide
     // crypto provider; ring avoids aws-lc's slow C build.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match run(Cli::parse().command) {
+    // Installed as cargo's subcommand `cargo-xtask-prebuilt` (the cluster jobs), cargo passes its name first.
+    let args = xtask::plumbing::prebuilt::cli_args(std::env::args_os());
+    match run(Cli::parse_from(args).command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{}", report(&error));
@@ -141,6 +145,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args),
         Command::Affected(args) => affected::run(args),
         Command::NewService(args) => new_service::run(args),
+        Command::Prebuilt(args) => prebuilt::run(args),
     }
 }
 

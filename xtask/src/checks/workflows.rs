@@ -5,13 +5,16 @@
 //! nothing of a pull request's run where this repository's tokens are); and
 //! wired as a fork relies on (cluster jobs on the cluster runner, gates never
 //! skipped, previews filtered and grouped per pull request, the pinned
-//! toolchain and musl targets, affected-only matrices). Each problem names the
+//! toolchain and musl targets, affected-only matrices, xtask built in the job
+//! or this run's prebuilt binary checked by its sha256). Each problem names the
 //! file, the job and step where there is one, and the fix.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::Value;
+
+use crate::plumbing::prebuilt;
 
 use crate::checks::taint::{self, tainted_env};
 use crate::checks::{Finding, Rule, rule, tag};
@@ -43,6 +46,11 @@ pub const RULES: &[Rule] = &[
         "workflows.cluster-runner",
         "workflows",
         "a job talking to Argo CD or a deployed URL runs on the cluster's runner: a hosted runner cannot reach the kind cluster",
+    ),
+    rule(
+        "workflows.prebuilt-xtask",
+        "workflows",
+        "a job runs xtask built in the job or this run's prebuilt binary, downloaded from this run only and its sha256 checked against the output of the hosted, secret-free job that built it from the run's commit: a branch or pull request cannot put its own binary beside the cluster's keys",
     ),
     rule(
         "workflows.cluster-runner-environment",
@@ -192,7 +200,12 @@ pub fn check_workflow(file: &str, doc: &Value) -> Vec<Finding> {
                     );
                 }
             }
-            for (rule, p) in run_line_problems(step["run"].as_str().unwrap_or_default()) {
+            // The prebuilt xtask's check and install: a fixed script (`prebuilt_problems` holds where it may run).
+            let run = step["run"].as_str().unwrap_or_default();
+            if crate::plumbing::prebuilt::is_install_script(run) {
+                continue;
+            }
+            for (rule, p) in run_line_problems(run) {
                 problem(rule, format!("job {job_name}: {p}"));
             }
         }
@@ -569,7 +582,8 @@ fn deploy_keyed(step: &Value) -> bool {
 
 /// In a `pull_request_target` or `workflow_run` job, nothing the pull request
 /// chose runs: no `gh pr checkout` / `git fetch … pull/…`, no artifact of the
-/// triggering run, no reusable workflow chosen by an expression.
+/// triggering run (an artifact of this run is main's code's), no reusable
+/// workflow chosen by an expression.
 fn privileged_code_problems(at: &str, event: &str, job: &Value, workflow_run: bool) -> Vec<String> {
     let mut found = Vec::new();
     let steps = job["steps"].as_array().cloned().unwrap_or_default();
@@ -584,9 +598,14 @@ fn privileged_code_problems(at: &str, event: &str, job: &Value, workflow_run: bo
             ));
         }
         let uses = step["uses"].as_str().unwrap_or_default();
-        if workflow_run && uses.starts_with("actions/download-artifact@") {
+        // Without `run-id` (and a token to read another run), an artifact is this run's own, which main's
+        // code made (the prebuilt xtask); with them, it can be the triggering run's.
+        let other_run = ["run-id", "github-token", "repository"]
+            .iter()
+            .any(|k| !step["with"][*k].is_null());
+        if workflow_run && uses.starts_with("actions/download-artifact@") && other_run {
             found.push(format!(
-                "{at}: downloads an artifact in a `workflow_run` workflow: the triggering run (a pull request's code) made it; read the registry by digest instead"
+                "{at}: downloads an artifact in a `workflow_run` workflow from another run: the triggering run (a pull request's code) made it; read the registry by digest instead"
             ));
         }
     }
@@ -900,13 +919,17 @@ fn wiring_problems(root: &Path, workflows: &Workflows) -> Vec<Finding> {
         ));
         for (name, job) in &jobs {
             let at = format!("{file}: job {name}");
-            let checks: [(&'static str, Vec<String>); 6] = [
+            let checks: [(&'static str, Vec<String>); 7] = [
                 (
                     "workflows.per-service",
                     per_service_problems(&at, job, &jobs),
                 ),
                 ("workflows.affected-job", affected_job_problems(&at, job)),
                 ("workflows.cluster-runner", runner_problems(&at, job)),
+                (
+                    "workflows.prebuilt-xtask",
+                    prebuilt_problems(&at, job, &jobs, &doc["env"]),
+                ),
                 ("workflows.gate-not-skipped", silent_skip_problems(&at, job)),
                 (
                     "workflows.image-toolchain",
@@ -1046,6 +1069,183 @@ fn runner_problems(at: &str, job: &Value) -> Vec<String> {
     vec![format!(
         "{at}: talks to Argo CD or a deployed URL but runs on {runs_on}, which cannot reach the kind cluster; set `runs-on: {CLUSTER_RUNNER}`"
     )]
+}
+
+const ALIAS: &str = "CARGO_ALIAS_XTASK";
+
+fn on_cluster_runner(job: &Value) -> bool {
+    let runs_on = job["runs-on"].to_string();
+    ["self-hosted", "vars.", "fromJSON"]
+        .iter()
+        .any(|s| runs_on.contains(s))
+}
+
+/// Whether an alias builds xtask from the checkout (`cargo run … --package xtask`).
+fn builds_xtask(alias: &str) -> bool {
+    alias.starts_with("run ") && alias.contains("--locked") && alias.contains("--package xtask")
+}
+
+/// Which xtask a job runs: one it builds itself (the `cargo run` alias), or the prebuilt one of this run,
+/// checked first; nothing else.
+fn prebuilt_problems(
+    at: &str,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+    workflow_env: &Value,
+) -> Vec<String> {
+    let mut found: Vec<String> = steps(job)
+        .iter()
+        .filter(|step| !step["env"][ALIAS].is_null())
+        .map(|step| {
+            format!(
+                "{at}, step {:?}: sets {ALIAS} on a step; set it on the job, where the prebuilt xtask's rule sees it",
+                step["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let alias = job["env"][ALIAS]
+        .as_str()
+        .or_else(|| workflow_env[ALIAS].as_str());
+    match alias {
+        Some(prebuilt::SUBCOMMAND) => found.extend(prebuilt_use_problems(at, job, jobs)),
+        Some(other) if !builds_xtask(other) => found.push(format!(
+            "{at}: runs xtask through `{ALIAS}: {other}`, neither built in the job nor this run's checked binary; \
+             set `{ALIAS}: {}` with the download and check steps (cd.yml's preprod job), or remove it to build \
+             xtask in the job",
+            prebuilt::SUBCOMMAND
+        )),
+        _ => {}
+    }
+    found
+}
+
+/// The prebuilt xtask: this run's artifact, checked against the sha256 output of the job that built it
+/// before any `cargo xtask` runs.
+fn prebuilt_use_problems(
+    at: &str,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let steps = steps(job);
+    let uses = |s: &Value, action: &str| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&format!("actions/{action}@")))
+    };
+    let download = steps
+        .iter()
+        .position(|s| uses(s, "download-artifact") && s["with"]["name"] == prebuilt::ARTIFACT);
+    let install = steps
+        .iter()
+        .position(|s| prebuilt::is_install_script(run_of(s)));
+    let first_run = steps.iter().position(|s| run_of(s).contains("cargo xtask"));
+    let (Some(download), Some(install)) = (download, install) else {
+        return vec![format!(
+            "{at}: runs the prebuilt xtask ({ALIAS}: {}) without downloading the artifact `{}` to {} and then a step \
+             whose script is the check-and-install of plumbing::prebuilt (cd.yml's preprod job)",
+            prebuilt::SUBCOMMAND,
+            prebuilt::ARTIFACT,
+            prebuilt::DOWNLOAD_PATH
+        )];
+    };
+    let mut found = Vec::new();
+    let with = &steps[download]["with"];
+    if ["run-id", "github-token", "repository"]
+        .iter()
+        .any(|k| !with[*k].is_null())
+        || with["path"] != prebuilt::DOWNLOAD_PATH
+    {
+        found.push(format!(
+            "{at}: downloads the prebuilt xtask from another run or to another place than {}: only this run's \
+             artifact, which no branch or pull request can write; remove `run-id`, `github-token` and `repository`",
+            prebuilt::DOWNLOAD_PATH
+        ));
+    }
+    if download > install || first_run != Some(install) {
+        found.push(format!(
+            "{at}: runs `cargo xtask` before the prebuilt binary is downloaded and its sha256 checked; download, \
+             then check and install, then the rest"
+        ));
+    }
+    found.extend(builder_problems(at, &steps[install], job, jobs));
+    found
+}
+
+/// The sha256 the check compares with is the output of a job this one needs that builds xtask on a hosted
+/// runner from the run's own commit, with no secret and no environment, and uploads that binary.
+fn builder_problems(
+    at: &str,
+    install: &Value,
+    job: &Value,
+    jobs: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let expected = without_spaces(
+        install["env"][prebuilt::SHA256_VAR]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    let builder = needed_jobs(job)
+        .into_iter()
+        .find(|needed| expected == format!("${{{{needs.{needed}.outputs.sha256}}}}"));
+    let Some((name, builder)) = builder.and_then(|n| jobs.get(&n).map(|j| (n, j))) else {
+        return vec![format!(
+            "{at}: checks the prebuilt xtask against `{expected}`, not the sha256 output of a job it needs; set \
+             `{}: ${{{{ needs.<job>.outputs.sha256 }}}}` of the job that built it",
+            prebuilt::SHA256_VAR
+        )];
+    };
+    let (outputs_it, trusted) = (outputs_and_uploads(builder), builds_trusted(builder));
+    let mut found = Vec::new();
+    if !outputs_it {
+        found.push(format!(
+            "{at}: its prebuilt xtask's job {name} does not output the sha256 of `cargo xtask prebuilt` (`outputs.sha256: \
+             ${{{{ steps.<id>.outputs.sha256 }}}}`) and upload the artifact `{}`",
+            prebuilt::ARTIFACT
+        ));
+    }
+    if !trusted {
+        found.push(format!(
+            "{at}: its prebuilt xtask's job {name} must build it (`{ALIAS}: run --quiet --locked … --package xtask --`) \
+             on a hosted runner from the run's commit (a checkout without `ref:` or `repository:`), with no secret and \
+             no environment: whatever else it builds runs with this job's secrets"
+        ));
+    }
+    found
+}
+
+/// Whether a job outputs the sha256 `cargo xtask prebuilt` printed and uploads the artifact.
+fn outputs_and_uploads(builder: &Value) -> bool {
+    let built_by = steps(builder)
+        .iter()
+        .find(|s| run_of(s).contains("cargo xtask prebuilt"))
+        .and_then(|s| s["id"].as_str().map(str::to_owned));
+    let outputs_it = built_by.is_some_and(|id| {
+        without_spaces(builder["outputs"]["sha256"].as_str().unwrap_or_default())
+            == format!("${{{{steps.{id}.outputs.sha256}}}}")
+    });
+    let uploads = steps(builder).iter().any(|s| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/upload-artifact@"))
+            && s["with"]["name"] == prebuilt::ARTIFACT
+    });
+    outputs_it && uploads
+}
+
+/// Whether a job builds xtask (its alias) on a hosted runner from the run's commit, with no secret and no
+/// environment.
+fn builds_trusted(builder: &Value) -> bool {
+    let other_commit = steps(builder).iter().any(|s| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/checkout@"))
+            && (!s["with"]["ref"].is_null() || !s["with"]["repository"].is_null())
+    });
+    !on_cluster_runner(builder)
+        && builder["environment"].is_null()
+        && !builder.to_string().contains("secrets.")
+        && !other_commit
+        && builder["env"][ALIAS].as_str().is_some_and(builds_xtask)
 }
 
 /// A workflow whose jobs wait for setup has a job that says so; one that does not wait need not.
@@ -1780,8 +1980,8 @@ pub(crate) mod tests {
         Copy::new("wiring")
             .edit(
                 ".github/workflows/preview.yml",
-                "    env:\n      SERVICE: ${{ matrix.service }}\n    permissions:\n      contents: read\n      # Resolve",
-                "    env:\n      SERVICE: items-api\n    permissions:\n      contents: read\n      # Resolve",
+                "    environment: preview\n    env:\n      SERVICE: ${{ matrix.service }}\n",
+                "    environment: preview\n    env:\n      SERVICE: items-api\n",
             )
             .refused(&["preview.yml: job deploy, step \"Write gitops/values/pr/pr-<N>/<values-file>\": SERVICE is not `${{ matrix.service }}`"]);
     }
@@ -1802,6 +2002,100 @@ pub(crate) mod tests {
                 "    permissions:\n      contents: write\n",
             )
             .refused(&["cd.yml: job affected: runs `cargo xtask affected` without `permissions: {contents: read}`"]);
+    }
+
+    /// Every job on the cluster runner that runs xtask, the image signing job and the preview's deploy run
+    /// this run's prebuilt binary, not a compile.
+    #[test]
+    fn the_cluster_jobs_and_the_signing_job_run_the_prebuilt_xtask() {
+        let root = crate::plumbing::workspace::root();
+        let mut prebuilt = Vec::new();
+        for file in ["ci.yml", "cd.yml", "preview.yml", "release.yml"] {
+            let text = std::fs::read_to_string(root.join(".github/workflows").join(file)).unwrap();
+            let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+            for (name, job) in doc["jobs"].as_object().unwrap() {
+                let runs_it = job["env"][super::ALIAS] == "xtask-prebuilt";
+                if super::on_cluster_runner(job) && super::runs(job, "cargo xtask") {
+                    assert!(
+                        runs_it,
+                        "{file}: {name} compiles xtask on the cluster runner"
+                    );
+                }
+                if runs_it {
+                    prebuilt.push(format!("{file}: {name}"));
+                }
+            }
+        }
+        assert_eq!(
+            prebuilt,
+            [
+                "cd.yml: preprod",
+                "cd.yml: sign",
+                "preview.yml: deploy",
+                "preview.yml: verify",
+                "release.yml: release"
+            ]
+        );
+    }
+
+    const BUILDER_CHECKOUT: &str = "--package xtask --\n    outputs:\n      sha256: ${{ steps.build.outputs.sha256 }}\n    steps:\n      - uses: actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2\n        with:\n";
+
+    /// The attacker's ways to a binary of their own on the cluster runner: another run's artifact, a sha256
+    /// from elsewhere or none, a builder that checks out a pull request's commit or holds a secret, an alias
+    /// to some other subcommand.
+    #[test]
+    fn a_cluster_job_running_an_unchecked_or_foreign_xtask_is_refused() {
+        Copy::new("prebuilt-run-id")
+            .edit(
+                ".github/workflows/preview.yml",
+                "          name: xtask\n          path: ${{ runner.temp }}/xtask\n",
+                "          name: xtask\n          path: ${{ runner.temp }}/xtask\n          run-id: ${{ github.event.workflow_run.id }}\n          github-token: ${{ github.token }}\n",
+            )
+            .refused(&["preview.yml: job deploy: downloads the prebuilt xtask from another run"]);
+        Copy::new("prebuilt-sha")
+            .edit(
+                ".github/workflows/cd.yml",
+                "XTASK_SHA256: ${{ needs.xtask.outputs.sha256 }}",
+                "XTASK_SHA256: ${{ needs.affected.outputs.sha256 }}",
+            )
+            .refused(&[
+                "cd.yml: job sign: its prebuilt xtask's job affected does not output the sha256",
+            ]);
+        Copy::new("prebuilt-literal")
+            .edit(
+                ".github/workflows/cd.yml",
+                "XTASK_SHA256: ${{ needs.xtask.outputs.sha256 }}",
+                "XTASK_SHA256: 0000",
+            )
+            .refused(&["cd.yml: job sign: checks the prebuilt xtask against `0000`"]);
+        Copy::new("prebuilt-unchecked")
+            .edit(
+                ".github/workflows/release.yml",
+                "          echo \"$XTASK_SHA256  $RUNNER_TEMP/xtask/xtask\" | sha256sum --check --strict\n",
+                "",
+            )
+            .refused(&["release.yml: job release: runs the prebuilt xtask (CARGO_ALIAS_XTASK: xtask-prebuilt) without"]);
+        Copy::new("prebuilt-head")
+            .edit(
+                ".github/workflows/cd.yml",
+                BUILDER_CHECKOUT,
+                &format!("{BUILDER_CHECKOUT}          ref: refs/heads/topic\n"),
+            )
+            .refused(&["cd.yml: job preprod: its prebuilt xtask's job xtask must build it"]);
+        Copy::new("prebuilt-secret")
+            .edit(
+                ".github/workflows/release.yml",
+                "    name: Build xtask once for this run\n",
+                "    name: Build xtask once for this run\n    environment: prod\n",
+            )
+            .refused(&["release.yml: job release: its prebuilt xtask's job xtask must build it"]);
+        Copy::new("prebuilt-alias")
+            .edit(
+                ".github/workflows/cd.yml",
+                "CARGO_ALIAS_XTASK: xtask-prebuilt",
+                "CARGO_ALIAS_XTASK: xtask-mine",
+            )
+            .refused(&["cd.yml: job sign: runs xtask through `CARGO_ALIAS_XTASK: xtask-mine`"]);
     }
 
     /// Fault 1: the cluster jobs on a hosted runner that cannot reach kind.

@@ -1141,7 +1141,22 @@ mod tests {
         ("release.yml", "release", Flow::Release),
     ];
     /// Jobs the demo does not run, and why.
-    const NOT_IN_DEMO: [(&str, &str, &str); 4] = [
+    const NOT_IN_DEMO: [(&str, &str, &str); 7] = [
+        (
+            "cd.yml",
+            "xtask",
+            "builds the xtask binary the run's other jobs run (`prebuilt`); the demo runs its own binary throughout",
+        ),
+        (
+            "preview.yml",
+            "xtask",
+            "builds the xtask binary the run's other jobs run (`prebuilt`); the demo runs its own binary throughout",
+        ),
+        (
+            "release.yml",
+            "xtask",
+            "builds the xtask binary the run's other jobs run (`prebuilt`); the demo runs its own binary throughout",
+        ),
         (
             "ci.yml",
             "checks",

@@ -14,6 +14,7 @@ pub mod fork;
 pub mod gate;
 pub mod image;
 pub mod new_service;
+pub mod prebuilt;
 pub mod preview;
 pub mod promote;
 pub mod release;

@@ -15,6 +15,9 @@
 //! - `workspace`: the checkout xtask acts on (found from the working
 //!   directory or `XTASK_WORKSPACE`, never the path it was built in), its
 //!   target dir, and the environment variables that hold secrets.
+//! - `prebuilt`: the xtask binary a workflow run builds once for its cluster
+//!   jobs: the artifact and cargo subcommand names, the step that checks its
+//!   sha256 and installs it, the copy with its digest.
 //! - `tools`: the tool pins of `xtask/tools.txt`, for hints that name an install.
 //! - `test_times`: each test binary's time in a `cargo test` run, for the
 //!   slowest list `ci` ends with.
@@ -29,6 +32,7 @@ pub mod json_schema;
 pub mod local_registry;
 pub mod pgbench;
 pub mod pinned_server;
+pub mod prebuilt;
 pub mod proc_stats;
 pub mod process;
 pub mod test_times;

@@ -377,7 +377,9 @@ pub async fn body_over_64_kib_is_413<B: Backend>() {
         .client
         .post(app.url("/api/v1/items"))
         .header(CONTENT_TYPE, "application/json")
-        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -762,7 +764,7 @@ pub async fn concurrent_conditional_updates_exactly_one_wins<B: Backend>() {
             response.status()
         })
     });
-    let statuses = futures::future::join_all(writers).await;
+    let statuses = futures_util::future::join_all(writers).await;
     let won = statuses
         .iter()
         .filter(|s| *s.as_ref().unwrap() == StatusCode::OK)
