@@ -904,7 +904,7 @@ fn replicas_and_resources_beyond_the_schemas_bounds_are_refused() {
 }
 
 #[test]
-fn validate_path_parses_the_admission_policy_strictly() {
+fn validate_path_checks_the_admission_policy_against_kyvernos_crd() {
     let dir = TempDir::new("validate-policy");
     let policy = std::fs::read_to_string(
         support::workspace_root().join("gitops/policy/image-signatures.yaml"),
@@ -921,7 +921,20 @@ fn validate_path_parses_the_admission_policy_strictly() {
     let out = xtask(&["validate", file.to_str().unwrap()], &[]);
     assert_fails(&out);
     let report = stdout(&out);
-    assert!(report.contains("spec.invented"), "{report}");
+    let expected = ".spec.invented: unknown field `invented`";
+    assert!(report.contains(expected), "{expected:?} in {report}");
+    assert!(report.contains("[objects.upstream-crd]"), "{report}");
+    // A misspelt field of a rule, with its path and the field it meant.
+    std::fs::write(
+        &file,
+        policy.replacen("mutateDigest: true", "mutateDigests: true", 1),
+    )
+    .unwrap();
+    let out = xtask(&["validate", file.to_str().unwrap()], &[]);
+    assert_fails(&out);
+    let report = stdout(&out);
+    let expected = ".spec.rules[2].verifyImages[0].mutateDigests: unknown field `mutateDigests` (did you mean `mutateDigest`?)";
+    assert!(report.contains(expected), "{expected:?} in {report}");
 }
 
 // Every service's values are rendered, with its own chart, in every environment.

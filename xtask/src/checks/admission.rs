@@ -1,7 +1,9 @@
 //! The cluster's admission policy for signed images: a Kyverno `ClusterPolicy`
-//! (`kyverno.io/v1`, `verifyImages`) in `gitops/policy/`, typed here after
-//! Kyverno's CRD for the fields this project writes and parsed strictly (a
-//! field outside them is an error with its path). Its key is
+//! (`kyverno.io/v1`, `verifyImages`) in `gitops/policy/`. Its structure is
+//! Kyverno's CRD's, checked at the pinned version by `objects.upstream-crd`
+//! (`domain::upstream_schemas`: unknown fields with their paths, types, enums,
+//! required); the rules here read the fields they need from the parsed
+//! document and hold this project's promises. Its key is
 //! `gitops/policy/cosign.pub` (the key `verify --image-key` uses); it matches
 //! Pods in dev, preprod and prod (never every namespace: previews run unsigned
 //! `pr-*` images); its image references cover each environment's
@@ -9,17 +11,17 @@
 //! timeout, and skips the public Rekor log; every image validate knows of is
 //! in its allowed registries; and `gitops/database/` holds a database only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::checks::{Finding, rule, tag};
 use crate::domain::attestation::parse_public_key;
 use crate::domain::promotion::Env;
 use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
 use crate::plumbing::yaml;
-use crate::plumbing::yaml::parse_strict;
 
 /// This target's rules (`validate --list`).
 pub const RULES: &[crate::checks::Rule] = &[
@@ -31,7 +33,7 @@ pub const RULES: &[crate::checks::Rule] = &[
     rule(
         "admission.policy-parses",
         "admission",
-        "gitops/policy/ holds a strict kyverno.io/v1 ClusterPolicy and a P-256 public key: Kyverno would refuse or misread anything else",
+        "gitops/policy/ holds a YAML policy and a P-256 public key (the policy's fields are checked against Kyverno's CRD by objects.upstream-crd): the other admission rules read them",
     ),
     rule(
         "admission.enforced",
@@ -60,114 +62,22 @@ pub const RULES: &[crate::checks::Rule] = &[
     ),
 ];
 
-/// `metadata` of any object.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectMeta {
-    pub name: String,
-    pub namespace: Option<String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
-    pub finalizers: Vec<String>,
+/// The items of the array `value` (empty when it is absent or not an array:
+/// Kyverno's CRD, checked by `objects.upstream-crd`, names a wrong type).
+fn items(value: &Value) -> &[Value] {
+    value.as_array().map_or(&[], Vec::as_slice)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterPolicy {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: ObjectMeta,
-    pub spec: PolicySpec,
+/// A rule's name, for the messages.
+fn rule_name(rule: &Value) -> &str {
+    rule["name"].as_str().unwrap_or("(unnamed)")
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicySpec {
-    pub validation_failure_action: Option<String>,
-    pub webhook_timeout_seconds: Option<u32>,
-    pub background: Option<bool>,
-    pub rules: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rule {
-    pub name: String,
-    #[serde(rename = "match")]
-    pub match_resources: MatchResources,
-    #[serde(default)]
-    pub verify_images: Vec<ImageVerification>,
-    pub validate: Option<Validation>,
-}
-
-/// A `validate` rule: the registries' pattern is all this project writes.
-#[derive(Debug, Deserialize)]
-pub struct Validation {
-    pub message: Option<String>,
-    pub pattern: serde_json::Value,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct MatchResources {
-    pub any: Option<Vec<ResourceFilter>>,
-    pub all: Option<Vec<ResourceFilter>>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ResourceFilter {
-    pub resources: ResourceDescription,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ResourceDescription {
-    pub kinds: Vec<String>,
-    pub namespaces: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageVerification {
-    pub image_references: Vec<String>,
-    pub mutate_digest: Option<bool>,
-    pub verify_digest: Option<bool>,
-    pub required: Option<bool>,
-    pub attestors: Vec<AttestorSet>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct AttestorSet {
-    pub count: Option<u32>,
-    pub entries: Vec<Attestor>,
-}
-
-/// Only key attestors: keyless (Fulcio) and certificates are not what this pipeline signs with.
-#[derive(Debug, Deserialize)]
-pub struct Attestor {
-    pub keys: StaticKeyAttestor,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StaticKeyAttestor {
-    pub public_keys: String,
-    pub rekor: Option<Rekor>,
-    pub ctlog: Option<CtLog>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rekor {
-    pub ignore_tlog: Option<bool>,
-    pub url: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CtLog {
-    #[serde(rename = "ignoreSCT")]
-    pub ignore_sct: Option<bool>,
+/// The policy's rules that verify images (`verifyImages`).
+fn verifying_rules(policy: &Value) -> impl Iterator<Item = &Value> {
+    items(&policy["spec"]["rules"])
+        .iter()
+        .filter(|r| !items(&r["verifyImages"]).is_empty())
 }
 
 /// Every way the admission policy under `root` breaks its promises.
@@ -261,7 +171,7 @@ fn images_outside_environments(root: &Path) -> (Vec<(String, String)>, Vec<Strin
             .to_string();
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         for document in yaml_serde::Deserializer::from_str(&text) {
-            let Ok(doc) = <serde_json::Value as Deserialize>::deserialize(document) else {
+            let Ok(doc) = <Value as Deserialize>::deserialize(document) else {
                 continue; // the cluster checks name a file that does not parse
             };
             found.extend(database_document_problems(&shown, &doc, &mut images));
@@ -274,7 +184,7 @@ fn images_outside_environments(root: &Path) -> (Vec<(String, String)>, Vec<Strin
 /// `imageName` added to `images`) or an `ExternalSecret`, and no bootstrap SQL.
 fn database_document_problems(
     file: &str,
-    doc: &serde_json::Value,
+    doc: &Value,
     images: &mut Vec<(String, String)>,
 ) -> Vec<String> {
     let kind = doc["kind"].as_str().unwrap_or_default();
@@ -308,12 +218,11 @@ fn database_document_problems(
 /// The registries the `validate` rules admit images from (one pattern, the
 /// same for containers, init and ephemeral containers, in every such rule),
 /// or why there are none.
-pub fn allowed_registries(policy: &ClusterPolicy) -> Result<Vec<String>, String> {
-    let rules: Vec<&Validation> = policy
-        .spec
-        .rules
+pub fn allowed_registries(policy: &Value) -> Result<Vec<String>, String> {
+    let rules: Vec<&Value> = items(&policy["spec"]["rules"])
         .iter()
-        .filter_map(|r| r.validate.as_ref())
+        .map(|r| &r["validate"])
+        .filter(|v| !v.is_null())
         .collect();
     if rules.is_empty() {
         return Err(format!(
@@ -323,7 +232,7 @@ pub fn allowed_registries(policy: &ClusterPolicy) -> Result<Vec<String>, String>
     }
     let mut patterns = Vec::new();
     for validation in &rules {
-        let spec = &validation.pattern["spec"];
+        let spec = &validation["pattern"]["spec"];
         let image = |field: &str| match spec[field].as_array().map(Vec::as_slice) {
             Some([only]) => only["image"].as_str().map(str::to_owned),
             _ => None,
@@ -352,7 +261,7 @@ const DEPLOYED_NAMESPACES: [&str; 4] = ["dev", "preprod", "prod", "pr-*"];
 /// (`<host>/<owner>/*`), it matches Pods and their ephemeral containers in
 /// every namespace the project deploys, and every image validate knows of
 /// (`(where, image)`) is in it.
-pub fn registry_problems(policy: &ClusterPolicy, images: &[(String, String)]) -> Vec<String> {
+pub fn registry_problems(policy: &Value, images: &[(String, String)]) -> Vec<String> {
     let allowed = match allowed_registries(policy) {
         Ok(allowed) => allowed,
         Err(problem) => return vec![problem],
@@ -373,16 +282,14 @@ pub fn registry_problems(policy: &ClusterPolicy, images: &[(String, String)]) ->
             ));
         }
     }
-    let matched: Vec<(String, String)> = policy
-        .spec
-        .rules
+    let matched: Vec<(&str, &str)> = items(&policy["spec"]["rules"])
         .iter()
-        .filter(|r| r.validate.is_some())
+        .filter(|r| !r["validate"].is_null())
         .flat_map(matched_kinds_and_namespaces)
         .collect();
     for kind in ["Pod", "Pod/ephemeralcontainers"] {
         for namespace in DEPLOYED_NAMESPACES {
-            if !matched.iter().any(|(k, n)| k == kind && n == namespace) {
+            if !matched.contains(&(kind, namespace)) {
                 found.push(format!(
                     "{POLICY_FILE}: the allowed-registries rule does not match {kind} in namespace {namespace}: \
                      list it (the project deploys to {})",
@@ -404,19 +311,29 @@ pub fn registry_problems(policy: &ClusterPolicy, images: &[(String, String)]) ->
     found
 }
 
-/// `(kind, namespace)` pairs a rule matches (`any` and `all` filters).
-fn matched_kinds_and_namespaces(rule: &Rule) -> Vec<(String, String)> {
-    let filters = [&rule.match_resources.any, &rule.match_resources.all];
-    let mut pairs = Vec::new();
-    for resources in filters
+/// The `resources` of a rule's `match` filters (`any` and `all`).
+fn matched_resources(rule: &Value) -> impl Iterator<Item = &Value> {
+    ["any", "all"]
         .into_iter()
-        .flatten()
-        .flatten()
-        .map(|f| &f.resources)
-    {
-        for kind in &resources.kinds {
-            for namespace in resources.namespaces.iter().flatten() {
-                pairs.push((kind.clone(), namespace.clone()));
+        .flat_map(|filters| items(&rule["match"][filters]))
+        .map(|filter| &filter["resources"])
+}
+
+/// The kinds a filter's `resources` name.
+fn kinds(resources: &Value) -> impl Iterator<Item = &str> {
+    items(&resources["kinds"]).iter().filter_map(Value::as_str)
+}
+
+/// `(kind, namespace)` pairs a rule matches (`any` and `all` filters).
+fn matched_kinds_and_namespaces(rule: &Value) -> Vec<(&str, &str)> {
+    let mut pairs = Vec::new();
+    for resources in matched_resources(rule) {
+        for kind in kinds(resources) {
+            for namespace in items(&resources["namespaces"])
+                .iter()
+                .filter_map(Value::as_str)
+            {
+                pairs.push((kind, namespace));
             }
         }
     }
@@ -439,9 +356,6 @@ fn check_with(
 ) -> Vec<Finding> {
     let parsed = yaml::parse(policy)
         .map_err(|error| format!("{POLICY_FILE}: not YAML: {error:#}"))
-        .and_then(|doc| {
-            parse_strict::<ClusterPolicy>(&doc, POLICY_FILE).map_err(|e| format!("{e:#}"))
-        })
         .and_then(|policy| {
             let key = parse_public_key(public_key, POLICY_PUBLIC_KEY_FILE);
             Ok((policy, key.map_err(|e| format!("{e:#}"))?))
@@ -451,11 +365,8 @@ fn check_with(
         Err(problem) => return vec![Finding::new("admission.policy-parses", problem)],
     };
     let mut found = tag("admission.enforced", policy_problems(&policy));
-    let verifications: Vec<&ImageVerification> = policy
-        .spec
-        .rules
-        .iter()
-        .flat_map(|r| &r.verify_images)
+    let verifications: Vec<&Value> = verifying_rules(&policy)
+        .flat_map(|r| items(&r["verifyImages"]))
         .collect();
     if verifications.is_empty() {
         found.push(Finding::new(
@@ -463,10 +374,7 @@ fn check_with(
             format!("{POLICY_FILE}: no rule has verifyImages: nothing checks a signature"),
         ));
     }
-    found.extend(tag(
-        "admission.namespaces",
-        namespace_problems(&policy.spec.rules),
-    ));
+    found.extend(tag("admission.namespaces", namespace_problems(&policy)));
     for verification in verifications {
         let problems = verification_problems(verification, &key, repositories);
         found.extend(tag("admission.signature-verified", problems));
@@ -483,63 +391,56 @@ fn check_with(
     found
 }
 
-fn policy_problems(policy: &ClusterPolicy) -> Vec<String> {
+fn policy_problems(policy: &Value) -> Vec<String> {
     let mut found = Vec::new();
-    if (policy.api_version.as_str(), policy.kind.as_str()) != ("kyverno.io/v1", "ClusterPolicy") {
+    let (api_version, kind) = (
+        policy["apiVersion"].as_str().unwrap_or_default(),
+        policy["kind"].as_str().unwrap_or_default(),
+    );
+    if (api_version, kind) != ("kyverno.io/v1", "ClusterPolicy") {
         found.push(format!(
-            "{POLICY_FILE}: is {} {}; write a kyverno.io/v1 ClusterPolicy",
-            policy.api_version, policy.kind
+            "{POLICY_FILE}: is {api_version} {kind}; write a kyverno.io/v1 ClusterPolicy"
         ));
     }
-    if policy.spec.validation_failure_action.as_deref() != Some("Enforce") {
+    let action = policy["spec"]["validationFailureAction"].as_str();
+    if action != Some("Enforce") {
         found.push(format!(
-            "{POLICY_FILE}: spec.validationFailureAction is {:?}; set Enforce (Audit only reports an \
-             unsigned image, and runs it)",
-            policy.spec.validation_failure_action
+            "{POLICY_FILE}: spec.validationFailureAction is {action:?}; set Enforce (Audit only reports an \
+             unsigned image, and runs it)"
         ));
     }
-    if !policy
-        .spec
-        .webhook_timeout_seconds
-        .is_some_and(|s| (1..=30).contains(&s))
-    {
+    let timeout = policy["spec"]["webhookTimeoutSeconds"].as_u64();
+    if !timeout.is_some_and(|s| (1..=30).contains(&s)) {
         found.push(format!(
-            "{POLICY_FILE}: spec.webhookTimeoutSeconds is {:?}; set 1 to 30 (fetching a signature takes \
-             a registry round trip; the API server's limit is 30)",
-            policy.spec.webhook_timeout_seconds
+            "{POLICY_FILE}: spec.webhookTimeoutSeconds is {timeout:?}; set 1 to 30 (fetching a signature takes \
+             a registry round trip; the API server's limit is 30)"
         ));
     }
     found
 }
 
 /// dev, preprod and prod are matched (Pods), and no rule matches every namespace.
-fn namespace_problems(rules: &[Rule]) -> Vec<String> {
+fn namespace_problems(policy: &Value) -> Vec<String> {
     let mut found = Vec::new();
     let mut matched: Vec<&str> = Vec::new();
-    for rule in rules.iter().filter(|r| !r.verify_images.is_empty()) {
-        let filters = [&rule.match_resources.any, &rule.match_resources.all];
-        for resources in filters
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|f| &f.resources)
-        {
-            if !resources.kinds.iter().any(|k| k == "Pod") {
+    for rule in verifying_rules(policy) {
+        for resources in matched_resources(rule) {
+            if !kinds(resources).any(|k| k == "Pod") {
                 continue;
             }
-            match &resources.namespaces {
-                Some(namespaces) => matched.extend(namespaces.iter().map(String::as_str)),
+            match resources["namespaces"].as_array() {
+                Some(namespaces) => matched.extend(namespaces.iter().filter_map(Value::as_str)),
                 None => found.push(format!(
                     "{POLICY_FILE}: rule {} matches Pods in every namespace, previews (pr-*) too, whose \
                      images are unsigned: list the namespaces dev, preprod and prod",
-                    rule.name
+                    rule_name(rule)
                 )),
             }
         }
     }
-    found.extend(debug_container_problems(rules));
-    for rule in rules {
-        let kinds: BTreeSet<String> = matched_kinds_and_namespaces(rule)
+    found.extend(debug_container_problems(policy));
+    for rule in items(&policy["spec"]["rules"]) {
+        let kinds: BTreeSet<&str> = matched_kinds_and_namespaces(rule)
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -547,8 +448,8 @@ fn namespace_problems(rules: &[Rule]) -> Vec<String> {
             found.push(format!(
                 "{POLICY_FILE}: rule {} matches Pod and {:?}: Kyverno then generates no rule for Deployments and \
                  Jobs (auto-gen needs a rule of Pods only); give the other kinds a rule of their own",
-                rule.name,
-                kinds.iter().filter(|k| *k != "Pod").collect::<Vec<_>>()
+                rule_name(rule),
+                kinds.iter().filter(|k| **k != "Pod").collect::<Vec<_>>()
             ));
         }
     }
@@ -565,13 +466,11 @@ fn namespace_problems(rules: &[Rule]) -> Vec<String> {
 }
 
 /// `kubectl debug`'s ephemeral containers are verified in every long-lived namespace.
-fn debug_container_problems(rules: &[Rule]) -> Vec<String> {
+fn debug_container_problems(policy: &Value) -> Vec<String> {
     let mut found = Vec::new();
-    let debug: Vec<(String, String)> = rules
-        .iter()
-        .filter(|r| !r.verify_images.is_empty())
+    let debug: Vec<(&str, &str)> = verifying_rules(policy)
         .flat_map(matched_kinds_and_namespaces)
-        .filter(|(kind, _)| kind == "Pod/ephemeralcontainers")
+        .filter(|(kind, _)| *kind == "Pod/ephemeralcontainers")
         .collect();
     for env in Env::LONG_LIVED {
         if !debug
@@ -587,17 +486,16 @@ fn debug_container_problems(rules: &[Rule]) -> Vec<String> {
     found
 }
 
+/// One `verifyImages` entry: required, digests pinned, every environment's
+/// repository covered, and key attestors of `key` only.
 fn verification_problems(
-    verification: &ImageVerification,
+    verification: &Value,
     key: &p256::ecdsa::VerifyingKey,
     repositories: &[(String, String)],
 ) -> Vec<String> {
     let mut found = Vec::new();
-    for (field, value) in [
-        ("required", verification.required),
-        ("mutateDigest", verification.mutate_digest),
-        ("verifyDigest", verification.verify_digest),
-    ] {
+    for field in ["required", "mutateDigest", "verifyDigest"] {
+        let value = verification[field].as_bool();
         if value != Some(true) {
             found.push(format!(
                 "{POLICY_FILE}: verifyImages {field} is {value:?}; set {field}: true (required: an \
@@ -605,25 +503,22 @@ fn verification_problems(
             ));
         }
     }
+    let references: Vec<&str> = items(&verification["imageReferences"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     for (env, repository) in repositories {
         let image = format!("{repository}:v1.0.0");
-        if !verification
-            .image_references
-            .iter()
-            .any(|p| wildcard_match(p, &image))
-        {
+        if !references.iter().any(|p| wildcard_match(p, &image)) {
             found.push(format!(
-                "{POLICY_FILE}: imageReferences {:?} do not match {repository} (the image {env} runs): \
-                 add \"{repository}*\"",
-                verification.image_references
+                "{POLICY_FILE}: imageReferences {references:?} do not match {repository} (the image {env} runs): \
+                 add \"{repository}*\""
             ));
         }
     }
-    let entries: Vec<&StaticKeyAttestor> = verification
-        .attestors
+    let entries: Vec<&Value> = items(&verification["attestors"])
         .iter()
-        .flat_map(|a| &a.entries)
-        .map(|e| &e.keys)
+        .flat_map(|a| items(&a["entries"]))
         .collect();
     if entries.is_empty() {
         found.push(format!("{POLICY_FILE}: verifyImages has no key attestor"));
@@ -634,10 +529,19 @@ fn verification_problems(
     found
 }
 
-/// The attestor's key is `key`, and the public Rekor log is not consulted.
-fn key_problems(entry: &StaticKeyAttestor, key: &p256::ecdsa::VerifyingKey) -> Vec<String> {
+/// The attestor is a key (keyless and certificates are not what the pipeline
+/// signs with), the key is `key`, and the public Rekor log is not consulted.
+fn key_problems(entry: &Value, key: &p256::ecdsa::VerifyingKey) -> Vec<String> {
+    let keys = &entry["keys"];
+    if !keys.is_object() {
+        return vec![format!(
+            "{POLICY_FILE}: a verifyImages attestor is not a key (keys.publicKeys): the pipeline signs with \
+             {POLICY_PUBLIC_KEY_FILE}'s key, not keyless or with a certificate"
+        )];
+    }
     let mut found = Vec::new();
-    match parse_public_key(&entry.public_keys, "the policy's publicKeys") {
+    let public_keys = keys["publicKeys"].as_str().unwrap_or_default();
+    match parse_public_key(public_keys, "the policy's publicKeys") {
         Ok(policy_key) if policy_key == *key => {}
         Ok(_) => found.push(format!(
             "{POLICY_FILE}: publicKeys is not the key in {POLICY_PUBLIC_KEY_FILE} (the one the pipeline \
@@ -645,12 +549,7 @@ fn key_problems(entry: &StaticKeyAttestor, key: &p256::ecdsa::VerifyingKey) -> V
         )),
         Err(error) => found.push(format!("{POLICY_FILE}: {error:#}")),
     }
-    if !entry
-        .rekor
-        .as_ref()
-        .and_then(|r| r.ignore_tlog)
-        .unwrap_or(false)
-    {
+    if keys["rekor"]["ignoreTlog"].as_bool() != Some(true) {
         found.push(format!(
             "{POLICY_FILE}: keys.rekor.ignoreTlog is not true: Kyverno would look the signature up \
              in the public Rekor log, where key-signed images are not, and refuse every Pod"
@@ -758,12 +657,24 @@ mod tests {
         );
     }
 
+    /// A misspelt field is named with its path by Kyverno's CRD (`objects.upstream-crd`,
+    /// `validate_path_checks_the_admission_policy_against_kyvernos_crd` in tests/validate.rs);
+    /// here, the field it was meant to be is missing.
     #[test]
-    fn an_unknown_field_is_named_with_its_path() {
+    fn a_misspelt_field_leaves_the_field_it_meant_unset_and_is_refused() {
         refused_signed(
             "mutateDigest: true",
             "mutateDigests: true",
-            "spec.rules.2.verifyImages.0.mutateDigests",
+            "verifyImages mutateDigest is None; set mutateDigest: true",
+        );
+    }
+
+    #[test]
+    fn a_keyless_attestor_is_refused() {
+        refused_signed(
+            "                - keys:\n",
+            "                - certificates:\n",
+            "a verifyImages attestor is not a key (keys.publicKeys)",
         );
     }
 
@@ -874,8 +785,7 @@ mod tests {
     #[test]
     fn the_allowed_registries_are_read_from_the_one_anchor() {
         let (policy, _) = committed();
-        let doc = yaml::parse(&policy).unwrap();
-        let policy: ClusterPolicy = parse_strict(&doc, POLICY_FILE).unwrap();
+        let policy = yaml::parse(&policy).unwrap();
         assert_eq!(
             allowed_registries(&policy).unwrap(),
             ["ghcr.io/example/*", "ghcr.io/cloudnative-pg/*"]
