@@ -6,7 +6,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::contract::github_answer;
@@ -14,6 +14,7 @@ use support::{
     FakeHttp, Request, TempDir, assert_fails, assert_ok, free_port, git, head, http_status, stdout,
     xtask, xtask_in,
 };
+use xtask::plumbing::retry::wait_until;
 
 const TOKEN: &str = "ghs_fake-token-for-tests";
 
@@ -406,11 +407,11 @@ impl Service {
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while http_status(&addr, "GET", "/healthz") != Some(200) {
-            assert!(Instant::now() < deadline, "items-api did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let healthy = || http_status(&addr, "GET", "/healthz") == Some(200);
+        assert!(
+            wait_until(Duration::from_secs(10), Duration::from_millis(20), healthy),
+            "items-api did not start"
+        );
         Self(child, format!("http://{addr}"))
     }
 }

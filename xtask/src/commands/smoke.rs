@@ -263,10 +263,7 @@ impl Suite {
         let base = target.base();
         // The environment's link in Actions (cd.yml's `environment.url`).
         github::set_output("url", &base)?;
-        let client = target
-            .client()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()?;
+        let client = target.client(std::time::Duration::from_secs(10)).build()?;
         Ok(Self {
             client,
             base,

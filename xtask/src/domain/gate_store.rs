@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xshell::{Shell, cmd};
@@ -20,6 +20,7 @@ use xshell::{Shell, cmd};
 use crate::domain::github::GitHub;
 use crate::domain::gitops::{BotIdentity, GitopsOptions};
 use crate::domain::service_repo::ServiceRepo;
+use crate::plumbing::retry::{Attempt, retry};
 
 const NOTES_REF: &str = "refs/notes/gates";
 
@@ -300,7 +301,7 @@ fn notes_record(sh: &Shell, remote: &str, sha: &str, name: &str, gate: &Gate) ->
         .with_context(|| {
             format!("commit {sha} is not in the service repository: fetch it first")
         })?;
-    for attempt in 1..=10u32 {
+    let pushed = retry(10, |_| {
         fetch_notes(sh, remote)?;
         let mut gates = read_note(sh, &sha)?;
         gates.insert(name.to_owned(), gate.clone());
@@ -322,20 +323,23 @@ fn notes_record(sh: &Shell, remote: &str, sha: &str, name: &str, gate: &Gate) ->
         .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.status.success() {
-            return Ok(());
+            return Ok(Attempt::Done(()));
         }
         // Someone else recorded a gate first: refetch and re-apply ours.
         if stdout.contains("[rejected]") || stdout.contains("failed to update ref") {
-            std::thread::sleep(crate::domain::gitops::retry_delay(attempt));
-            continue;
+            return Ok(Attempt::Again);
         }
         bail!(
             "pushing {NOTES_REF} to {remote} was refused: {}{}",
             stdout.trim(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
-    }
-    bail!("pushing {NOTES_REF} to {remote} kept losing races with other writers; rerun")
+    })?;
+    ensure!(
+        pushed.is_some(),
+        "pushing {NOTES_REF} to {remote} kept losing races with other writers; rerun"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use reqwest::Method;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
 
+use crate::plumbing::http;
+
 pub struct GitHub {
     client: Client,
     api: String,
@@ -102,10 +104,7 @@ impl GitHub {
             bail!("GITHUB_REPOSITORY={repository:?} should be <owner>/<name>");
         }
         Ok(Self {
-            client: Client::builder()
-                .user_agent("service-demo-xtask")
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            client: http::client(http::TIMEOUT)?,
             api: api.trim_end_matches('/').to_owned(),
             repository: repository.to_owned(),
             token,

@@ -73,8 +73,7 @@ pub fn require(ok: bool, what: &str) -> Option<()> {
 }
 
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    xtask::plumbing::process::which(program).is_some()
 }
 
 /// A free loopback port (bound then released; the registry binds it next).
