@@ -52,7 +52,12 @@
 //!   does to one service (its resolved dependency closure); `scaffold`: the
 //!   files, values and workspace member of `new-service`.
 //! - `service_url`: where a deployed service answers for `smoke` and
-//!   `preprod-test`: `--url`, or its Ingress host through the ingress controller.
+//!   `preprod-test`: `--url`, or its Ingress host through the ingress controller;
+//!   `service_suite`: the checks run against it, one line each (the smoke
+//!   checks both commands run, items-api's round trip).
+//! - `deployments`: what runs where: every service's environments at a GitOps
+//!   commit, with the image, its source commit and the promoting commit
+//!   (`status` prints it, `trace` searches it).
 //! - `image_build`: the static binaries and image metadata `image build` and
 //!   `bench` share; `sbom`: the dependency list `cargo auditable` embeds in the
 //!   image's binary, read back and written as CycloneDX; `advisories`: RustSec
@@ -76,6 +81,7 @@ pub mod attestation;
 pub mod cluster_runner;
 pub mod cluster_up;
 pub mod deploy_key;
+pub mod deployments;
 pub mod fork_files;
 pub mod fork_settings;
 pub mod gate_store;
@@ -90,6 +96,7 @@ pub mod registry;
 pub mod sbom;
 pub mod scaffold;
 pub mod service_repo;
+pub mod service_suite;
 pub mod service_url;
 pub mod services;
 pub mod signature;
