@@ -774,8 +774,8 @@ impl Demo {
             .env("IMAGE_REGISTRY", &self.registry)
             .env_remove("IMAGE_REPOSITORY")
             .env("GITOPS_REPO", self.work.join("gitops.git"))
-            // Gates in git notes of the demo's remote; nothing reaches GitHub.
-            .env("GATE_STORE", "notes")
+            // Gates in the local store (git notes of the demo's remote) and
+            // signed; nothing reaches GitHub.
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_TOKEN")
             .env_remove("GITHUB_OUTPUT");

@@ -1,4 +1,4 @@
-//! The GitHub REST calls the pipeline makes (check runs, releases, pull
+//! The GitHub REST calls the pipeline makes (releases, pull
 //! requests' state for previews, a fork's settings for `doctor`, and the
 //! writes `setup` makes: secrets, variables, environments, rulesets).
 //!

@@ -17,8 +17,8 @@
 //!   of a layer.
 //! - `tags`: `main-<sha>`, `pr-<N>-<sha>`, `v<X.Y.Z>` and digests, parsed.
 //! - `service_repo`: the service repository: commits of tags, ancestry.
-//! - `gate_store`: test results bound to a commit and a digest (git notes or
-//!   GitHub check runs); `github`: the GitHub REST calls (writes through one
+//! - `gate_store`: test results bound to a commit and a digest, in the local
+//!   store (git notes) for the demo and a laptop; `github`: the GitHub REST calls (writes through one
 //!   function, dry-run, sealed secrets, variables).
 //! - `attestation`: signed gates: in-toto statements about a digest in DSSE
 //!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),

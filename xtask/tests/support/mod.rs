@@ -183,8 +183,6 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         "GITHUB_TOKEN",
         "GITHUB_REPOSITORY",
         "GITHUB_API_URL",
-        "GATE_STORE",
-        "GATE_GITHUB_APP",
         "RELEASE_DRY_RUN",
         "GITHUB_OUTPUT",
         "ARGOCD_SERVER",
