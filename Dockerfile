@@ -24,10 +24,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY services/items-api/Cargo.toml services/items-api/
 COPY crates/service-kit/Cargo.toml crates/service-kit/
+COPY crates/test-skip/Cargo.toml crates/test-skip/
 COPY xtask/Cargo.toml xtask/
-RUN mkdir -p services/items-api/src crates/service-kit/src xtask/src \
+RUN mkdir -p services/items-api/src crates/service-kit/src crates/test-skip/src xtask/src \
  && echo 'fn main() {}' > services/items-api/src/main.rs \
- && touch services/items-api/src/lib.rs crates/service-kit/src/lib.rs \
+ && touch services/items-api/src/lib.rs crates/service-kit/src/lib.rs crates/test-skip/src/lib.rs \
  && echo 'fn main() {}' > xtask/src/main.rs \
  && cargo build --release --locked --package items-api --target x86_64-unknown-linux-musl \
  && rm -rf services/items-api/src crates/service-kit/src

@@ -51,13 +51,13 @@ enum Command {
     /// Smoke suite against a deployed service (health, readiness, version, CRUD round trip).
     Smoke(smoke::SmokeArgs),
     /// The fuller preprod suite; records the preprod-tests gate for the commit and digest.
-    PreprodTest(smoke::PreprodTestArgs),
+    PreprodTest(preprod_test::PreprodTestArgs),
     /// Release main's tested image: check the gate, retag main-<sha> as v<X.Y.Z>, promote prod and dev.
     Release(release::ReleaseArgs),
     /// Move an environment to an image (refuses older builds unless --allow-rollback).
     Promote(promote::PromoteArgs),
     /// Return an environment to the image it ran before (or --to a tag it ran), as a new commit.
-    Rollback(promote::RollbackArgs),
+    Rollback(rollback::RollbackArgs),
     /// Preview environments of pull requests.
     #[command(subcommand)]
     Preview(preview::PreviewCommand),
@@ -69,7 +69,7 @@ enum Command {
     /// Each environment's tag, digest, source commit, and the commit that promoted it.
     Status(status::StatusArgs),
     /// Every environment and tag carrying the same bits as a tag or commit.
-    Trace(status::TraceArgs),
+    Trace(trace::TraceArgs),
     /// Offline validation of the chart, Argo CD objects, Terraform and workflows.
     Validate(validate::ValidateArgs),
     /// The signed attestations on an image (cosign's sha256-<hex>.att), checked against --public-key.
@@ -130,16 +130,16 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(command) => bench::run(command),
         Command::Image(command) => image::run(command),
         Command::Gate(command) => gate::run(command),
-        Command::Smoke(args) => smoke::smoke(args),
-        Command::PreprodTest(args) => smoke::preprod_test(args),
+        Command::Smoke(args) => smoke::run(args),
+        Command::PreprodTest(args) => preprod_test::run(args),
         Command::Release(args) => release::run(args),
         Command::Promote(args) => promote::run(args),
-        Command::Rollback(args) => promote::rollback(args),
+        Command::Rollback(args) => rollback::run(args),
         Command::Preview(command) => preview::run(command),
         Command::Scan(args) => scan::run(args),
         Command::Schemas(command) => schemas::run(command),
         Command::Status(args) => status::run(args),
-        Command::Trace(args) => status::trace(args),
+        Command::Trace(args) => trace::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Values(command) => values::run(command),
         Command::Verify(args) => verify::run(args),

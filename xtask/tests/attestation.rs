@@ -274,8 +274,7 @@ fn an_attestation_for_other_bits_is_refused() {
         fx.registry.as_ref().unwrap().addr
     );
     let media_type = "application/vnd.oci.image.manifest.v1+json";
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::blocking::Client::new();
+    let client = xtask::plumbing::http::client(xtask::plumbing::http::TIMEOUT).unwrap();
     let stolen = client
         .get(format!("{manifests}/sha256-{}.att", hex_of(&other_digest)))
         .header("Accept", media_type)

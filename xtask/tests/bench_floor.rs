@@ -71,14 +71,12 @@ fn the_floor_answers_each_request_once_however_it_arrives() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => break stream,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => panic!("the floor never listened on {port}: {e}"),
-        }
-    };
+    let addr = format!("127.0.0.1:{port}");
+    assert!(
+        xtask::plumbing::process::wait_listening(&addr, Duration::from_secs(5)),
+        "the floor never listened on {port}"
+    );
+    let mut stream = TcpStream::connect(&addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();

@@ -772,14 +772,10 @@ fn cluster_up_applies_the_forks_policy_writes_argocds_tokens_sealed_and_a_second
     // The dispatcher `up` started in the background (a process of this test): stopped.
     // The dispatcher `up` started in the background says what it serves, first thing.
     let dispatcher_log = home.join(".cache/service-demo/cluster-runner.log");
-    let mut said = String::new();
-    for _ in 0..50 {
-        said = std::fs::read_to_string(&dispatcher_log).unwrap_or_default();
-        if !said.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let said = || std::fs::read_to_string(&dispatcher_log).unwrap_or_default();
+    let step = std::time::Duration::from_millis(100);
+    xtask::plumbing::retry::wait_until(step * 50, step, || !said().is_empty());
+    let said = said();
     assert!(
         said.contains("dispatcher for someone/service-demo: labels [\"self-hosted\", \"kind\"], image service-demo-runner:local, network service-demo-runner"),
         "{said}\n{}{}",
@@ -963,7 +959,7 @@ fn up_runs(
         repo.join("rust-toolchain.toml"),
     )
     .unwrap();
-    for file in support_yaml_files(&repo.join("gitops/argocd")) {
+    for file in xtask::plumbing::fs::yaml_files(&repo.join("gitops/argocd")).unwrap() {
         let text = std::fs::read_to_string(&file).unwrap();
         std::fs::write(
             &file,
@@ -1094,19 +1090,6 @@ fn objects_naming_both_urls_are_refused_before_any_change() {
     );
     assert!(calls.is_empty(), "{calls}");
     assert!(github.requests().is_empty());
-}
-
-fn support_yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(support_yaml_files(&path));
-        } else if path.extension().is_some_and(|e| e == "yaml") {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]

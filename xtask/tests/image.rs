@@ -496,7 +496,7 @@ fn registry_down_or_refusing_credentials_fails_with_the_fix_and_never_prints_sec
 /// through the `docker` CLI (the same client the demo uses).
 mod container {
     use std::process::Command;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
 
@@ -532,15 +532,12 @@ mod container {
         }
 
         fn wait_for_log(&self, needle: &str, within: Duration) {
-            let deadline = Instant::now() + within;
-            while !self.logs().contains(needle) {
-                assert!(
-                    Instant::now() < deadline,
-                    "no {needle:?} in the container's log within {within:?}:\n{}",
-                    self.logs()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let logged = || self.logs().contains(needle);
+            assert!(
+                xtask::plumbing::retry::wait_until(within, Duration::from_millis(100), logged),
+                "no {needle:?} in the container's log within {within:?}:\n{}",
+                self.logs()
+            );
         }
     }
 

@@ -438,7 +438,6 @@ fn inside_actions_the_github_release_is_published_once_and_a_failed_publish_is_f
                 ("GITHUB_REPOSITORY", "octo/service-demo"),
                 ("GITHUB_API_URL", api.as_str()),
                 // An unsigned pass in git notes as well: not enough inside Actions.
-                ("GATE_STORE", "notes"),
                 ("GATE_PUBLIC_KEY", key),
             ],
         )

@@ -233,7 +233,7 @@ fn image_build_without_cargo_auditable_fails_naming_the_install_and_writes_nothi
     let dir = TempDir::new("no-auditable");
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    let cargo = which_on_path("cargo").expect("cargo on PATH");
+    let cargo = xtask::plumbing::process::which("cargo").expect("cargo on PATH");
     let tools = cargo.parent().unwrap();
     for tool in ["cargo", "rustc", "rustup"] {
         if tools.join(tool).is_file() {
@@ -373,11 +373,4 @@ fn an_image_built_by_image_build_scans_clean_and_its_sbom_is_signed() {
     );
     let all = assert_fails(&out);
     assert!(all.contains("a pull request's image"), "{all}");
-}
-
-/// Where `program` is on PATH.
-fn which_on_path(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
 }

@@ -667,7 +667,7 @@ fn new_service_dry_run_shows_every_file_as_a_diff_and_writes_nothing() {
         "+  repository: ghcr.io/example/orders-api\n",
         "+containerPort: 9090\n",
         "changed Cargo.toml\n--- a/Cargo.toml",
-        "+members = [\"xtask\", \"services/items-api\", \"crates/service-kit\", \"services/orders-api\"]",
+        "+members = [\"xtask\", \"services/items-api\", \"crates/service-kit\", \"crates/test-skip\", \"services/orders-api\"]",
         "gitops/argocd: an Application per environment for orders-api",
     ] {
         assert!(text.contains(expected), "{expected:?} missing in\n{text}");
@@ -799,7 +799,7 @@ fn a_scaffolded_service_is_complete_passes_clippy_and_its_own_tests() {
     );
     assert_ok(&output);
     let manifest = std::fs::read_to_string(copy.path().join("Cargo.toml")).unwrap();
-    assert!(manifest.contains("\"crates/service-kit\", \"services/orders-api\"]"));
+    assert!(manifest.contains("\"crates/test-skip\", \"services/orders-api\"]"));
     let lock = std::fs::read_to_string(copy.path().join("Cargo.lock")).unwrap();
     assert!(lock.contains("name = \"orders-api\""));
     for env in ENVIRONMENTS {

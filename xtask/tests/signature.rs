@@ -34,12 +34,12 @@ impl Fixture {
                 &[],
             ));
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
+
         Some(Self {
             dir,
             repository: registry.repository(),
             registry,
-            http: reqwest::blocking::Client::new(),
+            http: xtask::plumbing::http::client(xtask::plumbing::http::TIMEOUT).unwrap(),
         })
     }
 

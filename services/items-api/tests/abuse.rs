@@ -12,7 +12,6 @@
 mod common {
     pub mod attack;
     pub mod postgres;
-    pub mod skip;
 }
 
 use std::io::{Read, Write};

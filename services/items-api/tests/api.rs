@@ -3,7 +3,6 @@
 
 mod common {
     pub mod api_suite;
-    pub mod skip;
 }
 
 use std::sync::Arc;

@@ -1,12 +1,11 @@
 //! The API suite against a real PostgreSQL (a server of its own per test), and
 //! what only a database has: migrations, and an outage in the middle of traffic.
 //! Where PostgreSQL is not installed these tests fail, unless
-//! `SERVICE_DEMO_ALLOW_SKIP=1` (see `common::skip`).
+//! `SERVICE_DEMO_ALLOW_SKIP=1` (see the `test-skip` crate).
 
 mod common {
     pub mod api_suite;
     pub mod postgres;
-    pub mod skip;
 }
 
 use std::sync::Arc;

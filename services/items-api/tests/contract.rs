@@ -14,7 +14,6 @@
 
 mod common {
     pub mod postgres;
-    pub mod skip;
 }
 
 use std::process::Stdio;
@@ -101,7 +100,7 @@ fn schemathesis(test: &str) -> Option<String> {
             *PIN
         ),
     };
-    common::skip::skip_or_fail(test, &reason);
+    test_skip::skip_or_fail(test, &reason);
     None
 }
 

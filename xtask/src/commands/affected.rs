@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use xshell::Shell;
 
 use crate::domain::affected_services::{self, ReadGitops, Report};
 use crate::domain::github;
@@ -74,8 +73,7 @@ pub fn run(args: AffectedArgs) -> Result<()> {
     let head = repo.commit(&args.head)?;
 
     // 2. The head commit's workspace: its packages and its services.
-    let sh = Shell::new()?;
-    let tree = sh.create_temp_dir()?;
+    let tree = crate::plumbing::fs::temp_dir("xtask-")?;
     affected_services::write_tree(&root, head, tree.path())?;
     let packages = services::packages(tree.path())?;
     let services = services::discover(tree.path(), &packages)

@@ -177,7 +177,7 @@ fn http(args: HttpArgs) -> Result<()> {
     };
     let floor = args.floor.then(|| build_floor(&sh)).transpose()?;
     let mut subjects = start_subjects(&binary, floor, reference, &args)?;
-    let scratch = sh.create_temp_dir()?;
+    let scratch = crate::plumbing::fs::temp_dir("xtask-")?;
     let scenarios = scenarios(&subjects[0].last_id, scratch.path())?;
     let database_limits =
         measure_interleaved(&sh, &args, &scenarios, &mut subjects, scratch.path())?;
@@ -342,7 +342,7 @@ impl Subject {
 
 /// POSTs the items the list reads; returns the last one's id (the GET's).
 fn seed(base_url: &str) -> Result<String> {
-    let client = reqwest::blocking::Client::new();
+    let client = crate::plumbing::http::client(crate::plumbing::http::TIMEOUT)?;
     let mut last_id = String::new();
     for i in 0..SEED_ITEMS {
         let created: serde_json::Value = client
@@ -689,7 +689,7 @@ pub struct GitopsBenchArgs {
 // long: three measurements in a row, each a few lines over one fixture.
 fn gitops(args: GitopsBenchArgs) -> Result<()> {
     let sh = Shell::new()?;
-    let tmp = sh.create_temp_dir()?;
+    let tmp = crate::plumbing::fs::temp_dir("xtask-")?;
     let _env = [
         sh.push_env("GIT_AUTHOR_NAME", "bench"),
         sh.push_env("GIT_AUTHOR_EMAIL", "bench@localhost"),

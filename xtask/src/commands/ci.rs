@@ -13,9 +13,9 @@ use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::checks::repository;
-use crate::domain::affected_services;
 use crate::domain::service_repo::ServiceRepo;
 use crate::domain::services;
+use crate::domain::{advisories, affected_services};
 use crate::plumbing::test_times::{self, TestTimes};
 use crate::plumbing::tools;
 use crate::plumbing::workspace;
@@ -204,35 +204,10 @@ fn prepare_offline_db(sh: &Shell, snapshot: &Path, db_root: &Path) -> Result<Str
         sh.remove_path(&target)?;
     }
     sh.create_dir(db_root)?;
-    let unpacked = db_root.join("unpacked");
-    if sh.path_exists(&unpacked) {
-        sh.remove_path(&unpacked)?;
-    }
-    sh.create_dir(&unpacked)?;
-    if snapshot.is_dir() {
-        let source = snapshot.join("advisory-db");
-        ensure!(
-            source.is_dir(),
-            "{} has no advisory-db/ folder",
-            snapshot.display()
-        );
-        cmd!(sh, "cp -R {source} {unpacked}").run()?;
-    } else {
-        ensure!(
-            snapshot.is_file(),
-            "advisory DB snapshot {} does not exist",
-            snapshot.display()
-        );
-        cmd!(sh, "tar -xzf {snapshot} -C {unpacked}").run()?;
-    }
-    let source = unpacked.join("advisory-db");
-    ensure!(
-        source.join("crates").is_dir(),
-        "{} is not a RustSec advisory-db snapshot (no advisory-db/crates/)",
-        snapshot.display()
-    );
-    std::fs::rename(&source, &target).context("moving the advisory DB into place")?;
-    sh.remove_path(&unpacked)?;
+    // The one unpacking of a snapshot (`scan` reads the same folder), copied
+    // so cargo-deny's git repository leaves it as it was.
+    let source = advisories::folder(snapshot)?;
+    cmd!(sh, "cp -R {source} {target}").run()?;
     let _dir = sh.push_dir(&target);
     let _env = [
         sh.push_env("GIT_AUTHOR_NAME", "xtask"),
@@ -321,7 +296,7 @@ fn test(
     packages: Option<&[String]>,
     times: &mut TestTimes,
 ) -> Result<String> {
-    let scratch = sh.create_temp_dir()?;
+    let scratch = crate::plumbing::fs::temp_dir("xtask-")?;
     let skip_log = scratch.path().join("skipped.log");
     std::fs::write(&skip_log, "")?;
     let mut command = Command::new("cargo");
@@ -534,7 +509,7 @@ mod tests {
     #[test]
     fn offline_db_is_a_git_repo_in_the_expected_folder() {
         let sh = Shell::new().unwrap();
-        let made = sh.create_temp_dir().unwrap();
+        let made = crate::plumbing::fs::temp_dir("xtask-").unwrap();
         let db = made.path().join("advisory-db");
         std::fs::create_dir_all(db.join("crates/demo")).unwrap();
         std::fs::write(
@@ -553,7 +528,7 @@ mod tests {
             .run()
             .unwrap();
         let sh = Shell::new().unwrap();
-        let root = sh.create_temp_dir().unwrap();
+        let root = crate::plumbing::fs::temp_dir("xtask-").unwrap();
         let described = prepare_offline_db(&sh, &snapshot, root.path()).unwrap();
         assert!(
             described.starts_with("snapshot of rustsec/advisory-db"),

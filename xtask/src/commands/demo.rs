@@ -26,7 +26,8 @@ use crate::domain::registry::Repository;
 use crate::domain::services::{self, Service};
 use crate::domain::signature;
 use crate::domain::tags::{short, short_digest};
-use crate::plumbing::workspace;
+use crate::plumbing::retry::wait_until;
+use crate::plumbing::{http, workspace};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -773,8 +774,8 @@ impl Demo {
             .env("IMAGE_REGISTRY", &self.registry)
             .env_remove("IMAGE_REPOSITORY")
             .env("GITOPS_REPO", self.work.join("gitops.git"))
-            // Gates in git notes of the demo's remote; nothing reaches GitHub.
-            .env("GATE_STORE", "notes")
+            // Gates in the local store (git notes of the demo's remote) and
+            // signed; nothing reaches GitHub.
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_TOKEN")
             .env_remove("GITHUB_OUTPUT");
@@ -930,16 +931,13 @@ impl Running {
     /// Listening is enough: whether it is healthy is for the tests to say.
     fn wait_listening(&self, tag: &str) -> Result<()> {
         let address = self.url.trim_start_matches("http://");
-        let deadline = Instant::now() + Duration::from_secs(10);
         // A published port accepts before the process inside listens: ask for
         // an HTTP answer, whatever its status.
-        while http_status(&self.url).is_none() {
-            ensure!(
-                Instant::now() < deadline,
-                "{tag} did not start listening on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let answers = || http_status(&self.url).is_some();
+        ensure!(
+            wait_until(Duration::from_secs(10), Duration::from_millis(20), answers),
+            "{tag} did not start listening on {address}"
+        );
         Ok(())
     }
 }
@@ -969,12 +967,7 @@ impl Drop for Running {
 
 /// The status of `GET <url>/version`, if anything answered.
 fn http_status(url: &str) -> Option<u16> {
-    reqwest::blocking::Client::new()
-        .get(format!("{url}/version"))
-        .timeout(Duration::from_secs(1))
-        .send()
-        .ok()
-        .map(|r| r.status().as_u16())
+    http::status(&format!("{url}/version"), Duration::from_secs(1))
 }
 
 /// The linux/amd64 image of `tag` as a docker-archive (what `docker load`
@@ -1114,13 +1107,8 @@ fn engine_answers() -> bool {
 }
 
 fn http_get(url: &str) -> Result<String> {
-    let response = reqwest::blocking::get(url).with_context(|| format!("GET {url}"))?;
-    ensure!(
-        response.status().is_success(),
-        "GET {url}: {}",
-        response.status()
-    );
-    Ok(response.text()?)
+    let bytes = http::get_bytes(url, http::TIMEOUT, false)?;
+    String::from_utf8(bytes).with_context(|| format!("GET {url}: not UTF-8"))
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
-//! `cargo xtask gate record|check`: test results bound to a commit and the
-//! image digest that was tested (see `domain/gate_store.rs`).
+//! `cargo xtask gate record|check|keygen`: test results bound to a commit and
+//! the image digest that was tested, in the local store and, with
+//! GATE_SIGNING_KEY, as a signed attestation (see `domain/gate_store.rs`).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use crate::domain::attestation::{self, PreprodPredicate, Results, Signer};
 use crate::domain::gate_store::{
-    self, Conclusion, Gate, GateStore, GateStoreOptions, PREPROD_GATE,
+    self, Conclusion, Gate, GateStore, PREPROD_GATE, SIGNED_IN_ACTIONS,
 };
 use crate::domain::gitops::GitopsOptions;
 use crate::domain::tags;
@@ -47,8 +48,6 @@ pub struct RecordArgs {
     #[arg(long, env = "IMAGE_REPOSITORY", value_parser = crate::domain::services::image_location)]
     repository: Option<String>,
     #[command(flatten)]
-    store: GateStoreOptions,
-    #[command(flatten)]
     gitops: GitopsOptions,
 }
 
@@ -64,8 +63,6 @@ pub struct CheckArgs {
     #[arg(long)]
     digest: Option<String>,
     #[command(flatten)]
-    store: GateStoreOptions,
-    #[command(flatten)]
     gitops: GitopsOptions,
 }
 
@@ -74,7 +71,12 @@ pub fn run(command: GateCommand) -> Result<()> {
         GateCommand::Record(args) => record(args),
         GateCommand::Check(args) => {
             let sha = gate_store::full_sha(&args.gitops, &args.sha)?;
-            let store = GateStore::open(&args.store, &args.gitops)?;
+            let store = GateStore::local(&args.gitops)?.with_context(|| {
+                format!(
+                    "gate check reads the local store, which GitHub Actions does not use: {SIGNED_IN_ACTIONS}; \
+                     check the signed gate with `cargo xtask verify`"
+                )
+            })?;
             let gate = store.check(&sha, &args.gate, args.digest.as_deref())?;
             println!("gate {} passed for {sha}{}", args.gate, at(&gate.digest));
             Ok(())
@@ -97,8 +99,11 @@ fn record(args: RecordArgs) -> Result<()> {
         tags::validate_digest(digest)?;
     }
     let sha = gate_store::full_sha(&args.gitops, &args.sha)?;
-    let store = GateStore::open(&args.store, &args.gitops)?;
+    let store = GateStore::local(&args.gitops)?;
     let signer = Signer::from_env(args.repository.as_deref())?;
+    if store.is_none() && signer.is_none() {
+        bail!("{SIGNED_IN_ACTIONS}");
+    }
     if signer.is_some() && (args.gate != PREPROD_GATE || args.digest.is_none()) {
         bail!(
             "GATE_SIGNING_KEY signs {PREPROD_GATE} results for an image: pass --name {PREPROD_GATE} \
@@ -109,13 +114,15 @@ fn record(args: RecordArgs) -> Result<()> {
         conclusion: args.conclusion,
         digest: args.digest.unwrap_or_default(),
     };
-    store.record(&sha, &args.gate, &gate)?;
-    println!(
-        "recorded gate {} = {:?} for {sha}{}",
-        args.gate,
-        gate.conclusion,
-        at(&gate.digest)
-    );
+    if let Some(store) = &store {
+        store.record(&sha, &args.gate, &gate)?;
+        println!(
+            "recorded gate {} = {:?} for {sha}{}",
+            args.gate,
+            gate.conclusion,
+            at(&gate.digest)
+        );
+    }
     if let Some(signer) = signer {
         // `gate record` knows no per-check counts: one suite, passed or not.
         let results = match gate.conclusion {

@@ -32,7 +32,7 @@ use xshell::{Shell, cmd};
 
 use crate::domain::Repos;
 use crate::domain::attestation::{self, PREPROD_PREDICATE, PublicKeyOptions};
-use crate::domain::gate_store::{GateStore, GateStoreOptions, PREPROD_GATE};
+use crate::domain::gate_store::{GateStore, PREPROD_GATE, SIGNED_IN_ACTIONS};
 use crate::domain::github::{self, GitHub};
 use crate::domain::gitops::{GitopsOptions, Outcome, Snapshot};
 use crate::domain::promotion::{
@@ -78,8 +78,6 @@ pub struct ReleaseArgs {
     /// The image repositories: each service's at <registry>/<image> (or, for one service, --repository).
     #[command(flatten)]
     repositories: RepositoryOptions,
-    #[command(flatten)]
-    store: GateStoreOptions,
     #[command(flatten)]
     public_key: PublicKeyOptions,
     /// With an image key (gitops/policy/cosign.pub), the digest must also carry the pipeline's
@@ -409,7 +407,8 @@ fn newest(repos: &Repos, services: &[Released]) -> Result<String> {
 
 /// Step 5. With a public key, the authority is an attestation signed by it on
 /// exactly the resolved digest, a success, for exactly this commit; the gate
-/// store is not consulted. Without one, the gate store decides, as before.
+/// store is not consulted. Without one, the local gate store decides (never
+/// inside GitHub Actions).
 fn check_gate(args: &ReleaseArgs, release: &Released) -> Result<()> {
     let (sha, digest) = (&release.sha, &release.digest);
     match args.public_key.load()? {
@@ -423,18 +422,14 @@ fn check_gate(args: &ReleaseArgs, release: &Released) -> Result<()> {
                 passed.time
             );
         }
-        None if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") => bail!(
-            "release inside GitHub Actions needs a signed gate: any workflow with a token (a pull request's \
-             too) can write a check run or a git note, so neither is trusted alone. Run `cargo xtask gate \
-             keygen --out-dir keys`, store keys/gate.key as the preprod environment's GATE_SIGNING_KEY secret \
-             and keys/gate.pub as the prod environment's GATE_PUBLIC_KEY variable, then test preprod again"
-        ),
         None => {
+            let store = GateStore::local(&args.gitops)?
+                .with_context(|| format!("release inside GitHub Actions needs a signed gate: {SIGNED_IN_ACTIONS}, then test preprod again"))?;
             println!(
                 "no GATE_PUBLIC_KEY or --public-key: the unsigned gate store decides (configure the key to \
                  require a signed attestation; inside GitHub Actions it is required)"
             );
-            GateStore::open(&args.store, &args.gitops)?.check(sha, PREPROD_GATE, Some(digest))?;
+            store.check(sha, PREPROD_GATE, Some(digest))?;
             println!("gate {PREPROD_GATE} passed for {} at {digest}", short(sha));
         }
     }

@@ -115,25 +115,13 @@ fn install(target: &Path, source: &Source, bytes: &[u8]) -> Result<()> {
         );
     }
     let path = target.join(&source.file);
-    let partial = target.join(format!(".{}.partial", source.file));
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, &path)?;
+    crate::plumbing::fs::write_atomic(&path, bytes)?;
     println!("  ✔ {}", source.file);
     Ok(())
 }
 
 fn download(url: &str) -> Result<Vec<u8>> {
-    let response = reqwest::blocking::Client::builder()
-        .user_agent("service-demo-xtask")
-        .timeout(std::time::Duration::from_secs(120))
-        .build()?
-        .get(url)
-        .send()
-        .with_context(|| format!("GET {url}"))?;
-    if !response.status().is_success() {
-        bail!("GET {url}: {}", response.status());
-    }
-    Ok(response.bytes()?.to_vec())
+    crate::plumbing::http::get_bytes(url, std::time::Duration::from_secs(120), false)
 }
 
 /// `--update`: each chart Terraform pins, its appVersion, the tag that

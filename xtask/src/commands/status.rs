@@ -1,24 +1,22 @@
-//! `cargo xtask status` and `cargo xtask trace`: what runs where, read from
+//! `cargo xtask status`: what runs where, read from
 //! the GitOps branch alone (the cluster only ever reflects it); with an image
 //! repository, also whether each environment's image is signed (image key)
 //! and carries a passing signed preprod gate (gate key). A workspace of
-//! several services gets a service × environment matrix; `trace` answers per
-//! service (each has its own image repository, so its own digests).
+//! several services gets a service × environment matrix.
 
 use anyhow::Result;
 use p256::ecdsa::VerifyingKey;
-use serde::Serialize;
 
 use crate::domain::Repos;
 use crate::domain::attestation::{self, PublicKeyOptions};
+use crate::domain::deployments::{self, EnvStatus};
 use crate::domain::gate_store::Conclusion;
 use crate::domain::gitops::GitopsOptions;
-use crate::domain::promotion::{self, DeployedImage, Env, PREVIEW_DIR, Target};
+use crate::domain::promotion::{Env, Target};
 use crate::domain::registry::Repository;
-use crate::domain::services::{RepositoryOptions, Service, ServiceSelection};
+use crate::domain::services::{RepositoryOptions, ServiceSelection};
 use crate::domain::signature::{self, ImageKeyOptions, Verdict};
-use crate::domain::tags::{ImageTag, short, short_digest};
-use crate::plumbing::text::rfc3339;
+use crate::domain::tags::{short, short_digest};
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -42,44 +40,13 @@ pub struct StatusArgs {
     gitops: GitopsOptions,
 }
 
-#[derive(clap::Args)]
-pub struct TraceArgs {
-    /// An image tag (main-<sha>, pr-<N>-<sha>, v<X.Y.Z>) or a commit SHA.
-    target: String,
-    /// The services to trace it in (repeatable). Default: every service.
-    #[command(flatten)]
-    services: ServiceSelection,
-    #[command(flatten)]
-    gitops: GitopsOptions,
-}
-
-/// One service's environment.
-#[derive(Debug, Serialize)]
-pub struct EnvStatus {
-    pub service: String,
-    pub env: String,
-    pub tag: String,
-    pub digest: String,
-    /// The commit the image was built from, when known.
-    pub source_commit: Option<String>,
-    /// The GitOps commit that last changed the image, and when (RFC 3339).
-    pub promoted_by: Option<String>,
-    pub promoted_at: Option<String>,
-    /// The image's signature (✔/✘ and why), when an image repository is given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature: Option<String>,
-    /// The image's signed preprod gate (✔/✘ and why), when an image repository is given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gate_attestation: Option<String>,
-}
-
 /// The steps: the services (all by default); every row at the GitOps tip;
 /// with image repositories, each row's trust; the table (one service) or the
 /// service × environment matrix, or JSON.
 pub fn run(args: StatusArgs) -> Result<()> {
     let repos = Repos::open(&args.gitops)?;
-    let (all, targets) = chosen(&repos, &args.services)?;
-    let mut rows = collect(&repos, repos.gitops.fetch_tip()?, &targets)?;
+    let (all, targets) = deployments::chosen(&repos, &args.services)?;
+    let mut rows = deployments::collect(&repos, repos.gitops.fetch_tip()?, &targets)?;
     let mut repositories = Vec::new();
     for target in &targets {
         if let Some(spec) = args.repositories.for_service(&target.service, &all)? {
@@ -114,19 +81,6 @@ pub fn run(args: StatusArgs) -> Result<()> {
         print_names(repository, &mine)?;
     }
     Ok(())
-}
-
-/// Every service, and the ones `selection` names (all when it names none).
-fn chosen(repos: &Repos, selection: &ServiceSelection) -> Result<(Vec<Service>, Vec<Target>)> {
-    let all = promotion::workspace_services(&repos.service.root())?;
-    let selection = match selection.names.is_empty() {
-        true => ServiceSelection {
-            names: all.iter().map(|s| s.name.clone()).collect(),
-        },
-        false => selection.clone(),
-    };
-    let targets = promotion::targets(&all, &selection)?;
-    Ok((all, targets))
 }
 
 /// One service's environments, as before services were declared.
@@ -299,177 +253,4 @@ fn print_names(repository: &Repository, rows: &[&EnvStatus]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Every service's environments and previews at the GitOps commit `tip`.
-pub fn collect(repos: &Repos, tip: gix::ObjectId, targets: &[Target]) -> Result<Vec<EnvStatus>> {
-    let mut previews: Vec<Env> = repos
-        .gitops
-        .list_subdirs(tip, &repos.gitops.full_path(PREVIEW_DIR))?
-        .iter()
-        .filter_map(|name| Env::from_preview_dir(name))
-        .collect();
-    previews.sort();
-    let envs: Vec<Env> = Env::LONG_LIVED.into_iter().chain(previews).collect();
-    let mut rows = Vec::new();
-    for target in targets {
-        for &env in &envs {
-            let full = repos.gitops.full_path(&target.path(env));
-            let Some(text) = repos.gitops.read(tip, &full)? else {
-                continue;
-            };
-            rows.push(env_status(repos, tip, target, env, &full, &text)?);
-        }
-    }
-    Ok(rows)
-}
-
-/// One service's environment: its image, where it comes from, and the newest
-/// GitOps commit whose version of the file carries it.
-fn env_status(
-    repos: &Repos,
-    tip: gix::ObjectId,
-    target: &Target,
-    env: Env,
-    full: &str,
-    text: &str,
-) -> Result<EnvStatus> {
-    let image = DeployedImage::from_values(text)?;
-    let source = ImageTag::parse(&image.tag)
-        .ok()
-        .and_then(|tag| repos.service.source_commit(&tag).ok().flatten())
-        .map(|id| id.to_string());
-    let history = repos.gitops.history(tip, full)?;
-    let mut promoted = None;
-    for (i, version) in history.iter().enumerate() {
-        let previous = history
-            .get(i + 1)
-            .and_then(|v| v.text.as_deref())
-            .map(DeployedImage::from_values);
-        let changed_image = match previous {
-            Some(Ok(previous)) => previous != image,
-            _ => true,
-        };
-        if changed_image {
-            promoted = Some(version);
-            break;
-        }
-    }
-    Ok(EnvStatus {
-        service: target.name().to_owned(),
-        env: env.to_string(),
-        tag: image.tag,
-        digest: image.digest,
-        source_commit: source,
-        promoted_by: promoted.map(|v| v.commit.to_string()),
-        promoted_at: promoted.map(|v| rfc3339(v.time)),
-        signature: None,
-        gate_attestation: None,
-    })
-}
-
-/// Per service: every environment, and every tag seen in GitOps history,
-/// that carries the same bits as `target`: the same digest, or failing
-/// digests, the same commit.
-pub fn trace(args: TraceArgs) -> Result<()> {
-    let repos = Repos::open(&args.gitops)?;
-    let tip = repos.gitops.fetch_tip()?;
-    let (_, targets) = chosen(&repos, &args.services)?;
-    let rows = collect(&repos, tip, &targets)?;
-    for target in &targets {
-        let mine: Vec<&EnvStatus> = rows.iter().filter(|r| r.service == target.name()).collect();
-        let seen = images_ever_deployed(&repos, tip, target, &mine)?;
-        let (what, tags, envs) = trace_one(&repos, &args.target, &seen, &mine)?;
-        if target.named {
-            println!("{} in {}: {what}", args.target, target.name());
-        } else {
-            println!("{}: {what}", args.target);
-        }
-        println!("  same bits under tags: {}", list_or(&tags, "none"));
-        println!("  running in: {}", list_or(&envs, "no environment"));
-    }
-    Ok(())
-}
-
-/// What `wanted` is in one service (a digest it was deployed at, else the
-/// commit it names), the tags with the same bits, and the environments running them.
-fn trace_one(
-    repos: &Repos,
-    wanted: &str,
-    seen: &[DeployedImage],
-    rows: &[&EnvStatus],
-) -> Result<(String, Vec<String>, Vec<String>)> {
-    let source_of = |tag: &str| {
-        ImageTag::parse(tag)
-            .ok()
-            .and_then(|t| repos.service.source_commit(&t).ok().flatten())
-            .map(|id| id.to_string())
-    };
-    let wanted_digest = seen
-        .iter()
-        .find(|i| i.tag == wanted && !i.digest.is_empty())
-        .map(|i| i.digest.clone());
-    let wanted_commit = if crate::domain::tags::is_sha(wanted) {
-        Some(repos.service.commit(wanted)?.to_string())
-    } else {
-        source_of(wanted)
-    };
-    let matches = |tag: &str, digest: &str| match &wanted_digest {
-        Some(wanted) => digest == wanted,
-        None => wanted_commit.is_some() && source_of(tag) == wanted_commit,
-    };
-    let mut tags: Vec<String> = seen
-        .iter()
-        .filter(|i| matches(&i.tag, &i.digest))
-        .map(|i| i.tag.clone())
-        .collect();
-    tags.sort_unstable();
-    tags.dedup();
-    let envs: Vec<String> = rows
-        .iter()
-        .filter(|r| matches(&r.tag, &r.digest))
-        .map(|r| format!("{} ({})", r.env, r.tag))
-        .collect();
-    let what = match (&wanted_digest, &wanted_commit) {
-        (Some(d), _) => format!("digest {d}"),
-        (None, Some(c)) => format!("commit {c}"),
-        (None, None) => "unknown to this repository and its GitOps history".into(),
-    };
-    Ok((what, tags, envs))
-}
-
-/// Every (tag, digest) ever written to `target`'s values of the environments in `rows`.
-fn images_ever_deployed(
-    repos: &Repos,
-    tip: gix::ObjectId,
-    target: &Target,
-    rows: &[&EnvStatus],
-) -> Result<Vec<DeployedImage>> {
-    let mut seen: Vec<DeployedImage> = Vec::new();
-    for row in rows {
-        let path = target.path(row.env.parse::<Env>()?);
-        for version in repos.gitops.history(tip, &repos.gitops.full_path(&path))? {
-            if let Some(image) = version
-                .text
-                .as_deref()
-                .and_then(|t| DeployedImage::from_values(t).ok())
-                && !seen.contains(&image)
-            {
-                seen.push(image);
-            }
-        }
-    }
-    Ok(seen)
-}
-
-fn list_or(items: &[impl AsRef<str>], none: &str) -> String {
-    if items.is_empty() {
-        none.to_owned()
-    } else {
-        items
-            .iter()
-            .map(AsRef::as_ref)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }

@@ -15,6 +15,7 @@ use rustsec::database::Query;
 use xshell::{Shell, cmd};
 
 use crate::domain::oci;
+use crate::plumbing::fs::temp_dir_in;
 use crate::plumbing::process::refuse_option_like;
 use crate::plumbing::text::redact_url;
 use crate::plumbing::workspace;
@@ -84,24 +85,7 @@ impl Database {
     /// Opens the database in `snapshot`: a `.tar.gz` or a folder holding
     /// `crates/` (or `advisory-db/crates/`).
     pub fn open(snapshot: &Path) -> Result<Self> {
-        let folder = if snapshot.is_dir() {
-            [snapshot.to_path_buf(), snapshot.join("advisory-db")]
-                .into_iter()
-                .find(|dir| dir.join("crates").is_dir())
-                .with_context(|| {
-                    format!(
-                        "{} is not a RustSec advisory database (no crates/ or advisory-db/crates/)",
-                        snapshot.display()
-                    )
-                })?
-        } else if snapshot.is_file() {
-            unpacked(snapshot)?
-        } else {
-            bail!(
-                "the advisory database {} does not exist: {NO_DATABASE_HINT}",
-                snapshot.display()
-            );
-        };
+        let folder = folder(snapshot)?;
         let database = rustsec::Database::open(&folder)
             .with_context(|| format!("reading the advisory database in {}", folder.display()))?;
         let described = std::fs::read_to_string(folder.join("SNAPSHOT"))
@@ -194,6 +178,30 @@ pub fn workspace_ignore_list() -> Result<Vec<String>> {
     ignore_list(&text)
 }
 
+/// The folder holding the database's `crates/` in `snapshot`: the folder
+/// itself, its `advisory-db/`, or a `.tar.gz` unpacked once (for `scan` and
+/// for `ci`'s cargo-deny alike).
+pub fn folder(snapshot: &Path) -> Result<PathBuf> {
+    if snapshot.is_dir() {
+        [snapshot.to_path_buf(), snapshot.join("advisory-db")]
+            .into_iter()
+            .find(|dir| dir.join("crates").is_dir())
+            .with_context(|| {
+                format!(
+                    "{} is not a RustSec advisory database (no crates/ or advisory-db/crates/)",
+                    snapshot.display()
+                )
+            })
+    } else if snapshot.is_file() {
+        unpacked(snapshot)
+    } else {
+        bail!(
+            "the advisory database {} does not exist: {NO_DATABASE_HINT}",
+            snapshot.display()
+        );
+    }
+}
+
 /// The snapshot tarball unpacked under the target dir, once per content: the
 /// folder is named by the tarball's hash and appears whole or not at all.
 fn unpacked(tarball: &Path) -> Result<PathBuf> {
@@ -205,11 +213,9 @@ fn unpacked(tarball: &Path) -> Result<PathBuf> {
     if folder.join("crates").is_dir() {
         return Ok(folder);
     }
-    std::fs::create_dir_all(&cache)?;
-    let scratch = tempfile_dir(&cache)?;
-    let moved = unpack_into(&bytes, tarball, &scratch, &folder);
-    let _ = std::fs::remove_dir_all(&scratch);
-    moved.map(|()| folder)
+    let scratch = temp_dir_in(&cache, "unpacking-")?;
+    unpack_into(&bytes, tarball, scratch.path(), &folder)?;
+    Ok(folder)
 }
 
 /// Unpacks the tarball's `advisory-db/` in `scratch`, then moves it to `folder`.
@@ -232,17 +238,6 @@ fn unpack_into(bytes: &[u8], tarball: &Path, scratch: &Path, folder: &Path) -> R
         );
     }
     Ok(())
-}
-
-/// A fresh directory inside `parent`, named so no two processes share one.
-fn tempfile_dir(parent: &Path) -> Result<PathBuf> {
-    let dir = parent.join(format!(
-        "unpacking-{}-{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

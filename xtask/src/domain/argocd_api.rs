@@ -24,14 +24,13 @@
 //!   health. Health computed before the sync's `finishedAt` describes the old
 //!   pods, which is how `argocd app wait` ends up trusting a stale Healthy.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, bail};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde::Deserialize;
 
 use crate::domain::tags::short;
+use crate::plumbing::http;
 
 /// What the ApplicationSet puts on a preview Application (see
 /// `gitops/argocd/apps/previews.yaml`): the pull request's number.
@@ -91,9 +90,7 @@ impl ArgoCd {
             );
         }
         Ok(Self {
-            client: Client::builder()
-                .user_agent("service-demo-xtask")
-                .timeout(Duration::from_secs(30))
+            client: http::builder(http::TIMEOUT)
                 .danger_accept_invalid_certs(insecure)
                 .build()?,
             server,

@@ -611,10 +611,7 @@ pub struct ArgoAdmin {
 
 impl ArgoAdmin {
     pub fn login(server: &str, password: &str) -> Result<Self> {
-        let client = reqwest::blocking::Client::builder()
-            .user_agent("service-demo-xtask")
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
+        let client = crate::plumbing::http::client(crate::plumbing::http::TIMEOUT)?;
         let server = server.trim_end_matches('/').to_owned();
         let session: Value = client
             .post(format!("{server}/api/v1/session"))

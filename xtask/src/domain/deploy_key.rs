@@ -94,11 +94,9 @@ mod tests {
                 .starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI")
         );
         assert!(pair.public.ends_with(" gitops"));
-        let dir = std::env::temp_dir().join(format!("xtask-key-test-{}", fastrand::u64(..)));
-        let mut builder = std::fs::DirBuilder::new();
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(&dir).unwrap();
-        let file = dir.join("key");
+        // tempfile makes the directory 0700.
+        let dir = crate::plumbing::fs::temp_dir("xtask-key-test-").unwrap();
+        let file = dir.path().join("key");
         let mut options = std::fs::OpenOptions::new();
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         std::io::Write::write_all(
@@ -110,7 +108,7 @@ mod tests {
             .args(["-y", "-f"])
             .arg(&file)
             .output();
-        std::fs::remove_dir_all(&dir).unwrap();
+        drop(dir);
         let output = output.expect("ssh-keygen (openssh-client) is installed");
         assert!(
             output.status.success(),

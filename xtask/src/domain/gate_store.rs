@@ -2,24 +2,25 @@
 //! **and** the digest that was tested, so a rebuilt or moved tag does not
 //! inherit a pass.
 //!
-//! Two stores behind one interface:
-//! - git notes (`refs/notes/gates` in the service repository, pushed to its
-//!   remote): works with any git host, the local default;
-//! - GitHub check runs (`CD / Preprod Tests`), used in Actions. Any workflow with
-//!   a token can create a check run of the same name, so only runs created by
-//!   the expected app count.
+//! Two records, one per purpose:
+//! - the signed attestation beside the image (`domain/attestation.rs`):
+//!   what release verifies with a public key, and the only record inside
+//!   GitHub Actions;
+//! - this local store, git notes (`refs/notes/gates` in the service
+//!   repository, pushed to its remote): for the demo and a laptop without
+//!   keys. Any workflow with a token could push a note, so inside Actions it
+//!   is neither written nor read.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use xshell::{Shell, cmd};
 
-use crate::domain::github::GitHub;
 use crate::domain::gitops::{BotIdentity, GitopsOptions};
 use crate::domain::service_repo::ServiceRepo;
+use crate::plumbing::retry::{Attempt, retry};
 
 const NOTES_REF: &str = "refs/notes/gates";
 
@@ -50,139 +51,56 @@ pub struct Gate {
     pub digest: String,
 }
 
-/// Which store, chosen by flag or environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StoreKind {
-    Notes,
-    Github,
+/// The local store: git notes on the service repository's remote.
+pub struct GateStore {
+    repo: PathBuf,
+    remote: String,
+    bot: BotIdentity,
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct GateStoreOptions {
-    /// Where gates live: git notes on the service repository's remote, or GitHub check runs
-    /// (needs GITHUB_TOKEN and GITHUB_REPOSITORY). Default: github inside Actions, notes elsewhere.
-    #[arg(long, env = "GATE_STORE")]
-    pub gate_store: Option<StoreKind>,
-    /// The GitHub App whose check runs count (others with the same name are ignored).
-    #[arg(long, env = "GATE_GITHUB_APP", default_value = "github-actions")]
-    pub github_app: String,
+/// Whether this runs inside GitHub Actions, where only signed gates count.
+pub fn in_actions() -> bool {
+    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
-pub enum GateStore {
-    Notes {
-        repo: PathBuf,
-        remote: String,
-        bot: BotIdentity,
-    },
-    GitHub {
-        api: GitHub,
-        app: String,
-    },
-}
+/// Why a gate inside Actions must be signed, and how to set the key up.
+pub const SIGNED_IN_ACTIONS: &str = "inside GitHub Actions a gate is a signed attestation only (any workflow \
+     with a token could write an unsigned record): run `cargo xtask gate keygen --out-dir keys`, store \
+     keys/gate.key as the preprod environment's GATE_SIGNING_KEY secret and keys/gate.pub as the prod \
+     environment's GATE_PUBLIC_KEY variable";
 
 impl GateStore {
-    /// `gitops` supplies the service repository, its remote and the bot identity.
-    pub fn open(options: &GateStoreOptions, gitops: &GitopsOptions) -> Result<Self> {
-        let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-        let kind = options.gate_store.unwrap_or(if in_actions {
-            StoreKind::Github
-        } else {
-            StoreKind::Notes
-        });
-        Ok(match kind {
-            StoreKind::Notes => Self::Notes {
-                repo: ServiceRepo::discover(&gitops.service_repo)?.root(),
-                remote: gitops.remote.clone(),
-                bot: gitops.bot.clone(),
-            },
-            StoreKind::Github => Self::GitHub {
-                api: GitHub::from_env()?.context(
-                    "the github gate store needs GITHUB_TOKEN and GITHUB_REPOSITORY (Actions sets \
-                     both); use --gate-store notes elsewhere",
-                )?,
-                app: options.github_app.clone(),
-            },
-        })
+    /// The local store of the service repository `gitops` names (its remote
+    /// and the bot identity), or `None` inside GitHub Actions.
+    pub fn local(gitops: &GitopsOptions) -> Result<Option<Self>> {
+        if in_actions() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            repo: ServiceRepo::discover(&gitops.service_repo)?.root(),
+            remote: gitops.remote.clone(),
+            bot: gitops.bot.clone(),
+        }))
     }
 
     pub fn record(&self, sha: &str, name: &str, gate: &Gate) -> Result<()> {
-        match self {
-            Self::Notes { repo, remote, bot } => {
-                let sh = shell(repo)?;
-                // Notes are commits too: by the bot.
-                for (var, value) in bot.git_env() {
-                    sh.set_var(var, value);
-                }
-                notes_record(&sh, remote, sha, name, gate)
-            }
-            Self::GitHub { api, .. } => {
-                api.post(
-                    "/check-runs",
-                    &json!({
-                        "name": check_name(name),
-                        "head_sha": sha,
-                        "status": "completed",
-                        "conclusion": gate.conclusion,
-                        // The digest rides in external_id, where the check reads it back.
-                        "external_id": gate.digest,
-                        "output": {
-                            "title": format!("{name}: {:?}", gate.conclusion).to_lowercase(),
-                            "summary": format!("Tested image digest: `{}`", gate.digest),
-                        },
-                    }),
-                )?;
-                Ok(())
-            }
+        let sh = shell(&self.repo)?;
+        // Notes are commits too: by the bot.
+        for (var, value) in self.bot.git_env() {
+            sh.set_var(var, value);
         }
+        notes_record(&sh, &self.remote, sha, name, gate)
     }
 
     /// The latest result of gate `name` for `sha`, if any; with `digest`, the
     /// latest for that image when one was recorded (services built from one
     /// commit are different images, each with its own gate), else the latest.
     pub fn latest(&self, sha: &str, name: &str, digest: Option<&str>) -> Result<Option<Gate>> {
-        match self {
-            Self::Notes { repo, remote, .. } => {
-                let sh = shell(repo)?;
-                fetch_notes(&sh, remote)?;
-                let mut gates = read_note(&sh, sha)?;
-                let of_digest = digest.and_then(|d| gates.remove(&digest_key(name, d)));
-                Ok(of_digest.or_else(|| gates.remove(name)))
-            }
-            Self::GitHub { api, app } => {
-                let query = form_urlencoded(&check_name(name));
-                let runs = api.get_all(
-                    &format!(
-                        "/commits/{sha}/check-runs?check_name={query}&filter=all&per_page=100"
-                    ),
-                    "check_runs",
-                )?;
-                let ours: Vec<&serde_json::Value> = runs
-                    .iter()
-                    .filter(|run| run["app"]["slug"] == app.as_str() && run["head_sha"] == sha)
-                    .filter(|run| run["status"] == "completed")
-                    .collect();
-                let of_digest =
-                    |run: &&&serde_json::Value| digest.is_none_or(|d| run["external_id"] == d);
-                let candidates: Vec<&serde_json::Value> = match ours.iter().any(|r| of_digest(&r)) {
-                    true => ours.into_iter().filter(|r| of_digest(&r)).collect(),
-                    false => ours,
-                };
-                let latest = candidates.into_iter().max_by_key(|run| {
-                    (
-                        run["completed_at"].as_str().unwrap_or_default().to_owned(),
-                        run["id"].as_u64(),
-                    )
-                });
-                Ok(latest.map(|run| Gate {
-                    conclusion: if run["conclusion"] == "success" {
-                        Conclusion::Success
-                    } else {
-                        Conclusion::Failure
-                    },
-                    digest: run["external_id"].as_str().unwrap_or_default().to_owned(),
-                }))
-            }
-        }
+        let sh = shell(&self.repo)?;
+        fetch_notes(&sh, &self.remote)?;
+        let mut gates = read_note(&sh, sha)?;
+        let of_digest = digest.and_then(|d| gates.remove(&digest_key(name, d)));
+        Ok(of_digest.or_else(|| gates.remove(name)))
     }
 
     /// Passes when the latest result is a success for `expected_digest`;
@@ -222,32 +140,6 @@ fn evaluate(
         );
     }
     Ok(gate)
-}
-
-/// `preprod-tests` → `CD / Preprod Tests`, the tutorial's check name.
-pub fn check_name(gate: &str) -> String {
-    let words: Vec<String> = gate
-        .split('-')
-        .map(|w| {
-            let mut chars = w.chars();
-            chars
-                .next()
-                .map(|c| c.to_uppercase().chain(chars).collect())
-                .unwrap_or_default()
-        })
-        .collect();
-    format!("CD / {}", words.join(" "))
-}
-
-fn form_urlencoded(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn shell(repo: &Path) -> Result<Shell> {
@@ -300,7 +192,7 @@ fn notes_record(sh: &Shell, remote: &str, sha: &str, name: &str, gate: &Gate) ->
         .with_context(|| {
             format!("commit {sha} is not in the service repository: fetch it first")
         })?;
-    for attempt in 1..=10u32 {
+    let pushed = retry(10, |_| {
         fetch_notes(sh, remote)?;
         let mut gates = read_note(sh, &sha)?;
         gates.insert(name.to_owned(), gate.clone());
@@ -322,34 +214,28 @@ fn notes_record(sh: &Shell, remote: &str, sha: &str, name: &str, gate: &Gate) ->
         .output()?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if out.status.success() {
-            return Ok(());
+            return Ok(Attempt::Done(()));
         }
         // Someone else recorded a gate first: refetch and re-apply ours.
         if stdout.contains("[rejected]") || stdout.contains("failed to update ref") {
-            std::thread::sleep(crate::domain::gitops::retry_delay(attempt));
-            continue;
+            return Ok(Attempt::Again);
         }
         bail!(
             "pushing {NOTES_REF} to {remote} was refused: {}{}",
             stdout.trim(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
-    }
-    bail!("pushing {NOTES_REF} to {remote} kept losing races with other writers; rerun")
+    })?;
+    ensure!(
+        pushed.is_some(),
+        "pushing {NOTES_REF} to {remote} kept losing races with other writers; rerun"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn check_names_follow_the_tutorial() {
-        assert_eq!(check_name("preprod-tests"), "CD / Preprod Tests");
-        assert_eq!(
-            form_urlencoded("CD / Preprod Tests"),
-            "CD%20%2F%20Preprod%20Tests"
-        );
-    }
 
     #[test]
     fn a_gate_passes_only_for_a_success_on_the_tested_digest() {

@@ -1,4 +1,4 @@
-//! The GitHub REST calls the pipeline makes (check runs, releases, pull
+//! The GitHub REST calls the pipeline makes (releases, pull
 //! requests' state for previews, a fork's settings for `doctor`, and the
 //! writes `setup` makes: secrets, variables, environments, rulesets).
 //!
@@ -18,6 +18,8 @@ use anyhow::{Context, Result, bail};
 use reqwest::Method;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
+
+use crate::plumbing::http;
 
 pub struct GitHub {
     client: Client,
@@ -102,10 +104,7 @@ impl GitHub {
             bail!("GITHUB_REPOSITORY={repository:?} should be <owner>/<name>");
         }
         Ok(Self {
-            client: Client::builder()
-                .user_agent("service-demo-xtask")
-                .timeout(std::time::Duration::from_secs(30))
-                .build()?,
+            client: http::client(http::TIMEOUT)?,
             api: api.trim_end_matches('/').to_owned(),
             repository: repository.to_owned(),
             token,

@@ -17,7 +17,6 @@
 //! caller's plan sees the new file contents), never by replaying a stale file.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use gix::ObjectId;
@@ -26,6 +25,7 @@ use sha2::Digest as _;
 use xshell::{Shell, cmd};
 
 use crate::plumbing::process::refuse_option_like;
+use crate::plumbing::retry::{Attempt, retry};
 use crate::plumbing::text::{redact_url, split_credentials};
 
 /// Who the pipeline's commits are by.
@@ -241,7 +241,9 @@ impl GitopsRepo {
             &self.remote.url,
             format!("+refs/heads/{}:{}", self.branch, self.tip_ref),
         );
-        for attempt in 1.. {
+        let mut stderr = String::new();
+        let fetched = retry(FETCH_ATTEMPTS, |_| {
+            stderr.clear();
             let output = cmd!(
                 sh,
                 "git fetch --quiet --no-tags --no-write-fetch-head -- {url} {refspec}"
@@ -251,13 +253,17 @@ impl GitopsRepo {
             .ignore_status()
             .output()?;
             if output.status.success() {
-                break;
+                return Ok::<_, anyhow::Error>(Attempt::Done(()));
             }
-            let stderr = self.remote.scrub(&String::from_utf8_lossy(&output.stderr));
-            if attempt < FETCH_ATTEMPTS && is_lock_contention(&stderr) {
-                std::thread::sleep(retry_delay(attempt));
-                continue;
-            }
+            stderr = self.remote.scrub(&String::from_utf8_lossy(&output.stderr));
+            // A ref locked by another process is waited out; anything else is final.
+            Ok(if is_lock_contention(&stderr) {
+                Attempt::Again
+            } else {
+                Attempt::Done(())
+            })
+        })?;
+        if fetched.is_none() || !stderr.is_empty() {
             bail!(
                 "cannot fetch {} from {}: {}",
                 self.branch,
@@ -404,39 +410,37 @@ impl GitopsRepo {
         dry_run: bool,
         mut plan: impl FnMut(&Snapshot<'_>) -> Result<Decision>,
     ) -> Result<Outcome> {
-        for attempt in 1..=self.push_attempts {
+        let outcome = retry(self.push_attempts, |attempt| {
             let tip = self.fetch_tip()?;
             let snapshot = Snapshot { repo: self, tip };
             let (changes, message) = match plan(&snapshot)? {
-                Decision::NoOp(reason) => return Ok(Outcome::NoOp(reason)),
+                Decision::NoOp(reason) => return Ok(Attempt::Done(Outcome::NoOp(reason))),
                 Decision::Commit { changes, message } => (changes, message),
             };
             if dry_run {
-                return Ok(Outcome::DryRun {
-                    diff: self.diff(tip, &changes)?,
-                });
+                let diff = self.diff(tip, &changes)?;
+                return Ok(Attempt::Done(Outcome::DryRun { diff }));
             }
             let commit = self.commit(tip, &changes, &message)?;
             match self.push(commit)? {
-                PushResult::Accepted => {
-                    return Ok(Outcome::Pushed {
-                        commit,
-                        attempts: attempt,
-                    });
-                }
+                PushResult::Accepted => Ok(Attempt::Done(Outcome::Pushed {
+                    commit,
+                    attempts: attempt,
+                })),
                 PushResult::Rejected(reason) => {
                     eprintln!(
                         "push rejected ({reason}); refetching and re-applying (attempt {attempt})"
                     );
-                    std::thread::sleep(retry_delay(attempt));
+                    Ok(Attempt::Again)
                 }
-                PushResult::Refused(reason) => {
-                    bail!(
-                        "the remote refused the push: {reason}; nothing was changed on {}",
-                        self.branch
-                    )
-                }
+                PushResult::Refused(reason) => bail!(
+                    "the remote refused the push: {reason}; nothing was changed on {}",
+                    self.branch
+                ),
             }
+        })?;
+        if let Some(outcome) = outcome {
+            return Ok(outcome);
         }
         bail!(
             "gave up after {} push attempts: others kept moving {} (raise --push-attempts); nothing was changed",
@@ -546,15 +550,6 @@ fn parse_porcelain(stdout: &str, branch: &str) -> Option<PushResult> {
             _ => PushResult::Refused(summary),
         })
     })
-}
-
-/// The one retry policy for writes that lose races (a push to the GitOps
-/// branch, a push of the gate notes, a ref lock): exponential from 25 ms,
-/// capped at 1 s, with full jitter (uniform between zero and the cap) so that
-/// contending writers spread out instead of retrying in step.
-pub fn retry_delay(attempt: u32) -> Duration {
-    let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1000);
-    Duration::from_millis(fastrand::u64(0..=cap))
 }
 
 /// Fetches that find a ref locked by a process outside xtask (a hand-run
@@ -689,27 +684,22 @@ fn create_cache(cache: &Path) -> Result<()> {
         return Ok(());
     }
     let parent = cache.parent().context("a cache has a parent directory")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let staging = parent.join(format!(".tmp-{}-{}", std::process::id(), fastrand::u32(..)));
+    // Removed when dropped: empty after the rename, or the loser's copy.
+    let scratch = crate::plumbing::fs::temp_dir_in(parent, ".tmp-")?;
+    let staging = scratch.path().join("cache.git");
     let sh = Shell::new()?;
     cmd!(sh, "git init --quiet --bare -- {staging}")
         .quiet()
         .run()?;
     match std::fs::rename(&staging, cache) {
         Ok(()) => Ok(()),
-        Err(_) if cache.join("HEAD").exists() => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Ok(())
-        }
-        Err(error) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Err(error).with_context(|| {
-                format!(
-                    "cannot create the GitOps cache {}: remove it if it is left from a crash",
-                    cache.display()
-                )
-            })
-        }
+        Err(_) if cache.join("HEAD").exists() => Ok(()),
+        Err(error) => Err(error).with_context(|| {
+            format!(
+                "cannot create the GitOps cache {}: remove it if it is left from a crash",
+                cache.display()
+            )
+        }),
     }
 }
 
@@ -738,16 +728,6 @@ mod tests {
         ));
         assert_eq!(parse_porcelain(ok, "other"), None);
         assert_eq!(parse_porcelain("fatal: no such remote\n", "main"), None);
-    }
-
-    #[test]
-    fn retry_delays_are_jittered_from_zero_up_to_a_growing_cap() {
-        for (attempt, cap) in [(1, 50), (2, 100), (3, 200), (5, 800), (6, 1000), (40, 1000)] {
-            let delays: Vec<u128> = (0..200).map(|_| retry_delay(attempt).as_millis()).collect();
-            assert!(delays.iter().all(|d| *d <= cap), "{attempt}: {delays:?}");
-            // Full jitter: the whole range is used, not only its upper half.
-            assert!(delays.iter().any(|d| *d < cap / 2), "{attempt}: {delays:?}");
-        }
     }
 
     #[test]

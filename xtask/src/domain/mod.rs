@@ -17,8 +17,8 @@
 //!   of a layer.
 //! - `tags`: `main-<sha>`, `pr-<N>-<sha>`, `v<X.Y.Z>` and digests, parsed.
 //! - `service_repo`: the service repository: commits of tags, ancestry.
-//! - `gate_store`: test results bound to a commit and a digest (git notes or
-//!   GitHub check runs); `github`: the GitHub REST calls (writes through one
+//! - `gate_store`: test results bound to a commit and a digest, in the local
+//!   store (git notes) for the demo and a laptop; `github`: the GitHub REST calls (writes through one
 //!   function, dry-run, sealed secrets, variables).
 //! - `attestation`: signed gates: in-toto statements about a digest in DSSE
 //!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),
@@ -53,7 +53,12 @@
 //!   does to one service (its resolved dependency closure); `scaffold`: the
 //!   files, values and workspace member of `new-service`.
 //! - `service_url`: where a deployed service answers for `smoke` and
-//!   `preprod-test`: `--url`, or its Ingress host through the ingress controller.
+//!   `preprod-test`: `--url`, or its Ingress host through the ingress controller;
+//!   `service_suite`: the checks run against it, one line each (the smoke
+//!   checks both commands run, items-api's round trip).
+//! - `deployments`: what runs where: every service's environments at a GitOps
+//!   commit, with the image, its source commit and the promoting commit
+//!   (`status` prints it, `trace` searches it).
 //! - `image_build`: the static binaries and image metadata `image build` and
 //!   `bench` share; `sbom`: the dependency list `cargo auditable` embeds in the
 //!   image's binary, read back and written as CycloneDX; `advisories`: RustSec
@@ -77,6 +82,7 @@ pub mod attestation;
 pub mod cluster_runner;
 pub mod cluster_up;
 pub mod deploy_key;
+pub mod deployments;
 pub mod fork_files;
 pub mod fork_settings;
 pub mod gate_store;
@@ -91,6 +97,7 @@ pub mod registry;
 pub mod sbom;
 pub mod scaffold;
 pub mod service_repo;
+pub mod service_suite;
 pub mod service_url;
 pub mod services;
 pub mod signature;

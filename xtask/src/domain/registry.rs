@@ -23,6 +23,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::oci::{self, Image};
+use crate::plumbing::fs::temp_dir_in;
 use crate::plumbing::text::redact_url;
 
 /// Manifest types this project reads: OCI and Docker, single and multi-platform.
@@ -744,7 +745,7 @@ impl Layout {
                 );
             }
             fs::create_dir_all(dir.join("blobs/sha256"))?;
-            write_atomically(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            crate::plumbing::fs::write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
             layout.write_index(&LayoutIndex {
                 schema_version: 2,
                 media_type: Some(oci::INDEX_MEDIA_TYPE.to_owned()),
@@ -761,7 +762,7 @@ impl Layout {
     }
 
     fn write_index(&self, index: &LayoutIndex) -> Result<()> {
-        write_atomically(
+        crate::plumbing::fs::write_atomic(
             &self.dir.join("index.json"),
             &serde_json::to_vec_pretty(index)?,
         )
@@ -820,7 +821,7 @@ impl Layout {
                 report.skipped_blobs += 1;
                 continue;
             }
-            write_atomically(&path, &blob.bytes)?;
+            crate::plumbing::fs::write_atomic(&path, &blob.bytes)?;
             report.uploaded_blobs += 1;
             report.uploaded_bytes += blob.size();
         }
@@ -860,9 +861,9 @@ pub fn write_fresh_layout(dir: &Path, image: &Image, tags: &[String]) -> Result<
         .with_context(|| format!("{} does not name a directory", dir.display()))?
         .to_string_lossy();
     let parent = dir.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let unique = format!("{}-{}", std::process::id(), fastrand::u32(..));
-    let staging = parent.join(format!(".{name}.xtask-new-{unique}"));
+    // Removed when dropped, with whatever it still holds (a failed layout, the replaced one).
+    let scratch = temp_dir_in(parent, &format!(".{name}.xtask-"))?;
+    let (staging, old) = (scratch.path().join("new"), scratch.path().join("old"));
     let written = (|| {
         let layout = Layout::open(&staging)?;
         for tag in tags {
@@ -870,16 +871,15 @@ pub fn write_fresh_layout(dir: &Path, image: &Image, tags: &[String]) -> Result<
         }
         Ok::<_, anyhow::Error>(())
     })();
-    if let Err(error) = written {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(error.context(format!("writing the layout beside {}", dir.display())));
-    }
-    let old = parent.join(format!(".{name}.xtask-old-{unique}"));
+    written.with_context(|| format!("writing the layout beside {}", dir.display()))?;
     if dir.exists() {
         fs::rename(dir, &old).with_context(|| format!("replacing {}", dir.display()))?;
     }
-    fs::rename(&staging, dir).with_context(|| format!("moving the layout to {}", dir.display()))?;
-    let _ = fs::remove_dir_all(&old);
+    if let Err(error) = fs::rename(&staging, dir) {
+        // Put the user's layout back before the scratch directory goes.
+        let _ = fs::rename(&old, dir);
+        return Err(error).with_context(|| format!("moving the layout to {}", dir.display()));
+    }
     Ok(())
 }
 
@@ -934,13 +934,6 @@ fn only_blobs(blobs: &Path) -> Result<bool> {
         }
     }
     Ok(true)
-}
-
-/// Write to a sibling temp file and rename: readers see the old or the new file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
 #[cfg(test)]

@@ -230,9 +230,8 @@ impl ServiceUrl {
     /// no redirect is followed (to another host), and a host pinned to an
     /// address goes there directly, never through `HTTP(S)_PROXY`, which
     /// would resolve the name itself.
-    pub fn client(&self) -> reqwest::blocking::ClientBuilder {
-        let builder =
-            reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none());
+    pub fn client(&self, timeout: std::time::Duration) -> reqwest::blocking::ClientBuilder {
+        let builder = crate::plumbing::http::builder(timeout);
         match &self.connect {
             // The port in the addresses is ignored: the URL's is used.
             Some((host, addresses)) => builder.no_proxy().resolve_to_addrs(host, addresses),
@@ -305,11 +304,7 @@ mod tests {
             stream.write_all(redirect.as_bytes()).unwrap();
         });
         let url = through(&format!("http://127.0.0.1:{port}"), "svc.preprod.localhost");
-        let client = url
-            .client()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let client = url.client(Duration::from_secs(5)).build().unwrap();
         let response = client
             .get(format!("{}/version", url.base()))
             .send()

@@ -72,7 +72,7 @@ pub struct Package {
 /// request's head commit, for `affected`) is never honoured.
 pub fn packages(root: &Path) -> Result<Vec<Package>> {
     let sh = Shell::new()?;
-    let neutral = sh.create_temp_dir()?;
+    let neutral = crate::plumbing::fs::temp_dir("xtask-")?;
     sh.change_dir(neutral.path());
     let cargo = cargo();
     let manifest = std::path::absolute(root.join("Cargo.toml"))?;

@@ -2,18 +2,17 @@
 //! v2) with its own config and storage in a scratch directory, stopped and
 //! removed when dropped.
 //!
-//! Self-contained (std and anyhow only), so the integration tests can include
-//! this file with `#[path]` and share the one launcher.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
 pub struct LocalRegistry {
     child: Child,
-    dir: PathBuf,
+    /// Its config, storage and log; removed when dropped.
+    dir: tempfile::TempDir,
     /// `127.0.0.1:<port>`.
     pub addr: String,
 }
@@ -26,17 +25,13 @@ impl LocalRegistry {
 
     /// With `htpasswd` lines (bcrypt), basic auth is required; empty: none.
     pub fn start_with_users(htpasswd: &str) -> Result<Self> {
-        if !on_path("docker-registry") {
+        if crate::plumbing::process::which("docker-registry").is_none() {
             bail!("docker-registry is not installed: apt-get install docker-registry");
         }
-        let dir = std::env::temp_dir().join(format!(
-            "xtask-registry-{}-{:016x}",
-            std::process::id(),
-            random()
-        ));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let scratch = crate::plumbing::fs::temp_dir("xtask-registry-")?;
+        let dir = scratch.path();
         let addr = format!("127.0.0.1:{}", free_port()?);
-        std::fs::write(dir.join("config.yml"), config(&dir, &addr, htpasswd)?)?;
+        std::fs::write(dir.join("config.yml"), config(dir, &addr, htpasswd)?)?;
         let log = std::fs::File::create(dir.join("registry.log"))?;
         let child = Command::new("docker-registry")
             .arg("serve")
@@ -46,28 +41,28 @@ impl LocalRegistry {
             .stderr(log)
             .spawn()
             .context("starting docker-registry")?;
-        let registry = Self { child, dir, addr };
+        let registry = Self {
+            child,
+            dir: scratch,
+            addr,
+        };
         registry.wait_listening()?;
         Ok(registry)
     }
 
     fn wait_listening(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&self.addr).is_err() {
-            ensure!(
-                Instant::now() < deadline,
-                "docker-registry did not listen on {} within 10 s; its log:\n{}",
-                self.addr,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        ensure!(
+            crate::plumbing::process::wait_listening(&self.addr, Duration::from_secs(10)),
+            "docker-registry did not listen on {} within 10 s; its log:\n{}",
+            self.addr,
+            self.log()
+        );
         Ok(())
     }
 
     /// The registry's own log, access log included: every request it served.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// Requests in the access log (`METHOD /path`), in order.
@@ -95,7 +90,6 @@ impl LocalRegistry {
 impl Drop for LocalRegistry {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -117,20 +111,9 @@ fn config(dir: &Path, addr: &str, htpasswd: &str) -> Result<String> {
     ))
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
 /// A free loopback port (bound then released; the registry binds it next).
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-/// A scratch-name suffix: distinct per call without a random-number crate.
-fn random() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now())
 }

@@ -9,8 +9,12 @@
 //! - `json_schema`: one JSON Schema validator (OpenAPI 3.0, Swagger 2.0,
 //!   CRDs' structural schemas), strict on undeclared fields.
 //! - `fs`: the YAML files of a folder.
+//! - `http`: the one HTTP client (user agent, timeout, no redirect unless
+//!   asked).
 //! - `process`: whether a program is installed; arguments no program may
 //!   read as options.
+//! - `retry`: one retry loop with jittered backoff, and one wait for a
+//!   condition (a server listening).
 //! - `text`: unified diffs, RFC 3339 times, globs, URLs without credentials.
 //! - `workspace`: the checkout xtask acts on (found from the working
 //!   directory or `XTASK_WORKSPACE`, never the path it was built in), its
@@ -28,6 +32,7 @@
 
 pub mod counting_proxy;
 pub mod fs;
+pub mod http;
 pub mod json_schema;
 pub mod local_registry;
 pub mod pgbench;
@@ -35,6 +40,7 @@ pub mod pinned_server;
 pub mod prebuilt;
 pub mod proc_stats;
 pub mod process;
+pub mod retry;
 pub mod test_times;
 pub mod text;
 pub mod tools;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
+use crate::plumbing::retry::wait_until;
+
 /// How to start a server: the binary, its CPU, its port, its environment.
 #[derive(Debug, Clone)]
 pub struct ServerSpec {
@@ -44,23 +46,19 @@ impl PinnedServer {
     }
 
     fn wait_healthy(&self, binary: &Path) -> Result<()> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .build()?;
+        let client = crate::plumbing::http::client(Duration::from_secs(1))?;
         let url = format!("{}/healthz", self.base_url);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !client
-            .get(&url)
-            .send()
-            .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
-        {
-            ensure!(
-                Instant::now() < deadline,
-                "{} did not answer 200 on {url} within 10 s",
-                binary.display()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let healthy = || {
+            client
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+        };
+        ensure!(
+            wait_until(Duration::from_secs(10), Duration::from_millis(1), healthy),
+            "{} did not answer 200 on {url} within 10 s",
+            binary.display()
+        );
         Ok(())
     }
 

@@ -1,7 +1,10 @@
 //! Programs: whether one is installed, and arguments no program may read as options.
 
+use std::time::Duration;
+
 use anyhow::{Result, ensure};
 
+use crate::plumbing::retry::wait_until;
 use crate::plumbing::text::redact_url;
 
 /// Where `program` is on PATH, if it is installed.
@@ -9,6 +12,14 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(program))
         .find(|path| path.is_file())
+}
+
+/// Waits until something accepts a TCP connection at `addr` (a server
+/// started a moment ago); `false` if nothing did within `timeout`.
+pub fn wait_listening(addr: &str, timeout: Duration) -> bool {
+    wait_until(timeout, Duration::from_millis(20), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    })
 }
 
 /// Refuses a value git would read as an option (`--upload-pack=…`), whatever

@@ -2,11 +2,9 @@
 //! registry (Debian's `docker-registry`, distribution v2) on a loopback port,
 //! and the container engine `.ci/run` starts.
 //!
-//! A test whose engine, registry or tool is missing FAILS, naming what to
-//! install. Skipping is asked for explicitly with `SERVICE_DEMO_ALLOW_SKIP=1`
-//! (`cargo xtask ci --allow-skip` sets it), and never honoured under `CI=true`;
-//! a skipped test prints `skipped: <test>: <reason>` and appends that line to
-//! the file named by `SERVICE_DEMO_SKIP_LOG`, which `cargo xtask ci` counts.
+//! A test whose engine, registry or tool is missing follows the one rule of
+//! every crate's tests, the `test-skip` crate's: it fails (always under
+//! `CI=true`), or, with `SERVICE_DEMO_ALLOW_SKIP=1`, is reported as skipped.
 
 #![allow(dead_code)] // each test file uses its own subset
 
@@ -37,44 +35,12 @@ impl TempDir {
     }
 }
 
-/// `Some(())` when `ok`. Otherwise the test fails naming `what` to install,
-/// or, when skipping was asked for, records the skip and returns `None`.
-#[track_caller]
-pub fn require(ok: bool, what: &str) -> Option<()> {
-    if ok {
-        return Some(());
-    }
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("an unnamed test")
-        .to_owned();
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let allowed = std::env::var("SERVICE_DEMO_ALLOW_SKIP").is_ok_and(|v| v == "1");
-    if in_ci {
-        panic!("{what} is missing and CI=true never skips a test: .ci/run must install it");
-    }
-    if !allowed {
-        panic!(
-            "{what} is missing: install it (`bash .ci/run` installs everything), \
-             or set SERVICE_DEMO_ALLOW_SKIP=1 to skip this test and say so"
-        );
-    }
-    let line = format!("skipped: {test}: {what} is missing");
-    eprintln!("{line}");
-    if let Some(log) = std::env::var_os("SERVICE_DEMO_SKIP_LOG") {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap_or_else(|e| panic!("SERVICE_DEMO_SKIP_LOG {}: {e}", Path::new(&log).display()));
-        writeln!(file, "{line}").unwrap();
-    }
-    None
-}
+/// `Some(())` when `ok`; otherwise the one rule of every crate's tests (the
+/// `test-skip` crate): a failure naming `what`, or a reported skip.
+pub use test_skip::require;
 
 pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    xtask::plumbing::process::which(program).is_some()
 }
 
 /// A free loopback port (bound then released; the registry binds it next).
@@ -184,8 +150,6 @@ pub fn xtask_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
         "GITHUB_TOKEN",
         "GITHUB_REPOSITORY",
         "GITHUB_API_URL",
-        "GATE_STORE",
-        "GATE_GITHUB_APP",
         "RELEASE_DRY_RUN",
         "GITHUB_OUTPUT",
         "ARGOCD_SERVER",

@@ -30,7 +30,7 @@ pub struct TestStore {
 
 /// One `#[tokio::test]` per suite function, on `$backend`; a backend that is
 /// unavailable fails the test unless skipping is asked for
-/// ([`super::skip::skip_or_fail`]).
+/// ([`test_skip::skip_or_fail`]).
 #[macro_export]
 macro_rules! api_suite {
     ($backend:ty) => {
@@ -62,7 +62,7 @@ macro_rules! api_suite {
                 use $crate::common::api_suite::Backend as _;
                 if let Some(reason) = <$backend>::unavailable() {
                     let test = concat!(module_path!(), "::", stringify!($name));
-                    return $crate::common::skip::skip_or_fail(test, &reason);
+                    return ::test_skip::skip_or_fail(test, &reason);
                 }
                 $crate::common::api_suite::$name::<$backend>().await;
             }

@@ -41,7 +41,7 @@ impl SharedDatabase {
         let server = match SERVER.get_or_init(SharedServer::start) {
             Ok(server) => server,
             Err(reason) => {
-                super::skip::skip_or_fail(test, reason);
+                test_skip::skip_or_fail(test, reason);
                 return None;
             }
         };
@@ -183,7 +183,7 @@ impl PgServer {
     pub fn start(test: &str) -> Option<Self> {
         let Some(bin) = bin_dir() else {
             let reason = Self::unavailable().expect("no bin dir");
-            super::skip::skip_or_fail(test, &reason);
+            test_skip::skip_or_fail(test, &reason);
             return None;
         };
         let (dir, user) = init_cluster(&bin);
