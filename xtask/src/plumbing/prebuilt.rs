@@ -9,7 +9,7 @@
 //! `cargo-`[`SUBCOMMAND`] ([`INSTALL_SCRIPT`]); its `CARGO_ALIAS_XTASK` names
 //! that subcommand, so every `cargo xtask …` line of the job runs the checked
 //! binary, in the checkout (its working directory), without compiling.
-//! `checks::workflow_wiring` holds the workflows to exactly this.
+//! `checks::workflows` (rule `workflows.prebuilt-xtask`) holds the workflows to exactly this.
 
 use std::path::{Path, PathBuf};
 
