@@ -508,10 +508,7 @@ fn pull_request_job_problems(at: &str, job: &Value, triggers: &Triggers) -> Vec<
         ));
     }
     let runs_on = job["runs-on"].to_string();
-    if ["self-hosted", "vars.", "fromJSON"]
-        .iter()
-        .any(|s| runs_on.contains(s))
-    {
+    if on_cluster_runner(job) {
         found.push(format!(
             "{at}: runs on {runs_on} in a workflow `pull_request` triggers: the pull request's own code would run on the cluster's runner (its Argo CD access, the next job's secrets); use `runs-on: ubuntu-24.04` and reach the cluster from preview.yml (main's code)"
         ));
@@ -532,11 +529,8 @@ const CLUSTER_RUNNER_ENVIRONMENTS: [&str; 3] = ["preview", "preprod", "prod"];
 /// (terraform/runner/job-started.sh) stand in for it.
 fn cluster_runner_job_problems(at: &str, job: &Value) -> Vec<String> {
     let runs_on = job["runs-on"].to_string();
-    let on_cluster_runner = ["self-hosted", "vars.", "fromJSON"]
-        .iter()
-        .any(|s| runs_on.contains(s));
     let environment = job_environment(job);
-    if !on_cluster_runner || CLUSTER_RUNNER_ENVIRONMENTS.contains(&environment) {
+    if !on_cluster_runner(job) || CLUSTER_RUNNER_ENVIRONMENTS.contains(&environment) {
         return Vec::new();
     }
     vec![format!(
@@ -600,10 +594,8 @@ fn privileged_code_problems(at: &str, event: &str, job: &Value, workflow_run: bo
         let uses = step["uses"].as_str().unwrap_or_default();
         // Without `run-id` (and a token to read another run), an artifact is this run's own, which main's
         // code made (the prebuilt xtask); with them, it can be the triggering run's.
-        let other_run = ["run-id", "github-token", "repository"]
-            .iter()
-            .any(|k| !step["with"][*k].is_null());
-        if workflow_run && uses.starts_with("actions/download-artifact@") && other_run {
+        if workflow_run && uses.starts_with("actions/download-artifact@") && from_another_run(step)
+        {
             found.push(format!(
                 "{at}: downloads an artifact in a `workflow_run` workflow from another run: the triggering run (a pull request's code) made it; read the registry by digest instead"
             ));
@@ -1073,6 +1065,16 @@ fn runner_problems(at: &str, job: &Value) -> Vec<String> {
 
 const ALIAS: &str = "CARGO_ALIAS_XTASK";
 
+/// Whether a `download-artifact` step may read another run's artifact (`run-id`, or the token and
+/// repository another run's needs); without them it reads this run's own.
+fn from_another_run(step: &Value) -> bool {
+    ["run-id", "github-token", "repository"]
+        .iter()
+        .any(|k| !step["with"][*k].is_null())
+}
+
+/// Whether a job runs on the cluster's (self-hosted) runner: the tutorial's
+/// labels, or the labels a repository variable chooses.
 fn on_cluster_runner(job: &Value) -> bool {
     let runs_on = job["runs-on"].to_string();
     ["self-hosted", "vars.", "fromJSON"]
@@ -1149,11 +1151,8 @@ fn prebuilt_use_problems(
         )];
     };
     let mut found = Vec::new();
-    let with = &steps[download]["with"];
-    if ["run-id", "github-token", "repository"]
-        .iter()
-        .any(|k| !with[*k].is_null())
-        || with["path"] != prebuilt::DOWNLOAD_PATH
+    if from_another_run(&steps[download])
+        || steps[download]["with"]["path"] != prebuilt::DOWNLOAD_PATH
     {
         found.push(format!(
             "{at}: downloads the prebuilt xtask from another run or to another place than {}: only this run's \
