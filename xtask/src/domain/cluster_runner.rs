@@ -335,17 +335,18 @@ pub fn run_container(
         .stdin(Stdio::null())
         .spawn()
         .context("running docker (is the Docker engine up? DOCKER_HOST)")?;
-    let deadline = std::time::Instant::now() + settings.job_timeout;
-    let (status, timed_out) = loop {
-        if let Some(status) = child.try_wait()? {
-            break (Some(status), false);
-        }
-        if std::time::Instant::now() > deadline {
-            remove_container(name)?;
-            let _ = child.wait();
-            break (None, true);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    let exited = crate::plumbing::retry::wait_until(
+        settings.job_timeout,
+        std::time::Duration::from_millis(200),
+        || !matches!(child.try_wait(), Ok(None)),
+    );
+    let (status, timed_out) = if exited {
+        // The child is reaped: try_wait gives its status again (or the error it met).
+        (child.try_wait()?, false)
+    } else {
+        remove_container(name)?;
+        let _ = child.wait();
+        (None, true)
     };
     let removed_after = container_exists(name)?;
     if removed_after {
