@@ -1341,9 +1341,11 @@ fn probe_job(targets: &[(String, u16)], node: &str) -> String {
          gateway=$(ip route | awk '/default/ {print $3}')\n\
          echo \"gateway $gateway\"\n",
     );
+    // The probes run at once: a dropped one waits out nc's timeout.
     for (address, port) in targets {
-        script += &format!("probe {address} {port}\n");
+        script += &format!("probe {address} {port} &\n");
     }
+    script += "wait\n";
     script += &format!("echo \"hosts: $(grep -c '{node}' /etc/hosts)\"\n");
     script += &format!(
         "echo \"page: $(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {node} 6443 | tail -n 1)\"\n"
