@@ -876,7 +876,13 @@ fn pipeline(args: PipelineArgs) -> Result<()> {
         let work = dir.join(format!("demo-{}", tables.len() + 1));
         let started = Instant::now();
         let status = Command::new(&exe)
-            .args(["demo", "--workdir"])
+            // What ships: the lead time of the workflows' release build, not the demo's light one.
+            .args([
+                "demo",
+                "--cargo-profile",
+                image_build::SHIPPED_PROFILE,
+                "--workdir",
+            ])
             .arg(&work)
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(workspace::root())

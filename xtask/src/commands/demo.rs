@@ -39,6 +39,10 @@ pub struct DemoArgs {
     /// (e.g. 127.0.0.1:5000/service-demo for a local docker-registry).
     #[arg(long)]
     registry: Option<String>,
+    /// The cargo profile the images are compiled with: `demo` (the root Cargo.toml's release
+    /// without LTO, rebuilt in seconds after each change) or `release`, what the workflows ship.
+    #[arg(long, value_name = "NAME", default_value = "demo")]
+    cargo_profile: String,
 }
 
 /// The broken change of the "break it" stage: healthy on a laptop and in the
@@ -118,8 +122,9 @@ const RELEASE: [&str; 1] = ["release --train --version"];
 const SERVICE: &str = "items-api";
 const SECOND_SERVICE: &str = "orders-api";
 /// Flags only the demo passes: it builds from its own checkout of the
-/// service repository, where Actions builds the workspace it checked out.
-pub const DEMO_ONLY_FLAGS: [&str; 1] = ["--source"];
+/// service repository, where Actions builds the workspace it checked out, and
+/// with the light `demo` cargo profile, where Actions ships `release`.
+pub const DEMO_ONLY_FLAGS: [&str; 2] = ["--source", "--cargo-profile"];
 
 /// `image build --tag --push` for `["image", "build", "--tag", "x", …]`: the
 /// subcommand and the flags, without values and demo-only flags.
@@ -139,7 +144,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let work = args
         .workdir
         .unwrap_or_else(|| workspace::target_dir().join("xtask/demo"));
-    let mut demo = Demo::new(&work, args.registry)?;
+    let mut demo = Demo::new(&work, args.registry, args.cargo_profile)?;
     let started = Instant::now();
     demo.stage(
         "1. pull request #1: change, checks, image pr-1-<sha>, preview pr-1, smoke",
@@ -200,6 +205,8 @@ struct Demo {
     /// build cache stays warm from one demo to the next.
     build_checkout: PathBuf,
     registry: String,
+    /// The cargo profile images are compiled with (`image build --cargo-profile`).
+    cargo_profile: String,
     /// A container engine answers: images run as containers, else as processes.
     engine: bool,
     xtask: PathBuf,
@@ -221,7 +228,7 @@ impl Demo {
     /// 4. the registry (an OCI layout directory unless one is given);
     /// 5. the build checkout, kept between runs;
     /// 6. whether a container engine answers.
-    fn new(work: &Path, registry: Option<String>) -> Result<Self> {
+    fn new(work: &Path, registry: Option<String>, cargo_profile: String) -> Result<Self> {
         let work = fresh_dir(work)?;
         let sh = Shell::new()?;
         println!("demo: workdir {}", work.display());
@@ -255,6 +262,7 @@ impl Demo {
             service,
             build_checkout,
             registry,
+            cargo_profile,
             engine,
             xtask: std::env::current_exe()?,
             keys,
@@ -615,6 +623,8 @@ impl Demo {
             service,
             "--tag",
             tag,
+            "--cargo-profile",
+            &self.cargo_profile,
             "--push",
         ];
         if main {

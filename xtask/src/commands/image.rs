@@ -15,7 +15,9 @@ use clap::{Args, Subcommand};
 use xshell::{Shell, cmd};
 
 use crate::domain::github;
-use crate::domain::image_build::{check_static, human_size, image_meta_of, static_binaries_of};
+use crate::domain::image_build::{
+    self, check_static, human_size, image_meta_of, static_binaries_of,
+};
 use crate::domain::oci::{self, Arch};
 use crate::domain::registry::{self, Repository, RetagOutcome};
 use crate::domain::sbom;
@@ -62,6 +64,11 @@ pub struct BuildArgs {
     /// Rust target and linker are installed here.
     #[arg(long = "platform", value_name = "OS/ARCH")]
     platforms: Vec<String>,
+    /// The cargo profile to compile with. The workflows ship `release` (fat LTO); `cargo xtask
+    /// demo` passes `demo` (the root Cargo.toml's release without LTO) so that each of its
+    /// changes rebuilds in seconds, not in a minute.
+    #[arg(long, value_name = "NAME", default_value = image_build::SHIPPED_PROFILE, conflicts_with = "binary")]
+    cargo_profile: String,
     /// Package this static linux/amd64 binary instead of running cargo (e.g. one CI already built).
     #[arg(long, value_name = "PATH", conflicts_with = "platforms")]
     binary: Option<PathBuf>,
@@ -139,7 +146,7 @@ fn build(args: BuildArgs) -> Result<()> {
     let build_started = Instant::now();
     let binaries = match &args.binary {
         Some(path) => vec![(Arch::Amd64, given_binary(path)?)],
-        None => static_binaries_of(&sh, &service, &args.platforms, &head)?,
+        None => static_binaries_of(&sh, &service, &args.platforms, &head, &args.cargo_profile)?,
     };
 
     let meta = image_meta_of(&sh, &service, &head)?;

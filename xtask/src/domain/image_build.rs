@@ -21,8 +21,19 @@ pub fn amd64_static_binary(sh: &Shell, head: &str) -> Result<PathBuf> {
     let (platform, target) = platforms(&["linux/amd64".to_owned()])?
         .pop()
         .context("linux/amd64 is a known platform")?;
-    compile(sh, &only_service(sh)?, platform, target, head)
+    compile(
+        sh,
+        &only_service(sh)?,
+        platform,
+        target,
+        head,
+        SHIPPED_PROFILE,
+    )
 }
+
+/// The cargo profile of the images the workflows build and ship (the root
+/// `Cargo.toml`'s `release`: fat LTO, one codegen unit). `bench` measures it.
+pub const SHIPPED_PROFILE: &str = "release";
 
 /// [`static_binaries_of`] the workspace's only service (`bench`).
 pub fn static_binaries(
@@ -30,7 +41,7 @@ pub fn static_binaries(
     requested: &[String],
     head: &str,
 ) -> Result<Vec<(Arch, Vec<u8>)>> {
-    static_binaries_of(sh, &only_service(sh)?, requested, head)
+    static_binaries_of(sh, &only_service(sh)?, requested, head, SHIPPED_PROFILE)
 }
 
 /// [`image_meta_of`] the workspace's only service (`bench`).
@@ -44,17 +55,18 @@ fn only_service(sh: &Shell) -> Result<Service> {
     ServiceSelection::default().one(&services::load(&sh.current_dir())?)
 }
 
-/// Compile `service` statically for each platform (all buildable ones when
-/// `requested` is empty): `(arch, binary bytes)`.
+/// Compile `service` statically with the cargo `profile` for each platform
+/// (all buildable ones when `requested` is empty): `(arch, binary bytes)`.
 pub fn static_binaries_of(
     sh: &Shell,
     service: &Service,
     requested: &[String],
     head: &str,
+    profile: &str,
 ) -> Result<Vec<(Arch, Vec<u8>)>> {
     let mut binaries = Vec::new();
     for (platform, target) in platforms(requested)? {
-        let path = compile(sh, service, platform, target, head)?;
+        let path = compile(sh, service, platform, target, head, profile)?;
         binaries.push((platform.arch, std::fs::read(path)?));
     }
     Ok(binaries)
@@ -219,7 +231,7 @@ fn reproducible_rustflags(root: &Path, static_glibc: bool) -> String {
 }
 
 /// Compile `service`'s package for `platform` with the Rust `target` as a
-/// static release binary; returns its path.
+/// static binary of the cargo `profile`; returns its path.
 // long: one cargo invocation and the environment it needs, read top to bottom.
 fn compile(
     sh: &Shell,
@@ -227,6 +239,7 @@ fn compile(
     platform: Platform,
     target: &str,
     head: &str,
+    profile: &str,
 ) -> Result<PathBuf> {
     let static_glibc = target == platform.gnu;
     let package = &service.name;
@@ -249,7 +262,7 @@ fn compile(
     // No credential of the step reaches the dependencies' build scripts.
     let mut build = workspace::without_secrets(cmd!(
         sh,
-        "cargo auditable build --release --locked --package {package} --bin {package} --target {target}"
+        "cargo auditable build --profile {profile} --locked --package {package} --bin {package} --target {target}"
     ))
     .env("RUSTFLAGS", rustflags)
     .env("CARGO_TARGET_DIR", &target_dir)
@@ -274,7 +287,9 @@ fn compile(
         build = build.env(format!("CC_{}", target.replace('-', "_")), platform.musl_cc);
     }
     build.run()?;
-    let path = target_dir.join(target).join("release").join(package);
+    // cargo's folder for a profile is its name, but `debug` for `dev`.
+    let profile_dir = if profile == "dev" { "debug" } else { profile };
+    let path = target_dir.join(target).join(profile_dir).join(package);
     check_static(&path)?;
     Ok(path)
 }
