@@ -40,7 +40,8 @@ pub struct DemoArgs {
     #[arg(long)]
     registry: Option<String>,
     /// The cargo profile the images are compiled with: `demo` (the root Cargo.toml's release
-    /// without LTO, rebuilt in seconds after each change) or `release`, what the workflows ship.
+    /// without LTO or optimisation, rebuilt in seconds after each change) or `release`, what
+    /// the workflows ship.
     #[arg(long, value_name = "NAME", default_value = "demo")]
     cargo_profile: String,
 }

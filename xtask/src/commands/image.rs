@@ -65,7 +65,7 @@ pub struct BuildArgs {
     #[arg(long = "platform", value_name = "OS/ARCH")]
     platforms: Vec<String>,
     /// The cargo profile to compile with. The workflows ship `release` (fat LTO); `cargo xtask
-    /// demo` passes `demo` (the root Cargo.toml's release without LTO) so that each of its
+    /// demo` passes `demo` (the root Cargo.toml's release without LTO or optimisation) so that each of its
     /// changes rebuilds in seconds, not in a minute.
     #[arg(long, value_name = "NAME", default_value = image_build::SHIPPED_PROFILE, conflicts_with = "binary")]
     cargo_profile: String,
