@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::promotion::Env;
 use crate::domain::services::Service;
-use crate::plumbing::yaml::{self, Edit, Segment, ValuePath};
+use crate::plumbing::yaml::{self, Segment, ValuePath};
 
 /// The services × environments ApplicationSet, from the workspace root.
 pub const SERVICES_SET: &str = "gitops/argocd/apps/services.yaml";
@@ -485,16 +485,11 @@ pub fn add_service_element(text: &str, element: &ServiceElement) -> Result<Strin
         "the services list already has an element for {} with another chart or values file: fix it by hand",
         element.service
     );
-    let (path, mut elements) = services_list(text)?;
-    elements.push(serde_json::to_value(element)?);
-    let edited = yaml::set(
-        text,
-        &[Edit {
-            path,
-            value: Value::Array(elements),
-        }],
-    )
-    .with_context(|| format!("adding {} to the services list", element.service))?;
+    // The list's path is made of fixed keys and indices: a jq path as it prints.
+    let (path, _) = services_list(text)?;
+    let element = serde_json::to_value(element)?;
+    let edited = yaml::edit(text, &format!("{path} += [{element}]"))
+        .with_context(|| format!("adding {} to the services list", element["service"]))?;
     Ok(edited.text)
 }
 

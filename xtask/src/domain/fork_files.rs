@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
 use crate::plumbing::fs::yaml_files;
-use crate::plumbing::text::unified_diff;
+use crate::plumbing::text::{map_lines, unified_diff};
 use crate::plumbing::yaml;
 
 /// Where the repository is named, besides the YAML under gitops/argocd, gitops/values and gitops/policy.
@@ -196,19 +196,6 @@ impl Edits {
         }
         Ok(written)
     }
-}
-
-/// `text` with each line mapped, keeping its line endings (CODEOWNERS: not YAML).
-fn map_lines(text: &str, mut map: impl FnMut(&str) -> String) -> String {
-    text.split_inclusive('\n')
-        .map(|line| {
-            let (body, end) = match line.strip_suffix('\n') {
-                Some(body) => (body, "\n"),
-                None => (line, ""),
-            };
-            format!("{}{end}", map(body))
-        })
-        .collect()
 }
 
 /// Whether `path` names a YAML file (edited through `plumbing::yaml`, never as text).
