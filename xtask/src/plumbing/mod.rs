@@ -19,7 +19,8 @@
 //! - `process`: whether a program is installed; arguments no program may
 //!   read as options.
 //! - `retry`: one retry loop with jittered backoff, and one wait for a
-//!   condition (a server listening).
+//!   condition (a server listening, an Argo CD application running a
+//!   revision), whose look may fail.
 //! - `text`: unified diffs, RFC 3339 times, globs, URLs without credentials.
 //! - `workspace`: the checkout xtask acts on (found from the working
 //!   directory or `XTASK_WORKSPACE`, never the path it was built in), its
