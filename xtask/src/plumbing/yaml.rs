@@ -194,6 +194,9 @@ fn rewrite(text: &str, old: &Value, new: &Value) -> Result<Edited> {
         limit = splice.start;
         out.replace_range(splice.start..splice.end, &splice.text);
     }
+    if std::env::var("YAML_DEBUG").is_ok() {
+        eprintln!("DEBUG-OUT\n{out}\nDEBUG-END");
+    }
     let reparsed =
         parse(&out).context("the edited file no longer parses (a bug: please report it)")?;
     if reparsed != *new {
@@ -594,11 +597,13 @@ impl Source {
                             flow: text[start..].starts_with('{'),
                         }
                     } else {
+                        let (dash_column, dash_line) =
+                            first_dash(text, start).unwrap_or((column, line));
                         walk.source.sequences.push(SequenceSpan {
                             path: walk.here(),
-                            flow: text[start..].starts_with('['),
-                            dash_column: dash_column(text, start).unwrap_or(column),
-                            dash_line: line,
+                            flow: text[skip_properties(text, start)..].starts_with('['),
+                            dash_column,
+                            dash_line,
                             gap: None,
                             last_end: start,
                             len: 0,
@@ -700,15 +705,28 @@ fn scalar_span(
     })
 }
 
-/// The column of a block list's first `-`: where the parser starts the list,
-/// or (a list not indented under its key) just before it.
-fn dash_column(text: &str, start: usize) -> Option<usize> {
-    let before = &text[line_start(text, start)..start];
-    if text[start..].starts_with('-') {
-        return Some(before.chars().count());
+/// The column and line of a block list's first `-`: where the parser starts
+/// the list, past its anchor or tag (then the `-` may be on a later line), or
+/// (a list not indented under its key) just before it.
+fn first_dash(text: &str, start: usize) -> Option<(usize, usize)> {
+    let mut at = skip_properties(text, start);
+    if at != start {
+        // Past blank space and comments to the first entry.
+        loop {
+            at = text.len() - text[at..].trim_start().len();
+            if !text[at..].starts_with('#') {
+                break;
+            }
+            at = line_end(text, at);
+        }
+    }
+    let line = text[..at].matches('\n').count() + 1;
+    let before = &text[line_start(text, at)..at];
+    if text[at..].starts_with('-') {
+        return Some((before.chars().count(), line));
     }
     let dash = before.trim_end().strip_suffix('-')?;
-    Some(dash.chars().count())
+    Some((dash.chars().count(), line))
 }
 
 /// Past a node's anchor (`&name`) and tag (`!tag`), which the parser counts as
@@ -1649,6 +1667,16 @@ spec:
             jq("l:\n  - |\n    x\n\nz: 1\n", ".l += [\"y\"]"),
             "l:\n  - |\n    x\n  - y\n\nz: 1\n"
         );
+        // An anchored list (its `-` a line below its anchor) grows where it is written, for every alias.
+        assert_eq!(
+            jq(
+                "a: &l # the list\n  - x: 1\nb: *l\n",
+                ".a += [{\"x\": 2}] | .b += [{\"x\": 2}]"
+            ),
+            "a: &l # the list\n  - x: 1\n  - x: 2\nb: *l\n"
+        );
+        let error = edit("a: &l\n  - 1\nb: *l\n", ".a += [2]").unwrap_err();
+        assert!(error.to_string().contains("`*alias`"), "{error:#}");
         // An inner and an outer list that end on the same line.
         assert_eq!(
             jq("l:\n  - m:\n      - 1\n", ".l[0].m += [2] | .l += [3]"),
