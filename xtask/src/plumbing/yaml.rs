@@ -1700,6 +1700,72 @@ spec:
         assert!(error.to_string().contains("removes entries"), "{error:#}");
     }
 
+    /// Every list of `value` with its path.
+    fn lists_of(value: &Value, at: ValuePath, found: &mut Vec<(ValuePath, Vec<Value>)>) {
+        match value {
+            Value::Array(items) => {
+                found.push((at.clone(), items.clone()));
+                for (i, item) in items.iter().enumerate() {
+                    lists_of(item, at.child(Segment::Index(i)), found);
+                }
+            }
+            Value::Object(entries) => {
+                for (key, item) in entries {
+                    lists_of(item, at.child(Segment::Key(key.clone())), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The repository's own YAML (anchors, block scalars, comments, indentless
+    /// lists): every string changed, to one line and to several, and a copy of
+    /// its last entry appended to every block list, each re-parsed by `rewrite`.
+    #[test]
+    fn every_yaml_file_of_the_repository_takes_every_edit() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let (mut failures, mut appended) = (Vec::new(), 0);
+        for dir in ["gitops", ".github/workflows", "charts/service-demo"] {
+            for file in crate::plumbing::fs::yaml_files(&root.join(dir)).unwrap() {
+                let text = std::fs::read_to_string(&file).unwrap();
+                // Helm templates are not YAML until rendered.
+                let Ok(doc) = parse(&text) else { continue };
+                let name = file.display();
+                for (how, result) in [
+                    ("suffix", map_strings(&text, |s| format!("{s}Z"))),
+                    ("lines", map_strings(&text, |s| format!("{s}\nline two\n"))),
+                ] {
+                    if let Err(error) = result {
+                        failures.push(format!("{name} {how}: {error:#}"));
+                    }
+                }
+                let mut lists = Vec::new();
+                lists_of(&doc, ValuePath::default(), &mut lists);
+                for (path, mut items) in lists {
+                    items.extend(items.last().cloned());
+                    let value = Value::Array(items);
+                    match set(
+                        &text,
+                        &[Edit {
+                            path: path.clone(),
+                            value,
+                        }],
+                    ) {
+                        Ok(_) => appended += 1,
+                        // A flow list, or one site of a list used through an alias: refused as documented.
+                        Err(e)
+                            if ["flow style", "`*alias`"]
+                                .iter()
+                                .any(|w| e.to_string().contains(w)) => {}
+                        Err(e) => failures.push(format!("{name} append to {path}: {e:#}")),
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(appended > 50, "only {appended} lists took an entry");
+    }
+
     #[test]
     fn edits_as_data_write_the_same_bytes_as_the_jq_expression() {
         let by_data = set(
