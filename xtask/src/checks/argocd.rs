@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
 
 use serde_json::Value;
 
@@ -17,9 +17,8 @@ use crate::domain::application_sets::{self, Generated, ServiceElement};
 use crate::domain::argocd_api;
 use crate::domain::promotion::{Env, UNDECLARED_VALUES_FILE};
 use crate::domain::services::Service;
-use crate::plumbing::fs::yaml_files;
+use crate::plumbing::fs::{Depth, yaml_documents};
 use crate::plumbing::text::glob_match;
-use crate::plumbing::yaml::split_documents;
 
 /// This target's rules (`validate --list`).
 pub const RULES: &[Rule] = &[
@@ -700,19 +699,14 @@ const POWER_GROUPS: [&str; 6] = [
 /// Argo CD's objects, read once: every document of every YAML file under
 /// `gitops/argocd`, `(path from the repository root, document)`.
 pub fn load(root: &Path) -> Result<Vec<(String, Value)>> {
-    let mut docs = Vec::new();
-    for file in yaml_files(&root.join("gitops/argocd"))? {
-        let name = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {name}"))?;
-        for doc in split_documents(&text).with_context(|| format!("{name} is not YAML"))? {
-            docs.push((name.clone(), doc));
-        }
+    let (files, unreadable) = yaml_documents(root, "gitops/argocd", Depth::Tree);
+    if !unreadable.is_empty() {
+        bail!("{}", unreadable.join("; "));
     }
-    Ok(docs)
+    Ok(files
+        .into_iter()
+        .flat_map(|(file, docs)| docs.into_iter().map(move |doc| (file.clone(), doc)))
+        .collect())
 }
 
 /// The documents of `docs` in the files directly in `dir`.

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::checks::{Finding, Rule, argocd, objects, rule, tag};
 use crate::domain::application_sets;
 use crate::domain::promotion::Env;
+use crate::plumbing::fs::{Depth, yaml_documents};
 use crate::plumbing::yaml;
 use crate::plumbing::yaml::parse_strict;
 
@@ -623,7 +624,6 @@ fn produced_secrets(
 ) -> Result<SecretsByNamespace, Vec<Finding>> {
     let mut produced = SecretsByNamespace::new();
     let mut problems = Vec::new();
-    let unreadable = |p| vec![Finding::new("repository.yaml", p)];
     let projects = argocd::in_dir(argocd_docs, "gitops/argocd");
     for (_, app) in argocd::in_dir(argocd_docs, "gitops/argocd/apps") {
         let path = app["spec"]["source"]["path"].as_str().unwrap_or_default();
@@ -640,7 +640,15 @@ fn produced_secrets(
             .find(|(_, p)| p["kind"] == "AppProject" && p["metadata"]["name"] == project)
             .map(|(_, p)| argocd::whitelisted_kinds(p))
             .unwrap_or_default();
-        for (file, doc) in read_yaml_dir(root, path).map_err(unreadable)? {
+        let (files, unreadable) = yaml_documents(root, path, Depth::Folder);
+        if !unreadable.is_empty() {
+            return Err(tag("repository.yaml", unreadable));
+        }
+        // Every document of a file is an object Argo CD applies: each is checked.
+        let documents = files
+            .into_iter()
+            .flat_map(|(file, docs)| docs.into_iter().map(move |doc| (file.clone(), doc)));
+        for (file, doc) in documents {
             problems.extend(objects::check_document(&file, &doc));
             for (group, kind) in objects::kinds(std::slice::from_ref(&doc)).difference(&allowed) {
                 problems.push(Finding::new("argocd.project-allows", format!(
@@ -692,25 +700,6 @@ fn secrets_made_by(doc: &Value) -> Vec<(String, String)> {
         ),
         _ => Vec::new(),
     }
-}
-
-/// `(relative file, document)` of the YAML files directly in `dir`.
-fn read_yaml_dir(root: &Path, dir: &str) -> Result<Vec<(String, Value)>, String> {
-    let mut docs = Vec::new();
-    let files =
-        crate::plumbing::fs::yaml_files(&root.join(dir)).map_err(|e| format!("{dir}: {e:#}"))?;
-    for file in files.iter().filter(|f| f.parent() == Some(&root.join(dir))) {
-        let name = file
-            .strip_prefix(root)
-            .unwrap_or(file)
-            .display()
-            .to_string();
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
-        let parsed = crate::plumbing::yaml::split_documents(&text)
-            .map_err(|e| format!("{name}: not YAML: {e:#}"))?;
-        docs.extend(parsed.into_iter().map(|doc| (name.clone(), doc)));
-    }
-    Ok(docs)
 }
 
 /// What the chart must render for an environment.

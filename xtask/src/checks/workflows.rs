@@ -18,7 +18,7 @@ use crate::plumbing::prebuilt;
 
 use crate::checks::taint::{self, tainted_env};
 use crate::checks::{Finding, Rule, rule, tag};
-use crate::plumbing::fs::yaml_in;
+use crate::plumbing::fs::{Depth, yaml_documents};
 
 /// This target's rules (`validate --list`).
 pub const RULES: &[Rule] = &[
@@ -340,8 +340,18 @@ pub type Workflows = [(String, Value)];
 /// The workflows under `root` (`.github/workflows`), and a finding for each
 /// file that is not YAML.
 pub fn load(root: &Path) -> (Vec<(String, Value)>, Vec<Finding>) {
-    let mut unreadable = Vec::new();
-    let workflows = yaml_in(root, ".github/workflows", &mut unreadable);
+    let (files, mut unreadable) = yaml_documents(root, ".github/workflows", Depth::Folder);
+    let mut workflows = Vec::new();
+    for (file, documents) in files {
+        // GitHub reads a workflow file as one document: a second one is a finding, never skipped unchecked.
+        match <[Value; 1]>::try_from(documents) {
+            Ok([workflow]) => workflows.push((file, workflow)),
+            Err(documents) => unreadable.push(format!(
+                "{file}: holds {} YAML documents, and GitHub reads a workflow file as one: keep one workflow per file",
+                documents.len()
+            )),
+        }
+    }
     (workflows, tag("repository.yaml", unreadable))
 }
 
@@ -1383,6 +1393,29 @@ fn toolchain_problems(root: &Path) -> Vec<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_workflow_file_of_two_documents_is_a_finding_not_a_skipped_document() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(".github/workflows");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("one.yaml"), "name: one\non: push\n").unwrap();
+        std::fs::write(
+            dir.join("two.yaml"),
+            "name: two\non: push\n---\nname: hidden\non: pull_request_target\n",
+        )
+        .unwrap();
+        let (workflows, found) = load(root.path());
+        let names: Vec<&str> = workflows.iter().map(|(file, _)| file.as_str()).collect();
+        assert_eq!(names, [".github/workflows/one.yaml"]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .message
+                .contains(".github/workflows/two.yaml: holds 2 YAML documents"),
+            "{found:?}"
+        );
+    }
 
     /// The setup guard's summary is a fixed sentence; anything the shell would expand or run in it is
     /// pipeline logic again.

@@ -6,12 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 
 use crate::domain::Repos;
 use crate::domain::argocd_api::{Application, ArgoCd, Fetch, SyncStart, Verdict};
 use crate::domain::gitops::GitopsOptions;
 use crate::domain::tags::short;
+use crate::plumbing::retry::try_wait_until;
 
 #[derive(clap::Subcommand)]
 pub enum ArgocdCommand {
@@ -163,7 +164,7 @@ fn wait_for(argocd: &ArgoCd, target: &Target, revision: &str, options: &WaitOpti
     let mut refresh = !options.no_refresh;
     let mut last_line = String::new();
     let mut unhealthy_since: Option<Instant> = None;
-    loop {
+    let done = try_wait_until(options.timeout, options.poll_interval, || {
         let fetched = fetch(argocd, target, refresh)?;
         let line = match &fetched {
             Fetch::Found(app) => format!("{} · {}", app.metadata.name, app.status.summary()),
@@ -177,21 +178,21 @@ fn wait_for(argocd: &ArgoCd, target: &Target, revision: &str, options: &WaitOpti
             Fetch::Found(app) => {
                 // One refresh per wait: on the first read that reached the app.
                 refresh = false;
-                if judge(app, revision, start, &mut unhealthy_since, options)? {
-                    return Ok(());
-                }
+                judge(app, revision, start, &mut unhealthy_since, options)
             }
-            Fetch::Missing(_) | Fetch::Unavailable(_) => unhealthy_since = None,
+            Fetch::Missing(_) | Fetch::Unavailable(_) => {
+                unhealthy_since = None;
+                Ok(false)
+            }
         }
-        if start.elapsed() + options.poll_interval > options.timeout {
-            bail!(
-                "argocd: timed out after {} waiting for {target} to run {}; last seen: {last_line}",
-                humantime::format_duration(options.timeout),
-                short(revision)
-            );
-        }
-        std::thread::sleep(options.poll_interval);
-    }
+    })?;
+    ensure!(
+        done,
+        "argocd: timed out after {} waiting for {target} to run {}; last seen: {last_line}",
+        humantime::format_duration(options.timeout),
+        short(revision)
+    );
+    Ok(())
 }
 
 /// The target's Application (a preview is found by label, then read by name

@@ -181,6 +181,8 @@ fn runner(args: RunnerArgs) -> Result<()> {
         settings.image,
         settings.network
     );
+    // Not a wait for a condition (plumbing::retry::wait_until): the dispatcher serves until it is
+    // stopped, and a failed poll is said and tried again at the next interval.
     loop {
         let poll = cluster_runner::dispatch_once(&github, &settings);
         match (poll, args.once) {

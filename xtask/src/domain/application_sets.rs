@@ -22,12 +22,13 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::promotion::Env;
 use crate::domain::services::Service;
+use crate::plumbing::yaml::{self, Segment, ValuePath};
 
 /// The services × environments ApplicationSet, from the workspace root.
 pub const SERVICES_SET: &str = "gitops/argocd/apps/services.yaml";
@@ -429,28 +430,50 @@ fn unquote(word: &str) -> Option<&str> {
 /// The services list of the ApplicationSet `text` (the first list generator
 /// whose elements name a `service`).
 pub fn service_elements(text: &str) -> Result<Vec<ServiceElement>> {
-    let set: Value = yaml_serde::from_str(text).context("the ApplicationSet is not YAML")?;
-    let mut lists = Vec::new();
-    collect_lists(&set["spec"]["generators"], &mut lists);
-    let list = lists
-        .into_iter()
-        .find(|elements| elements.iter().any(|e| e.get("service").is_some()))
-        .context("no list generator whose elements name a `service`")?;
+    let (_, list) = services_list(text)?;
     list.iter()
         .map(|e| serde_json::from_value(e.clone()).with_context(|| format!("element {e}")))
         .collect()
 }
 
-fn collect_lists(generators: &Value, lists: &mut Vec<Vec<Value>>) {
-    for generator in generators.as_array().into_iter().flatten() {
+/// Where the services list is in the ApplicationSet `text`, and its elements.
+fn services_list(text: &str) -> Result<(ValuePath, Vec<Value>)> {
+    let set: Value = yaml_serde::from_str(text).context("the ApplicationSet is not YAML")?;
+    let mut lists = Vec::new();
+    let at = ValuePath(vec![
+        Segment::Key("spec".to_owned()),
+        Segment::Key("generators".to_owned()),
+    ]);
+    collect_lists(&set["spec"]["generators"], &at, &mut lists);
+    lists
+        .into_iter()
+        .find(|(_, elements)| elements.iter().any(|e| e.get("service").is_some()))
+        .context("no list generator whose elements name a `service`")
+}
+
+/// Every list generator's elements under `generators` (at `at`), with their path.
+fn collect_lists(generators: &Value, at: &ValuePath, lists: &mut Vec<(ValuePath, Vec<Value>)>) {
+    let path = |i: usize, keys: &[&str]| {
+        let mut path = at.clone();
+        path.0.push(Segment::Index(i));
+        path.0
+            .extend(keys.iter().map(|k| Segment::Key((*k).to_owned())));
+        path
+    };
+    for (i, generator) in generators.as_array().into_iter().flatten().enumerate() {
         if let Some(elements) = generator["list"]["elements"].as_array() {
-            lists.push(elements.clone());
+            lists.push((path(i, &["list", "elements"]), elements.clone()));
         }
-        collect_lists(&generator["matrix"]["generators"], lists);
+        collect_lists(
+            &generator["matrix"]["generators"],
+            &path(i, &["matrix", "generators"]),
+            lists,
+        );
     }
 }
 
-/// `text` (an ApplicationSet) with `element` appended to its services list,
+/// `text` (an ApplicationSet) with `element` appended to its services list
+/// (through `plumbing::yaml`: after the last element, in its layout),
 /// everything else byte for byte as it was; unchanged if the list has it.
 pub fn add_service_element(text: &str, element: &ServiceElement) -> Result<String> {
     let before = service_elements(text)?;
@@ -462,62 +485,12 @@ pub fn add_service_element(text: &str, element: &ServiceElement) -> Result<Strin
         "the services list already has an element for {} with another chart or values file: fix it by hand",
         element.service
     );
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let Some(last) = lines
-        .iter()
-        .rposition(|l| l.trim_start().starts_with("- service:"))
-    else {
-        bail!(
-            "no `- service:` element in the services list to add {} after",
-            element.service
-        );
-    };
-    let indent = lines[last].len() - lines[last].trim_start().len();
-    let end = (last + 1..lines.len())
-        .find(|&i| {
-            let line = lines[i];
-            let blank = line.trim().is_empty() || line.trim_start().starts_with('#');
-            !blank && line.len() - line.trim_start().len() <= indent
-        })
-        .unwrap_or(lines.len());
-    let end = (last + 1..end)
-        .rev()
-        .find(|&i| !lines[i].trim().is_empty())
-        .map_or(last + 1, |i| i + 1);
-    let pad = " ".repeat(indent);
-    let entry = format!(
-        "{pad}- service: {}\n{pad}  chart: {}\n{pad}  valuesFile: {}\n",
-        scalar(&element.service),
-        scalar(&element.chart),
-        scalar(&element.values_file)
-    );
-    let mut out: String = lines[..end].concat();
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(&entry);
-    out.push_str(&lines[end..].concat());
-    let mut expected = before;
-    expected.push(element.clone());
-    ensure!(
-        service_elements(&out)? == expected,
-        "adding {} to the services list did not give the list plus it (is the list's layout unusual?)",
-        element.service
-    );
-    Ok(out)
-}
-
-/// A YAML scalar for `s`: plain when it reads back as itself, else quoted.
-fn scalar(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-    if plain {
-        s.to_owned()
-    } else {
-        Value::from(s).to_string()
-    }
+    // The list's path is made of fixed keys and indices: a jq path as it prints.
+    let (path, _) = services_list(text)?;
+    let element = serde_json::to_value(element)?;
+    let edited = yaml::edit(text, &format!("{path} += [{element}]"))
+        .with_context(|| format!("adding {} to the services list", element["service"]))?;
+    Ok(edited.text)
 }
 
 /// Adds the workspace's service `name` (as its `service.toml` declares it)
@@ -598,6 +571,10 @@ mod tests {
             )
         );
         assert_eq!(add_service_element(&out, &element).unwrap(), out);
+        // A services list written in flow style is refused, saying how to fix it.
+        let flow = "spec:\n  generators:\n    - list:\n        elements: [{service: a, chart: c, valuesFile: a.yaml}]\n";
+        let error = add_service_element(flow, &element).unwrap_err();
+        assert!(format!("{error:#}").contains("flow style"), "{error:#}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
 use crate::plumbing::fs::yaml_files;
-use crate::plumbing::text::unified_diff;
+use crate::plumbing::text::{map_lines, unified_diff};
 use crate::plumbing::yaml;
 
 /// Where the repository is named, besides the YAML under gitops/argocd, gitops/values and gitops/policy.
@@ -90,17 +90,24 @@ impl Edits {
         for dir in YAML_DIRS {
             files.extend(yaml_files(&self.root.join(dir))?);
         }
+        let rename = |s: &str| {
+            replacements
+                .iter()
+                .fold(s.to_owned(), |s, (from, to)| s.replace(from, to))
+        };
         for file in files.into_iter().filter(|f| f.is_file()) {
             let path = file
                 .strip_prefix(&self.root)
                 .unwrap_or(&file)
                 .to_string_lossy()
                 .into_owned();
-            self.edit(&path, |text| {
-                Ok(replacements
-                    .iter()
-                    .fold(text.to_owned(), |t, (from, to)| t.replace(from, to)))
-            })?;
+            if is_yaml(&path) {
+                // The string values only: a comment or a key that names the old repository stays.
+                self.edit(&path, |text| Ok(yaml::map_strings(text, rename)?.text))?;
+            } else {
+                // Cargo.toml, the Dockerfile and Terraform are not YAML: a text edit.
+                self.edit(&path, |text| Ok(rename(text)))?;
+            }
         }
         Ok(())
     }
@@ -122,7 +129,9 @@ impl Edits {
                 .unwrap_or(&file)
                 .to_string_lossy()
                 .into_owned();
-            self.edit(&path, |text| Ok(text.replace(&from, &to)))?;
+            self.edit(&path, |text| {
+                Ok(yaml::map_strings(text, |s| s.replace(&from, &to))?.text)
+            })?;
         }
         Ok(())
     }
@@ -189,49 +198,32 @@ impl Edits {
     }
 }
 
-/// `text` with each line mapped, keeping its line endings.
-fn map_lines(text: &str, mut map: impl FnMut(&str) -> String) -> String {
-    text.split_inclusive('\n')
-        .map(|line| {
-            let (body, end) = match line.strip_suffix('\n') {
-                Some(body) => (body, "\n"),
-                None => (line, ""),
-            };
-            format!("{}{end}", map(body))
-        })
-        .collect()
+/// Whether `path` names a YAML file (edited through `plumbing::yaml`, never as text).
+fn is_yaml(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
-/// The policy with every `publicKeys: |-` block's lines replaced by `pem`, at the block's indentation.
+/// Where the policy holds the image key: every `publicKeys` value (each is set,
+/// so a policy that writes it twice cannot disagree with itself).
+const PUBLIC_KEYS: &str = r#"(.. | objects | select(has("publicKeys")) | .publicKeys)"#;
+
+/// The policy with every `publicKeys` value set to `pem`: a block scalar
+/// (`publicKeys: |-`) keeps its indentation, its comments and its anchor.
 fn replace_public_keys(text: &str, pem: &str) -> Result<String> {
-    let mut out = String::new();
-    let mut lines = text.split_inclusive('\n').peekable();
-    let mut blocks = 0;
-    while let Some(line) = lines.next() {
-        out.push_str(line);
-        if line.trim() != "publicKeys: |-" {
-            continue;
-        }
-        blocks += 1;
-        let key_indent = line.len() - line.trim_start().len();
-        let mut indent = None;
-        while let Some(next) = lines.peek() {
-            let own = next.len() - next.trim_start().len();
-            if next.trim().is_empty() || own <= key_indent {
-                break;
+    fn holds_a_key(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.contains_key("publicKeys") || map.values().any(holds_a_key)
             }
-            indent.get_or_insert(own);
-            lines.next();
-        }
-        let pad = " ".repeat(indent.unwrap_or(key_indent + 2));
-        for pem_line in pem.lines() {
-            out.push_str(&format!("{pad}{pem_line}\n"));
+            serde_json::Value::Array(items) => items.iter().any(holds_a_key),
+            _ => false,
         }
     }
-    if blocks == 0 {
-        bail!("no `publicKeys: |-` block to hold the image key");
+    if !holds_a_key(&yaml::parse(text)?) {
+        bail!("no `publicKeys` (e.g. `publicKeys: |-`) to hold the image key");
     }
-    Ok(out)
+    let pem = serde_json::to_string(pem.trim_end())?;
+    Ok(yaml::edit(text, &format!("{PUBLIC_KEYS} = {pem}"))?.text)
 }
 
 /// `<owner>/<name>` checked: GitHub's characters only.
@@ -285,6 +277,49 @@ mod tests {
             "a:\n  publicKeys: |-\n    -----BEGIN PUBLIC KEY-----\n    new1\n    new2\n    -----END PUBLIC KEY-----\n  rekor:\n    x: 1\n"
         );
         assert!(replace_public_keys("a: 1\n", pem).is_err());
+    }
+
+    #[test]
+    fn the_real_policys_key_changes_where_it_is_written_and_nothing_else_moves() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(POLICY_FILE);
+        let policy = std::fs::read_to_string(file).unwrap();
+        let pem = "-----BEGIN PUBLIC KEY-----\nnew\n-----END PUBLIC KEY-----\n";
+        let out = replace_public_keys(&policy, pem).unwrap();
+        let diff = similar::TextDiff::from_lines(&policy, &out);
+        let lines = |tag| -> Vec<&str> {
+            diff.iter_all_changes()
+                .filter(|c| c.tag() == tag)
+                .map(|c| c.value())
+                .collect()
+        };
+        // The key's two body lines become one; its header, its indentation and every other line stay.
+        assert_eq!(
+            lines(similar::ChangeTag::Insert),
+            ["                      new\n"],
+            "{out}"
+        );
+        assert_eq!(lines(similar::ChangeTag::Delete).len(), 2, "{out}");
+        // The debug rule reads the same key through its alias.
+        let keys: Vec<String> = ["pipeline-signed", "pipeline-signed-debug"]
+            .iter()
+            .map(|rule| {
+                let doc = yaml::parse(&out).unwrap();
+                let rule = doc["spec"]["rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["name"] == *rule)
+                    .unwrap()
+                    .clone();
+                rule["verifyImages"][0]["attestors"][0]["entries"][0]["keys"]["publicKeys"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(keys, [pem.trim_end(), pem.trim_end()]);
     }
 
     /// A repository whose gitops/argocd objects and Cargo.toml name `url`.
@@ -353,6 +388,38 @@ mod tests {
             .argocd_transport(&("Other".to_owned(), "demo".to_owned()), false)
             .unwrap();
         assert!(again.changed().is_empty());
+    }
+
+    #[test]
+    fn a_yaml_comment_or_key_naming_the_repository_is_not_rewritten() {
+        let https = "https://github.com/acme/service-demo.git";
+        let dir = repository_naming(https);
+        let app = dir.path().join("gitops/argocd/apps/app.yaml");
+        let text = format!(
+            "# moved from {https}\n{https}: x\n{}",
+            std::fs::read_to_string(&app).unwrap()
+        );
+        std::fs::write(&app, &text).unwrap();
+        let mut edits = Edits::new(dir.path());
+        edits
+            .argocd_transport(&("acme".to_owned(), "service-demo".to_owned()), true)
+            .unwrap();
+        edits
+            .point_at(&("Other".to_owned(), "demo".to_owned()))
+            .unwrap();
+        edits.write().unwrap();
+        let after = std::fs::read_to_string(&app).unwrap();
+        assert_eq!(
+            after,
+            text.replace(
+                &format!("repoURL: {https}"),
+                "repoURL: git@github.com:Other/demo.git"
+            ),
+            "{after}"
+        );
+        // Cargo.toml is not YAML: its text moves.
+        let cargo = std::fs::read_to_string(dir.path().join("Cargo.toml")).unwrap();
+        assert!(cargo.contains("https://github.com/Other/demo"), "{cargo}");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Files: scratch directories, atomic writes, the YAML files of a folder and
-//! their documents.
+//! every document they hold (one reader for every check that reads a folder).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
+
+use crate::plumbing::yaml::split_documents;
 
 /// A fresh directory inside `parent` (created if missing), named `prefix`
 /// and a random tail so no two processes share one; removed when dropped.
@@ -61,32 +63,54 @@ pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The YAML documents of one file, as JSON values.
-pub fn read_yaml(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    yaml_serde::from_str(&text).map_err(|e| format!("{}: not valid YAML: {e}", path.display()))
+/// How far below a folder [`yaml_documents`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// The files directly in it.
+    Folder,
+    /// Every file below it.
+    Tree,
 }
 
-/// `(relative path, document)` of the YAML files directly in `dir` (not below it).
-pub fn yaml_in(root: &Path, dir: &str, found: &mut Vec<String>) -> Vec<(String, Value)> {
-    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
-        found.push(format!("{dir}: missing"));
-        return Vec::new();
+/// A YAML file read whole: its path from the root, and every document it holds.
+pub type YamlFile = (String, Vec<Value>);
+
+/// Every document (empty ones skipped) of every `.yaml`/`.yml` file in `dir`
+/// (a path from `root`), by file and sorted; and a problem naming each file
+/// that cannot be read or is not YAML, or the folder if it is missing. A file
+/// of several documents keeps them all: a caller that allows one per file says
+/// so itself, so no document escapes its checks.
+pub fn yaml_documents(root: &Path, dir: &str, depth: Depth) -> (Vec<YamlFile>, Vec<String>) {
+    let folder = root.join(dir);
+    if !folder.is_dir() {
+        return (Vec::new(), vec![format!("{dir}: missing")]);
+    }
+    let files = match yaml_files(&folder) {
+        Ok(files) => files,
+        Err(error) => return (Vec::new(), vec![format!("{dir}: {error:#}")]),
     };
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
-        .collect();
-    names.sort();
-    let mut docs = Vec::new();
-    for name in names {
-        let file = format!("{dir}/{name}");
-        match read_yaml(&root.join(&file)) {
-            Ok(doc) => docs.push((file, doc)),
-            Err(problem) => found.push(problem),
+    let mut read = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        if depth == Depth::Folder && file.parent() != Some(folder.as_path()) {
+            continue;
+        }
+        let name = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let documents = std::fs::read_to_string(&file)
+            .map_err(|e| format!("{name}: {e}"))
+            .and_then(|text| {
+                split_documents(&text).map_err(|e| format!("{name}: not valid YAML: {e:#}"))
+            });
+        match documents {
+            Ok(documents) => read.push((name, documents)),
+            Err(problem) => problems.push(problem),
         }
     }
-    docs
+    (read, problems)
 }
 
 #[cfg(test)]
@@ -107,6 +131,36 @@ mod tests {
         assert_eq!(names, ["index.json"]);
         let missing = dir.path().join("no/such/dir/file");
         assert!(write_atomic(&missing, b"x").is_err());
+    }
+
+    #[test]
+    fn every_document_of_every_file_is_read_and_each_problem_named() {
+        let root = temp_dir("xtask-fs-test-").unwrap();
+        let dir = root.path().join("d");
+        std::fs::create_dir_all(dir.join("below")).unwrap();
+        std::fs::write(dir.join("two.yaml"), "a: 1\n---\nb: 2\n---\n").unwrap();
+        std::fs::write(dir.join("bad.yml"), "a: [\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "a: 1\n").unwrap();
+        std::fs::write(dir.join("below/deep.yaml"), "c: 3\n").unwrap();
+        let (files, problems) = yaml_documents(root.path(), "d", Depth::Folder);
+        assert_eq!(
+            files,
+            [(
+                "d/two.yaml".to_owned(),
+                vec![serde_json::json!({"a": 1}), serde_json::json!({"b": 2})]
+            )]
+        );
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].starts_with("d/bad.yml: not valid YAML"),
+            "{problems:?}"
+        );
+        let (files, _) = yaml_documents(root.path(), "d", Depth::Tree);
+        let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["d/below/deep.yaml", "d/two.yaml"]);
+        let (files, problems) = yaml_documents(root.path(), "nowhere", Depth::Folder);
+        assert!(files.is_empty());
+        assert_eq!(problems, ["nowhere: missing"]);
     }
 
     #[test]

@@ -5,16 +5,22 @@
 //!
 //! - `yaml`: YAML read and edited in one place: documents of a stream,
 //!   strict parsing against a type, format-preserving edits (`(path, value)`
-//!   pairs for the pipeline, jq for people).
+//!   pairs and `map_strings` for the pipeline, jq for people and for edits
+//!   like "every `publicKeys`"): changed scalars rewritten in their style
+//!   (block scalars included), entries appended to a block list. The only
+//!   module that edits YAML text.
 //! - `json_schema`: one JSON Schema validator (OpenAPI 3.0, Swagger 2.0,
 //!   CRDs' structural schemas), strict on undeclared fields.
-//! - `fs`: the YAML files of a folder.
+//! - `fs`: scratch directories, atomic writes, and the one reader of a
+//!   folder's YAML (`yaml_documents`: every document of every file, a problem
+//!   per unreadable file).
 //! - `http`: the one HTTP client (user agent, timeout, no redirect unless
 //!   asked).
 //! - `process`: whether a program is installed; arguments no program may
 //!   read as options.
 //! - `retry`: one retry loop with jittered backoff, and one wait for a
-//!   condition (a server listening).
+//!   condition (a server listening, an Argo CD application running a
+//!   revision), whose look may fail.
 //! - `text`: unified diffs, RFC 3339 times, globs, URLs without credentials.
 //! - `workspace`: the checkout xtask acts on (found from the working
 //!   directory or `XTASK_WORKSPACE`, never the path it was built in), its

@@ -1,5 +1,6 @@
 //! Trying again: one retry loop with backoff (a push that lost a race, a ref
-//! another process held) and one wait for a condition (a server listening).
+//! another process held) and one wait for a condition (a server listening, an
+//! Argo CD application running a revision), whose look may fail.
 
 use std::time::{Duration, Instant};
 
@@ -37,17 +38,34 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// Polls `ready` every `interval` until it holds (`true`) or `timeout`
-/// passed (`false`, after one last look).
+/// passed (`false`, after one last look at the deadline).
 pub fn wait_until(timeout: Duration, interval: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    match try_wait_until(timeout, interval, || {
+        Ok::<_, std::convert::Infallible>(ready())
+    }) {
+        Ok(ready) => ready,
+        Err(never) => match never {},
+    }
+}
+
+/// [`wait_until`] for a condition whose look can fail, or can tell that it
+/// never will hold: its error ends the wait at once.
+pub fn try_wait_until<E>(
+    timeout: Duration,
+    interval: Duration,
+    mut ready: impl FnMut() -> Result<bool, E>,
+) -> Result<bool, E> {
     let deadline = Instant::now() + timeout;
     loop {
-        if ready() {
-            return true;
+        if ready()? {
+            return Ok(true);
         }
-        if Instant::now() >= deadline {
-            return false;
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
         }
-        std::thread::sleep(interval);
+        // The last look is at the deadline, not an interval past it.
+        std::thread::sleep(interval.min(deadline - now));
     }
 }
 
@@ -102,5 +120,24 @@ mod tests {
             || false
         ));
         assert!(started.elapsed() >= Duration::from_millis(50));
+        // A long interval does not carry the wait past its timeout.
+        let started = Instant::now();
+        assert!(!wait_until(
+            Duration::from_millis(50),
+            Duration::from_secs(30),
+            || false
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn try_wait_until_stops_at_the_first_error() {
+        let mut polls = 0;
+        let stopped: Result<bool, &str> =
+            try_wait_until(Duration::from_secs(5), Duration::ZERO, || {
+                polls += 1;
+                if polls == 2 { Err("failed") } else { Ok(false) }
+            });
+        assert_eq!((stopped, polls), (Err("failed"), 2));
     }
 }

@@ -1,5 +1,6 @@
-//! Text: diffs as `--dry-run`s print them, timestamps, Argo CD's globs, and
-//! URLs without their credentials.
+//! Text: diffs as `--dry-run`s print them, timestamps, Argo CD's globs,
+//! URLs without their credentials, and a line-by-line edit of a file that is
+//! not YAML (YAML is edited through `plumbing::yaml` only).
 
 /// A unified diff of one file, `a/<path>` → `b/<path>`, as `--dry-run`s print.
 pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
@@ -54,6 +55,20 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
                     .any(|i| glob_match(rest, &text[prefix.len() + i..]))
         }
     }
+}
+
+/// `text` with each line mapped, keeping its line endings: for files that are
+/// not YAML (CODEOWNERS). A YAML file is edited through `plumbing::yaml`.
+pub fn map_lines(text: &str, mut map: impl FnMut(&str) -> String) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let (body, end) = match line.strip_suffix('\n') {
+                Some(body) => (body, "\n"),
+                None => (line, ""),
+            };
+            format!("{}{end}", map(body))
+        })
+        .collect()
 }
 
 #[cfg(test)]
