@@ -16,9 +16,10 @@
 //! a binary on PATH is whatever the machine has.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use xshell::{Shell, TempDir, cmd};
 
@@ -46,8 +47,9 @@ const SAMPLE_PR: u64 = 7;
 /// Every check on the repository at `root`; fails listing every problem.
 pub fn check_repository(root: &Path) -> Result<()> {
     let mut checks = Checks::new(root)?;
-    let (mut chart_kinds, rendered) = checks.chart()?;
-    let others = checks.other_services(&mut chart_kinds)?;
+    let renders = checks.render()?;
+    let (mut chart_kinds, rendered) = checks.chart(renders.items, &renders.validated)?;
+    let others = checks.other_services(renders.others, &renders.validated, &mut chart_kinds)?;
     checks.argocd(&chart_kinds)?;
     checks.upstream_schemas();
     checks.cluster(&rendered);
@@ -62,6 +64,35 @@ pub fn check_repository(root: &Path) -> Result<()> {
 /// The `(group, kind)`s the chart renders, and its objects per environment.
 type ChartRender = (BTreeSet<(String, String)>, Vec<Rendered>);
 
+/// Every chart render of a run, made before any is checked: items-api's
+/// targets and the other services' in one Helm process, then
+/// kubernetes-validate once over them all (each problem names its file).
+struct Renders {
+    /// items-api's targets, each with its objects and the file kubernetes-validate
+    /// read, or why it did not render.
+    items: Vec<(ChartTarget, ChartRendered)>,
+    /// The other services' renders (in `out`), or why they could not be listed.
+    others: Result<OtherRenders>,
+    /// kubernetes-validate's problems over every render, or why it did not run.
+    validated: Result<Vec<String>, String>,
+}
+
+/// items-api's chart for one environment or preview: `(environment, values
+/// file, what the report calls it)`.
+type ChartTarget = (String, PathBuf, String);
+
+/// What items-api's chart rendered for a target (its objects, and the file
+/// kubernetes-validate read), or why it did not render.
+type ChartRendered = Result<(Vec<Value>, PathBuf)>;
+
+/// The other services' renders: each target, where Helm wrote them
+/// (`<release>.yaml` or `<release>.error`), or why Helm did not run.
+struct OtherRenders {
+    targets: Vec<ServiceRender>,
+    out: PathBuf,
+    helm: Result<(), String>,
+}
+
 /// A run of the checks: where, and the problems found so far.
 struct Checks {
     root: PathBuf,
@@ -72,6 +103,8 @@ struct Checks {
     workflows: Vec<(String, Value)>,
     /// Argo CD's objects under gitops/argocd, read once.
     argocd: Vec<(String, Value)>,
+    /// The workspace's services (one `cargo metadata`), or why they are unreadable.
+    services: Result<Vec<Service>>,
     problems: Vec<Finding>,
 }
 
@@ -87,6 +120,7 @@ impl Checks {
             scratch,
             workflows,
             argocd: argocd::load(root)?,
+            services: crate::domain::services::load(root),
             problems: unreadable,
         })
     }
@@ -96,25 +130,112 @@ impl Checks {
         self.problems.extend(found);
     }
 
-    /// 1. The chart, per environment and for a preview: the kinds it renders,
-    ///    and what it rendered per environment.
-    fn chart(&mut self) -> Result<ChartRender> {
+    /// Renders every chart target, items-api's and the other services', in
+    /// one Helm process, and runs kubernetes-validate once over every render.
+    fn render(&self) -> Result<Renders> {
+        let chart = self.root.join("charts/service-demo");
+        let items = self.chart_targets()?;
+        let others = match &self.services {
+            Ok(services) => self.other_service_targets(services),
+            Err(_) => Ok(Vec::new()), // the Argo CD step names the error
+        };
+        let out = self.scratch.path().join("services");
+        std::fs::create_dir_all(&out)?;
+        let releases: Vec<String> = items
+            .iter()
+            .map(|(env, _, _)| format!("service-demo-{env}"))
+            .collect();
+        let mut jobs: Vec<[&OsStr; 4]> = items
+            .iter()
+            .zip(&releases)
+            .map(|((env, values, _), release)| {
+                [
+                    chart.as_os_str(),
+                    values.as_os_str(),
+                    release.as_ref(),
+                    env.as_ref(),
+                ]
+            })
+            .collect();
+        jobs.extend(others.iter().flatten().map(ServiceRender::helm_args));
+        let helm = helm_render_each(&self.sh, &out, &jobs).map_err(|e| format!("{e:#}"));
+        let mut files = Vec::new();
+        let items: Vec<_> = (items.into_iter().zip(&releases))
+            .map(|(target, release)| {
+                let render = self.chart_render(&out, release, &target.0, &helm);
+                files.extend(render.as_ref().ok().map(|(_, file)| file.clone()));
+                (target, render)
+            })
+            .collect();
+        let others = others.map(|targets| OtherRenders { targets, out, helm });
+        if let Ok(others) = &others {
+            files.extend(others.files());
+        }
+        let validated = match files.is_empty() {
+            true => Ok(Vec::new()),
+            false => kubernetes_validate(&self.sh, &files).map_err(|e| format!("{e:#}")),
+        };
+        Ok(Renders {
+            items,
+            others,
+            validated,
+        })
+    }
+
+    /// items-api's render as `release` (Helm wrote it to `out`): its objects,
+    /// and the file kubernetes-validate reads (`<scratch>/<env>.yaml`).
+    fn chart_render(
+        &self,
+        out: &Path,
+        release: &str,
+        env: &str,
+        helm: &Result<(), String>,
+    ) -> ChartRendered {
+        if let Err(error) = helm {
+            bail!("{error}");
+        }
+        let Ok(rendered) = std::fs::read_to_string(out.join(format!("{release}.yaml"))) else {
+            let error = std::fs::read_to_string(out.join(format!("{release}.error")));
+            bail!(
+                "helm template failed:\n{}",
+                error.unwrap_or_default().trim()
+            );
+        };
+        let docs = split_documents(&rendered)?;
+        let file = self.scratch.path().join(format!("{env}.yaml"));
+        std::fs::write(&file, &rendered)?;
+        Ok((docs, file))
+    }
+
+    /// 1. The chart, per environment and for a preview (`items`, rendered):
+    ///    the kinds it renders, and what it rendered per environment.
+    fn chart(
+        &mut self,
+        items: Vec<(ChartTarget, ChartRendered)>,
+        validated: &Result<Vec<String>, String>,
+    ) -> Result<ChartRender> {
         let chart = self.root.join("charts/service-demo");
         let mut kinds = BTreeSet::new();
         let mut rendered = Vec::new();
-        let targets = self.chart_targets()?;
-        for (env, values_file, shown) in &targets {
+        let lint_values = items.get(1).map(|((_, values, _), _)| values.clone());
+        for ((env, values_file, shown), render) in items {
             let what = format!("chart renders for {env} ({shown})");
-            let found = match self.check_environment(&chart, env, values_file, &mut kinds) {
+            let checked = render.and_then(|(docs, file)| {
+                let found =
+                    Self::check_environment(&chart, &env, &values_file, validated, &docs, &file);
+                kinds.extend(objects::kinds(&docs));
+                found.map(|found| (found, docs))
+            });
+            let found = match checked {
                 Ok((found, docs)) => {
-                    rendered.push((env.clone(), docs));
+                    rendered.push((env, docs));
                     found
                 }
                 Err(error) => vec![Finding::new("chart.renders", format!("{error:#}"))],
             };
             self.report(&what, found);
         }
-        let lint = helm_lint(&self.sh, &chart, &targets[1].1);
+        let lint = helm_lint(&self.sh, &chart, &lint_values.context("no chart target")?);
         self.report("helm lint --strict", as_problems("chart.helm-lint", lint));
         Ok((kinds, rendered))
     }
@@ -141,27 +262,24 @@ impl Checks {
         Ok(targets)
     }
 
-    /// Renders the chart for `env` and checks every object; adds the kinds it
-    /// rendered; returns the problems and the objects.
+    /// Checks every object the chart rendered for `env` (`docs`, in `file`):
+    /// kubernetes-validate's problems with `file`, and the chart's promises.
     fn check_environment(
-        &self,
         chart: &Path,
         env: &str,
         values_file: &Path,
-        kinds: &mut BTreeSet<(String, String)>,
-    ) -> Result<(Vec<Finding>, Vec<Value>)> {
-        let rendered = helm_template(&self.sh, chart, values_file, env)?;
-        let docs = split_documents(&rendered)?;
-        kinds.extend(objects::kinds(&docs));
-        let rendered_file = self.scratch.path().join(format!("{env}.yaml"));
-        std::fs::write(&rendered_file, &rendered)?;
+        validated: &Result<Vec<String>, String>,
+        docs: &[Value],
+        file: &Path,
+    ) -> Result<Vec<Finding>> {
+        let validated = validated.as_ref().map_err(|error| anyhow!("{error}"))?;
         let mut found = tag(
             "objects.kubernetes-validate",
-            kubernetes_validate(&self.sh, &[rendered_file])?,
+            problems_of_file(validated, file),
         );
         let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
-        found.extend(chart::check_rendered(&docs, &expected));
-        Ok((found, docs))
+        found.extend(chart::check_rendered(docs, &expected));
+        Ok(found)
     }
 
     /// 1b. Every other service's values file in each environment, and its
@@ -171,29 +289,24 @@ impl Checks {
     ///     Secret produced, egress bounded, nothing opened or placed). A
     ///     missing values file is the Argo CD step's to name.
     ///     Returns each render that worked, named as the report names it.
-    fn other_services(&mut self, kinds: &mut BTreeSet<(String, String)>) -> Result<Vec<Named>> {
-        let Ok(services) = crate::domain::services::load(&self.root) else {
-            return Ok(Vec::new()); // the Argo CD step names the error
-        };
-        let targets = self.other_service_targets(&services)?;
+    fn other_services(
+        &mut self,
+        others: Result<OtherRenders>,
+        validated: &Result<Vec<String>, String>,
+        kinds: &mut BTreeSet<(String, String)>,
+    ) -> Result<Vec<Named>> {
+        let OtherRenders { targets, out, helm } = others?;
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self.scratch.path().join("services");
-        std::fs::create_dir_all(&out)?;
-        helm_render_each(&self.sh, &out, &targets)?;
-        let files: Vec<PathBuf> = targets
-            .iter()
-            .map(|t| out.join(format!("{}.yaml", t.release)))
-            .filter(|file| file.is_file())
-            .collect();
-        let validated = match files.is_empty() {
-            true => Vec::new(),
-            false => kubernetes_validate(&self.sh, &files)?,
+        helm.map_err(|error| anyhow!("{error}"))?;
+        let validated = match out_files(&targets, &out).next() {
+            None => &Vec::new(),
+            Some(_) => validated.as_ref().map_err(|error| anyhow!("{error}"))?,
         };
         let mut renders = Vec::new();
         for target in &targets {
-            let found = match self.check_service_render(target, &out, &validated, kinds) {
+            let found = match self.check_service_render(target, &out, validated, kinds) {
                 Ok((mut found, docs)) => {
                     let rendered = [(target.env.clone(), docs)];
                     found.extend(chart::service_problems(&self.root, &rendered, &self.argocd));
@@ -281,14 +394,9 @@ impl Checks {
         };
         let docs = split_documents(&rendered)?;
         kinds.extend(objects::kinds(&docs));
-        let shown = file.display().to_string();
         let mut found = tag(
             "objects.kubernetes-validate",
-            validated
-                .iter()
-                .filter(|problem| problem.contains(&shown))
-                .cloned()
-                .collect(),
+            problems_of_file(validated, &file),
         );
         let values = std::fs::read_to_string(&target.values)?;
         let expected = expected_render(&target.chart, &target.env, &values)?;
@@ -299,8 +407,8 @@ impl Checks {
     /// 2. The Argo CD objects under gitops/argocd.
     fn argocd(&mut self, chart_kinds: &BTreeSet<(String, String)>) -> Result<()> {
         let docs = &self.argocd;
-        let (services, mut found) = match crate::domain::services::load(&self.root) {
-            Ok(services) => (services, Vec::new()),
+        let (services, mut found) = match &self.services {
+            Ok(services) => (services.clone(), Vec::new()),
             Err(error) => (
                 Vec::new(),
                 vec![Finding::new(
@@ -371,7 +479,8 @@ impl Checks {
     /// 2b. What the fork-and-follow path relies on across files: the chart's
     ///     renders together, Terraform read as HCL, the README.
     fn cluster(&mut self, rendered: &[Rendered]) {
-        let mut found = chart::problems(&self.root, rendered, &self.argocd);
+        let services = self.services.as_deref().unwrap_or_default();
+        let mut found = chart::problems(&self.root, rendered, &self.argocd, services);
         found.extend(crate::checks::terraform::problems(&self.root, rendered));
         found.extend(crate::checks::readme::problems(&self.root, rendered));
         self.report(
@@ -453,6 +562,46 @@ struct ServiceRender {
     values: PathBuf,
     shown: String,
     release: String,
+}
+
+impl ServiceRender {
+    /// What `helm-render-each` takes for it: chart, values, release, namespace.
+    fn helm_args(&self) -> [&OsStr; 4] {
+        [
+            self.chart.as_os_str(),
+            self.values.as_os_str(),
+            self.release.as_ref(),
+            self.env.as_ref(),
+        ]
+    }
+}
+
+impl OtherRenders {
+    /// The renders Helm wrote (kubernetes-validate reads them).
+    fn files(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        out_files(&self.targets, &self.out)
+    }
+}
+
+/// `out/<release>.yaml` of each of `targets` that rendered.
+fn out_files<'a>(
+    targets: &'a [ServiceRender],
+    out: &'a Path,
+) -> impl Iterator<Item = PathBuf> + 'a {
+    targets
+        .iter()
+        .map(|t| out.join(format!("{}.yaml", t.release)))
+        .filter(|file| file.is_file())
+}
+
+/// kubernetes-validate's problems (of a run over many files) with `file`.
+fn problems_of_file(validated: &[String], file: &Path) -> Vec<String> {
+    let head = format!("kubernetes-validate: ERROR {} ", file.display());
+    validated
+        .iter()
+        .filter(|problem| problem.starts_with(&head))
+        .cloned()
+        .collect()
 }
 
 /// Every committed preview of the service whose values file is `values_file`:
@@ -538,34 +687,11 @@ fn expected_render<'a>(
     })
 }
 
-/// `helm template` through Helm's SDK.
-fn helm_template(sh: &Shell, chart: &Path, values: &Path, env: &str) -> Result<String> {
-    let name = format!("service-demo-{env}");
-    offline_checker(
-        sh,
-        "helm template",
-        &[
-            "helm-render".as_ref(),
-            chart.as_os_str(),
-            values.as_os_str(),
-            name.as_ref(),
-            env.as_ref(),
-        ],
-    )
-}
-
-/// Each target rendered in one Helm process: `out/<release>.yaml`, or the
-/// chart's error in `out/<release>.error`.
-fn helm_render_each(sh: &Shell, out: &Path, targets: &[ServiceRender]) -> Result<()> {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["helm-render-each".as_ref(), out.as_os_str()];
-    for target in targets {
-        args.extend([
-            target.chart.as_os_str(),
-            target.values.as_os_str(),
-            target.release.as_ref(),
-            target.env.as_ref(),
-        ]);
-    }
+/// Each target (chart, values, release, namespace) rendered in one Helm
+/// process: `out/<release>.yaml`, or the chart's error in `out/<release>.error`.
+fn helm_render_each(sh: &Shell, out: &Path, targets: &[[&OsStr; 4]]) -> Result<()> {
+    let mut args: Vec<&OsStr> = vec!["helm-render-each".as_ref(), out.as_os_str()];
+    args.extend(targets.iter().flatten());
     offline_checker(sh, "helm template", &args).map(drop)
 }
 
