@@ -18,6 +18,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
@@ -48,7 +49,8 @@ const SAMPLE_PR: u64 = 7;
 pub fn check_repository(root: &Path) -> Result<()> {
     let mut checks = Checks::new(root)?;
     let renders = checks.render()?;
-    let (mut chart_kinds, rendered) = checks.chart(renders.items, &renders.validated)?;
+    let (mut chart_kinds, rendered) =
+        checks.chart(renders.items, &renders.validated, renders.lint)?;
     let others = checks.other_services(renders.others, &renders.validated, &mut chart_kinds)?;
     checks.argocd(&chart_kinds)?;
     checks.upstream_schemas();
@@ -75,6 +77,8 @@ struct Renders {
     others: Result<OtherRenders>,
     /// kubernetes-validate's problems over every render, or why it did not run.
     validated: Result<Vec<String>, String>,
+    /// `helm lint --strict` of items-api's chart with preprod's values.
+    lint: Result<()>,
 }
 
 /// items-api's chart for one environment or preview: `(environment, values
@@ -130,8 +134,9 @@ impl Checks {
         self.problems.extend(found);
     }
 
-    /// Renders every chart target, items-api's and the other services', in
-    /// one Helm process, and runs kubernetes-validate once over every render.
+    /// Renders every chart target, items-api's and the other services', runs
+    /// kubernetes-validate over every render and lints items-api's chart: one
+    /// Python process (Helm's library loads once).
     fn render(&self) -> Result<Renders> {
         let chart = self.root.join("charts/service-demo");
         let items = self.chart_targets()?;
@@ -145,66 +150,49 @@ impl Checks {
             .iter()
             .map(|(env, _, _)| format!("service-demo-{env}"))
             .collect();
-        let mut jobs: Vec<[&OsStr; 4]> = items
-            .iter()
-            .zip(&releases)
-            .map(|((env, values, _), release)| {
-                [
-                    chart.as_os_str(),
-                    values.as_os_str(),
-                    release.as_ref(),
-                    env.as_ref(),
-                ]
-            })
-            .collect();
-        jobs.extend(others.iter().flatten().map(ServiceRender::helm_args));
-        let helm = helm_render_each(&self.sh, &out, &jobs).map_err(|e| format!("{e:#}"));
-        let mut files = Vec::new();
+        let mut render: Vec<&OsStr> = vec!["helm-render-each".as_ref(), out.as_os_str()];
+        for ((env, values, _), release) in items.iter().zip(&releases) {
+            render.extend([
+                chart.as_os_str(),
+                values.as_os_str(),
+                release.as_ref(),
+                env.as_ref(),
+            ]);
+        }
+        render.extend(others.iter().flatten().flat_map(ServiceRender::helm_args));
+        let validate = [
+            "kubernetes-validate".as_ref(),
+            KUBE_VERSION.as_ref(),
+            out.as_os_str(),
+        ];
+        let lint_values = items
+            .get(1)
+            .context("items-api has no preprod")?
+            .1
+            .as_os_str();
+        let lint = [
+            "helm-lint".as_ref(),
+            chart.as_os_str(),
+            lint_values,
+            KUBE_VERSION.as_ref(),
+        ];
+        let jobs = [&render[..], &validate, &lint];
+        let [helm, validated, lint] = offline_checkers(&self.sh, self.scratch.path(), jobs);
+        let helm = helm.and_then(|out| tool_output(out, "helm template").map(drop));
+        let helm = helm.map_err(|e| format!("{e:#}"));
+        let validated = validated.and_then(kubernetes_validate_problems);
         let items: Vec<_> = (items.into_iter().zip(&releases))
             .map(|(target, release)| {
-                let render = self.chart_render(&out, release, &target.0, &helm);
-                files.extend(render.as_ref().ok().map(|(_, file)| file.clone()));
+                let render = chart_render(&out, release, &helm);
                 (target, render)
             })
             .collect();
-        let others = others.map(|targets| OtherRenders { targets, out, helm });
-        if let Ok(others) = &others {
-            files.extend(others.files());
-        }
-        let validated = match files.is_empty() {
-            true => Ok(Vec::new()),
-            false => kubernetes_validate(&self.sh, &files).map_err(|e| format!("{e:#}")),
-        };
         Ok(Renders {
             items,
-            others,
-            validated,
+            others: others.map(|targets| OtherRenders { targets, out, helm }),
+            validated: validated.map_err(|e| format!("{e:#}")),
+            lint: lint.and_then(|out| tool_output(out, "helm lint").map(drop)),
         })
-    }
-
-    /// items-api's render as `release` (Helm wrote it to `out`): its objects,
-    /// and the file kubernetes-validate reads (`<scratch>/<env>.yaml`).
-    fn chart_render(
-        &self,
-        out: &Path,
-        release: &str,
-        env: &str,
-        helm: &Result<(), String>,
-    ) -> ChartRendered {
-        if let Err(error) = helm {
-            bail!("{error}");
-        }
-        let Ok(rendered) = std::fs::read_to_string(out.join(format!("{release}.yaml"))) else {
-            let error = std::fs::read_to_string(out.join(format!("{release}.error")));
-            bail!(
-                "helm template failed:\n{}",
-                error.unwrap_or_default().trim()
-            );
-        };
-        let docs = split_documents(&rendered)?;
-        let file = self.scratch.path().join(format!("{env}.yaml"));
-        std::fs::write(&file, &rendered)?;
-        Ok((docs, file))
     }
 
     /// 1. The chart, per environment and for a preview (`items`, rendered):
@@ -213,11 +201,11 @@ impl Checks {
         &mut self,
         items: Vec<(ChartTarget, ChartRendered)>,
         validated: &Result<Vec<String>, String>,
+        lint: Result<()>,
     ) -> Result<ChartRender> {
         let chart = self.root.join("charts/service-demo");
         let mut kinds = BTreeSet::new();
         let mut rendered = Vec::new();
-        let lint_values = items.get(1).map(|((_, values, _), _)| values.clone());
         for ((env, values_file, shown), render) in items {
             let what = format!("chart renders for {env} ({shown})");
             let checked = render.and_then(|(docs, file)| {
@@ -235,7 +223,6 @@ impl Checks {
             };
             self.report(&what, found);
         }
-        let lint = helm_lint(&self.sh, &chart, &lint_values.context("no chart target")?);
         self.report("helm lint --strict", as_problems("chart.helm-lint", lint));
         Ok((kinds, rendered))
     }
@@ -576,13 +563,6 @@ impl ServiceRender {
     }
 }
 
-impl OtherRenders {
-    /// The renders Helm wrote (kubernetes-validate reads them).
-    fn files(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        out_files(&self.targets, &self.out)
-    }
-}
-
 /// `out/<release>.yaml` of each of `targets` that rendered.
 fn out_files<'a>(
     targets: &'a [ServiceRender],
@@ -687,23 +667,21 @@ fn expected_render<'a>(
     })
 }
 
-/// Each target (chart, values, release, namespace) rendered in one Helm
-/// process: `out/<release>.yaml`, or the chart's error in `out/<release>.error`.
-fn helm_render_each(sh: &Shell, out: &Path, targets: &[[&OsStr; 4]]) -> Result<()> {
-    let mut args: Vec<&OsStr> = vec!["helm-render-each".as_ref(), out.as_os_str()];
-    args.extend(targets.iter().flatten());
-    offline_checker(sh, "helm template", &args).map(drop)
-}
-
-/// `helm lint --strict` through Helm's SDK.
-fn helm_lint(sh: &Shell, chart: &Path, values: &Path) -> Result<()> {
-    let args = [
-        "helm-lint".as_ref(),
-        chart.as_os_str(),
-        values.as_os_str(),
-        KUBE_VERSION.as_ref(),
-    ];
-    offline_checker(sh, "helm lint", &args).map(drop)
+/// items-api's render as `release`, which Helm wrote to `out` (unless it
+/// could not run, `helm`): its objects, and the file kubernetes-validate read.
+fn chart_render(out: &Path, release: &str, helm: &Result<(), String>) -> ChartRendered {
+    if let Err(error) = helm {
+        bail!("{error}");
+    }
+    let file = out.join(format!("{release}.yaml"));
+    let Ok(rendered) = std::fs::read_to_string(&file) else {
+        let error = std::fs::read_to_string(out.join(format!("{release}.error")));
+        bail!(
+            "helm template failed:\n{}",
+            error.unwrap_or_default().trim()
+        );
+    };
+    Ok((split_documents(&rendered)?, file))
 }
 
 /// `terraform fmt -check -recursive` through Terraform as a library.
@@ -727,18 +705,77 @@ fn offline_checker(sh: &Shell, tool: &str, args: &[&std::ffi::OsStr]) -> Result<
     tool_output(out, tool)
 }
 
-/// kubernetes-validate on `files` in one run; each problem names its file.
-fn kubernetes_validate(sh: &Shell, files: &[PathBuf]) -> Result<Vec<String>> {
-    require("kubernetes-validate")?;
-    let version = KUBE_VERSION;
-    let out = cmd!(
-        sh,
-        "kubernetes-validate --strict --quiet --kubernetes-version {version} {files...}"
-    )
-    .quiet()
-    .ignore_status()
-    .output()?;
+/// `xtask/offline_checkers.py batch`: each of `jobs` (its arguments) in
+/// order in one process, so each library loads once; each job's output as if
+/// it had run on its own (if the batch itself fails, that is each job's).
+fn offline_checkers<const N: usize>(
+    sh: &Shell,
+    scratch: &Path,
+    jobs: [&[&OsStr]; N],
+) -> [Result<Output>; N] {
+    let run = || -> Result<Vec<Output>> {
+        require("python3")?;
+        let script = workspace::root().join("xtask/offline_checkers.py");
+        let results = scratch.join("offline-checkers.json");
+        let jobs: Vec<Vec<&str>> = (jobs.iter())
+            .map(|args| {
+                args.iter()
+                    .map(|a| a.to_str().context("a path that is not UTF-8"))
+                    .collect()
+            })
+            .collect::<Result<_>>()?;
+        let out = cmd!(sh, "python3 {script} batch {results}")
+            .stdin(serde_json::to_string(&jobs)?)
+            .quiet()
+            .ignore_status()
+            .output()?;
+        if !out.status.success() {
+            return Ok(vec![out; N]);
+        }
+        let text = std::fs::read_to_string(&results)?;
+        let results: Vec<JobOutput> = serde_json::from_str(&text)?;
+        Ok(results.into_iter().map(Output::from).collect())
+    };
+    match run() {
+        Ok(outputs) if outputs.len() == N => outputs.into_iter().map(Ok).collect::<Vec<_>>(),
+        Ok(_) => (0..N)
+            .map(|_| {
+                Err(anyhow!(
+                    "offline_checkers.py batch: a result per job expected"
+                ))
+            })
+            .collect(),
+        Err(error) => (0..N).map(|_| Err(anyhow!("{error:#}"))).collect(),
+    }
+    .try_into()
+    .unwrap_or_else(|_| unreachable!("N results"))
+}
+
+/// One job's output in `offline_checkers.py batch`'s results.
+#[derive(serde::Deserialize)]
+struct JobOutput {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<JobOutput> for Output {
+    fn from(job: JobOutput) -> Self {
+        Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw((job.code & 0xff) << 8),
+            stdout: job.stdout.into_bytes(),
+            stderr: job.stderr.into_bytes(),
+        }
+    }
+}
+
+/// kubernetes-validate's problems, each naming its file.
+fn kubernetes_validate_problems(out: Output) -> Result<Vec<String>> {
     if out.status.success() {
+        return Ok(Vec::new());
+    }
+    if out.status.code() == Some(127) {
+        tool_output(out, "kubernetes-validate")?;
         return Ok(Vec::new());
     }
     Ok(String::from_utf8_lossy(&out.stdout)
@@ -775,7 +812,7 @@ pub fn zizmor(sh: &Shell, files: &[PathBuf]) -> Result<()> {
 }
 
 /// stdout of a successful run; otherwise its messages as the error.
-fn tool_output(out: std::process::Output, tool: &str) -> Result<String> {
+fn tool_output(out: Output, tool: &str) -> Result<String> {
     if out.status.code() == Some(127) {
         bail!(
             "{tool}: {} — {}",
