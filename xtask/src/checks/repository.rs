@@ -109,6 +109,8 @@ struct Checks {
     argocd: Vec<(String, Value)>,
     /// The workspace's services (one `cargo metadata`), or why they are unreadable.
     services: Result<Vec<Service>>,
+    /// The external checkers that read only the repository, running meanwhile.
+    background: Background,
     problems: Vec<Finding>,
 }
 
@@ -118,11 +120,22 @@ impl Checks {
         sh.change_dir(root);
         let scratch = sh.create_temp_dir()?;
         let (workflows, unreadable) = workflows::load(root);
+        let files: Vec<PathBuf> = workflows.iter().map(|(file, _)| root.join(file)).collect();
+        let terraform = root.join("terraform");
+        let background = Background {
+            terraform_fmt: Pending::start(root, move |sh| terraform_fmt(sh, &terraform)),
+            actionlint: Pending::start(root, {
+                let files = files.clone();
+                move |sh| actionlint(sh, &files)
+            }),
+            zizmor: Pending::start(root, move |sh| zizmor(sh, &files)),
+        };
         Ok(Self {
             root: root.to_path_buf(),
             sh,
             scratch,
             workflows,
+            background,
             argocd: argocd::load(root)?,
             services: crate::domain::services::load(root),
             problems: unreadable,
@@ -479,7 +492,7 @@ impl Checks {
 
     /// 3. Terraform.
     fn terraform(&mut self) {
-        let fmt = terraform_fmt(&self.sh, &self.root.join("terraform"));
+        let fmt = self.background.terraform_fmt.wait();
         self.report("terraform fmt", as_problems("terraform.fmt", fmt));
         let keys = tag(
             "terraform.no-inline-key",
@@ -493,13 +506,11 @@ impl Checks {
 
     /// 4. The workflows.
     fn workflows(&mut self) -> Result<()> {
-        let files: Vec<PathBuf> = self
-            .workflows
-            .iter()
-            .map(|(file, _)| self.root.join(file))
-            .collect();
-        let mut found = as_problems("workflows.actionlint", actionlint(&self.sh, &files));
-        found.extend(as_problems("workflows.zizmor", zizmor(&self.sh, &files)));
+        let mut found = as_problems("workflows.actionlint", self.background.actionlint.wait());
+        found.extend(as_problems(
+            "workflows.zizmor",
+            self.background.zizmor.wait(),
+        ));
         for (file, doc) in &self.workflows {
             found.extend(workflows::check_workflow(file, doc));
         }
@@ -537,6 +548,40 @@ impl Checks {
             );
         }
         Ok(())
+    }
+}
+
+/// The external checkers that read only the repository's files (Terraform's
+/// formatter, actionlint, zizmor): started with the run, each in a thread of
+/// its own, so that they run while Helm renders and the rules read; their
+/// reports keep their places.
+struct Background {
+    terraform_fmt: Pending,
+    actionlint: Pending,
+    zizmor: Pending,
+}
+
+/// A check running in a thread of its own, until its result is taken.
+struct Pending(Option<std::thread::JoinHandle<Result<()>>>);
+
+impl Pending {
+    /// `check` in a new thread, with a shell in `root`.
+    fn start(root: &Path, check: impl FnOnce(&Shell) -> Result<()> + Send + 'static) -> Self {
+        let root = root.to_path_buf();
+        Self(Some(std::thread::spawn(move || {
+            let sh = Shell::new()?;
+            sh.change_dir(root);
+            check(&sh)
+        })))
+    }
+
+    /// The check's result, once it has finished.
+    fn wait(&mut self) -> Result<()> {
+        match self.0.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => bail!("the checker's thread panicked"),
+            None => bail!("the checker's result was already taken"),
+        }
     }
 }
 
