@@ -14,6 +14,11 @@
 //! Helm and Terraform run through their Python bindings only, even where a
 //! binary is installed: the library versions are pinned in `xtask/tools.txt`,
 //! a binary on PATH is whatever the machine has.
+//!
+//! Every chart render (items-api's and the other services'), kubernetes-validate
+//! over them all and `helm lint` run in one Python process
+//! (`offline_checkers.py batch`); Terraform's formatter, actionlint and zizmor
+//! run in threads beside it from the start. The report keeps its order.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
