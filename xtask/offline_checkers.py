@@ -6,6 +6,11 @@ registries this project uses, and their versions are pinned in xtask/tools.txt, 
     offline_checkers.py helm-render-each OUT_DIR [CHART VALUES_FILE RELEASE NAMESPACE]...   # OUT_DIR/RELEASE.yaml|.error
     offline_checkers.py helm-lint CHART VALUES_FILE KUBE_VERSION
     offline_checkers.py terraform-fmt DIR
+    offline_checkers.py kubernetes-validate KUBE_VERSION DIR   # every DIR/*.yaml, strictly; problems on stdout
+    offline_checkers.py batch RESULTS_FILE < JOBS   # several of the above in this one process
+
+JOBS is a JSON list of argument lists (`[["helm-lint", ...], ...]`); RESULTS_FILE gets a JSON list of
+{"code", "stdout", "stderr"}, one per job, as if each had run on its own: the libraries load once.
 
 Exit non-zero with the tool's own message on stderr when a check fails; 127 when a library is missing.
 """
@@ -62,6 +67,44 @@ def helm_lint(chart_dir, values_file, kube_version):
     return 1 if problems else 0
 
 
+def kubernetes_validate(kube_version, directory):
+    """`kubernetes-validate --strict --quiet --kubernetes-version KUBE_VERSION DIR/*.yaml` (its own loop,
+    the same lines), each schema file parsed once: the library reads its 1.3 MB of definitions again for
+    every object. A file it cannot read or parse is named on stderr and the others are still checked."""
+    import functools
+    import glob
+    import os
+
+    import kubernetes_validate.utils as utils
+
+    if not hasattr(utils.schema_contents, "cache_info"):
+        utils.schema_contents = functools.lru_cache(maxsize=None)(utils.schema_contents)
+    rc = 0
+    for filename in sorted(glob.glob(os.path.join(directory, "*.yaml"))):
+        try:
+            rc |= utils.validate_file(filename, kube_version, strict=True, quiet=True, no_warn=False)
+        except SystemExit as error:
+            print(error, file=sys.stderr)
+            rc |= 1
+    return rc
+
+
+def batch(results_file):
+    import contextlib
+    import io
+    import json
+
+    results = []
+    for args in json.load(sys.stdin):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["offline_checkers.py", *args])
+        results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+    with open(results_file, "w") as f:
+        json.dump(results, f)
+    return 0
+
+
 def terraform_fmt(directory):
     import os
 
@@ -88,6 +131,10 @@ def main(argv):
             return helm_lint(*args)
         if command == "terraform-fmt":
             return terraform_fmt(*args)
+        if command == "kubernetes-validate":
+            return kubernetes_validate(*args)
+        if command == "batch":
+            return batch(*args)
     except ImportError as error:
         print(f"{error}: install the pip pins of xtask/tools.txt (bash .ci/run does this)", file=sys.stderr)
         return 127

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::checks::{Finding, Rule, argocd, objects, rule, tag};
 use crate::domain::application_sets;
 use crate::domain::promotion::Env;
+use crate::domain::services::Service;
 use crate::plumbing::fs::{Depth, yaml_documents};
 use crate::plumbing::yaml;
 use crate::plumbing::yaml::parse_strict;
@@ -127,12 +128,13 @@ pub fn problems(
     root: &Path,
     rendered: &[Rendered],
     argocd_docs: &[(String, Value)],
+    services: &[Service],
 ) -> Vec<Finding> {
     let mut found = tag("chart.ingress-per-environment", ingress_problems(rendered));
     found.extend(tag("chart.preview-folder", preview_file_problems(root)));
     found.extend(tag(
         "chart.image-repository",
-        image_repository_problems(root),
+        image_repository_problems(root, services),
     ));
     found.extend(service_problems(root, rendered, argocd_docs));
     found
@@ -177,7 +179,7 @@ fn pushed_repository(root: &Path) -> Result<String, String> {
 /// Every values file (the chart's defaults, each environment's, each
 /// preview's) runs images of the pipeline's repository only: a values file
 /// may change the tag through the pipeline, never where the image comes from.
-fn image_repository_problems(root: &Path) -> Vec<String> {
+fn image_repository_problems(root: &Path, services: &[Service]) -> Vec<String> {
     let expected = match pushed_repository(root) {
         Ok(repository) => repository,
         Err(problem) => return vec![problem],
@@ -185,10 +187,9 @@ fn image_repository_problems(root: &Path) -> Vec<String> {
     let files = values_files(root);
     // Each service's images are at <registry>/<image> (ghcr.io/<owner>/<image>): its values files
     // (named by its values-file in every environment) may name its own repository too.
-    let images: BTreeMap<String, String> = crate::domain::services::load(root)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| (s.declaration.values_file, s.declaration.image))
+    let images: BTreeMap<&str, &str> = services
+        .iter()
+        .map(|s| (&*s.declaration.values_file, &*s.declaration.image))
         .collect();
     let registry = expected
         .rsplit_once('/')

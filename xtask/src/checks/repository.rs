@@ -14,11 +14,18 @@
 //! Helm and Terraform run through their Python bindings only, even where a
 //! binary is installed: the library versions are pinned in `xtask/tools.txt`,
 //! a binary on PATH is whatever the machine has.
+//!
+//! Every chart render (items-api's and the other services'), kubernetes-validate
+//! over them all and `helm lint` run in one Python process
+//! (`offline_checkers.py batch`); Terraform's formatter, actionlint and zizmor
+//! run in threads beside it from the start. The report keeps its order.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use xshell::{Shell, TempDir, cmd};
 
@@ -46,8 +53,10 @@ const SAMPLE_PR: u64 = 7;
 /// Every check on the repository at `root`; fails listing every problem.
 pub fn check_repository(root: &Path) -> Result<()> {
     let mut checks = Checks::new(root)?;
-    let (mut chart_kinds, rendered) = checks.chart()?;
-    let others = checks.other_services(&mut chart_kinds)?;
+    let renders = checks.render()?;
+    let (mut chart_kinds, rendered) =
+        checks.chart(renders.items, &renders.validated, renders.lint)?;
+    let others = checks.other_services(renders.others, &renders.validated, &mut chart_kinds)?;
     checks.argocd(&chart_kinds)?;
     checks.upstream_schemas();
     checks.cluster(&rendered);
@@ -62,6 +71,37 @@ pub fn check_repository(root: &Path) -> Result<()> {
 /// The `(group, kind)`s the chart renders, and its objects per environment.
 type ChartRender = (BTreeSet<(String, String)>, Vec<Rendered>);
 
+/// Every chart render of a run, made before any is checked: items-api's
+/// targets and the other services' in one Helm process, then
+/// kubernetes-validate once over them all (each problem names its file).
+struct Renders {
+    /// items-api's targets, each with its objects and the file kubernetes-validate
+    /// read, or why it did not render.
+    items: Vec<(ChartTarget, ChartRendered)>,
+    /// The other services' renders (in `out`), or why they could not be listed.
+    others: Result<OtherRenders>,
+    /// kubernetes-validate's problems over every render, or why it did not run.
+    validated: Result<Vec<String>, String>,
+    /// `helm lint --strict` of items-api's chart with preprod's values.
+    lint: Result<()>,
+}
+
+/// items-api's chart for one environment or preview: `(environment, values
+/// file, what the report calls it)`.
+type ChartTarget = (String, PathBuf, String);
+
+/// What items-api's chart rendered for a target (its objects, and the file
+/// kubernetes-validate read), or why it did not render.
+type ChartRendered = Result<(Vec<Value>, PathBuf)>;
+
+/// The other services' renders: each target, where Helm wrote them
+/// (`<release>.yaml` or `<release>.error`), or why Helm did not run.
+struct OtherRenders {
+    targets: Vec<ServiceRender>,
+    out: PathBuf,
+    helm: Result<(), String>,
+}
+
 /// A run of the checks: where, and the problems found so far.
 struct Checks {
     root: PathBuf,
@@ -72,6 +112,10 @@ struct Checks {
     workflows: Vec<(String, Value)>,
     /// Argo CD's objects under gitops/argocd, read once.
     argocd: Vec<(String, Value)>,
+    /// The workspace's services (one `cargo metadata`), or why they are unreadable.
+    services: Result<Vec<Service>>,
+    /// The external checkers that read only the repository, running meanwhile.
+    background: Background,
     problems: Vec<Finding>,
 }
 
@@ -81,12 +125,24 @@ impl Checks {
         sh.change_dir(root);
         let scratch = sh.create_temp_dir()?;
         let (workflows, unreadable) = workflows::load(root);
+        let files: Vec<PathBuf> = workflows.iter().map(|(file, _)| root.join(file)).collect();
+        let terraform = root.join("terraform");
+        let background = Background {
+            terraform_fmt: Pending::start(root, move |sh| terraform_fmt(sh, &terraform)),
+            actionlint: Pending::start(root, {
+                let files = files.clone();
+                move |sh| actionlint(sh, &files)
+            }),
+            zizmor: Pending::start(root, move |sh| zizmor(sh, &files)),
+        };
         Ok(Self {
             root: root.to_path_buf(),
             sh,
             scratch,
             workflows,
+            background,
             argocd: argocd::load(root)?,
+            services: crate::domain::services::load(root),
             problems: unreadable,
         })
     }
@@ -96,25 +152,95 @@ impl Checks {
         self.problems.extend(found);
     }
 
-    /// 1. The chart, per environment and for a preview: the kinds it renders,
-    ///    and what it rendered per environment.
-    fn chart(&mut self) -> Result<ChartRender> {
+    /// Renders every chart target, items-api's and the other services', runs
+    /// kubernetes-validate over every render and lints items-api's chart: one
+    /// Python process (Helm's library loads once).
+    fn render(&self) -> Result<Renders> {
+        let chart = self.root.join("charts/service-demo");
+        let items = self.chart_targets()?;
+        let others = match &self.services {
+            Ok(services) => self.other_service_targets(services),
+            Err(_) => Ok(Vec::new()), // the Argo CD step names the error
+        };
+        let out = self.scratch.path().join("services");
+        std::fs::create_dir_all(&out)?;
+        let releases: Vec<String> = items
+            .iter()
+            .map(|(env, _, _)| format!("service-demo-{env}"))
+            .collect();
+        let mut render: Vec<&OsStr> = vec!["helm-render-each".as_ref(), out.as_os_str()];
+        for ((env, values, _), release) in items.iter().zip(&releases) {
+            render.extend([
+                chart.as_os_str(),
+                values.as_os_str(),
+                release.as_ref(),
+                env.as_ref(),
+            ]);
+        }
+        render.extend(others.iter().flatten().flat_map(ServiceRender::helm_args));
+        let validate = [
+            "kubernetes-validate".as_ref(),
+            KUBE_VERSION.as_ref(),
+            out.as_os_str(),
+        ];
+        let lint_values = items
+            .get(1)
+            .context("items-api has no preprod")?
+            .1
+            .as_os_str();
+        let lint = [
+            "helm-lint".as_ref(),
+            chart.as_os_str(),
+            lint_values,
+            KUBE_VERSION.as_ref(),
+        ];
+        let jobs = [&render[..], &validate, &lint];
+        let [helm, validated, lint] = offline_checkers(&self.sh, self.scratch.path(), jobs);
+        let helm = helm.and_then(|out| tool_output(out, "helm template").map(drop));
+        let helm = helm.map_err(|e| format!("{e:#}"));
+        let validated = validated.and_then(kubernetes_validate_problems);
+        let items: Vec<_> = (items.into_iter().zip(&releases))
+            .map(|(target, release)| {
+                let render = chart_render(&out, release, &helm);
+                (target, render)
+            })
+            .collect();
+        Ok(Renders {
+            items,
+            others: others.map(|targets| OtherRenders { targets, out, helm }),
+            validated: validated.map_err(|e| format!("{e:#}")),
+            lint: lint.and_then(|out| tool_output(out, "helm lint").map(drop)),
+        })
+    }
+
+    /// 1. The chart, per environment and for a preview (`items`, rendered):
+    ///    the kinds it renders, and what it rendered per environment.
+    fn chart(
+        &mut self,
+        items: Vec<(ChartTarget, ChartRendered)>,
+        validated: &Result<Vec<String>, String>,
+        lint: Result<()>,
+    ) -> Result<ChartRender> {
         let chart = self.root.join("charts/service-demo");
         let mut kinds = BTreeSet::new();
         let mut rendered = Vec::new();
-        let targets = self.chart_targets()?;
-        for (env, values_file, shown) in &targets {
+        for ((env, values_file, shown), render) in items {
             let what = format!("chart renders for {env} ({shown})");
-            let found = match self.check_environment(&chart, env, values_file, &mut kinds) {
+            let checked = render.and_then(|(docs, file)| {
+                let found =
+                    Self::check_environment(&chart, &env, &values_file, validated, &docs, &file);
+                kinds.extend(objects::kinds(&docs));
+                found.map(|found| (found, docs))
+            });
+            let found = match checked {
                 Ok((found, docs)) => {
-                    rendered.push((env.clone(), docs));
+                    rendered.push((env, docs));
                     found
                 }
                 Err(error) => vec![Finding::new("chart.renders", format!("{error:#}"))],
             };
             self.report(&what, found);
         }
-        let lint = helm_lint(&self.sh, &chart, &targets[1].1);
         self.report("helm lint --strict", as_problems("chart.helm-lint", lint));
         Ok((kinds, rendered))
     }
@@ -141,27 +267,24 @@ impl Checks {
         Ok(targets)
     }
 
-    /// Renders the chart for `env` and checks every object; adds the kinds it
-    /// rendered; returns the problems and the objects.
+    /// Checks every object the chart rendered for `env` (`docs`, in `file`):
+    /// kubernetes-validate's problems with `file`, and the chart's promises.
     fn check_environment(
-        &self,
         chart: &Path,
         env: &str,
         values_file: &Path,
-        kinds: &mut BTreeSet<(String, String)>,
-    ) -> Result<(Vec<Finding>, Vec<Value>)> {
-        let rendered = helm_template(&self.sh, chart, values_file, env)?;
-        let docs = split_documents(&rendered)?;
-        kinds.extend(objects::kinds(&docs));
-        let rendered_file = self.scratch.path().join(format!("{env}.yaml"));
-        std::fs::write(&rendered_file, &rendered)?;
+        validated: &Result<Vec<String>, String>,
+        docs: &[Value],
+        file: &Path,
+    ) -> Result<Vec<Finding>> {
+        let validated = validated.as_ref().map_err(|error| anyhow!("{error}"))?;
         let mut found = tag(
             "objects.kubernetes-validate",
-            kubernetes_validate(&self.sh, &[rendered_file])?,
+            problems_of_file(validated, file),
         );
         let expected = expected_render(chart, env, &std::fs::read_to_string(values_file)?)?;
-        found.extend(chart::check_rendered(&docs, &expected));
-        Ok((found, docs))
+        found.extend(chart::check_rendered(docs, &expected));
+        Ok(found)
     }
 
     /// 1b. Every other service's values file in each environment, and its
@@ -171,29 +294,24 @@ impl Checks {
     ///     Secret produced, egress bounded, nothing opened or placed). A
     ///     missing values file is the Argo CD step's to name.
     ///     Returns each render that worked, named as the report names it.
-    fn other_services(&mut self, kinds: &mut BTreeSet<(String, String)>) -> Result<Vec<Named>> {
-        let Ok(services) = crate::domain::services::load(&self.root) else {
-            return Ok(Vec::new()); // the Argo CD step names the error
-        };
-        let targets = self.other_service_targets(&services)?;
+    fn other_services(
+        &mut self,
+        others: Result<OtherRenders>,
+        validated: &Result<Vec<String>, String>,
+        kinds: &mut BTreeSet<(String, String)>,
+    ) -> Result<Vec<Named>> {
+        let OtherRenders { targets, out, helm } = others?;
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self.scratch.path().join("services");
-        std::fs::create_dir_all(&out)?;
-        helm_render_each(&self.sh, &out, &targets)?;
-        let files: Vec<PathBuf> = targets
-            .iter()
-            .map(|t| out.join(format!("{}.yaml", t.release)))
-            .filter(|file| file.is_file())
-            .collect();
-        let validated = match files.is_empty() {
-            true => Vec::new(),
-            false => kubernetes_validate(&self.sh, &files)?,
+        helm.map_err(|error| anyhow!("{error}"))?;
+        let validated = match out_files(&targets, &out).next() {
+            None => &Vec::new(),
+            Some(_) => validated.as_ref().map_err(|error| anyhow!("{error}"))?,
         };
         let mut renders = Vec::new();
         for target in &targets {
-            let found = match self.check_service_render(target, &out, &validated, kinds) {
+            let found = match self.check_service_render(target, &out, validated, kinds) {
                 Ok((mut found, docs)) => {
                     let rendered = [(target.env.clone(), docs)];
                     found.extend(chart::service_problems(&self.root, &rendered, &self.argocd));
@@ -281,14 +399,9 @@ impl Checks {
         };
         let docs = split_documents(&rendered)?;
         kinds.extend(objects::kinds(&docs));
-        let shown = file.display().to_string();
         let mut found = tag(
             "objects.kubernetes-validate",
-            validated
-                .iter()
-                .filter(|problem| problem.contains(&shown))
-                .cloned()
-                .collect(),
+            problems_of_file(validated, &file),
         );
         let values = std::fs::read_to_string(&target.values)?;
         let expected = expected_render(&target.chart, &target.env, &values)?;
@@ -299,8 +412,8 @@ impl Checks {
     /// 2. The Argo CD objects under gitops/argocd.
     fn argocd(&mut self, chart_kinds: &BTreeSet<(String, String)>) -> Result<()> {
         let docs = &self.argocd;
-        let (services, mut found) = match crate::domain::services::load(&self.root) {
-            Ok(services) => (services, Vec::new()),
+        let (services, mut found) = match &self.services {
+            Ok(services) => (services.clone(), Vec::new()),
             Err(error) => (
                 Vec::new(),
                 vec![Finding::new(
@@ -371,7 +484,8 @@ impl Checks {
     /// 2b. What the fork-and-follow path relies on across files: the chart's
     ///     renders together, Terraform read as HCL, the README.
     fn cluster(&mut self, rendered: &[Rendered]) {
-        let mut found = chart::problems(&self.root, rendered, &self.argocd);
+        let services = self.services.as_deref().unwrap_or_default();
+        let mut found = chart::problems(&self.root, rendered, &self.argocd, services);
         found.extend(crate::checks::terraform::problems(&self.root, rendered));
         found.extend(crate::checks::readme::problems(&self.root, rendered));
         self.report(
@@ -383,7 +497,7 @@ impl Checks {
 
     /// 3. Terraform.
     fn terraform(&mut self) {
-        let fmt = terraform_fmt(&self.sh, &self.root.join("terraform"));
+        let fmt = self.background.terraform_fmt.wait();
         self.report("terraform fmt", as_problems("terraform.fmt", fmt));
         let keys = tag(
             "terraform.no-inline-key",
@@ -397,13 +511,11 @@ impl Checks {
 
     /// 4. The workflows.
     fn workflows(&mut self) -> Result<()> {
-        let files: Vec<PathBuf> = self
-            .workflows
-            .iter()
-            .map(|(file, _)| self.root.join(file))
-            .collect();
-        let mut found = as_problems("workflows.actionlint", actionlint(&self.sh, &files));
-        found.extend(as_problems("workflows.zizmor", zizmor(&self.sh, &files)));
+        let mut found = as_problems("workflows.actionlint", self.background.actionlint.wait());
+        found.extend(as_problems(
+            "workflows.zizmor",
+            self.background.zizmor.wait(),
+        ));
         for (file, doc) in &self.workflows {
             found.extend(workflows::check_workflow(file, doc));
         }
@@ -444,6 +556,40 @@ impl Checks {
     }
 }
 
+/// The external checkers that read only the repository's files (Terraform's
+/// formatter, actionlint, zizmor): started with the run, each in a thread of
+/// its own, so that they run while Helm renders and the rules read; their
+/// reports keep their places.
+struct Background {
+    terraform_fmt: Pending,
+    actionlint: Pending,
+    zizmor: Pending,
+}
+
+/// A check running in a thread of its own, until its result is taken.
+struct Pending(Option<std::thread::JoinHandle<Result<()>>>);
+
+impl Pending {
+    /// `check` in a new thread, with a shell in `root`.
+    fn start(root: &Path, check: impl FnOnce(&Shell) -> Result<()> + Send + 'static) -> Self {
+        let root = root.to_path_buf();
+        Self(Some(std::thread::spawn(move || {
+            let sh = Shell::new()?;
+            sh.change_dir(root);
+            check(&sh)
+        })))
+    }
+
+    /// The check's result, once it has finished.
+    fn wait(&mut self) -> Result<()> {
+        match self.0.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => bail!("the checker's thread panicked"),
+            None => bail!("the checker's result was already taken"),
+        }
+    }
+}
+
 /// One render of another service's chart: the environment (its namespace),
 /// the values file (and how the report names it), the Application's name.
 struct ServiceRender {
@@ -453,6 +599,39 @@ struct ServiceRender {
     values: PathBuf,
     shown: String,
     release: String,
+}
+
+impl ServiceRender {
+    /// What `helm-render-each` takes for it: chart, values, release, namespace.
+    fn helm_args(&self) -> [&OsStr; 4] {
+        [
+            self.chart.as_os_str(),
+            self.values.as_os_str(),
+            self.release.as_ref(),
+            self.env.as_ref(),
+        ]
+    }
+}
+
+/// `out/<release>.yaml` of each of `targets` that rendered.
+fn out_files<'a>(
+    targets: &'a [ServiceRender],
+    out: &'a Path,
+) -> impl Iterator<Item = PathBuf> + 'a {
+    targets
+        .iter()
+        .map(|t| out.join(format!("{}.yaml", t.release)))
+        .filter(|file| file.is_file())
+}
+
+/// kubernetes-validate's problems (of a run over many files) with `file`.
+fn problems_of_file(validated: &[String], file: &Path) -> Vec<String> {
+    let head = format!("kubernetes-validate: ERROR {} ", file.display());
+    validated
+        .iter()
+        .filter(|problem| problem.starts_with(&head))
+        .cloned()
+        .collect()
 }
 
 /// Every committed preview of the service whose values file is `values_file`:
@@ -538,46 +717,21 @@ fn expected_render<'a>(
     })
 }
 
-/// `helm template` through Helm's SDK.
-fn helm_template(sh: &Shell, chart: &Path, values: &Path, env: &str) -> Result<String> {
-    let name = format!("service-demo-{env}");
-    offline_checker(
-        sh,
-        "helm template",
-        &[
-            "helm-render".as_ref(),
-            chart.as_os_str(),
-            values.as_os_str(),
-            name.as_ref(),
-            env.as_ref(),
-        ],
-    )
-}
-
-/// Each target rendered in one Helm process: `out/<release>.yaml`, or the
-/// chart's error in `out/<release>.error`.
-fn helm_render_each(sh: &Shell, out: &Path, targets: &[ServiceRender]) -> Result<()> {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["helm-render-each".as_ref(), out.as_os_str()];
-    for target in targets {
-        args.extend([
-            target.chart.as_os_str(),
-            target.values.as_os_str(),
-            target.release.as_ref(),
-            target.env.as_ref(),
-        ]);
+/// items-api's render as `release`, which Helm wrote to `out` (unless it
+/// could not run, `helm`): its objects, and the file kubernetes-validate read.
+fn chart_render(out: &Path, release: &str, helm: &Result<(), String>) -> ChartRendered {
+    if let Err(error) = helm {
+        bail!("{error}");
     }
-    offline_checker(sh, "helm template", &args).map(drop)
-}
-
-/// `helm lint --strict` through Helm's SDK.
-fn helm_lint(sh: &Shell, chart: &Path, values: &Path) -> Result<()> {
-    let args = [
-        "helm-lint".as_ref(),
-        chart.as_os_str(),
-        values.as_os_str(),
-        KUBE_VERSION.as_ref(),
-    ];
-    offline_checker(sh, "helm lint", &args).map(drop)
+    let file = out.join(format!("{release}.yaml"));
+    let Ok(rendered) = std::fs::read_to_string(&file) else {
+        let error = std::fs::read_to_string(out.join(format!("{release}.error")));
+        bail!(
+            "helm template failed:\n{}",
+            error.unwrap_or_default().trim()
+        );
+    };
+    Ok((split_documents(&rendered)?, file))
 }
 
 /// `terraform fmt -check -recursive` through Terraform as a library.
@@ -601,18 +755,77 @@ fn offline_checker(sh: &Shell, tool: &str, args: &[&std::ffi::OsStr]) -> Result<
     tool_output(out, tool)
 }
 
-/// kubernetes-validate on `files` in one run; each problem names its file.
-fn kubernetes_validate(sh: &Shell, files: &[PathBuf]) -> Result<Vec<String>> {
-    require("kubernetes-validate")?;
-    let version = KUBE_VERSION;
-    let out = cmd!(
-        sh,
-        "kubernetes-validate --strict --quiet --kubernetes-version {version} {files...}"
-    )
-    .quiet()
-    .ignore_status()
-    .output()?;
+/// `xtask/offline_checkers.py batch`: each of `jobs` (its arguments) in
+/// order in one process, so each library loads once; each job's output as if
+/// it had run on its own (if the batch itself fails, that is each job's).
+fn offline_checkers<const N: usize>(
+    sh: &Shell,
+    scratch: &Path,
+    jobs: [&[&OsStr]; N],
+) -> [Result<Output>; N] {
+    let run = || -> Result<Vec<Output>> {
+        require("python3")?;
+        let script = workspace::root().join("xtask/offline_checkers.py");
+        let results = scratch.join("offline-checkers.json");
+        let jobs: Vec<Vec<&str>> = (jobs.iter())
+            .map(|args| {
+                args.iter()
+                    .map(|a| a.to_str().context("a path that is not UTF-8"))
+                    .collect()
+            })
+            .collect::<Result<_>>()?;
+        let out = cmd!(sh, "python3 {script} batch {results}")
+            .stdin(serde_json::to_string(&jobs)?)
+            .quiet()
+            .ignore_status()
+            .output()?;
+        if !out.status.success() {
+            return Ok(vec![out; N]);
+        }
+        let text = std::fs::read_to_string(&results)?;
+        let results: Vec<JobOutput> = serde_json::from_str(&text)?;
+        Ok(results.into_iter().map(Output::from).collect())
+    };
+    match run() {
+        Ok(outputs) if outputs.len() == N => outputs.into_iter().map(Ok).collect::<Vec<_>>(),
+        Ok(_) => (0..N)
+            .map(|_| {
+                Err(anyhow!(
+                    "offline_checkers.py batch: a result per job expected"
+                ))
+            })
+            .collect(),
+        Err(error) => (0..N).map(|_| Err(anyhow!("{error:#}"))).collect(),
+    }
+    .try_into()
+    .unwrap_or_else(|_| unreachable!("N results"))
+}
+
+/// One job's output in `offline_checkers.py batch`'s results.
+#[derive(serde::Deserialize)]
+struct JobOutput {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<JobOutput> for Output {
+    fn from(job: JobOutput) -> Self {
+        Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw((job.code & 0xff) << 8),
+            stdout: job.stdout.into_bytes(),
+            stderr: job.stderr.into_bytes(),
+        }
+    }
+}
+
+/// kubernetes-validate's problems, each naming its file.
+fn kubernetes_validate_problems(out: Output) -> Result<Vec<String>> {
     if out.status.success() {
+        return Ok(Vec::new());
+    }
+    if out.status.code() == Some(127) {
+        tool_output(out, "kubernetes-validate")?;
         return Ok(Vec::new());
     }
     Ok(String::from_utf8_lossy(&out.stdout)
@@ -649,7 +862,7 @@ pub fn zizmor(sh: &Shell, files: &[PathBuf]) -> Result<()> {
 }
 
 /// stdout of a successful run; otherwise its messages as the error.
-fn tool_output(out: std::process::Output, tool: &str) -> Result<String> {
+fn tool_output(out: Output, tool: &str) -> Result<String> {
     if out.status.code() == Some(127) {
         bail!(
             "{tool}: {} — {}",
