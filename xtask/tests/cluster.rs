@@ -1299,12 +1299,58 @@ fn iptables_for_test(dir: &Path) -> Option<String> {
 struct FirewallFixture {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    network: String,
+    bridge: String,
+    chain: String,
     node: String,
     kind: String,
     image: String,
 }
 
 impl FirewallFixture {
+    /// `cluster firewall` for a runner network, bridge, chain, kind network and
+    /// node of this test process's own (named from `prefix`), reaching the
+    /// node's API server port, through the runner `image`, with
+    /// `XTASK_IPTABLES` set to `iptables`.
+    fn new(prefix: &str, image: &str, iptables: &str) -> Self {
+        let id = std::process::id();
+        let network = format!("{prefix}-run-{id}");
+        let bridge = format!("{prefix}{id}");
+        let chain = format!("{}-RUNNER-{id}", prefix.to_uppercase());
+        let node = format!("{prefix}-node-{id}");
+        let kind = format!("{prefix}-kind-{id}");
+        let args = [
+            "cluster",
+            "firewall",
+            "--network",
+            &network,
+            "--bridge",
+            &bridge,
+            "--firewall-chain",
+            &chain,
+            "--kind-network",
+            &kind,
+            "--reach",
+            &format!("{node}:6443"),
+            "--forward",
+            "",
+            "--image",
+            image,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        Self {
+            args,
+            env: vec![("XTASK_IPTABLES".into(), iptables.into())],
+            network,
+            bridge,
+            chain,
+            node,
+            kind,
+            image: image.to_owned(),
+        }
+    }
+
     fn xtask(&self, extra: &[&str]) -> std::process::Output {
         let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         args.extend(extra);
@@ -1362,39 +1408,13 @@ fn the_runner_network_reaches_kinds_allowed_ports_and_nothing_of_the_host() {
     let Some(image) = build_stand_in_image("firewall") else {
         return;
     };
-    let id = std::process::id();
-    let (network, bridge, chain) = (
-        format!("sdt-run-{id}"),
-        format!("sdt{id}"),
-        format!("SDT-RUNNER-{id}"),
+    let fixture = FirewallFixture::new("sdt", &image, &iptables);
+    let (network, bridge, chain, node) = (
+        fixture.network.clone(),
+        fixture.bridge.clone(),
+        fixture.chain.clone(),
+        fixture.node.clone(),
     );
-    let node = format!("sdt-node-{id}");
-    let fixture = FirewallFixture {
-        args: [
-            "cluster",
-            "firewall",
-            "--network",
-            &network,
-            "--bridge",
-            &bridge,
-            "--firewall-chain",
-            &chain,
-            "--kind-network",
-            &format!("sdt-kind-{id}"),
-            "--reach",
-            &format!("{node}:6443"),
-            "--forward",
-            "",
-            "--image",
-            &image,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        env: vec![("XTASK_IPTABLES".into(), iptables.clone())],
-        node: node.clone(),
-        kind: format!("sdt-kind-{id}"),
-        image: image.clone(),
-    };
     // kind's stand-in node: a web server on the API server's port and on one the runner may not open.
     docker_text(&["network", "create", &fixture.kind]);
     docker_text(&[
@@ -1620,39 +1640,12 @@ fn without_root_the_firewall_goes_in_through_a_container_of_the_image() {
     };
     support::docker().unwrap();
     let image = build_iptables_image("firewall");
-    let id = std::process::id();
-    let (network, bridge, chain) = (
-        format!("sdc-run-{id}"),
-        format!("sdc{id}"),
-        format!("SDC-RUNNER-{id}"),
+    let fixture = FirewallFixture::new("sdc", &image, "container");
+    let (bridge, chain, node) = (
+        fixture.bridge.clone(),
+        fixture.chain.clone(),
+        fixture.node.clone(),
     );
-    let node = format!("sdc-node-{id}");
-    let fixture = FirewallFixture {
-        args: [
-            "cluster",
-            "firewall",
-            "--network",
-            &network,
-            "--bridge",
-            &bridge,
-            "--firewall-chain",
-            &chain,
-            "--kind-network",
-            &format!("sdc-kind-{id}"),
-            "--reach",
-            &format!("{node}:6443"),
-            "--forward",
-            "",
-            "--image",
-            &image,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        env: vec![("XTASK_IPTABLES".into(), "container".into())],
-        node: node.clone(),
-        kind: format!("sdc-kind-{id}"),
-        image: image.clone(),
-    };
     docker_text(&["network", "create", &fixture.kind]);
     docker_text(&[
         "run",
