@@ -151,11 +151,7 @@ fn images_outside_environments(root: &Path) -> (Vec<(String, String)>, Vec<Strin
         crate::plumbing::fs::yaml_files(&root.join("gitops/values/pr")).unwrap_or_default(),
     );
     for file in files {
-        let shown = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
+        let shown = crate::plumbing::fs::relative(root, &file);
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         if let Ok(doc) = yaml::parse(&text)
             && let Some(repository) = doc["image"]["repository"].as_str()
@@ -164,11 +160,7 @@ fn images_outside_environments(root: &Path) -> (Vec<(String, String)>, Vec<Strin
         }
     }
     for file in crate::plumbing::fs::yaml_files(&root.join("gitops/database")).unwrap_or_default() {
-        let shown = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
+        let shown = crate::plumbing::fs::relative(root, &file);
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         for document in yaml_serde::Deserializer::from_str(&text) {
             let Ok(doc) = <Value as Deserialize>::deserialize(document) else {

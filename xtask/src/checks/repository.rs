@@ -33,6 +33,7 @@ use crate::checks::chart::{self, Named, Rendered};
 use crate::checks::{Finding, Rule, argocd, objects, rule, tag, workflows};
 use crate::domain::promotion::{self, DeployedImage, Env, UNDECLARED_VALUES_FILE};
 use crate::domain::services::Service;
+use crate::plumbing::fs::relative;
 use crate::plumbing::process::which;
 use crate::plumbing::yaml::split_documents;
 use crate::plumbing::{tools, workspace, yaml};
@@ -903,13 +904,6 @@ fn values_with_defaults(chart: &Path, env_values: &str) -> Result<Value> {
         }
     }
     Ok(merged)
-}
-
-fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
 }
 
 /// `✔ what`, or `✘ what` and each problem under it.

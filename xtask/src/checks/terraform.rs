@@ -418,11 +418,7 @@ pub fn inline_key_problems(root: &Path) -> Vec<String> {
             continue;
         };
         for path in entries.filter_map(|e| Some(e.ok()?.path())) {
-            let name = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
+            let name = crate::plumbing::fs::relative(root, &path);
             if path.is_dir() && !name.ends_with(".terraform") {
                 stack.push(path);
                 continue;

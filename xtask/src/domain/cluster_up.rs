@@ -443,12 +443,7 @@ fn argocd_url(root: &Path, github: &GitHub, fork: &Fork) -> Result<(String, bool
         let mut named = Vec::new();
         for file in crate::plumbing::fs::yaml_files(&root.join("gitops/argocd"))? {
             if std::fs::read_to_string(&file)?.contains(url) {
-                named.push(
-                    file.strip_prefix(root)
-                        .unwrap_or(&file)
-                        .display()
-                        .to_string(),
-                );
+                named.push(crate::plumbing::fs::relative(root, &file));
             }
         }
         Ok(named)

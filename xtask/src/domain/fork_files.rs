@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
-use crate::plumbing::fs::yaml_files;
+use crate::plumbing::fs::{relative, yaml_files};
 use crate::plumbing::text::{map_lines, unified_diff};
 use crate::plumbing::yaml;
 
@@ -96,11 +96,7 @@ impl Edits {
                 .fold(s.to_owned(), |s, (from, to)| s.replace(from, to))
         };
         for file in files.into_iter().filter(|f| f.is_file()) {
-            let path = file
-                .strip_prefix(&self.root)
-                .unwrap_or(&file)
-                .to_string_lossy()
-                .into_owned();
+            let path = relative(&self.root, &file);
             if is_yaml(&path) {
                 // The string values only: a comment or a key that names the old repository stays.
                 self.edit(&path, |text| Ok(yaml::map_strings(text, rename)?.text))?;
@@ -124,11 +120,7 @@ impl Edits {
         let ssh = format!("git@github.com:{}/{}.git", repo.0, repo.1);
         let (from, to) = if private { (https, ssh) } else { (ssh, https) };
         for file in yaml_files(&self.root.join("gitops/argocd"))? {
-            let path = file
-                .strip_prefix(&self.root)
-                .unwrap_or(&file)
-                .to_string_lossy()
-                .into_owned();
+            let path = relative(&self.root, &file);
             self.edit(&path, |text| {
                 Ok(yaml::map_strings(text, |s| s.replace(&from, &to))?.text)
             })?;

@@ -259,11 +259,7 @@ pub fn repository_problems(root: &std::path::Path) -> (Vec<String>, Tally) {
         Err(error) => return (vec![format!("{error:#}")], checked),
     };
     for file in files {
-        let name = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
+        let name = crate::plumbing::fs::relative(root, &file);
         let docs = std::fs::read_to_string(&file)
             .map_err(anyhow::Error::from)
             .and_then(|text| crate::plumbing::yaml::split_documents(&text));

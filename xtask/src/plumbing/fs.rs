@@ -24,6 +24,14 @@ pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {
     temp_dir_in(&std::env::temp_dir(), prefix)
 }
 
+/// `path` as a report names it: relative to `root` when it is inside it.
+pub fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 /// Writes `bytes` to `path` through a temporary file beside it, renamed into
 /// place: a reader sees the old file or the new one, never half of it, and a
 /// failure leaves no temporary file behind.
@@ -95,11 +103,7 @@ pub fn yaml_documents(root: &Path, dir: &str, depth: Depth) -> (Vec<YamlFile>, V
         if depth == Depth::Folder && file.parent() != Some(folder.as_path()) {
             continue;
         }
-        let name = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
+        let name = relative(root, &file);
         let documents = std::fs::read_to_string(&file)
             .map_err(|e| format!("{name}: {e}"))
             .and_then(|text| {
