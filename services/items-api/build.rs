@@ -8,7 +8,10 @@ use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    // The variable cargo sets for this run, not `env!`'s value from when the script
+    // was compiled: cargo reuses a compiled build script in a checkout at another path.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest_dir).join("migrations");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("services/items-api/migrations/ is readable")
         .map(|entry| entry.expect("a directory entry").path())
