@@ -214,16 +214,16 @@ fn installed_targets() -> Result<Vec<String>> {
 }
 
 /// RUSTFLAGS that make the same bytes on every machine: paths in panic
-/// messages name neither this checkout nor this user's cargo home.
-fn reproducible_rustflags(root: &Path, static_glibc: bool) -> String {
+/// messages do not name this user's cargo home. The checkout's own path needs
+/// no remapping: cargo compiles workspace members from paths relative to the
+/// workspace root. Keeping it out of RUSTFLAGS also keeps the flags the same in
+/// every clone, so a fresh clone reuses the dependencies an earlier one built
+/// (image.rs holds it: two checkouts at two paths, one digest).
+fn reproducible_rustflags(static_glibc: bool) -> String {
     let cargo_home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|_| home().join(".cargo"));
-    let mut rustflags = format!(
-        "--remap-path-prefix={}=/src --remap-path-prefix={}=/cargo",
-        root.display(),
-        cargo_home.display()
-    );
+    let mut rustflags = format!("--remap-path-prefix={}=/cargo", cargo_home.display());
     if static_glibc {
         rustflags.push_str(" -C target-feature=+crt-static");
     }
@@ -249,14 +249,15 @@ fn compile(
         if static_glibc { ", static glibc" } else { "" }
     );
     let root = sh.current_dir();
-    // Another checkout gets a target dir of its own: its path is in RUSTFLAGS,
-    // and sharing one would make each rebuild everything the other built.
+    // Another checkout gets a target dir of its own: both would otherwise write
+    // the same `<target>/<profile>/<package>`, and one build's binary could be
+    // replaced by the other's before it is read.
     let target_dir = if root == workspace::root() {
         workspace::target_dir()
     } else {
         workspace::target_dir().join("other-checkouts")
     };
-    let rustflags = reproducible_rustflags(&root, static_glibc);
+    let rustflags = reproducible_rustflags(static_glibc);
     require_cargo_auditable(sh)?;
     // cargo auditable embeds the dependency list (.dep-v0) `cargo xtask scan` checks.
     // No credential of the step reaches the dependencies' build scripts.
