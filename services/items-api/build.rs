@@ -9,7 +9,8 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
     // The variable cargo sets for this run, not `env!`'s value from when the script
-    // was compiled: cargo reuses a compiled build script in a checkout at another path.
+    // was compiled: cargo reuses a compiled build script, and its output, in a
+    // checkout at another path.
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let dir = Path::new(&manifest_dir).join("migrations");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -24,7 +25,17 @@ fn main() {
             .file_stem()
             .and_then(|n| n.to_str())
             .expect("a UTF-8 file name");
-        writeln!(list, "    ({name:?}, include_str!({:?})),", path.display()).unwrap();
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a UTF-8 file name");
+        // The path is rebuilt from the crate's own CARGO_MANIFEST_DIR where it is compiled:
+        // cargo shares this output between checkouts of the workspace at other paths.
+        writeln!(
+            list,
+            "    ({name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/migrations/{file}\"))),"
+        )
+        .unwrap();
     }
     list.push(']');
     let out =
