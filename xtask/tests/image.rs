@@ -50,14 +50,14 @@ fn repositories(dir: &TempDir) -> Option<(Registry, [String; 2])> {
 /// A second checkout of this workspace's content (HEAD plus the working
 /// tree's uncommitted changes) at another path. xtask builds a checkout other
 /// than the workspace in `<target>/other-checkouts`, so its build shares
-/// nothing with the workspace's. The path is the demo's build checkout on
-/// purpose: a checkout's path is in its RUSTFLAGS (--remap-path-prefix), so one
-/// fixed path keeps that target directory's release build warm for both.
+/// nothing with the workspace's. Its own fixed folder: the demo's test, which
+/// may run at the same time, checks out other commits in `xtask/demo-checkout`
+/// (a checkout's path is not in its build's flags, so any path stays warm).
 fn second_checkout() -> std::path::PathBuf {
     let root = support::workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), |dir| root.join(dir));
-    let checkout = target.join("xtask/demo-checkout");
+    let checkout = target.join("xtask/image-test-checkout");
     if !checkout.join(".git").exists() {
         std::fs::create_dir_all(checkout.parent().unwrap()).unwrap();
         let (from, to) = (root.to_str().unwrap(), checkout.to_str().unwrap());
