@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::{TempDir, assert_ok, stderr, xtask_in};
+use support::{TempDir, assert_fails, assert_ok, stderr, stdout, xtask_in};
 
 fn write(root: &Path, files: &[(&str, &str)]) {
     for (path, text) in files {
@@ -74,4 +74,97 @@ fn ci_ends_with_the_slowest_test_binaries_and_their_times() {
     );
     assert!(report.contains("doc-tests slowpoke"), "{report}");
     assert!(err.rfind("| test |").unwrap() < err.rfind("tests/slow.rs").unwrap());
+}
+
+/// Two test binaries that each wait (at most `MEET_SECONDS`) for the other to
+/// have started: they pass only when they run at the same time.
+fn meeting_workspace(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("workspace");
+    let meet = |me: &str, other: &str| {
+        format!(
+            "#[test]\nfn meets_the_other() {{\n    \
+             let dir = std::path::PathBuf::from(std::env::var(\"MEET_DIR\").unwrap());\n    \
+             std::fs::write(dir.join(\"{me}\"), \"\").unwrap();\n    \
+             let seconds: u64 = std::env::var(\"MEET_SECONDS\").unwrap().parse().unwrap();\n    \
+             for _ in 0..seconds * 20 {{\n        \
+             if dir.join(\"{other}\").exists() {{ return; }}\n        \
+             std::thread::sleep(std::time::Duration::from_millis(50));\n    }}\n    \
+             panic!(\"{other} never started while {me} ran\");\n}}\n"
+        )
+    };
+    write(
+        &root,
+        &[
+            (
+                "Cargo.toml",
+                "[workspace]\nresolver = \"3\"\nmembers = [\"xtask\"]\n",
+            ),
+            (
+                "xtask/Cargo.toml",
+                "[package]\nname = \"pipeline\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+            ),
+            ("xtask/src/lib.rs", "\n"),
+            ("xtask/tests/a.rs", &meet("a", "b")),
+            ("xtask/tests/b.rs", &meet("b", "a")),
+        ],
+    );
+    let lock = Command::new(env!("CARGO"))
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(lock.status.success());
+    root
+}
+
+#[test]
+fn test_binaries_run_at_once_and_a_failing_one_is_named_after_all_ran() {
+    let dir = TempDir::new("ci-parallel");
+    let root = meeting_workspace(dir.path());
+    let target = dir.path().join("target");
+    let run = |jobs: &str, meet: &str, seconds: &str| {
+        let meet = dir.path().join(meet);
+        std::fs::create_dir_all(&meet).unwrap();
+        let args = [
+            "ci",
+            "--skip",
+            "fmt",
+            "--skip",
+            "clippy",
+            "--skip",
+            "deny",
+            "--skip",
+            "assets",
+            "--test-jobs",
+            jobs,
+        ];
+        let envs = [
+            ("CARGO_TARGET_DIR", target.to_str().unwrap()),
+            ("MEET_DIR", meet.to_str().unwrap()),
+            ("MEET_SECONDS", seconds),
+        ];
+        xtask_in(&root, &args, &envs)
+    };
+    // Two at a time: each finds the other running.
+    let together = run("2", "together", "60");
+    assert_ok(&together);
+    assert!(
+        stdout(&together).contains("tests: 2 passed, 0 failed, 0 skipped"),
+        "{}",
+        stdout(&together)
+    );
+    // One at a time (as `cargo test` runs them): the first waits in vain, and
+    // the second still runs and passes.
+    let alone = run("1", "alone", "1");
+    let err = assert_fails(&alone);
+    let out = stdout(&alone);
+    assert!(
+        out.contains("tests: 1 passed, 1 failed, 0 skipped"),
+        "{out}"
+    );
+    assert!(out.contains("never started while"), "{out}");
+    assert!(
+        err.contains("tests failed in tests/a.rs") || err.contains("tests failed in tests/b.rs"),
+        "{err}"
+    );
 }

@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -16,6 +15,7 @@ use crate::checks::repository;
 use crate::domain::service_repo::ServiceRepo;
 use crate::domain::services;
 use crate::domain::{advisories, affected_services};
+use crate::plumbing::test_binaries;
 use crate::plumbing::test_times::{self, TestTimes};
 use crate::plumbing::tools;
 use crate::plumbing::workspace;
@@ -46,6 +46,11 @@ pub struct CiArgs {
     /// Where the range of --affected-only starts (e.g. origin/main); compared as base...HEAD.
     #[arg(long, value_name = "REF")]
     base: Option<String>,
+
+    /// How many test binaries run at once (default: the number of CPUs). Each
+    /// runs its own tests in parallel too; 1 runs them one by one, as `cargo test` does.
+    #[arg(long, value_name = "N")]
+    test_jobs: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -124,8 +129,7 @@ pub fn run(args: CiArgs) -> Result<()> {
             Step::Assets => {
                 repository::check_repository(&workspace::root()).map(|()| String::new())
             }
-            Step::Test => test_selection(&args)
-                .and_then(|packages| test(&sh, args.allow_skip, packages.as_deref(), &mut times)),
+            Step::Test => test_step(&sh, &args, &mut times),
         };
         let outcome = match result {
             Ok(detail) => Outcome::Passed(detail),
@@ -286,38 +290,68 @@ fn test_selection(args: &CiArgs) -> Result<Option<Vec<String>>> {
     Ok(selection)
 }
 
-/// Runs the workspace tests (or only `packages`), streaming their output and
-/// adding up libtest's `test result:` lines; tests that skipped are read from
-/// the skip log (libtest counts them as passed). Each test binary's time goes
-/// to `times` (cargo's stderr names the binaries).
+/// The test step: the selection `--affected-only` makes, `--test-jobs` at a time.
+fn test_step(sh: &Shell, args: &CiArgs, times: &mut TestTimes) -> Result<String> {
+    let selection = match test_selection(args)? {
+        None => vec!["--workspace".to_owned()],
+        Some(names) => names
+            .iter()
+            .flat_map(|name| ["--package".to_owned(), name.clone()])
+            .collect(),
+    };
+    let parallel = args
+        .test_jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    test(sh, args.allow_skip, &selection, parallel, times)
+}
+
+/// Builds the test binaries of `selection` (`--workspace` or `--package …`)
+/// and runs them `parallel` at a time (`plumbing::test_binaries`), printing
+/// each one's output when it ends and adding up libtest's `test result:`
+/// lines; tests that skipped are read from the skip log (libtest counts them as
+/// passed). Each binary's time goes to `times`, and each process's to the
+/// target dir, which orders the next run slowest first.
+// long: one build, one run, then the totals read top to bottom.
 fn test(
     sh: &Shell,
     allow_skip: bool,
-    packages: Option<&[String]>,
+    selection: &[String],
+    parallel: usize,
     times: &mut TestTimes,
 ) -> Result<String> {
     let scratch = crate::plumbing::fs::temp_dir("xtask-")?;
     let skip_log = scratch.path().join("skipped.log");
     std::fs::write(&skip_log, "")?;
-    let mut command = Command::new("cargo");
-    command.arg("test");
-    match packages {
-        None => command.arg("--workspace"),
-        Some(names) => command.args(names.iter().flat_map(|name| ["--package", name.as_str()])),
-    };
-    command
-        .args(["--locked"])
-        .current_dir(sh.current_dir())
-        .env(SKIP_LOG_VAR, &skip_log)
-        .env_remove(ALLOW_SKIP_VAR);
-    if allow_skip {
-        command.env(ALLOW_SKIP_VAR, "1");
-    }
-    let (status, lines) = test_times::run_echoing(command, times)?;
-    let mut totals = TestTotals::default();
-    for result in lines.iter().filter_map(|line| TestTotals::parse(line)) {
-        totals.add(result);
-    }
+    let mut jobs = test_binaries::build(&sh.current_dir(), selection)?;
+    let times_file = workspace::target_dir().join("xtask/test-times.tsv");
+    test_binaries::slowest_first(&mut jobs, &test_times::previous(&times_file));
+    let allow = if allow_skip { Some("1".into()) } else { None };
+    let envs = [
+        (SKIP_LOG_VAR, Some(skip_log.clone().into_os_string())),
+        (ALLOW_SKIP_VAR, allow),
+    ];
+    eprintln!("ci: {} test processes, {parallel} at a time", jobs.len());
+    let (mut totals, mut failed, mut process_times) =
+        (TestTotals::default(), Vec::new(), Vec::new());
+    test_binaries::run(
+        jobs,
+        parallel,
+        &envs,
+        scratch.path(),
+        |name| eprintln!("ci: started {name}"),
+        |done| {
+            print!("{}", done.output);
+            for result in done.output.lines().filter_map(TestTotals::parse) {
+                totals.add(result);
+            }
+            times.add_output(&done.output);
+            process_times.push((done.name.clone(), done.duration));
+            if !done.status.success() {
+                failed.push(done.name.clone());
+            }
+        },
+    )?;
+    test_times::save(&times_file, &process_times)?;
     let skip_log = std::fs::read_to_string(&skip_log)?;
     let skipped = skipped_tests(&skip_log);
     totals.count_skipped(skipped.len() as u64);
@@ -333,7 +367,11 @@ fn test(
         "tests: {} passed, {} failed, {} skipped",
         totals.passed, totals.failed, totals.skipped
     );
-    ensure!(status.success(), "cargo test failed ({summary})");
+    ensure!(
+        failed.is_empty(),
+        "tests failed in {} ({summary})",
+        failed.join(", ")
+    );
     ensure!(totals.passed > 0, "cargo test ran no test ({summary})");
     Ok(summary)
 }

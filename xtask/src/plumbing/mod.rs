@@ -29,8 +29,10 @@
 //!   jobs: the artifact and cargo subcommand names, the step that checks its
 //!   sha256 and installs it, the copy with its digest.
 //! - `tools`: the tool pins of `xtask/tools.txt`, for hints that name an install.
-//! - `test_times`: each test binary's time in a `cargo test` run, for the
-//!   slowest list `ci` ends with.
+//! - `test_binaries`: a `cargo test`'s binaries, built once and run a few at a
+//!   time (`ci`'s test step).
+//! - `test_times`: each test binary's time in a test run, for the slowest list
+//!   `ci` ends with and the order of the next run.
 //! - Measuring: `wrk` (runs and parses it), `pinned_server` (a server on one
 //!   CPU), `proc_stats` (RSS and CPU from /proc), `pgbench`, `local_registry`
 //!   (a docker-registry on loopback, for the benchmarks, the demo and the
@@ -47,6 +49,7 @@ pub mod prebuilt;
 pub mod proc_stats;
 pub mod process;
 pub mod retry;
+pub mod test_binaries;
 pub mod test_times;
 pub mod text;
 pub mod tools;

@@ -1,52 +1,17 @@
-//! How long `cargo test`'s tests took, from what stable cargo and libtest
-//! print: cargo's `Running <source> (<binary>)` / `Doc-tests <crate>` lines
-//! (stderr) name each test binary in the order they run, libtest's `test
-//! result: … finished in 12.34s` (stdout) closes each, and libtest's `test
+//! How long a test run's binaries took, from what stable cargo and libtest
+//! print: cargo's `Running <source> (<binary>)` / `Doc-tests <crate>` line
+//! names a test binary, libtest's `test result: … finished in 12.34s` closes
+//! it, and libtest's `test
 //! <name> has been running for over 60 seconds` names the slow tests inside
 //! one. Per-test durations need libtest's unstable `--report-time` or
 //! cargo-nextest (a process per test): what stable libtest gives is each
 //! binary's time, and which of its tests passed a minute.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, ExitStatus, Stdio};
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-
-/// Runs `cargo test` (`command`), echoing its stdout and stderr as they
-/// come; returns its status and stdout lines, and adds the binaries' times
-/// to `times`.
-pub fn run_echoing(
-    mut command: Command,
-    times: &mut TestTimes,
-) -> Result<(ExitStatus, Vec<String>)> {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().context("starting cargo test")?;
-    let stderr = child.stderr.take().expect("piped");
-    let cargo_lines = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("{line}");
-            lines.push(line);
-        }
-        lines
-    });
-    let mut lines = Vec::new();
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        let line = line?;
-        println!("{line}");
-        lines.push(line);
-    }
-    let status = child.wait()?;
-    // Binaries run one after another: the n-th `Running` line is the n-th result's.
-    for line in cargo_lines.join().unwrap_or_default() {
-        times.cargo_line(&line);
-    }
-    for line in &lines {
-        times.libtest_line(line);
-    }
-    Ok((status, lines))
-}
+use anyhow::Result;
 
 /// One test binary's run.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,75 +23,48 @@ pub struct BinaryTime {
     pub over_a_minute: Vec<String>,
 }
 
-/// The times of a `cargo test` run, fed line by line.
+/// The times of a test run's binaries, read from what each test process printed.
 #[derive(Debug, Default)]
 pub struct TestTimes {
-    binaries: Vec<String>,
-    durations: Vec<Duration>,
-    /// `(index of the binary running, test name)`.
-    slow: Vec<(usize, String)>,
+    binaries: Vec<BinaryTime>,
 }
 
 impl TestTimes {
-    /// A line of cargo's stderr: a binary starting.
-    pub fn cargo_line(&mut self, line: &str) {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("Running ") {
-            let source = rest.split(" (").next().unwrap_or(rest);
-            let name = match source.strip_prefix("unittests ") {
-                // The binary's file name (`xtask-0123abcd`) is the crate's.
-                Some(path) => {
-                    let file = rest.trim_end_matches(')').rsplit('/').next().unwrap_or("");
-                    let krate = file.rsplit_once('-').map_or(file, |(stem, _)| stem);
-                    format!("{krate} {path} (unit tests)")
-                }
-                None => source.to_owned(),
-            };
-            self.binaries.push(name);
-        } else if let Some(krate) = line.strip_prefix("Doc-tests ") {
-            self.binaries.push(format!("doc-tests {krate}"));
-        }
-    }
-
-    /// A line of the test binaries' stdout: a result, or a slow test.
-    pub fn libtest_line(&mut self, line: &str) {
-        let line = line.trim();
-        if let Some(name) = line
-            .strip_prefix("test ")
-            .and_then(|rest| rest.strip_suffix(" has been running for over 60 seconds"))
-        {
-            self.slow.push((self.durations.len(), name.to_owned()));
-        } else if line.starts_with("test result: ") {
-            let seconds = line
-                .rsplit_once("finished in ")
-                .and_then(|(_, s)| s.strip_suffix('s'))
-                .and_then(|s| s.parse::<f64>().ok())
-                .unwrap_or(0.0);
-            self.durations.push(Duration::from_secs_f64(seconds));
+    /// What one test process printed (cargo's `Running …` or `Doc-tests …`
+    /// line before each binary's output): each binary closed by a `test
+    /// result:` line is timed, with its tests that ran over a minute.
+    pub fn add_output(&mut self, output: &str) {
+        let (mut name, mut slow) = (None, Vec::new());
+        for line in output.lines().map(str::trim) {
+            if let Some(binary) = binary_name(line) {
+                name = Some(binary);
+                slow.clear();
+            } else if let Some(test) = line
+                .strip_prefix("test ")
+                .and_then(|rest| rest.strip_suffix(" has been running for over 60 seconds"))
+            {
+                slow.push(test.to_owned());
+            } else if line.starts_with("test result: ") {
+                let seconds = line
+                    .rsplit_once("finished in ")
+                    .and_then(|(_, s)| s.strip_suffix('s'))
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                let number = self.binaries.len() + 1;
+                self.binaries.push(BinaryTime {
+                    name: name
+                        .take()
+                        .unwrap_or_else(|| format!("test binary #{number}")),
+                    duration: Duration::from_secs_f64(seconds),
+                    over_a_minute: std::mem::take(&mut slow),
+                });
+            }
         }
     }
 
     /// The `n` slowest binaries, slowest first.
     pub fn slowest(&self, n: usize) -> Vec<BinaryTime> {
-        let mut all: Vec<BinaryTime> = self
-            .durations
-            .iter()
-            .enumerate()
-            .map(|(i, &duration)| BinaryTime {
-                name: self
-                    .binaries
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("test binary #{}", i + 1)),
-                duration,
-                over_a_minute: self
-                    .slow
-                    .iter()
-                    .filter(|(at, _)| *at == i)
-                    .map(|(_, name)| name.clone())
-                    .collect(),
-            })
-            .collect();
+        let mut all = self.binaries.clone();
         all.sort_by_key(|b| std::cmp::Reverse(b.duration));
         all.truncate(n);
         all
@@ -139,11 +77,11 @@ impl TestTimes {
         if slowest.is_empty() {
             return String::new();
         }
-        let total: Duration = self.durations.iter().sum();
+        let total: Duration = self.binaries.iter().map(|b| b.duration).sum();
         let mut out = format!(
             "the {} slowest test binaries ({} run, {:.1}s in all; libtest's own times):\n",
             slowest.len(),
-            self.durations.len(),
+            self.binaries.len(),
             total.as_secs_f64()
         );
         for binary in &slowest {
@@ -160,6 +98,50 @@ impl TestTimes {
     }
 }
 
+/// The binary a cargo line names: `tests/services.rs`, `xtask src/main.rs
+/// (unit tests)` (the crate from the executable's name), `doc-tests service_kit`.
+fn binary_name(line: &str) -> Option<String> {
+    if let Some(krate) = line.strip_prefix("Doc-tests ") {
+        return Some(format!("doc-tests {krate}"));
+    }
+    let rest = line.strip_prefix("Running ")?;
+    let source = rest.split(" (").next().unwrap_or(rest);
+    Some(match source.strip_prefix("unittests ") {
+        // The binary's file name (`xtask-0123abcd`) is the crate's.
+        Some(path) => {
+            let file = rest.trim_end_matches(')').rsplit('/').next().unwrap_or("");
+            let krate = file.rsplit_once('-').map_or(file, |(stem, _)| stem);
+            format!("{krate} {path} (unit tests)")
+        }
+        None => source.to_owned(),
+    })
+}
+
+/// The seconds each test process took in the previous run, by name, from
+/// `path` (`<seconds>\t<name>` lines); empty when there is none.
+pub fn previous(path: &Path) -> HashMap<String, f64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (seconds, name) = line.split_once('\t')?;
+            Some((name.to_owned(), seconds.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Writes this run's `(name, time)` of each test process to `path`, for
+/// [`previous`].
+pub fn save(path: &Path, times: &[(String, Duration)]) -> Result<()> {
+    let text: String = times
+        .iter()
+        .map(|(name, time)| format!("{:.1}\t{name}\n", time.as_secs_f64()))
+        .collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::plumbing::fs::write_atomic(path, text.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,41 +149,21 @@ mod tests {
     #[test]
     fn binaries_are_named_timed_and_ranked_with_their_slow_tests() {
         let mut times = TestTimes::default();
-        let cargo = [
-            "     Running unittests src/main.rs (/t/debug/deps/xtask-0123abcd)",
-            "     Running tests/services.rs (/t/debug/deps/services-89ab)",
-            "     Running tests/api.rs (/t/debug/deps/api-77)",
-            "   Doc-tests service_kit",
-        ];
-        let libtest = [
-            (
-                0,
-                "test result: ok. 170 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.25s",
-            ),
-            (
-                1,
-                "test a_scaffolded_service_is_complete has been running for over 60 seconds",
-            ),
-            (
-                1,
-                "test result: FAILED. 20 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 318.79s",
-            ),
-            (
-                2,
-                "test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 40.00s",
-            ),
-            (
-                3,
-                "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
-            ),
-        ];
-        // Both streams are read at once: cargo's line for a binary comes
-        // before its results, but the two interleave arbitrarily.
-        for (i, line) in cargo.iter().enumerate() {
-            times.cargo_line(line);
-            for (_, out) in libtest.iter().filter(|(at, _)| *at == i) {
-                times.libtest_line(out);
-            }
+        // Each test process's output: cargo's line, then libtest's.
+        for output in [
+            "     Running unittests src/main.rs (/t/debug/deps/xtask-0123abcd)\n\nrunning 170 tests\n\
+             test result: ok. 170 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.25s\n",
+            "     Running tests/services.rs (/t/debug/deps/services-89ab)\n\
+             test a_scaffolded_service_is_complete has been running for over 60 seconds\n\
+             test result: FAILED. 20 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 318.79s\n",
+            "     Running tests/api.rs (/t/debug/deps/api-77)\n\
+             test result: ok. 9 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 40.00s\n",
+            "   Compiling x\n   Doc-tests service_kit\n\
+             test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n",
+            // A binary that died before its result line: not timed, and names nothing after it.
+            "     Running tests/crashed.rs (/t/debug/deps/crashed-1)\n\nrunning 3 tests\n",
+        ] {
+            times.add_output(output);
         }
         let slowest = times.slowest(2);
         assert_eq!(slowest[0].name, "tests/services.rs");
@@ -219,6 +181,23 @@ mod tests {
         );
         assert!(report.contains("   318.8s  tests/services.rs\n            over 60 s: a_scaffolded_service_is_complete\n"), "{report}");
         assert!(report.contains("doc-tests service_kit"), "{report}");
+        assert!(!report.contains("crashed"), "{report}");
         assert_eq!(TestTimes::default().report(), "");
+    }
+
+    #[test]
+    fn the_previous_runs_times_are_read_back_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xtask/test-times.tsv");
+        assert!(previous(&path).is_empty(), "no previous run");
+        let times = [
+            ("tests/demo.rs".to_owned(), Duration::from_secs_f64(70.04)),
+            ("doc-tests".to_owned(), Duration::from_millis(900)),
+        ];
+        save(&path, &times).unwrap();
+        let read = previous(&path);
+        assert_eq!(read.get("tests/demo.rs"), Some(&70.0));
+        assert_eq!(read.get("doc-tests"), Some(&0.9));
+        assert_eq!(read.len(), 2);
     }
 }
