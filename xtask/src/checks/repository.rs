@@ -36,7 +36,7 @@ use crate::domain::services::Service;
 use crate::plumbing::fs::relative;
 use crate::plumbing::process::which;
 use crate::plumbing::yaml::split_documents;
-use crate::plumbing::{tools, workspace, yaml};
+use crate::plumbing::{output_cache, tools, workspace, yaml};
 
 /// This target's rules (`validate --list`).
 pub const RULES: &[Rule] = &[rule(
@@ -126,7 +126,11 @@ impl Checks {
         sh.change_dir(root);
         let scratch = sh.create_temp_dir()?;
         let (workflows, unreadable) = workflows::load(root);
-        let files: Vec<PathBuf> = workflows.iter().map(|(file, _)| root.join(file)).collect();
+        // As the root sees them: the tools' messages name the files the same in every checkout.
+        let files: Vec<PathBuf> = workflows
+            .iter()
+            .map(|(file, _)| PathBuf::from(file))
+            .collect();
         let terraform = root.join("terraform");
         let background = Background {
             terraform_fmt: Pending::start(root, move |sh| terraform_fmt(sh, &terraform)),
@@ -837,13 +841,26 @@ fn kubernetes_validate_problems(out: Output) -> Result<Vec<String>> {
         .collect())
 }
 
-/// actionlint on workflow files.
+/// actionlint on workflow files (paths as `sh`'s folder sees them). Its
+/// output is kept by what it reads (`plumbing::output_cache`): actionlint and
+/// the shellcheck it runs, its configuration, and each file's name and bytes.
 pub fn actionlint(sh: &Shell, files: &[PathBuf]) -> Result<()> {
     require("actionlint")?;
-    let out = cmd!(sh, "actionlint -no-color {files...}")
-        .quiet()
-        .ignore_status()
-        .output()?;
+    let dir = sh.current_dir();
+    let mut key = output_cache::Key::new("actionlint -no-color");
+    key.program("actionlint").program("shellcheck");
+    for config in [".github/actionlint.yaml", ".github/actionlint.yml"] {
+        key.file(&dir, Path::new(config));
+    }
+    for file in files {
+        key.file(&dir, file);
+    }
+    let out = output_cache::output(key, || {
+        Ok(cmd!(sh, "actionlint -no-color {files...}")
+            .quiet()
+            .ignore_status()
+            .output()?)
+    })?;
     tool_output(out, "actionlint").map(drop)
 }
 

@@ -29,6 +29,8 @@
 //!   jobs: the artifact and cargo subcommand names, the step that checks its
 //!   sha256 and installs it, the copy with its digest.
 //! - `tools`: the tool pins of `xtask/tools.txt`, for hints that name an install.
+//! - `output_cache`: a checker's output kept by the hash of all it reads
+//!   (`validate`'s actionlint).
 //! - `test_binaries`: a `cargo test`'s binaries, built once and run a few at a
 //!   time (`ci`'s test step).
 //! - `test_times`: each test binary's time in a test run, for the slowest list
@@ -43,6 +45,7 @@ pub mod fs;
 pub mod http;
 pub mod json_schema;
 pub mod local_registry;
+pub mod output_cache;
 pub mod pgbench;
 pub mod pinned_server;
 pub mod prebuilt;
