@@ -75,26 +75,33 @@
 //! - Only `registry` (with `oci`) speaks OCI.
 
 pub mod advisories;
+#[cfg(feature = "full")]
 pub mod affected_services;
+#[cfg(feature = "full")]
 pub mod application_sets;
 pub mod argocd_api;
 pub mod attestation;
 pub mod cluster_runner;
 pub mod cluster_up;
 pub mod deploy_key;
+#[cfg(feature = "full")]
 pub mod deployments;
+#[cfg(feature = "full")]
 pub mod fork_files;
 pub mod fork_settings;
 pub mod gate_store;
 pub mod github;
 pub mod gitops;
 pub mod image_build;
+#[cfg(feature = "full")]
 pub mod lead_time;
+#[cfg(feature = "full")]
 pub mod lock_closure;
 pub mod oci;
 pub mod promotion;
 pub mod registry;
 pub mod sbom;
+#[cfg(feature = "full")]
 pub mod scaffold;
 pub mod service_repo;
 pub mod service_suite;
@@ -102,6 +109,7 @@ pub mod service_url;
 pub mod services;
 pub mod signature;
 pub mod tags;
+#[cfg(feature = "full")]
 pub mod upstream_schemas;
 
 use anyhow::Result;

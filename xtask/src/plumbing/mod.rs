@@ -36,20 +36,28 @@
 //!   (a docker-registry on loopback, for the benchmarks, the demo and the
 //!   tests), `counting_proxy` (bytes sent to a registry).
 
+#[cfg(feature = "full")]
 pub mod counting_proxy;
 pub mod fs;
 pub mod http;
+#[cfg(feature = "full")]
 pub mod json_schema;
+#[cfg(feature = "full")]
 pub mod local_registry;
+#[cfg(feature = "full")]
 pub mod pgbench;
+#[cfg(feature = "full")]
 pub mod pinned_server;
 pub mod prebuilt;
+#[cfg(feature = "full")]
 pub mod proc_stats;
 pub mod process;
 pub mod retry;
+#[cfg(feature = "full")]
 pub mod test_times;
 pub mod text;
 pub mod tools;
 pub mod workspace;
+#[cfg(feature = "full")]
 pub mod wrk;
 pub mod yaml;
