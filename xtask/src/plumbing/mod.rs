@@ -1,12 +1,16 @@
 //! Plumbing: what any tool needs and that knows nothing of the pipeline.
 //! Nothing here imports `domain`, `checks` or `commands` (held by `tests/tidy.rs`).
 //!
+//! The cluster jobs' build (`--no-default-features`) leaves out, whole, the
+//! modules marked `#[cfg(feature = "full")]` below (ARCHITECTURE.md lists them).
+//!
 //! # Code map
 //!
 //! - `yaml`: YAML read and edited in one place: documents of a stream,
 //!   strict parsing against a type, format-preserving edits (`(path, value)`
 //!   pairs and `map_strings` for the pipeline, jq for people and for edits
-//!   like "every `publicKeys`"): changed scalars rewritten in their style
+//!   like "every `publicKeys`", in its child `yaml/jq.rs`, full xtask only):
+//!   changed scalars rewritten in their style
 //!   (block scalars included), entries appended to a block list. The only
 //!   module that edits YAML text.
 //! - `json_schema`: one JSON Schema validator (OpenAPI 3.0, Swagger 2.0,
