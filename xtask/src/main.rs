@@ -7,14 +7,23 @@
 use clap::{Parser, Subcommand};
 use xtask::commands::*;
 
+/// What `--help` ends with: the commands that write the GitOps branch, and those that only read it.
+#[cfg(feature = "full")]
+const AFTER_HELP: &str = "promote, rollback and preview commit to the GitOps branch on the remote and push, retrying \
+                          when others push first; they never touch your working tree, and --dry-run prints the diff \
+                          instead. status and trace only read the GitOps branch.";
+/// The same for the cluster jobs' build, which has neither rollback nor status and trace.
+#[cfg(not(feature = "full"))]
+const AFTER_HELP: &str = "promote and preview commit to the GitOps branch on the remote and push, retrying when \
+                          others push first; they never touch your working tree, and --dry-run prints the diff \
+                          instead.";
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
     about = "Pipeline actions for service-demo: the same commands run on a laptop and in GitHub Actions",
-    after_help = "promote, rollback and preview commit to the GitOps branch on the remote and push, retrying \
-                  when others push first; they never touch your working tree, and --dry-run prints the diff \
-                  instead. status and trace only read the GitOps branch."
+    after_help = AFTER_HELP
 )]
 // The cluster jobs' build (`--no-default-features`: Cargo.toml's `full` feature) says what it is.
 #[cfg_attr(
