@@ -20,6 +20,7 @@
 //! repository root says where each pipeline idea lives and which test holds
 //! each invariant.
 
+#[cfg(feature = "full")]
 pub mod checks;
 pub mod commands;
 pub mod domain;

@@ -376,3 +376,130 @@ fn private_keys_and_terraform_state_are_ignored_by_git() {
         assert!(ignored.success(), "{path} is not ignored by .gitignore");
     }
 }
+
+/// The line that leaves a module out of the cluster jobs' build (Cargo.toml's feature `full`, off
+/// with `--no-default-features`), directly above its `pub mod` line.
+const FULL_ONLY: &str = "#[cfg(feature = \"full\")]";
+
+/// The modules the cluster jobs' build leaves out, as `layer/module`, or `layer` for a whole
+/// layer (lib.rs): the `pub mod` lines with [`FULL_ONLY`] above them.
+fn full_only_modules() -> std::collections::BTreeSet<String> {
+    let mut gated = std::collections::BTreeSet::new();
+    for (file, text) in rust_files(&src()) {
+        let prefix = match file.strip_suffix("/mod.rs") {
+            Some(layer) if LAYERS.contains(&layer) => format!("{layer}/"),
+            _ if file == "lib.rs" => String::new(),
+            _ => continue,
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.windows(2) {
+            if pair[0].trim() == FULL_ONLY
+                && let Some(module) = pair[1].strip_prefix("pub mod ")
+            {
+                gated.insert(format!("{prefix}{}", module.trim_end_matches(';')));
+            }
+        }
+    }
+    gated
+}
+
+/// Whether `layer/module` is left out of the cluster jobs' build, itself or its whole layer.
+fn is_full_only(gated: &std::collections::BTreeSet<String>, layer: &str, module: &str) -> bool {
+    gated.contains(layer) || gated.contains(&format!("{layer}/{module}"))
+}
+
+/// The cluster jobs' build leaves out whole modules, never part of one: the feature appears only
+/// above a module's declaration (`pub mod x;` in a layer's mod.rs or lib.rs, `mod x;` for a child
+/// such as `domain/github/secrets.rs`), and in main.rs (the subcommands and help).
+#[test]
+fn the_cluster_build_leaves_out_whole_modules_only() {
+    let mut found = Vec::new();
+    for (file, text) in rust_files(&src()) {
+        let lines: Vec<&str> = text.lines().collect();
+        for (at, line) in lines.iter().enumerate() {
+            let module_gate = line.trim() == FULL_ONLY
+                && lines.get(at + 1).is_some_and(|l| {
+                    (l.starts_with("pub mod ") || l.starts_with("mod ")) && l.ends_with(';')
+                });
+            let comment = line.trim_start().starts_with("//");
+            if line.contains("feature = \"full\"") && !module_gate && !comment && file != "main.rs"
+            {
+                found.push(format!("{file}:{}: {}", at + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the feature `full` gates whole modules (`{FULL_ONLY}` above `pub mod` in the layer's \
+         mod.rs, or above a child's `mod`), not code inside one; move that code into a module of its \
+         own and gate it there:\n{}",
+        found.join("\n")
+    );
+    assert!(
+        full_only_modules().contains("checks"),
+        "{:?}",
+        full_only_modules()
+    );
+}
+
+/// What the cluster jobs' build keeps never names a module it leaves out (`cargo clippy -p xtask
+/// --no-default-features`, in `ci`, would fail; this names the module at once).
+#[test]
+fn the_cluster_build_uses_no_module_it_leaves_out() {
+    let gated = full_only_modules();
+    let mut found = Vec::new();
+    for (file, text) in rust_files(&src()) {
+        let Some(own) = layer_of(&file) else { continue };
+        let module = file.split('/').nth(1).unwrap().trim_end_matches(".rs");
+        if file.ends_with("mod.rs") && file.matches('/').count() == 1
+            || is_full_only(&gated, LAYERS[own], module)
+        {
+            continue;
+        }
+        for (layer, used) in uses(non_test(&text)) {
+            if !used.is_empty() && is_full_only(&gated, LAYERS[layer], &used) {
+                found.push(format!("{file} uses crate::{}::{used}", LAYERS[layer]));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a module of the cluster jobs' build uses one only the full xtask has (keep that module \
+         in the build: remove `{FULL_ONLY}` above it in its layer's mod.rs, or move what is used):\n{}",
+        found.join("\n")
+    );
+}
+
+/// ARCHITECTURE.md's paragraph on the cluster jobs' build names exactly its commands, ci lints that build,
+/// and `full` is the default, so `cargo xtask` in a checkout has every command.
+#[test]
+fn the_cluster_build_is_documented_linted_and_not_the_default() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let (_, from) = doc.split_once("\n**The cluster jobs' build**").expect(
+        "ARCHITECTURE.md has a paragraph starting **The cluster jobs' build** naming its commands",
+    );
+    let line = from.split("\n\n").next().unwrap();
+    let gated = full_only_modules();
+    let commands = std::fs::read_to_string(src().join("commands/mod.rs")).unwrap();
+    let mut wrong = Vec::new();
+    for module in commands.lines().filter_map(|l| l.strip_prefix("pub mod ")) {
+        let module = module.trim_end_matches(';');
+        let named = line.contains(&format!("`{module}`"));
+        if named == is_full_only(&gated, "commands", module) {
+            wrong.push(format!("{module} (named: {named})"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "ARCHITECTURE.md's **The cluster jobs' build** paragraph names the commands that build has, and \
+         only those: {wrong:?}"
+    );
+    let ci = std::fs::read_to_string(src().join("commands/ci.rs")).unwrap();
+    assert!(ci.contains("cargo clippy -p xtask --no-default-features --locked -- -D warnings"));
+    let manifest = std::fs::read_to_string(src().join("../Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("\ndefault = [\"full\"]\n"),
+        "xtask's default feature is `full`"
+    );
+}

@@ -50,7 +50,7 @@ pub const RULES: &[Rule] = &[
     rule(
         "workflows.prebuilt-xtask",
         "workflows",
-        "a job runs xtask built in the job or this run's prebuilt binary, downloaded from this run only and its sha256 checked against the output of the hosted, secret-free job that built it from the run's commit: a branch or pull request cannot put its own binary beside the cluster's keys",
+        "a job runs xtask built in the job or this run's prebuilt binary, downloaded from this run only and its sha256 checked against the output of the hosted, secret-free job that built it from the run's commit (`--no-default-features`: the cluster jobs' build, only the commands they run): a branch or pull request cannot put its own binary beside the cluster's keys",
     ),
     rule(
         "workflows.cluster-runner-environment",
@@ -1219,7 +1219,27 @@ fn builder_problems(
              no environment: whatever else it builds runs with this job's secrets"
         ));
     }
+    let alias = builder["env"][ALIAS].as_str().unwrap_or_default();
+    if !is_cluster_build(alias) {
+        found.push(format!(
+            "{at}: its prebuilt xtask's job {name} builds all of xtask (`{ALIAS}: {alias}`), the commands the cluster \
+             jobs never run and their crates included (xtask/Cargo.toml's feature `full`); build it with `{}` and no \
+             `--features`",
+            prebuilt::BUILD_FLAG
+        ));
+    }
     found
+}
+
+/// Whether an alias builds the cluster jobs' xtask: without its default features, and none added back.
+fn is_cluster_build(alias: &str) -> bool {
+    let words: Vec<&str> = alias.split_whitespace().collect();
+    words.contains(&prebuilt::BUILD_FLAG)
+        && !words.iter().any(|w| {
+            ["--features", "-F", "--all-features"].contains(w)
+                || w.starts_with("--features=")
+                || w.starts_with("-F")
+        })
 }
 
 /// Whether a job outputs the sha256 `cargo xtask prebuilt` printed and uploads the artifact.
@@ -2128,6 +2148,35 @@ pub(crate) mod tests {
                 "CARGO_ALIAS_XTASK: xtask-mine",
             )
             .refused(&["cd.yml: job sign: runs xtask through `CARGO_ALIAS_XTASK: xtask-mine`"]);
+    }
+
+    /// The cluster jobs run xtask's small build: a builder that drops `--no-default-features`, or adds the
+    /// features back, is refused.
+    #[test]
+    fn a_prebuilt_xtask_with_its_default_features_is_refused() {
+        const SLIM: &str =
+            "--target x86_64-unknown-linux-musl --no-default-features --package xtask --";
+        Copy::new("prebuilt-full")
+            .edit(
+                ".github/workflows/release.yml",
+                SLIM,
+                "--target x86_64-unknown-linux-musl --package xtask --",
+            )
+            .refused(&["release.yml: job release: its prebuilt xtask's job xtask builds all of xtask (`CARGO_ALIAS_XTASK: run --quiet --locked --profile prebuilt --target x86_64-unknown-linux-musl --package xtask --`)"]);
+        Copy::new("prebuilt-features")
+            .edit(
+                ".github/workflows/cd.yml",
+                SLIM,
+                "--target x86_64-unknown-linux-musl --no-default-features --features full --package xtask --",
+            )
+            .refused(&["cd.yml: job sign: its prebuilt xtask's job xtask builds all of xtask"]);
+        assert!(super::is_cluster_build(&format!(
+            "run --quiet --locked {SLIM}"
+        )));
+        assert!(!super::is_cluster_build(&format!("run {SLIM} -Ffull")));
+        assert!(!super::is_cluster_build(&format!(
+            "run --all-features {SLIM}"
+        )));
     }
 
     /// Fault 1: the cluster jobs on a hosted runner that cannot reach kind.

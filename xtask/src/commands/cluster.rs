@@ -82,7 +82,7 @@ pub struct NetworkArgs {
     #[arg(long, default_value = "kind")]
     kind_network: String,
     /// host:port on kind's network the runner may open: kind's API server, the ingress (80, 443), Argo CD's NodePort.
-    #[arg(long, value_delimiter = ',', default_values_t = cluster_up::reach("service-demo"))]
+    #[arg(long, value_delimiter = ',', default_values_t = cluster_runner::reach("service-demo"))]
     reach: Vec<String>,
     /// Loopback ports the runner forwards to kind's node (port=host:port): Argo CD's NodePort and the ingress.
     #[arg(long, value_delimiter = ',', default_values_t = [
@@ -97,7 +97,7 @@ pub struct FirewallArgs {
     #[command(flatten)]
     network: NetworkArgs,
     /// The runner image (the firewall's iptables runs in it when this is not root).
-    #[arg(long, default_value = cluster_up::RUNNER_IMAGE)]
+    #[arg(long, default_value = cluster_runner::RUNNER_IMAGE)]
     image: String,
     /// Say what is missing and fail if anything is; change nothing.
     #[arg(long, conflicts_with = "remove")]
@@ -113,7 +113,7 @@ pub struct RunnerArgs {
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_LABELS.map(String::from))]
     labels: Vec<String>,
     /// The runner image (`cluster up` builds it from terraform/runner/Dockerfile).
-    #[arg(long, default_value = cluster_up::RUNNER_IMAGE)]
+    #[arg(long, default_value = cluster_runner::RUNNER_IMAGE)]
     image: String,
     #[command(flatten)]
     network: NetworkArgs,

@@ -34,8 +34,7 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 
 use crate::domain::argocd_api::ArgoCd;
-use crate::domain::cluster_up;
-use crate::domain::deploy_key;
+use crate::domain::cluster_runner;
 use crate::domain::fork_settings::{self as settings, CI_CHECK, WrittenBy};
 use crate::domain::github::GitHub;
 use crate::domain::services;
@@ -139,7 +138,11 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         check(runner(&github, &repo, runner_variable), CLUSTER_UP),
     ));
     // The dispatcher on this machine starts runners: their firewall must be in place.
-    if cluster_up::dispatcher_running().ok().flatten().is_some() {
+    if cluster_runner::dispatcher_running()
+        .ok()
+        .flatten()
+        .is_some()
+    {
         verdicts.push(("cluster runner's firewall".into(), runner_firewall(&root)));
     }
     verdicts.push((
@@ -468,7 +471,7 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
         });
     }
     // Just-in-time runners exist only while a job runs: between jobs, the dispatcher is the runner.
-    if let Some(pid) = cluster_up::dispatcher_running()? {
+    if let Some(pid) = cluster_runner::dispatcher_running()? {
         return Ok(Ok(format!(
             "no runner is registered between jobs; the dispatcher on this machine (pid {pid}) registers \
              one just-in-time runner with {wanted:?} per queued job of main"
@@ -487,7 +490,7 @@ fn runner(github: &GitHub, repo: &str, variable: Option<&(String, String)>) -> R
 /// The runner network's host firewall, for kind's nodes as they are now.
 fn runner_firewall(root: &std::path::Path) -> Verdict {
     let fix = "cargo xtask cluster up   (or cargo xtask cluster firewall: the rules alone)";
-    match cluster_up::firewall_problems_now(&root.join("terraform")) {
+    match cluster_runner::firewall_problems_now(&root.join("terraform")) {
         Ok(problems) if problems.is_empty() => Ok(
             "in place: runners reach kind's API server, the ingress and Argo CD, and nothing of this host".into(),
         ),
@@ -641,7 +644,7 @@ fn deploy_key(github: &GitHub, repo: &str, public: Option<&str>) -> Result<Verdi
         ))),
         (Some(found), None) => Ok(Ok(format!("writable deploy key {:?}", title(found)))),
         (Some(_), Some(public)) => {
-            let wanted = deploy_key::key_only(public);
+            let wanted = settings::key_only(public);
             Ok(match writable.iter().find(|k| k["key"] == wanted) {
                 Some(found) => Ok(format!(
                     "writable deploy key {:?}, the public half of {DEPLOY_KEY}",

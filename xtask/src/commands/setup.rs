@@ -330,7 +330,7 @@ fn gitops_deploy_key(fork: &Fork) -> Result<String> {
     let keys: Vec<Value> = keys.as_array().cloned().unwrap_or_default();
     let registered = |public: &str| {
         keys.iter()
-            .any(|k| k["read_only"] == false && k["key"] == deploy_key::key_only(public))
+            .any(|k| k["read_only"] == false && k["key"] == settings::key_only(public))
     };
     let mut secrets = true;
     for environment in DEPLOY_KEY_ENVIRONMENTS {
@@ -360,7 +360,7 @@ fn gitops_deploy_key(fork: &Fork) -> Result<String> {
     }
     let body = json!({"title": DEPLOY_KEY_TITLE, "key": pair.public, "read_only": false});
     github.post_to(&github.repo_path("/keys"), &body)?;
-    let key = deploy_key::key_only(&pair.public);
+    let key = settings::key_only(&pair.public);
     github.set_variable(Scope::Repository, DEPLOY_PUBLIC_KEY, &key)?;
     Ok(format!(
         "new key registered writable; {DEPLOY_KEY} in {DEPLOY_KEY_ENVIRONMENTS:?}"

@@ -29,7 +29,7 @@ pub fn run(command: ValuesCommand) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let edited =
-        yaml::edit(&text, &args.expr).with_context(|| format!("{}", args.file.display()))?;
+        yaml::jq::edit(&text, &args.expr).with_context(|| format!("{}", args.file.display()))?;
     if edited.changes.is_empty() {
         println!(
             "nothing to do: {} already has those values",

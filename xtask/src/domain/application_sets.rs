@@ -488,7 +488,7 @@ pub fn add_service_element(text: &str, element: &ServiceElement) -> Result<Strin
     // The list's path is made of fixed keys and indices: a jq path as it prints.
     let (path, _) = services_list(text)?;
     let element = serde_json::to_value(element)?;
-    let edited = yaml::edit(text, &format!("{path} += [{element}]"))
+    let edited = yaml::jq::edit(text, &format!("{path} += [{element}]"))
         .with_context(|| format!("adding {} to the services list", element["service"]))?;
     Ok(edited.text)
 }

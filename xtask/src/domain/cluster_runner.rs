@@ -32,6 +32,7 @@
 //! ACTIONS_RUNNER_HOOK_JOB_STARTED) refuses a job whose GITHUB_REF, workflow
 //! ref or event is not main's, whatever the dispatcher saw.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -791,6 +792,89 @@ pub fn address_on(network: &str, host: &str) -> Result<String> {
         );
     }
     Ok(address)
+}
+
+// The runner as `cluster up` sets it up for this repository's kind cluster, and what `doctor`
+// checks of it (its dispatcher running, its firewall in place), without `cluster_up`.
+
+/// The runner image `cluster up` builds from `terraform/runner/`.
+pub const RUNNER_IMAGE: &str = "service-demo-runner:local";
+/// Argo CD's NodePort on kind's node (terraform/main.tf's local.argocd_node_port).
+pub const ARGOCD_NODE_PORT: u16 = 30080;
+/// What the runner may open on kind's control-plane node: the API server,
+/// the ingress controller (80, 443) and Argo CD's NodePort.
+pub fn reach(cluster_name: &str) -> Vec<String> {
+    [6443, 80, 443, ARGOCD_NODE_PORT]
+        .iter()
+        .map(|port| format!("{cluster_name}-control-plane:{port}"))
+        .collect()
+}
+
+/// The dispatcher's defaults for cluster `name`: the runner's own network,
+/// kind's node reachable at [`reach`], `forwards` inside.
+pub fn runner_settings(name: &str, forwards: Vec<String>) -> RunnerSettings {
+    RunnerSettings {
+        labels: DEFAULT_LABELS.map(str::to_owned).to_vec(),
+        image: RUNNER_IMAGE.into(),
+        network: RUNNER_NETWORK.into(),
+        bridge: RUNNER_BRIDGE.into(),
+        chain: FIREWALL_CHAIN.into(),
+        kind_network: "kind".into(),
+        reach: reach(name),
+        runner_group_id: 1,
+        home_size: "8g".into(),
+        forwards,
+        job_timeout: std::time::Duration::from_secs(3600),
+    }
+}
+
+/// The `default` of a Terraform variable, as text.
+pub fn terraform_default(dir: &Path, name: &str) -> Result<String> {
+    let text = std::fs::read_to_string(dir.join("variables.tf"))
+        .with_context(|| format!("reading {}/variables.tf", dir.display()))?;
+    let body = hcl::parse(&text).context("terraform/variables.tf is not HCL")?;
+    body.blocks()
+        .filter(|b| b.identifier() == "variable")
+        .filter(|b| b.labels().first().is_some_and(|l| l.as_str() == name))
+        .find_map(|b| b.body().attributes().find(|a| a.key() == "default"))
+        .and_then(|a| match a.expr() {
+            hcl::Expression::String(s) => Some(s.clone()),
+            hcl::Expression::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .with_context(|| {
+            format!("terraform/variables.tf: variable {name:?} has no literal default")
+        })
+}
+
+/// Where the background dispatcher's pid and log are (outside the work tree).
+pub fn dispatcher_files() -> Result<(PathBuf, PathBuf)> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let dir = PathBuf::from(home).join(".cache/service-demo");
+    std::fs::create_dir_all(&dir)?;
+    Ok((
+        dir.join("cluster-runner.pid"),
+        dir.join("cluster-runner.log"),
+    ))
+}
+
+/// The pid of the runner dispatcher `cluster up` started on this machine, if it still runs.
+pub fn dispatcher_running() -> Result<Option<u32>> {
+    let (pid_file, _) = dispatcher_files()?;
+    let Ok(text) = std::fs::read_to_string(&pid_file) else {
+        return Ok(None);
+    };
+    let pid: u32 = text.trim().parse().unwrap_or(0);
+    Ok((pid > 0 && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid))
+}
+
+/// What is missing of the runner's firewall for kind's nodes as they are now.
+pub fn firewall_problems_now(terraform_dir: &Path) -> Result<Vec<String>> {
+    let name = terraform_default(terraform_dir, "cluster_name")?;
+    let settings = runner_settings(&name, Vec::new());
+    let iptables = Iptables::detect(&settings.image)?;
+    let firewall = firewall_in_place(&settings)?;
+    firewall_problems(&firewall, &iptables)
 }
 
 #[cfg(test)]

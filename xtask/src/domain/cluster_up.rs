@@ -26,16 +26,15 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::domain::cluster_runner::{self, Iptables, RunnerSettings};
+use crate::domain::cluster_runner::{
+    self, ARGOCD_NODE_PORT, Iptables, RUNNER_IMAGE, RunnerSettings, dispatcher_files,
+    dispatcher_running, firewall_problems_now, reach, runner_settings, terraform_default,
+};
 use crate::domain::github::{Change, GitHub, Scope};
 
-/// The runner image `up` builds from `terraform/runner/`.
-pub const RUNNER_IMAGE: &str = "service-demo-runner:local";
 /// The admission policy and the key it must carry, in the fork's repository.
 use crate::domain::{POLICY_FILE, POLICY_PUBLIC_KEY_FILE};
 
-/// Argo CD's NodePort on kind's node (terraform/main.tf's local.argocd_node_port).
-pub const ARGOCD_NODE_PORT: u16 = 30080;
 /// The AppProject whose roles the workflows' tokens belong to.
 pub const PROJECT: &str = "service-demo";
 /// (environment, secret, project role): the Argo CD tokens the workflows read.
@@ -44,15 +43,6 @@ pub const TOKENS: [(&str, &str, &str); 3] = [
     ("preprod", "ARGOCD_PREPROD_TOKEN", "preprod"),
     ("prod", "ARGOCD_AUTH_TOKEN", "release"),
 ];
-
-/// What the runner may open on kind's control-plane node: the API server,
-/// the ingress controller (80, 443) and Argo CD's NodePort.
-pub fn reach(cluster_name: &str) -> Vec<String> {
-    [6443, 80, 443, ARGOCD_NODE_PORT]
-        .iter()
-        .map(|port| format!("{cluster_name}-control-plane:{port}"))
-        .collect()
-}
 
 /// The fork `up` works for.
 #[derive(Debug, Clone)]
@@ -248,43 +238,6 @@ impl Plan {
             .collect();
         cluster_runner::firewall_of(&self.runner_settings(), allowed)
     }
-}
-
-/// The dispatcher's defaults for cluster `name`: the runner's own network,
-/// kind's node reachable at [`reach`], `forwards` inside.
-pub fn runner_settings(name: &str, forwards: Vec<String>) -> RunnerSettings {
-    RunnerSettings {
-        labels: cluster_runner::DEFAULT_LABELS.map(str::to_owned).to_vec(),
-        image: RUNNER_IMAGE.into(),
-        network: cluster_runner::RUNNER_NETWORK.into(),
-        bridge: cluster_runner::RUNNER_BRIDGE.into(),
-        chain: cluster_runner::FIREWALL_CHAIN.into(),
-        kind_network: "kind".into(),
-        reach: reach(name),
-        runner_group_id: 1,
-        home_size: "8g".into(),
-        forwards,
-        job_timeout: std::time::Duration::from_secs(3600),
-    }
-}
-
-/// The `default` of a Terraform variable, as text.
-fn terraform_default(dir: &Path, name: &str) -> Result<String> {
-    let text = std::fs::read_to_string(dir.join("variables.tf"))
-        .with_context(|| format!("reading {}/variables.tf", dir.display()))?;
-    let body = hcl::parse(&text).context("terraform/variables.tf is not HCL")?;
-    body.blocks()
-        .filter(|b| b.identifier() == "variable")
-        .filter(|b| b.labels().first().is_some_and(|l| l.as_str() == name))
-        .find_map(|b| b.body().attributes().find(|a| a.key() == "default"))
-        .and_then(|a| match a.expr() {
-            hcl::Expression::String(s) => Some(s.clone()),
-            hcl::Expression::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
-        .with_context(|| {
-            format!("terraform/variables.tf: variable {name:?} has no literal default")
-        })
 }
 
 /// rust-toolchain.toml's channel: the runner image's Rust.
@@ -706,27 +659,6 @@ fn build_runner_image(root: &Path, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Where the background dispatcher's pid and log are (outside the work tree).
-fn dispatcher_files() -> Result<(PathBuf, PathBuf)> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let dir = PathBuf::from(home).join(".cache/service-demo");
-    std::fs::create_dir_all(&dir)?;
-    Ok((
-        dir.join("cluster-runner.pid"),
-        dir.join("cluster-runner.log"),
-    ))
-}
-
-/// The pid of the runner dispatcher `cluster up` started on this machine, if it still runs.
-pub fn dispatcher_running() -> Result<Option<u32>> {
-    let (pid_file, _) = dispatcher_files()?;
-    let Ok(text) = std::fs::read_to_string(&pid_file) else {
-        return Ok(None);
-    };
-    let pid: u32 = text.trim().parse().unwrap_or(0);
-    Ok((pid > 0 && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid))
-}
-
 /// `cargo xtask cluster runner` in the background (it inherits GITHUB_TOKEN
 /// through the environment, never argv), unless it runs already.
 /// The labels the workflows' cluster jobs ask for: the repository variable
@@ -857,15 +789,6 @@ pub fn status(root: &Path) -> Result<()> {
         key.path, key.sha256
     );
     Ok(())
-}
-
-/// What is missing of the runner's firewall for kind's nodes as they are now.
-pub fn firewall_problems_now(terraform_dir: &Path) -> Result<Vec<String>> {
-    let name = terraform_default(terraform_dir, "cluster_name")?;
-    let settings = runner_settings(&name, Vec::new());
-    let iptables = Iptables::detect(&settings.image)?;
-    let firewall = cluster_runner::firewall_in_place(&settings)?;
-    cluster_runner::firewall_problems(&firewall, &iptables)
 }
 
 /// Whether the runner's firewall is in place, in words (`cluster status`).

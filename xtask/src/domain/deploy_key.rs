@@ -71,18 +71,10 @@ fn string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend(bytes);
 }
 
-/// The key itself (`ssh-ed25519 AAAA…`) without its comment, as GitHub lists deploy keys.
-pub fn key_only(public: &str) -> String {
-    public
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::fork_settings::key_only;
 
     /// OpenSSH itself reads the key back and derives the same public half
     /// (`ssh-keygen -y`); the file exists only inside this test.

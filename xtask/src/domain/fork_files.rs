@@ -215,7 +215,7 @@ fn replace_public_keys(text: &str, pem: &str) -> Result<String> {
         bail!("no `publicKeys` (e.g. `publicKeys: |-`) to hold the image key");
     }
     let pem = serde_json::to_string(pem.trim_end())?;
-    Ok(yaml::edit(text, &format!("{PUBLIC_KEYS} = {pem}"))?.text)
+    Ok(yaml::jq::edit(text, &format!("{PUBLIC_KEYS} = {pem}"))?.text)
 }
 
 /// `<owner>/<name>` checked: GitHub's characters only.

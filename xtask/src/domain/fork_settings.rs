@@ -45,6 +45,17 @@ pub const DEPLOY_KEY_ENVIRONMENTS: [&str; 3] = ["preview", "preprod", "prod"];
 pub const DEPLOY_PUBLIC_KEY: &str = "GITOPS_DEPLOY_PUBLIC_KEY";
 /// The deploy key's title.
 pub const DEPLOY_KEY_TITLE: &str = "gitops";
+
+/// A deploy key (`ssh-ed25519 AAAA…`) without its comment, as GitHub lists deploy keys: what
+/// `setup` compares and `doctor` checks (`deploy_key` makes the key, in the full xtask only).
+pub fn key_only(public: &str) -> String {
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The gate key: private half in preprod, public half a prod variable.
 pub const GATE_SIGNING_KEY: (&str, &str) = ("preprod", "GATE_SIGNING_KEY");
 pub const GATE_PUBLIC_KEY: (&str, &str) = ("prod", "GATE_PUBLIC_KEY");

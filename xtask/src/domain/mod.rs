@@ -19,7 +19,7 @@
 //! - `service_repo`: the service repository: commits of tags, ancestry.
 //! - `gate_store`: test results bound to a commit and a digest, in the local
 //!   store (git notes) for the demo and a laptop; `github`: the GitHub REST calls (writes through one
-//!   function, dry-run, sealed secrets, variables).
+//!   function, dry-run, variables; sealed secrets in its child `github/secrets.rs`, full xtask only).
 //! - `attestation`: signed gates: in-toto statements about a digest in DSSE
 //!   envelopes (ECDSA P-256, what `cosign verify-attestation --key` checks),
 //!   stored as cosign's `.att` tag, verified by release.
@@ -27,7 +27,8 @@
 //!   payload, ECDSA P-256, cosign's `.sig` tag), made on push, checked by
 //!   `verify` and `status`.
 //! - `fork_settings`: a fork's GitHub settings (environments, secrets,
-//!   variables, rulesets per profile) that `setup` writes and `doctor` checks;
+//!   variables, rulesets per profile, a deploy key as GitHub lists it) that
+//!   `setup` writes and `doctor` checks;
 //!   `fork_files`: the files that name the fork (`fork`, `setup`);
 //!   `deploy_key`: the GitOps deploy key (ed25519, OpenSSH's format), made in memory.
 //! - `argocd_api`: Argo CD's REST API (wait, sync).
@@ -41,7 +42,9 @@
 //!   secrets, and the rule that no `.tf` file carries a key inline;
 //!   `cluster_runner`: the dispatcher, one just-in-time runner per queued job
 //!   of main in a fresh container, on a network of its own that the host's
-//!   firewall confines to kind's ports and the internet.
+//!   firewall confines to kind's ports and the internet; the runner's settings
+//!   for this repository's cluster, and what `doctor` checks of it (the
+//!   dispatcher's pid, the firewall as kind's nodes are now).
 //! - `upstream_schemas`: the upstream contracts of `xtask/schemas/sources.toml`
 //!   (Argo CD's REST description, the CRDs, upstream examples) at the releases
 //!   Terraform's charts install: installed and sha256-checked in a cache,
@@ -67,6 +70,10 @@
 //!   of a commit's way to a preview and a merge's to a gate, which the demo
 //!   records and `bench pipeline` prints cold and warm.
 //!
+//! The cluster jobs' build (`--no-default-features`) leaves out, whole, the
+//! modules marked `#[cfg(feature = "full")]` below: what only the commands
+//! those jobs never run use (ARCHITECTURE.md lists them).
+//!
 //! # Invariants (held by `xtask/tests/tidy.rs`)
 //!
 //! - Only `promotion` writes an image into a values file or a promotion record.
@@ -75,26 +82,35 @@
 //! - Only `registry` (with `oci`) speaks OCI.
 
 pub mod advisories;
+#[cfg(feature = "full")]
 pub mod affected_services;
+#[cfg(feature = "full")]
 pub mod application_sets;
 pub mod argocd_api;
 pub mod attestation;
 pub mod cluster_runner;
+#[cfg(feature = "full")]
 pub mod cluster_up;
+#[cfg(feature = "full")]
 pub mod deploy_key;
+#[cfg(feature = "full")]
 pub mod deployments;
+#[cfg(feature = "full")]
 pub mod fork_files;
 pub mod fork_settings;
 pub mod gate_store;
 pub mod github;
 pub mod gitops;
 pub mod image_build;
+#[cfg(feature = "full")]
 pub mod lead_time;
+#[cfg(feature = "full")]
 pub mod lock_closure;
 pub mod oci;
 pub mod promotion;
 pub mod registry;
 pub mod sbom;
+#[cfg(feature = "full")]
 pub mod scaffold;
 pub mod service_repo;
 pub mod service_suite;
@@ -102,6 +118,7 @@ pub mod service_url;
 pub mod services;
 pub mod signature;
 pub mod tags;
+#[cfg(feature = "full")]
 pub mod upstream_schemas;
 
 use anyhow::Result;

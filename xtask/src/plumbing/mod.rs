@@ -1,12 +1,16 @@
 //! Plumbing: what any tool needs and that knows nothing of the pipeline.
 //! Nothing here imports `domain`, `checks` or `commands` (held by `tests/tidy.rs`).
 //!
+//! The cluster jobs' build (`--no-default-features`) leaves out, whole, the
+//! modules marked `#[cfg(feature = "full")]` below (ARCHITECTURE.md lists them).
+//!
 //! # Code map
 //!
 //! - `yaml`: YAML read and edited in one place: documents of a stream,
 //!   strict parsing against a type, format-preserving edits (`(path, value)`
 //!   pairs and `map_strings` for the pipeline, jq for people and for edits
-//!   like "every `publicKeys`"): changed scalars rewritten in their style
+//!   like "every `publicKeys`", in its child `yaml/jq.rs`, full xtask only):
+//!   changed scalars rewritten in their style
 //!   (block scalars included), entries appended to a block list. The only
 //!   module that edits YAML text.
 //! - `json_schema`: one JSON Schema validator (OpenAPI 3.0, Swagger 2.0,
@@ -40,22 +44,32 @@
 //!   (a docker-registry on loopback, for the benchmarks, the demo and the
 //!   tests), `counting_proxy` (bytes sent to a registry).
 
+#[cfg(feature = "full")]
 pub mod counting_proxy;
 pub mod fs;
 pub mod http;
+#[cfg(feature = "full")]
 pub mod json_schema;
+#[cfg(feature = "full")]
 pub mod local_registry;
+#[cfg(feature = "full")]
 pub mod output_cache;
+#[cfg(feature = "full")]
 pub mod pgbench;
+#[cfg(feature = "full")]
 pub mod pinned_server;
 pub mod prebuilt;
+#[cfg(feature = "full")]
 pub mod proc_stats;
 pub mod process;
 pub mod retry;
+#[cfg(feature = "full")]
 pub mod test_binaries;
+#[cfg(feature = "full")]
 pub mod test_times;
 pub mod text;
 pub mod tools;
 pub mod workspace;
+#[cfg(feature = "full")]
 pub mod wrk;
 pub mod yaml;

@@ -1,7 +1,8 @@
 //! The prebuilt xtask the cluster jobs run instead of compiling it.
 //!
 //! In each workflow run, a job on a GitHub-hosted runner, checked out at main's
-//! commit and holding no secret, builds xtask once (`cargo xtask prebuilt`),
+//! commit and holding no secret, builds xtask once (`cargo xtask prebuilt`,
+//! [`BUILD_FLAG`]: the cluster jobs' build, without the commands they never run),
 //! uploads it as an artifact of that run ([`ARTIFACT`]) and gives its sha256 as
 //! a job output. A cluster job downloads that artifact (same run only: no other
 //! run, and so no branch or pull request, can write it), checks the sha256
@@ -30,6 +31,9 @@ pub const DOWNLOAD_PATH: &str = "${{ runner.temp }}/xtask";
 pub const INSTALL_SCRIPT: &str = r#"echo "$XTASK_SHA256  $RUNNER_TEMP/xtask/xtask" | sha256sum --check --strict
 install -D -m 0755 "$RUNNER_TEMP/xtask/xtask" "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-xtask-prebuilt"
 cargo xtask --help"#;
+/// How the building job's `CARGO_ALIAS_XTASK` builds it: xtask without its default feature `full`, the
+/// cluster jobs' build (only the commands they run; see xtask/Cargo.toml).
+pub const BUILD_FLAG: &str = "--no-default-features";
 /// The environment variable of [`INSTALL_SCRIPT`] that holds the expected sha256.
 pub const SHA256_VAR: &str = "XTASK_SHA256";
 

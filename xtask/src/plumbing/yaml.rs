@@ -6,7 +6,7 @@
 //! no other module splices YAML lines.
 //!
 //! 1. The file is parsed to JSON data and the new document computed: by a jq
-//!    expression run by jaq (`edit`: a person's `cargo xtask values set`, or a
+//!    expression run by jaq (`jq::edit`: a person's `cargo xtask values set`, or a
 //!    pipeline edit written in jq), by `(path, value)` pairs (`set`, the
 //!    pipeline's own edits: data, not code), or by a function of every string
 //!    value (`map_strings`: a URL that moved, never a key or a comment).
@@ -33,6 +33,11 @@ use std::fmt;
 use anyhow::{Context, Result, bail, ensure};
 use saphyr_parser::{Event, Parser, ScalarStyle};
 use serde_json::Value;
+
+// Edits written in jq (`values set`, the fork's and new-service's edits), `jq::edit`: the full
+// xtask only (Cargo.toml's feature `full`), so the cluster jobs' build has no jaq.
+#[cfg(feature = "full")]
+pub mod jq;
 
 /// One step into a document: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,14 +91,6 @@ pub struct Change {
 pub struct Edited {
     pub text: String,
     pub changes: Vec<Change>,
-}
-
-/// Applies the jq expression `expr` to the YAML document `text`
-/// (`cargo xtask values set`: a person's edit, written in jq).
-pub fn edit(text: &str, expr: &str) -> Result<Edited> {
-    let old = parse(text)?;
-    let new = run_jq(expr, &old)?;
-    rewrite(text, &old, &new)
 }
 
 /// One edit as data: set the value at `path` to `value`. The pipeline's own
@@ -288,60 +285,6 @@ fn append_splices(text: &str, source: &Source, changes: &[Change]) -> Result<Vec
 pub fn parse(text: &str) -> Result<Value> {
     let value: Value = yaml_serde::from_str(text).context("not valid YAML")?;
     Ok(value)
-}
-
-/// Runs `expr` with jaq on `input`; it must produce exactly one value.
-fn run_jq(expr: &str, input: &Value) -> Result<Value> {
-    use jaq_core::load::{Arena, File, Loader};
-    use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
-
-    let defs = jaq_core::defs()
-        .chain(jaq_std::defs())
-        .chain(jaq_json::defs());
-    let funs = jaq_core::funs()
-        .chain(jaq_std::funs())
-        .chain(jaq_json::funs());
-    let arena = Arena::default();
-    let modules = Loader::new(defs)
-        .load(
-            &arena,
-            File {
-                code: expr,
-                path: (),
-            },
-        )
-        .map_err(|errs| {
-            anyhow::anyhow!("cannot parse the expression {expr:?}: {}", describe(&errs))
-        })?;
-    let filter = Compiler::default()
-        .with_funs(funs)
-        .compile(modules)
-        .map_err(|errs| {
-            anyhow::anyhow!(
-                "cannot compile the expression {expr:?}: {}",
-                describe(&errs)
-            )
-        })?;
-    let json = serde_json::to_string(input)?;
-    let input = jaq_json::read::parse_single(json.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot hand the document to jaq: {e}"))?;
-    let ctx = Ctx::<data::JustLut<jaq_json::Val>>::new(&filter.lut, Vars::new([]));
-    let mut outputs = filter.id.run((ctx, input)).map(unwrap_valr);
-    let first = match outputs.next() {
-        Some(Ok(value)) => value,
-        Some(Err(err)) => bail!("the expression {expr:?} failed: {err}"),
-        None => bail!("the expression {expr:?} produced no document"),
-    };
-    ensure!(
-        outputs.next().is_none(),
-        "the expression {expr:?} produced more than one document"
-    );
-    serde_json::from_str(&first.to_string()).context("jaq produced a value that is not JSON data")
-}
-
-fn describe<T: fmt::Debug>(errors: &T) -> String {
-    let text = format!("{errors:?}");
-    text.chars().take(300).collect()
 }
 
 /// Collects changed scalars and appended list entries; refuses any other change of shape.
@@ -1274,6 +1217,7 @@ pub fn split_documents(text: &str) -> Result<Vec<Value>> {
 
 #[cfg(test)]
 mod tests {
+    use super::jq::edit;
     use super::*;
 
     const VALUES: &str = "\
