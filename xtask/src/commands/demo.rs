@@ -592,10 +592,10 @@ impl Demo {
         println!(
             "  $ cargo test -p items-api --lib --test api   (the service's unit tests and API suite)"
         );
-        cmd!(
+        workspace::without_secrets(cmd!(
             sh,
             "cargo test --quiet --locked -p items-api --lib --test api"
-        )
+        ))
         .env(
             "CARGO_TARGET_DIR",
             workspace::target_dir().join("other-checkouts"),

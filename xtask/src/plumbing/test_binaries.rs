@@ -4,7 +4,7 @@
 //! core idles while a binary waits for a container, a registry or a database.
 //! Here cargo builds them once (`cargo test --no-run`, whose JSON messages name
 //! each executable), then they run `jobs` at a time, each as cargo would run it
-//! (in its package's folder, with cargo's variables for it), the slowest of the
+//! (in its package's folder, with `CARGO_PKG_NAME`), the slowest of the
 //! previous run first. Each binary's output is printed whole when it ends,
 //! under cargo's own `Running …` line, so the log reads as cargo's would.
 //! Doc-tests stay cargo's (`cargo test --doc`), as one more job.
@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde::Deserialize;
+
+use crate::plumbing::workspace::CHECKOUT_PATH_VARS;
 
 /// A test process to run: a test binary, or cargo's doc-tests.
 #[derive(Debug)]
@@ -50,7 +52,11 @@ pub struct Finished {
 /// `--package …`): builds the test binaries, and returns one job for each and
 /// one for the doc-tests. cargo's progress and diagnostics go to stderr.
 pub fn build(dir: &Path, selection: &[String]) -> Result<Vec<TestJob>> {
-    let output = Command::new("cargo")
+    let mut cargo = Command::new("cargo");
+    for var in CHECKOUT_PATH_VARS {
+        cargo.env_remove(var);
+    }
+    let output = cargo
         .args([
             "test",
             "--no-run",
@@ -145,17 +151,7 @@ fn jobs_from_messages(messages: &str) -> Result<Vec<TestJob>> {
             header: format!("     {header}"),
             program: executable,
             args: Vec::new(),
-            envs: vec![
-                (
-                    "CARGO_MANIFEST_DIR".into(),
-                    package_dir.display().to_string(),
-                ),
-                (
-                    "CARGO_MANIFEST_PATH".into(),
-                    artifact.manifest_path.display().to_string(),
-                ),
-                ("CARGO_PKG_NAME".into(), package.to_owned()),
-            ],
+            envs: vec![("CARGO_PKG_NAME".into(), package.to_owned())],
             dir: package_dir,
         });
     }
@@ -228,6 +224,11 @@ pub fn run(
 fn run_one(job: TestJob, envs: &Envs, log: &Path) -> Result<Finished> {
     let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut command = Command::new(&job.program);
+    // Not the checkout's path, which cargo would set: the builds a test runs
+    // would inherit it (`workspace::CHECKOUT_PATH_VARS`).
+    for var in CHECKOUT_PATH_VARS {
+        command.env_remove(var);
+    }
     command
         .args(&job.args)
         .current_dir(&job.dir)

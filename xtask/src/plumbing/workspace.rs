@@ -101,10 +101,17 @@ pub const SECRET_VARS: [&str; 10] = [
     "ACTIONS_ID_TOKEN_REQUEST_URL",
 ];
 
-/// `command` without [`SECRET_VARS`] in its environment: for every process
-/// that runs code xtask did not write (cargo builds, build scripts).
+/// The variables `cargo run` sets for xtask that name its checkout's path. A
+/// cargo that xtask runs would inherit them, and build scripts that watch them
+/// (ring's, through cc) would make every clone at a new path rebuild: every
+/// build xtask runs goes without them ([`without_secrets`] removes them too).
+pub const CHECKOUT_PATH_VARS: [&str; 2] = ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH"];
+
+/// `command` without [`SECRET_VARS`] (and [`CHECKOUT_PATH_VARS`]) in its
+/// environment: for every process that runs code xtask did not write (cargo
+/// builds, build scripts).
 pub fn without_secrets(mut command: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
-    for var in SECRET_VARS {
+    for var in SECRET_VARS.iter().chain(&CHECKOUT_PATH_VARS) {
         command = command.env_remove(var);
     }
     command
@@ -154,8 +161,12 @@ mod tests {
             sh.set_var(var, "s3cret-value");
         }
         sh.set_var("HARMLESS", "kept");
+        for var in CHECKOUT_PATH_VARS {
+            sh.set_var(var, "/a/clone/xtask");
+        }
         let env = without_secrets(xshell::cmd!(sh, "env")).read().unwrap();
         assert!(!env.contains("s3cret-value"), "{env}");
+        assert!(!env.contains("/a/clone/xtask"), "nor the checkout's path: {env}");
         assert!(env.contains("HARMLESS=kept"), "{env}");
     }
 }
