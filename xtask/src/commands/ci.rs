@@ -153,15 +153,16 @@ pub fn run(args: CiArgs) -> Result<()> {
 /// The workspace's lints, then xtask's cluster-jobs build (Cargo.toml's `full` off: the
 /// binary `cargo xtask prebuilt` ships), which `--workspace` never compiles.
 fn clippy(sh: &Shell) -> Result<String> {
-    cmd!(
+    // Clippy runs the build scripts: no credential, and not the checkout's path (ring's rebuild).
+    workspace::without_secrets(cmd!(
         sh,
         "cargo clippy --workspace --all-targets --locked -- -D warnings"
-    )
+    ))
     .run()?;
-    cmd!(
+    workspace::without_secrets(cmd!(
         sh,
         "cargo clippy -p xtask --no-default-features --locked -- -D warnings"
-    )
+    ))
     .run()?;
     Ok(String::new())
 }

@@ -166,7 +166,10 @@ mod tests {
         }
         let env = without_secrets(xshell::cmd!(sh, "env")).read().unwrap();
         assert!(!env.contains("s3cret-value"), "{env}");
-        assert!(!env.contains("/a/clone/xtask"), "nor the checkout's path: {env}");
+        assert!(
+            !env.contains("/a/clone/xtask"),
+            "nor the checkout's path: {env}"
+        );
         assert!(env.contains("HARMLESS=kept"), "{env}");
     }
 }
