@@ -768,7 +768,8 @@ fn offline_checkers<const N: usize>(
     scratch: &Path,
     jobs: [&[&OsStr]; N],
 ) -> [Result<Output>; N] {
-    let run = || -> Result<Vec<Output>> {
+    // The outputs, and whether they may be kept: not if the batch itself failed.
+    let run = || -> Result<(Vec<Output>, bool)> {
         require("python3")?;
         let script = workspace::root().join("xtask/offline_checkers.py");
         let results = scratch.join("offline-checkers.json");
@@ -785,13 +786,16 @@ fn offline_checkers<const N: usize>(
             .ignore_status()
             .output()?;
         if !out.status.success() {
-            return Ok(vec![out; N]);
+            return Ok((vec![out; N], false));
         }
         let text = std::fs::read_to_string(&results)?;
         let results: Vec<JobOutput> = serde_json::from_str(&text)?;
-        Ok(results.into_iter().map(Output::from).collect())
+        Ok((results.into_iter().map(Output::from).collect(), true))
     };
-    match run() {
+    let root = sh.current_dir();
+    let places = output_cache::Places::new(scratch, &[&root]);
+    let (key, written) = batch_key(&places, scratch, &jobs);
+    match output_cache::outputs_and_files(key, &places, &written, run) {
         Ok(outputs) if outputs.len() == N => outputs.into_iter().map(Ok).collect::<Vec<_>>(),
         Ok(_) => (0..N)
             .map(|_| {
@@ -804,6 +808,36 @@ fn offline_checkers<const N: usize>(
     }
     .try_into()
     .unwrap_or_else(|_| unreachable!("N results"))
+}
+
+/// What `offline_checkers.py batch` reads, as the key its outputs are kept
+/// by (`plumbing::output_cache`): the script, Python and the pinned checkers,
+/// each argument and the files it names; and the folders it writes in.
+fn batch_key(
+    places: &output_cache::Places,
+    scratch: &Path,
+    jobs: &[&[&OsStr]],
+) -> (output_cache::Key, Vec<PathBuf>) {
+    let mut key = output_cache::Key::new("offline_checkers.py batch");
+    let root = workspace::root();
+    key.program("python3")
+        .file(&root, Path::new("xtask/offline_checkers.py"))
+        .file(&root, Path::new("xtask/tools.txt"));
+    if let Some(venv) = which("python3").and_then(|p| p.parent()?.parent().map(Path::to_path_buf)) {
+        key.file(&venv, Path::new("tools.pins"));
+    }
+    let mut written = Vec::new();
+    for args in jobs {
+        key.bytes(b"job");
+        for arg in args.iter() {
+            key.path_arg(arg, places);
+            let path = Path::new(arg);
+            if path.is_dir() && path.starts_with(scratch) {
+                written.push(path.to_path_buf());
+            }
+        }
+    }
+    (key, written)
 }
 
 /// One job's output in `offline_checkers.py batch`'s results.
