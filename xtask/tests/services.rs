@@ -771,7 +771,7 @@ fn cargo_in(root: &Path, args: &[&str]) -> std::process::Output {
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
         // Set by `cargo test` to this checkout's xtask: ring's build script watches it,
-        // and a clone at another path would rebuild it (plumbing::workspace::CHECKOUT_PATH_VARS).
+        // and a clone at another path would rebuild it (plumbing::workspace::is_cargo_run_var).
         .env_remove("CARGO_MANIFEST_DIR")
         .env_remove("CARGO_MANIFEST_PATH")
         .output()

@@ -4,7 +4,7 @@
 //! core idles while a binary waits for a container, a registry or a database.
 //! Here cargo builds them once (`cargo test --no-run`, whose JSON messages name
 //! each executable), then they run `jobs` at a time, each as cargo would run it
-//! (in its package's folder, with `CARGO_PKG_NAME`), the slowest of the
+//! (in its package's folder), the slowest of the
 //! previous run first. Each binary's output is printed whole when it ends,
 //! under cargo's own `Running …` line, so the log reads as cargo's would.
 //! Doc-tests stay cargo's (`cargo test --doc`), as one more job.
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde::Deserialize;
 
-use crate::plumbing::workspace::CHECKOUT_PATH_VARS;
+use crate::plumbing::workspace::cargo_run_vars;
 
 /// A test process to run: a test binary, or cargo's doc-tests.
 #[derive(Debug)]
@@ -36,7 +36,6 @@ pub struct TestJob {
     program: PathBuf,
     args: Vec<String>,
     dir: PathBuf,
-    envs: Vec<(String, String)>,
 }
 
 /// A job that ended: its status, how long it took, and what it printed.
@@ -53,7 +52,7 @@ pub struct Finished {
 /// one for the doc-tests. cargo's progress and diagnostics go to stderr.
 pub fn build(dir: &Path, selection: &[String]) -> Result<Vec<TestJob>> {
     let mut cargo = Command::new("cargo");
-    for var in CHECKOUT_PATH_VARS {
+    for var in cargo_run_vars() {
         cargo.env_remove(var);
     }
     let output = cargo
@@ -83,7 +82,6 @@ pub fn build(dir: &Path, selection: &[String]) -> Result<Vec<TestJob>> {
             .chain(selection.iter().cloned())
             .collect(),
         dir: dir.to_owned(),
-        envs: Vec::new(),
     });
     Ok(jobs)
 }
@@ -92,8 +90,6 @@ pub fn build(dir: &Path, selection: &[String]) -> Result<Vec<TestJob>> {
 #[derive(Deserialize)]
 struct Artifact {
     reason: String,
-    #[serde(default)]
-    package_id: String,
     #[serde(default)]
     manifest_path: PathBuf,
     target: Option<ArtifactTarget>,
@@ -145,27 +141,15 @@ fn jobs_from_messages(messages: &str) -> Result<Vec<TestJob>> {
                 format!("Running unittests {source} ({})", executable.display()),
             )
         };
-        let package = package_name(&artifact.package_id);
         jobs.push(TestJob {
             name,
             header: format!("     {header}"),
             program: executable,
             args: Vec::new(),
-            envs: vec![("CARGO_PKG_NAME".into(), package.to_owned())],
             dir: package_dir,
         });
     }
     Ok(jobs)
-}
-
-/// The package name in a package ID spec: `path+file:///w/xtask#0.1.0` (the
-/// folder is the name) or `path+file:///w/services/api#items-api@0.1.0`.
-fn package_name(id: &str) -> &str {
-    let (url, fragment) = id.rsplit_once('#').unwrap_or((id, ""));
-    match fragment.split_once('@') {
-        Some((name, _)) => name,
-        None => url.rsplit('/').next().unwrap_or(url),
-    }
 }
 
 /// Orders `jobs` slowest first by `previous` times (seconds by name); a job
@@ -224,15 +208,12 @@ pub fn run(
 fn run_one(job: TestJob, envs: &Envs, log: &Path) -> Result<Finished> {
     let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut command = Command::new(&job.program);
-    // Not the checkout's path, which cargo would set: the builds a test runs
-    // would inherit it (`workspace::CHECKOUT_PATH_VARS`).
-    for var in CHECKOUT_PATH_VARS {
+    // Not the variables `cargo run` set for xtask (nor those cargo would set for
+    // a test): the builds a test runs would inherit them (`workspace::is_cargo_run_var`).
+    for var in cargo_run_vars() {
         command.env_remove(var);
     }
-    command
-        .args(&job.args)
-        .current_dir(&job.dir)
-        .envs(job.envs.iter().map(|(k, v)| (k, v)));
+    command.args(&job.args).current_dir(&job.dir);
     for (name, value) in envs {
         match value {
             Some(value) => command.env(name, value),
@@ -301,16 +282,6 @@ mod tests {
             jobs[0].header,
             "     Running unittests src/main.rs (/t/debug/deps/xtask-01)"
         );
-        assert!(
-            jobs[1]
-                .envs
-                .contains(&("CARGO_PKG_NAME".into(), "items-api".into()))
-        );
-        assert!(
-            jobs[0]
-                .envs
-                .contains(&("CARGO_PKG_NAME".into(), "xtask".into()))
-        );
     }
 
     #[test]
@@ -321,7 +292,6 @@ mod tests {
             program: "true".into(),
             args: Vec::new(),
             dir: ".".into(),
-            envs: Vec::new(),
         };
         let mut jobs = vec![job("quick"), job("slow"), job("new"), job("middle")];
         let previous = HashMap::from([

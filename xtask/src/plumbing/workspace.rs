@@ -101,17 +101,42 @@ pub const SECRET_VARS: [&str; 10] = [
     "ACTIONS_ID_TOKEN_REQUEST_URL",
 ];
 
-/// The variables `cargo run` sets for xtask that name its checkout's path. A
-/// cargo that xtask runs would inherit them, and build scripts that watch them
-/// (ring's, through cc) would make every clone at a new path rebuild: every
-/// build xtask runs goes without them ([`without_secrets`] removes them too).
-pub const CHECKOUT_PATH_VARS: [&str; 2] = ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH"];
+/// Whether `name` is one of the variables `cargo run` sets for xtask's own
+/// package (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, …). A cargo that xtask runs
+/// would inherit them, and build scripts that watch them (ring's, through cc)
+/// would rebuild whenever a build started from a shell and one started from
+/// xtask take turns, and in every clone at a new path: every build xtask runs
+/// goes without them ([`without_secrets`] removes them too). `CARGO` stays.
+pub fn is_cargo_run_var(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_MANIFEST_LINKS",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ]
+        .contains(&name)
+}
 
-/// `command` without [`SECRET_VARS`] (and [`CHECKOUT_PATH_VARS`]) in its
+/// The names of this process's [`is_cargo_run_var`] variables.
+pub fn cargo_run_vars() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| is_cargo_run_var(name))
+        .collect()
+}
+
+/// `command` without [`SECRET_VARS`] (and [`cargo_run_vars`]) in its
 /// environment: for every process that runs code xtask did not write (cargo
 /// builds, build scripts).
 pub fn without_secrets(mut command: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
-    for var in SECRET_VARS.iter().chain(&CHECKOUT_PATH_VARS) {
+    for var in SECRET_VARS
+        .iter()
+        .map(|v| v.to_string())
+        .chain(cargo_run_vars())
+    {
         command = command.env_remove(var);
     }
     command
@@ -161,9 +186,9 @@ mod tests {
             sh.set_var(var, "s3cret-value");
         }
         sh.set_var("HARMLESS", "kept");
-        for var in CHECKOUT_PATH_VARS {
-            sh.set_var(var, "/a/clone/xtask");
-        }
+        // xshell removes from its own environment, which starts as this process's.
+        assert!(is_cargo_run_var("CARGO_PKG_NAME") && is_cargo_run_var("CARGO_MANIFEST_DIR"));
+        assert!(!is_cargo_run_var("CARGO") && !is_cargo_run_var("CARGO_TARGET_DIR"));
         let env = without_secrets(xshell::cmd!(sh, "env")).read().unwrap();
         assert!(!env.contains("s3cret-value"), "{env}");
         assert!(
