@@ -4,7 +4,9 @@
 //! function of its binary, its arguments and the files it reads, so the key is
 //! all of them (the binary by path, size and modification time); whatever is
 //! not in the key must not change the output. `SERVICE_DEMO_NO_TOOL_CACHE=1`
-//! runs every tool. Nothing is kept for a tool that could not start.
+//! runs every tool, and so does every GitHub Actions job (its runner's home may
+//! hold what an earlier job wrote). Nothing is kept for a tool that could not
+//! start.
 
 use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
@@ -305,19 +307,25 @@ fn write(file: Option<&Path>, value: &impl Serialize) {
 
 /// Where `key`'s output is kept; `None` when the cache is off or there is no home.
 fn cache_file(key: Key) -> Option<PathBuf> {
-    if std::env::var(DISABLE_VAR).is_ok_and(|v| v == "1") {
+    let base = cache_dir(|name| std::env::var_os(name))?;
+    let hex = key.hex();
+    Some(base.join(&hex[..2]).join(format!("{hex}.json")))
+}
+
+/// The cache's folder from the environment (`var`); `None` when it is off:
+/// [`DISABLE_VAR`], no home, or a GitHub Actions job. A runner's home may be an
+/// earlier job's (a self-hosted runner), and what an earlier job wrote, maybe a
+/// pull request's code, is no evidence for this one: in Actions every tool runs.
+fn cache_dir(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let set = |name: &str, value: &str| var(name).is_some_and(|v| v == value);
+    if set(DISABLE_VAR, "1") || set("GITHUB_ACTIONS", "true") {
         return None;
     }
-    let base = match std::env::var_os("XDG_CACHE_HOME") {
+    let base = match var("XDG_CACHE_HOME") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME").filter(|h| !h.is_empty())?).join(".cache"),
+        _ => PathBuf::from(var("HOME").filter(|h| !h.is_empty())?).join(".cache"),
     };
-    let hex = key.hex();
-    Some(
-        base.join("service-demo/tool-outputs")
-            .join(&hex[..2])
-            .join(format!("{hex}.json")),
-    )
+    Some(base.join("service-demo/tool-outputs"))
 }
 
 #[cfg(test)]
@@ -448,5 +456,33 @@ mod tests {
             key_in(a.path(), "kind: Deployment\n"),
             key_in(b.path(), "kind: Job\n")
         );
+    }
+
+    #[test]
+    fn the_cache_is_off_when_asked_without_a_home_and_in_github_actions() {
+        let dir = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            cache_dir(|name| {
+                let found = vars.iter().find(|(k, _)| k == name);
+                found.map(|(_, v)| v.into())
+            })
+        };
+        assert_eq!(
+            dir(&[("HOME", "/home/a")]),
+            Some(PathBuf::from("/home/a/.cache/service-demo/tool-outputs"))
+        );
+        assert_eq!(
+            dir(&[("HOME", "/home/a"), ("XDG_CACHE_HOME", "/c")]),
+            Some(PathBuf::from("/c/service-demo/tool-outputs"))
+        );
+        assert_eq!(dir(&[("HOME", "/home/a"), (DISABLE_VAR, "1")]), None);
+        assert_eq!(
+            dir(&[("HOME", "/home/a"), ("GITHUB_ACTIONS", "true")]),
+            None
+        );
+        assert_eq!(dir(&[("HOME", "")]), None);
     }
 }
