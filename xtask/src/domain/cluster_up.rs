@@ -97,17 +97,13 @@ impl Digested {
     fn read(root: &Path, path: &str) -> Result<Self> {
         let text = std::fs::read_to_string(root.join(path))
             .with_context(|| format!("reading {path} (the fork's admission policy)"))?;
-        let sha256 = hex(&Sha256::digest(text.as_bytes()));
+        let sha256 = crate::plumbing::text::hex(&Sha256::digest(text.as_bytes()));
         Ok(Self {
             path: path.to_owned(),
             text,
             sha256,
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Everything `up` will do, read from the repository before anything changes.

@@ -648,7 +648,7 @@ fn origin_of(url: &str) -> &str {
 /// remotes that end alike never share a cache).
 fn cache_name(url: &str) -> String {
     let hash = sha2::Sha256::digest(url.as_bytes());
-    let short: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let short = crate::plumbing::text::hex(&hash[..6]);
     format!("{}-{short}", readable_cache_name(url))
 }
 

@@ -69,11 +69,10 @@ impl Blob {
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!(
+        "sha256:{}",
+        crate::plumbing::text::hex(&Sha256::digest(bytes))
+    )
 }
 
 /// A platform the image is built for, in OCI's spelling.

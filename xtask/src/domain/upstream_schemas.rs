@@ -82,10 +82,7 @@ pub fn dir() -> PathBuf {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::plumbing::text::hex(&Sha256::digest(bytes))
 }
 
 /// The installed file of `source`, checked against its sha256.

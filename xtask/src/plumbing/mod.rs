@@ -25,7 +25,8 @@
 //! - `retry`: one retry loop with jittered backoff, and one wait for a
 //!   condition (a server listening, an Argo CD application running a
 //!   revision), whose look may fail.
-//! - `text`: unified diffs, RFC 3339 times, globs, URLs without credentials.
+//! - `text`: unified diffs, RFC 3339 times, globs, URLs without credentials,
+//!   bytes in hex.
 //! - `workspace`: the checkout xtask acts on (found from the working
 //!   directory or `XTASK_WORKSPACE`, never the path it was built in), its
 //!   target dir, and the environment variables that hold secrets.

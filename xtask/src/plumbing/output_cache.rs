@@ -84,11 +84,7 @@ impl Key {
     }
 
     fn hex(self) -> String {
-        self.0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::plumbing::text::hex(&self.0.finalize())
     }
 }
 

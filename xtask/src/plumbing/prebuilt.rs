@@ -62,11 +62,7 @@ pub fn cli_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::
 /// The sha256 of a file, in lowercase hex (what `sha256sum` prints).
 pub fn sha256_of(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(hex(&Sha256::digest(bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::plumbing::text::hex(&Sha256::digest(bytes)))
 }
 
 /// Copies `binary` to `dir/`[`ARTIFACT`] (through a temporary file renamed

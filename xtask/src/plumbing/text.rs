@@ -1,6 +1,11 @@
 //! Text: diffs as `--dry-run`s print them, timestamps, Argo CD's globs,
-//! URLs without their credentials, and a line-by-line edit of a file that is
-//! not YAML (YAML is edited through `plumbing::yaml` only).
+//! URLs without their credentials, bytes in hex, and a line-by-line edit of a
+//! file that is not YAML (YAML is edited through `plumbing::yaml` only).
+
+/// `bytes` in lowercase hex, two digits each (a digest as `sha256sum` prints it).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// A unified diff of one file, `a/<path>` → `b/<path>`, as `--dry-run`s print.
 pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
