@@ -14,7 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -42,8 +42,13 @@ impl Key {
     /// Adds the file `path` (in `dir`) as the tool is given it: its name and
     /// its bytes, or that it is missing.
     pub fn file(&mut self, dir: &Path, path: &Path) -> &mut Self {
-        self.bytes(path.as_os_str().as_encoded_bytes());
-        match std::fs::read(dir.join(path)) {
+        self.bytes(path.as_os_str().as_encoded_bytes())
+            .content(&dir.join(path))
+    }
+
+    /// Adds the bytes of the file at `path`, or that there is none to read.
+    fn content(&mut self, path: &Path) -> &mut Self {
+        match std::fs::read(path) {
             Ok(bytes) => self.bytes(b"file").bytes(&bytes),
             Err(_) => self.bytes(b"missing"),
         }
@@ -71,10 +76,7 @@ impl Key {
         self.bytes(places.marked(&arg.to_string_lossy()).as_bytes());
         let path = Path::new(arg);
         if path.is_file() {
-            match std::fs::read(path) {
-                Ok(bytes) => self.bytes(b"file").bytes(&bytes),
-                Err(_) => self.bytes(b"unreadable"),
-            };
+            self.content(path);
         } else if path.is_dir() {
             for file in files_under(path) {
                 self.file(path, &file);
@@ -125,22 +127,25 @@ struct KeptRun {
 }
 
 /// The output kept under `key`, or `run`'s, which is then kept (unless the
-/// tool could not start: exit status 126 or 127, or no status at all).
+/// tool could not start: exit status 126 or 127, or no status at all). For a
+/// tool that names no folder of its own run and writes no file.
 pub fn output(key: Key, run: impl FnOnce() -> Result<Output>) -> Result<Output> {
-    let file = cache_file(key);
-    if let Some(kept) = file.as_deref().and_then(read::<Kept>) {
-        return Ok(kept.into());
-    }
-    let out = run()?;
-    if started(&out) {
-        write(file.as_deref(), &Kept::from(&out));
-    }
-    Ok(out)
+    let places = Places {
+        scratch: PathBuf::new(),
+        marks: Vec::new(),
+    };
+    let mut outputs = outputs_and_files(key, &places, &[], || Ok((vec![run()?], true)))?;
+    outputs.pop().context("one output kept for one tool")
 }
 
 /// The folders a run names that another run names otherwise (its scratch
 /// folder, the checkout), each kept as a marker.
-pub struct Places(Vec<(String, String)>);
+pub struct Places {
+    /// Where the files a run writes are.
+    scratch: PathBuf,
+    /// (path, marker), the longest path first: a folder inside another is marked as itself.
+    marks: Vec<(String, String)>,
+}
 
 impl Places {
     /// `scratch` (where `dirs` of [`outputs_and_files`] are) and `others`.
@@ -155,29 +160,21 @@ impl Places {
                 )
             })
             .collect();
-        // The longest first: a folder inside another is marked as itself.
         places.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
-        Places(places)
-    }
-
-    fn scratch(&self) -> PathBuf {
-        let marker = "\u{0}place0\u{0}";
-        let (path, _) = self
-            .0
-            .iter()
-            .find(|(_, m)| m == marker)
-            .expect("scratch is place 0");
-        PathBuf::from(path)
+        Places {
+            scratch: scratch.to_owned(),
+            marks: places,
+        }
     }
 
     fn marked(&self, text: &str) -> String {
-        (self.0.iter()).fold(text.to_owned(), |text, (path, marker)| {
+        (self.marks.iter()).fold(text.to_owned(), |text, (path, marker)| {
             text.replace(path, marker)
         })
     }
 
     fn here(&self, text: &str) -> String {
-        (self.0.iter()).fold(text.to_owned(), |text, (path, marker)| {
+        (self.marks.iter()).fold(text.to_owned(), |text, (path, marker)| {
             text.replace(marker, path)
         })
     }
@@ -204,11 +201,10 @@ fn run_kept_at(
     dirs: &[PathBuf],
     run: impl FnOnce() -> Result<(Vec<Output>, bool)>,
 ) -> Result<Vec<Output>> {
-    let scratch = places.scratch();
     let here = |text: String| places.here(&text);
     if let Some(kept) = file.and_then(read::<KeptRun>) {
         for (name, content) in kept.files {
-            let path = scratch.join(name);
+            let path = places.scratch.join(name);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -234,11 +230,10 @@ fn run_kept_at(
 /// The outputs and the files under `dirs`, with the places marked; `None` if
 /// a file is not UTF-8 text.
 fn snapshot(places: &Places, dirs: &[PathBuf], outputs: &[Output]) -> Option<KeptRun> {
-    let scratch = places.scratch();
     let marked = |text: String| places.marked(&text);
     let mut files = Vec::new();
     for dir in dirs {
-        let name = dir.strip_prefix(&scratch).ok()?;
+        let name = dir.strip_prefix(&places.scratch).ok()?;
         for file in files_under(dir) {
             let content = String::from_utf8(std::fs::read(dir.join(&file)).ok()?).ok()?;
             files.push((
