@@ -15,7 +15,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde::Deserialize;
 
-use crate::plumbing::workspace::cargo_run_vars;
+use crate::plumbing::workspace::without_cargo_run_vars;
 
 /// A test process to run: a test binary, or cargo's doc-tests.
 #[derive(Debug)]
@@ -51,11 +50,7 @@ pub struct Finished {
 /// `--package …`): builds the test binaries, and returns one job for each and
 /// one for the doc-tests. cargo's progress and diagnostics go to stderr.
 pub fn build(dir: &Path, selection: &[String]) -> Result<Vec<TestJob>> {
-    let mut cargo = Command::new("cargo");
-    for var in cargo_run_vars() {
-        cargo.env_remove(var);
-    }
-    let output = cargo
+    let output = without_cargo_run_vars(&mut Command::new("cargo"))
         .args([
             "test",
             "--no-run",
@@ -210,10 +205,9 @@ fn run_one(job: TestJob, envs: &Envs, log: &Path) -> Result<Finished> {
     let mut command = Command::new(&job.program);
     // Not the variables `cargo run` set for xtask (nor those cargo would set for
     // a test): the builds a test runs would inherit them (`workspace::is_cargo_run_var`).
-    for var in cargo_run_vars() {
-        command.env_remove(var);
-    }
-    command.args(&job.args).current_dir(&job.dir);
+    without_cargo_run_vars(&mut command)
+        .args(&job.args)
+        .current_dir(&job.dir);
     for (name, value) in envs {
         match value {
             Some(value) => command.env(name, value),
@@ -232,10 +226,8 @@ fn run_one(job: TestJob, envs: &Envs, log: &Path) -> Result<Finished> {
     if !output.is_empty() {
         output.push_str("\n\n");
     }
-    for line in BufReader::new(File::open(log)?).lines() {
-        output.push_str(&line?);
-        output.push('\n');
-    }
+    // Lossy: a test may print any bytes, and its output still counts.
+    output.push_str(&String::from_utf8_lossy(&std::fs::read(log)?));
     Ok(Finished {
         name: job.name,
         status,

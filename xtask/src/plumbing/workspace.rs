@@ -120,8 +120,17 @@ pub fn is_cargo_run_var(name: &str) -> bool {
         .contains(&name)
 }
 
+/// `command` (a cargo or a test that may run one) without this process's
+/// [`is_cargo_run_var`] variables.
+pub fn without_cargo_run_vars(command: &mut std::process::Command) -> &mut std::process::Command {
+    for var in cargo_run_vars() {
+        command.env_remove(var);
+    }
+    command
+}
+
 /// The names of this process's [`is_cargo_run_var`] variables.
-pub fn cargo_run_vars() -> Vec<String> {
+fn cargo_run_vars() -> Vec<String> {
     std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())
         .filter(|name| is_cargo_run_var(name))
