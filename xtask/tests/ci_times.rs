@@ -8,22 +8,40 @@ use std::process::Command;
 
 use support::{TempDir, assert_fails, assert_ok, stderr, stdout, xtask_in};
 
-fn write(root: &Path, files: &[(&str, &str)]) {
+/// A workspace at `root` of `files`, with its lock file.
+fn workspace(root: &Path, files: &[(&str, &str)]) {
     for (path, text) in files {
         let path = root.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
+    let lock = Command::new(env!("CARGO"))
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        lock.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lock.stderr)
+    );
 }
+
+/// A package's manifest.
+fn package(name: &str) -> String {
+    format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n")
+}
+
+/// `cargo xtask ci` with only its test step.
+const TEST_STEP_ONLY: [&str; 9] = [
+    "ci", "--skip", "fmt", "--skip", "clippy", "--skip", "deny", "--skip", "assets",
+];
 
 #[test]
 fn ci_ends_with_the_slowest_test_binaries_and_their_times() {
     let dir = TempDir::new("ci-times");
     let root = dir.path().join("workspace");
-    let package = |name: &str| {
-        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n")
-    };
-    write(
+    workspace(
         &root,
         &[
             (
@@ -40,23 +58,10 @@ fn ci_ends_with_the_slowest_test_binaries_and_their_times() {
             ),
         ],
     );
-    let lock = Command::new(env!("CARGO"))
-        .args(["generate-lockfile", "--offline"])
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(
-        lock.status.success(),
-        "{}",
-        String::from_utf8_lossy(&lock.stderr)
-    );
     let target = dir.path().join("target");
-    let args = [
-        "ci", "--skip", "fmt", "--skip", "clippy", "--skip", "deny", "--skip", "assets",
-    ];
     let output = xtask_in(
         &root,
-        &args,
+        &TEST_STEP_ONLY,
         &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
     );
     assert_ok(&output);
@@ -92,28 +97,19 @@ fn meeting_workspace(dir: &Path) -> std::path::PathBuf {
              panic!(\"{other} never started while {me} ran\");\n}}\n"
         )
     };
-    write(
+    workspace(
         &root,
         &[
             (
                 "Cargo.toml",
                 "[workspace]\nresolver = \"3\"\nmembers = [\"xtask\"]\n",
             ),
-            (
-                "xtask/Cargo.toml",
-                "[package]\nname = \"pipeline\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
-            ),
+            ("xtask/Cargo.toml", &package("pipeline")),
             ("xtask/src/lib.rs", "\n"),
             ("xtask/tests/a.rs", &meet("a", "b")),
             ("xtask/tests/b.rs", &meet("b", "a")),
         ],
     );
-    let lock = Command::new(env!("CARGO"))
-        .args(["generate-lockfile", "--offline"])
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(lock.status.success());
     root
 }
 
@@ -125,19 +121,8 @@ fn test_binaries_run_at_once_and_a_failing_one_is_named_after_all_ran() {
     let run = |jobs: &str, meet: &str, seconds: &str| {
         let meet = dir.path().join(meet);
         std::fs::create_dir_all(&meet).unwrap();
-        let args = [
-            "ci",
-            "--skip",
-            "fmt",
-            "--skip",
-            "clippy",
-            "--skip",
-            "deny",
-            "--skip",
-            "assets",
-            "--test-jobs",
-            jobs,
-        ];
+        let mut args = TEST_STEP_ONLY.to_vec();
+        args.extend(["--test-jobs", jobs]);
         let envs = [
             ("CARGO_TARGET_DIR", target.to_str().unwrap()),
             ("MEET_DIR", meet.to_str().unwrap()),
