@@ -794,7 +794,7 @@ fn offline_checkers<const N: usize>(
     };
     let root = sh.current_dir();
     let places = output_cache::Places::new(scratch, &[&root]);
-    let (key, written) = batch_key(&places, scratch, &jobs);
+    let (key, written) = batch_key(&places, &jobs);
     match output_cache::outputs_and_files(key, &places, &written, run) {
         Ok(outputs) if outputs.len() == N => outputs.into_iter().map(Ok).collect::<Vec<_>>(),
         Ok(_) => (0..N)
@@ -815,7 +815,6 @@ fn offline_checkers<const N: usize>(
 /// each argument and the files it names; and the folders it writes in.
 fn batch_key(
     places: &output_cache::Places,
-    scratch: &Path,
     jobs: &[&[&OsStr]],
 ) -> (output_cache::Key, Vec<PathBuf>) {
     let mut key = output_cache::Key::new("offline_checkers.py batch");
@@ -832,7 +831,7 @@ fn batch_key(
         for arg in args.iter() {
             key.path_arg(arg, places);
             let path = Path::new(arg);
-            if path.is_dir() && path.starts_with(scratch) {
+            if path.is_dir() && path.starts_with(places.scratch()) {
                 written.push(path.to_path_buf());
             }
         }

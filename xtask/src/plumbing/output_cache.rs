@@ -167,6 +167,11 @@ impl Places {
         }
     }
 
+    /// The run's scratch folder.
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
+    }
+
     fn marked(&self, text: &str) -> String {
         (self.marks.iter()).fold(text.to_owned(), |text, (path, marker)| {
             text.replace(path, marker)
